@@ -1,0 +1,161 @@
+//! The crate's error type, with the Kafka error code each variant maps to.
+
+use std::io;
+use std::path::PathBuf;
+
+use kafka_protocol::ResponseError;
+
+use crate::config::ConfigError;
+use crate::record::RecordError;
+
+/// Everything the broker can refuse or fail at. Every variant maps to a Kafka error code
+/// ([`BrokerError::kafka_error`]) so the wire-protocol layer answers clients precisely.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// File or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Stored data failed validation (CRC, framing) where it was expected to be valid.
+    #[error("corrupt data in {path} at byte {position}: {source}")]
+    Corrupt {
+        /// Segment file.
+        path: PathBuf,
+        /// Byte position of the bad batch.
+        position: u64,
+        /// What was wrong.
+        #[source]
+        source: RecordError,
+    },
+    /// A produced batch is malformed (CORRUPT_MESSAGE).
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[source] RecordError),
+    /// A produced record breaks a topic rule, e.g. a null key on a compacted topic
+    /// (INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// A batch exceeds `max.message.bytes` (MESSAGE_TOO_LARGE).
+    #[error("record batch of {size} bytes exceeds max.message.bytes = {max}")]
+    MessageTooLarge {
+        /// Batch size in bytes.
+        size: usize,
+        /// The topic's limit.
+        max: usize,
+    },
+    /// The topic or partition does not exist (UNKNOWN_TOPIC_OR_PARTITION).
+    #[error("unknown topic or partition {topic}-{partition}")]
+    UnknownTopicOrPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition, or -1 when the topic itself is unknown.
+        partition: i32,
+    },
+    /// A topic with this name exists already (TOPIC_ALREADY_EXISTS).
+    #[error("topic `{0}` already exists")]
+    TopicAlreadyExists(String),
+    /// The topic name is illegal (INVALID_TOPIC_EXCEPTION).
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    /// Bad partition count (INVALID_PARTITIONS).
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    /// More replicas than brokers, or zero (INVALID_REPLICATION_FACTOR).
+    #[error("invalid replication factor {requested}: {available} broker(s) available")]
+    InvalidReplicationFactor {
+        /// Asked for.
+        requested: i32,
+        /// Brokers in the cluster.
+        available: i32,
+    },
+    /// Bad topic config (INVALID_CONFIG).
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// Fetch or list-offsets outside `[log start, log end]` (OFFSET_OUT_OF_RANGE).
+    #[error("offset {offset} is out of range for {topic}-{partition}: valid offsets are {log_start_offset}..={log_end_offset}")]
+    OffsetOutOfRange {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Requested offset.
+        offset: i64,
+        /// First offset in the log.
+        log_start_offset: i64,
+        /// Offset the next record will get.
+        log_end_offset: i64,
+    },
+    /// An idempotent producer's sequence is not the next one (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error(
+        "out of order sequence for producer {producer_id}: expected {expected}, got {received}"
+    )]
+    OutOfOrderSequence {
+        /// Producer id.
+        producer_id: i64,
+        /// Next expected sequence.
+        expected: i32,
+        /// Sequence received.
+        received: i32,
+    },
+    /// The producer's epoch is older than the partition's (INVALID_PRODUCER_EPOCH).
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        /// Producer id.
+        producer_id: i64,
+        /// Epoch received.
+        epoch: i16,
+        /// Current epoch.
+        current: i16,
+    },
+    /// The broker is shutting down or the data directory is closed (KAFKA_STORAGE_ERROR).
+    #[error("the broker is shut down")]
+    Closed,
+    /// Another process holds the data directory's lock.
+    #[error("data directory {0} is locked by another broker process")]
+    DataDirLocked(PathBuf),
+    /// Broker metadata on disk is unreadable.
+    #[error("unreadable broker metadata in {path}: {reason}")]
+    Metadata {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl BrokerError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The Kafka error code a client should receive for this error.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            Self::Io { .. } | Self::Closed | Self::DataDirLocked(_) | Self::Metadata { .. } => {
+                ResponseError::KafkaStorageError
+            }
+            Self::Corrupt { .. } | Self::InvalidBatch(_) => ResponseError::CorruptMessage,
+            Self::InvalidRecord(_) => ResponseError::InvalidRecord,
+            Self::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+            Self::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
+            Self::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            Self::InvalidTopic(_) => ResponseError::InvalidTopicException,
+            Self::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            Self::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+            Self::InvalidConfig(_) => ResponseError::InvalidConfig,
+            Self::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            Self::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            Self::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

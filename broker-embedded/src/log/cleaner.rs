@@ -1,0 +1,247 @@
+//! Log compaction (`cleanup.policy=compact`): keep the latest record per key in the sealed
+//! segments, drop tombstones once their delete horizon has passed.
+//!
+//! The pass works on a snapshot of the sealed segments (immutable files), without holding the
+//! partition lock: appends continue meanwhile. Each changed segment is written to
+//! `<base>.log.cleaned`, fsynced, and swapped in under the lock only if the original is still
+//! in place (retention may have deleted it meanwhile). The active segment is never touched.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::info;
+
+use super::segment::Segment;
+use super::{PartitionLog, SegmentView};
+use crate::error::{BrokerError, Result};
+use crate::record::{decode_records, encode_batch, BatchHeader, BatchSpec, BATCH_HEADER_LEN};
+
+/// What one cleaner pass did to one partition (or, summed, to a broker).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanerStats {
+    /// Segments deleted by retention.
+    pub segments_deleted: usize,
+    /// Segments rewritten by compaction.
+    pub segments_cleaned: usize,
+    /// Records removed by compaction (superseded values and expired tombstones).
+    pub records_removed: u64,
+    /// Bytes of the rewritten segments before compaction.
+    pub bytes_before: u64,
+    /// Bytes of the rewritten segments after compaction.
+    pub bytes_after: u64,
+}
+
+impl std::ops::AddAssign for CleanerStats {
+    fn add_assign(&mut self, o: Self) {
+        self.segments_deleted += o.segments_deleted;
+        self.segments_cleaned += o.segments_cleaned;
+        self.records_removed += o.records_removed;
+        self.bytes_before += o.bytes_before;
+        self.bytes_after += o.bytes_after;
+    }
+}
+
+/// Calls `f(position, header, batch bytes)` for every batch of a segment view, in order.
+pub(crate) fn for_each_batch(
+    v: &SegmentView,
+    mut f: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 20, &*v.file);
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| BrokerError::io(&v.path, e))?;
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    while pos + BATCH_HEADER_LEN as u64 <= v.size {
+        buf.resize(BATCH_HEADER_LEN, 0);
+        reader
+            .read_exact(&mut buf)
+            .map_err(|e| BrokerError::io(&v.path, e))?;
+        let corrupt = |source| BrokerError::Corrupt {
+            path: v.path.clone(),
+            position: pos,
+            source,
+        };
+        let h = BatchHeader::parse(&buf).map_err(corrupt)?;
+        if pos + h.size() as u64 > v.size {
+            break;
+        }
+        buf.resize(h.size(), 0);
+        reader
+            .read_exact(&mut buf[BATCH_HEADER_LEN..])
+            .map_err(|e| BrokerError::io(&v.path, e))?;
+        f(pos, &h, &buf)?;
+        pos += h.size() as u64;
+    }
+    Ok(())
+}
+
+impl PartitionLog {
+    /// Runs one compaction pass at `now_ms`. Without `force`, logs whose dirty ratio is below
+    /// `min.cleanable.dirty.ratio` are skipped.
+    pub fn compact(&self, now_ms: i64, force: bool) -> Result<CleanerStats> {
+        let (views, config) = self.sealed_segment_views();
+        let mut stats = CleanerStats::default();
+        if !config.cleanup_policy.compact || views.is_empty() {
+            return Ok(stats);
+        }
+        let lag = config.min_compaction_lag_ms;
+        let cleanable: Vec<SegmentView> = views
+            .into_iter()
+            .take_while(|v| now_ms.saturating_sub(v.max_timestamp) >= lag)
+            .collect();
+        if cleanable.is_empty() {
+            return Ok(stats);
+        }
+        if !force {
+            let first_dirty = self.first_dirty_offset();
+            let total: u64 = cleanable.iter().map(|v| v.size).sum();
+            let dirty: u64 = cleanable
+                .iter()
+                .filter(|v| v.next_offset > first_dirty)
+                .map(|v| v.size)
+                .sum();
+            if total == 0 || (dirty as f64 / total as f64) < config.min_cleanable_dirty_ratio {
+                return Ok(stats);
+            }
+        }
+
+        // Pass 1: the latest offset of every key in the cleanable range.
+        let mut latest: HashMap<Bytes, i64> = HashMap::new();
+        for v in &cleanable {
+            for_each_batch(v, |pos, h, batch| {
+                if h.is_control() {
+                    return Ok(());
+                }
+                let records = decode_records(batch).map_err(|source| BrokerError::Corrupt {
+                    path: v.path.clone(),
+                    position: pos,
+                    source,
+                })?;
+                for r in records {
+                    if let Some(k) = r.key {
+                        latest.insert(k, r.offset);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+
+        // Pass 2: rewrite the segments that change.
+        let mut cleaned: Vec<(SegmentView, Segment, u64)> = Vec::new();
+        for v in &cleanable {
+            let mut out =
+                Segment::create_cleaned(self.dir(), v.base_offset, config.index_interval_bytes)?;
+            let mut changed = false;
+            let mut removed = 0u64;
+            for_each_batch(v, |pos, h, batch| {
+                if h.is_control() {
+                    return out.append(batch, h);
+                }
+                let records = decode_records(batch).map_err(|source| BrokerError::Corrupt {
+                    path: v.path.clone(),
+                    position: pos,
+                    source,
+                })?;
+                let old_horizon = h.has_delete_horizon().then_some(h.base_timestamp);
+                let total = records.len();
+                let kept: Vec<_> = records
+                    .into_iter()
+                    .filter(|r| {
+                        let latest_for_key = r
+                            .key
+                            .as_ref()
+                            .is_some_and(|k| latest.get(k) == Some(&r.offset));
+                        let expired_tombstone =
+                            r.value.is_none() && old_horizon.is_some_and(|hz| now_ms >= hz);
+                        latest_for_key && !expired_tombstone
+                    })
+                    .collect();
+                removed += (total - kept.len()) as u64;
+                let has_tombstone = kept.iter().any(|r| r.value.is_none());
+                let horizon = match old_horizon {
+                    Some(hz) => Some(hz),
+                    None if has_tombstone => {
+                        Some(now_ms.saturating_add(config.delete_retention_ms))
+                    }
+                    None => None,
+                };
+                if kept.len() == total && horizon == old_horizon {
+                    return out.append(batch, h);
+                }
+                changed = true;
+                if kept.is_empty() {
+                    return Ok(());
+                }
+                let spec = BatchSpec {
+                    base_offset: h.base_offset,
+                    compression: h.compression().map_err(BrokerError::InvalidBatch)?,
+                    timestamp_type: h.timestamp_type(),
+                    transactional: h.is_transactional(),
+                    control: false,
+                    producer_id: h.producer_id,
+                    producer_epoch: h.producer_epoch,
+                    base_sequence: h.base_sequence,
+                    partition_leader_epoch: h.partition_leader_epoch,
+                    last_offset_delta: Some(h.last_offset_delta),
+                    delete_horizon_ms: horizon,
+                };
+                let bytes = encode_batch(&spec, &kept).map_err(BrokerError::InvalidBatch)?;
+                let nh = BatchHeader::parse(&bytes).map_err(BrokerError::InvalidBatch)?;
+                out.append(&bytes, &nh)
+            })?;
+            if changed {
+                out.seal()?;
+                out.flush()?;
+                out.set_next_offset(v.next_offset);
+                cleaned.push((v.clone(), out, removed));
+            } else {
+                let _ = out.delete_files();
+            }
+        }
+        let upto = cleanable.last().map_or(0, |v| v.next_offset);
+        self.swap_cleaned(cleaned, &mut stats)?;
+        self.set_first_dirty_offset(upto);
+        if stats.segments_cleaned > 0 {
+            info!(
+                topic = self.topic(),
+                partition = self.partition(),
+                segments = stats.segments_cleaned,
+                records_removed = stats.records_removed,
+                bytes_before = stats.bytes_before,
+                bytes_after = stats.bytes_after,
+                "compacted"
+            );
+        }
+        Ok(stats)
+    }
+
+    fn swap_cleaned(
+        &self,
+        cleaned: Vec<(SegmentView, Segment, u64)>,
+        stats: &mut CleanerStats,
+    ) -> Result<()> {
+        let mut inner = self.inner.lock();
+        for (v, out, removed) in cleaned {
+            let same = inner
+                .segments
+                .get(&v.base_offset)
+                .is_some_and(|s| Arc::ptr_eq(&s.file(), &v.file));
+            if same && !inner.deleted {
+                let after = out.size();
+                if let Some(seg) = inner.segments.get_mut(&v.base_offset) {
+                    seg.replace_with(out)?;
+                }
+                stats.segments_cleaned += 1;
+                stats.records_removed += removed;
+                stats.bytes_before += v.size;
+                stats.bytes_after += after;
+            } else {
+                let _ = out.delete_files();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! Per-partition idempotent/transactional producer state, as Kafka keeps it: for each producer
+//! id, its epoch, the metadata of its last five batches (so a retried batch is recognised and
+//! answered with its original offsets), and the first offset of its open transaction.
+//!
+//! The state is snapshotted to `<offset, 20 digits>.snapshot` files in the partition directory
+//! (at segment rolls and on clean shutdown) and rebuilt on open from the newest snapshot at or
+//! below the log end plus a replay of the batches after it.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+use crate::error::{BrokerError, Result};
+use crate::record::BatchHeader;
+
+/// Batches remembered per producer for duplicate detection (Kafka's
+/// `max.in.flight.requests.per.connection` limit for idempotence is 5).
+pub const MAX_REMEMBERED_BATCHES: usize = 5;
+
+const SNAPSHOT_VERSION: i16 = 1;
+
+/// Sequence and offset range of one appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMetadata {
+    /// Sequence of the first record.
+    pub first_seq: i32,
+    /// Sequence of the last record.
+    pub last_seq: i32,
+    /// Offset of the first record.
+    pub first_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// Largest timestamp in the batch.
+    pub max_timestamp: i64,
+}
+
+/// What the partition remembers about one producer id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerEntry {
+    /// Current epoch.
+    pub epoch: i16,
+    /// Last batches, oldest first.
+    pub batches: VecDeque<BatchMetadata>,
+    /// First offset of the producer's open transaction, if any.
+    pub current_txn_first_offset: Option<i64>,
+    /// Timestamp of the last append.
+    pub last_timestamp: i64,
+}
+
+/// Outcome of checking a producer batch before appending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SequenceCheck {
+    /// New data: append it.
+    Append,
+    /// A retry of a batch already in the log: answer with its original offsets.
+    Duplicate(BatchMetadata),
+}
+
+#[derive(Debug)]
+pub(crate) struct ProducerStateManager {
+    dir: PathBuf,
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+fn next_sequence(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+pub(crate) fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}.snapshot"))
+}
+
+impl ProducerStateManager {
+    pub(crate) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            producers: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Kafka's sequence rules for a batch from a client.
+    pub(crate) fn check(&self, h: &BatchHeader) -> Result<SequenceCheck> {
+        if !h.has_producer_id() {
+            return Ok(SequenceCheck::Append);
+        }
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            // Unknown producer (new, or its state expired): accept any starting sequence.
+            return Ok(SequenceCheck::Append);
+        };
+        if h.producer_epoch < entry.epoch {
+            return Err(BrokerError::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        if h.is_control() {
+            return Ok(SequenceCheck::Append);
+        }
+        if h.producer_epoch > entry.epoch {
+            if h.base_sequence != 0 {
+                return Err(BrokerError::OutOfOrderSequence {
+                    producer_id: h.producer_id,
+                    expected: 0,
+                    received: h.base_sequence,
+                });
+            }
+            return Ok(SequenceCheck::Append);
+        }
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == h.last_sequence())
+        {
+            return Ok(SequenceCheck::Duplicate(*dup));
+        }
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |b| next_sequence(b.last_seq));
+        if h.base_sequence != expected {
+            return Err(BrokerError::OutOfOrderSequence {
+                producer_id: h.producer_id,
+                expected,
+                received: h.base_sequence,
+            });
+        }
+        Ok(SequenceCheck::Append)
+    }
+
+    /// Records an appended batch (base offset already assigned).
+    pub(crate) fn update(&mut self, h: &BatchHeader) {
+        if !h.has_producer_id() {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+                current_txn_first_offset: None,
+                last_timestamp: h.max_timestamp,
+            });
+        if h.producer_epoch > entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
+        if h.is_control() {
+            entry.current_txn_first_offset = None;
+            return;
+        }
+        if h.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(h.base_offset);
+        }
+        if h.base_sequence >= 0 {
+            if entry.batches.len() == MAX_REMEMBERED_BATCHES {
+                entry.batches.pop_front();
+            }
+            entry.batches.push_back(BatchMetadata {
+                first_seq: h.base_sequence,
+                last_seq: h.last_sequence(),
+                first_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                max_timestamp: h.max_timestamp,
+            });
+        }
+    }
+
+    /// Offset of the oldest open transaction (the last stable offset bound), if any.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.current_txn_first_offset)
+            .min()
+    }
+
+    /// Writes the state as of `offset` atomically.
+    pub(crate) fn write_snapshot(&self, offset: i64) -> Result<()> {
+        let mut body = Vec::with_capacity(16 + self.producers.len() * 64);
+        body.extend_from_slice(&(self.producers.len() as i32).to_be_bytes());
+        let mut ids: Vec<_> = self.producers.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(e) = self.producers.get(&id) else {
+                continue;
+            };
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&e.epoch.to_be_bytes());
+            body.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
+            body.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            body.push(e.batches.len() as u8);
+            for b in &e.batches {
+                body.extend_from_slice(&b.first_seq.to_be_bytes());
+                body.extend_from_slice(&b.last_seq.to_be_bytes());
+                body.extend_from_slice(&b.first_offset.to_be_bytes());
+                body.extend_from_slice(&b.last_offset.to_be_bytes());
+                body.extend_from_slice(&b.max_timestamp.to_be_bytes());
+            }
+        }
+        let mut out = Vec::with_capacity(body.len() + 6);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out.extend_from_slice(&body);
+        let path = snapshot_path(&self.dir, offset);
+        crate::fsutil::write_atomic(&path, &out)
+    }
+
+    fn read_snapshot(path: &Path) -> std::result::Result<HashMap<i64, ProducerEntry>, String> {
+        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+        let mut r = Cursor { b: &bytes, pos: 0 };
+        let version = i16::from_be_bytes(r.take::<2>()?);
+        if version != SNAPSHOT_VERSION {
+            return Err(format!("unknown snapshot version {version}"));
+        }
+        let crc = u32::from_be_bytes(r.take::<4>()?);
+        if crc32c::crc32c(&bytes[6..]) != crc {
+            return Err("snapshot CRC mismatch".into());
+        }
+        let count = i32::from_be_bytes(r.take::<4>()?);
+        let mut map = HashMap::new();
+        for _ in 0..count.max(0) {
+            let id = i64::from_be_bytes(r.take::<8>()?);
+            let epoch = i16::from_be_bytes(r.take::<2>()?);
+            let txn = i64::from_be_bytes(r.take::<8>()?);
+            let last_timestamp = i64::from_be_bytes(r.take::<8>()?);
+            let n = r.take::<1>()?[0] as usize;
+            let mut batches = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                batches.push_back(BatchMetadata {
+                    first_seq: i32::from_be_bytes(r.take::<4>()?),
+                    last_seq: i32::from_be_bytes(r.take::<4>()?),
+                    first_offset: i64::from_be_bytes(r.take::<8>()?),
+                    last_offset: i64::from_be_bytes(r.take::<8>()?),
+                    max_timestamp: i64::from_be_bytes(r.take::<8>()?),
+                });
+            }
+            map.insert(
+                id,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    current_txn_first_offset: (txn >= 0).then_some(txn),
+                    last_timestamp,
+                },
+            );
+        }
+        Ok(map)
+    }
+
+    /// Snapshot offsets present in the directory, ascending.
+    pub(crate) fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".snapshot") {
+                if let Ok(o) = stem.parse::<i64>() {
+                    out.push(o);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Loads the newest readable snapshot at or below `log_end`, deleting newer ones (they
+    /// describe truncated data) and unreadable ones. Returns the offset replay must start from.
+    pub(crate) fn load(&mut self, log_end: i64) -> Result<i64> {
+        let snaps = Self::list_snapshots(&self.dir).map_err(|e| BrokerError::io(&self.dir, e))?;
+        let mut from = 0;
+        self.producers.clear();
+        for &o in snaps.iter().rev() {
+            let path = snapshot_path(&self.dir, o);
+            if o > log_end {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            match Self::read_snapshot(&path) {
+                Ok(map) => {
+                    self.producers = map;
+                    from = o;
+                    break;
+                }
+                Err(reason) => {
+                    warn!(snapshot = %path.display(), %reason, "ignoring unreadable producer-state snapshot");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        Ok(from)
+    }
+
+    /// Keeps the newest `keep` snapshots.
+    pub(crate) fn prune_snapshots(&self, keep: usize) {
+        if let Ok(snaps) = Self::list_snapshots(&self.dir) {
+            let n = snaps.len().saturating_sub(keep);
+            for o in &snaps[..n] {
+                let _ = fs::remove_file(snapshot_path(&self.dir, *o));
+            }
+        }
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
+        let slice = self
+            .b
+            .get(self.pos..self.pos + N)
+            .ok_or_else(|| "truncated snapshot".to_string())?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(slice);
+        self.pos += N;
+        Ok(a)
+    }
+}

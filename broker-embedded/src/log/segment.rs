@@ -1,0 +1,461 @@
+//! One log segment: a `.log` file of concatenated record batches plus its sparse indexes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::index::{remove_if_exists, Index, OffsetEntry, TimeEntry};
+use crate::error::{BrokerError, Result};
+use crate::record::{BatchHeader, RecordError, BATCH_HEADER_LEN, NO_TIMESTAMP};
+
+/// `<base offset, 20 digits>.<ext>`, Kafka's segment file naming.
+pub(crate) fn segment_file_name(base_offset: i64, ext: &str) -> String {
+    format!("{base_offset:020}.{ext}")
+}
+
+/// What a recovery scan found wrong and cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Truncation {
+    pub(crate) valid_bytes: u64,
+    pub(crate) removed_bytes: u64,
+    pub(crate) reason: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: i64,
+    log_path: PathBuf,
+    file: Arc<File>,
+    size: u64,
+    next_offset: i64,
+    offset_index: Index<OffsetEntry>,
+    time_index: Index<TimeEntry>,
+    bytes_since_index: u64,
+    max_timestamp: i64,
+    first_batch_timestamp: Option<i64>,
+    index_interval: u64,
+    unflushed: bool,
+}
+
+fn open_rw(path: &Path, create_new: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true);
+    if create_new {
+        o.create(true).truncate(true);
+    }
+    o.open(path)
+}
+
+/// Reads exactly `len` bytes at `pos`.
+pub(crate) fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, pos)?;
+    Ok(buf)
+}
+
+impl Segment {
+    /// Creates an empty segment (truncating leftovers with the same name).
+    pub(crate) fn create(dir: &Path, base_offset: i64, index_interval: u64) -> Result<Self> {
+        let log_path = dir.join(segment_file_name(base_offset, "log"));
+        let file = open_rw(&log_path, true).map_err(|e| BrokerError::io(&log_path, e))?;
+        let mut seg = Self::with_file(dir, base_offset, log_path, file, index_interval);
+        seg.offset_index
+            .set_path(dir.join(segment_file_name(base_offset, "index")));
+        seg.time_index
+            .set_path(dir.join(segment_file_name(base_offset, "timeindex")));
+        Ok(seg)
+    }
+
+    fn with_file(
+        dir: &Path,
+        base_offset: i64,
+        log_path: PathBuf,
+        file: File,
+        index_interval: u64,
+    ) -> Self {
+        Self {
+            base_offset,
+            log_path,
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            offset_index: Index::empty(dir.join(segment_file_name(base_offset, "index"))),
+            time_index: Index::empty(dir.join(segment_file_name(base_offset, "timeindex"))),
+            bytes_since_index: 0,
+            max_timestamp: NO_TIMESTAMP,
+            first_batch_timestamp: None,
+            index_interval,
+            unflushed: false,
+        }
+    }
+
+    /// Opens an existing segment. With `trusted` (clean shutdown, or wholly below the recovery
+    /// point) the indexes are loaded and only checked for consistency; otherwise every batch is
+    /// validated (CRC included), the indexes rebuilt and a corrupt or torn tail truncated.
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+        trusted: bool,
+    ) -> Result<(Self, Option<Truncation>)> {
+        let log_path = dir.join(segment_file_name(base_offset, "log"));
+        let file = open_rw(&log_path, false).map_err(|e| BrokerError::io(&log_path, e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| BrokerError::io(&log_path, e))?
+            .len();
+        let mut seg = Self::with_file(dir, base_offset, log_path.clone(), file, index_interval);
+        seg.size = file_len;
+        if trusted {
+            let oi = Index::<OffsetEntry>::load(dir.join(segment_file_name(base_offset, "index")))
+                .map_err(|e| BrokerError::io(&log_path, e))?;
+            let ti =
+                Index::<TimeEntry>::load(dir.join(segment_file_name(base_offset, "timeindex")))
+                    .map_err(|e| BrokerError::io(&log_path, e))?;
+            match (oi, ti) {
+                (Some(oi), Some(ti)) if oi.is_consistent(file_len) && ti.is_consistent() => {
+                    let tail_start = oi.entries().last().map_or(0, |e| u64::from(e.position));
+                    seg.max_timestamp = ti.last().map_or(NO_TIMESTAMP, |e| e.timestamp);
+                    seg.offset_index = oi;
+                    seg.time_index = ti;
+                    let truncation = seg.scan_from(tail_start, false)?;
+                    return Ok((seg, truncation));
+                }
+                _ => {
+                    warn!(segment = %log_path.display(), "index files missing or inconsistent; rebuilding them from the log");
+                }
+            }
+        }
+        let truncation = seg.scan_from(0, true)?;
+        Ok((seg, truncation))
+    }
+
+    /// Walks the batches from `start` to the end of the file, validating each one. With
+    /// `rebuild`, the indexes are rebuilt from scratch; otherwise only positions after the
+    /// existing index entries are added. Truncates at the first invalid batch.
+    fn scan_from(&mut self, start: u64, rebuild: bool) -> Result<Option<Truncation>> {
+        if rebuild {
+            self.offset_index = Index::empty(self.offset_index_path());
+            self.time_index = Index::empty(self.time_index_path());
+            self.offset_index.set_path(self.offset_index_path());
+            self.time_index.set_path(self.time_index_path());
+            self.max_timestamp = NO_TIMESTAMP;
+            self.bytes_since_index = 0;
+        }
+        let file_len = self.size;
+        let file = Arc::clone(&self.file);
+        let mut reader = BufReader::with_capacity(1 << 20, &*file);
+        reader
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        let mut pos = start;
+        let mut header_buf = [0u8; BATCH_HEADER_LEN];
+        let mut batch = Vec::new();
+        let mut failure: Option<String> = None;
+        let mut first_ts = None;
+        while pos < file_len {
+            let remaining = file_len - pos;
+            if remaining < BATCH_HEADER_LEN as u64 {
+                failure = Some(format!("torn batch header ({remaining} bytes)"));
+                break;
+            }
+            reader
+                .read_exact(&mut header_buf)
+                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            let header = match BatchHeader::parse(&header_buf) {
+                Ok(h) => h,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            };
+            let size = header.size() as u64;
+            if size > remaining {
+                failure = Some(
+                    RecordError::Truncated {
+                        needed: header.size(),
+                        available: remaining as usize,
+                    }
+                    .to_string(),
+                );
+                break;
+            }
+            if header.base_offset < self.base_offset
+                || header.last_offset() - self.base_offset > i64::from(u32::MAX)
+                || (pos > 0 && header.base_offset < self.next_offset)
+            {
+                failure = Some(format!(
+                    "batch offsets {}..={} do not follow {} in segment {}",
+                    header.base_offset,
+                    header.last_offset(),
+                    self.next_offset,
+                    self.base_offset
+                ));
+                break;
+            }
+            batch.clear();
+            batch.extend_from_slice(&header_buf);
+            batch.resize(size as usize, 0);
+            reader
+                .read_exact(&mut batch[BATCH_HEADER_LEN..])
+                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            if let Err(e) = BatchHeader::parse_and_validate(&batch) {
+                failure = Some(e.to_string());
+                break;
+            }
+            if first_ts.is_none() && pos == 0 {
+                first_ts = Some(header.max_timestamp);
+            }
+            let already_indexed = !rebuild
+                && self
+                    .offset_index
+                    .last()
+                    .is_some_and(|e| u64::from(e.position) >= pos);
+            self.track(&header, pos, already_indexed);
+            pos += size;
+        }
+        if first_ts.is_some() {
+            self.first_batch_timestamp = first_ts;
+        } else if self.first_batch_timestamp.is_none() && pos > 0 {
+            // Trusted open with a tail scan: the first batch was not re-read.
+            self.first_batch_timestamp = self.read_first_timestamp();
+        }
+        self.size = pos;
+        if let Some(reason) = failure {
+            let removed = file_len - pos;
+            warn!(
+                segment = %self.log_path.display(),
+                valid_bytes = pos,
+                removed_bytes = removed,
+                %reason,
+                "truncating a corrupt or torn segment tail at the last valid batch"
+            );
+            self.file
+                .set_len(pos)
+                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            self.file
+                .sync_all()
+                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            self.offset_index
+                .truncate_while(|e| u64::from(e.position) < pos);
+            let next_rel = self.next_offset - self.base_offset;
+            self.time_index
+                .truncate_while(|e| i64::from(e.relative_offset) < next_rel);
+            self.persist_indexes(true)?;
+            return Ok(Some(Truncation {
+                valid_bytes: pos,
+                removed_bytes: removed,
+                reason,
+            }));
+        }
+        if rebuild {
+            self.persist_indexes(true)?;
+        }
+        Ok(None)
+    }
+
+    fn read_first_timestamp(&self) -> Option<i64> {
+        let buf = read_at(&self.file, 0, BATCH_HEADER_LEN).ok()?;
+        BatchHeader::parse(&buf).ok().map(|h| h.max_timestamp)
+    }
+
+    fn offset_index_path(&self) -> PathBuf {
+        self.log_path.with_extension("index")
+    }
+
+    fn time_index_path(&self) -> PathBuf {
+        self.log_path.with_extension("timeindex")
+    }
+
+    /// Updates offsets, timestamps and (every `index.interval.bytes`) the indexes for a batch
+    /// written at `pos`.
+    fn track(&mut self, header: &BatchHeader, pos: u64, already_indexed: bool) {
+        self.next_offset = header.next_offset();
+        if self.first_batch_timestamp.is_none() {
+            self.first_batch_timestamp = Some(header.max_timestamp);
+        }
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+        }
+        self.bytes_since_index += header.size() as u64;
+        if self.bytes_since_index >= self.index_interval || pos == 0 {
+            self.bytes_since_index = 0;
+            if already_indexed {
+                return;
+            }
+            let rel = (header.last_offset() - self.base_offset) as u32;
+            self.offset_index.push(OffsetEntry {
+                relative_offset: rel,
+                position: pos as u32,
+            });
+            self.maybe_index_time(rel);
+        }
+    }
+
+    fn maybe_index_time(&mut self, rel: u32) {
+        let newer = self
+            .time_index
+            .last()
+            .is_none_or(|e| self.max_timestamp > e.timestamp && rel >= e.relative_offset);
+        if newer && self.max_timestamp != NO_TIMESTAMP {
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: rel,
+            });
+        }
+    }
+
+    /// Appends one validated batch whose base offset has been assigned.
+    pub(crate) fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<()> {
+        let pos = self.size;
+        self.file
+            .write_all_at(batch, pos)
+            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        self.size += batch.len() as u64;
+        self.unflushed = true;
+        self.track(header, pos, false);
+        Ok(())
+    }
+
+    /// fsyncs the log file and writes (and fsyncs) pending index entries.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        if self.unflushed {
+            self.file
+                .sync_data()
+                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            self.unflushed = false;
+        }
+        self.persist_indexes(true)
+    }
+
+    /// Writes pending index entries (without fsync unless `sync`).
+    pub(crate) fn persist_indexes(&mut self, sync: bool) -> Result<()> {
+        self.offset_index
+            .flush(sync)
+            .map_err(|e| BrokerError::io(self.offset_index_path(), e))?;
+        self.time_index
+            .flush(sync)
+            .map_err(|e| BrokerError::io(self.time_index_path(), e))
+    }
+
+    /// Called when the segment stops being the active one: records its final max timestamp
+    /// in the time index (as Kafka does on roll) and persists the indexes.
+    pub(crate) fn seal(&mut self) -> Result<()> {
+        if self.next_offset > self.base_offset {
+            let rel = (self.next_offset - 1 - self.base_offset) as u32;
+            self.maybe_index_time(rel);
+        }
+        self.persist_indexes(false)
+    }
+
+    pub(crate) fn file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    pub(crate) fn first_batch_timestamp(&self) -> Option<i64> {
+        self.first_batch_timestamp
+    }
+
+    pub(crate) fn offset_index_bytes(&self) -> u64 {
+        self.offset_index.len_bytes()
+    }
+
+    pub(crate) fn is_unflushed(&self) -> bool {
+        self.unflushed
+    }
+
+    pub(crate) fn mark_flushed(&mut self) {
+        self.unflushed = false;
+    }
+
+    /// Byte position from which a scan for `offset` should start.
+    pub(crate) fn position_for(&self, offset: i64) -> u64 {
+        let rel = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        u64::from(self.offset_index.lookup(rel))
+    }
+
+    /// First relative offset whose records may have a timestamp `>= target`.
+    pub(crate) fn offset_for_time_scan(&self, target: i64) -> i64 {
+        match self.time_index.lookup_before(target) {
+            Some(rel) => self.base_offset + i64::from(rel) + 1,
+            None => self.base_offset,
+        }
+    }
+
+    /// Removes the segment's files.
+    pub(crate) fn delete_files(&self) -> io::Result<()> {
+        remove_if_exists(&self.log_path)?;
+        self.offset_index.delete_file()?;
+        self.time_index.delete_file()
+    }
+
+    /// Replaces this segment's files by a cleaned copy: the old indexes are removed first (a
+    /// crash in between leaves a segment without indexes, which is rebuilt on open), then the
+    /// cleaned log is renamed over the old one and the new indexes written.
+    pub(crate) fn replace_with(&mut self, mut cleaned: Segment) -> Result<()> {
+        self.offset_index
+            .delete_file()
+            .map_err(|e| BrokerError::io(self.offset_index_path(), e))?;
+        self.time_index
+            .delete_file()
+            .map_err(|e| BrokerError::io(self.time_index_path(), e))?;
+        std::fs::rename(&cleaned.log_path, &self.log_path)
+            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        cleaned.log_path = self.log_path.clone();
+        cleaned
+            .offset_index
+            .set_path(self.log_path.with_extension("index"));
+        cleaned
+            .time_index
+            .set_path(self.log_path.with_extension("timeindex"));
+        cleaned.persist_indexes(true)?;
+        *self = cleaned;
+        Ok(())
+    }
+
+    /// A new segment written to `<base>.log.cleaned`, used by the compactor.
+    pub(crate) fn create_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+    ) -> Result<Self> {
+        let log_path = dir.join(segment_file_name(base_offset, "log.cleaned"));
+        let file = open_rw(&log_path, true).map_err(|e| BrokerError::io(&log_path, e))?;
+        let mut seg = Self::with_file(dir, base_offset, log_path, file, index_interval);
+        // Index files are only written once the cleaned segment replaces the original.
+        seg.offset_index
+            .set_path(dir.join(segment_file_name(base_offset, "index.cleaned")));
+        seg.time_index
+            .set_path(dir.join(segment_file_name(base_offset, "timeindex.cleaned")));
+        Ok(seg)
+    }
+
+    /// For a cleaned segment: keep the original's next offset (trailing records may be gone).
+    pub(crate) fn set_next_offset(&mut self, next: i64) {
+        self.next_offset = self.next_offset.max(next);
+    }
+}
