@@ -3,6 +3,8 @@
 //! records (those not deleted by retention), in order, and timestamp lookups must agree with
 //! the model.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use broker_embedded::record::{encode_batch, BatchSpec, Record};
@@ -12,11 +14,18 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: Vec<(Option<Vec<u8>>, Vec<u8>, i64)> },
+    Append {
+        records: Vec<(Option<Vec<u8>>, Vec<u8>, i64)>,
+    },
     Roll,
-    Reopen { clean: bool },
+    Reopen {
+        clean: bool,
+    },
     RetainBytes(u64),
-    RetainMs { now: i64, retention: i64 },
+    RetainMs {
+        now: i64,
+        retention: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,18 +44,22 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config(retention_bytes: i64, retention_ms: i64) -> Arc<LogConfig> {
-    let mut c = LogConfig::default();
-    c.segment_bytes = 1_500;
-    c.index_interval_bytes = 200;
-    c.retention_bytes = retention_bytes;
-    c.retention_ms = retention_ms;
-    c.segment_ms = i64::MAX / 2;
-    Arc::new(c)
+    Arc::new(LogConfig {
+        segment_bytes: 1_500,
+        index_interval_bytes: 200,
+        retention_bytes,
+        retention_ms,
+        segment_ms: i64::MAX / 2,
+        ..LogConfig::default()
+    })
 }
 
+/// (offset, key, value, timestamp) of an acknowledged record.
+type ModelRecord = (i64, Option<Vec<u8>>, Vec<u8>, i64);
+
 struct Model {
-    /// (offset, key, value, timestamp) of every acknowledged record still expected.
-    records: Vec<(i64, Option<Vec<u8>>, Vec<u8>, i64)>,
+    /// Every acknowledged record, in offset order.
+    records: Vec<ModelRecord>,
 }
 
 fn read_all(log: &PartitionLog) -> Vec<Record> {
@@ -54,7 +67,9 @@ fn read_all(log: &PartitionLog) -> Vec<Record> {
     let mut offset = start;
     let mut out = Vec::new();
     loop {
-        let data = log.read(offset, 700, IsolationLevel::ReadUncommitted).unwrap();
+        let data = log
+            .read(offset, 700, IsolationLevel::ReadUncommitted)
+            .unwrap();
         if data.records.is_empty() {
             break;
         }
@@ -85,7 +100,11 @@ fn check(log: &PartitionLog, model: &Model) {
             .filter(|r| r.0 >= start)
             .find(|r| r.3 >= target)
             .map(|r| (r.0, r.3));
-        assert_eq!(log.offset_for_timestamp(target).unwrap(), want, "timestamp {target}");
+        assert_eq!(
+            log.offset_for_timestamp(target).unwrap(),
+            want,
+            "timestamp {target}"
+        );
     }
 }
 

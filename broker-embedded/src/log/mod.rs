@@ -789,10 +789,7 @@ impl PartitionLog {
             }
             let config = Arc::clone(&inner.config);
             if config.retention_ms >= 0 {
-                loop {
-                    let Some((&base, seg)) = inner.segments.iter().next() else {
-                        break;
-                    };
+                while let Some((&base, seg)) = inner.segments.iter().next() {
                     let expired = !seg.is_empty()
                         && seg.max_timestamp() >= 0
                         && now_ms.saturating_sub(seg.max_timestamp()) > config.retention_ms;

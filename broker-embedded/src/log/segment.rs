@@ -123,7 +123,14 @@ impl Segment {
                     seg.offset_index = oi;
                     seg.time_index = ti;
                     let truncation = seg.scan_from(tail_start, false)?;
-                    return Ok((seg, truncation));
+                    let limit = seg.next_offset - seg.base_offset;
+                    let within = |rel: Option<u32>| rel.is_none_or(|r| i64::from(r) < limit);
+                    if within(seg.offset_index.last().map(|e| e.relative_offset))
+                        && within(seg.time_index.last().map(|e| e.relative_offset))
+                    {
+                        return Ok((seg, truncation));
+                    }
+                    warn!(segment = %log_path.display(), "index entries point past the end of the log; rebuilding them");
                 }
                 _ => {
                     warn!(segment = %log_path.display(), "index files missing or inconsistent; rebuilding them from the log");
