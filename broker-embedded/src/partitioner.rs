@@ -182,8 +182,8 @@ mod tests {
         // "hello".hashCode() == 99162322 and "".hashCode() == 0 in Java.
         assert_eq!(java_string_hash("hello"), 99_162_322);
         assert_eq!(java_string_hash(""), 0);
-        // Non-BMP characters hash as two UTF-16 surrogates: "😀".hashCode() == 1772897.
-        assert_eq!(java_string_hash("😀"), 1_772_897);
+        // Non-BMP characters hash as two UTF-16 surrogates: "😀".hashCode() == 0xD83D * 31 + 0xDE00.
+        assert_eq!(java_string_hash("😀"), 1_772_899);
         assert_eq!(java_abs(i32::MIN), 0);
     }
 
