@@ -1,0 +1,393 @@
+//! The RocksDB key-value store, its shared memory budget, and store-type markers.
+
+use std::fs;
+use std::io::Write;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
+    DB,
+};
+
+use crate::error::{Result, StoreError};
+use crate::restore::ChangelogRecord;
+use crate::store::{BatchEntry, Direction, KeyValue, KeyValueStore, Restorable, StateStore};
+
+/// Name of the file, inside a store directory, that records which type of store owns it.
+pub const STORE_TYPE_MARKER: &str = ".state-store-type";
+
+/// RocksDB settings shared by every store of an application instance.
+///
+/// The defaults bound memory as Kafka Streams' `BoundedMemoryRocksDBConfig` recipe does:
+/// one block cache for all stores, and memtables charged against it through a write-buffer
+/// manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RocksDbConfig {
+    /// Capacity of the block cache shared by all stores, in bytes.
+    pub block_cache_bytes: usize,
+    /// Limit of all memtables of all stores together, in bytes (charged to the block cache).
+    pub write_buffer_manager_bytes: usize,
+    /// Size of one memtable, in bytes.
+    pub write_buffer_size: usize,
+    /// Memtables per store before writes stall.
+    pub max_write_buffer_number: i32,
+    /// Disable the write-ahead log, as Kafka Streams does: the changelog is the source of
+    /// truth, and a checkpoint is written only after a flush.
+    pub disable_wal: bool,
+    /// Compress SST files with LZ4 (Kafka Streams' default is no compression).
+    pub lz4_compression: bool,
+}
+
+impl Default for RocksDbConfig {
+    fn default() -> Self {
+        RocksDbConfig {
+            block_cache_bytes: 64 << 20,
+            write_buffer_manager_bytes: 32 << 20,
+            write_buffer_size: 16 << 20,
+            max_write_buffer_number: 3,
+            disable_wal: true,
+            lz4_compression: false,
+        }
+    }
+}
+
+/// The block cache and write-buffer manager shared by the RocksDB stores of an
+/// application instance; cloning shares them.
+#[derive(Clone)]
+pub struct RocksDbResources {
+    config: RocksDbConfig,
+    cache: Cache,
+    write_buffer_manager: WriteBufferManager,
+}
+
+impl std::fmt::Debug for RocksDbResources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbResources")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocksDbResources {
+    /// Creates the shared cache and write-buffer manager for `config`.
+    pub fn new(config: RocksDbConfig) -> Result<Self> {
+        if config.block_cache_bytes == 0 || config.write_buffer_size == 0 {
+            return Err(StoreError::InvalidArgument(
+                "block_cache_bytes and write_buffer_size must be positive".to_owned(),
+            ));
+        }
+        if config.max_write_buffer_number < 1 {
+            return Err(StoreError::InvalidArgument(
+                "max_write_buffer_number must be at least 1".to_owned(),
+            ));
+        }
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let write_buffer_manager = WriteBufferManager::new_write_buffer_manager_with_cache(
+            config.write_buffer_manager_bytes,
+            false,
+            cache.clone(),
+        );
+        Ok(RocksDbResources {
+            config,
+            cache,
+            write_buffer_manager,
+        })
+    }
+
+    /// The configuration these resources were made from.
+    pub fn config(&self) -> &RocksDbConfig {
+        &self.config
+    }
+
+    /// Bytes currently held by the shared block cache (memtables included).
+    pub fn cache_usage(&self) -> usize {
+        self.cache.get_usage()
+    }
+
+    fn options(&self) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        table.set_block_size(4096);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_block_based_table_factory(&table);
+        opts.set_write_buffer_manager(&self.write_buffer_manager);
+        opts.set_write_buffer_size(self.config.write_buffer_size);
+        opts.set_max_write_buffer_number(self.config.max_write_buffer_number);
+        opts.set_compression_type(if self.config.lz4_compression {
+            rocksdb::DBCompressionType::Lz4
+        } else {
+            rocksdb::DBCompressionType::None
+        });
+        opts
+    }
+}
+
+/// Checks the store-type marker of `dir`, writing it if the directory is new. Fails with
+/// [`StoreError::StoreTypeMismatch`] when the directory belongs to another store type.
+pub(crate) fn check_or_write_marker(dir: &Path, store_type: &str) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let marker = dir.join(STORE_TYPE_MARKER);
+    match fs::read_to_string(&marker) {
+        Ok(found) => {
+            let found = found.trim();
+            if found == store_type {
+                Ok(())
+            } else {
+                Err(StoreError::StoreTypeMismatch {
+                    path: dir.to_owned(),
+                    expected: store_type.to_owned(),
+                    found: found.to_owned(),
+                })
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A directory with RocksDB files but no marker was not made by this crate for
+            // this type: refuse rather than guess.
+            let has_db = dir.join("CURRENT").exists();
+            if has_db {
+                return Err(StoreError::StoreTypeMismatch {
+                    path: dir.to_owned(),
+                    expected: store_type.to_owned(),
+                    found: "unmarked RocksDB instance".to_owned(),
+                });
+            }
+            let mut f = fs::File::create(&marker).map_err(|e| StoreError::io(&marker, e))?;
+            f.write_all(store_type.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| StoreError::io(&marker, e))
+        }
+        Err(e) => Err(StoreError::io(&marker, e)),
+    }
+}
+
+/// A key-value store in its own RocksDB instance, ordered by key bytes.
+pub struct RocksDbKeyValueStore {
+    name: String,
+    path: PathBuf,
+    db: Option<DB>,
+    options: Options,
+    write_options: WriteOptions,
+    restore_options: WriteOptions,
+}
+
+impl std::fmt::Debug for RocksDbKeyValueStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbKeyValueStore")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("open", &self.db.is_some())
+            .finish()
+    }
+}
+
+/// Store type recorded in the marker of a RocksDB key-value store.
+pub(crate) const KV_STORE_TYPE: &str = "key-value";
+
+impl RocksDbKeyValueStore {
+    /// Opens (creating if needed) the store `name` in directory `path`, usually
+    /// [`TaskDirectory::store_path`](crate::TaskDirectory::store_path).
+    ///
+    /// Fails with [`StoreError::StoreTypeMismatch`] if the directory holds another store type
+    /// and with [`StoreError::Locked`] if another process (or handle) has it open.
+    pub fn open(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        resources: &RocksDbResources,
+    ) -> Result<Self> {
+        Self::open_typed(name.into(), path.into(), resources, KV_STORE_TYPE)
+    }
+
+    pub(crate) fn open_typed(
+        name: String,
+        path: PathBuf,
+        resources: &RocksDbResources,
+        store_type: &str,
+    ) -> Result<Self> {
+        check_or_write_marker(&path, store_type)?;
+        let options = resources.options();
+        let db =
+            DB::open(&options, &path).map_err(|e| StoreError::from_rocksdb(&name, &path, e))?;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(resources.config.disable_wal);
+        let mut restore_options = WriteOptions::default();
+        restore_options.disable_wal(true);
+        tracing::debug!(store = %name, path = %path.display(), "opened RocksDB store");
+        Ok(RocksDbKeyValueStore {
+            name,
+            path,
+            db: Some(db),
+            options,
+            write_options,
+            restore_options,
+        })
+    }
+
+    /// Directory of the RocksDB instance.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db(&self) -> Result<&DB> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| StoreError::closed(&self.name))
+    }
+
+    fn err(&self, e: rocksdb::Error) -> StoreError {
+        StoreError::from_rocksdb(&self.name, &self.path, e)
+    }
+
+    /// Closes the store and deletes its directory.
+    pub(crate) fn destroy(mut self) -> Result<()> {
+        self.db = None;
+        DB::destroy(&self.options, &self.path).map_err(|e| self.err(e))?;
+        match fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(&self.path, e)),
+        }
+    }
+
+    fn apply_batch(&self, batch: WriteBatch, restore: bool) -> Result<()> {
+        let opts = if restore {
+            &self.restore_options
+        } else {
+            &self.write_options
+        };
+        self.db()?.write_opt(batch, opts).map_err(|e| self.err(e))
+    }
+}
+
+/// The smallest key strictly greater than `key`.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(key.len() + 1);
+    v.extend_from_slice(key);
+    v.push(0);
+    v
+}
+
+impl StateStore for RocksDbKeyValueStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+    fn is_open(&self) -> bool {
+        self.db.is_some()
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.db()?.flush().map_err(|e| self.err(e))
+    }
+    fn close(&mut self) -> Result<()> {
+        if let Some(db) = self.db.as_ref() {
+            db.flush().map_err(|e| self.err(e))?;
+        }
+        self.db = None;
+        Ok(())
+    }
+}
+
+impl Restorable for RocksDbKeyValueStore {
+    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for r in records {
+            match &r.value {
+                Some(v) => batch.put(&r.key, v),
+                None => batch.delete(&r.key),
+            }
+        }
+        self.apply_batch(batch, true)
+    }
+}
+
+impl KeyValueStore for RocksDbKeyValueStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db()?
+            .get_pinned(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| self.err(e))
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.db()?
+            .put_opt(key, value, &self.write_options)
+            .map_err(|e| self.err(e))
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let old = self.get(key)?;
+        if old.is_some() {
+            self.db()?
+                .delete_opt(key, &self.write_options)
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(old)
+    }
+
+    fn write_batch(&mut self, entries: &[BatchEntry]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in entries {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
+            }
+        }
+        self.apply_batch(batch, false)
+    }
+
+    fn scan(
+        &self,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        direction: Direction,
+    ) -> Result<Vec<KeyValue>> {
+        let db = self.db()?;
+        if crate::memory::bounds_empty(lower, upper) {
+            return Ok(Vec::new());
+        }
+        let mut read = ReadOptions::default();
+        match lower {
+            Bound::Included(l) => read.set_iterate_lower_bound(l.to_vec()),
+            Bound::Excluded(l) => read.set_iterate_lower_bound(successor(l)),
+            Bound::Unbounded => {}
+        }
+        match upper {
+            Bound::Included(u) => read.set_iterate_upper_bound(successor(u)),
+            Bound::Excluded(u) => read.set_iterate_upper_bound(u.to_vec()),
+            Bound::Unbounded => {}
+        }
+        let mut it = db.raw_iterator_opt(read);
+        let mut out = Vec::new();
+        match direction {
+            Direction::Forward => {
+                it.seek_to_first();
+                while let Some((k, v)) = it.item() {
+                    out.push((k.to_vec(), v.to_vec()));
+                    it.next();
+                }
+            }
+            Direction::Reverse => {
+                it.seek_to_last();
+                while let Some((k, v)) = it.item() {
+                    out.push((k.to_vec(), v.to_vec()));
+                    it.prev();
+                }
+            }
+        }
+        it.status().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    fn approximate_num_entries(&self) -> Result<u64> {
+        Ok(self
+            .db()?
+            .property_int_value("rocksdb.estimate-num-keys")
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0))
+    }
+}
