@@ -22,6 +22,10 @@ pub trait SegmentFactory: Send {
     fn destroy(&mut self, segment: Self::Segment) -> Result<()>;
     /// Reopens the segments that already exist (none for in-memory stores).
     fn existing(&mut self) -> Result<Vec<(i64, Self::Segment)>>;
+    /// Where the segments live, for error messages (empty for in-memory segments).
+    fn location(&self) -> PathBuf {
+        PathBuf::new()
+    }
     /// Persists the observed stream time (called on flush); no-op when not persistent.
     fn save_observed(&mut self, observed: i64) -> Result<()> {
         let _ = observed;
@@ -141,6 +145,10 @@ impl SegmentFactory for RocksDbSegmentFactory {
         Ok(out)
     }
 
+    fn location(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
     fn save_observed(&mut self, observed: i64) -> Result<()> {
         let path = self.dir.join(OBSERVED_FILE);
         let tmp = self.dir.join(format!("{OBSERVED_FILE}.tmp"));
@@ -163,6 +171,21 @@ impl SegmentFactory for RocksDbSegmentFactory {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(&path, e)),
         }
+    }
+}
+
+/// A corruption error for an undecodable key in `segment` of store `store`, before the
+/// location is known.
+pub(crate) fn corrupt_key_unlocated(
+    store: &str,
+    segment: &str,
+    kind: &str,
+    key: &[u8],
+) -> StoreError {
+    StoreError::Corruption {
+        store: store.to_owned(),
+        path: PathBuf::new(),
+        detail: format!("undecodable {kind} key {key:?} in segment `{segment}`"),
     }
 }
 
@@ -208,7 +231,7 @@ impl<F: SegmentFactory> Segments<F> {
         }
         let mut observed = self.factory.load_observed()?.unwrap_or(i64::MIN);
         for seg in self.segments.values().rev() {
-            if let Some(t) = max_time(seg)? {
+            if let Some(t) = max_time(seg).map_err(|e| self.with_location(e))? {
                 observed = observed.max(t);
                 break;
             }
@@ -217,6 +240,31 @@ impl<F: SegmentFactory> Segments<F> {
             self.observe(observed)?;
         }
         Ok(())
+    }
+
+    /// Fills in the segments' location in a corruption error raised without one.
+    fn with_location(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Corruption {
+                store,
+                path,
+                detail,
+            } if path.as_os_str().is_empty() => StoreError::Corruption {
+                store,
+                path: self.factory.location(),
+                detail,
+            },
+            other => other,
+        }
+    }
+
+    /// A corruption error for an undecodable key found in `segment`.
+    pub(crate) fn corrupt_key(&self, segment: &str, kind: &str, key: &[u8]) -> StoreError {
+        StoreError::Corruption {
+            store: self.name.clone(),
+            path: self.factory.location(),
+            detail: format!("undecodable {kind} key {key:?} in segment `{segment}`"),
+        }
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {

@@ -81,17 +81,10 @@ impl SegmentedSessionStore<RocksDbSegmentFactory> {
     }
 }
 
-fn corrupt_segment_key(segment: &str, key: &[u8]) -> StoreError {
-    StoreError::Corruption {
-        store: segment.to_owned(),
-        path: PathBuf::from(segment),
-        detail: format!("undecodable session segment key {key:?}"),
-    }
-}
-
 impl<F: SegmentFactory> SegmentedSessionStore<F> {
     /// A session store over segments made by `factory`; persisted segments are reopened.
     pub fn with_factory(name: String, factory: F, options: SessionStoreOptions) -> Result<Self> {
+        let store_name = name.clone();
         let mut segments = Segments::new(
             name,
             factory,
@@ -101,8 +94,9 @@ impl<F: SegmentFactory> SegmentedSessionStore<F> {
         segments.load_existing(|seg| {
             let mut max_end = None;
             for (k, _) in seg.all(Direction::Forward)? {
-                let (_, _, end) = decode_session_segment_key(&k)
-                    .ok_or_else(|| corrupt_segment_key(seg.name(), &k))?;
+                let (_, _, end) = decode_session_segment_key(&k).ok_or_else(|| {
+                    crate::segments::corrupt_key_unlocated(&store_name, seg.name(), "session", &k)
+                })?;
                 max_end = Some(max_end.map_or(end, |m: i64| m.max(end)));
             }
             Ok(max_end)
@@ -203,7 +197,7 @@ impl<F: SegmentFactory> SessionStore for SegmentedSessionStore<F> {
         for seg in self.segments.in_range(from_end, i64::MAX) {
             for (k, value) in seg.scan(Bound::Included(&lower), upper_b, Direction::Forward)? {
                 let (key, start, end) = decode_session_segment_key(&k)
-                    .ok_or_else(|| corrupt_segment_key(seg.name(), &k))?;
+                    .ok_or_else(|| self.segments.corrupt_key(seg.name(), "session", &k))?;
                 if end >= from_end && start <= latest_session_start {
                     out.push(SessionEntry {
                         key,

@@ -45,7 +45,11 @@ pub trait Restorable: StateStore {
     fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()>;
 }
 
-/// A byte-level key-value store, ordered by key bytes.
+/// A byte-level key-value store, ordered by key bytes (unsigned lexicographic).
+///
+/// Scans return their results collected in a `Vec` rather than as lazy iterators: no store
+/// handle or lock outlives the call, and decorators can merge results simply. Callers that
+/// need bounded memory scan bounded ranges.
 pub trait KeyValueStore: StateStore {
     /// The value stored under `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;

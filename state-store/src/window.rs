@@ -92,6 +92,7 @@ impl SegmentedWindowStore<RocksDbSegmentFactory> {
 impl<F: SegmentFactory> SegmentedWindowStore<F> {
     /// A window store over segments made by `factory`; persisted segments are reopened.
     pub fn with_factory(name: String, factory: F, options: WindowStoreOptions) -> Result<Self> {
+        let store_name = name.clone();
         let mut segments = Segments::new(
             name,
             factory,
@@ -102,8 +103,9 @@ impl<F: SegmentFactory> SegmentedWindowStore<F> {
         segments.load_existing(|seg| {
             let mut max_time = None;
             for (k, _) in seg.all(Direction::Forward)? {
-                let (_, ts, seq) = decode_window_segment_key(&k)
-                    .ok_or_else(|| corrupt_segment_key(seg.name(), &k))?;
+                let (_, ts, seq) = decode_window_segment_key(&k).ok_or_else(|| {
+                    crate::segments::corrupt_key_unlocated(&store_name, seg.name(), "window", &k)
+                })?;
                 max_time = Some(max_time.map_or(ts, |m: i64| m.max(ts)));
                 max_seq = max_seq.max(seq);
             }
@@ -166,7 +168,7 @@ impl<F: SegmentFactory> SegmentedWindowStore<F> {
         for seg in self.segments.in_range(from, time_to) {
             for (k, value) in seg.scan(lower_b, upper_b, Direction::Forward)? {
                 let (key, window_start, seq) = decode_window_segment_key(&k)
-                    .ok_or_else(|| corrupt_segment_key(seg.name(), &k))?;
+                    .ok_or_else(|| self.segments.corrupt_key(seg.name(), "window", &k))?;
                 if window_start >= from && window_start <= time_to {
                     out.push(WindowEntry {
                         key,
@@ -183,14 +185,6 @@ impl<F: SegmentFactory> SegmentedWindowStore<F> {
             });
         }
         Ok(out)
-    }
-}
-
-fn corrupt_segment_key(segment: &str, key: &[u8]) -> StoreError {
-    StoreError::Corruption {
-        store: segment.to_owned(),
-        path: PathBuf::from(segment),
-        detail: format!("undecodable window segment key {key:?}"),
     }
 }
 

@@ -696,3 +696,30 @@ fn invalid_ranges_are_typed_errors() {
     };
     assert!(err.to_string().contains("kv"));
 }
+
+#[test]
+fn undecodable_segment_keys_are_corruption_errors_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let res = common::small_resources();
+    let path = dir.path().join("w");
+    let mut win = RocksDbWindowStore::rocksdb("w", &path, &res, win_opts(false)).unwrap();
+    win.put(b"k", Some(b"v"), 15).unwrap();
+    win.close().unwrap();
+    // Damage the segment behind the store's back.
+    {
+        let db = rocksdb::DB::open_default(path.join("w.10")).unwrap();
+        db.put(b"garbage", b"x").unwrap();
+    }
+    match RocksDbWindowStore::rocksdb("w", &path, &res, win_opts(false)) {
+        Err(StoreError::Corruption {
+            store,
+            path: p,
+            detail,
+        }) => {
+            assert_eq!(store, "w");
+            assert_eq!(p, path);
+            assert!(detail.contains("w.10"), "{detail}");
+        }
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
