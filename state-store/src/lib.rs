@@ -44,6 +44,7 @@ mod segments;
 mod session;
 mod store;
 mod window;
+mod window_caching;
 
 pub use caching::{CacheFlushEntry, CacheFlushListener, CachingKeyValueStore};
 pub use checkpoint::{
@@ -77,3 +78,4 @@ pub use store::{
 pub use window::{
     InMemoryWindowStore, RocksDbWindowStore, SegmentedWindowStore, WindowStoreOptions,
 };
+pub use window_caching::{CachingWindowStore, WindowCacheFlushEntry, WindowCacheFlushListener};

@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use state_store::{
-    CacheFlushEntry, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangeLoggingSessionStore,
-    ChangeLoggingWindowStore, ChangelogRecord, Direction, InMemoryChangelog, InMemoryKeyValueStore,
-    InMemorySessionStore, InMemoryWindowStore, KeyValueStore, Metered, OffsetCheckpoint,
-    PreviousShutdown, RecordTimestamp, Restorable, RestoreListener, RestoreProgress, Restorer,
-    RocksDbKeyValueStore, RocksDbSessionStore, RocksDbWindowStore, SessionStore,
-    SessionStoreOptions, StateStore, StoreError, StoreMetrics, StoreOperation, TaskDirectory,
-    TopicPartition, WindowStore, WindowStoreOptions,
+    CacheFlushEntry, CachingKeyValueStore, CachingWindowStore, ChangeLoggingKeyValueStore,
+    ChangeLoggingSessionStore, ChangeLoggingWindowStore, ChangelogRecord, Direction,
+    InMemoryChangelog, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore,
+    KeyValueStore, Metered, OffsetCheckpoint, PreviousShutdown, RecordTimestamp, Restorable,
+    RestoreListener, RestoreProgress, Restorer, RocksDbKeyValueStore, RocksDbSessionStore,
+    RocksDbWindowStore, SessionStore, SessionStoreOptions, StateStore, StoreError, StoreMetrics,
+    StoreOperation, TaskDirectory, TopicPartition, WindowCacheFlushEntry, WindowStore,
+    WindowStoreOptions,
 };
 
 fn cases() -> ProptestConfig {
@@ -722,4 +723,65 @@ fn undecodable_segment_keys_are_corruption_errors_with_the_path() {
         }
         other => panic!("expected a corruption error, got {other:?}"),
     }
+}
+
+#[test]
+fn window_cache_coalesces_updates_per_window() {
+    let log = InMemoryChangelog::new();
+    let ts = RecordTimestamp::new();
+    let logged = ChangeLoggingWindowStore::new(
+        InMemoryWindowStore::in_memory("w", win_opts(false)).unwrap(),
+        log.clone(),
+        ts.clone(),
+    );
+    let mut cache = CachingWindowStore::new(logged, 1 << 20, ts.clone());
+    let flushed: Arc<Mutex<Vec<WindowCacheFlushEntry>>> = Arc::default();
+    let sink = flushed.clone();
+    cache.set_flush_listener(Box::new(move |e| sink.lock().unwrap().push(e.clone())));
+    for i in 0..30i64 {
+        ts.set(100 + i);
+        cache.put(b"k", Some(&[i as u8]), (i % 3) * 10).unwrap();
+    }
+    cache.put(b"gone", Some(b"x"), 0).unwrap();
+    cache.put(b"gone", None, 0).unwrap();
+    assert!(
+        log.records().unwrap().is_empty(),
+        "nothing reaches the changelog before a flush"
+    );
+    assert_eq!(cache.fetch(b"k", 20).unwrap(), Some(vec![29]));
+    cache.flush().unwrap();
+    let got = flushed.lock().unwrap().clone();
+    type Flushed = (Vec<u8>, i64, Option<Vec<u8>>, i64);
+    let mut summary: Vec<Flushed> = got
+        .iter()
+        .map(|e| {
+            (
+                e.key.clone(),
+                e.window_start,
+                e.new_value.clone(),
+                e.timestamp,
+            )
+        })
+        .collect();
+    summary.sort();
+    assert_eq!(
+        summary,
+        vec![
+            (b"gone".to_vec(), 0, None, 129),
+            (b"k".to_vec(), 0, Some(vec![27]), 127),
+            (b"k".to_vec(), 10, Some(vec![28]), 128),
+            (b"k".to_vec(), 20, Some(vec![29]), 129),
+        ]
+    );
+    let records = log.records().unwrap();
+    assert_eq!(records.len(), 4);
+    assert!(records.contains(&ChangelogRecord {
+        offset: records
+            .iter()
+            .position(|r| r.key == state_store::window_changelog_key(b"gone", 0, 0))
+            .unwrap() as i64,
+        key: state_store::window_changelog_key(b"gone", 0, 0),
+        value: None,
+        timestamp: 129,
+    }));
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use state_store::{
-    CachingKeyValueStore, ChangeLoggingKeyValueStore, Direction, InMemoryChangelog,
-    InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore, KeyValueStore, Metered,
-    RecordTimestamp, RocksDbKeyValueStore, RocksDbSessionStore, RocksDbWindowStore, SessionEntry,
-    SessionStore, SessionStoreOptions, StateStore, StoreError, StoreMetrics, WindowEntry,
-    WindowStore, WindowStoreOptions,
+    CachingKeyValueStore, CachingWindowStore, ChangeLoggingKeyValueStore, Direction,
+    InMemoryChangelog, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore,
+    KeyValueStore, Metered, RecordTimestamp, RocksDbKeyValueStore, RocksDbSessionStore,
+    RocksDbWindowStore, SessionEntry, SessionStore, SessionStoreOptions, StateStore, StoreError,
+    StoreMetrics, WindowEntry, WindowStore, WindowStoreOptions,
 };
 
 fn cases() -> ProptestConfig {
@@ -403,6 +403,24 @@ proptest! {
     fn window_in_memory_matches_model(ops in prop::collection::vec(win_op(), 1..60), dups in any::<bool>()) {
         let mut store = Some(InMemoryWindowStore::in_memory("w", window_options(dups)).unwrap());
         run_window_model(move || Box::new(store.take().unwrap()), false, dups, &ops)?;
+    }
+
+    #[test]
+    fn window_caching_in_memory_matches_model(ops in prop::collection::vec(win_op(), 1..60), cache_bytes in 0usize..1500) {
+        let inner = InMemoryWindowStore::in_memory("w", window_options(false)).unwrap();
+        let mut store = Some(CachingWindowStore::new(inner, cache_bytes, RecordTimestamp::new()));
+        run_window_model(move || Box::new(store.take().unwrap()), false, false, &ops)?;
+    }
+
+    #[test]
+    fn window_caching_rocksdb_matches_model(ops in prop::collection::vec(win_op(), 1..50), cache_bytes in 0usize..1500) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w");
+        let res = common::small_resources();
+        run_window_model(|| {
+            let inner = RocksDbWindowStore::rocksdb("w", &path, &res, window_options(false)).unwrap();
+            Box::new(CachingWindowStore::new(inner, cache_bytes, RecordTimestamp::new()))
+        }, true, false, &ops)?;
     }
 
     #[test]
