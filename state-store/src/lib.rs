@@ -42,6 +42,7 @@ mod restore;
 mod rocks;
 mod segments;
 mod session;
+mod session_caching;
 mod store;
 mod window;
 mod window_caching;
@@ -71,6 +72,7 @@ pub use segments::{InMemorySegmentFactory, RocksDbSegmentFactory, SegmentFactory
 pub use session::{
     InMemorySessionStore, RocksDbSessionStore, SegmentedSessionStore, SessionStoreOptions,
 };
+pub use session_caching::{CachingSessionStore, SessionCacheFlushEntry, SessionCacheFlushListener};
 pub use store::{
     BatchEntry, Direction, KeyValue, KeyValueStore, Restorable, SessionEntry, SessionStore,
     StateStore, WindowEntry, WindowStore,

@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use state_store::{
-    CacheFlushEntry, CachingKeyValueStore, CachingWindowStore, ChangeLoggingKeyValueStore,
-    ChangeLoggingSessionStore, ChangeLoggingWindowStore, ChangelogRecord, Direction,
-    InMemoryChangelog, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore,
-    KeyValueStore, Metered, OffsetCheckpoint, PreviousShutdown, RecordTimestamp, Restorable,
-    RestoreListener, RestoreProgress, Restorer, RocksDbKeyValueStore, RocksDbSessionStore,
-    RocksDbWindowStore, SessionStore, SessionStoreOptions, StateStore, StoreError, StoreMetrics,
-    StoreOperation, TaskDirectory, TopicPartition, WindowCacheFlushEntry, WindowStore,
-    WindowStoreOptions,
+    CacheFlushEntry, CachingKeyValueStore, CachingSessionStore, CachingWindowStore,
+    ChangeLoggingKeyValueStore, ChangeLoggingSessionStore, ChangeLoggingWindowStore,
+    ChangelogRecord, Direction, InMemoryChangelog, InMemoryKeyValueStore, InMemorySessionStore,
+    InMemoryWindowStore, KeyValueStore, Metered, OffsetCheckpoint, PreviousShutdown,
+    RecordTimestamp, Restorable, RestoreListener, RestoreProgress, Restorer, RocksDbKeyValueStore,
+    RocksDbSessionStore, RocksDbWindowStore, SessionCacheFlushEntry, SessionStore,
+    SessionStoreOptions, StateStore, StoreError, StoreMetrics, StoreOperation, TaskDirectory,
+    TopicPartition, WindowCacheFlushEntry, WindowStore, WindowStoreOptions,
 };
 
 fn cases() -> ProptestConfig {
@@ -784,4 +784,43 @@ fn window_cache_coalesces_updates_per_window() {
         value: None,
         timestamp: 129,
     }));
+}
+
+#[test]
+fn session_cache_coalesces_merges() {
+    let log = InMemoryChangelog::new();
+    let ts = RecordTimestamp::new();
+    let logged = ChangeLoggingSessionStore::new(
+        InMemorySessionStore::in_memory("s", ses_opts()).unwrap(),
+        log.clone(),
+        ts.clone(),
+    );
+    let mut cache = CachingSessionStore::new(logged, 1 << 20, ts.clone());
+    let flushed: Arc<Mutex<Vec<SessionCacheFlushEntry>>> = Arc::default();
+    let sink = flushed.clone();
+    cache.set_flush_listener(Box::new(move |e| sink.lock().unwrap().push(e.clone())));
+    // A session growing as records arrive: each merge removes the old session and writes
+    // the merged one.
+    cache.put(b"k", 0, 10, b"1").unwrap();
+    cache.remove(b"k", 0, 10).unwrap();
+    cache.put(b"k", 0, 20, b"2").unwrap();
+    cache.put(b"k", 0, 20, b"3").unwrap();
+    assert!(log.records().unwrap().is_empty());
+    assert_eq!(cache.find_sessions(b"k", 5, 5).unwrap().len(), 1);
+    cache.flush().unwrap();
+    let got: Vec<(i64, i64, Option<Vec<u8>>)> = flushed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.start, e.end, e.new_value.clone()))
+        .collect();
+    assert_eq!(got, vec![(0, 10, None), (0, 20, Some(b"3".to_vec()))]);
+    let keys: Vec<Vec<u8>> = log.records().unwrap().into_iter().map(|r| r.key).collect();
+    assert_eq!(
+        keys,
+        vec![
+            state_store::session_changelog_key(b"k", 0, 10),
+            state_store::session_changelog_key(b"k", 0, 20)
+        ]
+    );
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use state_store::{
-    CachingKeyValueStore, CachingWindowStore, ChangeLoggingKeyValueStore, Direction,
-    InMemoryChangelog, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore,
+    CachingKeyValueStore, CachingSessionStore, CachingWindowStore, ChangeLoggingKeyValueStore,
+    Direction, InMemoryChangelog, InMemoryKeyValueStore, InMemorySessionStore, InMemoryWindowStore,
     KeyValueStore, Metered, RecordTimestamp, RocksDbKeyValueStore, RocksDbSessionStore,
     RocksDbWindowStore, SessionEntry, SessionStore, SessionStoreOptions, StateStore, StoreError,
     StoreMetrics, WindowEntry, WindowStore, WindowStoreOptions,
@@ -618,6 +618,24 @@ proptest! {
     fn session_in_memory_matches_model(ops in prop::collection::vec(ses_op(), 1..60)) {
         let mut store = Some(InMemorySessionStore::in_memory("s", session_options()).unwrap());
         run_session_model(move || Box::new(store.take().unwrap()), false, &ops)?;
+    }
+
+    #[test]
+    fn session_caching_in_memory_matches_model(ops in prop::collection::vec(ses_op(), 1..60), cache_bytes in 0usize..1500) {
+        let inner = InMemorySessionStore::in_memory("s", session_options()).unwrap();
+        let mut store = Some(CachingSessionStore::new(inner, cache_bytes, RecordTimestamp::new()));
+        run_session_model(move || Box::new(store.take().unwrap()), false, &ops)?;
+    }
+
+    #[test]
+    fn session_caching_rocksdb_matches_model(ops in prop::collection::vec(ses_op(), 1..50), cache_bytes in 0usize..1500) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let res = common::small_resources();
+        run_session_model(|| {
+            let inner = RocksDbSessionStore::rocksdb("s", &path, &res, session_options()).unwrap();
+            Box::new(CachingSessionStore::new(inner, cache_bytes, RecordTimestamp::new()))
+        }, true, &ops)?;
     }
 
     #[test]
