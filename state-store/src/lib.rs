@@ -3,7 +3,10 @@
 //! The state layer of the streams runtime: byte-level key-value, window and session stores
 //! (RocksDB-backed and in-memory), the decorator layers Kafka Streams stacks on them
 //! (metered → caching → change-logging → store), `.checkpoint` files, unclean-shutdown
-//! detection and restoration from changelog records.
+//! detection and restoration from changelog records. Caching exists for all three store
+//! kinds ([`CachingKeyValueStore`], [`CachingWindowStore`], [`CachingSessionStore`]);
+//! change-logging uses Kafka Streams' changelog key layouts
+//! ([`window_changelog_key`], [`session_changelog_key`]).
 //!
 //! It knows nothing of topologies or brokers and must not depend on `broker-embedded`,
 //! `streams-core` or `streams-dsl`: it talks to the outside through [`ChangelogSink`]
@@ -22,12 +25,44 @@
 //! before it writes the checkpoint, so a checkpoint never claims more than the stores hold;
 //! after a crash, restoring from the checkpointed offset + 1 rebuilds the exact contents.
 //!
+//! A task's life cycle: [`TaskDirectory::open`] reports the checkpoint and whether the last
+//! run ended uncleanly ([`PreviousShutdown::Unclean`]: under exactly-once, call
+//! [`TaskDirectory::wipe_stores`]); open the stores; [`Restorer::restore`] from
+//! [`Restorer::start_offset`] to the changelog end; process, calling
+//! [`TaskDirectory::checkpoint_stores`] on every commit; finally
+//! [`TaskDirectory::close_clean`].
+//!
+//! ## Stacking the layers
+//! The runtime builds each store as Kafka Streams does, outermost first: metered → caching →
+//! change-logging → inner store. Caching coalesces writes per key until a flush (a commit);
+//! only then do they reach the changelog, once per key.
+//!
 //! ```
-//! use state_store::{InMemoryKeyValueStore, KeyValueStore, Direction};
-//! let mut store = InMemoryKeyValueStore::new("counts");
-//! store.put(b"a", b"1")?;
-//! store.put(b"b", b"2")?;
-//! assert_eq!(store.range(b"a", b"b", Direction::Reverse)?.len(), 2);
+//! use std::sync::Arc;
+//! use state_store::{
+//!     CachingKeyValueStore, ChangeLoggingKeyValueStore, InMemoryChangelog,
+//!     InMemoryKeyValueStore, KeyValueStore, Metered, RecordTimestamp, StateStore,
+//!     StoreMetrics, StoreOperation,
+//! };
+//!
+//! let changelog = InMemoryChangelog::new();
+//! let time = RecordTimestamp::new();
+//! let metrics = Arc::new(StoreMetrics::new());
+//! let logged = ChangeLoggingKeyValueStore::new(
+//!     InMemoryKeyValueStore::new("counts"), changelog.clone(), time.clone());
+//! let cached = CachingKeyValueStore::new(logged, 10 << 20, time.clone());
+//! let mut store = Metered::new(cached, metrics.clone());
+//!
+//! for word in ["a", "b", "a", "a"] {
+//!     time.set(1_000);
+//!     let n = store.get(word.as_bytes())?.map_or(0, |v| v[0]);
+//!     store.put(word.as_bytes(), &[n + 1])?;
+//! }
+//! assert!(changelog.records()?.is_empty()); // nothing logged before the commit
+//! store.flush()?;                           // commit: one changelog record per key
+//! assert_eq!(changelog.records()?.len(), 2);
+//! assert_eq!(store.get(b"a")?, Some(vec![3]));
+//! assert_eq!(metrics.stats(StoreOperation::Put).count, 4);
 //! # Ok::<(), state_store::StoreError>(())
 //! ```
 
