@@ -271,6 +271,9 @@ struct Inner {
     committed: RwLock<HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>>,
     offsets_lock: Mutex<()>,
     closed: AtomicBool,
+    cluster_id: String,
+    /// Woken after every append to any partition (for fetches spanning partitions).
+    any_append: tokio::sync::Notify,
     stop: Arc<Stop>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     _lock_file: File,
@@ -292,6 +295,19 @@ struct Inner {
 #[derive(Clone)]
 pub struct Broker {
     inner: Arc<Inner>,
+    /// Shared by every user-held clone: when the last one goes, the broker shuts down on the
+    /// dropping thread (background threads hold handles without it).
+    _guard: Option<Arc<ShutdownOnDrop>>,
+}
+
+struct ShutdownOnDrop(Arc<Inner>);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.shutdown() {
+            error!(error = %e, "broker shutdown on drop failed; the next open will run recovery");
+        }
+    }
 }
 
 impl std::fmt::Debug for Broker {
@@ -399,8 +415,22 @@ impl Broker {
             Err(e) => return Err(BrokerError::io(&pid_path, e)),
         };
 
+        let cluster_path = dir.join(META_DIR).join("cluster-id");
+        let cluster_id = match fs::read_to_string(&cluster_path) {
+            Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+            Ok(_) | Err(_) => {
+                use base64::Engine;
+                let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(Uuid::new_v4().as_bytes());
+                write_atomic(&cluster_path, id.as_bytes())?;
+                id
+            }
+        };
+
         let inner = Arc::new(Inner {
             config,
+            cluster_id,
+            any_append: tokio::sync::Notify::new(),
             topics: RwLock::new(topics),
             meta_lock: Mutex::new(()),
             producer_ids: Mutex::new(ProducerIdAllocator {
@@ -418,7 +448,11 @@ impl Broker {
             threads: Mutex::new(Vec::new()),
             _lock_file: lock_file,
         });
-        let broker = Self { inner };
+        let guard = Some(Arc::new(ShutdownOnDrop(Arc::clone(&inner))));
+        let broker = Self {
+            inner,
+            _guard: guard,
+        };
         broker.load_committed_offsets()?;
         broker.start_background_threads()?;
         Ok(broker)
@@ -450,6 +484,27 @@ impl Broker {
     /// The broker's configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.config
+    }
+
+    /// The cluster id (persisted in the data directory, Kafka's base64url UUID format).
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+
+    /// A future that completes at the next append to any partition. Create it *before*
+    /// checking for data, then await it, so that no append is missed.
+    pub fn appended_anywhere(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.any_append.notified()
+    }
+
+    /// The topic id of a topic.
+    pub fn topic_id(&self, name: &str) -> Result<Uuid> {
+        Ok(self.topic(name)?.record.read().id)
+    }
+
+    /// Whether the broker has been shut down.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
     }
 
     fn check_open(&self) -> Result<()> {
@@ -508,10 +563,9 @@ impl Broker {
         )
     }
 
-    /// Creates a topic. Errors: illegal name, a name that exists (or collides with one after
-    /// Kafka's `.`/`_` normalisation), zero partitions, a replication factor above the number
-    /// of brokers, unknown or ill-typed configs.
-    pub fn create_topic(&self, new: NewTopic) -> Result<Uuid> {
+    /// Checks everything [`Broker::create_topic`] checks, without creating anything
+    /// (CreateTopics with `validate_only`).
+    pub fn validate_new_topic(&self, new: &NewTopic) -> Result<()> {
         self.check_open()?;
         validate_topic_name(&new.name).map_err(BrokerError::InvalidTopic)?;
         if new.partitions == 0 {
@@ -536,6 +590,31 @@ impl Broker {
                 available: 1,
             });
         }
+        self.inner.config.log_defaults.resolve(&new.configs)?;
+        let topics = self.inner.topics.read();
+        if topics.contains_key(&new.name) {
+            return Err(BrokerError::TopicAlreadyExists(new.name.clone()));
+        }
+        let norm = new.name.replace('.', "_");
+        if let Some(other) = topics.keys().find(|t| t.replace('.', "_") == norm) {
+            return Err(BrokerError::InvalidTopic(format!(
+                "topic `{}` collides with existing topic `{other}` ('.' and '_' are interchangeable in metric names)",
+                new.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates a topic. Errors: illegal name, a name that exists (or collides with one after
+    /// Kafka's `.`/`_` normalisation), zero partitions, a replication factor above the number
+    /// of brokers, unknown or ill-typed configs.
+    pub fn create_topic(&self, new: NewTopic) -> Result<Uuid> {
+        self.validate_new_topic(&new)?;
+        let rf = if new.replication_factor == -1 {
+            1
+        } else {
+            new.replication_factor
+        };
         let log_config = Arc::new(self.inner.config.log_defaults.resolve(&new.configs)?);
         let _guard = self.inner.meta_lock.lock();
         {
@@ -584,6 +663,8 @@ impl Broker {
             }),
         );
         self.persist_metadata()?;
+        // A re-created topic must not inherit an old recovery point for its partitions.
+        self.write_recovery_checkpoint()?;
         info!(topic = %new.name, partitions = new.partitions, %id, "created topic");
         Ok(id)
     }
@@ -610,6 +691,7 @@ impl Broker {
             fs::rename(log.dir(), &doomed).map_err(|e| BrokerError::io(log.dir(), e))?;
             fs::remove_dir_all(&doomed).map_err(|e| BrokerError::io(&doomed, e))?;
         }
+        self.write_recovery_checkpoint()?;
         info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -619,6 +701,11 @@ impl Broker {
         let topic = self.topic(name)?;
         let _guard = self.inner.meta_lock.lock();
         let current = topic.record.read().partitions;
+        if total > 100_000 {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "{total} partitions is more than this broker supports (100000)"
+            )));
+        }
         if total <= current {
             return Err(BrokerError::InvalidPartitions(format!(
                 "topic `{name}` has {current} partitions; the new count must be larger, not {total}"
@@ -750,8 +837,11 @@ impl Broker {
         batches: &mut [u8],
         origin: AppendOrigin,
     ) -> Result<AppendInfo> {
-        self.log(topic, partition)?
-            .append(batches, origin, now_ms())
+        let info = self
+            .log(topic, partition)?
+            .append(batches, origin, now_ms())?;
+        self.inner.any_append.notify_waiters();
+        Ok(info)
     }
 
     /// Encodes `records` into one batch and appends it to `partition`.
@@ -763,7 +853,37 @@ impl Broker {
     ) -> Result<AppendInfo> {
         let log = self.log(topic, partition)?;
         let mut batch = encode_produce_batch(records)?;
-        log.append(&mut batch, AppendOrigin::Client, now_ms())
+        let info = log.append(&mut batch, AppendOrigin::Client, now_ms())?;
+        self.inner.any_append.notify_waiters();
+        Ok(info)
+    }
+
+    /// Reads whole batches from `offset` without waiting (one partition of a Fetch).
+    pub fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+    ) -> Result<FetchData> {
+        self.log(topic, partition)?
+            .read_with(offset, max_bytes, isolation, true)
+    }
+
+    /// As [`Broker::read_partition`]; with `min_one_batch = false` a first batch larger than
+    /// `max_bytes` is left out (KIP-74: only the first partition of a response may exceed).
+    pub fn read_partition_with(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+        min_one_batch: bool,
+    ) -> Result<FetchData> {
+        self.log(topic, partition)?
+            .read_with(offset, max_bytes, isolation, min_one_batch)
     }
 
     /// Reads from `offset` waiting up to `options.max_wait` for `options.min_bytes`, like a
@@ -1127,6 +1247,7 @@ impl Inner {
             .flat_map(|t| t.logs.read().clone())
             .collect();
         let mut text = format!("0\n{}\n", logs.len());
+        self.any_append.notify_waiters();
         for log in &logs {
             log.close()?;
             log.appended.notify_waiters();
@@ -1162,7 +1283,10 @@ fn flusher_loop(weak: Weak<Inner>, stop: Arc<Stop>, checkpoint_every: Duration) 
             return;
         }
         let Some(inner) = weak.upgrade() else { return };
-        let broker = Broker { inner };
+        let broker = Broker {
+            inner,
+            _guard: None,
+        };
         for log in broker.all_logs() {
             if let Err(e) = log.flush_if_due() {
                 error!(topic = log.topic(), partition = log.partition(), error = %e, "background flush failed");
@@ -1183,7 +1307,10 @@ fn cleaner_loop(weak: Weak<Inner>, stop: Arc<Stop>, every: Duration) {
             return;
         }
         let Some(inner) = weak.upgrade() else { return };
-        let broker = Broker { inner };
+        let broker = Broker {
+            inner,
+            _guard: None,
+        };
         match broker.run_cleaner_pass_at(now_ms(), false) {
             Ok(s) if s != CleanerStats::default() => debug!(?s, "cleaner pass"),
             Ok(_) | Err(BrokerError::Closed) => {}

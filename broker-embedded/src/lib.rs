@@ -54,6 +54,7 @@ mod log;
 mod offsets;
 mod partitioner;
 pub mod record;
+mod server;
 
 pub use broker::{
     decode_fetched, AlterConfigOp, Broker, ConfigEntry, ConfigSource, FetchOptions, ListedOffset,
@@ -70,3 +71,4 @@ pub use log::{
 };
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};
+pub use server::{KafkaServer, ServerConfig, ServerError};

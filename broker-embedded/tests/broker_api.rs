@@ -286,6 +286,35 @@ fn bad_batches_are_rejected_with_kafka_errors() {
         .unwrap_err();
     assert_eq!(e.kafka_error(), ResponseError::CorruptMessage);
 
+    // Clients may not write control or (for now) transactional batches, nor two batches at once.
+    for spec in [
+        BatchSpec {
+            control: true,
+            producer_id: 1,
+            producer_epoch: 0,
+            ..BatchSpec::default()
+        },
+        BatchSpec {
+            transactional: true,
+            producer_id: 1,
+            producer_epoch: 0,
+            base_sequence: 0,
+            ..BatchSpec::default()
+        },
+    ] {
+        let mut batch = encode_batch(&spec, &[rec(b"v")]).unwrap();
+        let e = b
+            .append_batches("t", 0, &mut batch, AppendOrigin::Client)
+            .unwrap_err();
+        assert_eq!(e.kafka_error(), ResponseError::InvalidRecord);
+    }
+    let mut two = encode_batch(&BatchSpec::default(), &[rec(b"a")]).unwrap();
+    two.extend(encode_batch(&BatchSpec::default(), &[rec(b"b")]).unwrap());
+    let e = b
+        .append_batches("t", 0, &mut two, AppendOrigin::Client)
+        .unwrap_err();
+    assert_eq!(e.kafka_error(), ResponseError::InvalidRecord);
+
     let e = b
         .produce("c", 0, &[ProduceRecord::value_only("no key")])
         .unwrap_err();

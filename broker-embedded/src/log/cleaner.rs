@@ -82,6 +82,7 @@ impl PartitionLog {
     /// Runs one compaction pass at `now_ms`. Without `force`, logs whose dirty ratio is below
     /// `min.cleanable.dirty.ratio` are skipped.
     pub fn compact(&self, now_ms: i64, force: bool) -> Result<CleanerStats> {
+        let _one_pass_at_a_time = self.cleaning.lock();
         let (views, config) = self.sealed_segment_views();
         let mut stats = CleanerStats::default();
         if !config.cleanup_policy.compact || views.is_empty() {

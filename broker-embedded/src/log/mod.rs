@@ -153,6 +153,8 @@ pub struct PartitionLog {
     inner: Mutex<LogInner>,
     /// Woken on every append, for fetches that wait for data.
     pub(crate) appended: tokio::sync::Notify,
+    /// Serialises cleaner passes (background and on demand) on this partition.
+    pub(crate) cleaning: Mutex<()>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -272,6 +274,7 @@ impl PartitionLog {
                 first_dirty_offset: 0,
             }),
             appended: tokio::sync::Notify::new(),
+            cleaning: Mutex::new(()),
         };
         if replay_from < next_offset {
             log.replay_producer_state(replay_from.max(log_start_offset))?;
@@ -363,6 +366,25 @@ impl PartitionLog {
                     size: b.bytes.len(),
                     max: config.max_message_bytes,
                 });
+            }
+            if origin == AppendOrigin::Client {
+                if b.header.is_control() {
+                    return Err(BrokerError::InvalidRecord(
+                        "clients may not write control batches".into(),
+                    ));
+                }
+                if b.header.is_transactional() {
+                    return Err(BrokerError::InvalidRecord(
+                        "transactional batches are not supported yet".into(),
+                    ));
+                }
+                if !ranges.is_empty() {
+                    // Kafka: produce requests v3+ carry exactly one batch per partition.
+                    return Err(BrokerError::InvalidRecord(
+                        "a produce request must carry exactly one record batch per partition"
+                            .into(),
+                    ));
+                }
             }
             record::validate_records(b.bytes, origin == AppendOrigin::Client, require_keys)
                 .map_err(|e| match e {
@@ -482,8 +504,11 @@ impl PartitionLog {
     }
 
     fn flush_locked(inner: &mut LogInner) -> Result<()> {
+        // Every segment not wholly below the recovery point is synced, including ones whose
+        // background fsync (in `flush`) may still be running.
+        let rp = inner.recovery_point;
         for seg in inner.segments.values_mut() {
-            if seg.is_unflushed() {
+            if seg.is_unflushed() || seg.next_offset() > rp {
                 seg.flush()?;
             }
         }
@@ -510,10 +535,23 @@ impl PartitionLog {
             inner.last_flush = Instant::now();
             (files, inner.next_offset)
         };
-        for (f, path) in files {
-            f.sync_data().map_err(|e| BrokerError::io(&path, e))?;
+        let mut failed = None;
+        for (f, path) in &files {
+            if let Err(e) = f.sync_data() {
+                failed = Some(BrokerError::io(path, e));
+                break;
+            }
         }
         let mut inner = self.inner.lock();
+        if let Some(e) = failed {
+            // Nothing is known to be durable: mark the segments dirty again.
+            for seg in inner.segments.values_mut() {
+                if files.iter().any(|(_, p)| p == seg.log_path()) {
+                    seg.mark_unflushed();
+                }
+            }
+            return Err(e);
+        }
         inner.recovery_point = inner.recovery_point.max(target);
         Ok(())
     }
@@ -524,7 +562,18 @@ impl PartitionLog {
             let inner = self.inner.lock();
             let pending = inner.recovery_point < inner.next_offset;
             let ms = inner.config.flush_ms;
-            pending && ms != i64::MAX && inner.last_flush.elapsed().as_millis() as i64 >= ms
+            // Sealed segments are flushed soon after a roll whatever the policy (Kafka
+            // flushes a segment when it rolls), so the recovery point keeps advancing.
+            let sealed_dirty = inner
+                .segments
+                .values()
+                .rev()
+                .skip(1)
+                .any(Segment::is_unflushed);
+            sealed_dirty
+                || (pending
+                    && ms != i64::MAX
+                    && inner.last_flush.elapsed().as_millis() as i64 >= ms)
         };
         if due {
             self.flush()?;
@@ -599,6 +648,18 @@ impl PartitionLog {
         max_bytes: usize,
         isolation: IsolationLevel,
     ) -> Result<FetchData> {
+        self.read_with(fetch_offset, max_bytes, isolation, true)
+    }
+
+    /// As [`PartitionLog::read`]; with `min_one_batch = false` a first batch larger than
+    /// `max_bytes` is not returned (the later partitions of a Fetch response, KIP-74).
+    pub fn read_with(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+        min_one_batch: bool,
+    ) -> Result<FetchData> {
         let (views, first_pos, upper, mut data) = {
             let inner = self.inner.lock();
             if inner.deleted {
@@ -649,6 +710,9 @@ impl PartitionLog {
                     continue;
                 }
                 let available = v.size - pos;
+                if !min_one_batch && h.size() > max_bytes {
+                    return Ok(data);
+                }
                 let want = (h.size() as u64).max((max_bytes as u64).min(available));
                 if want > available {
                     return Err(BrokerError::Corrupt {
@@ -682,7 +746,7 @@ impl PartitionLog {
 
     /// The first record (offset, timestamp) whose timestamp is `>= target`, or `None`.
     pub fn offset_for_timestamp(&self, target: i64) -> Result<Option<(i64, i64)>> {
-        let (views, start_offset, log_start, upper) = {
+        let (views, start_offset, first_pos, log_start, upper) = {
             let inner = self.inner.lock();
             let Some(seg) = inner
                 .segments
@@ -695,21 +759,13 @@ impl PartitionLog {
             (
                 Self::views_locked(&inner, seg.base_offset),
                 start,
+                seg.position_for(start),
                 inner.log_start_offset,
                 inner.high_watermark(),
             )
         };
         for (i, v) in views.iter().enumerate() {
-            let mut pos = if i == 0 {
-                // position of the batch holding start_offset
-                let inner = self.inner.lock();
-                inner
-                    .segments
-                    .get(&v.base_offset)
-                    .map_or(0, |s| s.position_for(start_offset))
-            } else {
-                0
-            };
+            let mut pos = if i == 0 { first_pos } else { 0 };
             while pos + BATCH_HEADER_LEN as u64 <= v.size {
                 let hb = read_at(&v.file, pos, BATCH_HEADER_LEN)
                     .map_err(|e| BrokerError::io(&v.path, e))?;
@@ -790,9 +846,11 @@ impl PartitionLog {
             let config = Arc::clone(&inner.config);
             if config.retention_ms >= 0 {
                 while let Some((&base, seg)) = inner.segments.iter().next() {
-                    let expired = !seg.is_empty()
-                        && seg.max_timestamp() >= 0
-                        && now_ms.saturating_sub(seg.max_timestamp()) > config.retention_ms;
+                    let empty_sealed = seg.is_empty() && inner.segments.len() > 1;
+                    let expired = empty_sealed
+                        || (!seg.is_empty()
+                            && seg.max_timestamp() >= 0
+                            && now_ms.saturating_sub(seg.max_timestamp()) > config.retention_ms);
                     if !expired {
                         break;
                     }
@@ -812,7 +870,8 @@ impl PartitionLog {
                         break;
                     };
                     let excess = total.saturating_sub(config.retention_bytes as u64);
-                    if excess < seg.size() || seg.size() == 0 {
+                    // Empty sealed segments (left by compaction) go; otherwise Kafka's rule.
+                    if seg.size() > 0 && excess < seg.size() {
                         break;
                     }
                     total -= seg.size();

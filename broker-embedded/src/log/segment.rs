@@ -122,29 +122,36 @@ impl Segment {
                     seg.max_timestamp = ti.last().map_or(NO_TIMESTAMP, |e| e.timestamp);
                     seg.offset_index = oi;
                     seg.time_index = ti;
-                    let truncation = seg.scan_from(tail_start, false)?;
+                    let tail_ok = seg.scan_from(tail_start, false, false)?.is_none();
                     let limit = seg.next_offset - seg.base_offset;
                     let within = |rel: Option<u32>| rel.is_none_or(|r| i64::from(r) < limit);
-                    if within(seg.offset_index.last().map(|e| e.relative_offset))
+                    if tail_ok
+                        && within(seg.offset_index.last().map(|e| e.relative_offset))
                         && within(seg.time_index.last().map(|e| e.relative_offset))
                     {
-                        return Ok((seg, truncation));
+                        return Ok((seg, None));
                     }
-                    warn!(segment = %log_path.display(), "index entries point past the end of the log; rebuilding them");
+                    warn!(segment = %log_path.display(), "indexes disagree with the log; rebuilding them with a full scan");
+                    seg.size = file_len;
                 }
                 _ => {
                     warn!(segment = %log_path.display(), "index files missing or inconsistent; rebuilding them from the log");
                 }
             }
         }
-        let truncation = seg.scan_from(0, true)?;
+        let truncation = seg.scan_from(0, true, true)?;
         Ok((seg, truncation))
     }
 
     /// Walks the batches from `start` to the end of the file, validating each one. With
     /// `rebuild`, the indexes are rebuilt from scratch; otherwise only positions after the
     /// existing index entries are added. Truncates at the first invalid batch.
-    fn scan_from(&mut self, start: u64, rebuild: bool) -> Result<Option<Truncation>> {
+    fn scan_from(
+        &mut self,
+        start: u64,
+        rebuild: bool,
+        truncate: bool,
+    ) -> Result<Option<Truncation>> {
         if rebuild {
             self.offset_index = Index::empty(self.offset_index_path());
             self.time_index = Index::empty(self.time_index_path());
@@ -230,6 +237,14 @@ impl Segment {
         } else if self.first_batch_timestamp.is_none() && pos > 0 {
             // Trusted open with a tail scan: the first batch was not re-read.
             self.first_batch_timestamp = self.read_first_timestamp();
+        }
+        if let (Some(reason), false) = (&failure, truncate) {
+            // Dry run (trusted open): report, leave the file alone; the caller rebuilds.
+            return Ok(Some(Truncation {
+                valid_bytes: pos,
+                removed_bytes: file_len - pos,
+                reason: reason.clone(),
+            }));
         }
         self.size = pos;
         if let Some(reason) = failure {
@@ -399,6 +414,10 @@ impl Segment {
         self.unflushed = false;
     }
 
+    pub(crate) fn mark_unflushed(&mut self) {
+        self.unflushed = true;
+    }
+
     /// Byte position from which a scan for `offset` should start.
     pub(crate) fn position_for(&self, offset: i64) -> u64 {
         let rel = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
@@ -432,6 +451,9 @@ impl Segment {
             .map_err(|e| BrokerError::io(self.time_index_path(), e))?;
         std::fs::rename(&cleaned.log_path, &self.log_path)
             .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        if let Some(dir) = self.log_path.parent() {
+            crate::fsutil::sync_dir(dir)?;
+        }
         cleaned.log_path = self.log_path.clone();
         cleaned
             .offset_index

@@ -14,8 +14,8 @@
 
 mod varint;
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 
 use varint::{put_varint, put_varlong, varint_len, Reader};
 
@@ -206,6 +206,15 @@ impl BatchHeader {
         }
         if header.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32 {
             return Err(RecordError::InvalidLength(header.batch_length));
+        }
+        if header.base_offset < 0
+            || header.last_offset_delta < 0
+            || header.base_offset > i64::MAX - 1 - i64::from(header.last_offset_delta)
+        {
+            return Err(RecordError::InvalidBatch(format!(
+                "offsets {} + {} are out of range",
+                header.base_offset, header.last_offset_delta
+            )));
         }
         Ok(header)
     }
@@ -426,24 +435,103 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
-/// Returns the uncompressed records section of a batch.
+/// Largest decompressed records section accepted (a compressed batch that expands beyond
+/// this is refused as corrupt rather than allowed to exhaust memory).
+pub const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Reads `r` to the end, failing once more than `limit` bytes come out.
+fn read_bounded(
+    mut r: impl std::io::Read,
+    limit: usize,
+    codec: Compression,
+) -> Result<Vec<u8>, RecordError> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut chunk).map_err(|e| RecordError::Compression {
+            codec,
+            message: e.to_string(),
+        })?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() + n > limit {
+            return Err(RecordError::Compression {
+                codec,
+                message: format!("decompressed size exceeds {limit} bytes"),
+            });
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Java's xerial snappy framing: a 16-byte magic header, then `u32 length | block` pairs;
+/// without the header, one raw snappy block.
+fn snappy_decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> {
+    const MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
+    let codec = Compression::Snappy;
+    let err = |m: String| RecordError::Compression { codec, message: m };
+    let raw = |block: &[u8], out: &mut Vec<u8>| -> Result<(), RecordError> {
+        let len = snap::raw::decompress_len(block).map_err(|e| err(e.to_string()))?;
+        if out.len() + len > limit {
+            return Err(err(format!("decompressed size exceeds {limit} bytes")));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        snap::raw::Decoder::new()
+            .decompress(block, &mut out[start..])
+            .map_err(|e| err(e.to_string()))?;
+        Ok(())
+    };
+    let mut out = Vec::new();
+    if body.len() < 16 || &body[..8] != MAGIC {
+        raw(body, &mut out)?;
+        return Ok(out);
+    }
+    let mut pos = 16;
+    while pos < body.len() {
+        let len_bytes = body
+            .get(pos..pos + 4)
+            .ok_or_else(|| err("truncated block length".into()))?;
+        let len =
+            u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        pos += 4;
+        let block = body
+            .get(pos..pos + len)
+            .ok_or_else(|| err("truncated block".into()))?;
+        raw(block, &mut out)?;
+        pos += len;
+    }
+    Ok(out)
+}
+
+/// Returns the uncompressed records section of a batch (bounded by
+/// [`MAX_DECOMPRESSED_BYTES`]).
 fn records_section(header: &BatchHeader, batch: &[u8]) -> Result<Bytes, RecordError> {
     let body = &batch[BATCH_HEADER_LEN..header.size()];
     let codec = header.compression()?;
-    let wrap = |e: AnyhowError| RecordError::Compression {
-        codec,
-        message: e.to_string(),
+    let limit = MAX_DECOMPRESSED_BYTES;
+    let out = match codec {
+        Compression::None => return Ok(Bytes::copy_from_slice(body)),
+        Compression::Gzip => read_bounded(flate2::read::GzDecoder::new(body), limit, codec)?,
+        Compression::Snappy => snappy_decompress(body, limit)?,
+        Compression::Lz4 => {
+            let dec = lz4::Decoder::new(body).map_err(|e| RecordError::Compression {
+                codec,
+                message: e.to_string(),
+            })?;
+            read_bounded(dec, limit, codec)?
+        }
+        Compression::Zstd => {
+            let dec =
+                zstd::stream::read::Decoder::new(body).map_err(|e| RecordError::Compression {
+                    codec,
+                    message: e.to_string(),
+                })?;
+            read_bounded(dec, limit, codec)?
+        }
     };
-    let mut input = Bytes::copy_from_slice(body);
-    let take_all =
-        |b: &mut Bytes| -> Result<Bytes, AnyhowError> { Ok(b.copy_to_bytes(b.remaining())) };
-    match codec {
-        Compression::None => Ok(input),
-        Compression::Gzip => Gzip::decompress(&mut input, take_all).map_err(wrap),
-        Compression::Snappy => Snappy::decompress(&mut input, take_all).map_err(wrap),
-        Compression::Lz4 => Lz4::decompress(&mut input, take_all).map_err(wrap),
-        Compression::Zstd => Zstd::decompress(&mut input, take_all).map_err(wrap),
-    }
+    Ok(Bytes::from(out))
 }
 
 /// `kafka-protocol`'s codecs report `anyhow` errors; they never leave this module.
@@ -912,6 +1000,44 @@ mod tests {
         assert_eq!(decode_records(&batch).unwrap(), records);
         assert!(validate_records(&batch, false, true).is_ok());
         assert!(validate_records(&batch, true, true).is_err());
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&vec![0u8; 100_000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert!(read_bounded(
+            flate2::read::GzDecoder::new(&gz[..]),
+            1_000,
+            Compression::Gzip
+        )
+        .is_err());
+        assert_eq!(
+            read_bounded(
+                flate2::read::GzDecoder::new(&gz[..]),
+                100_000,
+                Compression::Gzip
+            )
+            .unwrap()
+            .len(),
+            100_000
+        );
+        assert!(snappy_decompress(&[0xff, 0xff, 0xff, 0xff, 0x0f], 1_000).is_err());
+    }
+
+    #[test]
+    fn offsets_that_would_overflow_are_rejected() {
+        let mut batch =
+            encode_batch(&BatchSpec::default(), &[rec(0, 1, None, Some(b"v"))]).unwrap();
+        set_base_offset(&mut batch, i64::MAX);
+        assert!(matches!(
+            BatchHeader::parse(&batch),
+            Err(RecordError::InvalidBatch(_))
+        ));
+        set_base_offset(&mut batch, -5);
+        assert!(BatchHeader::parse(&batch).is_err());
     }
 
     proptest! {

@@ -1,0 +1,889 @@
+//! One function per Kafka API: decode-free business logic from request structs to response
+//! structs. Per-partition and per-resource failures become Kafka error codes in the response;
+//! nothing here can fail the connection.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, RequestHeader, RequestKind, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tracing::{debug, info};
+
+use super::{Endpoint, ServerConfig};
+use crate::{
+    AlterConfigOp, AppendOrigin, Broker, BrokerError, ConfigSource, FetchData, IsolationLevel,
+    NewTopic, OffsetSpec, TOPIC_CONFIG_KEYS,
+};
+
+pub(crate) struct Context {
+    pub(crate) broker: Broker,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) config: ServerConfig,
+    pub(crate) connections: AtomicUsize,
+}
+
+/// The versions implemented, per API; `None` = not implemented (never advertised).
+pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
+    Some(match api {
+        ApiKey::Produce => (3, 9),
+        ApiKey::Fetch => (4, 12),
+        ApiKey::ListOffsets => (1, 6),
+        ApiKey::Metadata => (1, 12),
+        ApiKey::ApiVersions => (0, 3),
+        ApiKey::CreateTopics => (2, 7),
+        ApiKey::DeleteTopics => (1, 6),
+        ApiKey::DescribeConfigs => (1, 4),
+        ApiKey::AlterConfigs => (0, 2),
+        ApiKey::CreatePartitions => (0, 3),
+        ApiKey::IncrementalAlterConfigs => (0, 1),
+        _ => return None,
+    })
+}
+
+const ADVERTISED: &[ApiKey] = &[
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::Metadata,
+    ApiKey::ApiVersions,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::DescribeConfigs,
+    ApiKey::AlterConfigs,
+    ApiKey::CreatePartitions,
+    ApiKey::IncrementalAlterConfigs,
+];
+
+pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error_code;
+    r.api_keys = ADVERTISED
+        .iter()
+        .filter_map(|api| {
+            let (min, max) = supported_versions(*api)?;
+            let mut v = ApiVersion::default();
+            v.api_key = *api as i16;
+            v.min_version = min;
+            v.max_version = max;
+            Some(v)
+        })
+        .collect();
+    r
+}
+
+fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+fn err_code(e: &BrokerError) -> i16 {
+    e.kafka_error().code()
+}
+
+/// Dispatches one decoded request. `None` means "send no response" (acks=0 produce).
+pub(crate) async fn handle(
+    ctx: &Context,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let version = header.request_api_version;
+    Some(match request {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(&r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(ctx, r, version)),
+        RequestKind::Produce(r) => return produce(ctx, r).map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics(ctx, r)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(ctx, r, version)),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions(ctx, r))
+        }
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs(ctx, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(ctx, r))
+        }
+        other => {
+            // Unreachable in practice: versions outside `supported_versions` close the
+            // connection before decoding. Answering nothing would hang the client, so log.
+            debug!(request = ?std::mem::discriminant(&other), "request for an unadvertised API");
+            return None;
+        }
+    })
+}
+
+fn api_versions(_r: &ApiVersionsRequest) -> ApiVersionsResponse {
+    api_versions_response(0)
+}
+
+/// Creates a topic on first use when the broker allows it (`auto.create.topics.enable`).
+fn auto_create(ctx: &Context, name: &str) -> Result<(), BrokerError> {
+    let b = &ctx.broker;
+    if b.topic_exists(name) {
+        return Ok(());
+    }
+    if !b.config().auto_create_topics_enable {
+        return Err(BrokerError::UnknownTopicOrPartition {
+            topic: name.to_string(),
+            partition: -1,
+        });
+    }
+    match b.create_topic(NewTopic::new(name, b.config().num_partitions.max(1))) {
+        Ok(_) => {
+            info!(topic = name, "auto-created topic");
+            Ok(())
+        }
+        Err(BrokerError::TopicAlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn topic_metadata(ctx: &Context, name: &str, error: Option<i16>) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(s(name)));
+    t.is_internal = name.starts_with("__");
+    if let Some(code) = error {
+        t.error_code = code;
+        return t;
+    }
+    match ctx.broker.describe_topic(name) {
+        Ok(d) => {
+            t.topic_id = d.topic_id;
+            t.partitions = d
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut mp = MetadataResponsePartition::default();
+                    mp.partition_index = p.partition;
+                    mp.leader_id = BrokerId(p.leader);
+                    mp.leader_epoch = 0;
+                    mp.replica_nodes = p.replicas.iter().map(|r| BrokerId(*r)).collect();
+                    mp.isr_nodes = p.isr.iter().map(|r| BrokerId(*r)).collect();
+                    mp
+                })
+                .collect();
+        }
+        Err(e) => t.error_code = err_code(&e),
+    }
+    t
+}
+
+fn metadata(ctx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
+    let b = &ctx.broker;
+    let mut resp = MetadataResponse::default();
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(b.config().node_id);
+    broker.host = s(ctx.endpoint.host.clone());
+    broker.port = ctx.endpoint.port;
+    resp.brokers = vec![broker];
+    resp.cluster_id = Some(s(b.cluster_id()));
+    resp.controller_id = BrokerId(b.config().node_id);
+    let allow_create = version < 4 || r.allow_auto_topic_creation;
+    resp.topics = match r.topics {
+        None => b
+            .list_topics()
+            .iter()
+            .map(|t| topic_metadata(ctx, t, None))
+            .collect(),
+        Some(requested) => requested
+            .into_iter()
+            .map(|t| {
+                let Some(name) = t.name.map(|n| n.0.as_str().to_string()) else {
+                    let mut mt = MetadataResponseTopic::default();
+                    mt.topic_id = t.topic_id;
+                    mt.error_code = ResponseError::UnknownTopicId.code();
+                    return mt;
+                };
+                if let Err(reason) = crate::validate_topic_name(&name) {
+                    debug!(topic = name, %reason, "metadata for an invalid topic name");
+                    return topic_metadata(
+                        ctx,
+                        &name,
+                        Some(ResponseError::InvalidTopicException.code()),
+                    );
+                }
+                if !b.topic_exists(&name) {
+                    let created = if allow_create {
+                        auto_create(ctx, &name)
+                    } else {
+                        Err(BrokerError::UnknownTopicOrPartition {
+                            topic: name.clone(),
+                            partition: -1,
+                        })
+                    };
+                    if let Err(e) = created {
+                        return topic_metadata(ctx, &name, Some(err_code(&e)));
+                    }
+                }
+                topic_metadata(ctx, &name, None)
+            })
+            .collect(),
+    };
+    resp
+}
+
+fn produce(ctx: &Context, r: ProduceRequest) -> Option<ProduceResponse> {
+    let b = &ctx.broker;
+    let acks = r.acks;
+    let bad_acks = !matches!(acks, -1..=1);
+    let mut resp = ProduceResponse::default();
+    for topic in r.topic_data {
+        let name = topic.name.0.as_str().to_string();
+        let mut tr = TopicProduceResponse::default();
+        tr.name = topic.name.clone();
+        let topic_ok = if bad_acks {
+            Err(ResponseError::InvalidRequiredAcks.code())
+        } else {
+            auto_create(ctx, &name).map_err(|e| err_code(&e))
+        };
+        for p in topic.partition_data {
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = p.index;
+            pr.base_offset = -1;
+            pr.log_append_time_ms = -1;
+            pr.log_start_offset = -1;
+            let result = match (&topic_ok, p.records) {
+                (Err(code), _) => Err((*code, None)),
+                (Ok(()), None) => Err((
+                    ResponseError::CorruptMessage.code(),
+                    Some("no records".to_string()),
+                )),
+                (Ok(()), Some(records)) => {
+                    let mut buf = records.to_vec();
+                    b.append_batches(&name, p.index, &mut buf, AppendOrigin::Client)
+                        .map_err(|e| (err_code(&e), Some(e.to_string())))
+                }
+            };
+            match result {
+                Ok(info) => {
+                    pr.base_offset = info.base_offset;
+                    pr.log_append_time_ms = info.log_append_time;
+                    pr.log_start_offset = info.log_start_offset;
+                }
+                Err((code, message)) => {
+                    debug!(
+                        topic = name,
+                        partition = p.index,
+                        code,
+                        ?message,
+                        "produce rejected"
+                    );
+                    pr.error_code = code;
+                    pr.error_message = message.map(s);
+                }
+            }
+            tr.partition_responses.push(pr);
+        }
+        resp.responses.push(tr);
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(resp)
+}
+
+struct FetchSlot {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+fn read_partition(
+    b: &Broker,
+    slot: &FetchSlot,
+    max_bytes: usize,
+    isolation: IsolationLevel,
+    first: bool,
+) -> Result<FetchData, BrokerError> {
+    b.read_partition_with(
+        &slot.topic,
+        slot.partition,
+        slot.offset,
+        max_bytes,
+        isolation,
+        first,
+    )
+}
+
+async fn fetch(ctx: &Context, r: FetchRequest) -> FetchResponse {
+    let b = &ctx.broker;
+    let isolation = if r.isolation_level == 1 {
+        IsolationLevel::ReadCommitted
+    } else {
+        IsolationLevel::ReadUncommitted
+    };
+    let slots: Vec<(TopicName, Vec<FetchSlot>)> = r
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.topic.0.as_str().to_string();
+            let slots = t
+                .partitions
+                .iter()
+                .map(|p| FetchSlot {
+                    topic: name.clone(),
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                })
+                .collect();
+            (t.topic.clone(), slots)
+        })
+        .collect();
+    let min_bytes = r.min_bytes.max(0) as usize;
+    let response_max = if r.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        r.max_bytes as usize
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(r.max_wait_ms.max(0) as u64);
+    loop {
+        let notified = b.appended_anywhere();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let mut total = 0usize;
+        let mut any_error = false;
+        let mut resp = FetchResponse::default();
+        for (topic_name, topic_slots) in &slots {
+            let mut tr = FetchableTopicResponse::default();
+            tr.topic = topic_name.clone();
+            for slot in topic_slots {
+                let mut pd = PartitionData::default();
+                pd.partition_index = slot.partition;
+                pd.high_watermark = -1;
+                pd.last_stable_offset = -1;
+                pd.log_start_offset = -1;
+                pd.preferred_read_replica = BrokerId(-1);
+                // KIP-74: the response limit is soft for the first non-empty partition.
+                let budget = if total == 0 {
+                    slot.max_bytes
+                } else {
+                    slot.max_bytes.min(response_max.saturating_sub(total))
+                };
+                if budget == 0 && total > 0 {
+                    // Out of response budget: report offsets only.
+                    if let Ok(o) = b.partition_offsets(&slot.topic, slot.partition) {
+                        pd.high_watermark = o.high_watermark;
+                        pd.last_stable_offset = o.last_stable_offset;
+                        pd.log_start_offset = o.log_start_offset;
+                    }
+                    pd.records = Some(Bytes::new());
+                    tr.partitions.push(pd);
+                    continue;
+                }
+                match read_partition(b, slot, budget.max(1), isolation, total == 0) {
+                    Ok(data) => {
+                        pd.high_watermark = data.high_watermark;
+                        pd.last_stable_offset = data.last_stable_offset;
+                        pd.log_start_offset = data.log_start_offset;
+                        if isolation == IsolationLevel::ReadCommitted {
+                            pd.aborted_transactions = Some(Vec::new());
+                        }
+                        total += data.records.len();
+                        pd.records = Some(data.records);
+                    }
+                    Err(e) => {
+                        any_error = true;
+                        pd.error_code = err_code(&e);
+                        if let Ok(o) = b.partition_offsets(&slot.topic, slot.partition) {
+                            pd.high_watermark = o.high_watermark;
+                            pd.last_stable_offset = o.last_stable_offset;
+                            pd.log_start_offset = o.log_start_offset;
+                        }
+                        pd.records = Some(Bytes::new());
+                    }
+                }
+                tr.partitions.push(pd);
+            }
+            resp.responses.push(tr);
+        }
+        let now = tokio::time::Instant::now();
+        if any_error || total >= min_bytes.max(1) || now >= deadline || b.is_closed() {
+            return resp;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Deadline reached: one last read so the response carries what arrived.
+            continue;
+        }
+    }
+}
+
+fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse {
+    let b = &ctx.broker;
+    let committed = r.isolation_level == 1;
+    let mut resp = ListOffsetsResponse::default();
+    for t in r.topics {
+        let name = t.name.0.as_str().to_string();
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default();
+            pr.partition_index = p.partition_index;
+            pr.timestamp = -1;
+            pr.offset = -1;
+            pr.leader_epoch = 0;
+            let spec = match p.timestamp {
+                -2 => Ok(OffsetSpec::Earliest),
+                -1 => Ok(OffsetSpec::Latest),
+                ts if ts >= 0 => Ok(OffsetSpec::Timestamp(ts)),
+                _ => Err(ResponseError::InvalidRequest.code()),
+            };
+            let result = spec.and_then(|spec| {
+                if committed && spec == OffsetSpec::Latest {
+                    return b
+                        .partition_offsets(&name, p.partition_index)
+                        .map(|o| {
+                            Some(crate::ListedOffset {
+                                offset: o.last_stable_offset,
+                                timestamp: -1,
+                            })
+                        })
+                        .map_err(|e| err_code(&e));
+                }
+                b.list_offsets(&name, p.partition_index, spec)
+                    .map_err(|e| err_code(&e))
+            });
+            match result {
+                Ok(Some(lo)) => {
+                    pr.offset = lo.offset;
+                    pr.timestamp = lo.timestamp;
+                }
+                Ok(None) => {}
+                Err(code) => pr.error_code = code,
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}
+
+fn config_type(key: &str) -> i8 {
+    // Kafka's ConfigEntry.ConfigType ids: BOOLEAN 1, STRING 2, INT 3, LONG 5, DOUBLE 6, LIST 7.
+    match key {
+        "cleanup.policy" => 7,
+        "compression.type" | "message.timestamp.type" => 2,
+        "min.cleanable.dirty.ratio" => 6,
+        "index.interval.bytes"
+        | "max.message.bytes"
+        | "min.insync.replicas"
+        | "segment.bytes"
+        | "segment.index.bytes" => 3,
+        _ => 5,
+    }
+}
+
+fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopicsResponse {
+    let b = &ctx.broker;
+    let mut resp = CreateTopicsResponse::default();
+    for t in r.topics {
+        let name = t.name.0.as_str().to_string();
+        let mut res = CreatableTopicResult::default();
+        res.name = t.name.clone();
+        res.num_partitions = -1;
+        res.replication_factor = -1;
+        let mut new = NewTopic::new(name.clone(), 0);
+        new.partitions = if t.num_partitions == -1 {
+            if t.assignments.is_empty() {
+                b.config().num_partitions
+            } else {
+                t.assignments.len() as u32
+            }
+        } else {
+            t.num_partitions.max(0) as u32
+        };
+        new.replication_factor = if t.replication_factor == -1 && !t.assignments.is_empty() {
+            t.assignments[0].broker_ids.len() as i16
+        } else {
+            t.replication_factor
+        };
+        let mut bad_assignment = None;
+        for a in &t.assignments {
+            if a.broker_ids.iter().any(|id| id.0 != b.config().node_id) {
+                bad_assignment = Some(format!(
+                    "partition {} is assigned to a broker that does not exist",
+                    a.partition_index
+                ));
+            }
+        }
+        for c in &t.configs {
+            if let Some(v) = &c.value {
+                new.configs
+                    .insert(c.name.as_str().to_string(), v.as_str().to_string());
+            }
+        }
+        let outcome = if let Some(msg) = bad_assignment {
+            Err((ResponseError::InvalidReplicaAssignment.code(), msg))
+        } else if r.validate_only {
+            b.validate_new_topic(&new)
+                .map(|_| uuid::Uuid::nil())
+                .map_err(|e| (err_code(&e), e.to_string()))
+        } else {
+            b.create_topic(new.clone())
+                .map_err(|e| (err_code(&e), e.to_string()))
+        };
+        match outcome {
+            Ok(id) => {
+                res.topic_id = id;
+                res.num_partitions = new.partitions as i32;
+                res.replication_factor = if new.replication_factor == -1 {
+                    1
+                } else {
+                    new.replication_factor
+                };
+                if let Ok(d) = b.describe_topic(&name) {
+                    res.configs = Some(
+                        d.configs
+                            .into_iter()
+                            .map(|c| {
+                                let mut cc = CreatableTopicConfigs::default();
+                                cc.name = s(c.name);
+                                cc.value = Some(s(c.value));
+                                cc.config_source = if c.source == ConfigSource::TopicOverride {
+                                    1
+                                } else {
+                                    5
+                                };
+                                cc
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            Err((code, msg)) => {
+                res.error_code = code;
+                res.error_message = Some(s(msg));
+            }
+        }
+        resp.topics.push(res);
+    }
+    resp
+}
+
+fn delete_topics(ctx: &Context, r: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let b = &ctx.broker;
+    let mut resp = DeleteTopicsResponse::default();
+    let names: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
+        r.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.as_str().to_string()), t.topic_id))
+            .collect()
+    } else {
+        r.topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    for (name, id) in names {
+        let mut res = DeletableTopicResult::default();
+        res.topic_id = id;
+        let name = name.or_else(|| {
+            b.list_topics()
+                .into_iter()
+                .find(|t| b.topic_id(t).is_ok_and(|tid| tid == id))
+        });
+        match name {
+            None => res.error_code = ResponseError::UnknownTopicId.code(),
+            Some(name) => {
+                res.name = Some(TopicName(s(name.clone())));
+                if let Ok(tid) = b.topic_id(&name) {
+                    res.topic_id = tid;
+                }
+                if let Err(e) = b.delete_topic(&name) {
+                    res.error_code = err_code(&e);
+                    res.error_message = Some(s(e.to_string()));
+                }
+            }
+        }
+        resp.responses.push(res);
+    }
+    resp
+}
+
+fn create_partitions(ctx: &Context, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let b = &ctx.broker;
+    let mut resp = CreatePartitionsResponse::default();
+    for t in r.topics {
+        let name = t.name.0.as_str().to_string();
+        let mut res = CreatePartitionsTopicResult::default();
+        res.name = t.name.clone();
+        let outcome = if t.count <= 0 {
+            Err(BrokerError::InvalidPartitions(format!(
+                "{} is not a valid partition count",
+                t.count
+            )))
+        } else if r.validate_only {
+            b.partition_count(&name).and_then(|n| {
+                if (t.count as u32) > n {
+                    Ok(())
+                } else {
+                    Err(BrokerError::InvalidPartitions(format!(
+                        "topic `{name}` has {n} partitions; the new count must be larger"
+                    )))
+                }
+            })
+        } else {
+            b.create_partitions(&name, t.count as u32)
+        };
+        if let Err(e) = outcome {
+            res.error_code = err_code(&e);
+            res.error_message = Some(s(e.to_string()));
+        }
+        resp.results.push(res);
+    }
+    resp
+}
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let b = &ctx.broker;
+    let mut resp = DescribeConfigsResponse::default();
+    for res in r.resources {
+        let mut out = DescribeConfigsResult::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let name = res.resource_name.as_str().to_string();
+        match res.resource_type {
+            RESOURCE_TOPIC => match b.describe_topic(&name) {
+                Ok(d) => {
+                    out.configs = d
+                        .configs
+                        .into_iter()
+                        .filter(|c| {
+                            // Kafka: a null or empty key list means every config.
+                            res.configuration_keys.as_ref().is_none_or(|keys| {
+                                keys.is_empty() || keys.iter().any(|k| k.as_str() == c.name)
+                            })
+                        })
+                        .map(|c| {
+                            let mut e = DescribeConfigsResourceResult::default();
+                            e.config_type = config_type(&c.name);
+                            e.name = s(c.name);
+                            e.value = Some(s(c.value));
+                            e.config_source = if c.source == ConfigSource::TopicOverride {
+                                1
+                            } else {
+                                5
+                            };
+                            e
+                        })
+                        .collect();
+                }
+                Err(e) => {
+                    out.error_code = err_code(&e);
+                    out.error_message = Some(s(e.to_string()));
+                }
+            },
+            RESOURCE_BROKER => {
+                if name.parse::<i32>().ok() != Some(b.config().node_id) && !name.is_empty() {
+                    out.error_code = ResponseError::InvalidRequest.code();
+                    out.error_message = Some(s(format!("broker `{name}` is not this broker")));
+                }
+                // Broker-level settings are not exposed as configs yet: an empty list.
+            }
+            other => {
+                out.error_code = ResponseError::InvalidRequest.code();
+                out.error_message = Some(s(format!("resource type {other} is not supported")));
+            }
+        }
+        resp.results.push(out);
+    }
+    resp
+}
+
+fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfigsResponse {
+    let b = &ctx.broker;
+    let mut resp = AlterConfigsResponse::default();
+    for res in r.resources {
+        let mut out = alter_configs_response::AlterConfigsResourceResponse::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let name = res.resource_name.as_str().to_string();
+        let outcome = if res.resource_type != RESOURCE_TOPIC {
+            Err((
+                ResponseError::InvalidRequest.code(),
+                "only topic configs can be altered".to_string(),
+            ))
+        } else {
+            let configs: BTreeMap<String, String> = res
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    Some((
+                        c.name.as_str().to_string(),
+                        c.value.as_ref()?.as_str().to_string(),
+                    ))
+                })
+                .collect();
+            if r.validate_only {
+                b.partition_count(&name)
+                    .and_then(|_| {
+                        b.config()
+                            .log_defaults
+                            .resolve(&configs)
+                            .map(|_| ())
+                            .map_err(Into::into)
+                    })
+                    .map_err(|e| (err_code(&e), e.to_string()))
+            } else {
+                b.set_topic_configs(&name, configs)
+                    .map_err(|e| (err_code(&e), e.to_string()))
+            }
+        };
+        if let Err((code, msg)) = outcome {
+            out.error_code = code;
+            out.error_message = Some(s(msg));
+        }
+        resp.responses.push(out);
+    }
+    resp
+}
+
+fn incremental_alter_configs(
+    ctx: &Context,
+    r: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let b = &ctx.broker;
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in r.resources {
+        let mut out = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let name = res.resource_name.as_str().to_string();
+        let outcome = (|| -> Result<(), (i16, String)> {
+            if res.resource_type != RESOURCE_TOPIC {
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    "only topic configs can be altered".into(),
+                ));
+            }
+            let current = b
+                .describe_topic(&name)
+                .map_err(|e| (err_code(&e), e.to_string()))?;
+            let mut ops = Vec::new();
+            for c in &res.configs {
+                let key = c.name.as_str().to_string();
+                let value = c.value.as_ref().map(|v| v.as_str().to_string());
+                let op = match c.config_operation {
+                    0 => AlterConfigOp::Set(key.clone(), value.unwrap_or_default()),
+                    1 => AlterConfigOp::Delete(key.clone()),
+                    2 | 3 => {
+                        if !TOPIC_CONFIG_KEYS.contains(&key.as_str()) {
+                            return Err((
+                                ResponseError::InvalidConfig.code(),
+                                format!("unknown topic config `{key}`"),
+                            ));
+                        }
+                        if config_type(&key) != 7 {
+                            return Err((ResponseError::InvalidConfig.code(), format!("`{key}` is not a list; APPEND and SUBTRACT apply to lists only")));
+                        }
+                        let existing = current
+                            .configs
+                            .iter()
+                            .find(|e| e.name == key)
+                            .map(|e| e.value.clone())
+                            .unwrap_or_default();
+                        let mut items: Vec<String> = existing
+                            .split(',')
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        for v in value
+                            .unwrap_or_default()
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|x| !x.is_empty())
+                        {
+                            if c.config_operation == 2 {
+                                if !items.iter().any(|i| i == v) {
+                                    items.push(v.to_string());
+                                }
+                            } else {
+                                items.retain(|i| i != v);
+                            }
+                        }
+                        AlterConfigOp::Set(key.clone(), items.join(","))
+                    }
+                    other => {
+                        return Err((
+                            ResponseError::InvalidRequest.code(),
+                            format!("unknown config operation {other}"),
+                        ))
+                    }
+                };
+                ops.push(op);
+            }
+            if r.validate_only {
+                let mut configs: BTreeMap<String, String> = current
+                    .configs
+                    .iter()
+                    .filter(|c| c.source == ConfigSource::TopicOverride)
+                    .map(|c| (c.name.clone(), c.value.clone()))
+                    .collect();
+                for op in &ops {
+                    match op {
+                        AlterConfigOp::Set(k, v) => {
+                            configs.insert(k.clone(), v.clone());
+                        }
+                        AlterConfigOp::Delete(k) => {
+                            configs.remove(k);
+                        }
+                    }
+                }
+                return b
+                    .config()
+                    .log_defaults
+                    .resolve(&configs)
+                    .map(|_| ())
+                    .map_err(|e| {
+                        let e: BrokerError = e.into();
+                        (err_code(&e), e.to_string())
+                    });
+            }
+            b.alter_topic_configs(&name, &ops)
+                .map_err(|e| (err_code(&e), e.to_string()))
+        })();
+        if let Err((code, msg)) = outcome {
+            out.error_code = code;
+            out.error_message = Some(s(msg));
+        }
+        resp.responses.push(out);
+    }
+    resp
+}

@@ -1,0 +1,195 @@
+//! The `broker` command line end to end: `serve` on an ephemeral port as a real process, then
+//! `topics`, `produce`, `consume` and `offsets` against it, and a graceful SIGTERM shutdown.
+
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "num.partitions=2",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+        .to_string();
+    Server { child, addr }
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_create_produce_consume_offsets_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let bs = server.addr.clone();
+    let b = ["--bootstrap-server", bs.as_str()];
+
+    let (ok, out, err) = run(
+        &[
+            &[
+                "topics",
+                "create",
+                "--topic",
+                "lines",
+                "--partitions",
+                "3",
+                "--config",
+                "retention.ms=3600000",
+            ][..],
+            &b,
+        ]
+        .concat(),
+        None,
+    );
+    assert!(ok, "create: {out} {err}");
+    let (ok, out, _) = run(&[&["topics", "list"][..], &b].concat(), None);
+    assert!(ok && out.lines().any(|l| l == "lines"), "{out}");
+    let (ok, out, err) = run(
+        &[&["topics", "describe", "--topic", "lines"][..], &b].concat(),
+        None,
+    );
+    assert!(
+        ok && out.contains("PartitionCount: 3") && out.contains("retention.ms=3600000"),
+        "{out}{err}"
+    );
+
+    let input: String = (0..30)
+        .map(|i| format!("key{}:value {i}\n", i % 5))
+        .collect();
+    let (ok, _, err) = run(
+        &[
+            &["produce", "--topic", "lines", "--key-separator", ":"][..],
+            &b,
+        ]
+        .concat(),
+        Some(&input),
+    );
+    assert!(ok, "produce: {err}");
+
+    let (ok, out, err) = run(
+        &[
+            &[
+                "consume",
+                "--topic",
+                "lines",
+                "--from-beginning",
+                "--max-messages",
+                "30",
+                "--print-key",
+                "--print-partition",
+                "--idle-timeout-ms",
+                "15000",
+            ][..],
+            &b,
+        ]
+        .concat(),
+        None,
+    );
+    assert!(ok, "consume: {err}");
+    let mut rows: Vec<(String, String, String)> = out
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect();
+    assert_eq!(rows.len(), 30, "{out}");
+    // Same key, same partition (murmur2), and the partition is the Java client's.
+    for (p, k, _) in &rows {
+        let expected = broker_embedded::partition_for_key(k.as_bytes(), 3).unwrap();
+        assert_eq!(p, &expected.to_string(), "key {k}");
+    }
+    rows.sort_by(|a, b| a.2.cmp(&b.2));
+    assert!(rows.iter().any(|r| r.2 == "value 29"));
+
+    let (ok, out, _) = run(&[&["offsets", "--topic", "lines"][..], &b].concat(), None);
+    assert!(ok);
+    let total: i64 = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(3).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(total, 30, "{out}");
+
+    // Errors are clear and non-zero.
+    let (ok, _, err) = run(
+        &[&["topics", "create", "--topic", "bad/name"][..], &b].concat(),
+        None,
+    );
+    assert!(!ok && err.contains("error:"), "{err}");
+
+    // SIGTERM: graceful shutdown, clean marker written.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(dir.path().join(".kafka_cleanshutdown").exists());
+}

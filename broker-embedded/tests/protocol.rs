@@ -1,0 +1,432 @@
+//! The Kafka wire-protocol server spoken to with raw frames (the `kafka-protocol` crate's
+//! client-side encoders): API versions, metadata with auto-creation, produce and fetch, list
+//! offsets, admin APIs, and hostile input that must close one connection and nothing else.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use broker_embedded::record::{decode_records, encode_batch, BatchSpec, Record};
+use broker_embedded::{Broker, BrokerConfig, KafkaServer, ServerConfig};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    broker: Broker,
+    server: Option<KafkaServer>,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = BrokerConfig::new(dir.path());
+    c.cleaner_interval = None;
+    c.num_partitions = 2;
+    let broker = Broker::open(c).unwrap();
+    let server = KafkaServer::start(
+        broker.clone(),
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            max_frame_bytes: 1 << 20,
+            frame_timeout: Duration::from_millis(500),
+            ..ServerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    Harness {
+        _dir: dir,
+        broker,
+        server: Some(server),
+    }
+}
+
+impl Harness {
+    fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().unwrap().local_addr()
+    }
+    async fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr()).await.unwrap()
+    }
+}
+
+async fn call<Req: Encodable, Resp: Decodable>(
+    s: &mut TcpStream,
+    api: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp {
+    let mut buf = BytesMut::new();
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = 42;
+    header.client_id = Some(StrBytes::from_static_str("protocol-test"));
+    header
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    req.encode(&mut buf, version).unwrap();
+    s.write_all(&(buf.len() as i32).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(&buf).await.unwrap();
+    let mut resp = read_frame(s).await.expect("a response");
+    let hv = if api == ApiKey::ApiVersions {
+        0
+    } else {
+        api.response_header_version(version)
+    };
+    let rh = ResponseHeader::decode(&mut resp, hv).unwrap();
+    assert_eq!(rh.correlation_id, 42);
+    Resp::decode(&mut resp, version).unwrap()
+}
+
+async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut size = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut size))
+        .await
+        .ok()?
+        .ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut body).await.ok()?;
+    Some(Bytes::from(body))
+}
+
+/// True if the server closed the connection (read returns EOF or reset).
+async fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+fn batch(n: usize) -> Bytes {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record {
+            offset: i as i64,
+            timestamp: 1_000 + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: vec![],
+        })
+        .collect();
+    Bytes::from(encode_batch(&BatchSpec::default(), &recs).unwrap())
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+#[tokio::test]
+async fn api_versions_advertises_only_what_is_implemented() {
+    let h = start().await;
+    let mut s = h.connect().await;
+    let r: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
+    assert_eq!(r.error_code, 0);
+    let find = |k: ApiKey| {
+        r.api_keys
+            .iter()
+            .find(|v| v.api_key == k as i16)
+            .map(|v| (v.min_version, v.max_version))
+    };
+    assert_eq!(find(ApiKey::Produce), Some((3, 9)));
+    assert_eq!(find(ApiKey::Fetch), Some((4, 12)));
+    assert_eq!(
+        find(ApiKey::FindCoordinator),
+        None,
+        "not implemented, not advertised"
+    );
+    // An ApiVersions version from the future gets UNSUPPORTED_VERSION in a v0 response.
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
+    buf.extend_from_slice(&99i16.to_be_bytes());
+    buf.extend_from_slice(&7i32.to_be_bytes());
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    s.write_all(&(buf.len() as i32).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(&buf).await.unwrap();
+    let mut resp = read_frame(&mut s).await.unwrap();
+    ResponseHeader::decode(&mut resp, 0).unwrap();
+    let r = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(
+        r.error_code,
+        kafka_protocol::ResponseError::UnsupportedVersion.code()
+    );
+    assert!(!r.api_keys.is_empty());
+}
+
+#[tokio::test]
+async fn metadata_produce_fetch_and_list_offsets() {
+    let h = start().await;
+    let mut s = h.connect().await;
+    // Metadata for an unknown topic auto-creates it with num.partitions.
+    let mut mreq = MetadataRequest::default();
+    let mut mt = metadata_request::MetadataRequestTopic::default();
+    mt.name = Some(topic("auto"));
+    mreq.topics = Some(vec![mt]);
+    mreq.allow_auto_topic_creation = true;
+    let m: MetadataResponse = call(&mut s, ApiKey::Metadata, 12, &mreq).await;
+    assert_eq!(m.brokers.len(), 1);
+    assert_eq!(m.brokers[0].port as u16, h.addr().port());
+    assert_eq!(m.controller_id.0, 0);
+    assert_eq!(m.topics[0].error_code, 0);
+    assert_eq!(m.topics[0].partitions.len(), 2);
+    assert_eq!(m.topics[0].topic_id, h.broker.topic_id("auto").unwrap());
+
+    // Produce v9 (flexible) and v3.
+    for version in [9i16, 3] {
+        let mut preq = ProduceRequest::default();
+        preq.acks = -1;
+        preq.timeout_ms = 1000;
+        let mut td = produce_request::TopicProduceData::default();
+        td.name = topic("auto");
+        let mut pd = produce_request::PartitionProduceData::default();
+        pd.index = 1;
+        pd.records = Some(batch(3));
+        td.partition_data = vec![pd];
+        preq.topic_data = vec![td];
+        let p: ProduceResponse = call(&mut s, ApiKey::Produce, version, &preq).await;
+        let pr = &p.responses[0].partition_responses[0];
+        assert_eq!(pr.error_code, 0);
+        assert_eq!(pr.base_offset, if version == 9 { 0 } else { 3 });
+    }
+    // A produce to a partition that does not exist is a per-partition error.
+    let mut preq = ProduceRequest::default();
+    preq.acks = 1;
+    let mut td = produce_request::TopicProduceData::default();
+    td.name = topic("auto");
+    let mut pd = produce_request::PartitionProduceData::default();
+    pd.index = 9;
+    pd.records = Some(batch(1));
+    td.partition_data = vec![pd];
+    preq.topic_data = vec![td];
+    let p: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &preq).await;
+    assert_eq!(
+        p.responses[0].partition_responses[0].error_code,
+        kafka_protocol::ResponseError::UnknownTopicOrPartition.code()
+    );
+
+    // Fetch everything back.
+    let mut freq = FetchRequest::default();
+    freq.max_wait_ms = 100;
+    freq.min_bytes = 1;
+    freq.max_bytes = 1 << 20;
+    freq.replica_id = BrokerId(-1);
+    let mut ft = fetch_request::FetchTopic::default();
+    ft.topic = topic("auto");
+    let mut fp = fetch_request::FetchPartition::default();
+    fp.partition = 1;
+    fp.fetch_offset = 0;
+    fp.partition_max_bytes = 1 << 20;
+    ft.partitions = vec![fp];
+    freq.topics = vec![ft];
+    let f: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &freq).await;
+    let pd = &f.responses[0].partitions[0];
+    assert_eq!(pd.error_code, 0);
+    assert_eq!(pd.high_watermark, 6);
+    let records = pd.records.clone().unwrap();
+    let mut offsets = Vec::new();
+    for b in broker_embedded::record::BatchIter::new(&records) {
+        for r in decode_records(b.unwrap().bytes).unwrap() {
+            offsets.push(r.offset);
+        }
+    }
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4, 5]);
+
+    // A fetch beyond the end is OFFSET_OUT_OF_RANGE; at the end it long-polls until max_wait.
+    freq.topics[0].partitions[0].fetch_offset = 7;
+    let f: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &freq).await;
+    assert_eq!(
+        f.responses[0].partitions[0].error_code,
+        kafka_protocol::ResponseError::OffsetOutOfRange.code()
+    );
+    freq.topics[0].partitions[0].fetch_offset = 6;
+    let t = std::time::Instant::now();
+    let f: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &freq).await;
+    assert!(t.elapsed() >= Duration::from_millis(90));
+    assert_eq!(
+        f.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map(|r| r.len()),
+        Some(0)
+    );
+
+    // ListOffsets: earliest, latest, by timestamp.
+    let mut lreq = ListOffsetsRequest::default();
+    lreq.replica_id = BrokerId(-1);
+    let mut lt = list_offsets_request::ListOffsetsTopic::default();
+    lt.name = topic("auto");
+    lt.partitions = [-2i64, -1, 1_001]
+        .iter()
+        .map(|ts| {
+            let mut p = list_offsets_request::ListOffsetsPartition::default();
+            p.partition_index = 1;
+            p.timestamp = *ts;
+            p
+        })
+        .collect();
+    lreq.topics = vec![lt];
+    let l: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets, 6, &lreq).await;
+    let got: Vec<i64> = l.topics[0].partitions.iter().map(|p| p.offset).collect();
+    assert_eq!(got, vec![0, 6, 1]);
+}
+
+#[tokio::test]
+async fn admin_apis_create_describe_alter_delete() {
+    let h = start().await;
+    let mut s = h.connect().await;
+    let mut creq = CreateTopicsRequest::default();
+    let mut ct = create_topics_request::CreatableTopic::default();
+    ct.name = topic("orders");
+    ct.num_partitions = 3;
+    ct.replication_factor = 1;
+    let mut cfg = create_topics_request::CreatableTopicConfig::default();
+    cfg.name = StrBytes::from_static_str("cleanup.policy");
+    cfg.value = Some(StrBytes::from_static_str("compact"));
+    ct.configs = vec![cfg];
+    let mut bad = create_topics_request::CreatableTopic::default();
+    bad.name = topic("too-many-replicas");
+    bad.num_partitions = 1;
+    bad.replication_factor = 3;
+    creq.topics = vec![ct, bad];
+    let c: CreateTopicsResponse = call(&mut s, ApiKey::CreateTopics, 7, &creq).await;
+    assert_eq!(c.topics[0].error_code, 0);
+    assert_eq!(c.topics[0].topic_id, h.broker.topic_id("orders").unwrap());
+    assert_eq!(
+        c.topics[1].error_code,
+        kafka_protocol::ResponseError::InvalidReplicationFactor.code()
+    );
+
+    let mut dreq = DescribeConfigsRequest::default();
+    let mut res = describe_configs_request::DescribeConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_static_str("orders");
+    dreq.resources = vec![res];
+    let d: DescribeConfigsResponse = call(&mut s, ApiKey::DescribeConfigs, 4, &dreq).await;
+    let cp = d.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "cleanup.policy")
+        .unwrap();
+    assert_eq!(cp.value.as_ref().unwrap().as_str(), "compact");
+    assert_eq!(cp.config_source, 1);
+
+    // Incremental: APPEND delete to the cleanup.policy list; unknown keys are rejected.
+    let mut ireq = IncrementalAlterConfigsRequest::default();
+    let mut ir = incremental_alter_configs_request::AlterConfigsResource::default();
+    ir.resource_type = 2;
+    ir.resource_name = StrBytes::from_static_str("orders");
+    let mut op = incremental_alter_configs_request::AlterableConfig::default();
+    op.name = StrBytes::from_static_str("cleanup.policy");
+    op.config_operation = 2;
+    op.value = Some(StrBytes::from_static_str("delete"));
+    ir.configs = vec![op];
+    ireq.resources = vec![ir];
+    let i: IncrementalAlterConfigsResponse =
+        call(&mut s, ApiKey::IncrementalAlterConfigs, 1, &ireq).await;
+    assert_eq!(i.responses[0].error_code, 0);
+    let desc = h.broker.describe_topic("orders").unwrap();
+    assert_eq!(
+        desc.configs
+            .iter()
+            .find(|c| c.name == "cleanup.policy")
+            .unwrap()
+            .value,
+        "compact,delete"
+    );
+
+    let mut areq = AlterConfigsRequest::default();
+    let mut ar = alter_configs_request::AlterConfigsResource::default();
+    ar.resource_type = 2;
+    ar.resource_name = StrBytes::from_static_str("orders");
+    let mut ac = alter_configs_request::AlterableConfig::default();
+    ac.name = StrBytes::from_static_str("retention.mss");
+    ac.value = Some(StrBytes::from_static_str("1"));
+    ar.configs = vec![ac];
+    areq.resources = vec![ar];
+    let a: AlterConfigsResponse = call(&mut s, ApiKey::AlterConfigs, 2, &areq).await;
+    assert_eq!(
+        a.responses[0].error_code,
+        kafka_protocol::ResponseError::InvalidConfig.code()
+    );
+
+    let mut preq = CreatePartitionsRequest::default();
+    let mut pt = create_partitions_request::CreatePartitionsTopic::default();
+    pt.name = topic("orders");
+    pt.count = 5;
+    preq.topics = vec![pt];
+    let p: CreatePartitionsResponse = call(&mut s, ApiKey::CreatePartitions, 3, &preq).await;
+    assert_eq!(p.results[0].error_code, 0);
+    assert_eq!(h.broker.partition_count("orders").unwrap(), 5);
+
+    let mut del = DeleteTopicsRequest::default();
+    del.topic_names = vec![topic("orders"), topic("missing")];
+    let d: DeleteTopicsResponse = call(&mut s, ApiKey::DeleteTopics, 5, &del).await;
+    assert_eq!(d.responses[0].error_code, 0);
+    assert_eq!(
+        d.responses[1].error_code,
+        kafka_protocol::ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert!(!h.broker.topic_exists("orders"));
+}
+
+#[tokio::test]
+async fn hostile_clients_close_their_own_connection_only() {
+    let mut h = start().await;
+    let mut good = h.connect().await;
+    // Oversized frame, negative size, unknown API key, garbage body, half a frame then stall.
+    let mut a = h.connect().await;
+    a.write_all(&(1i32 << 30).to_be_bytes()).await.unwrap();
+    assert!(closed(&mut a).await, "oversized frame");
+    let mut b = h.connect().await;
+    b.write_all(&(-5i32).to_be_bytes()).await.unwrap();
+    assert!(closed(&mut b).await, "negative size");
+    let mut c = h.connect().await;
+    c.write_all(&[0, 0, 0, 10, 0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0, 0])
+        .await
+        .unwrap();
+    assert!(closed(&mut c).await, "unknown api key");
+    let mut d = h.connect().await;
+    let mut junk = vec![0u8; 64];
+    junk[1] = ApiKey::Produce as u8;
+    junk[3] = 9;
+    for (i, byte) in junk.iter_mut().enumerate().skip(8) {
+        *byte = (i * 37) as u8;
+    }
+    d.write_all(&(junk.len() as i32).to_be_bytes())
+        .await
+        .unwrap();
+    d.write_all(&junk).await.unwrap();
+    assert!(closed(&mut d).await, "garbage body");
+    let mut e = h.connect().await;
+    e.write_all(&[0, 0, 1, 0, 0, 0]).await.unwrap();
+    assert!(closed(&mut e).await, "stalled mid-frame");
+    // Hundreds of idle connections do not block anyone.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(h.connect().await);
+    }
+    let r: ApiVersionsResponse = call(
+        &mut good,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
+    assert_eq!(r.error_code, 0);
+    drop(idle);
+    h.server.take().unwrap().shutdown().await;
+    assert!(closed(&mut good).await, "shutdown closes connections");
+}
