@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use broker_embedded::{partition_for_key, Broker, BrokerConfig, KafkaServer, ServerConfig};
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -23,9 +25,15 @@ async fn start(dir: &std::path::Path) -> (Broker, KafkaServer) {
     let mut c = BrokerConfig::new(dir);
     c.cleaner_interval = None;
     let broker = Broker::open(c).unwrap();
-    let server = KafkaServer::start(broker.clone(), ServerConfig { listen: "127.0.0.1:0".into(), ..ServerConfig::default() })
-        .await
-        .unwrap();
+    let server = KafkaServer::start(
+        broker.clone(),
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..ServerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
     (broker, server)
 }
 
@@ -54,7 +62,12 @@ async fn create_topic(server: &KafkaServer, name: &str, partitions: i32) {
 }
 
 /// Reads every record of `topic` from the beginning with manual assignment.
-fn read_all(server: &KafkaServer, topic: &str, partitions: i32, expected: usize) -> Vec<(i32, i64, String, String, i64)> {
+fn read_all(
+    server: &KafkaServer,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<(i32, i64, String, String, i64)> {
     let consumer: BaseConsumer = config(server)
         .set("group.id", "compat-reader")
         .set("enable.auto.commit", "false")
@@ -62,7 +75,8 @@ fn read_all(server: &KafkaServer, topic: &str, partitions: i32, expected: usize)
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
@@ -98,15 +112,35 @@ async fn produce_consume_restart_admin_and_codecs() {
         let key = format!("key-{i}");
         let value = format!("value-{i}");
         let ts = 1_700_000_000_000 + i * 1000;
-        let (partition, offset) = producer
-            .send(FutureRecord::to("compat").key(&key).payload(&value).timestamp(ts), TIMEOUT)
+        let rdkafka::producer::future_producer::Delivery {
+            partition, offset, ..
+        } = producer
+            .send(
+                FutureRecord::to("compat")
+                    .key(&key)
+                    .payload(&value)
+                    .timestamp(ts),
+                TIMEOUT,
+            )
             .await
             .unwrap();
-        assert_eq!(partition as u32, partition_for_key(key.as_bytes(), 6).unwrap(), "{key}");
+        assert_eq!(
+            partition as u32,
+            partition_for_key(key.as_bytes(), 6).unwrap(),
+            "{key}"
+        );
         sent.insert((partition, offset), (key, value, ts));
     }
-    for (key, p12) in [("", 9), ("a", 4), ("foo", 8), ("truck-42", 5), ("hello world", 7), ("21", 0), ("ñandú", 4)] {
-        let (partition, _) = producer
+    for (key, p12) in [
+        ("", 9),
+        ("a", 4),
+        ("foo", 8),
+        ("truck-42", 5),
+        ("hello world", 7),
+        ("21", 0),
+        ("ñandú", 4),
+    ] {
+        let rdkafka::producer::future_producer::Delivery { partition, .. } = producer
             .send(FutureRecord::to("vectors").key(key).payload("x"), TIMEOUT)
             .await
             .unwrap();
@@ -121,11 +155,15 @@ async fn produce_consume_restart_admin_and_codecs() {
     }
 
     // By timestamp: offsets_for_times finds the first record at or after the time.
-    let consumer: BaseConsumer = config(&server).set("group.id", "compat-ts").create().unwrap();
+    let consumer: BaseConsumer = config(&server)
+        .set("group.id", "compat-ts")
+        .create()
+        .unwrap();
     let target = 1_700_000_000_000 + 150 * 1000;
     let mut tpl = TopicPartitionList::new();
     for p in 0..6 {
-        tpl.add_partition_offset("compat", p, Offset::Offset(target)).unwrap();
+        tpl.add_partition_offset("compat", p, Offset::Offset(target))
+            .unwrap();
     }
     let found = consumer.offsets_for_times(tpl, TIMEOUT).unwrap();
     for e in found.elements() {
@@ -136,7 +174,11 @@ async fn produce_consume_restart_admin_and_codecs() {
             .min();
         match expect {
             Some(o) => assert_eq!(e.offset(), Offset::Offset(o), "partition {}", e.partition()),
-            None => assert!(matches!(e.offset(), Offset::End | Offset::Offset(-1)), "{:?}", e.offset()),
+            None => assert!(
+                matches!(e.offset(), Offset::End | Offset::Offset(-1)),
+                "{:?}",
+                e.offset()
+            ),
         }
     }
 
@@ -146,7 +188,10 @@ async fn produce_consume_restart_admin_and_codecs() {
     for r in admin.alter_configs([&ac], &opts()).await.unwrap() {
         r.unwrap();
     }
-    let described = admin.describe_configs([&ResourceSpecifier::Topic("compat")], &opts()).await.unwrap();
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic("compat")], &opts())
+        .await
+        .unwrap();
     let entries = &described[0].as_ref().unwrap().entries;
     let retention = entries.iter().find(|e| e.name == "retention.ms").unwrap();
     assert_eq!(retention.value.as_deref(), Some("86400000"));
@@ -157,13 +202,20 @@ async fn produce_consume_restart_admin_and_codecs() {
     assert!(!broker.topic_exists("doomed"));
     let bad = NewTopic::new("rf3", 1, TopicReplication::Fixed(3));
     let r = admin.create_topics([&bad], &opts()).await.unwrap();
-    assert!(r[0].is_err(), "replication factor 3 on one broker is refused");
+    assert!(
+        r[0].is_err(),
+        "replication factor 3 on one broker is refused"
+    );
 
     // Every compression codec round-trips.
     for codec in ["gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("codec-{codec}");
         create_topic(&server, &topic, 1).await;
-        let p: FutureProducer = config(&server).set("compression.codec", codec).set("linger.ms", "20").create().unwrap();
+        let p: FutureProducer = config(&server)
+            .set("compression.codec", codec)
+            .set("linger.ms", "20")
+            .create()
+            .unwrap();
         let futures: Vec<_> = (0..50)
             .map(|i| {
                 let p = p.clone();
@@ -171,14 +223,18 @@ async fn produce_consume_restart_admin_and_codecs() {
                 async move {
                     let key = format!("k{i}");
                     let value = format!("{codec}-{i}-{}", "z".repeat(200));
-                    p.send(FutureRecord::to(&topic).key(&key).payload(&value), TIMEOUT).await.unwrap();
+                    p.send(FutureRecord::to(&topic).key(&key).payload(&value), TIMEOUT)
+                        .await
+                        .unwrap();
                 }
             })
             .collect();
         futures_util::future::join_all(futures).await;
         let got = read_all(&server, &topic, 1, 50);
         assert_eq!(got.len(), 50, "{codec}");
-        assert!(got.iter().all(|(_, _, k, v, _)| v.starts_with(&format!("{codec}-{}-", &k[1..]))));
+        assert!(got
+            .iter()
+            .all(|(_, _, k, v, _)| v.starts_with(&format!("{codec}-{}-", &k[1..]))));
     }
 
     // Restart the broker (new port): everything is still there.
