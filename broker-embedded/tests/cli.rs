@@ -172,6 +172,32 @@ fn serve_create_produce_consume_offsets_shutdown() {
     );
     assert!(!ok && err.contains("error:"), "{err}");
 
+    // A 20-byte Metadata request claiming two billion topics must not take the broker down
+    // (the decoder reserves capacity from the claimed length before reading elements).
+    {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+        frame.extend_from_slice(&1i16.to_be_bytes()); // v1
+        frame.extend_from_slice(&1i32.to_be_bytes()); // correlation id
+        frame.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+        frame.extend_from_slice(&i32::MAX.to_be_bytes()); // topics array length
+        s.write_all(&(frame.len() as i32).to_be_bytes()).unwrap();
+        s.write_all(&frame).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 8];
+        assert!(
+            matches!(s.read(&mut buf), Ok(0) | Err(_)),
+            "the bad connection is closed"
+        );
+    }
+    let (ok, out, _) = run(&[&["topics", "list"][..], &b].concat(), None);
+    assert!(
+        ok && out.contains("lines"),
+        "the broker still serves after a hostile frame"
+    );
+
     // SIGTERM: graceful shutdown, clean marker written.
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")

@@ -545,7 +545,8 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, RecordError> {
     let base_ts = header.base_timestamp;
     let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
     let mut reader = Reader::new(&section);
-    let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
+    // Every record takes at least 7 bytes: never trust the header's count for the capacity.
+    let mut out = Vec::with_capacity((header.record_count.max(0) as usize).min(section.len() / 7));
     for i in 0..header.record_count {
         let len = reader.varint()?;
         if len < 0 {

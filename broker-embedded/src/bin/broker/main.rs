@@ -3,6 +3,11 @@
 //! own tools. Client subcommands use librdkafka, configured with the Java client's murmur2
 //! partitioner so keys land where Java producers and Kafka Streams put them.
 
+mod huge_alloc;
+
+#[global_allocator]
+static ALLOC: huge_alloc::LazyHugeAlloc = huge_alloc::LazyHugeAlloc;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
