@@ -280,7 +280,8 @@ fn restore_in_two_steps<S: Restorable + ?Sized>(
 }
 
 proptest! {
-    #![proptest_config(cases())]
+    // Each case opens six RocksDB stores (and their segments): fewer cases keep it quick.
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     /// Random writes through change-logging stores; a fresh store of either backend restored
     /// from the changelog (in one go, or from a checkpoint midway after a restart) holds
