@@ -1,7 +1,7 @@
 //! The caching decorator: coalesces writes per key between flushes and reports what it
 //! pushes down, so the runtime forwards one update per key per commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use crate::error::Result;
@@ -48,6 +48,8 @@ pub struct CachingKeyValueStore<S> {
     inner: S,
     slots: BTreeMap<Vec<u8>, Slot>,
     lru: BTreeMap<u64, Vec<u8>>,
+    /// Ticks of the dirty entries, so a flush visits only those.
+    dirty: BTreeSet<u64>,
     tick: u64,
     bytes: usize,
     max_bytes: usize,
@@ -75,6 +77,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
             inner,
             slots: BTreeMap::new(),
             lru: BTreeMap::new(),
+            dirty: BTreeSet::new(),
             tick: 0,
             bytes: 0,
             max_bytes,
@@ -121,9 +124,11 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         };
         if let Some(old) = self.slots.insert(key.to_vec(), slot) {
             self.lru.remove(&old.tick);
+            self.dirty.remove(&old.tick);
             self.bytes = self.bytes.saturating_sub(slot_size(key, &old.value));
         }
         self.lru.insert(tick, key.to_vec());
+        self.dirty.insert(tick);
         self.bytes += size;
         self.evict()
     }
@@ -138,6 +143,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
             };
             self.bytes = self.bytes.saturating_sub(slot_size(&key, &slot.value));
             if slot.dirty {
+                self.dirty.remove(&slot.tick);
                 self.push_down(key, slot.value, slot.timestamp, true)?;
             }
         }
@@ -181,12 +187,11 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
     /// flushing the store below.
     pub fn flush_cache(&mut self) -> Result<()> {
         let dirty: Vec<(u64, Vec<u8>)> = self
-            .lru
+            .dirty
             .iter()
-            .filter(|(_, k)| self.slots.get(*k).is_some_and(|s| s.dirty))
-            .map(|(t, k)| (*t, k.clone()))
+            .filter_map(|t| self.lru.get(t).map(|k| (*t, k.clone())))
             .collect();
-        for (_, key) in dirty {
+        for (tick, key) in dirty {
             let Some(slot) = self.slots.get(&key) else {
                 continue;
             };
@@ -195,6 +200,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
             if let Some(slot) = self.slots.get_mut(&key) {
                 slot.dirty = false;
             }
+            self.dirty.remove(&tick);
         }
         Ok(())
     }
@@ -223,6 +229,7 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
         }
         self.slots.clear();
         self.lru.clear();
+        self.dirty.clear();
         self.bytes = 0;
         self.inner.close()
     }
@@ -233,6 +240,7 @@ impl<S: KeyValueStore + Restorable> Restorable for CachingKeyValueStore<S> {
         for r in records {
             if let Some(slot) = self.slots.remove(&r.key) {
                 self.lru.remove(&slot.tick);
+                self.dirty.remove(&slot.tick);
                 self.bytes = self.bytes.saturating_sub(slot_size(&r.key, &slot.value));
             }
         }
