@@ -106,7 +106,11 @@ async fn produce_consume_restart_admin_and_codecs() {
     // Keyed produce with acks=all: keys land where the Java client's murmur2 puts them.
     create_topic(&server, "compat", 6).await;
     create_topic(&server, "vectors", 12).await;
-    let producer: FutureProducer = config(&server).set("acks", "all").create().unwrap();
+    let producer: FutureProducer = config(&server)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
     let mut sent = BTreeMap::new();
     for i in 0..300i64 {
         let key = format!("key-{i}");

@@ -36,8 +36,9 @@ use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
     AlterConfigsResponse, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, RequestHeader, RequestKind, ResponseKind, TopicName,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, MetadataRequest, ProduceRequest, ProducerId,
+    RequestHeader, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -70,6 +71,7 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::CreatePartitions => (0, 3),
         ApiKey::IncrementalAlterConfigs => (0, 1),
+        ApiKey::InitProducerId => (0, 4),
         _ => return None,
     })
 }
@@ -86,6 +88,7 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::AlterConfigs,
     ApiKey::CreatePartitions,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::InitProducerId,
 ];
 
 pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
@@ -133,6 +136,7 @@ pub(crate) async fn handle(
         }
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs(ctx, r)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(ctx, &r)),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(ctx, r))
         }
@@ -143,6 +147,27 @@ pub(crate) async fn handle(
             return None;
         }
     })
+}
+
+/// InitProducerId for idempotent producers (no transactional id): as Kafka does, always a new
+/// producer id with epoch 0 (the per-partition sequence state lives in each partition log).
+/// Transactional ids need the transaction coordinator, which does not exist yet.
+fn init_producer_id(ctx: &Context, r: &InitProducerIdRequest) -> InitProducerIdResponse {
+    let mut resp = InitProducerIdResponse::default();
+    resp.producer_id = ProducerId(-1);
+    resp.producer_epoch = -1;
+    if r.transactional_id.is_some() {
+        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return resp;
+    }
+    match ctx.broker.allocate_producer_id() {
+        Ok(id) => {
+            resp.producer_id = ProducerId(id);
+            resp.producer_epoch = 0;
+        }
+        Err(e) => resp.error_code = err_code(&e),
+    }
+    resp
 }
 
 fn api_versions(_r: &ApiVersionsRequest) -> ApiVersionsResponse {
