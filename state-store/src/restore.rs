@@ -176,6 +176,7 @@ impl Restorer {
             offsets_to_restore: u64::try_from(end_offset.saturating_sub(start_offset)).unwrap_or(0),
         };
         let name = store.name().to_owned();
+        let _span = tracing::debug_span!("restore", store = %name, %partition).entered();
         listener.on_restore_start(&name, partition, &progress);
         let mut batch = Vec::with_capacity(self.batch_size.min(100_000));
         for record in records {
