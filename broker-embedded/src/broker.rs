@@ -867,8 +867,7 @@ impl Broker {
         max_bytes: usize,
         isolation: IsolationLevel,
     ) -> Result<FetchData> {
-        self.log(topic, partition)?
-            .read_with(offset, max_bytes, isolation, true)
+        self.read_partition_with(topic, partition, offset, max_bytes, isolation, true)
     }
 
     /// As [`Broker::read_partition`]; with `min_one_batch = false` a first batch larger than

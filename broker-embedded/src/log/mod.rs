@@ -145,6 +145,19 @@ pub(crate) struct SegmentView {
     pub(crate) path: PathBuf,
 }
 
+impl SegmentView {
+    /// Reads and parses the batch header at byte `pos`.
+    fn header_at(&self, pos: u64) -> Result<BatchHeader> {
+        let hb = read_at(&self.file, pos, BATCH_HEADER_LEN)
+            .map_err(|e| BrokerError::io(&self.path, e))?;
+        BatchHeader::parse(&hb).map_err(|source| BrokerError::Corrupt {
+            path: self.path.clone(),
+            position: pos,
+            source,
+        })
+    }
+}
+
 /// One partition's durable log.
 pub struct PartitionLog {
     topic: String,
@@ -695,13 +708,7 @@ impl PartitionLog {
         for (i, v) in views.iter().enumerate() {
             let mut pos = if i == 0 { first_pos } else { 0 };
             while pos + BATCH_HEADER_LEN as u64 <= v.size {
-                let hb = read_at(&v.file, pos, BATCH_HEADER_LEN)
-                    .map_err(|e| BrokerError::io(&v.path, e))?;
-                let h = BatchHeader::parse(&hb).map_err(|source| BrokerError::Corrupt {
-                    path: v.path.clone(),
-                    position: pos,
-                    source,
-                })?;
+                let h = v.header_at(pos)?;
                 if h.base_offset >= upper {
                     return Ok(data);
                 }
@@ -767,13 +774,7 @@ impl PartitionLog {
         for (i, v) in views.iter().enumerate() {
             let mut pos = if i == 0 { first_pos } else { 0 };
             while pos + BATCH_HEADER_LEN as u64 <= v.size {
-                let hb = read_at(&v.file, pos, BATCH_HEADER_LEN)
-                    .map_err(|e| BrokerError::io(&v.path, e))?;
-                let h = BatchHeader::parse(&hb).map_err(|source| BrokerError::Corrupt {
-                    path: v.path.clone(),
-                    position: pos,
-                    source,
-                })?;
+                let h = v.header_at(pos)?;
                 if h.base_offset >= upper {
                     return Ok(None);
                 }

@@ -553,30 +553,40 @@ fn produce(a: ProduceArgs) -> AnyResult {
     Ok(())
 }
 
+/// The partition ids of a topic, with a clear error if it does not exist.
+fn partition_ids(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> AnyResult<Vec<i32>> {
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| format!("topic `{topic}` not found"))?;
+    if let Some(err) = t.error() {
+        return Err(format!("topic `{topic}`: {err:?}").into());
+    }
+    Ok(t.partitions().iter().map(|p| p.id()).collect())
+}
+
 fn consume(a: ConsumeArgs) -> AnyResult {
     let consumer: BaseConsumer = client_config(&a.conn)
         .set("group.id", "broker-cli-console")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .create()?;
-    let md = consumer.fetch_metadata(Some(&a.topic), Duration::from_millis(a.conn.timeout_ms))?;
-    let topic = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == a.topic)
-        .ok_or_else(|| format!("topic `{}` not found", a.topic))?;
-    if let Some(err) = topic.error() {
-        return Err(format!("topic `{}`: {err:?}", a.topic).into());
-    }
+    let partitions = partition_ids(
+        &consumer,
+        &a.topic,
+        Duration::from_millis(a.conn.timeout_ms),
+    )?;
     let mut tpl = TopicPartitionList::new();
     let start = match (a.offset, a.from_beginning) {
         (Some(o), _) => Offset::Offset(o),
         (None, true) => Offset::Beginning,
         (None, false) => Offset::End,
     };
-    for p in topic.partitions() {
-        if a.partition.is_none_or(|only| only == p.id()) {
-            tpl.add_partition_offset(&a.topic, p.id(), start)?;
+    for p in partitions {
+        if a.partition.is_none_or(|only| only == p) {
+            tpl.add_partition_offset(&a.topic, p, start)?;
         }
     }
     if tpl.count() == 0 {
@@ -635,19 +645,10 @@ fn offsets(a: OffsetsArgs) -> AnyResult {
         .set("group.id", "broker-cli-offsets")
         .create()?;
     let timeout = Duration::from_millis(a.conn.timeout_ms);
-    let md = consumer.fetch_metadata(Some(&a.topic), timeout)?;
-    let topic = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == a.topic)
-        .ok_or_else(|| format!("topic `{}` not found", a.topic))?;
-    if let Some(err) = topic.error() {
-        return Err(format!("topic `{}`: {err:?}", a.topic).into());
-    }
     println!("topic\tpartition\tearliest\tlatest");
-    for p in topic.partitions() {
-        let (lo, hi) = consumer.fetch_watermarks(&a.topic, p.id(), timeout)?;
-        println!("{}\t{}\t{}\t{}", a.topic, p.id(), lo, hi);
+    for p in partition_ids(&consumer, &a.topic, timeout)? {
+        let (lo, hi) = consumer.fetch_watermarks(&a.topic, p, timeout)?;
+        println!("{}\t{}\t{}\t{}", a.topic, p, lo, hi);
     }
     Ok(())
 }
