@@ -415,7 +415,7 @@ async fn hostile_clients_close_their_own_connection_only() {
     assert!(closed(&mut e).await, "stalled mid-frame");
     // Hundreds of idle connections do not block anyone.
     let mut idle = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..1000 {
         idle.push(h.connect().await);
     }
     let r: ApiVersionsResponse = call(
@@ -429,4 +429,28 @@ async fn hostile_clients_close_their_own_connection_only() {
     drop(idle);
     h.server.take().unwrap().shutdown().await;
     assert!(closed(&mut good).await, "shutdown closes connections");
+}
+
+#[tokio::test]
+async fn metadata_returns_the_advertised_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = BrokerConfig::new(dir.path());
+    c.cleaner_interval = None;
+    let broker = Broker::open(c).unwrap();
+    let server = KafkaServer::start(
+        broker.clone(),
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            advertised_host: Some("kafka.example.test".into()),
+            advertised_port: Some(19092),
+            ..ServerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    let m: MetadataResponse = call(&mut s, ApiKey::Metadata, 9, &MetadataRequest::default()).await;
+    assert_eq!(m.brokers[0].host.as_str(), "kafka.example.test");
+    assert_eq!(m.brokers[0].port, 19092);
+    server.shutdown().await;
 }
