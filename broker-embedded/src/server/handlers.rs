@@ -123,6 +123,106 @@ pub(crate) async fn handle(
     request: RequestKind,
 ) -> Option<ResponseKind> {
     let version = header.request_api_version;
+    let mut response = dispatch(ctx, request, version).await?;
+    fit_to_version(&mut response, version);
+    Some(response)
+}
+
+/// Resets fields that the negotiated version does not carry to their defaults. The encoder
+/// refuses non-default values in fields a version lacks (unless Kafka marks them ignorable),
+/// and older clients (e.g. librdkafka 2.0 asking for ListOffsets v2) must still get answers.
+fn fit_to_version(response: &mut ResponseKind, v: i16) {
+    match response {
+        ResponseKind::Metadata(r) => {
+            if v < 2 {
+                r.cluster_id = None;
+            }
+            for t in &mut r.topics {
+                if v < 10 {
+                    t.topic_id = uuid::Uuid::nil();
+                }
+                for p in &mut t.partitions {
+                    if v < 7 {
+                        p.leader_epoch = -1;
+                    }
+                    if v < 5 {
+                        p.offline_replicas.clear();
+                    }
+                }
+            }
+        }
+        ResponseKind::ListOffsets(r) => {
+            for t in &mut r.topics {
+                for p in &mut t.partitions {
+                    if v < 4 {
+                        p.leader_epoch = -1;
+                    }
+                }
+            }
+        }
+        ResponseKind::Produce(r) => {
+            for t in &mut r.responses {
+                for p in &mut t.partition_responses {
+                    if v < 5 {
+                        p.log_start_offset = -1;
+                    }
+                    if v < 8 {
+                        p.error_message = None;
+                        p.record_errors.clear();
+                    }
+                }
+            }
+        }
+        ResponseKind::Fetch(r) => {
+            for t in &mut r.responses {
+                for p in &mut t.partitions {
+                    if v < 5 {
+                        p.log_start_offset = -1;
+                    }
+                    if v < 11 {
+                        p.preferred_read_replica = BrokerId(-1);
+                    }
+                }
+            }
+        }
+        ResponseKind::CreateTopics(r) => {
+            for t in &mut r.topics {
+                if v < 7 {
+                    t.topic_id = uuid::Uuid::nil();
+                }
+                if v < 5 {
+                    t.num_partitions = -1;
+                    t.replication_factor = -1;
+                    t.configs = Some(Vec::new());
+                    t.topic_config_error_code = 0;
+                }
+            }
+        }
+        ResponseKind::DeleteTopics(r) => {
+            for t in &mut r.responses {
+                if v < 5 {
+                    t.error_message = None;
+                }
+                if v < 6 {
+                    t.topic_id = uuid::Uuid::nil();
+                }
+            }
+        }
+        ResponseKind::DescribeConfigs(r) => {
+            for res in &mut r.results {
+                for c in &mut res.configs {
+                    if v < 3 {
+                        c.config_type = 0;
+                        c.documentation = Some(StrBytes::default());
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn dispatch(ctx: &Context, request: RequestKind, version: i16) -> Option<ResponseKind> {
     Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(&r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(ctx, r, version)),
