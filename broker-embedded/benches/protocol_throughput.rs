@@ -67,6 +67,10 @@ fn consume(addr: &str, topic: &str, partitions: i32, n: usize) -> Duration {
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
+        // librdkafka >= 2.1 backs fetching off for 1 s whenever its local queue holds more
+        // than queued.min.messages; a consumer that keeps up should not wait on that.
+        .set("fetch.queue.backoff.ms", "0")
+        .set("queued.min.messages", "1000000")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();

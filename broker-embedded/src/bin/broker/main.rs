@@ -82,6 +82,9 @@ struct Conn {
     /// Request timeout in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Extra librdkafka client property, e.g. -X fetch.wait.max.ms=100 (repeatable).
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -362,6 +365,11 @@ fn client_config(conn: &Conn) -> ClientConfig {
         .set("socket.timeout.ms", conn.timeout_ms.to_string())
         .set("message.timeout.ms", conn.timeout_ms.to_string())
         .set("partitioner", "murmur2_random");
+    for p in &conn.properties {
+        if let Some((k, v)) = p.split_once('=') {
+            c.set(k.trim(), v.trim());
+        }
+    }
     c
 }
 
