@@ -219,3 +219,93 @@ fn serve_create_produce_consume_offsets_shutdown() {
     assert!(status.success());
     assert!(dir.path().join(".kafka_cleanshutdown").exists());
 }
+
+#[test]
+fn serve_reads_a_stock_kafka_properties_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kafka-logs");
+    let props = dir.path().join("server.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "# a typical server.properties\nnode.id=0\nprocess.roles=broker,controller\n\
+             listeners=PLAINTEXT://127.0.0.1:0\nnum.network.threads=3\nnum.io.threads=8\n\
+             socket.send.buffer.bytes=102400\nlog.dirs={}\nnum.partitions=4\n\
+             offsets.topic.replication.factor=1\nlog.retention.hours=168\n\
+             log.segment.bytes=1073741824\nlog.retention.check.interval.ms=300000\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config-file"])
+        .arg(&props)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+        .to_string();
+    let server = Server { child, addr };
+    let (ok, out, err) = run(
+        &[
+            "topics",
+            "create",
+            "--bootstrap-server",
+            &server.addr,
+            "--topic",
+            "p",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(data.join("p-0").is_dir(), "log.dirs is the data directory");
+    let (ok, out, _) = run(
+        &[
+            "topics",
+            "describe",
+            "--bootstrap-server",
+            &server.addr,
+            "--topic",
+            "p",
+        ],
+        None,
+    );
+    assert!(ok && out.contains("PartitionCount: 1"), "{out}");
+    drop(server);
+
+    // Unknown properties and impossible values are refused with a clear message.
+    std::fs::write(&props, "log.dirs=/tmp/x\nfoo.bar=1\n").unwrap();
+    let (ok, _, err) = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config-file",
+            props.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        !ok && err.contains("unknown broker property `foo.bar`"),
+        "{err}"
+    );
+    let (ok, _, err) = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "default.replication.factor=3",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("only 1 is possible"), "{err}");
+}

@@ -8,13 +8,12 @@ mod huge_alloc;
 #[global_allocator]
 static ALLOC: huge_alloc::LazyHugeAlloc = huge_alloc::LazyHugeAlloc;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use broker_embedded::{Broker, BrokerConfig, KafkaServer, LogConfig, ServerConfig};
+use broker_embedded::{Broker, BrokerConfig, KafkaServer, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
@@ -57,12 +56,14 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Directory for the log and metadata (created if missing).
-    #[arg(long, default_value = "./broker-data")]
-    data_dir: PathBuf,
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    listen: String,
+    /// Directory for the log and metadata (created if missing); default `./broker-data`,
+    /// or `log.dirs` from the properties.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port. Default `127.0.0.1:9092`, or
+    /// `listeners` from the properties.
+    #[arg(long)]
+    listen: Option<String>,
     /// HOST:PORT clients should connect to (Kafka's advertised.listeners); default the bound address.
     #[arg(long)]
     advertised_listener: Option<String>,
@@ -268,6 +269,50 @@ fn apply_broker_property(
         c.log_defaults.set(tk, value)?;
         return Ok(());
     }
+    let scaled_ms = |unit_ms: u64| -> AnyResult<String> {
+        let n: u64 = value
+            .parse()
+            .map_err(|_| format!("{key}: `{value}` is not a number"))?;
+        Ok(n.saturating_mul(unit_ms).to_string())
+    };
+    match key {
+        "log.retention.hours" => {
+            return Ok(c.log_defaults.set("retention.ms", &scaled_ms(3_600_000)?)?)
+        }
+        "log.retention.minutes" => {
+            return Ok(c.log_defaults.set("retention.ms", &scaled_ms(60_000)?)?)
+        }
+        "log.roll.hours" => return Ok(c.log_defaults.set("segment.ms", &scaled_ms(3_600_000)?)?),
+        "listeners" => {
+            s.listen = first_listener(value)?;
+            return Ok(());
+        }
+        "advertised.listeners" => {
+            let (host, port) = split_host_port(&first_listener(value)?)?;
+            s.advertised_host = Some(host);
+            s.advertised_port = Some(port);
+            return Ok(());
+        }
+        "default.replication.factor"
+        | "offsets.topic.replication.factor"
+        | "transaction.state.log.replication.factor" => {
+            if value.trim() != "1" {
+                return Err(format!(
+                    "{key}={value}: this broker runs one node; only 1 is possible"
+                )
+                .into());
+            }
+            return Ok(());
+        }
+        k if IGNORED_KAFKA_PROPERTIES.contains(&k) => {
+            tracing::warn!(
+                property = k,
+                "Kafka broker property has no effect here; ignored"
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let num = |v: &str| {
         v.parse::<u64>()
             .map_err(|_| format!("{key}: `{v}` is not a number"))
@@ -301,10 +346,61 @@ fn apply_broker_property(
     Ok(())
 }
 
+/// Kafka broker properties that configure machinery this broker does not have (threads,
+/// socket buffers, ZooKeeper/KRaft, replication tuning): accepted with a warning so a stock
+/// `server.properties` starts.
+const IGNORED_KAFKA_PROPERTIES: &[&str] = &[
+    "num.network.threads",
+    "num.io.threads",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "num.recovery.threads.per.data.dir",
+    "transaction.state.log.min.isr",
+    "group.initial.rebalance.delay.ms",
+    "zookeeper.connect",
+    "zookeeper.connection.timeout.ms",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "listener.security.protocol.map",
+    "log.cleaner.enable",
+    "delete.topic.enable",
+    "num.replica.fetchers",
+    "replica.lag.time.max.ms",
+    "unclean.leader.election.enable",
+    "log.segment.delete.delay.ms",
+    "broker.rack",
+    "compression.type",
+];
+
+/// `PLAINTEXT://host:port,...` -> `host:port` of the first listener (empty host = all
+/// interfaces).
+fn first_listener(value: &str) -> AnyResult<String> {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let addr = first.split_once("://").map_or(first, |(_, a)| a);
+    let (host, port) = split_host_port(addr)?;
+    let host = if host.is_empty() {
+        "0.0.0.0".to_string()
+    } else {
+        host
+    };
+    Ok(format!("{host}:{port}"))
+}
+
+fn split_host_port(addr: &str) -> AnyResult<(String, u16)> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{addr}` is not HOST:PORT"))?;
+    let port = port.parse().map_err(|_| format!("bad port in `{addr}`"))?;
+    Ok((host.to_string(), port))
+}
+
 fn serve(a: ServeArgs) -> AnyResult {
-    let mut config = BrokerConfig::new(&a.data_dir);
+    let mut config = BrokerConfig::new("./broker-data");
     let mut server = ServerConfig {
-        listen: a.listen.clone(),
+        listen: "127.0.0.1:9092".into(),
         ..ServerConfig::default()
     };
     let mut props = Vec::new();
@@ -325,14 +421,17 @@ fn serve(a: ServeArgs) -> AnyResult {
     for (k, v) in &props {
         apply_broker_property(&mut config, &mut server, k, v)?;
     }
-    // Validate the resulting defaults once, so a bad value fails at start.
-    LogConfig::default().resolve(&BTreeMap::new())?;
+    // Command-line flags win over properties.
+    if let Some(dir) = &a.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(listen) = &a.listen {
+        server.listen = listen.clone();
+    }
     if let Some(adv) = &a.advertised_listener {
-        let (host, port) = adv
-            .rsplit_once(':')
-            .ok_or_else(|| format!("--advertised-listener `{adv}` is not HOST:PORT"))?;
-        server.advertised_host = Some(host.to_string());
-        server.advertised_port = Some(port.parse().map_err(|_| format!("bad port in `{adv}`"))?);
+        let (host, port) = split_host_port(adv)?;
+        server.advertised_host = Some(host);
+        server.advertised_port = Some(port);
     }
     let rt = runtime()?;
     rt.block_on(async move {
