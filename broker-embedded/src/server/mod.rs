@@ -165,13 +165,14 @@ async fn accept_loop(
                     let stop = stop.clone();
                     let span = tracing::debug_span!("connection", %peer);
                     conns.spawn(async move {
+                        // Decrements the count even if the task unwinds from a panic.
+                        let _count = ConnectionCount(&ctx.connections);
                         if let Err(reason) = serve_connection(stream, &ctx, stop).await {
                             match reason {
                                 CloseReason::Eof | CloseReason::Shutdown => debug!(%reason, "connection closed"),
                                 other => warn!(reason = %other, "closing connection"),
                             }
                         }
-                        ctx.connections.fetch_sub(1, Ordering::Relaxed);
                     }.instrument(span));
                 }
                 Err(e) => {
@@ -189,6 +190,14 @@ async fn accept_loop(
         .is_err()
     {
         conns.abort_all();
+    }
+}
+
+struct ConnectionCount<'a>(&'a AtomicUsize);
+
+impl Drop for ConnectionCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
