@@ -142,10 +142,11 @@ async fn api_versions_advertises_only_what_is_implemented() {
     assert_eq!(find(ApiKey::Produce), Some((3, 9)));
     assert_eq!(find(ApiKey::Fetch), Some((4, 12)));
     assert_eq!(
-        find(ApiKey::FindCoordinator),
+        find(ApiKey::JoinGroup),
         None,
         "not implemented, not advertised"
     );
+    assert_eq!(find(ApiKey::FindCoordinator), Some((0, 3)));
     // An ApiVersions version from the future gets UNSUPPORTED_VERSION in a v0 response.
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
@@ -603,6 +604,62 @@ async fn every_advertised_version_answers() {
         assert_eq!(r.error_code, 0, "InitProducerId v{v}");
         assert!(r.producer_id.0 >= 0);
     }
+    for v in 0..=3 {
+        let mut req = FindCoordinatorRequest::default();
+        req.key = StrBytes::from_static_str("g");
+        let r: FindCoordinatorResponse = call(&mut s, ApiKey::FindCoordinator, v, &req).await;
+        assert_eq!((r.error_code, r.node_id.0), (0, 0), "FindCoordinator v{v}");
+    }
+    for v in 2..=8 {
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = GroupId(StrBytes::from_static_str("g"));
+        req.generation_id_or_member_epoch = -1;
+        let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+        t.name = topic("v");
+        let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+        p.partition_index = 0;
+        p.committed_offset = i64::from(v);
+        p.committed_metadata = Some(StrBytes::from_static_str("m"));
+        t.partitions = vec![p];
+        req.topics = vec![t];
+        let r: OffsetCommitResponse = call(&mut s, ApiKey::OffsetCommit, v, &req).await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetCommit v{v}");
+    }
+    for v in 1..=7 {
+        let mut req = OffsetFetchRequest::default();
+        req.group_id = GroupId(StrBytes::from_static_str("g"));
+        let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+        t.name = topic("v");
+        t.partition_indexes = vec![0, 1];
+        req.topics = Some(vec![t]);
+        let r: OffsetFetchResponse = call(&mut s, ApiKey::OffsetFetch, v, &req).await;
+        let got: Vec<i64> = r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.committed_offset)
+            .collect();
+        assert_eq!(got, vec![8, -1], "OffsetFetch v{v}");
+    }
+    // A commit that claims group membership is refused until JoinGroup exists.
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("g"));
+    req.generation_id_or_member_epoch = 3;
+    req.member_id = StrBytes::from_static_str("member-1");
+    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = topic("v");
+    let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+    p.committed_offset = 1;
+    t.partitions = vec![p];
+    req.topics = vec![t];
+    let r: OffsetCommitResponse = call(&mut s, ApiKey::OffsetCommit, 8, &req).await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        kafka_protocol::ResponseError::UnknownMemberId.code()
+    );
+    let committed = h
+        .broker
+        .committed_offset("g", &broker_embedded::TopicPartition::new("v", 0));
+    assert_eq!(committed.unwrap().offset, 8);
     for v in 1..=6 {
         let mut req = DeleteTopicsRequest::default();
         let name = format!("created-{}", v + 1);

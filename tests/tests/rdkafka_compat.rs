@@ -186,6 +186,43 @@ async fn produce_consume_restart_admin_and_codecs() {
         }
     }
 
+    // Committed offsets for a consumer with manual assignment (FindCoordinator, OffsetCommit
+    // with generation -1, OffsetFetch), read back by another consumer of the same group.
+    let committer: BaseConsumer = config(&server)
+        .set("group.id", "compat-group")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    for p in 0..6 {
+        offsets
+            .add_partition_offset("compat", p, Offset::Offset(10 + i64::from(p)))
+            .unwrap();
+    }
+    committer.assign(&offsets).unwrap();
+    committer
+        .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    let committed_by_other = |server: &KafkaServer| {
+        let reader: BaseConsumer = config(server)
+            .set("group.id", "compat-group")
+            .create()
+            .unwrap();
+        let mut query = TopicPartitionList::new();
+        for p in 0..6 {
+            query.add_partition("compat", p);
+        }
+        let got = reader.committed_offsets(query, TIMEOUT).unwrap();
+        got.elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect::<Vec<_>>()
+    };
+    let expected_commits: Vec<(i32, Offset)> = (0..6)
+        .map(|p| (p, Offset::Offset(10 + i64::from(p))))
+        .collect();
+    assert_eq!(committed_by_other(&server), expected_commits);
+
     // Admin: alter (legacy AlterConfigs), describe, delete.
     let admin = admin(&server);
     let ac = AlterConfig::new(ResourceSpecifier::Topic("compat")).set("retention.ms", "86400000");
@@ -249,5 +286,10 @@ async fn produce_consume_restart_admin_and_codecs() {
     let (_broker, server) = start(dir.path()).await;
     let got = read_all(&server, "compat", 6, sent.len());
     assert_eq!(got.len(), sent.len(), "records survive a restart");
+    assert_eq!(
+        committed_by_other(&server),
+        expected_commits,
+        "commits survive a restart"
+    );
     server.shutdown().await;
 }

@@ -33,11 +33,13 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
-    AlterConfigsResponse, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest,
+    alter_configs_response, incremental_alter_configs_response, offset_commit_response,
+    offset_fetch_response, AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, FindCoordinatorResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, MetadataRequest, ProduceRequest, ProducerId,
+    InitProducerIdResponse, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProducerId,
     RequestHeader, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -72,6 +74,9 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::CreatePartitions => (0, 3),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::InitProducerId => (0, 4),
+        ApiKey::FindCoordinator => (0, 3),
+        ApiKey::OffsetCommit => (2, 8),
+        ApiKey::OffsetFetch => (1, 7),
         _ => return None,
     })
 }
@@ -89,6 +94,9 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::CreatePartitions,
     ApiKey::IncrementalAlterConfigs,
     ApiKey::InitProducerId,
+    ApiKey::FindCoordinator,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
 ];
 
 pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
@@ -208,6 +216,16 @@ fn fit_to_version(response: &mut ResponseKind, v: i16) {
                 }
             }
         }
+        ResponseKind::FindCoordinator(r) if v < 1 => r.error_message = None,
+        ResponseKind::OffsetFetch(r) => {
+            for t in &mut r.topics {
+                for p in &mut t.partitions {
+                    if v < 5 {
+                        p.committed_leader_epoch = -1;
+                    }
+                }
+            }
+        }
         ResponseKind::DescribeConfigs(r) => {
             for res in &mut r.results {
                 for c in &mut res.configs {
@@ -237,6 +255,9 @@ async fn dispatch(ctx: &Context, request: RequestKind, version: i16) -> Option<R
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs(ctx, r)),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(ctx, &r)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator(ctx, &r)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit(ctx, r)),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch(ctx, r)),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(ctx, r))
         }
@@ -266,6 +287,144 @@ fn init_producer_id(ctx: &Context, r: &InitProducerIdRequest) -> InitProducerIdR
             resp.producer_epoch = 0;
         }
         Err(e) => resp.error_code = err_code(&e),
+    }
+    resp
+}
+
+/// FindCoordinator for consumer groups: this broker coordinates every group. Transaction
+/// coordinators do not exist yet.
+fn find_coordinator(ctx: &Context, r: &FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let mut resp = FindCoordinatorResponse::default();
+    if r.key_type != 0 {
+        resp.error_code = ResponseError::CoordinatorNotAvailable.code();
+        resp.error_message = Some(s("transactions are not supported yet"));
+        resp.node_id = BrokerId(-1);
+        resp.port = -1;
+        return resp;
+    }
+    resp.node_id = BrokerId(ctx.broker.config().node_id);
+    resp.host = s(ctx.endpoint.host.clone());
+    resp.port = ctx.endpoint.port;
+    resp
+}
+
+/// Largest commit metadata accepted (Kafka's `offset.metadata.max.bytes`).
+const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+/// OffsetCommit. Group membership (JoinGroup/SyncGroup) is not served yet, so only "simple"
+/// commits are accepted — generation -1 and no member id, as consumers with manual assignment
+/// send; a commit claiming membership gets UNKNOWN_MEMBER_ID.
+fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    let b = &ctx.broker;
+    let group = r.group_id.0.as_str().to_string();
+    let group_error = if group.is_empty() {
+        Some(ResponseError::InvalidGroupId.code())
+    } else if r.generation_id_or_member_epoch >= 0 || !r.member_id.as_str().is_empty() {
+        Some(ResponseError::UnknownMemberId.code())
+    } else {
+        None
+    };
+    let now = crate::broker::now_ms();
+    let mut resp = OffsetCommitResponse::default();
+    let mut to_commit = Vec::new();
+    let mut slots = Vec::new();
+    for t in r.topics {
+        let name = t.name.0.as_str().to_string();
+        let mut tr = offset_commit_response::OffsetCommitResponseTopic::default();
+        tr.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = offset_commit_response::OffsetCommitResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            let metadata = p
+                .committed_metadata
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
+            let exists = b
+                .partition_count(&name)
+                .is_ok_and(|n| p.partition_index >= 0 && (p.partition_index as u32) < n);
+            pr.error_code = if let Some(code) = group_error {
+                code
+            } else if !exists {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                ResponseError::OffsetMetadataTooLarge.code()
+            } else {
+                to_commit.push((
+                    crate::TopicPartition::new(name.clone(), p.partition_index),
+                    crate::OffsetAndMetadata {
+                        offset: p.committed_offset,
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(p.committed_leader_epoch),
+                        metadata,
+                        commit_timestamp: now,
+                    },
+                ));
+                slots.push((resp.topics.len(), tr.partitions.len()));
+                0
+            };
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    if let Err(e) = b.commit_offsets(&group, &to_commit) {
+        let code = err_code(&e);
+        for (t, p) in slots {
+            resp.topics[t].partitions[p].error_code = code;
+        }
+    }
+    resp
+}
+
+/// OffsetFetch: the committed offsets of a group (all of them when `topics` is null).
+fn offset_fetch(ctx: &Context, r: OffsetFetchRequest) -> OffsetFetchResponse {
+    let b = &ctx.broker;
+    let group = r.group_id.0.as_str().to_string();
+    let mut resp = OffsetFetchResponse::default();
+    if group.is_empty() {
+        resp.error_code = ResponseError::InvalidGroupId.code();
+        return resp;
+    }
+    let committed = b.committed_offsets(&group);
+    let wanted: Vec<(TopicName, Vec<i32>)> = match r.topics {
+        Some(topics) => topics
+            .into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for tp in committed.keys() {
+                by_topic
+                    .entry(tp.topic.clone())
+                    .or_default()
+                    .push(tp.partition);
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| (TopicName(s(t)), ps))
+                .collect()
+        }
+    };
+    for (name, partitions) in wanted {
+        let mut tr = offset_fetch_response::OffsetFetchResponseTopic::default();
+        tr.name = name.clone();
+        for p in partitions {
+            let mut pr = offset_fetch_response::OffsetFetchResponsePartition::default();
+            pr.partition_index = p;
+            match committed.get(&crate::TopicPartition::new(name.0.as_str(), p)) {
+                Some(om) => {
+                    pr.committed_offset = om.offset;
+                    pr.committed_leader_epoch = om.leader_epoch.unwrap_or(-1);
+                    pr.metadata = Some(s(om.metadata.clone()));
+                }
+                None => {
+                    pr.committed_offset = -1;
+                    pr.committed_leader_epoch = -1;
+                    pr.metadata = Some(s(""));
+                }
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
     }
     resp
 }
