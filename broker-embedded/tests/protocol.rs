@@ -142,11 +142,12 @@ async fn api_versions_advertises_only_what_is_implemented() {
     assert_eq!(find(ApiKey::Produce), Some((3, 9)));
     assert_eq!(find(ApiKey::Fetch), Some((4, 12)));
     assert_eq!(
-        find(ApiKey::JoinGroup),
+        find(ApiKey::EndTxn),
         None,
         "not implemented, not advertised"
     );
     assert_eq!(find(ApiKey::FindCoordinator), Some((0, 3)));
+    assert_eq!(find(ApiKey::JoinGroup), Some((0, 7)));
     // An ApiVersions version from the future gets UNSUPPORTED_VERSION in a v0 response.
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
@@ -640,7 +641,7 @@ async fn every_advertised_version_answers() {
             .collect();
         assert_eq!(got, vec![8, -1], "OffsetFetch v{v}");
     }
-    // A commit that claims group membership is refused until JoinGroup exists.
+    // A commit that claims a membership the group does not know is refused.
     let mut req = OffsetCommitRequest::default();
     req.group_id = GroupId(StrBytes::from_static_str("g"));
     req.generation_id_or_member_epoch = 3;

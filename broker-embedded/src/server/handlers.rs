@@ -33,26 +33,33 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, offset_commit_response,
+    alter_configs_response, describe_groups_response, incremental_alter_configs_response,
+    join_group_response, leave_group_response, list_groups_response, offset_commit_response,
     offset_fetch_response, AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest,
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, FindCoordinatorResponse,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProducerId,
-    RequestHeader, RequestKind, ResponseKind, TopicName,
+    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceRequest, ProducerId, RequestHeader, RequestKind, ResponseKind, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::{debug, info};
 
+use super::group::{GroupCoordinator, JoinRequest, JoinResult, SyncResult};
 use super::{Endpoint, ServerConfig};
 use crate::{
     AlterConfigOp, AppendOrigin, Broker, BrokerError, ConfigSource, FetchData, IsolationLevel,
     NewTopic, OffsetSpec, TOPIC_CONFIG_KEYS,
 };
+use std::net::SocketAddr;
 
 pub(crate) struct Context {
+    pub(crate) groups: std::sync::Arc<GroupCoordinator>,
     pub(crate) broker: Broker,
     pub(crate) endpoint: Endpoint,
     pub(crate) config: ServerConfig,
@@ -77,6 +84,12 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::FindCoordinator => (0, 3),
         ApiKey::OffsetCommit => (2, 8),
         ApiKey::OffsetFetch => (1, 7),
+        ApiKey::JoinGroup => (0, 7),
+        ApiKey::SyncGroup => (0, 5),
+        ApiKey::Heartbeat => (0, 4),
+        ApiKey::LeaveGroup => (0, 4),
+        ApiKey::DescribeGroups => (0, 5),
+        ApiKey::ListGroups => (0, 4),
         _ => return None,
     })
 }
@@ -97,6 +110,12 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::FindCoordinator,
     ApiKey::OffsetCommit,
     ApiKey::OffsetFetch,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::DescribeGroups,
+    ApiKey::ListGroups,
 ];
 
 pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
@@ -128,10 +147,11 @@ fn err_code(e: &BrokerError) -> i16 {
 pub(crate) async fn handle(
     ctx: &Context,
     header: &RequestHeader,
+    peer: SocketAddr,
     request: RequestKind,
 ) -> Option<ResponseKind> {
     let version = header.request_api_version;
-    let mut response = dispatch(ctx, request, version).await?;
+    let mut response = dispatch(ctx, request, header, peer, version).await?;
     fit_to_version(&mut response, version);
     Some(response)
 }
@@ -217,6 +237,35 @@ fn fit_to_version(response: &mut ResponseKind, v: i16) {
             }
         }
         ResponseKind::FindCoordinator(r) if v < 1 => r.error_message = None,
+        ResponseKind::JoinGroup(r) => {
+            if v < 7 {
+                r.protocol_type = None;
+                if r.protocol_name.is_none() {
+                    r.protocol_name = Some(StrBytes::default());
+                }
+            }
+            if v < 5 {
+                for m in &mut r.members {
+                    m.group_instance_id = None;
+                }
+            }
+        }
+        ResponseKind::SyncGroup(r) if v < 5 => {
+            r.protocol_type = None;
+            r.protocol_name = None;
+        }
+        ResponseKind::DescribeGroups(r) if v < 4 => {
+            for g in &mut r.groups {
+                for m in &mut g.members {
+                    m.group_instance_id = None;
+                }
+            }
+        }
+        ResponseKind::ListGroups(r) if v < 4 => {
+            for g in &mut r.groups {
+                g.group_state = StrBytes::default();
+            }
+        }
         ResponseKind::OffsetFetch(r) => {
             for t in &mut r.topics {
                 for p in &mut t.partitions {
@@ -240,7 +289,13 @@ fn fit_to_version(response: &mut ResponseKind, v: i16) {
     }
 }
 
-async fn dispatch(ctx: &Context, request: RequestKind, version: i16) -> Option<ResponseKind> {
+async fn dispatch(
+    ctx: &Context,
+    request: RequestKind,
+    header: &RequestHeader,
+    peer: SocketAddr,
+    version: i16,
+) -> Option<ResponseKind> {
     Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(&r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(ctx, r, version)),
@@ -258,6 +313,14 @@ async fn dispatch(ctx: &Context, request: RequestKind, version: i16) -> Option<R
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator(ctx, &r)),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit(ctx, r)),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch(ctx, r)),
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group(ctx, r, header, peer, version).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat(ctx, &r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group(ctx, r, version)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups(ctx, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups(ctx, &r)),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(ctx, r))
         }
@@ -311,18 +374,20 @@ fn find_coordinator(ctx: &Context, r: &FindCoordinatorRequest) -> FindCoordinato
 /// Largest commit metadata accepted (Kafka's `offset.metadata.max.bytes`).
 const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
-/// OffsetCommit. Group membership (JoinGroup/SyncGroup) is not served yet, so only "simple"
-/// commits are accepted — generation -1 and no member id, as consumers with manual assignment
-/// send; a commit claiming membership gets UNKNOWN_MEMBER_ID.
+/// OffsetCommit: members commit with their generation (checked by the group coordinator);
+/// consumers with manual assignment make "simple" commits (generation -1, no member id) to
+/// groups without active members.
 fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitResponse {
     let b = &ctx.broker;
     let group = r.group_id.0.as_str().to_string();
     let group_error = if group.is_empty() {
         Some(ResponseError::InvalidGroupId.code())
-    } else if r.generation_id_or_member_epoch >= 0 || !r.member_id.as_str().is_empty() {
-        Some(ResponseError::UnknownMemberId.code())
     } else {
-        None
+        ctx.groups.check_commit(
+            &group,
+            r.generation_id_or_member_epoch,
+            r.member_id.as_str(),
+        )
     };
     let now = crate::broker::now_ms();
     let mut resp = OffsetCommitResponse::default();
@@ -425,6 +490,193 @@ fn offset_fetch(ctx: &Context, r: OffsetFetchRequest) -> OffsetFetchResponse {
             tr.partitions.push(pr);
         }
         resp.topics.push(tr);
+    }
+    resp
+}
+
+async fn join_group(
+    ctx: &Context,
+    r: JoinGroupRequest,
+    header: &RequestHeader,
+    peer: SocketAddr,
+    version: i16,
+) -> JoinGroupResponse {
+    let rebalance_ms = if version >= 1 {
+        r.rebalance_timeout_ms
+    } else {
+        r.session_timeout_ms
+    };
+    let rebalance_timeout = Duration::from_millis(rebalance_ms.max(0) as u64);
+    let rx = ctx.groups.join(JoinRequest {
+        group: r.group_id.0.as_str().to_string(),
+        member_id: r.member_id.as_str().to_string(),
+        instance_id: r.group_instance_id.map(|i| i.as_str().to_string()),
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+        protocol_type: r.protocol_type.as_str().to_string(),
+        protocols: r
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.as_str().to_string(), p.metadata))
+            .collect(),
+        session_timeout: Duration::from_millis(r.session_timeout_ms.max(0) as u64),
+        rebalance_timeout,
+        require_known_member_id: version >= 4,
+    });
+    let result = match tokio::time::timeout(rebalance_timeout + Duration::from_secs(5), rx).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(_)) => JoinResult {
+            error: ResponseError::UnknownMemberId.code(),
+            ..JoinResult::default()
+        },
+        Err(_) => JoinResult {
+            error: ResponseError::RebalanceInProgress.code(),
+            ..JoinResult::default()
+        },
+    };
+    let mut resp = JoinGroupResponse::default();
+    resp.error_code = result.error;
+    resp.generation_id = if result.error == 0 {
+        result.generation
+    } else {
+        -1
+    };
+    resp.protocol_type = result.protocol_type.map(s);
+    resp.protocol_name = Some(s(result.protocol.unwrap_or_default()));
+    resp.leader = s(result.leader);
+    resp.member_id = s(result.member_id);
+    resp.members = result
+        .members
+        .into_iter()
+        .map(|(id, instance, metadata)| {
+            let mut m = join_group_response::JoinGroupResponseMember::default();
+            m.member_id = s(id);
+            m.group_instance_id = instance.map(s);
+            m.metadata = metadata;
+            m
+        })
+        .collect();
+    resp
+}
+
+async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse {
+    let rx = ctx.groups.sync(
+        r.group_id.0.as_str(),
+        r.generation_id,
+        r.member_id.as_str(),
+        r.assignments
+            .into_iter()
+            .map(|a| (a.member_id.as_str().to_string(), a.assignment))
+            .collect(),
+    );
+    let result = match tokio::time::timeout(Duration::from_secs(300), rx).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(_)) => SyncResult {
+            error: ResponseError::UnknownMemberId.code(),
+            ..SyncResult::default()
+        },
+        Err(_) => SyncResult {
+            error: ResponseError::RebalanceInProgress.code(),
+            ..SyncResult::default()
+        },
+    };
+    let mut resp = SyncGroupResponse::default();
+    resp.error_code = result.error;
+    resp.protocol_type = result.protocol_type.map(s);
+    resp.protocol_name = result.protocol.map(s);
+    resp.assignment = result.assignment;
+    resp
+}
+
+fn heartbeat(ctx: &Context, r: &HeartbeatRequest) -> HeartbeatResponse {
+    let mut resp = HeartbeatResponse::default();
+    resp.error_code =
+        ctx.groups
+            .heartbeat(r.group_id.0.as_str(), r.generation_id, r.member_id.as_str());
+    resp
+}
+
+fn leave_group(ctx: &Context, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group = r.group_id.0.as_str();
+    let mut resp = LeaveGroupResponse::default();
+    if version < 3 {
+        resp.error_code = ctx.groups.leave(group, r.member_id.as_str(), None);
+        return resp;
+    }
+    for m in r.members {
+        let mut mr = leave_group_response::MemberResponse::default();
+        mr.error_code = ctx.groups.leave(
+            group,
+            m.member_id.as_str(),
+            m.group_instance_id.as_ref().map(|i| i.as_str()),
+        );
+        mr.member_id = m.member_id;
+        mr.group_instance_id = m.group_instance_id;
+        resp.members.push(mr);
+    }
+    resp
+}
+
+fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let mut resp = DescribeGroupsResponse::default();
+    for g in r.groups {
+        let name = g.0.as_str().to_string();
+        let mut d = describe_groups_response::DescribedGroup::default();
+        d.group_id = g;
+        match ctx.groups.describe(&name) {
+            Some(desc) => {
+                d.group_state = s(desc.state.name());
+                d.protocol_type = s(desc.protocol_type);
+                d.protocol_data = s(desc.protocol);
+                d.members = desc
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut dm = describe_groups_response::DescribedGroupMember::default();
+                        dm.member_id = s(m.member_id);
+                        dm.group_instance_id = m.instance_id.map(s);
+                        dm.client_id = s(m.client_id);
+                        dm.client_host = s(m.client_host);
+                        dm.member_metadata = m.metadata;
+                        dm.member_assignment = m.assignment;
+                        dm
+                    })
+                    .collect();
+            }
+            None if !ctx.broker.committed_offsets(&name).is_empty() => {
+                d.group_state = s("Empty");
+                d.protocol_type = s("consumer");
+            }
+            None => d.group_state = s("Dead"),
+        }
+        resp.groups.push(d);
+    }
+    resp
+}
+
+fn list_groups(ctx: &Context, r: &ListGroupsRequest) -> ListGroupsResponse {
+    let mut seen = BTreeMap::new();
+    for (name, state, ptype) in ctx.groups.list() {
+        seen.insert(name, (state.name().to_string(), ptype));
+    }
+    for name in ctx.broker.groups_with_offsets() {
+        seen.entry(name)
+            .or_insert_with(|| ("Empty".to_string(), "consumer".to_string()));
+    }
+    let mut resp = ListGroupsResponse::default();
+    for (name, (state, ptype)) in seen {
+        if !r.states_filter.is_empty() && !r.states_filter.iter().any(|f| f.as_str() == state) {
+            continue;
+        }
+        let mut lg = list_groups_response::ListedGroup::default();
+        lg.group_id = GroupId(s(name));
+        lg.protocol_type = s(ptype);
+        lg.group_state = s(state);
+        resp.groups.push(lg);
     }
     resp
 }

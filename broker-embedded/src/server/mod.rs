@@ -12,6 +12,7 @@
 //! middle of a frame closes that one connection with a log line; an idle connection is closed
 //! after `idle_timeout`.
 
+mod group;
 mod handlers;
 
 use std::net::SocketAddr;
@@ -62,6 +63,9 @@ pub struct ServerConfig {
     pub frame_timeout: Duration,
     /// Maximum concurrent connections; further ones are closed at once.
     pub max_connections: usize,
+    /// How long the first rebalance of an empty consumer group waits for more members
+    /// (Kafka's `group.initial.rebalance.delay.ms`, default 3 s).
+    pub group_initial_rebalance_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(600),
             frame_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            group_initial_rebalance_delay: Duration::from_secs(3),
         }
     }
 }
@@ -115,11 +120,25 @@ impl KafkaServer {
             port: i32::from(config.advertised_port.unwrap_or(local_addr.port())),
         };
         let (stop, stop_rx) = watch::channel(false);
+        let groups = Arc::new(group::GroupCoordinator::new(
+            config.group_initial_rebalance_delay,
+        ));
         let ctx = Arc::new(handlers::Context {
             broker,
             endpoint,
             config,
             connections: AtomicUsize::new(0),
+            groups: Arc::clone(&groups),
+        });
+        let mut tick_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = tick_stop.changed() => break,
+                    _ = every.tick() => groups.tick(),
+                }
+            }
         });
         let accept_task = tokio::spawn(accept_loop(listener, ctx, stop_rx));
         info!(%local_addr, "Kafka protocol server listening");
@@ -167,7 +186,7 @@ async fn accept_loop(
                     conns.spawn(async move {
                         // Decrements the count even if the task unwinds from a panic.
                         let _count = ConnectionCount(&ctx.connections);
-                        if let Err(reason) = serve_connection(stream, &ctx, stop).await {
+                        if let Err(reason) = serve_connection(stream, peer, &ctx, stop).await {
                             match reason {
                                 CloseReason::Eof | CloseReason::Shutdown => debug!(%reason, "connection closed"),
                                 other => warn!(reason = %other, "closing connection"),
@@ -226,6 +245,7 @@ enum CloseReason {
 
 async fn serve_connection(
     mut stream: TcpStream,
+    peer: SocketAddr,
     ctx: &handlers::Context,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), CloseReason> {
@@ -255,7 +275,7 @@ async fn serve_connection(
         tokio::time::timeout(frame_timeout, stream.read_exact(&mut frame))
             .await
             .map_err(|_| CloseReason::Stalled)??;
-        if let Some(response) = handle_frame(Bytes::from(frame), ctx).await? {
+        if let Some(response) = handle_frame(Bytes::from(frame), peer, ctx).await? {
             stream.write_all(&response).await?;
         }
     }
@@ -265,6 +285,7 @@ async fn serve_connection(
 /// (`None` when the request expects no response: Produce with acks=0).
 async fn handle_frame(
     mut frame: Bytes,
+    peer: SocketAddr,
     ctx: &handlers::Context,
 ) -> Result<Option<Bytes>, CloseReason> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -294,7 +315,7 @@ async fn handle_frame(
     if frame.has_remaining() {
         debug!(api = ?api, version, extra = frame.remaining(), "trailing bytes after a request");
     }
-    match handlers::handle(ctx, &header, request).await {
+    match handlers::handle(ctx, &header, peer, request).await {
         None => Ok(None),
         Some(body) => encode_response(api, version, header.correlation_id, &body).map(Some),
     }
