@@ -30,6 +30,8 @@ fn serve(dir: &std::path::Path) -> Server {
             "127.0.0.1:0",
             "--config",
             "num.partitions=2",
+            "--config",
+            "group.initial.rebalance.delay.ms=0",
             "--data-dir",
         ])
         .arg(dir)
@@ -164,6 +166,38 @@ fn serve_create_produce_consume_offsets_shutdown() {
         .map(|l| l.split('\t').nth(3).unwrap().parse::<i64>().unwrap())
         .sum();
     assert_eq!(total, 30, "{out}");
+
+    // As a consumer group: the first run reads everything and commits; the next resumes.
+    let group_args = [
+        "consume",
+        "--topic",
+        "lines",
+        "--group",
+        "readers",
+        "--from-beginning",
+        "--idle-timeout-ms",
+        "3000",
+    ];
+    let (ok, out, err) = run(
+        &[&group_args[..], &["--max-messages", "30"], &b].concat(),
+        None,
+    );
+    assert!(ok, "group consume: {err}");
+    assert_eq!(out.lines().count(), 30, "{out}");
+    let (ok, _, err) = run(
+        &[&["produce", "--topic", "lines"][..], &b].concat(),
+        Some("fresh 1\nfresh 2\n"),
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[&group_args[..], &b].concat(), None);
+    assert!(ok, "group resume: {err}");
+    let mut fresh: Vec<&str> = out.lines().collect();
+    fresh.sort_unstable();
+    assert_eq!(
+        fresh,
+        vec!["fresh 1", "fresh 2"],
+        "the group resumed after its committed offsets"
+    );
 
     // Errors are clear and non-zero.
     let (ok, _, err) = run(

@@ -43,6 +43,7 @@ async fn kcat_metadata_produce_consume() {
         broker.clone(),
         ServerConfig {
             listen: "127.0.0.1:0".into(),
+            group_initial_rebalance_delay: std::time::Duration::ZERO,
             ..ServerConfig::default()
         },
     )
@@ -101,6 +102,25 @@ async fn kcat_metadata_produce_consume() {
                 "key {k} lands on the murmur2 partition"
             );
         }
+
+        // -G: balanced consumer group; -e exits once every assigned partition is drained.
+        let (ok, out, err) = kcat(
+            &[
+                "-b",
+                &bs,
+                "-G",
+                "kcat-group",
+                "-X",
+                "auto.offset.reset=earliest",
+                "-e",
+                "-f",
+                "%s\n",
+                "kcat-auto",
+            ],
+            None,
+        );
+        assert!(ok, "kcat -G: {err}");
+        assert_eq!(out.lines().count(), 20, "{out}");
     })
     .await;
     server.shutdown().await;

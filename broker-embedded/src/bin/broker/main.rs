@@ -165,8 +165,12 @@ struct ConsumeArgs {
     #[arg(long)]
     from_beginning: bool,
     /// Read only this partition.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     partition: Option<i32>,
+    /// Consume as a member of this consumer group: partitions are shared with the group's
+    /// other members and positions are committed (resuming where the group left off).
+    #[arg(long)]
+    group: Option<String>,
     /// Start at this offset (needs --partition).
     #[arg(long, requires = "partition")]
     offset: Option<i64>,
@@ -341,6 +345,9 @@ fn apply_broker_property(
         }
         "socket.request.max.bytes" => s.max_frame_bytes = num(value)? as usize,
         "connections.max.idle.ms" => s.idle_timeout = Duration::from_millis(num(value)?),
+        "group.initial.rebalance.delay.ms" => {
+            s.group_initial_rebalance_delay = Duration::from_millis(num(value)?)
+        }
         other => return Err(format!("unknown broker property `{other}`").into()),
     }
     Ok(())
@@ -356,7 +363,6 @@ const IGNORED_KAFKA_PROPERTIES: &[&str] = &[
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
     "transaction.state.log.min.isr",
-    "group.initial.rebalance.delay.ms",
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
     "process.roles",
@@ -675,6 +681,34 @@ fn partition_ids(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Any
 }
 
 fn consume(a: ConsumeArgs) -> AnyResult {
+    if let Some(group) = &a.group {
+        let consumer: BaseConsumer = client_config(&a.conn)
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set(
+                "auto.offset.reset",
+                if a.from_beginning {
+                    "earliest"
+                } else {
+                    "latest"
+                },
+            )
+            .create()?;
+        consumer.subscribe(&[a.topic.as_str()])?;
+        let seen = print_records(&consumer, &a)?;
+        consumer
+            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+            .or_else(|e| {
+                // Nothing consumed yet means nothing to commit.
+                if seen == 0 {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+        eprintln!("processed {seen} records");
+        return Ok(());
+    }
     let consumer: BaseConsumer = client_config(&a.conn)
         .set("group.id", "broker-cli-console")
         .set("enable.auto.commit", "false")
@@ -700,6 +734,13 @@ fn consume(a: ConsumeArgs) -> AnyResult {
         return Err(format!("topic `{}` has no partition {:?}", a.topic, a.partition).into());
     }
     consumer.assign(&tpl)?;
+    let seen = print_records(&consumer, &a)?;
+    eprintln!("processed {seen} records");
+    Ok(())
+}
+
+/// Polls and prints records until --max-messages or --idle-timeout-ms; returns the count.
+fn print_records(consumer: &BaseConsumer, a: &ConsumeArgs) -> AnyResult<u64> {
     let mut out = std::io::stdout().lock();
     let mut seen = 0u64;
     let mut idle = Duration::ZERO;
@@ -743,8 +784,7 @@ fn consume(a: ConsumeArgs) -> AnyResult {
         }
     }
     out.flush()?;
-    eprintln!("processed {seen} records");
-    Ok(())
+    Ok(seen)
 }
 
 fn offsets(a: OffsetsArgs) -> AnyResult {
