@@ -199,6 +199,37 @@ fn serve_create_produce_consume_offsets_shutdown() {
         "the group resumed after its committed offsets"
     );
 
+    // groups: list, describe with lag, delete.
+    let (ok, out, err) = run(&[&["groups", "list"][..], &b].concat(), None);
+    assert!(
+        ok && out.lines().any(|l| l.starts_with("readers\t")),
+        "{out}{err}"
+    );
+    let (ok, out, err) = run(
+        &[&["groups", "describe", "--group", "readers"][..], &b].concat(),
+        None,
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.starts_with("lines\t"))
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "a committed offset per partition: {out}");
+    let committed: i64 = rows.iter().map(|r| r[2].parse::<i64>().unwrap()).sum();
+    assert_eq!(committed, 32, "{out}");
+    assert!(
+        rows.iter().all(|r| r[4] == "0"),
+        "no lag after the resume: {out}"
+    );
+    let (ok, _, err) = run(
+        &[&["groups", "delete", "--group", "readers"][..], &b].concat(),
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(&[&["groups", "list"][..], &b].concat(), None);
+    assert!(ok && !out.contains("readers"), "{out}");
+
     // Errors are clear and non-zero.
     let (ok, _, err) = run(
         &[&["topics", "create", "--topic", "bad/name"][..], &b].concat(),

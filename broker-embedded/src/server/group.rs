@@ -670,4 +670,15 @@ impl GroupCoordinator {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
+
+    /// Forgets a group that has no active members (DeleteGroups); its committed offsets are
+    /// deleted by the caller. Returns NON_EMPTY_GROUP's code if members remain.
+    pub(crate) fn forget(&self, group: &str) -> Result<(), i16> {
+        let mut groups = self.groups.lock();
+        if groups.get(group).is_some_and(|g| !g.members.is_empty()) {
+            return Err(ResponseError::NonEmptyGroup.code());
+        }
+        groups.remove(group);
+        Ok(())
+    }
 }

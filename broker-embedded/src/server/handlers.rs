@@ -33,10 +33,11 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    alter_configs_response, describe_groups_response, incremental_alter_configs_response,
-    join_group_response, leave_group_response, list_groups_response, offset_commit_response,
-    offset_fetch_response, AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest,
-    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    alter_configs_response, delete_groups_response, describe_groups_response,
+    incremental_alter_configs_response, join_group_response, leave_group_response,
+    list_groups_response, offset_commit_response, offset_fetch_response, AlterConfigsRequest,
+    AlterConfigsResponse, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteGroupsResponse, DeleteTopicsRequest,
     DescribeConfigsRequest, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
@@ -90,6 +91,7 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::LeaveGroup => (0, 4),
         ApiKey::DescribeGroups => (0, 5),
         ApiKey::ListGroups => (0, 4),
+        ApiKey::DeleteGroups => (0, 2),
         _ => return None,
     })
 }
@@ -116,6 +118,7 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::LeaveGroup,
     ApiKey::DescribeGroups,
     ApiKey::ListGroups,
+    ApiKey::DeleteGroups,
 ];
 
 pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
@@ -321,6 +324,7 @@ async fn dispatch(
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group(ctx, r, version)),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups(ctx, r)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups(ctx, &r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups(ctx, r)),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(ctx, r))
         }
@@ -677,6 +681,32 @@ fn list_groups(ctx: &Context, r: &ListGroupsRequest) -> ListGroupsResponse {
         lg.protocol_type = s(ptype);
         lg.group_state = s(state);
         resp.groups.push(lg);
+    }
+    resp
+}
+
+/// DeleteGroups: a group without active members is forgotten and its committed offsets are
+/// deleted (tombstones in `__consumer_offsets`).
+fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut resp = DeleteGroupsResponse::default();
+    for g in r.groups_names {
+        let name = g.0.as_str().to_string();
+        let mut res = delete_groups_response::DeletableGroupResult::default();
+        res.group_id = g;
+        let known =
+            ctx.groups.describe(&name).is_some() || !ctx.broker.committed_offsets(&name).is_empty();
+        res.error_code = if !known {
+            ResponseError::GroupIdNotFound.code()
+        } else {
+            match ctx.groups.forget(&name) {
+                Err(code) => code,
+                Ok(()) => match ctx.broker.delete_group_offsets(&name) {
+                    Ok(_) => 0,
+                    Err(e) => err_code(&e),
+                },
+            }
+        };
+        resp.results.push(res);
     }
     resp
 }
