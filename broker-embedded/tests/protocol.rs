@@ -675,3 +675,104 @@ async fn every_advertised_version_answers() {
         assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
     }
 }
+
+/// Many misbehaving clients at once (garbage, half frames, disconnects mid-request, oversized
+/// sizes) while a well-behaved client produces and fetches: the good client sees no error and
+/// loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_clients_do_not_disturb_a_good_one() {
+    let h = start().await;
+    h.broker
+        .create_topic(broker_embedded::NewTopic::new("good", 1))
+        .unwrap();
+    let addr = h.addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut vandals = Vec::new();
+    for v in 0..24u32 {
+        let stop = std::sync::Arc::clone(&stop);
+        vandals.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n = n.wrapping_add(1);
+                let Ok(mut s) = TcpStream::connect(addr).await else {
+                    continue;
+                };
+                let junk: Vec<u8> = (0..64u32)
+                    .map(|i| (i.wrapping_mul(31).wrapping_add(v * 7 + n)) as u8)
+                    .collect();
+                let _ = match (v + n) % 4 {
+                    // garbage bytes
+                    0 => s.write_all(&junk).await,
+                    // a valid-looking header, then half the frame and a disconnect
+                    1 => {
+                        let mut f = (200i32).to_be_bytes().to_vec();
+                        f.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 1]);
+                        f.extend_from_slice(&junk[..20]);
+                        s.write_all(&f).await
+                    }
+                    // an absurd size
+                    2 => s.write_all(&i32::MAX.to_be_bytes()).await,
+                    // a produce frame with a corrupted body
+                    _ => {
+                        let mut f = (64i32).to_be_bytes().to_vec();
+                        f.extend_from_slice(&[0, 0, 0, 9]);
+                        f.extend_from_slice(&junk[..60]);
+                        s.write_all(&f).await
+                    }
+                };
+                drop(s);
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut s = h.connect().await;
+    let mut next_offset = 0i64;
+    for i in 0..200usize {
+        let mut preq = ProduceRequest::default();
+        preq.acks = -1;
+        let mut td = produce_request::TopicProduceData::default();
+        td.name = topic("good");
+        let mut pd = produce_request::PartitionProduceData::default();
+        pd.index = 0;
+        pd.records = Some(batch(1 + i % 3));
+        td.partition_data = vec![pd];
+        preq.topic_data = vec![td];
+        let p: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &preq).await;
+        let pr = &p.responses[0].partition_responses[0];
+        assert_eq!(
+            (pr.error_code, pr.base_offset),
+            (0, next_offset),
+            "produce {i}"
+        );
+        next_offset += 1 + (i % 3) as i64;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for v in vandals {
+        v.await.unwrap();
+    }
+    // Everything acknowledged is there, in order.
+    let mut fetched = 0i64;
+    while fetched < next_offset {
+        let mut freq = FetchRequest::default();
+        freq.replica_id = BrokerId(-1);
+        freq.max_bytes = 1 << 20;
+        let mut ft = fetch_request::FetchTopic::default();
+        ft.topic = topic("good");
+        let mut fp = fetch_request::FetchPartition::default();
+        fp.fetch_offset = fetched;
+        fp.partition_max_bytes = 1 << 20;
+        ft.partitions = vec![fp];
+        freq.topics = vec![ft];
+        let f: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &freq).await;
+        let pd = &f.responses[0].partitions[0];
+        assert_eq!(pd.error_code, 0);
+        let records = pd.records.clone().unwrap();
+        for b in broker_embedded::record::BatchIter::new(&records) {
+            for r in decode_records(b.unwrap().bytes).unwrap() {
+                assert_eq!(r.offset, fetched);
+                fetched += 1;
+            }
+        }
+    }
+    assert_eq!(fetched, next_offset);
+}
