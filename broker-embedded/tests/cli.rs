@@ -23,18 +23,27 @@ impl Drop for Server {
 }
 
 fn serve(dir: &std::path::Path) -> Server {
+    let mut args: Vec<std::ffi::OsString> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        "num.partitions=2",
+        "--config",
+        "group.initial.rebalance.delay.ms=0",
+        "--data-dir",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(dir.into());
+    spawn_server(&args)
+}
+
+/// Starts `broker` with `args` and reads the `listening on HOST:PORT` line.
+fn spawn_server(args: &[std::ffi::OsString]) -> Server {
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            "num.partitions=2",
-            "--config",
-            "group.initial.rebalance.delay.ms=0",
-            "--data-dir",
-        ])
-        .arg(dir)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -302,23 +311,7 @@ fn serve_reads_a_stock_kafka_properties_file() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config-file"])
-        .arg(&props)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected: {line:?}"))
-        .to_string();
-    let server = Server { child, addr };
+    let server = spawn_server(&["serve".into(), "--config-file".into(), props.clone().into()]);
     let (ok, out, err) = run(
         &[
             "topics",

@@ -302,13 +302,7 @@ impl PartitionLog {
         for v in views {
             let mut pos = 0;
             while pos + BATCH_HEADER_LEN as u64 <= v.size {
-                let buf = read_at(&v.file, pos, BATCH_HEADER_LEN)
-                    .map_err(|e| BrokerError::io(&v.path, e))?;
-                let h = BatchHeader::parse(&buf).map_err(|source| BrokerError::Corrupt {
-                    path: v.path.clone(),
-                    position: pos,
-                    source,
-                })?;
+                let h = v.header_at(pos)?;
                 if h.last_offset() >= from {
                     inner.producers.update(&h);
                 }
