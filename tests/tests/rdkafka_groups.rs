@@ -128,3 +128,183 @@ async fn three_members_share_partitions_and_rebalance_when_one_leaves() {
     assert!(committed.values().all(|o| o.offset == 100));
     server.shutdown().await;
 }
+
+/// Records the rebalance callbacks a consumer sees: ("assign" | "revoke", partitions).
+#[derive(Clone, Default)]
+struct Rebalances(std::sync::Arc<std::sync::Mutex<Vec<(&'static str, BTreeSet<i32>)>>>);
+
+impl rdkafka::ClientContext for Rebalances {}
+
+impl rdkafka::consumer::ConsumerContext for Rebalances {
+    fn pre_rebalance(
+        &self,
+        _consumer: &BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        let (kind, tpl) = match rebalance {
+            rdkafka::consumer::Rebalance::Assign(tpl) => ("assign", *tpl),
+            rdkafka::consumer::Rebalance::Revoke(tpl) => ("revoke", *tpl),
+            rdkafka::consumer::Rebalance::Error(_) => return,
+        };
+        let parts = tpl.elements().iter().map(|e| e.partition()).collect();
+        self.0.lock().unwrap().push((kind, parts));
+    }
+}
+
+impl Rebalances {
+    fn events(&self) -> Vec<(&'static str, BTreeSet<i32>)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn static_member(addr: &str, instance: &str, events: &Rebalances) -> BaseConsumer<Rebalances> {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "static-group")
+        .set("group.instance.id", instance)
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "300")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create_with_context(events.clone())
+        .unwrap()
+}
+
+fn assigned_ctx(c: &BaseConsumer<Rebalances>) -> BTreeSet<i32> {
+    c.assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}
+
+/// (state, [(member id, instance id)]) of a group, through DescribeGroups.
+fn describe(c: &BaseConsumer<Rebalances>, group: &str) -> (String, Vec<(String, String)>) {
+    let list = c
+        .fetch_group_list(Some(group), Duration::from_secs(5))
+        .unwrap();
+    let g = &list.groups()[0];
+    let mut members: Vec<(String, String)> = g
+        .members()
+        .iter()
+        .map(|m| (m.id().to_string(), m.client_id().to_string()))
+        .collect();
+    members.sort();
+    (g.state().to_string(), members)
+}
+
+/// Polls every consumer for `for_how_long`.
+fn poll_all(cs: &[&BaseConsumer<Rebalances>], for_how_long: Duration) {
+    let until = Instant::now() + for_how_long;
+    while Instant::now() < until {
+        for c in cs {
+            if let Some(m) = c.poll(Duration::from_millis(20)) {
+                m.unwrap();
+            }
+        }
+    }
+}
+
+/// Static membership (KIP-345) with librdkafka: a member with `group.instance.id` that is
+/// closed and recreated within the session timeout gets its partitions back without a
+/// rebalance: the other member sees no revoke or assign, and the group stays Stable with the
+/// same two members (the restarted one under a new member id). Both members restart in turn,
+/// so the group leader's restart is covered whichever member leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_restart_gets_its_assignment_back_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = BrokerConfig::new(dir.path());
+    c.cleaner_interval = None;
+    let broker = Broker::open(c).unwrap();
+    let server = KafkaServer::start(
+        broker.clone(),
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            group_initial_rebalance_delay: Duration::from_millis(300),
+            ..ServerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    broker.create_topic(NewTopic::new("static", 4)).unwrap();
+    let addr = server.local_addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        let instances = ["instance-a", "instance-b"];
+        let mut events = [Rebalances::default(), Rebalances::default()];
+        let mut members: Vec<BaseConsumer<Rebalances>> = instances
+            .iter()
+            .zip(&events)
+            .map(|(i, e)| static_member(&addr, i, e))
+            .collect();
+        for m in &members {
+            m.subscribe(&["static"]).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            poll_all(&[&members[0], &members[1]], Duration::from_millis(100));
+            let (sa, sb) = (assigned_ctx(&members[0]), assigned_ctx(&members[1]));
+            if sa.len() + sb.len() == 4 && !sa.is_empty() && !sb.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no stable assignment: {sa:?} {sb:?}"
+            );
+        }
+        // Let the group settle (no rebalance in flight), then take the reference state.
+        poll_all(&[&members[0], &members[1]], Duration::from_secs(1));
+        let parts = [assigned_ctx(&members[0]), assigned_ctx(&members[1])];
+        for (restarted, other) in [(0, 1), (1, 0)] {
+            let other_before = events[other].events();
+            let (state, group_before) = describe(&members[other], "static-group");
+            assert_eq!(state, "Stable");
+            assert_eq!(group_before.len(), 2);
+
+            // Closing a static member sends no LeaveGroup; the new instance joins with the
+            // same group.instance.id.
+            events[restarted] = Rebalances::default();
+            members[restarted] = static_member(&addr, instances[restarted], &events[restarted]);
+            members[restarted].subscribe(&["static"]).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while assigned_ctx(&members[restarted]) != parts[restarted] {
+                poll_all(&[&members[0], &members[1]], Duration::from_millis(100));
+                assert!(
+                    Instant::now() < deadline,
+                    "restarted {} did not get {:?} back: {:?}",
+                    instances[restarted],
+                    parts[restarted],
+                    assigned_ctx(&members[restarted])
+                );
+            }
+            // Several heartbeat intervals: a rebalance, if any, would reach the other by now.
+            poll_all(&[&members[0], &members[1]], Duration::from_secs(3));
+            assert_eq!(
+                events[other].events(),
+                other_before,
+                "{} saw a rebalance when {} restarted",
+                instances[other],
+                instances[restarted]
+            );
+            assert_eq!(assigned_ctx(&members[other]), parts[other]);
+            assert_eq!(assigned_ctx(&members[restarted]), parts[restarted]);
+            assert_eq!(
+                events[restarted].events(),
+                vec![("assign", parts[restarted].clone())],
+                "the restarted member got its old partitions in one assignment"
+            );
+            let (state, group_after) = describe(&members[other], "static-group");
+            assert_eq!(state, "Stable");
+            assert_eq!(group_after.len(), 2, "{group_after:?}");
+            // The other member kept its member id; the restarted one has a new one.
+            let kept = group_after
+                .iter()
+                .filter(|m| group_before.contains(m))
+                .count();
+            assert_eq!(kept, 1, "before {group_before:?}, after {group_after:?}");
+        }
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+}
