@@ -1059,8 +1059,20 @@ impl Broker {
 
     /// Deletes all of a group's committed offsets (tombstones in `__consumer_offsets`).
     pub fn delete_group_offsets(&self, group: &str) -> Result<usize> {
-        self.check_open()?;
         let tps: Vec<TopicPartition> = self.committed_offsets(group).into_keys().collect();
+        self.delete_offsets(group, &tps)
+    }
+
+    /// Deletes a group's committed offsets of the given partitions (one batch of tombstones
+    /// in `__consumer_offsets`; Kafka's OffsetDelete). Partitions without a committed offset
+    /// are ignored. Returns how many offsets were deleted.
+    pub fn delete_offsets(&self, group: &str, partitions: &[TopicPartition]) -> Result<usize> {
+        self.check_open()?;
+        let committed = self.committed_offsets(group);
+        let tps: Vec<&TopicPartition> = partitions
+            .iter()
+            .filter(|tp| committed.contains_key(*tp))
+            .collect();
         if tps.is_empty() {
             return Ok(0);
         }
@@ -1078,7 +1090,15 @@ impl Broker {
         let log = self.log(OFFSETS_TOPIC, partition)?;
         let mut batch = encode_produce_batch(&records)?;
         log.append(&mut batch, AppendOrigin::Internal, now_ms())?;
-        self.inner.committed.write().remove(group);
+        let mut all = self.inner.committed.write();
+        if let Some(m) = all.get_mut(group) {
+            for tp in &tps {
+                m.remove(*tp);
+            }
+            if m.is_empty() {
+                all.remove(group);
+            }
+        }
         Ok(tps.len())
     }
 

@@ -148,6 +148,7 @@ async fn api_versions_advertises_only_what_is_implemented() {
     );
     assert_eq!(find(ApiKey::FindCoordinator), Some((0, 3)));
     assert_eq!(find(ApiKey::JoinGroup), Some((0, 7)));
+    assert_eq!(find(ApiKey::OffsetDelete), Some((0, 0)));
     // An ApiVersions version from the future gets UNSUPPORTED_VERSION in a v0 response.
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
@@ -661,6 +662,22 @@ async fn every_advertised_version_answers() {
         .broker
         .committed_offset("g", &broker_embedded::TopicPartition::new("v", 0));
     assert_eq!(committed.unwrap().offset, 8);
+    {
+        let mut req = OffsetDeleteRequest::default();
+        req.group_id = GroupId(StrBytes::from_static_str("g"));
+        let mut t = offset_delete_request::OffsetDeleteRequestTopic::default();
+        t.name = topic("v");
+        let mut p = offset_delete_request::OffsetDeleteRequestPartition::default();
+        p.partition_index = 0;
+        t.partitions = vec![p];
+        req.topics = vec![t];
+        let r: OffsetDeleteResponse = call(&mut s, ApiKey::OffsetDelete, 0, &req).await;
+        assert_eq!(
+            (r.error_code, r.topics[0].partitions[0].error_code),
+            (0, 0),
+            "OffsetDelete v0"
+        );
+    }
     for v in 1..=6 {
         let mut req = DeleteTopicsRequest::default();
         let name = format!("created-{}", v + 1);
@@ -775,4 +792,190 @@ async fn misbehaving_clients_do_not_disturb_a_good_one() {
         }
     }
     assert_eq!(fetched, next_offset);
+}
+
+fn offset_delete(group: &str, parts: &[(&str, i32)]) -> OffsetDeleteRequest {
+    let mut req = OffsetDeleteRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    for (name, p) in parts {
+        let mut part = offset_delete_request::OffsetDeleteRequestPartition::default();
+        part.partition_index = *p;
+        match req.topics.iter_mut().find(|t| t.name.0.as_str() == *name) {
+            Some(t) => t.partitions.push(part),
+            None => {
+                let mut t = offset_delete_request::OffsetDeleteRequestTopic::default();
+                t.name = topic(name);
+                t.partitions = vec![part];
+                req.topics.push(t);
+            }
+        }
+    }
+    req
+}
+
+/// (topic, partition, error code) of every partition in an OffsetDelete response.
+fn offset_delete_errors(r: &OffsetDeleteResponse) -> Vec<(String, i32, i16)> {
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.0.as_str().to_string(),
+                    p.partition_index,
+                    p.error_code,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Starts a JoinGroup on its own connection (it completes only after the group's initial
+/// rebalance delay; the member is in the group as soon as the request arrives).
+async fn join_in_background(
+    h: &Harness,
+    group: &str,
+    protocol_type: &str,
+    subscribed: &[&str],
+) -> tokio::task::JoinHandle<JoinGroupResponse> {
+    let mut subscription = BytesMut::new();
+    subscription.extend_from_slice(&1i16.to_be_bytes());
+    let mut sub = consumer_protocol_subscription::ConsumerProtocolSubscription::default();
+    sub.topics = subscribed
+        .iter()
+        .map(|t| StrBytes::from_string((*t).to_string()))
+        .collect();
+    sub.encode(&mut subscription, 1).unwrap();
+    let mut req = JoinGroupRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    req.session_timeout_ms = 10_000;
+    req.rebalance_timeout_ms = 10_000;
+    req.protocol_type = StrBytes::from_string(protocol_type.to_string());
+    let mut p = join_group_request::JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    p.metadata = subscription.freeze();
+    req.protocols = vec![p];
+    let mut s = h.connect().await;
+    let task = tokio::spawn(async move { call(&mut s, ApiKey::JoinGroup, 3, &req).await });
+    // Until the coordinator has the member.
+    for _ in 0..100 {
+        let mut d = DescribeGroupsRequest::default();
+        d.groups = vec![GroupId(StrBytes::from_string(group.to_string()))];
+        let mut c = h.connect().await;
+        let r: DescribeGroupsResponse = call(&mut c, ApiKey::DescribeGroups, 0, &d).await;
+        if !r.groups[0].members.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task
+}
+
+fn commit(b: &Broker, group: &str, parts: &[(&str, i32)]) {
+    let offsets: Vec<_> = parts
+        .iter()
+        .map(|(t, p)| {
+            (
+                broker_embedded::TopicPartition::new(*t, *p),
+                broker_embedded::OffsetAndMetadata::new(5),
+            )
+        })
+        .collect();
+    b.commit_offsets(group, &offsets).unwrap();
+}
+
+fn remaining(b: &Broker, group: &str) -> Vec<(String, i32)> {
+    b.committed_offsets(group)
+        .into_keys()
+        .map(|tp| (tp.topic, tp.partition))
+        .collect()
+}
+
+/// OffsetDelete v0 with Kafka's semantics: unknown group, unknown topics and partitions, a
+/// group without members (every offset may go, durably), an active consumer group (offsets
+/// of subscribed topics are protected), and an active group of another protocol type
+/// (nothing may go).
+#[tokio::test]
+async fn offset_delete_follows_kafkas_rules() {
+    use kafka_protocol::ResponseError;
+    let h = start().await;
+    let b = &h.broker;
+    for t in ["v", "w"] {
+        b.create_topic(broker_embedded::NewTopic::new(t, 2))
+            .unwrap();
+    }
+    let mut s = h.connect().await;
+
+    // No such group.
+    let req = offset_delete("nope", &[("v", 0)]);
+    let r: OffsetDeleteResponse = call(&mut s, ApiKey::OffsetDelete, 0, &req).await;
+    assert_eq!(r.error_code, ResponseError::GroupIdNotFound.code());
+    assert!(r.topics.is_empty());
+
+    // A group with offsets and no members: unknown partitions are reported, the rest go.
+    commit(b, "idle", &[("v", 0), ("v", 1), ("w", 0)]);
+    let req = offset_delete("idle", &[("v", 0), ("v", 7), ("missing", 0)]);
+    let r: OffsetDeleteResponse = call(&mut s, ApiKey::OffsetDelete, 0, &req).await;
+    assert_eq!(r.error_code, 0);
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        offset_delete_errors(&r),
+        vec![
+            ("v".into(), 0, 0),
+            ("v".into(), 7, unknown),
+            ("missing".into(), 0, unknown)
+        ]
+    );
+    assert_eq!(remaining(b, "idle"), vec![("v".into(), 1), ("w".into(), 0)]);
+    // Deleting an offset that is not committed is no error.
+    let req = offset_delete("idle", &[("v", 0)]);
+    let r: OffsetDeleteResponse = call(&mut s, ApiKey::OffsetDelete, 0, &req).await;
+    assert_eq!(offset_delete_errors(&r), vec![("v".into(), 0, 0)]);
+    // The deletion is durable: tombstones in __consumer_offsets survive a restart.
+    let Harness {
+        _dir: dir,
+        broker,
+        server,
+    } = h;
+    server.unwrap().shutdown().await;
+    broker.shutdown().unwrap();
+    drop(broker);
+    let reopened = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+    assert_eq!(
+        remaining(&reopened, "idle"),
+        vec![("v".into(), 1), ("w".into(), 0)]
+    );
+    reopened.shutdown().unwrap();
+    drop(reopened);
+
+    // An active consumer group subscribed to "v": its offsets are protected, "w"'s are not.
+    let h = start().await;
+    let b = &h.broker;
+    for t in ["v", "w"] {
+        b.create_topic(broker_embedded::NewTopic::new(t, 2))
+            .unwrap();
+    }
+    let mut s = h.connect().await;
+    commit(b, "active", &[("v", 0), ("w", 0)]);
+    let join = join_in_background(&h, "active", "consumer", &["v"]).await;
+    let req = offset_delete("active", &[("v", 0), ("w", 0)]);
+    let r: OffsetDeleteResponse = call(&mut s, ApiKey::OffsetDelete, 0, &req).await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        offset_delete_errors(&r),
+        vec![
+            ("v".into(), 0, ResponseError::GroupSubscribedToTopic.code()),
+            ("w".into(), 0, 0)
+        ]
+    );
+    assert_eq!(remaining(b, "active"), vec![("v".into(), 0)]);
+    join.abort();
+
+    // An active group of another protocol type: NON_EMPTY_GROUP, nothing deleted.
+    commit(b, "connect", &[("w", 0)]);
+    let join = join_in_background(&h, "connect", "connect", &[]).await;
+    let req = offset_delete("connect", &[("w", 0)]);
+    let r: OffsetDeleteResponse = call(&mut s, ApiKey::OffsetDelete, 0, &req).await;
+    assert_eq!(r.error_code, ResponseError::NonEmptyGroup.code());
+    assert_eq!(remaining(b, "connect"), vec![("w".into(), 0)]);
+    join.abort();
 }

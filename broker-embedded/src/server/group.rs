@@ -8,7 +8,7 @@
 //! Group state lives in memory; committed offsets are durable in `__consumer_offsets`. After a
 //! broker restart groups re-form when their members rejoin.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -61,6 +61,32 @@ pub(crate) struct SyncResult {
     pub(crate) protocol_type: Option<String>,
     pub(crate) protocol: Option<String>,
     pub(crate) assignment: Bytes,
+}
+
+/// Which committed offsets OffsetDelete may delete in a group (Kafka's
+/// `GroupCoordinator.handleDeleteOffsets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OffsetDeleteScope {
+    /// No active members (or no group state at all): any committed offset may go.
+    Inactive,
+    /// An active consumer group: offsets of the topics its members subscribe to are kept
+    /// (GROUP_SUBSCRIBED_TO_TOPIC), the others may go.
+    Subscribed(BTreeSet<String>),
+    /// An active group of another protocol type: nothing may go (NON_EMPTY_GROUP).
+    NonConsumer,
+}
+
+/// The topics in a consumer-protocol subscription (`ConsumerProtocolSubscription`: a version,
+/// then the topic names); `None` if the metadata cannot be decoded.
+fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut buf = metadata;
+    let version = i16::from_be_bytes([*buf.first()?, *buf.get(1)?]);
+    buf = &buf[2..];
+    // Later versions only append fields: decode what the newest known version has.
+    let s = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)).ok()?;
+    Some(s.topics.iter().map(|t| t.as_str().to_string()).collect())
 }
 
 /// A member as DescribeGroups reports it.
@@ -366,6 +392,7 @@ impl GroupCoordinator {
                         let same_protocols = m.protocols == r.protocols;
                         m.protocols = r.protocols.clone();
                         g.members.insert(new_id.clone(), m);
+                        let leader_before = g.leader.clone().unwrap_or_default();
                         if g.leader.as_deref() == Some(old_id.as_str()) {
                             g.leader = Some(new_id.clone());
                         }
@@ -379,10 +406,12 @@ impl GroupCoordinator {
                                 generation: g.generation,
                                 protocol_type: g.protocol_type.clone(),
                                 protocol: g.protocol.clone(),
-                                leader: g.leader.clone().unwrap_or_default(),
+                                // As Kafka does: the leader id from before the
+                                // replacement, so a returning static leader does not see its
+                                // new member id as the leader and does not reassign (KIP-345);
+                                // it gets no member list and keeps the stored assignment.
+                                leader: leader_before,
                                 member_id: new_id,
-                                // A returning static leader must not reassign (KIP-345): it
-                                // gets no member list and keeps the stored assignment.
                                 members: Vec::new(),
                             });
                         }
@@ -619,6 +648,27 @@ impl GroupCoordinator {
                 }
             }
         }
+    }
+
+    /// What OffsetDelete may delete in `group` (see [`OffsetDeleteScope`]).
+    pub(crate) fn offset_delete_scope(&self, group: &str) -> OffsetDeleteScope {
+        let groups = self.groups.lock();
+        let Some(g) = groups.get(group).filter(|g| !g.members.is_empty()) else {
+            return OffsetDeleteScope::Inactive;
+        };
+        if g.protocol_type.as_deref() != Some("consumer") {
+            return OffsetDeleteScope::NonConsumer;
+        }
+        // Every protocol's subscription of every member: during a rebalance the protocol of
+        // the next generation is not chosen yet, and an undecodable one protects nothing.
+        let topics = g
+            .members
+            .values()
+            .flat_map(|m| m.protocols.iter())
+            .filter_map(|(_, metadata)| subscribed_topics(metadata))
+            .flatten()
+            .collect();
+        OffsetDeleteScope::Subscribed(topics)
     }
 
     /// Describes a group (`None` if unknown).

@@ -35,15 +35,16 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{
     alter_configs_response, delete_groups_response, describe_groups_response,
     incremental_alter_configs_response, join_group_response, leave_group_response,
-    list_groups_response, offset_commit_response, offset_fetch_response, AlterConfigsRequest,
-    AlterConfigsResponse, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteGroupsResponse, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
-    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    list_groups_response, offset_commit_response, offset_delete_response, offset_fetch_response,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest, BrokerId,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteGroupsResponse,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeGroupsResponse,
+    FetchRequest, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
+    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
     ProduceRequest, ProducerId, RequestHeader, RequestKind, ResponseKind, SyncGroupRequest,
     SyncGroupResponse, TopicName,
 };
@@ -51,7 +52,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::{debug, info};
 
-use super::group::{GroupCoordinator, JoinRequest, JoinResult, SyncResult};
+use super::group::{GroupCoordinator, JoinRequest, JoinResult, OffsetDeleteScope, SyncResult};
 use super::{Endpoint, ServerConfig};
 use crate::{
     AlterConfigOp, AppendOrigin, Broker, BrokerError, ConfigSource, FetchData, IsolationLevel,
@@ -92,6 +93,7 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeGroups => (0, 5),
         ApiKey::ListGroups => (0, 4),
         ApiKey::DeleteGroups => (0, 2),
+        ApiKey::OffsetDelete => (0, 0),
         _ => return None,
     })
 }
@@ -119,6 +121,7 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::DescribeGroups,
     ApiKey::ListGroups,
     ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
 ];
 
 pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
@@ -325,6 +328,7 @@ async fn dispatch(
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups(ctx, r)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups(ctx, &r)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups(ctx, r)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete(ctx, r)),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(ctx, r))
         }
@@ -707,6 +711,65 @@ fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGroupsResponse 
             }
         };
         resp.results.push(res);
+    }
+    resp
+}
+
+/// OffsetDelete (Kafka protocol: OffsetDelete v0, KIP-496): deletes a group's committed
+/// offsets of some partitions, as Kafka's `GroupCoordinator.handleDeleteOffsets` does. A group
+/// with neither members nor committed offsets is GROUP_ID_NOT_FOUND; in a group without active
+/// members every offset may go; in an active consumer group the partitions of topics a member
+/// subscribes to get GROUP_SUBSCRIBED_TO_TOPIC and the others are deleted; an active group of
+/// another protocol type is NON_EMPTY_GROUP. Unknown partitions get UNKNOWN_TOPIC_OR_PARTITION.
+fn offset_delete(ctx: &Context, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let b = &ctx.broker;
+    let group = r.group_id.0.as_str().to_string();
+    let mut resp = OffsetDeleteResponse::default();
+    if group.is_empty() {
+        resp.error_code = ResponseError::InvalidGroupId.code();
+        return resp;
+    }
+    let scope = ctx.groups.offset_delete_scope(&group);
+    let known = ctx.groups.describe(&group).is_some() || !b.committed_offsets(&group).is_empty();
+    if !known {
+        resp.error_code = ResponseError::GroupIdNotFound.code();
+        return resp;
+    }
+    if scope == OffsetDeleteScope::NonConsumer {
+        resp.error_code = ResponseError::NonEmptyGroup.code();
+        return resp;
+    }
+    let mut to_delete = Vec::new();
+    for t in r.topics {
+        let name = t.name.0.as_str().to_string();
+        let mut tr = offset_delete_response::OffsetDeleteResponseTopic::default();
+        tr.name = t.name;
+        let subscribed = matches!(&scope, OffsetDeleteScope::Subscribed(s) if s.contains(&name));
+        let count = b.partition_count(&name).ok();
+        for p in t.partitions {
+            let mut pr = offset_delete_response::OffsetDeleteResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            let exists =
+                count.is_some_and(|n| p.partition_index >= 0 && (p.partition_index as u32) < n);
+            pr.error_code = if !exists {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else if subscribed {
+                ResponseError::GroupSubscribedToTopic.code()
+            } else {
+                to_delete.push(crate::TopicPartition::new(name.clone(), p.partition_index));
+                0
+            };
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    match b.delete_offsets(&group, &to_delete) {
+        Ok(n) => info!(group, deleted = n, "offsets deleted"),
+        Err(e) => {
+            // Nothing was deleted: the whole request failed.
+            resp.error_code = err_code(&e);
+            resp.topics.clear();
+        }
     }
     resp
 }
