@@ -72,3 +72,8 @@ pub use log::{
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};
 pub use server::{KafkaServer, ServerConfig, ServerError};
+
+/// Entry points for the fuzz targets (feature `fuzzing`); not part of the supported API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use server::fuzzing;

@@ -12,8 +12,12 @@
 //! middle of a frame closes that one connection with a log line; an idle connection is closed
 //! after `idle_timeout`.
 
+mod frame_check;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod group;
 mod handlers;
+mod wire_schema;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -267,11 +271,8 @@ async fn serve_connection(
         tokio::time::timeout(frame_timeout, stream.read_exact(&mut size_buf[1..]))
             .await
             .map_err(|_| CloseReason::Stalled)??;
-        let size = i32::from_be_bytes(size_buf);
-        if size < 8 || size as usize > ctx.config.max_frame_bytes {
-            return Err(CloseReason::FrameSize(i64::from(size)));
-        }
-        let mut frame = vec![0u8; size as usize];
+        let size = frame_size(size_buf, ctx.config.max_frame_bytes)?;
+        let mut frame = vec![0u8; size];
         tokio::time::timeout(frame_timeout, stream.read_exact(&mut frame))
             .await
             .map_err(|_| CloseReason::Stalled)??;
@@ -281,40 +282,113 @@ async fn serve_connection(
     }
 }
 
-/// Decodes one request frame, dispatches it and encodes the size-prefixed response
-/// (`None` when the request expects no response: Produce with acks=0).
-async fn handle_frame(
-    mut frame: Bytes,
-    peer: SocketAddr,
-    ctx: &handlers::Context,
-) -> Result<Option<Bytes>, CloseReason> {
-    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+/// Checks a frame's size prefix: at least the 8 bytes every request header starts with, at
+/// most `max_frame_bytes`.
+fn frame_size(size_buf: [u8; 4], max_frame_bytes: usize) -> Result<usize, CloseReason> {
+    let size = i32::from_be_bytes(size_buf);
+    if size < 8 || size as usize > max_frame_bytes {
+        return Err(CloseReason::FrameSize(i64::from(size)));
+    }
+    Ok(size as usize)
+}
+
+/// A request frame, decoded.
+// Lives on the stack for one request only; boxing the big variant would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum ParsedFrame {
+    /// A request of an implemented API and version.
+    Request {
+        api: ApiKey,
+        version: i16,
+        header: RequestHeader,
+        request: RequestKind,
+        /// Bytes the layout check walked (the decoders read the same).
+        checked: usize,
+        /// Bytes left in the frame after decoding.
+        trailing: usize,
+    },
+    /// ApiVersions at a version not implemented: answered with UNSUPPORTED_VERSION.
+    UnsupportedApiVersions { correlation_id: i32 },
+}
+
+/// Decodes one request frame (without its size prefix): API key and version, then, for an
+/// implemented API and version, a layout check that refuses impossible array counts (see
+/// [`frame_check`]) and the header and body decoders.
+fn parse_frame(mut frame: Bytes) -> Result<ParsedFrame, CloseReason> {
+    let Some(fixed) = frame.get(..8) else {
+        return Err(CloseReason::FrameSize(frame.len() as i64));
+    };
+    let api_key = i16::from_be_bytes([fixed[0], fixed[1]]);
+    let version = i16::from_be_bytes([fixed[2], fixed[3]]);
+    let correlation_id = i32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
     let api = ApiKey::try_from(api_key).map_err(|_| CloseReason::UnknownApi(api_key))?;
     let Some((min, max)) = handlers::supported_versions(api) else {
         return Err(CloseReason::UnknownApi(api_key));
     };
     if version < min || version > max {
         if api == ApiKey::ApiVersions {
+            return Ok(ParsedFrame::UnsupportedApiVersions { correlation_id });
+        }
+        return Err(CloseReason::UnsupportedVersion { api, version });
+    }
+    let header_version = api.request_header_version(version);
+    let checked = frame_check::check_request(api, version, header_version, &frame)
+        .map_err(|e| CloseReason::Malformed(format!("{api:?} v{version}: {e}")))?;
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| CloseReason::Malformed(format!("request header: {e}")))?;
+    let request = RequestKind::decode(api, &mut frame, version)
+        .map_err(|e| CloseReason::Malformed(format!("{api:?} v{version}: {e}")))?;
+    Ok(ParsedFrame::Request {
+        api,
+        version,
+        header,
+        request,
+        checked,
+        trailing: frame.remaining(),
+    })
+}
+
+/// Decodes one request frame, dispatches it and encodes the size-prefixed response
+/// (`None` when the request expects no response: Produce with acks=0).
+async fn handle_frame(
+    frame: Bytes,
+    peer: SocketAddr,
+    ctx: &handlers::Context,
+) -> Result<Option<Bytes>, CloseReason> {
+    let frame_len = frame.len();
+    let (api, version, header, request) = match parse_frame(frame)? {
+        ParsedFrame::UnsupportedApiVersions { correlation_id } => {
             // Kafka answers an unknown ApiVersions version with a v0 response carrying
             // UNSUPPORTED_VERSION and the versions it does support.
             let body = handlers::api_versions_response(
                 kafka_protocol::ResponseError::UnsupportedVersion.code(),
             );
-            return encode_response(api, 0, correlation_id, &ResponseKind::ApiVersions(body))
-                .map(Some);
+            return encode_response(
+                ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                &ResponseKind::ApiVersions(body),
+            )
+            .map(Some);
         }
-        return Err(CloseReason::UnsupportedVersion { api, version });
-    }
-    let header_version = api.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version)
-        .map_err(|e| CloseReason::Malformed(format!("request header: {e}")))?;
-    let request = RequestKind::decode(api, &mut frame, version)
-        .map_err(|e| CloseReason::Malformed(format!("{api:?} v{version}: {e}")))?;
-    if frame.has_remaining() {
-        debug!(api = ?api, version, extra = frame.remaining(), "trailing bytes after a request");
-    }
+        ParsedFrame::Request {
+            api,
+            version,
+            header,
+            request,
+            checked,
+            trailing,
+        } => {
+            if checked + trailing != frame_len {
+                // The layouts are generated from the decoders; this would be a bug there.
+                warn!(api = ?api, version, checked, decoded = frame_len - trailing, "layout check and decoder disagree");
+            }
+            if trailing > 0 {
+                debug!(api = ?api, version, extra = trailing, "trailing bytes after a request");
+            }
+            (api, version, header, request)
+        }
+    };
     match handlers::handle(ctx, &header, peer, request).await {
         None => Ok(None),
         Some(body) => encode_response(api, version, header.correlation_id, &body).map(Some),
