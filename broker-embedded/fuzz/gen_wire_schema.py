@@ -7,7 +7,9 @@ from array counts read off the wire, so a tiny frame claiming two billion elemen
 the process. The layouts must match the decoders byte for byte, so they are derived
 mechanically from the generated `impl Decodable` blocks of the exact crate version in use.
 
-Usage (from the repository root, after a cargo build has fetched the crate):
+Covers every request message of the crate, so an API the server starts to implement later
+needs no change here. Usage (from the repository root, after a cargo build has fetched the
+crate):
     python3 broker-embedded/fuzz/gen_wire_schema.py \
         ~/.cargo/registry/src/*/kafka-protocol-0.18.0 > broker-embedded/src/server/wire_schema.rs
     cargo fmt
@@ -18,46 +20,27 @@ import re
 import sys
 from pathlib import Path
 
-# The request messages the server decodes (kafka-protocol module names) and the header.
-MODULES = [
-    "request_header",
-    "produce_request",
-    "fetch_request",
-    "list_offsets_request",
-    "metadata_request",
-    "api_versions_request",
-    "create_topics_request",
-    "delete_topics_request",
-    "describe_configs_request",
-    "alter_configs_request",
-    "create_partitions_request",
-    "incremental_alter_configs_request",
-    "init_producer_id_request",
-    "find_coordinator_request",
-    "offset_commit_request",
-    "offset_fetch_request",
-    "join_group_request",
-    "sync_group_request",
-    "heartbeat_request",
-    "leave_group_request",
-    "describe_groups_request",
-    "list_groups_request",
-    "delete_groups_request",
-]
+# Every request message of the crate (so an API added to the server later is covered) and the
+# request header.
+HEADER = "request_header"
 
+FIXED = {
+    "Int8": 1,
+    "Boolean": 1,
+    "Int16": 2,
+    "UInt16": 2,
+    "Int32": 4,
+    "Int64": 8,
+    "Float64": 8,
+    "Uuid": 16,
+}
 SIMPLE = {
-    "Int8": "Enc::I8",
-    "Int16": "Enc::I16",
-    "Int32": "Enc::I32",
-    "Int64": "Enc::I64",
-    "Boolean": "Enc::Bool",
-    "Uuid": "Enc::Uuid",
     "String": "Enc::Str",
     "CompactString": "Enc::CStr",
     "Bytes": "Enc::Bytes",
     "CompactBytes": "Enc::CBytes",
 }
-ELEM = {"Int32": "Elem::I32", "String": "Elem::Str", "CompactString": "Elem::CStr"}
+ELEM = {"String": "Elem::Str", "CompactString": "Elem::CStr"}
 
 DECODE = re.compile(r"types::(.*)\.decode\(buf\)\?")
 COND = re.compile(r"^if (.*) \{$")
@@ -90,6 +73,10 @@ def parse_cond(cond, lo, hi):
     if m:
         n = int(m.group(1))
         return (lo, min(hi, n)), [(max(lo, n + 1), hi)]
+    m = re.fullmatch(r"version == (\d+)", cond)
+    if m:
+        n = int(m.group(1))
+        return (max(lo, n), min(hi, n)), [(lo, min(hi, n - 1)), (max(lo, n + 1), hi)]
     m = re.fullmatch(r"version >= (\d+) && version <= (\d+)", cond)
     if m:
         a, b = int(m.group(1)), int(m.group(2))
@@ -98,16 +85,22 @@ def parse_cond(cond, lo, hi):
 
 
 def encoding(expr, field_type, module):
+    if expr in FIXED:
+        return f"Enc::Fixed({FIXED[expr]})"
     if expr in SIMPLE:
         return SIMPLE[expr]
     if expr == "Struct { version }":
         return f"Enc::Struct(&{const_name(module, inner_type(field_type))})"
+    if expr == "OptionStruct { version }":
+        return f"Enc::OptStruct(&{const_name(module, inner_type(field_type))})"
     m = re.fullmatch(r"(Compact)?Array\(types::(.*)\)", expr)
     if m:
         arr = "Enc::CArr" if m.group(1) else "Enc::Arr"
         el = m.group(2)
         if el == "Struct { version }":
             return f"{arr}(Elem::Struct(&{const_name(module, inner_type(field_type))}))"
+        if el in FIXED:
+            return f"{arr}(Elem::Fixed({FIXED[el]}))"
         if el in ELEM:
             return f"{arr}({ELEM[el]})"
     fail(f"unknown decoder {expr!r} in {module}")
@@ -147,9 +140,13 @@ def parse_struct_fields(text):
 def parse_decoder(module, name, body, types):
     lines = [l.strip() for l in body.splitlines() if l.strip()]
     m = re.fullmatch(r"if version < (\d+) \|\| version > (\d+) \{", lines[0])
-    if not m:
+    m1 = re.fullmatch(r"if version != (\d+) \{", lines[0])
+    if m:
+        vmin, vmax = int(m.group(1)), int(m.group(2))
+    elif m1:
+        vmin = vmax = int(m1.group(1))
+    else:
         fail(f"no version check in {module}::{name}")
-    vmin, vmax = int(m.group(1)), int(m.group(2))
     i = 3
     fields = []
     tags = []
@@ -160,8 +157,9 @@ def parse_decoder(module, name, body, types):
             break
         if line == "let mut unknown_tagged_fields = BTreeMap::new();":
             m = re.fullmatch(r"if version >= (\d+) \{", lines[i + 1])
-            if m:
-                flexible = int(m.group(1))
+            always = lines[i + 1].startswith("let num_tagged_fields")
+            if m or always:
+                flexible = int(m.group(1)) if m else vmin
                 # Known tags: `N => {` arms of `match tag`.
                 j = i + 2
                 while not lines[j].startswith("Ok(Self {"):
@@ -205,11 +203,23 @@ def parse_decoder(module, name, body, types):
     return vmin, vmax, fields, tags, flexible
 
 
+def api_keys(root):
+    """Request struct name -> ApiKey variant, from the crate's `ApiKey` enum."""
+    text = (root / "src" / "messages.rs").read_text()
+    body = re.search(r"pub enum ApiKey \{(.*?)\n\}", text, re.S).group(1)
+    return dict(re.findall(r"/// API key for request (\w+)\n\s+(\w+) = \d+,", body))
+
+
 def main():
     root = Path(sys.argv[1])
+    keys = api_keys(root)
+    modules = [HEADER] + sorted(
+        p.stem for p in (root / "src" / "messages").glob("*_request.rs")
+    )
     out = []
     order = []
-    for module in MODULES:
+    top = []
+    for module in modules:
         text = (root / "src" / "messages" / f"{module}.rs").read_text()
         types = parse_struct_fields(text)
         for name, body in re.findall(
@@ -219,11 +229,26 @@ def main():
         ):
             parsed = parse_decoder(module, name, body, types[name])
             order.append((module, name, parsed))
-    out.append("//! Wire layouts of the requests the server decodes, generated by")
+            if name in keys:
+                top.append((keys[name], const_name(module, name)))
+    if len(top) != len(keys):
+        missing = set(keys.values()) - {k for k, _ in top}
+        fail(f"no decoder found for {sorted(missing)}")
+    out.append("//! Wire layouts of every request message, generated by")
     out.append("//! `broker-embedded/fuzz/gen_wire_schema.py` from the `impl Decodable` blocks of")
     out.append("//! kafka-protocol 0.18.0. Do not edit by hand: re-run the script when the crate changes.")
     out.append("")
+    out.append("use kafka_protocol::messages::ApiKey;")
+    out.append("")
     out.append("use super::frame_check::{Elem, Enc, Field, Schema, Tag};")
+    out.append("")
+    out.append("/// The body layout of each API's request.")
+    out.append("pub(super) fn request_schema(api: ApiKey) -> &'static Schema {")
+    out.append("    match api {")
+    for key, const in top:
+        out.append(f"        ApiKey::{key} => &{const},")
+    out.append("    }")
+    out.append("}")
     out.append("")
     for module, name, (vmin, vmax, fields, tags, flexible) in order:
         out.append(f"/// `{module}::{name}`.")
