@@ -264,7 +264,7 @@ fn walk_elem(c: &mut Cursor<'_>, elem: Elem, version: i16, what: &str) -> Result
 /// corpus for fuzzing and to check the layouts against the decoders.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn sample_frames() -> Vec<(ApiKey, i16, Vec<u8>)> {
-    sample_frames_where(|api| super::handlers::supported_versions(api))
+    sample_frames_where(super::handlers::supported_versions)
 }
 
 /// As [`sample_frames`], for the versions `versions` picks per API.
