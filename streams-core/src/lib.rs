@@ -1,15 +1,75 @@
 //! # streams-core
 //!
-//! The streams runtime. This crate **will own** (the streams runtime issue fills it in):
+//! The streams runtime, in Kafka Streams' terms:
 //!
-//! - `Topology`: source, processor and sink nodes, attached state stores, sub-topologies split
-//!   at repartition topics, validation and `describe()`;
-//! - the Processor API (`Processor`, its context, punctuation);
-//! - serdes byte-compatible with Kafka's Java serdes;
-//! - tasks (one per sub-topology and partition), stream threads, the commit and restore cycle,
-//!   and later the exactly-once loop;
-//! - the client layer: a narrow trait over what the runtime needs from a cluster, implemented
-//!   over the in-process `broker-embedded` handle and over `rdkafka`.
+//! - [`Topology`]: source, processor and sink nodes, state stores attached to processors,
+//!   repartition topics; validated as it is built (name clashes, unknown parents, record
+//!   types that do not match), split into sub-topologies, described as text
+//!   ([`TopologyDescription`]) or Graphviz ([`TopologyDescription::to_dot`]).
+//! - The Processor API: [`Processor`] and its [`ProcessorContext`] (forward, stores, record
+//!   metadata, punctuation on stream time or wall-clock time, commit requests).
+//! - Serdes byte-compatible with Kafka's Java serdes ([`Serde`], [`StringSerde`],
+//!   [`I64Serde`], ...) and a [`SerdeRegistry`] of defaults by type.
+//! - Tasks (one per sub-topology and partition) processing records in timestamp order across
+//!   their partitions, with RocksDB or in-memory stores, caching and changelogs from the
+//!   `state-store` crate.
+//! - [`StreamsApp`] (Kafka's `KafkaStreams`): N stream threads sharing the tasks, the
+//!   commit cycle (flush caches → flush produced records → commit offsets → checkpoint),
+//!   restoration from changelogs, internal topics named as Kafka Streams names them, state
+//!   listener and uncaught-error policy.
+//! - The client layer ([`Cluster`] and friends) with [`EmbeddedCluster`] over the in-process
+//!   broker.
+//! - With the `test-utils` feature, `TopologyTestDriver`: runs a topology synchronously,
+//!   without a broker.
 //!
-//! It depends on `state-store` and `broker-embedded`, and must never depend on `streams-dsl`.
-//! Nothing is public yet: there is deliberately no placeholder API.
+//! It depends on `state-store` and `broker-embedded` and must never depend on
+//! `streams-dsl` (the DSL compiles into a [`Topology`] of this crate).
+//!
+//! ## The commit path
+//! At-least-once today: [`StreamsApp`] commits every `commit.interval.ms` by flushing each
+//! task's stores (caches forward what they hold), flushing the thread's producer, committing
+//! the consumed offsets to the group, then writing `.checkpoint` files. Exactly-once will
+//! wrap the producer flush and the offset commit into one transaction at the same place.
+
+mod client;
+mod collector;
+mod config;
+mod error;
+mod processor;
+mod record;
+mod runtime;
+mod serde;
+mod sink;
+mod source;
+mod store;
+mod task;
+#[cfg(feature = "test-utils")]
+mod test_driver;
+mod topology;
+
+pub use client::{
+    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, EmbeddedCluster,
+    GroupMember, InternalTopicSpec, PartitionAssignor, PollResult,
+};
+pub use config::{
+    DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
+    UncaughtErrorPolicy,
+};
+pub use error::{Result, SerdeError, StreamsError, TopologyError};
+pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
+pub use record::{Header, Record, RecordMetadata};
+pub use runtime::{StateListener, StreamsApp, StreamsState};
+pub use serde::{
+    BoolSerde, BytesSerde, F32Serde, F64Serde, I16Serde, I32Serde, I64Serde, JsonSerde, Nullable,
+    Serde, SerdeRegistry, SharedSerde, StringSerde, VoidSerde,
+};
+pub use state_store::{CacheFlushEntry, KeyValueStore, TopicPartition};
+pub use store::{StoreBuilder, StoreKind};
+pub use task::TaskId;
+#[cfg(feature = "test-utils")]
+pub use test_driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
+pub use topology::{
+    NodeDescription, NodeDescriptionKind, OffsetReset, Sink, SinkTopic, Source, SourceTopics,
+    StreamPartitioner, SubtopologyDescription, TimestampExtractor, TopicNameExtractor, Topology,
+    TopologyDescription,
+};

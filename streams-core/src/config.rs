@@ -1,0 +1,327 @@
+//! `StreamsConfig`: the settings of a streams application, with Kafka Streams' keys.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Result, StreamsError};
+use crate::serde::{Serde, SerdeRegistry};
+
+/// Delivery guarantee (Kafka's `processing.guarantee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Records are processed at least once: after a crash, records since the last commit
+    /// are processed again.
+    #[default]
+    AtLeastOnce,
+}
+
+/// What happens to a record that cannot be deserialized (Kafka's
+/// `default.deserialization.exception.handler`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DeserializationHandler {
+    /// Stop the stream thread with an error (Kafka's `LogAndFailExceptionHandler`).
+    #[default]
+    Fail,
+    /// Log, count and skip the record (Kafka's `LogAndContinueExceptionHandler`); with a
+    /// dead-letter topic, also write the original bytes there with `__streams.errors.*`
+    /// headers saying what failed and where the record came from.
+    LogAndContinue {
+        /// Topic receiving the skipped records (must exist).
+        dead_letter_topic: Option<String>,
+    },
+}
+
+/// What happens to a record whose extracted timestamp is negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvalidTimestampPolicy {
+    /// Stop with an error (Kafka's `FailOnInvalidTimestamp`, the default extractor).
+    #[default]
+    Fail,
+    /// Log and skip the record (`LogAndSkipOnInvalidTimestamp`).
+    LogAndSkip,
+    /// Use the partition's current time (`UsePartitionTimeOnInvalidTimestamp`).
+    UsePartitionTime,
+}
+
+/// What happens when a stream thread fails (Kafka's `StreamsUncaughtExceptionHandler`
+/// responses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UncaughtErrorPolicy {
+    /// Stop the failed thread; the others go on with the remaining tasks.
+    ReplaceThread,
+    /// Stop this thread only; if no thread is left the application goes to ERROR.
+    ShutdownThread,
+    /// Stop the whole application (state ERROR) — Kafka's default.
+    #[default]
+    ShutdownClient,
+}
+
+/// The configuration of a streams application.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::StreamsConfig;
+/// let config = StreamsConfig::new("word-count")
+///     .num_stream_threads(2)
+///     .commit_interval(Duration::from_millis(100));
+/// assert_eq!(config.application_id(), "word-count");
+/// let from_props = StreamsConfig::from_properties([
+///     ("application.id", "word-count"),
+///     ("num.stream.threads", "2"),
+///     ("commit.interval.ms", "100"),
+/// ])?;
+/// assert_eq!(from_props.commit_interval_value(), Duration::from_millis(100));
+/// assert!(StreamsConfig::from_properties([("application.id", "a"), ("num.stream.threads", "0")]).is_err());
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    pub(crate) application_id: String,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) num_stream_threads: usize,
+    pub(crate) commit_interval: Duration,
+    pub(crate) processing_guarantee: ProcessingGuarantee,
+    pub(crate) cache_max_bytes: usize,
+    pub(crate) deserialization: DeserializationHandler,
+    pub(crate) invalid_timestamps: InvalidTimestampPolicy,
+    pub(crate) uncaught: UncaughtErrorPolicy,
+    pub(crate) serdes: SerdeRegistry,
+    pub(crate) max_poll_records: usize,
+    pub(crate) poll: Duration,
+    pub(crate) replication_factor: i16,
+}
+
+impl StreamsConfig {
+    /// Defaults for application `application_id` (Kafka Streams' defaults: 1 thread, commit
+    /// every 30 s, 10 MiB of record cache, state under the system temp dir's
+    /// `kafka-streams`).
+    pub fn new(application_id: impl Into<String>) -> Self {
+        StreamsConfig {
+            application_id: application_id.into(),
+            state_dir: std::env::temp_dir().join("kafka-streams"),
+            num_stream_threads: 1,
+            commit_interval: Duration::from_secs(30),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            cache_max_bytes: 10 << 20,
+            deserialization: DeserializationHandler::Fail,
+            invalid_timestamps: InvalidTimestampPolicy::Fail,
+            uncaught: UncaughtErrorPolicy::ShutdownClient,
+            serdes: SerdeRegistry::with_builtins(),
+            max_poll_records: 1000,
+            poll: Duration::from_millis(100),
+            replication_factor: 1,
+        }
+    }
+
+    /// Reads Kafka Streams property keys: `application.id` (required), `state.dir`,
+    /// `num.stream.threads`, `commit.interval.ms`, `processing.guarantee`,
+    /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
+    /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
+    /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
+    /// `poll.ms`, `replication.factor`. Unknown keys are refused.
+    pub fn from_properties<I, K, V>(props: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let props: Vec<(String, String)> = props
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().trim().to_owned(), v.as_ref().trim().to_owned()))
+            .collect();
+        let app = props
+            .iter()
+            .find(|(k, _)| k == "application.id")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| StreamsError::config("application.id", "missing (required)"))?;
+        let mut c = StreamsConfig::new(app);
+        c.validate_application_id()?;
+        let mut dlq = None;
+        let mut handler = None;
+        for (k, v) in &props {
+            match k.as_str() {
+                "application.id" => {}
+                "state.dir" => c.state_dir = PathBuf::from(v),
+                "num.stream.threads" => {
+                    c.num_stream_threads = parse_range(k, v, 1, 1024)? as usize;
+                }
+                "commit.interval.ms" => {
+                    c.commit_interval = Duration::from_millis(parse_range(k, v, 0, i64::MAX)? as u64)
+                }
+                "processing.guarantee" => {
+                    c.processing_guarantee = match v.as_str() {
+                        "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+                        "exactly_once_v2" | "exactly_once" | "exactly_once_beta" => {
+                            return Err(StreamsError::config(
+                                k,
+                                format!("`{v}` is not supported yet; use at_least_once"),
+                            ))
+                        }
+                        _ => return Err(StreamsError::config(k, format!("unknown value `{v}`"))),
+                    }
+                }
+                "statestore.cache.max.bytes" | "cache.max.bytes.buffering" => {
+                    c.cache_max_bytes = parse_range(k, v, 0, i64::MAX)? as usize
+                }
+                "default.deserialization.exception.handler" => handler = Some(v.clone()),
+                "errors.dead.letter.queue.topic.name" => dlq = Some(v.clone()),
+                "max.poll.records" => c.max_poll_records = parse_range(k, v, 1, 1 << 24)? as usize,
+                "poll.ms" => c.poll = Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64),
+                "replication.factor" => {
+                    c.replication_factor = parse_range(k, v, 1, i64::from(i16::MAX))? as i16
+                }
+                _ => {
+                    return Err(StreamsError::config(
+                        k,
+                        "unknown configuration key for a streams application",
+                    ))
+                }
+            }
+        }
+        c.deserialization = match handler.as_deref() {
+            None | Some("fail")
+            | Some("org.apache.kafka.streams.errors.LogAndFailExceptionHandler") => {
+                if dlq.is_some() {
+                    DeserializationHandler::LogAndContinue { dead_letter_topic: dlq }
+                } else {
+                    DeserializationHandler::Fail
+                }
+            }
+            Some("log-and-continue")
+            | Some("org.apache.kafka.streams.errors.LogAndContinueExceptionHandler") => {
+                DeserializationHandler::LogAndContinue { dead_letter_topic: dlq }
+            }
+            Some(other) => {
+                return Err(StreamsError::config(
+                    "default.deserialization.exception.handler",
+                    format!("unknown handler `{other}` (fail or log-and-continue)"),
+                ))
+            }
+        };
+        Ok(c)
+    }
+
+    pub(crate) fn validate_application_id(&self) -> Result<()> {
+        let id = &self.application_id;
+        if id.is_empty()
+            || id.len() > 200
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(StreamsError::config(
+                "application.id",
+                format!(
+                    "`{id}` must be 1-200 characters of [a-zA-Z0-9._-] (it prefixes topic names)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where task state lives: `<state.dir>/<application.id>/<task id>/`.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// Stream threads in this instance (at least 1).
+    pub fn num_stream_threads(mut self, n: usize) -> Self {
+        self.num_stream_threads = n.max(1);
+        self
+    }
+
+    /// How often to commit (default 30 s under at-least-once).
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// The processing guarantee.
+    pub fn processing_guarantee(mut self, g: ProcessingGuarantee) -> Self {
+        self.processing_guarantee = g;
+        self
+    }
+
+    /// Bytes of record cache for the whole instance, split between the threads' tasks
+    /// (0 turns caching off everywhere).
+    pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
+        self.cache_max_bytes = bytes;
+        self
+    }
+
+    /// What to do with records that cannot be deserialized.
+    pub fn deserialization_handler(mut self, handler: DeserializationHandler) -> Self {
+        self.deserialization = handler;
+        self
+    }
+
+    /// What to do with negative timestamps.
+    pub fn invalid_timestamp_policy(mut self, policy: InvalidTimestampPolicy) -> Self {
+        self.invalid_timestamps = policy;
+        self
+    }
+
+    /// What to do when a stream thread fails.
+    pub fn uncaught_error_policy(mut self, policy: UncaughtErrorPolicy) -> Self {
+        self.uncaught = policy;
+        self
+    }
+
+    /// Registers `serde` as the default serde for `T` (the typed `default.key.serde` /
+    /// `default.value.serde`).
+    pub fn default_serde<T: 'static>(mut self, serde: impl Serde<T>) -> Self {
+        self.serdes.register::<T>(serde);
+        self
+    }
+
+    /// Records a thread fetches per poll at most.
+    pub fn max_poll_records(mut self, n: usize) -> Self {
+        self.max_poll_records = n.max(1);
+        self
+    }
+
+    /// Replication factor of internal topics (default 1).
+    pub fn replication_factor(mut self, rf: i16) -> Self {
+        self.replication_factor = rf;
+        self
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        &self.application_id
+    }
+
+    /// The state directory.
+    pub fn state_dir_path(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// The commit interval.
+    pub fn commit_interval_value(&self) -> Duration {
+        self.commit_interval
+    }
+
+    /// Threads per instance.
+    pub fn num_stream_threads_value(&self) -> usize {
+        self.num_stream_threads
+    }
+
+    /// The serde registry.
+    pub fn serdes(&self) -> &SerdeRegistry {
+        &self.serdes
+    }
+}
+
+fn parse_range(key: &str, v: &str, min: i64, max: i64) -> Result<i64> {
+    let n: i64 = v
+        .parse()
+        .map_err(|_| StreamsError::config(key, format!("`{v}` is not an integer")))?;
+    if n < min || n > max {
+        return Err(StreamsError::config(
+            key,
+            format!("{n} is out of range [{min}, {max}]"),
+        ));
+    }
+    Ok(n)
+}

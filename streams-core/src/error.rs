@@ -1,0 +1,238 @@
+//! Typed errors of the streams runtime.
+
+use state_store::StoreError;
+
+/// Result alias of this crate.
+pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
+
+/// A serde failed to turn bytes into a value or a value into bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SerdeError {
+    message: String,
+}
+
+impl SerdeError {
+    /// A serde error with a message saying what was wrong.
+    pub fn new(message: impl Into<String>) -> Self {
+        SerdeError {
+            message: message.into(),
+        }
+    }
+
+    /// The error message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// A topology is malformed (found when it is built, before anything runs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// Two nodes, two stores or a node and a store share a name.
+    #[error("name `{0}` is used twice in the topology")]
+    NameClash(String),
+    /// A node names a parent that does not exist.
+    #[error("node `{node}` names unknown parent `{parent}`")]
+    UnknownParent {
+        /// The node being added.
+        node: String,
+        /// The missing parent.
+        parent: String,
+    },
+    /// A node that must have a parent has none.
+    #[error("node `{0}` has no parent")]
+    NoParent(String),
+    /// A parent cannot have children (a sink).
+    #[error("node `{parent}` is a sink and cannot be the parent of `{node}`")]
+    SinkAsParent {
+        /// The node being added.
+        node: String,
+        /// The sink named as its parent.
+        parent: String,
+    },
+    /// A store is connected to a node that does not exist or is not a processor.
+    #[error("store `{store}` is connected to `{node}`, which is not a processor of this topology")]
+    UnknownProcessor {
+        /// The store.
+        store: String,
+        /// The missing processor.
+        node: String,
+    },
+    /// A store is not connected to any processor.
+    #[error("store `{0}` is not connected to any processor")]
+    UnconnectedStore(String),
+    /// A processor names a store that was never added.
+    #[error("processor `{node}` is connected to unknown store `{store}`")]
+    UnknownStore {
+        /// The processor.
+        node: String,
+        /// The missing store.
+        store: String,
+    },
+    /// A record type flowing into a node is not the one it accepts.
+    #[error("node `{node}` accepts {expected} but parent `{parent}` forwards {actual}")]
+    TypeMismatch {
+        /// The child node.
+        node: String,
+        /// The parent node.
+        parent: String,
+        /// What the child accepts.
+        expected: String,
+        /// What the parent forwards.
+        actual: String,
+    },
+    /// A source lists no topics, or a topic is subscribed twice.
+    #[error("invalid source `{node}`: {reason}")]
+    InvalidSource {
+        /// The source node.
+        node: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A name is not a legal node, store or topic name.
+    #[error("invalid name `{name}`: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The topology has no source node.
+    #[error("the topology has no source node")]
+    Empty,
+    /// A store is shared by processors of different sub-topologies.
+    #[error("store `{0}` is connected to processors of different sub-topologies")]
+    StoreAcrossSubtopologies(String),
+}
+
+/// Every error the streams runtime reports.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    /// The topology is malformed.
+    #[error("invalid topology: {0}")]
+    Topology(#[from] TopologyError),
+    /// A configuration value is missing or wrong.
+    #[error("invalid configuration `{key}`: {reason}")]
+    Config {
+        /// The configuration key (Kafka's name).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A serde failed, with where it happened.
+    #[error("serde failure for {what} on topic `{topic}`: {source}")]
+    Serde {
+        /// Key or value, and the node.
+        what: String,
+        /// The topic.
+        topic: String,
+        /// The serde's error.
+        #[source]
+        source: SerdeError,
+    },
+    /// No serde was given for a type and none is registered as the default for it.
+    #[error(
+        "no serde for {what} of type `{type_name}` at node `{node}`: pass one explicitly \
+         (Consumed/Produced/Grouped/Materialized) or register a default with \
+         StreamsConfig::default_serde"
+    )]
+    MissingSerde {
+        /// Key or value.
+        what: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+        /// The node that needs it.
+        node: String,
+    },
+    /// A state store failed.
+    #[error("state store error: {0}")]
+    Store(#[from] StoreError),
+    /// The cluster (broker) failed or refused a request.
+    #[error("cluster error: {0}")]
+    Cluster(String),
+    /// A topic the topology needs does not exist.
+    #[error("source topic `{0}` does not exist")]
+    MissingSourceTopic(String),
+    /// Co-partitioned topics have different partition counts.
+    #[error("topics of sub-topology {subtopology} are not co-partitioned: {counts}")]
+    NotCopartitioned {
+        /// The sub-topology.
+        subtopology: usize,
+        /// `topic: partitions` for each topic.
+        counts: String,
+    },
+    /// An internal topic exists with settings the topology cannot use.
+    #[error("internal topic `{topic}` is unusable: {reason}")]
+    InternalTopic {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// A processor failed while processing a record or punctuating.
+    #[error("processing failed in task {task} at node `{node}`: {message}")]
+    Processing {
+        /// The task id (`<subtopology>_<partition>`).
+        task: String,
+        /// The processor node.
+        node: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A processor asked for a store it is not connected to, or of another kind.
+    #[error("processor `{node}` cannot access store `{store}`: {reason}")]
+    StoreAccess {
+        /// The processor.
+        node: String,
+        /// The store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
+    /// A record's timestamp is invalid and the policy says fail.
+    #[error("invalid timestamp {timestamp} on {topic}-{partition} at offset {offset}")]
+    InvalidTimestamp {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// The extracted timestamp.
+        timestamp: i64,
+    },
+    /// A processor returned an error of its own.
+    #[error("{0}")]
+    User(String),
+    /// The application is not in a state that allows the call.
+    #[error("illegal state: {0}")]
+    IllegalState(String),
+    /// A file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StreamsError {
+    /// An error a processor raises for its own reasons.
+    pub fn user(message: impl Into<String>) -> Self {
+        StreamsError::User(message.into())
+    }
+
+    pub(crate) fn cluster(e: impl std::fmt::Display) -> Self {
+        StreamsError::Cluster(e.to_string())
+    }
+
+    pub(crate) fn config(key: &str, reason: impl Into<String>) -> Self {
+        StreamsError::Config {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}

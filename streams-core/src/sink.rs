@@ -1,0 +1,92 @@
+//! Sink nodes: serializing records and handing them to the record collector.
+
+use std::any::Any;
+
+use crate::collector::OutgoingRecord;
+use crate::error::{Result, StreamsError};
+use crate::record::ErasedRecord;
+use crate::serde::SharedSerde;
+use crate::task::TaskContext;
+use crate::topology::{StreamPartitioner, TopicNameExtractor};
+
+pub(crate) trait ErasedSink: Send {
+    fn send(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord) -> Result<()>;
+}
+
+pub(crate) struct TypedSink<K, V> {
+    pub(crate) topic: Option<String>,
+    pub(crate) extractor: Option<TopicNameExtractor<K, V>>,
+    pub(crate) key_serde: SharedSerde<K>,
+    pub(crate) value_serde: SharedSerde<V>,
+    pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
+}
+
+impl<K, V> ErasedSink for TypedSink<K, V>
+where
+    K: Any + Send + Sync + Clone,
+    V: Any + Send + Sync + Clone,
+{
+    fn send(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord) -> Result<()> {
+        let record = record
+            .typed::<K, V>()
+            .map_err(|m| StreamsError::Processing {
+                task: task.task_id.to_string(),
+                node: task.node_name(node).to_owned(),
+                message: format!("sink got {} where {} was expected", m.actual, m.expected),
+            })?;
+        let logical = match (&self.topic, &self.extractor) {
+            (Some(t), _) => t.clone(),
+            (None, Some(f)) => f(&record.key, &record.value),
+            (None, None) => {
+                return Err(StreamsError::IllegalState(format!(
+                    "sink `{}` has neither a topic nor a topic extractor",
+                    task.node_name(node)
+                )))
+            }
+        };
+        let topic = task.physical_topic(&logical);
+        let key = self
+            .key_serde
+            .serialize(&topic, &record.key)
+            .map_err(|source| StreamsError::Serde {
+                what: format!("key at sink `{}`", task.node_name(node)),
+                topic: topic.clone(),
+                source,
+            })?;
+        let value = self
+            .value_serde
+            .serialize(&topic, &record.value)
+            .map_err(|source| StreamsError::Serde {
+                what: format!("value at sink `{}`", task.node_name(node)),
+                topic: topic.clone(),
+                source,
+            })?;
+        let partition = match &self.partitioner {
+            Some(p) => {
+                let n = task.collector.lock().partition_count(&topic)?;
+                match p(&topic, &record.key, &record.value, n) {
+                    Some(x) if (0..n).contains(&x) => Some(x),
+                    Some(x) => {
+                        return Err(StreamsError::Processing {
+                            task: task.task_id.to_string(),
+                            node: task.node_name(node).to_owned(),
+                            message: format!(
+                                "partitioner chose partition {x} of topic `{topic}`, which has {n}"
+                            ),
+                        })
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        task.collector.lock().send(OutgoingRecord {
+            topic,
+            partition,
+            key,
+            value,
+            timestamp: record.timestamp,
+            headers: record.headers,
+        })
+    }
+}

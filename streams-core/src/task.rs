@@ -1,0 +1,919 @@
+//! Tasks: one per (sub-topology, partition). A task owns its processor instances and state
+//! stores, buffers the records of its input partitions, picks the next record by timestamp
+//! across them, and takes part in the commit cycle.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_embedded::record::Record as RawRecord;
+use state_store::{
+    LoggingRestoreListener, PreviousShutdown, Restorer, RocksDbResources,
+    StateStore, StoreMetrics, TaskDirectory, TopicPartition,
+};
+
+use crate::collector::{CollectorChangelog, OutgoingRecord, SharedCollector};
+use crate::config::{DeserializationHandler, InvalidTimestampPolicy};
+use crate::error::{Result, StreamsError};
+use crate::processor::{ErasedProcessor, PunctuationType, ScheduleId};
+use crate::record::{ErasedRecord, Header, RecordMetadata};
+use crate::serde::SerdeRegistry;
+use crate::sink::ErasedSink;
+use crate::source::SourceDeserializer;
+use crate::store::{open_store, OpenStore, StoreEnv};
+use crate::topology::{NodeKind, Subtopology, Topology};
+
+/// Identifies a task: sub-topology and partition, printed `<subtopology>_<partition>` as in
+/// Kafka Streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: u32,
+    /// The partition of the sub-topology's input topics.
+    pub partition: i32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// A source of the current time in milliseconds.
+pub(crate) trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+pub(crate) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that moves only when told (the test driver's).
+#[derive(Default)]
+pub(crate) struct MockClock(pub(crate) AtomicI64);
+
+impl Clock for MockClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) enum NodeInstance {
+    Source,
+    Processor(Box<dyn ErasedProcessor>),
+    Sink(Box<dyn ErasedSink>),
+}
+
+pub(crate) struct NodeInfo {
+    pub(crate) name: String,
+    pub(crate) children: Vec<usize>,
+    pub(crate) stores: Vec<String>,
+}
+
+struct Schedule {
+    id: ScheduleId,
+    node: usize,
+    interval: i64,
+    kind: PunctuationType,
+    next: Option<i64>,
+}
+
+/// Names of topics as the cluster knows them.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicNames {
+    pub(crate) application_id: String,
+    pub(crate) internal: std::collections::BTreeSet<String>,
+}
+
+impl TopicNames {
+    pub(crate) fn physical(&self, topic: &str) -> String {
+        if self.internal.contains(topic) {
+            format!("{}-{topic}", self.application_id)
+        } else {
+            topic.to_owned()
+        }
+    }
+}
+
+/// What processors reach through their context: the nodes, stores and collector of a task.
+pub(crate) struct TaskContext {
+    pub(crate) task_id: TaskId,
+    pub(crate) application_id: Arc<str>,
+    info: Arc<Vec<NodeInfo>>,
+    nodes: Vec<Option<NodeInstance>>,
+    pub(crate) stores: BTreeMap<String, OpenStore>,
+    pub(crate) collector: SharedCollector,
+    pub(crate) metadata: Option<RecordMetadata>,
+    pub(crate) stream_time: i64,
+    pub(crate) clock: Arc<dyn Clock>,
+    schedules: Vec<Schedule>,
+    next_schedule: u64,
+    pub(crate) commit_requested: bool,
+    topics: Arc<TopicNames>,
+}
+
+impl TaskContext {
+    pub(crate) fn node_name(&self, node: usize) -> &str {
+        self.info.get(node).map_or("?", |n| n.name.as_str())
+    }
+
+    pub(crate) fn physical_topic(&self, topic: &str) -> String {
+        self.topics.physical(topic)
+    }
+
+    pub(crate) fn child_index(&self, node: usize, child: &str) -> Result<usize> {
+        let info = &self.info[node];
+        info.children
+            .iter()
+            .copied()
+            .find(|&c| self.info[c].name == child)
+            .ok_or_else(|| StreamsError::Processing {
+                task: self.task_id.to_string(),
+                node: info.name.clone(),
+                message: format!("`{child}` is not a child of this node"),
+            })
+    }
+
+    /// Hands `record` to the children of `node` (or only to `only`), depth first.
+    pub(crate) fn forward(
+        &mut self,
+        node: usize,
+        record: ErasedRecord,
+        only: Option<usize>,
+    ) -> Result<()> {
+        if let Some(c) = only {
+            return self.deliver(c, record);
+        }
+        let info = Arc::clone(&self.info);
+        let children = &info[node].children;
+        match children.split_last() {
+            None => Ok(()),
+            Some((&last, rest)) => {
+                for &c in rest {
+                    self.deliver(c, record.clone())?;
+                }
+                self.deliver(last, record)
+            }
+        }
+    }
+
+    fn deliver(&mut self, node: usize, record: ErasedRecord) -> Result<()> {
+        let mut instance = self
+            .nodes
+            .get_mut(node)
+            .and_then(Option::take)
+            .ok_or_else(|| StreamsError::IllegalState(format!(
+                "node `{}` is not available in task {} (cycle?)",
+                self.node_name(node),
+                self.task_id
+            )))?;
+        let result = match &mut instance {
+            NodeInstance::Source => self.forward(node, record, None),
+            NodeInstance::Processor(p) => p.process(self, node, record),
+            NodeInstance::Sink(s) => s.send(self, node, record),
+        };
+        self.nodes[node] = Some(instance);
+        result.map_err(|e| self.wrap(node, e))
+    }
+
+    fn wrap(&self, node: usize, e: StreamsError) -> StreamsError {
+        match e {
+            StreamsError::User(message) => StreamsError::Processing {
+                task: self.task_id.to_string(),
+                node: self.node_name(node).to_owned(),
+                message,
+            },
+            StreamsError::Store(s) => StreamsError::Processing {
+                task: self.task_id.to_string(),
+                node: self.node_name(node).to_owned(),
+                message: format!("state store error: {s}"),
+            },
+            other => other,
+        }
+    }
+
+    /// Runs `f` on the processor instance of `node`.
+    fn with_processor(
+        &mut self,
+        node: usize,
+        f: impl FnOnce(&mut dyn ErasedProcessor, &mut TaskContext) -> Result<()>,
+    ) -> Result<()> {
+        let mut instance = match self.nodes.get_mut(node).and_then(Option::take) {
+            Some(i) => i,
+            None => return Ok(()),
+        };
+        let result = match &mut instance {
+            NodeInstance::Processor(p) => f(p.as_mut(), self),
+            _ => Ok(()),
+        };
+        self.nodes[node] = Some(instance);
+        result.map_err(|e| self.wrap(node, e))
+    }
+
+    pub(crate) fn key_value_store(
+        &mut self,
+        node: usize,
+        name: &str,
+    ) -> Result<&mut dyn state_store::KeyValueStore> {
+        if !self.info[node].stores.iter().any(|s| s == name) {
+            return Err(StreamsError::StoreAccess {
+                node: self.node_name(node).to_owned(),
+                store: name.to_owned(),
+                reason: "the store is not connected to this processor".into(),
+            });
+        }
+        if !self.stores.contains_key(name) {
+            return Err(StreamsError::StoreAccess {
+                node: self.node_name(node).to_owned(),
+                store: name.to_owned(),
+                reason: "the store is not open in this task".into(),
+            });
+        }
+        match self.stores.get_mut(name) {
+            Some(s) => Ok(s.store.as_mut()),
+            None => Err(StreamsError::IllegalState(format!("store `{name}` vanished"))),
+        }
+    }
+
+    pub(crate) fn schedule(
+        &mut self,
+        node: usize,
+        interval: Duration,
+        kind: PunctuationType,
+    ) -> Result<ScheduleId> {
+        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        if interval < 1 {
+            return Err(StreamsError::IllegalState(
+                "punctuation interval must be at least 1 ms".into(),
+            ));
+        }
+        self.next_schedule += 1;
+        let id = ScheduleId(self.next_schedule);
+        let next = match kind {
+            PunctuationType::StreamTime => None,
+            PunctuationType::WallClockTime => Some(self.clock.now_ms().saturating_add(interval)),
+        };
+        self.schedules.push(Schedule {
+            id,
+            node,
+            interval,
+            kind,
+            next,
+        });
+        Ok(id)
+    }
+
+    pub(crate) fn cancel(&mut self, id: ScheduleId) {
+        self.schedules.retain(|s| s.id != id);
+    }
+
+    /// Fires due punctuations of `kind` at time `now`. Returns how many fired.
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<usize> {
+        let mut fired = 0;
+        let mut i = 0;
+        while i < self.schedules.len() {
+            let s = &mut self.schedules[i];
+            i += 1;
+            if s.kind != kind || now < 0 {
+                continue;
+            }
+            let due = match s.next {
+                None => true, // stream time: the first record triggers the first punctuation
+                Some(t) => now >= t,
+            };
+            if !due {
+                continue;
+            }
+            let mut next = s.next.unwrap_or(now);
+            while next <= now {
+                next = next.saturating_add(s.interval);
+            }
+            s.next = Some(next);
+            let (id, node) = (s.id, s.node);
+            let saved = self.metadata.take();
+            let r = self.with_processor(node, |p, ctx| p.punctuate(ctx, node, id, now));
+            self.metadata = saved;
+            r?;
+            fired += 1;
+            self.drain_cache_flushes()?;
+        }
+        Ok(fired)
+    }
+
+    /// Hands the entries caches pushed down to the processors connected to their stores.
+    pub(crate) fn drain_cache_flushes(&mut self) -> Result<()> {
+        let names: Vec<String> = self
+            .stores
+            .iter()
+            .filter(|(_, s)| s.flushed.as_ref().is_some_and(|q| !q.lock().is_empty()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            let entries = match self.stores.get(&name).and_then(|s| s.flushed.clone()) {
+                Some(q) => std::mem::take(&mut *q.lock()),
+                None => continue,
+            };
+            let info = Arc::clone(&self.info);
+            let owners: Vec<usize> = (0..info.len())
+                .filter(|&i| self.nodes[i].is_some() && info[i].stores.contains(&name))
+                .collect();
+            for entry in &entries {
+                for &node in &owners {
+                    self.with_processor(node, |p, ctx| p.on_cache_flush(ctx, node, &name, entry))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One input partition's buffered records.
+struct PartitionQueue {
+    partition: TopicPartition,
+    /// Topic name as the topology names it (for record metadata).
+    source: usize,
+    raw: VecDeque<RawRecord>,
+    head: Option<(ErasedRecord, i64)>,
+    partition_time: i64,
+}
+
+/// Settings a task needs from the application config.
+#[derive(Clone)]
+pub(crate) struct TaskSettings {
+    pub(crate) application_id: String,
+    pub(crate) deserialization: DeserializationHandler,
+    pub(crate) invalid_timestamps: InvalidTimestampPolicy,
+    pub(crate) cache_bytes: usize,
+    pub(crate) serdes: SerdeRegistry,
+    /// Wipe local state found after an unclean shutdown (exactly-once does this).
+    pub(crate) wipe_unclean: bool,
+}
+
+/// Counters of one task.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TaskCounters {
+    pub(crate) processed: u64,
+    pub(crate) skipped_deserialization: u64,
+    pub(crate) skipped_timestamp: u64,
+}
+
+pub(crate) struct Task {
+    pub(crate) id: TaskId,
+    ctx: TaskContext,
+    queues: Vec<PartitionQueue>,
+    sources: BTreeMap<usize, Box<dyn SourceDeserializer>>,
+    /// Next offset to commit per input partition.
+    consumed: BTreeMap<TopicPartition, i64>,
+    committed: BTreeMap<TopicPartition, i64>,
+    dir: Option<TaskDirectory>,
+    changelogs: BTreeMap<String, TopicPartition>,
+    /// Offset of the last changelog record each store reflects.
+    store_offsets: BTreeMap<TopicPartition, i64>,
+    settings: Arc<TaskSettings>,
+    pub(crate) counters: TaskCounters,
+    initialized: bool,
+    closed: bool,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("id", &self.id).finish()
+    }
+}
+
+/// Where a task's source topics map to its source nodes.
+pub(crate) struct TaskInputs {
+    /// Physical topic -> source node, for the topics this task reads.
+    pub(crate) topics: BTreeMap<String, usize>,
+}
+
+impl Task {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        topology: &Topology,
+        sub: &Subtopology,
+        id: TaskId,
+        inputs: &TaskInputs,
+        settings: Arc<TaskSettings>,
+        collector: SharedCollector,
+        clock: Arc<dyn Clock>,
+        state_dir: Option<&std::path::Path>,
+        rocksdb: Option<&RocksDbResources>,
+        metrics: Arc<StoreMetrics>,
+    ) -> Result<Task> {
+        let topics = Arc::new(TopicNames {
+            application_id: settings.application_id.clone(),
+            internal: topology.internal_topics.keys().cloned().collect(),
+        });
+        let mut nodes: Vec<Option<NodeInstance>> = Vec::with_capacity(topology.nodes.len());
+        let mut info = Vec::with_capacity(topology.nodes.len());
+        let mut sources = BTreeMap::new();
+        for (i, def) in topology.nodes.iter().enumerate() {
+            let in_task = sub.nodes.contains(&i);
+            let mut stores = Vec::new();
+            let instance = match &def.kind {
+                NodeKind::Source { make, .. } if in_task => {
+                    sources.insert(i, make(&settings.serdes)?);
+                    Some(NodeInstance::Source)
+                }
+                NodeKind::Processor { make, stores: s } => {
+                    stores.clone_from(s);
+                    in_task.then(|| NodeInstance::Processor(make()))
+                }
+                NodeKind::Sink { make, .. } if in_task => {
+                    Some(NodeInstance::Sink(make(&settings.serdes)?))
+                }
+                _ => None,
+            };
+            nodes.push(instance);
+            info.push(NodeInfo {
+                name: def.name.clone(),
+                children: def.children.clone(),
+                stores,
+            });
+        }
+        let dir = match state_dir {
+            Some(d) if !sub.stores.is_empty() => Some(TaskDirectory::new(
+                d,
+                &settings.application_id,
+                &id.to_string(),
+            )?),
+            _ => None,
+        };
+        let mut changelogs = BTreeMap::new();
+        let mut store_offsets = BTreeMap::new();
+        let mut opened = BTreeMap::new();
+        if let Some(dir) = &dir {
+            let start = dir.open()?;
+            if start.previous_shutdown == PreviousShutdown::Unclean && settings.wipe_unclean {
+                dir.wipe_stores()?;
+            } else {
+                store_offsets = start.checkpoint;
+            }
+        }
+        let env = StoreEnv {
+            dir: dir.as_ref(),
+            rocksdb,
+            cache_bytes: settings.cache_bytes,
+            metrics,
+        };
+        for name in &sub.stores {
+            let Some(spec) = topology.stores.get(name) else {
+                continue;
+            };
+            let sink = if spec.is_logging() {
+                let tp = TopicPartition::changelog(&settings.application_id, name, id.partition);
+                changelogs.insert(name.clone(), tp.clone());
+                Some(Box::new(CollectorChangelog {
+                    collector: collector.clone(),
+                    partition: tp,
+                }) as Box<dyn state_store::ChangelogSink>)
+            } else {
+                None
+            };
+            opened.insert(name.clone(), open_store(spec, &env, sink)?);
+        }
+        // A checkpoint entry for a changelog this task no longer has is stale.
+        store_offsets.retain(|tp, _| changelogs.values().any(|c| c == tp));
+        let mut queues = Vec::new();
+        for (topic, &source) in &inputs.topics {
+            queues.push(PartitionQueue {
+                partition: TopicPartition::new(topic.clone(), id.partition),
+                source,
+                raw: VecDeque::new(),
+                head: None,
+                partition_time: -1,
+            });
+        }
+        Ok(Task {
+            id,
+            ctx: TaskContext {
+                task_id: id,
+                application_id: Arc::from(settings.application_id.as_str()),
+                info: Arc::new(info),
+                nodes,
+                stores: opened,
+                collector,
+                metadata: None,
+                stream_time: -1,
+                clock,
+                schedules: Vec::new(),
+                next_schedule: 0,
+                commit_requested: false,
+                topics,
+            },
+            queues,
+            sources,
+            consumed: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            dir,
+            changelogs,
+            store_offsets,
+            settings,
+            counters: TaskCounters::default(),
+            initialized: false,
+            closed: false,
+        })
+    }
+
+    /// Input partitions of this task.
+    pub(crate) fn input_partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.queues.iter().map(|q| &q.partition)
+    }
+
+    /// Replays every logged store's changelog from its checkpoint to the end.
+    pub(crate) fn restore(&mut self, reader: &mut dyn crate::client::ChangelogSource) -> Result<()> {
+        let restorer = Restorer::default();
+        for (store, tp) in &self.changelogs {
+            let Some(open) = self.ctx.stores.get_mut(store) else {
+                continue;
+            };
+            let (log_start, end) = reader.offsets(tp)?;
+            let checkpoint = self.store_offsets.get(tp).copied();
+            if let Some(c) = checkpoint.filter(|&c| c >= end) {
+                // The checkpoint claims more than the changelog holds: the changelog was
+                // deleted or recreated behind the application's back.
+                return Err(StreamsError::IllegalState(format!(
+                    "the checkpoint of store `{store}` in task {} claims offset {c} but {tp} \
+                     ends at {end}; delete {} to rebuild the state from the changelog",
+                    self.id,
+                    self.dir.as_ref().map_or_else(String::new, |d| d.path().display().to_string())
+                )));
+            }
+            let start = Restorer::start_offset(checkpoint, log_start);
+            if start >= end {
+                continue;
+            }
+            tracing::info!(task = %self.id, store, changelog = %tp, from = start, to = end, "restoring");
+            let mut next = start;
+            let mut records = Vec::new();
+            while next < end {
+                let batch = reader.read(tp, next)?;
+                let Some(last) = batch.last() else {
+                    break;
+                };
+                next = last.offset + 1;
+                records.extend(batch.into_iter().map(Ok));
+                if records.len() >= 50_000 || next >= end {
+                    let progress = restorer.restore(
+                        open.store.as_mut(),
+                        tp,
+                        start,
+                        end,
+                        std::mem::take(&mut records),
+                        &mut LoggingRestoreListener,
+                    )?;
+                    if let Some(last) = progress.last_restored_offset {
+                        self.store_offsets.insert(tp.clone(), last);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `init` on every processor (once, after restoration).
+    pub(crate) fn initialize(&mut self) -> Result<()> {
+        if self.initialized {
+            return Ok(());
+        }
+        for node in 0..self.ctx.nodes.len() {
+            self.ctx.with_processor(node, |p, ctx| p.init(ctx, node))?;
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    /// Buffers fetched records of an input partition.
+    pub(crate) fn add_records(&mut self, partition: &TopicPartition, records: Vec<RawRecord>) {
+        if let Some(q) = self.queues.iter_mut().find(|q| &q.partition == partition) {
+            q.raw.extend(records);
+        }
+    }
+
+    /// Records buffered and not yet processed.
+    pub(crate) fn buffered(&self) -> usize {
+        self.queues
+            .iter()
+            .map(|q| q.raw.len() + usize::from(q.head.is_some()))
+            .sum()
+    }
+
+    /// Makes sure every queue with records has a deserialized head, handling bad records.
+    fn fill_heads(&mut self) -> Result<()> {
+        for qi in 0..self.queues.len() {
+            while self.queues[qi].head.is_none() {
+                let q = &mut self.queues[qi];
+                let Some(raw) = q.raw.pop_front() else {
+                    break;
+                };
+                let Some(source) = self.sources.get(&q.source) else {
+                    break;
+                };
+                let topic = q.partition.topic.clone();
+                match source.deserialize(&topic, &raw, q.partition_time) {
+                    Ok(record) => {
+                        let ts = record.timestamp;
+                        if ts < 0 {
+                            match self.settings.invalid_timestamps {
+                                InvalidTimestampPolicy::Fail => {
+                                    return Err(StreamsError::InvalidTimestamp {
+                                        topic,
+                                        partition: q.partition.partition,
+                                        offset: raw.offset,
+                                        timestamp: ts,
+                                    })
+                                }
+                                InvalidTimestampPolicy::LogAndSkip => {
+                                    tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, timestamp = ts, "skipping record with invalid timestamp");
+                                    self.counters.skipped_timestamp += 1;
+                                    self.consumed.insert(q.partition.clone(), raw.offset + 1);
+                                    continue;
+                                }
+                                InvalidTimestampPolicy::UsePartitionTime => {
+                                    if q.partition_time < 0 {
+                                        tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, "invalid timestamp and no partition time yet; skipping");
+                                        self.counters.skipped_timestamp += 1;
+                                        self.consumed.insert(q.partition.clone(), raw.offset + 1);
+                                        continue;
+                                    }
+                                    let mut record = record;
+                                    record.timestamp = q.partition_time;
+                                    q.head = Some((record, raw.offset));
+                                    continue;
+                                }
+                            }
+                        }
+                        q.partition_time = q.partition_time.max(ts);
+                        q.head = Some((record, raw.offset));
+                    }
+                    Err(e) => {
+                        let partition = q.partition.clone();
+                        self.handle_bad_record(&partition, &raw, e)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_bad_record(
+        &mut self,
+        partition: &TopicPartition,
+        raw: &RawRecord,
+        error: StreamsError,
+    ) -> Result<()> {
+        match &self.settings.deserialization {
+            DeserializationHandler::Fail => Err(StreamsError::Processing {
+                task: self.id.to_string(),
+                node: format!("source of {}", partition.topic),
+                message: format!(
+                    "cannot deserialize the record at {partition} offset {}: {error} \
+                     (default.deserialization.exception.handler = fail)",
+                    raw.offset
+                ),
+            }),
+            DeserializationHandler::LogAndContinue { dead_letter_topic } => {
+                self.counters.skipped_deserialization += 1;
+                tracing::warn!(task = %self.id, %partition, offset = raw.offset, error = %error,
+                    skipped = self.counters.skipped_deserialization,
+                    "skipping a record that cannot be deserialized");
+                if let Some(dlq) = dead_letter_topic {
+                    let mut headers = raw.headers.clone();
+                    let h = |k: &str, v: String| Header {
+                        key: k.to_owned(),
+                        value: Some(bytes::Bytes::from(v.into_bytes())),
+                    };
+                    headers.push(h("__streams.errors.exception", "DeserializationException".into()));
+                    headers.push(h("__streams.errors.message", error.to_string()));
+                    headers.push(h("__streams.errors.topic", partition.topic.clone()));
+                    headers.push(h("__streams.errors.partition", partition.partition.to_string()));
+                    headers.push(h("__streams.errors.offset", raw.offset.to_string()));
+                    self.ctx.collector.lock().send(OutgoingRecord {
+                        topic: dlq.clone(),
+                        partition: None,
+                        key: raw.key.as_ref().map(|b| b.to_vec()),
+                        value: raw.value.as_ref().map(|b| b.to_vec()),
+                        timestamp: raw.timestamp,
+                        headers,
+                    })?;
+                }
+                self.consumed.insert(partition.clone(), raw.offset + 1);
+                Ok(())
+            }
+        }
+    }
+
+    /// Processes the buffered record with the lowest timestamp. Returns false if nothing
+    /// was buffered.
+    pub(crate) fn process_one(&mut self) -> Result<bool> {
+        self.fill_heads()?;
+        let mut best: Option<usize> = None;
+        for (i, q) in self.queues.iter().enumerate() {
+            if let Some((r, _)) = &q.head {
+                if best.is_none_or(|b| {
+                    self.queues[b]
+                        .head
+                        .as_ref()
+                        .is_some_and(|(br, _)| r.timestamp < br.timestamp)
+                }) {
+                    best = Some(i);
+                }
+            }
+        }
+        let Some(qi) = best else {
+            return Ok(false);
+        };
+        let q = &mut self.queues[qi];
+        let Some((record, offset)) = q.head.take() else {
+            return Ok(false);
+        };
+        let source = q.source;
+        let partition = q.partition.clone();
+        let ts = record.timestamp;
+        self.ctx.stream_time = self.ctx.stream_time.max(ts);
+        for s in self.ctx.stores.values() {
+            s.timestamp.set(ts);
+        }
+        self.ctx.metadata = Some(RecordMetadata {
+            topic: partition.topic.clone(),
+            partition: partition.partition,
+            offset,
+        });
+        self.ctx.deliver(source, record)?;
+        self.ctx.drain_cache_flushes()?;
+        self.consumed.insert(partition, offset + 1);
+        self.counters.processed += 1;
+        let now = self.ctx.stream_time;
+        self.ctx.punctuate(PunctuationType::StreamTime, now)?;
+        Ok(true)
+    }
+
+    /// Fires due wall-clock punctuations.
+    pub(crate) fn punctuate_wall_clock(&mut self) -> Result<usize> {
+        let now = self.ctx.clock.now_ms();
+        self.ctx.punctuate(PunctuationType::WallClockTime, now)
+    }
+
+    /// True once a processor asked for a commit (cleared by [`Task::post_commit`]).
+    pub(crate) fn commit_requested(&self) -> bool {
+        self.ctx.commit_requested
+    }
+
+    /// First half of a commit: flush caches (forwarding what they emit) and stores, in
+    /// topology order so downstream caches see upstream emissions.
+    pub(crate) fn prepare_commit(&mut self) -> Result<()> {
+        let order: Vec<String> = self.store_order();
+        for name in order {
+            if let Some(s) = self.ctx.stores.get_mut(&name) {
+                s.store.flush()?;
+            }
+            self.ctx.drain_cache_flushes()?;
+        }
+        Ok(())
+    }
+
+    fn store_order(&self) -> Vec<String> {
+        let mut order = Vec::new();
+        for info in self.ctx.info.iter() {
+            for s in &info.stores {
+                if self.ctx.stores.contains_key(s) && !order.contains(s) {
+                    order.push(s.clone());
+                }
+            }
+        }
+        order
+    }
+
+    /// Input offsets to commit (next offset to read per partition) that changed since the
+    /// last commit.
+    pub(crate) fn offsets_to_commit(&self) -> BTreeMap<TopicPartition, i64> {
+        self.consumed
+            .iter()
+            .filter(|(tp, o)| self.committed.get(*tp) != Some(*o))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect()
+    }
+
+    /// Last half of a commit, after the produced records are acknowledged and the offsets
+    /// committed: record the committed offsets and write the checkpoint.
+    pub(crate) fn post_commit(&mut self, committed: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+        for (tp, o) in committed {
+            if self.consumed.contains_key(tp) {
+                self.committed.insert(tp.clone(), *o);
+            }
+        }
+        self.ctx.commit_requested = false;
+        self.write_checkpoint()
+    }
+
+    fn update_store_offsets(&mut self) {
+        let produced = self.ctx.collector.lock().produced_offsets().clone();
+        for tp in self.changelogs.values() {
+            if let Some(&o) = produced.get(tp) {
+                let e = self.store_offsets.entry(tp.clone()).or_insert(o);
+                *e = (*e).max(o);
+            }
+        }
+    }
+
+    /// Offsets a checkpoint may claim: those of persistent, logged stores (an in-memory
+    /// store is empty after a restart, so it always restores from the start).
+    fn checkpoint_offsets(&self) -> BTreeMap<TopicPartition, i64> {
+        self.store_offsets
+            .iter()
+            .filter(|(tp, _)| {
+                self.changelogs.iter().any(|(name, c)| {
+                    c == *tp
+                        && self
+                            .ctx
+                            .stores
+                            .get(name)
+                            .is_some_and(|s| s.spec.is_persistent())
+                })
+            })
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect()
+    }
+
+    fn write_checkpoint(&mut self) -> Result<()> {
+        self.update_store_offsets();
+        let offsets = self.checkpoint_offsets();
+        if let Some(dir) = &self.dir {
+            let mut stores: Vec<&mut dyn StateStore> = self
+                .ctx
+                .stores
+                .values_mut()
+                .filter(|s| s.spec.is_persistent() && s.spec.is_logging())
+                .map(|s| s.store.as_mut() as &mut dyn StateStore)
+                .collect();
+            dir.checkpoint_stores(&mut stores, &offsets)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the task. `clean` after a final commit: closes processors, checkpoints and
+    /// marks the state clean. Otherwise (an error) only closes the stores.
+    pub(crate) fn close(&mut self, clean: bool) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let mut first_error = None;
+        if self.initialized {
+            for node in 0..self.ctx.nodes.len() {
+                if let Err(e) = self.ctx.with_processor(node, |p, ctx| p.close(ctx, node)) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if clean {
+            self.update_store_offsets();
+            let offsets = self.checkpoint_offsets();
+            if let Some(dir) = &self.dir {
+                let mut stores: Vec<&mut dyn StateStore> = self
+                    .ctx
+                    .stores
+                    .values_mut()
+                    .map(|s| s.store.as_mut() as &mut dyn StateStore)
+                    .collect();
+                if let Err(e) = dir.close_clean(&mut stores, &offsets) {
+                    first_error.get_or_insert(e.into());
+                }
+                return first_error.map_or(Ok(()), Err);
+            }
+        }
+        for s in self.ctx.stores.values_mut() {
+            if clean {
+                if let Err(e) = s.store.flush() {
+                    first_error.get_or_insert(e.into());
+                }
+            }
+            if let Err(e) = s.store.close() {
+                first_error.get_or_insert(e.into());
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Read access to a store (the test driver's store inspection).
+    #[cfg(feature = "test-utils")]
+    pub(crate) fn store(&self, name: &str) -> Option<&dyn state_store::KeyValueStore> {
+        self.ctx.stores.get(name).map(|s| s.store.as_ref() as &dyn state_store::KeyValueStore)
+    }
+
+    /// The task's stream time.
+    #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.ctx.stream_time
+    }
+}

@@ -1,0 +1,612 @@
+//! `TopologyTestDriver`: runs a topology synchronously, without a broker, for tests.
+//!
+//! Every topic has one partition, so each sub-topology runs as a single task (`<id>_0`).
+//! Piping a record into an input topic processes it completely before the call returns:
+//! records written to topics the topology itself reads (repartition topics) are processed
+//! too, then the driver commits (flushing caches), as Kafka's `TopologyTestDriver` does
+//! after every input record. Stores are the real ones (RocksDB under a temporary
+//! directory unless declared in-memory), so their behaviour matches production.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_embedded::record::Record as RawRecord;
+use parking_lot::Mutex;
+use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition};
+
+use crate::collector::{OutgoingRecord, RecordCollector, SharedCollector};
+use crate::config::StreamsConfig;
+use crate::error::{Result, StreamsError};
+use crate::record::{Header, Record};
+use crate::serde::{Serde, SharedSerde};
+use crate::task::{Clock, MockClock, Task, TaskId, TaskInputs, TaskSettings};
+use crate::topology::{NodeKind, SourceTopics, Topology};
+
+/// Everything produced, by topic.
+#[derive(Default)]
+struct Produced {
+    topics: BTreeMap<String, VecDeque<RawRecord>>,
+    /// Records for topics the topology reads, waiting to be fed back.
+    feedback: VecDeque<(String, RawRecord)>,
+    next_offset: BTreeMap<String, i64>,
+}
+
+struct DriverCollector {
+    produced: Arc<Mutex<Produced>>,
+    internal_inputs: Vec<String>,
+    acked: BTreeMap<TopicPartition, i64>,
+}
+
+impl RecordCollector for DriverCollector {
+    fn partition_count(&mut self, _topic: &str) -> Result<i32> {
+        Ok(1)
+    }
+
+    fn send(&mut self, r: OutgoingRecord) -> Result<()> {
+        if let Some(p) = r.partition.filter(|&p| p != 0) {
+            return Err(StreamsError::Cluster(format!(
+                "the test driver has one partition per topic; a record was sent to {}-{p}",
+                r.topic
+            )));
+        }
+        let mut produced = self.produced.lock();
+        let offset = {
+            let next = produced.next_offset.entry(r.topic.clone()).or_insert(0);
+            *next += 1;
+            *next - 1
+        };
+        let raw = RawRecord {
+            offset,
+            timestamp: r.timestamp,
+            key: r.key.map(bytes::Bytes::from),
+            value: r.value.map(bytes::Bytes::from),
+            headers: r.headers,
+        };
+        self.acked.insert(TopicPartition::new(r.topic.clone(), 0), offset);
+        if self.internal_inputs.contains(&r.topic) {
+            produced.feedback.push_back((r.topic.clone(), raw.clone()));
+        }
+        produced.topics.entry(r.topic).or_default().push_back(raw);
+        Ok(())
+    }
+
+    fn send_pending(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn produced_offsets(&self) -> &BTreeMap<TopicPartition, i64> {
+        &self.acked
+    }
+}
+
+struct DriverInner {
+    config: StreamsConfig,
+    topology: Arc<Topology>,
+    tasks: BTreeMap<TaskId, Task>,
+    /// Physical input topic -> task.
+    inputs: BTreeMap<String, TaskId>,
+    produced: Arc<Mutex<Produced>>,
+    clock: Arc<MockClock>,
+    input_offsets: BTreeMap<String, i64>,
+    _state: tempfile::TempDir,
+}
+
+impl DriverInner {
+    fn pipe(&mut self, topic: &str, mut raw: RawRecord) -> Result<()> {
+        let offset = self.input_offsets.entry(topic.to_owned()).or_insert(0);
+        raw.offset = *offset;
+        *offset += 1;
+        self.feed(topic, raw)?;
+        self.run()?;
+        self.commit()
+    }
+
+    fn feed(&mut self, topic: &str, raw: RawRecord) -> Result<()> {
+        let id = *self.inputs.get(topic).ok_or_else(|| {
+            StreamsError::IllegalState(format!("topic `{topic}` is not read by the topology"))
+        })?;
+        if let Some(task) = self.tasks.get_mut(&id) {
+            task.add_records(&TopicPartition::new(topic.to_owned(), 0), vec![raw]);
+        }
+        Ok(())
+    }
+
+    /// Processes until no task has input and nothing is waiting to be fed back.
+    fn run(&mut self) -> Result<()> {
+        loop {
+            let mut any = false;
+            for task in self.tasks.values_mut() {
+                while task.process_one()? {
+                    any = true;
+                }
+            }
+            let feedback: Vec<(String, RawRecord)> =
+                self.produced.lock().feedback.drain(..).collect();
+            for (topic, raw) in feedback {
+                any = true;
+                self.feed(&topic, raw)?;
+            }
+            if !any {
+                return Ok(());
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        for task in self.tasks.values_mut() {
+            task.prepare_commit()?;
+        }
+        self.run()?;
+        let offsets: BTreeMap<TopicPartition, i64> = self
+            .tasks
+            .values()
+            .flat_map(Task::offsets_to_commit)
+            .collect();
+        for task in self.tasks.values_mut() {
+            task.post_commit(&offsets)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a topology without a broker. See the [module docs](self).
+///
+/// ```
+/// use streams_core::{Processor, ProcessorContext, Record, Result, Sink, Source, StreamsConfig,
+///     StringSerde, Topology, TopologyTestDriver};
+///
+/// struct Upper;
+/// impl Processor<String, String> for Upper {
+///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+///         let v = r.value.to_uppercase();
+///         ctx.forward(r.with_value(v))
+///     }
+/// }
+///
+/// let mut topology = Topology::new();
+/// topology.add_source(Source::<String, String>::new("in", ["words"]))?;
+/// topology.add_processor("upper", || Upper, &["in"])?;
+/// topology.add_sink(Sink::<String, String>::new("out", "shouted"), &["upper"])?;
+///
+/// let driver = TopologyTestDriver::new(topology, StreamsConfig::new("test"))?;
+/// let input = driver.create_input_topic("words", StringSerde, StringSerde)?;
+/// let output = driver.create_output_topic("shouted", StringSerde, StringSerde);
+/// input.pipe_input("k".to_owned(), "hello".to_owned())?;
+/// assert_eq!(output.read_key_value()?, ("k".to_owned(), "HELLO".to_owned()));
+/// assert!(output.is_empty());
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
+pub struct TopologyTestDriver {
+    inner: Rc<RefCell<DriverInner>>,
+}
+
+impl std::fmt::Debug for TopologyTestDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyTestDriver").finish_non_exhaustive()
+    }
+}
+
+impl TopologyTestDriver {
+    /// A driver for `topology`, with the wall clock starting at the current time.
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        let now = crate::task::SystemClock.now_ms();
+        Self::with_wall_clock(topology, config, now)
+    }
+
+    /// A driver whose mocked wall clock starts at `start_ms`.
+    pub fn with_wall_clock(topology: Topology, config: StreamsConfig, start_ms: i64) -> Result<Self> {
+        config.validate_application_id()?;
+        let state = tempfile::tempdir().map_err(|e| StreamsError::Io {
+            path: "temporary state directory".into(),
+            source: e,
+        })?;
+        let subs = topology.subtopologies()?;
+        let app = config.application_id.clone();
+        let mut inputs = BTreeMap::new();
+        let mut per_sub: BTreeMap<usize, BTreeMap<String, usize>> = BTreeMap::new();
+        for sub in &subs {
+            for &i in &sub.nodes {
+                if let NodeKind::Source { topics, .. } = &topology.nodes[i].kind {
+                    match topics {
+                        SourceTopics::Names(names) => {
+                            for t in names {
+                                let physical = topology.physical_topic_name(&app, t);
+                                inputs.insert(physical.clone(), TaskId { subtopology: sub.id as u32, partition: 0 });
+                                per_sub.entry(sub.id).or_default().insert(physical, i);
+                            }
+                        }
+                        SourceTopics::Pattern(_) => {
+                            return Err(StreamsError::IllegalState(
+                                "the test driver does not support pattern sources".into(),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        let produced = Arc::new(Mutex::new(Produced::default()));
+        let collector: SharedCollector = Arc::new(Mutex::new(Box::new(DriverCollector {
+            produced: Arc::clone(&produced),
+            internal_inputs: inputs.keys().cloned().collect(),
+            acked: BTreeMap::new(),
+        })));
+        let clock = Arc::new(MockClock::default());
+        clock.0.store(start_ms, Ordering::Relaxed);
+        let settings = Arc::new(TaskSettings {
+            application_id: app,
+            deserialization: config.deserialization.clone(),
+            invalid_timestamps: config.invalid_timestamps,
+            cache_bytes: config.cache_max_bytes,
+            serdes: config.serdes.clone(),
+            wipe_unclean: false,
+        });
+        let rocksdb = RocksDbResources::new(RocksDbConfig {
+            block_cache_bytes: 8 << 20,
+            write_buffer_manager_bytes: 8 << 20,
+            write_buffer_size: 4 << 20,
+            ..RocksDbConfig::default()
+        })?;
+        let metrics = Arc::new(StoreMetrics::new());
+        let mut tasks = BTreeMap::new();
+        for sub in &subs {
+            let id = TaskId { subtopology: sub.id as u32, partition: 0 };
+            let mut task = Task::new(
+                &topology,
+                sub,
+                id,
+                &TaskInputs { topics: per_sub.remove(&sub.id).unwrap_or_default() },
+                Arc::clone(&settings),
+                Arc::clone(&collector),
+                clock.clone(),
+                Some(state.path()),
+                Some(&rocksdb),
+                Arc::clone(&metrics),
+            )?;
+            task.initialize()?;
+            tasks.insert(id, task);
+        }
+        Ok(TopologyTestDriver {
+            inner: Rc::new(RefCell::new(DriverInner {
+                config,
+                topology: Arc::new(topology),
+                tasks,
+                inputs,
+                produced,
+                clock,
+                input_offsets: BTreeMap::new(),
+                _state: state,
+            })),
+        })
+    }
+
+    fn physical(&self, topic: &str) -> String {
+        let inner = self.inner.borrow();
+        inner.topology.physical_topic_name(&inner.config.application_id, topic)
+    }
+
+    /// An input topic of the topology, typed with these serdes. Fails if no source reads it.
+    pub fn create_input_topic<K: 'static, V: 'static>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Result<TestInputTopic<K, V>> {
+        let physical = self.physical(topic);
+        if !self.inner.borrow().inputs.contains_key(&physical) {
+            return Err(StreamsError::IllegalState(format!(
+                "topic `{topic}` is not read by the topology"
+            )));
+        }
+        Ok(TestInputTopic {
+            inner: Rc::clone(&self.inner),
+            topic: physical,
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+            time: RefCell::new(0),
+            auto_advance: Duration::ZERO,
+        })
+    }
+
+    /// An output topic, typed with these serdes (any topic the topology writes, including
+    /// internal ones, named as the topology names them).
+    pub fn create_output_topic<K: 'static, V: 'static>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> TestOutputTopic<K, V> {
+        TestOutputTopic {
+            inner: Rc::clone(&self.inner),
+            topic: self.physical(topic),
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+        }
+    }
+
+    /// Moves the mocked wall clock forward, fires due wall-clock punctuations, processes
+    /// what they produce and commits.
+    pub fn advance_wall_clock_time(&self, by: Duration) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        inner.clock.0.fetch_add(ms, Ordering::Relaxed);
+        for task in inner.tasks.values_mut() {
+            task.punctuate_wall_clock()?;
+        }
+        inner.run()?;
+        inner.commit()
+    }
+
+    /// Reads the whole key-value store `name` (from the task that owns it), deserialized
+    /// with the default serdes of `K` and `V`, in key-byte order.
+    pub fn read_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(K, V)>> {
+        let inner = self.inner.borrow();
+        let ks = inner.config.serdes.get::<K>().ok_or_else(|| missing::<K>(name))?;
+        let vs = inner.config.serdes.get::<V>().ok_or_else(|| missing::<V>(name))?;
+        let topic = format!("{}-{name}-changelog", inner.config.application_id);
+        let store = inner
+            .tasks
+            .values()
+            .find_map(|t| t.store(name))
+            .ok_or_else(|| StreamsError::IllegalState(format!("no store named `{name}`")))?;
+        let mut out = Vec::new();
+        for kv in store.all(state_store::Direction::Forward)? {
+            let k = ks.deserialize(&topic, Some(&kv.0)).map_err(|source| StreamsError::Serde {
+                what: format!("key of store `{name}`"),
+                topic: topic.clone(),
+                source,
+            })?;
+            let v = vs.deserialize(&topic, Some(&kv.1)).map_err(|source| StreamsError::Serde {
+                what: format!("value of store `{name}`"),
+                topic: topic.clone(),
+                source,
+            })?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// The stream time of task `<subtopology>_0`.
+    pub fn stream_time(&self, subtopology: u32) -> Option<i64> {
+        self.inner
+            .borrow()
+            .tasks
+            .get(&TaskId { subtopology, partition: 0 })
+            .map(Task::stream_time)
+    }
+
+    /// Records skipped because they could not be deserialized, over all tasks.
+    pub fn skipped_records(&self) -> u64 {
+        self.inner
+            .borrow()
+            .tasks
+            .values()
+            .map(|t| t.counters.skipped_deserialization + t.counters.skipped_timestamp)
+            .sum()
+    }
+
+    /// Everything written to `topic` so far (raw), without consuming it.
+    pub fn produced_count(&self, topic: &str) -> usize {
+        let physical = self.physical(topic);
+        self.inner
+            .borrow()
+            .produced
+            .lock()
+            .next_offset
+            .get(&physical)
+            .map_or(0, |n| usize::try_from(*n).unwrap_or(0))
+    }
+
+    /// Closes every task cleanly (processors' `close`, final flush).
+    pub fn close(self) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        inner.commit()?;
+        let mut first = None;
+        for task in inner.tasks.values_mut() {
+            if let Err(e) = task.close(true) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn missing<T>(node: &str) -> StreamsError {
+    StreamsError::MissingSerde {
+        what: "store key or value",
+        type_name: std::any::type_name::<T>(),
+        node: node.to_owned(),
+    }
+}
+
+/// An input topic of a [`TopologyTestDriver`].
+pub struct TestInputTopic<K, V> {
+    inner: Rc<RefCell<DriverInner>>,
+    topic: String,
+    key_serde: SharedSerde<K>,
+    value_serde: SharedSerde<V>,
+    time: RefCell<i64>,
+    auto_advance: Duration,
+}
+
+impl<K, V> std::fmt::Debug for TestInputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestInputTopic").field("topic", &self.topic).finish()
+    }
+}
+
+impl<K: 'static, V: 'static> TestInputTopic<K, V> {
+    /// Records piped without a timestamp get the topic's current time, which then advances
+    /// by `step`.
+    pub fn with_auto_advance(mut self, start_ms: i64, step: Duration) -> Self {
+        *self.time.borrow_mut() = start_ms;
+        self.auto_advance = step;
+        self
+    }
+
+    /// Moves the topic's current time forward.
+    pub fn advance_time(&self, by: Duration) {
+        *self.time.borrow_mut() += i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+    }
+
+    fn next_time(&self) -> i64 {
+        let mut t = self.time.borrow_mut();
+        let now = *t;
+        *t += i64::try_from(self.auto_advance.as_millis()).unwrap_or(0);
+        now
+    }
+
+    /// Pipes a record with the topic's current time, and processes it fully.
+    pub fn pipe_input(&self, key: K, value: V) -> Result<()> {
+        let ts = self.next_time();
+        self.pipe_input_with_timestamp(key, value, ts)
+    }
+
+    /// Pipes a record with timestamp `timestamp_ms`, and processes it fully.
+    pub fn pipe_input_with_timestamp(&self, key: K, value: V, timestamp_ms: i64) -> Result<()> {
+        self.pipe_record(Record::new(key, value, timestamp_ms))
+    }
+
+    /// Pipes a record (with its headers), and processes it fully.
+    pub fn pipe_record(&self, record: Record<K, V>) -> Result<()> {
+        let serde_err = |what: &str, source| StreamsError::Serde {
+            what: what.into(),
+            topic: self.topic.clone(),
+            source,
+        };
+        let key = self
+            .key_serde
+            .serialize(&self.topic, &record.key)
+            .map_err(|e| serde_err("key", e))?;
+        let value = self
+            .value_serde
+            .serialize(&self.topic, &record.value)
+            .map_err(|e| serde_err("value", e))?;
+        self.pipe_raw(key, value, record.timestamp, record.headers)
+    }
+
+    /// Pipes raw bytes (e.g. a malformed record, to test error handling).
+    pub fn pipe_raw(
+        &self,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp_ms: i64,
+        headers: Vec<Header>,
+    ) -> Result<()> {
+        self.inner.borrow_mut().pipe(
+            &self.topic,
+            RawRecord {
+                offset: 0,
+                timestamp: timestamp_ms,
+                key: key.map(bytes::Bytes::from),
+                value: value.map(bytes::Bytes::from),
+                headers,
+            },
+        )
+    }
+
+    /// Pipes each `(key, value)` with the topic's current time.
+    pub fn pipe_key_values(&self, records: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        for (k, v) in records {
+            self.pipe_input(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+/// An output topic of a [`TopologyTestDriver`]. Reading consumes records.
+pub struct TestOutputTopic<K, V> {
+    inner: Rc<RefCell<DriverInner>>,
+    topic: String,
+    key_serde: SharedSerde<K>,
+    value_serde: SharedSerde<V>,
+}
+
+impl<K, V> std::fmt::Debug for TestOutputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestOutputTopic").field("topic", &self.topic).finish()
+    }
+}
+
+impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
+    /// Reads the next record (fails if there is none).
+    pub fn read_record(&self) -> Result<Record<K, V>> {
+        let raw = {
+            let inner = self.inner.borrow();
+            let mut produced = inner.produced.lock();
+            produced
+                .topics
+                .get_mut(&self.topic)
+                .and_then(VecDeque::pop_front)
+        }
+        .ok_or_else(|| StreamsError::IllegalState(format!("no record left in topic `{}`", self.topic)))?;
+        let serde_err = |what: &str, source| StreamsError::Serde {
+            what: what.into(),
+            topic: self.topic.clone(),
+            source,
+        };
+        Ok(Record {
+            key: self
+                .key_serde
+                .deserialize(&self.topic, raw.key.as_deref())
+                .map_err(|e| serde_err("key", e))?,
+            value: self
+                .value_serde
+                .deserialize(&self.topic, raw.value.as_deref())
+                .map_err(|e| serde_err("value", e))?,
+            timestamp: raw.timestamp,
+            headers: raw.headers,
+        })
+    }
+
+    /// Reads the next record's key and value.
+    pub fn read_key_value(&self) -> Result<(K, V)> {
+        self.read_record().map(|r| (r.key, r.value))
+    }
+
+    /// Reads the next record's value.
+    pub fn read_value(&self) -> Result<V> {
+        self.read_record().map(|r| r.value)
+    }
+
+    /// Reads every remaining record.
+    pub fn read_records_to_vec(&self) -> Result<Vec<Record<K, V>>> {
+        let mut out = Vec::new();
+        while !self.is_empty() {
+            out.push(self.read_record()?);
+        }
+        Ok(out)
+    }
+
+    /// Reads every remaining record as `(key, value)`.
+    pub fn read_key_values_to_vec(&self) -> Result<Vec<(K, V)>> {
+        Ok(self.read_records_to_vec()?.into_iter().map(|r| (r.key, r.value)).collect())
+    }
+
+    /// Reads every remaining record, keeping the last value per key (a table's view).
+    pub fn read_key_values_to_map(&self) -> Result<BTreeMap<K, V>>
+    where
+        K: Ord,
+    {
+        Ok(self.read_key_values_to_vec()?.into_iter().collect())
+    }
+
+    /// Records not read yet.
+    pub fn queue_size(&self) -> usize {
+        let inner = self.inner.borrow();
+        let produced = inner.produced.lock();
+        produced.topics.get(&self.topic).map_or(0, VecDeque::len)
+    }
+
+    /// True if every record was read.
+    pub fn is_empty(&self) -> bool {
+        self.queue_size() == 0
+    }
+}

@@ -1,0 +1,892 @@
+//! `Topology`: the processor graph a streams application runs, its validation, its split
+//! into sub-topologies and its description.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use regex::Regex;
+
+use crate::error::{Result, StreamsError, TopologyError};
+use crate::processor::{ErasedProcessor, Processor, TypedProcessor};
+use crate::serde::{SerdeRegistry, SharedSerde};
+use crate::sink::{ErasedSink, TypedSink};
+use crate::source::{SourceDeserializer, TypedSource};
+use crate::store::StoreBuilder;
+
+/// Where a source's records come from (Kafka's `auto.offset.reset` per source): used when
+/// the application has no committed offset for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// From the log start (Kafka Streams' default).
+    #[default]
+    Earliest,
+    /// From the end: only records produced after the application started.
+    Latest,
+}
+
+/// Computes a record's timestamp from its key, value, the timestamp stored in the record
+/// and the partition's current time (Kafka's `TimestampExtractor`). A negative result is
+/// an invalid timestamp, handled by the configured
+/// [`InvalidTimestampPolicy`](crate::InvalidTimestampPolicy).
+pub type TimestampExtractor<K, V> = Arc<dyn Fn(&K, &V, i64, i64) -> i64 + Send + Sync>;
+
+/// Chooses the topic of each record a dynamic sink writes (Kafka's `TopicNameExtractor`).
+pub type TopicNameExtractor<K, V> = Arc<dyn Fn(&K, &V) -> String + Send + Sync>;
+
+/// Chooses the partition of a record from its key, value and the topic's partition count;
+/// `None` falls back to the default (murmur2 of the serialized key, as the Java client
+/// does; sticky for null keys). Kafka's `StreamPartitioner`.
+pub type StreamPartitioner<K, V> = Arc<dyn Fn(&str, &K, &V, i32) -> Option<i32> + Send + Sync>;
+
+/// The topics a source reads.
+#[derive(Debug, Clone)]
+pub enum SourceTopics {
+    /// These topics.
+    Names(Vec<String>),
+    /// Every topic matching this pattern when the application starts.
+    Pattern(Regex),
+}
+
+/// A source node definition for [`Topology::add_source`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use streams_core::{Source, StringSerde, I64Serde};
+/// let source = Source::<String, i64>::new("input", ["orders"])
+///     .key_serde(StringSerde)
+///     .value_serde(I64Serde)
+///     .timestamp_extractor(Arc::new(|_k: &String, v: &i64, _ts, _partition_time| *v));
+/// ```
+pub struct Source<K, V> {
+    pub(crate) name: String,
+    pub(crate) topics: SourceTopics,
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
+    pub(crate) offset_reset: OffsetReset,
+}
+
+impl<K: Any + Send + Clone, V: Any + Send + Clone> Source<K, V> {
+    /// A source reading `topics`.
+    pub fn new<I, S>(name: impl Into<String>, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_topics(name, SourceTopics::Names(topics.into_iter().map(Into::into).collect()))
+    }
+
+    /// A source reading every topic that matches `pattern` when the application starts
+    /// (the match is anchored at both ends, as Java's `Pattern.matches`).
+    pub fn pattern(name: impl Into<String>, pattern: &str) -> Result<Self> {
+        let name = name.into();
+        let re = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+            TopologyError::InvalidSource {
+                node: name.clone(),
+                reason: format!("bad pattern `{pattern}`: {e}"),
+            }
+        })?;
+        Ok(Self::with_topics(name, SourceTopics::Pattern(re)))
+    }
+
+    fn with_topics(name: impl Into<String>, topics: SourceTopics) -> Self {
+        Source {
+            name: name.into(),
+            topics,
+            key_serde: None,
+            value_serde: None,
+            extractor: None,
+            offset_reset: OffsetReset::default(),
+        }
+    }
+
+    /// The key serde (default: the registry's serde for `K`).
+    pub fn key_serde(mut self, serde: impl crate::Serde<K>) -> Self {
+        self.key_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// The value serde (default: the registry's serde for `V`).
+    pub fn value_serde(mut self, serde: impl crate::Serde<V>) -> Self {
+        self.value_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// Shared serdes, either of which may be absent.
+    pub fn serdes(mut self, key: Option<SharedSerde<K>>, value: Option<SharedSerde<V>>) -> Self {
+        self.key_serde = key;
+        self.value_serde = value;
+        self
+    }
+
+    /// A custom timestamp extractor (default: the timestamp stored in the record).
+    pub fn timestamp_extractor(mut self, extractor: TimestampExtractor<K, V>) -> Self {
+        self.extractor = Some(extractor);
+        self
+    }
+
+    /// Where to start without a committed offset.
+    pub fn offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.offset_reset = reset;
+        self
+    }
+}
+
+/// The topic a sink writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkTopic {
+    /// Always this topic.
+    Fixed(String),
+    /// Chosen per record by a [`TopicNameExtractor`].
+    Dynamic,
+}
+
+/// A sink node definition for [`Topology::add_sink`].
+///
+/// ```
+/// use streams_core::{Sink, StringSerde, I64Serde};
+/// let sink = Sink::<String, i64>::new("output", "counts").key_serde(StringSerde).value_serde(I64Serde);
+/// ```
+pub struct Sink<K, V> {
+    pub(crate) name: String,
+    pub(crate) topic: SinkTopic,
+    pub(crate) extractor: Option<TopicNameExtractor<K, V>>,
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
+}
+
+impl<K: Any + Send + Clone, V: Any + Send + Clone> Sink<K, V> {
+    /// A sink writing to `topic`.
+    pub fn new(name: impl Into<String>, topic: impl Into<String>) -> Self {
+        Sink {
+            name: name.into(),
+            topic: SinkTopic::Fixed(topic.into()),
+            extractor: None,
+            key_serde: None,
+            value_serde: None,
+            partitioner: None,
+        }
+    }
+
+    /// A sink choosing each record's topic with `extractor`; the topics must exist.
+    pub fn dynamic(name: impl Into<String>, extractor: TopicNameExtractor<K, V>) -> Self {
+        Sink {
+            name: name.into(),
+            topic: SinkTopic::Dynamic,
+            extractor: Some(extractor),
+            key_serde: None,
+            value_serde: None,
+            partitioner: None,
+        }
+    }
+
+    /// The key serde (default: the registry's serde for `K`).
+    pub fn key_serde(mut self, serde: impl crate::Serde<K>) -> Self {
+        self.key_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// The value serde (default: the registry's serde for `V`).
+    pub fn value_serde(mut self, serde: impl crate::Serde<V>) -> Self {
+        self.value_serde = Some(Arc::new(serde));
+        self
+    }
+
+    /// Shared serdes, either of which may be absent.
+    pub fn serdes(mut self, key: Option<SharedSerde<K>>, value: Option<SharedSerde<V>>) -> Self {
+        self.key_serde = key;
+        self.value_serde = value;
+        self
+    }
+
+    /// A custom partitioner.
+    pub fn partitioner(mut self, partitioner: StreamPartitioner<K, V>) -> Self {
+        self.partitioner = Some(partitioner);
+        self
+    }
+}
+
+/// Key and value types of records entering or leaving a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordType {
+    key: TypeId,
+    value: TypeId,
+    key_name: &'static str,
+    value_name: &'static str,
+}
+
+impl RecordType {
+    fn of<K: Any, V: Any>() -> Self {
+        RecordType {
+            key: TypeId::of::<K>(),
+            value: TypeId::of::<V>(),
+            key_name: std::any::type_name::<K>(),
+            value_name: std::any::type_name::<V>(),
+        }
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Record<{}, {}>", self.key_name, self.value_name)
+    }
+}
+
+type SourceFactory =
+    Arc<dyn Fn(&SerdeRegistry) -> Result<Box<dyn SourceDeserializer>> + Send + Sync>;
+type ProcessorFactory = Arc<dyn Fn() -> Box<dyn ErasedProcessor> + Send + Sync>;
+type SinkFactory = Arc<dyn Fn(&SerdeRegistry) -> Result<Box<dyn ErasedSink>> + Send + Sync>;
+
+pub(crate) enum NodeKind {
+    Source {
+        topics: SourceTopics,
+        offset_reset: OffsetReset,
+        make: SourceFactory,
+    },
+    Processor {
+        make: ProcessorFactory,
+        stores: Vec<String>,
+    },
+    Sink {
+        topic: SinkTopic,
+        make: SinkFactory,
+    },
+}
+
+pub(crate) struct NodeDef {
+    pub(crate) name: String,
+    pub(crate) kind: NodeKind,
+    pub(crate) parents: Vec<usize>,
+    pub(crate) children: Vec<usize>,
+    output: Option<RecordType>,
+}
+
+impl NodeDef {
+    pub(crate) fn is_sink(&self) -> bool {
+        matches!(self.kind, NodeKind::Sink { .. })
+    }
+}
+
+/// Kinds of internal topics a topology declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InternalTopic {
+    /// Partitions, if fixed by the topology (otherwise derived from the upstream sources).
+    pub(crate) partitions: Option<i32>,
+}
+
+/// A sub-topology: the nodes connected without going through a topic, and what they read,
+/// write and keep.
+#[derive(Debug, Clone)]
+pub(crate) struct Subtopology {
+    pub(crate) id: usize,
+    /// Node indexes in topology order.
+    pub(crate) nodes: Vec<usize>,
+    /// Store names.
+    pub(crate) stores: Vec<String>,
+}
+
+/// A processor topology: sources, processors, sinks and state stores (Kafka's `Topology`).
+///
+/// Build one with the Processor API (below) or with the DSL (`streams-dsl`), then run it
+/// with [`StreamsApp`](crate::StreamsApp) or the test driver.
+///
+/// ```
+/// use streams_core::{Processor, ProcessorContext, Record, Result, Sink, Source, StringSerde, Topology};
+///
+/// struct Upper;
+/// impl Processor<String, String> for Upper {
+///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+///         let v = r.value.to_uppercase();
+///         ctx.forward(r.with_value(v))
+///     }
+/// }
+///
+/// let mut topology = Topology::new();
+/// topology.add_source(Source::<String, String>::new("in", ["words"]))?;
+/// topology.add_processor("upper", || Upper, &["in"])?;
+/// topology.add_sink(Sink::<String, String>::new("out", "shouted"), &["upper"])?;
+/// let text = topology.describe()?.to_string();
+/// assert!(text.contains("Processor: upper (stores: [])"));
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
+#[derive(Default)]
+pub struct Topology {
+    pub(crate) nodes: Vec<NodeDef>,
+    pub(crate) stores: BTreeMap<String, StoreBuilder>,
+    pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
+    by_name: BTreeMap<String, usize>,
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topology")
+            .field("nodes", &self.nodes.iter().map(|n| &n.name).collect::<Vec<_>>())
+            .field("stores", &self.stores.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn check_name(name: &str) -> std::result::Result<(), TopologyError> {
+    if name.is_empty() {
+        return Err(TopologyError::InvalidName {
+            name: name.to_owned(),
+            reason: "empty".into(),
+        });
+    }
+    if name.len() > 249 || name.chars().any(|c| c.is_control()) {
+        return Err(TopologyError::InvalidName {
+            name: name.to_owned(),
+            reason: "longer than 249 characters or has control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Topology {
+    /// An empty topology.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn claim_name(&self, name: &str) -> std::result::Result<(), TopologyError> {
+        check_name(name)?;
+        if self.by_name.contains_key(name) || self.stores.contains_key(name) {
+            return Err(TopologyError::NameClash(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn resolve_parents(
+        &self,
+        node: &str,
+        parents: &[&str],
+        input: RecordType,
+    ) -> std::result::Result<Vec<usize>, TopologyError> {
+        if parents.is_empty() {
+            return Err(TopologyError::NoParent(node.to_owned()));
+        }
+        let mut out = Vec::with_capacity(parents.len());
+        for p in parents {
+            let idx = *self
+                .by_name
+                .get(*p)
+                .ok_or_else(|| TopologyError::UnknownParent {
+                    node: node.to_owned(),
+                    parent: (*p).to_owned(),
+                })?;
+            let parent = &self.nodes[idx];
+            if parent.is_sink() {
+                return Err(TopologyError::SinkAsParent {
+                    node: node.to_owned(),
+                    parent: (*p).to_owned(),
+                });
+            }
+            if let Some(actual) = parent.output {
+                if actual != input {
+                    return Err(TopologyError::TypeMismatch {
+                        node: node.to_owned(),
+                        parent: (*p).to_owned(),
+                        expected: input.to_string(),
+                        actual: actual.to_string(),
+                    });
+                }
+            }
+            if !out.contains(&idx) {
+                out.push(idx);
+            }
+        }
+        Ok(out)
+    }
+
+    fn push(&mut self, def: NodeDef) -> &mut Self {
+        let idx = self.nodes.len();
+        for &p in &def.parents {
+            self.nodes[p].children.push(idx);
+        }
+        self.by_name.insert(def.name.clone(), idx);
+        self.nodes.push(def);
+        self
+    }
+
+    /// Adds a source node. Its key and value serdes default to the registry's serdes for
+    /// `K` and `V` (resolved when the application starts).
+    pub fn add_source<K, V>(&mut self, source: Source<K, V>) -> Result<&mut Self>
+    where
+        K: Any + Send + Sync + Clone,
+        V: Any + Send + Sync + Clone,
+    {
+        self.claim_name(&source.name)?;
+        if let SourceTopics::Names(topics) = &source.topics {
+            if topics.is_empty() {
+                return Err(TopologyError::InvalidSource {
+                    node: source.name,
+                    reason: "no topics".into(),
+                }
+                .into());
+            }
+            for t in topics {
+                check_name(t)?;
+                if self.source_topic_names().contains(t.as_str()) {
+                    return Err(TopologyError::InvalidSource {
+                        node: source.name.clone(),
+                        reason: format!("topic `{t}` is already read by another source"),
+                    }
+                    .into());
+                }
+            }
+        }
+        let name = source.name.clone();
+        let topics = source.topics.clone();
+        let offset_reset = source.offset_reset;
+        let key_serde = source.key_serde.clone();
+        let value_serde = source.value_serde.clone();
+        let extractor = source.extractor.clone();
+        let node = name.clone();
+        let make: SourceFactory = Arc::new(move |registry: &SerdeRegistry| {
+            Ok(Box::new(TypedSource::<K, V> {
+                key_serde: resolve(&key_serde, registry, "key", &node)?,
+                value_serde: resolve(&value_serde, registry, "value", &node)?,
+                extractor: extractor.clone(),
+            }) as Box<dyn SourceDeserializer>)
+        });
+        Ok(self.push(NodeDef {
+            name,
+            kind: NodeKind::Source {
+                topics,
+                offset_reset,
+                make,
+            },
+            parents: Vec::new(),
+            children: Vec::new(),
+            output: Some(RecordType::of::<K, V>()),
+        }))
+    }
+
+    /// Adds a processor node fed by `parents`; `supplier` builds one processor instance per
+    /// task. The record types of the parents must match what the processor accepts.
+    pub fn add_processor<KIn, VIn, KOut, VOut, P, F>(
+        &mut self,
+        name: &str,
+        supplier: F,
+        parents: &[&str],
+    ) -> Result<&mut Self>
+    where
+        P: Processor<KIn, VIn, KOut, VOut>,
+        F: Fn() -> P + Send + Sync + 'static,
+        KIn: Any + Send + Clone,
+        VIn: Any + Send + Clone,
+        KOut: Any + Send + Clone,
+        VOut: Any + Send + Clone,
+    {
+        self.claim_name(name)?;
+        let input = RecordType::of::<KIn, VIn>();
+        let parents = self.resolve_parents(name, parents, input)?;
+        let make: ProcessorFactory = Arc::new(move || {
+            Box::new(TypedProcessor {
+                inner: supplier(),
+                _types: PhantomData::<fn(KIn, VIn, KOut, VOut)>,
+            }) as Box<dyn ErasedProcessor>
+        });
+        Ok(self.push(NodeDef {
+            name: name.to_owned(),
+            kind: NodeKind::Processor {
+                make,
+                stores: Vec::new(),
+            },
+            parents,
+            children: Vec::new(),
+            output: Some(RecordType::of::<KOut, VOut>()),
+        }))
+    }
+
+    /// Adds a sink node fed by `parents`.
+    pub fn add_sink<K, V>(&mut self, sink: Sink<K, V>, parents: &[&str]) -> Result<&mut Self>
+    where
+        K: Any + Send + Sync + Clone,
+        V: Any + Send + Sync + Clone,
+    {
+        self.claim_name(&sink.name)?;
+        if let SinkTopic::Fixed(t) = &sink.topic {
+            check_name(t)?;
+        }
+        let input = RecordType::of::<K, V>();
+        let parents = self.resolve_parents(&sink.name, parents, input)?;
+        let node = sink.name.clone();
+        let topic = sink.topic.clone();
+        let fixed = match &sink.topic {
+            SinkTopic::Fixed(t) => Some(t.clone()),
+            SinkTopic::Dynamic => None,
+        };
+        let Sink {
+            extractor,
+            key_serde,
+            value_serde,
+            partitioner,
+            ..
+        } = sink;
+        let factory_node = node.clone();
+        let make: SinkFactory = Arc::new(move |registry: &SerdeRegistry| {
+            Ok(Box::new(TypedSink::<K, V> {
+                topic: fixed.clone(),
+                extractor: extractor.clone(),
+                key_serde: resolve(&key_serde, registry, "key", &factory_node)?,
+                value_serde: resolve(&value_serde, registry, "value", &factory_node)?,
+                partitioner: partitioner.clone(),
+            }) as Box<dyn ErasedSink>)
+        });
+        Ok(self.push(NodeDef {
+            name: node,
+            kind: NodeKind::Sink { topic, make },
+            parents,
+            children: Vec::new(),
+            output: None,
+        }))
+    }
+
+    /// Adds a state store and connects it to `processors` (which may be empty; connect later
+    /// with [`Topology::connect_processor_and_store`]).
+    pub fn add_state_store(&mut self, store: StoreBuilder, processors: &[&str]) -> Result<&mut Self> {
+        self.claim_name(store.name())?;
+        let name = store.name().to_owned();
+        self.stores.insert(name.clone(), store);
+        for p in processors {
+            self.connect_processor_and_store(p, &name)?;
+        }
+        Ok(self)
+    }
+
+    /// Gives processor `processor` access to store `store`.
+    pub fn connect_processor_and_store(&mut self, processor: &str, store: &str) -> Result<&mut Self> {
+        if !self.stores.contains_key(store) {
+            return Err(TopologyError::UnknownStore {
+                node: processor.to_owned(),
+                store: store.to_owned(),
+            }
+            .into());
+        }
+        let idx = self.by_name.get(processor).copied();
+        match idx.map(|i| &mut self.nodes[i].kind) {
+            Some(NodeKind::Processor { stores, .. }) => {
+                if !stores.iter().any(|s| s == store) {
+                    stores.push(store.to_owned());
+                }
+                Ok(self)
+            }
+            _ => Err(TopologyError::UnknownProcessor {
+                store: store.to_owned(),
+                node: processor.to_owned(),
+            }
+            .into()),
+        }
+    }
+
+    /// Declares `topic` an internal repartition topic: it is created by the application as
+    /// `<application.id>-<topic>`, and sources and sinks naming `topic` use that name. Its
+    /// partition count is that of the sub-topology writing to it unless given.
+    pub fn add_repartition_topic(&mut self, topic: &str, partitions: Option<i32>) -> Result<&mut Self> {
+        check_name(topic)?;
+        self.internal_topics
+            .insert(topic.to_owned(), InternalTopic { partitions });
+        Ok(self)
+    }
+
+    /// True if `topic` is an internal topic of this topology (named without the
+    /// application id).
+    pub fn is_internal_topic(&self, topic: &str) -> bool {
+        self.internal_topics.contains_key(topic)
+    }
+
+    /// The name a topic has in the cluster: internal topics get the application id prefix.
+    pub fn physical_topic_name(&self, application_id: &str, topic: &str) -> String {
+        if self.is_internal_topic(topic) {
+            format!("{application_id}-{topic}")
+        } else {
+            topic.to_owned()
+        }
+    }
+
+    fn source_topic_names(&self) -> BTreeSet<&str> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Source {
+                    topics: SourceTopics::Names(t),
+                    ..
+                } => Some(t.iter().map(String::as_str)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The stores declared in this topology.
+    pub fn stores(&self) -> impl Iterator<Item = &StoreBuilder> {
+        self.stores.values()
+    }
+
+    /// Checks what can only be checked on the whole graph: every store is connected, and
+    /// stores do not span sub-topologies. Returns the sub-topologies.
+    pub(crate) fn subtopologies(&self) -> Result<Vec<Subtopology>> {
+        if !self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Source { .. }))
+        {
+            return Err(TopologyError::Empty.into());
+        }
+        // Union-find over parent links and shared stores.
+        let mut parent: Vec<usize> = (0..self.nodes.len()).collect();
+        fn find(p: &mut [usize], mut x: usize) -> usize {
+            while p[x] != x {
+                p[x] = p[p[x]];
+                x = p[x];
+            }
+            x
+        }
+        let mut store_owner: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &q in &n.parents {
+                let (a, b) = (find(&mut parent, i), find(&mut parent, q));
+                parent[a] = b;
+            }
+            if let NodeKind::Processor { stores, .. } = &n.kind {
+                for s in stores {
+                    match store_owner.get(s.as_str()) {
+                        Some(&o) => {
+                            let (a, b) = (find(&mut parent, i), find(&mut parent, o));
+                            parent[a] = b;
+                        }
+                        None => {
+                            store_owner.insert(s, i);
+                        }
+                    }
+                }
+            }
+        }
+        for s in self.stores.keys() {
+            if !store_owner.contains_key(s.as_str()) {
+                return Err(TopologyError::UnconnectedStore(s.clone()).into());
+            }
+        }
+        let mut by_root: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut subs: Vec<Subtopology> = Vec::new();
+        for i in 0..self.nodes.len() {
+            let root = find(&mut parent, i);
+            let id = *by_root.entry(root).or_insert_with(|| {
+                subs.push(Subtopology {
+                    id: subs.len(),
+                    nodes: Vec::new(),
+                    stores: Vec::new(),
+                });
+                subs.len() - 1
+            });
+            subs[id].nodes.push(i);
+            if let NodeKind::Processor { stores, .. } = &self.nodes[i].kind {
+                for s in stores {
+                    if !subs[id].stores.contains(s) {
+                        subs[id].stores.push(s.clone());
+                    }
+                }
+            }
+        }
+        Ok(subs)
+    }
+
+    /// A readable description of the topology (Kafka's `TopologyDescription`). Fails if the
+    /// topology is invalid as a whole (e.g. a store connected to nothing).
+    pub fn describe(&self) -> Result<TopologyDescription> {
+        let subs = self.subtopologies()?;
+        let mut out = TopologyDescription {
+            subtopologies: Vec::new(),
+        };
+        for s in &subs {
+            let mut nodes = Vec::new();
+            for &i in &s.nodes {
+                let n = &self.nodes[i];
+                let kind = match &n.kind {
+                    NodeKind::Source { topics, .. } => NodeDescriptionKind::Source(match topics {
+                        SourceTopics::Names(t) => format!("topics: [{}]", t.join(", ")),
+                        SourceTopics::Pattern(p) => format!("topicPattern: {}", strip_anchors(p)),
+                    }),
+                    NodeKind::Processor { stores, .. } => {
+                        NodeDescriptionKind::Processor(stores.clone())
+                    }
+                    NodeKind::Sink { topic, .. } => NodeDescriptionKind::Sink(match topic {
+                        SinkTopic::Fixed(t) => t.clone(),
+                        SinkTopic::Dynamic => String::new(),
+                    }),
+                };
+                nodes.push(NodeDescription {
+                    name: n.name.clone(),
+                    kind,
+                    successors: n.children.iter().map(|&c| self.nodes[c].name.clone()).collect(),
+                    predecessors: n.parents.iter().map(|&c| self.nodes[c].name.clone()).collect(),
+                });
+            }
+            out.subtopologies.push(SubtopologyDescription {
+                id: s.id,
+                nodes,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn strip_anchors(re: &Regex) -> String {
+    let s = re.as_str();
+    s.strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(s)
+        .to_owned()
+}
+
+pub(crate) fn resolve<T: 'static>(
+    given: &Option<SharedSerde<T>>,
+    registry: &SerdeRegistry,
+    what: &'static str,
+    node: &str,
+) -> Result<SharedSerde<T>> {
+    match given {
+        Some(s) => Ok(Arc::clone(s)),
+        None => registry.get::<T>().ok_or_else(|| StreamsError::MissingSerde {
+            what,
+            type_name: std::any::type_name::<T>(),
+            node: node.to_owned(),
+        }),
+    }
+}
+
+/// One node in a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDescription {
+    /// Node name.
+    pub name: String,
+    /// What the node is.
+    pub kind: NodeDescriptionKind,
+    /// Children.
+    pub successors: Vec<String>,
+    /// Parents.
+    pub predecessors: Vec<String>,
+}
+
+/// Kinds of nodes in a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeDescriptionKind {
+    /// A source and its topics (`topics: [a, b]` or `topicPattern: x.*`).
+    Source(String),
+    /// A processor and its stores.
+    Processor(Vec<String>),
+    /// A sink and its topic (empty when chosen per record).
+    Sink(String),
+}
+
+/// One sub-topology in a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtopologyDescription {
+    /// Its id (the first part of its task ids).
+    pub id: usize,
+    /// Its nodes in topology order.
+    pub nodes: Vec<NodeDescription>,
+}
+
+/// A description of a topology: `Display` prints Kafka's `TopologyDescription` text;
+/// [`TopologyDescription::to_dot`] gives Graphviz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyDescription {
+    /// The sub-topologies.
+    pub subtopologies: Vec<SubtopologyDescription>,
+}
+
+impl fmt::Display for TopologyDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Topologies:")?;
+        for s in &self.subtopologies {
+            writeln!(f, "   Sub-topology: {}", s.id)?;
+            for n in &s.nodes {
+                match &n.kind {
+                    NodeDescriptionKind::Source(t) => writeln!(f, "    Source: {} ({t})", n.name)?,
+                    NodeDescriptionKind::Processor(st) => {
+                        writeln!(f, "    Processor: {} (stores: [{}])", n.name, st.join(", "))?
+                    }
+                    NodeDescriptionKind::Sink(t) if t.is_empty() => {
+                        writeln!(f, "    Sink: {} (extractor: dynamic)", n.name)?
+                    }
+                    NodeDescriptionKind::Sink(t) => writeln!(f, "    Sink: {} (topic: {t})", n.name)?,
+                }
+                if !n.successors.is_empty() {
+                    writeln!(f, "      --> {}", n.successors.join(", "))?;
+                } else {
+                    writeln!(f, "      --> none")?;
+                }
+                if !n.predecessors.is_empty() {
+                    writeln!(f, "      <-- {}", n.predecessors.join(", "))?;
+                }
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+fn dot_id(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl TopologyDescription {
+    /// The topology as a Graphviz `digraph`: one cluster per sub-topology, topics as
+    /// ellipses, processors as boxes, stores as cylinders.
+    pub fn to_dot(&self) -> String {
+        let mut s = String::from("digraph topology {\n  rankdir=LR;\n  node [shape=box];\n");
+        let mut topics = BTreeSet::new();
+        for sub in &self.subtopologies {
+            let _ = writeln!(s, "  subgraph cluster_{} {{\n    label=\"Sub-topology {}\";", sub.id, sub.id);
+            for n in &sub.nodes {
+                let _ = writeln!(s, "    {};", dot_id(&n.name));
+            }
+            s.push_str("  }\n");
+            for n in &sub.nodes {
+                for c in &n.successors {
+                    let _ = writeln!(s, "  {} -> {};", dot_id(&n.name), dot_id(c));
+                }
+                match &n.kind {
+                    NodeDescriptionKind::Source(t) => {
+                        let list = t
+                            .trim_start_matches("topics: [")
+                            .trim_start_matches("topicPattern: ")
+                            .trim_end_matches(']');
+                        for topic in list.split(", ").filter(|t| !t.is_empty()) {
+                            topics.insert(topic.to_owned());
+                            let _ = writeln!(s, "  {} -> {};", dot_id(&format!("topic:{topic}")), dot_id(&n.name));
+                        }
+                    }
+                    NodeDescriptionKind::Sink(t) if !t.is_empty() => {
+                        topics.insert(t.clone());
+                        let _ = writeln!(s, "  {} -> {};", dot_id(&n.name), dot_id(&format!("topic:{t}")));
+                    }
+                    NodeDescriptionKind::Processor(stores) => {
+                        for st in stores {
+                            let _ = writeln!(
+                                s,
+                                "  {} [shape=cylinder, label={}];\n  {} -> {} [dir=both, style=dashed];",
+                                dot_id(&format!("store:{st}")),
+                                dot_id(st),
+                                dot_id(&n.name),
+                                dot_id(&format!("store:{st}"))
+                            );
+                        }
+                    }
+                    NodeDescriptionKind::Sink(_) => {}
+                }
+            }
+        }
+        for t in topics {
+            let _ = writeln!(s, "  {} [shape=ellipse, label={}];", dot_id(&format!("topic:{t}")), dot_id(&t));
+        }
+        s.push_str("}\n");
+        s
+    }
+}
