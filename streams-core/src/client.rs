@@ -183,8 +183,11 @@ impl Cluster for EmbeddedCluster {
     }
 
     fn create_topic(&self, spec: &InternalTopicSpec) -> Result<()> {
-        let mut new = NewTopic::new(spec.name.clone(), u32::try_from(spec.partitions.max(1)).unwrap_or(1))
-            .replication_factor(spec.replication_factor);
+        let mut new = NewTopic::new(
+            spec.name.clone(),
+            u32::try_from(spec.partitions.max(1)).unwrap_or(1),
+        )
+        .replication_factor(spec.replication_factor);
         for (k, v) in &spec.configs {
             new = new.config(k.clone(), v.clone());
         }
@@ -254,7 +257,11 @@ impl Cluster for EmbeddedCluster {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 struct EmbeddedProducer {
@@ -297,7 +304,13 @@ impl ChangelogSource for EmbeddedChangelogSource {
     fn read(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ChangelogRecord>> {
         let data = self
             .broker
-            .read_partition(&tp.topic, tp.partition, from, 4 << 20, IsolationLevel::ReadCommitted)
+            .read_partition(
+                &tp.topic,
+                tp.partition,
+                from,
+                4 << 20,
+                IsolationLevel::ReadCommitted,
+            )
             .map_err(cluster_err)?;
         let records = decode_fetched(&tp.topic, &data.records, from).map_err(cluster_err)?;
         Ok(records

@@ -53,7 +53,12 @@ pub(crate) struct CollectorChangelog {
 }
 
 impl ChangelogSink for CollectorChangelog {
-    fn send(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> state_store::Result<()> {
+    fn send(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+    ) -> state_store::Result<()> {
         self.collector
             .lock()
             .send(OutgoingRecord {

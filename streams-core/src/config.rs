@@ -146,7 +146,8 @@ impl StreamsConfig {
                     c.num_stream_threads = parse_range(k, v, 1, 1024)? as usize;
                 }
                 "commit.interval.ms" => {
-                    c.commit_interval = Duration::from_millis(parse_range(k, v, 0, i64::MAX)? as u64)
+                    c.commit_interval =
+                        Duration::from_millis(parse_range(k, v, 0, i64::MAX)? as u64)
                 }
                 "processing.guarantee" => {
                     c.processing_guarantee = match v.as_str() {
@@ -166,7 +167,9 @@ impl StreamsConfig {
                 "default.deserialization.exception.handler" => handler = Some(v.clone()),
                 "errors.dead.letter.queue.topic.name" => dlq = Some(v.clone()),
                 "max.poll.records" => c.max_poll_records = parse_range(k, v, 1, 1 << 24)? as usize,
-                "poll.ms" => c.poll = Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64),
+                "poll.ms" => {
+                    c.poll = Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64)
+                }
                 "replication.factor" => {
                     c.replication_factor = parse_range(k, v, 1, i64::from(i16::MAX))? as i16
                 }
@@ -179,17 +182,22 @@ impl StreamsConfig {
             }
         }
         c.deserialization = match handler.as_deref() {
-            None | Some("fail")
+            None
+            | Some("fail")
             | Some("org.apache.kafka.streams.errors.LogAndFailExceptionHandler") => {
                 if dlq.is_some() {
-                    DeserializationHandler::LogAndContinue { dead_letter_topic: dlq }
+                    DeserializationHandler::LogAndContinue {
+                        dead_letter_topic: dlq,
+                    }
                 } else {
                     DeserializationHandler::Fail
                 }
             }
             Some("log-and-continue")
             | Some("org.apache.kafka.streams.errors.LogAndContinueExceptionHandler") => {
-                DeserializationHandler::LogAndContinue { dead_letter_topic: dlq }
+                DeserializationHandler::LogAndContinue {
+                    dead_letter_topic: dlq,
+                }
             }
             Some(other) => {
                 return Err(StreamsError::config(

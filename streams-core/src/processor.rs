@@ -140,6 +140,15 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.task.key_value_store(self.node, name)
     }
 
+    /// True if store `name` has a record cache (caching requested and a cache size above
+    /// zero): its writes reach downstream through [`Processor::on_cache_flush`].
+    pub fn is_store_cached(&self, name: &str) -> bool {
+        self.task
+            .stores
+            .get(name)
+            .is_some_and(|s| s.flushed.is_some())
+    }
+
     /// Topic, partition and offset of the record being processed (`None` inside a
     /// punctuation).
     pub fn record_metadata(&self) -> Option<&RecordMetadata> {
@@ -154,6 +163,11 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     /// The application id.
     pub fn application_id(&self) -> &str {
         &self.task.application_id
+    }
+
+    /// The application's default serdes (for processors that serialize into stores).
+    pub fn serdes(&self) -> &crate::SerdeRegistry {
+        &self.task.serdes
     }
 
     /// The name of this processor node.
@@ -192,8 +206,7 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
 /// A processor whose record types are known only inside it.
 pub(crate) trait ErasedProcessor: Send {
     fn init(&mut self, task: &mut TaskContext, node: usize) -> Result<()>;
-    fn process(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord)
-        -> Result<()>;
+    fn process(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord) -> Result<()>;
     fn punctuate(
         &mut self,
         task: &mut TaskContext,
@@ -228,20 +241,17 @@ where
         self.inner.init(&mut ProcessorContext::new(task, node))
     }
 
-    fn process(
-        &mut self,
-        task: &mut TaskContext,
-        node: usize,
-        record: ErasedRecord,
-    ) -> Result<()> {
-        let record = record.typed::<KIn, VIn>().map_err(|m| StreamsError::Processing {
-            task: task.task_id.to_string(),
-            node: task.node_name(node).to_owned(),
-            message: format!(
-                "received a record of type {} where {} was expected",
-                m.actual, m.expected
-            ),
-        })?;
+    fn process(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord) -> Result<()> {
+        let record = record
+            .typed::<KIn, VIn>()
+            .map_err(|m| StreamsError::Processing {
+                task: task.task_id.to_string(),
+                node: task.node_name(node).to_owned(),
+                message: format!(
+                    "received a record of type {} where {} was expected",
+                    m.actual, m.expected
+                ),
+            })?;
         self.inner
             .process(&mut ProcessorContext::new(task, node), record)
     }

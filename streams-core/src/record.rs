@@ -143,10 +143,14 @@ impl ErasedRecord {
             expected: std::any::type_name::<K>(),
             actual: key_name,
         })?;
-        let value = self.value.into_any().downcast::<V>().map_err(|_| Mismatch {
-            expected: std::any::type_name::<V>(),
-            actual: value_name,
-        })?;
+        let value = self
+            .value
+            .into_any()
+            .downcast::<V>()
+            .map_err(|_| Mismatch {
+                expected: std::any::type_name::<V>(),
+                actual: value_name,
+            })?;
         Ok(Record {
             key: *key,
             value: *value,

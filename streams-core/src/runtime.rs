@@ -134,7 +134,9 @@ impl AppShared {
 /// let mut topology = Topology::new();
 /// topology.add_source(Source::<String, String>::new("source", ["in"]))?;
 /// topology.add_sink(Sink::<String, String>::new("sink", "out"), &["source"])?;
-/// let config = StreamsConfig::new("copy").state_dir(dir.path().join("state"));
+/// let config = StreamsConfig::new("copy")
+///     .state_dir(dir.path().join("state"))
+///     .commit_interval(Duration::from_millis(100));
 /// let mut app = StreamsApp::new(topology, config, EmbeddedCluster::new(broker.clone()))?;
 /// app.start()?;
 /// assert!(app.wait_for_state(StreamsState::Running, Duration::from_secs(30)));
@@ -183,7 +185,10 @@ impl StreamsApp {
     }
 
     /// Calls `listener(new, old)` on every state change.
-    pub fn set_state_listener(&self, listener: impl Fn(StreamsState, StreamsState) + Send + Sync + 'static) {
+    pub fn set_state_listener(
+        &self,
+        listener: impl Fn(StreamsState, StreamsState) + Send + Sync + 'static,
+    ) {
         *self.shared.listener.lock() = Some(Box::new(listener));
     }
 
@@ -235,9 +240,17 @@ impl StreamsApp {
                 self.state()
             )));
         }
-        let resolved = prepare_topics(&self.shared.topology, &self.shared.config, self.shared.cluster.as_ref())?;
+        let resolved = prepare_topics(
+            &self.shared.topology,
+            &self.shared.config,
+            self.shared.cluster.as_ref(),
+        )?;
         *self.shared.resolved.lock() = resolved;
-        let dir = self.shared.config.state_dir.join(&self.shared.config.application_id);
+        let dir = self
+            .shared
+            .config
+            .state_dir
+            .join(&self.shared.config.application_id);
         std::fs::create_dir_all(&dir).map_err(|e| StreamsError::Io {
             path: dir.display().to_string(),
             source: e,
@@ -250,9 +263,19 @@ impl StreamsApp {
         // the first rebalance already spreads the tasks over all threads.
         let mut consumers = Vec::new();
         for i in 0..n {
-            let client_id = format!("{}-StreamThread-{}", self.shared.config.application_id, i + 1);
-            let mut consumer = self.shared.cluster.consumer(&self.shared.config.application_id, &client_id)?;
-            consumer.subscribe(subscription(&self.shared), Arc::new(TaskAssignor::new(&self.shared)))?;
+            let client_id = format!(
+                "{}-StreamThread-{}",
+                self.shared.config.application_id,
+                i + 1
+            );
+            let mut consumer = self
+                .shared
+                .cluster
+                .consumer(&self.shared.config.application_id, &client_id)?;
+            consumer.subscribe(
+                subscription(&self.shared),
+                Arc::new(TaskAssignor::new(&self.shared)),
+            )?;
             let producer = self.shared.cluster.producer(&client_id)?;
             consumers.push((client_id, consumer, producer));
         }
@@ -263,7 +286,9 @@ impl StreamsApp {
             let metrics = Arc::clone(&metrics);
             let handle = std::thread::Builder::new()
                 .name(client_id.clone())
-                .spawn(move || run_thread(shared, i, client_id, consumer, producer, rocksdb, metrics))
+                .spawn(move || {
+                    run_thread(shared, i, client_id, consumer, producer, rocksdb, metrics)
+                })
                 .map_err(|e| StreamsError::Io {
                     path: "stream thread".into(),
                     source: e,
@@ -283,7 +308,11 @@ impl StreamsApp {
                 for p in 0..r.partitions {
                     let tp = TopicPartition::new(topic.clone(), p);
                     let end = self.shared.cluster.end_offset(&tp)?;
-                    let committed = self.shared.cluster.committed_offset(group, &tp)?.unwrap_or(0);
+                    let committed = self
+                        .shared
+                        .cluster
+                        .committed_offset(group, &tp)?
+                        .unwrap_or(0);
                     if committed < end {
                         return Ok(false);
                     }
@@ -330,7 +359,10 @@ impl StreamsApp {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         for t in self.threads.drain(..) {
             if t.join().is_err() {
-                self.shared.errors.lock().push("a stream thread panicked".into());
+                self.shared
+                    .errors
+                    .lock()
+                    .push("a stream thread panicked".into());
             }
         }
         if errored || self.shared.errors.lock().iter().any(|_| false) {
@@ -380,7 +412,10 @@ pub(crate) fn prepare_topics(
             let node = &topology.nodes[i];
             if let NodeKind::Source { topics, .. } = &node.kind {
                 let names: Vec<String> = match topics {
-                    SourceTopics::Names(n) => n.iter().map(|t| topology.physical_topic_name(app, t)).collect(),
+                    SourceTopics::Names(n) => n
+                        .iter()
+                        .map(|t| topology.physical_topic_name(app, t))
+                        .collect(),
                     SourceTopics::Pattern(re) => all_topics
                         .iter()
                         .filter(|t| re.is_match(t) && !t.starts_with("__"))
@@ -389,10 +424,12 @@ pub(crate) fn prepare_topics(
                 };
                 for t in names {
                     if let Some(other) = claimed.insert(t.clone(), node.name.clone()) {
-                        return Err(StreamsError::Topology(crate::error::TopologyError::InvalidSource {
-                            node: node.name.clone(),
-                            reason: format!("topic `{t}` is also read by source `{other}`"),
-                        }));
+                        return Err(StreamsError::Topology(
+                            crate::error::TopologyError::InvalidSource {
+                                node: node.name.clone(),
+                                reason: format!("topic `{t}` is also read by source `{other}`"),
+                            },
+                        ));
                     }
                     inputs.insert(t, i);
                 }
@@ -417,7 +454,10 @@ pub(crate) fn prepare_topics(
             let mut max = 0;
             let mut known = true;
             for t in r.inputs.keys() {
-                let is_internal = topology.internal_topics.keys().any(|n| &topology.physical_topic_name(app, n) == t);
+                let is_internal = topology
+                    .internal_topics
+                    .keys()
+                    .any(|n| &topology.physical_topic_name(app, n) == t);
                 match (counts.get(t), is_internal) {
                     (Some(&n), _) => max = max.max(n),
                     (None, true) => known = false,
@@ -434,9 +474,15 @@ pub(crate) fn prepare_topics(
                 continue;
             }
             for &i in &r.sub.nodes {
-                if let NodeKind::Sink { topic: SinkTopic::Fixed(t), .. } = &topology.nodes[i].kind {
+                if let NodeKind::Sink {
+                    topic: SinkTopic::Fixed(t),
+                    ..
+                } = &topology.nodes[i].kind
+                {
                     if topology.is_internal_topic(t) {
-                        counts.entry(topology.physical_topic_name(app, t)).or_insert(max);
+                        counts
+                            .entry(topology.physical_topic_name(app, t))
+                            .or_insert(max);
                     }
                 }
             }
@@ -503,7 +549,10 @@ pub(crate) fn prepare_topics(
             Some(n) if n != spec.partitions => {
                 return Err(StreamsError::InternalTopic {
                     topic: spec.name,
-                    reason: format!("it has {n} partitions, the topology needs {}", spec.partitions),
+                    reason: format!(
+                        "it has {n} partitions, the topology needs {}",
+                        spec.partitions
+                    ),
                 })
             }
             Some(_) => {}
@@ -531,7 +580,11 @@ impl TaskAssignor {
                     subtopology: u32::try_from(r.sub.id).unwrap_or(u32::MAX),
                     partition: p,
                 };
-                let tps = r.inputs.keys().map(|t| TopicPartition::new(t.clone(), p)).collect();
+                let tps = r
+                    .inputs
+                    .keys()
+                    .map(|t| TopicPartition::new(t.clone(), p))
+                    .collect();
                 tasks.push((id, tps));
             }
         }
@@ -554,11 +607,15 @@ impl PartitionAssignor for TaskAssignor {
         let mut load: BTreeMap<&str, usize> = members.iter().map(|m| (m.id.as_str(), 0)).collect();
         let mut unassigned = Vec::new();
         for (_, tps) in &self.tasks {
-            let prev = members.iter().find(|m| tps.iter().any(|tp| m.owned.contains(tp)));
+            let prev = members
+                .iter()
+                .find(|m| tps.iter().any(|tp| m.owned.contains(tp)));
             match prev {
                 Some(m) if load[m.id.as_str()] < capacity => {
                     *load.entry(m.id.as_str()).or_default() += 1;
-                    out.entry(m.id.clone()).or_default().extend(tps.iter().cloned());
+                    out.entry(m.id.clone())
+                        .or_default()
+                        .extend(tps.iter().cloned());
                 }
                 _ => unassigned.push(tps),
             }
@@ -568,7 +625,9 @@ impl PartitionAssignor for TaskAssignor {
                 break;
             };
             *load.entry(m).or_default() += 1;
-            out.entry(m.to_owned()).or_default().extend(tps.iter().cloned());
+            out.entry(m.to_owned())
+                .or_default()
+                .extend(tps.iter().cloned());
         }
         out
     }
@@ -697,7 +756,14 @@ fn run_thread(
                 }
             }
         };
-        let mut thread = StreamThread::new(Arc::clone(&shared), index, c, p, rocksdb.clone(), Arc::clone(&metrics));
+        let mut thread = StreamThread::new(
+            Arc::clone(&shared),
+            index,
+            c,
+            p,
+            rocksdb.clone(),
+            Arc::clone(&metrics),
+        );
         match thread.run() {
             Ok(()) => {
                 shared.thread_running.lock().remove(&index);
@@ -707,7 +773,9 @@ fn run_thread(
                 thread.close_dirty();
                 let policy = shared.config.uncaught;
                 fail(&shared, index, &e, policy);
-                if policy != UncaughtErrorPolicy::ReplaceThread || shared.shutdown.load(Ordering::SeqCst) {
+                if policy != UncaughtErrorPolicy::ReplaceThread
+                    || shared.shutdown.load(Ordering::SeqCst)
+                {
                     return;
                 }
                 tracing::warn!("replacing the failed stream thread");
@@ -793,7 +861,11 @@ impl StreamThread {
                 }
             }
             for (tp, records) in poll.records {
-                if let Some(task) = self.tasks.values_mut().find(|t| t.input_partitions().any(|p| p == &tp)) {
+                if let Some(task) = self
+                    .tasks
+                    .values_mut()
+                    .find(|t| t.input_partitions().any(|p| p == &tp))
+                {
                     task.add_records(&tp, records);
                 }
             }
@@ -821,7 +893,9 @@ impl StreamThread {
             }
             processed += n as u64;
         }
-        self.shared.processed.fetch_add(processed, Ordering::Relaxed);
+        self.shared
+            .processed
+            .fetch_add(processed, Ordering::Relaxed);
         Ok(())
     }
 
@@ -872,15 +946,23 @@ impl StreamThread {
         let mut ids = BTreeSet::new();
         for tp in tps {
             if let Some(r) = resolved.iter().find(|r| r.inputs.contains_key(&tp.topic)) {
-                ids.insert((TaskId {
-                    subtopology: u32::try_from(r.sub.id).unwrap_or(u32::MAX),
-                    partition: tp.partition,
-                }, r.sub.id));
+                ids.insert((
+                    TaskId {
+                        subtopology: u32::try_from(r.sub.id).unwrap_or(u32::MAX),
+                        partition: tp.partition,
+                    },
+                    r.sub.id,
+                ));
             }
         }
         let store_count: usize = ids
             .iter()
-            .map(|(_, s)| resolved.iter().find(|r| r.sub.id == *s).map_or(0, |r| r.sub.stores.len()))
+            .map(|(_, s)| {
+                resolved
+                    .iter()
+                    .find(|r| r.sub.id == *s)
+                    .map_or(0, |r| r.sub.stores.len())
+            })
             .sum();
         let mut settings = (*self.settings).clone();
         settings.cache_bytes = self.settings.cache_bytes / store_count.max(1);
@@ -895,7 +977,9 @@ impl StreamThread {
                 &self.shared.topology,
                 &r.sub,
                 id,
-                &TaskInputs { topics: r.inputs.clone() },
+                &TaskInputs {
+                    topics: r.inputs.clone(),
+                },
                 Arc::clone(&settings),
                 Arc::clone(&self.collector),
                 Arc::new(SystemClock),

@@ -259,7 +259,9 @@ impl fmt::Debug for SerdeRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names: Vec<_> = self.by_type.values().map(|(_, n)| *n).collect();
         names.sort_unstable();
-        f.debug_struct("SerdeRegistry").field("types", &names).finish()
+        f.debug_struct("SerdeRegistry")
+            .field("types", &names)
+            .finish()
     }
 }
 

@@ -12,8 +12,12 @@ use crate::topology::TimestampExtractor;
 /// Deserializes the records of one source node.
 pub(crate) trait SourceDeserializer: Send {
     /// The typed record, with the timestamp extracted (possibly invalid, i.e. negative).
-    fn deserialize(&self, topic: &str, raw: &RawRecord, partition_time: i64)
-        -> Result<ErasedRecord>;
+    fn deserialize(
+        &self,
+        topic: &str,
+        raw: &RawRecord,
+        partition_time: i64,
+    ) -> Result<ErasedRecord>;
 }
 
 pub(crate) struct TypedSource<K, V> {

@@ -78,7 +78,11 @@ impl StoreBuilder {
     }
 
     /// Extra topic configs for the changelog topic (e.g. `min.compaction.lag.ms`).
-    pub fn with_changelog_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_changelog_config(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
         self.changelog_config.insert(key.into(), value.into());
         self
     }
@@ -154,15 +158,23 @@ pub(crate) fn open_store(
         _ => Box::new(InMemoryKeyValueStore::new(spec.name.clone())),
     };
     let logged: Box<dyn TaskKeyValueStore> = match changelog {
-        Some(sink) => Box::new(ChangeLoggingKeyValueStore::new(base, sink, timestamp.clone())),
+        Some(sink) => Box::new(ChangeLoggingKeyValueStore::new(
+            base,
+            sink,
+            timestamp.clone(),
+        )),
         None => base,
     };
-    let (cached, flushed): (Box<dyn TaskKeyValueStore>, _) = if spec.caching && env.cache_bytes > 0 {
+    let (cached, flushed): (Box<dyn TaskKeyValueStore>, _) = if spec.caching && env.cache_bytes > 0
+    {
         let queue = Arc::new(Mutex::new(Vec::new()));
         let q = Arc::clone(&queue);
-        let mut cache = CachingKeyValueStore::new(logged, env.cache_bytes.max(1), timestamp.clone());
+        let mut cache =
+            CachingKeyValueStore::new(logged, env.cache_bytes.max(1), timestamp.clone());
         cache.set_send_old_values(true);
-        cache.set_flush_listener(Box::new(move |e: &CacheFlushEntry| q.lock().push(e.clone())));
+        cache.set_flush_listener(Box::new(move |e: &CacheFlushEntry| {
+            q.lock().push(e.clone())
+        }));
         (Box::new(cache), Some(queue))
     } else {
         (logged, None)

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use broker_embedded::record::Record as RawRecord;
 use state_store::{
-    LoggingRestoreListener, PreviousShutdown, Restorer, RocksDbResources,
-    StateStore, StoreMetrics, TaskDirectory, TopicPartition,
+    LoggingRestoreListener, PreviousShutdown, Restorer, RocksDbResources, StateStore, StoreMetrics,
+    TaskDirectory, TopicPartition,
 };
 
 use crate::collector::{CollectorChangelog, OutgoingRecord, SharedCollector};
@@ -58,9 +58,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told (the test driver's).
+#[cfg(feature = "test-utils")]
 #[derive(Default)]
 pub(crate) struct MockClock(pub(crate) AtomicI64);
 
+#[cfg(feature = "test-utils")]
 impl Clock for MockClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
@@ -119,6 +121,7 @@ pub(crate) struct TaskContext {
     next_schedule: u64,
     pub(crate) commit_requested: bool,
     topics: Arc<TopicNames>,
+    pub(crate) serdes: SerdeRegistry,
 }
 
 impl TaskContext {
@@ -171,11 +174,13 @@ impl TaskContext {
             .nodes
             .get_mut(node)
             .and_then(Option::take)
-            .ok_or_else(|| StreamsError::IllegalState(format!(
-                "node `{}` is not available in task {} (cycle?)",
-                self.node_name(node),
-                self.task_id
-            )))?;
+            .ok_or_else(|| {
+                StreamsError::IllegalState(format!(
+                    "node `{}` is not available in task {} (cycle?)",
+                    self.node_name(node),
+                    self.task_id
+                ))
+            })?;
         let result = match &mut instance {
             NodeInstance::Source => self.forward(node, record, None),
             NodeInstance::Processor(p) => p.process(self, node, record),
@@ -240,7 +245,9 @@ impl TaskContext {
         }
         match self.stores.get_mut(name) {
             Some(s) => Ok(s.store.as_mut()),
-            None => Err(StreamsError::IllegalState(format!("store `{name}` vanished"))),
+            None => Err(StreamsError::IllegalState(format!(
+                "store `{name}` vanished"
+            ))),
         }
     }
 
@@ -510,6 +517,7 @@ impl Task {
                 next_schedule: 0,
                 commit_requested: false,
                 topics,
+                serdes: settings.serdes.clone(),
             },
             queues,
             sources,
@@ -531,7 +539,10 @@ impl Task {
     }
 
     /// Replays every logged store's changelog from its checkpoint to the end.
-    pub(crate) fn restore(&mut self, reader: &mut dyn crate::client::ChangelogSource) -> Result<()> {
+    pub(crate) fn restore(
+        &mut self,
+        reader: &mut dyn crate::client::ChangelogSource,
+    ) -> Result<()> {
         let restorer = Restorer::default();
         for (store, tp) in &self.changelogs {
             let Some(open) = self.ctx.stores.get_mut(store) else {
@@ -546,7 +557,9 @@ impl Task {
                     "the checkpoint of store `{store}` in task {} claims offset {c} but {tp} \
                      ends at {end}; delete {} to rebuild the state from the changelog",
                     self.id,
-                    self.dir.as_ref().map_or_else(String::new, |d| d.path().display().to_string())
+                    self.dir
+                        .as_ref()
+                        .map_or_else(String::new, |d| d.path().display().to_string())
                 )));
             }
             let start = Restorer::start_offset(checkpoint, log_start);
@@ -693,10 +706,16 @@ impl Task {
                         key: k.to_owned(),
                         value: Some(bytes::Bytes::from(v.into_bytes())),
                     };
-                    headers.push(h("__streams.errors.exception", "DeserializationException".into()));
+                    headers.push(h(
+                        "__streams.errors.exception",
+                        "DeserializationException".into(),
+                    ));
                     headers.push(h("__streams.errors.message", error.to_string()));
                     headers.push(h("__streams.errors.topic", partition.topic.clone()));
-                    headers.push(h("__streams.errors.partition", partition.partition.to_string()));
+                    headers.push(h(
+                        "__streams.errors.partition",
+                        partition.partition.to_string(),
+                    ));
                     headers.push(h("__streams.errors.offset", raw.offset.to_string()));
                     self.ctx.collector.lock().send(OutgoingRecord {
                         topic: dlq.clone(),
@@ -908,7 +927,10 @@ impl Task {
     /// Read access to a store (the test driver's store inspection).
     #[cfg(feature = "test-utils")]
     pub(crate) fn store(&self, name: &str) -> Option<&dyn state_store::KeyValueStore> {
-        self.ctx.stores.get(name).map(|s| s.store.as_ref() as &dyn state_store::KeyValueStore)
+        self.ctx
+            .stores
+            .get(name)
+            .map(|s| s.store.as_ref() as &dyn state_store::KeyValueStore)
     }
 
     /// The task's stream time.

@@ -66,7 +66,8 @@ impl RecordCollector for DriverCollector {
             value: r.value.map(bytes::Bytes::from),
             headers: r.headers,
         };
-        self.acked.insert(TopicPartition::new(r.topic.clone(), 0), offset);
+        self.acked
+            .insert(TopicPartition::new(r.topic.clone(), 0), offset);
         if self.internal_inputs.contains(&r.topic) {
             produced.feedback.push_back((r.topic.clone(), raw.clone()));
         }
@@ -202,7 +203,11 @@ impl TopologyTestDriver {
     }
 
     /// A driver whose mocked wall clock starts at `start_ms`.
-    pub fn with_wall_clock(topology: Topology, config: StreamsConfig, start_ms: i64) -> Result<Self> {
+    pub fn with_wall_clock(
+        topology: Topology,
+        config: StreamsConfig,
+        start_ms: i64,
+    ) -> Result<Self> {
         config.validate_application_id()?;
         let state = tempfile::tempdir().map_err(|e| StreamsError::Io {
             path: "temporary state directory".into(),
@@ -219,7 +224,13 @@ impl TopologyTestDriver {
                         SourceTopics::Names(names) => {
                             for t in names {
                                 let physical = topology.physical_topic_name(&app, t);
-                                inputs.insert(physical.clone(), TaskId { subtopology: sub.id as u32, partition: 0 });
+                                inputs.insert(
+                                    physical.clone(),
+                                    TaskId {
+                                        subtopology: sub.id as u32,
+                                        partition: 0,
+                                    },
+                                );
                                 per_sub.entry(sub.id).or_default().insert(physical, i);
                             }
                         }
@@ -257,12 +268,17 @@ impl TopologyTestDriver {
         let metrics = Arc::new(StoreMetrics::new());
         let mut tasks = BTreeMap::new();
         for sub in &subs {
-            let id = TaskId { subtopology: sub.id as u32, partition: 0 };
+            let id = TaskId {
+                subtopology: sub.id as u32,
+                partition: 0,
+            };
             let mut task = Task::new(
                 &topology,
                 sub,
                 id,
-                &TaskInputs { topics: per_sub.remove(&sub.id).unwrap_or_default() },
+                &TaskInputs {
+                    topics: per_sub.remove(&sub.id).unwrap_or_default(),
+                },
                 Arc::clone(&settings),
                 Arc::clone(&collector),
                 clock.clone(),
@@ -289,7 +305,9 @@ impl TopologyTestDriver {
 
     fn physical(&self, topic: &str) -> String {
         let inner = self.inner.borrow();
-        inner.topology.physical_topic_name(&inner.config.application_id, topic)
+        inner
+            .topology
+            .physical_topic_name(&inner.config.application_id, topic)
     }
 
     /// An input topic of the topology, typed with these serdes. Fails if no source reads it.
@@ -348,8 +366,16 @@ impl TopologyTestDriver {
     /// with the default serdes of `K` and `V`, in key-byte order.
     pub fn read_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(K, V)>> {
         let inner = self.inner.borrow();
-        let ks = inner.config.serdes.get::<K>().ok_or_else(|| missing::<K>(name))?;
-        let vs = inner.config.serdes.get::<V>().ok_or_else(|| missing::<V>(name))?;
+        let ks = inner
+            .config
+            .serdes
+            .get::<K>()
+            .ok_or_else(|| missing::<K>(name))?;
+        let vs = inner
+            .config
+            .serdes
+            .get::<V>()
+            .ok_or_else(|| missing::<V>(name))?;
         let topic = format!("{}-{name}-changelog", inner.config.application_id);
         let store = inner
             .tasks
@@ -358,16 +384,20 @@ impl TopologyTestDriver {
             .ok_or_else(|| StreamsError::IllegalState(format!("no store named `{name}`")))?;
         let mut out = Vec::new();
         for kv in store.all(state_store::Direction::Forward)? {
-            let k = ks.deserialize(&topic, Some(&kv.0)).map_err(|source| StreamsError::Serde {
-                what: format!("key of store `{name}`"),
-                topic: topic.clone(),
-                source,
-            })?;
-            let v = vs.deserialize(&topic, Some(&kv.1)).map_err(|source| StreamsError::Serde {
-                what: format!("value of store `{name}`"),
-                topic: topic.clone(),
-                source,
-            })?;
+            let k = ks
+                .deserialize(&topic, Some(&kv.0))
+                .map_err(|source| StreamsError::Serde {
+                    what: format!("key of store `{name}`"),
+                    topic: topic.clone(),
+                    source,
+                })?;
+            let v = vs
+                .deserialize(&topic, Some(&kv.1))
+                .map_err(|source| StreamsError::Serde {
+                    what: format!("value of store `{name}`"),
+                    topic: topic.clone(),
+                    source,
+                })?;
             out.push((k, v));
         }
         Ok(out)
@@ -378,7 +408,10 @@ impl TopologyTestDriver {
         self.inner
             .borrow()
             .tasks
-            .get(&TaskId { subtopology, partition: 0 })
+            .get(&TaskId {
+                subtopology,
+                partition: 0,
+            })
             .map(Task::stream_time)
     }
 
@@ -438,7 +471,9 @@ pub struct TestInputTopic<K, V> {
 
 impl<K, V> std::fmt::Debug for TestInputTopic<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestInputTopic").field("topic", &self.topic).finish()
+        f.debug_struct("TestInputTopic")
+            .field("topic", &self.topic)
+            .finish()
     }
 }
 
@@ -531,7 +566,9 @@ pub struct TestOutputTopic<K, V> {
 
 impl<K, V> std::fmt::Debug for TestOutputTopic<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestOutputTopic").field("topic", &self.topic).finish()
+        f.debug_struct("TestOutputTopic")
+            .field("topic", &self.topic)
+            .finish()
     }
 }
 
@@ -546,7 +583,9 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
                 .get_mut(&self.topic)
                 .and_then(VecDeque::pop_front)
         }
-        .ok_or_else(|| StreamsError::IllegalState(format!("no record left in topic `{}`", self.topic)))?;
+        .ok_or_else(|| {
+            StreamsError::IllegalState(format!("no record left in topic `{}`", self.topic))
+        })?;
         let serde_err = |what: &str, source| StreamsError::Serde {
             what: what.into(),
             topic: self.topic.clone(),
@@ -587,7 +626,11 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
 
     /// Reads every remaining record as `(key, value)`.
     pub fn read_key_values_to_vec(&self) -> Result<Vec<(K, V)>> {
-        Ok(self.read_records_to_vec()?.into_iter().map(|r| (r.key, r.value)).collect())
+        Ok(self
+            .read_records_to_vec()?
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect())
     }
 
     /// Reads every remaining record, keeping the last value per key (a table's view).

@@ -76,19 +76,21 @@ impl<K: Any + Send + Clone, V: Any + Send + Clone> Source<K, V> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::with_topics(name, SourceTopics::Names(topics.into_iter().map(Into::into).collect()))
+        Self::with_topics(
+            name,
+            SourceTopics::Names(topics.into_iter().map(Into::into).collect()),
+        )
     }
 
     /// A source reading every topic that matches `pattern` when the application starts
     /// (the match is anchored at both ends, as Java's `Pattern.matches`).
     pub fn pattern(name: impl Into<String>, pattern: &str) -> Result<Self> {
         let name = name.into();
-        let re = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-            TopologyError::InvalidSource {
+        let re =
+            Regex::new(&format!("^(?:{pattern})$")).map_err(|e| TopologyError::InvalidSource {
                 node: name.clone(),
                 reason: format!("bad pattern `{pattern}`: {e}"),
-            }
-        })?;
+            })?;
         Ok(Self::with_topics(name, SourceTopics::Pattern(re)))
     }
 
@@ -101,6 +103,12 @@ impl<K: Any + Send + Clone, V: Any + Send + Clone> Source<K, V> {
             extractor: None,
             offset_reset: OffsetReset::default(),
         }
+    }
+
+    /// Renames the source node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// The key serde (default: the registry's serde for `K`).
@@ -324,7 +332,10 @@ pub struct Topology {
 impl fmt::Debug for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Topology")
-            .field("nodes", &self.nodes.iter().map(|n| &n.name).collect::<Vec<_>>())
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| &n.name).collect::<Vec<_>>(),
+            )
             .field("stores", &self.stores.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -549,7 +560,11 @@ impl Topology {
 
     /// Adds a state store and connects it to `processors` (which may be empty; connect later
     /// with [`Topology::connect_processor_and_store`]).
-    pub fn add_state_store(&mut self, store: StoreBuilder, processors: &[&str]) -> Result<&mut Self> {
+    pub fn add_state_store(
+        &mut self,
+        store: StoreBuilder,
+        processors: &[&str],
+    ) -> Result<&mut Self> {
         self.claim_name(store.name())?;
         let name = store.name().to_owned();
         self.stores.insert(name.clone(), store);
@@ -560,7 +575,11 @@ impl Topology {
     }
 
     /// Gives processor `processor` access to store `store`.
-    pub fn connect_processor_and_store(&mut self, processor: &str, store: &str) -> Result<&mut Self> {
+    pub fn connect_processor_and_store(
+        &mut self,
+        processor: &str,
+        store: &str,
+    ) -> Result<&mut Self> {
         if !self.stores.contains_key(store) {
             return Err(TopologyError::UnknownStore {
                 node: processor.to_owned(),
@@ -587,7 +606,11 @@ impl Topology {
     /// Declares `topic` an internal repartition topic: it is created by the application as
     /// `<application.id>-<topic>`, and sources and sinks naming `topic` use that name. Its
     /// partition count is that of the sub-topology writing to it unless given.
-    pub fn add_repartition_topic(&mut self, topic: &str, partitions: Option<i32>) -> Result<&mut Self> {
+    pub fn add_repartition_topic(
+        &mut self,
+        topic: &str,
+        partitions: Option<i32>,
+    ) -> Result<&mut Self> {
         check_name(topic)?;
         self.internal_topics
             .insert(topic.to_owned(), InternalTopic { partitions });
@@ -723,14 +746,20 @@ impl Topology {
                 nodes.push(NodeDescription {
                     name: n.name.clone(),
                     kind,
-                    successors: n.children.iter().map(|&c| self.nodes[c].name.clone()).collect(),
-                    predecessors: n.parents.iter().map(|&c| self.nodes[c].name.clone()).collect(),
+                    successors: n
+                        .children
+                        .iter()
+                        .map(|&c| self.nodes[c].name.clone())
+                        .collect(),
+                    predecessors: n
+                        .parents
+                        .iter()
+                        .map(|&c| self.nodes[c].name.clone())
+                        .collect(),
                 });
             }
-            out.subtopologies.push(SubtopologyDescription {
-                id: s.id,
-                nodes,
-            });
+            out.subtopologies
+                .push(SubtopologyDescription { id: s.id, nodes });
         }
         Ok(out)
     }
@@ -752,11 +781,13 @@ pub(crate) fn resolve<T: 'static>(
 ) -> Result<SharedSerde<T>> {
     match given {
         Some(s) => Ok(Arc::clone(s)),
-        None => registry.get::<T>().ok_or_else(|| StreamsError::MissingSerde {
-            what,
-            type_name: std::any::type_name::<T>(),
-            node: node.to_owned(),
-        }),
+        None => registry
+            .get::<T>()
+            .ok_or_else(|| StreamsError::MissingSerde {
+                what,
+                type_name: std::any::type_name::<T>(),
+                node: node.to_owned(),
+            }),
     }
 }
 
@@ -815,7 +846,9 @@ impl fmt::Display for TopologyDescription {
                     NodeDescriptionKind::Sink(t) if t.is_empty() => {
                         writeln!(f, "    Sink: {} (extractor: dynamic)", n.name)?
                     }
-                    NodeDescriptionKind::Sink(t) => writeln!(f, "    Sink: {} (topic: {t})", n.name)?,
+                    NodeDescriptionKind::Sink(t) => {
+                        writeln!(f, "    Sink: {} (topic: {t})", n.name)?
+                    }
                 }
                 if !n.successors.is_empty() {
                     writeln!(f, "      --> {}", n.successors.join(", "))?;
@@ -843,7 +876,11 @@ impl TopologyDescription {
         let mut s = String::from("digraph topology {\n  rankdir=LR;\n  node [shape=box];\n");
         let mut topics = BTreeSet::new();
         for sub in &self.subtopologies {
-            let _ = writeln!(s, "  subgraph cluster_{} {{\n    label=\"Sub-topology {}\";", sub.id, sub.id);
+            let _ = writeln!(
+                s,
+                "  subgraph cluster_{} {{\n    label=\"Sub-topology {}\";",
+                sub.id, sub.id
+            );
             for n in &sub.nodes {
                 let _ = writeln!(s, "    {};", dot_id(&n.name));
             }
@@ -860,12 +897,22 @@ impl TopologyDescription {
                             .trim_end_matches(']');
                         for topic in list.split(", ").filter(|t| !t.is_empty()) {
                             topics.insert(topic.to_owned());
-                            let _ = writeln!(s, "  {} -> {};", dot_id(&format!("topic:{topic}")), dot_id(&n.name));
+                            let _ = writeln!(
+                                s,
+                                "  {} -> {};",
+                                dot_id(&format!("topic:{topic}")),
+                                dot_id(&n.name)
+                            );
                         }
                     }
                     NodeDescriptionKind::Sink(t) if !t.is_empty() => {
                         topics.insert(t.clone());
-                        let _ = writeln!(s, "  {} -> {};", dot_id(&n.name), dot_id(&format!("topic:{t}")));
+                        let _ = writeln!(
+                            s,
+                            "  {} -> {};",
+                            dot_id(&n.name),
+                            dot_id(&format!("topic:{t}"))
+                        );
                     }
                     NodeDescriptionKind::Processor(stores) => {
                         for st in stores {
@@ -884,7 +931,12 @@ impl TopologyDescription {
             }
         }
         for t in topics {
-            let _ = writeln!(s, "  {} [shape=ellipse, label={}];", dot_id(&format!("topic:{t}")), dot_id(&t));
+            let _ = writeln!(
+                s,
+                "  {} [shape=ellipse, label={}];",
+                dot_id(&format!("topic:{t}")),
+                dot_id(&t)
+            );
         }
         s.push_str("}\n");
         s

@@ -1,8 +1,58 @@
 //! # streams-dsl
 //!
-//! The typed, Kafka-Streams-style DSL. This crate **will own** `StreamsBuilder`, `KStream`,
-//! `KTable`, grouped and windowed streams and joins, and compiles them into a
-//! `streams-core` `Topology` and nothing else.
+//! The typed DSL of the streams framework, in Kafka Streams' vocabulary:
+//! [`StreamsBuilder`] creates [`KStream`]s from topics; stream operations (`map`,
+//! `map_values`, `flat_map`, `flat_map_values`, `filter`, `filter_not`, `select_key`,
+//! `peek`, `foreach`, `to`, `process`) each add a processor; `group_by_key` / `group_by` give
+//! a [`KGroupedStream`] whose `count`, `reduce` and `aggregate` produce a [`KTable`] backed by
+//! a state store (RocksDB by default, cached and change-logged). A grouping after a
+//! key-changing operation reads through a repartition topic
+//! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
-//! It depends only on `streams-core`; it must not reach into `state-store` or
-//! `broker-embedded` directly. Nothing is public yet: there is deliberately no placeholder API.
+//! Operations are typed stage by stage and compile into a `streams_core::Topology`
+//! (this crate depends on `streams-core` only and must not reach below it); node and store
+//! names are generated as Kafka Streams generates them (`KSTREAM-MAP-0000000001`) unless
+//! given with [`Named`], [`Materialized::as_store`], [`Grouped::as_name`], ...
+//!
+//! ## Word count
+//! ```
+//! use streams_core::{I64Serde, StreamsConfig, StringSerde, VoidSerde, TopologyTestDriver};
+//! use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream("lines", Consumed::with(VoidSerde, StringSerde))
+//!     .flat_map_values(|line: String| {
+//!         line.split(|c: char| !c.is_alphanumeric())
+//!             .filter(|w| !w.is_empty())
+//!             .map(str::to_lowercase)
+//!             .collect::<Vec<_>>()
+//!     })
+//!     .group_by(|_: &(), word: &String| word.clone(), Grouped::with(StringSerde, StringSerde))
+//!     .count(Materialized::as_store("counts"))
+//!     .to_stream()
+//!     .to("word-counts", Produced::with(StringSerde, I64Serde));
+//!
+//! let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("word-count"))?;
+//! let lines = driver.create_input_topic("lines", VoidSerde, StringSerde)?;
+//! lines.pipe_input((), "To be, or not to be".into())?;
+//! let counts = driver
+//!     .create_output_topic("word-counts", StringSerde, I64Serde)
+//!     .read_key_values_to_map()?;
+//! assert_eq!(counts["to"], 2);
+//! assert_eq!(counts["or"], 1);
+//! # Ok::<(), streams_core::StreamsError>(())
+//! ```
+
+mod builder;
+mod kgrouped;
+mod kstream;
+mod ktable;
+mod options;
+mod processors;
+
+pub use builder::StreamsBuilder;
+pub use kgrouped::KGroupedStream;
+pub use kstream::KStream;
+pub use ktable::{Change, KTable};
+pub use options::{Consumed, Grouped, Materialized, Named, Produced};

@@ -1,0 +1,236 @@
+//! `StreamsBuilder`: the entry point of the DSL.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use streams_core::{Source, StoreBuilder, StreamsError, Topology};
+
+use crate::kstream::KStream;
+use crate::options::Consumed;
+
+pub(crate) struct BuilderState {
+    pub(crate) topology: Topology,
+    counter: usize,
+    error: Option<StreamsError>,
+}
+
+pub(crate) type Shared = Rc<RefCell<BuilderState>>;
+
+impl BuilderState {
+    /// Kafka's generated names: `<PREFIX><10-digit index>`, one counter for nodes and stores.
+    pub(crate) fn next_name(&mut self, prefix: &str) -> String {
+        let n = self.counter;
+        self.counter += 1;
+        format!("{prefix}{n:010}")
+    }
+
+    /// Runs `f` unless an earlier operation failed; keeps the first error for `build`.
+    pub(crate) fn apply(&mut self, f: impl FnOnce(&mut Topology) -> streams_core::Result<()>) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = f(&mut self.topology) {
+            self.error = Some(e);
+        }
+    }
+}
+
+/// Builds a topology with the DSL (Kafka's `StreamsBuilder`). Operations never fail on the
+/// spot: the first problem (a name clash, a bad pattern) is reported by
+/// [`StreamsBuilder::build`].
+///
+/// ```
+/// use streams_core::{StreamsConfig, StringSerde, TopologyTestDriver};
+/// use streams_dsl::{Consumed, Produced, StreamsBuilder};
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream("input", Consumed::with(StringSerde, StringSerde))
+///     .map_values(|v: String| v.len() as i64)
+///     .to("lengths", Produced::default());
+/// let topology = builder.build()?;
+///
+/// let driver = TopologyTestDriver::new(topology, StreamsConfig::new("doc"))?;
+/// let input = driver.create_input_topic("input", StringSerde, StringSerde)?;
+/// let output = driver.create_output_topic("lengths", StringSerde, streams_core::I64Serde);
+/// input.pipe_input("k".into(), "four".into())?;
+/// assert_eq!(output.read_key_value()?, ("k".into(), 4));
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
+#[derive(Clone)]
+pub struct StreamsBuilder {
+    state: Shared,
+}
+
+impl Default for StreamsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for StreamsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsBuilder").finish_non_exhaustive()
+    }
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        StreamsBuilder {
+            state: Rc::new(RefCell::new(BuilderState {
+                topology: Topology::new(),
+                counter: 0,
+                error: None,
+            })),
+        }
+    }
+
+    /// A stream of the records of `topic`.
+    ///
+    /// ```
+    /// use streams_core::{StreamsConfig, StringSerde, VoidSerde, TopologyTestDriver};
+    /// use streams_dsl::{Consumed, Produced, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // Lines without keys: read keys with the Void serde.
+    /// builder.stream("lines", Consumed::with(VoidSerde, StringSerde)).to("copy", Produced::default());
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("doc"))?;
+    /// driver.create_input_topic("lines", VoidSerde, StringSerde)?.pipe_input((), "a line".into())?;
+    /// let out = driver.create_output_topic("copy", VoidSerde, StringSerde);
+    /// assert_eq!(out.read_value()?, "a line");
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn stream<K, V>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V>
+    where
+        K: Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        self.source(Source::<K, V>::new(String::new(), [topic]), consumed)
+    }
+
+    /// A stream of the records of several topics (co-partitioned: same partition counts).
+    ///
+    /// ```
+    /// use streams_core::{StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_dsl::{Consumed, Produced, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream_from(&["a", "b"], Consumed::with(StringSerde, StringSerde))
+    ///     .to("merged", Produced::default());
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("doc"))?;
+    /// driver.create_input_topic("a", StringSerde, StringSerde)?.pipe_input("k".into(), "1".into())?;
+    /// driver.create_input_topic("b", StringSerde, StringSerde)?.pipe_input("k".into(), "2".into())?;
+    /// let out = driver.create_output_topic("merged", StringSerde, StringSerde);
+    /// assert_eq!(out.read_key_values_to_vec()?.len(), 2);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn stream_from<K, V>(&self, topics: &[&str], consumed: Consumed<K, V>) -> KStream<K, V>
+    where
+        K: Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        self.source(
+            Source::<K, V>::new(String::new(), topics.iter().copied()),
+            consumed,
+        )
+    }
+
+    /// A stream of every topic matching `pattern` when the application starts.
+    ///
+    /// ```
+    /// use streams_core::StringSerde;
+    /// use streams_dsl::{Consumed, Produced, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream_pattern("orders-.*", Consumed::with(StringSerde, StringSerde)).to("all-orders", Produced::default());
+    /// let text = builder.build()?.describe()?.to_string();
+    /// assert!(text.contains("topicPattern: orders-.*"));
+    ///
+    /// let bad = StreamsBuilder::new();
+    /// bad.stream_pattern::<String, String>("(", Consumed::default()).to("x", Produced::default());
+    /// assert!(bad.build().is_err()); // the pattern does not compile
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn stream_pattern<K, V>(&self, pattern: &str, consumed: Consumed<K, V>) -> KStream<K, V>
+    where
+        K: Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        match Source::<K, V>::pattern(String::new(), pattern) {
+            Ok(source) => self.source(source, consumed),
+            Err(e) => {
+                let mut s = self.state.borrow_mut();
+                s.apply(|_| Err(e));
+                let node = s.next_name("KSTREAM-SOURCE-");
+                KStream::new(Rc::clone(&self.state), node, None, None)
+            }
+        }
+    }
+
+    fn source<K, V>(&self, source: Source<K, V>, consumed: Consumed<K, V>) -> KStream<K, V>
+    where
+        K: Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let mut s = self.state.borrow_mut();
+        let name = consumed
+            .name
+            .clone()
+            .unwrap_or_else(|| s.next_name("KSTREAM-SOURCE-"));
+        let mut source = source
+            .with_name(name.clone())
+            .serdes(consumed.key_serde.clone(), consumed.value_serde.clone())
+            .offset_reset(consumed.offset_reset);
+        if let Some(x) = consumed.extractor.clone() {
+            source = source.timestamp_extractor(x);
+        }
+        s.apply(|t| t.add_source(source).map(|_| ()));
+        KStream::new(
+            Rc::clone(&self.state),
+            name,
+            consumed.key_serde,
+            consumed.value_serde,
+        )
+    }
+
+    /// Adds a state store for processors added with [`KStream::process`].
+    ///
+    /// ```
+    /// use streams_core::StoreBuilder;
+    /// use streams_dsl::StreamsBuilder;
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(StoreBuilder::key_value("seen").in_memory());
+    /// // A store nobody uses is an error when building.
+    /// assert!(builder.build().is_err());
+    /// ```
+    pub fn add_state_store(&self, store: StoreBuilder) -> &Self {
+        self.state
+            .borrow_mut()
+            .apply(|t| t.add_state_store(store, &[]).map(|_| ()));
+        self
+    }
+
+    /// The topology built so far, or the first error an operation ran into. The builder is
+    /// left empty.
+    ///
+    /// ```
+    /// use streams_core::StringSerde;
+    /// use streams_dsl::{Consumed, Produced, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream("in", Consumed::with(StringSerde, StringSerde)).to("out", Produced::default());
+    /// let topology = builder.build()?;
+    /// assert!(topology.describe()?.to_string().contains("Sink: KSTREAM-SINK-0000000001 (topic: out)"));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn build(&self) -> streams_core::Result<Topology> {
+        let mut s = self.state.borrow_mut();
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        let topology = std::mem::take(&mut s.topology);
+        topology.describe()?;
+        Ok(topology)
+    }
+}
