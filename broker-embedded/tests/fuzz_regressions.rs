@@ -239,6 +239,7 @@ fn record_batch_crashes_return_typed_results() {
         let Some((&flags, rest)) = input.split_first() else {
             continue;
         };
+        LARGEST.store(0, Ordering::Relaxed);
         let mut batch = rest.to_vec();
         fix_up(flags, &mut batch);
         let name = path.display();
@@ -278,5 +279,11 @@ fn record_batch_crashes_return_typed_results() {
                 }
             }
         }
+        let largest = LARGEST.load(Ordering::Relaxed);
+        assert!(
+            largest < MAX_ALLOCATION_PER_REQUEST,
+            "{name}: an allocation of {largest} bytes for a {}-byte input",
+            input.len()
+        );
     }
 }

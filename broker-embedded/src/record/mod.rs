@@ -465,6 +465,9 @@ fn read_bounded(
     }
 }
 
+/// Upper bound on snappy's expansion ratio (a 3-byte copy element yields at most 64 bytes).
+const SNAPPY_MAX_EXPANSION: usize = 22;
+
 /// Java's xerial snappy framing: a 16-byte magic header, then `u32 length | block` pairs;
 /// without the header, one raw snappy block.
 fn snappy_decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> {
@@ -475,6 +478,15 @@ fn snappy_decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> 
         let len = snap::raw::decompress_len(block).map_err(|e| err(e.to_string()))?;
         if out.len() + len > limit {
             return Err(err(format!("decompressed size exceeds {limit} bytes")));
+        }
+        // The output buffer is zero-filled before decompressing, so a claimed length must be
+        // one the block can produce: no snappy element expands more than 64 bytes from 3
+        // (found by fuzzing: a 10-byte block claiming 200 MiB had us zero 200 MiB).
+        if len > block.len().saturating_mul(SNAPPY_MAX_EXPANSION) {
+            return Err(err(format!(
+                "a {}-byte snappy block cannot hold {len} bytes",
+                block.len()
+            )));
         }
         let start = out.len();
         out.resize(start + len, 0);
@@ -810,7 +822,8 @@ pub fn validate_records(
         section = records_section(&header, batch)?;
         &section
     };
-    if strict_offsets && header.record_count != header.last_offset_delta + 1 {
+    // In i64: `lastOffsetDelta` may be i32::MAX (found by fuzzing: `+ 1` overflowed).
+    if strict_offsets && i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
         return Err(RecordError::InvalidBatch(format!(
             "record count {} does not match last offset delta {}",
             header.record_count, header.last_offset_delta
@@ -1026,6 +1039,10 @@ mod tests {
             100_000
         );
         assert!(snappy_decompress(&[0xff, 0xff, 0xff, 0xff, 0x0f], 1_000).is_err());
+        // A 5-byte block claiming 200 MiB is refused before anything is allocated.
+        assert!(
+            snappy_decompress(&[0x80, 0x80, 0x80, 0x64, 0x00], MAX_DECOMPRESSED_BYTES).is_err()
+        );
     }
 
     #[test]
