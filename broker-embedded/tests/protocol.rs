@@ -979,3 +979,172 @@ async fn offset_delete_follows_kafkas_rules() {
     assert_eq!(remaining(b, "connect"), vec![("w".into(), 0)]);
     join.abort();
 }
+
+/// KIP-467: a batch refused for null keys on a compacted topic names the records at fault in
+/// `record_errors` (Produce v8+), so clients fail only those with INVALID_RECORD.
+#[tokio::test]
+async fn null_keys_on_a_compacted_topic_are_named_in_record_errors() {
+    let h = start().await;
+    h.broker
+        .create_topic(
+            broker_embedded::NewTopic::new("compacted", 1).config("cleanup.policy", "compact"),
+        )
+        .unwrap();
+    let recs: Vec<Record> = (0..5)
+        .map(|i| Record {
+            offset: i,
+            timestamp: 1_000,
+            key: (i % 2 == 1).then(|| Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: vec![],
+        })
+        .collect();
+    let records = Bytes::from(encode_batch(&BatchSpec::default(), &recs).unwrap());
+    let mut s = h.connect().await;
+    for v in [7, 8, 9] {
+        let mut req = ProduceRequest::default();
+        req.acks = 1;
+        let mut td = produce_request::TopicProduceData::default();
+        td.name = topic("compacted");
+        let mut pd = produce_request::PartitionProduceData::default();
+        pd.records = Some(records.clone());
+        td.partition_data = vec![pd];
+        req.topic_data = vec![td];
+        let r: ProduceResponse = call(&mut s, ApiKey::Produce, v, &req).await;
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            p.error_code,
+            kafka_protocol::ResponseError::InvalidRecord.code()
+        );
+        let at_fault: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+        let want = if v >= 8 { vec![0, 2, 4] } else { vec![] };
+        assert_eq!(at_fault, want, "Produce v{v}");
+    }
+    assert_eq!(
+        h.broker
+            .partition_offsets("compacted", 0)
+            .unwrap()
+            .high_watermark,
+        0
+    );
+}
+
+/// KIP-74: Fetch's response-level `max_bytes` bounds the response even when the partition
+/// limit is larger (librdkafka's fetch.max.bytes 1 MB with max.partition.fetch.bytes 20 MB);
+/// only a first batch larger than the limit goes beyond it.
+#[tokio::test]
+async fn fetch_response_max_bytes_bounds_the_first_partition_too() {
+    let h = start().await;
+    h.broker
+        .create_topic(broker_embedded::NewTopic::new("big", 3))
+        .unwrap();
+    let value = vec![7u8; 300 * 1024];
+    for p in 0..3 {
+        for _ in 0..4 {
+            h.broker
+                .produce(
+                    "big",
+                    p,
+                    &[broker_embedded::ProduceRecord::new("k", value.clone())],
+                )
+                .unwrap();
+        }
+    }
+    let mut s = h.connect().await;
+    for (response_max, want_max) in [(1_000_000, 1_000_000), (1, 400 * 1024)] {
+        let mut req = FetchRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.max_bytes = response_max;
+        let mut ft = fetch_request::FetchTopic::default();
+        ft.topic = topic("big");
+        ft.partitions = (0..3)
+            .map(|p| {
+                let mut fp = fetch_request::FetchPartition::default();
+                fp.partition = p;
+                fp.partition_max_bytes = 20_000_000;
+                fp
+            })
+            .collect();
+        req.topics = vec![ft];
+        let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &req).await;
+        let sizes: Vec<usize> = r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .collect();
+        let total: usize = sizes.iter().sum();
+        assert!(total > 0, "at least the first batch: {sizes:?}");
+        assert!(total <= want_max, "max_bytes {response_max}: {sizes:?}");
+    }
+}
+
+/// KIP-345: when a new instance with the same `group.instance.id` takes over, the replaced
+/// member's Heartbeat, SyncGroup and OffsetCommit get FENCED_INSTANCE_ID (librdkafka then
+/// raises a fatal error instead of rejoining and fencing the new one in turn).
+#[tokio::test]
+async fn a_replaced_static_member_is_fenced() {
+    use kafka_protocol::ResponseError;
+    let h = start().await;
+    h.broker
+        .create_topic(broker_embedded::NewTopic::new("st", 1))
+        .unwrap();
+    let group = GroupId(StrBytes::from_static_str("static"));
+    let instance = Some(StrBytes::from_static_str("instance-1"));
+    let join = |member: &str| {
+        let mut req = JoinGroupRequest::default();
+        req.group_id = group.clone();
+        req.member_id = StrBytes::from_string(member.to_string());
+        req.group_instance_id = instance.clone();
+        req.session_timeout_ms = 10_000;
+        req.rebalance_timeout_ms = 10_000;
+        req.protocol_type = StrBytes::from_static_str("consumer");
+        let mut p = join_group_request::JoinGroupRequestProtocol::default();
+        p.name = StrBytes::from_static_str("range");
+        p.metadata = Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        req.protocols = vec![p];
+        req
+    };
+    let mut s = h.connect().await;
+    let first: JoinGroupResponse = call(&mut s, ApiKey::JoinGroup, 5, &join("")).await;
+    assert_eq!(first.error_code, 0);
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = group.clone();
+    sync.generation_id = first.generation_id;
+    sync.member_id = first.member_id.clone();
+    sync.group_instance_id = instance.clone();
+    let r: SyncGroupResponse = call(&mut s, ApiKey::SyncGroup, 3, &sync).await;
+    assert_eq!(r.error_code, 0);
+    // The same instance id again, with no member id: it replaces the first member.
+    let second: JoinGroupResponse = call(&mut s, ApiKey::JoinGroup, 5, &join("")).await;
+    assert_eq!(second.error_code, 0);
+    assert_ne!(second.member_id, first.member_id);
+    assert_eq!(second.generation_id, first.generation_id, "no rebalance");
+
+    let mut hb = HeartbeatRequest::default();
+    hb.group_id = group.clone();
+    hb.generation_id = first.generation_id;
+    hb.member_id = first.member_id.clone();
+    hb.group_instance_id = instance.clone();
+    let r: HeartbeatResponse = call(&mut s, ApiKey::Heartbeat, 3, &hb).await;
+    assert_eq!(r.error_code, ResponseError::FencedInstanceId.code());
+    let r: SyncGroupResponse = call(&mut s, ApiKey::SyncGroup, 3, &sync).await;
+    assert_eq!(r.error_code, ResponseError::FencedInstanceId.code());
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = group.clone();
+    commit.generation_id_or_member_epoch = first.generation_id;
+    commit.member_id = first.member_id.clone();
+    commit.group_instance_id = instance.clone();
+    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = topic("st");
+    t.partitions = vec![offset_commit_request::OffsetCommitRequestPartition::default()];
+    commit.topics = vec![t];
+    let r: OffsetCommitResponse = call(&mut s, ApiKey::OffsetCommit, 7, &commit).await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ResponseError::FencedInstanceId.code()
+    );
+    // The new member is unaffected.
+    hb.member_id = second.member_id.clone();
+    let r: HeartbeatResponse = call(&mut s, ApiKey::Heartbeat, 3, &hb).await;
+    assert_eq!(r.error_code, 0);
+}

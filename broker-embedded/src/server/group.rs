@@ -273,6 +273,16 @@ impl Group {
         }
     }
 
+    /// KIP-345: a request from `member_id` naming a static instance that now belongs to
+    /// another member id comes from a fenced (replaced) instance: FENCED_INSTANCE_ID.
+    fn fenced(&self, member_id: &str, instance_id: Option<&str>) -> bool {
+        instance_id.is_some_and(|inst| {
+            self.members
+                .iter()
+                .any(|(id, m)| m.instance_id.as_deref() == Some(inst) && id != member_id)
+        })
+    }
+
     fn remove_member(&mut self, id: &str, initial_delay: Duration) {
         if let Some(mut m) = self.members.remove(id) {
             if let Some(w) = m.join_waiter.take() {
@@ -486,6 +496,7 @@ impl GroupCoordinator {
         group: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> oneshot::Receiver<SyncResult> {
         let err = |e: ResponseError| {
@@ -498,6 +509,9 @@ impl GroupCoordinator {
         let Some(g) = groups.get_mut(group) else {
             return err(ResponseError::UnknownMemberId);
         };
+        if g.fenced(member_id, instance_id) {
+            return err(ResponseError::FencedInstanceId);
+        }
         if !g.members.contains_key(member_id) {
             return err(ResponseError::UnknownMemberId);
         }
@@ -545,11 +559,20 @@ impl GroupCoordinator {
     }
 
     /// Handles Heartbeat.
-    pub(crate) fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> i16 {
+    pub(crate) fn heartbeat(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group) else {
             return ResponseError::UnknownMemberId.code();
         };
+        if g.fenced(member_id, instance_id) {
+            return ResponseError::FencedInstanceId.code();
+        }
         let Some(m) = g.members.get_mut(member_id) else {
             return ResponseError::UnknownMemberId.code();
         };
@@ -570,6 +593,9 @@ impl GroupCoordinator {
         let Some(g) = groups.get_mut(group) else {
             return ResponseError::UnknownMemberId.code();
         };
+        if !member_id.is_empty() && g.fenced(member_id, instance_id) {
+            return ResponseError::FencedInstanceId.code();
+        }
         let id = if member_id.is_empty() {
             instance_id.and_then(|inst| {
                 g.members
@@ -596,6 +622,7 @@ impl GroupCoordinator {
         group: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
     ) -> Option<i16> {
         let groups = self.groups.lock();
         let active = groups.get(group).filter(|g| !g.members.is_empty());
@@ -603,7 +630,9 @@ impl GroupCoordinator {
             None if generation < 0 && member_id.is_empty() => None,
             None => Some(ResponseError::UnknownMemberId.code()),
             Some(g) => {
-                if !g.members.contains_key(member_id) {
+                if g.fenced(member_id, instance_id) {
+                    Some(ResponseError::FencedInstanceId.code())
+                } else if !g.members.contains_key(member_id) {
                     Some(ResponseError::UnknownMemberId.code())
                 } else if generation != g.generation {
                     Some(ResponseError::IllegalGeneration.code())

@@ -36,17 +36,17 @@ use kafka_protocol::messages::{
     alter_configs_response, delete_groups_response, describe_groups_response,
     incremental_alter_configs_response, join_group_response, leave_group_response,
     list_groups_response, offset_commit_response, offset_delete_response, offset_fetch_response,
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest, BrokerId,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteGroupsResponse,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeGroupsResponse,
-    FetchRequest, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
-    ProduceRequest, ProducerId, RequestHeader, RequestKind, ResponseKind, SyncGroupRequest,
-    SyncGroupResponse, TopicName,
+    produce_response, AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteGroupsResponse, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeGroupsResponse, FetchRequest, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, ProduceRequest, ProducerId, RequestHeader, RequestKind, ResponseKind,
+    SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -295,6 +295,20 @@ fn fit_to_version(response: &mut ResponseKind, v: i16) {
     }
 }
 
+/// Runs an admin handler whose file-system work (creating or deleting partition directories,
+/// fsyncing topic metadata: tens of milliseconds per topic) would otherwise hold a runtime
+/// worker for seconds on a large request, and with it every connection task queued there:
+/// heartbeats would stall until sessions time out. On the multi-threaded runtime the worker's
+/// other tasks move to another thread meanwhile (`block_in_place`).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 async fn dispatch(
     ctx: &Context,
     request: RequestKind,
@@ -308,13 +322,19 @@ async fn dispatch(
         RequestKind::Produce(r) => return produce(ctx, r).map(ResponseKind::Produce),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics(ctx, r)),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(ctx, r, version)),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(blocking(|| create_topics(ctx, r)))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(blocking(|| delete_topics(ctx, r, version)))
+        }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions(ctx, r))
+            ResponseKind::CreatePartitions(blocking(|| create_partitions(ctx, r)))
         }
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs(ctx, r)),
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(blocking(|| alter_configs(ctx, r)))
+        }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(ctx, &r)),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator(ctx, &r)),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit(ctx, r)),
@@ -330,7 +350,7 @@ async fn dispatch(
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups(ctx, r)),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete(ctx, r)),
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(ctx, r))
+            ResponseKind::IncrementalAlterConfigs(blocking(|| incremental_alter_configs(ctx, r)))
         }
         other => {
             // Unreachable in practice: versions outside `supported_versions` close the
@@ -395,6 +415,7 @@ fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitResponse 
             &group,
             r.generation_id_or_member_epoch,
             r.member_id.as_str(),
+            r.group_instance_id.as_ref().map(|i| i.as_str()),
         )
     };
     let now = crate::broker::now_ms();
@@ -576,6 +597,7 @@ async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse {
         r.group_id.0.as_str(),
         r.generation_id,
         r.member_id.as_str(),
+        r.group_instance_id.as_ref().map(|i| i.as_str()),
         r.assignments
             .into_iter()
             .map(|a| (a.member_id.as_str().to_string(), a.assignment))
@@ -602,9 +624,12 @@ async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse {
 
 fn heartbeat(ctx: &Context, r: &HeartbeatRequest) -> HeartbeatResponse {
     let mut resp = HeartbeatResponse::default();
-    resp.error_code =
-        ctx.groups
-            .heartbeat(r.group_id.0.as_str(), r.generation_id, r.member_id.as_str());
+    resp.error_code = ctx.groups.heartbeat(
+        r.group_id.0.as_str(),
+        r.generation_id,
+        r.member_id.as_str(),
+        r.group_instance_id.as_ref().map(|i| i.as_str()),
+    );
     resp
 }
 
@@ -913,7 +938,13 @@ fn produce(ctx: &Context, r: ProduceRequest) -> Option<ProduceResponse> {
                 (Ok(()), Some(records)) => {
                     let mut buf = records.to_vec();
                     b.append_batches(&name, p.index, &mut buf, AppendOrigin::Client)
-                        .map_err(|e| (err_code(&e), Some(e.to_string())))
+                        .map_err(|e| {
+                            if matches!(&e, BrokerError::InvalidRecord(m) if m.contains("null key"))
+                            {
+                                pr.record_errors = null_key_record_errors(&records);
+                            }
+                            (err_code(&e), Some(e.to_string()))
+                        })
                 }
             };
             match result {
@@ -949,6 +980,31 @@ struct FetchSlot {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+}
+
+/// KIP-467: which records of a batch refused for null keys on a compacted topic were at
+/// fault (Produce v8+ `record_errors`), so that clients fail those with INVALID_RECORD and the
+/// others of the batch with their "invalid different record" error, as against Kafka.
+fn null_key_record_errors(records: &[u8]) -> Vec<produce_response::BatchIndexAndErrorMessage> {
+    let mut out = Vec::new();
+    let mut index = 0i32;
+    for batch in crate::record::BatchIter::new(records) {
+        let Ok(batch) = batch else { break };
+        let Ok(decoded) = crate::record::decode_records(batch.bytes) else {
+            break;
+        };
+        for r in decoded {
+            if r.key.is_none() {
+                let mut e = produce_response::BatchIndexAndErrorMessage::default();
+                e.batch_index = index;
+                e.batch_index_error_message =
+                    Some(s("compacted topic cannot accept a record without a key"));
+                out.push(e);
+            }
+            index += 1;
+        }
+    }
+    out
 }
 
 fn read_partition(
@@ -1017,12 +1073,10 @@ async fn fetch(ctx: &Context, r: FetchRequest) -> FetchResponse {
                 pd.last_stable_offset = -1;
                 pd.log_start_offset = -1;
                 pd.preferred_read_replica = BrokerId(-1);
-                // KIP-74: the response limit is soft for the first non-empty partition.
-                let budget = if total == 0 {
-                    slot.max_bytes
-                } else {
-                    slot.max_bytes.min(response_max.saturating_sub(total))
-                };
+                // KIP-74: both limits hold (the response's too for the first partition);
+                // they are soft only in that the first batch of the first non-empty partition
+                // is returned even if larger (`first` below).
+                let budget = slot.max_bytes.min(response_max.saturating_sub(total));
                 if budget == 0 && total > 0 {
                     // Out of response budget: report offsets only.
                     if let Ok(o) = b.partition_offsets(&slot.topic, slot.partition) {
