@@ -3,7 +3,10 @@
 //! The project's runnable examples live in `examples/examples/` and run with
 //! `cargo run -p examples --example <name>`:
 //!
+//! - `word-count`: the classic Kafka Streams word count on the embedded broker (the
+//!   README's main command); its application logic is [`word_count`], shared with the tests
+//!   and the benchmark.
 //! - `broker-demo`: starts an embedded broker, appends records, reads them back and prints
-//!   throughput (the README's main command until the word-count example lands).
-//!
-//! This library target is intentionally empty; it exists so the examples share one crate.
+//!   throughput.
+
+pub mod word_count;

@@ -1,0 +1,252 @@
+//! Word count: the classic Kafka Streams example on the embedded broker.
+//!
+//! ```text
+//! cargo run -p examples --example word-count -- [--input FILE | -] [--top N]
+//!     [--data-dir DIR] [--bootstrap-server HOST:PORT] [--follow] [--threads N]
+//! ```
+//!
+//! Reads text (a bundled sample when no input is given), writes its lines to the
+//! `word-count-input` topic of an in-process broker, runs the word-count topology, and once
+//! every line is counted prints the top N words as `<word> <count>`, then the number of
+//! distinct words and of words in total. With `--follow` it keeps reading new input (stdin or
+//! a growing file) and prints the counts again after each batch, until Ctrl-C.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use examples::word_count::{self, Options, WordCount};
+
+const USAGE: &str = "usage: word-count [--input FILE | -] [--top N] [--data-dir DIR] \
+                     [--bootstrap-server HOST:PORT] [--follow] [--threads N]";
+
+struct Args {
+    input: Option<String>,
+    top: usize,
+    data_dir: Option<PathBuf>,
+    bootstrap: Option<String>,
+    follow: bool,
+    threads: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        input: None,
+        top: 20,
+        data_dir: None,
+        bootstrap: None,
+        follow: false,
+        threads: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--input" => a.input = Some(value("--input")?),
+            "--top" => {
+                a.top = value("--top")?
+                    .parse()
+                    .map_err(|_| "--top needs a non-negative integer".to_owned())?
+            }
+            "--data-dir" => a.data_dir = Some(PathBuf::from(value("--data-dir")?)),
+            "--bootstrap-server" => a.bootstrap = Some(value("--bootstrap-server")?),
+            "--threads" => {
+                a.threads = value("--threads")?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| "--threads needs an integer >= 1".to_owned())?
+            }
+            "--follow" => a.follow = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if a.follow && a.input.is_none() {
+        return Err("--follow needs --input FILE or --input - (stdin)".into());
+    }
+    Ok(a)
+}
+
+fn print_counts(wc: &WordCount, top: usize) -> Result<(), word_count::WordCountError> {
+    let counts = wc.counts()?;
+    for (word, count) in word_count::top(&counts, top) {
+        println!("{word} {count}");
+    }
+    println!("distinct words: {}", counts.len());
+    println!("total words: {}", counts.values().sum::<i64>());
+    Ok(())
+}
+
+/// Sends lines of the input to `tx` as they become available; for a file in follow mode,
+/// keeps polling for appended data like `tail -f`.
+fn read_lines(
+    input: Option<String>,
+    follow: bool,
+    tx: mpsc::Sender<String>,
+) -> std::io::Result<()> {
+    match input.as_deref() {
+        None => {
+            for l in word_count::SAMPLE_TEXT.lines() {
+                if tx.send(l.to_owned()).is_err() {
+                    break;
+                }
+            }
+        }
+        Some("-") => {
+            for l in std::io::stdin().lock().lines() {
+                if tx.send(l?).is_err() {
+                    break;
+                }
+            }
+        }
+        Some(path) => {
+            let mut reader = BufReader::new(std::fs::File::open(path)?);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let n = reader.by_ref().read_until(b'\n', &mut buf)?;
+                if n == 0 {
+                    if !follow {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                if follow && !buf.ends_with(b"\n") {
+                    // A partial last line: wait for its end.
+                    let mut rest = Vec::new();
+                    while !rest.ends_with(b"\n") {
+                        if reader.by_ref().read_until(b'\n', &mut rest)? == 0 {
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                    buf.extend_from_slice(&rest);
+                }
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned();
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(server) = &args.bootstrap {
+        return Err(format!(
+            "--bootstrap-server {server}: running against an external Kafka cluster is not \
+             supported yet (the rdkafka backend is planned); omit it to use the embedded broker"
+        )
+        .into());
+    }
+    let temp;
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let mut options = Options::new(&data_dir);
+    options.threads = args.threads;
+    let mut wc = WordCount::start(&options)?;
+
+    let (tx, rx) = mpsc::channel();
+    let (input, follow) = (args.input.clone(), args.follow);
+    let reader = std::thread::spawn(move || read_lines(input, follow, tx));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.follow {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                let _ = rt.block_on(tokio::signal::ctrl_c());
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let mut batch = Vec::new();
+    let mut pending = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                batch.push(line);
+                if batch.len() < 5000 {
+                    continue;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if !batch.is_empty() {
+                    wc.produce_lines(&batch)?;
+                    batch.clear();
+                }
+                if !args.follow {
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            wc.produce_lines(&batch)?;
+            batch.clear();
+            pending = true;
+        }
+        if args.follow {
+            if pending && wc.app().is_caught_up()? {
+                print_counts(&wc, args.top)?;
+                println!();
+                pending = false;
+            }
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+    }
+    if let Ok(Err(e)) = reader.join() {
+        return Err(format!("reading the input: {e}").into());
+    }
+    wc.wait_until_processed(Duration::from_secs(600))?;
+    print_counts(&wc, args.top)?;
+    wc.close()?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("word-count: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("word-count: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
