@@ -852,7 +852,7 @@ impl fmt::Display for TopologyDescription {
                 }
                 if !n.successors.is_empty() {
                     writeln!(f, "      --> {}", n.successors.join(", "))?;
-                } else {
+                } else if !matches!(n.kind, NodeDescriptionKind::Sink(_)) {
                     writeln!(f, "      --> none")?;
                 }
                 if !n.predecessors.is_empty() {
