@@ -391,9 +391,9 @@ fn runtime_runs_stores_changelogs_and_state_listener() {
     broker.create_topic(NewTopic::new("n", 2)).unwrap();
     broker.create_topic(NewTopic::new("sums-out", 2)).unwrap();
     for p in 0..2 {
-        let recs: Vec<ProduceRecord> = (0..50)
+        let recs: Vec<ProduceRecord> = (0..50i64)
             .map(|i| {
-                ProduceRecord::new(format!("k{p}"), (i as i64).to_be_bytes().to_vec())
+                ProduceRecord::new(format!("k{p}"), i.to_be_bytes().to_vec())
                     .with_timestamp(1000 + i)
             })
             .collect();
