@@ -223,6 +223,12 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
         self.flush_cache()?;
         self.inner.flush()
     }
+    fn flush_cache(&mut self) -> Result<()> {
+        if !self.inner.is_open() {
+            return Err(crate::StoreError::closed(self.inner.name()));
+        }
+        CachingKeyValueStore::flush_cache(self)
+    }
     fn close(&mut self) -> Result<()> {
         if self.inner.is_open() {
             self.flush_cache()?;

@@ -157,6 +157,9 @@ impl<S: StateStore> StateStore for Metered<S> {
     fn flush(&mut self) -> Result<()> {
         self.timed_mut(StoreOperation::Flush, |s| s.flush())
     }
+    fn flush_cache(&mut self) -> Result<()> {
+        self.inner.flush_cache()
+    }
     fn close(&mut self) -> Result<()> {
         self.inner.close()
     }

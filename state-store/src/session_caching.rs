@@ -231,6 +231,10 @@ impl<S: SessionStore> StateStore for CachingSessionStore<S> {
         self.flush_cache()?;
         self.inner.flush()
     }
+    fn flush_cache(&mut self) -> Result<()> {
+        self.check_open()?;
+        CachingSessionStore::flush_cache(self)
+    }
     fn close(&mut self) -> Result<()> {
         if self.inner.is_open() {
             self.flush_cache()?;

@@ -33,6 +33,13 @@ pub trait StateStore: Send {
     /// cached writes down and changelog writes out). A checkpoint may only claim what a
     /// completed flush covered.
     fn flush(&mut self) -> Result<()>;
+    /// Pushes cached writes down to the store below (and so to the changelog) without
+    /// making the store durable: what a commit does when no checkpoint is due, as Kafka
+    /// Streams flushes its caches on every commit but RocksDB only before a checkpoint.
+    /// Stores without a cache have nothing to do.
+    fn flush_cache(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Flushes and releases the store's resources (for RocksDB: its directory lock).
     /// Closing twice is not an error.
     fn close(&mut self) -> Result<()>;
@@ -263,6 +270,9 @@ macro_rules! forward_state_store {
         }
         fn flush(&mut self) -> Result<()> {
             (**self).flush()
+        }
+        fn flush_cache(&mut self) -> Result<()> {
+            (**self).flush_cache()
         }
         fn close(&mut self) -> Result<()> {
             (**self).close()

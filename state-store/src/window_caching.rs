@@ -256,6 +256,10 @@ impl<S: WindowStore> StateStore for CachingWindowStore<S> {
         self.flush_cache()?;
         self.inner.flush()
     }
+    fn flush_cache(&mut self) -> Result<()> {
+        self.check_open()?;
+        CachingWindowStore::flush_cache(self)
+    }
     fn close(&mut self) -> Result<()> {
         if self.inner.is_open() {
             self.flush_cache()?;

@@ -366,6 +366,10 @@ pub(crate) struct TaskSettings {
     pub(crate) wipe_unclean: bool,
 }
 
+/// Changelog records written since the last checkpoint above which a commit also flushes
+/// the stores and writes a checkpoint (Kafka Streams' `OFFSET_DELTA_THRESHOLD_FOR_CHECKPOINT`).
+const CHECKPOINT_DELTA: i64 = 10_000;
+
 /// Counters of one task.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct TaskCounters {
@@ -386,6 +390,8 @@ pub(crate) struct Task {
     changelogs: BTreeMap<String, TopicPartition>,
     /// Offset of the last changelog record each store reflects.
     store_offsets: BTreeMap<TopicPartition, i64>,
+    /// `store_offsets` at the last checkpoint.
+    checkpointed: BTreeMap<TopicPartition, i64>,
     settings: Arc<TaskSettings>,
     pub(crate) counters: TaskCounters,
     initialized: bool,
@@ -526,6 +532,7 @@ impl Task {
             committed: BTreeMap::new(),
             dir,
             changelogs,
+            checkpointed: store_offsets.clone(),
             store_offsets,
             settings,
             counters: TaskCounters::default(),
@@ -795,7 +802,7 @@ impl Task {
         let order: Vec<String> = self.store_order();
         for name in order {
             if let Some(s) = self.ctx.stores.get_mut(&name) {
-                s.store.flush()?;
+                s.store.flush_cache()?;
             }
             self.ctx.drain_cache_flushes()?;
         }
@@ -833,7 +840,19 @@ impl Task {
             }
         }
         self.ctx.commit_requested = false;
-        self.write_checkpoint()
+        // As Kafka Streams: flush the stores and write a checkpoint only once the changelogs
+        // moved by more than CHECKPOINT_DELTA records (a RocksDB flush on every 100 ms
+        // commit would pile up tiny files); a crash then restores a little more.
+        self.update_store_offsets();
+        let delta: i64 = self
+            .store_offsets
+            .iter()
+            .map(|(tp, o)| o - self.checkpointed.get(tp).copied().unwrap_or(-1))
+            .sum();
+        if delta > CHECKPOINT_DELTA {
+            self.write_checkpoint()?;
+        }
+        Ok(())
     }
 
     fn update_store_offsets(&mut self) {
@@ -868,6 +887,7 @@ impl Task {
     fn write_checkpoint(&mut self) -> Result<()> {
         self.update_store_offsets();
         let offsets = self.checkpoint_offsets();
+        self.checkpointed.clone_from(&self.store_offsets);
         if let Some(dir) = &self.dir {
             let mut stores: Vec<&mut dyn StateStore> = self
                 .ctx
