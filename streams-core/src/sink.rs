@@ -19,6 +19,8 @@ pub(crate) struct TypedSink<K, V> {
     pub(crate) key_serde: SharedSerde<K>,
     pub(crate) value_serde: SharedSerde<V>,
     pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
+    /// The fixed topic's name in the cluster, once resolved.
+    pub(crate) physical: Option<String>,
 }
 
 impl<K, V> ErasedSink for TypedSink<K, V>
@@ -34,9 +36,16 @@ where
                 node: task.node_name(node).to_owned(),
                 message: format!("sink got {} where {} was expected", m.actual, m.expected),
             })?;
-        let logical = match (&self.topic, &self.extractor) {
-            (Some(t), _) => t.clone(),
-            (None, Some(f)) => f(&record.key, &record.value),
+        let topic = match (&self.topic, &self.extractor) {
+            (Some(t), _) => match &self.physical {
+                Some(p) => p.clone(),
+                None => {
+                    let p = task.physical_topic(t);
+                    self.physical = Some(p.clone());
+                    p
+                }
+            },
+            (None, Some(f)) => task.physical_topic(&f(&record.key, &record.value)),
             (None, None) => {
                 return Err(StreamsError::IllegalState(format!(
                     "sink `{}` has neither a topic nor a topic extractor",
@@ -44,7 +53,6 @@ where
                 )))
             }
         };
-        let topic = task.physical_topic(&logical);
         let key = self
             .key_serde
             .serialize(&topic, &record.key)

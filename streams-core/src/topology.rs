@@ -547,6 +547,7 @@ impl Topology {
                 key_serde: resolve(&key_serde, registry, "key", &factory_node)?,
                 value_serde: resolve(&value_serde, registry, "value", &factory_node)?,
                 partitioner: partitioner.clone(),
+                physical: None,
             }) as Box<dyn ErasedSink>)
         });
         Ok(self.push(NodeDef {
