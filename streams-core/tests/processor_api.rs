@@ -460,3 +460,64 @@ fn runtime_runs_stores_changelogs_and_state_listener() {
         assert_eq!(broker.committed_offset("sums", &tp).unwrap().offset, 50);
     }
 }
+
+#[test]
+fn a_processing_error_stops_the_application_with_the_error() {
+    struct Picky;
+    impl Processor<String, String> for Picky {
+        fn process(
+            &mut self,
+            ctx: &mut ProcessorContext<'_, String, String>,
+            r: Record<String, String>,
+        ) -> Result<()> {
+            if r.value == "poison" {
+                return Err(StreamsError::user("cannot handle poison"));
+            }
+            ctx.forward(r)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path().join("log"))).unwrap();
+    broker.create_topic(NewTopic::new("in", 1)).unwrap();
+    broker.create_topic(NewTopic::new("out", 1)).unwrap();
+    broker
+        .produce(
+            "in",
+            0,
+            &[
+                ProduceRecord::new("k", "fine"),
+                ProduceRecord::new("k", "poison"),
+            ],
+        )
+        .unwrap();
+    let mut t = Topology::new();
+    t.add_source(Source::<String, String>::new("src", ["in"]))
+        .unwrap();
+    t.add_processor("picky", || Picky, &["src"]).unwrap();
+    t.add_sink(Sink::<String, String>::new("sink", "out"), &["picky"])
+        .unwrap();
+    let config = StreamsConfig::new("picky").state_dir(dir.path().join("state"));
+    let mut app = StreamsApp::new(t, config, EmbeddedCluster::new(broker.clone())).unwrap();
+    app.start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.state() != StreamsState::Error && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(app.state(), StreamsState::Error);
+    let errors = app.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("picky") && e.contains("cannot handle poison")),
+        "{errors:?}"
+    );
+    app.close();
+    assert_eq!(app.state(), StreamsState::Error);
+    // The poison record was not committed: a fixed application would process it again.
+    let committed =
+        broker.committed_offset("picky", &broker_embedded::TopicPartition::new("in", 0));
+    assert!(
+        committed.as_ref().is_none_or(|o| o.offset <= 1),
+        "{committed:?}"
+    );
+}
