@@ -365,7 +365,7 @@ impl StreamsApp {
                     .push("a stream thread panicked".into());
             }
         }
-        if errored || self.shared.errors.lock().iter().any(|_| false) {
+        if errored {
             self.shared.set_state(StreamsState::Error);
         } else {
             self.shared.set_state(StreamsState::NotRunning);
@@ -645,6 +645,10 @@ struct ClusterCollector {
 
 const BATCH_RECORDS: usize = 2000;
 
+/// Records a task processes before the thread moves on (to the next task, to polling, to
+/// punctuating and committing): bounds the latency one busy task adds to the others.
+const PROCESS_BUDGET: usize = 200;
+
 impl RecordCollector for ClusterCollector {
     fn partition_count(&mut self, topic: &str) -> Result<i32> {
         if let Some(&n) = self.partitions.get(topic) {
@@ -869,7 +873,7 @@ impl StreamThread {
                     task.add_records(&tp, records);
                 }
             }
-            self.process(config.max_poll_records)?;
+            self.process(PROCESS_BUDGET.min(config.max_poll_records))?;
             self.collector.lock().send_pending()?;
             for task in self.tasks.values_mut() {
                 task.punctuate_wall_clock()?;
@@ -884,6 +888,9 @@ impl StreamThread {
         self.consumer.close()
     }
 
+    /// Processes up to `budget` records per task, sending what each task produced right
+    /// after it, so downstream sub-topologies (and output readers) see records without
+    /// waiting for the other tasks of the thread.
     fn process(&mut self, budget: usize) -> Result<()> {
         let mut processed = 0u64;
         for task in self.tasks.values_mut() {
@@ -892,6 +899,9 @@ impl StreamThread {
                 n += 1;
             }
             processed += n as u64;
+            if n > 0 {
+                self.collector.lock().send_pending()?;
+            }
         }
         self.shared
             .processed
