@@ -129,9 +129,12 @@ async fn three_members_share_partitions_and_rebalance_when_one_leaves() {
     server.shutdown().await;
 }
 
-/// Records the rebalance callbacks a consumer sees: ("assign" | "revoke", partitions).
+/// One rebalance callback: ("assign" | "revoke", partitions).
+type RebalanceEvent = (&'static str, BTreeSet<i32>);
+
+/// Records the rebalance callbacks a consumer sees.
 #[derive(Clone, Default)]
-struct Rebalances(std::sync::Arc<std::sync::Mutex<Vec<(&'static str, BTreeSet<i32>)>>>);
+struct Rebalances(std::sync::Arc<std::sync::Mutex<Vec<RebalanceEvent>>>);
 
 impl rdkafka::ClientContext for Rebalances {}
 
@@ -152,7 +155,7 @@ impl rdkafka::consumer::ConsumerContext for Rebalances {
 }
 
 impl Rebalances {
-    fn events(&self) -> Vec<(&'static str, BTreeSet<i32>)> {
+    fn events(&self) -> Vec<RebalanceEvent> {
         self.0.lock().unwrap().clone()
     }
 }
