@@ -378,18 +378,22 @@ const CRASH_LINES: usize = 20_000;
 
 /// Odd rounds run without a record cache: every count update then goes to the store, its
 /// changelog and the output at once, so a kill between two commits leaves them ahead of the
-/// committed offsets (the over-count case of at-least-once).
+/// committed offsets (the over-count case of at-least-once). Round 2 runs two stream threads.
 fn crash_options(dir: &Path, round: u64) -> Options {
     let mut o = Options::new(dir);
     o.commit_interval = Duration::from_millis(200);
     if round % 2 == 1 {
         o.cache_bytes = 0;
     }
+    if round == 2 {
+        o.threads = 2;
+    }
     o
 }
 
 /// Child mode: start word count on the data dir, produce this round's lines, print
-/// `produced`, then report `processed <n>` until killed.
+/// `produced`, then report `progress <records processed> <offsets committed since>` until
+/// killed.
 #[test]
 fn word_count_crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
@@ -401,6 +405,14 @@ fn word_count_crash_child() {
     wc.produce_lines(&generated_lines(100 + round, CRASH_LINES))
         .unwrap();
     println!("produced");
+    let committed = |wc: &WordCount| -> i64 {
+        wc.broker()
+            .committed_offsets(APPLICATION_ID)
+            .values()
+            .map(|o| o.offset)
+            .sum()
+    };
+    let at_start = committed(&wc);
     // The parent kills us; give up on our own if it does not.
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
@@ -408,7 +420,11 @@ fn word_count_crash_child() {
         if !errors.is_empty() {
             println!("error {}", errors.join("; "));
         }
-        println!("processed {}", wc.app().processed_records());
+        println!(
+            "progress {} {}",
+            wc.app().processed_records(),
+            committed(&wc) - at_start
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -434,7 +450,8 @@ fn sigkill_over_counts_only_what_was_not_committed() {
     // Per word: how many times it may be over-counted, summed over the kills.
     let mut bound: BTreeMap<String, i64> = BTreeMap::new();
     let mut tails = Vec::new();
-    // Kill each child once it has processed this fraction of its round's records.
+    // Kill each child once it has processed this fraction of its round's records (and
+    // committed at least once).
     for (round, fraction) in [(0u64, 0.3f64), (1, 0.5), (2, 0.8)] {
         let lines = generated_lines(100 + round, CRASH_LINES);
         let records = lines.len() + lines.iter().map(|l| words(l).count()).sum::<usize>();
@@ -480,9 +497,13 @@ fn sigkill_over_counts_only_what_was_not_committed() {
             if line == "produced" {
                 produced = true;
             }
-            if let Some(n) = line.strip_prefix("processed ") {
-                let n: u64 = n.parse().unwrap();
-                if produced && n >= threshold {
+            // Kill mid-way, once this run has committed at least once.
+            if let Some((n, c)) = line
+                .strip_prefix("progress ")
+                .and_then(|p| p.split_once(' '))
+            {
+                let (n, c): (u64, i64) = (n.parse().unwrap(), c.parse().unwrap());
+                if produced && n >= threshold && c > 0 {
                     break n;
                 }
             }
