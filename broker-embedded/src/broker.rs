@@ -1360,6 +1360,32 @@ fn encode_produce_batch(records: &[ProduceRecord]) -> Result<Vec<u8>> {
     encode_batch(&BatchSpec::default(), &recs).map_err(BrokerError::InvalidBatch)
 }
 
+/// As [`decode_fetched`], without copying keys and values out of `bytes` (uncompressed
+/// batches; compressed ones are decompressed once).
+pub fn decode_fetched_shared(topic: &str, bytes: &Bytes, from_offset: i64) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for item in BatchIter::new(bytes) {
+        let b = item.map_err(|(pos, source)| BrokerError::Corrupt {
+            path: PathBuf::from(topic),
+            position: pos as u64,
+            source,
+        })?;
+        if b.header.is_control() || b.header.last_offset() < from_offset {
+            continue;
+        }
+        let records =
+            crate::record::decode_records_shared(&bytes.slice_ref(b.bytes)).map_err(|source| {
+                BrokerError::Corrupt {
+                    path: PathBuf::from(topic),
+                    position: b.position as u64,
+                    source,
+                }
+            })?;
+        out.extend(records.into_iter().filter(|r| r.offset >= from_offset));
+    }
+    Ok(out)
+}
+
 /// Decodes fetched batches into records at or after `from_offset`, skipping control batches.
 pub fn decode_fetched(topic: &str, bytes: &[u8], from_offset: i64) -> Result<Vec<Record>> {
     let mut out = Vec::new();

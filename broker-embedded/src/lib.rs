@@ -57,8 +57,9 @@ pub mod record;
 mod server;
 
 pub use broker::{
-    decode_fetched, AlterConfigOp, Broker, ConfigEntry, ConfigSource, FetchOptions, ListedOffset,
-    NewTopic, OffsetSpec, PartitionDescription, ProduceRecord, TopicDescription,
+    decode_fetched, decode_fetched_shared, AlterConfigOp, Broker, ConfigEntry, ConfigSource,
+    FetchOptions, ListedOffset, NewTopic, OffsetSpec, PartitionDescription, ProduceRecord,
+    TopicDescription,
 };
 pub use config::{
     validate_topic_name, BrokerConfig, CleanupPolicy, ConfigError, FlushPolicy, LogConfig,

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use broker_embedded::record::Record as RawRecord;
 use broker_embedded::{
-    decode_fetched, Broker, BrokerError, IsolationLevel, NewTopic, OffsetAndMetadata, ProduceRecord,
+    decode_fetched_shared, Broker, BrokerError, IsolationLevel, NewTopic, OffsetAndMetadata,
+    ProduceRecord,
 };
 use parking_lot::{Condvar, Mutex};
 use state_store::{ChangelogRecord, TopicPartition};
@@ -312,7 +313,7 @@ impl ChangelogSource for EmbeddedChangelogSource {
                 IsolationLevel::ReadCommitted,
             )
             .map_err(cluster_err)?;
-        let records = decode_fetched(&tp.topic, &data.records, from).map_err(cluster_err)?;
+        let records = decode_fetched_shared(&tp.topic, &data.records, from).map_err(cluster_err)?;
         Ok(records
             .into_iter()
             .map(|r| ChangelogRecord {
@@ -533,7 +534,8 @@ impl EmbeddedConsumer {
             if data.records.is_empty() {
                 continue;
             }
-            let mut records = decode_fetched(&tp.topic, &data.records, pos).map_err(cluster_err)?;
+            let mut records =
+                decode_fetched_shared(&tp.topic, &data.records, pos).map_err(cluster_err)?;
             records.truncate(max_records - total);
             if let Some(last) = records.last() {
                 self.positions.insert(tp.clone(), last.offset + 1);

@@ -554,9 +554,24 @@ type AnyhowError = anyhow::Error;
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, RecordError> {
     let header = BatchHeader::parse_and_validate(batch)?;
     let section = records_section(&header, batch)?;
+    decode_section(&header, &section)
+}
+
+/// As [`decode_records`], without copying: keys, values and header values of an
+/// uncompressed batch are slices of `batch` (of the decompressed buffer otherwise).
+pub fn decode_records_shared(batch: &Bytes) -> Result<Vec<Record>, RecordError> {
+    let header = BatchHeader::parse_and_validate(batch)?;
+    let section = match header.compression()? {
+        Compression::None => batch.slice(BATCH_HEADER_LEN..header.size()),
+        _ => records_section(&header, batch)?,
+    };
+    decode_section(&header, &section)
+}
+
+fn decode_section(header: &BatchHeader, section: &Bytes) -> Result<Vec<Record>, RecordError> {
     let base_ts = header.base_timestamp;
     let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
-    let mut reader = Reader::new(&section);
+    let mut reader = Reader::new(section);
     // Every record takes at least 7 bytes: never trust the header's count for the capacity.
     let mut out = Vec::with_capacity((header.record_count.max(0) as usize).min(section.len() / 7));
     for i in 0..header.record_count {
@@ -577,8 +592,8 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, RecordError> {
                 header.last_offset_delta
             )));
         }
-        let key = r.nullable_bytes()?.map(Bytes::copy_from_slice);
-        let value = r.nullable_bytes()?.map(Bytes::copy_from_slice);
+        let key = r.nullable_bytes()?.map(|b| section.slice_ref(b));
+        let value = r.nullable_bytes()?.map(|b| section.slice_ref(b));
         let header_count = r.varint()?;
         if header_count < 0 {
             return Err(RecordError::InvalidRecord(format!(
@@ -594,7 +609,7 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, RecordError> {
             let key = std::str::from_utf8(r.bytes(key_len as usize)?)
                 .map_err(|_| RecordError::InvalidRecord("header key is not UTF-8".into()))?
                 .to_owned();
-            let value = r.nullable_bytes()?.map(Bytes::copy_from_slice);
+            let value = r.nullable_bytes()?.map(|b| section.slice_ref(b));
             headers.push(Header { key, value });
         }
         if r.remaining() != 0 {
@@ -944,6 +959,10 @@ mod tests {
             assert_eq!(header.last_offset(), 12);
             assert_eq!(header.max_timestamp, 1_500);
             assert_eq!(decode_records(&batch).unwrap(), records);
+            assert_eq!(
+                decode_records_shared(&Bytes::from(batch.clone())).unwrap(),
+                records
+            );
             assert_eq!(validate_records(&batch, true, false).unwrap(), 1);
             assert!(validate_records(&batch, true, true).is_err(), "null key");
         }
