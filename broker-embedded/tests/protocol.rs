@@ -1148,3 +1148,61 @@ async fn a_replaced_static_member_is_fenced() {
     let r: HeartbeatResponse = call(&mut s, ApiKey::Heartbeat, 3, &hb).await;
     assert_eq!(r.error_code, 0);
 }
+
+/// As Kafka (KIP-429): a member of the current generation may commit while its group prepares
+/// a rebalance (cooperative members keep consuming their partitions meanwhile).
+#[tokio::test]
+async fn commits_of_the_current_generation_pass_while_a_rebalance_is_prepared() {
+    let h = start().await;
+    h.broker
+        .create_topic(broker_embedded::NewTopic::new("c", 1))
+        .unwrap();
+    let group = GroupId(StrBytes::from_static_str("coop"));
+    let mut s = h.connect().await;
+    let mut join = JoinGroupRequest::default();
+    join.group_id = group.clone();
+    join.session_timeout_ms = 10_000;
+    join.rebalance_timeout_ms = 10_000;
+    join.protocol_type = StrBytes::from_static_str("consumer");
+    let mut p = join_group_request::JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    p.metadata = Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    join.protocols = vec![p];
+    let first: JoinGroupResponse = call(&mut s, ApiKey::JoinGroup, 3, &join).await;
+    assert_eq!(first.error_code, 0);
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = group.clone();
+    sync.generation_id = first.generation_id;
+    sync.member_id = first.member_id.clone();
+    let r: SyncGroupResponse = call(&mut s, ApiKey::SyncGroup, 3, &sync).await;
+    assert_eq!(r.error_code, 0);
+    // A second member arrives: the group prepares a rebalance.
+    let second = join_in_background(&h, "coop", "consumer", &["c"]).await;
+    let mut preparing = false;
+    for _ in 0..100 {
+        let mut d = DescribeGroupsRequest::default();
+        d.groups = vec![group.clone()];
+        let r: DescribeGroupsResponse = call(&mut s, ApiKey::DescribeGroups, 0, &d).await;
+        preparing = r.groups[0].group_state.as_str() == "PreparingRebalance";
+        if preparing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(preparing);
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = group.clone();
+    commit.generation_id_or_member_epoch = first.generation_id;
+    commit.member_id = first.member_id.clone();
+    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = topic("c");
+    let mut part = offset_commit_request::OffsetCommitRequestPartition::default();
+    part.committed_offset = 3;
+    t.partitions = vec![part];
+    commit.topics = vec![t];
+    let r: OffsetCommitResponse = call(&mut s, ApiKey::OffsetCommit, 7, &commit).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let tp = broker_embedded::TopicPartition::new("c", 0);
+    assert_eq!(h.broker.committed_offset("coop", &tp).unwrap().offset, 3);
+    second.abort();
+}

@@ -636,7 +636,10 @@ impl GroupCoordinator {
                     Some(ResponseError::UnknownMemberId.code())
                 } else if generation != g.generation {
                     Some(ResponseError::IllegalGeneration.code())
-                } else if g.state == GroupState::PreparingRebalance {
+                } else if g.state == GroupState::CompletingRebalance {
+                    // As Kafka: a member of the current generation may commit while the group
+                    // prepares a rebalance (KIP-429: cooperative members keep consuming and
+                    // committing their partitions), but not between JoinGroup and SyncGroup.
                     Some(ResponseError::RebalanceInProgress.code())
                 } else {
                     None
