@@ -99,6 +99,10 @@ pub trait ClusterConsumer: Send {
     /// Waits up to `timeout` for records of the assigned partitions (returns early on
     /// assignment changes).
     fn poll(&mut self, timeout: Duration, max_records: usize) -> Result<PollResult>;
+    /// Stops fetching these partitions until resumed (their buffers are full).
+    fn pause(&mut self, partitions: &[TopicPartition]);
+    /// Fetches these partitions again.
+    fn resume(&mut self, partitions: &[TopicPartition]);
     /// Commits the next offsets to read for the group.
     fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
     /// Leaves the group.
@@ -230,6 +234,7 @@ impl Cluster for EmbeddedCluster {
             joined: false,
             runtime,
             next_partition: 0,
+            paused: BTreeSet::new(),
         }))
     }
 
@@ -426,7 +431,12 @@ struct EmbeddedConsumer {
     joined: bool,
     runtime: tokio::runtime::Runtime,
     next_partition: usize,
+    paused: BTreeSet<TopicPartition>,
 }
+
+/// Bytes read per partition per fetch (Kafka's `max.partition.fetch.bytes` is 1 MiB; smaller
+/// reads keep polls short when a thread has many partitions).
+const FETCH_MAX_BYTES: usize = 256 << 10;
 
 impl EmbeddedConsumer {
     fn partition_count(broker: &Broker, topic: &str) -> Option<i32> {
@@ -454,6 +464,7 @@ impl EmbeddedConsumer {
                 // the tasks, then polls again to rejoin.
                 events.push(AssignmentEvent::Revoked(std::mem::take(&mut self.assigned)));
                 self.positions.clear();
+                self.paused.clear();
                 return Ok(true);
             }
             if let Some(m) = s.members.get_mut(&self.member) {
@@ -511,11 +522,14 @@ impl EmbeddedConsumer {
             let Some(&pos) = self.positions.get(&tp) else {
                 continue;
             };
+            if self.paused.contains(&tp) {
+                continue;
+            }
             let data = match self.broker.read_partition(
                 &tp.topic,
                 tp.partition,
                 pos,
-                1 << 20,
+                FETCH_MAX_BYTES,
                 IsolationLevel::ReadCommitted,
             ) {
                 Ok(d) => d,
@@ -534,9 +548,10 @@ impl EmbeddedConsumer {
             if data.records.is_empty() {
                 continue;
             }
-            let mut records =
+            let records =
                 decode_fetched_shared(&tp.topic, &data.records, pos).map_err(cluster_err)?;
-            records.truncate(max_records - total);
+            // Everything decoded is returned (max_records is a soft limit checked between
+            // partitions): dropping decoded records would mean decoding them again.
             if let Some(last) = records.last() {
                 self.positions.insert(tp.clone(), last.offset + 1);
             } else {
@@ -616,6 +631,16 @@ impl ClusterConsumer for EmbeddedConsumer {
             if Instant::now() >= deadline {
                 return Ok(result);
             }
+        }
+    }
+
+    fn pause(&mut self, partitions: &[TopicPartition]) {
+        self.paused.extend(partitions.iter().cloned());
+    }
+
+    fn resume(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            self.paused.remove(tp);
         }
     }
 

@@ -645,6 +645,10 @@ struct ClusterCollector {
 
 const BATCH_RECORDS: usize = 2000;
 
+/// Buffered records above which a partition is paused (Kafka's
+/// `buffered.records.per.partition`).
+const BUFFERED_RECORDS_PER_PARTITION: usize = 1000;
+
 /// Records a task processes before the thread moves on (to the next task, to polling, to
 /// punctuating and committing): bounds the latency one busy task adds to the others.
 const PROCESS_BUDGET: usize = 200;
@@ -855,6 +859,16 @@ impl StreamThread {
     fn run(&mut self) -> Result<()> {
         let config = self.shared.config.clone();
         while !self.shared.shutdown.load(Ordering::SeqCst) {
+            // Backpressure as Kafka's buffered.records.per.partition: a partition whose
+            // buffer is full is not fetched until its task catches up.
+            let mut full = Vec::new();
+            let mut all = Vec::new();
+            for task in self.tasks.values() {
+                full.extend(task.full_partitions(BUFFERED_RECORDS_PER_PARTITION));
+                all.extend(task.input_partitions().cloned());
+            }
+            self.consumer.resume(&all);
+            self.consumer.pause(&full);
             let busy = self.tasks.values().any(|t| t.buffered() > 0);
             let timeout = if busy { Duration::ZERO } else { config.poll };
             let poll = self.consumer.poll(timeout, config.max_poll_records)?;

@@ -629,6 +629,15 @@ impl Task {
             .sum()
     }
 
+    /// Input partitions with at least `limit` records buffered.
+    pub(crate) fn full_partitions(&self, limit: usize) -> Vec<TopicPartition> {
+        self.queues
+            .iter()
+            .filter(|q| q.raw.len() >= limit)
+            .map(|q| q.partition.clone())
+            .collect()
+    }
+
     /// Makes sure every queue with records has a deserialized head, handling bad records.
     fn fill_heads(&mut self) -> Result<()> {
         for qi in 0..self.queues.len() {
