@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo bench -p examples --bench word_count -- [--lines N] [--dir DIR] [--skip-latency]
+//!     [--rate WORDS_PER_S] [--only-latency]
 //! ```
 //!
 //! 1. Throughput: a pre-loaded input topic (8 partitions, lines of 10 words), the word-count
@@ -32,6 +33,8 @@ struct Args {
     lines: usize,
     dir: Option<PathBuf>,
     skip_latency: bool,
+    rate: Option<f64>,
+    only_latency: bool,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +42,8 @@ fn parse_args() -> Args {
         lines: 200_000,
         dir: None,
         skip_latency: false,
+        rate: None,
+        only_latency: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +51,8 @@ fn parse_args() -> Args {
             "--lines" => a.lines = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.lines),
             "--dir" => a.dir = it.next().map(PathBuf::from),
             "--skip-latency" => a.skip_latency = true,
+            "--rate" => a.rate = it.next().and_then(|v| v.parse().ok()),
+            "--only-latency" => a.only_latency = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -327,7 +334,7 @@ fn main() {
         0,
     );
     if !args.skip_latency {
-        latency(&base, &vocab, max_off / 2.0);
+        latency(&base, &vocab, args.rate.unwrap_or(max_off / 2.0));
     }
     restore(&base, &vocab);
 }
