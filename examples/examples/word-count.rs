@@ -214,8 +214,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    if let Ok(Err(e)) = reader.join() {
-        return Err(format!("reading the input: {e}").into());
+    // In follow mode the reader may be blocked on stdin or polling a file forever: leave it
+    // (the process exits below); otherwise it has finished and its error matters.
+    if !args.follow {
+        if let Ok(Err(e)) = reader.join() {
+            return Err(format!("reading the input: {e}").into());
+        }
     }
     wc.wait_until_processed(Duration::from_secs(600))?;
     print_counts(&wc, args.top)?;
