@@ -173,6 +173,13 @@ impl StreamsConfig {
                 "replication.factor" => {
                     c.replication_factor = parse_range(k, v, 1, i64::from(i16::MAX))? as i16
                 }
+                "bootstrap.servers" => {
+                    return Err(StreamsError::config(
+                        k,
+                        "external clusters need the rdkafka backend, which is not built yet; \
+                         run on the embedded broker (EmbeddedCluster)",
+                    ))
+                }
                 _ => {
                     return Err(StreamsError::config(
                         k,
