@@ -1388,22 +1388,6 @@ pub fn decode_fetched_shared(topic: &str, bytes: &Bytes, from_offset: i64) -> Re
 
 /// Decodes fetched batches into records at or after `from_offset`, skipping control batches.
 pub fn decode_fetched(topic: &str, bytes: &[u8], from_offset: i64) -> Result<Vec<Record>> {
-    let mut out = Vec::new();
-    for item in BatchIter::new(bytes) {
-        let b = item.map_err(|(pos, source)| BrokerError::Corrupt {
-            path: PathBuf::from(topic),
-            position: pos as u64,
-            source,
-        })?;
-        if b.header.is_control() || b.header.last_offset() < from_offset {
-            continue;
-        }
-        let records = decode_records(b.bytes).map_err(|source| BrokerError::Corrupt {
-            path: PathBuf::from(topic),
-            position: b.position as u64,
-            source,
-        })?;
-        out.extend(records.into_iter().filter(|r| r.offset >= from_offset));
-    }
-    Ok(out)
+    // One copy of the buffer; the records then share it.
+    decode_fetched_shared(topic, &Bytes::copy_from_slice(bytes), from_offset)
 }

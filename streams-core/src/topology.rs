@@ -439,9 +439,10 @@ impl Topology {
                 }
                 .into());
             }
+            let taken = self.source_topic_names();
             for t in topics {
                 check_name(t)?;
-                if self.source_topic_names().contains(t.as_str()) {
+                if taken.contains(t.as_str()) {
                     return Err(TopologyError::InvalidSource {
                         node: source.name.clone(),
                         reason: format!("topic `{t}` is already read by another source"),

@@ -65,16 +65,8 @@ fn serde_error(what: &str, topic: &str, source: streams_core::SerdeError) -> Str
     }
 }
 
-impl<K, V, VA> AggregateProcessor<K, V, VA>
-where
-    K: Clone + Send + 'static,
-    VA: Clone + Send + 'static,
-{
-    fn serdes(&self) -> Result<&(SharedSerde<K>, SharedSerde<VA>, String)> {
-        self.resolved.as_ref().ok_or_else(|| {
-            StreamsError::IllegalState("aggregate processor used before init".into())
-        })
-    }
+fn not_initialized() -> StreamsError {
+    StreamsError::IllegalState("aggregate processor used before init".into())
 }
 
 impl<K, V, VA> Processor<K, V, K, Change<VA>> for AggregateProcessor<K, V, VA>
@@ -117,10 +109,10 @@ where
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         record: Record<K, V>,
     ) -> Result<()> {
-        let (ks, vs, topic) = self.serdes()?.clone();
+        let (ks, vs, topic) = self.resolved.as_ref().ok_or_else(not_initialized)?;
         let Some(key_bytes) = ks
-            .serialize(&topic, &record.key)
-            .map_err(|e| serde_error("aggregation key", &topic, e))?
+            .serialize(topic, &record.key)
+            .map_err(|e| serde_error("aggregation key", topic, e))?
         else {
             tracing::warn!(store = %self.store, "skipping a record whose key serializes to null");
             return Ok(());
@@ -128,16 +120,16 @@ where
         let store = ctx.key_value_store(&self.store)?;
         let old = match store.get(&key_bytes)? {
             Some(b) => Some(
-                vs.deserialize(&topic, Some(&b))
-                    .map_err(|e| serde_error("aggregate", &topic, e))?,
+                vs.deserialize(topic, Some(&b))
+                    .map_err(|e| serde_error("aggregate", topic, e))?,
             ),
             None => None,
         };
         let base = old.clone().unwrap_or_else(|| (self.init)());
         let new = (self.adder)(&record.key, record.value, base);
         match vs
-            .serialize(&topic, &new)
-            .map_err(|e| serde_error("aggregate", &topic, e))?
+            .serialize(topic, &new)
+            .map_err(|e| serde_error("aggregate", topic, e))?
         {
             Some(b) => store.put(&key_bytes, &b)?,
             None => {
@@ -167,16 +159,16 @@ where
         if store != self.store {
             return Ok(());
         }
-        let (ks, vs, topic) = self.serdes()?.clone();
+        let (ks, vs, topic) = self.resolved.as_ref().ok_or_else(not_initialized)?;
         let key = ks
-            .deserialize(&topic, Some(&entry.key))
-            .map_err(|e| serde_error("aggregation key", &topic, e))?;
+            .deserialize(topic, Some(&entry.key))
+            .map_err(|e| serde_error("aggregation key", topic, e))?;
         let de = |b: &Option<Vec<u8>>| -> Result<Option<VA>> {
             match b {
                 Some(b) => vs
-                    .deserialize(&topic, Some(b))
+                    .deserialize(topic, Some(b))
                     .map(Some)
-                    .map_err(|e| serde_error("aggregate", &topic, e)),
+                    .map_err(|e| serde_error("aggregate", topic, e)),
                 None => Ok(None),
             }
         };
