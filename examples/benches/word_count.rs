@@ -12,6 +12,10 @@
 //! 2. Latency: caching off, input produced at half the caching-off maximum rate; p50/p99/max
 //!    from a line's timestamp to the count update of its word appearing in the output topic.
 //! 3. Restore: a 1M-record changelog restored into an empty RocksDB store (records/s).
+//!
+//! Every throughput run also reports heap allocations per input word (a counting global
+//! allocator: every allocation of the process while the app runs, broker included, divided
+//! by the number of words).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
@@ -25,6 +29,42 @@ use broker_embedded::{
 use bytes::Bytes;
 use examples::word_count::{self, topology, APPLICATION_ID, INPUT_TOPIC, OUTPUT_TOPIC};
 use streams_core::{EmbeddedCluster, StreamsApp, StreamsConfig, StreamsState};
+
+/// The system allocator, counting allocations (all threads) for the allocations-per-word
+/// figure.
+struct CountingAllocator;
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition; it only delegates.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(
+        &self,
+        ptr: *mut u8,
+        layout: std::alloc::Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 const PARTITIONS: u32 = 8;
 const WORDS_PER_LINE: usize = 10;
@@ -148,6 +188,7 @@ fn throughput(
     preload(&broker, input);
     let words = (input.len() * WORDS_PER_LINE) as u64;
     let t0 = Instant::now();
+    let allocs0 = allocations();
     let mut app = start(&broker, dir.path(), commit, cache);
     let target = input.len() as u64 + words;
     while app.processed_records() < target {
@@ -156,16 +197,18 @@ fn throughput(
         std::thread::sleep(Duration::from_millis(5));
     }
     let secs = t0.elapsed().as_secs_f64();
+    let allocs = allocations() - allocs0;
     app.close();
     let counts = word_count::read_counts(&broker).expect("counts");
     let counted: i64 = counts.values().sum();
     println!(
-        "throughput [{label}]: {} lines, {} words in {:.2} s: {:.0} lines/s, {:.0} words/s (output total {counted})",
+        "throughput [{label}]: {} lines, {} words in {:.2} s: {:.0} lines/s, {:.0} words/s, {:.2} allocations/word (output total {counted})",
         input.len(),
         words,
         secs,
         input.len() as f64 / secs,
-        words as f64 / secs
+        words as f64 / secs,
+        allocs as f64 / words as f64
     );
     words as f64 / secs
 }
