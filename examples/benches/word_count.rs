@@ -47,12 +47,7 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
         // SAFETY: same contract as the caller's.
         unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
-    unsafe fn realloc(
-        &self,
-        ptr: *mut u8,
-        layout: std::alloc::Layout,
-        new_size: usize,
-    ) -> *mut u8 {
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }

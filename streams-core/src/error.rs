@@ -208,6 +208,17 @@ pub enum StreamsError {
     /// The application is not in a state that allows the call.
     #[error("illegal state: {0}")]
     IllegalState(String),
+    /// A task's local state cannot be trusted (Kafka's `TaskCorruptedException`): its
+    /// checkpoint claims offsets its changelog no longer has. The task manager wipes the
+    /// task's stores and restores them from the changelog; users see this only if that
+    /// fails too.
+    #[error("the local state of task {task} is corrupted: {reason}")]
+    TaskCorrupted {
+        /// The task, `<subtopology>_<partition>`.
+        task: String,
+        /// Which checkpoint and changelog offsets disagree.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {

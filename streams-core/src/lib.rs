@@ -43,6 +43,7 @@ mod sink;
 mod source;
 mod store;
 mod task;
+mod task_manager;
 #[cfg(feature = "test-utils")]
 mod test_driver;
 mod topology;

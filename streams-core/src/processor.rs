@@ -8,7 +8,7 @@ use std::time::Duration;
 use state_store::{CacheFlushEntry, KeyValueStore};
 
 use crate::error::{Result, StreamsError};
-use crate::record::{ErasedRecord, Record, RecordMetadata};
+use crate::record::{InFlight, Record, RecordMetadata};
 use crate::task::{TaskContext, TaskId};
 
 /// When a punctuation fires (Kafka's `PunctuationType`).
@@ -122,15 +122,13 @@ where
     /// Forwards `record` to every child of this processor (depth first: the children have
     /// processed it when this returns).
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<()> {
-        self.task
-            .forward(self.node, ErasedRecord::erase(record), None)
+        self.task.forward(self.node, record, None)
     }
 
     /// Forwards `record` to the child named `child` only.
     pub fn forward_to(&mut self, child: &str, record: Record<KOut, VOut>) -> Result<()> {
         let idx = self.task.child_index(self.node, child)?;
-        self.task
-            .forward(self.node, ErasedRecord::erase(record), Some(idx))
+        self.task.forward(self.node, record, Some(idx))
     }
 }
 
@@ -206,7 +204,7 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
 /// A processor whose record types are known only inside it.
 pub(crate) trait ErasedProcessor: Send {
     fn init(&mut self, task: &mut TaskContext, node: usize) -> Result<()>;
-    fn process(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord) -> Result<()>;
+    fn process(&mut self, task: &mut TaskContext, node: usize, record: InFlight<'_>) -> Result<()>;
     fn punctuate(
         &mut self,
         task: &mut TaskContext,
@@ -241,9 +239,9 @@ where
         self.inner.init(&mut ProcessorContext::new(task, node))
     }
 
-    fn process(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord) -> Result<()> {
+    fn process(&mut self, task: &mut TaskContext, node: usize, record: InFlight<'_>) -> Result<()> {
         let record = record
-            .typed::<KIn, VIn>()
+            .take::<KIn, VIn>()
             .map_err(|m| StreamsError::Processing {
                 task: task.task_id.to_string(),
                 node: task.node_name(node).to_owned(),

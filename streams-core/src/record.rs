@@ -1,4 +1,4 @@
-//! Records as processors see them, and their type-erased form inside a task.
+//! Records as processors see them, and how a task hands them from node to node.
 
 use std::any::Any;
 
@@ -79,83 +79,43 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
-/// A value of any cloneable type, boxed.
-pub(crate) trait CloneAny: Any + Send {
-    fn clone_box(&self) -> Box<dyn CloneAny>;
-    fn into_any(self: Box<Self>) -> Box<dyn Any>;
-    fn type_name(&self) -> &'static str;
+/// A typed record on its way from a node to one child, lent as `&mut dyn Any` so that the
+/// node table can hold processors of every record type.
+///
+/// The topology compared the parent's output type with the child's input type (by `TypeId`)
+/// when it was built, so taking the record out is a type-id check and a move: no heap
+/// allocation per hop, unlike boxing keys and values.
+pub(crate) struct InFlight<'a> {
+    slot: &'a mut dyn Any,
+    record_type: &'static str,
 }
 
-impl<T: Any + Send + Clone> CloneAny for T {
-    fn clone_box(&self) -> Box<dyn CloneAny> {
-        Box::new(self.clone())
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-    fn type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-}
-
-pub(crate) type AnyValue = Box<dyn CloneAny>;
-
-/// A record whose key and value types are known only to the nodes that made it.
-pub(crate) struct ErasedRecord {
-    pub(crate) key: AnyValue,
-    pub(crate) value: AnyValue,
-    pub(crate) timestamp: i64,
-    pub(crate) headers: Vec<Header>,
-}
-
-impl Clone for ErasedRecord {
-    fn clone(&self) -> Self {
-        ErasedRecord {
-            key: self.key.clone_box(),
-            value: self.value.clone_box(),
-            timestamp: self.timestamp,
-            headers: self.headers.clone(),
-        }
-    }
-}
-
-/// Which side of a record failed to downcast.
+/// A record that reached a node of another type than the node accepts (a bug in the
+/// topology checks if it ever happens).
 #[derive(Debug)]
 pub(crate) struct Mismatch {
     pub(crate) expected: &'static str,
     pub(crate) actual: &'static str,
 }
 
-impl ErasedRecord {
-    pub(crate) fn erase<K: Any + Send + Clone, V: Any + Send + Clone>(r: Record<K, V>) -> Self {
-        ErasedRecord {
-            key: Box::new(r.key),
-            value: Box::new(r.value),
-            timestamp: r.timestamp,
-            headers: r.headers,
+impl<'a> InFlight<'a> {
+    /// Lends the record in `slot` to the next node.
+    pub(crate) fn new<K: Any, V: Any>(slot: &'a mut Option<Record<K, V>>) -> Self {
+        InFlight {
+            slot,
+            record_type: std::any::type_name::<Record<K, V>>(),
         }
     }
 
-    pub(crate) fn typed<K: Any, V: Any>(self) -> Result<Record<K, V>, Mismatch> {
-        let key_name = self.key.type_name();
-        let value_name = self.value.type_name();
-        let key = self.key.into_any().downcast::<K>().map_err(|_| Mismatch {
-            expected: std::any::type_name::<K>(),
-            actual: key_name,
-        })?;
-        let value = self
-            .value
-            .into_any()
-            .downcast::<V>()
-            .map_err(|_| Mismatch {
-                expected: std::any::type_name::<V>(),
-                actual: value_name,
-            })?;
-        Ok(Record {
-            key: *key,
-            value: *value,
-            timestamp: self.timestamp,
-            headers: self.headers,
-        })
+    /// Takes the record out, as the type the receiving node accepts.
+    pub(crate) fn take<K: Any, V: Any>(self) -> Result<Record<K, V>, Mismatch> {
+        let mismatch = Mismatch {
+            expected: std::any::type_name::<Record<K, V>>(),
+            actual: self.record_type,
+        };
+        self.slot
+            .downcast_mut::<Option<Record<K, V>>>()
+            .and_then(Option::take)
+            .ok_or(mismatch)
     }
 }

@@ -19,6 +19,7 @@ use crate::collector::{default_partition, OutgoingRecord, RecordCollector, Share
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};
 use crate::error::{Result, StreamsError};
 use crate::task::{SystemClock, Task, TaskId, TaskInputs, TaskSettings};
+use crate::task_manager::TaskManager;
 use crate::topology::{NodeKind, OffsetReset, SinkTopic, SourceTopics, Subtopology, Topology};
 
 /// The life cycle of a [`StreamsApp`] (Kafka's `KafkaStreams.State`).
@@ -722,8 +723,7 @@ struct StreamThread {
     shared: Arc<AppShared>,
     index: usize,
     consumer: Box<dyn ClusterConsumer>,
-    collector: SharedCollector,
-    tasks: BTreeMap<TaskId, Task>,
+    tasks: TaskManager,
     settings: Arc<TaskSettings>,
     rocksdb: RocksDbResources,
     metrics: Arc<StoreMetrics>,
@@ -848,8 +848,7 @@ impl StreamThread {
             shared,
             index,
             consumer,
-            collector,
-            tasks: BTreeMap::new(),
+            tasks: TaskManager::new(collector),
             settings,
             rocksdb,
             metrics,
@@ -862,16 +861,14 @@ impl StreamThread {
         while !self.shared.shutdown.load(Ordering::SeqCst) {
             // Backpressure as Kafka's buffered.records.per.partition: a partition whose
             // buffer is full is not fetched until its task catches up.
-            let mut full = Vec::new();
-            let mut all = Vec::new();
-            for task in self.tasks.values() {
-                full.extend(task.full_partitions(BUFFERED_RECORDS_PER_PARTITION));
-                all.extend(task.input_partitions().cloned());
-            }
-            self.consumer.resume(&all);
-            self.consumer.pause(&full);
-            let busy = self.tasks.values().any(|t| t.buffered() > 0);
-            let timeout = if busy { Duration::ZERO } else { config.poll };
+            self.consumer.resume(&self.tasks.input_partitions());
+            self.consumer
+                .pause(&self.tasks.full_partitions(BUFFERED_RECORDS_PER_PARTITION));
+            let timeout = if self.tasks.has_buffered() {
+                Duration::ZERO
+            } else {
+                config.poll
+            };
             let poll = self.consumer.poll(timeout, config.max_poll_records)?;
             for event in poll.events {
                 match event {
@@ -880,63 +877,30 @@ impl StreamThread {
                 }
             }
             for (tp, records) in poll.records {
-                if let Some(task) = self
-                    .tasks
-                    .values_mut()
-                    .find(|t| t.input_partitions().any(|p| p == &tp))
-                {
-                    task.add_records(&tp, records);
-                }
+                self.tasks.add_records(&tp, records);
             }
-            self.process(PROCESS_BUDGET.min(config.max_poll_records))?;
-            self.collector.lock().send_pending()?;
-            for task in self.tasks.values_mut() {
-                task.punctuate_wall_clock()?;
-            }
-            let requested = self.tasks.values().any(Task::commit_requested);
-            if requested || self.last_commit.elapsed() >= config.commit_interval {
+            let processed = self
+                .tasks
+                .process(PROCESS_BUDGET.min(config.max_poll_records))?;
+            self.shared
+                .processed
+                .fetch_add(processed, Ordering::Relaxed);
+            self.tasks.collector().lock().send_pending()?;
+            self.tasks.punctuate_wall_clock()?;
+            if self.tasks.commit_requested() || self.last_commit.elapsed() >= config.commit_interval
+            {
                 self.commit()?;
             }
         }
         self.commit()?;
-        self.close_tasks_clean()?;
+        self.tasks.close_clean()?;
         self.consumer.close()
     }
 
-    /// Processes up to `budget` records per task, sending what each task produced right
-    /// after it, so downstream sub-topologies (and output readers) see records without
-    /// waiting for the other tasks of the thread.
-    fn process(&mut self, budget: usize) -> Result<()> {
-        let mut processed = 0u64;
-        for task in self.tasks.values_mut() {
-            let mut n = 0;
-            while n < budget && task.process_one()? {
-                n += 1;
-            }
-            processed += n as u64;
-            if n > 0 {
-                self.collector.lock().send_pending()?;
-            }
-        }
-        self.shared
-            .processed
-            .fetch_add(processed, Ordering::Relaxed);
-        Ok(())
-    }
-
+    /// The commit, through the task manager (the one commit sequence of the runtime).
     fn commit(&mut self) -> Result<()> {
-        for task in self.tasks.values_mut() {
-            task.prepare_commit()?;
-        }
-        self.collector.lock().flush()?;
-        let mut offsets = BTreeMap::new();
-        for task in self.tasks.values() {
-            offsets.extend(task.offsets_to_commit());
-        }
-        self.consumer.commit(&offsets)?;
-        for task in self.tasks.values_mut() {
-            task.post_commit(&offsets)?;
-        }
+        let consumer = &mut self.consumer;
+        self.tasks.commit(&mut |offsets| consumer.commit(offsets))?;
         self.last_commit = Instant::now();
         Ok(())
     }
@@ -944,25 +908,11 @@ impl StreamThread {
     fn on_revoked(&mut self, _tps: &[TopicPartition]) -> Result<()> {
         self.shared.thread_state(self.index, false);
         self.commit()?;
-        self.close_tasks_clean()
-    }
-
-    fn close_tasks_clean(&mut self) -> Result<()> {
-        let mut first = None;
-        for (_, mut task) in std::mem::take(&mut self.tasks) {
-            if let Err(e) = task.close(true) {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        self.tasks.close_clean()
     }
 
     fn close_dirty(&mut self) {
-        for (_, mut task) in std::mem::take(&mut self.tasks) {
-            if let Err(e) = task.close(false) {
-                tracing::warn!(task = %task.id, error = %e, "error closing a task after a failure");
-            }
-        }
+        self.tasks.close_dirty();
         let _ = self.consumer.close();
     }
 
@@ -998,25 +948,27 @@ impl StreamThread {
                 continue;
             };
             let _span = tracing::info_span!("task", task = %id).entered();
-            let mut task = Task::new(
-                &self.shared.topology,
-                &r.sub,
-                id,
-                &TaskInputs {
-                    topics: r.inputs.clone(),
-                },
-                Arc::clone(&settings),
-                Arc::clone(&self.collector),
-                Arc::new(SystemClock),
-                Some(&self.shared.config.state_dir),
-                Some(&self.rocksdb),
-                Arc::clone(&self.metrics),
-            )?;
-            task.restore(source.as_mut())?;
-            task.initialize()?;
-            self.tasks.insert(id, task);
+            let (shared, collector) = (&self.shared, self.tasks.collector().clone());
+            let (rocksdb, metrics) = (&self.rocksdb, &self.metrics);
+            let make = || {
+                Task::new(
+                    &shared.topology,
+                    &r.sub,
+                    id,
+                    &TaskInputs {
+                        topics: r.inputs.clone(),
+                    },
+                    Arc::clone(&settings),
+                    Arc::clone(&collector),
+                    Arc::new(SystemClock),
+                    Some(&shared.config.state_dir),
+                    Some(rocksdb),
+                    Arc::clone(metrics),
+                )
+            };
+            self.tasks.add(&make, source.as_mut())?;
         }
-        tracing::info!(tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
+        tracing::info!(tasks = ?self.tasks.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
         self.shared.thread_state(self.index, true);
         Ok(())
     }

@@ -4,13 +4,13 @@ use std::any::Any;
 
 use crate::collector::OutgoingRecord;
 use crate::error::{Result, StreamsError};
-use crate::record::ErasedRecord;
+use crate::record::InFlight;
 use crate::serde::SharedSerde;
 use crate::task::TaskContext;
 use crate::topology::{StreamPartitioner, TopicNameExtractor};
 
 pub(crate) trait ErasedSink: Send {
-    fn send(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord) -> Result<()>;
+    fn send(&mut self, task: &mut TaskContext, node: usize, record: InFlight<'_>) -> Result<()>;
 }
 
 pub(crate) struct TypedSink<K, V> {
@@ -28,9 +28,9 @@ where
     K: Any + Send + Sync + Clone,
     V: Any + Send + Sync + Clone,
 {
-    fn send(&mut self, task: &mut TaskContext, node: usize, record: ErasedRecord) -> Result<()> {
+    fn send(&mut self, task: &mut TaskContext, node: usize, record: InFlight<'_>) -> Result<()> {
         let record = record
-            .typed::<K, V>()
+            .take::<K, V>()
             .map_err(|m| StreamsError::Processing {
                 task: task.task_id.to_string(),
                 node: task.node_name(node).to_owned(),

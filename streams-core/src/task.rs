@@ -2,6 +2,7 @@
 //! stores, buffers the records of its input partitions, picks the next record by timestamp
 //! across them, and takes part in the commit cycle.
 
+use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 #[cfg(feature = "test-utils")]
@@ -19,10 +20,10 @@ use crate::collector::{CollectorChangelog, OutgoingRecord, SharedCollector};
 use crate::config::{DeserializationHandler, InvalidTimestampPolicy};
 use crate::error::{Result, StreamsError};
 use crate::processor::{ErasedProcessor, PunctuationType, ScheduleId};
-use crate::record::{ErasedRecord, Header, RecordMetadata};
+use crate::record::{Header, InFlight, Record, RecordMetadata};
 use crate::serde::SerdeRegistry;
 use crate::sink::ErasedSink;
-use crate::source::SourceDeserializer;
+use crate::source::SourceHead;
 use crate::store::{open_store, OpenStore, StoreEnv};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
@@ -147,30 +148,34 @@ impl TaskContext {
             })
     }
 
-    /// Hands `record` to the children of `node` (or only to `only`), depth first.
-    pub(crate) fn forward(
+    /// Hands `record` to the children of `node` (or only to `only`), depth first. The
+    /// record moves to the last child; only a fan-out to several children clones it.
+    pub(crate) fn forward<K, V>(
         &mut self,
         node: usize,
-        record: ErasedRecord,
+        record: Record<K, V>,
         only: Option<usize>,
-    ) -> Result<()> {
+    ) -> Result<()>
+    where
+        K: Any + Clone,
+        V: Any + Clone,
+    {
         if let Some(c) = only {
-            return self.deliver(c, record);
+            return self.deliver(c, InFlight::new(&mut Some(record)));
         }
-        let info = Arc::clone(&self.info);
-        let children = &info[node].children;
-        match children.split_last() {
-            None => Ok(()),
-            Some((&last, rest)) => {
-                for &c in rest {
-                    self.deliver(c, record.clone())?;
-                }
-                self.deliver(last, record)
-            }
+        let count = self.info.get(node).map_or(0, |n| n.children.len());
+        if count == 0 {
+            return Ok(());
         }
+        for i in 0..count - 1 {
+            let child = self.info[node].children[i];
+            self.deliver(child, InFlight::new(&mut Some(record.clone())))?;
+        }
+        let last = self.info[node].children[count - 1];
+        self.deliver(last, InFlight::new(&mut Some(record)))
     }
 
-    fn deliver(&mut self, node: usize, record: ErasedRecord) -> Result<()> {
+    fn deliver(&mut self, node: usize, record: InFlight<'_>) -> Result<()> {
         let mut instance = self
             .nodes
             .get_mut(node)
@@ -183,7 +188,10 @@ impl TaskContext {
                 ))
             })?;
         let result = match &mut instance {
-            NodeInstance::Source => self.forward(node, record, None),
+            NodeInstance::Source => Err(StreamsError::IllegalState(format!(
+                "source node `{}` cannot receive records from another node",
+                self.node_name(node)
+            ))),
             NodeInstance::Processor(p) => p.process(self, node, record),
             NodeInstance::Sink(s) => s.send(self, node, record),
         };
@@ -350,7 +358,10 @@ struct PartitionQueue {
     /// Topic name as the topology names it (for record metadata).
     source: usize,
     raw: VecDeque<RawRecord>,
-    head: Option<(ErasedRecord, i64)>,
+    /// The next record, deserialized (empty when `head_offset` is `None`).
+    head: Box<dyn SourceHead>,
+    /// Offset of the record in `head`.
+    head_offset: Option<i64>,
     partition_time: i64,
 }
 
@@ -382,7 +393,6 @@ pub(crate) struct Task {
     pub(crate) id: TaskId,
     ctx: TaskContext,
     queues: Vec<PartitionQueue>,
-    sources: BTreeMap<usize, Box<dyn SourceDeserializer>>,
     /// Next offset to commit per input partition.
     consumed: BTreeMap<TopicPartition, i64>,
     committed: BTreeMap<TopicPartition, i64>,
@@ -500,11 +510,17 @@ impl Task {
         store_offsets.retain(|tp, _| changelogs.values().any(|c| c == tp));
         let mut queues = Vec::new();
         for (topic, &source) in &inputs.topics {
+            let Some(deserializer) = sources.get(&source) else {
+                return Err(StreamsError::IllegalState(format!(
+                    "topic `{topic}` maps to node {source}, which is not a source of task {id}"
+                )));
+            };
             queues.push(PartitionQueue {
                 partition: TopicPartition::new(topic.clone(), id.partition),
                 source,
                 raw: VecDeque::new(),
-                head: None,
+                head: deserializer.new_head(),
+                head_offset: None,
                 partition_time: -1,
             });
         }
@@ -527,7 +543,6 @@ impl Task {
                 serdes: settings.serdes.clone(),
             },
             queues,
-            sources,
             consumed: BTreeMap::new(),
             committed: BTreeMap::new(),
             dir,
@@ -558,17 +573,25 @@ impl Task {
             };
             let (log_start, end) = reader.offsets(tp)?;
             let checkpoint = self.store_offsets.get(tp).copied();
-            if let Some(c) = checkpoint.filter(|&c| c >= end) {
-                // The checkpoint claims more than the changelog holds: the changelog was
-                // deleted or recreated behind the application's back.
-                return Err(StreamsError::IllegalState(format!(
-                    "the checkpoint of store `{store}` in task {} claims offset {c} but {tp} \
-                     ends at {end}; delete {} to rebuild the state from the changelog",
-                    self.id,
-                    self.dir
-                        .as_ref()
-                        .map_or_else(String::new, |d| d.path().display().to_string())
-                )));
+            if let Some(c) = checkpoint {
+                // The checkpoint claims more than the changelog holds (it was deleted or
+                // recreated), or the changelog lost records after it (its log start moved
+                // past them): the local state cannot be caught up, only rebuilt.
+                let reason = if c >= end {
+                    Some(format!(
+                        "store `{store}` is checkpointed at offset {c} but {tp} ends at {end}"
+                    ))
+                } else if c.saturating_add(1) < log_start {
+                    Some(format!("store `{store}` is checkpointed at offset {c} but {tp} starts at {log_start}"))
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(StreamsError::TaskCorrupted {
+                        task: self.id.to_string(),
+                        reason,
+                    });
+                }
             }
             let start = Restorer::start_offset(checkpoint, log_start);
             if start >= end {
@@ -625,7 +648,7 @@ impl Task {
     pub(crate) fn buffered(&self) -> usize {
         self.queues
             .iter()
-            .map(|q| q.raw.len() + usize::from(q.head.is_some()))
+            .map(|q| q.raw.len() + usize::from(q.head_offset.is_some()))
             .sum()
     }
 
@@ -641,50 +664,40 @@ impl Task {
     /// Makes sure every queue with records has a deserialized head, handling bad records.
     fn fill_heads(&mut self) -> Result<()> {
         for qi in 0..self.queues.len() {
-            while self.queues[qi].head.is_none() {
+            while self.queues[qi].head_offset.is_none() {
                 let q = &mut self.queues[qi];
                 let Some(raw) = q.raw.pop_front() else {
                     break;
                 };
-                let Some(source) = self.sources.get(&q.source) else {
-                    break;
-                };
-                let topic = q.partition.topic.clone();
-                match source.deserialize(&topic, &raw, q.partition_time) {
-                    Ok(record) => {
-                        let ts = record.timestamp;
-                        if ts < 0 {
-                            match self.settings.invalid_timestamps {
-                                InvalidTimestampPolicy::Fail => {
-                                    return Err(StreamsError::InvalidTimestamp {
-                                        topic,
-                                        partition: q.partition.partition,
-                                        offset: raw.offset,
-                                        timestamp: ts,
-                                    })
-                                }
-                                InvalidTimestampPolicy::LogAndSkip => {
-                                    tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, timestamp = ts, "skipping record with invalid timestamp");
-                                    self.counters.skipped_timestamp += 1;
-                                    self.consumed.insert(q.partition.clone(), raw.offset + 1);
-                                    continue;
-                                }
-                                InvalidTimestampPolicy::UsePartitionTime => {
-                                    if q.partition_time < 0 {
-                                        tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, "invalid timestamp and no partition time yet; skipping");
-                                        self.counters.skipped_timestamp += 1;
-                                        self.consumed.insert(q.partition.clone(), raw.offset + 1);
-                                        continue;
-                                    }
-                                    let mut record = record;
-                                    record.timestamp = q.partition_time;
-                                    q.head = Some((record, raw.offset));
-                                    continue;
-                                }
+                match q.head.fill(&q.partition.topic, &raw, q.partition_time) {
+                    Ok(ts) if ts < 0 => match self.settings.invalid_timestamps {
+                        InvalidTimestampPolicy::Fail => {
+                            return Err(StreamsError::InvalidTimestamp {
+                                topic: q.partition.topic.clone(),
+                                partition: q.partition.partition,
+                                offset: raw.offset,
+                                timestamp: ts,
+                            })
+                        }
+                        InvalidTimestampPolicy::LogAndSkip => {
+                            tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, timestamp = ts, "skipping record with invalid timestamp");
+                            self.counters.skipped_timestamp += 1;
+                            self.consumed.insert(q.partition.clone(), raw.offset + 1);
+                        }
+                        InvalidTimestampPolicy::UsePartitionTime => {
+                            if q.partition_time < 0 {
+                                tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, "invalid timestamp and no partition time yet; skipping");
+                                self.counters.skipped_timestamp += 1;
+                                self.consumed.insert(q.partition.clone(), raw.offset + 1);
+                            } else {
+                                q.head.set_timestamp(q.partition_time);
+                                q.head_offset = Some(raw.offset);
                             }
                         }
+                    },
+                    Ok(ts) => {
                         q.partition_time = q.partition_time.max(ts);
-                        q.head = Some((record, raw.offset));
+                        q.head_offset = Some(raw.offset);
                     }
                     Err(e) => {
                         let partition = q.partition.clone();
@@ -753,41 +766,52 @@ impl Task {
     /// was buffered.
     pub(crate) fn process_one(&mut self) -> Result<bool> {
         self.fill_heads()?;
-        let mut best: Option<usize> = None;
+        let mut best: Option<(usize, i64)> = None;
         for (i, q) in self.queues.iter().enumerate() {
-            if let Some((r, _)) = &q.head {
-                if best.is_none_or(|b| {
-                    self.queues[b]
-                        .head
-                        .as_ref()
-                        .is_some_and(|(br, _)| r.timestamp < br.timestamp)
-                }) {
-                    best = Some(i);
+            if q.head_offset.is_none() {
+                continue;
+            }
+            if let Some(ts) = q.head.timestamp() {
+                if best.is_none_or(|(_, b)| ts < b) {
+                    best = Some((i, ts));
                 }
             }
         }
-        let Some(qi) = best else {
+        let Some((qi, ts)) = best else {
             return Ok(false);
         };
         let q = &mut self.queues[qi];
-        let Some((record, offset)) = q.head.take() else {
+        let Some(offset) = q.head_offset.take() else {
             return Ok(false);
         };
         let source = q.source;
-        let partition = q.partition.clone();
-        let ts = record.timestamp;
         self.ctx.stream_time = self.ctx.stream_time.max(ts);
         for s in self.ctx.stores.values() {
             s.timestamp.set(ts);
         }
-        self.ctx.metadata = Some(RecordMetadata {
-            topic: partition.topic.clone(),
-            partition: partition.partition,
-            offset,
-        });
-        self.ctx.deliver(source, record)?;
+        let metadata = match self.ctx.metadata.take() {
+            // Reuse the topic name's allocation when the partition did not change.
+            Some(mut m) if m.topic == q.partition.topic => {
+                m.partition = q.partition.partition;
+                m.offset = offset;
+                m
+            }
+            _ => RecordMetadata {
+                topic: q.partition.topic.clone(),
+                partition: q.partition.partition,
+                offset,
+            },
+        };
+        self.ctx.metadata = Some(metadata);
+        self.queues[qi].head.forward(&mut self.ctx, source)?;
         self.ctx.drain_cache_flushes()?;
-        self.consumed.insert(partition, offset + 1);
+        let q = &self.queues[qi];
+        match self.consumed.get_mut(&q.partition) {
+            Some(o) => *o = offset + 1,
+            None => {
+                self.consumed.insert(q.partition.clone(), offset + 1);
+            }
+        }
         self.counters.processed += 1;
         let now = self.ctx.stream_time;
         self.ctx.punctuate(PunctuationType::StreamTime, now)?;
@@ -952,6 +976,20 @@ impl Task {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Closes the task's stores without flushing them and deletes their local state and
+    /// checkpoint, so that a new instance of the task restores everything from the
+    /// changelogs (what Kafka Streams does on a `TaskCorruptedException`).
+    pub(crate) fn close_and_wipe(&mut self) -> Result<()> {
+        self.closed = true;
+        for s in self.ctx.stores.values_mut() {
+            s.store.close()?;
+        }
+        if let Some(dir) = &self.dir {
+            dir.wipe_stores()?;
+        }
+        Ok(())
     }
 
     /// Read access to a store (the test driver's store inspection).

@@ -24,6 +24,7 @@ use crate::error::{Result, StreamsError};
 use crate::record::{Header, Record};
 use crate::serde::{Serde, SharedSerde};
 use crate::task::{Clock, MockClock, Task, TaskId, TaskInputs, TaskSettings};
+use crate::task_manager::TaskManager;
 use crate::topology::{NodeKind, SourceTopics, Topology};
 
 /// Everything produced, by topic.
@@ -91,7 +92,7 @@ impl RecordCollector for DriverCollector {
 struct DriverInner {
     config: StreamsConfig,
     topology: Arc<Topology>,
-    tasks: BTreeMap<TaskId, Task>,
+    tasks: TaskManager,
     /// Physical input topic -> task.
     inputs: BTreeMap<String, TaskId>,
     produced: Arc<Mutex<Produced>>,
@@ -106,55 +107,53 @@ impl DriverInner {
         raw.offset = *offset;
         *offset += 1;
         self.feed(topic, raw)?;
-        self.run()?;
-        self.commit()
+        self.run()
     }
 
     fn feed(&mut self, topic: &str, raw: RawRecord) -> Result<()> {
-        let id = *self.inputs.get(topic).ok_or_else(|| {
-            StreamsError::IllegalState(format!("topic `{topic}` is not read by the topology"))
-        })?;
-        if let Some(task) = self.tasks.get_mut(&id) {
-            task.add_records(&TopicPartition::new(topic.to_owned(), 0), vec![raw]);
+        let tp = TopicPartition::new(topic.to_owned(), 0);
+        if !self.inputs.contains_key(topic) || !self.tasks.add_records(&tp, vec![raw]) {
+            return Err(StreamsError::IllegalState(format!(
+                "topic `{topic}` is not read by the topology"
+            )));
         }
         Ok(())
     }
 
-    /// Processes until no task has input and nothing is waiting to be fed back.
+    /// Feeds records written to topics the topology reads back to their tasks. Returns
+    /// true if there were any.
+    fn feed_back(&mut self) -> Result<bool> {
+        let feedback: Vec<(String, RawRecord)> = self.produced.lock().feedback.drain(..).collect();
+        let any = !feedback.is_empty();
+        for (topic, raw) in feedback {
+            self.feed(&topic, raw)?;
+        }
+        Ok(any)
+    }
+
+    /// Processes until no task has input and nothing is waiting to be fed back,
+    /// committing (so flushing every cache) after each record, as Kafka's
+    /// `TopologyTestDriver` does.
     fn run(&mut self) -> Result<()> {
         loop {
-            let mut any = false;
-            for task in self.tasks.values_mut() {
-                while task.process_one()? {
-                    any = true;
+            self.commit()?;
+            let mut progressed = self.feed_back()?;
+            for id in self.tasks.ids() {
+                while self.tasks.process_one(id)? {
+                    progressed = true;
+                    self.commit()?;
+                    self.feed_back()?;
                 }
             }
-            let feedback: Vec<(String, RawRecord)> =
-                self.produced.lock().feedback.drain(..).collect();
-            for (topic, raw) in feedback {
-                any = true;
-                self.feed(&topic, raw)?;
-            }
-            if !any {
+            if !progressed {
                 return Ok(());
             }
         }
     }
 
+    /// The task manager's commit; the driver has no group, so offsets are only recorded.
     fn commit(&mut self) -> Result<()> {
-        for task in self.tasks.values_mut() {
-            task.prepare_commit()?;
-        }
-        self.run()?;
-        let offsets: BTreeMap<TopicPartition, i64> = self
-            .tasks
-            .values()
-            .flat_map(Task::offsets_to_commit)
-            .collect();
-        for task in self.tasks.values_mut() {
-            task.post_commit(&offsets)?;
-        }
-        Ok(())
+        self.tasks.commit(&mut |_offsets| Ok(()))
     }
 }
 
@@ -266,13 +265,13 @@ impl TopologyTestDriver {
             ..RocksDbConfig::default()
         })?;
         let metrics = Arc::new(StoreMetrics::new());
-        let mut tasks = BTreeMap::new();
+        let mut tasks = TaskManager::new(Arc::clone(&collector));
         for sub in &subs {
             let id = TaskId {
                 subtopology: sub.id as u32,
                 partition: 0,
             };
-            let mut task = Task::new(
+            let task = Task::new(
                 &topology,
                 sub,
                 id,
@@ -286,8 +285,7 @@ impl TopologyTestDriver {
                 Some(&rocksdb),
                 Arc::clone(&metrics),
             )?;
-            task.initialize()?;
-            tasks.insert(id, task);
+            tasks.add_initialized(task)?;
         }
         Ok(TopologyTestDriver {
             inner: Rc::new(RefCell::new(DriverInner {
@@ -355,11 +353,8 @@ impl TopologyTestDriver {
         let mut inner = self.inner.borrow_mut();
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
         inner.clock.0.fetch_add(ms, Ordering::Relaxed);
-        for task in inner.tasks.values_mut() {
-            task.punctuate_wall_clock()?;
-        }
-        inner.run()?;
-        inner.commit()
+        inner.tasks.punctuate_wall_clock()?;
+        inner.run()
     }
 
     /// Reads the whole key-value store `name` (from the task that owns it), deserialized
@@ -379,7 +374,7 @@ impl TopologyTestDriver {
         let topic = format!("{}-{name}-changelog", inner.config.application_id);
         let store = inner
             .tasks
-            .values()
+            .tasks()
             .find_map(|t| t.store(name))
             .ok_or_else(|| StreamsError::IllegalState(format!("no store named `{name}`")))?;
         let mut out = Vec::new();
@@ -408,7 +403,7 @@ impl TopologyTestDriver {
         self.inner
             .borrow()
             .tasks
-            .get(&TaskId {
+            .task(&TaskId {
                 subtopology,
                 partition: 0,
             })
@@ -420,7 +415,7 @@ impl TopologyTestDriver {
         self.inner
             .borrow()
             .tasks
-            .values()
+            .tasks()
             .map(|t| t.counters.skipped_deserialization + t.counters.skipped_timestamp)
             .sum()
     }
@@ -440,14 +435,8 @@ impl TopologyTestDriver {
     /// Closes every task cleanly (processors' `close`, final flush).
     pub fn close(self) -> Result<()> {
         let mut inner = self.inner.borrow_mut();
-        inner.commit()?;
-        let mut first = None;
-        for task in inner.tasks.values_mut() {
-            if let Err(e) = task.close(true) {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        inner.run()?;
+        inner.tasks.close_clean()
     }
 }
 
