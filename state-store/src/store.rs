@@ -340,3 +340,62 @@ pub(crate) fn check_key_range(store: &str, from: &[u8], to: &[u8]) -> Result<()>
     }
     Ok(())
 }
+
+impl<T: WindowStore + ?Sized> WindowStore for Box<T> {
+    fn put(&mut self, key: &[u8], value: Option<&[u8]>, window_start: i64) -> Result<Option<u32>> {
+        (**self).put(key, value, window_start)
+    }
+    fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {
+        (**self).fetch(key, window_start)
+    }
+    fn fetch_key_range(
+        &self,
+        key_from: &[u8],
+        key_to: &[u8],
+        time_from: i64,
+        time_to: i64,
+    ) -> Result<Vec<WindowEntry>> {
+        (**self).fetch_key_range(key_from, key_to, time_from, time_to)
+    }
+    fn fetch_all(&self, time_from: i64, time_to: i64) -> Result<Vec<WindowEntry>> {
+        (**self).fetch_all(time_from, time_to)
+    }
+    fn retention_period(&self) -> i64 {
+        (**self).retention_period()
+    }
+    fn observed_stream_time(&self) -> i64 {
+        (**self).observed_stream_time()
+    }
+}
+
+impl<T: SessionStore + ?Sized> SessionStore for Box<T> {
+    fn put(&mut self, key: &[u8], start: i64, end: i64, value: &[u8]) -> Result<()> {
+        (**self).put(key, start, end, value)
+    }
+    fn remove(&mut self, key: &[u8], start: i64, end: i64) -> Result<()> {
+        (**self).remove(key, start, end)
+    }
+    fn fetch_session(&self, key: &[u8], start: i64, end: i64) -> Result<Option<Vec<u8>>> {
+        (**self).fetch_session(key, start, end)
+    }
+    fn find_sessions_key_range(
+        &self,
+        key_from: &[u8],
+        key_to: &[u8],
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> Result<Vec<SessionEntry>> {
+        (**self).find_sessions_key_range(
+            key_from,
+            key_to,
+            earliest_session_end,
+            latest_session_start,
+        )
+    }
+    fn retention_period(&self) -> i64 {
+        (**self).retention_period()
+    }
+    fn observed_stream_time(&self) -> i64 {
+        (**self).observed_stream_time()
+    }
+}

@@ -58,14 +58,17 @@ pub use config::{
 };
 pub use error::{Result, SerdeError, StreamsError, TopologyError};
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
-pub use record::{Header, Record, RecordMetadata};
+pub use record::{Change, Header, Record, RecordMetadata};
 pub use runtime::{StateListener, StreamsApp, StreamsState};
 pub use serde::{
     BoolSerde, BytesSerde, F32Serde, F64Serde, I16Serde, I32Serde, I64Serde, JsonSerde, Nullable,
     Serde, SerdeRegistry, SharedSerde, StringSerde, VoidSerde,
 };
-pub use state_store::{CacheFlushEntry, KeyValueStore, TopicPartition};
-pub use store::{StoreBuilder, StoreKind};
+pub use state_store::{Direction, TopicPartition};
+pub use store::{
+    CacheFlush, KeyValueStoreHandle, SessionStoreHandle, StoreBuilder, StoreIter, StoreKind,
+    ValueAndTimestamp, Window, WindowStoreHandle, Windowed,
+};
 pub use task::TaskId;
 #[cfg(feature = "test-utils")]
 pub use test_driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};

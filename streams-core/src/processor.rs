@@ -5,10 +5,13 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use state_store::{CacheFlushEntry, KeyValueStore};
-
 use crate::error::{Result, StreamsError};
+use crate::record::Change;
 use crate::record::{InFlight, Record, RecordMetadata};
+use crate::store::{
+    resolve_store, same, timestamped, CacheFlush, KeyValueStoreHandle, SessionStoreHandle,
+    ValueAndTimestamp, View, Window, WindowStoreHandle, Windowed,
+};
 use crate::task::{TaskContext, TaskId};
 
 /// When a punctuation fires (Kafka's `PunctuationType`).
@@ -78,14 +81,16 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send + 'static {
         Ok(())
     }
 
-    /// A caching store connected to this processor pushed `entry` down (on eviction or at a
-    /// commit). Aggregations forward the change downstream here, so with caching on a key
-    /// is emitted once per commit rather than once per update.
+    /// A caching store connected to this processor pushed `entry` down (on eviction, right
+    /// after the record that caused it, or at a commit, in write order). Aggregations
+    /// forward the change downstream here (decode it with
+    /// [`ProcessorContext::flushed_record`]), so with caching on a key is emitted once per
+    /// commit rather than once per update, as Kafka's cache flush listeners do.
     fn on_cache_flush(
         &mut self,
         ctx: &mut ProcessorContext<'_, KOut, VOut>,
         store: &str,
-        entry: &CacheFlushEntry,
+        entry: &CacheFlush,
     ) -> Result<()> {
         let _ = (ctx, store, entry);
         Ok(())
@@ -133,9 +138,132 @@ where
 }
 
 impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
-    /// The key-value store `name`, which must be connected to this processor.
-    pub fn key_value_store(&mut self, name: &str) -> Result<&mut dyn KeyValueStore> {
-        self.task.key_value_store(self.node, name)
+    /// The key-value store `name` (connected to this processor), with keys `K` and values
+    /// `V` (de)serialized by the store's serdes or the application's defaults.
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<KeyValueStoreHandle<'_, K, V>> {
+        let (open, registry, node) = self.task.connected_store(self.node, name)?;
+        let serdes = resolve_store::<K, V, V>(open, node, View::KeyValue, registry, same)?;
+        KeyValueStoreHandle::new(open, serdes)
+    }
+
+    /// The timestamped key-value store `name`: values come with the timestamp of the
+    /// record that wrote them.
+    pub fn timestamped_key_value_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<KeyValueStoreHandle<'_, K, ValueAndTimestamp<V>>> {
+        let (open, registry, node) = self.task.connected_store(self.node, name)?;
+        let serdes = resolve_store::<K, ValueAndTimestamp<V>, V>(
+            open,
+            node,
+            View::TimestampedKeyValue,
+            registry,
+            timestamped,
+        )?;
+        KeyValueStoreHandle::new(open, serdes)
+    }
+
+    /// The window store `name`.
+    pub fn window_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<WindowStoreHandle<'_, K, V>> {
+        let (open, registry, node) = self.task.connected_store(self.node, name)?;
+        let serdes = resolve_store::<K, V, V>(open, node, View::Window, registry, same)?;
+        WindowStoreHandle::new(open, serdes)
+    }
+
+    /// The timestamped window store `name` (what windowed aggregations keep).
+    pub fn timestamped_window_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<WindowStoreHandle<'_, K, ValueAndTimestamp<V>>> {
+        let (open, registry, node) = self.task.connected_store(self.node, name)?;
+        let serdes = resolve_store::<K, ValueAndTimestamp<V>, V>(
+            open,
+            node,
+            View::TimestampedWindow,
+            registry,
+            timestamped,
+        )?;
+        WindowStoreHandle::new(open, serdes)
+    }
+
+    /// The session store `name`.
+    pub fn session_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<SessionStoreHandle<'_, K, V>> {
+        let (open, registry, node) = self.task.connected_store(self.node, name)?;
+        let serdes = resolve_store::<K, V, V>(open, node, View::Session, registry, same)?;
+        SessionStoreHandle::new(open, serdes)
+    }
+
+    /// The typed record of a cache flush of key-value store `store`: key, the change (new
+    /// and old value, `None` for absent) and the timestamp of the write, deserialized with
+    /// the store's serdes (Kafka's `TimestampedCacheFlushListener`).
+    pub fn flushed_record<K: 'static, V: 'static>(
+        &mut self,
+        store: &str,
+        entry: &CacheFlush,
+    ) -> Result<Record<K, Change<V>>> {
+        let handle = self.key_value_store::<K, V>(store)?;
+        let key = handle.decode_key(&entry.key)?;
+        let change = Change {
+            new: handle.decode_value(entry.new_value.as_deref())?,
+            old: handle.decode_value(entry.old_value.as_deref())?,
+        };
+        Ok(Record::new(key, change, entry.timestamp))
+    }
+
+    /// The typed record of a cache flush of window or session store `store`, keyed by the
+    /// key and its window (`[start, end)`) or session (`[start, end]`).
+    pub fn flushed_windowed_record<K: 'static, V: 'static>(
+        &mut self,
+        store: &str,
+        entry: &CacheFlush,
+    ) -> Result<Record<Windowed<K>, Change<V>>> {
+        let Some((start, end)) = entry.window else {
+            return Err(StreamsError::StoreAccess {
+                node: self.node_name().to_owned(),
+                store: store.to_owned(),
+                reason: "a key-value store's cache flush has no window".into(),
+            });
+        };
+        let (open, registry, node) = self.task.connected_store(self.node, store)?;
+        let view = match open.spec.kind() {
+            crate::StoreKind::Session { .. } => View::Session,
+            _ => View::Window,
+        };
+        let (ks, vs) = resolve_store::<K, V, V>(open, node, view, registry, same)?;
+        let topic = open.serde_topic.as_str();
+        let err = |what: &str, source| StreamsError::Serde {
+            what: format!("flushed {what} of store `{store}`"),
+            topic: topic.to_owned(),
+            source,
+        };
+        let value = |b: Option<&[u8]>| -> Result<Option<V>> {
+            b.map(|b| vs.deserialize(topic, Some(b)).map_err(|e| err("value", e)))
+                .transpose()
+        };
+        let key = ks
+            .deserialize(topic, Some(&entry.key))
+            .map_err(|e| err("key", e))?;
+        let change = Change {
+            new: value(entry.new_value.as_deref())?,
+            old: value(entry.old_value.as_deref())?,
+        };
+        Ok(Record::new(
+            Windowed {
+                key,
+                window: Window { start, end },
+            },
+            change,
+            entry.timestamp,
+        ))
     }
 
     /// True if store `name` has a record cache (caching requested and a cache size above
@@ -217,7 +345,7 @@ pub(crate) trait ErasedProcessor: Send {
         task: &mut TaskContext,
         node: usize,
         store: &str,
-        entry: &CacheFlushEntry,
+        entry: &CacheFlush,
     ) -> Result<()>;
     fn close(&mut self, task: &mut TaskContext, node: usize) -> Result<()>;
 }
@@ -270,7 +398,7 @@ where
         task: &mut TaskContext,
         node: usize,
         store: &str,
-        entry: &CacheFlushEntry,
+        entry: &CacheFlush,
     ) -> Result<()> {
         self.inner
             .on_cache_flush(&mut ProcessorContext::new(task, node), store, entry)

@@ -67,6 +67,16 @@ impl<K, V> Record<K, V> {
     }
 }
 
+/// An update of a table row: its new value and, where known, the value it replaces
+/// (Kafka's `Change`). `new == None` deletes the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change<V> {
+    /// The value after the update (`None`: the row is deleted).
+    pub new: Option<V>,
+    /// The value before the update, if any.
+    pub old: Option<V>,
+}
+
 /// Where the record being processed came from (absent for records forwarded by a
 /// punctuation).
 #[derive(Debug, Clone, PartialEq, Eq)]

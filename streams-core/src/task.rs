@@ -233,30 +233,29 @@ impl TaskContext {
         result.map_err(|e| self.wrap(node, e))
     }
 
-    pub(crate) fn key_value_store(
+    /// Store `name`, which must be connected to processor `node`, with the application's
+    /// serdes and the node's name (for typed access from a processor).
+    pub(crate) fn connected_store(
         &mut self,
         node: usize,
         name: &str,
-    ) -> Result<&mut dyn state_store::KeyValueStore> {
-        if !self.info[node].stores.iter().any(|s| s == name) {
-            return Err(StreamsError::StoreAccess {
-                node: self.node_name(node).to_owned(),
-                store: name.to_owned(),
-                reason: "the store is not connected to this processor".into(),
-            });
-        }
-        if !self.stores.contains_key(name) {
-            return Err(StreamsError::StoreAccess {
-                node: self.node_name(node).to_owned(),
-                store: name.to_owned(),
-                reason: "the store is not open in this task".into(),
-            });
+    ) -> Result<(&mut OpenStore, &SerdeRegistry, &str)> {
+        let node_name = self.info.get(node).map_or("?", |n| n.name.as_str());
+        let error = |reason: &str| StreamsError::StoreAccess {
+            node: node_name.to_owned(),
+            store: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if !self
+            .info
+            .get(node)
+            .is_some_and(|n| n.stores.iter().any(|s| s == name))
+        {
+            return Err(error("the store is not connected to this processor"));
         }
         match self.stores.get_mut(name) {
-            Some(s) => Ok(s.store.as_mut()),
-            None => Err(StreamsError::IllegalState(format!(
-                "store `{name}` vanished"
-            ))),
+            Some(s) => Ok((s, &self.serdes, node_name)),
+            None => Err(error("the store is not open in this task")),
         }
     }
 
@@ -489,6 +488,7 @@ impl Task {
             rocksdb,
             cache_bytes: settings.cache_bytes,
             metrics,
+            application_id: &settings.application_id,
         };
         for name in &sub.stores {
             let Some(spec) = topology.stores.get(name) else {
@@ -606,14 +606,15 @@ impl Task {
                     break;
                 };
                 next = last.offset + 1;
-                records.extend(batch.into_iter().map(Ok));
+                records.extend(batch);
                 if records.len() >= 50_000 || next >= end {
+                    open.convert_restored(&mut records);
                     let progress = restorer.restore(
-                        open.store.as_mut(),
+                        open.store.restorable(),
                         tp,
                         start,
                         end,
-                        std::mem::take(&mut records),
+                        std::mem::take(&mut records).into_iter().map(Ok),
                         &mut LoggingRestoreListener,
                     )?;
                     if let Some(last) = progress.last_restored_offset {
@@ -835,7 +836,7 @@ impl Task {
         let order: Vec<String> = self.store_order();
         for name in order {
             if let Some(s) = self.ctx.stores.get_mut(&name) {
-                s.store.flush_cache()?;
+                s.store.state().flush_cache()?;
             }
             self.ctx.drain_cache_flushes()?;
         }
@@ -927,7 +928,7 @@ impl Task {
                 .stores
                 .values_mut()
                 .filter(|s| s.spec.is_persistent() && s.spec.is_logging())
-                .map(|s| s.store.as_mut() as &mut dyn StateStore)
+                .map(|s| s.store.state())
                 .collect();
             dir.checkpoint_stores(&mut stores, &offsets)?;
         }
@@ -957,7 +958,7 @@ impl Task {
                     .ctx
                     .stores
                     .values_mut()
-                    .map(|s| s.store.as_mut() as &mut dyn StateStore)
+                    .map(|s| s.store.state())
                     .collect();
                 if let Err(e) = dir.close_clean(&mut stores, &offsets) {
                     first_error.get_or_insert(e.into());
@@ -967,11 +968,11 @@ impl Task {
         }
         for s in self.ctx.stores.values_mut() {
             if clean {
-                if let Err(e) = s.store.flush() {
+                if let Err(e) = s.store.state().flush() {
                     first_error.get_or_insert(e.into());
                 }
             }
-            if let Err(e) = s.store.close() {
+            if let Err(e) = s.store.state().close() {
                 first_error.get_or_insert(e.into());
             }
         }
@@ -984,7 +985,7 @@ impl Task {
     pub(crate) fn close_and_wipe(&mut self) -> Result<()> {
         self.closed = true;
         for s in self.ctx.stores.values_mut() {
-            s.store.close()?;
+            s.store.state().close()?;
         }
         if let Some(dir) = &self.dir {
             dir.wipe_stores()?;
@@ -992,13 +993,10 @@ impl Task {
         Ok(())
     }
 
-    /// Read access to a store (the test driver's store inspection).
+    /// A store of this task (the test driver's store inspection).
     #[cfg(feature = "test-utils")]
-    pub(crate) fn store(&self, name: &str) -> Option<&dyn state_store::KeyValueStore> {
-        self.ctx
-            .stores
-            .get(name)
-            .map(|s| s.store.as_ref() as &dyn state_store::KeyValueStore)
+    pub(crate) fn open_store(&self, name: &str) -> Option<&OpenStore> {
+        self.ctx.stores.get(name)
     }
 
     /// The task's stream time.

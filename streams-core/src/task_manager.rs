@@ -45,6 +45,7 @@ impl TaskManager {
     }
 
     /// The tasks, by id.
+    #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
     pub(crate) fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.tasks.values()
     }
@@ -232,6 +233,7 @@ mod tests {
     use crate::collector::{OutgoingRecord, RecordCollector};
     use crate::config::DeserializationHandler;
     use crate::serde::SerdeRegistry;
+    use crate::store::TaskStore;
     use crate::task::{SystemClock, TaskInputs, TaskSettings};
     use crate::{
         InvalidTimestampPolicy, Processor, ProcessorContext, Record, Source, StoreBuilder, Topology,
@@ -372,10 +374,14 @@ mod tests {
             };
             let mut tasks = TaskManager::new(Arc::clone(&collector));
             tasks.add(&make, changelog).unwrap();
-            let contents = tasks
+            let Some(TaskStore::KeyValue(store)) = tasks
                 .task(&id)
-                .and_then(|t| t.store(STORE))
-                .unwrap()
+                .and_then(|t| t.open_store(STORE))
+                .map(|s| &s.store)
+            else {
+                panic!("no key-value store {STORE}");
+            };
+            let contents = store
                 .all(Direction::Forward)
                 .unwrap()
                 .into_iter()

@@ -23,6 +23,7 @@ use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::{Header, Record};
 use crate::serde::{Serde, SharedSerde};
+use crate::store::TaskStore;
 use crate::task::{Clock, MockClock, Task, TaskId, TaskInputs, TaskSettings};
 use crate::task_manager::TaskManager;
 use crate::topology::{NodeKind, SourceTopics, Topology};
@@ -357,45 +358,99 @@ impl TopologyTestDriver {
         inner.run()
     }
 
-    /// Reads the whole key-value store `name` (from the task that owns it), deserialized
-    /// with the default serdes of `K` and `V`, in key-byte order.
-    pub fn read_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(K, V)>> {
+    /// The store `name` (from the task that owns it) with the default serdes of `K` and
+    /// `V`, its changelog topic name (what store serdes see) and its kind.
+    fn with_store<K: 'static, V: 'static, T>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&TaskStore, &StoreCodec<K, V>) -> Result<T>,
+    ) -> Result<T> {
         let inner = self.inner.borrow();
-        let ks = inner
-            .config
-            .serdes
-            .get::<K>()
-            .ok_or_else(|| missing::<K>(name))?;
-        let vs = inner
-            .config
-            .serdes
-            .get::<V>()
-            .ok_or_else(|| missing::<V>(name))?;
-        let topic = format!("{}-{name}-changelog", inner.config.application_id);
-        let store = inner
+        let codec = StoreCodec {
+            key: inner
+                .config
+                .serdes
+                .get::<K>()
+                .ok_or_else(|| missing::<K>(name))?,
+            value: inner
+                .config
+                .serdes
+                .get::<V>()
+                .ok_or_else(|| missing::<V>(name))?,
+            topic: format!("{}-{name}-changelog", inner.config.application_id),
+            store: name.to_owned(),
+            timestamped: false,
+        };
+        let open = inner
             .tasks
             .tasks()
-            .find_map(|t| t.store(name))
+            .find_map(|t| t.open_store(name))
             .ok_or_else(|| StreamsError::IllegalState(format!("no store named `{name}`")))?;
-        let mut out = Vec::new();
-        for kv in store.all(state_store::Direction::Forward)? {
-            let k = ks
-                .deserialize(&topic, Some(&kv.0))
-                .map_err(|source| StreamsError::Serde {
-                    what: format!("key of store `{name}`"),
-                    topic: topic.clone(),
-                    source,
-                })?;
-            let v = vs
-                .deserialize(&topic, Some(&kv.1))
-                .map_err(|source| StreamsError::Serde {
-                    what: format!("value of store `{name}`"),
-                    topic: topic.clone(),
-                    source,
-                })?;
-            out.push((k, v));
-        }
-        Ok(out)
+        let timestamped = open.spec.kind().is_timestamped();
+        let codec = StoreCodec {
+            timestamped,
+            ..codec
+        };
+        read(&open.store, &codec)
+    }
+
+    /// Reads the whole key-value store `name` (from the task that owns it), deserialized
+    /// with the default serdes of `K` and `V`, in key-byte order. For a timestamped store
+    /// the values without their timestamps.
+    pub fn read_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(K, V)>> {
+        self.with_store::<K, V, _>(name, |store, codec| {
+            let TaskStore::KeyValue(store) = store else {
+                return Err(StreamsError::IllegalState(format!(
+                    "store `{name}` is not a key-value store"
+                )));
+            };
+            store
+                .all(state_store::Direction::Forward)?
+                .iter()
+                .map(|(k, v)| Ok((codec.key(k)?, codec.value(v)?)))
+                .collect()
+        })
+    }
+
+    /// Reads every retained window of window store `name`: (key, window start, value), in
+    /// key-byte then window-start order.
+    pub fn read_window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(K, i64, V)>> {
+        self.with_store::<K, V, _>(name, |store, codec| {
+            let TaskStore::Window(store) = store else {
+                return Err(StreamsError::IllegalState(format!(
+                    "store `{name}` is not a window store"
+                )));
+            };
+            store
+                .fetch_all(i64::MIN, i64::MAX)?
+                .iter()
+                .map(|e| Ok((codec.key(&e.key)?, e.window_start, codec.value(&e.value)?)))
+                .collect()
+        })
+    }
+
+    /// Reads every retained session of session store `name`: (key, start, end, value).
+    pub fn read_session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(K, i64, i64, V)>> {
+        self.with_store::<K, V, _>(name, |store, codec| {
+            let TaskStore::Session(store) = store else {
+                return Err(StreamsError::IllegalState(format!(
+                    "store `{name}` is not a session store"
+                )));
+            };
+            // Every key sorts at or below 4 KiB of 0xff bytes (a session store has no
+            // unbounded scan; keys that long are not realistic).
+            store
+                .fetch_key_range(&[], &[0xff; 4096])?
+                .iter()
+                .map(|e| Ok((codec.key(&e.key)?, e.start, e.end, codec.value(&e.value)?)))
+                .collect()
+        })
     }
 
     /// The stream time of task `<subtopology>_0`.
@@ -437,6 +492,47 @@ impl TopologyTestDriver {
         let mut inner = self.inner.borrow_mut();
         inner.run()?;
         inner.tasks.close_clean()
+    }
+}
+
+/// Default serdes of a store being read by the driver.
+struct StoreCodec<K, V> {
+    key: SharedSerde<K>,
+    value: SharedSerde<V>,
+    topic: String,
+    store: String,
+    timestamped: bool,
+}
+
+impl<K: 'static, V: 'static> StoreCodec<K, V> {
+    fn error(&self, what: &str, source: crate::error::SerdeError) -> StreamsError {
+        StreamsError::Serde {
+            what: format!("{what} of store `{}`", self.store),
+            topic: self.topic.clone(),
+            source,
+        }
+    }
+
+    fn key(&self, bytes: &[u8]) -> Result<K> {
+        self.key
+            .deserialize(&self.topic, Some(bytes))
+            .map_err(|e| self.error("key", e))
+    }
+
+    fn value(&self, bytes: &[u8]) -> Result<V> {
+        let raw = match (self.timestamped, bytes.split_first_chunk::<8>()) {
+            (false, _) => bytes,
+            (true, Some((_, raw))) => raw,
+            (true, None) => {
+                return Err(self.error(
+                    "value",
+                    crate::error::SerdeError::new("a timestamped value shorter than 8 bytes"),
+                ))
+            }
+        };
+        self.value
+            .deserialize(&self.topic, Some(raw))
+            .map_err(|e| self.error("value", e))
     }
 }
 

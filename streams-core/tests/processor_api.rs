@@ -33,11 +33,9 @@ impl Processor<String, i64, String, i64> for Summer {
         ctx: &mut ProcessorContext<'_, String, i64>,
         r: Record<String, i64>,
     ) -> Result<()> {
-        let store = ctx.key_value_store("sums")?;
-        let old = store
-            .get(r.key.as_bytes())?
-            .map_or(0, |b| i64::from_be_bytes(b.try_into().unwrap()));
-        Ok(store.put(r.key.as_bytes(), &(old + r.value).to_be_bytes())?)
+        let mut store = ctx.key_value_store::<String, i64>("sums")?;
+        let old = store.get(&r.key)?.unwrap_or(0);
+        store.put(&r.key, &(old + r.value))
     }
     fn punctuate(
         &mut self,
@@ -50,25 +48,19 @@ impl Processor<String, i64, String, i64> for Summer {
         }
         if ts > 1_000_000 {
             // wall clock: count it
-            let store = ctx.key_value_store("ticks")?;
-            let n = store.get(b"n")?.map_or(0, |b| b[0]);
-            return Ok(store.put(b"n", &[n + 1])?);
+            let mut store = ctx.key_value_store::<Vec<u8>, Vec<u8>>("ticks")?;
+            let n = store.get(&b"n".to_vec())?.map_or(0, |b| b[0]);
+            return store.put(&b"n".to_vec(), &vec![n + 1]);
         }
-        let all = ctx.key_value_store("sums")?.all(state_store_direction())?;
-        for (k, v) in all {
-            let key = String::from_utf8(k).unwrap();
-            ctx.forward(Record::new(
-                key,
-                i64::from_be_bytes(v.try_into().unwrap()),
-                ts,
-            ))?;
+        let all: Vec<(String, i64)> = ctx
+            .key_value_store::<String, i64>("sums")?
+            .all(Direction::Forward)?
+            .collect::<Result<_>>()?;
+        for (key, sum) in all {
+            ctx.forward(Record::new(key, sum, ts))?;
         }
         Ok(())
     }
-}
-
-fn state_store_direction() -> state_store::Direction {
-    state_store::Direction::Forward
 }
 
 #[test]
@@ -305,7 +297,7 @@ fn store_access_is_checked() {
             ctx: &mut ProcessorContext<'_, String, String>,
             _r: Record<String, String>,
         ) -> Result<()> {
-            ctx.key_value_store("other").map(|_| ())
+            ctx.key_value_store::<String, String>("other").map(|_| ())
         }
     }
     struct Owner;

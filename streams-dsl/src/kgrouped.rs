@@ -235,16 +235,15 @@ where
         for (k, v) in &materialized.changelog_config {
             store = store.with_changelog_config(k.clone(), v.clone());
         }
-        let store_key_serde = materialized.key_serde.clone().or(key_serde.clone());
-        let store_value_serde = materialized.value_serde.clone();
+        let store = store.with_serdes(
+            materialized.key_serde.clone().or(key_serde.clone()),
+            materialized.value_serde.clone(),
+        );
         let supplier_store = store_name.clone();
         let supplier = move || AggregateProcessor::<K, V, VA> {
             store: supplier_store.clone(),
             init: Arc::clone(&init),
             adder: Arc::clone(&adder),
-            key_serde: store_key_serde.clone(),
-            value_serde: store_value_serde.clone(),
-            resolved: None,
         };
         state.borrow_mut().apply(|t| {
             t.add_processor(&name, supplier, &[&parent])?;

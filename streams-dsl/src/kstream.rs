@@ -488,9 +488,9 @@ where
     /// struct Sequence;
     /// impl Processor<String, String, String, i64> for Sequence {
     ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, r: Record<String, String>) -> Result<()> {
-    ///         let store = ctx.key_value_store("seq")?;
-    ///         let n = store.get(r.key.as_bytes())?.map_or(0, |b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8]))) + 1;
-    ///         store.put(r.key.as_bytes(), &n.to_be_bytes())?;
+    ///         let mut store = ctx.key_value_store::<String, i64>("seq")?;
+    ///         let n = store.get(&r.key)?.unwrap_or(0) + 1;
+    ///         store.put(&r.key, &n)?;
     ///         ctx.forward(r.with_value(n))
     ///     }
     /// }

@@ -2,21 +2,11 @@
 
 use std::rc::Rc;
 
-use streams_core::{Record, SharedSerde};
+use streams_core::{Change, Record, SharedSerde};
 
 use crate::builder::Shared;
 use crate::kstream::KStream;
 use crate::processors::stateless;
-
-/// An update of a table row: its new value and, where known, the value it replaces.
-/// `new == None` deletes the row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change<V> {
-    /// The value after the update (`None`: the row is deleted).
-    pub new: Option<V>,
-    /// The value before the update, if any.
-    pub old: Option<V>,
-}
 
 /// A table (Kafka's `KTable`): the latest value per key, backed by a state store.
 pub struct KTable<K, V> {

@@ -54,5 +54,6 @@ mod processors;
 pub use builder::StreamsBuilder;
 pub use kgrouped::KGroupedStream;
 pub use kstream::KStream;
-pub use ktable::{Change, KTable};
+pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};
+pub use streams_core::Change;

@@ -3,11 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use streams_core::{
-    CacheFlushEntry, Processor, ProcessorContext, Record, Result, SharedSerde, StreamsError,
-};
-
-use crate::ktable::Change;
+use streams_core::{CacheFlush, Change, Processor, ProcessorContext, Record, Result};
 
 /// A processor made of a closure: `f(ctx, record)`.
 pub(crate) struct FnProcessor<F, K, V, K2, V2> {
@@ -47,26 +43,12 @@ pub(crate) type Initializer<VA> = Arc<dyn Fn() -> VA + Send + Sync>;
 pub(crate) type Aggregator<K, V, VA> = Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>;
 
 /// Aggregates records per key into a key-value store and forwards each change (at once
-/// without a cache, at cache flushes with one).
+/// without a cache, at cache flushes with one). The store's serdes are the ones
+/// materialized with it (or the application's defaults), applied by the store handle.
 pub(crate) struct AggregateProcessor<K, V, VA> {
     pub(crate) store: String,
     pub(crate) init: Initializer<VA>,
     pub(crate) adder: Aggregator<K, V, VA>,
-    pub(crate) key_serde: Option<SharedSerde<K>>,
-    pub(crate) value_serde: Option<SharedSerde<VA>>,
-    pub(crate) resolved: Option<(SharedSerde<K>, SharedSerde<VA>, String)>,
-}
-
-fn serde_error(what: &str, topic: &str, source: streams_core::SerdeError) -> StreamsError {
-    StreamsError::Serde {
-        what: what.to_owned(),
-        topic: topic.to_owned(),
-        source,
-    }
-}
-
-fn not_initialized() -> StreamsError {
-    StreamsError::IllegalState("aggregate processor used before init".into())
 }
 
 impl<K, V, VA> Processor<K, V, K, Change<VA>> for AggregateProcessor<K, V, VA>
@@ -75,67 +57,16 @@ where
     V: Send + 'static,
     VA: Clone + Send + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        let node = ctx.node_name().to_owned();
-        let ks = match &self.key_serde {
-            Some(s) => Arc::clone(s),
-            None => ctx
-                .serdes()
-                .get::<K>()
-                .ok_or_else(|| StreamsError::MissingSerde {
-                    what: "key",
-                    type_name: std::any::type_name::<K>(),
-                    node: node.clone(),
-                })?,
-        };
-        let vs = match &self.value_serde {
-            Some(s) => Arc::clone(s),
-            None => ctx
-                .serdes()
-                .get::<VA>()
-                .ok_or_else(|| StreamsError::MissingSerde {
-                    what: "value",
-                    type_name: std::any::type_name::<VA>(),
-                    node,
-                })?,
-        };
-        let topic = format!("{}-{}-changelog", ctx.application_id(), self.store);
-        self.resolved = Some((ks, vs, topic));
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         record: Record<K, V>,
     ) -> Result<()> {
-        let (ks, vs, topic) = self.resolved.as_ref().ok_or_else(not_initialized)?;
-        let Some(key_bytes) = ks
-            .serialize(topic, &record.key)
-            .map_err(|e| serde_error("aggregation key", topic, e))?
-        else {
-            tracing::warn!(store = %self.store, "skipping a record whose key serializes to null");
-            return Ok(());
-        };
-        let store = ctx.key_value_store(&self.store)?;
-        let old = match store.get(&key_bytes)? {
-            Some(b) => Some(
-                vs.deserialize(topic, Some(&b))
-                    .map_err(|e| serde_error("aggregate", topic, e))?,
-            ),
-            None => None,
-        };
+        let mut store = ctx.key_value_store::<K, VA>(&self.store)?;
+        let old = store.get(&record.key)?;
         let base = old.clone().unwrap_or_else(|| (self.init)());
         let new = (self.adder)(&record.key, record.value, base);
-        match vs
-            .serialize(topic, &new)
-            .map_err(|e| serde_error("aggregate", topic, e))?
-        {
-            Some(b) => store.put(&key_bytes, &b)?,
-            None => {
-                store.delete(&key_bytes)?;
-            }
-        }
+        store.put(&record.key, &new)?;
         if !ctx.is_store_cached(&self.store) {
             ctx.forward(Record {
                 key: record.key,
@@ -154,28 +85,12 @@ where
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         store: &str,
-        entry: &CacheFlushEntry,
+        entry: &CacheFlush,
     ) -> Result<()> {
         if store != self.store {
             return Ok(());
         }
-        let (ks, vs, topic) = self.resolved.as_ref().ok_or_else(not_initialized)?;
-        let key = ks
-            .deserialize(topic, Some(&entry.key))
-            .map_err(|e| serde_error("aggregation key", topic, e))?;
-        let de = |b: &Option<Vec<u8>>| -> Result<Option<VA>> {
-            match b {
-                Some(b) => vs
-                    .deserialize(topic, Some(b))
-                    .map(Some)
-                    .map_err(|e| serde_error("aggregate", topic, e)),
-                None => Ok(None),
-            }
-        };
-        let change = Change {
-            new: de(&entry.new_value)?,
-            old: de(&entry.old_value)?,
-        };
-        ctx.forward(Record::new(key, change, entry.timestamp))
+        let record = ctx.flushed_record::<K, VA>(store, entry)?;
+        ctx.forward(record)
     }
 }

@@ -1,0 +1,19 @@
+//! State stores in the runtime: what a topology declares ([`StoreBuilder`]), how a task
+//! opens it (`open`), and the typed handles processors use (`handles`), with serdes
+//! applied at this outer layer as Kafka's metered stores do.
+
+mod builder;
+mod handles;
+mod open;
+
+pub use builder::{StoreBuilder, StoreKind};
+pub use handles::{
+    KeyValueStoreHandle, SessionStoreHandle, StoreIter, ValueAndTimestamp, Window,
+    WindowStoreHandle, Windowed,
+};
+
+pub(crate) use handles::{resolve_store, same, timestamped, View};
+pub use open::CacheFlush;
+#[cfg(feature = "test-utils")]
+pub(crate) use open::TaskStore;
+pub(crate) use open::{open_store, OpenStore, StoreEnv};
