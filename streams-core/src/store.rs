@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use state_store::{
     CacheFlushEntry, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink,
     InMemoryKeyValueStore, KeyValueStore, Metered, RecordTimestamp, Restorable,
-    RocksDbKeyValueStore, RocksDbResources, StoreMetrics, TaskDirectory,
+    RocksDbKeyValueStore, RocksDbResources, StoreMetrics, TaskDirectory, ThreadCache,
 };
 
 use crate::error::Result;
@@ -139,7 +139,9 @@ pub(crate) struct OpenStore {
 pub(crate) struct StoreEnv<'a> {
     pub(crate) dir: Option<&'a TaskDirectory>,
     pub(crate) rocksdb: Option<&'a RocksDbResources>,
-    pub(crate) cache_bytes: usize,
+    /// The record-cache budget of the stream thread (or test driver) running the task,
+    /// shared by the caches of all its tasks' stores; a budget of 0 turns caching off.
+    pub(crate) cache: ThreadCache,
     pub(crate) metrics: Arc<StoreMetrics>,
 }
 
@@ -165,20 +167,32 @@ pub(crate) fn open_store(
         )),
         None => base,
     };
-    let (cached, flushed): (Box<dyn TaskKeyValueStore>, _) = if spec.caching && env.cache_bytes > 0
-    {
-        let queue = Arc::new(Mutex::new(Vec::new()));
-        let q = Arc::clone(&queue);
-        let mut cache =
-            CachingKeyValueStore::new(logged, env.cache_bytes.max(1), timestamp.clone());
-        cache.set_send_old_values(true);
-        cache.set_flush_listener(Box::new(move |e: &CacheFlushEntry| {
-            q.lock().push(e.clone())
-        }));
-        (Box::new(cache), Some(queue))
-    } else {
-        (logged, None)
-    };
+    let (cached, flushed): (Box<dyn TaskKeyValueStore>, _) =
+        if spec.caching && env.cache.max_bytes() > 0 {
+            let queue = Arc::new(Mutex::new(Vec::new()));
+            let q = Arc::clone(&queue);
+            // Kafka's named-cache namespace `<taskId>-<storeName>`; the task directory is
+            // `<state.dir>/<application.id>/<taskId>`.
+            let task = env
+                .dir
+                .and_then(|d| d.path().file_name())
+                .map(|n| format!("{}-", n.to_string_lossy()))
+                .unwrap_or_default();
+            let namespace = format!("{task}{}", spec.name);
+            let mut cache = CachingKeyValueStore::with_thread_cache(
+                logged,
+                &env.cache,
+                namespace,
+                timestamp.clone(),
+            );
+            cache.set_send_old_values(true);
+            cache.set_flush_listener(Box::new(move |e: &CacheFlushEntry| {
+                q.lock().push(e.clone())
+            }));
+            (Box::new(cache), Some(queue))
+        } else {
+            (logged, None)
+        };
     let metered = Metered::new(cached, env.metrics.clone());
     Ok(OpenStore {
         spec: spec.clone(),
@@ -186,4 +200,69 @@ pub(crate) fn open_store(
         flushed,
         timestamp,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cached stores of a thread's tasks share the thread's budget, each as a named
+    /// cache `<taskId>-<store>`; writing to one evicts from it only.
+    #[test]
+    fn cached_stores_share_the_thread_cache() {
+        let state = tempfile::tempdir().unwrap();
+        let cache = ThreadCache::new(1_000);
+        let dirs = [
+            TaskDirectory::new(state.path(), "app", "0_0").unwrap(),
+            TaskDirectory::new(state.path(), "app", "1_0").unwrap(),
+        ];
+        let spec = StoreBuilder::key_value("counts")
+            .in_memory()
+            .with_caching(true);
+        let mut stores: Vec<OpenStore> = dirs
+            .iter()
+            .map(|dir| {
+                let env = StoreEnv {
+                    dir: Some(dir),
+                    rocksdb: None,
+                    cache: cache.clone(),
+                    metrics: Arc::new(StoreMetrics::new()),
+                };
+                open_store(&spec, &env, None).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            cache.namespaces(),
+            vec!["0_0-counts".to_owned(), "1_0-counts".to_owned()]
+        );
+        for i in 0..5u8 {
+            stores[0].store.put(&[i], &[0; 100]).unwrap();
+        }
+        let first = cache.namespace_bytes("0_0-counts");
+        assert!(first > 500);
+        for i in 0..20u8 {
+            stores[1].store.put(&[i], &[0; 100]).unwrap();
+            assert!(cache.size_bytes() <= 1_000);
+        }
+        // The second store evicted its own entries (reported to its queue) and left the
+        // first store's alone.
+        assert_eq!(cache.namespace_bytes("0_0-counts"), first);
+        let flushed = stores[1].flushed.as_ref().unwrap().lock().len();
+        assert!(flushed > 0);
+        assert!(stores[0].flushed.as_ref().unwrap().lock().is_empty());
+        drop(stores);
+        assert_eq!(cache.size_bytes(), 0);
+    }
+
+    #[test]
+    fn a_zero_budget_turns_caching_off() {
+        let spec = StoreBuilder::key_value("s").in_memory().with_caching(true);
+        let env = StoreEnv {
+            dir: None,
+            rocksdb: None,
+            cache: ThreadCache::new(0),
+            metrics: Arc::new(StoreMetrics::new()),
+        };
+        assert!(open_store(&spec, &env, None).unwrap().flushed.is_none());
+    }
 }
