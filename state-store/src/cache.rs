@@ -450,6 +450,29 @@ impl<K: CacheKey> RecordCache<K> {
             .collect()
     }
 
+    /// `below` (what the store below returned) overlaid with the cached entries in `range`
+    /// (cached deletes remove), keeping only keys that pass `keep`, in key order.
+    pub(crate) fn overlay<Q, R>(
+        &self,
+        below: impl IntoIterator<Item = (K, Vec<u8>)>,
+        range: R,
+        keep: impl Fn(&K) -> bool,
+    ) -> BTreeMap<K, Vec<u8>>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+        R: RangeBounds<Q>,
+    {
+        let mut merged: BTreeMap<K, Vec<u8>> = below.into_iter().filter(|(k, _)| keep(k)).collect();
+        for (k, value) in self.range(range) {
+            match value {
+                Some(v) if keep(&k) => merged.insert(k, v),
+                _ => merged.remove::<K>(&k),
+            };
+        }
+        merged
+    }
+
     /// Takes the least recently used entry out, or `None` when the cache is empty.
     pub(crate) fn pop_lru(&mut self) -> Option<Evicted<K>> {
         let e = self.entries.get_mut();

@@ -1,7 +1,6 @@
 //! The caching decorator for key-value stores (Kafka Streams' `CachingKeyValueStore`): an
 //! adapter over the record cache of [`crate::cache`].
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::cache::{caching_state_store, Backing, CacheFlushEntry, CacheLayer, ThreadCache};
@@ -109,13 +108,10 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
     ) -> Result<Vec<KeyValue>> {
         self.layer.check_open()?;
         let below = self.layer.inner.scan(lower, upper, Direction::Forward)?;
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = below.into_iter().collect();
-        for (k, value) in self.layer.cache.range::<[u8], _>((lower, upper)) {
-            match value {
-                Some(v) => merged.insert(k, v),
-                None => merged.remove(&k),
-            };
-        }
+        let merged = self
+            .layer
+            .cache
+            .overlay::<[u8], _>(below, (lower, upper), |_| true);
         Ok(match direction {
             Direction::Forward => merged.into_iter().collect(),
             Direction::Reverse => merged.into_iter().rev().collect(),

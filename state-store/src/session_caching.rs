@@ -1,7 +1,6 @@
 //! The caching decorator for session stores (Kafka Streams' `CachingSessionStore`): an
 //! adapter over the record cache of [`crate::cache`], keyed by (key, session end, start).
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::cache::{
@@ -170,24 +169,16 @@ impl<S: SessionStore> SessionStore for CachingSessionStore<S> {
             earliest_session_end,
             latest_session_start,
         )?;
-        let mut merged: BTreeMap<SessionKey, Vec<u8>> = below
-            .into_iter()
-            .filter(|e| e.end >= from_end)
-            .map(|e| ((e.key, e.end, e.start), e.value))
-            .collect();
-        let cached = self.layer.cache.range((
+        let range = (
             Bound::Included((key_from.to_vec(), i64::MIN, i64::MIN)),
             Bound::Included((key_to.to_vec(), i64::MAX, i64::MAX)),
-        ));
-        for (k, value) in cached {
-            if k.1 < from_end || k.2 > latest_session_start {
-                continue;
-            }
-            match value {
-                Some(v) => merged.insert(k, v),
-                None => merged.remove(&k),
-            };
-        }
+        );
+        let below = below
+            .into_iter()
+            .map(|e| ((e.key, e.end, e.start), e.value));
+        let merged = self.layer.cache.overlay(below, range, |k| {
+            k.1 >= from_end && k.2 <= latest_session_start
+        });
         Ok(merged
             .into_iter()
             .map(|((key, end, start), value)| SessionEntry {

@@ -1,7 +1,6 @@
 //! The caching decorator for window stores (Kafka Streams' `CachingWindowStore`): an
 //! adapter over the record cache of [`crate::cache`], keyed by (key, window start).
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::cache::{
@@ -116,27 +115,20 @@ impl<S: WindowStore> CachingWindowStore<S> {
             None => self.layer.inner.fetch_all(time_from, time_to)?,
         };
         let from = time_from.max(self.min_live_time());
-        let mut merged: BTreeMap<WindowKey, Vec<u8>> = below
-            .into_iter()
-            .filter(|e| e.window_start >= from)
-            .map(|e| ((e.key, e.window_start), e.value))
-            .collect();
-        let cached = match keys {
-            Some((f, t)) => self.layer.cache.range((
+        let range = match keys {
+            Some((f, t)) => (
                 Bound::Included((f.to_vec(), i64::MIN)),
                 Bound::Included((t.to_vec(), i64::MAX)),
-            )),
-            None => self.layer.cache.range::<WindowKey, _>(..),
+            ),
+            None => (Bound::Unbounded, Bound::Unbounded),
         };
-        for (k, value) in cached {
-            if k.1 < from || k.1 > time_to {
-                continue;
-            }
-            match value {
-                Some(v) => merged.insert(k, v),
-                None => merged.remove(&k),
-            };
-        }
+        let below = below
+            .into_iter()
+            .map(|e| ((e.key, e.window_start), e.value));
+        let merged = self
+            .layer
+            .cache
+            .overlay(below, range, |k| k.1 >= from && k.1 <= time_to);
         Ok(merged
             .into_iter()
             .map(|((key, window_start), value)| WindowEntry {
