@@ -762,6 +762,22 @@ macro_rules! caching_state_store {
         }
 
         impl<S: $bound> $ty<S> {
+            /// Wraps `inner` with a cache with a byte budget of its own of `max_bytes`
+            /// (a [`ThreadCache`](crate::ThreadCache) of its own). Writes are stamped with
+            /// the current `timestamp`; when pushed down, the timestamp is set back to
+            /// theirs so a change-logging layer below logs the original record time.
+            pub fn new(inner: S, max_bytes: usize, timestamp: crate::RecordTimestamp) -> Self {
+                let name = inner.name().to_owned();
+                let budget = crate::cache::ThreadCache::new(max_bytes);
+                Self::with_thread_cache(inner, &budget, name, timestamp)
+            }
+
+            /// Pushes every dirty entry down (oldest write first) and reports each one,
+            /// without flushing the store below.
+            pub fn flush_cache(&mut self) -> crate::error::Result<()> {
+                self.layer.flush_cache()
+            }
+
             /// Sets the listener that receives every entry pushed down (flushed or evicted).
             pub fn set_flush_listener(&mut self, listener: $listener) {
                 self.layer.set_listener(listener);

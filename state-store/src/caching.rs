@@ -37,14 +37,6 @@ caching_state_store!(
 );
 
 impl<S: KeyValueStore> CachingKeyValueStore<S> {
-    /// Wraps `inner` with a cache with a budget of its own of `max_bytes` bytes. Writes are
-    /// stamped with the current `timestamp` and, when pushed down, the timestamp is set back
-    /// to theirs so a change-logging layer below logs the original record time.
-    pub fn new(inner: S, max_bytes: usize, timestamp: RecordTimestamp) -> Self {
-        let name = inner.name().to_owned();
-        Self::with_thread_cache(inner, &ThreadCache::new(max_bytes), name, timestamp)
-    }
-
     /// Wraps `inner` with a cache registered as the named cache `namespace` (Kafka:
     /// `<taskId>-<storeName>`) in the shared budget `cache`.
     pub fn with_thread_cache(
@@ -56,12 +48,6 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         CachingKeyValueStore {
             layer: CacheLayer::new(inner, cache, namespace.into(), timestamp),
         }
-    }
-
-    /// Pushes every dirty entry down (oldest write first) and reports each one, without
-    /// flushing the store below.
-    pub fn flush_cache(&mut self) -> Result<()> {
-        self.layer.flush_cache()
     }
 }
 

@@ -79,12 +79,6 @@ fn check_session(store: &str, start: i64, end: i64) -> Result<()> {
 }
 
 impl<S: SessionStore> CachingSessionStore<S> {
-    /// Wraps `inner` with a cache with a budget of its own of `max_bytes` bytes.
-    pub fn new(inner: S, max_bytes: usize, timestamp: RecordTimestamp) -> Self {
-        let name = inner.name().to_owned();
-        Self::with_thread_cache(inner, &ThreadCache::new(max_bytes), name, timestamp)
-    }
-
     /// Wraps `inner` with a cache registered as the named cache `namespace` in the shared
     /// budget `cache`.
     pub fn with_thread_cache(
@@ -98,11 +92,6 @@ impl<S: SessionStore> CachingSessionStore<S> {
             layer: CacheLayer::new(inner, cache, namespace.into(), timestamp),
             observed,
         }
-    }
-
-    /// Pushes every dirty session down (oldest write first) and reports each one.
-    pub fn flush_cache(&mut self) -> Result<()> {
-        self.layer.flush_cache()
     }
 
     fn min_live_time(&self) -> i64 {

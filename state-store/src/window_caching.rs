@@ -72,13 +72,6 @@ pub struct CachingWindowStore<S> {
 caching_state_store!(CachingWindowStore, WindowStore, WindowCacheFlushListener);
 
 impl<S: WindowStore> CachingWindowStore<S> {
-    /// Wraps `inner` (a store without duplicates) with a cache with a budget of its own of
-    /// `max_bytes` bytes.
-    pub fn new(inner: S, max_bytes: usize, timestamp: RecordTimestamp) -> Self {
-        let name = inner.name().to_owned();
-        Self::with_thread_cache(inner, &ThreadCache::new(max_bytes), name, timestamp)
-    }
-
     /// Wraps `inner` with a cache registered as the named cache `namespace` in the shared
     /// budget `cache`.
     pub fn with_thread_cache(
@@ -92,11 +85,6 @@ impl<S: WindowStore> CachingWindowStore<S> {
             layer: CacheLayer::new(inner, cache, namespace.into(), timestamp),
             observed,
         }
-    }
-
-    /// Pushes every dirty window down (oldest write first) and reports each one.
-    pub fn flush_cache(&mut self) -> Result<()> {
-        self.layer.flush_cache()
     }
 
     fn min_live_time(&self) -> i64 {
