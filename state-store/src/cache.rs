@@ -26,7 +26,9 @@
 //! within the budget or the written cache is empty, and the total was within the budget
 //! before the write, the total is within the budget again after every successful write.
 //! (A failed push-down leaves the total above the budget; the next write to that cache
-//! retries.)
+//! retries.) The trade-off, which Kafka shares: a store whose cache already holds most of the
+//! budget keeps it until it writes, flushes, closes or is dropped; the other stores then cache
+//! less.
 //!
 //! As in Kafka's `NamedCache.evict`, evicting a dirty entry pushes it down (flagged
 //! `evicted`) and then flushes the rest of that cache's dirty entries (in write order; they
