@@ -4,7 +4,9 @@
 //! (RocksDB-backed and in-memory), the decorator layers Kafka Streams stacks on them
 //! (metered → caching → change-logging → store), `.checkpoint` files, unclean-shutdown
 //! detection and restoration from changelog records. Caching exists for all three store
-//! kinds ([`CachingKeyValueStore`], [`CachingWindowStore`], [`CachingSessionStore`]);
+//! kinds ([`CachingKeyValueStore`], [`CachingWindowStore`], [`CachingSessionStore`]), thin
+//! adapters over one record cache whose byte budget is a [`ThreadCache`], private to a
+//! store or shared by all the stores of a stream thread as in Kafka Streams;
 //! change-logging uses Kafka Streams' changelog key layouts
 //! ([`window_changelog_key`], [`session_changelog_key`]).
 //!
@@ -66,6 +68,7 @@
 //! # Ok::<(), state_store::StoreError>(())
 //! ```
 
+mod cache;
 mod caching;
 mod checkpoint;
 mod codec;
@@ -82,7 +85,8 @@ mod store;
 mod window;
 mod window_caching;
 
-pub use caching::{CacheFlushEntry, CacheFlushListener, CachingKeyValueStore};
+pub use cache::{CacheFlushEntry, CacheFlushListener, ThreadCache};
+pub use caching::CachingKeyValueStore;
 pub use checkpoint::{
     OffsetCheckpoint, PreviousShutdown, TaskDirectory, TaskStartState, CHECKPOINT_FILE_NAME,
     DIRTY_MARKER_FILE_NAME,

@@ -832,7 +832,9 @@ impl StreamThread {
             application_id: c.application_id.clone(),
             deserialization: c.deserialization.clone(),
             invalid_timestamps: c.invalid_timestamps,
-            cache_bytes: c.cache_max_bytes / c.num_stream_threads.max(1),
+            // One record-cache budget per thread (Kafka's ThreadCache), shared by the
+            // stores of all the thread's tasks.
+            cache: state_store::ThreadCache::new(c.cache_max_bytes / c.num_stream_threads.max(1)),
             serdes: c.serdes.clone(),
             wipe_unclean: false,
         });
@@ -930,18 +932,7 @@ impl StreamThread {
                 ));
             }
         }
-        let store_count: usize = ids
-            .iter()
-            .map(|(_, s)| {
-                resolved
-                    .iter()
-                    .find(|r| r.sub.id == *s)
-                    .map_or(0, |r| r.sub.stores.len())
-            })
-            .sum();
-        let mut settings = (*self.settings).clone();
-        settings.cache_bytes = self.settings.cache_bytes / store_count.max(1);
-        let settings = Arc::new(settings);
+        let settings = Arc::clone(&self.settings);
         let mut source = self.shared.cluster.changelog_source()?;
         for (id, sub) in ids {
             let Some(r) = resolved.iter().find(|r| r.sub.id == sub) else {

@@ -370,7 +370,8 @@ pub(crate) struct TaskSettings {
     pub(crate) application_id: String,
     pub(crate) deserialization: DeserializationHandler,
     pub(crate) invalid_timestamps: InvalidTimestampPolicy,
-    pub(crate) cache_bytes: usize,
+    /// The record-cache budget shared by all the stores of the thread's tasks.
+    pub(crate) cache: state_store::ThreadCache,
     pub(crate) serdes: SerdeRegistry,
     /// Wipe local state found after an unclean shutdown (exactly-once does this).
     pub(crate) wipe_unclean: bool,
@@ -486,7 +487,7 @@ impl Task {
         let env = StoreEnv {
             dir: dir.as_ref(),
             rocksdb,
-            cache_bytes: settings.cache_bytes,
+            cache: settings.cache.clone(),
             metrics,
             application_id: &settings.application_id,
         };

@@ -348,7 +348,7 @@ mod tests {
                 application_id: APP.into(),
                 deserialization: DeserializationHandler::Fail,
                 invalid_timestamps: InvalidTimestampPolicy::Fail,
-                cache_bytes: 0,
+                cache: state_store::ThreadCache::new(0),
                 serdes: SerdeRegistry::with_builtins(),
                 wipe_unclean: false,
             });

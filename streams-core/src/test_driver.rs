@@ -255,7 +255,7 @@ impl TopologyTestDriver {
             application_id: app,
             deserialization: config.deserialization.clone(),
             invalid_timestamps: config.invalid_timestamps,
-            cache_bytes: config.cache_max_bytes,
+            cache: state_store::ThreadCache::new(config.cache_max_bytes),
             serdes: config.serdes.clone(),
             wipe_unclean: false,
         });

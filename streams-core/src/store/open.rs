@@ -11,7 +11,7 @@ use state_store::{
     InMemoryWindowStore, KeyValueStore, Metered, RecordTimestamp, Restorable, RocksDbKeyValueStore,
     RocksDbResources, RocksDbSessionStore, RocksDbWindowStore, SessionCacheFlushEntry,
     SessionStore, SessionStoreOptions, StateStore, StoreError, StoreMetrics, TaskDirectory,
-    WindowCacheFlushEntry, WindowStore, WindowStoreOptions,
+    ThreadCache, WindowCacheFlushEntry, WindowStore, WindowStoreOptions,
 };
 
 use super::builder::{StoreBuilder, StoreKind};
@@ -128,7 +128,9 @@ impl OpenStore {
 pub(crate) struct StoreEnv<'a> {
     pub(crate) dir: Option<&'a TaskDirectory>,
     pub(crate) rocksdb: Option<&'a RocksDbResources>,
-    pub(crate) cache_bytes: usize,
+    /// The record-cache budget of the stream thread (or test driver) running the task,
+    /// shared by the caches of all its tasks' stores; a budget of 0 turns caching off.
+    pub(crate) cache: ThreadCache,
     pub(crate) metrics: Arc<StoreMetrics>,
     pub(crate) application_id: &'a str,
 }
@@ -176,8 +178,18 @@ pub(crate) fn open_store(
         }
         other => other,
     };
-    let cached = spec.caching && env.cache_bytes > 0;
+    let cached = spec.caching && env.cache.max_bytes() > 0;
     let queue: Option<FlushQueue> = cached.then(FlushQueue::default);
+    // Kafka's named-cache namespace `<taskId>-<storeName>`; the task directory is
+    // `<state.dir>/<application.id>/<taskId>`.
+    let namespace = format!(
+        "{}{}",
+        env.dir
+            .and_then(|d| d.path().file_name())
+            .map(|n| format!("{}-", n.to_string_lossy()))
+            .unwrap_or_default(),
+        spec.name
+    );
     let persistent = match (spec.persistent, env.dir, env.rocksdb) {
         (true, Some(dir), Some(resources)) => Some((dir.store_path(&spec.name)?, resources)),
         _ => None,
@@ -202,9 +214,10 @@ pub(crate) fn open_store(
             let cached: Box<dyn TaskKeyValueStore> = match &queue {
                 Some(q) => {
                     let q = Arc::clone(q);
-                    let mut cache = CachingKeyValueStore::new(
+                    let mut cache = CachingKeyValueStore::with_thread_cache(
                         logged,
-                        env.cache_bytes.max(1),
+                        &env.cache,
+                        namespace,
                         timestamp.clone(),
                     );
                     cache.set_send_old_values(true);
@@ -254,8 +267,13 @@ pub(crate) fn open_store(
             let cached: Box<dyn TaskWindowStore> = match &queue {
                 Some(q) if !retain_duplicates => {
                     let q = Arc::clone(q);
-                    let mut cache =
-                        CachingWindowStore::new(logged, env.cache_bytes.max(1), timestamp.clone());
+                    let mut cache = CachingWindowStore::with_thread_cache(
+                        logged,
+                        &env.cache,
+                        namespace,
+                        timestamp.clone(),
+                    );
+                    cache.set_send_old_values(true);
                     cache.set_flush_listener(Box::new(move |e: &WindowCacheFlushEntry| {
                         queue_push(
                             &q,
@@ -266,7 +284,7 @@ pub(crate) fn open_store(
                                     e.window_start.saturating_add(window_size_ms),
                                 )),
                                 new_value: e.new_value.clone(),
-                                old_value: None,
+                                old_value: e.old_value.clone(),
                                 timestamp: e.timestamp,
                             },
                         );
@@ -296,8 +314,13 @@ pub(crate) fn open_store(
             let cached: Box<dyn TaskSessionStore> = match &queue {
                 Some(q) => {
                     let q = Arc::clone(q);
-                    let mut cache =
-                        CachingSessionStore::new(logged, env.cache_bytes.max(1), timestamp.clone());
+                    let mut cache = CachingSessionStore::with_thread_cache(
+                        logged,
+                        &env.cache,
+                        namespace,
+                        timestamp.clone(),
+                    );
+                    cache.set_send_old_values(true);
                     cache.set_flush_listener(Box::new(move |e: &SessionCacheFlushEntry| {
                         queue_push(
                             &q,
@@ -305,7 +328,7 @@ pub(crate) fn open_store(
                                 key: e.key.clone(),
                                 window: Some((e.start, e.end)),
                                 new_value: e.new_value.clone(),
-                                old_value: None,
+                                old_value: e.old_value.clone(),
                                 timestamp: e.timestamp,
                             },
                         );
@@ -372,7 +395,7 @@ mod tests {
             &StoreEnv {
                 dir: None,
                 rocksdb: None,
-                cache_bytes: 0,
+                cache: ThreadCache::new(0),
                 metrics: Arc::new(StoreMetrics::new()),
                 application_id: "app",
             },
@@ -383,5 +406,122 @@ mod tests {
         assert_eq!(records[0].value.as_deref(), Some(&stored[..]));
         assert_eq!(records[1].value, None);
         assert_eq!(open.serde_topic, "app-ts-changelog");
+    }
+
+    fn kv(open: &mut OpenStore) -> &mut dyn TaskKeyValueStore {
+        match &mut open.store {
+            TaskStore::KeyValue(s) => s.as_mut(),
+            _ => panic!("not a key-value store"),
+        }
+    }
+
+    /// The cached stores of a thread's tasks share the thread's budget, each as a named
+    /// cache `<taskId>-<store>`; writing to one evicts from it only.
+    #[test]
+    fn cached_stores_share_the_thread_cache() {
+        let state = tempfile::tempdir().unwrap();
+        let cache = ThreadCache::new(1_000);
+        let dirs = [
+            TaskDirectory::new(state.path(), "app", "0_0").unwrap(),
+            TaskDirectory::new(state.path(), "app", "1_0").unwrap(),
+        ];
+        let spec = StoreBuilder::key_value("counts")
+            .in_memory()
+            .with_caching(true);
+        let mut stores: Vec<OpenStore> = dirs
+            .iter()
+            .map(|dir| {
+                let env = StoreEnv {
+                    dir: Some(dir),
+                    rocksdb: None,
+                    cache: cache.clone(),
+                    metrics: Arc::new(StoreMetrics::new()),
+                    application_id: "app",
+                };
+                open_store(&spec, &env, None).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            cache.namespaces(),
+            vec!["0_0-counts".to_owned(), "1_0-counts".to_owned()]
+        );
+        for i in 0..5u8 {
+            kv(&mut stores[0]).put(&[i], &[0; 100]).unwrap();
+        }
+        let first = cache.namespace_bytes("0_0-counts");
+        assert!(first > 500);
+        for i in 0..20u8 {
+            kv(&mut stores[1]).put(&[i], &[0; 100]).unwrap();
+            assert!(cache.size_bytes() <= 1_000);
+        }
+        // The second store evicted its own entries (reported to its queue) and left the
+        // first store's alone.
+        assert_eq!(cache.namespace_bytes("0_0-counts"), first);
+        let flushed = stores[1].flushed.as_ref().unwrap().lock().len();
+        assert!(flushed > 0);
+        assert!(stores[0].flushed.as_ref().unwrap().lock().is_empty());
+        drop(stores);
+        assert_eq!(cache.size_bytes(), 0);
+    }
+
+    #[test]
+    fn a_zero_budget_turns_caching_off() {
+        let spec = StoreBuilder::key_value("s").in_memory().with_caching(true);
+        let env = StoreEnv {
+            dir: None,
+            rocksdb: None,
+            cache: ThreadCache::new(0),
+            metrics: Arc::new(StoreMetrics::new()),
+            application_id: "app",
+        };
+        assert!(open_store(&spec, &env, None).unwrap().flushed.is_none());
+    }
+
+    /// Window and session stores are cached on the same budget and report their windows.
+    #[test]
+    fn window_and_session_caches_report_their_windows_with_old_values() {
+        let cache = ThreadCache::new(1 << 20);
+        let env = StoreEnv {
+            dir: None,
+            rocksdb: None,
+            cache: cache.clone(),
+            metrics: Arc::new(StoreMetrics::new()),
+            application_id: "app",
+        };
+        let spec = StoreBuilder::window(
+            "w",
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(10),
+            false,
+        )
+        .unwrap()
+        .in_memory()
+        .with_caching(true);
+        let mut open = open_store(&spec, &env, None).unwrap();
+        let TaskStore::Window(store) = &mut open.store else {
+            panic!("not a window store");
+        };
+        store.put(b"k", Some(b"1"), 10_000).unwrap();
+        store.flush_cache().unwrap();
+        store.put(b"k", Some(b"2"), 10_000).unwrap();
+        store.flush_cache().unwrap();
+        let flushed = open.flushed.as_ref().unwrap().lock().clone();
+        assert_eq!(flushed.len(), 2);
+        assert_eq!(flushed[1].window, Some((10_000, 20_000)));
+        assert_eq!(flushed[1].new_value.as_deref(), Some(&b"2"[..]));
+        assert_eq!(flushed[1].old_value.as_deref(), Some(&b"1"[..]));
+
+        let spec = StoreBuilder::session("s", std::time::Duration::from_secs(60))
+            .in_memory()
+            .with_caching(true);
+        let mut open = open_store(&spec, &env, None).unwrap();
+        let TaskStore::Session(store) = &mut open.store else {
+            panic!("not a session store");
+        };
+        store.put(b"k", 5, 9, b"a").unwrap();
+        store.flush_cache().unwrap();
+        let flushed = open.flushed.as_ref().unwrap().lock().clone();
+        assert_eq!(flushed[0].window, Some((5, 9)));
+        assert_eq!(cache.namespaces(), vec!["s".to_owned(), "w".to_owned()]);
     }
 }
