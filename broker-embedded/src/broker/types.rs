@@ -147,7 +147,7 @@ impl ProduceRecord {
     }
 }
 
-/// Which offset [`Broker::list_offsets`] looks up.
+/// Which offset [`Broker::list_offsets`](crate::Broker::list_offsets) looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
     /// The log start offset.
@@ -158,7 +158,7 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
-/// An offset found by [`Broker::list_offsets`].
+/// An offset found by [`Broker::list_offsets`](crate::Broker::list_offsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListedOffset {
     /// The offset.

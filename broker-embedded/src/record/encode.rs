@@ -10,7 +10,7 @@ use super::{
     NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
 };
 
-/// Settings of a batch being built by [`BatchBuilder`].
+/// Settings of a batch written by [`encode_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSpec {
     /// Offset of the first record.

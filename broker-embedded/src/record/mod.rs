@@ -8,7 +8,7 @@
 //! broker can rewrite `baseOffset` without touching it.
 //!
 //! [`BatchHeader`] is a cheap, allocation-free view of a header used on every hot path
-//! (append validation, indexing, fetch); [`decode_records`] and [`BatchBuilder`] decode and
+//! (append validation, indexing, fetch); [`decode_records`] and [`encode_batch`] decode and
 //! encode the records themselves (with gzip, snappy, lz4 and zstd through the `kafka-protocol`
 //! crate's codecs).
 //!
