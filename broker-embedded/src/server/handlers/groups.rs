@@ -2,6 +2,7 @@
 //! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, DescribeGroups, ListGroups, DeleteGroups.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use kafka_protocol::messages::{
@@ -16,7 +17,6 @@ use kafka_protocol::ResponseError;
 
 use super::{err_code, s, Context};
 use crate::server::group::{JoinRequest, JoinResult, SyncResult};
-use std::net::SocketAddr;
 
 /// FindCoordinator for consumer groups: this broker coordinates every group. Transaction
 /// coordinators do not exist yet.

@@ -16,6 +16,15 @@ mod produce_fetch;
 mod topics;
 mod versions;
 
+pub(crate) use versions::{api_versions_response, supported_versions};
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+
 use configs::{alter_configs, describe_configs, incremental_alter_configs};
 use groups::{
     delete_groups, describe_groups, find_coordinator, heartbeat, join_group, leave_group,
@@ -25,18 +34,10 @@ use offsets::{offset_commit, offset_delete, offset_fetch};
 use produce_fetch::{fetch, init_producer_id, list_offsets, produce};
 use topics::{create_partitions, create_topics, delete_topics, metadata};
 use versions::{api_versions, fit_to_version};
-pub(crate) use versions::{api_versions_response, supported_versions};
-
-use std::sync::atomic::AtomicUsize;
-
-use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
-use kafka_protocol::protocol::StrBytes;
-use tracing::debug;
 
 use super::group::GroupCoordinator;
 use super::{Endpoint, ServerConfig};
 use crate::{Broker, BrokerError};
-use std::net::SocketAddr;
 
 pub(crate) struct Context {
     pub(crate) groups: std::sync::Arc<GroupCoordinator>,
