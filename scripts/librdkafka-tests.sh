@@ -218,7 +218,7 @@ fi
 # --- start the broker ------------------------------------------------------------------------
 
 log "building the broker"
-cargo build -q -p broker-embedded --bin broker
+cargo build -q -p broker-cli --bin broker
 broker_bin="$target_dir/debug/broker"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/librdkafka-tests.XXXXXX")

@@ -15,6 +15,7 @@ use tracing::info;
 
 use super::segment::Segment;
 use super::{PartitionLog, SegmentView};
+use crate::config::LogConfig;
 use crate::error::{BrokerError, Result};
 use crate::record::{decode_records, encode_batch, BatchHeader, BatchSpec, BATCH_HEADER_LEN};
 
@@ -79,6 +80,35 @@ pub(crate) fn for_each_batch(
 }
 
 impl PartitionLog {
+    pub(crate) fn first_dirty_offset(&self) -> i64 {
+        self.inner.lock().first_dirty_offset
+    }
+
+    pub(crate) fn set_first_dirty_offset(&self, offset: i64) {
+        let mut inner = self.inner.lock();
+        inner.first_dirty_offset = inner.first_dirty_offset.max(offset);
+    }
+
+    /// Views of the sealed (non-active) segments, for the cleaner.
+    pub(crate) fn sealed_segment_views(&self) -> (Vec<SegmentView>, Arc<LogConfig>) {
+        let inner = self.inner.lock();
+        let n = inner.segments.len().saturating_sub(1);
+        let views = inner
+            .segments
+            .values()
+            .take(n)
+            .map(|s| SegmentView {
+                base_offset: s.base_offset,
+                file: s.file(),
+                size: s.size(),
+                next_offset: s.next_offset(),
+                max_timestamp: s.max_timestamp(),
+                path: s.log_path().to_path_buf(),
+            })
+            .collect();
+        (views, Arc::clone(&inner.config))
+    }
+
     /// Runs one compaction pass at `now_ms`. Without `force`, logs whose dirty ratio is below
     /// `min.cleanable.dirty.ratio` are skipped.
     pub fn compact(&self, now_ms: i64, force: bool) -> Result<CleanerStats> {

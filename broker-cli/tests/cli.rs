@@ -1,7 +1,6 @@
 //! The `broker` command line end to end: `serve` on an ephemeral port as a real process, then
 //! `topics`, `produce`, `consume` and `offsets` against it, and a graceful SIGTERM shutdown.
 
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,166 @@
+//! Background work of the [`Broker`]: the flusher thread (time-based fsyncs and the
+//! `recovery-point-offset-checkpoint` file) and the cleaner thread (retention and
+//! compaction), plus the same operations on demand (cleaner pass, flush, segment roll).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tracing::{debug, error};
+
+use super::{now_ms, Broker, Inner, RECOVERY_CHECKPOINT_FILE};
+use crate::error::{BrokerError, Result};
+use crate::fsutil::write_atomic;
+use crate::log::CleanerStats;
+
+pub(super) struct Stop {
+    pub(super) stopped: Mutex<bool>,
+    pub(super) cv: Condvar,
+}
+
+impl Stop {
+    /// Sleeps up to `d`; returns true if shutdown was requested.
+    fn wait(&self, d: Duration) -> bool {
+        let mut stopped = self.stopped.lock();
+        if !*stopped {
+            self.cv.wait_for(&mut stopped, d);
+        }
+        *stopped
+    }
+}
+
+pub(super) fn read_recovery_points(path: &Path) -> HashMap<(String, i32), i64> {
+    let mut out = HashMap::new();
+    let Ok(text) = fs::read_to_string(path) else {
+        return out;
+    };
+    for line in text.lines().skip(2) {
+        let mut parts = line.split_whitespace();
+        if let (Some(t), Some(p), Some(o)) = (parts.next(), parts.next(), parts.next()) {
+            if let (Ok(p), Ok(o)) = (p.parse(), o.parse()) {
+                out.insert((t.to_string(), p), o);
+            }
+        }
+    }
+    out
+}
+
+impl Broker {
+    pub(super) fn start_background_threads(&self) -> Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let stop = Arc::clone(&self.inner.stop);
+        let ckpt_every = self.inner.config.recovery_checkpoint_interval;
+        let flusher = thread::Builder::new()
+            .name("broker-flusher".into())
+            .spawn(move || flusher_loop(weak, stop, ckpt_every))
+            .map_err(|e| BrokerError::io("<thread>", e))?;
+        let mut threads = vec![flusher];
+        if let Some(every) = self.inner.config.cleaner_interval {
+            let weak = Arc::downgrade(&self.inner);
+            let stop = Arc::clone(&self.inner.stop);
+            threads.push(
+                thread::Builder::new()
+                    .name("broker-cleaner".into())
+                    .spawn(move || cleaner_loop(weak, stop, every))
+                    .map_err(|e| BrokerError::io("<thread>", e))?,
+            );
+        }
+        *self.inner.threads.lock() = threads;
+        Ok(())
+    }
+
+    /// Runs retention and compaction on every partition now (compaction forced, ignoring
+    /// `min.cleanable.dirty.ratio`), at the current time. Deterministic for tests.
+    pub fn run_cleaner_pass(&self) -> Result<CleanerStats> {
+        self.run_cleaner_pass_at(now_ms(), true)
+    }
+
+    /// As [`Broker::run_cleaner_pass`], as if the clock read `now_ms`.
+    pub fn run_cleaner_pass_at(&self, now_ms: i64, force: bool) -> Result<CleanerStats> {
+        self.check_open()?;
+        let mut stats = CleanerStats::default();
+        for log in self.all_logs() {
+            stats.segments_deleted += log.apply_retention(now_ms)?;
+            stats += log.compact(now_ms, force)?;
+        }
+        Ok(stats)
+    }
+
+    /// Rolls the active segment of a partition (tests and tools).
+    pub fn roll_segment(&self, topic: &str, partition: i32) -> Result<()> {
+        self.log(topic, partition)?.roll()
+    }
+
+    /// fsyncs every partition and writes the recovery-point checkpoint.
+    pub fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        for log in self.all_logs() {
+            log.flush()?;
+        }
+        self.write_recovery_checkpoint()
+    }
+
+    pub(super) fn write_recovery_checkpoint(&self) -> Result<()> {
+        let logs = self.all_logs();
+        let mut text = format!("0\n{}\n", logs.len());
+        for log in &logs {
+            text.push_str(&format!(
+                "{} {} {}\n",
+                log.topic(),
+                log.partition(),
+                log.recovery_point()
+            ));
+        }
+        write_atomic(
+            &self.inner.config.data_dir.join(RECOVERY_CHECKPOINT_FILE),
+            text.as_bytes(),
+        )
+    }
+}
+
+fn flusher_loop(weak: Weak<Inner>, stop: Arc<Stop>, checkpoint_every: Duration) {
+    let mut last_checkpoint = Instant::now();
+    loop {
+        if stop.wait(Duration::from_millis(50)) {
+            return;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let broker = Broker {
+            inner,
+            _guard: None,
+        };
+        for log in broker.all_logs() {
+            if let Err(e) = log.flush_if_due() {
+                error!(topic = log.topic(), partition = log.partition(), error = %e, "background flush failed");
+            }
+        }
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = Instant::now();
+            if let Err(e) = broker.write_recovery_checkpoint() {
+                error!(error = %e, "writing the recovery-point checkpoint failed");
+            }
+        }
+    }
+}
+
+fn cleaner_loop(weak: Weak<Inner>, stop: Arc<Stop>, every: Duration) {
+    loop {
+        if stop.wait(every) {
+            return;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let broker = Broker {
+            inner,
+            _guard: None,
+        };
+        match broker.run_cleaner_pass_at(now_ms(), false) {
+            Ok(s) if s != CleanerStats::default() => debug!(?s, "cleaner pass"),
+            Ok(_) | Err(BrokerError::Closed) => {}
+            Err(e) => error!(error = %e, "cleaner pass failed"),
+        }
+    }
+}

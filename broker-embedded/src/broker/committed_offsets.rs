@@ -1,0 +1,217 @@
+//! Committed consumer-group offsets on the [`Broker`]: durable commits and deletions as
+//! records in the compacted `__consumer_offsets` topic (one partition per group, chosen as
+//! Kafka does), an in-memory cache of the latest offsets, and its rebuild on open.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tracing::{debug, warn};
+
+use super::produce_fetch::encode_produce_batch;
+use super::types::{NewTopic, ProduceRecord};
+use super::{now_ms, Broker};
+use crate::error::{BrokerError, Result};
+use crate::log::{AppendOrigin, IsolationLevel};
+use crate::offsets::{self, OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
+use crate::partitioner::{java_abs, java_string_hash};
+use crate::record::{decode_records, BatchIter};
+
+impl Broker {
+    fn offsets_partition_for(&self, group: &str) -> i32 {
+        let n = self.inner.config.offsets_topic_num_partitions.max(1) as i32;
+        java_abs(java_string_hash(group)) % n
+    }
+
+    fn ensure_offsets_topic(&self) -> Result<()> {
+        if self.topic_exists(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let new = NewTopic::new(
+            OFFSETS_TOPIC,
+            self.inner.config.offsets_topic_num_partitions.max(1),
+        )
+        .config("cleanup.policy", "compact")
+        .config(
+            "segment.bytes",
+            self.inner.config.offsets_topic_segment_bytes.to_string(),
+        );
+        match self.create_topic(new) {
+            Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Durably commits offsets for a consumer group (one atomic batch in the group's
+    /// `__consumer_offsets` partition), then updates the cache.
+    pub fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> Result<()> {
+        self.check_open()?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.ensure_offsets_topic()?;
+        let mut records = Vec::with_capacity(offsets.len());
+        for (tp, om) in offsets {
+            let key = offsets::encode_key(group, tp).ok_or_else(|| {
+                BrokerError::InvalidRecord("group id or topic name longer than 32767 bytes".into())
+            })?;
+            let value = offsets::encode_value(om).ok_or_else(|| {
+                BrokerError::InvalidRecord("offset metadata longer than 32767 bytes".into())
+            })?;
+            records.push(ProduceRecord {
+                key: Some(key),
+                value: Some(value),
+                headers: Vec::new(),
+                timestamp: Some(om.commit_timestamp),
+            });
+        }
+        let partition = self.offsets_partition_for(group);
+        let _guard = self.inner.offsets_lock.lock();
+        let log = self.log(OFFSETS_TOPIC, partition)?;
+        let mut batch = encode_produce_batch(&records)?;
+        log.append(&mut batch, AppendOrigin::Internal, now_ms())?;
+        let mut committed = self.inner.committed.write();
+        let entry = committed.entry(group.to_string()).or_default();
+        for (tp, om) in offsets {
+            entry.insert(tp.clone(), om.clone());
+        }
+        Ok(())
+    }
+
+    /// The committed offset of one partition for a group.
+    pub fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
+        self.inner
+            .committed
+            .read()
+            .get(group)
+            .and_then(|m| m.get(tp))
+            .cloned()
+    }
+
+    /// Every committed offset of a group.
+    pub fn committed_offsets(&self, group: &str) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        self.inner
+            .committed
+            .read()
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Groups that have committed offsets.
+    pub fn groups_with_offsets(&self) -> Vec<String> {
+        let mut g: Vec<_> = self.inner.committed.read().keys().cloned().collect();
+        g.sort();
+        g
+    }
+
+    /// Deletes all of a group's committed offsets (tombstones in `__consumer_offsets`).
+    pub fn delete_group_offsets(&self, group: &str) -> Result<usize> {
+        let tps: Vec<TopicPartition> = self.committed_offsets(group).into_keys().collect();
+        self.delete_offsets(group, &tps)
+    }
+
+    /// Deletes a group's committed offsets of the given partitions (one batch of tombstones
+    /// in `__consumer_offsets`; Kafka's OffsetDelete). Partitions without a committed offset
+    /// are ignored. Returns how many offsets were deleted.
+    pub fn delete_offsets(&self, group: &str, partitions: &[TopicPartition]) -> Result<usize> {
+        self.check_open()?;
+        let committed = self.committed_offsets(group);
+        let tps: Vec<&TopicPartition> = partitions
+            .iter()
+            .filter(|tp| committed.contains_key(*tp))
+            .collect();
+        if tps.is_empty() {
+            return Ok(0);
+        }
+        let mut records = Vec::with_capacity(tps.len());
+        for tp in &tps {
+            if let Some(key) = offsets::encode_key(group, tp) {
+                records.push(ProduceRecord {
+                    key: Some(key),
+                    ..ProduceRecord::default()
+                });
+            }
+        }
+        let partition = self.offsets_partition_for(group);
+        let _guard = self.inner.offsets_lock.lock();
+        let log = self.log(OFFSETS_TOPIC, partition)?;
+        let mut batch = encode_produce_batch(&records)?;
+        log.append(&mut batch, AppendOrigin::Internal, now_ms())?;
+        let mut all = self.inner.committed.write();
+        if let Some(m) = all.get_mut(group) {
+            for tp in &tps {
+                m.remove(*tp);
+            }
+            if m.is_empty() {
+                all.remove(group);
+            }
+        }
+        Ok(tps.len())
+    }
+
+    pub(super) fn load_committed_offsets(&self) -> Result<()> {
+        let Ok(topic) = self.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        let logs: Vec<_> = topic.logs.read().clone();
+        let mut committed: HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>> =
+            HashMap::new();
+        let mut skipped = 0usize;
+        for log in logs {
+            let mut offset = log.offsets().log_start_offset;
+            loop {
+                let data = log.read(offset, 4 << 20, IsolationLevel::ReadCommitted)?;
+                if data.records.is_empty() {
+                    break;
+                }
+                for item in BatchIter::new(&data.records) {
+                    let b = item.map_err(|(pos, source)| BrokerError::Corrupt {
+                        path: log.dir().to_path_buf(),
+                        position: pos as u64,
+                        source,
+                    })?;
+                    offset = offset.max(b.header.next_offset());
+                    if b.header.is_control() {
+                        continue;
+                    }
+                    let records =
+                        decode_records(b.bytes).map_err(|source| BrokerError::Corrupt {
+                            path: log.dir().to_path_buf(),
+                            position: 0,
+                            source,
+                        })?;
+                    for r in records {
+                        let Some((group, tp)) = r.key.as_deref().and_then(offsets::decode_key)
+                        else {
+                            skipped += 1;
+                            continue;
+                        };
+                        match r.value.as_deref() {
+                            None => {
+                                if let Some(m) = committed.get_mut(&group) {
+                                    m.remove(&tp);
+                                }
+                            }
+                            Some(v) => match offsets::decode_value(v) {
+                                Some(om) => {
+                                    committed.entry(group).or_default().insert(tp, om);
+                                }
+                                None => skipped += 1,
+                            },
+                        }
+                    }
+                }
+            }
+        }
+        committed.retain(|_, m| !m.is_empty());
+        if skipped > 0 {
+            warn!(skipped, "skipped undecodable records in {OFFSETS_TOPIC}");
+        }
+        debug!(groups = committed.len(), "loaded committed offsets");
+        *self.inner.committed.write() = committed;
+        Ok(())
+    }
+}

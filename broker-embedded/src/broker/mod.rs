@@ -1,0 +1,360 @@
+//! The in-process broker handle: topics, partition logs, committed offsets, producer ids,
+//! background flushing and cleaning, and clean shutdown.
+//!
+//! One file per concern: `types` (the values the API takes and returns), `topics` (topic
+//! lifecycle, configs and `meta/topics.json`), `produce_fetch` (appends, reads, offset
+//! look-ups), `committed_offsets` (`__consumer_offsets`), `producer_ids` (the durable
+//! producer-id allocator) and `background` (flusher and cleaner threads, recovery-point
+//! checkpoints). This file holds the handle itself: opening a data directory, the shared
+//! state, and shutdown.
+
+mod background;
+mod committed_offsets;
+mod produce_fetch;
+mod producer_ids;
+mod topics;
+mod types;
+
+pub use produce_fetch::{decode_fetched, decode_fetched_shared};
+pub use types::{
+    AlterConfigOp, ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
+    PartitionDescription, ProduceRecord, TopicDescription,
+};
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use tracing::{error, info};
+use uuid::Uuid;
+
+use background::{read_recovery_points, Stop};
+use producer_ids::ProducerIdAllocator;
+use topics::{MetadataFile, Topic};
+
+use crate::config::BrokerConfig;
+use crate::error::{BrokerError, Result};
+use crate::fsutil::{sync_dir, write_atomic};
+use crate::log::{partition_dir_name, PartitionLog};
+use crate::offsets::{OffsetAndMetadata, TopicPartition};
+
+const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+const RECOVERY_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
+const LOCK_FILE: &str = ".lock";
+const META_DIR: &str = "meta";
+const TOPICS_FILE: &str = "topics.json";
+const PRODUCER_ID_FILE: &str = "producer-id-block";
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Inner {
+    config: BrokerConfig,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    meta_lock: Mutex<()>,
+    producer_ids: Mutex<ProducerIdAllocator>,
+    committed: RwLock<HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>>,
+    offsets_lock: Mutex<()>,
+    closed: AtomicBool,
+    cluster_id: String,
+    /// Woken after every append to any partition (for fetches spanning partitions).
+    any_append: tokio::sync::Notify,
+    stop: Arc<Stop>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock_file: File,
+}
+
+/// A handle on an embedded broker: cheap to clone, `Send + Sync`.
+///
+/// # Contract
+/// - **Ordering**: within a partition, records get strictly increasing offsets in the order
+///   appends return; an append is all-or-nothing for the batches it carries.
+/// - **Durability**: an append returns after the data is written to the OS; whether it was
+///   fsynced first depends on the topic's `flush.messages`/`flush.ms` (see
+///   [`crate::FlushPolicy`]). Either way it survives a crash of this process.
+/// - **Visibility**: a record is readable by [`Broker::fetch`] as soon as its append returns.
+/// - **Errors**: every failure is a [`BrokerError`] with a Kafka error code; bad input never
+///   panics and never corrupts the log.
+/// - **Shutdown**: [`Broker::shutdown`] (or dropping the last handle) flushes everything and
+///   marks the data directory clean so the next open needs no recovery scan.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+    /// Shared by every user-held clone: when the last one goes, the broker shuts down on the
+    /// dropping thread (background threads hold handles without it).
+    _guard: Option<Arc<ShutdownOnDrop>>,
+}
+
+struct ShutdownOnDrop(Arc<Inner>);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.shutdown() {
+            error!(error = %e, "broker shutdown on drop failed; the next open will run recovery");
+        }
+    }
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish()
+    }
+}
+
+impl Broker {
+    /// Opens (or creates) a broker in `config.data_dir`, recovering every partition log, and
+    /// starts the background flusher and cleaner threads.
+    pub fn open(config: BrokerConfig) -> Result<Self> {
+        let dir = config.data_dir.clone();
+        fs::create_dir_all(dir.join(META_DIR)).map_err(|e| BrokerError::io(&dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| BrokerError::io(&lock_path, e))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(BrokerError::DataDirLocked(dir)),
+            Err(fs::TryLockError::Error(e)) => return Err(BrokerError::io(&lock_path, e)),
+        }
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        if !clean {
+            info!(data_dir = %dir.display(), "no clean-shutdown marker: validating logs from their recovery points");
+        }
+        let recovery_points = read_recovery_points(&dir.join(RECOVERY_CHECKPOINT_FILE));
+        let meta_path = dir.join(META_DIR).join(TOPICS_FILE);
+        let meta: MetadataFile = match fs::read(&meta_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| BrokerError::Metadata {
+                path: meta_path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetadataFile::default(),
+            Err(e) => return Err(BrokerError::io(&meta_path, e)),
+        };
+        // Finish interrupted topic deletions.
+        for entry in fs::read_dir(&dir)
+            .map_err(|e| BrokerError::io(&dir, e))?
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().ends_with("-delete") {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let mut topics = BTreeMap::new();
+        let started = Instant::now();
+        for rec in meta.topics {
+            let log_config = Arc::new(config.log_defaults.resolve(&rec.configs)?);
+            let mut logs = Vec::with_capacity(rec.partitions as usize);
+            for p in 0..rec.partitions as i32 {
+                let pdir = dir.join(partition_dir_name(&rec.name, p));
+                let rp = recovery_points
+                    .get(&(rec.name.clone(), p))
+                    .copied()
+                    .unwrap_or(0);
+                let log =
+                    PartitionLog::open(pdir, &rec.name, p, Arc::clone(&log_config), clean, rp)?;
+                logs.push(Arc::new(log));
+            }
+            topics.insert(
+                rec.name.clone(),
+                Arc::new(Topic {
+                    record: RwLock::new(rec),
+                    logs: RwLock::new(logs),
+                }),
+            );
+        }
+        if clean {
+            fs::remove_file(&marker).map_err(|e| BrokerError::io(&marker, e))?;
+            sync_dir(&dir)?;
+        }
+        info!(data_dir = %dir.display(), topics = topics.len(), clean, elapsed_ms = started.elapsed().as_millis() as u64, "broker log opened");
+
+        let pid_path = dir.join(META_DIR).join(PRODUCER_ID_FILE);
+        let next_pid = match fs::read_to_string(&pid_path) {
+            Ok(s) => s.trim().parse::<i64>().map_err(|e| BrokerError::Metadata {
+                path: pid_path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(BrokerError::io(&pid_path, e)),
+        };
+
+        let cluster_path = dir.join(META_DIR).join("cluster-id");
+        let cluster_id = match fs::read_to_string(&cluster_path) {
+            Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+            Ok(_) | Err(_) => {
+                use base64::Engine;
+                let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(Uuid::new_v4().as_bytes());
+                write_atomic(&cluster_path, id.as_bytes())?;
+                id
+            }
+        };
+
+        let inner = Arc::new(Inner {
+            config,
+            cluster_id,
+            any_append: tokio::sync::Notify::new(),
+            topics: RwLock::new(topics),
+            meta_lock: Mutex::new(()),
+            producer_ids: Mutex::new(ProducerIdAllocator {
+                path: pid_path,
+                next: next_pid,
+                block_end: next_pid,
+            }),
+            committed: RwLock::new(HashMap::new()),
+            offsets_lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            stop: Arc::new(Stop {
+                stopped: Mutex::new(false),
+                cv: Condvar::new(),
+            }),
+            threads: Mutex::new(Vec::new()),
+            _lock_file: lock_file,
+        });
+        let guard = Some(Arc::new(ShutdownOnDrop(Arc::clone(&inner))));
+        let broker = Self {
+            inner,
+            _guard: guard,
+        };
+        broker.load_committed_offsets()?;
+        broker.start_background_threads()?;
+        Ok(broker)
+    }
+
+    /// The broker's configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// The cluster id (persisted in the data directory, Kafka's base64url UUID format).
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+
+    /// A future that completes at the next append to any partition. Create it *before*
+    /// checking for data, then await it, so that no append is missed.
+    pub fn appended_anywhere(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.any_append.notified()
+    }
+
+    /// The topic id of a topic.
+    pub fn topic_id(&self, name: &str) -> Result<Uuid> {
+        Ok(self.topic(name)?.record.read().id)
+    }
+
+    /// Whether the broker has been shut down.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(BrokerError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.check_open()?;
+        self.inner.topics.read().get(name).cloned().ok_or_else(|| {
+            BrokerError::UnknownTopicOrPartition {
+                topic: name.to_string(),
+                partition: -1,
+            }
+        })
+    }
+
+    fn log(&self, topic: &str, partition: i32) -> Result<Arc<PartitionLog>> {
+        let t = self.topic(topic)?;
+        let logs = t.logs.read();
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| logs.get(p))
+            .cloned()
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                topic: topic.to_string(),
+                partition,
+            })
+    }
+
+    pub(super) fn all_logs(&self) -> Vec<Arc<PartitionLog>> {
+        self.inner
+            .topics
+            .read()
+            .values()
+            .flat_map(|t| t.logs.read().clone())
+            .collect()
+    }
+
+    /// Stops background work, flushes and closes every log and marks the data directory
+    /// clean. Later calls on any clone fail with [`BrokerError::Closed`]. Idempotent.
+    pub fn shutdown(&self) -> Result<()> {
+        self.inner.shutdown()
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        {
+            *self.stop.stopped.lock() = true;
+            self.stop.cv.notify_all();
+        }
+        let me = thread::current().id();
+        for h in self.threads.lock().drain(..) {
+            if h.thread().id() != me {
+                let _ = h.join();
+            }
+        }
+        let logs: Vec<Arc<PartitionLog>> = self
+            .topics
+            .read()
+            .values()
+            .flat_map(|t| t.logs.read().clone())
+            .collect();
+        let mut text = format!("0\n{}\n", logs.len());
+        self.any_append.notify_waiters();
+        for log in &logs {
+            log.close()?;
+            log.appended.notify_waiters();
+            text.push_str(&format!(
+                "{} {} {}\n",
+                log.topic(),
+                log.partition(),
+                log.recovery_point()
+            ));
+        }
+        write_atomic(
+            &self.config.data_dir.join(RECOVERY_CHECKPOINT_FILE),
+            text.as_bytes(),
+        )?;
+        write_atomic(&self.config.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        info!(data_dir = %self.config.data_dir.display(), "broker shut down cleanly");
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            error!(error = %e, "broker shutdown on drop failed; the next open will run recovery");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The read path of a [`PartitionLog`]: whole batches from an offset up to a byte limit,
+//! bounded by the high watermark or the last stable offset (KIP-74 rules for the first
+//! batch), and the first offset at or after a timestamp (ListOffsets). Reads take the lock
+//! only to snapshot segment views.
+
+use bytes::Bytes;
+
+use super::segment::read_at;
+use super::{FetchData, IsolationLevel, LogInner, PartitionLog, SegmentView};
+use crate::error::{BrokerError, Result};
+use crate::record::{self, decode_records, BatchHeader, BATCH_HEADER_LEN};
+
+impl PartitionLog {
+    fn out_of_range(&self, inner: &LogInner, offset: i64) -> BrokerError {
+        BrokerError::OffsetOutOfRange {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+            log_start_offset: inner.log_start_offset,
+            log_end_offset: inner.next_offset,
+        }
+    }
+
+    pub(super) fn segment_views_from(&self, offset: i64) -> Vec<SegmentView> {
+        let inner = self.inner.lock();
+        Self::views_locked(&inner, offset)
+    }
+
+    fn views_locked(inner: &LogInner, offset: i64) -> Vec<SegmentView> {
+        let start = inner
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        inner
+            .segments
+            .range(start..)
+            .map(|(_, s)| SegmentView {
+                base_offset: s.base_offset,
+                file: s.file(),
+                size: s.size(),
+                next_offset: s.next_offset(),
+                max_timestamp: s.max_timestamp(),
+                path: s.log_path().to_path_buf(),
+            })
+            .collect()
+    }
+
+    /// Reads whole batches starting with the one containing `fetch_offset`, up to `max_bytes`
+    /// (a soft limit: the first batch is returned even if larger, as KIP-74 requires).
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+    ) -> Result<FetchData> {
+        self.read_with(fetch_offset, max_bytes, isolation, true)
+    }
+
+    /// As [`PartitionLog::read`]; with `min_one_batch = false` a first batch larger than
+    /// `max_bytes` is not returned (the later partitions of a Fetch response, KIP-74).
+    pub fn read_with(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+        min_one_batch: bool,
+    ) -> Result<FetchData> {
+        let (views, first_pos, upper, mut data) = {
+            let inner = self.inner.lock();
+            if inner.deleted {
+                return Err(BrokerError::UnknownTopicOrPartition {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                });
+            }
+            if fetch_offset < inner.log_start_offset || fetch_offset > inner.next_offset {
+                return Err(self.out_of_range(&inner, fetch_offset));
+            }
+            let upper = match isolation {
+                IsolationLevel::ReadUncommitted => inner.high_watermark(),
+                IsolationLevel::ReadCommitted => inner.last_stable_offset(),
+            };
+            let data = FetchData {
+                records: Bytes::new(),
+                high_watermark: inner.high_watermark(),
+                last_stable_offset: inner.last_stable_offset(),
+                log_start_offset: inner.log_start_offset,
+            };
+            if fetch_offset >= upper {
+                return Ok(data);
+            }
+            let views = Self::views_locked(&inner, fetch_offset);
+            let first_pos = inner
+                .segments
+                .range(..=fetch_offset)
+                .next_back()
+                .map_or(0, |(_, s)| s.position_for(fetch_offset));
+            (views, first_pos, upper, data)
+        };
+        for (i, v) in views.iter().enumerate() {
+            let mut pos = if i == 0 { first_pos } else { 0 };
+            while pos + BATCH_HEADER_LEN as u64 <= v.size {
+                let h = v.header_at(pos)?;
+                if h.base_offset >= upper {
+                    return Ok(data);
+                }
+                if h.last_offset() < fetch_offset {
+                    pos += h.size() as u64;
+                    continue;
+                }
+                let available = v.size - pos;
+                if !min_one_batch && h.size() > max_bytes {
+                    return Ok(data);
+                }
+                let want = (h.size() as u64).max((max_bytes as u64).min(available));
+                if want > available {
+                    return Err(BrokerError::Corrupt {
+                        path: v.path.clone(),
+                        position: pos,
+                        source: record::RecordError::Truncated {
+                            needed: h.size(),
+                            available: available as usize,
+                        },
+                    });
+                }
+                let mut buf = read_at(&v.file, pos, want as usize)
+                    .map_err(|e| BrokerError::io(&v.path, e))?;
+                let mut end = 0usize;
+                while end + BATCH_HEADER_LEN <= buf.len() {
+                    let Ok(bh) = BatchHeader::parse(&buf[end..]) else {
+                        break;
+                    };
+                    if bh.base_offset >= upper || end + bh.size() > buf.len() {
+                        break;
+                    }
+                    end += bh.size();
+                }
+                buf.truncate(end);
+                data.records = Bytes::from(buf);
+                return Ok(data);
+            }
+        }
+        Ok(data)
+    }
+
+    /// The first record (offset, timestamp) whose timestamp is `>= target`, or `None`.
+    pub fn offset_for_timestamp(&self, target: i64) -> Result<Option<(i64, i64)>> {
+        let (views, start_offset, first_pos, log_start, upper) = {
+            let inner = self.inner.lock();
+            let Some(seg) = inner
+                .segments
+                .values()
+                .find(|s| s.max_timestamp() >= target)
+            else {
+                return Ok(None);
+            };
+            let start = seg.offset_for_time_scan(target);
+            (
+                Self::views_locked(&inner, seg.base_offset),
+                start,
+                seg.position_for(start),
+                inner.log_start_offset,
+                inner.high_watermark(),
+            )
+        };
+        for (i, v) in views.iter().enumerate() {
+            let mut pos = if i == 0 { first_pos } else { 0 };
+            while pos + BATCH_HEADER_LEN as u64 <= v.size {
+                let h = v.header_at(pos)?;
+                if h.base_offset >= upper {
+                    return Ok(None);
+                }
+                if h.max_timestamp >= target && h.last_offset() >= start_offset && !h.is_control() {
+                    let batch =
+                        read_at(&v.file, pos, h.size()).map_err(|e| BrokerError::io(&v.path, e))?;
+                    let records =
+                        decode_records(&batch).map_err(|source| BrokerError::Corrupt {
+                            path: v.path.clone(),
+                            position: pos,
+                            source,
+                        })?;
+                    if let Some(r) = records
+                        .iter()
+                        .find(|r| r.timestamp >= target && r.offset >= log_start.max(start_offset))
+                    {
+                        return Ok(Some((r.offset, r.timestamp)));
+                    }
+                }
+                pos += h.size() as u64;
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,77 @@
+//! Retention of a [`PartitionLog`]: whole segments are deleted by `retention.ms` (against
+//! each segment's newest record) and by `retention.bytes` (oldest first, Kafka's rule).
+
+use std::sync::Arc;
+
+use tracing::info;
+
+use super::segment::Segment;
+use super::PartitionLog;
+use crate::error::{BrokerError, Result};
+
+impl PartitionLog {
+    /// Deletes segments past `retention.ms` (by their newest record) and beyond
+    /// `retention.bytes` (oldest first). An expired active segment is rolled first so that it
+    /// can go too. Returns how many segments were deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut removed = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            if inner.deleted || !inner.config.cleanup_policy.delete {
+                return Ok(0);
+            }
+            let config = Arc::clone(&inner.config);
+            if config.retention_ms >= 0 {
+                while let Some((&base, seg)) = inner.segments.iter().next() {
+                    let empty_sealed = seg.is_empty() && inner.segments.len() > 1;
+                    let expired = empty_sealed
+                        || (!seg.is_empty()
+                            && seg.max_timestamp() >= 0
+                            && now_ms.saturating_sub(seg.max_timestamp()) > config.retention_ms);
+                    if !expired {
+                        break;
+                    }
+                    if inner.segments.len() == 1 {
+                        let next = inner.next_offset;
+                        self.roll_locked(&mut inner, next)?;
+                    }
+                    if let Some(seg) = inner.segments.remove(&base) {
+                        removed.push(seg);
+                    }
+                }
+            }
+            if config.retention_bytes >= 0 {
+                let mut total: u64 = inner.segments.values().map(Segment::size).sum();
+                while inner.segments.len() > 1 {
+                    let Some((&base, seg)) = inner.segments.iter().next() else {
+                        break;
+                    };
+                    let excess = total.saturating_sub(config.retention_bytes as u64);
+                    // Empty sealed segments (left by compaction) go; otherwise Kafka's rule.
+                    if seg.size() > 0 && excess < seg.size() {
+                        break;
+                    }
+                    total -= seg.size();
+                    if let Some(seg) = inner.segments.remove(&base) {
+                        removed.push(seg);
+                    }
+                }
+            }
+            if !removed.is_empty() {
+                let first = inner
+                    .segments
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(inner.next_offset);
+                inner.log_start_offset = inner.log_start_offset.max(first);
+            }
+        }
+        for seg in &removed {
+            info!(segment = %seg.log_path().display(), bytes = seg.size(), "retention deleted a segment");
+            seg.delete_files()
+                .map_err(|e| BrokerError::io(seg.log_path(), e))?;
+        }
+        Ok(removed.len())
+    }
+}

@@ -1,0 +1,270 @@
+//! The write path of a [`PartitionLog`]: validating and appending batches (offset
+//! assignment, LogAppendTime, idempotent-producer checks), rolling segments, flushing
+//! (fsync outside the partition lock, the recovery point) and closing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::producer_state::SequenceCheck;
+use super::segment::Segment;
+use super::{partition_dir_name, AppendInfo, AppendOrigin, LogInner, PartitionLog};
+use crate::error::{BrokerError, Result};
+use crate::fsutil::sync_dir;
+use crate::record::{
+    self, set_base_offset, set_log_append_time, BatchHeader, BatchIter, TimestampType,
+};
+
+impl PartitionLog {
+    /// Validates and appends one or more record batches, assigning offsets (rewriting each
+    /// batch's base offset in place, and its timestamps under LogAppendTime).
+    pub fn append(
+        &self,
+        batches: &mut [u8],
+        origin: AppendOrigin,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let config = self.config();
+        let require_keys = config.cleanup_policy.compact;
+        let mut ranges = Vec::new();
+        for item in BatchIter::new(batches) {
+            let b = item.map_err(|(_, e)| BrokerError::InvalidBatch(e))?;
+            if b.bytes.len() > config.max_message_bytes {
+                return Err(BrokerError::MessageTooLarge {
+                    size: b.bytes.len(),
+                    max: config.max_message_bytes,
+                });
+            }
+            if origin == AppendOrigin::Client {
+                if b.header.is_control() {
+                    return Err(BrokerError::InvalidRecord(
+                        "clients may not write control batches".into(),
+                    ));
+                }
+                if b.header.is_transactional() {
+                    return Err(BrokerError::InvalidRecord(
+                        "transactional batches are not supported yet".into(),
+                    ));
+                }
+                if !ranges.is_empty() {
+                    // Kafka: produce requests v3+ carry exactly one batch per partition.
+                    return Err(BrokerError::InvalidRecord(
+                        "a produce request must carry exactly one record batch per partition"
+                            .into(),
+                    ));
+                }
+            }
+            record::validate_records(b.bytes, origin == AppendOrigin::Client, require_keys)
+                .map_err(|e| match e {
+                    record::RecordError::InvalidRecord(msg) if msg.contains("null key") => {
+                        BrokerError::InvalidRecord(msg)
+                    }
+                    other => BrokerError::InvalidBatch(other),
+                })?;
+            ranges.push((b.position, b.bytes.len()));
+        }
+        if ranges.is_empty() {
+            return Err(BrokerError::InvalidBatch(
+                record::RecordError::InvalidBatch("the request holds no record batch".into()),
+            ));
+        }
+        let log_append = config.message_timestamp_type == TimestampType::LogAppendTime;
+
+        let mut inner = self.inner.lock();
+        if inner.deleted {
+            return Err(BrokerError::UnknownTopicOrPartition {
+                topic: self.topic.clone(),
+                partition: self.partition,
+            });
+        }
+        if origin == AppendOrigin::Client {
+            for &(pos, len) in &ranges {
+                let h = BatchHeader::parse(&batches[pos..pos + len])
+                    .map_err(BrokerError::InvalidBatch)?;
+                if let SequenceCheck::Duplicate(meta) = inner.producers.check(&h)? {
+                    if ranges.len() == 1 {
+                        return Ok(AppendInfo {
+                            base_offset: meta.first_offset,
+                            last_offset: meta.last_offset,
+                            log_append_time: -1,
+                            log_start_offset: inner.log_start_offset,
+                            duplicate: true,
+                        });
+                    }
+                    return Err(BrokerError::InvalidBatch(
+                        record::RecordError::InvalidBatch(
+                            "a retried batch cannot share a request with new batches".into(),
+                        ),
+                    ));
+                }
+            }
+        }
+        let base_offset = inner.next_offset;
+        let mut offset = base_offset;
+        let mut record_count: u64 = 0;
+        for &(pos, len) in &ranges {
+            let bytes = &mut batches[pos..pos + len];
+            set_base_offset(bytes, offset);
+            if log_append {
+                set_log_append_time(bytes, now_ms).map_err(BrokerError::InvalidBatch)?;
+            }
+            let h = BatchHeader::parse(bytes).map_err(BrokerError::InvalidBatch)?;
+            self.maybe_roll(&mut inner, &h)?;
+            inner.active()?.append(bytes, &h)?;
+            inner.producers.update(&h);
+            offset = h.next_offset();
+            inner.next_offset = offset;
+            record_count += u64::from(h.record_count.max(0) as u32);
+        }
+        inner.unflushed_messages += record_count;
+        if inner.unflushed_messages >= inner.config.flush_messages {
+            Self::flush_locked(&mut inner)?;
+        }
+        let info = AppendInfo {
+            base_offset,
+            last_offset: offset - 1,
+            log_append_time: if log_append { now_ms } else { -1 },
+            log_start_offset: inner.log_start_offset,
+            duplicate: false,
+        };
+        drop(inner);
+        self.appended.notify_waiters();
+        Ok(info)
+    }
+
+    fn maybe_roll(&self, inner: &mut LogInner, h: &BatchHeader) -> Result<()> {
+        let config = Arc::clone(&inner.config);
+        let active = inner.active()?;
+        if active.is_empty() {
+            return Ok(());
+        }
+        let size_full = active.size() + h.size() as u64 > config.segment_bytes;
+        let time_due = active
+            .first_batch_timestamp()
+            .is_some_and(|t| h.max_timestamp.saturating_sub(t) > config.segment_ms);
+        let index_full = active.offset_index_bytes() + 8 > config.segment_index_bytes;
+        let offset_overflow = h.last_offset() - active.base_offset > i64::from(i32::MAX);
+        if size_full || time_due || index_full || offset_overflow {
+            self.roll_locked(inner, h.base_offset)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn roll_locked(&self, inner: &mut LogInner, new_base: i64) -> Result<()> {
+        inner.active()?.seal()?;
+        let seg = Segment::create(&self.dir, new_base, inner.config.index_interval_bytes)?;
+        inner.segments.insert(new_base, seg);
+        sync_dir(&self.dir)?;
+        inner.producers.write_snapshot(new_base)?;
+        inner.producers.prune_snapshots(3);
+        debug!(partition = %partition_dir_name(&self.topic, self.partition), new_base, "rolled a new segment");
+        Ok(())
+    }
+
+    /// Rolls a new active segment now (if the active one holds data).
+    pub fn roll(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        let next = inner.next_offset;
+        if inner.active()?.is_empty() {
+            return Ok(());
+        }
+        self.roll_locked(&mut inner, next)
+    }
+
+    fn flush_locked(inner: &mut LogInner) -> Result<()> {
+        // Every segment not wholly below the recovery point is synced, including ones whose
+        // background fsync (in `flush`) may still be running.
+        let rp = inner.recovery_point;
+        for seg in inner.segments.values_mut() {
+            if seg.is_unflushed() || seg.next_offset() > rp {
+                seg.flush()?;
+            }
+        }
+        inner.recovery_point = inner.next_offset;
+        inner.unflushed_messages = 0;
+        inner.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// fsyncs everything appended so far. The fsync runs outside the partition lock, so
+    /// appends continue meanwhile; the recovery point advances once it completes.
+    pub fn flush(&self) -> Result<()> {
+        let (files, target) = {
+            let mut inner = self.inner.lock();
+            let mut files = Vec::new();
+            for seg in inner.segments.values_mut() {
+                if seg.is_unflushed() {
+                    files.push((seg.file(), seg.log_path().to_path_buf()));
+                    seg.mark_flushed();
+                }
+                seg.persist_indexes(false)?;
+            }
+            inner.unflushed_messages = 0;
+            inner.last_flush = Instant::now();
+            (files, inner.next_offset)
+        };
+        let mut failed = None;
+        for (f, path) in &files {
+            if let Err(e) = f.sync_data() {
+                failed = Some(BrokerError::io(path, e));
+                break;
+            }
+        }
+        let mut inner = self.inner.lock();
+        if let Some(e) = failed {
+            // Nothing is known to be durable: mark the segments dirty again.
+            for seg in inner.segments.values_mut() {
+                if files.iter().any(|(_, p)| p == seg.log_path()) {
+                    seg.mark_unflushed();
+                }
+            }
+            return Err(e);
+        }
+        inner.recovery_point = inner.recovery_point.max(target);
+        Ok(())
+    }
+
+    /// Flushes if `flush.ms` has elapsed since the last flush and data is pending.
+    pub(crate) fn flush_if_due(&self) -> Result<()> {
+        let due = {
+            let inner = self.inner.lock();
+            let pending = inner.recovery_point < inner.next_offset;
+            let ms = inner.config.flush_ms;
+            // Sealed segments are flushed soon after a roll whatever the policy (Kafka
+            // flushes a segment when it rolls), so the recovery point keeps advancing.
+            let sealed_dirty = inner
+                .segments
+                .values()
+                .rev()
+                .skip(1)
+                .any(Segment::is_unflushed);
+            sealed_dirty
+                || (pending
+                    && ms != i64::MAX
+                    && inner.last_flush.elapsed().as_millis() as i64 >= ms)
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything, seals the active segment's indexes and snapshots producer state:
+    /// after this, opening the log with `clean = true` needs no scan.
+    pub fn close(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if inner.deleted {
+            return Ok(());
+        }
+        inner.active()?.seal()?;
+        Self::flush_locked(&mut inner)?;
+        for seg in inner.segments.values_mut() {
+            seg.persist_indexes(true)?;
+        }
+        let next = inner.next_offset;
+        inner.producers.write_snapshot(next)?;
+        inner.producers.prune_snapshots(3);
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! Consumer-group membership APIs, answered by the group coordinator: FindCoordinator,
+//! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, DescribeGroups, ListGroups, DeleteGroups.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kafka_protocol::messages::{
+    delete_groups_response, describe_groups_response, join_group_response, leave_group_response,
+    list_groups_response, BrokerId, DeleteGroupsRequest, DeleteGroupsResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, RequestHeader,
+    SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::ResponseError;
+
+use super::{err_code, s, Context};
+use crate::server::group::{JoinRequest, JoinResult, SyncResult};
+
+/// FindCoordinator for consumer groups: this broker coordinates every group. Transaction
+/// coordinators do not exist yet.
+pub(super) fn find_coordinator(
+    ctx: &Context,
+    r: &FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let mut resp = FindCoordinatorResponse::default();
+    if r.key_type != 0 {
+        resp.error_code = ResponseError::CoordinatorNotAvailable.code();
+        resp.error_message = Some(s("transactions are not supported yet"));
+        resp.node_id = BrokerId(-1);
+        resp.port = -1;
+        return resp;
+    }
+    resp.node_id = BrokerId(ctx.broker.config().node_id);
+    resp.host = s(ctx.endpoint.host.clone());
+    resp.port = ctx.endpoint.port;
+    resp
+}
+
+pub(super) async fn join_group(
+    ctx: &Context,
+    r: JoinGroupRequest,
+    header: &RequestHeader,
+    peer: SocketAddr,
+    version: i16,
+) -> JoinGroupResponse {
+    let rebalance_ms = if version >= 1 {
+        r.rebalance_timeout_ms
+    } else {
+        r.session_timeout_ms
+    };
+    let rebalance_timeout = Duration::from_millis(rebalance_ms.max(0) as u64);
+    let rx = ctx.groups.join(JoinRequest {
+        group: r.group_id.0.as_str().to_string(),
+        member_id: r.member_id.as_str().to_string(),
+        instance_id: r.group_instance_id.map(|i| i.as_str().to_string()),
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+        protocol_type: r.protocol_type.as_str().to_string(),
+        protocols: r
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.as_str().to_string(), p.metadata))
+            .collect(),
+        session_timeout: Duration::from_millis(r.session_timeout_ms.max(0) as u64),
+        rebalance_timeout,
+        require_known_member_id: version >= 4,
+    });
+    let result = match tokio::time::timeout(rebalance_timeout + Duration::from_secs(5), rx).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(_)) => JoinResult {
+            error: ResponseError::UnknownMemberId.code(),
+            ..JoinResult::default()
+        },
+        Err(_) => JoinResult {
+            error: ResponseError::RebalanceInProgress.code(),
+            ..JoinResult::default()
+        },
+    };
+    let mut resp = JoinGroupResponse::default();
+    resp.error_code = result.error;
+    resp.generation_id = if result.error == 0 {
+        result.generation
+    } else {
+        -1
+    };
+    resp.protocol_type = result.protocol_type.map(s);
+    resp.protocol_name = Some(s(result.protocol.unwrap_or_default()));
+    resp.leader = s(result.leader);
+    resp.member_id = s(result.member_id);
+    resp.members = result
+        .members
+        .into_iter()
+        .map(|(id, instance, metadata)| {
+            let mut m = join_group_response::JoinGroupResponseMember::default();
+            m.member_id = s(id);
+            m.group_instance_id = instance.map(s);
+            m.metadata = metadata;
+            m
+        })
+        .collect();
+    resp
+}
+
+pub(super) async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse {
+    let rx = ctx.groups.sync(
+        r.group_id.0.as_str(),
+        r.generation_id,
+        r.member_id.as_str(),
+        r.group_instance_id.as_ref().map(|i| i.as_str()),
+        r.assignments
+            .into_iter()
+            .map(|a| (a.member_id.as_str().to_string(), a.assignment))
+            .collect(),
+    );
+    let result = match tokio::time::timeout(Duration::from_secs(300), rx).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(_)) => SyncResult {
+            error: ResponseError::UnknownMemberId.code(),
+            ..SyncResult::default()
+        },
+        Err(_) => SyncResult {
+            error: ResponseError::RebalanceInProgress.code(),
+            ..SyncResult::default()
+        },
+    };
+    let mut resp = SyncGroupResponse::default();
+    resp.error_code = result.error;
+    resp.protocol_type = result.protocol_type.map(s);
+    resp.protocol_name = result.protocol.map(s);
+    resp.assignment = result.assignment;
+    resp
+}
+
+pub(super) fn heartbeat(ctx: &Context, r: &HeartbeatRequest) -> HeartbeatResponse {
+    let mut resp = HeartbeatResponse::default();
+    resp.error_code = ctx.groups.heartbeat(
+        r.group_id.0.as_str(),
+        r.generation_id,
+        r.member_id.as_str(),
+        r.group_instance_id.as_ref().map(|i| i.as_str()),
+    );
+    resp
+}
+
+pub(super) fn leave_group(ctx: &Context, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group = r.group_id.0.as_str();
+    let mut resp = LeaveGroupResponse::default();
+    if version < 3 {
+        resp.error_code = ctx.groups.leave(group, r.member_id.as_str(), None);
+        return resp;
+    }
+    for m in r.members {
+        let mut mr = leave_group_response::MemberResponse::default();
+        mr.error_code = ctx.groups.leave(
+            group,
+            m.member_id.as_str(),
+            m.group_instance_id.as_ref().map(|i| i.as_str()),
+        );
+        mr.member_id = m.member_id;
+        mr.group_instance_id = m.group_instance_id;
+        resp.members.push(mr);
+    }
+    resp
+}
+
+pub(super) fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let mut resp = DescribeGroupsResponse::default();
+    for g in r.groups {
+        let name = g.0.as_str().to_string();
+        let mut d = describe_groups_response::DescribedGroup::default();
+        d.group_id = g;
+        match ctx.groups.describe(&name) {
+            Some(desc) => {
+                d.group_state = s(desc.state.name());
+                d.protocol_type = s(desc.protocol_type);
+                d.protocol_data = s(desc.protocol);
+                d.members = desc
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut dm = describe_groups_response::DescribedGroupMember::default();
+                        dm.member_id = s(m.member_id);
+                        dm.group_instance_id = m.instance_id.map(s);
+                        dm.client_id = s(m.client_id);
+                        dm.client_host = s(m.client_host);
+                        dm.member_metadata = m.metadata;
+                        dm.member_assignment = m.assignment;
+                        dm
+                    })
+                    .collect();
+            }
+            None if !ctx.broker.committed_offsets(&name).is_empty() => {
+                d.group_state = s("Empty");
+                d.protocol_type = s("consumer");
+            }
+            None => d.group_state = s("Dead"),
+        }
+        resp.groups.push(d);
+    }
+    resp
+}
+
+pub(super) fn list_groups(ctx: &Context, r: &ListGroupsRequest) -> ListGroupsResponse {
+    let mut seen = BTreeMap::new();
+    for (name, state, ptype) in ctx.groups.list() {
+        seen.insert(name, (state.name().to_string(), ptype));
+    }
+    for name in ctx.broker.groups_with_offsets() {
+        seen.entry(name)
+            .or_insert_with(|| ("Empty".to_string(), "consumer".to_string()));
+    }
+    let mut resp = ListGroupsResponse::default();
+    for (name, (state, ptype)) in seen {
+        if !r.states_filter.is_empty() && !r.states_filter.iter().any(|f| f.as_str() == state) {
+            continue;
+        }
+        let mut lg = list_groups_response::ListedGroup::default();
+        lg.group_id = GroupId(s(name));
+        lg.protocol_type = s(ptype);
+        lg.group_state = s(state);
+        resp.groups.push(lg);
+    }
+    resp
+}
+
+/// DeleteGroups: a group without active members is forgotten and its committed offsets are
+/// deleted (tombstones in `__consumer_offsets`).
+pub(super) fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut resp = DeleteGroupsResponse::default();
+    for g in r.groups_names {
+        let name = g.0.as_str().to_string();
+        let mut res = delete_groups_response::DeletableGroupResult::default();
+        res.group_id = g;
+        let known =
+            ctx.groups.describe(&name).is_some() || !ctx.broker.committed_offsets(&name).is_empty();
+        res.error_code = if !known {
+            ResponseError::GroupIdNotFound.code()
+        } else {
+            match ctx.groups.forget(&name) {
+                Err(code) => code,
+                Ok(()) => match ctx.broker.delete_group_offsets(&name) {
+                    Ok(_) => 0,
+                    Err(e) => err_code(&e),
+                },
+            }
+        };
+        resp.results.push(res);
+    }
+    resp
+}

@@ -1,0 +1,135 @@
+//! One function per Kafka API: decode-free business logic from request structs to response
+//! structs. Per-partition and per-resource failures become Kafka error codes in the response;
+//! nothing here can fail the connection.
+//!
+//! The handlers live with their API family: `versions` (what is implemented and advertised,
+//! ApiVersions, and fitting responses to the negotiated version), `topics` (Metadata and
+//! topic admin), `produce_fetch` (Produce, Fetch, ListOffsets, InitProducerId), `groups`
+//! (FindCoordinator and the group membership APIs), `offsets` (OffsetCommit, OffsetFetch,
+//! OffsetDelete) and `configs` (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs). This
+//! file holds the shared context and the dispatch.
+
+mod configs;
+mod groups;
+mod offsets;
+mod produce_fetch;
+mod topics;
+mod versions;
+
+pub(crate) use versions::{api_versions_response, supported_versions};
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+
+use configs::{alter_configs, describe_configs, incremental_alter_configs};
+use groups::{
+    delete_groups, describe_groups, find_coordinator, heartbeat, join_group, leave_group,
+    list_groups, sync_group,
+};
+use offsets::{offset_commit, offset_delete, offset_fetch};
+use produce_fetch::{fetch, init_producer_id, list_offsets, produce};
+use topics::{create_partitions, create_topics, delete_topics, metadata};
+use versions::{api_versions, fit_to_version};
+
+use super::group::GroupCoordinator;
+use super::{Endpoint, ServerConfig};
+use crate::{Broker, BrokerError};
+
+pub(crate) struct Context {
+    pub(crate) groups: std::sync::Arc<GroupCoordinator>,
+    pub(crate) broker: Broker,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) config: ServerConfig,
+    pub(crate) connections: AtomicUsize,
+}
+
+fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+fn err_code(e: &BrokerError) -> i16 {
+    e.kafka_error().code()
+}
+
+/// Dispatches one decoded request. `None` means "send no response" (acks=0 produce).
+pub(crate) async fn handle(
+    ctx: &Context,
+    header: &RequestHeader,
+    peer: SocketAddr,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let version = header.request_api_version;
+    let mut response = dispatch(ctx, request, header, peer, version).await?;
+    fit_to_version(&mut response, version);
+    Some(response)
+}
+
+/// Runs an admin handler whose file-system work (creating or deleting partition directories,
+/// fsyncing topic metadata: tens of milliseconds per topic) would otherwise hold a runtime
+/// worker for seconds on a large request, and with it every connection task queued there:
+/// heartbeats would stall until sessions time out. On the multi-threaded runtime the worker's
+/// other tasks move to another thread meanwhile (`block_in_place`).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+async fn dispatch(
+    ctx: &Context,
+    request: RequestKind,
+    header: &RequestHeader,
+    peer: SocketAddr,
+    version: i16,
+) -> Option<ResponseKind> {
+    Some(match request {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(&r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(ctx, r, version)),
+        RequestKind::Produce(r) => return produce(ctx, r).map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(blocking(|| create_topics(ctx, r)))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(blocking(|| delete_topics(ctx, r, version)))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(blocking(|| create_partitions(ctx, r)))
+        }
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(blocking(|| alter_configs(ctx, r)))
+        }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(ctx, &r)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator(ctx, &r)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit(ctx, r)),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch(ctx, r)),
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group(ctx, r, header, peer, version).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat(ctx, &r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group(ctx, r, version)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups(ctx, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups(ctx, &r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups(ctx, r)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete(ctx, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(blocking(|| incremental_alter_configs(ctx, r)))
+        }
+        other => {
+            // Unreachable in practice: versions outside `supported_versions` close the
+            // connection before decoding. Answering nothing would hang the client, so log.
+            debug!(request = ?std::mem::discriminant(&other), "request for an unadvertised API");
+            return None;
+        }
+    })
+}
