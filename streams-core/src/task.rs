@@ -101,7 +101,7 @@ pub(crate) struct TopicNames {
 impl TopicNames {
     pub(crate) fn physical(&self, topic: &str) -> String {
         if self.internal.contains(topic) {
-            format!("{}-{topic}", self.application_id)
+            crate::names::internal_topic(&self.application_id, topic)
         } else {
             topic.to_owned()
         }
@@ -496,7 +496,10 @@ impl Task {
                 continue;
             };
             let sink = if spec.is_logging() {
-                let tp = TopicPartition::changelog(&settings.application_id, name, id.partition);
+                let tp = TopicPartition::new(
+                    crate::names::changelog_topic(&settings.application_id, name),
+                    id.partition,
+                );
                 changelogs.insert(name.clone(), tp.clone());
                 Some(Box::new(CollectorChangelog {
                     collector: collector.clone(),

@@ -165,6 +165,7 @@ pub struct Sink<K, V> {
     pub(crate) key_serde: Option<SharedSerde<K>>,
     pub(crate) value_serde: Option<SharedSerde<V>>,
     pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
+    pub(crate) skip_null_keys: bool,
 }
 
 impl<K: Any + Send + Clone, V: Any + Send + Clone> Sink<K, V> {
@@ -177,6 +178,7 @@ impl<K: Any + Send + Clone, V: Any + Send + Clone> Sink<K, V> {
             key_serde: None,
             value_serde: None,
             partitioner: None,
+            skip_null_keys: false,
         }
     }
 
@@ -189,7 +191,16 @@ impl<K: Any + Send + Clone, V: Any + Send + Clone> Sink<K, V> {
             key_serde: None,
             value_serde: None,
             partitioner: None,
+            skip_null_keys: false,
         }
+    }
+
+    /// Drops records whose key serializes to null instead of writing them (what the
+    /// null-key filter in front of Kafka Streams' repartition topics does: a record without
+    /// a key cannot be routed to its group).
+    pub fn skip_null_keys(mut self) -> Self {
+        self.skip_null_keys = true;
+        self
     }
 
     /// The key serde (default: the registry's serde for `K`).
@@ -538,6 +549,7 @@ impl Topology {
             key_serde,
             value_serde,
             partitioner,
+            skip_null_keys,
             ..
         } = sink;
         let factory_node = node.clone();
@@ -548,6 +560,7 @@ impl Topology {
                 key_serde: resolve(&key_serde, registry, "key", &factory_node)?,
                 value_serde: resolve(&value_serde, registry, "value", &factory_node)?,
                 partitioner: partitioner.clone(),
+                skip_null_keys,
                 physical: None,
             }) as Box<dyn ErasedSink>)
         });
@@ -628,7 +641,7 @@ impl Topology {
     /// The name a topic has in the cluster: internal topics get the application id prefix.
     pub fn physical_topic_name(&self, application_id: &str, topic: &str) -> String {
         if self.is_internal_topic(topic) {
-            format!("{application_id}-{topic}")
+            crate::names::internal_topic(application_id, topic)
         } else {
             topic.to_owned()
         }
