@@ -770,7 +770,7 @@ macro_rules! caching_state_store {
             /// theirs so a change-logging layer below logs the original record time.
             pub fn new(inner: S, max_bytes: usize, timestamp: crate::RecordTimestamp) -> Self {
                 let name = inner.name().to_owned();
-                let budget = crate::cache::ThreadCache::new(max_bytes);
+                let budget = crate::caching::ThreadCache::new(max_bytes);
                 Self::with_thread_cache(inner, &budget, name, timestamp)
             }
 
@@ -802,7 +802,7 @@ macro_rules! caching_state_store {
             }
 
             /// The budget this store's cache is registered in.
-            pub fn thread_cache(&self) -> &crate::cache::ThreadCache {
+            pub fn thread_cache(&self) -> &crate::caching::ThreadCache {
                 self.layer.cache.budget()
             }
 
@@ -819,8 +819,15 @@ macro_rules! caching_state_store {
         }
     };
 }
-pub(crate) use caching_state_store;
+
+// The adapters are declared after the macro, so it is in their textual scope.
+mod key_value;
+mod session;
+mod window;
+
+pub use key_value::CachingKeyValueStore;
+pub use session::{CachingSessionStore, SessionCacheFlushEntry, SessionCacheFlushListener};
+pub use window::{CachingWindowStore, WindowCacheFlushEntry, WindowCacheFlushListener};
 
 #[cfg(test)]
-#[path = "cache_tests.rs"]
 mod tests;
