@@ -387,6 +387,8 @@ pub(crate) struct TaskCounters {
     pub(crate) processed: u64,
     pub(crate) skipped_deserialization: u64,
     pub(crate) skipped_timestamp: u64,
+    /// Checkpoints written while running (not counting the one at a clean close).
+    pub(crate) checkpoints: u64,
 }
 
 pub(crate) struct Task {
@@ -402,6 +404,8 @@ pub(crate) struct Task {
     store_offsets: BTreeMap<TopicPartition, i64>,
     /// `store_offsets` at the last checkpoint.
     checkpointed: BTreeMap<TopicPartition, i64>,
+    /// Offsets of a checkpoint waiting for its stores' background flush.
+    pending_checkpoint: Option<BTreeMap<TopicPartition, i64>>,
     settings: Arc<TaskSettings>,
     pub(crate) counters: TaskCounters,
     initialized: bool,
@@ -552,6 +556,7 @@ impl Task {
             dir,
             changelogs,
             checkpointed: store_offsets.clone(),
+            pending_checkpoint: None,
             store_offsets,
             settings,
             counters: TaskCounters::default(),
@@ -880,15 +885,57 @@ impl Task {
         self.ctx.commit_requested = false;
         // As Kafka Streams: flush the stores and write a checkpoint only once the changelogs
         // moved by more than CHECKPOINT_DELTA records (a RocksDB flush on every 100 ms
-        // commit would pile up tiny files); a crash then restores a little more.
+        // commit would pile up tiny files); a crash then restores a little more. Unlike
+        // Kafka Streams, the flush runs in the background and the checkpoint is written at
+        // the first commit after it is durable, so the stream thread never waits for it.
         self.update_store_offsets();
+        if self.pending_checkpoint.is_some() {
+            return self.complete_checkpoint();
+        }
         let delta: i64 = self
             .store_offsets
             .iter()
             .map(|(tp, o)| o - self.checkpointed.get(tp).copied().unwrap_or(-1))
             .sum();
         if delta > CHECKPOINT_DELTA {
-            self.write_checkpoint()?;
+            self.start_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// The stores a checkpoint covers: persistent and logged.
+    fn checkpointed_stores(&mut self) -> impl Iterator<Item = &mut OpenStore> {
+        self.ctx
+            .stores
+            .values_mut()
+            .filter(|s| s.spec.is_persistent() && s.spec.is_logging())
+    }
+
+    /// Starts a background flush of the checkpointed stores and remembers the offsets
+    /// they reflect now: the checkpoint that will claim them once the flush is durable.
+    fn start_checkpoint(&mut self) -> Result<()> {
+        let offsets = self.checkpoint_offsets();
+        self.checkpointed.clone_from(&self.store_offsets);
+        if self.dir.is_none() {
+            return Ok(());
+        }
+        for s in self.checkpointed_stores() {
+            s.store.state().flush_async()?;
+        }
+        self.pending_checkpoint = Some(offsets);
+        self.complete_checkpoint()
+    }
+
+    /// Writes the pending checkpoint if every store's background flush is done.
+    fn complete_checkpoint(&mut self) -> Result<()> {
+        for s in self.checkpointed_stores() {
+            if !s.store.state().flush_done()? {
+                return Ok(());
+            }
+        }
+        if let (Some(offsets), Some(dir)) = (self.pending_checkpoint.take(), &self.dir) {
+            dir.checkpoint().write(&offsets)?;
+            self.counters.checkpoints += 1;
         }
         Ok(())
     }
@@ -920,23 +967,6 @@ impl Task {
             })
             .map(|(tp, o)| (tp.clone(), *o))
             .collect()
-    }
-
-    fn write_checkpoint(&mut self) -> Result<()> {
-        self.update_store_offsets();
-        let offsets = self.checkpoint_offsets();
-        self.checkpointed.clone_from(&self.store_offsets);
-        if let Some(dir) = &self.dir {
-            let mut stores: Vec<&mut dyn StateStore> = self
-                .ctx
-                .stores
-                .values_mut()
-                .filter(|s| s.spec.is_persistent() && s.spec.is_logging())
-                .map(|s| s.store.state())
-                .collect();
-            dir.checkpoint_stores(&mut stores, &offsets)?;
-        }
-        Ok(())
     }
 
     /// Closes the task. `clean` after a final commit: closes processors, checkpoints and

@@ -758,6 +758,13 @@ macro_rules! caching_state_store {
             fn flush_cache(&mut self) -> crate::error::Result<()> {
                 self.layer.flush_cache()
             }
+            fn flush_async(&mut self) -> crate::error::Result<()> {
+                self.layer.flush_cache()?;
+                self.layer.inner.flush_async()
+            }
+            fn flush_done(&mut self) -> crate::error::Result<bool> {
+                self.layer.inner.flush_done()
+            }
             fn close(&mut self) -> crate::error::Result<()> {
                 self.layer.close()
             }
