@@ -134,7 +134,7 @@ fn apply_broker_property(
         "socket.request.max.bytes" => s.max_frame_bytes = num(value)? as usize,
         "connections.max.idle.ms" => s.idle_timeout = Duration::from_millis(num(value)?),
         "group.initial.rebalance.delay.ms" => {
-            s.group_initial_rebalance_delay = Duration::from_millis(num(value)?)
+            c.group_initial_rebalance_delay = Duration::from_millis(num(value)?)
         }
         other => return Err(format!("unknown broker property `{other}`").into()),
     }

@@ -341,6 +341,9 @@ pub struct BrokerConfig {
     /// How often the recovery-point checkpoint is written
     /// (`log.flush.offset.checkpoint.interval.ms`, default 60 s).
     pub recovery_checkpoint_interval: Duration,
+    /// How long the first rebalance of an empty consumer group waits for more members
+    /// (Kafka's `group.initial.rebalance.delay.ms`, default 3 s).
+    pub group_initial_rebalance_delay: Duration,
 }
 
 impl BrokerConfig {
@@ -356,6 +359,7 @@ impl BrokerConfig {
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             cleaner_interval: Some(Duration::from_secs(300)),
             recovery_checkpoint_interval: Duration::from_secs(60),
+            group_initial_rebalance_delay: Duration::from_secs(3),
         }
     }
 

@@ -20,8 +20,12 @@
 //!   background cleaner runs on a timer; [`Broker::run_cleaner_pass`] runs one pass now.
 //! - **Durability** ([`FlushPolicy`]): fsync every batch, every N ms, or leave it to the OS.
 //! - **Topics** with persisted ids, partitions and validated configs ([`LogConfig`]).
+//! - **The group coordinator** ([`GroupCoordinator`], [`Broker::group_coordinator`]): the
+//!   classic JoinGroup/SyncGroup/Heartbeat/LeaveGroup protocol with typed requests and
+//!   errors, timers on a broker thread; the wire server and in-process members use it alike.
 //! - **Committed consumer-group offsets** in the compacted `__consumer_offsets` topic, with
-//!   Kafka's record layouts.
+//!   Kafka's record layouts; member commits checked by the coordinator
+//!   ([`Broker::commit_group_offsets`]).
 //! - **Producer state** (idempotence sequences, open transactions) per partition, and a
 //!   durable producer-id allocator.
 //! - **Partitioners**: the Java client's murmur2 ([`partition_for_key`]) and a sticky
@@ -50,6 +54,7 @@ mod broker;
 mod config;
 mod error;
 mod fsutil;
+mod group;
 mod log;
 mod offsets;
 mod partitioner;
@@ -66,6 +71,11 @@ pub use config::{
     TOPIC_CONFIG_KEYS,
 };
 pub use error::{BrokerError, Result};
+pub use group::{
+    CommitMember, GroupCoordinator, GroupDescription, GroupError, GroupListing, GroupState,
+    JoinGroupRequest, JoinGroupResponse, JoinedMember, MemberDescription, PendingJoin, PendingSync,
+    SyncGroupRequest, SyncGroupResponse, MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT,
+};
 pub use log::{
     AppendInfo, AppendOrigin, BatchMetadata, CleanerStats, FetchData, IsolationLevel, LogOffsets,
     PartitionLog, ProducerEntry, MAX_REMEMBERED_BATCHES,

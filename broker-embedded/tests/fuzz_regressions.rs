@@ -138,13 +138,13 @@ async fn replay_requests() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig::new(dir.path());
     config.cleaner_interval = None;
+    config.group_initial_rebalance_delay = Duration::ZERO;
     let broker = Broker::open(config).unwrap();
     let server = KafkaServer::start(
         broker.clone(),
         ServerConfig {
             listen: "127.0.0.1:0".into(),
             frame_timeout: Duration::from_millis(500),
-            group_initial_rebalance_delay: Duration::ZERO,
             ..ServerConfig::default()
         },
     )

@@ -38,12 +38,12 @@ async fn kcat_metadata_produce_consume() {
     let mut c = BrokerConfig::new(dir.path());
     c.cleaner_interval = None;
     c.num_partitions = 3;
+    c.group_initial_rebalance_delay = std::time::Duration::ZERO;
     let broker = Broker::open(c).unwrap();
     let server = KafkaServer::start(
         broker.clone(),
         ServerConfig {
             listen: "127.0.0.1:0".into(),
-            group_initial_rebalance_delay: std::time::Duration::ZERO,
             ..ServerConfig::default()
         },
     )

@@ -146,7 +146,11 @@ impl WordCount {
     /// Opens (or reopens) the broker in `<data_dir>/broker`, creates the topics and starts
     /// the application with its state in `<data_dir>/state`; returns once it is running.
     pub fn start(options: &Options) -> Result<Self> {
-        let broker = Broker::open(BrokerConfig::new(options.data_dir.join("broker")))?;
+        let mut broker_config = BrokerConfig::new(options.data_dir.join("broker"));
+        // One application instance on an in-process broker: no other members to wait for
+        // (Kafka recommends 0 for development too).
+        broker_config.group_initial_rebalance_delay = Duration::ZERO;
+        let broker = Broker::open(broker_config)?;
         ensure_topic(&broker, INPUT_TOPIC, options.partitions)?;
         ensure_topic(&broker, OUTPUT_TOPIC, options.partitions)?;
         let config = StreamsConfig::new(APPLICATION_ID)

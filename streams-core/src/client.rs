@@ -4,24 +4,30 @@
 //! The runtime talks to a cluster only through [`Cluster`] (metadata, topic creation, a
 //! changelog reader) and the per-thread [`ClusterProducer`] and [`ClusterConsumer`] it
 //! hands out. Group membership is the consumer's business: it delivers partition
-//! assignments as [`AssignmentEvent`]s computed by the runtime's [`PartitionAssignor`], as
-//! Kafka's classic group protocol with a client-side assignor does. [`EmbeddedCluster`]
-//! implements all of it in-process (an eager rebalance among the stream threads of the
-//! process); an rdkafka-backed implementation plugs in behind the same traits.
+//! assignments as [`AssignmentEvent`]s computed by the leader with the runtime's
+//! [`crate::TaskAssignor`], as Kafka's classic group protocol with a client-side assignor
+//! does. [`EmbeddedCluster`] implements all of it in-process: its consumers are members of
+//! the broker's own group coordinator ([`Broker::group_coordinator`]), the same one wire
+//! clients use, so every `EmbeddedCluster` over one broker — and every process on it — shares
+//! one group per application id. The protocol is eager (every rebalance revokes all
+//! partitions). An rdkafka-backed implementation plugs in behind the same traits.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker_embedded::record::Record as RawRecord;
 use broker_embedded::{
-    decode_fetched_shared, Broker, BrokerError, IsolationLevel, NewTopic, OffsetAndMetadata,
-    ProduceRecord,
+    decode_fetched_shared, Broker, BrokerError, CommitMember, GroupError, IsolationLevel,
+    JoinGroupRequest, NewTopic, OffsetAndMetadata, PendingJoin, ProduceRecord, SyncGroupRequest,
 };
-use parking_lot::{Condvar, Mutex};
 use state_store::{ChangelogRecord, TopicPartition};
 
+use crate::assignment::{
+    decode_assignment, encode_subscription, AssignmentSpec, SubscriptionInfo,
+    CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
+};
 use crate::error::{Result, StreamsError};
+use crate::task::TaskId;
 use crate::topology::OffsetReset;
 
 /// A topic the runtime creates (changelog or repartition topic).
@@ -44,6 +50,10 @@ pub enum AssignmentEvent {
     Revoked(Vec<TopicPartition>),
     /// These partitions are now this consumer's.
     Assigned(Vec<TopicPartition>),
+    /// These partitions were taken away without a chance to commit (the member fell out of
+    /// the group: session timeout, or a stale generation): close their tasks without
+    /// committing (Kafka's `onPartitionsLost`).
+    Lost(Vec<TopicPartition>),
 }
 
 /// The result of a poll.
@@ -55,27 +65,20 @@ pub struct PollResult {
     pub records: Vec<(TopicPartition, Vec<RawRecord>)>,
 }
 
-/// One member of a group as an assignor sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupMember {
-    /// Member id.
-    pub id: String,
-    /// Topics it subscribes to.
-    pub topics: Vec<String>,
-    /// Partitions it owned before this rebalance (for stickiness).
-    pub owned: Vec<TopicPartition>,
-}
-
-/// Computes the partitions of each member, given the partition counts of the subscribed
-/// topics (Kafka's client-side `ConsumerPartitionAssignor`).
-pub trait PartitionAssignor: Send + Sync {
-    /// Member id -> its partitions. Every partition of every subscribed topic should be
-    /// assigned to exactly one member.
-    fn assign(
-        &self,
-        members: &[GroupMember],
-        partitions: &BTreeMap<String, i32>,
-    ) -> BTreeMap<String, Vec<TopicPartition>>;
+/// What a stream thread subscribes with: its topics, and what the group leader needs to
+/// assign tasks (Kafka Streams' `StreamsPartitionAssignor` configuration).
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Source and repartition topics, with where to start without a committed offset.
+    pub topics: Vec<(String, OffsetReset)>,
+    /// The application instance the thread belongs to (one per `StreamsApp`).
+    pub process_id: uuid::Uuid,
+    /// The tasks and the assignor the leader runs.
+    pub assignment: AssignmentSpec,
+    /// The member's session timeout (`session.timeout.ms`).
+    pub session_timeout: Duration,
+    /// How long a rebalance waits for the member (`max.poll.interval.ms`).
+    pub rebalance_timeout: Duration,
 }
 
 /// Produces records for one stream thread.
@@ -89,13 +92,9 @@ pub trait ClusterProducer: Send {
 
 /// Consumes as one member of the application's group.
 pub trait ClusterConsumer: Send {
-    /// Joins the group subscribing to `topics` (with where to start without a committed
-    /// offset). Assignments arrive through [`ClusterConsumer::poll`].
-    fn subscribe(
-        &mut self,
-        topics: Vec<(String, OffsetReset)>,
-        assignor: Arc<dyn PartitionAssignor>,
-    ) -> Result<()>;
+    /// Joins the group with `subscription`. Assignments arrive through
+    /// [`ClusterConsumer::poll`].
+    fn subscribe(&mut self, subscription: Subscription) -> Result<()>;
     /// Waits up to `timeout` for records of the assigned partitions (returns early on
     /// assignment changes).
     fn poll(&mut self, timeout: Duration, max_records: usize) -> Result<PollResult>;
@@ -103,7 +102,9 @@ pub trait ClusterConsumer: Send {
     fn pause(&mut self, partitions: &[TopicPartition]);
     /// Fetches these partitions again.
     fn resume(&mut self, partitions: &[TopicPartition]);
-    /// Commits the next offsets to read for the group.
+    /// Commits the next offsets to read for the group, as a member of its current
+    /// generation. A member that is no longer in the group, or whose generation is stale,
+    /// gets [`StreamsError::TaskMigrated`] (its partitions belong to someone else now).
     fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
     /// Leaves the group.
     fn close(&mut self) -> Result<()>;
@@ -145,12 +146,11 @@ fn to_broker_tp(tp: &TopicPartition) -> broker_embedded::TopicPartition {
     broker_embedded::TopicPartition::new(tp.topic.clone(), tp.partition)
 }
 
-/// The in-process cluster: a [`Broker`] handle plus an in-process group coordinator for the
-/// stream threads of this process.
+/// The in-process cluster: a [`Broker`] handle. Its consumers are members of the broker's
+/// group coordinator, so several `EmbeddedCluster`s over one broker share groups.
 #[derive(Clone)]
 pub struct EmbeddedCluster {
     broker: Broker,
-    groups: Arc<Mutex<BTreeMap<String, Arc<EmbeddedGroup>>>>,
 }
 
 impl std::fmt::Debug for EmbeddedCluster {
@@ -162,10 +162,7 @@ impl std::fmt::Debug for EmbeddedCluster {
 impl EmbeddedCluster {
     /// A cluster over `broker`.
     pub fn new(broker: Broker) -> Self {
-        EmbeddedCluster {
-            broker,
-            groups: Arc::default(),
-        }
+        EmbeddedCluster { broker }
     }
 
     /// The broker.
@@ -210,12 +207,6 @@ impl Cluster for EmbeddedCluster {
     }
 
     fn consumer(&self, group: &str, client_id: &str) -> Result<Box<dyn ClusterConsumer>> {
-        let g = Arc::clone(
-            self.groups
-                .lock()
-                .entry(group.to_owned())
-                .or_insert_with(|| Arc::new(EmbeddedGroup::new(group))),
-        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -225,13 +216,16 @@ impl Cluster for EmbeddedCluster {
             })?;
         Ok(Box::new(EmbeddedConsumer {
             broker: self.broker.clone(),
-            group: g,
-            member: format!("{client_id}-{}", uuid_like()),
-            topics: Vec::new(),
+            group: group.to_owned(),
+            client_id: client_id.to_owned(),
+            subscription: None,
+            member_id: String::new(),
             generation: -1,
+            state: MemberState::Unjoined,
+            last_heartbeat: Instant::now(),
+            owned_tasks: BTreeSet::new(),
             assigned: Vec::new(),
             positions: BTreeMap::new(),
-            joined: false,
             runtime,
             next_partition: 0,
             paused: BTreeSet::new(),
@@ -258,16 +252,6 @@ impl Cluster for EmbeddedCluster {
             .committed_offset(group, &to_broker_tp(tp))
             .map(|o| o.offset))
     }
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 struct EmbeddedProducer {
@@ -331,104 +315,36 @@ impl ChangelogSource for EmbeddedChangelogSource {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-enum GroupPhase {
-    /// Waiting for every member to (re)join.
-    Rebalancing,
-    /// Assignment computed.
+/// Where a consumer is in the group protocol.
+enum MemberState {
+    /// Not in a generation: must (re)join.
+    Unjoined,
+    /// JoinGroup sent; waiting for the rebalance to complete.
+    Joining(PendingJoin),
+    /// A member of a generation with an assignment; heartbeating.
     Stable,
 }
 
-struct GroupState {
-    generation: i64,
-    phase: GroupPhase,
-    /// Member id -> (subscription, joined this generation, owned before).
-    members: BTreeMap<String, MemberState>,
-    assignor: Option<Arc<dyn PartitionAssignor>>,
-    assignment: BTreeMap<String, Vec<TopicPartition>>,
-    resets: BTreeMap<String, OffsetReset>,
-}
-
-struct MemberState {
-    topics: Vec<String>,
-    joined: bool,
-    owned: Vec<TopicPartition>,
-}
-
-/// An in-process consumer group with the eager protocol: any membership change revokes
-/// every member's partitions; once every member has rejoined, the assignor runs.
-struct EmbeddedGroup {
-    name: String,
-    state: Mutex<GroupState>,
-    changed: Condvar,
-}
-
-impl EmbeddedGroup {
-    fn new(name: &str) -> Self {
-        EmbeddedGroup {
-            name: name.to_owned(),
-            state: Mutex::new(GroupState {
-                generation: 0,
-                phase: GroupPhase::Stable,
-                members: BTreeMap::new(),
-                assignor: None,
-                assignment: BTreeMap::new(),
-                resets: BTreeMap::new(),
-            }),
-            changed: Condvar::new(),
-        }
-    }
-
-    fn start_rebalance(&self, s: &mut GroupState) {
-        s.generation += 1;
-        s.phase = GroupPhase::Rebalancing;
-        for m in s.members.values_mut() {
-            m.joined = false;
-        }
-        tracing::info!(group = %self.name, generation = s.generation, members = s.members.len(), "rebalance started");
-        self.changed.notify_all();
-    }
-
-    fn try_complete(&self, s: &mut GroupState, partitions: impl Fn(&str) -> Option<i32>) {
-        if s.phase != GroupPhase::Rebalancing || !s.members.values().all(|m| m.joined) {
-            return;
-        }
-        let Some(assignor) = s.assignor.clone() else {
-            return;
-        };
-        let topics: BTreeSet<&String> = s.members.values().flat_map(|m| m.topics.iter()).collect();
-        let counts: BTreeMap<String, i32> = topics
-            .into_iter()
-            .filter_map(|t| partitions(t).map(|n| (t.clone(), n)))
-            .collect();
-        let members: Vec<GroupMember> = s
-            .members
-            .iter()
-            .map(|(id, m)| GroupMember {
-                id: id.clone(),
-                topics: m.topics.clone(),
-                owned: m.owned.clone(),
-            })
-            .collect();
-        s.assignment = assignor.assign(&members, &counts);
-        for (id, m) in s.members.iter_mut() {
-            m.owned = s.assignment.get(id).cloned().unwrap_or_default();
-        }
-        s.phase = GroupPhase::Stable;
-        tracing::info!(group = %self.name, generation = s.generation, "rebalance complete");
-        self.changed.notify_all();
-    }
-}
-
+/// A stream thread's consumer: a member of the broker's group coordinator with the eager
+/// protocol. It joins with protocol type `consumer` and protocol [`STREAMS_PROTOCOL`]
+/// (metadata: a consumer-protocol subscription carrying [`SubscriptionInfo`]); the member
+/// elected leader runs the [`AssignmentSpec`]'s assignor over every member's subscription and
+/// sends the assignments through SyncGroup. Heartbeats go out from `poll`; a rebalance
+/// revokes every partition ([`AssignmentEvent::Revoked`], the runtime commits), then the
+/// consumer rejoins. Commits carry the member id and generation.
 struct EmbeddedConsumer {
     broker: Broker,
-    group: Arc<EmbeddedGroup>,
-    member: String,
-    topics: Vec<String>,
-    generation: i64,
+    group: String,
+    client_id: String,
+    subscription: Option<Subscription>,
+    member_id: String,
+    generation: i32,
+    state: MemberState,
+    last_heartbeat: Instant,
+    /// Active tasks of the last assignment (sent as the previous tasks when rejoining).
+    owned_tasks: BTreeSet<TaskId>,
     assigned: Vec<TopicPartition>,
     positions: BTreeMap<TopicPartition, i64>,
-    joined: bool,
     runtime: tokio::runtime::Runtime,
     next_partition: usize,
     paused: BTreeSet<TopicPartition>,
@@ -438,76 +354,233 @@ struct EmbeddedConsumer {
 /// reads keep polls short when a thread has many partitions).
 const FETCH_MAX_BYTES: usize = 256 << 10;
 
+/// How often a stable member heartbeats from `poll`. In-process a heartbeat costs one lock
+/// of the coordinator, so it can be much shorter than Kafka's `heartbeat.interval.ms` (3 s),
+/// which makes members notice rebalances quickly.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Extra time a JoinGroup or SyncGroup may take beyond the rebalance timeout.
+const GROUP_CALL_SLACK: Duration = Duration::from_secs(5);
+
+fn migrated(e: &GroupError) -> StreamsError {
+    StreamsError::TaskMigrated(e.to_string())
+}
+
 impl EmbeddedConsumer {
-    fn partition_count(broker: &Broker, topic: &str) -> Option<i32> {
-        broker
-            .partition_count(topic)
-            .ok()
-            .and_then(|n| i32::try_from(n).ok())
+    fn subscription(&self) -> Result<&Subscription> {
+        self.subscription.as_ref().ok_or_else(|| {
+            StreamsError::IllegalState(format!(
+                "consumer {} polled before subscribing",
+                self.client_id
+            ))
+        })
     }
 
-    /// Follows the group protocol. Returns true when the caller should return to the
-    /// application (an assignment event was produced).
-    fn sync_group(&mut self, events: &mut Vec<AssignmentEvent>, wait: Duration) -> Result<bool> {
-        let group = Arc::clone(&self.group);
-        let broker = self.broker.clone();
-        let mut s = group.state.lock();
-        if !s.members.contains_key(&self.member) {
-            return Err(StreamsError::IllegalState(format!(
-                "consumer {} is not a member of group {}",
-                self.member, group.name
-            )));
+    /// Sends JoinGroup with the current member id and owned tasks.
+    fn send_join(&mut self) -> Result<()> {
+        let sub = self.subscription()?;
+        let topics: Vec<String> = sub.topics.iter().map(|(t, _)| t.clone()).collect();
+        let info = SubscriptionInfo::new(sub.process_id, self.owned_tasks.clone());
+        let metadata = encode_subscription(&topics, &self.assigned, &info)
+            .map_err(|e| StreamsError::Cluster(format!("encoding the subscription: {e}")))?;
+        let mut request = JoinGroupRequest::new(
+            self.group.clone(),
+            CONSUMER_PROTOCOL_TYPE,
+            STREAMS_PROTOCOL,
+            metadata,
+        );
+        request.member_id.clone_from(&self.member_id);
+        request.client_id.clone_from(&self.client_id);
+        request.client_host = "/in-process".to_owned();
+        request.session_timeout = sub.session_timeout;
+        request.rebalance_timeout = sub.rebalance_timeout;
+        self.state = MemberState::Joining(self.broker.group_coordinator().join(request));
+        Ok(())
+    }
+
+    /// The partitions go away: `Revoked` (the runtime commits first) or `Lost` (no commit).
+    /// Returns true if there was anything to give back.
+    fn give_back(&mut self, lost: bool, events: &mut Vec<AssignmentEvent>) -> bool {
+        self.positions.clear();
+        self.paused.clear();
+        if self.assigned.is_empty() {
+            return false;
         }
-        if s.generation != self.generation {
-            if !self.assigned.is_empty() {
-                // Eager protocol: give everything back first; the caller commits and closes
-                // the tasks, then polls again to rejoin.
-                events.push(AssignmentEvent::Revoked(std::mem::take(&mut self.assigned)));
-                self.positions.clear();
-                self.paused.clear();
-                return Ok(true);
+        let tps = std::mem::take(&mut self.assigned);
+        events.push(if lost {
+            AssignmentEvent::Lost(tps)
+        } else {
+            AssignmentEvent::Revoked(tps)
+        });
+        true
+    }
+
+    /// Reacts to an error of the coordinator: returns true if partitions were given back.
+    fn on_group_error(
+        &mut self,
+        e: &GroupError,
+        events: &mut Vec<AssignmentEvent>,
+    ) -> Result<bool> {
+        match e {
+            GroupError::RebalanceInProgress => {
+                tracing::info!(group = %self.group, member = %self.member_id, "rebalance: revoking every partition");
+                self.state = MemberState::Unjoined;
+                Ok(self.give_back(false, events))
             }
-            if let Some(m) = s.members.get_mut(&self.member) {
-                m.joined = true;
+            GroupError::IllegalGeneration { .. } => {
+                tracing::warn!(group = %self.group, member = %self.member_id, error = %e, "fell out of the generation: partitions lost");
+                self.state = MemberState::Unjoined;
+                Ok(self.give_back(true, events))
             }
-            self.generation = s.generation;
-            self.joined = false;
-            group.try_complete(&mut s, |t| Self::partition_count(&broker, t));
+            GroupError::UnknownMemberId | GroupError::FencedInstanceId => {
+                tracing::warn!(group = %self.group, member = %self.member_id, error = %e, "no longer a member: partitions lost");
+                self.member_id.clear();
+                self.generation = -1;
+                self.state = MemberState::Unjoined;
+                Ok(self.give_back(true, events))
+            }
+            GroupError::MemberIdRequired { member_id } => {
+                self.member_id.clone_from(member_id);
+                self.state = MemberState::Unjoined;
+                Ok(false)
+            }
+            GroupError::CoordinatorNotAvailable => {
+                self.state = MemberState::Unjoined;
+                Ok(self.give_back(true, events))
+            }
+            other => Err(StreamsError::Cluster(format!(
+                "group {}: {other}",
+                self.group
+            ))),
         }
-        if s.phase == GroupPhase::Rebalancing {
-            let _ = group.changed.wait_for(&mut s, wait);
-            return Ok(false);
-        }
-        if !self.joined && s.generation == self.generation {
-            self.joined = true;
-            let mine = s.assignment.get(&self.member).cloned().unwrap_or_default();
-            let resets = s.resets.clone();
-            drop(s);
-            for tp in &mine {
-                let committed = self
-                    .broker
-                    .committed_offset(&self.group.name, &to_broker_tp(tp))
-                    .map(|o| o.offset);
-                let pos = match committed {
-                    Some(o) => o,
-                    None => {
-                        let o = self
-                            .broker
-                            .partition_offsets(&tp.topic, tp.partition)
-                            .map_err(cluster_err)?;
-                        match resets.get(&tp.topic).copied().unwrap_or_default() {
-                            OffsetReset::Earliest => o.log_start_offset,
-                            OffsetReset::Latest => o.high_watermark,
-                        }
-                    }
+    }
+
+    /// Follows the group protocol for up to `wait`. Returns true when the caller should
+    /// return to the application (an assignment event was produced).
+    fn ensure_active(&mut self, events: &mut Vec<AssignmentEvent>, wait: Duration) -> Result<bool> {
+        match &mut self.state {
+            MemberState::Stable => {
+                if self.last_heartbeat.elapsed() < HEARTBEAT_INTERVAL {
+                    return Ok(false);
+                }
+                self.last_heartbeat = Instant::now();
+                match self.broker.group_coordinator().heartbeat(
+                    &self.group,
+                    self.generation,
+                    &self.member_id,
+                    None,
+                ) {
+                    Ok(()) => Ok(false),
+                    Err(e) => self.on_group_error(&e, events),
+                }
+            }
+            MemberState::Unjoined => {
+                // Eager: everything was given back before the consumer rejoins.
+                if self.give_back(false, events) {
+                    return Ok(true);
+                }
+                self.send_join()?;
+                Ok(false)
+            }
+            MemberState::Joining(_) => {
+                let MemberState::Joining(mut pending) =
+                    std::mem::replace(&mut self.state, MemberState::Unjoined)
+                else {
+                    return Ok(false);
                 };
-                self.positions.insert(tp.clone(), pos);
+                let joined = match self
+                    .runtime
+                    .block_on(async { tokio::time::timeout(wait, &mut pending).await })
+                {
+                    Err(_) => {
+                        self.state = MemberState::Joining(pending);
+                        return Ok(false);
+                    }
+                    Ok(r) => r,
+                };
+                let joined = match joined {
+                    Ok(j) => j,
+                    Err(e) => return self.on_group_error(&e, events),
+                };
+                self.member_id.clone_from(&joined.member_id);
+                self.generation = joined.generation_id;
+                let assignments = if joined.is_leader() {
+                    let sub = self.subscription()?;
+                    let members: Vec<(String, bytes::Bytes)> = joined
+                        .members
+                        .iter()
+                        .map(|m| (m.member_id.clone(), m.metadata.clone()))
+                        .collect();
+                    let out = sub
+                        .assignment
+                        .assign(&members)
+                        .map_err(|e| StreamsError::Cluster(format!("assigning tasks: {e}")))?;
+                    tracing::info!(group = %self.group, generation = self.generation, members = members.len(), "leader: tasks assigned");
+                    out
+                } else {
+                    Vec::new()
+                };
+                let timeout = self.subscription()?.rebalance_timeout + GROUP_CALL_SLACK;
+                let pending = self.broker.group_coordinator().sync(SyncGroupRequest {
+                    group_id: self.group.clone(),
+                    generation_id: self.generation,
+                    member_id: self.member_id.clone(),
+                    group_instance_id: None,
+                    assignments,
+                });
+                let synced = match self
+                    .runtime
+                    .block_on(async { tokio::time::timeout(timeout, pending).await })
+                {
+                    Err(_) => Err(GroupError::RebalanceInProgress),
+                    Ok(r) => r,
+                };
+                let synced = match synced {
+                    Ok(s) => s,
+                    Err(e) => return self.on_group_error(&e, events),
+                };
+                let (partitions, info) = decode_assignment(&synced.assignment)
+                    .map_err(|e| StreamsError::Cluster(format!("reading the assignment: {e}")))?;
+                self.owned_tasks = info.active_tasks.into_iter().collect();
+                self.assign(partitions)?;
+                self.state = MemberState::Stable;
+                self.last_heartbeat = Instant::now();
+                events.push(AssignmentEvent::Assigned(self.assigned.clone()));
+                tracing::info!(group = %self.group, member = %self.member_id, generation = self.generation,
+                    tasks = ?self.owned_tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), "assignment received");
+                Ok(true)
             }
-            self.assigned.clone_from(&mine);
-            events.push(AssignmentEvent::Assigned(mine));
-            return Ok(true);
         }
-        Ok(false)
+    }
+
+    /// Takes `partitions` and positions each at its committed offset, or per the topic's
+    /// reset policy.
+    fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        let resets: BTreeMap<String, OffsetReset> =
+            self.subscription()?.topics.iter().cloned().collect();
+        for tp in &partitions {
+            let committed = self
+                .broker
+                .committed_offset(&self.group, &to_broker_tp(tp))
+                .map(|o| o.offset);
+            let pos = match committed {
+                Some(o) => o,
+                None => {
+                    let o = self
+                        .broker
+                        .partition_offsets(&tp.topic, tp.partition)
+                        .map_err(cluster_err)?;
+                    match resets.get(&tp.topic).copied().unwrap_or_default() {
+                        OffsetReset::Earliest => o.log_start_offset,
+                        OffsetReset::Latest => o.high_watermark,
+                    }
+                }
+            };
+            self.positions.insert(tp.clone(), pos);
+        }
+        self.assigned = partitions;
+        self.next_partition = 0;
+        Ok(())
     }
 
     fn fetch(&mut self, max_records: usize) -> Result<Vec<(TopicPartition, Vec<RawRecord>)>> {
@@ -579,27 +652,11 @@ fn last_offset_of(batches: &[u8]) -> Option<i64> {
 }
 
 impl ClusterConsumer for EmbeddedConsumer {
-    fn subscribe(
-        &mut self,
-        topics: Vec<(String, OffsetReset)>,
-        assignor: Arc<dyn PartitionAssignor>,
-    ) -> Result<()> {
-        let mut s = self.group.state.lock();
-        for (t, r) in &topics {
-            s.resets.insert(t.clone(), *r);
-        }
-        self.topics = topics.into_iter().map(|(t, _)| t).collect();
-        s.assignor = Some(assignor);
-        s.members.insert(
-            self.member.clone(),
-            MemberState {
-                topics: self.topics.clone(),
-                joined: false,
-                owned: Vec::new(),
-            },
-        );
-        self.group.start_rebalance(&mut s);
-        Ok(())
+    fn subscribe(&mut self, subscription: Subscription) -> Result<()> {
+        self.subscription = Some(subscription);
+        // Join at once, so the threads of an application land in one rebalance.
+        self.state = MemberState::Unjoined;
+        self.send_join()
     }
 
     fn poll(&mut self, timeout: Duration, max_records: usize) -> Result<PollResult> {
@@ -607,10 +664,17 @@ impl ClusterConsumer for EmbeddedConsumer {
         let mut result = PollResult::default();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if self.sync_group(&mut result.events, remaining.min(Duration::from_millis(50)))? {
+            // A join may wait for the other members beyond the poll timeout (as Kafka's poll
+            // does during a rebalance), bounded by the rebalance timeout.
+            let wait = if matches!(self.state, MemberState::Joining(_)) {
+                remaining.max(Duration::from_millis(50))
+            } else {
+                remaining
+            };
+            if self.ensure_active(&mut result.events, wait)? {
                 return Ok(result);
             }
-            if self.joined && self.generation == self.group.state.lock().generation {
+            if matches!(self.state, MemberState::Stable) {
                 let broker = self.broker.clone();
                 // Created before reading, so an append in between still wakes us.
                 let notified = broker.appended_anywhere();
@@ -622,8 +686,8 @@ impl ClusterConsumer for EmbeddedConsumer {
                 if remaining.is_zero() {
                     return Ok(result);
                 }
-                // Wake up on the next append anywhere, or re-check the group every 50 ms.
-                let wait = remaining.min(Duration::from_millis(50));
+                // Wake up on the next append anywhere, or heartbeat again.
+                let wait = remaining.min(HEARTBEAT_INTERVAL);
                 let _ = self
                     .runtime
                     .block_on(async { tokio::time::timeout(wait, notified).await });
@@ -652,26 +716,58 @@ impl ClusterConsumer for EmbeddedConsumer {
             .iter()
             .map(|(tp, o)| (to_broker_tp(tp), OffsetAndMetadata::new(*o)))
             .collect();
-        self.broker
-            .commit_offsets(&self.group.name, &list)
-            .map_err(cluster_err)
+        let member = CommitMember {
+            generation_id: self.generation,
+            member_id: self.member_id.clone(),
+            group_instance_id: None,
+        };
+        match self
+            .broker
+            .commit_group_offsets(&self.group, &member, &list)
+        {
+            Ok(()) => Ok(()),
+            Err(GroupError::Storage(e)) => Err(cluster_err(e)),
+            Err(e) => {
+                // The partitions belong to another member now: rejoin at the next poll.
+                tracing::warn!(group = %self.group, member = %self.member_id, generation = self.generation, error = %e, "commit refused");
+                if matches!(
+                    e,
+                    GroupError::UnknownMemberId | GroupError::FencedInstanceId
+                ) {
+                    self.member_id.clear();
+                    self.generation = -1;
+                }
+                if !matches!(self.state, MemberState::Joining(_)) {
+                    self.state = MemberState::Unjoined;
+                }
+                // The caller closes the tasks without committing: nothing to revoke.
+                self.assigned.clear();
+                self.positions.clear();
+                self.paused.clear();
+                Err(migrated(&e))
+            }
+        }
     }
 
     fn close(&mut self) -> Result<()> {
-        let mut s = self.group.state.lock();
-        if s.members.remove(&self.member).is_some() {
-            if s.members.is_empty() {
-                s.phase = GroupPhase::Stable;
-                s.generation += 1;
-            } else {
-                self.group.start_rebalance(&mut s);
-                let broker = self.broker.clone();
-                self.group
-                    .try_complete(&mut s, |t| Self::partition_count(&broker, t));
-            }
-        }
         self.assigned.clear();
-        Ok(())
+        self.positions.clear();
+        self.state = MemberState::Unjoined;
+        if self.member_id.is_empty() {
+            return Ok(());
+        }
+        let member = std::mem::take(&mut self.member_id);
+        match self
+            .broker
+            .group_coordinator()
+            .leave(&self.group, &member, None)
+        {
+            Ok(()) | Err(GroupError::UnknownMemberId) => Ok(()),
+            Err(e) => Err(StreamsError::Cluster(format!(
+                "leaving group {}: {e}",
+                self.group
+            ))),
+        }
     }
 }
 

@@ -89,6 +89,8 @@ pub struct StreamsConfig {
     pub(crate) max_poll_records: usize,
     pub(crate) poll: Duration,
     pub(crate) replication_factor: i16,
+    pub(crate) session_timeout: Duration,
+    pub(crate) max_poll_interval: Duration,
 }
 
 impl StreamsConfig {
@@ -110,6 +112,8 @@ impl StreamsConfig {
             max_poll_records: 1000,
             poll: Duration::from_millis(100),
             replication_factor: 1,
+            session_timeout: Duration::from_secs(45),
+            max_poll_interval: Duration::from_secs(300),
         }
     }
 
@@ -118,7 +122,8 @@ impl StreamsConfig {
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
-    /// `poll.ms`, `replication.factor`. Unknown keys are refused.
+    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`. Unknown
+    /// keys are refused.
     pub fn from_properties<I, K, V>(props: I) -> Result<Self>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -172,6 +177,14 @@ impl StreamsConfig {
                 }
                 "replication.factor" => {
                     c.replication_factor = parse_range(k, v, 1, i64::from(i16::MAX))? as i16
+                }
+                "session.timeout.ms" => {
+                    c.session_timeout =
+                        Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64)
+                }
+                "max.poll.interval.ms" => {
+                    c.max_poll_interval =
+                        Duration::from_millis(parse_range(k, v, 1, i64::from(i32::MAX))? as u64)
                 }
                 "bootstrap.servers" => {
                     return Err(StreamsError::config(
@@ -232,6 +245,21 @@ impl StreamsConfig {
             ));
         }
         Ok(())
+    }
+
+    /// How long the group coordinator waits for a silent stream thread before it moves the
+    /// thread's tasks elsewhere (the consumer's `session.timeout.ms`, default 45 s; the broker
+    /// accepts 6 s to 30 min). Threads heartbeat from their poll loop.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// How long a rebalance waits for every stream thread to rejoin (the consumer's
+    /// `max.poll.interval.ms`, sent as the rebalance timeout; default 5 min).
+    pub fn max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
     }
 
     /// Where task state lives: `<state.dir>/<application.id>/<task id>/`.

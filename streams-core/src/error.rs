@@ -219,6 +219,11 @@ pub enum StreamsError {
         /// Which checkpoint and changelog offsets disagree.
         reason: String,
     },
+    /// The group gave this member's tasks to another member (Kafka's
+    /// `TaskMigratedException`): a commit with a stale generation, or after the member fell
+    /// out of the group. The runtime closes the tasks without committing and rejoins.
+    #[error("tasks migrated to another member: {0}")]
+    TaskMigrated(String),
     /// A file operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -31,6 +31,7 @@
 //! the consumed offsets to the group, then writing `.checkpoint` files. Exactly-once will
 //! wrap the producer flush and the offset commit into one transaction at the same place.
 
+mod assignment;
 mod client;
 mod collector;
 mod config;
@@ -49,9 +50,15 @@ mod task_manager;
 mod test_driver;
 mod topology;
 
+pub use assignment::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription,
+    AssignmentDataError, AssignmentInfo, AssignmentSpec, MemberSubscription, StickyTaskAssignor,
+    SubscriptionInfo, TaskAssignment, TaskAssignor, CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
+    USER_DATA_VERSION,
+};
 pub use client::{
     AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, EmbeddedCluster,
-    GroupMember, InternalTopicSpec, PartitionAssignor, PollResult,
+    InternalTopicSpec, PollResult, Subscription,
 };
 pub use config::{
     DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,

@@ -11,9 +11,9 @@ use broker_embedded::ProduceRecord;
 use parking_lot::{Condvar, Mutex};
 use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition};
 
+use crate::assignment::{AssignmentSpec, StickyTaskAssignor};
 use crate::client::{
-    AssignmentEvent, Cluster, ClusterConsumer, ClusterProducer, GroupMember, InternalTopicSpec,
-    PartitionAssignor,
+    AssignmentEvent, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec, Subscription,
 };
 use crate::collector::{default_partition, OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};
@@ -84,6 +84,10 @@ struct AppShared {
     thread_running: Mutex<BTreeMap<usize, bool>>,
     processed: AtomicU64,
     resolved: Mutex<Vec<ResolvedSubtopology>>,
+    /// This instance's process id in the group's subscriptions.
+    process_id: uuid::Uuid,
+    /// Per thread: the active tasks it runs.
+    active_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
 }
 
 impl AppShared {
@@ -180,6 +184,8 @@ impl StreamsApp {
                 thread_running: Mutex::new(BTreeMap::new()),
                 processed: AtomicU64::new(0),
                 resolved: Mutex::new(Vec::new()),
+                process_id: uuid::Uuid::new_v4(),
+                active_tasks: Mutex::new(BTreeMap::new()),
             }),
             threads: Vec::new(),
         })
@@ -201,6 +207,23 @@ impl StreamsApp {
     /// Errors that stopped threads, oldest first.
     pub fn errors(&self) -> Vec<String> {
         self.shared.errors.lock().clone()
+    }
+
+    /// The active tasks this instance runs now, over all its stream threads (Kafka's
+    /// `KafkaStreams.metadataForLocalThreads` active tasks). Empty during a rebalance.
+    pub fn active_tasks(&self) -> BTreeSet<TaskId> {
+        self.shared
+            .active_tasks
+            .lock()
+            .values()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// This instance's process id (sent in its group subscriptions).
+    pub fn process_id(&self) -> uuid::Uuid {
+        self.shared.process_id
     }
 
     /// Records processed by all tasks so far.
@@ -272,10 +295,7 @@ impl StreamsApp {
                 .shared
                 .cluster
                 .consumer(&self.shared.config.application_id, &client_id)?;
-            consumer.subscribe(
-                subscription(&self.shared),
-                Arc::new(TaskAssignor::new(&self.shared)),
-            )?;
+            consumer.subscribe(subscription(&self.shared))?;
             let producer = self.shared.cluster.producer(&client_id)?;
             consumers.push((client_id, consumer, producer));
         }
@@ -383,18 +403,42 @@ impl Drop for StreamsApp {
     }
 }
 
-fn subscription(shared: &AppShared) -> Vec<(String, OffsetReset)> {
-    let mut out = Vec::new();
+/// A stream thread's group subscription: the input topics with their reset policies, and
+/// every task with its input partitions for the leader's [`StickyTaskAssignor`].
+fn subscription(shared: &AppShared) -> Subscription {
+    let mut topics = Vec::new();
+    let mut tasks = BTreeMap::new();
     for r in shared.resolved.lock().iter() {
         for (topic, &node) in &r.inputs {
             let reset = match &shared.topology.nodes[node].kind {
                 NodeKind::Source { offset_reset, .. } => *offset_reset,
                 _ => OffsetReset::Earliest,
             };
-            out.push((topic.clone(), reset));
+            topics.push((topic.clone(), reset));
+        }
+        for p in 0..r.partitions {
+            let id = TaskId {
+                subtopology: u32::try_from(r.sub.id).unwrap_or(u32::MAX),
+                partition: p,
+            };
+            let tps: Vec<TopicPartition> = r
+                .inputs
+                .keys()
+                .map(|t| TopicPartition::new(t.clone(), p))
+                .collect();
+            tasks.insert(id, tps);
         }
     }
-    out
+    Subscription {
+        topics,
+        process_id: shared.process_id,
+        assignment: AssignmentSpec {
+            tasks,
+            assignor: Arc::new(StickyTaskAssignor),
+        },
+        session_timeout: shared.config.session_timeout,
+        rebalance_timeout: shared.config.max_poll_interval,
+    }
 }
 
 /// Resolves source topics, checks co-partitioning, sizes and creates internal topics.
@@ -567,74 +611,6 @@ pub(crate) fn prepare_topics(
     Ok(resolved)
 }
 
-/// Assigns whole tasks: all partitions of a task go to one member. Sticky (a task stays
-/// with its previous owner while that keeps the load balanced), then least-loaded.
-struct TaskAssignor {
-    tasks: Vec<(TaskId, Vec<TopicPartition>)>,
-}
-
-impl TaskAssignor {
-    fn new(shared: &AppShared) -> Self {
-        let mut tasks = Vec::new();
-        for r in shared.resolved.lock().iter() {
-            for p in 0..r.partitions {
-                let id = TaskId {
-                    subtopology: u32::try_from(r.sub.id).unwrap_or(u32::MAX),
-                    partition: p,
-                };
-                let tps = r
-                    .inputs
-                    .keys()
-                    .map(|t| TopicPartition::new(t.clone(), p))
-                    .collect();
-                tasks.push((id, tps));
-            }
-        }
-        TaskAssignor { tasks }
-    }
-}
-
-impl PartitionAssignor for TaskAssignor {
-    fn assign(
-        &self,
-        members: &[GroupMember],
-        _partitions: &BTreeMap<String, i32>,
-    ) -> BTreeMap<String, Vec<TopicPartition>> {
-        let mut out: BTreeMap<String, Vec<TopicPartition>> =
-            members.iter().map(|m| (m.id.clone(), Vec::new())).collect();
-        if members.is_empty() {
-            return out;
-        }
-        let capacity = self.tasks.len().div_ceil(members.len());
-        let mut load: BTreeMap<&str, usize> = members.iter().map(|m| (m.id.as_str(), 0)).collect();
-        let mut unassigned = Vec::new();
-        for (_, tps) in &self.tasks {
-            let prev = members
-                .iter()
-                .find(|m| tps.iter().any(|tp| m.owned.contains(tp)));
-            match prev {
-                Some(m) if load[m.id.as_str()] < capacity => {
-                    *load.entry(m.id.as_str()).or_default() += 1;
-                    out.entry(m.id.clone())
-                        .or_default()
-                        .extend(tps.iter().cloned());
-                }
-                _ => unassigned.push(tps),
-            }
-        }
-        for tps in unassigned {
-            let Some((&m, _)) = load.iter().min_by_key(|(id, l)| (**l, **id)) else {
-                break;
-            };
-            *load.entry(m).or_default() += 1;
-            out.entry(m.to_owned())
-                .or_default()
-                .extend(tps.iter().cloned());
-        }
-        out
-    }
-}
-
 /// The record collector of a stream thread: buffers per partition, sends batches.
 struct ClusterCollector {
     producer: Box<dyn ClusterProducer>,
@@ -752,7 +728,7 @@ fn run_thread(
                     .cluster
                     .consumer(&shared.config.application_id, &client_id)
                     .and_then(|mut c| {
-                        c.subscribe(subscription(&shared), Arc::new(TaskAssignor::new(&shared)))?;
+                        c.subscribe(subscription(&shared))?;
                         Ok(c)
                     })
                     .and_then(|c| Ok((c, shared.cluster.producer(&client_id)?)));
@@ -876,6 +852,7 @@ impl StreamThread {
                 match event {
                     AssignmentEvent::Revoked(tps) => self.on_revoked(&tps)?,
                     AssignmentEvent::Assigned(tps) => self.on_assigned(&tps)?,
+                    AssignmentEvent::Lost(_) => self.on_lost(),
                 }
             }
             for (tp, records) in poll.records {
@@ -895,26 +872,60 @@ impl StreamThread {
             }
         }
         self.commit()?;
-        self.tasks.close_clean()?;
+        let closed = self.tasks.close_clean();
+        self.set_active_tasks();
+        closed?;
         self.consumer.close()
     }
 
-    /// The commit, through the task manager (the one commit sequence of the runtime).
+    /// The commit, through the task manager (the one commit sequence of the runtime). A
+    /// commit the group refuses (the tasks migrated to another member: this thread fell out
+    /// of the group or its generation) closes every task dirty, as Kafka Streams handles a
+    /// `TaskMigratedException`; the consumer rejoins at the next poll.
     fn commit(&mut self) -> Result<()> {
         let consumer = &mut self.consumer;
-        self.tasks.commit(&mut |offsets| consumer.commit(offsets))?;
+        match self.tasks.commit(&mut |offsets| consumer.commit(offsets)) {
+            Ok(()) => {}
+            Err(StreamsError::TaskMigrated(reason)) => {
+                tracing::warn!(%reason, "tasks migrated: closing them without committing");
+                self.on_lost();
+            }
+            Err(e) => return Err(e),
+        }
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// Publishes this thread's active tasks (for [`StreamsApp::active_tasks`]).
+    fn set_active_tasks(&self) {
+        let ids: BTreeSet<TaskId> = self.tasks.ids().into_iter().collect();
+        let mut all = self.shared.active_tasks.lock();
+        if ids.is_empty() {
+            all.remove(&self.index);
+        } else {
+            all.insert(self.index, ids);
+        }
     }
 
     fn on_revoked(&mut self, _tps: &[TopicPartition]) -> Result<()> {
         self.shared.thread_state(self.index, false);
         self.commit()?;
-        self.tasks.close_clean()
+        let closed = self.tasks.close_clean();
+        self.set_active_tasks();
+        closed
+    }
+
+    /// The partitions went to another member without a commit: close the tasks dirty (their
+    /// uncommitted work is redone by the new owner).
+    fn on_lost(&mut self) {
+        self.shared.thread_state(self.index, false);
+        self.tasks.close_dirty();
+        self.set_active_tasks();
     }
 
     fn close_dirty(&mut self) {
         self.tasks.close_dirty();
+        self.set_active_tasks();
         let _ = self.consumer.close();
     }
 
@@ -960,6 +971,7 @@ impl StreamThread {
             self.tasks.add(&make, source.as_mut())?;
         }
         tracing::info!(tasks = ?self.tasks.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
+        self.set_active_tasks();
         self.shared.thread_state(self.index, true);
         Ok(())
     }

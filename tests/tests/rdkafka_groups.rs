@@ -63,12 +63,12 @@ async fn three_members_share_partitions_and_rebalance_when_one_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = BrokerConfig::new(dir.path());
     c.cleaner_interval = None;
+    c.group_initial_rebalance_delay = Duration::from_millis(500);
     let broker = Broker::open(c).unwrap();
     let server = KafkaServer::start(
         broker.clone(),
         ServerConfig {
             listen: "127.0.0.1:0".into(),
-            group_initial_rebalance_delay: Duration::from_millis(500),
             ..ServerConfig::default()
         },
     )
@@ -219,12 +219,12 @@ async fn static_member_restart_gets_its_assignment_back_without_a_rebalance() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = BrokerConfig::new(dir.path());
     c.cleaner_interval = None;
+    c.group_initial_rebalance_delay = Duration::from_millis(300);
     let broker = Broker::open(c).unwrap();
     let server = KafkaServer::start(
         broker.clone(),
         ServerConfig {
             listen: "127.0.0.1:0".into(),
-            group_initial_rebalance_delay: Duration::from_millis(300),
             ..ServerConfig::default()
         },
     )

@@ -1,6 +1,6 @@
 //! Background work of the [`Broker`]: the flusher thread (time-based fsyncs and the
-//! `recovery-point-offset-checkpoint` file) and the cleaner thread (retention and
-//! compaction), plus the same operations on demand (cleaner pass, flush, segment roll).
+//! `recovery-point-offset-checkpoint` file), the cleaner thread (retention and
+//! compaction) and the group-coordinator thread (session and rebalance timeouts), plus the same operations on demand (cleaner pass, flush, segment roll).
 
 use std::collections::HashMap;
 use std::fs;
@@ -15,6 +15,7 @@ use tracing::{debug, error};
 use super::{now_ms, Broker, Inner, RECOVERY_CHECKPOINT_FILE};
 use crate::error::{BrokerError, Result};
 use crate::fsutil::write_atomic;
+use crate::group::GroupCoordinator;
 use crate::log::CleanerStats;
 
 pub(super) struct Stop {
@@ -69,6 +70,14 @@ impl Broker {
                     .map_err(|e| BrokerError::io("<thread>", e))?,
             );
         }
+        let groups = Arc::clone(&self.inner.groups);
+        let stop = Arc::clone(&self.inner.stop);
+        threads.push(
+            thread::Builder::new()
+                .name("broker-groups".into())
+                .spawn(move || groups_loop(&groups, &stop))
+                .map_err(|e| BrokerError::io("<thread>", e))?,
+        );
         *self.inner.threads.lock() = threads;
         Ok(())
     }
@@ -144,6 +153,15 @@ fn flusher_loop(weak: Weak<Inner>, stop: Arc<Stop>, checkpoint_every: Duration) 
                 error!(error = %e, "writing the recovery-point checkpoint failed");
             }
         }
+    }
+}
+
+/// How often the group coordinator's timers are checked.
+const GROUP_TICK: Duration = Duration::from_millis(100);
+
+fn groups_loop(groups: &GroupCoordinator, stop: &Stop) {
+    while !stop.wait(GROUP_TICK) {
+        groups.tick();
     }
 }
 

@@ -10,6 +10,7 @@ use super::produce_fetch::encode_produce_batch;
 use super::types::{NewTopic, ProduceRecord};
 use super::{now_ms, Broker};
 use crate::error::{BrokerError, Result};
+use crate::group::{CommitMember, GroupError};
 use crate::log::{AppendOrigin, IsolationLevel};
 use crate::offsets::{self, OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 use crate::partitioner::{java_abs, java_string_hash};
@@ -78,6 +79,24 @@ impl Broker {
             entry.insert(tp.clone(), om.clone());
         }
         Ok(())
+    }
+
+    /// Commits offsets as a member of `group` (Kafka's OffsetCommit): the coordinator checks
+    /// the member and its generation first (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
+    /// REBALANCE_IN_PROGRESS between JoinGroup and SyncGroup, FENCED_INSTANCE_ID), and no
+    /// rebalance completes between the check and the durable write. A
+    /// [`CommitMember::simple`] commit is allowed only while the group has no members. With
+    /// no offsets, only the check runs.
+    pub fn commit_group_offsets(
+        &self,
+        group: &str,
+        member: &CommitMember,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> std::result::Result<(), GroupError> {
+        self.inner
+            .groups
+            .commit_checked(group, member, || self.commit_offsets(group, offsets))?
+            .map_err(GroupError::Storage)
     }
 
     /// The committed offset of one partition for a group.

@@ -3,9 +3,9 @@
 //!
 //! One file per concern: `types` (the values the API takes and returns), `topics` (topic
 //! lifecycle, configs and `meta/topics.json`), `produce_fetch` (appends, reads, offset
-//! look-ups), `committed_offsets` (`__consumer_offsets`), `producer_ids` (the durable
-//! producer-id allocator) and `background` (flusher and cleaner threads, recovery-point
-//! checkpoints). This file holds the handle itself: opening a data directory, the shared
+//! look-ups), `committed_offsets` (`__consumer_offsets`, and commits checked by the group
+//! coordinator), `producer_ids` (the durable producer-id allocator) and `background`
+//! (flusher, cleaner and group-coordinator threads, recovery-point checkpoints). This file holds the handle itself: opening a data directory, the shared
 //! state, and shutdown.
 
 mod background;
@@ -39,6 +39,7 @@ use topics::{MetadataFile, Topic};
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use crate::fsutil::{sync_dir, write_atomic};
+use crate::group::GroupCoordinator;
 use crate::log::{partition_dir_name, PartitionLog};
 use crate::offsets::{OffsetAndMetadata, TopicPartition};
 
@@ -62,6 +63,8 @@ struct Inner {
     meta_lock: Mutex<()>,
     producer_ids: Mutex<ProducerIdAllocator>,
     committed: RwLock<HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>>,
+    /// The classic group coordinator (timers ticked by the `broker-groups` thread).
+    groups: Arc<GroupCoordinator>,
     offsets_lock: Mutex<()>,
     closed: AtomicBool,
     cluster_id: String,
@@ -204,6 +207,7 @@ impl Broker {
             }
         };
 
+        let groups = Arc::new(GroupCoordinator::new(config.group_initial_rebalance_delay));
         let inner = Arc::new(Inner {
             config,
             cluster_id,
@@ -216,6 +220,7 @@ impl Broker {
                 block_end: next_pid,
             }),
             committed: RwLock::new(HashMap::new()),
+            groups,
             offsets_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
             stop: Arc::new(Stop {
@@ -238,6 +243,13 @@ impl Broker {
     /// The broker's configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.config
+    }
+
+    /// The broker's group coordinator: JoinGroup, SyncGroup, Heartbeat, LeaveGroup and
+    /// group descriptions for in-process members and wire clients alike. Offset commits of
+    /// members go through [`Broker::commit_group_offsets`].
+    pub fn group_coordinator(&self) -> &GroupCoordinator {
+        &self.inner.groups
     }
 
     /// The cluster id (persisted in the data directory, Kafka's base64url UUID format).

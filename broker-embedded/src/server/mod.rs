@@ -15,7 +15,6 @@
 mod frame_check;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-mod group;
 mod handlers;
 mod wire_schema;
 
@@ -67,9 +66,6 @@ pub struct ServerConfig {
     pub frame_timeout: Duration,
     /// Maximum concurrent connections; further ones are closed at once.
     pub max_connections: usize,
-    /// How long the first rebalance of an empty consumer group waits for more members
-    /// (Kafka's `group.initial.rebalance.delay.ms`, default 3 s).
-    pub group_initial_rebalance_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -82,7 +78,6 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(600),
             frame_timeout: Duration::from_secs(30),
             max_connections: 10_000,
-            group_initial_rebalance_delay: Duration::from_secs(3),
         }
     }
 }
@@ -124,25 +119,11 @@ impl KafkaServer {
             port: i32::from(config.advertised_port.unwrap_or(local_addr.port())),
         };
         let (stop, stop_rx) = watch::channel(false);
-        let groups = Arc::new(group::GroupCoordinator::new(
-            config.group_initial_rebalance_delay,
-        ));
         let ctx = Arc::new(handlers::Context {
             broker,
             endpoint,
             config,
             connections: AtomicUsize::new(0),
-            groups: Arc::clone(&groups),
-        });
-        let mut tick_stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tokio::select! {
-                    _ = tick_stop.changed() => break,
-                    _ = every.tick() => groups.tick(),
-                }
-            }
         });
         let accept_task = tokio::spawn(accept_loop(listener, ctx, stop_rx));
         info!(%local_addr, "Kafka protocol server listening");

@@ -15,8 +15,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use super::{err_code, s, Context};
-use crate::server::group::{JoinRequest, JoinResult, SyncResult};
+use super::{err_code, groups, s, Context};
+use crate::GroupError;
 
 /// FindCoordinator for consumer groups: this broker coordinates every group. Transaction
 /// coordinators do not exist yet.
@@ -51,10 +51,11 @@ pub(super) async fn join_group(
         r.session_timeout_ms
     };
     let rebalance_timeout = Duration::from_millis(rebalance_ms.max(0) as u64);
-    let rx = ctx.groups.join(JoinRequest {
-        group: r.group_id.0.as_str().to_string(),
-        member_id: r.member_id.as_str().to_string(),
-        instance_id: r.group_instance_id.map(|i| i.as_str().to_string()),
+    let member_id = r.member_id.as_str().to_string();
+    let pending = groups(ctx).join(crate::JoinGroupRequest {
+        group_id: r.group_id.0.as_str().to_string(),
+        member_id: member_id.clone(),
+        group_instance_id: r.group_instance_id.map(|i| i.as_str().to_string()),
         client_id: header
             .client_id
             .as_ref()
@@ -71,80 +72,82 @@ pub(super) async fn join_group(
         rebalance_timeout,
         require_known_member_id: version >= 4,
     });
-    let result = match tokio::time::timeout(rebalance_timeout + Duration::from_secs(5), rx).await {
-        Ok(Ok(res)) => res,
-        Ok(Err(_)) => JoinResult {
-            error: ResponseError::UnknownMemberId.code(),
-            ..JoinResult::default()
-        },
-        Err(_) => JoinResult {
-            error: ResponseError::RebalanceInProgress.code(),
-            ..JoinResult::default()
-        },
-    };
+    let result = tokio::time::timeout(rebalance_timeout + Duration::from_secs(5), pending)
+        .await
+        .unwrap_or(Err(GroupError::RebalanceInProgress));
     let mut resp = JoinGroupResponse::default();
-    resp.error_code = result.error;
-    resp.generation_id = if result.error == 0 {
-        result.generation
-    } else {
-        -1
-    };
-    resp.protocol_type = result.protocol_type.map(s);
-    resp.protocol_name = Some(s(result.protocol.unwrap_or_default()));
-    resp.leader = s(result.leader);
-    resp.member_id = s(result.member_id);
-    resp.members = result
-        .members
-        .into_iter()
-        .map(|(id, instance, metadata)| {
-            let mut m = join_group_response::JoinGroupResponseMember::default();
-            m.member_id = s(id);
-            m.group_instance_id = instance.map(s);
-            m.metadata = metadata;
-            m
-        })
-        .collect();
+    match result {
+        Ok(joined) => {
+            resp.generation_id = joined.generation_id;
+            resp.protocol_type = joined.protocol_type.map(s);
+            resp.protocol_name = Some(s(joined.protocol_name.unwrap_or_default()));
+            resp.leader = s(joined.leader);
+            resp.member_id = s(joined.member_id);
+            resp.members = joined
+                .members
+                .into_iter()
+                .map(|m| {
+                    let mut jm = join_group_response::JoinGroupResponseMember::default();
+                    jm.member_id = s(m.member_id);
+                    jm.group_instance_id = m.group_instance_id.map(s);
+                    jm.metadata = m.metadata;
+                    jm
+                })
+                .collect();
+        }
+        Err(e) => {
+            resp.error_code = e.code();
+            resp.generation_id = -1;
+            resp.protocol_name = Some(s(""));
+            resp.member_id = s(match e {
+                GroupError::MemberIdRequired { member_id } => member_id,
+                _ => member_id,
+            });
+        }
+    }
     resp
 }
 
 pub(super) async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse {
-    let rx = ctx.groups.sync(
-        r.group_id.0.as_str(),
-        r.generation_id,
-        r.member_id.as_str(),
-        r.group_instance_id.as_ref().map(|i| i.as_str()),
-        r.assignments
+    let pending = groups(ctx).sync(crate::SyncGroupRequest {
+        group_id: r.group_id.0.as_str().to_string(),
+        generation_id: r.generation_id,
+        member_id: r.member_id.as_str().to_string(),
+        group_instance_id: r.group_instance_id.map(|i| i.as_str().to_string()),
+        assignments: r
+            .assignments
             .into_iter()
             .map(|a| (a.member_id.as_str().to_string(), a.assignment))
             .collect(),
-    );
-    let result = match tokio::time::timeout(Duration::from_secs(300), rx).await {
-        Ok(Ok(res)) => res,
-        Ok(Err(_)) => SyncResult {
-            error: ResponseError::UnknownMemberId.code(),
-            ..SyncResult::default()
-        },
-        Err(_) => SyncResult {
-            error: ResponseError::RebalanceInProgress.code(),
-            ..SyncResult::default()
-        },
-    };
+    });
+    let result = tokio::time::timeout(Duration::from_secs(300), pending)
+        .await
+        .unwrap_or(Err(GroupError::RebalanceInProgress));
     let mut resp = SyncGroupResponse::default();
-    resp.error_code = result.error;
-    resp.protocol_type = result.protocol_type.map(s);
-    resp.protocol_name = result.protocol.map(s);
-    resp.assignment = result.assignment;
+    match result {
+        Ok(synced) => {
+            resp.protocol_type = synced.protocol_type.map(s);
+            resp.protocol_name = synced.protocol_name.map(s);
+            resp.assignment = synced.assignment;
+        }
+        Err(e) => resp.error_code = e.code(),
+    }
     resp
+}
+
+/// The error code of a coordinator result (0 for success).
+fn code(result: Result<(), GroupError>) -> i16 {
+    result.err().map_or(0, |e| e.code())
 }
 
 pub(super) fn heartbeat(ctx: &Context, r: &HeartbeatRequest) -> HeartbeatResponse {
     let mut resp = HeartbeatResponse::default();
-    resp.error_code = ctx.groups.heartbeat(
+    resp.error_code = code(groups(ctx).heartbeat(
         r.group_id.0.as_str(),
         r.generation_id,
         r.member_id.as_str(),
         r.group_instance_id.as_ref().map(|i| i.as_str()),
-    );
+    ));
     resp
 }
 
@@ -152,16 +155,16 @@ pub(super) fn leave_group(ctx: &Context, r: LeaveGroupRequest, version: i16) -> 
     let group = r.group_id.0.as_str();
     let mut resp = LeaveGroupResponse::default();
     if version < 3 {
-        resp.error_code = ctx.groups.leave(group, r.member_id.as_str(), None);
+        resp.error_code = code(groups(ctx).leave(group, r.member_id.as_str(), None));
         return resp;
     }
     for m in r.members {
         let mut mr = leave_group_response::MemberResponse::default();
-        mr.error_code = ctx.groups.leave(
+        mr.error_code = code(groups(ctx).leave(
             group,
             m.member_id.as_str(),
             m.group_instance_id.as_ref().map(|i| i.as_str()),
-        );
+        ));
         mr.member_id = m.member_id;
         mr.group_instance_id = m.group_instance_id;
         resp.members.push(mr);
@@ -175,7 +178,7 @@ pub(super) fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> Descri
         let name = g.0.as_str().to_string();
         let mut d = describe_groups_response::DescribedGroup::default();
         d.group_id = g;
-        match ctx.groups.describe(&name) {
+        match groups(ctx).describe(&name) {
             Some(desc) => {
                 d.group_state = s(desc.state.name());
                 d.protocol_type = s(desc.protocol_type);
@@ -208,8 +211,8 @@ pub(super) fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> Descri
 
 pub(super) fn list_groups(ctx: &Context, r: &ListGroupsRequest) -> ListGroupsResponse {
     let mut seen = BTreeMap::new();
-    for (name, state, ptype) in ctx.groups.list() {
-        seen.insert(name, (state.name().to_string(), ptype));
+    for g in groups(ctx).list() {
+        seen.insert(g.group_id, (g.state.name().to_string(), g.protocol_type));
     }
     for name in ctx.broker.groups_with_offsets() {
         seen.entry(name)
@@ -237,13 +240,13 @@ pub(super) fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGrou
         let name = g.0.as_str().to_string();
         let mut res = delete_groups_response::DeletableGroupResult::default();
         res.group_id = g;
-        let known =
-            ctx.groups.describe(&name).is_some() || !ctx.broker.committed_offsets(&name).is_empty();
+        let known = groups(ctx).describe(&name).is_some()
+            || !ctx.broker.committed_offsets(&name).is_empty();
         res.error_code = if !known {
             ResponseError::GroupIdNotFound.code()
         } else {
-            match ctx.groups.forget(&name) {
-                Err(code) => code,
+            match groups(ctx).forget(&name) {
+                Err(e) => e.code(),
                 Ok(()) => match ctx.broker.delete_group_offsets(&name) {
                     Ok(_) => 0,
                     Err(e) => err_code(&e),

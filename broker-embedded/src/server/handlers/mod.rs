@@ -35,12 +35,10 @@ use produce_fetch::{fetch, init_producer_id, list_offsets, produce};
 use topics::{create_partitions, create_topics, delete_topics, metadata};
 use versions::{api_versions, fit_to_version};
 
-use super::group::GroupCoordinator;
 use super::{Endpoint, ServerConfig};
 use crate::{Broker, BrokerError};
 
 pub(crate) struct Context {
-    pub(crate) groups: std::sync::Arc<GroupCoordinator>,
     pub(crate) broker: Broker,
     pub(crate) endpoint: Endpoint,
     pub(crate) config: ServerConfig,
@@ -49,6 +47,11 @@ pub(crate) struct Context {
 
 fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
+}
+
+/// The group coordinator of the broker behind the server.
+fn groups(ctx: &Context) -> &crate::GroupCoordinator {
+    ctx.broker.group_coordinator()
 }
 
 fn err_code(e: &BrokerError) -> i16 {

@@ -11,8 +11,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use tracing::info;
 
-use super::{err_code, s, Context};
-use crate::server::group::OffsetDeleteScope;
+use super::{err_code, groups, s, Context};
+use crate::group::OffsetDeleteScope;
+use crate::{CommitMember, GroupError};
 
 /// Largest commit metadata accepted (Kafka's `offset.metadata.max.bytes`).
 const OFFSET_METADATA_MAX_BYTES: usize = 4096;
@@ -23,15 +24,10 @@ const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 pub(super) fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitResponse {
     let b = &ctx.broker;
     let group = r.group_id.0.as_str().to_string();
-    let group_error = if group.is_empty() {
-        Some(ResponseError::InvalidGroupId.code())
-    } else {
-        ctx.groups.check_commit(
-            &group,
-            r.generation_id_or_member_epoch,
-            r.member_id.as_str(),
-            r.group_instance_id.as_ref().map(|i| i.as_str()),
-        )
+    let member = CommitMember {
+        generation_id: r.generation_id_or_member_epoch,
+        member_id: r.member_id.as_str().to_string(),
+        group_instance_id: r.group_instance_id.as_ref().map(|i| i.as_str().to_string()),
     };
     let now = crate::broker::now_ms();
     let mut resp = OffsetCommitResponse::default();
@@ -51,9 +47,7 @@ pub(super) fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetComm
             let exists = b
                 .partition_count(&name)
                 .is_ok_and(|n| p.partition_index >= 0 && (p.partition_index as u32) < n);
-            pr.error_code = if let Some(code) = group_error {
-                code
-            } else if !exists {
+            pr.error_code = if !exists {
                 ResponseError::UnknownTopicOrPartition.code()
             } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
                 ResponseError::OffsetMetadataTooLarge.code()
@@ -75,10 +69,20 @@ pub(super) fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetComm
         }
         resp.topics.push(tr);
     }
-    if let Err(e) = b.commit_offsets(&group, &to_commit) {
-        let code = err_code(&e);
-        for (t, p) in slots {
-            resp.topics[t].partitions[p].error_code = code;
+    match b.commit_group_offsets(&group, &member, &to_commit) {
+        Ok(()) => {}
+        Err(GroupError::Storage(e)) => {
+            let code = err_code(&e);
+            for (t, p) in slots {
+                resp.topics[t].partitions[p].error_code = code;
+            }
+        }
+        Err(e) => {
+            // The group refused the member: every partition gets its error.
+            let code = e.code();
+            for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                p.error_code = code;
+            }
         }
     }
     resp
@@ -152,8 +156,8 @@ pub(super) fn offset_delete(ctx: &Context, r: OffsetDeleteRequest) -> OffsetDele
         resp.error_code = ResponseError::InvalidGroupId.code();
         return resp;
     }
-    let scope = ctx.groups.offset_delete_scope(&group);
-    let known = ctx.groups.describe(&group).is_some() || !b.committed_offsets(&group).is_empty();
+    let scope = groups(ctx).offset_delete_scope(&group);
+    let known = groups(ctx).describe(&group).is_some() || !b.committed_offsets(&group).is_empty();
     if !known {
         resp.error_code = ResponseError::GroupIdNotFound.code();
         return resp;

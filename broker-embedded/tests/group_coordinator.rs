@@ -1,0 +1,168 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The group coordinator through the `Broker`'s in-process API, without any wire server:
+//! joins, the leader's sync, heartbeats, typed errors of stale members, generation-checked
+//! commits, and the session timeout driven by the broker's own background thread.
+
+use std::time::{Duration, Instant};
+
+use broker_embedded::{
+    Broker, BrokerConfig, CommitMember, GroupError, GroupState, JoinGroupRequest, NewTopic,
+    OffsetAndMetadata, SyncGroupRequest, TopicPartition,
+};
+use bytes::Bytes;
+
+fn broker(dir: &std::path::Path) -> Broker {
+    let mut c = BrokerConfig::new(dir);
+    c.cleaner_interval = None;
+    c.group_initial_rebalance_delay = Duration::ZERO;
+    Broker::open(c).unwrap()
+}
+
+fn request(member_id: &str, session: Duration) -> JoinGroupRequest {
+    let mut r = JoinGroupRequest::new("g", "consumer", "range", Bytes::from_static(b"meta"));
+    r.member_id = member_id.to_owned();
+    r.session_timeout = session;
+    r.rebalance_timeout = Duration::from_secs(10);
+    r
+}
+
+fn sync(generation: i32, member: &str, assignments: Vec<(String, Bytes)>) -> SyncGroupRequest {
+    SyncGroupRequest {
+        group_id: "g".into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        assignments,
+    }
+}
+
+fn commit_one(broker: &Broker, generation: i32, member: &str) -> Result<(), GroupError> {
+    broker.commit_group_offsets(
+        "g",
+        &CommitMember {
+            generation_id: generation,
+            member_id: member.into(),
+            group_instance_id: None,
+        },
+        &[(TopicPartition::new("t", 0), OffsetAndMetadata::new(7))],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_join_sync_commit_and_expire_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    broker.create_topic(NewTopic::new("t", 1)).unwrap();
+    let groups = broker.group_coordinator();
+
+    // MEMBER_ID_REQUIRED when asked for (the wire's JoinGroup v4+).
+    let mut first = request("", Duration::from_secs(6));
+    first.require_known_member_id = true;
+    let a_id = match groups.join(first.clone()).await {
+        Err(GroupError::MemberIdRequired { member_id }) => member_id,
+        other => panic!("expected MEMBER_ID_REQUIRED, got {other:?}"),
+    };
+    first.member_id = a_id.clone();
+    let a = groups.join(first).await.unwrap();
+    assert_eq!(a.generation_id, 1);
+    assert!(a.is_leader());
+    assert_eq!(a.members.len(), 1);
+    let synced = groups
+        .sync(sync(
+            1,
+            &a_id,
+            vec![(a_id.clone(), Bytes::from_static(b"all"))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(&synced.assignment[..], b"all");
+    commit_one(&broker, 1, &a_id).unwrap();
+
+    // A second member: the first learns of the rebalance from its heartbeat and rejoins.
+    let pending_b = groups.join(request("", Duration::from_secs(30)));
+    assert!(matches!(
+        groups.heartbeat("g", 1, &a_id, None),
+        Err(GroupError::RebalanceInProgress)
+    ));
+    // An eager member commits its last offsets with the old generation before rejoining.
+    commit_one(&broker, 1, &a_id).unwrap();
+    let a2 = groups
+        .join(request(&a_id, Duration::from_secs(6)))
+        .await
+        .unwrap();
+    let b = pending_b.await.unwrap();
+    assert_eq!((a2.generation_id, b.generation_id), (2, 2));
+    assert!(a2.is_leader() && !b.is_leader());
+    assert_eq!(a2.members.len(), 2);
+    assert!(b.members.is_empty());
+    // Between JoinGroup and SyncGroup nobody commits.
+    assert!(matches!(
+        commit_one(&broker, 2, &b.member_id),
+        Err(GroupError::RebalanceInProgress)
+    ));
+    let pending_sync_b = groups.sync(sync(2, &b.member_id, Vec::new()));
+    let assignments = vec![
+        (a_id.clone(), Bytes::from_static(b"A")),
+        (b.member_id.clone(), Bytes::from_static(b"B")),
+    ];
+    assert_eq!(
+        &groups
+            .sync(sync(2, &a_id, assignments))
+            .await
+            .unwrap()
+            .assignment[..],
+        b"A"
+    );
+    assert_eq!(&pending_sync_b.await.unwrap().assignment[..], b"B");
+    assert_eq!(groups.describe("g").unwrap().state, GroupState::Stable);
+
+    // Stale generations and unknown members are typed errors.
+    assert!(matches!(
+        commit_one(&broker, 1, &a_id),
+        Err(GroupError::IllegalGeneration {
+            given: 1,
+            current: 2
+        })
+    ));
+    assert!(matches!(
+        commit_one(&broker, 2, "nobody"),
+        Err(GroupError::UnknownMemberId)
+    ));
+    assert!(matches!(
+        commit_one(&broker, -1, ""),
+        Err(GroupError::UnknownMemberId)
+    ));
+    commit_one(&broker, 2, &b.member_id).unwrap();
+    let tp = TopicPartition::new("t", 0);
+    assert_eq!(broker.committed_offset("g", &tp).unwrap().offset, 7);
+
+    // A stops heartbeating: the broker's own thread expires it after its 6 s session, and
+    // B is told to rejoin — no wire server is running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match groups.heartbeat("g", 2, &b.member_id, None) {
+            Err(GroupError::RebalanceInProgress) => break,
+            Ok(()) => {}
+            Err(e) => panic!("unexpected heartbeat error {e}"),
+        }
+        assert!(Instant::now() < deadline, "A was never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let b3 = groups
+        .join(request(&b.member_id, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(b3.generation_id, 3);
+    assert!(b3.is_leader());
+    assert_eq!(b3.members.len(), 1);
+    assert!(matches!(
+        groups.heartbeat("g", 2, &a_id, None),
+        Err(GroupError::UnknownMemberId)
+    ));
+
+    // B leaves: the group is empty and simple commits are allowed again.
+    groups.leave("g", &b.member_id, None).unwrap();
+    assert_eq!(groups.describe("g").unwrap().state, GroupState::Empty);
+    commit_one(&broker, -1, "").unwrap();
+    broker.shutdown().unwrap();
+}
