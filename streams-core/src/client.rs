@@ -106,6 +106,10 @@ pub trait ClusterConsumer: Send {
     /// generation. A member that is no longer in the group, or whose generation is stale,
     /// gets [`StreamsError::TaskMigrated`] (its partitions belong to someone else now).
     fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
+    /// Records of an assigned partition that are on the broker but not fetched yet (end
+    /// offset, or last stable offset, minus the fetch position); `None` when unknown (not
+    /// assigned, or no position yet). Tasks use it for `max.task.idle.ms`.
+    fn fetched_lag(&self, partition: &TopicPartition) -> Option<i64>;
     /// Leaves the group.
     fn close(&mut self) -> Result<()>;
 }
@@ -747,6 +751,16 @@ impl ClusterConsumer for EmbeddedConsumer {
                 Err(migrated(&e))
             }
         }
+    }
+
+    fn fetched_lag(&self, tp: &TopicPartition) -> Option<i64> {
+        let position = *self.positions.get(tp)?;
+        let offsets = self
+            .broker
+            .partition_offsets(&tp.topic, tp.partition)
+            .ok()?;
+        // The consumer reads committed data only (read_committed).
+        Some((offsets.last_stable_offset - position).max(0))
     }
 
     fn close(&mut self) -> Result<()> {

@@ -87,6 +87,8 @@ pub struct StreamsConfig {
     pub(crate) uncaught: UncaughtErrorPolicy,
     pub(crate) serdes: SerdeRegistry,
     pub(crate) max_poll_records: usize,
+    /// Kafka's `max.task.idle.ms`: -1 disables waiting.
+    pub(crate) max_task_idle_ms: i64,
     pub(crate) poll: Duration,
     pub(crate) replication_factor: i16,
     pub(crate) session_timeout: Duration,
@@ -110,6 +112,7 @@ impl StreamsConfig {
             uncaught: UncaughtErrorPolicy::ShutdownClient,
             serdes: SerdeRegistry::with_builtins(),
             max_poll_records: 1000,
+            max_task_idle_ms: 0,
             poll: Duration::from_millis(100),
             replication_factor: 1,
             session_timeout: Duration::from_secs(45),
@@ -172,6 +175,7 @@ impl StreamsConfig {
                 "default.deserialization.exception.handler" => handler = Some(v.clone()),
                 "errors.dead.letter.queue.topic.name" => dlq = Some(v.clone()),
                 "max.poll.records" => c.max_poll_records = parse_range(k, v, 1, 1 << 24)? as usize,
+                "max.task.idle.ms" => c.max_task_idle_ms = parse_range(k, v, -1, i64::MAX)?,
                 "poll.ms" => {
                     c.poll = Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64)
                 }
@@ -318,7 +322,21 @@ impl StreamsConfig {
         self
     }
 
-    /// Records a thread fetches per poll at most.
+    /// Kafka's `max.task.idle.ms`: how long a task whose input partitions are not all
+    /// buffered waits for data on the empty ones (once the consumer knows they have no
+    /// unfetched records) before it processes the others, so that records of several
+    /// partitions (joins, merges) are processed in timestamp order. `None` is -1: never
+    /// wait. The default, 0, waits only until the empty partitions are known to be caught
+    /// up.
+    pub fn max_task_idle(mut self, idle: Option<Duration>) -> Self {
+        self.max_task_idle_ms = match idle {
+            Some(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            None => -1,
+        };
+        self
+    }
+
+    /// Records a thread fetches per poll at most (`max.poll.records`).
     pub fn max_poll_records(mut self, n: usize) -> Self {
         self.max_poll_records = n.max(1);
         self

@@ -813,6 +813,7 @@ impl StreamThread {
             cache: state_store::ThreadCache::new(c.cache_max_bytes / c.num_stream_threads.max(1)),
             serdes: c.serdes.clone(),
             wipe_unclean: false,
+            max_task_idle_ms: c.max_task_idle_ms,
         });
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(ClusterCollector {
             producer,
@@ -858,9 +859,12 @@ impl StreamThread {
             for (tp, records) in poll.records {
                 self.tasks.add_records(&tp, records);
             }
+            let consumer = &self.consumer;
             let processed = self
                 .tasks
-                .process(PROCESS_BUDGET.min(config.max_poll_records))?;
+                .process(PROCESS_BUDGET.min(config.max_poll_records), &|tp| {
+                    consumer.fetched_lag(tp)
+                })?;
             self.shared
                 .processed
                 .fetch_add(processed, Ordering::Relaxed);

@@ -135,10 +135,16 @@ impl TaskManager {
     }
 
     /// Processes up to `budget` records per task, sending what each task produced right
-    /// after it. Returns how many records were processed.
-    pub(crate) fn process(&mut self, budget: usize) -> Result<u64> {
+    /// after it; `fetched_lag` tells how many records of a partition the consumer has not
+    /// fetched yet (for `max.task.idle.ms`). Returns how many records were processed.
+    pub(crate) fn process(
+        &mut self,
+        budget: usize,
+        fetched_lag: &dyn Fn(&TopicPartition) -> Option<i64>,
+    ) -> Result<u64> {
         let mut processed = 0u64;
         for task in self.tasks.values_mut() {
+            task.update_fetched_lags(fetched_lag);
             let mut n = 0;
             while n < budget && task.process_one()? {
                 n += 1;
@@ -151,11 +157,15 @@ impl TaskManager {
         Ok(processed)
     }
 
-    /// Processes one record of task `id`. Returns false if it had none.
+    /// Processes one record of task `id` (every partition's records fetched: the test
+    /// driver's). Returns false if it had none ready.
     #[cfg(feature = "test-utils")]
     pub(crate) fn process_one(&mut self, id: TaskId) -> Result<bool> {
         match self.tasks.get_mut(&id) {
-            Some(task) => task.process_one(),
+            Some(task) => {
+                task.update_fetched_lags(&|_| Some(0));
+                task.process_one()
+            }
             None => Ok(false),
         }
     }
@@ -375,6 +385,7 @@ mod tests {
                 cache: state_store::ThreadCache::new(0),
                 serdes: SerdeRegistry::with_builtins(),
                 wipe_unclean: false,
+                max_task_idle_ms: 0,
             });
             let id = TaskId {
                 subtopology: 0,

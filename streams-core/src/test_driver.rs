@@ -258,6 +258,7 @@ impl TopologyTestDriver {
             cache: state_store::ThreadCache::new(config.cache_max_bytes),
             serdes: config.serdes.clone(),
             wipe_unclean: false,
+            max_task_idle_ms: config.max_task_idle_ms,
         });
         let rocksdb = RocksDbResources::new(RocksDbConfig {
             block_cache_bytes: 8 << 20,

@@ -129,4 +129,49 @@ impl Task {
             }
         }
     }
+
+    /// Sets what the consumer knows of each input partition's unfetched records.
+    pub(crate) fn update_fetched_lags(&mut self, lag: &dyn Fn(&TopicPartition) -> Option<i64>) {
+        for q in &mut self.queues {
+            q.fetched_lag = lag(&q.partition);
+        }
+    }
+
+    /// Kafka's `PartitionGroup.readyToProcess`: with every input partition buffered the task
+    /// may process; an empty partition with unfetched (or unknown) records holds it back; an
+    /// empty, caught-up partition holds it back until `max.task.idle.ms` after it was first
+    /// seen so, then processing is enforced. With `max.task.idle.ms` = -1, never wait.
+    pub(super) fn ready_to_process(&mut self, now: i64) -> bool {
+        let idle = self.settings.max_task_idle_ms;
+        let mut queued = false;
+        let mut enforced = false;
+        for q in &mut self.queues {
+            if q.head_offset.is_some() {
+                q.idle_deadline = None;
+                queued = true;
+                continue;
+            }
+            if idle < 0 {
+                continue;
+            }
+            match q.fetched_lag {
+                Some(0) => {
+                    let deadline = *q.idle_deadline.get_or_insert(now.saturating_add(idle));
+                    if now < deadline {
+                        return false;
+                    }
+                    enforced = true;
+                }
+                _ => {
+                    q.idle_deadline = None;
+                    return false;
+                }
+            }
+        }
+        if queued && enforced {
+            self.counters.enforced_processing += 1;
+            tracing::trace!(task = %self.id, "processing with an empty, caught-up partition (max.task.idle.ms passed)");
+        }
+        queued
+    }
 }

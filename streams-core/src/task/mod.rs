@@ -141,6 +141,11 @@ struct PartitionQueue {
     /// Offset of the record in `head`.
     head_offset: Option<i64>,
     partition_time: i64,
+    /// Records on the broker the consumer has not fetched yet (`None`: unknown), as of the
+    /// last [`Task::update_fetched_lags`].
+    fetched_lag: Option<i64>,
+    /// When an empty, caught-up partition stops holding the task back.
+    idle_deadline: Option<i64>,
 }
 
 /// Settings a task needs from the application config.
@@ -154,6 +159,8 @@ pub(crate) struct TaskSettings {
     pub(crate) serdes: SerdeRegistry,
     /// Wipe local state found after an unclean shutdown (exactly-once does this).
     pub(crate) wipe_unclean: bool,
+    /// `max.task.idle.ms` (-1: never wait for empty partitions).
+    pub(crate) max_task_idle_ms: i64,
 }
 
 /// Changelog records written since the last checkpoint above which a commit also flushes
@@ -166,6 +173,9 @@ pub(crate) struct TaskCounters {
     pub(crate) processed: u64,
     pub(crate) skipped_deserialization: u64,
     pub(crate) skipped_timestamp: u64,
+    /// Records processed while an empty partition's `max.task.idle.ms` had run out (Kafka's
+    /// enforced processing).
+    pub(crate) enforced_processing: u64,
     /// Checkpoints written while running (not counting the one at a clean close).
     pub(crate) checkpoints: u64,
 }
@@ -309,6 +319,8 @@ impl Task {
                 head: deserializer.new_head(),
                 head_offset: None,
                 partition_time: -1,
+                fetched_lag: None,
+                idle_deadline: None,
             });
         }
         Ok(Task {
@@ -430,6 +442,10 @@ impl Task {
     /// was buffered.
     pub(crate) fn process_one(&mut self) -> Result<bool> {
         self.fill_heads()?;
+        let now = self.ctx.clock.now_ms();
+        if !self.ready_to_process(now) {
+            return Ok(false);
+        }
         let mut best: Option<(usize, i64)> = None;
         for (i, q) in self.queues.iter().enumerate() {
             if q.head_offset.is_none() {
