@@ -68,7 +68,6 @@
 //! # Ok::<(), state_store::StoreError>(())
 //! ```
 
-mod cache;
 mod caching;
 mod checkpoint;
 mod codec;
@@ -80,13 +79,14 @@ mod restore;
 mod rocks;
 mod segments;
 mod session;
-mod session_caching;
 mod store;
 mod window;
-mod window_caching;
 
-pub use cache::{CacheFlushEntry, CacheFlushListener, ThreadCache};
-pub use caching::CachingKeyValueStore;
+pub use caching::{
+    CacheFlushEntry, CacheFlushListener, CachingKeyValueStore, CachingSessionStore,
+    CachingWindowStore, SessionCacheFlushEntry, SessionCacheFlushListener, ThreadCache,
+    WindowCacheFlushEntry, WindowCacheFlushListener,
+};
 pub use checkpoint::{
     OffsetCheckpoint, PreviousShutdown, TaskDirectory, TaskStartState, CHECKPOINT_FILE_NAME,
     DIRTY_MARKER_FILE_NAME,
@@ -111,7 +111,6 @@ pub use segments::{InMemorySegmentFactory, RocksDbSegmentFactory, SegmentFactory
 pub use session::{
     InMemorySessionStore, RocksDbSessionStore, SegmentedSessionStore, SessionStoreOptions,
 };
-pub use session_caching::{CachingSessionStore, SessionCacheFlushEntry, SessionCacheFlushListener};
 pub use store::{
     BatchEntry, Direction, KeyValue, KeyValueStore, Restorable, SessionEntry, SessionStore,
     StateStore, WindowEntry, WindowStore,
@@ -119,4 +118,3 @@ pub use store::{
 pub use window::{
     InMemoryWindowStore, RocksDbWindowStore, SegmentedWindowStore, WindowStoreOptions,
 };
-pub use window_caching::{CachingWindowStore, WindowCacheFlushEntry, WindowCacheFlushListener};

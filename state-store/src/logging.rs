@@ -114,6 +114,13 @@ macro_rules! logging_state_store {
                 self.inner.flush()?;
                 self.sink.flush()
             }
+            fn flush_async(&mut self) -> Result<()> {
+                self.inner.flush_async()?;
+                self.sink.flush()
+            }
+            fn flush_done(&mut self) -> Result<bool> {
+                self.inner.flush_done()
+            }
             fn close(&mut self) -> Result<()> {
                 if self.inner.is_open() {
                     self.sink.flush()?;

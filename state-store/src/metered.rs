@@ -160,6 +160,12 @@ impl<S: StateStore> StateStore for Metered<S> {
     fn flush_cache(&mut self) -> Result<()> {
         self.inner.flush_cache()
     }
+    fn flush_async(&mut self) -> Result<()> {
+        self.timed_mut(StoreOperation::Flush, |s| s.flush_async())
+    }
+    fn flush_done(&mut self) -> Result<bool> {
+        self.inner.flush_done()
+    }
     fn close(&mut self) -> Result<()> {
         self.inner.close()
     }

@@ -371,6 +371,30 @@ impl<F: SegmentFactory> Segments<F> {
         Ok(())
     }
 
+    /// Starts a background flush of every segment (see [`StateStore::flush_async`]); the
+    /// observed stream time is saved at once.
+    pub(crate) fn flush_async(&mut self) -> Result<()> {
+        self.check_open()?;
+        for seg in self.segments.values_mut() {
+            seg.flush_async()?;
+        }
+        if self.observed > i64::MIN {
+            self.factory.save_observed(self.observed)?;
+        }
+        Ok(())
+    }
+
+    /// True once every segment's background flush is done.
+    pub(crate) fn flush_done(&mut self) -> Result<bool> {
+        self.check_open()?;
+        for seg in self.segments.values_mut() {
+            if !seg.flush_done()? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     pub(crate) fn close(&mut self) -> Result<()> {
         if !self.open {
             return Ok(());

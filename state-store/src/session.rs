@@ -149,6 +149,12 @@ impl<F: SegmentFactory> StateStore for SegmentedSessionStore<F> {
     fn flush(&mut self) -> Result<()> {
         self.segments.flush()
     }
+    fn flush_async(&mut self) -> Result<()> {
+        self.segments.flush_async()
+    }
+    fn flush_done(&mut self) -> Result<bool> {
+        self.segments.flush_done()
+    }
     fn close(&mut self) -> Result<()> {
         self.segments.close()
     }

@@ -40,6 +40,19 @@ pub trait StateStore: Send {
     fn flush_cache(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Starts making everything written so far durable without waiting for it (cached
+    /// writes are pushed down first; RocksDB switches its memtable and flushes it in the
+    /// background). [`StateStore::flush_done`] tells when it is durable, so that a
+    /// checkpoint can be written then, without stalling the stream thread meanwhile. The
+    /// default flushes synchronously.
+    fn flush_async(&mut self) -> Result<()> {
+        self.flush()
+    }
+    /// True once everything written before the last [`StateStore::flush_async`] is
+    /// durable (conservative: may stay false while later writes are being flushed too).
+    fn flush_done(&mut self) -> Result<bool> {
+        Ok(true)
+    }
     /// Flushes and releases the store's resources (for RocksDB: its directory lock).
     /// Closing twice is not an error.
     fn close(&mut self) -> Result<()>;
@@ -273,6 +286,12 @@ macro_rules! forward_state_store {
         }
         fn flush_cache(&mut self) -> Result<()> {
             (**self).flush_cache()
+        }
+        fn flush_async(&mut self) -> Result<()> {
+            (**self).flush_async()
+        }
+        fn flush_done(&mut self) -> Result<bool> {
+            (**self).flush_done()
         }
         fn close(&mut self) -> Result<()> {
             (**self).close()

@@ -36,6 +36,7 @@ mod client;
 mod collector;
 mod config;
 mod error;
+mod names;
 mod processor;
 mod record;
 mod runtime;
@@ -64,6 +65,9 @@ pub use config::{
     UncaughtErrorPolicy,
 };
 pub use error::{Result, SerdeError, StreamsError, TopologyError};
+pub use names::{
+    changelog_topic, repartition_topic, CHANGELOG_TOPIC_SUFFIX, REPARTITION_TOPIC_SUFFIX,
+};
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
 pub use record::{Change, Header, Record, RecordMetadata};
 pub use runtime::{StateListener, StreamsApp, StreamsState};

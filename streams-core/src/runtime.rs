@@ -583,7 +583,7 @@ pub(crate) fn prepare_topics(
                 continue;
             }
             wanted.push(InternalTopicSpec {
-                name: format!("{app}-{store}-changelog"),
+                name: crate::names::changelog_topic(app, store),
                 partitions: r.partitions,
                 replication_factor: config.replication_factor,
                 configs: spec.changelog_config(),

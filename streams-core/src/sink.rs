@@ -19,6 +19,8 @@ pub(crate) struct TypedSink<K, V> {
     pub(crate) key_serde: SharedSerde<K>,
     pub(crate) value_serde: SharedSerde<V>,
     pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
+    /// Drop records whose key serializes to null (repartition sinks).
+    pub(crate) skip_null_keys: bool,
     /// The fixed topic's name in the cluster, once resolved.
     pub(crate) physical: Option<String>,
 }
@@ -61,6 +63,13 @@ where
                 topic: topic.clone(),
                 source,
             })?;
+        if key.is_none() && self.skip_null_keys {
+            tracing::trace!(
+                node = task.node_name(node),
+                "dropping a record with a null key"
+            );
+            return Ok(());
+        }
         let value = self
             .value_serde
             .serialize(&topic, &record.value)

@@ -341,6 +341,30 @@ mod tests {
         /// Restores the task from `changelog` (through the task manager), returns the
         /// store's contents and closes the task cleanly (writing its checkpoint).
         fn run(&self, changelog: &mut Changelog) -> Vec<(String, String)> {
+            let mut tasks = self.start(changelog);
+            let id = TaskId {
+                subtopology: 0,
+                partition: 0,
+            };
+            let Some(TaskStore::KeyValue(store)) = tasks
+                .task(&id)
+                .and_then(|t| t.open_store(STORE))
+                .map(|s| &s.store)
+            else {
+                panic!("no key-value store {STORE}");
+            };
+            let contents = store
+                .all(Direction::Forward)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+                .collect();
+            tasks.close_clean().unwrap();
+            contents
+        }
+
+        /// The task, restored from `changelog`, in a task manager.
+        fn start(&self, changelog: &mut Changelog) -> TaskManager {
             let sub = self.topology.subtopologies().unwrap().remove(0);
             let collector: SharedCollector =
                 Arc::new(Mutex::new(Box::new(NoCollector(BTreeMap::new()))));
@@ -374,21 +398,7 @@ mod tests {
             };
             let mut tasks = TaskManager::new(Arc::clone(&collector));
             tasks.add(&make, changelog).unwrap();
-            let Some(TaskStore::KeyValue(store)) = tasks
-                .task(&id)
-                .and_then(|t| t.open_store(STORE))
-                .map(|s| &s.store)
-            else {
-                panic!("no key-value store {STORE}");
-            };
-            let contents = store
-                .all(Direction::Forward)
-                .unwrap()
-                .into_iter()
-                .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
-                .collect();
-            tasks.close_clean().unwrap();
-            contents
+            tasks
         }
     }
 
@@ -455,5 +465,39 @@ mod tests {
         // were never seen by the store, so it must be rebuilt from 20.
         let mut moved = Changelog::new(20, 30, "b");
         assert_eq!(f.run(&mut moved), expected(&moved));
+    }
+
+    /// More than 10,000 changelog records since the last checkpoint: a commit starts a
+    /// background flush and a later commit writes the checkpoint once it is durable, while
+    /// the task stays open.
+    #[test]
+    fn a_running_task_checkpoints_after_a_background_flush() {
+        let f = Fixture::new();
+        let mut changelog = Changelog::new(0, 20_001, "a");
+        let mut tasks = f.start(&mut changelog);
+        let checkpoint = state_store::TaskDirectory::new(f.state.path(), APP, "0_0")
+            .unwrap()
+            .checkpoint();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let written = loop {
+            tasks.commit(&mut |_| Ok(())).unwrap();
+            let written = checkpoint.read().unwrap();
+            if !written.is_empty() {
+                break written;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint was written"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let tp = TopicPartition::new(crate::names::changelog_topic(APP, STORE), 0);
+        assert_eq!(written, BTreeMap::from([(tp, 20_000)]));
+        let id = TaskId {
+            subtopology: 0,
+            partition: 0,
+        };
+        assert_eq!(tasks.task(&id).unwrap().counters.checkpoints, 1);
+        tasks.close_clean().unwrap();
     }
 }

@@ -377,7 +377,7 @@ impl TopologyTestDriver {
                 .serdes
                 .get::<V>()
                 .ok_or_else(|| missing::<V>(name))?,
-            topic: format!("{}-{name}-changelog", inner.config.application_id),
+            topic: crate::names::changelog_topic(&inner.config.application_id, name),
             store: name.to_owned(),
             timestamped: false,
         };

@@ -3,12 +3,13 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use streams_core::{SharedSerde, Sink, Source, StoreBuilder};
+use streams_core::StoreBuilder;
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Grouped, Materialized};
-use crate::processors::{AggregateProcessor, Aggregator, Initializer};
+use crate::processors::{AggregateProcessor, Combine};
+use crate::repartition::repartition;
 
 /// A grouped stream (Kafka's `KGroupedStream`): `count`, `reduce` or `aggregate` it into a
 /// [`KTable`].
@@ -53,10 +54,10 @@ where
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
     pub fn count(self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
-        self.build_aggregate(
-            Arc::new(|| 0i64),
-            Arc::new(|_k: &K, _v: V, n: i64| n + 1),
+        self.build(
+            Arc::new(|_k: &K, _v: V, n: Option<i64>| n.unwrap_or(0) + 1),
             materialized,
+            "KSTREAM-AGGREGATE-",
         )
     }
 
@@ -83,54 +84,22 @@ where
     where
         F: Fn(V, V) -> V + Send + Sync + 'static,
     {
-        // The aggregate is Option<V> internally: None until the first value.
-        let reducer = Arc::new(reducer);
         let mut m: Materialized<K, V> = materialized;
         if m.value_serde.is_none() {
             m.value_serde = self
-                .stream
+                .grouped
                 .value_serde
                 .clone()
-                .or_else(|| self.grouped.value_serde.clone());
+                .or_else(|| self.stream.value_serde.clone());
         }
-        self.build_reduce(reducer, m)
-    }
-
-    fn build_reduce(
-        self,
-        reducer: Arc<dyn Fn(V, V) -> V + Send + Sync>,
-        materialized: Materialized<K, V>,
-    ) -> KTable<K, V> {
-        // A reduce is an aggregate whose initial value is "no value yet": keep the first
-        // value as is. Represented with a sentinel-free closure over Option.
-        let init: Initializer<Option<V>> = Arc::new(|| None);
-        let adder: Aggregator<K, V, Option<V>> = Arc::new(move |_k: &K, v: V, agg: Option<V>| {
-            Some(match agg {
-                Some(a) => reducer(a, v),
+        self.build(
+            Arc::new(move |_k: &K, v: V, old: Option<V>| match old {
+                Some(agg) => reducer(agg, v),
                 None => v,
-            })
-        });
-        let Materialized {
-            name,
-            key_serde,
-            value_serde,
-            in_memory,
-            caching,
-            logging,
-            changelog_config,
-        } = materialized;
-        let table_value_serde = value_serde.clone();
-        let inner: Materialized<K, Option<V>> = Materialized {
-            name,
-            key_serde,
-            value_serde: value_serde.map(|s| Arc::new(OptionOf(s)) as SharedSerde<Option<V>>),
-            in_memory,
-            caching,
-            logging,
-            changelog_config,
-        };
-        let table = self.build_aggregate_named(init, adder, inner, "KSTREAM-REDUCE-");
-        table.flatten_option(table_value_serde)
+            }),
+            m,
+            "KSTREAM-REDUCE-",
+        )
     }
 
     /// Folds the values of each key into an aggregate: `initializer()` for a new key, then
@@ -164,25 +133,22 @@ where
         I: Fn() -> VA + Send + Sync + 'static,
         F: Fn(&K, V, VA) -> VA + Send + Sync + 'static,
     {
-        self.build_aggregate(Arc::new(initializer), Arc::new(aggregator), materialized)
+        self.build(
+            Arc::new(move |k: &K, v: V, old: Option<VA>| {
+                aggregator(k, v, old.unwrap_or_else(&initializer))
+            }),
+            materialized,
+            "KSTREAM-AGGREGATE-",
+        )
     }
 
-    fn build_aggregate<VA>(
+    /// Compiles an aggregation as Kafka's `GroupedStreamAggregateBuilder` does: the store
+    /// name (`<prefix>STATE-STORE-<n>` unless materialized with a name), then the processor
+    /// name (`<prefix><n>`), then the repartition step if the key may have changed (topic
+    /// named after the `Grouped` name, else the store), then the processor and its store.
+    fn build<VA>(
         self,
-        init: Initializer<VA>,
-        adder: Aggregator<K, V, VA>,
-        materialized: Materialized<K, VA>,
-    ) -> KTable<K, VA>
-    where
-        VA: Clone + Send + Sync + 'static,
-    {
-        self.build_aggregate_named(init, adder, materialized, "KSTREAM-AGGREGATE-")
-    }
-
-    fn build_aggregate_named<VA>(
-        self,
-        init: Initializer<VA>,
-        adder: Aggregator<K, V, VA>,
+        combine: Combine<K, V, VA>,
         materialized: Materialized<K, VA>,
         prefix: &str,
     ) -> KTable<K, VA>
@@ -195,8 +161,9 @@ where
             Some(n) => n.clone(),
             None => state
                 .borrow_mut()
-                .next_name("KSTREAM-AGGREGATE-STATE-STORE-"),
+                .next_name(&format!("{prefix}STATE-STORE-")),
         };
+        let name = state.borrow_mut().next_name(prefix);
         let key_serde = grouped
             .key_serde
             .clone()
@@ -205,27 +172,18 @@ where
             .value_serde
             .clone()
             .or_else(|| stream.value_serde.clone());
-        let mut parent = stream.node.clone();
-        if stream.repartition_required {
+        let parent = if stream.repartition_required {
             let base = grouped.name.clone().unwrap_or_else(|| store_name.clone());
-            let topic = format!("{base}-repartition");
-            let mut s = state.borrow_mut();
-            let sink_name = s.next_name("KSTREAM-SINK-");
-            let source_name = s.next_name("KSTREAM-SOURCE-");
-            let sink = Sink::<K, V>::new(sink_name, topic.clone())
-                .serdes(key_serde.clone(), value_serde.clone());
-            let source = Source::<K, V>::new(source_name.clone(), [topic.clone()])
-                .serdes(key_serde.clone(), value_serde.clone());
-            let from = parent.clone();
-            s.apply(|t| {
-                t.add_repartition_topic(&topic, None)?;
-                t.add_sink(sink, &[&from])?;
-                t.add_source(source)?;
-                Ok(())
-            });
-            parent = source_name;
-        }
-        let name = state.borrow_mut().next_name(prefix);
+            repartition(
+                &state,
+                &stream.node,
+                &base,
+                key_serde.clone(),
+                value_serde.clone(),
+            )
+        } else {
+            stream.node.clone()
+        };
         let mut store = StoreBuilder::key_value(store_name.clone())
             .with_caching(materialized.caching)
             .with_logging(materialized.logging);
@@ -242,8 +200,7 @@ where
         let supplier_store = store_name.clone();
         let supplier = move || AggregateProcessor::<K, V, VA> {
             store: supplier_store.clone(),
-            init: Arc::clone(&init),
-            adder: Arc::clone(&adder),
+            combine: Arc::clone(&combine),
         };
         state.borrow_mut().apply(|t| {
             t.add_processor(&name, supplier, &[&parent])?;
@@ -257,32 +214,5 @@ where
             materialized.key_serde.or(key_serde),
             materialized.value_serde,
         )
-    }
-}
-
-/// `Option<V>` over a serde of `V` where `None` never reaches the store (a reduce's
-/// aggregate is `None` only before its first value).
-struct OptionOf<V>(SharedSerde<V>);
-
-impl<V: 'static> streams_core::Serde<Option<V>> for OptionOf<V> {
-    fn serialize(
-        &self,
-        topic: &str,
-        value: &Option<V>,
-    ) -> Result<Option<Vec<u8>>, streams_core::SerdeError> {
-        match value {
-            Some(v) => self.0.serialize(topic, v),
-            None => Ok(None),
-        }
-    }
-    fn deserialize(
-        &self,
-        topic: &str,
-        bytes: Option<&[u8]>,
-    ) -> Result<Option<V>, streams_core::SerdeError> {
-        match bytes {
-            Some(b) => self.0.deserialize(topic, Some(b)).map(Some),
-            None => Ok(None),
-        }
     }
 }

@@ -108,39 +108,3 @@ where
         )
     }
 }
-
-impl<K, V> KTable<K, Option<V>>
-where
-    K: Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    /// A table of `Option<V>` whose `None`s mean "no row", seen as a table of `V`.
-    pub(crate) fn flatten_option(self, value_serde: Option<SharedSerde<V>>) -> KTable<K, V> {
-        let name = self.state.borrow_mut().next_name("KTABLE-MAPVALUES-");
-        let parent = self.node.clone();
-        let supplier = || {
-            stateless(|ctx, r: Record<K, Change<Option<V>>>| {
-                let change = Change {
-                    new: r.value.new.flatten(),
-                    old: r.value.old.flatten(),
-                };
-                ctx.forward(Record {
-                    key: r.key,
-                    value: change,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                })
-            })
-        };
-        self.state
-            .borrow_mut()
-            .apply(|t| t.add_processor(&name, supplier, &[&parent]).map(|_| ()));
-        KTable {
-            state: self.state,
-            node: name,
-            store: self.store,
-            key_serde: self.key_serde,
-            value_serde,
-        }
-    }
-}

@@ -50,6 +50,7 @@ mod kstream;
 mod ktable;
 mod options;
 mod processors;
+mod repartition;
 
 pub use builder::StreamsBuilder;
 pub use kgrouped::KGroupedStream;

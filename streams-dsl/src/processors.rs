@@ -39,16 +39,17 @@ where
     }
 }
 
-pub(crate) type Initializer<VA> = Arc<dyn Fn() -> VA + Send + Sync>;
-pub(crate) type Aggregator<K, V, VA> = Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>;
+/// How an aggregation folds a record into the aggregate of its key: `(key, value, old)`,
+/// with `old` absent for a new key (`count` and `aggregate` start from their initializer,
+/// `reduce` from the first value, as Kafka's `KStreamAggregate` and `KStreamReduce`).
+pub(crate) type Combine<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
 
 /// Aggregates records per key into a key-value store and forwards each change (at once
 /// without a cache, at cache flushes with one). The store's serdes are the ones
 /// materialized with it (or the application's defaults), applied by the store handle.
 pub(crate) struct AggregateProcessor<K, V, VA> {
     pub(crate) store: String,
-    pub(crate) init: Initializer<VA>,
-    pub(crate) adder: Aggregator<K, V, VA>,
+    pub(crate) combine: Combine<K, V, VA>,
 }
 
 impl<K, V, VA> Processor<K, V, K, Change<VA>> for AggregateProcessor<K, V, VA>
@@ -64,8 +65,7 @@ where
     ) -> Result<()> {
         let mut store = ctx.key_value_store::<K, VA>(&self.store)?;
         let old = store.get(&record.key)?;
-        let base = old.clone().unwrap_or_else(|| (self.init)());
-        let new = (self.adder)(&record.key, record.value, base);
+        let new = (self.combine)(&record.key, record.value, old.clone());
         store.put(&record.key, &new)?;
         if !ctx.is_store_cached(&self.store) {
             ctx.forward(Record {

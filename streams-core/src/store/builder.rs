@@ -180,16 +180,13 @@ impl StoreBuilder {
         window_size: Duration,
         retain_duplicates: bool,
     ) -> Result<Self> {
-        let name = name.into();
-        Self::check_window(&name, retention, window_size)?;
-        Ok(Self::of(
-            name,
-            StoreKind::Window {
-                retention_ms: millis(retention),
-                window_size_ms: millis(window_size),
-                retain_duplicates,
-            },
-        ))
+        Self::windowed(
+            name.into(),
+            retention,
+            window_size,
+            retain_duplicates,
+            false,
+        )
     }
 
     /// A window store whose values carry a timestamp (what windowed aggregations use).
@@ -199,16 +196,32 @@ impl StoreBuilder {
         window_size: Duration,
         retain_duplicates: bool,
     ) -> Result<Self> {
-        let name = name.into();
+        Self::windowed(name.into(), retention, window_size, retain_duplicates, true)
+    }
+
+    fn windowed(
+        name: String,
+        retention: Duration,
+        window_size: Duration,
+        retain_duplicates: bool,
+        timestamped: bool,
+    ) -> Result<Self> {
         Self::check_window(&name, retention, window_size)?;
-        Ok(Self::of(
-            name,
+        let (retention_ms, window_size_ms) = (millis(retention), millis(window_size));
+        let kind = if timestamped {
             StoreKind::TimestampedWindow {
-                retention_ms: millis(retention),
-                window_size_ms: millis(window_size),
+                retention_ms,
+                window_size_ms,
                 retain_duplicates,
-            },
-        ))
+            }
+        } else {
+            StoreKind::Window {
+                retention_ms,
+                window_size_ms,
+                retain_duplicates,
+            }
+        };
+        Ok(Self::of(name, kind))
     }
 
     /// A session store keeping sessions for `retention` after their end.

@@ -227,6 +227,27 @@ struct Codec<'a, K, V> {
 }
 
 impl<K: 'static, V: 'static> Codec<'_, K, V> {
+    /// A lazy iterator deserializing `entries` with `decode` and a copy of this codec.
+    fn lazy<E: 'static, T>(
+        &self,
+        entries: Vec<E>,
+        decode: impl Fn(&Codec<'_, K, V>, E) -> Result<T> + 'static,
+    ) -> StoreIter<T> {
+        let (store, topic) = (self.store.to_owned(), self.topic.to_owned());
+        let (key, value) = (Arc::clone(&self.key), Arc::clone(&self.value));
+        StoreIter {
+            inner: Box::new(entries.into_iter().map(move |e| {
+                let codec = Codec {
+                    store: &store,
+                    topic: &topic,
+                    key: Arc::clone(&key),
+                    value: Arc::clone(&value),
+                };
+                decode(&codec, e)
+            })),
+        }
+    }
+
     fn err(&self, what: &str, source: SerdeError) -> StreamsError {
         StreamsError::Serde {
             what: format!("{what} of store `{}`", self.store),
@@ -265,6 +286,24 @@ impl<K: 'static, V: 'static> Codec<'_, K, V> {
             .deserialize(self.topic, Some(bytes))
             .map_err(|e| self.err("value", e))
     }
+}
+
+/// The store of `open` and a codec with its serdes (split borrows of one open store).
+fn split<K, V>(
+    open: &mut OpenStore,
+    (key, value): SerdePair<K, V>,
+) -> (&mut TaskStore, Codec<'_, K, V>) {
+    let codec = Codec {
+        store: open.spec.name(),
+        topic: &open.serde_topic,
+        key,
+        value,
+    };
+    (&mut open.store, codec)
+}
+
+fn wrong_kind(codec_store: &str, kind: &str) -> StreamsError {
+    StreamsError::IllegalState(format!("store `{codec_store}` is not a {kind}"))
 }
 
 /// An iterator over typed store entries, deserializing each entry as it is reached.
@@ -326,21 +365,13 @@ pub struct KeyValueStoreHandle<'a, K, V> {
 }
 
 impl<'a, K: 'static, V: 'static> KeyValueStoreHandle<'a, K, V> {
-    pub(crate) fn new(open: &'a mut OpenStore, (key, value): SerdePair<K, V>) -> Result<Self> {
-        let name = open.spec.name();
-        match &mut open.store {
-            TaskStore::KeyValue(store) => Ok(KeyValueStoreHandle {
+    pub(crate) fn new(open: &'a mut OpenStore, serdes: SerdePair<K, V>) -> Result<Self> {
+        match split(open, serdes) {
+            (TaskStore::KeyValue(store), codec) => Ok(KeyValueStoreHandle {
                 store: store.as_mut(),
-                codec: Codec {
-                    store: name,
-                    topic: &open.serde_topic,
-                    key,
-                    value,
-                },
+                codec,
             }),
-            _ => Err(StreamsError::IllegalState(format!(
-                "store `{name}` is not a key-value store"
-            ))),
+            (_, codec) => Err(wrong_kind(codec.store, "key-value store")),
         }
     }
 
@@ -403,20 +434,8 @@ impl<'a, K: 'static, V: 'static> KeyValueStoreHandle<'a, K, V> {
     }
 
     fn typed(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> StoreIter<(K, V)> {
-        let key = Arc::clone(&self.codec.key);
-        let value = Arc::clone(&self.codec.value);
-        let (store, topic) = (self.codec.store.to_owned(), self.codec.topic.to_owned());
-        StoreIter {
-            inner: Box::new(entries.into_iter().map(move |(k, v)| {
-                let codec = Codec {
-                    store: &store,
-                    topic: &topic,
-                    key: Arc::clone(&key),
-                    value: Arc::clone(&value),
-                };
-                Ok((codec.key_of(&k)?, codec.value_of(&v)?))
-            })),
-        }
+        self.codec
+            .lazy(entries, |c, (k, v)| Ok((c.key_of(&k)?, c.value_of(&v)?)))
     }
 
     /// Entries with keys in `[from, to]` by serialized key order (both ends inclusive, as
@@ -484,27 +503,19 @@ pub struct WindowStoreHandle<'a, K, V> {
 }
 
 impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
-    pub(crate) fn new(open: &'a mut OpenStore, (key, value): SerdePair<K, V>) -> Result<Self> {
-        let name = open.spec.name();
+    pub(crate) fn new(open: &'a mut OpenStore, serdes: SerdePair<K, V>) -> Result<Self> {
         let window_size = match open.spec.kind() {
             StoreKind::Window { window_size_ms, .. }
             | StoreKind::TimestampedWindow { window_size_ms, .. } => window_size_ms,
             _ => 0,
         };
-        match &mut open.store {
-            TaskStore::Window(store) => Ok(WindowStoreHandle {
+        match split(open, serdes) {
+            (TaskStore::Window(store), codec) => Ok(WindowStoreHandle {
                 store: store.as_mut(),
-                codec: Codec {
-                    store: name,
-                    topic: &open.serde_topic,
-                    key,
-                    value,
-                },
+                codec,
                 window_size,
             }),
-            _ => Err(StreamsError::IllegalState(format!(
-                "store `{name}` is not a window store"
-            ))),
+            (_, codec) => Err(wrong_kind(codec.store, "window store")),
         }
     }
 
@@ -530,30 +541,15 @@ impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
     }
 
     fn windowed(&self, entries: Vec<WindowEntry>) -> StoreIter<(Windowed<K>, V)> {
-        let key = Arc::clone(&self.codec.key);
-        let value = Arc::clone(&self.codec.value);
-        let (store, topic) = (self.codec.store.to_owned(), self.codec.topic.to_owned());
         let size = self.window_size;
-        StoreIter {
-            inner: Box::new(entries.into_iter().map(move |e| {
-                let codec = Codec {
-                    store: &store,
-                    topic: &topic,
-                    key: Arc::clone(&key),
-                    value: Arc::clone(&value),
-                };
-                Ok((
-                    Windowed {
-                        key: codec.key_of(&e.key)?,
-                        window: Window {
-                            start: e.window_start,
-                            end: e.window_start.saturating_add(size),
-                        },
-                    },
-                    codec.value_of(&e.value)?,
-                ))
-            })),
-        }
+        self.codec.lazy(entries, move |c, e| {
+            let window = Window {
+                start: e.window_start,
+                end: e.window_start.saturating_add(size),
+            };
+            let key = c.key_of(&e.key)?;
+            Ok((Windowed { key, window }, c.value_of(&e.value)?))
+        })
     }
 
     /// The windows of `key` starting in `[time_from, time_to]`, by start: (start, value).
@@ -632,21 +628,13 @@ pub struct SessionStoreHandle<'a, K, V> {
 }
 
 impl<'a, K: 'static, V: 'static> SessionStoreHandle<'a, K, V> {
-    pub(crate) fn new(open: &'a mut OpenStore, (key, value): SerdePair<K, V>) -> Result<Self> {
-        let name = open.spec.name();
-        match &mut open.store {
-            TaskStore::Session(store) => Ok(SessionStoreHandle {
+    pub(crate) fn new(open: &'a mut OpenStore, serdes: SerdePair<K, V>) -> Result<Self> {
+        match split(open, serdes) {
+            (TaskStore::Session(store), codec) => Ok(SessionStoreHandle {
                 store: store.as_mut(),
-                codec: Codec {
-                    store: name,
-                    topic: &open.serde_topic,
-                    key,
-                    value,
-                },
+                codec,
             }),
-            _ => Err(StreamsError::IllegalState(format!(
-                "store `{name}` is not a session store"
-            ))),
+            (_, codec) => Err(wrong_kind(codec.store, "session store")),
         }
     }
 
@@ -682,29 +670,14 @@ impl<'a, K: 'static, V: 'static> SessionStoreHandle<'a, K, V> {
     }
 
     fn sessions(&self, entries: Vec<SessionEntry>) -> StoreIter<(Windowed<K>, V)> {
-        let key = Arc::clone(&self.codec.key);
-        let value = Arc::clone(&self.codec.value);
-        let (store, topic) = (self.codec.store.to_owned(), self.codec.topic.to_owned());
-        StoreIter {
-            inner: Box::new(entries.into_iter().map(move |e| {
-                let codec = Codec {
-                    store: &store,
-                    topic: &topic,
-                    key: Arc::clone(&key),
-                    value: Arc::clone(&value),
-                };
-                Ok((
-                    Windowed {
-                        key: codec.key_of(&e.key)?,
-                        window: Window {
-                            start: e.start,
-                            end: e.end,
-                        },
-                    },
-                    codec.value_of(&e.value)?,
-                ))
-            })),
-        }
+        self.codec.lazy(entries, |c, e| {
+            let window = Window {
+                start: e.start,
+                end: e.end,
+            };
+            let key = c.key_of(&e.key)?;
+            Ok((Windowed { key, window }, c.value_of(&e.value)?))
+        })
     }
 
     /// Sessions of `key` ending at or after `earliest_session_end` and starting at or

@@ -360,7 +360,7 @@ pub(crate) fn open_store(
         store,
         flushed,
         timestamp,
-        serde_topic: format!("{}-{}-changelog", env.application_id, spec.name),
+        serde_topic: crate::names::changelog_topic(env.application_id, &spec.name),
         resolved_serdes: None,
     })
 }

@@ -758,6 +758,13 @@ macro_rules! caching_state_store {
             fn flush_cache(&mut self) -> crate::error::Result<()> {
                 self.layer.flush_cache()
             }
+            fn flush_async(&mut self) -> crate::error::Result<()> {
+                self.layer.flush_cache()?;
+                self.layer.inner.flush_async()
+            }
+            fn flush_done(&mut self) -> crate::error::Result<bool> {
+                self.layer.inner.flush_done()
+            }
             fn close(&mut self) -> crate::error::Result<()> {
                 self.layer.close()
             }
@@ -770,7 +777,7 @@ macro_rules! caching_state_store {
             /// theirs so a change-logging layer below logs the original record time.
             pub fn new(inner: S, max_bytes: usize, timestamp: crate::RecordTimestamp) -> Self {
                 let name = inner.name().to_owned();
-                let budget = crate::cache::ThreadCache::new(max_bytes);
+                let budget = crate::caching::ThreadCache::new(max_bytes);
                 Self::with_thread_cache(inner, &budget, name, timestamp)
             }
 
@@ -802,7 +809,7 @@ macro_rules! caching_state_store {
             }
 
             /// The budget this store's cache is registered in.
-            pub fn thread_cache(&self) -> &crate::cache::ThreadCache {
+            pub fn thread_cache(&self) -> &crate::caching::ThreadCache {
                 self.layer.cache.budget()
             }
 
@@ -819,8 +826,15 @@ macro_rules! caching_state_store {
         }
     };
 }
-pub(crate) use caching_state_store;
+
+// The adapters are declared after the macro, so it is in their textual scope.
+mod key_value;
+mod session;
+mod window;
+
+pub use key_value::CachingKeyValueStore;
+pub use session::{CachingSessionStore, SessionCacheFlushEntry, SessionCacheFlushListener};
+pub use window::{CachingWindowStore, WindowCacheFlushEntry, WindowCacheFlushListener};
 
 #[cfg(test)]
-#[path = "cache_tests.rs"]
 mod tests;

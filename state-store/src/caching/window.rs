@@ -1,11 +1,10 @@
 //! The caching decorator for window stores (Kafka Streams' `CachingWindowStore`): an
-//! adapter over the record cache of [`crate::cache`], keyed by (key, window start).
+//! adapter over the record cache of [`crate::caching`], keyed by (key, window start).
 
 use std::ops::Bound;
 
-use crate::cache::{
-    caching_state_store, min_live_time, Backing, CacheFlushEntry, CacheLayer, FlushEntry,
-    ThreadCache, WindowKey,
+use crate::caching::{
+    min_live_time, Backing, CacheFlushEntry, CacheLayer, FlushEntry, ThreadCache, WindowKey,
 };
 use crate::error::{Result, StoreError};
 use crate::logging::RecordTimestamp;

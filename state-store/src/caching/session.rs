@@ -1,11 +1,10 @@
 //! The caching decorator for session stores (Kafka Streams' `CachingSessionStore`): an
-//! adapter over the record cache of [`crate::cache`], keyed by (key, session end, start).
+//! adapter over the record cache of [`crate::caching`], keyed by (key, session end, start).
 
 use std::ops::Bound;
 
-use crate::cache::{
-    caching_state_store, min_live_time, Backing, CacheFlushEntry, CacheLayer, FlushEntry,
-    SessionKey, ThreadCache,
+use crate::caching::{
+    min_live_time, Backing, CacheFlushEntry, CacheLayer, FlushEntry, SessionKey, ThreadCache,
 };
 use crate::error::{Result, StoreError};
 use crate::logging::RecordTimestamp;

@@ -1,9 +1,9 @@
 //! The caching decorator for key-value stores (Kafka Streams' `CachingKeyValueStore`): an
-//! adapter over the record cache of [`crate::cache`].
+//! adapter over the record cache of [`crate::caching`].
 
 use std::ops::Bound;
 
-use crate::cache::{caching_state_store, Backing, CacheFlushEntry, CacheLayer, ThreadCache};
+use crate::caching::{Backing, CacheFlushEntry, CacheLayer, ThreadCache};
 use crate::error::Result;
 use crate::logging::RecordTimestamp;
 use crate::restore::ChangelogRecord;
@@ -33,7 +33,7 @@ pub struct CachingKeyValueStore<S> {
 caching_state_store!(
     CachingKeyValueStore,
     KeyValueStore,
-    crate::cache::CacheFlushListener
+    crate::caching::CacheFlushListener
 );
 
 impl<S: KeyValueStore> CachingKeyValueStore<S> {

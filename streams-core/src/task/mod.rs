@@ -27,6 +27,10 @@ use crate::source::SourceHead;
 use crate::store::{open_store, OpenStore, StoreEnv};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
+mod commit;
+mod context;
+mod input;
+
 /// Identifies a task: sub-topology and partition, printed `<subtopology>_<partition>` as in
 /// Kafka Streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,7 +105,7 @@ pub(crate) struct TopicNames {
 impl TopicNames {
     pub(crate) fn physical(&self, topic: &str) -> String {
         if self.internal.contains(topic) {
-            format!("{}-{topic}", self.application_id)
+            crate::names::internal_topic(&self.application_id, topic)
         } else {
             topic.to_owned()
         }
@@ -124,231 +128,6 @@ pub(crate) struct TaskContext {
     pub(crate) commit_requested: bool,
     topics: Arc<TopicNames>,
     pub(crate) serdes: SerdeRegistry,
-}
-
-impl TaskContext {
-    pub(crate) fn node_name(&self, node: usize) -> &str {
-        self.info.get(node).map_or("?", |n| n.name.as_str())
-    }
-
-    pub(crate) fn physical_topic(&self, topic: &str) -> String {
-        self.topics.physical(topic)
-    }
-
-    pub(crate) fn child_index(&self, node: usize, child: &str) -> Result<usize> {
-        let info = &self.info[node];
-        info.children
-            .iter()
-            .copied()
-            .find(|&c| self.info[c].name == child)
-            .ok_or_else(|| StreamsError::Processing {
-                task: self.task_id.to_string(),
-                node: info.name.clone(),
-                message: format!("`{child}` is not a child of this node"),
-            })
-    }
-
-    /// Hands `record` to the children of `node` (or only to `only`), depth first. The
-    /// record moves to the last child; only a fan-out to several children clones it.
-    pub(crate) fn forward<K, V>(
-        &mut self,
-        node: usize,
-        record: Record<K, V>,
-        only: Option<usize>,
-    ) -> Result<()>
-    where
-        K: Any + Clone,
-        V: Any + Clone,
-    {
-        if let Some(c) = only {
-            return self.deliver(c, InFlight::new(&mut Some(record)));
-        }
-        let count = self.info.get(node).map_or(0, |n| n.children.len());
-        if count == 0 {
-            return Ok(());
-        }
-        for i in 0..count - 1 {
-            let child = self.info[node].children[i];
-            self.deliver(child, InFlight::new(&mut Some(record.clone())))?;
-        }
-        let last = self.info[node].children[count - 1];
-        self.deliver(last, InFlight::new(&mut Some(record)))
-    }
-
-    fn deliver(&mut self, node: usize, record: InFlight<'_>) -> Result<()> {
-        let mut instance = self
-            .nodes
-            .get_mut(node)
-            .and_then(Option::take)
-            .ok_or_else(|| {
-                StreamsError::IllegalState(format!(
-                    "node `{}` is not available in task {} (cycle?)",
-                    self.node_name(node),
-                    self.task_id
-                ))
-            })?;
-        let result = match &mut instance {
-            NodeInstance::Source => Err(StreamsError::IllegalState(format!(
-                "source node `{}` cannot receive records from another node",
-                self.node_name(node)
-            ))),
-            NodeInstance::Processor(p) => p.process(self, node, record),
-            NodeInstance::Sink(s) => s.send(self, node, record),
-        };
-        self.nodes[node] = Some(instance);
-        result.map_err(|e| self.wrap(node, e))
-    }
-
-    fn wrap(&self, node: usize, e: StreamsError) -> StreamsError {
-        match e {
-            StreamsError::User(message) => StreamsError::Processing {
-                task: self.task_id.to_string(),
-                node: self.node_name(node).to_owned(),
-                message,
-            },
-            StreamsError::Store(s) => StreamsError::Processing {
-                task: self.task_id.to_string(),
-                node: self.node_name(node).to_owned(),
-                message: format!("state store error: {s}"),
-            },
-            other => other,
-        }
-    }
-
-    /// Runs `f` on the processor instance of `node`.
-    fn with_processor(
-        &mut self,
-        node: usize,
-        f: impl FnOnce(&mut dyn ErasedProcessor, &mut TaskContext) -> Result<()>,
-    ) -> Result<()> {
-        let mut instance = match self.nodes.get_mut(node).and_then(Option::take) {
-            Some(i) => i,
-            None => return Ok(()),
-        };
-        let result = match &mut instance {
-            NodeInstance::Processor(p) => f(p.as_mut(), self),
-            _ => Ok(()),
-        };
-        self.nodes[node] = Some(instance);
-        result.map_err(|e| self.wrap(node, e))
-    }
-
-    /// Store `name`, which must be connected to processor `node`, with the application's
-    /// serdes and the node's name (for typed access from a processor).
-    pub(crate) fn connected_store(
-        &mut self,
-        node: usize,
-        name: &str,
-    ) -> Result<(&mut OpenStore, &SerdeRegistry, &str)> {
-        let node_name = self.info.get(node).map_or("?", |n| n.name.as_str());
-        let error = |reason: &str| StreamsError::StoreAccess {
-            node: node_name.to_owned(),
-            store: name.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if !self
-            .info
-            .get(node)
-            .is_some_and(|n| n.stores.iter().any(|s| s == name))
-        {
-            return Err(error("the store is not connected to this processor"));
-        }
-        match self.stores.get_mut(name) {
-            Some(s) => Ok((s, &self.serdes, node_name)),
-            None => Err(error("the store is not open in this task")),
-        }
-    }
-
-    pub(crate) fn schedule(
-        &mut self,
-        node: usize,
-        interval: Duration,
-        kind: PunctuationType,
-    ) -> Result<ScheduleId> {
-        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
-        if interval < 1 {
-            return Err(StreamsError::IllegalState(
-                "punctuation interval must be at least 1 ms".into(),
-            ));
-        }
-        self.next_schedule += 1;
-        let id = ScheduleId(self.next_schedule);
-        let next = match kind {
-            PunctuationType::StreamTime => None,
-            PunctuationType::WallClockTime => Some(self.clock.now_ms().saturating_add(interval)),
-        };
-        self.schedules.push(Schedule {
-            id,
-            node,
-            interval,
-            kind,
-            next,
-        });
-        Ok(id)
-    }
-
-    pub(crate) fn cancel(&mut self, id: ScheduleId) {
-        self.schedules.retain(|s| s.id != id);
-    }
-
-    /// Fires due punctuations of `kind` at time `now`. Returns how many fired.
-    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<usize> {
-        let mut fired = 0;
-        let mut i = 0;
-        while i < self.schedules.len() {
-            let s = &mut self.schedules[i];
-            i += 1;
-            if s.kind != kind || now < 0 {
-                continue;
-            }
-            let due = match s.next {
-                None => true, // stream time: the first record triggers the first punctuation
-                Some(t) => now >= t,
-            };
-            if !due {
-                continue;
-            }
-            let mut next = s.next.unwrap_or(now);
-            while next <= now {
-                next = next.saturating_add(s.interval);
-            }
-            s.next = Some(next);
-            let (id, node) = (s.id, s.node);
-            let saved = self.metadata.take();
-            let r = self.with_processor(node, |p, ctx| p.punctuate(ctx, node, id, now));
-            self.metadata = saved;
-            r?;
-            fired += 1;
-            self.drain_cache_flushes()?;
-        }
-        Ok(fired)
-    }
-
-    /// Hands the entries caches pushed down to the processors connected to their stores.
-    pub(crate) fn drain_cache_flushes(&mut self) -> Result<()> {
-        let names: Vec<String> = self
-            .stores
-            .iter()
-            .filter(|(_, s)| s.flushed.as_ref().is_some_and(|q| !q.lock().is_empty()))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in names {
-            let entries = match self.stores.get(&name).and_then(|s| s.flushed.clone()) {
-                Some(q) => std::mem::take(&mut *q.lock()),
-                None => continue,
-            };
-            let info = Arc::clone(&self.info);
-            let owners: Vec<usize> = (0..info.len())
-                .filter(|&i| self.nodes[i].is_some() && info[i].stores.contains(&name))
-                .collect();
-            for entry in &entries {
-                for &node in &owners {
-                    self.with_processor(node, |p, ctx| p.on_cache_flush(ctx, node, &name, entry))?;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// One input partition's buffered records.
@@ -387,6 +166,8 @@ pub(crate) struct TaskCounters {
     pub(crate) processed: u64,
     pub(crate) skipped_deserialization: u64,
     pub(crate) skipped_timestamp: u64,
+    /// Checkpoints written while running (not counting the one at a clean close).
+    pub(crate) checkpoints: u64,
 }
 
 pub(crate) struct Task {
@@ -402,6 +183,8 @@ pub(crate) struct Task {
     store_offsets: BTreeMap<TopicPartition, i64>,
     /// `store_offsets` at the last checkpoint.
     checkpointed: BTreeMap<TopicPartition, i64>,
+    /// Offsets of a checkpoint waiting for its stores' background flush.
+    pending_checkpoint: Option<BTreeMap<TopicPartition, i64>>,
     settings: Arc<TaskSettings>,
     pub(crate) counters: TaskCounters,
     initialized: bool,
@@ -496,7 +279,10 @@ impl Task {
                 continue;
             };
             let sink = if spec.is_logging() {
-                let tp = TopicPartition::changelog(&settings.application_id, name, id.partition);
+                let tp = TopicPartition::new(
+                    crate::names::changelog_topic(&settings.application_id, name),
+                    id.partition,
+                );
                 changelogs.insert(name.clone(), tp.clone());
                 Some(Box::new(CollectorChangelog {
                     collector: collector.clone(),
@@ -549,6 +335,7 @@ impl Task {
             dir,
             changelogs,
             checkpointed: store_offsets.clone(),
+            pending_checkpoint: None,
             store_offsets,
             settings,
             counters: TaskCounters::default(),
@@ -639,131 +426,6 @@ impl Task {
         Ok(())
     }
 
-    /// Buffers fetched records of an input partition.
-    pub(crate) fn add_records(&mut self, partition: &TopicPartition, records: Vec<RawRecord>) {
-        if let Some(q) = self.queues.iter_mut().find(|q| &q.partition == partition) {
-            q.raw.extend(records);
-        }
-    }
-
-    /// Records buffered and not yet processed.
-    pub(crate) fn buffered(&self) -> usize {
-        self.queues
-            .iter()
-            .map(|q| q.raw.len() + usize::from(q.head_offset.is_some()))
-            .sum()
-    }
-
-    /// Input partitions with at least `limit` records buffered.
-    pub(crate) fn full_partitions(&self, limit: usize) -> Vec<TopicPartition> {
-        self.queues
-            .iter()
-            .filter(|q| q.raw.len() >= limit)
-            .map(|q| q.partition.clone())
-            .collect()
-    }
-
-    /// Makes sure every queue with records has a deserialized head, handling bad records.
-    fn fill_heads(&mut self) -> Result<()> {
-        for qi in 0..self.queues.len() {
-            while self.queues[qi].head_offset.is_none() {
-                let q = &mut self.queues[qi];
-                let Some(raw) = q.raw.pop_front() else {
-                    break;
-                };
-                match q.head.fill(&q.partition.topic, &raw, q.partition_time) {
-                    Ok(ts) if ts < 0 => match self.settings.invalid_timestamps {
-                        InvalidTimestampPolicy::Fail => {
-                            return Err(StreamsError::InvalidTimestamp {
-                                topic: q.partition.topic.clone(),
-                                partition: q.partition.partition,
-                                offset: raw.offset,
-                                timestamp: ts,
-                            })
-                        }
-                        InvalidTimestampPolicy::LogAndSkip => {
-                            tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, timestamp = ts, "skipping record with invalid timestamp");
-                            self.counters.skipped_timestamp += 1;
-                            self.consumed.insert(q.partition.clone(), raw.offset + 1);
-                        }
-                        InvalidTimestampPolicy::UsePartitionTime => {
-                            if q.partition_time < 0 {
-                                tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, "invalid timestamp and no partition time yet; skipping");
-                                self.counters.skipped_timestamp += 1;
-                                self.consumed.insert(q.partition.clone(), raw.offset + 1);
-                            } else {
-                                q.head.set_timestamp(q.partition_time);
-                                q.head_offset = Some(raw.offset);
-                            }
-                        }
-                    },
-                    Ok(ts) => {
-                        q.partition_time = q.partition_time.max(ts);
-                        q.head_offset = Some(raw.offset);
-                    }
-                    Err(e) => {
-                        let partition = q.partition.clone();
-                        self.handle_bad_record(&partition, &raw, e)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn handle_bad_record(
-        &mut self,
-        partition: &TopicPartition,
-        raw: &RawRecord,
-        error: StreamsError,
-    ) -> Result<()> {
-        match &self.settings.deserialization {
-            DeserializationHandler::Fail => Err(StreamsError::Processing {
-                task: self.id.to_string(),
-                node: format!("source of {}", partition.topic),
-                message: format!(
-                    "cannot deserialize the record at {partition} offset {}: {error} \
-                     (default.deserialization.exception.handler = fail)",
-                    raw.offset
-                ),
-            }),
-            DeserializationHandler::LogAndContinue { dead_letter_topic } => {
-                self.counters.skipped_deserialization += 1;
-                tracing::warn!(task = %self.id, %partition, offset = raw.offset, error = %error,
-                    skipped = self.counters.skipped_deserialization,
-                    "skipping a record that cannot be deserialized");
-                if let Some(dlq) = dead_letter_topic {
-                    let mut headers = raw.headers.clone();
-                    let h = |k: &str, v: String| Header {
-                        key: k.to_owned(),
-                        value: Some(bytes::Bytes::from(v.into_bytes())),
-                    };
-                    headers.push(h(
-                        "__streams.errors.exception",
-                        "DeserializationException".into(),
-                    ));
-                    headers.push(h("__streams.errors.message", error.to_string()));
-                    headers.push(h("__streams.errors.topic", partition.topic.clone()));
-                    headers.push(h(
-                        "__streams.errors.partition",
-                        partition.partition.to_string(),
-                    ));
-                    headers.push(h("__streams.errors.offset", raw.offset.to_string()));
-                    self.ctx.collector.lock().send(OutgoingRecord {
-                        topic: dlq.clone(),
-                        partition: None,
-                        key: raw.key.as_ref().map(|b| b.to_vec()),
-                        value: raw.value.as_ref().map(|b| b.to_vec()),
-                        timestamp: raw.timestamp,
-                        headers,
-                    })?;
-                }
-                self.consumed.insert(partition.clone(), raw.offset + 1);
-                Ok(())
-            }
-        }
-    }
-
     /// Processes the buffered record with the lowest timestamp. Returns false if nothing
     /// was buffered.
     pub(crate) fn process_one(&mut self) -> Result<bool> {
@@ -829,111 +491,6 @@ impl Task {
     /// True once a processor asked for a commit (cleared by [`Task::post_commit`]).
     pub(crate) fn commit_requested(&self) -> bool {
         self.ctx.commit_requested
-    }
-
-    /// First half of a commit: flush caches (forwarding what they emit) and stores, in
-    /// topology order so downstream caches see upstream emissions.
-    pub(crate) fn prepare_commit(&mut self) -> Result<()> {
-        let order: Vec<String> = self.store_order();
-        for name in order {
-            if let Some(s) = self.ctx.stores.get_mut(&name) {
-                s.store.state().flush_cache()?;
-            }
-            self.ctx.drain_cache_flushes()?;
-        }
-        Ok(())
-    }
-
-    fn store_order(&self) -> Vec<String> {
-        let mut order = Vec::new();
-        for info in self.ctx.info.iter() {
-            for s in &info.stores {
-                if self.ctx.stores.contains_key(s) && !order.contains(s) {
-                    order.push(s.clone());
-                }
-            }
-        }
-        order
-    }
-
-    /// Input offsets to commit (next offset to read per partition) that changed since the
-    /// last commit.
-    pub(crate) fn offsets_to_commit(&self) -> BTreeMap<TopicPartition, i64> {
-        self.consumed
-            .iter()
-            .filter(|(tp, o)| self.committed.get(*tp) != Some(*o))
-            .map(|(tp, o)| (tp.clone(), *o))
-            .collect()
-    }
-
-    /// Last half of a commit, after the produced records are acknowledged and the offsets
-    /// committed: record the committed offsets and write the checkpoint.
-    pub(crate) fn post_commit(&mut self, committed: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-        for (tp, o) in committed {
-            if self.consumed.contains_key(tp) {
-                self.committed.insert(tp.clone(), *o);
-            }
-        }
-        self.ctx.commit_requested = false;
-        // As Kafka Streams: flush the stores and write a checkpoint only once the changelogs
-        // moved by more than CHECKPOINT_DELTA records (a RocksDB flush on every 100 ms
-        // commit would pile up tiny files); a crash then restores a little more.
-        self.update_store_offsets();
-        let delta: i64 = self
-            .store_offsets
-            .iter()
-            .map(|(tp, o)| o - self.checkpointed.get(tp).copied().unwrap_or(-1))
-            .sum();
-        if delta > CHECKPOINT_DELTA {
-            self.write_checkpoint()?;
-        }
-        Ok(())
-    }
-
-    fn update_store_offsets(&mut self) {
-        let produced = self.ctx.collector.lock().produced_offsets().clone();
-        for tp in self.changelogs.values() {
-            if let Some(&o) = produced.get(tp) {
-                let e = self.store_offsets.entry(tp.clone()).or_insert(o);
-                *e = (*e).max(o);
-            }
-        }
-    }
-
-    /// Offsets a checkpoint may claim: those of persistent, logged stores (an in-memory
-    /// store is empty after a restart, so it always restores from the start).
-    fn checkpoint_offsets(&self) -> BTreeMap<TopicPartition, i64> {
-        self.store_offsets
-            .iter()
-            .filter(|(tp, _)| {
-                self.changelogs.iter().any(|(name, c)| {
-                    c == *tp
-                        && self
-                            .ctx
-                            .stores
-                            .get(name)
-                            .is_some_and(|s| s.spec.is_persistent())
-                })
-            })
-            .map(|(tp, o)| (tp.clone(), *o))
-            .collect()
-    }
-
-    fn write_checkpoint(&mut self) -> Result<()> {
-        self.update_store_offsets();
-        let offsets = self.checkpoint_offsets();
-        self.checkpointed.clone_from(&self.store_offsets);
-        if let Some(dir) = &self.dir {
-            let mut stores: Vec<&mut dyn StateStore> = self
-                .ctx
-                .stores
-                .values_mut()
-                .filter(|s| s.spec.is_persistent() && s.spec.is_logging())
-                .map(|s| s.store.state())
-                .collect();
-            dir.checkpoint_stores(&mut stores, &offsets)?;
-        }
-        Ok(())
     }
 
     /// Closes the task. `clean` after a final commit: closes processors, checkpoints and

@@ -16,207 +16,16 @@ use crate::sink::{ErasedSink, TypedSink};
 use crate::source::{SourceDeserializer, TypedSource};
 use crate::store::StoreBuilder;
 
-/// Where a source's records come from (Kafka's `auto.offset.reset` per source): used when
-/// the application has no committed offset for a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OffsetReset {
-    /// From the log start (Kafka Streams' default).
-    #[default]
-    Earliest,
-    /// From the end: only records produced after the application started.
-    Latest,
-}
+mod describe;
+mod nodes;
 
-/// Computes a record's timestamp from its key, value, the timestamp stored in the record
-/// and the partition's current time (Kafka's `TimestampExtractor`). A negative result is
-/// an invalid timestamp, handled by the configured
-/// [`InvalidTimestampPolicy`](crate::InvalidTimestampPolicy).
-pub type TimestampExtractor<K, V> = Arc<dyn Fn(&K, &V, i64, i64) -> i64 + Send + Sync>;
-
-/// Chooses the topic of each record a dynamic sink writes (Kafka's `TopicNameExtractor`).
-pub type TopicNameExtractor<K, V> = Arc<dyn Fn(&K, &V) -> String + Send + Sync>;
-
-/// Chooses the partition of a record from its key, value and the topic's partition count;
-/// `None` falls back to the default (murmur2 of the serialized key, as the Java client
-/// does; sticky for null keys). Kafka's `StreamPartitioner`.
-pub type StreamPartitioner<K, V> = Arc<dyn Fn(&str, &K, &V, i32) -> Option<i32> + Send + Sync>;
-
-/// The topics a source reads.
-#[derive(Debug, Clone)]
-pub enum SourceTopics {
-    /// These topics.
-    Names(Vec<String>),
-    /// Every topic matching this pattern when the application starts.
-    Pattern(Regex),
-}
-
-/// A source node definition for [`Topology::add_source`].
-///
-/// ```
-/// use std::sync::Arc;
-/// use streams_core::{Source, StringSerde, I64Serde};
-/// let source = Source::<String, i64>::new("input", ["orders"])
-///     .key_serde(StringSerde)
-///     .value_serde(I64Serde)
-///     .timestamp_extractor(Arc::new(|_k: &String, v: &i64, _ts, _partition_time| *v));
-/// ```
-pub struct Source<K, V> {
-    pub(crate) name: String,
-    pub(crate) topics: SourceTopics,
-    pub(crate) key_serde: Option<SharedSerde<K>>,
-    pub(crate) value_serde: Option<SharedSerde<V>>,
-    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
-    pub(crate) offset_reset: OffsetReset,
-}
-
-impl<K: Any + Send + Clone, V: Any + Send + Clone> Source<K, V> {
-    /// A source reading `topics`.
-    pub fn new<I, S>(name: impl Into<String>, topics: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::with_topics(
-            name,
-            SourceTopics::Names(topics.into_iter().map(Into::into).collect()),
-        )
-    }
-
-    /// A source reading every topic that matches `pattern` when the application starts
-    /// (the match is anchored at both ends, as Java's `Pattern.matches`).
-    pub fn pattern(name: impl Into<String>, pattern: &str) -> Result<Self> {
-        let name = name.into();
-        let re =
-            Regex::new(&format!("^(?:{pattern})$")).map_err(|e| TopologyError::InvalidSource {
-                node: name.clone(),
-                reason: format!("bad pattern `{pattern}`: {e}"),
-            })?;
-        Ok(Self::with_topics(name, SourceTopics::Pattern(re)))
-    }
-
-    fn with_topics(name: impl Into<String>, topics: SourceTopics) -> Self {
-        Source {
-            name: name.into(),
-            topics,
-            key_serde: None,
-            value_serde: None,
-            extractor: None,
-            offset_reset: OffsetReset::default(),
-        }
-    }
-
-    /// Renames the source node.
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// The key serde (default: the registry's serde for `K`).
-    pub fn key_serde(mut self, serde: impl crate::Serde<K>) -> Self {
-        self.key_serde = Some(Arc::new(serde));
-        self
-    }
-
-    /// The value serde (default: the registry's serde for `V`).
-    pub fn value_serde(mut self, serde: impl crate::Serde<V>) -> Self {
-        self.value_serde = Some(Arc::new(serde));
-        self
-    }
-
-    /// Shared serdes, either of which may be absent.
-    pub fn serdes(mut self, key: Option<SharedSerde<K>>, value: Option<SharedSerde<V>>) -> Self {
-        self.key_serde = key;
-        self.value_serde = value;
-        self
-    }
-
-    /// A custom timestamp extractor (default: the timestamp stored in the record).
-    pub fn timestamp_extractor(mut self, extractor: TimestampExtractor<K, V>) -> Self {
-        self.extractor = Some(extractor);
-        self
-    }
-
-    /// Where to start without a committed offset.
-    pub fn offset_reset(mut self, reset: OffsetReset) -> Self {
-        self.offset_reset = reset;
-        self
-    }
-}
-
-/// The topic a sink writes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkTopic {
-    /// Always this topic.
-    Fixed(String),
-    /// Chosen per record by a [`TopicNameExtractor`].
-    Dynamic,
-}
-
-/// A sink node definition for [`Topology::add_sink`].
-///
-/// ```
-/// use streams_core::{Sink, StringSerde, I64Serde};
-/// let sink = Sink::<String, i64>::new("output", "counts").key_serde(StringSerde).value_serde(I64Serde);
-/// ```
-pub struct Sink<K, V> {
-    pub(crate) name: String,
-    pub(crate) topic: SinkTopic,
-    pub(crate) extractor: Option<TopicNameExtractor<K, V>>,
-    pub(crate) key_serde: Option<SharedSerde<K>>,
-    pub(crate) value_serde: Option<SharedSerde<V>>,
-    pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
-}
-
-impl<K: Any + Send + Clone, V: Any + Send + Clone> Sink<K, V> {
-    /// A sink writing to `topic`.
-    pub fn new(name: impl Into<String>, topic: impl Into<String>) -> Self {
-        Sink {
-            name: name.into(),
-            topic: SinkTopic::Fixed(topic.into()),
-            extractor: None,
-            key_serde: None,
-            value_serde: None,
-            partitioner: None,
-        }
-    }
-
-    /// A sink choosing each record's topic with `extractor`; the topics must exist.
-    pub fn dynamic(name: impl Into<String>, extractor: TopicNameExtractor<K, V>) -> Self {
-        Sink {
-            name: name.into(),
-            topic: SinkTopic::Dynamic,
-            extractor: Some(extractor),
-            key_serde: None,
-            value_serde: None,
-            partitioner: None,
-        }
-    }
-
-    /// The key serde (default: the registry's serde for `K`).
-    pub fn key_serde(mut self, serde: impl crate::Serde<K>) -> Self {
-        self.key_serde = Some(Arc::new(serde));
-        self
-    }
-
-    /// The value serde (default: the registry's serde for `V`).
-    pub fn value_serde(mut self, serde: impl crate::Serde<V>) -> Self {
-        self.value_serde = Some(Arc::new(serde));
-        self
-    }
-
-    /// Shared serdes, either of which may be absent.
-    pub fn serdes(mut self, key: Option<SharedSerde<K>>, value: Option<SharedSerde<V>>) -> Self {
-        self.key_serde = key;
-        self.value_serde = value;
-        self
-    }
-
-    /// A custom partitioner.
-    pub fn partitioner(mut self, partitioner: StreamPartitioner<K, V>) -> Self {
-        self.partitioner = Some(partitioner);
-        self
-    }
-}
+pub use describe::{
+    NodeDescription, NodeDescriptionKind, SubtopologyDescription, TopologyDescription,
+};
+pub use nodes::{
+    OffsetReset, Sink, SinkTopic, Source, SourceTopics, StreamPartitioner, TimestampExtractor,
+    TopicNameExtractor,
+};
 
 /// Key and value types of records entering or leaving a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -538,6 +347,7 @@ impl Topology {
             key_serde,
             value_serde,
             partitioner,
+            skip_null_keys,
             ..
         } = sink;
         let factory_node = node.clone();
@@ -548,6 +358,7 @@ impl Topology {
                 key_serde: resolve(&key_serde, registry, "key", &factory_node)?,
                 value_serde: resolve(&value_serde, registry, "value", &factory_node)?,
                 partitioner: partitioner.clone(),
+                skip_null_keys,
                 physical: None,
             }) as Box<dyn ErasedSink>)
         });
@@ -628,7 +439,7 @@ impl Topology {
     /// The name a topic has in the cluster: internal topics get the application id prefix.
     pub fn physical_topic_name(&self, application_id: &str, topic: &str) -> String {
         if self.is_internal_topic(topic) {
-            format!("{application_id}-{topic}")
+            crate::names::internal_topic(application_id, topic)
         } else {
             topic.to_owned()
         }
@@ -720,59 +531,6 @@ impl Topology {
         }
         Ok(subs)
     }
-
-    /// A readable description of the topology (Kafka's `TopologyDescription`). Fails if the
-    /// topology is invalid as a whole (e.g. a store connected to nothing).
-    pub fn describe(&self) -> Result<TopologyDescription> {
-        let subs = self.subtopologies()?;
-        let mut out = TopologyDescription {
-            subtopologies: Vec::new(),
-        };
-        for s in &subs {
-            let mut nodes = Vec::new();
-            for &i in &s.nodes {
-                let n = &self.nodes[i];
-                let kind = match &n.kind {
-                    NodeKind::Source { topics, .. } => NodeDescriptionKind::Source(match topics {
-                        SourceTopics::Names(t) => format!("topics: [{}]", t.join(", ")),
-                        SourceTopics::Pattern(p) => format!("topicPattern: {}", strip_anchors(p)),
-                    }),
-                    NodeKind::Processor { stores, .. } => {
-                        NodeDescriptionKind::Processor(stores.clone())
-                    }
-                    NodeKind::Sink { topic, .. } => NodeDescriptionKind::Sink(match topic {
-                        SinkTopic::Fixed(t) => t.clone(),
-                        SinkTopic::Dynamic => String::new(),
-                    }),
-                };
-                nodes.push(NodeDescription {
-                    name: n.name.clone(),
-                    kind,
-                    successors: n
-                        .children
-                        .iter()
-                        .map(|&c| self.nodes[c].name.clone())
-                        .collect(),
-                    predecessors: n
-                        .parents
-                        .iter()
-                        .map(|&c| self.nodes[c].name.clone())
-                        .collect(),
-                });
-            }
-            out.subtopologies
-                .push(SubtopologyDescription { id: s.id, nodes });
-        }
-        Ok(out)
-    }
-}
-
-fn strip_anchors(re: &Regex) -> String {
-    let s = re.as_str();
-    s.strip_prefix("^(?:")
-        .and_then(|s| s.strip_suffix(")$"))
-        .unwrap_or(s)
-        .to_owned()
 }
 
 pub(crate) fn resolve<T: 'static>(
@@ -790,157 +548,5 @@ pub(crate) fn resolve<T: 'static>(
                 type_name: std::any::type_name::<T>(),
                 node: node.to_owned(),
             }),
-    }
-}
-
-/// One node in a [`TopologyDescription`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeDescription {
-    /// Node name.
-    pub name: String,
-    /// What the node is.
-    pub kind: NodeDescriptionKind,
-    /// Children.
-    pub successors: Vec<String>,
-    /// Parents.
-    pub predecessors: Vec<String>,
-}
-
-/// Kinds of nodes in a [`TopologyDescription`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeDescriptionKind {
-    /// A source and its topics (`topics: [a, b]` or `topicPattern: x.*`).
-    Source(String),
-    /// A processor and its stores.
-    Processor(Vec<String>),
-    /// A sink and its topic (empty when chosen per record).
-    Sink(String),
-}
-
-/// One sub-topology in a [`TopologyDescription`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubtopologyDescription {
-    /// Its id (the first part of its task ids).
-    pub id: usize,
-    /// Its nodes in topology order.
-    pub nodes: Vec<NodeDescription>,
-}
-
-/// A description of a topology: `Display` prints Kafka's `TopologyDescription` text;
-/// [`TopologyDescription::to_dot`] gives Graphviz.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopologyDescription {
-    /// The sub-topologies.
-    pub subtopologies: Vec<SubtopologyDescription>,
-}
-
-impl fmt::Display for TopologyDescription {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Topologies:")?;
-        for s in &self.subtopologies {
-            writeln!(f, "   Sub-topology: {}", s.id)?;
-            for n in &s.nodes {
-                match &n.kind {
-                    NodeDescriptionKind::Source(t) => writeln!(f, "    Source: {} ({t})", n.name)?,
-                    NodeDescriptionKind::Processor(st) => {
-                        writeln!(f, "    Processor: {} (stores: [{}])", n.name, st.join(", "))?
-                    }
-                    NodeDescriptionKind::Sink(t) if t.is_empty() => {
-                        writeln!(f, "    Sink: {} (extractor: dynamic)", n.name)?
-                    }
-                    NodeDescriptionKind::Sink(t) => {
-                        writeln!(f, "    Sink: {} (topic: {t})", n.name)?
-                    }
-                }
-                if !n.successors.is_empty() {
-                    writeln!(f, "      --> {}", n.successors.join(", "))?;
-                } else if !matches!(n.kind, NodeDescriptionKind::Sink(_)) {
-                    writeln!(f, "      --> none")?;
-                }
-                if !n.predecessors.is_empty() {
-                    writeln!(f, "      <-- {}", n.predecessors.join(", "))?;
-                }
-            }
-            writeln!(f)?;
-        }
-        Ok(())
-    }
-}
-
-fn dot_id(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-impl TopologyDescription {
-    /// The topology as a Graphviz `digraph`: one cluster per sub-topology, topics as
-    /// ellipses, processors as boxes, stores as cylinders.
-    pub fn to_dot(&self) -> String {
-        let mut s = String::from("digraph topology {\n  rankdir=LR;\n  node [shape=box];\n");
-        let mut topics = BTreeSet::new();
-        for sub in &self.subtopologies {
-            let _ = writeln!(
-                s,
-                "  subgraph cluster_{} {{\n    label=\"Sub-topology {}\";",
-                sub.id, sub.id
-            );
-            for n in &sub.nodes {
-                let _ = writeln!(s, "    {};", dot_id(&n.name));
-            }
-            s.push_str("  }\n");
-            for n in &sub.nodes {
-                for c in &n.successors {
-                    let _ = writeln!(s, "  {} -> {};", dot_id(&n.name), dot_id(c));
-                }
-                match &n.kind {
-                    NodeDescriptionKind::Source(t) => {
-                        let list = t
-                            .trim_start_matches("topics: [")
-                            .trim_start_matches("topicPattern: ")
-                            .trim_end_matches(']');
-                        for topic in list.split(", ").filter(|t| !t.is_empty()) {
-                            topics.insert(topic.to_owned());
-                            let _ = writeln!(
-                                s,
-                                "  {} -> {};",
-                                dot_id(&format!("topic:{topic}")),
-                                dot_id(&n.name)
-                            );
-                        }
-                    }
-                    NodeDescriptionKind::Sink(t) if !t.is_empty() => {
-                        topics.insert(t.clone());
-                        let _ = writeln!(
-                            s,
-                            "  {} -> {};",
-                            dot_id(&n.name),
-                            dot_id(&format!("topic:{t}"))
-                        );
-                    }
-                    NodeDescriptionKind::Processor(stores) => {
-                        for st in stores {
-                            let _ = writeln!(
-                                s,
-                                "  {} [shape=cylinder, label={}];\n  {} -> {} [dir=both, style=dashed];",
-                                dot_id(&format!("store:{st}")),
-                                dot_id(st),
-                                dot_id(&n.name),
-                                dot_id(&format!("store:{st}"))
-                            );
-                        }
-                    }
-                    NodeDescriptionKind::Sink(_) => {}
-                }
-            }
-        }
-        for t in topics {
-            let _ = writeln!(
-                s,
-                "  {} [shape=ellipse, label={}];",
-                dot_id(&format!("topic:{t}")),
-                dot_id(&t)
-            );
-        }
-        s.push_str("}\n");
-        s
     }
 }

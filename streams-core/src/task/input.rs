@@ -1,0 +1,132 @@
+//! A task's input: buffering fetched records per partition, deserializing the head of
+//! each queue, and what happens to records that cannot be deserialized or carry an
+//! invalid timestamp.
+
+use super::*;
+
+impl Task {
+    /// Buffers fetched records of an input partition.
+    pub(crate) fn add_records(&mut self, partition: &TopicPartition, records: Vec<RawRecord>) {
+        if let Some(q) = self.queues.iter_mut().find(|q| &q.partition == partition) {
+            q.raw.extend(records);
+        }
+    }
+
+    /// Records buffered and not yet processed.
+    pub(crate) fn buffered(&self) -> usize {
+        self.queues
+            .iter()
+            .map(|q| q.raw.len() + usize::from(q.head_offset.is_some()))
+            .sum()
+    }
+
+    /// Input partitions with at least `limit` records buffered.
+    pub(crate) fn full_partitions(&self, limit: usize) -> Vec<TopicPartition> {
+        self.queues
+            .iter()
+            .filter(|q| q.raw.len() >= limit)
+            .map(|q| q.partition.clone())
+            .collect()
+    }
+
+    /// Makes sure every queue with records has a deserialized head, handling bad records.
+    pub(super) fn fill_heads(&mut self) -> Result<()> {
+        for qi in 0..self.queues.len() {
+            while self.queues[qi].head_offset.is_none() {
+                let q = &mut self.queues[qi];
+                let Some(raw) = q.raw.pop_front() else {
+                    break;
+                };
+                match q.head.fill(&q.partition.topic, &raw, q.partition_time) {
+                    Ok(ts) if ts < 0 => match self.settings.invalid_timestamps {
+                        InvalidTimestampPolicy::Fail => {
+                            return Err(StreamsError::InvalidTimestamp {
+                                topic: q.partition.topic.clone(),
+                                partition: q.partition.partition,
+                                offset: raw.offset,
+                                timestamp: ts,
+                            })
+                        }
+                        InvalidTimestampPolicy::LogAndSkip => {
+                            tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, timestamp = ts, "skipping record with invalid timestamp");
+                            self.counters.skipped_timestamp += 1;
+                            self.consumed.insert(q.partition.clone(), raw.offset + 1);
+                        }
+                        InvalidTimestampPolicy::UsePartitionTime => {
+                            if q.partition_time < 0 {
+                                tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, "invalid timestamp and no partition time yet; skipping");
+                                self.counters.skipped_timestamp += 1;
+                                self.consumed.insert(q.partition.clone(), raw.offset + 1);
+                            } else {
+                                q.head.set_timestamp(q.partition_time);
+                                q.head_offset = Some(raw.offset);
+                            }
+                        }
+                    },
+                    Ok(ts) => {
+                        q.partition_time = q.partition_time.max(ts);
+                        q.head_offset = Some(raw.offset);
+                    }
+                    Err(e) => {
+                        let partition = q.partition.clone();
+                        self.handle_bad_record(&partition, &raw, e)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_bad_record(
+        &mut self,
+        partition: &TopicPartition,
+        raw: &RawRecord,
+        error: StreamsError,
+    ) -> Result<()> {
+        match &self.settings.deserialization {
+            DeserializationHandler::Fail => Err(StreamsError::Processing {
+                task: self.id.to_string(),
+                node: format!("source of {}", partition.topic),
+                message: format!(
+                    "cannot deserialize the record at {partition} offset {}: {error} \
+                     (default.deserialization.exception.handler = fail)",
+                    raw.offset
+                ),
+            }),
+            DeserializationHandler::LogAndContinue { dead_letter_topic } => {
+                self.counters.skipped_deserialization += 1;
+                tracing::warn!(task = %self.id, %partition, offset = raw.offset, error = %error,
+                    skipped = self.counters.skipped_deserialization,
+                    "skipping a record that cannot be deserialized");
+                if let Some(dlq) = dead_letter_topic {
+                    let mut headers = raw.headers.clone();
+                    let h = |k: &str, v: String| Header {
+                        key: k.to_owned(),
+                        value: Some(bytes::Bytes::from(v.into_bytes())),
+                    };
+                    headers.push(h(
+                        "__streams.errors.exception",
+                        "DeserializationException".into(),
+                    ));
+                    headers.push(h("__streams.errors.message", error.to_string()));
+                    headers.push(h("__streams.errors.topic", partition.topic.clone()));
+                    headers.push(h(
+                        "__streams.errors.partition",
+                        partition.partition.to_string(),
+                    ));
+                    headers.push(h("__streams.errors.offset", raw.offset.to_string()));
+                    self.ctx.collector.lock().send(OutgoingRecord {
+                        topic: dlq.clone(),
+                        partition: None,
+                        key: raw.key.as_ref().map(|b| b.to_vec()),
+                        value: raw.value.as_ref().map(|b| b.to_vec()),
+                        timestamp: raw.timestamp,
+                        headers,
+                    })?;
+                }
+                self.consumed.insert(partition.clone(), raw.offset + 1);
+                Ok(())
+            }
+        }
+    }
+}

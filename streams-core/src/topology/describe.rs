@@ -1,0 +1,210 @@
+//! `TopologyDescription`: Kafka's text description of a topology and a Graphviz rendering.
+
+use super::*;
+
+impl Topology {
+    /// A readable description of the topology (Kafka's `TopologyDescription`). Fails if the
+    /// topology is invalid as a whole (e.g. a store connected to nothing).
+    pub fn describe(&self) -> Result<TopologyDescription> {
+        let subs = self.subtopologies()?;
+        let mut out = TopologyDescription {
+            subtopologies: Vec::new(),
+        };
+        for s in &subs {
+            let mut nodes = Vec::new();
+            for &i in &s.nodes {
+                let n = &self.nodes[i];
+                let kind = match &n.kind {
+                    NodeKind::Source { topics, .. } => NodeDescriptionKind::Source(match topics {
+                        SourceTopics::Names(t) => format!("topics: [{}]", t.join(", ")),
+                        SourceTopics::Pattern(p) => format!("topicPattern: {}", strip_anchors(p)),
+                    }),
+                    NodeKind::Processor { stores, .. } => {
+                        NodeDescriptionKind::Processor(stores.clone())
+                    }
+                    NodeKind::Sink { topic, .. } => NodeDescriptionKind::Sink(match topic {
+                        SinkTopic::Fixed(t) => t.clone(),
+                        SinkTopic::Dynamic => String::new(),
+                    }),
+                };
+                nodes.push(NodeDescription {
+                    name: n.name.clone(),
+                    kind,
+                    successors: n
+                        .children
+                        .iter()
+                        .map(|&c| self.nodes[c].name.clone())
+                        .collect(),
+                    predecessors: n
+                        .parents
+                        .iter()
+                        .map(|&c| self.nodes[c].name.clone())
+                        .collect(),
+                });
+            }
+            out.subtopologies
+                .push(SubtopologyDescription { id: s.id, nodes });
+        }
+        Ok(out)
+    }
+}
+
+fn strip_anchors(re: &Regex) -> String {
+    let s = re.as_str();
+    s.strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(s)
+        .to_owned()
+}
+
+/// One node in a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDescription {
+    /// Node name.
+    pub name: String,
+    /// What the node is.
+    pub kind: NodeDescriptionKind,
+    /// Children.
+    pub successors: Vec<String>,
+    /// Parents.
+    pub predecessors: Vec<String>,
+}
+
+/// Kinds of nodes in a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeDescriptionKind {
+    /// A source and its topics (`topics: [a, b]` or `topicPattern: x.*`).
+    Source(String),
+    /// A processor and its stores.
+    Processor(Vec<String>),
+    /// A sink and its topic (empty when chosen per record).
+    Sink(String),
+}
+
+/// One sub-topology in a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtopologyDescription {
+    /// Its id (the first part of its task ids).
+    pub id: usize,
+    /// Its nodes in topology order.
+    pub nodes: Vec<NodeDescription>,
+}
+
+/// A description of a topology: `Display` prints Kafka's `TopologyDescription` text;
+/// [`TopologyDescription::to_dot`] gives Graphviz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyDescription {
+    /// The sub-topologies.
+    pub subtopologies: Vec<SubtopologyDescription>,
+}
+
+impl fmt::Display for TopologyDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Topologies:")?;
+        for s in &self.subtopologies {
+            writeln!(f, "   Sub-topology: {}", s.id)?;
+            for n in &s.nodes {
+                match &n.kind {
+                    NodeDescriptionKind::Source(t) => writeln!(f, "    Source: {} ({t})", n.name)?,
+                    NodeDescriptionKind::Processor(st) => {
+                        writeln!(f, "    Processor: {} (stores: [{}])", n.name, st.join(", "))?
+                    }
+                    NodeDescriptionKind::Sink(t) if t.is_empty() => {
+                        writeln!(f, "    Sink: {} (extractor: dynamic)", n.name)?
+                    }
+                    NodeDescriptionKind::Sink(t) => {
+                        writeln!(f, "    Sink: {} (topic: {t})", n.name)?
+                    }
+                }
+                if !n.successors.is_empty() {
+                    writeln!(f, "      --> {}", n.successors.join(", "))?;
+                } else if !matches!(n.kind, NodeDescriptionKind::Sink(_)) {
+                    writeln!(f, "      --> none")?;
+                }
+                if !n.predecessors.is_empty() {
+                    writeln!(f, "      <-- {}", n.predecessors.join(", "))?;
+                }
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+fn dot_id(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl TopologyDescription {
+    /// The topology as a Graphviz `digraph`: one cluster per sub-topology, topics as
+    /// ellipses, processors as boxes, stores as cylinders.
+    pub fn to_dot(&self) -> String {
+        let mut s = String::from("digraph topology {\n  rankdir=LR;\n  node [shape=box];\n");
+        let mut topics = BTreeSet::new();
+        for sub in &self.subtopologies {
+            let _ = writeln!(
+                s,
+                "  subgraph cluster_{} {{\n    label=\"Sub-topology {}\";",
+                sub.id, sub.id
+            );
+            for n in &sub.nodes {
+                let _ = writeln!(s, "    {};", dot_id(&n.name));
+            }
+            s.push_str("  }\n");
+            for n in &sub.nodes {
+                for c in &n.successors {
+                    let _ = writeln!(s, "  {} -> {};", dot_id(&n.name), dot_id(c));
+                }
+                match &n.kind {
+                    NodeDescriptionKind::Source(t) => {
+                        let list = t
+                            .trim_start_matches("topics: [")
+                            .trim_start_matches("topicPattern: ")
+                            .trim_end_matches(']');
+                        for topic in list.split(", ").filter(|t| !t.is_empty()) {
+                            topics.insert(topic.to_owned());
+                            let _ = writeln!(
+                                s,
+                                "  {} -> {};",
+                                dot_id(&format!("topic:{topic}")),
+                                dot_id(&n.name)
+                            );
+                        }
+                    }
+                    NodeDescriptionKind::Sink(t) if !t.is_empty() => {
+                        topics.insert(t.clone());
+                        let _ = writeln!(
+                            s,
+                            "  {} -> {};",
+                            dot_id(&n.name),
+                            dot_id(&format!("topic:{t}"))
+                        );
+                    }
+                    NodeDescriptionKind::Processor(stores) => {
+                        for st in stores {
+                            let _ = writeln!(
+                                s,
+                                "  {} [shape=cylinder, label={}];\n  {} -> {} [dir=both, style=dashed];",
+                                dot_id(&format!("store:{st}")),
+                                dot_id(st),
+                                dot_id(&n.name),
+                                dot_id(&format!("store:{st}"))
+                            );
+                        }
+                    }
+                    NodeDescriptionKind::Sink(_) => {}
+                }
+            }
+        }
+        for t in topics {
+            let _ = writeln!(
+                s,
+                "  {} [shape=ellipse, label={}];",
+                dot_id(&format!("topic:{t}")),
+                dot_id(&t)
+            );
+        }
+        s.push_str("}\n");
+        s
+    }
+}

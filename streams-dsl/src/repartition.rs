@@ -1,0 +1,89 @@
+//! The repartition step, as Kafka Streams builds it: a null-key filter, a sink writing to
+//! `<prefix>-repartition` and a source reading it back, so that records with the same key
+//! meet in the same task. Aggregations use it after a key change; joins will repartition
+//! both sides with it, and `KStream::repartition` will expose it.
+
+use streams_core::{Record, SharedSerde, Sink, Source, repartition_topic};
+
+use crate::builder::Shared;
+use crate::processors::stateless;
+
+/// Kafka's test for a generated name (`KSTREAM-...-0000000003`): repartition nodes made
+/// for it take generated names too; for a user-given name they are named after the topic
+/// (Java's `name.matches("KSTREAM.*-[0-9]{10}")`).
+fn is_generated(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    name.starts_with("KSTREAM")
+        && bytes.len() >= "KSTREAM".len() + 11
+        && bytes[bytes.len() - 11] == b'-'
+        && bytes[bytes.len() - 10..].iter().all(u8::is_ascii_digit)
+}
+
+/// Adds a repartition step after node `parent` for the repartition topic named after
+/// `prefix` (a store name, or the name given by `Grouped`). Returns the name of the source
+/// node reading the topic back: the parent of what follows.
+///
+/// Node names follow Kafka's `createRepartitionedSource`: the sink, filter and source
+/// names are always drawn from the counter (in that order); they are used when `prefix`
+/// is generated, otherwise the nodes are `<topic>-sink`, `<topic>-filter`, `<topic>-source`.
+pub(crate) fn repartition<K, V>(
+    state: &Shared,
+    parent: &str,
+    prefix: &str,
+    key_serde: Option<SharedSerde<K>>,
+    value_serde: Option<SharedSerde<V>>,
+) -> String
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let topic = repartition_topic(prefix);
+    let mut s = state.borrow_mut();
+    let generated = (
+        s.next_name("KSTREAM-SINK-"),
+        s.next_name("KSTREAM-FILTER-"),
+        s.next_name("KSTREAM-SOURCE-"),
+    );
+    let (sink_name, filter_name, source_name) = if is_generated(prefix) {
+        generated
+    } else {
+        (
+            format!("{topic}-sink"),
+            format!("{topic}-filter"),
+            format!("{topic}-source"),
+        )
+    };
+    // The filter node drops null keys in Kafka; here a key is null when its serde makes it
+    // null, which the sink sees when it serializes it (`skip_null_keys`), so the filter
+    // node forwards as is and no key is serialized twice.
+    let filter = || stateless(|ctx, r: Record<K, V>| ctx.forward(r));
+    let sink = Sink::<K, V>::new(sink_name.clone(), topic.clone())
+        .serdes(key_serde.clone(), value_serde.clone())
+        .skip_null_keys();
+    let source =
+        Source::<K, V>::new(source_name.clone(), [topic.clone()]).serdes(key_serde, value_serde);
+    let from = parent.to_owned();
+    s.apply(|t| {
+        t.add_repartition_topic(&topic, None)?;
+        t.add_processor(&filter_name, filter, &[&from])?;
+        t.add_sink(sink, &[&filter_name])?;
+        t.add_source(source)?;
+        Ok(())
+    });
+    source_name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_generated;
+
+    #[test]
+    fn generated_names_as_kafka_tells_them() {
+        assert!(is_generated("KSTREAM-AGGREGATE-STATE-STORE-0000000003"));
+        assert!(is_generated("KSTREAM-0000000003"));
+        assert!(!is_generated("counts-store"));
+        assert!(!is_generated("KSTREAM-AGGREGATE-STATE-STORE-000000003"));
+        assert!(!is_generated("KSTREAM-AGGREGATE-STATE-STORE-00000000x3"));
+        assert!(!is_generated("my-KSTREAM-0000000003"));
+    }
+}
