@@ -62,7 +62,7 @@ impl OffsetAndMetadata {
     }
 }
 
-fn put_string(out: &mut Vec<u8>, s: &str) -> Option<()> {
+pub(crate) fn put_string(out: &mut Vec<u8>, s: &str) -> Option<()> {
     let len = i16::try_from(s.len()).ok()?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -88,10 +88,10 @@ pub(crate) fn encode_value(v: &OffsetAndMetadata) -> Option<Bytes> {
     Some(Bytes::from(out))
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&[u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -99,21 +99,21 @@ impl Reader<'_> {
         self.0 = b;
         Some(a)
     }
-    fn i16(&mut self) -> Option<i16> {
+    pub(crate) fn i16(&mut self) -> Option<i16> {
         let b = self.take(2)?;
         Some(i16::from_be_bytes([b[0], b[1]]))
     }
-    fn i32(&mut self) -> Option<i32> {
+    pub(crate) fn i32(&mut self) -> Option<i32> {
         let b = self.take(4)?;
         Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn i64(&mut self) -> Option<i64> {
+    pub(crate) fn i64(&mut self) -> Option<i64> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Some(i64::from_be_bytes(a))
     }
-    fn string(&mut self) -> Option<String> {
+    pub(crate) fn string(&mut self) -> Option<String> {
         let len = self.i16()?;
         if len < 0 {
             return Some(String::new());

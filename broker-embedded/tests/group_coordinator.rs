@@ -12,9 +12,13 @@ use broker_embedded::{
 use bytes::Bytes;
 
 fn broker(dir: &std::path::Path) -> Broker {
+    broker_with_delay(dir, Duration::ZERO)
+}
+
+fn broker_with_delay(dir: &std::path::Path, initial_delay: Duration) -> Broker {
     let mut c = BrokerConfig::new(dir);
     c.cleaner_interval = None;
-    c.group_initial_rebalance_delay = Duration::ZERO;
+    c.group_initial_rebalance_delay = initial_delay;
     Broker::open(c).unwrap()
 }
 
@@ -164,5 +168,99 @@ async fn members_join_sync_commit_and_expire_without_a_server() {
     groups.leave("g", &b.member_id, None).unwrap();
     assert_eq!(groups.describe("g").unwrap().state, GroupState::Empty);
     commit_one(&broker, -1, "").unwrap();
+    broker.shutdown().unwrap();
+}
+
+/// Groups, generations, assignments and static members survive a broker restart: they are
+/// recorded in `__consumer_offsets` as `GroupMetadataKey` / `GroupMetadataValue` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_metadata_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (static_id, dynamic_id) = {
+        // Both members land in the first rebalance.
+        let broker = broker_with_delay(dir.path(), Duration::from_millis(500));
+        let groups = broker.group_coordinator();
+        let mut s = request("", Duration::from_secs(30));
+        s.group_instance_id = Some("instance-1".into());
+        let pending_static = groups.join(s);
+        let d = groups
+            .join(request("", Duration::from_secs(30)))
+            .await
+            .unwrap();
+        let s = pending_static.await.unwrap();
+        assert_eq!(s.generation_id, d.generation_id);
+        let (leader, follower) = if s.is_leader() { (&s, &d) } else { (&d, &s) };
+        let assignments = vec![
+            (s.member_id.clone(), Bytes::from_static(b"for-static")),
+            (d.member_id.clone(), Bytes::from_static(b"for-dynamic")),
+        ];
+        let pending = groups.sync(sync(
+            follower.generation_id,
+            &follower.member_id,
+            Vec::new(),
+        ));
+        groups
+            .sync(sync(leader.generation_id, &leader.member_id, assignments))
+            .await
+            .unwrap();
+        pending.await.unwrap();
+        assert_eq!(s.generation_id, 1);
+        broker.shutdown().unwrap();
+        (s.member_id, d.member_id)
+    };
+
+    let broker = broker(dir.path());
+    let groups = broker.group_coordinator();
+    let g = groups.describe("g").expect("the group was reloaded");
+    assert_eq!(g.state, GroupState::Stable);
+    assert_eq!(g.generation_id, 1);
+    assert_eq!(g.protocol_type, "consumer");
+    assert_eq!(g.protocol, "range");
+    let ids: Vec<&str> = g.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert!(ids.contains(&static_id.as_str()) && ids.contains(&dynamic_id.as_str()));
+    let reloaded_static = g.members.iter().find(|m| m.member_id == static_id).unwrap();
+    assert_eq!(reloaded_static.instance_id.as_deref(), Some("instance-1"));
+    assert_eq!(&reloaded_static.assignment[..], b"for-static");
+    assert_eq!(&reloaded_static.metadata[..], b"meta");
+
+    // The dynamic member carries on in its generation.
+    groups.heartbeat("g", 1, &dynamic_id, None).unwrap();
+    // The static member restarts: it gets its assignment back without a rebalance.
+    let mut s = request("", Duration::from_secs(30));
+    s.group_instance_id = Some("instance-1".into());
+    let back = groups.join(s).await.unwrap();
+    assert_eq!(back.generation_id, 1);
+    assert_ne!(back.member_id, static_id);
+    let synced = groups
+        .sync(SyncGroupRequest {
+            group_instance_id: Some("instance-1".into()),
+            ..sync(1, &back.member_id, Vec::new())
+        })
+        .await
+        .unwrap();
+    assert_eq!(&synced.assignment[..], b"for-static");
+    assert_eq!(groups.describe("g").unwrap().state, GroupState::Stable);
+    // Its old member id is fenced.
+    assert!(matches!(
+        groups.heartbeat("g", 1, &static_id, Some("instance-1")),
+        Err(GroupError::FencedInstanceId)
+    ));
+    // Commits of the reloaded generation are checked as before the restart.
+    commit_one(&broker, 1, &dynamic_id).unwrap();
+    assert!(matches!(
+        commit_one(&broker, 0, &dynamic_id),
+        Err(GroupError::IllegalGeneration { .. })
+    ));
+
+    // Both leave; the empty group is recorded too and reloads as Empty.
+    groups.leave("g", &dynamic_id, None).unwrap();
+    groups.leave("g", &back.member_id, None).unwrap();
+    broker.shutdown().unwrap();
+    drop(broker);
+    let broker = self::broker(dir.path());
+    let g = broker.group_coordinator().describe("g").unwrap();
+    assert_eq!(g.state, GroupState::Empty);
+    assert!(g.members.is_empty());
+    assert!(g.generation_id >= 2);
     broker.shutdown().unwrap();
 }

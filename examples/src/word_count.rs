@@ -103,10 +103,15 @@ pub struct Options {
     pub commit_interval: Duration,
     /// Record cache size for the whole instance.
     pub cache_bytes: usize,
+    /// The stream threads' `session.timeout.ms`. The broker keeps the group across
+    /// restarts, so after a crash the restarted instance waits this long for the dead
+    /// members to expire before it gets their tasks.
+    pub session_timeout: Duration,
 }
 
 impl Options {
-    /// Defaults: 4 partitions, 1 thread, commit every 200 ms, 10 MiB cache.
+    /// Defaults: 4 partitions, 1 thread, commit every 200 ms, 10 MiB cache, Kafka's 45 s
+    /// session timeout.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Options {
             data_dir: data_dir.into(),
@@ -114,6 +119,7 @@ impl Options {
             threads: 1,
             commit_interval: Duration::from_millis(200),
             cache_bytes: 10 << 20,
+            session_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -157,7 +163,8 @@ impl WordCount {
             .state_dir(options.data_dir.join("state"))
             .num_stream_threads(options.threads)
             .commit_interval(options.commit_interval)
-            .cache_max_bytes(options.cache_bytes);
+            .cache_max_bytes(options.cache_bytes)
+            .session_timeout(options.session_timeout);
         let mut app = StreamsApp::new(topology()?, config, EmbeddedCluster::new(broker.clone()))?;
         app.start()?;
         if !app.wait_for_state(StreamsState::Running, Duration::from_secs(120)) {

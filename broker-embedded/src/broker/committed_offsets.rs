@@ -1,6 +1,7 @@
 //! Committed consumer-group offsets on the [`Broker`]: durable commits and deletions as
 //! records in the compacted `__consumer_offsets` topic (one partition per group, chosen as
-//! Kafka does), an in-memory cache of the latest offsets, and its rebuild on open.
+//! Kafka does), an in-memory cache of the latest offsets, and its rebuild on open; the group
+//! coordinator's metadata records go to the same partitions and are reloaded with them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,6 +11,7 @@ use super::produce_fetch::encode_produce_batch;
 use super::types::{NewTopic, ProduceRecord};
 use super::{now_ms, Broker};
 use crate::error::{BrokerError, Result};
+use crate::group::record::{self as group_record, StoredGroup};
 use crate::group::{CommitMember, GroupError};
 use crate::log::{AppendOrigin, IsolationLevel};
 use crate::offsets::{self, OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
@@ -99,6 +101,37 @@ impl Broker {
             .map_err(GroupError::Storage)
     }
 
+    /// Writes a group's metadata (a `GroupMetadataValue`), or its tombstone, to the group's
+    /// `__consumer_offsets` partition.
+    pub(crate) fn store_group_metadata(
+        &self,
+        group: &str,
+        metadata: Option<&StoredGroup>,
+    ) -> Result<()> {
+        self.check_open()?;
+        self.ensure_offsets_topic()?;
+        let key = group_record::encode_key(group)
+            .ok_or_else(|| BrokerError::InvalidRecord("group id longer than 32767 bytes".into()))?;
+        let value = match metadata {
+            Some(m) => Some(group_record::encode_value(m).ok_or_else(|| {
+                BrokerError::InvalidRecord("group metadata field too long".into())
+            })?),
+            None => None,
+        };
+        let record = ProduceRecord {
+            key: Some(key),
+            value,
+            headers: Vec::new(),
+            timestamp: Some(now_ms()),
+        };
+        let partition = self.offsets_partition_for(group);
+        let _guard = self.inner.offsets_lock.lock();
+        let log = self.log(OFFSETS_TOPIC, partition)?;
+        let mut batch = encode_produce_batch(&[record])?;
+        log.append(&mut batch, AppendOrigin::Internal, now_ms())?;
+        Ok(())
+    }
+
     /// The committed offset of one partition for a group.
     pub fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
         self.inner
@@ -178,6 +211,8 @@ impl Broker {
         let logs: Vec<_> = topic.logs.read().clone();
         let mut committed: HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>> =
             HashMap::new();
+        // Group metadata, last record per group wins (None: deleted).
+        let mut groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
         let mut skipped = 0usize;
         for log in logs {
             let mut offset = log.offsets().log_start_offset;
@@ -203,6 +238,19 @@ impl Broker {
                             source,
                         })?;
                     for r in records {
+                        if let Some(group) = r.key.as_deref().and_then(group_record::decode_key) {
+                            let value = r.value.as_deref().map(group_record::decode_value);
+                            match value {
+                                None => {
+                                    groups.insert(group, None);
+                                }
+                                Some(Some(g)) => {
+                                    groups.insert(group, Some(g));
+                                }
+                                Some(None) => skipped += 1,
+                            }
+                            continue;
+                        }
                         let Some((group, tp)) = r.key.as_deref().and_then(offsets::decode_key)
                         else {
                             skipped += 1;
@@ -231,6 +279,9 @@ impl Broker {
         }
         debug!(groups = committed.len(), "loaded committed offsets");
         *self.inner.committed.write() = committed;
+        self.inner
+            .groups
+            .restore(groups.into_iter().filter_map(|(n, g)| g.map(|g| (n, g))));
         Ok(())
     }
 }

@@ -230,6 +230,15 @@ impl Broker {
             threads: Mutex::new(Vec::new()),
             _lock_file: lock_file,
         });
+        let weak = Arc::downgrade(&inner);
+        inner.groups.set_store(Box::new(move |group, metadata| {
+            let inner = weak.upgrade().ok_or(BrokerError::Closed)?;
+            Broker {
+                inner,
+                _guard: None,
+            }
+            .store_group_metadata(group, metadata)
+        }));
         let guard = Some(Arc::new(ShutdownOnDrop(Arc::clone(&inner))));
         let broker = Self {
             inner,

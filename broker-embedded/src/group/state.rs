@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::record::{StoredGroup, StoredMember};
 use super::{GroupError, GroupState, JoinGroupResponse, JoinedMember, SyncGroupResponse};
 
 /// What a member waiting in JoinGroup receives.
@@ -17,6 +18,14 @@ pub(super) type SyncReply = Result<SyncGroupResponse, GroupError>;
 
 /// Kafka's default rebalance timeout when a group has no member to take it from.
 const DEFAULT_REBALANCE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+fn duration(ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
 
 pub(super) struct Member {
     pub(super) instance_id: Option<String>,
@@ -62,6 +71,9 @@ pub(super) struct Group {
     pub(super) pending: HashMap<String, Instant>,
     /// When the current rebalance completes even if not every member rejoined.
     pub(super) deadline: Option<Instant>,
+    /// Changed in a way `__consumer_offsets` must record (a completed rebalance, the group
+    /// becoming empty, a static member replaced).
+    pub(super) dirty: bool,
 }
 
 impl Group {
@@ -75,7 +87,71 @@ impl Group {
             members: BTreeMap::new(),
             pending: HashMap::new(),
             deadline: None,
+            dirty: false,
         }
+    }
+
+    /// The group as `__consumer_offsets` stores it.
+    pub(super) fn snapshot(&self) -> StoredGroup {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        StoredGroup {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            current_state_timestamp: crate::broker::now_ms(),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| StoredMember {
+                    member_id: id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: millis(m.rebalance_timeout),
+                    session_timeout_ms: millis(m.session_timeout),
+                    subscription: m.metadata(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A group loaded from `__consumer_offsets`: Stable with its members (their sessions
+    /// start now; members that do not come back expire), or Empty.
+    pub(super) fn restore(stored: StoredGroup) -> Self {
+        let now = Instant::now();
+        let mut g = Group::new();
+        g.generation = stored.generation;
+        g.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
+        g.protocol = stored.protocol.clone();
+        g.leader = stored.leader;
+        let protocol = stored.protocol.unwrap_or_default();
+        for m in stored.members {
+            g.members.insert(
+                m.member_id,
+                Member {
+                    instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: duration(m.session_timeout_ms),
+                    rebalance_timeout: duration(m.rebalance_timeout_ms),
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    last_seen: now,
+                    joined: false,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        if g.members.is_empty() {
+            g.protocol = None;
+            g.leader = None;
+        } else {
+            g.state = GroupState::Stable;
+        }
+        g
     }
 
     pub(super) fn start_rebalance(&mut self, initial_delay: Duration) {
@@ -155,6 +231,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol = None;
             self.leader = None;
+            self.dirty = true;
             return;
         }
         self.protocol = self.vote();
@@ -214,6 +291,7 @@ impl Group {
                 self.generation += 1;
                 self.protocol = None;
                 self.leader = None;
+                self.dirty = true;
             } else {
                 self.start_rebalance(initial_delay);
                 self.maybe_complete(false, true);
@@ -226,6 +304,7 @@ impl Group {
     pub(super) fn complete_sync(&mut self, assignments: Vec<(String, Bytes)>) {
         let given: HashMap<String, Bytes> = assignments.into_iter().collect();
         self.state = GroupState::Stable;
+        self.dirty = true;
         let (pt, p) = (self.protocol_type.clone(), self.protocol.clone());
         for (id, m) in self.members.iter_mut() {
             m.assignment = given.get(id).cloned().unwrap_or_default();
