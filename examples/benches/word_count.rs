@@ -129,7 +129,11 @@ fn lines(n: usize, vocab: &[String]) -> Vec<String> {
 }
 
 fn open_broker(dir: &std::path::Path) -> Broker {
-    let broker = Broker::open(BrokerConfig::new(dir.join("broker"))).expect("open broker");
+    let mut config = BrokerConfig::new(dir.join("broker"));
+    // One application on a fresh broker: no point waiting for more members to join (Kafka's
+    // group.initial.rebalance.delay.ms, 3 s by default), which would count in every run.
+    config.group_initial_rebalance_delay = Duration::ZERO;
+    let broker = Broker::open(config).expect("open broker");
     for t in [INPUT_TOPIC, OUTPUT_TOPIC] {
         broker
             .create_topic(NewTopic::new(t, PARTITIONS))
