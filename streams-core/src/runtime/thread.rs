@@ -1,0 +1,374 @@
+//! The stream thread: its record collector, its poll → process → punctuate → commit
+//! loop over a `TaskManager`, rebalances, and what happens when it fails.
+
+use super::*;
+
+/// The record collector of a stream thread: buffers per partition, sends batches.
+struct ClusterCollector {
+    producer: Box<dyn ClusterProducer>,
+    cluster: Arc<dyn Cluster>,
+    pending: BTreeMap<TopicPartition, Vec<ProduceRecord>>,
+    partitions: HashMap<String, i32>,
+    round_robin: HashMap<String, i32>,
+    produced: BTreeMap<TopicPartition, i64>,
+}
+
+const BATCH_RECORDS: usize = 2000;
+
+/// Buffered records above which a partition is paused (Kafka's
+/// `buffered.records.per.partition`).
+const BUFFERED_RECORDS_PER_PARTITION: usize = 1000;
+
+/// Records a task processes before the thread moves on (to the next task, to polling, to
+/// punctuating and committing): bounds the latency one busy task adds to the others.
+const PROCESS_BUDGET: usize = 200;
+
+impl RecordCollector for ClusterCollector {
+    fn partition_count(&mut self, topic: &str) -> Result<i32> {
+        if let Some(&n) = self.partitions.get(topic) {
+            return Ok(n);
+        }
+        let n = self
+            .cluster
+            .partitions(topic)?
+            .ok_or_else(|| StreamsError::Cluster(format!("topic `{topic}` does not exist")))?;
+        self.partitions.insert(topic.to_owned(), n);
+        Ok(n)
+    }
+
+    fn send(&mut self, r: OutgoingRecord) -> Result<()> {
+        let partition = match r.partition {
+            Some(p) => p,
+            None => {
+                let n = self.partition_count(&r.topic)?;
+                match &r.key {
+                    Some(k) => default_partition(k, n),
+                    None => {
+                        let next = self.round_robin.entry(r.topic.clone()).or_insert(0);
+                        *next = (*next + 1) % n.max(1);
+                        *next
+                    }
+                }
+            }
+        };
+        let tp = TopicPartition::new(r.topic, partition);
+        let batch = self.pending.entry(tp.clone()).or_default();
+        batch.push(ProduceRecord {
+            key: r.key.map(bytes::Bytes::from),
+            value: r.value.map(bytes::Bytes::from),
+            headers: r.headers,
+            timestamp: Some(r.timestamp),
+        });
+        if batch.len() >= BATCH_RECORDS {
+            let records = std::mem::take(batch);
+            self.producer.send(&tp, records)?;
+        }
+        Ok(())
+    }
+
+    fn send_pending(&mut self) -> Result<()> {
+        for (tp, records) in std::mem::take(&mut self.pending) {
+            self.producer.send(&tp, records)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.send_pending()?;
+        for (tp, o) in self.producer.flush()? {
+            let e = self.produced.entry(tp).or_insert(o);
+            *e = (*e).max(o);
+        }
+        Ok(())
+    }
+
+    fn produced_offsets(&self) -> &BTreeMap<TopicPartition, i64> {
+        &self.produced
+    }
+}
+
+struct StreamThread {
+    shared: Arc<AppShared>,
+    index: usize,
+    consumer: Box<dyn ClusterConsumer>,
+    tasks: TaskManager,
+    settings: Arc<TaskSettings>,
+    rocksdb: RocksDbResources,
+    metrics: Arc<StoreMetrics>,
+    last_commit: Instant,
+}
+
+pub(super) fn run_thread(
+    shared: Arc<AppShared>,
+    index: usize,
+    client_id: String,
+    consumer: Box<dyn ClusterConsumer>,
+    producer: Box<dyn ClusterProducer>,
+    rocksdb: RocksDbResources,
+    metrics: Arc<StoreMetrics>,
+) {
+    let span = tracing::info_span!("stream_thread", thread = %client_id);
+    let _g = span.enter();
+    let mut consumer = Some(consumer);
+    let mut producer = Some(producer);
+    loop {
+        let (c, p) = match (consumer.take(), producer.take()) {
+            (Some(c), Some(p)) => (c, p),
+            _ => {
+                // A replacement thread: new consumer and producer.
+                let made = shared
+                    .cluster
+                    .consumer(&shared.config.application_id, &client_id)
+                    .and_then(|mut c| {
+                        c.subscribe(subscription(&shared))?;
+                        Ok(c)
+                    })
+                    .and_then(|c| Ok((c, shared.cluster.producer(&client_id)?)));
+                match made {
+                    Ok(x) => x,
+                    Err(e) => {
+                        fail(&shared, index, &e, UncaughtErrorPolicy::ShutdownClient);
+                        return;
+                    }
+                }
+            }
+        };
+        let mut thread = StreamThread::new(
+            Arc::clone(&shared),
+            index,
+            c,
+            p,
+            rocksdb.clone(),
+            Arc::clone(&metrics),
+        );
+        match thread.run() {
+            Ok(()) => {
+                shared.thread_running.lock().remove(&index);
+                return;
+            }
+            Err(e) => {
+                thread.close_dirty();
+                let policy = shared.config.uncaught;
+                fail(&shared, index, &e, policy);
+                if policy != UncaughtErrorPolicy::ReplaceThread
+                    || shared.shutdown.load(Ordering::SeqCst)
+                {
+                    return;
+                }
+                tracing::warn!("replacing the failed stream thread");
+            }
+        }
+    }
+}
+
+fn fail(shared: &AppShared, index: usize, e: &StreamsError, policy: UncaughtErrorPolicy) {
+    tracing::error!(error = %e, ?policy, "stream thread failed");
+    shared.errors.lock().push(e.to_string());
+    match policy {
+        UncaughtErrorPolicy::ReplaceThread => {
+            shared.thread_state(index, false);
+        }
+        UncaughtErrorPolicy::ShutdownThread => {
+            let none_left = {
+                let mut t = shared.thread_running.lock();
+                t.remove(&index);
+                t.is_empty()
+            };
+            if none_left {
+                shared.set_state(StreamsState::Error);
+            }
+        }
+        UncaughtErrorPolicy::ShutdownClient => {
+            shared.thread_running.lock().remove(&index);
+            shared.set_state(StreamsState::Error);
+            shared.shutdown.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl StreamThread {
+    fn new(
+        shared: Arc<AppShared>,
+        index: usize,
+        consumer: Box<dyn ClusterConsumer>,
+        producer: Box<dyn ClusterProducer>,
+        rocksdb: RocksDbResources,
+        metrics: Arc<StoreMetrics>,
+    ) -> Self {
+        let c = &shared.config;
+        let settings = Arc::new(TaskSettings {
+            application_id: c.application_id.clone(),
+            deserialization: c.deserialization.clone(),
+            invalid_timestamps: c.invalid_timestamps,
+            // One record-cache budget per thread (Kafka's ThreadCache), shared by the
+            // stores of all the thread's tasks.
+            cache: state_store::ThreadCache::new(c.cache_max_bytes / c.num_stream_threads.max(1)),
+            serdes: c.serdes.clone(),
+            wipe_unclean: false,
+            max_task_idle_ms: c.max_task_idle_ms,
+        });
+        let collector: SharedCollector = Arc::new(Mutex::new(Box::new(ClusterCollector {
+            producer,
+            cluster: Arc::clone(&shared.cluster),
+            pending: BTreeMap::new(),
+            partitions: HashMap::new(),
+            round_robin: HashMap::new(),
+            produced: BTreeMap::new(),
+        })));
+        StreamThread {
+            shared,
+            index,
+            consumer,
+            tasks: TaskManager::new(collector),
+            settings,
+            rocksdb,
+            metrics,
+            last_commit: Instant::now(),
+        }
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let config = self.shared.config.clone();
+        while !self.shared.shutdown.load(Ordering::SeqCst) {
+            // Backpressure as Kafka's buffered.records.per.partition: a partition whose
+            // buffer is full is not fetched until its task catches up.
+            self.consumer.resume(&self.tasks.input_partitions());
+            self.consumer
+                .pause(&self.tasks.full_partitions(BUFFERED_RECORDS_PER_PARTITION));
+            let timeout = if self.tasks.has_buffered() {
+                Duration::ZERO
+            } else {
+                config.poll
+            };
+            let poll = self.consumer.poll(timeout, config.max_poll_records)?;
+            for event in poll.events {
+                match event {
+                    AssignmentEvent::Revoked(tps) => self.on_revoked(&tps)?,
+                    AssignmentEvent::Assigned(tps) => self.on_assigned(&tps)?,
+                    AssignmentEvent::Lost(_) => self.on_lost(),
+                }
+            }
+            for (tp, records) in poll.records {
+                self.tasks.add_records(&tp, records);
+            }
+            let consumer = &self.consumer;
+            let processed = self
+                .tasks
+                .process(PROCESS_BUDGET.min(config.max_poll_records), &|tp| {
+                    consumer.fetched_lag(tp)
+                })?;
+            self.shared
+                .processed
+                .fetch_add(processed, Ordering::Relaxed);
+            self.tasks.collector().lock().send_pending()?;
+            self.tasks.punctuate_wall_clock()?;
+            if self.tasks.commit_requested() || self.last_commit.elapsed() >= config.commit_interval
+            {
+                self.commit()?;
+            }
+        }
+        self.commit()?;
+        let closed = self.tasks.close_clean();
+        self.set_active_tasks();
+        closed?;
+        self.consumer.close()
+    }
+
+    /// The commit, through the task manager (the one commit sequence of the runtime). A
+    /// commit the group refuses (the tasks migrated to another member: this thread fell out
+    /// of the group or its generation) closes every task dirty, as Kafka Streams handles a
+    /// `TaskMigratedException`; the consumer rejoins at the next poll.
+    fn commit(&mut self) -> Result<()> {
+        let consumer = &mut self.consumer;
+        match self.tasks.commit(&mut |offsets| consumer.commit(offsets)) {
+            Ok(()) => {}
+            Err(StreamsError::TaskMigrated(reason)) => {
+                tracing::warn!(%reason, "tasks migrated: closing them without committing");
+                self.on_lost();
+            }
+            Err(e) => return Err(e),
+        }
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Publishes this thread's active tasks (for [`StreamsApp::active_tasks`]).
+    fn set_active_tasks(&self) {
+        let ids: BTreeSet<TaskId> = self.tasks.ids().into_iter().collect();
+        let mut all = self.shared.active_tasks.lock();
+        if ids.is_empty() {
+            all.remove(&self.index);
+        } else {
+            all.insert(self.index, ids);
+        }
+    }
+
+    fn on_revoked(&mut self, _tps: &[TopicPartition]) -> Result<()> {
+        self.shared.thread_state(self.index, false);
+        self.commit()?;
+        let closed = self.tasks.close_clean();
+        self.set_active_tasks();
+        closed
+    }
+
+    /// The partitions went to another member without a commit: close the tasks dirty (their
+    /// uncommitted work is redone by the new owner).
+    fn on_lost(&mut self) {
+        self.shared.thread_state(self.index, false);
+        self.tasks.close_dirty();
+        self.set_active_tasks();
+    }
+
+    fn close_dirty(&mut self) {
+        self.tasks.close_dirty();
+        self.set_active_tasks();
+        let _ = self.consumer.close();
+    }
+
+    fn on_assigned(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        let resolved = self.shared.resolved.lock().clone();
+        let mut ids = BTreeSet::new();
+        for tp in tps {
+            if let Some(r) = resolved.iter().find(|r| r.inputs.contains_key(&tp.topic)) {
+                ids.insert((
+                    TaskId {
+                        subtopology: u32::try_from(r.sub.id).unwrap_or(u32::MAX),
+                        partition: tp.partition,
+                    },
+                    r.sub.id,
+                ));
+            }
+        }
+        let settings = Arc::clone(&self.settings);
+        let mut source = self.shared.cluster.changelog_source()?;
+        for (id, sub) in ids {
+            let Some(r) = resolved.iter().find(|r| r.sub.id == sub) else {
+                continue;
+            };
+            let _span = tracing::info_span!("task", task = %id).entered();
+            let (shared, collector) = (&self.shared, self.tasks.collector().clone());
+            let (rocksdb, metrics) = (&self.rocksdb, &self.metrics);
+            let make = || {
+                Task::new(
+                    &shared.topology,
+                    &r.sub,
+                    id,
+                    &TaskInputs {
+                        topics: r.inputs.clone(),
+                    },
+                    Arc::clone(&settings),
+                    Arc::clone(&collector),
+                    Arc::new(SystemClock),
+                    Some(&shared.config.state_dir),
+                    Some(rocksdb),
+                    Arc::clone(metrics),
+                )
+            };
+            self.tasks.add(&make, source.as_mut())?;
+        }
+        tracing::info!(tasks = ?self.tasks.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
+        self.set_active_tasks();
+        self.shared.thread_state(self.index, true);
+        Ok(())
+    }
+}
