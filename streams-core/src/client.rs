@@ -26,7 +26,7 @@ use crate::assignment::{
     decode_assignment, encode_subscription, AssignmentSpec, SubscriptionInfo,
     CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
 };
-use crate::error::{Result, StreamsError};
+use crate::error::{ClusterErrorKind, Result, StreamsError};
 use crate::task::TaskId;
 use crate::topology::OffsetReset;
 
@@ -143,7 +143,7 @@ pub trait Cluster: Send + Sync + 'static {
 }
 
 fn cluster_err(e: BrokerError) -> StreamsError {
-    StreamsError::cluster(e)
+    StreamsError::broker("embedded broker", e)
 }
 
 fn to_broker_tp(tp: &TopicPartition) -> broker_embedded::TopicPartition {
@@ -271,7 +271,7 @@ impl ClusterProducer for EmbeddedProducer {
         let info = self
             .broker
             .produce(&tp.topic, tp.partition, &records)
-            .map_err(|e| StreamsError::Cluster(format!("producing to {tp}: {e}")))?;
+            .map_err(|e| StreamsError::broker(format!("producing to {tp}"), e))?;
         let e = self.acked.entry(tp.clone()).or_insert(info.last_offset);
         *e = (*e).max(info.last_offset);
         Ok(())
@@ -385,8 +385,9 @@ impl EmbeddedConsumer {
         let sub = self.subscription()?;
         let topics: Vec<String> = sub.topics.iter().map(|(t, _)| t.clone()).collect();
         let info = SubscriptionInfo::new(sub.process_id, self.owned_tasks.clone());
-        let metadata = encode_subscription(&topics, &self.assigned, &info)
-            .map_err(|e| StreamsError::Cluster(format!("encoding the subscription: {e}")))?;
+        let metadata = encode_subscription(&topics, &self.assigned, &info).map_err(|e| {
+            StreamsError::cluster_source(ClusterErrorKind::Fatal, "encoding the subscription", e)
+        })?;
         let mut request = JoinGroupRequest::new(
             self.group.clone(),
             CONSUMER_PROTOCOL_TYPE,
@@ -452,10 +453,11 @@ impl EmbeddedConsumer {
                 self.state = MemberState::Unjoined;
                 Ok(self.give_back(true, events))
             }
-            other => Err(StreamsError::Cluster(format!(
-                "group {}: {other}",
-                self.group
-            ))),
+            other => Err(StreamsError::Cluster {
+                kind: ClusterErrorKind::of(other.kafka_error()),
+                message: format!("group {}: {other}", self.group),
+                source: None,
+            }),
         }
     }
 
@@ -515,10 +517,9 @@ impl EmbeddedConsumer {
                         .iter()
                         .map(|m| (m.member_id.clone(), m.metadata.clone()))
                         .collect();
-                    let out = sub
-                        .assignment
-                        .assign(&members)
-                        .map_err(|e| StreamsError::Cluster(format!("assigning tasks: {e}")))?;
+                    let out = sub.assignment.assign(&members).map_err(|e| {
+                        StreamsError::cluster_source(ClusterErrorKind::Fatal, "assigning tasks", e)
+                    })?;
                     tracing::info!(group = %self.group, generation = self.generation, members = members.len(), "leader: tasks assigned");
                     out
                 } else {
@@ -543,8 +544,13 @@ impl EmbeddedConsumer {
                     Ok(s) => s,
                     Err(e) => return self.on_group_error(&e, events),
                 };
-                let (partitions, info) = decode_assignment(&synced.assignment)
-                    .map_err(|e| StreamsError::Cluster(format!("reading the assignment: {e}")))?;
+                let (partitions, info) = decode_assignment(&synced.assignment).map_err(|e| {
+                    StreamsError::cluster_source(
+                        ClusterErrorKind::Fatal,
+                        "reading the assignment",
+                        e,
+                    )
+                })?;
                 self.owned_tasks = info.active_tasks.into_iter().collect();
                 self.assign(partitions)?;
                 self.state = MemberState::Stable;
@@ -777,10 +783,10 @@ impl ClusterConsumer for EmbeddedConsumer {
             .leave(&self.group, &member, None)
         {
             Ok(()) | Err(GroupError::UnknownMemberId) => Ok(()),
-            Err(e) => Err(StreamsError::Cluster(format!(
-                "leaving group {}: {e}",
-                self.group
-            ))),
+            Err(e) => Err(StreamsError::group(
+                format!("leaving group {}", self.group),
+                e,
+            )),
         }
     }
 }

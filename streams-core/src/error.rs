@@ -148,9 +148,17 @@ pub enum StreamsError {
     /// A state store failed.
     #[error("state store error: {0}")]
     Store(#[from] StoreError),
-    /// The cluster (broker) failed or refused a request.
-    #[error("cluster error: {0}")]
-    Cluster(String),
+    /// The cluster (broker) failed or refused a request; `kind` says how to react.
+    #[error("cluster error ({kind}): {message}")]
+    Cluster {
+        /// Retriable, fenced or fatal.
+        kind: ClusterErrorKind,
+        /// What failed.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A topic the topology needs does not exist.
     #[error("source topic `{0}` does not exist")]
     MissingSourceTopic(String),
@@ -235,14 +243,94 @@ pub enum StreamsError {
     },
 }
 
+/// How a caller should react to a cluster failure (Kafka's retriable and fatal exceptions,
+/// and fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClusterErrorKind {
+    /// Transient (a leader moving, a coordinator loading, a timeout): retrying may succeed.
+    Retriable,
+    /// Another producer or member with this identity took over (Kafka's
+    /// `ProducerFencedException`, `FENCED_INSTANCE_ID`): stop using it.
+    Fenced,
+    /// The request is wrong or refused for good (a missing topic, an invalid config).
+    Fatal,
+}
+
+impl std::fmt::Display for ClusterErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClusterErrorKind::Retriable => "retriable",
+            ClusterErrorKind::Fenced => "fenced",
+            ClusterErrorKind::Fatal => "fatal",
+        })
+    }
+}
+
+impl ClusterErrorKind {
+    /// The kind of a Kafka error code.
+    pub fn of(error: kafka_protocol::ResponseError) -> Self {
+        use kafka_protocol::ResponseError as E;
+        match error {
+            E::ProducerFenced | E::FencedInstanceId | E::InvalidProducerEpoch => {
+                ClusterErrorKind::Fenced
+            }
+            e if e.is_retriable() => ClusterErrorKind::Retriable,
+            _ => ClusterErrorKind::Fatal,
+        }
+    }
+}
+
 impl StreamsError {
     /// An error a processor raises for its own reasons.
     pub fn user(message: impl Into<String>) -> Self {
         StreamsError::User(message.into())
     }
 
-    pub(crate) fn cluster(e: impl std::fmt::Display) -> Self {
-        StreamsError::Cluster(e.to_string())
+    /// A fatal cluster error with a message and no underlying error.
+    pub(crate) fn cluster_fatal(message: impl Into<String>) -> Self {
+        StreamsError::Cluster {
+            kind: ClusterErrorKind::Fatal,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A cluster error from the broker, classified by its Kafka error code, keeping the
+    /// broker's error as the source.
+    pub(crate) fn broker(context: impl Into<String>, e: broker_embedded::BrokerError) -> Self {
+        StreamsError::Cluster {
+            kind: ClusterErrorKind::of(e.kafka_error()),
+            message: format!("{}: {e}", context.into()),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// A cluster error of `kind` caused by `source`.
+    pub(crate) fn cluster_source(
+        kind: ClusterErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StreamsError::Cluster {
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// A group coordinator error, classified by its Kafka error code.
+    pub(crate) fn group(context: impl Into<String>, e: broker_embedded::GroupError) -> Self {
+        let kind = ClusterErrorKind::of(e.kafka_error());
+        Self::cluster_source(kind, format!("{}: {e}", context.into()), e)
+    }
+
+    /// The kind of a cluster error (`None` for other errors).
+    pub fn cluster_kind(&self) -> Option<ClusterErrorKind> {
+        match self {
+            StreamsError::Cluster { kind, .. } => Some(*kind),
+            _ => None,
+        }
     }
 
     pub(crate) fn config(key: &str, reason: impl Into<String>) -> Self {
@@ -250,5 +338,53 @@ impl StreamsError {
             key: key.to_owned(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use kafka_protocol::ResponseError;
+
+    use super::*;
+
+    #[test]
+    fn cluster_errors_are_classified_by_their_kafka_code_and_keep_their_source() {
+        assert_eq!(
+            ClusterErrorKind::of(ResponseError::NotLeaderOrFollower),
+            ClusterErrorKind::Retriable
+        );
+        assert_eq!(
+            ClusterErrorKind::of(ResponseError::CoordinatorLoadInProgress),
+            ClusterErrorKind::Retriable
+        );
+        assert_eq!(
+            ClusterErrorKind::of(ResponseError::ProducerFenced),
+            ClusterErrorKind::Fenced
+        );
+        assert_eq!(
+            ClusterErrorKind::of(ResponseError::FencedInstanceId),
+            ClusterErrorKind::Fenced
+        );
+        assert_eq!(
+            ClusterErrorKind::of(ResponseError::InvalidTopicException),
+            ClusterErrorKind::Fatal
+        );
+
+        let broker = broker_embedded::BrokerError::UnknownTopicOrPartition {
+            topic: "t".into(),
+            partition: 3,
+        };
+        let e = StreamsError::broker("producing to t-3", broker);
+        // UNKNOWN_TOPIC_OR_PARTITION is retriable in Kafka (metadata may be stale).
+        assert_eq!(e.cluster_kind(), Some(ClusterErrorKind::Retriable));
+        assert!(e.to_string().contains("producing to t-3"), "{e}");
+        assert!(e.source().is_some_and(|s| s.to_string().contains('t')));
+        assert_eq!(
+            StreamsError::cluster_fatal("x").cluster_kind(),
+            Some(ClusterErrorKind::Fatal)
+        );
+        assert_eq!(StreamsError::user("x").cluster_kind(), None);
     }
 }

@@ -64,7 +64,7 @@ pub use config::{
     DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
     UncaughtErrorPolicy,
 };
-pub use error::{Result, SerdeError, StreamsError, TopologyError};
+pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyError};
 pub use names::{
     changelog_topic, repartition_topic, CHANGELOG_TOPIC_SUFFIX, REPARTITION_TOPIC_SUFFIX,
 };

@@ -50,7 +50,7 @@ impl RecordCollector for DriverCollector {
 
     fn send(&mut self, r: OutgoingRecord) -> Result<()> {
         if let Some(p) = r.partition.filter(|&p| p != 0) {
-            return Err(StreamsError::Cluster(format!(
+            return Err(StreamsError::cluster_fatal(format!(
                 "the test driver has one partition per topic; a record was sent to {}-{p}",
                 r.topic
             )));

@@ -28,10 +28,9 @@ impl RecordCollector for ClusterCollector {
         if let Some(&n) = self.partitions.get(topic) {
             return Ok(n);
         }
-        let n = self
-            .cluster
-            .partitions(topic)?
-            .ok_or_else(|| StreamsError::Cluster(format!("topic `{topic}` does not exist")))?;
+        let n = self.cluster.partitions(topic)?.ok_or_else(|| {
+            StreamsError::cluster_fatal(format!("topic `{topic}` does not exist"))
+        })?;
         self.partitions.insert(topic.to_owned(), n);
         Ok(n)
     }
