@@ -27,6 +27,7 @@ use crate::assignment::{
     CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
 };
 use crate::error::{ClusterErrorKind, Result, StreamsError};
+use crate::record::{ConsumedRecord, Header, ProducedRecord};
 use crate::task::TaskId;
 use crate::topology::OffsetReset;
 
@@ -62,7 +63,7 @@ pub struct PollResult {
     /// Assignment changes, in order, to apply before the records.
     pub events: Vec<AssignmentEvent>,
     /// Fetched records by partition, in offset order.
-    pub records: Vec<(TopicPartition, Vec<RawRecord>)>,
+    pub records: Vec<(TopicPartition, Vec<ConsumedRecord>)>,
 }
 
 /// What a stream thread subscribes with: its topics, and what the group leader needs to
@@ -84,7 +85,7 @@ pub struct Subscription {
 /// Produces records for one stream thread.
 pub trait ClusterProducer: Send {
     /// Sends records to one partition (may return before they are acknowledged).
-    fn send(&mut self, partition: &TopicPartition, records: Vec<ProduceRecord>) -> Result<()>;
+    fn send(&mut self, partition: &TopicPartition, records: Vec<ProducedRecord>) -> Result<()>;
     /// Waits until everything sent is acknowledged; returns the offset of the last record
     /// acknowledged per partition since the previous flush.
     fn flush(&mut self) -> Result<BTreeMap<TopicPartition, i64>>;
@@ -144,6 +145,45 @@ pub trait Cluster: Send + Sync + 'static {
 
 fn cluster_err(e: BrokerError) -> StreamsError {
     StreamsError::broker("embedded broker", e)
+}
+
+fn from_broker_headers(headers: Vec<broker_embedded::record::Header>) -> Vec<Header> {
+    headers
+        .into_iter()
+        .map(|h| Header {
+            key: h.key,
+            value: h.value,
+        })
+        .collect()
+}
+
+/// The broker's decoded record as the runtime's (fields moved; headers, when there are
+/// any, copied into the runtime's header type).
+fn to_consumed_record(r: RawRecord) -> ConsumedRecord {
+    ConsumedRecord {
+        offset: r.offset,
+        timestamp: r.timestamp,
+        key: r.key,
+        value: r.value,
+        headers: from_broker_headers(r.headers),
+    }
+}
+
+/// The runtime's record to produce as the broker's.
+fn to_produce_record(r: ProducedRecord) -> ProduceRecord {
+    ProduceRecord {
+        key: r.key,
+        value: r.value,
+        headers: r
+            .headers
+            .into_iter()
+            .map(|h| broker_embedded::record::Header {
+                key: h.key,
+                value: h.value,
+            })
+            .collect(),
+        timestamp: Some(r.timestamp),
+    }
 }
 
 fn to_broker_tp(tp: &TopicPartition) -> broker_embedded::TopicPartition {
@@ -264,7 +304,8 @@ struct EmbeddedProducer {
 }
 
 impl ClusterProducer for EmbeddedProducer {
-    fn send(&mut self, tp: &TopicPartition, records: Vec<ProduceRecord>) -> Result<()> {
+    fn send(&mut self, tp: &TopicPartition, records: Vec<ProducedRecord>) -> Result<()> {
+        let records: Vec<ProduceRecord> = records.into_iter().map(to_produce_record).collect();
         if records.is_empty() {
             return Ok(());
         }
@@ -593,7 +634,7 @@ impl EmbeddedConsumer {
         Ok(())
     }
 
-    fn fetch(&mut self, max_records: usize) -> Result<Vec<(TopicPartition, Vec<RawRecord>)>> {
+    fn fetch(&mut self, max_records: usize) -> Result<Vec<(TopicPartition, Vec<ConsumedRecord>)>> {
         let mut out = Vec::new();
         let mut total = 0;
         let n = self.assigned.len();
@@ -645,7 +686,7 @@ impl EmbeddedConsumer {
                 continue;
             }
             total += records.len();
-            out.push((tp, records));
+            out.push((tp, records.into_iter().map(to_consumed_record).collect()));
         }
         if n > 0 {
             self.next_partition = (self.next_partition + 1) % n;

@@ -69,7 +69,7 @@ pub use names::{
     changelog_topic, repartition_topic, CHANGELOG_TOPIC_SUFFIX, REPARTITION_TOPIC_SUFFIX,
 };
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
-pub use record::{Change, Header, Record, RecordMetadata};
+pub use record::{Change, ConsumedRecord, Header, ProducedRecord, Record, RecordMetadata};
 pub use runtime::{StateListener, StreamsApp, StreamsState};
 pub use serde::{
     BoolSerde, BytesSerde, F32Serde, F64Serde, I16Serde, I32Serde, I64Serde, JsonSerde, Nullable,

@@ -2,7 +2,46 @@
 
 use std::any::Any;
 
-pub use broker_embedded::record::Header;
+use bytes::Bytes;
+
+/// A record header: a key and a nullable value (Kafka's `Header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Header key.
+    pub key: String,
+    /// Header value, `None` for null.
+    pub value: Option<Bytes>,
+}
+
+/// A record as a cluster backend delivers it to the runtime: its offset, timestamp,
+/// nullable key and value bytes, and headers. Backends build it from whatever their client
+/// returns; the runtime never sees a backend's own record type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    /// Offset in its partition.
+    pub offset: i64,
+    /// Timestamp in milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Key bytes, `None` for a null key.
+    pub key: Option<Bytes>,
+    /// Value bytes, `None` for a null value (a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<Header>,
+}
+
+/// A record the runtime hands to a cluster backend to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducedRecord {
+    /// Key bytes, `None` for a null key.
+    pub key: Option<Bytes>,
+    /// Value bytes, `None` for a null value.
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<Header>,
+    /// Timestamp in milliseconds since the epoch (CreateTime).
+    pub timestamp: i64,
+}
 
 /// A record flowing through a topology: key, value, timestamp and headers.
 ///

@@ -6,7 +6,7 @@
 
 use std::any::Any;
 
-use broker_embedded::record::Record as RawRecord;
+use crate::record::ConsumedRecord as RawRecord;
 
 use crate::error::{Result, StreamsError};
 use crate::record::Record;

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use broker_embedded::record::Record as RawRecord;
+use crate::record::ConsumedRecord as RawRecord;
 use state_store::TopicPartition;
 
 use crate::client::ChangelogSource;

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_embedded::record::Record as RawRecord;
+use crate::record::ConsumedRecord as RawRecord;
 use parking_lot::Mutex;
 use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition};
 

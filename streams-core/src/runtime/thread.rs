@@ -7,7 +7,7 @@ use super::*;
 struct ClusterCollector {
     producer: Box<dyn ClusterProducer>,
     cluster: Arc<dyn Cluster>,
-    pending: BTreeMap<TopicPartition, Vec<ProduceRecord>>,
+    pending: BTreeMap<TopicPartition, Vec<ProducedRecord>>,
     partitions: HashMap<String, i32>,
     round_robin: HashMap<String, i32>,
     produced: BTreeMap<TopicPartition, i64>,
@@ -52,11 +52,11 @@ impl RecordCollector for ClusterCollector {
         };
         let tp = TopicPartition::new(r.topic, partition);
         let batch = self.pending.entry(tp.clone()).or_default();
-        batch.push(ProduceRecord {
+        batch.push(ProducedRecord {
             key: r.key.map(bytes::Bytes::from),
             value: r.value.map(bytes::Bytes::from),
             headers: r.headers,
-            timestamp: Some(r.timestamp),
+            timestamp: r.timestamp,
         });
         if batch.len() >= BATCH_RECORDS {
             let records = std::mem::take(batch);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_embedded::record::Record as RawRecord;
+use crate::record::ConsumedRecord as RawRecord;
 use state_store::{
     LoggingRestoreListener, PreviousShutdown, Restorer, RocksDbResources, StateStore, StoreMetrics,
     TaskDirectory, TopicPartition,
