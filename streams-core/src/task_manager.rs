@@ -22,7 +22,7 @@ use state_store::TopicPartition;
 use crate::client::ChangelogSource;
 use crate::collector::SharedCollector;
 use crate::error::{Result, StreamsError};
-use crate::task::{Task, TaskId};
+use crate::task::{FetchedLag, Task, TaskId};
 
 /// The tasks of one stream thread and the order of their life-cycle steps.
 pub(crate) struct TaskManager {
@@ -137,16 +137,11 @@ impl TaskManager {
     /// Processes up to `budget` records per task, sending what each task produced right
     /// after it; `fetched_lag` tells how many records of a partition the consumer has not
     /// fetched yet (for `max.task.idle.ms`). Returns how many records were processed.
-    pub(crate) fn process(
-        &mut self,
-        budget: usize,
-        fetched_lag: &dyn Fn(&TopicPartition) -> Option<i64>,
-    ) -> Result<u64> {
+    pub(crate) fn process(&mut self, budget: usize, fetched_lag: &FetchedLag<'_>) -> Result<u64> {
         let mut processed = 0u64;
         for task in self.tasks.values_mut() {
-            task.update_fetched_lags(fetched_lag);
             let mut n = 0;
-            while n < budget && task.process_one()? {
+            while n < budget && task.process_one(fetched_lag)? {
                 n += 1;
             }
             processed += n as u64;
@@ -162,10 +157,8 @@ impl TaskManager {
     #[cfg(feature = "test-utils")]
     pub(crate) fn process_one(&mut self, id: TaskId) -> Result<bool> {
         match self.tasks.get_mut(&id) {
-            Some(task) => {
-                task.update_fetched_lags(&|_| Some(0));
-                task.process_one()
-            }
+            // The driver feeds every record at once: no partition has unfetched records.
+            Some(task) => task.process_one(&|_| Some(0)),
             None => Ok(false),
         }
     }

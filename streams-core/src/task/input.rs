@@ -130,18 +130,12 @@ impl Task {
         }
     }
 
-    /// Sets what the consumer knows of each input partition's unfetched records.
-    pub(crate) fn update_fetched_lags(&mut self, lag: &dyn Fn(&TopicPartition) -> Option<i64>) {
-        for q in &mut self.queues {
-            q.fetched_lag = lag(&q.partition);
-        }
-    }
-
     /// Kafka's `PartitionGroup.readyToProcess`: with every input partition buffered the task
     /// may process; an empty partition with unfetched (or unknown) records holds it back; an
     /// empty, caught-up partition holds it back until `max.task.idle.ms` after it was first
     /// seen so, then processing is enforced. With `max.task.idle.ms` = -1, never wait.
-    pub(super) fn ready_to_process(&mut self, now: i64) -> bool {
+    /// `fetched_lag` is asked only about empty partitions, when they are checked.
+    pub(super) fn ready_to_process(&mut self, now: i64, fetched_lag: &FetchedLag<'_>) -> bool {
         let idle = self.settings.max_task_idle_ms;
         let mut queued = false;
         let mut enforced = false;
@@ -154,7 +148,7 @@ impl Task {
             if idle < 0 {
                 continue;
             }
-            match q.fetched_lag {
+            match fetched_lag(&q.partition) {
                 Some(0) => {
                     let deadline = *q.idle_deadline.get_or_insert(now.saturating_add(idle));
                     if now < deadline {

@@ -141,12 +141,12 @@ struct PartitionQueue {
     /// Offset of the record in `head`.
     head_offset: Option<i64>,
     partition_time: i64,
-    /// Records on the broker the consumer has not fetched yet (`None`: unknown), as of the
-    /// last [`Task::update_fetched_lags`].
-    fetched_lag: Option<i64>,
     /// When an empty, caught-up partition stops holding the task back.
     idle_deadline: Option<i64>,
 }
+
+/// Records of a partition on the broker that the consumer has not fetched (`None`: unknown).
+pub(crate) type FetchedLag<'a> = dyn Fn(&TopicPartition) -> Option<i64> + 'a;
 
 /// Settings a task needs from the application config.
 #[derive(Clone)]
@@ -319,7 +319,6 @@ impl Task {
                 head: deserializer.new_head(),
                 head_offset: None,
                 partition_time: -1,
-                fetched_lag: None,
                 idle_deadline: None,
             });
         }
@@ -440,10 +439,12 @@ impl Task {
 
     /// Processes the buffered record with the lowest timestamp. Returns false if nothing
     /// was buffered.
-    pub(crate) fn process_one(&mut self) -> Result<bool> {
+    /// `fetched_lag` tells how many records of an input partition the consumer has not
+    /// fetched yet (`None`: unknown), for `max.task.idle.ms`.
+    pub(crate) fn process_one(&mut self, fetched_lag: &FetchedLag<'_>) -> Result<bool> {
         self.fill_heads()?;
         let now = self.ctx.clock.now_ms();
-        if !self.ready_to_process(now) {
+        if !self.ready_to_process(now, fetched_lag) {
             return Ok(false);
         }
         let mut best: Option<(usize, i64)> = None;
