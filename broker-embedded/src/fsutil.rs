@@ -1,30 +1,19 @@
-//! Small filesystem helpers: atomic replace and directory fsync.
+//! The broker's use of the storage seam (`durable-fs`): atomic replace and directory fsync
+//! with the broker's error type.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
+
+use durable_fs::Storage;
 
 use crate::error::{BrokerError, Result};
 
-/// Writes `bytes` to `path` atomically: write a temp file, fsync it, rename it over `path`,
-/// fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).map_err(|e| BrokerError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| BrokerError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| BrokerError::io(&tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| BrokerError::io(path, e))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+/// Writes `bytes` to `path` atomically: a temporary file is written and fsynced, renamed over
+/// `path`, and the directory fsynced.
+pub(crate) fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> Result<()> {
+    durable_fs::write_atomic(storage, path, bytes).map_err(|e| BrokerError::io(path, e))
 }
 
 /// fsyncs a directory so that created, renamed or removed entries are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| BrokerError::io(dir, e))
+pub(crate) fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    storage.sync_dir(dir).map_err(|e| BrokerError::io(dir, e))
 }

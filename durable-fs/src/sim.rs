@@ -406,7 +406,8 @@ impl StorageFile for SimFile {
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
         self.with(|st, ino| {
             let i = inode(st, ino)?;
-            let start = usize::try_from(pos).map_err(|_| io::Error::from(ErrorKind::UnexpectedEof))?;
+            let start =
+                usize::try_from(pos).map_err(|_| io::Error::from(ErrorKind::UnexpectedEof))?;
             let end = start
                 .checked_add(buf.len())
                 .filter(|&e| e <= i.data.len())

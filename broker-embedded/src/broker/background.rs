@@ -3,8 +3,9 @@
 //! compaction) and the group-coordinator thread (session and rebalance timeouts), plus the same operations on demand (cleaner pass, flush, segment roll).
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::Path;
+
+use durable_fs::Storage;
 use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,11 +35,15 @@ impl Stop {
     }
 }
 
-pub(super) fn read_recovery_points(path: &Path) -> HashMap<(String, i32), i64> {
+pub(super) fn read_recovery_points(
+    storage: &dyn Storage,
+    path: &Path,
+) -> HashMap<(String, i32), i64> {
     let mut out = HashMap::new();
-    let Ok(text) = fs::read_to_string(path) else {
+    let Ok(bytes) = storage.read(path) else {
         return out;
     };
+    let text = String::from_utf8_lossy(&bytes);
     for line in text.lines().skip(2) {
         let mut parts = line.split_whitespace();
         if let (Some(t), Some(p), Some(o)) = (parts.next(), parts.next(), parts.next()) {
@@ -125,6 +130,7 @@ impl Broker {
             ));
         }
         write_atomic(
+            &*self.inner.storage,
             &self.inner.config.data_dir.join(RECOVERY_CHECKPOINT_FILE),
             text.as_bytes(),
         )

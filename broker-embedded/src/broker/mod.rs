@@ -22,12 +22,12 @@ pub use types::{
 };
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use durable_fs::{LockGuard, OsStorage, Storage};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{error, info};
 use uuid::Uuid;
@@ -59,6 +59,8 @@ pub(crate) fn now_ms() -> i64 {
 
 struct Inner {
     config: BrokerConfig,
+    /// Where every durable file lives (the real file system, or a simulator in tests).
+    storage: Arc<dyn Storage>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     meta_lock: Mutex<()>,
     producer_ids: Mutex<ProducerIdAllocator>,
@@ -72,7 +74,7 @@ struct Inner {
     any_append: tokio::sync::Notify,
     stop: Arc<Stop>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    _lock_file: File,
+    _lock: Box<dyn LockGuard>,
 }
 
 /// A handle on an embedded broker: cheap to clone, `Send + Sync`.
@@ -118,28 +120,37 @@ impl Broker {
     /// Opens (or creates) a broker in `config.data_dir`, recovering every partition log, and
     /// starts the background flusher and cleaner threads.
     pub fn open(config: BrokerConfig) -> Result<Self> {
+        Self::open_with_storage(config, OsStorage::shared())
+    }
+
+    /// [`Broker::open`] with every durable file on `storage` (for instance
+    /// `durable_fs::sim::SimStorage`, to test recovery from simulated power cuts).
+    pub fn open_with_storage(config: BrokerConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         let dir = config.data_dir.clone();
-        fs::create_dir_all(dir.join(META_DIR)).map_err(|e| BrokerError::io(&dir, e))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| BrokerError::io(&lock_path, e))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(BrokerError::DataDirLocked(dir)),
-            Err(fs::TryLockError::Error(e)) => return Err(BrokerError::io(&lock_path, e)),
+        let fresh = !storage.exists(&dir.join(META_DIR));
+        storage
+            .create_dir_all(&dir.join(META_DIR))
+            .map_err(|e| BrokerError::io(&dir, e))?;
+        if fresh {
+            sync_dir(&*storage, &dir)?;
+            sync_dir(&*storage, durable_fs::parent_dir(&dir))?;
         }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = match storage.try_lock(&lock_path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(BrokerError::DataDirLocked(dir))
+            }
+            Err(e) => return Err(BrokerError::io(&lock_path, e)),
+        };
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-        let clean = marker.exists();
-        if !clean {
+        let clean = storage.exists(&marker);
+        if !clean && !fresh {
             info!(data_dir = %dir.display(), "no clean-shutdown marker: validating logs from their recovery points");
         }
-        let recovery_points = read_recovery_points(&dir.join(RECOVERY_CHECKPOINT_FILE));
+        let recovery_points = read_recovery_points(&*storage, &dir.join(RECOVERY_CHECKPOINT_FILE));
         let meta_path = dir.join(META_DIR).join(TOPICS_FILE);
-        let meta: MetadataFile = match fs::read(&meta_path) {
+        let meta: MetadataFile = match storage.read(&meta_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| BrokerError::Metadata {
                 path: meta_path.clone(),
                 reason: e.to_string(),
@@ -148,12 +159,12 @@ impl Broker {
             Err(e) => return Err(BrokerError::io(&meta_path, e)),
         };
         // Finish interrupted topic deletions.
-        for entry in fs::read_dir(&dir)
+        for name in storage
+            .read_dir(&dir)
             .map_err(|e| BrokerError::io(&dir, e))?
-            .flatten()
         {
-            if entry.file_name().to_string_lossy().ends_with("-delete") {
-                let _ = fs::remove_dir_all(entry.path());
+            if name.ends_with("-delete") {
+                let _ = storage.remove_dir_all(&dir.join(name));
             }
         }
         let mut topics = BTreeMap::new();
@@ -167,8 +178,15 @@ impl Broker {
                     .get(&(rec.name.clone(), p))
                     .copied()
                     .unwrap_or(0);
-                let log =
-                    PartitionLog::open(pdir, &rec.name, p, Arc::clone(&log_config), clean, rp)?;
+                let log = PartitionLog::open_with_storage(
+                    Arc::clone(&storage),
+                    pdir,
+                    &rec.name,
+                    p,
+                    Arc::clone(&log_config),
+                    clean,
+                    rp,
+                )?;
                 logs.push(Arc::new(log));
             }
             topics.insert(
@@ -180,29 +198,34 @@ impl Broker {
             );
         }
         if clean {
-            fs::remove_file(&marker).map_err(|e| BrokerError::io(&marker, e))?;
-            sync_dir(&dir)?;
+            storage
+                .remove_file(&marker)
+                .map_err(|e| BrokerError::io(&marker, e))?;
+            sync_dir(&*storage, &dir)?;
         }
         info!(data_dir = %dir.display(), topics = topics.len(), clean, elapsed_ms = started.elapsed().as_millis() as u64, "broker log opened");
 
         let pid_path = dir.join(META_DIR).join(PRODUCER_ID_FILE);
-        let next_pid = match fs::read_to_string(&pid_path) {
-            Ok(s) => s.trim().parse::<i64>().map_err(|e| BrokerError::Metadata {
-                path: pid_path.clone(),
-                reason: e.to_string(),
-            })?,
+        let next_pid = match storage.read(&pid_path) {
+            Ok(s) => String::from_utf8_lossy(&s)
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| BrokerError::Metadata {
+                    path: pid_path.clone(),
+                    reason: e.to_string(),
+                })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(BrokerError::io(&pid_path, e)),
         };
 
         let cluster_path = dir.join(META_DIR).join("cluster-id");
-        let cluster_id = match fs::read_to_string(&cluster_path) {
-            Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        let cluster_id = match storage.read(&cluster_path).map(String::from_utf8) {
+            Ok(Ok(s)) if !s.trim().is_empty() => s.trim().to_string(),
             Ok(_) | Err(_) => {
                 use base64::Engine;
                 let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .encode(Uuid::new_v4().as_bytes());
-                write_atomic(&cluster_path, id.as_bytes())?;
+                write_atomic(&*storage, &cluster_path, id.as_bytes())?;
                 id
             }
         };
@@ -210,6 +233,7 @@ impl Broker {
         let groups = Arc::new(GroupCoordinator::new(config.group_initial_rebalance_delay));
         let inner = Arc::new(Inner {
             config,
+            storage,
             cluster_id,
             any_append: tokio::sync::Notify::new(),
             topics: RwLock::new(topics),
@@ -228,7 +252,7 @@ impl Broker {
                 cv: Condvar::new(),
             }),
             threads: Mutex::new(Vec::new()),
-            _lock_file: lock_file,
+            _lock: lock,
         });
         let weak = Arc::downgrade(&inner);
         inner.groups.set_store(Box::new(move |group, metadata| {
@@ -363,10 +387,15 @@ impl Inner {
             ));
         }
         write_atomic(
+            &*self.storage,
             &self.config.data_dir.join(RECOVERY_CHECKPOINT_FILE),
             text.as_bytes(),
         )?;
-        write_atomic(&self.config.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        write_atomic(
+            &*self.storage,
+            &self.config.data_dir.join(CLEAN_SHUTDOWN_FILE),
+            b"",
+        )?;
         info!(data_dir = %self.config.data_dir.display(), "broker shut down cleanly");
         Ok(())
     }

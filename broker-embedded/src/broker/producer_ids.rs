@@ -23,7 +23,7 @@ impl Broker {
         let mut a = self.inner.producer_ids.lock();
         if a.next >= a.block_end {
             let end = a.next + PRODUCER_ID_BLOCK;
-            write_atomic(&a.path, end.to_string().as_bytes())?;
+            write_atomic(&*self.inner.storage, &a.path, end.to_string().as_bytes())?;
             a.block_end = end;
         }
         let id = a.next;

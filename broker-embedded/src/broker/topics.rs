@@ -3,7 +3,6 @@
 //! partition's `partition.metadata` file.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,15 +52,17 @@ impl Broker {
             reason: e.to_string(),
         })?;
         write_atomic(
+            &*self.inner.storage,
             &self.inner.config.data_dir.join(META_DIR).join(TOPICS_FILE),
             &bytes,
         )
     }
 
-    pub(super) fn write_partition_metadata(dir: &Path, id: Uuid) -> Result<()> {
+    pub(super) fn write_partition_metadata(&self, dir: &Path, id: Uuid) -> Result<()> {
         use base64::Engine;
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes());
         write_atomic(
+            &*self.inner.storage,
             &dir.join("partition.metadata"),
             format!("version: 0\ntopic_id: {encoded}\n").as_bytes(),
         )
@@ -142,16 +143,26 @@ impl Broker {
                 .config
                 .data_dir
                 .join(partition_dir_name(&new.name, p));
-            if pdir.exists() {
+            let storage = &self.inner.storage;
+            if storage.exists(&pdir) {
                 warn!(dir = %pdir.display(), "removing a stale directory of a topic that no longer exists");
-                fs::remove_dir_all(&pdir).map_err(|e| BrokerError::io(&pdir, e))?;
+                storage
+                    .remove_dir_all(&pdir)
+                    .map_err(|e| BrokerError::io(&pdir, e))?;
             }
-            let log =
-                PartitionLog::open(pdir.clone(), &new.name, p, Arc::clone(&log_config), true, 0)?;
-            Self::write_partition_metadata(&pdir, id)?;
+            let log = PartitionLog::open_with_storage(
+                Arc::clone(storage),
+                pdir.clone(),
+                &new.name,
+                p,
+                Arc::clone(&log_config),
+                true,
+                0,
+            )?;
+            self.write_partition_metadata(&pdir, id)?;
             logs.push(Arc::new(log));
         }
-        sync_dir(&self.inner.config.data_dir)?;
+        sync_dir(&*self.inner.storage, &self.inner.config.data_dir)?;
         let record = TopicRecord {
             name: new.name.clone(),
             id,
@@ -192,8 +203,13 @@ impl Broker {
                 partition_dir_name(name, log.partition()),
                 id.simple()
             ));
-            fs::rename(log.dir(), &doomed).map_err(|e| BrokerError::io(log.dir(), e))?;
-            fs::remove_dir_all(&doomed).map_err(|e| BrokerError::io(&doomed, e))?;
+            let storage = &self.inner.storage;
+            storage
+                .rename(log.dir(), &doomed)
+                .map_err(|e| BrokerError::io(log.dir(), e))?;
+            storage
+                .remove_dir_all(&doomed)
+                .map_err(|e| BrokerError::io(&doomed, e))?;
         }
         self.write_recovery_checkpoint()?;
         info!(topic = name, "deleted topic");
@@ -223,11 +239,22 @@ impl Broker {
         let mut new_logs = Vec::new();
         for p in current as i32..total as i32 {
             let pdir = self.inner.config.data_dir.join(partition_dir_name(name, p));
-            if pdir.exists() {
-                fs::remove_dir_all(&pdir).map_err(|e| BrokerError::io(&pdir, e))?;
+            let storage = &self.inner.storage;
+            if storage.exists(&pdir) {
+                storage
+                    .remove_dir_all(&pdir)
+                    .map_err(|e| BrokerError::io(&pdir, e))?;
             }
-            let log = PartitionLog::open(pdir.clone(), name, p, Arc::clone(&log_config), true, 0)?;
-            Self::write_partition_metadata(&pdir, id)?;
+            let log = PartitionLog::open_with_storage(
+                Arc::clone(storage),
+                pdir.clone(),
+                name,
+                p,
+                Arc::clone(&log_config),
+                true,
+                0,
+            )?;
+            self.write_partition_metadata(&pdir, id)?;
             new_logs.push(Arc::new(log));
         }
         topic.logs.write().extend(new_logs);

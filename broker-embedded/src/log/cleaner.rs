@@ -7,13 +7,12 @@
 //! in place (retention may have deleted it meanwhile). The active segment is never touched.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tracing::info;
 
-use super::segment::Segment;
+use super::segment::{ScanReader, Segment};
 use super::{PartitionLog, SegmentView};
 use crate::config::LogConfig;
 use crate::error::{BrokerError, Result};
@@ -49,17 +48,16 @@ pub(crate) fn for_each_batch(
     v: &SegmentView,
     mut f: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let mut reader = BufReader::with_capacity(1 << 20, &*v.file);
-    reader
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| BrokerError::io(&v.path, e))?;
+    let mut reader = ScanReader::new(&*v.file, v.size);
     let mut pos = 0u64;
     let mut buf = Vec::new();
     while pos + BATCH_HEADER_LEN as u64 <= v.size {
-        buf.resize(BATCH_HEADER_LEN, 0);
-        reader
-            .read_exact(&mut buf)
-            .map_err(|e| BrokerError::io(&v.path, e))?;
+        buf.clear();
+        buf.extend_from_slice(
+            reader
+                .bytes(pos, BATCH_HEADER_LEN)
+                .map_err(|e| BrokerError::io(&v.path, e))?,
+        );
         let corrupt = |source| BrokerError::Corrupt {
             path: v.path.clone(),
             position: pos,
@@ -69,10 +67,12 @@ pub(crate) fn for_each_batch(
         if pos + h.size() as u64 > v.size {
             break;
         }
-        buf.resize(h.size(), 0);
-        reader
-            .read_exact(&mut buf[BATCH_HEADER_LEN..])
-            .map_err(|e| BrokerError::io(&v.path, e))?;
+        buf.clear();
+        buf.extend_from_slice(
+            reader
+                .bytes(pos, h.size())
+                .map_err(|e| BrokerError::io(&v.path, e))?,
+        );
         f(pos, &h, &buf)?;
         pos += h.size() as u64;
     }
@@ -163,8 +163,12 @@ impl PartitionLog {
         // Pass 2: rewrite the segments that change.
         let mut cleaned: Vec<(SegmentView, Segment, u64)> = Vec::new();
         for v in &cleanable {
-            let mut out =
-                Segment::create_cleaned(self.dir(), v.base_offset, config.index_interval_bytes)?;
+            let mut out = Segment::create_cleaned(
+                self.storage(),
+                self.dir(),
+                v.base_offset,
+                config.index_interval_bytes,
+            )?;
             let mut changed = false;
             let mut removed = 0u64;
             for_each_batch(v, |pos, h, batch| {

@@ -5,9 +5,10 @@
 //! monotonic. Entries live in memory and are appended to the files on flush; the files carry no
 //! checksum, so after an unclean shutdown they are validated and rebuilt from the log.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
+
+use durable_fs::{remove_if_exists, OpenMode, Storage};
 
 /// An offset-index entry: the batch whose last offset is `base + relative_offset` starts at
 /// byte `position` of the segment.
@@ -82,8 +83,8 @@ impl<E: IndexEntry> Index<E> {
 
     /// Reads the index file. Returns `Ok(None)` if it is missing or its size is not a multiple
     /// of the entry size; entry-level consistency is checked by the caller.
-    pub(crate) fn load(path: PathBuf) -> io::Result<Option<Self>> {
-        let bytes = match fs::read(&path) {
+    pub(crate) fn load(storage: &dyn Storage, path: PathBuf) -> io::Result<Option<Self>> {
+        let bytes = match storage.read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -126,8 +127,10 @@ impl<E: IndexEntry> Index<E> {
         }
     }
 
-    /// Appends unpersisted entries to the file (or rewrites it) and optionally fsyncs it.
-    pub(crate) fn flush(&mut self, sync: bool) -> io::Result<()> {
+    /// Appends unpersisted entries to the file (or rewrites it) and optionally fsyncs it. A
+    /// rewrite goes through a temporary file renamed over the index; with `sync` the rename is
+    /// made durable too.
+    pub(crate) fn flush(&mut self, storage: &dyn Storage, sync: bool) -> io::Result<()> {
         if self.persisted == self.entries.len() && !sync {
             return Ok(());
         }
@@ -138,22 +141,27 @@ impl<E: IndexEntry> Index<E> {
             }
             let tmp = self.path.with_extension("index-rewrite.tmp");
             {
-                let mut f = File::create(&tmp)?;
-                f.write_all(&buf)?;
+                let f = storage.open(&tmp, OpenMode::Truncate)?;
+                f.write_all_at(&buf, 0)?;
                 f.sync_data()?;
             }
-            fs::rename(&tmp, &self.path)?;
+            storage.rename(&tmp, &self.path)?;
+            if sync {
+                storage.sync_dir(durable_fs::parent_dir(&self.path))?;
+            }
         } else {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            let f = storage.open(&self.path, OpenMode::Create)?;
+            let end = (self.persisted * E::SIZE) as u64;
             if self.persisted < self.entries.len() {
                 let mut buf = Vec::with_capacity((self.entries.len() - self.persisted) * E::SIZE);
                 for e in &self.entries[self.persisted..] {
                     e.encode(&mut buf);
                 }
-                f.write_all(&buf)?;
+                f.write_all_at(&buf, end)?;
+            }
+            if f.len()? > (self.entries.len() * E::SIZE) as u64 {
+                // Leftover bytes of an older, longer file: the entries in memory are the truth.
+                f.set_len((self.entries.len() * E::SIZE) as u64)?;
             }
             if sync {
                 f.sync_data()?;
@@ -164,8 +172,8 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Deletes the file (the in-memory entries stay until the value is dropped).
-    pub(crate) fn delete_file(&self) -> io::Result<()> {
-        remove_if_exists(&self.path)
+    pub(crate) fn delete_file(&self, storage: &dyn Storage) -> io::Result<()> {
+        remove_if_exists(storage, &self.path)
     }
 
     pub(crate) fn set_path(&mut self, path: PathBuf) {
@@ -219,13 +227,6 @@ impl Index<TimeEntry> {
     }
 }
 
-pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,16 +246,16 @@ mod tests {
         assert_eq!(idx.lookup(3), 100);
         assert_eq!(idx.lookup(15), 500);
         assert_eq!(idx.lookup(99), 900);
-        idx.flush(true).unwrap();
-        let loaded = Index::<OffsetEntry>::load(dir.path().join("0.index"))
+        idx.flush(&durable_fs::OsStorage, true).unwrap();
+        let loaded = Index::<OffsetEntry>::load(&durable_fs::OsStorage, dir.path().join("0.index"))
             .unwrap()
             .unwrap();
         assert_eq!(loaded.entries(), idx.entries());
         assert!(loaded.is_consistent(1000));
         assert!(!loaded.is_consistent(900));
         idx.truncate_while(|e| e.position < 600);
-        idx.flush(false).unwrap();
-        let loaded = Index::<OffsetEntry>::load(dir.path().join("0.index"))
+        idx.flush(&durable_fs::OsStorage, false).unwrap();
+        let loaded = Index::<OffsetEntry>::load(&durable_fs::OsStorage, dir.path().join("0.index"))
             .unwrap()
             .unwrap();
         assert_eq!(loaded.entries().len(), 2);
@@ -264,11 +265,15 @@ mod tests {
     fn torn_index_file_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("0.index");
-        fs::write(&p, [0u8; 11]).unwrap();
-        assert!(Index::<OffsetEntry>::load(p).unwrap().is_none());
-        assert!(Index::<OffsetEntry>::load(dir.path().join("missing"))
+        std::fs::write(&p, [0u8; 11]).unwrap();
+        assert!(Index::<OffsetEntry>::load(&durable_fs::OsStorage, p)
             .unwrap()
             .is_none());
+        assert!(
+            Index::<OffsetEntry>::load(&durable_fs::OsStorage, dir.path().join("missing"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -19,12 +19,12 @@ pub(crate) mod segment;
 mod write;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use durable_fs::{OsStorage, Storage, StorageFile};
 use parking_lot::Mutex;
 use tracing::{debug, warn};
 
@@ -143,7 +143,7 @@ impl LogInner {
 #[derive(Clone)]
 pub(crate) struct SegmentView {
     pub(crate) base_offset: i64,
-    pub(crate) file: Arc<File>,
+    pub(crate) file: Arc<dyn StorageFile>,
     pub(crate) size: u64,
     pub(crate) next_offset: i64,
     pub(crate) max_timestamp: i64,
@@ -153,7 +153,7 @@ pub(crate) struct SegmentView {
 impl SegmentView {
     /// Reads and parses the batch header at byte `pos`.
     fn header_at(&self, pos: u64) -> Result<BatchHeader> {
-        let hb = read_at(&self.file, pos, BATCH_HEADER_LEN)
+        let hb = read_at(&*self.file, pos, BATCH_HEADER_LEN)
             .map_err(|e| BrokerError::io(&self.path, e))?;
         BatchHeader::parse(&hb).map_err(|source| BrokerError::Corrupt {
             path: self.path.clone(),
@@ -168,6 +168,7 @@ pub struct PartitionLog {
     topic: String,
     partition: i32,
     dir: PathBuf,
+    storage: Arc<dyn Storage>,
     inner: Mutex<LogInner>,
     /// Woken on every append, for fetches that wait for data.
     pub(crate) appended: tokio::sync::Notify,
@@ -190,8 +191,9 @@ pub(crate) fn partition_dir_name(topic: &str, partition: i32) -> String {
 }
 
 impl PartitionLog {
-    /// Opens (creating if needed) the log in `dir`. `clean` says the previous shutdown was
-    /// clean; otherwise every segment from the one holding `recovery_point` on is validated.
+    /// Opens (creating if needed) the log in `dir` on the real file system. `clean` says the
+    /// previous shutdown was clean; otherwise every segment from the one holding
+    /// `recovery_point` on is validated.
     pub fn open(
         dir: PathBuf,
         topic: &str,
@@ -200,19 +202,48 @@ impl PartitionLog {
         clean: bool,
         recovery_point: i64,
     ) -> Result<Self> {
-        fs::create_dir_all(&dir).map_err(|e| BrokerError::io(&dir, e))?;
+        Self::open_with_storage(
+            OsStorage::shared(),
+            dir,
+            topic,
+            partition,
+            config,
+            clean,
+            recovery_point,
+        )
+    }
+
+    /// [`PartitionLog::open`] on the given storage (for instance a power-cut simulator).
+    pub fn open_with_storage(
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        topic: &str,
+        partition: i32,
+        config: Arc<LogConfig>,
+        clean: bool,
+        recovery_point: i64,
+    ) -> Result<Self> {
+        let created = !storage.exists(&dir);
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| BrokerError::io(&dir, e))?;
+        if created {
+            sync_dir(&*storage, durable_fs::parent_dir(&dir))?;
+        }
         let mut bases = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| BrokerError::io(&dir, e))? {
-            let entry = entry.map_err(|e| BrokerError::io(&dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in storage
+            .read_dir(&dir)
+            .map_err(|e| BrokerError::io(&dir, e))?
+        {
+            let path = dir.join(&name);
             if name.ends_with(".cleaned") || name.ends_with(".tmp") {
                 // Leftovers of an interrupted compaction or atomic write.
-                let _ = fs::remove_file(entry.path());
+                let _ = storage.remove_file(&path);
             } else if let Some(stem) = name.strip_suffix(".log") {
                 match stem.parse::<i64>() {
                     Ok(b) if b >= 0 => bases.push(b),
                     _ => {
-                        warn!(file = %entry.path().display(), "ignoring a .log file with an unexpected name")
+                        warn!(file = %path.display(), "ignoring a .log file with an unexpected name")
                     }
                 }
             }
@@ -228,7 +259,7 @@ impl PartitionLog {
                 next_base.is_some_and(|n| n <= recovery_point)
             };
             let (seg, truncation) =
-                Segment::open(&dir, base, config.index_interval_bytes, trusted)?;
+                Segment::open(&storage, &dir, base, config.index_interval_bytes, trusted)?;
             segments.insert(base, seg);
             if truncation.is_some() {
                 truncated_at = Some(i);
@@ -242,7 +273,8 @@ impl PartitionLog {
                     segment = base,
                     "deleting a segment that follows a truncated one"
                 );
-                let (seg, _) = Segment::open(&dir, base, config.index_interval_bytes, true)?;
+                let (seg, _) =
+                    Segment::open(&storage, &dir, base, config.index_interval_bytes, true)?;
                 seg.delete_files().map_err(|e| BrokerError::io(&dir, e))?;
             }
         }
@@ -260,21 +292,22 @@ impl PartitionLog {
             }
         }
         if segments.is_empty() {
-            let seg = Segment::create(&dir, 0, config.index_interval_bytes)?;
+            let seg = Segment::create(&storage, &dir, 0, config.index_interval_bytes)?;
             segments.insert(0, seg);
-            sync_dir(&dir)?;
+            sync_dir(&*storage, &dir)?;
         }
         let next_offset = segments
             .values()
             .next_back()
             .map_or(0, |s| s.next_offset().max(s.base_offset));
         let log_start_offset = segments.keys().next().copied().unwrap_or(0);
-        let mut producers = ProducerStateManager::new(&dir);
+        let mut producers = ProducerStateManager::new(Arc::clone(&storage), &dir);
         let replay_from = producers.load(next_offset)?;
         let log = Self {
             topic: topic.to_string(),
             partition,
             dir,
+            storage,
             inner: Mutex::new(LogInner {
                 config,
                 segments,
@@ -330,6 +363,11 @@ impl PartitionLog {
     /// The partition directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The storage the log's files live on.
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     /// Replaces the log's configuration (takes effect for the next append and cleaner pass).

@@ -7,9 +7,11 @@
 //! below the log end plus a replay of the batches after it.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use durable_fs::Storage;
 
 use tracing::warn;
 
@@ -61,6 +63,7 @@ pub(crate) enum SequenceCheck {
 
 #[derive(Debug)]
 pub(crate) struct ProducerStateManager {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     producers: HashMap<i64, ProducerEntry>,
 }
@@ -78,8 +81,9 @@ pub(crate) fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
 }
 
 impl ProducerStateManager {
-    pub(crate) fn new(dir: &Path) -> Self {
+    pub(crate) fn new(storage: Arc<dyn Storage>, dir: &Path) -> Self {
         Self {
+            storage,
             dir: dir.to_path_buf(),
             producers: HashMap::new(),
         }
@@ -215,11 +219,14 @@ impl ProducerStateManager {
         out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         out.extend_from_slice(&body);
         let path = snapshot_path(&self.dir, offset);
-        crate::fsutil::write_atomic(&path, &out)
+        crate::fsutil::write_atomic(&*self.storage, &path, &out)
     }
 
-    fn read_snapshot(path: &Path) -> std::result::Result<HashMap<i64, ProducerEntry>, String> {
-        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    fn read_snapshot(
+        storage: &dyn Storage,
+        path: &Path,
+    ) -> std::result::Result<HashMap<i64, ProducerEntry>, String> {
+        let bytes = storage.read(path).map_err(|e| e.to_string())?;
         let mut r = Cursor { b: &bytes, pos: 0 };
         let version = i16::from_be_bytes(r.take::<2>()?);
         if version != SNAPSHOT_VERSION {
@@ -261,11 +268,9 @@ impl ProducerStateManager {
     }
 
     /// Snapshot offsets present in the directory, ascending.
-    pub(crate) fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
+    pub(crate) fn list_snapshots(storage: &dyn Storage, dir: &Path) -> io::Result<Vec<i64>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
+        for name in storage.read_dir(dir)? {
             if let Some(stem) = name.strip_suffix(".snapshot") {
                 if let Ok(o) = stem.parse::<i64>() {
                     out.push(o);
@@ -279,16 +284,17 @@ impl ProducerStateManager {
     /// Loads the newest readable snapshot at or below `log_end`, deleting newer ones (they
     /// describe truncated data) and unreadable ones. Returns the offset replay must start from.
     pub(crate) fn load(&mut self, log_end: i64) -> Result<i64> {
-        let snaps = Self::list_snapshots(&self.dir).map_err(|e| BrokerError::io(&self.dir, e))?;
+        let snaps = Self::list_snapshots(&*self.storage, &self.dir)
+            .map_err(|e| BrokerError::io(&self.dir, e))?;
         let mut from = 0;
         self.producers.clear();
         for &o in snaps.iter().rev() {
             let path = snapshot_path(&self.dir, o);
             if o > log_end {
-                let _ = fs::remove_file(&path);
+                let _ = self.storage.remove_file(&path);
                 continue;
             }
-            match Self::read_snapshot(&path) {
+            match Self::read_snapshot(&*self.storage, &path) {
                 Ok(map) => {
                     self.producers = map;
                     from = o;
@@ -296,7 +302,7 @@ impl ProducerStateManager {
                 }
                 Err(reason) => {
                     warn!(snapshot = %path.display(), %reason, "ignoring unreadable producer-state snapshot");
-                    let _ = fs::remove_file(&path);
+                    let _ = self.storage.remove_file(&path);
                 }
             }
         }
@@ -305,10 +311,10 @@ impl ProducerStateManager {
 
     /// Keeps the newest `keep` snapshots.
     pub(crate) fn prune_snapshots(&self, keep: usize) {
-        if let Ok(snaps) = Self::list_snapshots(&self.dir) {
+        if let Ok(snaps) = Self::list_snapshots(&*self.storage, &self.dir) {
             let n = snaps.len().saturating_sub(keep);
             for o in &snaps[..n] {
-                let _ = fs::remove_file(snapshot_path(&self.dir, *o));
+                let _ = self.storage.remove_file(&snapshot_path(&self.dir, *o));
             }
         }
     }

@@ -124,7 +124,7 @@ impl PartitionLog {
                         },
                     });
                 }
-                let mut buf = read_at(&v.file, pos, want as usize)
+                let mut buf = read_at(&*v.file, pos, want as usize)
                     .map_err(|e| BrokerError::io(&v.path, e))?;
                 let mut end = 0usize;
                 while end + BATCH_HEADER_LEN <= buf.len() {
@@ -172,8 +172,8 @@ impl PartitionLog {
                     return Ok(None);
                 }
                 if h.max_timestamp >= target && h.last_offset() >= start_offset && !h.is_control() {
-                    let batch =
-                        read_at(&v.file, pos, h.size()).map_err(|e| BrokerError::io(&v.path, e))?;
+                    let batch = read_at(&*v.file, pos, h.size())
+                        .map_err(|e| BrokerError::io(&v.path, e))?;
                     let records =
                         decode_records(&batch).map_err(|source| BrokerError::Corrupt {
                             path: v.path.clone(),

@@ -1,14 +1,13 @@
 //! One log segment: a `.log` file of concatenated record batches plus its sparse indexes.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use durable_fs::{remove_if_exists, OpenMode, Storage, StorageFile};
 use tracing::warn;
 
-use super::index::{remove_if_exists, Index, OffsetEntry, TimeEntry};
+use super::index::{Index, OffsetEntry, TimeEntry};
 use crate::error::{BrokerError, Result};
 use crate::record::{BatchHeader, RecordError, BATCH_HEADER_LEN, NO_TIMESTAMP};
 
@@ -28,8 +27,9 @@ pub(crate) struct Truncation {
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
+    storage: Arc<dyn Storage>,
     log_path: PathBuf,
-    file: Arc<File>,
+    file: Arc<dyn StorageFile>,
     size: u64,
     next_offset: i64,
     offset_index: Index<OffsetEntry>,
@@ -41,28 +41,67 @@ pub(crate) struct Segment {
     unflushed: bool,
 }
 
-fn open_rw(path: &Path, create_new: bool) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true);
-    if create_new {
-        o.create(true).truncate(true);
-    }
-    o.open(path)
-}
-
 /// Reads exactly `len` bytes at `pos`.
-pub(crate) fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn read_at(file: &dyn StorageFile, pos: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, pos)?;
     Ok(buf)
 }
 
+/// Sequential reads through a window of the file, for recovery scans (few, large reads).
+pub(crate) struct ScanReader<'a> {
+    file: &'a dyn StorageFile,
+    file_len: u64,
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+impl<'a> ScanReader<'a> {
+    const WINDOW: u64 = 1 << 20;
+
+    pub(crate) fn new(file: &'a dyn StorageFile, file_len: u64) -> Self {
+        Self {
+            file,
+            file_len,
+            window: Vec::new(),
+            window_start: 0,
+        }
+    }
+
+    /// The `len` bytes at `pos` (the caller checked they are within the file).
+    pub(crate) fn bytes(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
+        let end = pos + len as u64;
+        let in_window =
+            pos >= self.window_start && end <= self.window_start + self.window.len() as u64;
+        if !in_window {
+            let want = (len as u64)
+                .max(Self::WINDOW)
+                .min(self.file_len.saturating_sub(pos));
+            if want < len as u64 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            self.window.resize(want as usize, 0);
+            self.file.read_exact_at(&mut self.window, pos)?;
+            self.window_start = pos;
+        }
+        let from = (pos - self.window_start) as usize;
+        Ok(&self.window[from..from + len])
+    }
+}
+
 impl Segment {
     /// Creates an empty segment (truncating leftovers with the same name).
-    pub(crate) fn create(dir: &Path, base_offset: i64, index_interval: u64) -> Result<Self> {
+    pub(crate) fn create(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+    ) -> Result<Self> {
         let log_path = dir.join(segment_file_name(base_offset, "log"));
-        let file = open_rw(&log_path, true).map_err(|e| BrokerError::io(&log_path, e))?;
-        let mut seg = Self::with_file(dir, base_offset, log_path, file, index_interval);
+        let file = storage
+            .open(&log_path, OpenMode::Truncate)
+            .map_err(|e| BrokerError::io(&log_path, e))?;
+        let mut seg = Self::with_file(storage, dir, base_offset, log_path, file, index_interval);
         seg.offset_index
             .set_path(dir.join(segment_file_name(base_offset, "index")));
         seg.time_index
@@ -71,16 +110,18 @@ impl Segment {
     }
 
     fn with_file(
+        storage: &Arc<dyn Storage>,
         dir: &Path,
         base_offset: i64,
         log_path: PathBuf,
-        file: File,
+        file: Arc<dyn StorageFile>,
         index_interval: u64,
     ) -> Self {
         Self {
             base_offset,
+            storage: Arc::clone(storage),
             log_path,
-            file: Arc::new(file),
+            file,
             size: 0,
             next_offset: base_offset,
             offset_index: Index::empty(dir.join(segment_file_name(base_offset, "index"))),
@@ -97,25 +138,37 @@ impl Segment {
     /// point) the indexes are loaded and only checked for consistency; otherwise every batch is
     /// validated (CRC included), the indexes rebuilt and a corrupt or torn tail truncated.
     pub(crate) fn open(
+        storage: &Arc<dyn Storage>,
         dir: &Path,
         base_offset: i64,
         index_interval: u64,
         trusted: bool,
     ) -> Result<(Self, Option<Truncation>)> {
         let log_path = dir.join(segment_file_name(base_offset, "log"));
-        let file = open_rw(&log_path, false).map_err(|e| BrokerError::io(&log_path, e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| BrokerError::io(&log_path, e))?
-            .len();
-        let mut seg = Self::with_file(dir, base_offset, log_path.clone(), file, index_interval);
+        let file = storage
+            .open(&log_path, OpenMode::Existing)
+            .map_err(|e| BrokerError::io(&log_path, e))?;
+        let file_len = file.len().map_err(|e| BrokerError::io(&log_path, e))?;
+        let mut seg = Self::with_file(
+            storage,
+            dir,
+            base_offset,
+            log_path.clone(),
+            file,
+            index_interval,
+        );
         seg.size = file_len;
         if trusted {
-            let oi = Index::<OffsetEntry>::load(dir.join(segment_file_name(base_offset, "index")))
-                .map_err(|e| BrokerError::io(&log_path, e))?;
-            let ti =
-                Index::<TimeEntry>::load(dir.join(segment_file_name(base_offset, "timeindex")))
-                    .map_err(|e| BrokerError::io(&log_path, e))?;
+            let oi = Index::<OffsetEntry>::load(
+                &**storage,
+                dir.join(segment_file_name(base_offset, "index")),
+            )
+            .map_err(|e| BrokerError::io(&log_path, e))?;
+            let ti = Index::<TimeEntry>::load(
+                &**storage,
+                dir.join(segment_file_name(base_offset, "timeindex")),
+            )
+            .map_err(|e| BrokerError::io(&log_path, e))?;
             match (oi, ti) {
                 (Some(oi), Some(ti)) if oi.is_consistent(file_len) && ti.is_consistent() => {
                     let tail_start = oi.entries().last().map_or(0, |e| u64::from(e.position));
@@ -162,10 +215,7 @@ impl Segment {
         }
         let file_len = self.size;
         let file = Arc::clone(&self.file);
-        let mut reader = BufReader::with_capacity(1 << 20, &*file);
-        reader
-            .seek(SeekFrom::Start(start))
-            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        let mut reader = ScanReader::new(&*file, file_len);
         let mut pos = start;
         let mut header_buf = [0u8; BATCH_HEADER_LEN];
         let mut batch = Vec::new();
@@ -177,9 +227,11 @@ impl Segment {
                 failure = Some(format!("torn batch header ({remaining} bytes)"));
                 break;
             }
-            reader
-                .read_exact(&mut header_buf)
-                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            header_buf.copy_from_slice(
+                reader
+                    .bytes(pos, BATCH_HEADER_LEN)
+                    .map_err(|e| BrokerError::io(&self.log_path, e))?,
+            );
             let header = match BatchHeader::parse(&header_buf) {
                 Ok(h) => h,
                 Err(e) => {
@@ -212,11 +264,11 @@ impl Segment {
                 break;
             }
             batch.clear();
-            batch.extend_from_slice(&header_buf);
-            batch.resize(size as usize, 0);
-            reader
-                .read_exact(&mut batch[BATCH_HEADER_LEN..])
-                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            batch.extend_from_slice(
+                reader
+                    .bytes(pos, size as usize)
+                    .map_err(|e| BrokerError::io(&self.log_path, e))?,
+            );
             if let Err(e) = BatchHeader::parse_and_validate(&batch) {
                 failure = Some(e.to_string());
                 break;
@@ -281,7 +333,7 @@ impl Segment {
     }
 
     fn read_first_timestamp(&self) -> Option<i64> {
-        let buf = read_at(&self.file, 0, BATCH_HEADER_LEN).ok()?;
+        let buf = read_at(&*self.file, 0, BATCH_HEADER_LEN).ok()?;
         BatchHeader::parse(&buf).ok().map(|h| h.max_timestamp)
     }
 
@@ -357,10 +409,10 @@ impl Segment {
     /// Writes pending index entries (without fsync unless `sync`).
     pub(crate) fn persist_indexes(&mut self, sync: bool) -> Result<()> {
         self.offset_index
-            .flush(sync)
+            .flush(&*self.storage, sync)
             .map_err(|e| BrokerError::io(self.offset_index_path(), e))?;
         self.time_index
-            .flush(sync)
+            .flush(&*self.storage, sync)
             .map_err(|e| BrokerError::io(self.time_index_path(), e))
     }
 
@@ -374,7 +426,7 @@ impl Segment {
         self.persist_indexes(false)
     }
 
-    pub(crate) fn file(&self) -> Arc<File> {
+    pub(crate) fn file(&self) -> Arc<dyn StorageFile> {
         Arc::clone(&self.file)
     }
 
@@ -434,9 +486,9 @@ impl Segment {
 
     /// Removes the segment's files.
     pub(crate) fn delete_files(&self) -> io::Result<()> {
-        remove_if_exists(&self.log_path)?;
-        self.offset_index.delete_file()?;
-        self.time_index.delete_file()
+        remove_if_exists(&*self.storage, &self.log_path)?;
+        self.offset_index.delete_file(&*self.storage)?;
+        self.time_index.delete_file(&*self.storage)
     }
 
     /// Replaces this segment's files by a cleaned copy: the old indexes are removed first (a
@@ -444,16 +496,15 @@ impl Segment {
     /// cleaned log is renamed over the old one and the new indexes written.
     pub(crate) fn replace_with(&mut self, mut cleaned: Segment) -> Result<()> {
         self.offset_index
-            .delete_file()
+            .delete_file(&*self.storage)
             .map_err(|e| BrokerError::io(self.offset_index_path(), e))?;
         self.time_index
-            .delete_file()
+            .delete_file(&*self.storage)
             .map_err(|e| BrokerError::io(self.time_index_path(), e))?;
-        std::fs::rename(&cleaned.log_path, &self.log_path)
+        self.storage
+            .rename(&cleaned.log_path, &self.log_path)
             .map_err(|e| BrokerError::io(&self.log_path, e))?;
-        if let Some(dir) = self.log_path.parent() {
-            crate::fsutil::sync_dir(dir)?;
-        }
+        crate::fsutil::sync_dir(&*self.storage, durable_fs::parent_dir(&self.log_path))?;
         cleaned.log_path = self.log_path.clone();
         cleaned
             .offset_index
@@ -468,13 +519,16 @@ impl Segment {
 
     /// A new segment written to `<base>.log.cleaned`, used by the compactor.
     pub(crate) fn create_cleaned(
+        storage: &Arc<dyn Storage>,
         dir: &Path,
         base_offset: i64,
         index_interval: u64,
     ) -> Result<Self> {
         let log_path = dir.join(segment_file_name(base_offset, "log.cleaned"));
-        let file = open_rw(&log_path, true).map_err(|e| BrokerError::io(&log_path, e))?;
-        let mut seg = Self::with_file(dir, base_offset, log_path, file, index_interval);
+        let file = storage
+            .open(&log_path, OpenMode::Truncate)
+            .map_err(|e| BrokerError::io(&log_path, e))?;
+        let mut seg = Self::with_file(storage, dir, base_offset, log_path, file, index_interval);
         // Index files are only written once the cleaned segment replaces the original.
         seg.offset_index
             .set_path(dir.join(segment_file_name(base_offset, "index.cleaned")));

@@ -153,9 +153,14 @@ impl PartitionLog {
 
     pub(super) fn roll_locked(&self, inner: &mut LogInner, new_base: i64) -> Result<()> {
         inner.active()?.seal()?;
-        let seg = Segment::create(&self.dir, new_base, inner.config.index_interval_bytes)?;
+        let seg = Segment::create(
+            &self.storage,
+            &self.dir,
+            new_base,
+            inner.config.index_interval_bytes,
+        )?;
         inner.segments.insert(new_base, seg);
-        sync_dir(&self.dir)?;
+        sync_dir(&*self.storage, &self.dir)?;
         inner.producers.write_snapshot(new_base)?;
         inner.producers.prune_snapshots(3);
         debug!(partition = %partition_dir_name(&self.topic, self.partition), new_base, "rolled a new segment");

@@ -115,7 +115,9 @@ fn directory_operations_behave_like_posix() {
     fs.remove_dir_all(&p("/r/t-0-delete")).unwrap();
     assert!(fs.read_dir(&p("/r")).unwrap().is_empty());
     assert_eq!(
-        fs.open(&p("/missing/f"), OpenMode::Create).unwrap_err().kind(),
+        fs.open(&p("/missing/f"), OpenMode::Create)
+            .unwrap_err()
+            .kind(),
         ErrorKind::NotFound
     );
     assert_eq!(
