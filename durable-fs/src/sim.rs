@@ -190,7 +190,7 @@ fn not_found(p: &Path) -> io::Error {
 }
 
 fn stale() -> io::Error {
-    io::Error::other("file handle opened before a simulated power cut")
+    io::Error::other("the process that held this handle died in a simulated power cut")
 }
 
 /// Paths are taken as absolute, with `.` components dropped.
@@ -209,9 +209,15 @@ fn norm(p: &Path) -> PathBuf {
 }
 
 /// The simulated file system (see the module documentation). Clones share one file system.
+///
+/// Used directly, a `SimStorage` always acts on the current state. The handles given out by
+/// [`SimStorage::shared`] stand for one process: after a power cut every operation through
+/// them fails, so a process that "died" cannot write anything (its shutdown code included).
 #[derive(Debug, Clone, Default)]
 pub struct SimStorage {
     state: Arc<Mutex<State>>,
+    /// The generation a process handle belongs to; `None` for the test's own handle.
+    process: Option<u64>,
 }
 
 impl SimStorage {
@@ -220,15 +226,28 @@ impl SimStorage {
         Self::default()
     }
 
-    /// This file system as a shared [`Storage`].
+    /// This file system as a shared [`Storage`] for one process: it stops working at the
+    /// next power cut (call `shared` again for the process started after it).
     pub fn shared(&self) -> Arc<dyn Storage> {
-        Arc::new(self.clone())
+        let generation = self.state.lock().generation;
+        Arc::new(SimStorage {
+            state: Arc::clone(&self.state),
+            process: Some(generation),
+        })
+    }
+
+    fn lock(&self) -> io::Result<parking_lot::MutexGuard<'_, State>> {
+        let st = self.state.lock();
+        match self.process {
+            Some(g) if g != st.generation => Err(stale()),
+            _ => Ok(st),
+        }
     }
 
     /// Simulates a power cut whose random choices (which unsynced changes reach the disk, and
     /// how the last one is torn) come from `seed`.
     pub fn power_cut(&self, seed: u64) {
-        self.cut_with(&mut Choice::Random(StdRng::seed_from_u64(seed)));
+        self.cut_with(&mut Choice::Random(Box::new(StdRng::seed_from_u64(seed))));
     }
 
     /// The worst power cut: every unsynced write and directory change is lost.
@@ -349,7 +368,7 @@ enum Tear {
 
 enum Choice {
     LoseAll,
-    Random(StdRng),
+    Random(Box<StdRng>),
 }
 
 impl Choice {
@@ -480,7 +499,7 @@ impl Drop for SimLock {
 impl Storage for SimStorage {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
         let p = norm(path);
-        let mut st = self.state.lock();
+        let mut st = self.lock()?;
         let ino = match (st.node(&p), mode) {
             (Some(Node::Dir), _) => {
                 return Err(io::Error::new(
@@ -515,7 +534,7 @@ impl Storage for SimStorage {
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let p = norm(path);
-        let mut st = self.state.lock();
+        let mut st = self.lock()?;
         let mut at = PathBuf::from("/");
         for c in p.components().skip(1) {
             at.push(c);
@@ -535,7 +554,7 @@ impl Storage for SimStorage {
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let p = norm(path);
-        let st = self.state.lock();
+        let st = self.lock()?;
         st.require_dir(&p)?;
         Ok(st
             .current
@@ -548,7 +567,7 @@ impl Storage for SimStorage {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (from, to) = (norm(from), norm(to));
-        let mut st = self.state.lock();
+        let mut st = self.lock()?;
         let src = st.node(&from).ok_or_else(|| not_found(&from))?;
         st.require_parent(&to)?;
         if from == to {
@@ -582,7 +601,7 @@ impl Storage for SimStorage {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let p = norm(path);
-        let mut st = self.state.lock();
+        let mut st = self.lock()?;
         match st.node(&p) {
             Some(Node::File(_)) => {
                 st.change(DirOp::Remove(p));
@@ -598,7 +617,7 @@ impl Storage for SimStorage {
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         let p = norm(path);
-        let mut st = self.state.lock();
+        let mut st = self.lock()?;
         st.require_dir(&p)?;
         if p.parent().is_none() {
             return Err(io::Error::new(
@@ -612,7 +631,7 @@ impl Storage for SimStorage {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let p = norm(path);
-        let mut st = self.state.lock();
+        let mut st = self.lock()?;
         st.require_dir(&p)?;
         st.stats.dir_syncs += 1;
         let pending = std::mem::take(&mut st.pending);
@@ -629,12 +648,12 @@ impl Storage for SimStorage {
     }
 
     fn exists(&self, path: &Path) -> bool {
-        self.state.lock().node(&norm(path)).is_some()
+        self.lock().is_ok_and(|st| st.node(&norm(path)).is_some())
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
         let p = norm(path);
-        let mut st = self.state.lock();
+        let mut st = self.lock()?;
         if !st.locks.insert(p.clone()) {
             return Err(io::Error::from(ErrorKind::WouldBlock));
         }

@@ -278,12 +278,15 @@ impl PartitionLog {
                 seg.delete_files().map_err(|e| BrokerError::io(&dir, e))?;
             }
         }
-        // Drop empty segments that are not the last one (left by crashes during a roll).
+        // Drop empty segments that are neither the last one (left by crashes during a roll)
+        // nor the first one: a segment that compaction emptied still holds the log start
+        // offset, which must not move past records that were compacted, not deleted.
+        let first_base = segments.keys().next().copied();
         let empties: Vec<i64> = segments
             .iter()
             .rev()
             .skip(1)
-            .filter(|(_, s)| s.is_empty())
+            .filter(|(b, s)| s.is_empty() && Some(**b) != first_base)
             .map(|(b, _)| *b)
             .collect();
         for b in empties {

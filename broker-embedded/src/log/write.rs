@@ -152,7 +152,15 @@ impl PartitionLog {
     }
 
     pub(super) fn roll_locked(&self, inner: &mut LogInner, new_base: i64) -> Result<()> {
-        inner.active()?.seal()?;
+        let active = inner.active()?;
+        active.seal()?;
+        // The sealed segment is made durable before the new one can be: otherwise a power cut
+        // could keep records of the new segment and lose older ones of this one, leaving a
+        // hole instead of a shorter log. (Kafka schedules this flush right after the roll;
+        // here it is part of the roll, and costs nothing when every batch is flushed anyway.)
+        if active.is_unflushed() {
+            active.flush()?;
+        }
         let seg = Segment::create(
             &self.storage,
             &self.dir,

@@ -182,3 +182,17 @@ proptest! {
         prop_assert!(tail[first_zero..].iter().all(|&b| b == 0));
     }
 }
+
+#[test]
+fn a_process_handle_stops_working_at_the_power_cut() {
+    let fs = SimStorage::new();
+    let process = fs.shared();
+    process.create_dir_all(&p("/d")).unwrap();
+    fs.power_cut_losing_all_unsynced();
+    assert!(process.create_dir_all(&p("/d")).is_err());
+    assert!(process.open(&p("/x"), OpenMode::Create).is_err());
+    assert!(!process.exists(&p("/")));
+    let next = fs.shared();
+    next.create_dir_all(&p("/d")).unwrap();
+    assert!(next.exists(&p("/d")));
+}

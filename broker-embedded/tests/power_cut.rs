@@ -1,0 +1,450 @@
+//! Power cuts at random points of a partition log's life, on `durable-fs`'s page-cache
+//! simulator (a SIGKILL keeps the page cache, so only a simulator can show what a power loss
+//! does): appends (plain and idempotent), segment rolls with producer-state snapshots,
+//! retention deletes, compaction swaps, background flushes and clean closes.
+//!
+//! After each cut the log is reopened (as after an unclean shutdown, from a recovery point the
+//! broker could have checkpointed) and checked against a model:
+//! - `flush.messages=1` (`FlushPolicy::EveryBatch`): every acknowledged record survives;
+//!   with a flush interval, every record appended before the last completed flush survives
+//!   (so at most one interval is lost);
+//! - every record served is exactly one that was appended, at its offset (no torn or invented
+//!   record), offsets increase, and for a compacted log each key's latest durable record (or a
+//!   newer one) is still there;
+//! - the producer state agrees with the log: a retry of the last surviving idempotent batch is
+//!   recognised as a duplicate;
+//! - recovery never panics, and the log takes and serves new appends afterwards.
+//!
+//! `POWER_CUT_CASES` (default 300 per policy) and `POWER_CUT_SEED` (default: from the clock,
+//! printed) control the campaign; `scripts/power-cut.sh` runs a long one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use broker_embedded::record::{encode_batch, BatchIter, BatchSpec, Record};
+use broker_embedded::{AppendOrigin, CleanupPolicy, IsolationLevel, LogConfig, PartitionLog};
+use bytes::Bytes;
+use durable_fs::sim::SimStorage;
+use durable_fs::Storage;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const PRODUCER_ID: i64 = 7;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    EveryBatch,
+    Interval,
+}
+
+fn config(policy: Policy, compact: bool, retention_bytes: i64) -> Arc<LogConfig> {
+    Arc::new(LogConfig {
+        cleanup_policy: CleanupPolicy {
+            delete: !compact,
+            compact,
+        },
+        segment_bytes: 1_200,
+        index_interval_bytes: 150,
+        retention_bytes,
+        retention_ms: -1,
+        segment_ms: i64::MAX / 2,
+        min_cleanable_dirty_ratio: 0.0,
+        min_compaction_lag_ms: 0,
+        delete_retention_ms: 0,
+        flush_messages: if policy == Policy::EveryBatch {
+            1
+        } else {
+            u64::MAX
+        },
+        flush_ms: i64::MAX,
+        ..LogConfig::default()
+    })
+}
+
+/// One appended record as the model remembers it.
+#[derive(Debug, Clone)]
+struct Appended {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    timestamp: i64,
+}
+
+/// One idempotent batch: its sequence range, offsets and records (to retry it).
+#[derive(Debug, Clone)]
+struct IdempotentBatch {
+    base_sequence: i32,
+    base_offset: i64,
+    last_offset: i64,
+    records: Vec<Appended>,
+}
+
+struct Model {
+    /// Indexed by offset (every append, acknowledged or not yet durable).
+    appended: Vec<Appended>,
+    /// Offsets below this were durable before the cut.
+    durable_upto: i64,
+    idempotent: Vec<IdempotentBatch>,
+    next_sequence: i32,
+}
+
+fn batch_bytes(records: &[Appended], idempotent: Option<i32>) -> Vec<u8> {
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            offset: i as i64,
+            timestamp: r.timestamp,
+            key: Some(Bytes::from(r.key.clone())),
+            value: Some(Bytes::from(r.value.clone())),
+            headers: vec![],
+        })
+        .collect();
+    let spec = match idempotent {
+        Some(seq) => BatchSpec {
+            producer_id: PRODUCER_ID,
+            producer_epoch: 0,
+            base_sequence: seq,
+            ..BatchSpec::default()
+        },
+        None => BatchSpec::default(),
+    };
+    encode_batch(&spec, &recs).unwrap()
+}
+
+fn read_all(log: &PartitionLog) -> Vec<Record> {
+    let mut offset = log.offsets().log_start_offset;
+    let mut out = Vec::new();
+    loop {
+        let data = log
+            .read(offset, 900, IsolationLevel::ReadUncommitted)
+            .unwrap();
+        if data.records.is_empty() {
+            break;
+        }
+        let recs = broker_embedded::decode_fetched("t", &data.records, offset).unwrap();
+        // Compaction may leave a batch without records (kept for its producer state), as
+        // Kafka does: a consumer moves past it by the batch's last offset.
+        let mut next = offset;
+        for item in BatchIter::new(&data.records) {
+            next = next.max(item.unwrap().header.next_offset());
+        }
+        assert!(next > offset, "a non-empty fetch moves the position");
+        offset = next;
+        out.extend(recs);
+    }
+    out
+}
+
+fn open(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    cfg: &Arc<LogConfig>,
+    clean: bool,
+    rp: i64,
+) -> PartitionLog {
+    PartitionLog::open_with_storage(
+        storage,
+        dir.to_path_buf(),
+        "t",
+        0,
+        Arc::clone(cfg),
+        clean,
+        rp,
+    )
+    .unwrap_or_else(|e| panic!("recovery failed: {e}"))
+}
+
+/// What a campaign exercised, so that it fails loudly when it tests less than it claims.
+#[derive(Debug, Default, Clone, Copy)]
+struct Coverage {
+    cuts_losing_data: u64,
+    durable_records_checked: u64,
+    rolls: u64,
+    compactions: u64,
+    retention_deletes: u64,
+    duplicate_retries: u64,
+    clean_closes: u64,
+}
+
+/// Runs one case; panics (with the seed in the message of the caller) on a violation.
+fn run_case(seed: u64, policy: Policy, compact: bool) -> Coverage {
+    let mut cov = Coverage::default();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let sim = SimStorage::new();
+    let storage = sim.shared();
+    let dir = PathBuf::from("/data/t-0");
+    storage.create_dir_all(Path::new("/data")).unwrap();
+    sim.sync_dir(Path::new("/")).unwrap();
+    let mut cfg = config(policy, compact, -1);
+    let log = open(Arc::clone(&storage), &dir, &cfg, true, 0);
+    let mut model = Model {
+        appended: Vec::new(),
+        durable_upto: 0,
+        idempotent: Vec::new(),
+        next_sequence: 0,
+    };
+    let ops = rng.random_range(1..60);
+    let mut clean_close = false;
+    for _ in 0..ops {
+        match rng.random_range(0..1000) {
+            0..=549 => {
+                let n = rng.random_range(1..5);
+                let records: Vec<Appended> = (0..n)
+                    .map(|_| Appended {
+                        key: format!("k{}", rng.random_range(0..6)).into_bytes(),
+                        value: (0..rng.random_range(1..120))
+                            .map(|_| rng.random())
+                            .collect(),
+                        timestamp: rng.random_range(0..10_000),
+                    })
+                    .collect();
+                let idempotent = rng.random_bool(0.3).then_some(model.next_sequence);
+                let mut bytes = batch_bytes(&records, idempotent);
+                let info = log.append(&mut bytes, AppendOrigin::Client, 0).unwrap();
+                assert!(!info.duplicate);
+                assert_eq!(info.base_offset, model.appended.len() as i64);
+                if let Some(seq) = idempotent {
+                    model.idempotent.push(IdempotentBatch {
+                        base_sequence: seq,
+                        base_offset: info.base_offset,
+                        last_offset: info.last_offset,
+                        records: records.clone(),
+                    });
+                    model.next_sequence += n;
+                }
+                model.appended.extend(records);
+                if policy == Policy::EveryBatch {
+                    model.durable_upto = info.last_offset + 1;
+                }
+            }
+            550..=649 => {
+                let before = log.offsets().segments;
+                log.roll().unwrap();
+                cov.rolls += u64::from(log.offsets().segments > before);
+            }
+            650..=799 => {
+                // The background flusher's tick.
+                let upto = log.offsets().log_end_offset;
+                log.flush().unwrap();
+                model.durable_upto = model.durable_upto.max(upto);
+            }
+            800..=879 if compact => {
+                cov.compactions += log.compact(20_000, true).unwrap().segments_cleaned as u64;
+            }
+            800..=879 => {
+                cfg = config(policy, compact, rng.random_range(500..4_000));
+                log.set_config(Arc::clone(&cfg));
+                cov.retention_deletes += log.apply_retention(0).unwrap() as u64;
+                cfg = config(policy, compact, -1);
+                log.set_config(Arc::clone(&cfg));
+            }
+            880..=994 => {
+                // What the broker writes to its recovery-point checkpoint is only ever an
+                // earlier value of this; reading it is harmless.
+                let _ = log.recovery_point();
+            }
+            _ => {
+                log.close().unwrap();
+                model.durable_upto = model.appended.len() as i64;
+                clean_close = true;
+                cov.clean_closes += 1;
+                break;
+            }
+        }
+    }
+    let start_before = log.offsets().log_start_offset;
+    let rp = if rng.random_bool(0.5) {
+        log.recovery_point()
+    } else {
+        0
+    };
+    let lost_before = sim.stats();
+    sim.power_cut(rng.random());
+    let lost_after = sim.stats();
+    if lost_after.lost_file_ops + lost_after.lost_dir_ops
+        > lost_before.lost_file_ops + lost_before.lost_dir_ops
+    {
+        cov.cuts_losing_data += 1;
+    }
+    // The dead process's objects go away without touching the disk again.
+    drop(log);
+
+    let storage = sim.shared();
+    let log = open(Arc::clone(&storage), &dir, &cfg, clean_close, rp);
+    let offsets = log.offsets();
+    let got = read_all(&log);
+    assert!(
+        offsets.log_start_offset <= start_before,
+        "log start {} moved past {} (records deleted that were not)",
+        offsets.log_start_offset,
+        start_before
+    );
+    assert!(
+        offsets.log_end_offset <= model.appended.len() as i64,
+        "log end {} beyond the {} records ever appended",
+        offsets.log_end_offset,
+        model.appended.len()
+    );
+    let mut last = -1;
+    for r in &got {
+        assert!(r.offset > last, "offsets must increase");
+        last = r.offset;
+        let a = &model.appended[usize::try_from(r.offset).unwrap()];
+        assert_eq!(r.key.as_deref(), Some(&a.key[..]), "key at {}", r.offset);
+        assert_eq!(
+            r.value.as_deref(),
+            Some(&a.value[..]),
+            "value at {}",
+            r.offset
+        );
+        assert_eq!(r.timestamp, a.timestamp, "timestamp at {}", r.offset);
+    }
+    let durable_from = start_before.max(offsets.log_start_offset);
+    assert!(
+        offsets.log_end_offset >= model.durable_upto,
+        "durable records lost: log end {} < {} ({policy:?})",
+        offsets.log_end_offset,
+        model.durable_upto
+    );
+    let present: std::collections::HashSet<i64> = got.iter().map(|r| r.offset).collect();
+    if compact {
+        // Each key's latest durable record, or a newer record of the key, is still there.
+        let mut latest: std::collections::HashMap<&[u8], i64> = Default::default();
+        for (o, a) in model.appended.iter().enumerate() {
+            let o = o as i64;
+            if o >= durable_from && o < model.durable_upto {
+                latest.insert(&a.key, o);
+            }
+        }
+        for (key, o) in latest {
+            let kept = got
+                .iter()
+                .any(|r| r.offset >= o && r.key.as_deref() == Some(key));
+            assert!(
+                kept,
+                "compaction or recovery lost key {:?} (durable at {o})",
+                String::from_utf8_lossy(key)
+            );
+        }
+    } else {
+        for o in durable_from..model.durable_upto {
+            assert!(present.contains(&o), "durable record {o} lost ({policy:?})");
+        }
+    }
+    // Producer state: a retry of the last surviving idempotent batch is a duplicate.
+    if let Some(b) = model.idempotent.iter().rev().find(|b| {
+        b.last_offset < offsets.log_end_offset && b.base_offset >= offsets.log_start_offset
+    }) {
+        let mut bytes = batch_bytes(&b.records, Some(b.base_sequence));
+        let info = log.append(&mut bytes, AppendOrigin::Client, 0).unwrap();
+        assert!(
+            info.duplicate,
+            "retry of sequence {} not recognised after recovery",
+            b.base_sequence
+        );
+        assert_eq!(info.base_offset, b.base_offset);
+        cov.duplicate_retries += 1;
+    }
+    // The log stays usable.
+    let fresh = Appended {
+        key: b"after".to_vec(),
+        value: b"the cut".to_vec(),
+        timestamp: 1,
+    };
+    let mut bytes = batch_bytes(std::slice::from_ref(&fresh), None);
+    let info = log.append(&mut bytes, AppendOrigin::Client, 0).unwrap();
+    assert_eq!(info.base_offset, offsets.log_end_offset);
+    let back = read_all(&log);
+    let lastr = back.last().unwrap();
+    assert_eq!(lastr.offset, info.base_offset);
+    assert_eq!(lastr.value.as_deref(), Some(&b"the cut"[..]));
+    cov.durable_records_checked += (model.durable_upto - durable_from).max(0) as u64;
+    cov
+}
+
+fn campaign(policy: Policy, compact: bool) {
+    let cases: u64 = std::env::var("POWER_CUT_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let base: u64 = std::env::var("POWER_CUT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("power-cut campaign {policy:?} compact={compact}: {cases} cases from seed {base} (POWER_CUT_SEED={base} to replay)");
+    let mut total = Coverage::default();
+    for i in 0..cases {
+        let seed = base.wrapping_add(i);
+        let outcome = std::panic::catch_unwind(|| run_case(seed, policy, compact));
+        match &outcome {
+            Ok(c) => {
+                total.cuts_losing_data += c.cuts_losing_data;
+                total.durable_records_checked += c.durable_records_checked;
+                total.rolls += c.rolls;
+                total.compactions += c.compactions;
+                total.retention_deletes += c.retention_deletes;
+                total.duplicate_retries += c.duplicate_retries;
+                total.clean_closes += c.clean_closes;
+            }
+            Err(_) => {}
+        }
+        if let Err(e) = outcome {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("case seed {seed} ({policy:?}, compact={compact}) failed: {msg}");
+        }
+    }
+    eprintln!("coverage: {total:?}");
+    // Fail loudly if the campaign did not exercise what the test names promise.
+    if cases >= 100 {
+        // With every batch flushed, only index files and directory entries are unsynced.
+        let min_losing = if policy == Policy::EveryBatch {
+            cases / 20
+        } else {
+            cases / 4
+        };
+        assert!(
+            total.cuts_losing_data > min_losing,
+            "too few cuts lost unsynced data: {total:?}"
+        );
+        assert!(
+            total.durable_records_checked > cases,
+            "too few durable records checked: {total:?}"
+        );
+        assert!(
+            total.rolls > 0 && total.duplicate_retries > 0 && total.clean_closes > 0,
+            "{total:?}"
+        );
+        if compact {
+            assert!(
+                total.compactions > 0,
+                "no compaction swap happened: {total:?}"
+            );
+        } else {
+            assert!(
+                total.retention_deletes > 0,
+                "no retention delete happened: {total:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_acknowledged_record_survives_power_cuts_with_every_batch_flush() {
+    campaign(Policy::EveryBatch, false);
+}
+
+#[test]
+fn records_flushed_before_the_interval_survive_power_cuts() {
+    campaign(Policy::Interval, false);
+}
+
+#[test]
+fn compacted_logs_keep_every_key_through_power_cuts() {
+    campaign(Policy::EveryBatch, true);
+}
