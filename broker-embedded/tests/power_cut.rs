@@ -378,17 +378,14 @@ fn campaign(policy: Policy, compact: bool) {
     for i in 0..cases {
         let seed = base.wrapping_add(i);
         let outcome = std::panic::catch_unwind(|| run_case(seed, policy, compact));
-        match &outcome {
-            Ok(c) => {
-                total.cuts_losing_data += c.cuts_losing_data;
-                total.durable_records_checked += c.durable_records_checked;
-                total.rolls += c.rolls;
-                total.compactions += c.compactions;
-                total.retention_deletes += c.retention_deletes;
-                total.duplicate_retries += c.duplicate_retries;
-                total.clean_closes += c.clean_closes;
-            }
-            Err(_) => {}
+        if let Ok(c) = &outcome {
+            total.cuts_losing_data += c.cuts_losing_data;
+            total.durable_records_checked += c.durable_records_checked;
+            total.rolls += c.rolls;
+            total.compactions += c.compactions;
+            total.retention_deletes += c.retention_deletes;
+            total.duplicate_retries += c.duplicate_retries;
+            total.clean_closes += c.clean_closes;
         }
         if let Err(e) = outcome {
             let msg = e
