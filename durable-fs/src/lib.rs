@@ -111,6 +111,29 @@ pub fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Res
     storage.sync_dir(parent_dir(path))
 }
 
+/// Creates a directory and its missing parents durably: after it returns, a power cut cannot
+/// lose any directory it created (each new directory's parent is synced).
+pub fn create_dir_all_durable(storage: &dyn Storage, path: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(p) = at {
+        if p.as_os_str().is_empty() || storage.exists(p) {
+            break;
+        }
+        missing.push(p);
+        at = p.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    storage.create_dir_all(path)?;
+    // Outermost first: a directory's entry is synced once its parent's entry is durable.
+    for p in missing.iter().rev() {
+        storage.sync_dir(parent_dir(p))?;
+    }
+    Ok(())
+}
+
 /// Removes a file; a missing file is not an error.
 pub fn remove_if_exists(storage: &dyn Storage, path: &Path) -> io::Result<()> {
     match storage.remove_file(path) {

@@ -2,9 +2,10 @@
 //! directories with unclean-shutdown detection.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use durable_fs::{OpenMode, OsStorage, Storage};
 
 use crate::error::{Result, StoreError};
 use crate::restore::TopicPartition;
@@ -27,21 +28,37 @@ const CHECKPOINT_VERSION: i32 = 0;
 /// <topic> <partition> <offset>
 /// ...
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OffsetCheckpoint {
+    storage: Arc<dyn Storage>,
     path: PathBuf,
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+impl PartialEq for OffsetCheckpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for OffsetCheckpoint {}
+
+fn fsync_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    storage.sync_dir(dir).map_err(|e| StoreError::io(dir, e))
 }
 
 impl OffsetCheckpoint {
-    /// The checkpoint at `path`.
+    /// The checkpoint at `path` on the real file system.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        OffsetCheckpoint { path: path.into() }
+        Self::with_storage(OsStorage::shared(), path)
+    }
+
+    /// The checkpoint at `path` on `storage` (the storage seam of `durable-fs`; tests use its
+    /// power-cut simulator).
+    pub fn with_storage(storage: Arc<dyn Storage>, path: impl Into<PathBuf>) -> Self {
+        OffsetCheckpoint {
+            storage,
+            path: path.into(),
+        }
     }
 
     /// Path of the file.
@@ -51,13 +68,14 @@ impl OffsetCheckpoint {
 
     /// Whether the file exists.
     pub fn exists(&self) -> bool {
-        self.path.exists()
+        self.storage.exists(&self.path)
     }
 
     /// Reads the offsets; a missing file reads as empty.
     pub fn read(&self) -> Result<BTreeMap<TopicPartition, i64>> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
+        let text = match self.storage.read(&self.path) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map_err(|_| self.corrupt(1, "the file is not UTF-8 text"))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
             Err(e) => return Err(StoreError::io(&self.path, e)),
         };
@@ -132,23 +150,16 @@ impl OffsetCheckpoint {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let mut tmp_name = self.path.as_os_str().to_owned();
-        tmp_name.push(".tmp");
-        let tmp = PathBuf::from(tmp_name);
-        let mut f = fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        fsync_dir(&dir)
+        durable_fs::create_dir_all_durable(&*self.storage, &dir)
+            .map_err(|e| StoreError::io(&dir, e))?;
+        durable_fs::write_atomic(&*self.storage, &self.path, text.as_bytes())
+            .map_err(|e| StoreError::io(&self.path, e))
     }
 
     /// Deletes the file (a missing file is not an error). Under exactly-once the runtime
     /// deletes the checkpoint once processing starts, so a crash leaves none.
     pub fn delete(&self) -> Result<()> {
-        match fs::remove_file(&self.path) {
+        match self.storage.remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StoreError::io(&self.path, e)),
@@ -195,18 +206,41 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
 
 /// The state directory of one task: `<state.dir>/<application.id>/<task id>/`, holding
 /// `rocksdb/<store>` directories and the task's `.checkpoint`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The checkpoint and the in-progress marker go through the storage seam (`durable-fs`); the
+/// RocksDB stores under `rocksdb/` are RocksDB's own files.
+#[derive(Debug, Clone)]
 pub struct TaskDirectory {
+    storage: Arc<dyn Storage>,
     path: PathBuf,
 }
+
+impl PartialEq for TaskDirectory {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for TaskDirectory {}
 
 impl TaskDirectory {
     /// The directory of task `task_id` (e.g. `0_1`) of `application_id` under `state_dir`.
     /// Nothing is created until [`TaskDirectory::open`].
     pub fn new(state_dir: impl AsRef<Path>, application_id: &str, task_id: &str) -> Result<Self> {
+        Self::with_storage(OsStorage::shared(), state_dir, application_id, task_id)
+    }
+
+    /// [`TaskDirectory::new`] on `storage` (the storage seam of `durable-fs`).
+    pub fn with_storage(
+        storage: Arc<dyn Storage>,
+        state_dir: impl AsRef<Path>,
+        application_id: &str,
+        task_id: &str,
+    ) -> Result<Self> {
         check_name("application id", application_id)?;
         check_name("task id", task_id)?;
         Ok(TaskDirectory {
+            storage,
             path: state_dir.as_ref().join(application_id).join(task_id),
         })
     }
@@ -224,7 +258,10 @@ impl TaskDirectory {
 
     /// The task's checkpoint file.
     pub fn checkpoint(&self) -> OffsetCheckpoint {
-        OffsetCheckpoint::new(self.path.join(CHECKPOINT_FILE_NAME))
+        OffsetCheckpoint::with_storage(
+            Arc::clone(&self.storage),
+            self.path.join(CHECKPOINT_FILE_NAME),
+        )
     }
 
     fn marker(&self) -> PathBuf {
@@ -233,8 +270,8 @@ impl TaskDirectory {
 
     fn has_stores(&self) -> Result<bool> {
         let dir = self.path.join("rocksdb");
-        match fs::read_dir(&dir) {
-            Ok(mut entries) => Ok(entries.next().is_some()),
+        match self.storage.read_dir(&dir) {
+            Ok(entries) => Ok(!entries.is_empty()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(StoreError::io(dir, e)),
         }
@@ -244,10 +281,12 @@ impl TaskDirectory {
     /// checkpointed, then writes the in-progress marker (removed by
     /// [`TaskDirectory::close_clean`]).
     pub fn open(&self) -> Result<TaskStartState> {
-        fs::create_dir_all(&self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        let storage = &*self.storage;
+        durable_fs::create_dir_all_durable(storage, &self.path)
+            .map_err(|e| StoreError::io(&self.path, e))?;
         let checkpoint = self.checkpoint();
         let offsets = checkpoint.read()?;
-        let previous_shutdown = if self.marker().exists() {
+        let previous_shutdown = if storage.exists(&self.marker()) {
             PreviousShutdown::Unclean
         } else if checkpoint.exists() {
             PreviousShutdown::Clean
@@ -257,10 +296,11 @@ impl TaskDirectory {
             PreviousShutdown::Fresh
         };
         let marker = self.marker();
-        fs::File::create(&marker)
+        storage
+            .open(&marker, OpenMode::Truncate)
             .and_then(|f| f.sync_all())
             .map_err(|e| StoreError::io(&marker, e))?;
-        fsync_dir(&self.path)?;
+        fsync_dir(storage, &self.path)?;
         if previous_shutdown == PreviousShutdown::Unclean {
             tracing::warn!(task_dir = %self.path.display(), "task state was not closed cleanly");
         }
@@ -297,8 +337,8 @@ impl TaskDirectory {
             store.close()?;
         }
         let marker = self.marker();
-        match fs::remove_file(&marker) {
-            Ok(()) => fsync_dir(&self.path),
+        match self.storage.remove_file(&marker) {
+            Ok(()) => fsync_dir(&*self.storage, &self.path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StoreError::io(marker, e)),
         }
@@ -308,7 +348,7 @@ impl TaskDirectory {
     /// are rebuilt from their changelogs. The stores must be closed.
     pub fn wipe_stores(&self) -> Result<()> {
         let dir = self.path.join("rocksdb");
-        match fs::remove_dir_all(&dir) {
+        match self.storage.remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::io(dir, e)),

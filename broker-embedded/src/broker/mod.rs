@@ -128,13 +128,8 @@ impl Broker {
     pub fn open_with_storage(config: BrokerConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         let dir = config.data_dir.clone();
         let fresh = !storage.exists(&dir.join(META_DIR));
-        storage
-            .create_dir_all(&dir.join(META_DIR))
+        durable_fs::create_dir_all_durable(&*storage, &dir.join(META_DIR))
             .map_err(|e| BrokerError::io(&dir, e))?;
-        if fresh {
-            sync_dir(&*storage, &dir)?;
-            sync_dir(&*storage, durable_fs::parent_dir(&dir))?;
-        }
         let lock_path = dir.join(LOCK_FILE);
         let lock = match storage.try_lock(&lock_path) {
             Ok(l) => l,

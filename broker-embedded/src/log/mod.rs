@@ -223,13 +223,8 @@ impl PartitionLog {
         clean: bool,
         recovery_point: i64,
     ) -> Result<Self> {
-        let created = !storage.exists(&dir);
-        storage
-            .create_dir_all(&dir)
+        durable_fs::create_dir_all_durable(&*storage, &dir)
             .map_err(|e| BrokerError::io(&dir, e))?;
-        if created {
-            sync_dir(&*storage, durable_fs::parent_dir(&dir))?;
-        }
         let mut bases = Vec::new();
         for name in storage
             .read_dir(&dir)

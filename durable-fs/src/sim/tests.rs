@@ -196,3 +196,15 @@ fn a_process_handle_stops_working_at_the_power_cut() {
     next.create_dir_all(&p("/d")).unwrap();
     assert!(next.exists(&p("/d")));
 }
+
+#[test]
+fn create_dir_all_durable_survives_the_worst_cut() {
+    let fs = SimStorage::new();
+    crate::create_dir_all_durable(&fs, &p("/a/b/c")).unwrap();
+    fs.create_dir_all(&p("/a/b/c/not-durable")).unwrap();
+    fs.power_cut_losing_all_unsynced();
+    assert!(fs.exists(&p("/a/b/c")));
+    assert!(!fs.exists(&p("/a/b/c/not-durable")));
+    // Existing directories are left alone.
+    crate::create_dir_all_durable(&fs, &p("/a/b/c")).unwrap();
+}
