@@ -40,7 +40,7 @@ enum FileOp {
     SetLen(u64),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Inode {
     durable: Vec<u8>,
     data: Vec<u8>,
@@ -138,7 +138,7 @@ pub struct SimStats {
     pub lost_dir_ops: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     generation: u64,
     next_ino: u64,
@@ -224,6 +224,17 @@ impl SimStorage {
     /// An empty file system (only the root directory `/` exists).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An independent copy of this disk (its synced and unsynced content and its pending
+    /// directory changes), for running many experiments from one prepared state.
+    pub fn fork(&self) -> SimStorage {
+        let mut copy = self.state.lock().clone();
+        copy.locks.clear();
+        SimStorage {
+            state: Arc::new(Mutex::new(copy)),
+            process: None,
+        }
     }
 
     /// This file system as a shared [`Storage`] for one process: it stops working at the

@@ -89,6 +89,15 @@ impl PartitionLog {
         inner.first_dirty_offset = inner.first_dirty_offset.max(offset);
     }
 
+    fn write_cleaner_checkpoint(&self, offset: i64) -> Result<()> {
+        let text = super::encode_cleaner_checkpoint(self.topic(), self.partition(), offset);
+        crate::fsutil::write_atomic(
+            &**self.storage(),
+            &self.dir().join(super::CLEANER_CHECKPOINT_FILE),
+            text.as_bytes(),
+        )
+    }
+
     /// Views of the sealed (non-active) segments, for the cleaner.
     pub(crate) fn sealed_segment_views(&self) -> (Vec<SegmentView>, Arc<LogConfig>) {
         let inner = self.inner.lock();
@@ -237,6 +246,10 @@ impl PartitionLog {
             }
         }
         let upto = cleanable.last().map_or(0, |v| v.next_offset);
+        if upto > self.first_dirty_offset() {
+            // Durable before any swap is: recovery accepts offset gaps only below it.
+            self.write_cleaner_checkpoint(upto)?;
+        }
         self.swap_cleaned(cleaned, &mut stats)?;
         self.set_first_dirty_offset(upto);
         if stats.segments_cleaned > 0 {

@@ -186,6 +186,59 @@ impl std::fmt::Debug for PartitionLog {
     }
 }
 
+/// The partition's cleaner checkpoint: the offset below which compaction has run (Kafka keeps
+/// the same value per data directory in `cleaner-offset-checkpoint`). Kafka's text format
+/// (`0`, `1`, `<topic> <partition> <offset>`) plus a `crc32c <hex>` line over the lines
+/// before it: recovery trusts this value to tell compaction gaps from corruption, so a
+/// damaged file must be recognised.
+pub(crate) const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+
+/// What the cleaner checkpoint file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CleanerCheckpoint {
+    /// No file: the log was never compacted by this version of the broker.
+    Missing,
+    /// The file exists but fails its checksum or does not parse.
+    Damaged,
+    /// Compaction has run below this offset.
+    At(i64),
+}
+
+pub(crate) fn encode_cleaner_checkpoint(topic: &str, partition: i32, offset: i64) -> String {
+    let body = format!("0\n1\n{topic} {partition} {offset}\n");
+    let crc = crc32c::crc32c(body.as_bytes());
+    format!("{body}crc32c {crc:08x}\n")
+}
+
+fn read_cleaner_checkpoint(storage: &dyn Storage, dir: &Path) -> CleanerCheckpoint {
+    let bytes = match storage.read(&dir.join(CLEANER_CHECKPOINT_FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return CleanerCheckpoint::Missing,
+        Err(_) => return CleanerCheckpoint::Damaged,
+    };
+    let parse = || -> Option<i64> {
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let crc_at = text.rfind("crc32c ")?;
+        let (body, crc_line) = text.split_at(crc_at);
+        let crc = u32::from_str_radix(crc_line.trim_start_matches("crc32c ").trim(), 16).ok()?;
+        if crc32c::crc32c(body.as_bytes()) != crc {
+            return None;
+        }
+        let mut lines = body.lines();
+        if lines.next()? != "0" || lines.next()? != "1" {
+            return None;
+        }
+        let offset = lines
+            .next()?
+            .split_whitespace()
+            .nth(2)?
+            .parse::<i64>()
+            .ok()?;
+        (offset >= 0).then_some(offset)
+    };
+    parse().map_or(CleanerCheckpoint::Damaged, CleanerCheckpoint::At)
+}
+
 pub(crate) fn partition_dir_name(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
@@ -225,6 +278,20 @@ impl PartitionLog {
     ) -> Result<Self> {
         durable_fs::create_dir_all_durable(&*storage, &dir)
             .map_err(|e| BrokerError::io(&dir, e))?;
+        let cleaner_checkpoint = read_cleaner_checkpoint(&*storage, &dir);
+        // Offsets at or above the cleaner checkpoint were never compacted, so batches there
+        // must be contiguous. Without a checkpoint, a compacted log may have gaps anywhere
+        // (a data directory from before the checkpoint existed); with a damaged one, any log
+        // may.
+        let contiguous_from = match cleaner_checkpoint {
+            CleanerCheckpoint::At(o) => o,
+            CleanerCheckpoint::Missing if !config.cleanup_policy.compact => 0,
+            CleanerCheckpoint::Missing => i64::MAX,
+            CleanerCheckpoint::Damaged => {
+                warn!(dir = %dir.display(), "damaged cleaner checkpoint: recovery cannot tell compaction gaps from corrupt base offsets");
+                i64::MAX
+            }
+        };
         let mut bases = Vec::new();
         for name in storage
             .read_dir(&dir)
@@ -253,8 +320,14 @@ impl PartitionLog {
             } else {
                 next_base.is_some_and(|n| n <= recovery_point)
             };
-            let (seg, truncation) =
-                Segment::open(&storage, &dir, base, config.index_interval_bytes, trusted)?;
+            let (seg, truncation) = Segment::open(
+                &storage,
+                &dir,
+                base,
+                config.index_interval_bytes,
+                trusted,
+                contiguous_from,
+            )?;
             segments.insert(base, seg);
             if truncation.is_some() {
                 truncated_at = Some(i);
@@ -268,8 +341,14 @@ impl PartitionLog {
                     segment = base,
                     "deleting a segment that follows a truncated one"
                 );
-                let (seg, _) =
-                    Segment::open(&storage, &dir, base, config.index_interval_bytes, true)?;
+                let (seg, _) = Segment::open(
+                    &storage,
+                    &dir,
+                    base,
+                    config.index_interval_bytes,
+                    true,
+                    i64::MAX,
+                )?;
                 seg.delete_files().map_err(|e| BrokerError::io(&dir, e))?;
             }
         }
@@ -320,7 +399,10 @@ impl PartitionLog {
                 last_flush: Instant::now(),
                 producers,
                 deleted: false,
-                first_dirty_offset: 0,
+                first_dirty_offset: match cleaner_checkpoint {
+                    CleanerCheckpoint::At(o) => o,
+                    CleanerCheckpoint::Missing | CleanerCheckpoint::Damaged => 0,
+                },
             }),
             appended: tokio::sync::Notify::new(),
             cleaning: Mutex::new(()),

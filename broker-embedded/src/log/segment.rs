@@ -137,12 +137,17 @@ impl Segment {
     /// Opens an existing segment. With `trusted` (clean shutdown, or wholly below the recovery
     /// point) the indexes are loaded and only checked for consistency; otherwise every batch is
     /// validated (CRC included), the indexes rebuilt and a corrupt or torn tail truncated.
+    ///
+    /// From `contiguous_from` on (the cleaner checkpoint: nothing at or above it was ever
+    /// compacted) every batch must start exactly where the previous one ended, so a corrupt
+    /// base offset (outside the CRC) is caught; below it, compaction may have left gaps.
     pub(crate) fn open(
         storage: &Arc<dyn Storage>,
         dir: &Path,
         base_offset: i64,
         index_interval: u64,
         trusted: bool,
+        contiguous_from: i64,
     ) -> Result<(Self, Option<Truncation>)> {
         let log_path = dir.join(segment_file_name(base_offset, "log"));
         let file = storage
@@ -175,7 +180,9 @@ impl Segment {
                     seg.max_timestamp = ti.last().map_or(NO_TIMESTAMP, |e| e.timestamp);
                     seg.offset_index = oi;
                     seg.time_index = ti;
-                    let tail_ok = seg.scan_from(tail_start, false, false)?.is_none();
+                    let tail_ok = seg
+                        .scan_from(tail_start, false, false, contiguous_from)?
+                        .is_none();
                     let limit = seg.next_offset - seg.base_offset;
                     let within = |rel: Option<u32>| rel.is_none_or(|r| i64::from(r) < limit);
                     if tail_ok
@@ -192,7 +199,7 @@ impl Segment {
                 }
             }
         }
-        let truncation = seg.scan_from(0, true, true)?;
+        let truncation = seg.scan_from(0, true, true, contiguous_from)?;
         Ok((seg, truncation))
     }
 
@@ -204,6 +211,7 @@ impl Segment {
         start: u64,
         rebuild: bool,
         truncate: bool,
+        contiguous_from: i64,
     ) -> Result<Option<Truncation>> {
         if rebuild {
             self.offset_index = Index::empty(self.offset_index_path());
@@ -250,9 +258,16 @@ impl Segment {
                 );
                 break;
             }
+            let expected = if pos == 0 {
+                self.base_offset
+            } else {
+                self.next_offset
+            };
+            let must_follow = expected >= contiguous_from;
             if header.base_offset < self.base_offset
                 || header.last_offset() - self.base_offset > i64::from(u32::MAX)
                 || (pos > 0 && header.base_offset < self.next_offset)
+                || (must_follow && header.base_offset != expected)
             {
                 failure = Some(format!(
                     "batch offsets {}..={} do not follow {} in segment {}",

@@ -208,3 +208,15 @@ fn create_dir_all_durable_survives_the_worst_cut() {
     // Existing directories are left alone.
     crate::create_dir_all_durable(&fs, &p("/a/b/c")).unwrap();
 }
+
+#[test]
+fn a_fork_is_an_independent_copy() {
+    let fs = SimStorage::new();
+    write_atomic(&fs, &p("/f"), b"one").unwrap();
+    let copy = fs.fork();
+    write_atomic(&copy, &p("/f"), b"two").unwrap();
+    assert_eq!(fs.read(&p("/f")).unwrap(), b"one");
+    assert_eq!(copy.read(&p("/f")).unwrap(), b"two");
+    copy.power_cut_losing_all_unsynced();
+    assert_eq!(fs.stats().power_cuts, 0);
+}
