@@ -201,6 +201,7 @@ where
         let supplier = move || AggregateProcessor::<K, V, VA> {
             store: supplier_store.clone(),
             combine: Arc::clone(&combine),
+            cached: false,
         };
         state.borrow_mut().apply(|t| {
             t.add_processor(&name, supplier, &[&parent])?;
