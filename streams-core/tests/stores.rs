@@ -51,7 +51,7 @@ fn key_value_iterators_range_reverse_prefix() {
     let t = with_store(StoreBuilder::key_value("kv"), |ctx, r| {
         if r.key == "query" {
             let store = ctx.key_value_store::<String, String>("kv")?;
-            let show = |it: StoreIter<(String, String)>| -> Result<String> {
+            let show = |it: StoreIter<'_, (String, String)>| -> Result<String> {
                 Ok(it
                     .map(|e| e.map(|(k, v)| format!("{k}={v}")))
                     .collect::<Result<Vec<_>>>()?

@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use state_store::{Direction, SessionEntry, WindowEntry};
+use state_store::{Direction, KeyValueIter, SessionEntry, WindowEntry};
 
 use super::builder::{StoreKind, StoreSerdes};
 use super::open::{OpenStore, TaskKeyValueStore, TaskSessionStore, TaskStore, TaskWindowStore};
@@ -232,7 +232,7 @@ impl<K: 'static, V: 'static> Codec<'_, K, V> {
         &self,
         entries: Vec<E>,
         decode: impl Fn(&Codec<'_, K, V>, E) -> Result<T> + 'static,
-    ) -> StoreIter<T> {
+    ) -> StoreIter<'static, T> {
         let (store, topic) = (self.store.to_owned(), self.topic.to_owned());
         let (key, value) = (Arc::clone(self.key), Arc::clone(self.value));
         StoreIter {
@@ -378,19 +378,22 @@ impl<'a, K, V> Access<'a, K, V> {
 
 /// An iterator over typed store entries, deserializing each entry as it is reached.
 ///
-/// The stores below return their range results collected (no store handle or lock outlives
-/// the call); only deserialization is lazy.
-pub struct StoreIter<T> {
-    inner: Box<dyn Iterator<Item = Result<T>>>,
+/// Key-value ranges are lazy all the way down (a RocksDB iterator or a range of the
+/// in-memory map, merged with the cached entries of the range): the iterator borrows the
+/// handle, so the store cannot be written while it lives; collect it first to write
+/// what it yields back. Window and session ranges are still collected by the store below
+/// (only their deserialization is lazy).
+pub struct StoreIter<'a, T> {
+    inner: Box<dyn Iterator<Item = Result<T>> + 'a>,
 }
 
-impl<T> std::fmt::Debug for StoreIter<T> {
+impl<T> std::fmt::Debug for StoreIter<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreIter").finish_non_exhaustive()
     }
 }
 
-impl<T> Iterator for StoreIter<T> {
+impl<T> Iterator for StoreIter<'_, T> {
     type Item = Result<T>;
     fn next(&mut self) -> Option<Result<T>> {
         self.inner.next()
@@ -534,31 +537,36 @@ impl<'a, K: 'static, V: 'static> KeyValueStoreHandle<'a, K, V> {
         }
     }
 
-    fn typed(codec: &Codec<'_, K, V>, entries: Vec<(Vec<u8>, Vec<u8>)>) -> StoreIter<(K, V)> {
-        codec.lazy(entries, |c, (k, v)| Ok((c.key_of(&k)?, c.value_of(&v)?)))
+    fn typed<'s>(codec: Codec<'s, K, V>, entries: KeyValueIter<'s>) -> StoreIter<'s, (K, V)> {
+        StoreIter {
+            inner: Box::new(entries.map(move |entry| {
+                let (k, v) = entry?;
+                Ok((codec.key_of(&k)?, codec.value_of(&v)?))
+            })),
+        }
     }
 
     /// Entries with keys in `[from, to]` by serialized key order (both ends inclusive, as
     /// Kafka's `range`); `Direction::Reverse` for `reverseRange`.
-    pub fn range(&self, from: &K, to: &K, direction: Direction) -> Result<StoreIter<(K, V)>> {
+    pub fn range(&self, from: &K, to: &K, direction: Direction) -> Result<StoreIter<'_, (K, V)>> {
         let (store, codec) = self.read()?;
         let (f, t) = (codec.key_bytes(from)?, codec.key_bytes(to)?);
-        Ok(Self::typed(&codec, store.range(&f, &t, direction)?))
+        Ok(Self::typed(codec, store.range(&f, &t, direction)?))
     }
 
     /// Every entry, by serialized key order.
-    pub fn all(&self, direction: Direction) -> Result<StoreIter<(K, V)>> {
+    pub fn all(&self, direction: Direction) -> Result<StoreIter<'_, (K, V)>> {
         let (store, codec) = self.read()?;
-        Ok(Self::typed(&codec, store.all(direction)?))
+        Ok(Self::typed(codec, store.all(direction)?))
     }
 
     /// Entries whose serialized key starts with the serialized `prefix` (Kafka's
     /// `prefixScan` with the store's key serde).
-    pub fn prefix_scan(&self, prefix: &K) -> Result<StoreIter<(K, V)>> {
+    pub fn prefix_scan(&self, prefix: &K) -> Result<StoreIter<'_, (K, V)>> {
         let (store, codec) = self.read()?;
         let p = codec.key_bytes(prefix)?;
         Ok(Self::typed(
-            &codec,
+            codec,
             store.prefix_scan(&p, Direction::Forward)?,
         ))
     }
@@ -669,7 +677,7 @@ impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
         codec: &Codec<'_, K, V>,
         size: i64,
         entries: Vec<WindowEntry>,
-    ) -> StoreIter<(Windowed<K>, V)> {
+    ) -> StoreIter<'static, (Windowed<K>, V)> {
         codec.lazy(entries, move |c, e| {
             let window = Window {
                 start: e.window_start,
@@ -686,7 +694,7 @@ impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
         key: &K,
         time_from: i64,
         time_to: i64,
-    ) -> Result<StoreIter<(i64, V)>> {
+    ) -> Result<StoreIter<'_, (i64, V)>> {
         let (store, codec) = self.read()?;
         let k = codec.key_bytes(key)?;
         let entries = store.fetch_range(&k, time_from, time_to)?;
@@ -703,7 +711,7 @@ impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
         key_to: &K,
         time_from: i64,
         time_to: i64,
-    ) -> Result<StoreIter<(Windowed<K>, V)>> {
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
         let (store, codec) = self.read()?;
         let (f, t) = (codec.key_bytes(key_from)?, codec.key_bytes(key_to)?);
         let entries = store.fetch_key_range(&f, &t, time_from, time_to)?;
@@ -711,14 +719,18 @@ impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
     }
 
     /// Every window starting in `[time_from, time_to]`.
-    pub fn fetch_all(&self, time_from: i64, time_to: i64) -> Result<StoreIter<(Windowed<K>, V)>> {
+    pub fn fetch_all(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
         let (store, codec) = self.read()?;
         let entries = store.fetch_all(time_from, time_to)?;
         Ok(Self::windowed(&codec, self.window_size, entries))
     }
 
     /// Every retained window.
-    pub fn all(&self) -> Result<StoreIter<(Windowed<K>, V)>> {
+    pub fn all(&self) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
         self.fetch_all(i64::MIN, i64::MAX)
     }
 }
@@ -821,7 +833,7 @@ impl<'a, K: 'static, V: 'static> SessionStoreHandle<'a, K, V> {
     fn sessions(
         codec: &Codec<'_, K, V>,
         entries: Vec<SessionEntry>,
-    ) -> StoreIter<(Windowed<K>, V)> {
+    ) -> StoreIter<'static, (Windowed<K>, V)> {
         codec.lazy(entries, |c, e| {
             let window = Window {
                 start: e.start,
@@ -839,7 +851,7 @@ impl<'a, K: 'static, V: 'static> SessionStoreHandle<'a, K, V> {
         key: &K,
         earliest_session_end: i64,
         latest_session_start: i64,
-    ) -> Result<StoreIter<(Windowed<K>, V)>> {
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
         let (store, codec) = self.read()?;
         let k = codec.key_bytes(key)?;
         let entries = store.find_sessions(&k, earliest_session_end, latest_session_start)?;
@@ -847,14 +859,18 @@ impl<'a, K: 'static, V: 'static> SessionStoreHandle<'a, K, V> {
     }
 
     /// Every retained session of `key`.
-    pub fn fetch(&self, key: &K) -> Result<StoreIter<(Windowed<K>, V)>> {
+    pub fn fetch(&self, key: &K) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
         let (store, codec) = self.read()?;
         let k = codec.key_bytes(key)?;
         Ok(Self::sessions(&codec, store.fetch_key(&k)?))
     }
 
     /// Every retained session of keys in `[key_from, key_to]`.
-    pub fn fetch_key_range(&self, key_from: &K, key_to: &K) -> Result<StoreIter<(Windowed<K>, V)>> {
+    pub fn fetch_key_range(
+        &self,
+        key_from: &K,
+        key_to: &K,
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
         let (store, codec) = self.read()?;
         let (f, t) = (codec.key_bytes(key_from)?, codec.key_bytes(key_to)?);
         Ok(Self::sessions(&codec, store.fetch_key_range(&f, &t)?))
