@@ -114,11 +114,14 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
     }
 }
 
+/// Cached entries of a scanned range (`None`: a cached delete), in scan order.
+type CachedEntries = std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>;
+
 /// The store below's entries overlaid with the cached ones, both in scan order: a cached
 /// value replaces the one below, a cached delete hides it.
 struct Overlay<'a> {
     below: std::iter::Peekable<KeyValueIter<'a>>,
-    cached: std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>,
+    cached: CachedEntries,
     reverse: bool,
 }
 
