@@ -15,8 +15,8 @@ use broker_embedded::{
 };
 use bytes::Bytes;
 use streams_core::{
-    EmbeddedCluster, I64Serde, StreamsApp, StreamsConfig, StreamsError, StreamsState, StringSerde,
-    Topology, VoidSerde,
+    EmbeddedCluster, I64Serde, Nullable, StreamsApp, StreamsConfig, StreamsError, StreamsState,
+    StringSerde, Topology, VoidSerde,
 };
 use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
 
@@ -86,7 +86,10 @@ pub fn topology() -> streams_core::Result<Topology> {
         )
         .count(Materialized::as_store(STORE))
         .to_stream()
-        .to(OUTPUT_TOPIC, Produced::with(StringSerde, I64Serde));
+        .to(
+            OUTPUT_TOPIC,
+            Produced::with(StringSerde, Nullable(I64Serde)),
+        );
     builder.build()
 }
 

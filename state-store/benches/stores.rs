@@ -124,7 +124,7 @@ fn kv_benches(c: &mut Criterion) {
                     n += store
                         .range(&from, &to, Direction::Forward)
                         .unwrap()
-                        .len()
+                        .count()
                         .max(1) as u64;
                 }
             })

@@ -112,8 +112,8 @@ pub use session::{
     InMemorySessionStore, RocksDbSessionStore, SegmentedSessionStore, SessionStoreOptions,
 };
 pub use store::{
-    BatchEntry, Direction, KeyValue, KeyValueStore, Restorable, SessionEntry, SessionStore,
-    StateStore, WindowEntry, WindowStore,
+    BatchEntry, Direction, KeyValue, KeyValueIter, KeyValueStore, Restorable, SessionEntry,
+    SessionStore, StateStore, WindowEntry, WindowStore,
 };
 pub use window::{
     InMemoryWindowStore, RocksDbWindowStore, SegmentedWindowStore, WindowStoreOptions,

@@ -8,7 +8,7 @@ use crate::codec::{session_changelog_key, window_changelog_key};
 use crate::error::{Result, StoreError};
 use crate::restore::ChangelogRecord;
 use crate::store::{
-    BatchEntry, Direction, KeyValue, KeyValueStore, Restorable, SessionEntry, SessionStore,
+    BatchEntry, Direction, KeyValueIter, KeyValueStore, Restorable, SessionEntry, SessionStore,
     StateStore, WindowEntry, WindowStore,
 };
 
@@ -209,7 +209,7 @@ impl<S: KeyValueStore, C: ChangelogSink> KeyValueStore for ChangeLoggingKeyValue
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         direction: Direction,
-    ) -> Result<Vec<KeyValue>> {
+    ) -> Result<KeyValueIter<'_>> {
         self.inner.scan(lower, upper, direction)
     }
 

@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use crate::error::{Result, StoreError};
 use crate::restore::ChangelogRecord;
-use crate::store::{BatchEntry, Direction, KeyValue, KeyValueStore, Restorable, StateStore};
+use crate::store::{BatchEntry, Direction, KeyValueIter, KeyValueStore, Restorable, StateStore};
 
 /// A key-value store held in memory, ordered by key bytes. Not persistent: after a restart
 /// it is rebuilt from its changelog.
@@ -110,18 +110,19 @@ impl KeyValueStore for InMemoryKeyValueStore {
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         direction: Direction,
-    ) -> Result<Vec<KeyValue>> {
+    ) -> Result<KeyValueIter<'_>> {
         self.check_open()?;
         if bounds_empty(lower, upper) {
-            return Ok(Vec::new());
+            return Ok(KeyValueIter::empty());
         }
+        // A range of the map itself: entries are copied as the iterator reaches them.
         let range = self
             .map
             .range::<[u8], _>((lower, upper))
-            .map(|(k, v)| (k.clone(), v.clone()));
+            .map(|(k, v)| Ok((k.clone(), v.clone())));
         Ok(match direction {
-            Direction::Forward => range.collect(),
-            Direction::Reverse => range.rev().collect(),
+            Direction::Forward => KeyValueIter::new(range),
+            Direction::Reverse => KeyValueIter::new(range.rev()),
         })
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 use crate::restore::ChangelogRecord;
 use crate::store::{
-    BatchEntry, Direction, KeyValue, KeyValueStore, Restorable, SessionEntry, SessionStore,
+    BatchEntry, Direction, KeyValueIter, KeyValueStore, Restorable, SessionEntry, SessionStore,
     StateStore, WindowEntry, WindowStore,
 };
 
@@ -198,8 +198,13 @@ impl<S: KeyValueStore> KeyValueStore for Metered<S> {
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         direction: Direction,
-    ) -> Result<Vec<KeyValue>> {
-        self.timed(StoreOperation::Range, |s| s.scan(lower, upper, direction))
+    ) -> Result<KeyValueIter<'_>> {
+        // Times opening the scan; the entries are read as the iterator is advanced.
+        let start = Instant::now();
+        let out = self.inner.scan(lower, upper, direction);
+        self.recorder
+            .record(self.inner.name(), StoreOperation::Range, start.elapsed());
+        out
     }
     fn approximate_num_entries(&self) -> Result<u64> {
         self.inner.approximate_num_entries()

@@ -12,7 +12,9 @@ use rocksdb::{
 
 use crate::error::{Result, StoreError};
 use crate::restore::ChangelogRecord;
-use crate::store::{BatchEntry, Direction, KeyValue, KeyValueStore, Restorable, StateStore};
+use crate::store::{
+    BatchEntry, Direction, KeyValue, KeyValueIter, KeyValueStore, Restorable, StateStore,
+};
 
 /// Name of the file, inside a store directory, that records which type of store owns it.
 pub const STORE_TYPE_MARKER: &str = ".state-store-type";
@@ -368,10 +370,10 @@ impl KeyValueStore for RocksDbKeyValueStore {
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         direction: Direction,
-    ) -> Result<Vec<KeyValue>> {
+    ) -> Result<KeyValueIter<'_>> {
         let db = self.db()?;
         if crate::memory::bounds_empty(lower, upper) {
-            return Ok(Vec::new());
+            return Ok(KeyValueIter::empty());
         }
         let mut read = ReadOptions::default();
         match lower {
@@ -384,26 +386,13 @@ impl KeyValueStore for RocksDbKeyValueStore {
             Bound::Excluded(u) => read.set_iterate_upper_bound(u.to_vec()),
             Bound::Unbounded => {}
         }
-        let mut it = db.raw_iterator_opt(read);
-        let mut out = Vec::new();
-        match direction {
-            Direction::Forward => {
-                it.seek_to_first();
-                while let Some((k, v)) = it.item() {
-                    out.push((k.to_vec(), v.to_vec()));
-                    it.next();
-                }
-            }
-            Direction::Reverse => {
-                it.seek_to_last();
-                while let Some((k, v)) = it.item() {
-                    out.push((k.to_vec(), v.to_vec()));
-                    it.prev();
-                }
-            }
-        }
-        it.status().map_err(|e| self.err(e))?;
-        Ok(out)
+        Ok(KeyValueIter::new(RocksScan {
+            it: db.raw_iterator_opt(read),
+            reverse: direction == Direction::Reverse,
+            positioned: false,
+            finished: false,
+            store: self,
+        }))
     }
 
     fn approximate_num_entries(&self) -> Result<u64> {
@@ -412,6 +401,38 @@ impl KeyValueStore for RocksDbKeyValueStore {
             .property_int_value("rocksdb.estimate-num-keys")
             .map_err(|e| self.err(e))?
             .unwrap_or(0))
+    }
+}
+
+/// A lazy scan over a RocksDB iterator bounded by the read options; positioned at the
+/// first call to `next`, each entry copied out as it is reached.
+struct RocksScan<'a> {
+    it: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    reverse: bool,
+    positioned: bool,
+    finished: bool,
+    store: &'a RocksDbKeyValueStore,
+}
+
+impl Iterator for RocksScan<'_> {
+    type Item = Result<KeyValue>;
+
+    fn next(&mut self) -> Option<Result<KeyValue>> {
+        if self.finished {
+            return None;
+        }
+        match (self.positioned, self.reverse) {
+            (false, false) => self.it.seek_to_first(),
+            (false, true) => self.it.seek_to_last(),
+            (true, false) => self.it.next(),
+            (true, true) => self.it.prev(),
+        }
+        self.positioned = true;
+        if let Some((k, v)) = self.it.item() {
+            return Some(Ok((k.to_vec(), v.to_vec())));
+        }
+        self.finished = true;
+        self.it.status().err().map(|e| Err(self.store.err(e)))
     }
 }
 

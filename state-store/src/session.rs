@@ -93,7 +93,8 @@ impl<F: SegmentFactory> SegmentedSessionStore<F> {
         )?;
         segments.load_existing(|seg| {
             let mut max_end = None;
-            for (k, _) in seg.all(Direction::Forward)? {
+            for entry in seg.all(Direction::Forward)? {
+                let (k, _) = entry?;
                 let (_, _, end) = decode_session_segment_key(&k).ok_or_else(|| {
                     crate::segments::corrupt_key_unlocated(&store_name, seg.name(), "session", &k)
                 })?;
@@ -201,7 +202,8 @@ impl<F: SegmentFactory> SessionStore for SegmentedSessionStore<F> {
         let upper_b = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let mut out = Vec::new();
         for seg in self.segments.in_range(from_end, i64::MAX) {
-            for (k, value) in seg.scan(Bound::Included(&lower), upper_b, Direction::Forward)? {
+            for entry in seg.scan(Bound::Included(&lower), upper_b, Direction::Forward)? {
+                let (k, value) = entry?;
                 let (key, start, end) = decode_session_segment_key(&k)
                     .ok_or_else(|| self.segments.corrupt_key(seg.name(), "session", &k))?;
                 if end >= from_end && start <= latest_session_start {

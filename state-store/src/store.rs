@@ -65,11 +65,48 @@ pub trait Restorable: StateStore {
     fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()>;
 }
 
+/// An iterator over key-value entries in key order (or reverse key order), produced as it is
+/// advanced: a RocksDB iterator or a `BTreeMap` range below, merged with a snapshot of the
+/// cached entries in the range by a caching layer.
+///
+/// Borrowing: it borrows the store it came from, so the store cannot be written (or
+/// closed) while the iterator lives, which the borrow checker enforces; drop it (or
+/// collect it) to write again. An error (RocksDB's iterator status) is returned once, as
+/// the last item.
+pub struct KeyValueIter<'a> {
+    inner: Box<dyn Iterator<Item = Result<KeyValue>> + 'a>,
+}
+
+impl<'a> KeyValueIter<'a> {
+    /// Wraps any iterator of entries.
+    pub fn new(inner: impl Iterator<Item = Result<KeyValue>> + 'a) -> Self {
+        KeyValueIter {
+            inner: Box::new(inner),
+        }
+    }
+
+    /// An iterator with nothing in it.
+    pub fn empty() -> Self {
+        KeyValueIter::new(std::iter::empty())
+    }
+}
+
+impl Iterator for KeyValueIter<'_> {
+    type Item = Result<KeyValue>;
+    fn next(&mut self) -> Option<Result<KeyValue>> {
+        self.inner.next()
+    }
+}
+
+impl std::fmt::Debug for KeyValueIter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyValueIter").finish_non_exhaustive()
+    }
+}
+
 /// A byte-level key-value store, ordered by key bytes (unsigned lexicographic).
 ///
-/// Scans return their results collected in a `Vec` rather than as lazy iterators: no store
-/// handle or lock outlives the call, and decorators can merge results simply. Callers that
-/// need bounded memory scan bounded ranges.
+/// Scans return lazy [`KeyValueIter`]s that borrow the store.
 pub trait KeyValueStore: StateStore {
     /// The value stored under `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -85,7 +122,7 @@ pub trait KeyValueStore: StateStore {
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         direction: Direction,
-    ) -> Result<Vec<KeyValue>>;
+    ) -> Result<KeyValueIter<'_>>;
     /// An estimate of the number of entries (exact for in-memory stores).
     fn approximate_num_entries(&self) -> Result<u64>;
 
@@ -113,7 +150,7 @@ pub trait KeyValueStore: StateStore {
     /// Entries with `from <= key <= to` (both inclusive), in the given direction.
     ///
     /// Fails with [`StoreError::InvalidRange`] when `from > to`.
-    fn range(&self, from: &[u8], to: &[u8], direction: Direction) -> Result<Vec<KeyValue>> {
+    fn range(&self, from: &[u8], to: &[u8], direction: Direction) -> Result<KeyValueIter<'_>> {
         if from > to {
             return Err(StoreError::invalid_range(
                 self.name(),
@@ -124,7 +161,7 @@ pub trait KeyValueStore: StateStore {
     }
 
     /// Entries whose key starts with `prefix`, in the given direction.
-    fn prefix_scan(&self, prefix: &[u8], direction: Direction) -> Result<Vec<KeyValue>> {
+    fn prefix_scan(&self, prefix: &[u8], direction: Direction) -> Result<KeyValueIter<'_>> {
         match prefix_successor(prefix) {
             Some(end) => self.scan(
                 Bound::Included(prefix),
@@ -136,7 +173,7 @@ pub trait KeyValueStore: StateStore {
     }
 
     /// Every entry, in the given direction.
-    fn all(&self, direction: Direction) -> Result<Vec<KeyValue>> {
+    fn all(&self, direction: Direction) -> Result<KeyValueIter<'_>> {
         self.scan(Bound::Unbounded, Bound::Unbounded, direction)
     }
 }
@@ -327,7 +364,7 @@ impl<T: KeyValueStore + ?Sized> KeyValueStore for Box<T> {
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         direction: Direction,
-    ) -> Result<Vec<KeyValue>> {
+    ) -> Result<KeyValueIter<'_>> {
         (**self).scan(lower, upper, direction)
     }
     fn approximate_num_entries(&self) -> Result<u64> {

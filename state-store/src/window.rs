@@ -102,7 +102,8 @@ impl<F: SegmentFactory> SegmentedWindowStore<F> {
         let mut max_seq = 0u32;
         segments.load_existing(|seg| {
             let mut max_time = None;
-            for (k, _) in seg.all(Direction::Forward)? {
+            for entry in seg.all(Direction::Forward)? {
+                let (k, _) = entry?;
                 let (_, ts, seq) = decode_window_segment_key(&k).ok_or_else(|| {
                     crate::segments::corrupt_key_unlocated(&store_name, seg.name(), "window", &k)
                 })?;
@@ -166,7 +167,8 @@ impl<F: SegmentFactory> SegmentedWindowStore<F> {
         };
         let mut out = Vec::new();
         for seg in self.segments.in_range(from, time_to) {
-            for (k, value) in seg.scan(lower_b, upper_b, Direction::Forward)? {
+            for entry in seg.scan(lower_b, upper_b, Direction::Forward)? {
+                let (k, value) = entry?;
                 let (key, window_start, seq) = decode_window_segment_key(&k)
                     .ok_or_else(|| self.segments.corrupt_key(seg.name(), "window", &k))?;
                 if window_start >= from && window_start <= time_to {
@@ -256,7 +258,7 @@ impl<F: SegmentFactory> WindowStore for SegmentedWindowStore<F> {
                 Bound::Included(&hi),
                 Direction::Forward,
             )?;
-            Ok(found.into_iter().next().map(|(_, v)| v))
+            found.map(|e| e.map(|(_, v)| v)).next().transpose()
         } else {
             seg.get(&window_segment_key(key, window_start, 0))
         }

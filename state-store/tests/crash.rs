@@ -269,16 +269,22 @@ fn sigkill_never_lets_a_checkpoint_overclaim() {
         let res = resources();
         let mut store =
             RocksDbKeyValueStore::open(STORE, task.store_path(STORE).unwrap(), &res).unwrap();
-        let before: BTreeMap<Vec<u8>, Vec<u8>> =
-            store.all(Direction::Forward).unwrap().into_iter().collect();
+        let before: BTreeMap<Vec<u8>, Vec<u8>> = store
+            .all(Direction::Forward)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         let checkpoint = restore_from_checkpoint(&task, &mut store, &records);
         let checkpoint = checkpoint.expect("the child checkpoints every 2000 writes");
         assert!(
             checkpoint < records.len() as i64,
             "checkpoint beyond the changelog end"
         );
-        let after: BTreeMap<Vec<u8>, Vec<u8>> =
-            store.all(Direction::Forward).unwrap().into_iter().collect();
+        let after: BTreeMap<Vec<u8>, Vec<u8>> = store
+            .all(Direction::Forward)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(after, expected, "round {round}: restoring from checkpoint {checkpoint} did not give the changelog's contents");
         if before != expected {
             rounds_with_unflushed_writes += 1;

@@ -135,7 +135,7 @@ proptest! {
             prop_assert!(cache.cached_bytes() <= max_bytes);
         }
         cache.flush().unwrap();
-        let below: BTreeMap<Vec<u8>, Vec<u8>> = cache.inner().all(Direction::Forward).unwrap().into_iter().collect();
+        let below: BTreeMap<Vec<u8>, Vec<u8>> = cache.inner().all(Direction::Forward).unwrap().map(Result::unwrap).collect();
         prop_assert_eq!(&below, &oracle);
         // Replaying what the listener saw gives the same contents too.
         let mut replay = BTreeMap::new();
@@ -309,14 +309,14 @@ proptest! {
         prop_assert!(kv_records.iter().chain(&win_records).chain(&ses_records).all(|r| r.timestamp >= 1000));
         let mid = |n: usize| if n == 0 { None } else { Some(((n - 1) as f64 * mid_frac) as i64) };
 
-        let want_kv = kv.all(Direction::Forward).unwrap();
+        let want_kv = kv.all(Direction::Forward).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
         let want_win = win.fetch_all(i64::MIN, i64::MAX).unwrap();
         let want_ses = ses.fetch_key_range(&[], &[0xff; 4]).unwrap();
 
         // In-memory, one pass.
         let mut kv2 = InMemoryKeyValueStore::new("kv");
         restore_in_two_steps(&mut kv2, &kv_records, None);
-        prop_assert_eq!(kv2.all(Direction::Forward).unwrap(), want_kv.clone());
+        prop_assert_eq!(kv2.all(Direction::Forward).unwrap().collect::<Result<Vec<_>, _>>().unwrap(), want_kv.clone());
         let mut win2 = InMemoryWindowStore::in_memory("win", win_opts(dups)).unwrap();
         restore_in_two_steps(&mut win2, &win_records, None);
         prop_assert_eq!(win2.fetch_all(i64::MIN, i64::MAX).unwrap(), want_win.clone());
@@ -344,7 +344,7 @@ proptest! {
         }
         let mut kv3 = RocksDbKeyValueStore::open("kv", &kv_path, &res).unwrap();
         restore_in_two_steps_from(&mut kv3, &kv_records, mid(kv_records.len()));
-        prop_assert_eq!(kv3.all(Direction::Forward).unwrap(), want_kv);
+        prop_assert_eq!(kv3.all(Direction::Forward).unwrap().collect::<Result<Vec<_>, _>>().unwrap(), want_kv);
         let mut win3 = RocksDbWindowStore::rocksdb("win", &win_path, &res, win_opts(dups)).unwrap();
         restore_in_two_steps_from(&mut win3, &win_records, mid(win_records.len()));
         prop_assert_eq!(win3.fetch_all(i64::MIN, i64::MAX).unwrap(), want_win);

@@ -117,7 +117,9 @@ fn run_kv_model(
             }
             KvOp::Get(k) => prop_assert_eq!(store.get(k).map_err(err)?, oracle.get(k).cloned()),
             KvOp::Range(a, b, d) => {
-                let got = store.range(a, b, *d);
+                let got = store
+                    .range(a, b, *d)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>());
                 if a > b {
                     prop_assert!(
                         matches!(got, Err(StoreError::InvalidRange { .. })),
@@ -131,11 +133,17 @@ fn run_kv_model(
             }
             KvOp::Prefix(p, d) => {
                 let want = expected_scan(&oracle, |k| k.starts_with(p), *d);
-                prop_assert_eq!(store.prefix_scan(p, *d).map_err(err)?, want);
+                let got = store
+                    .prefix_scan(p, *d)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>());
+                prop_assert_eq!(got.map_err(err)?, want);
             }
             KvOp::All(d) => {
                 let want = expected_scan(&oracle, |_| true, *d);
-                prop_assert_eq!(store.all(*d).map_err(err)?, want);
+                let got = store
+                    .all(*d)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>());
+                prop_assert_eq!(got.map_err(err)?, want);
             }
             KvOp::Count => {
                 let n = store.approximate_num_entries().map_err(err)?;
@@ -158,7 +166,10 @@ fn run_kv_model(
         }
     }
     let want = expected_scan(&oracle, |_| true, Direction::Forward);
-    prop_assert_eq!(store.all(Direction::Forward).map_err(err)?, want);
+    let got = store
+        .all(Direction::Forward)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>());
+    prop_assert_eq!(got.map_err(err)?, want);
     Ok(())
 }
 

@@ -77,8 +77,8 @@ pub use serde::{
 };
 pub use state_store::{Direction, TopicPartition};
 pub use store::{
-    CacheFlush, KeyValueStoreHandle, SessionStoreHandle, StoreBuilder, StoreIter, StoreKind,
-    ValueAndTimestamp, Window, WindowStoreHandle, Windowed,
+    KeyValueStoreHandle, SessionStoreHandle, StoreBuilder, StoreIter, StoreKind, ValueAndTimestamp,
+    Window, WindowStoreHandle, Windowed,
 };
 pub use task::TaskId;
 #[cfg(feature = "test-utils")]

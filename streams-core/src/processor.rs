@@ -81,21 +81,6 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send + 'static {
         Ok(())
     }
 
-    /// A caching store connected to this processor pushed `entry` down (on eviction, right
-    /// after the record that caused it, or at a commit, in write order). Aggregations
-    /// forward the change downstream here (decode it with
-    /// [`ProcessorContext::flushed_record`]), so with caching on a key is emitted once per
-    /// commit rather than once per update, as Kafka's cache flush listeners do.
-    fn on_cache_flush(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, KOut, VOut>,
-        store: &str,
-        entry: &CacheFlush,
-    ) -> Result<()> {
-        let _ = (ctx, store, entry);
-        Ok(())
-    }
-
     /// Called once when the task closes (after its last commit).
     fn close(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()> {
         let _ = ctx;
@@ -135,26 +120,164 @@ where
         let idx = self.task.child_index(self.node, child)?;
         self.task.forward(self.node, record, Some(idx))
     }
+
+    /// Makes this processor the owner of store `store`'s cache flushes (Kafka's
+    /// `TimestampedCacheFlushListener`, set up by its `TimestampedTupleForwarder`): every
+    /// entry the store's record cache pushes down — evicted by a write, or flushed at a
+    /// commit (dirty entries in the order of their last write) — is decoded with the
+    /// store's serdes into a record (key, [`Change`] of new and old value, timestamp of the
+    /// write) and handed to `listener`, whose context forwards to this processor's
+    /// children. It runs synchronously, inside the store call that pushed the entries down
+    /// (a handle's `put` that evicts, or the commit's flush), before that call returns: a
+    /// record evicted by a `put` reaches downstream before anything this processor
+    /// forwards after the `put`. Set it in [`Processor::init`]; one owner per store.
+    ///
+    /// Returns `true` if the store is cached (its writes then reach downstream only
+    /// through the listener); `false` if it is not, and the listener will never run.
+    pub fn set_cache_flush_listener<K, V, F>(&mut self, store: &str, listener: F) -> Result<bool>
+    where
+        K: 'static,
+        V: 'static,
+        F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, Record<K, Change<V>>) -> Result<()>
+            + Send
+            + 'static,
+    {
+        let (open, registry, node) = self.task.connected_store(self.node, store)?;
+        let (key, value) = resolve_store::<K, V, V>(open, node, View::KeyValue, registry, same)?;
+        let codec = FlushCodec {
+            store: store.to_owned(),
+            topic: open.serde_topic.clone(),
+            key,
+            value,
+        };
+        let listener = KeyValueFlushListener {
+            codec,
+            listener,
+            _types: PhantomData,
+        };
+        self.task
+            .set_flush_listener(self.node, store, Box::new(listener))
+    }
+
+    /// [`set_cache_flush_listener`](Self::set_cache_flush_listener) for a window or session
+    /// store: records are keyed by the key and its window (`[start, end)`) or session
+    /// (`[start, end]`).
+    pub fn set_windowed_cache_flush_listener<K, V, F>(
+        &mut self,
+        store: &str,
+        listener: F,
+    ) -> Result<bool>
+    where
+        K: 'static,
+        V: 'static,
+        F: FnMut(
+                &mut ProcessorContext<'_, KOut, VOut>,
+                Record<Windowed<K>, Change<V>>,
+            ) -> Result<()>
+            + Send
+            + 'static,
+    {
+        let (open, registry, node) = self.task.connected_store(self.node, store)?;
+        let view = match open.spec.kind() {
+            crate::StoreKind::Session { .. } => View::Session,
+            _ => View::Window,
+        };
+        let (key, value) = resolve_store::<K, V, V>(open, node, view, registry, same)?;
+        let codec = FlushCodec {
+            store: store.to_owned(),
+            topic: open.serde_topic.clone(),
+            key,
+            value,
+        };
+        let listener = WindowedFlushListener {
+            codec,
+            listener,
+            _types: PhantomData,
+        };
+        self.task
+            .set_flush_listener(self.node, store, Box::new(listener))
+    }
+}
+
+impl<K, V> ProcessorContext<'_, K, Change<V>>
+where
+    K: Any + Send + Clone,
+    V: Any + Send + Clone,
+{
+    /// Forwards store `store`'s cache flushes to this processor's children as they are
+    /// (key, [`Change`], timestamp): what Kafka's table processors do with a
+    /// `TimestampedCacheFlushListener`. Returns `true` if the store is cached; see
+    /// [`set_cache_flush_listener`](Self::set_cache_flush_listener).
+    ///
+    /// ```
+    /// use streams_core::{Change, Processor, ProcessorContext, Record, Result, Sink, Source,
+    ///     StoreBuilder, StreamsConfig, StringSerde, I64Serde, Topology, TopologyTestDriver};
+    ///
+    /// /// Sums values per key; with a cache, downstream sees one update per key per commit.
+    /// struct Sum { cached: bool }
+    /// impl Processor<String, i64, String, Change<i64>> for Sum {
+    ///     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Change<i64>>) -> Result<()> {
+    ///         self.cached = ctx.forward_cache_flushes("sums")?;
+    ///         Ok(())
+    ///     }
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, Change<i64>>, r: Record<String, i64>) -> Result<()> {
+    ///         let mut store = ctx.key_value_store::<String, i64>("sums")?;
+    ///         let old = store.get(&r.key)?;
+    ///         let new = old.unwrap_or(0) + r.value;
+    ///         store.put(&r.key, &new)?;
+    ///         if self.cached {
+    ///             return Ok(());
+    ///         }
+    ///         ctx.forward(r.with_value(Change { new: Some(new), old }))
+    ///     }
+    /// }
+    ///
+    /// /// Forwards the new value of each change.
+    /// struct NewValue;
+    /// impl Processor<String, Change<i64>, String, Option<i64>> for NewValue {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, Option<i64>>, r: Record<String, Change<i64>>) -> Result<()> {
+    ///         let new = r.value.new;
+    ///         ctx.forward(r.with_value(new))
+    ///     }
+    /// }
+    ///
+    /// let mut t = Topology::new();
+    /// t.add_source(Source::<String, i64>::new("in", ["amounts"]))?;
+    /// t.add_processor("sum", || Sum { cached: false }, &["in"])?;
+    /// t.add_state_store(StoreBuilder::key_value("sums").with_caching(true), &["sum"])?;
+    /// t.add_processor("new-values", || NewValue, &["sum"])?;
+    /// t.add_sink(Sink::<String, Option<i64>>::new("out", "sums"), &["new-values"])?;
+    /// let driver = TopologyTestDriver::new(t, StreamsConfig::new("doc"))?;
+    /// let input = driver.create_input_topic("amounts", StringSerde, I64Serde)?;
+    /// input.pipe_input("a".into(), 2)?;
+    /// input.pipe_input("a".into(), 3)?;
+    /// let out = driver.create_output_topic("sums", StringSerde, I64Serde);
+    /// assert_eq!(out.read_key_values_to_vec()?, vec![("a".into(), 2), ("a".into(), 5)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn forward_cache_flushes(&mut self, store: &str) -> Result<bool> {
+        self.set_cache_flush_listener::<K, V, _>(store, |ctx, record| ctx.forward(record))
+    }
 }
 
 impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     /// The key-value store `name` (connected to this processor), with keys `K` and values
     /// `V` (de)serialized by the store's serdes or the application's defaults.
-    pub fn key_value_store<K: 'static, V: 'static>(
-        &mut self,
-        name: &str,
-    ) -> Result<KeyValueStoreHandle<'_, K, V>> {
+    pub fn key_value_store<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        name: &'s str,
+    ) -> Result<KeyValueStoreHandle<'s, K, V>> {
         let (open, registry, node) = self.task.connected_store(self.node, name)?;
         let serdes = resolve_store::<K, V, V>(open, node, View::KeyValue, registry, same)?;
-        KeyValueStoreHandle::new(open, serdes)
+        KeyValueStoreHandle::new(&mut *self.task, name, serdes)
     }
 
     /// The timestamped key-value store `name`: values come with the timestamp of the
     /// record that wrote them.
-    pub fn timestamped_key_value_store<K: 'static, V: 'static>(
-        &mut self,
-        name: &str,
-    ) -> Result<KeyValueStoreHandle<'_, K, ValueAndTimestamp<V>>> {
+    pub fn timestamped_key_value_store<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        name: &'s str,
+    ) -> Result<KeyValueStoreHandle<'s, K, ValueAndTimestamp<V>>> {
         let (open, registry, node) = self.task.connected_store(self.node, name)?;
         let serdes = resolve_store::<K, ValueAndTimestamp<V>, V>(
             open,
@@ -163,24 +286,24 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
             registry,
             timestamped,
         )?;
-        KeyValueStoreHandle::new(open, serdes)
+        KeyValueStoreHandle::new(&mut *self.task, name, serdes)
     }
 
     /// The window store `name`.
-    pub fn window_store<K: 'static, V: 'static>(
-        &mut self,
-        name: &str,
-    ) -> Result<WindowStoreHandle<'_, K, V>> {
+    pub fn window_store<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        name: &'s str,
+    ) -> Result<WindowStoreHandle<'s, K, V>> {
         let (open, registry, node) = self.task.connected_store(self.node, name)?;
         let serdes = resolve_store::<K, V, V>(open, node, View::Window, registry, same)?;
-        WindowStoreHandle::new(open, serdes)
+        WindowStoreHandle::new(&mut *self.task, name, serdes)
     }
 
     /// The timestamped window store `name` (what windowed aggregations keep).
-    pub fn timestamped_window_store<K: 'static, V: 'static>(
-        &mut self,
-        name: &str,
-    ) -> Result<WindowStoreHandle<'_, K, ValueAndTimestamp<V>>> {
+    pub fn timestamped_window_store<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        name: &'s str,
+    ) -> Result<WindowStoreHandle<'s, K, ValueAndTimestamp<V>>> {
         let (open, registry, node) = self.task.connected_store(self.node, name)?;
         let serdes = resolve_store::<K, ValueAndTimestamp<V>, V>(
             open,
@@ -189,90 +312,28 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
             registry,
             timestamped,
         )?;
-        WindowStoreHandle::new(open, serdes)
+        WindowStoreHandle::new(&mut *self.task, name, serdes)
     }
 
     /// The session store `name`.
-    pub fn session_store<K: 'static, V: 'static>(
-        &mut self,
-        name: &str,
-    ) -> Result<SessionStoreHandle<'_, K, V>> {
+    pub fn session_store<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        name: &'s str,
+    ) -> Result<SessionStoreHandle<'s, K, V>> {
         let (open, registry, node) = self.task.connected_store(self.node, name)?;
         let serdes = resolve_store::<K, V, V>(open, node, View::Session, registry, same)?;
-        SessionStoreHandle::new(open, serdes)
-    }
-
-    /// The typed record of a cache flush of key-value store `store`: key, the change (new
-    /// and old value, `None` for absent) and the timestamp of the write, deserialized with
-    /// the store's serdes (Kafka's `TimestampedCacheFlushListener`).
-    pub fn flushed_record<K: 'static, V: 'static>(
-        &mut self,
-        store: &str,
-        entry: &CacheFlush,
-    ) -> Result<Record<K, Change<V>>> {
-        let handle = self.key_value_store::<K, V>(store)?;
-        let key = handle.decode_key(&entry.key)?;
-        let change = Change {
-            new: handle.decode_value(entry.new_value.as_deref())?,
-            old: handle.decode_value(entry.old_value.as_deref())?,
-        };
-        Ok(Record::new(key, change, entry.timestamp))
-    }
-
-    /// The typed record of a cache flush of window or session store `store`, keyed by the
-    /// key and its window (`[start, end)`) or session (`[start, end]`).
-    pub fn flushed_windowed_record<K: 'static, V: 'static>(
-        &mut self,
-        store: &str,
-        entry: &CacheFlush,
-    ) -> Result<Record<Windowed<K>, Change<V>>> {
-        let Some((start, end)) = entry.window else {
-            return Err(StreamsError::StoreAccess {
-                node: self.node_name().to_owned(),
-                store: store.to_owned(),
-                reason: "a key-value store's cache flush has no window".into(),
-            });
-        };
-        let (open, registry, node) = self.task.connected_store(self.node, store)?;
-        let view = match open.spec.kind() {
-            crate::StoreKind::Session { .. } => View::Session,
-            _ => View::Window,
-        };
-        let (ks, vs) = resolve_store::<K, V, V>(open, node, view, registry, same)?;
-        let topic = open.serde_topic.as_str();
-        let err = |what: &str, source| StreamsError::Serde {
-            what: format!("flushed {what} of store `{store}`"),
-            topic: topic.to_owned(),
-            source,
-        };
-        let value = |b: Option<&[u8]>| -> Result<Option<V>> {
-            b.map(|b| vs.deserialize(topic, Some(b)).map_err(|e| err("value", e)))
-                .transpose()
-        };
-        let key = ks
-            .deserialize(topic, Some(&entry.key))
-            .map_err(|e| err("key", e))?;
-        let change = Change {
-            new: value(entry.new_value.as_deref())?,
-            old: value(entry.old_value.as_deref())?,
-        };
-        Ok(Record::new(
-            Windowed {
-                key,
-                window: Window { start, end },
-            },
-            change,
-            entry.timestamp,
-        ))
+        SessionStoreHandle::new(&mut *self.task, name, serdes)
     }
 
     /// True if store `name` has a record cache (caching requested and a cache size above
-    /// zero): its writes reach downstream through [`Processor::on_cache_flush`].
+    /// zero): its writes reach downstream through the listener set with
+    /// [`ProcessorContext::set_cache_flush_listener`] (or
+    /// [`ProcessorContext::forward_cache_flushes`]) rather than at once.
     pub fn is_store_cached(&self, name: &str) -> bool {
         self.task
             .stores
             .get(name)
-            .is_some_and(|s| s.flushed.is_some())
+            .is_some_and(|s| s.cache.is_some())
     }
 
     /// Topic, partition and offset of the record being processed (`None` inside a
@@ -340,13 +401,6 @@ pub(crate) trait ErasedProcessor: Send {
         schedule: ScheduleId,
         timestamp: i64,
     ) -> Result<()>;
-    fn on_cache_flush(
-        &mut self,
-        task: &mut TaskContext,
-        node: usize,
-        store: &str,
-        entry: &CacheFlush,
-    ) -> Result<()>;
     fn close(&mut self, task: &mut TaskContext, node: usize) -> Result<()>;
 }
 
@@ -393,18 +447,119 @@ where
             .punctuate(&mut ProcessorContext::new(task, node), schedule, timestamp)
     }
 
-    fn on_cache_flush(
-        &mut self,
-        task: &mut TaskContext,
-        node: usize,
-        store: &str,
-        entry: &CacheFlush,
-    ) -> Result<()> {
-        self.inner
-            .on_cache_flush(&mut ProcessorContext::new(task, node), store, entry)
-    }
-
     fn close(&mut self, task: &mut TaskContext, node: usize) -> Result<()> {
         self.inner.close(&mut ProcessorContext::new(task, node))
+    }
+}
+
+/// The cache-flush listener of a store, with its record types erased (what the task holds
+/// per cached store; see [`ProcessorContext::set_cache_flush_listener`]).
+pub(crate) trait ErasedFlushListener: Send {
+    /// Decodes `entry` and runs the listener as processor `node`.
+    fn on_flush(&mut self, task: &mut TaskContext, node: usize, entry: CacheFlush) -> Result<()>;
+}
+
+/// A store's flush listener and the processor that owns it. `listener` is `None` while it
+/// runs (taken out of the task, as processor instances are).
+pub(crate) struct FlushListener {
+    pub(crate) node: usize,
+    pub(crate) listener: Option<Box<dyn ErasedFlushListener>>,
+}
+
+/// Decodes flushed bytes with a store's serdes.
+struct FlushCodec<K, V> {
+    store: String,
+    topic: String,
+    key: crate::serde::SharedSerde<K>,
+    value: crate::serde::SharedSerde<V>,
+}
+
+impl<K: 'static, V: 'static> FlushCodec<K, V> {
+    fn err(&self, what: &str, source: crate::error::SerdeError) -> StreamsError {
+        StreamsError::Serde {
+            what: format!("flushed {what} of store `{}`", self.store),
+            topic: self.topic.clone(),
+            source,
+        }
+    }
+
+    fn key(&self, bytes: &[u8]) -> Result<K> {
+        self.key
+            .deserialize(&self.topic, Some(bytes))
+            .map_err(|e| self.err("key", e))
+    }
+
+    fn change(&self, entry: &CacheFlush) -> Result<Change<V>> {
+        let value = |b: &Option<Vec<u8>>| -> Result<Option<V>> {
+            b.as_deref()
+                .map(|b| {
+                    self.value
+                        .deserialize(&self.topic, Some(b))
+                        .map_err(|e| self.err("value", e))
+                })
+                .transpose()
+        };
+        Ok(Change {
+            new: value(&entry.new_value)?,
+            old: value(&entry.old_value)?,
+        })
+    }
+}
+
+struct KeyValueFlushListener<K, V, KOut, VOut, F> {
+    codec: FlushCodec<K, V>,
+    listener: F,
+    _types: PhantomData<fn(KOut, VOut)>,
+}
+
+impl<K, V, KOut, VOut, F> ErasedFlushListener for KeyValueFlushListener<K, V, KOut, VOut, F>
+where
+    K: 'static,
+    V: 'static,
+    KOut: Any + Send + Clone,
+    VOut: Any + Send + Clone,
+    F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, Record<K, Change<V>>) -> Result<()>
+        + Send
+        + 'static,
+{
+    fn on_flush(&mut self, task: &mut TaskContext, node: usize, entry: CacheFlush) -> Result<()> {
+        let record = Record::new(
+            self.codec.key(&entry.key)?,
+            self.codec.change(&entry)?,
+            entry.timestamp,
+        );
+        (self.listener)(&mut ProcessorContext::new(task, node), record)
+    }
+}
+
+struct WindowedFlushListener<K, V, KOut, VOut, F> {
+    codec: FlushCodec<K, V>,
+    listener: F,
+    _types: PhantomData<fn(KOut, VOut)>,
+}
+
+impl<K, V, KOut, VOut, F> ErasedFlushListener for WindowedFlushListener<K, V, KOut, VOut, F>
+where
+    K: 'static,
+    V: 'static,
+    KOut: Any + Send + Clone,
+    VOut: Any + Send + Clone,
+    F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, Record<Windowed<K>, Change<V>>) -> Result<()>
+        + Send
+        + 'static,
+{
+    fn on_flush(&mut self, task: &mut TaskContext, node: usize, entry: CacheFlush) -> Result<()> {
+        let Some((start, end)) = entry.window else {
+            return Err(StreamsError::IllegalState(format!(
+                "a flush of window or session store `{}` has no window",
+                self.codec.store
+            )));
+        };
+        let key = Windowed {
+            key: self.codec.key(&entry.key)?,
+            window: Window { start, end },
+        };
+        let record = Record::new(key, self.codec.change(&entry)?, entry.timestamp);
+        (self.listener)(&mut ProcessorContext::new(task, node), record)
     }
 }

@@ -359,7 +359,7 @@ mod tests {
             let contents = store
                 .all(Direction::Forward)
                 .unwrap()
-                .into_iter()
+                .map(Result::unwrap)
                 .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
                 .collect();
             tasks.close_clean().unwrap();

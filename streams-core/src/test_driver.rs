@@ -407,8 +407,10 @@ impl TopologyTestDriver {
             };
             store
                 .all(state_store::Direction::Forward)?
-                .iter()
-                .map(|(k, v)| Ok((codec.key(k)?, codec.value(v)?)))
+                .map(|e| {
+                    let (k, v) = e?;
+                    Ok((codec.key(&k)?, codec.value(&v)?))
+                })
                 .collect()
         })
     }

@@ -51,7 +51,7 @@ fn key_value_iterators_range_reverse_prefix() {
     let t = with_store(StoreBuilder::key_value("kv"), |ctx, r| {
         if r.key == "query" {
             let store = ctx.key_value_store::<String, String>("kv")?;
-            let show = |it: StoreIter<(String, String)>| -> Result<String> {
+            let show = |it: StoreIter<'_, (String, String)>| -> Result<String> {
                 Ok(it
                     .map(|e| e.map(|(k, v)| format!("{k}={v}")))
                     .collect::<Result<Vec<_>>>()?
@@ -283,9 +283,22 @@ fn a_store_is_reached_only_as_its_kind_and_with_one_pair_of_types() {
 }
 
 /// Writes each `key=value` pair of a record's value into a cached store and forwards what
-/// the cache flushes, as `key:new<-old`.
+/// the cache flushes, as `new<-old`; after its writes it forwards `done` itself, so the
+/// output shows where evictions land relative to the processor's own records.
 struct CachedWriter;
 impl Processor<String, String, String, String> for CachedWriter {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<()> {
+        let cached = ctx.set_cache_flush_listener::<String, String, _>("cached", |ctx, r| {
+            let text = format!(
+                "{}<-{}",
+                r.value.new.unwrap_or_default(),
+                r.value.old.unwrap_or_else(|| "none".into())
+            );
+            ctx.forward(Record::new(r.key, text, r.timestamp))
+        })?;
+        assert!(cached);
+        Ok(())
+    }
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, String, String>,
@@ -296,35 +309,132 @@ impl Processor<String, String, String, String> for CachedWriter {
             let (k, v) = pair.split_once('=').unwrap();
             store.put(&k.to_owned(), &v.to_owned())?;
         }
-        Ok(())
-    }
-    fn on_cache_flush(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, String, String>,
-        store: &str,
-        entry: &CacheFlush,
-    ) -> Result<()> {
-        let r = ctx.flushed_record::<String, String>(store, entry)?;
-        let text = format!(
-            "{}<-{}",
-            r.value.new.unwrap_or_default(),
-            r.value.old.unwrap_or_else(|| "none".into())
-        );
-        ctx.forward(Record::new(r.key, text, r.timestamp))
+        ctx.forward(Record::new(r.key, "done".into(), r.timestamp))
     }
 }
 
-#[test]
-fn cache_flush_forwards_dirty_entries_in_last_write_order_with_old_values() {
+fn cached_writer(cache_max_bytes: usize) -> TopologyTestDriver {
     let mut t = Topology::new();
     t.add_source(Source::<String, String>::new("in", ["in"]))
         .unwrap();
     t.add_processor("p", || CachedWriter, &["in"]).unwrap();
-    t.add_state_store(StoreBuilder::key_value("cached").with_caching(true), &["p"])
-        .unwrap();
+    t.add_state_store(
+        StoreBuilder::key_value("cached")
+            .in_memory()
+            .with_caching(true),
+        &["p"],
+    )
+    .unwrap();
     t.add_sink(Sink::<String, String>::new("out", "out"), &["p"])
         .unwrap();
-    let d = driver(t);
+    TopologyTestDriver::new(
+        t,
+        StreamsConfig::new("stores").cache_max_bytes(cache_max_bytes),
+    )
+    .unwrap()
+}
+
+/// Kafka's `TimestampedCacheFlushListener` order: an entry evicted by a `put` reaches
+/// downstream inside that `put`, before what the processor forwards after it (and
+/// evicting a dirty entry flushes the cache's other dirty entries, oldest write first).
+#[test]
+fn an_eviction_is_forwarded_inside_the_put_that_caused_it() {
+    // Room for about two entries (each costs key + value + 64 bytes).
+    let d = cached_writer(150);
+    let input = d
+        .create_input_topic("in", StringSerde, StringSerde)
+        .unwrap();
+    let out = d.create_output_topic("out", StringSerde, StringSerde);
+    input
+        .pipe_input_with_timestamp("r1".into(), "a=1 b=1 c=1".into(), 10)
+        .unwrap();
+    let seen: Vec<(String, String)> = out.read_key_values_to_vec().unwrap();
+    // Writing c evicts a (the least recently used), which flushes the cache's other dirty
+    // entries, b and c, in write order; all inside the put of c, so before the
+    // processor's own `done`. The commit after the record has nothing left to flush.
+    assert_eq!(
+        seen,
+        vec![
+            ("a".into(), "1<-none".into()),
+            ("b".into(), "1<-none".into()),
+            ("c".into(), "1<-none".into()),
+            ("r1".into(), "done".into()),
+        ]
+    );
+    // Rewriting b (cached, clean) then writing d evicts a clean entry (dropped silently)
+    // and stays within the budget: nothing is forwarded before `done`, then the commit
+    // flushes the dirty ones in write order with the values they replace.
+    input
+        .pipe_input_with_timestamp("r2".into(), "b=2 d=1".into(), 20)
+        .unwrap();
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![
+            ("r2".into(), "done".into()),
+            ("b".into(), "2<-1".into()),
+            ("d".into(), "1<-none".into()),
+        ]
+    );
+}
+
+/// A second processor cannot take over a store's flushes; a store without a cache
+/// reports `false` and its writes are never flushed.
+#[test]
+fn one_owner_per_store_and_none_without_a_cache() {
+    struct Owner(&'static str);
+    impl Processor<String, String, String, String> for Owner {
+        fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<()> {
+            let cached =
+                ctx.set_cache_flush_listener::<String, String, _>(self.0, |_, _| Ok(()))?;
+            assert_eq!(cached, self.0 == "cached");
+            Ok(())
+        }
+        fn process(
+            &mut self,
+            _: &mut ProcessorContext<'_, String, String>,
+            _: Record<String, String>,
+        ) -> Result<()> {
+            Ok(())
+        }
+    }
+    let mut t = Topology::new();
+    t.add_source(Source::<String, String>::new("in", ["in"]))
+        .unwrap();
+    t.add_processor("first", || Owner("cached"), &["in"])
+        .unwrap();
+    t.add_processor("plain", || Owner("uncached"), &["in"])
+        .unwrap();
+    t.add_state_store(
+        StoreBuilder::key_value("cached").with_caching(true),
+        &["first"],
+    )
+    .unwrap();
+    t.add_state_store(StoreBuilder::key_value("uncached"), &["plain"])
+        .unwrap();
+    assert!(TopologyTestDriver::new(t, StreamsConfig::new("stores")).is_ok());
+
+    let mut t = Topology::new();
+    t.add_source(Source::<String, String>::new("in", ["in"]))
+        .unwrap();
+    t.add_processor("first", || Owner("cached"), &["in"])
+        .unwrap();
+    t.add_processor("second", || Owner("cached"), &["in"])
+        .unwrap();
+    t.add_state_store(
+        StoreBuilder::key_value("cached").with_caching(true),
+        &["first", "second"],
+    )
+    .unwrap();
+    let err = TopologyTestDriver::new(t, StreamsConfig::new("stores"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("already forwarded by `first`"), "{err}");
+}
+
+#[test]
+fn cache_flush_forwards_dirty_entries_in_last_write_order_with_old_values() {
+    let d = cached_writer(1 << 20);
     let input = d
         .create_input_topic("in", StringSerde, StringSerde)
         .unwrap();
@@ -337,6 +447,7 @@ fn cache_flush_forwards_dirty_entries_in_last_write_order_with_old_values() {
     assert_eq!(
         out.read_key_values_to_vec().unwrap(),
         vec![
+            ("r1".into(), "done".into()),
             ("a".into(), "1<-none".into()),
             ("c".into(), "1<-none".into()),
             ("b".into(), "2<-none".into())
@@ -346,10 +457,63 @@ fn cache_flush_forwards_dirty_entries_in_last_write_order_with_old_values() {
     input
         .pipe_input_with_timestamp("r2".into(), "a=3".into(), 20)
         .unwrap();
+    assert_eq!(out.read_value().unwrap(), "done");
     let r = out.read_record().unwrap();
     assert_eq!(
         (r.key.as_str(), r.value.as_str(), r.timestamp),
         ("a", "3<-1", 20)
     );
     assert!(out.is_empty());
+}
+
+/// Re-entrancy: a processor downstream of the flush listener writes to the same cached
+/// store, and its writes evict (so push entries out) while the listener is still running.
+/// Those entries wait until the running listener returns and are then forwarded, in
+/// order, within the same commit.
+#[test]
+fn writes_from_downstream_of_the_listener_are_forwarded_after_it_returns() {
+    struct Echo;
+    impl Processor<String, String, String, String> for Echo {
+        fn process(
+            &mut self,
+            ctx: &mut ProcessorContext<'_, String, String>,
+            r: Record<String, String>,
+        ) -> Result<()> {
+            if r.key.starts_with("echo") || r.value == "done" {
+                return Ok(());
+            }
+            let mut store = ctx.key_value_store::<String, String>("cached")?;
+            store.put(&format!("echo1-{}", r.key), &"x".to_owned())?;
+            store.put(&format!("echo2-{}", r.key), &"x".to_owned())
+        }
+    }
+    let mut t = Topology::new();
+    t.add_source(Source::<String, String>::new("in", ["in"]))
+        .unwrap();
+    t.add_processor("p", || CachedWriter, &["in"]).unwrap();
+    t.add_sink(Sink::<String, String>::new("out", "out"), &["p"])
+        .unwrap();
+    t.add_processor("echo", || Echo, &["p"]).unwrap();
+    t.add_state_store(
+        StoreBuilder::key_value("cached")
+            .in_memory()
+            .with_caching(true),
+        &["p", "echo"],
+    )
+    .unwrap();
+    let d = TopologyTestDriver::new(t, StreamsConfig::new("stores").cache_max_bytes(100)).unwrap();
+    d.create_input_topic("in", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input_with_timestamp("r1".into(), "a=1".into(), 10)
+        .unwrap();
+    let out = d.create_output_topic("out", StringSerde, StringSerde);
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![
+            ("r1".into(), "done".into()),
+            ("a".into(), "1<-none".into()),
+            ("echo1-a".into(), "x<-none".into()),
+            ("echo2-a".into(), "x<-none".into()),
+        ]
+    );
 }

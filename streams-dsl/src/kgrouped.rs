@@ -38,14 +38,14 @@ where
     /// Counts the records per key.
     ///
     /// ```
-    /// use streams_core::{I64Serde, StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
     /// use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
     /// let builder = StreamsBuilder::new();
     /// builder.stream("in", Consumed::with(StringSerde, StringSerde))
     ///     .group_by_key(Grouped::default())
     ///     .count(Materialized::as_store("counts").in_memory())
     ///     .to_stream()
-    ///     .to("out", Produced::with(StringSerde, I64Serde));
+    ///     .to("out", Produced::with(StringSerde, Nullable(I64Serde)));
     /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
     /// let input = driver.create_input_topic("in", StringSerde, StringSerde)?;
     /// input.pipe_input("k".into(), "a".into())?;
@@ -201,6 +201,7 @@ where
         let supplier = move || AggregateProcessor::<K, V, VA> {
             store: supplier_store.clone(),
             combine: Arc::clone(&combine),
+            cached: false,
         };
         state.borrow_mut().apply(|t| {
             t.add_processor(&name, supplier, &[&parent])?;

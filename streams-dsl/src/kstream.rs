@@ -533,14 +533,14 @@ where
     /// topic so that each key is aggregated by one task.
     ///
     /// ```
-    /// use streams_core::{I64Serde, StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
     /// use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
     /// let builder = StreamsBuilder::new();
     /// builder.stream("clicks", Consumed::with(StringSerde, StringSerde))
     ///     .group_by_key(Grouped::default())
     ///     .count(Materialized::as_store("clicks-per-user"))
     ///     .to_stream()
-    ///     .to("click-counts", Produced::with(StringSerde, I64Serde));
+    ///     .to("click-counts", Produced::with(StringSerde, Nullable(I64Serde)));
     /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("doc"))?;
     /// let input = driver.create_input_topic("clicks", StringSerde, StringSerde)?;
     /// input.pipe_input("ann".into(), "/home".into())?;
@@ -557,14 +557,14 @@ where
     /// repartition topic).
     ///
     /// ```
-    /// use streams_core::{I64Serde, StreamsConfig, StringSerde, VoidSerde, TopologyTestDriver};
+    /// use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, VoidSerde, TopologyTestDriver};
     /// use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
     /// let builder = StreamsBuilder::new();
     /// builder.stream("words", Consumed::with(VoidSerde, StringSerde))
     ///     .group_by(|_k: &(), word: &String| word.clone(), Grouped::with(StringSerde, StringSerde))
     ///     .count(Materialized::as_store("word-counts"))
     ///     .to_stream()
-    ///     .to("counts", Produced::with(StringSerde, I64Serde));
+    ///     .to("counts", Produced::with(StringSerde, Nullable(I64Serde)));
     /// let topology = builder.build()?;
     /// assert!(topology.describe()?.to_string().contains("(topic: word-counts-repartition)"));
     /// let driver = TopologyTestDriver::new(topology, StreamsConfig::new("doc"))?;

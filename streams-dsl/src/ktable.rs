@@ -1,8 +1,9 @@
 //! `KTable`: a changelog stream seen as a table, one current value per key.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
-use streams_core::{Change, Record, SharedSerde};
+use streams_core::{Change, Nullable, Record, SharedSerde};
 
 use crate::builder::Shared;
 use crate::kstream::KStream;
@@ -12,7 +13,7 @@ use crate::processors::stateless;
 pub struct KTable<K, V> {
     state: Shared,
     node: String,
-    store: String,
+    store: Option<String>,
     key_serde: Option<SharedSerde<K>>,
     value_serde: Option<SharedSerde<V>>,
 }
@@ -41,13 +42,14 @@ where
         KTable {
             state,
             node,
-            store,
+            store: Some(store),
             key_serde,
             value_serde,
         }
     }
 
-    /// The name of the store holding the table.
+    /// The name of the store holding the table (Kafka's `queryableStoreName`), `None` for a
+    /// table that is not materialized (such as the result of [`KTable::filter`]).
     ///
     /// ```
     /// use streams_core::StringSerde;
@@ -56,55 +58,288 @@ where
     /// let table = builder.stream("in", Consumed::with(StringSerde, StringSerde))
     ///     .group_by_key(Grouped::default())
     ///     .count(Materialized::new());
-    /// assert_eq!(table.store_name(), "KSTREAM-AGGREGATE-STATE-STORE-0000000001");
+    /// assert_eq!(table.store_name(), Some("KSTREAM-AGGREGATE-STATE-STORE-0000000001"));
+    /// assert_eq!(table.filter(|_k: &String, n: &i64| *n > 1).store_name(), None);
     /// ```
-    pub fn store_name(&self) -> &str {
-        &self.store
+    pub fn store_name(&self) -> Option<&str> {
+        self.store.as_deref()
     }
 
-    /// The table's updates as a stream: one record per update with the new value (deletes
-    /// are not forwarded).
+    /// Keeps the rows whose key and value satisfy `predicate` (Kafka's `KTable#filter`).
+    ///
+    /// As in Kafka, the result is a table: an update whose new value fails the predicate
+    /// (or is a delete) becomes a delete of its key downstream, so [`KTable::to_stream`]
+    /// emits a tombstone for it, whether or not the key was ever in the filtered table
+    /// (Kafka forwards those deletes too unless a downstream operation asks the table for
+    /// old values, which no operation of this DSL does yet). The filtered table is not
+    /// materialized.
     ///
     /// ```
-    /// use streams_core::{I64Serde, StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
     /// use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
     /// let builder = StreamsBuilder::new();
     /// builder.stream("in", Consumed::with(StringSerde, StringSerde))
     ///     .group_by_key(Grouped::default())
     ///     .count(Materialized::new().with_caching_disabled())
+    ///     .filter(|_k: &String, n: &i64| n % 2 == 0)
     ///     .to_stream()
-    ///     .to("out", Produced::default());
+    ///     .to("even", Produced::with(StringSerde, Nullable(I64Serde)));
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let input = driver.create_input_topic("in", StringSerde, StringSerde)?;
+    /// for v in ["a", "b", "c"] {
+    ///     input.pipe_input("k".into(), v.into())?;
+    /// }
+    /// let out = driver.create_output_topic("even", StringSerde, Nullable(I64Serde));
+    /// assert_eq!(
+    ///     out.read_key_values_to_vec()?,
+    ///     vec![("k".into(), None), ("k".into(), Some(2)), ("k".into(), None)]
+    /// );
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn filter<F>(&self, predicate: F) -> KTable<K, V>
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        self.do_filter(predicate, false)
+    }
+
+    /// Keeps the rows whose key and value do not satisfy `predicate` (Kafka's
+    /// `KTable#filterNot`); rows that do become deletes, as with [`KTable::filter`].
+    ///
+    /// ```
+    /// use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream("in", Consumed::with(StringSerde, StringSerde))
+    ///     .group_by_key(Grouped::default())
+    ///     .count(Materialized::new().with_caching_disabled())
+    ///     .filter_not(|_k: &String, n: &i64| *n > 1)
+    ///     .to_stream()
+    ///     .to("first", Produced::default());
     /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
     /// let input = driver.create_input_topic("in", StringSerde, StringSerde)?;
     /// input.pipe_input("k".into(), "a".into())?;
     /// input.pipe_input("k".into(), "b".into())?;
-    /// // Without caching, every update is emitted.
-    /// let out = driver.create_output_topic("out", StringSerde, I64Serde);
-    /// assert_eq!(out.read_key_values_to_vec()?, vec![("k".into(), 1), ("k".into(), 2)]);
+    /// let out = driver.create_output_topic("first", StringSerde, Nullable(I64Serde));
+    /// assert_eq!(out.read_key_values_to_vec()?, vec![("k".into(), Some(1)), ("k".into(), None)]);
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
-    pub fn to_stream(&self) -> KStream<K, V> {
-        let name = self.state.borrow_mut().next_name("KTABLE-TOSTREAM-");
+    pub fn filter_not<F>(&self, predicate: F) -> KTable<K, V>
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        self.do_filter(predicate, true)
+    }
+
+    fn do_filter<F>(&self, predicate: F, filter_not: bool) -> KTable<K, V>
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        let name = self.state.borrow_mut().next_name("KTABLE-FILTER-");
         let parent = self.node.clone();
-        let supplier = || {
-            stateless(|ctx, r: Record<K, Change<V>>| match r.value.new {
-                Some(v) => ctx.forward(Record {
+        let predicate = Arc::new(predicate);
+        let supplier = move || {
+            let predicate = Arc::clone(&predicate);
+            stateless(move |ctx, r: Record<K, Change<V>>| {
+                // Kafka's KTableFilter without old values: the new value if it passes,
+                // else a delete; the old value is not sent.
+                let new = r.value.new.filter(|v| filter_not ^ predicate(&r.key, v));
+                ctx.forward(Record {
                     key: r.key,
-                    value: v,
+                    value: Change { new, old: None },
                     timestamp: r.timestamp,
                     headers: r.headers,
-                }),
-                None => Ok(()),
+                })
             })
         };
         self.state
             .borrow_mut()
             .apply(|t| t.add_processor(&name, supplier, &[&parent]).map(|_| ()));
+        KTable {
+            state: Rc::clone(&self.state),
+            node: name,
+            store: None,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }
+    }
+
+    /// The table's changelog as a stream (Kafka's `KTable#toStream`): one record per update
+    /// with the row's key, the update's timestamp and headers, and its new value: `Some(v)`
+    /// for an insert or update, `None` for a delete. Written to a topic with a
+    /// [`Nullable`](streams_core::Nullable) value serde, a delete is a tombstone (a record
+    /// with a null value), exactly the records Kafka Streams writes. A table that never
+    /// deletes (an aggregation) only ever emits `Some`; drop the deletes with
+    /// `flat_map_values(|v: Option<V>| v)` to get a `KStream<K, V>`.
+    ///
+    /// The stream's value serde is the table's, made nullable, when the table's is known;
+    /// otherwise the default serde of `Option<V>` (registered for every built-in serde).
+    ///
+    /// ```
+    /// use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let counts = builder.stream("in", Consumed::with(StringSerde, StringSerde))
+    ///     .group_by_key(Grouped::default())
+    ///     .count(Materialized::new().with_caching_disabled());
+    /// counts.to_stream().to("out", Produced::with(StringSerde, Nullable(I64Serde)));
+    /// // Only counts of at least 2; smaller ones are deleted from the filtered table.
+    /// counts.filter(|_k: &String, n: &i64| *n >= 2)
+    ///     .to_stream()
+    ///     .to("frequent", Produced::default());
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let input = driver.create_input_topic("in", StringSerde, StringSerde)?;
+    /// input.pipe_input_with_timestamp("k".into(), "a".into(), 10)?;
+    /// input.pipe_input_with_timestamp("k".into(), "b".into(), 20)?;
+    /// // Without caching, every update is emitted.
+    /// let out = driver.create_output_topic("out", StringSerde, Nullable(I64Serde));
+    /// assert_eq!(out.read_key_values_to_vec()?, vec![("k".into(), Some(1)), ("k".into(), Some(2))]);
+    /// // The delete is a tombstone with the key and the timestamp of the update.
+    /// let frequent = driver.create_output_topic("frequent", StringSerde, Nullable(I64Serde));
+    /// let tombstone = frequent.read_record()?;
+    /// assert_eq!((tombstone.key, tombstone.value, tombstone.timestamp), ("k".into(), None, 10));
+    /// assert_eq!(frequent.read_value()?, Some(2));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        let name = self.state.borrow_mut().next_name("KTABLE-TOSTREAM-");
+        let parent = self.node.clone();
+        let supplier = || {
+            stateless(|ctx, r: Record<K, Change<V>>| {
+                ctx.forward(Record {
+                    key: r.key,
+                    value: r.value.new,
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                })
+            })
+        };
+        self.state
+            .borrow_mut()
+            .apply(|t| t.add_processor(&name, supplier, &[&parent]).map(|_| ()));
+        let value_serde = self
+            .value_serde
+            .clone()
+            .map(|s| Arc::new(Nullable(s)) as SharedSerde<Option<V>>);
         KStream::new(
             Rc::clone(&self.state),
             name,
             self.key_serde.clone(),
-            self.value_serde.clone(),
+            value_serde,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
+
+    use crate::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+
+    /// `count -> filter(even) -> toStream -> to` with and without caching, and the records
+    /// Kafka Streams writes for the same input: a filtered-out update is a tombstone (key,
+    /// null value, the update's timestamp), whether or not the key was in the table.
+    #[test]
+    fn filtered_out_updates_reach_the_topic_as_tombstones() {
+        for caching in [false, true] {
+            let builder = StreamsBuilder::new();
+            let mut materialized = Materialized::as_store("counts");
+            if !caching {
+                materialized = materialized.with_caching_disabled();
+            }
+            builder
+                .stream("in", Consumed::with(StringSerde, StringSerde))
+                .group_by_key(Grouped::default())
+                .count(materialized)
+                .filter(|_k: &String, n: &i64| n % 2 == 0)
+                .to_stream()
+                .to("out", Produced::with(StringSerde, Nullable(I64Serde)));
+            let driver =
+                TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app"))
+                    .unwrap();
+            let input = driver
+                .create_input_topic("in", StringSerde, StringSerde)
+                .unwrap();
+            for (k, ts) in [("k", 10), ("k", 20), ("j", 30), ("k", 40)] {
+                input
+                    .pipe_input_with_timestamp(k.into(), "v".into(), ts)
+                    .unwrap();
+            }
+            let out = driver.create_output_topic("out", StringSerde, Nullable(I64Serde));
+            let records: Vec<(String, Option<i64>, i64)> = out
+                .read_records_to_vec()
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.key, r.value, r.timestamp))
+                .collect();
+            assert_eq!(
+                records,
+                vec![
+                    ("k".into(), None, 10),
+                    ("k".into(), Some(2), 20),
+                    ("j".into(), None, 30),
+                    ("k".into(), None, 40),
+                ],
+                "caching {caching}"
+            );
+        }
+    }
+
+    /// `filterNot` keeps what `filter` drops; `toStream` of the unfiltered table only
+    /// carries `Some` (an aggregation never deletes), and its default value serde is the
+    /// table's made nullable.
+    #[test]
+    fn filter_not_and_the_unfiltered_stream() {
+        let builder = StreamsBuilder::new();
+        let counts = builder
+            .stream("in", Consumed::with(StringSerde, StringSerde))
+            .group_by_key(Grouped::default())
+            .count(Materialized::new().with_caching_disabled());
+        counts.to_stream().to("all", Produced::default());
+        counts
+            .filter_not(|k: &String, _n: &i64| k == "skip")
+            .to_stream()
+            .to("kept", Produced::default());
+        let driver =
+            TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+        let input = driver
+            .create_input_topic("in", StringSerde, StringSerde)
+            .unwrap();
+        input.pipe_input("a".into(), "x".into()).unwrap();
+        input.pipe_input("skip".into(), "x".into()).unwrap();
+        let all = driver.create_output_topic("all", StringSerde, I64Serde);
+        assert_eq!(
+            all.read_key_values_to_vec().unwrap(),
+            vec![("a".into(), 1), ("skip".into(), 1)]
+        );
+        let kept = driver.create_output_topic("kept", StringSerde, Nullable(I64Serde));
+        assert_eq!(
+            kept.read_key_values_to_vec().unwrap(),
+            vec![("a".into(), Some(1)), ("skip".into(), None)]
+        );
+    }
+
+    /// Kafka's names: `KTABLE-FILTER-` and `KTABLE-TOSTREAM-` from the one counter, no
+    /// store for an unmaterialized filter.
+    #[test]
+    fn filter_and_to_stream_are_named_as_kafka_names_them() {
+        let builder = StreamsBuilder::new();
+        let table = builder
+            .stream("in", Consumed::with(StringSerde, StringSerde))
+            .group_by_key(Grouped::default())
+            .count(Materialized::new())
+            .filter(|_k: &String, n: &i64| *n > 1);
+        assert_eq!(table.store_name(), None);
+        table.to_stream().to("out", Produced::default());
+        let text = builder.build().unwrap().describe().unwrap().to_string();
+        for node in [
+            "Processor: KTABLE-FILTER-0000000003",
+            "Processor: KTABLE-TOSTREAM-0000000004",
+            "Sink: KSTREAM-SINK-0000000005 (topic: out)",
+        ] {
+            assert!(text.contains(node), "{node} missing in\n{text}");
+        }
     }
 }

@@ -16,7 +16,7 @@
 //!
 //! ## Word count
 //! ```
-//! use streams_core::{I64Serde, StreamsConfig, StringSerde, VoidSerde, TopologyTestDriver};
+//! use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, VoidSerde, TopologyTestDriver};
 //! use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
 //!
 //! let builder = StreamsBuilder::new();
@@ -31,7 +31,7 @@
 //!     .group_by(|_: &(), word: &String| word.clone(), Grouped::with(StringSerde, StringSerde))
 //!     .count(Materialized::as_store("counts"))
 //!     .to_stream()
-//!     .to("word-counts", Produced::with(StringSerde, I64Serde));
+//!     .to("word-counts", Produced::with(StringSerde, Nullable(I64Serde)));
 //!
 //! let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("word-count"))?;
 //! let lines = driver.create_input_topic("lines", VoidSerde, StringSerde)?;

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use streams_core::{CacheFlush, Change, Processor, ProcessorContext, Record, Result};
+use streams_core::{Change, Processor, ProcessorContext, Record, Result};
 
 /// A processor made of a closure: `f(ctx, record)`.
 pub(crate) struct FnProcessor<F, K, V, K2, V2> {
@@ -45,11 +45,14 @@ where
 pub(crate) type Combine<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
 
 /// Aggregates records per key into a key-value store and forwards each change (at once
-/// without a cache, at cache flushes with one). The store's serdes are the ones
-/// materialized with it (or the application's defaults), applied by the store handle.
+/// without a cache; with one, the cache's flushes are forwarded as they happen, Kafka's
+/// `TimestampedTupleForwarder`). The store's serdes are the ones materialized with it (or
+/// the application's defaults), applied by the store handle.
 pub(crate) struct AggregateProcessor<K, V, VA> {
     pub(crate) store: String,
     pub(crate) combine: Combine<K, V, VA>,
+    /// The store is cached: changes reach downstream through its flushes.
+    pub(crate) cached: bool,
 }
 
 impl<K, V, VA> Processor<K, V, K, Change<VA>> for AggregateProcessor<K, V, VA>
@@ -58,6 +61,11 @@ where
     V: Send + 'static,
     VA: Clone + Send + 'static,
 {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
+        self.cached = ctx.forward_cache_flushes(&self.store)?;
+        Ok(())
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
@@ -67,7 +75,7 @@ where
         let old = store.get(&record.key)?;
         let new = (self.combine)(&record.key, record.value, old.clone());
         store.put(&record.key, &new)?;
-        if !ctx.is_store_cached(&self.store) {
+        if !self.cached {
             ctx.forward(Record {
                 key: record.key,
                 value: Change {
@@ -79,18 +87,5 @@ where
             })?;
         }
         Ok(())
-    }
-
-    fn on_cache_flush(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
-        store: &str,
-        entry: &CacheFlush,
-    ) -> Result<()> {
-        if store != self.store {
-            return Ok(());
-        }
-        let record = ctx.flushed_record::<K, VA>(store, entry)?;
-        ctx.forward(record)
     }
 }

@@ -2,7 +2,7 @@
 //! Generated node, store and repartition-topic names match Kafka Streams' for the same
 //! DSL program (they decide changelog and repartition topic names, so they must).
 
-use streams_core::{I64Serde, StringSerde};
+use streams_core::{I64Serde, Nullable, StringSerde};
 use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
 
 /// Kafka's word-count tutorial (`Materialized.as("counts-store")`): its
@@ -29,7 +29,7 @@ fn word_count_with_a_named_store_is_described_as_kafka_describes_it() {
         .to_stream()
         .to(
             "streams-wordcount-output",
-            Produced::with(StringSerde, I64Serde),
+            Produced::with(StringSerde, Nullable(I64Serde)),
         );
     let text = builder.build().unwrap().describe().unwrap().to_string();
     let expected = [
@@ -79,7 +79,7 @@ fn generated_store_names_give_generated_repartition_nodes() {
         )
         .reduce(|a: String, b: String| a + &b, Materialized::default())
         .to_stream()
-        .to("out", Produced::with(StringSerde, StringSerde));
+        .to("out", Produced::with(StringSerde, Nullable(StringSerde)));
     let text = builder.build().unwrap().describe().unwrap().to_string();
     for line in [
         "Processor: KSTREAM-KEY-SELECT-0000000001 (stores: [])",

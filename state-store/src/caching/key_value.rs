@@ -7,7 +7,7 @@ use crate::caching::{Backing, CacheFlushEntry, CacheLayer, ThreadCache};
 use crate::error::Result;
 use crate::logging::RecordTimestamp;
 use crate::restore::ChangelogRecord;
-use crate::store::{BatchEntry, Direction, KeyValue, KeyValueStore, Restorable};
+use crate::store::{BatchEntry, Direction, KeyValue, KeyValueIter, KeyValueStore, Restorable};
 
 impl<S: KeyValueStore> Backing<Vec<u8>> for S {
     fn read(&self, key: &Vec<u8>) -> Result<Option<Vec<u8>>> {
@@ -91,21 +91,73 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         direction: Direction,
-    ) -> Result<Vec<KeyValue>> {
+    ) -> Result<KeyValueIter<'_>> {
         self.layer.check_open()?;
-        let below = self.layer.inner.scan(lower, upper, Direction::Forward)?;
-        let merged = self
-            .layer
-            .cache
-            .overlay::<[u8], _>(below, (lower, upper), |_| true);
-        Ok(match direction {
-            Direction::Forward => merged.into_iter().collect(),
-            Direction::Reverse => merged.into_iter().rev().collect(),
-        })
+        let below = self.layer.inner.scan(lower, upper, direction)?;
+        // The cached entries of the range are copied (the cache is bounded by its budget
+        // and behind a lock no iterator may hold); the store below is read lazily.
+        let mut cached = self.layer.cache.range::<[u8], _>((lower, upper));
+        let reverse = direction == Direction::Reverse;
+        if reverse {
+            cached.reverse();
+        }
+        Ok(KeyValueIter::new(Overlay {
+            below: below.peekable(),
+            cached: cached.into_iter().peekable(),
+            reverse,
+        }))
     }
 
     fn approximate_num_entries(&self) -> Result<u64> {
         let dirty_puts = self.layer.cache.dirty_puts() as u64;
         Ok(self.layer.inner.approximate_num_entries()? + dirty_puts)
+    }
+}
+
+/// Cached entries of a scanned range (`None`: a cached delete), in scan order.
+type CachedEntries = std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>;
+
+/// The store below's entries overlaid with the cached ones, both in scan order: a cached
+/// value replaces the one below, a cached delete hides it.
+struct Overlay<'a> {
+    below: std::iter::Peekable<KeyValueIter<'a>>,
+    cached: CachedEntries,
+    reverse: bool,
+}
+
+impl Iterator for Overlay<'_> {
+    type Item = Result<KeyValue>;
+
+    fn next(&mut self) -> Option<Result<KeyValue>> {
+        loop {
+            let from_cache = match (self.below.peek(), self.cached.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) | (Some(Ok(_)), None) => false,
+                (None, Some(_)) => true,
+                (Some(Ok((below, _))), Some((cached, _))) => {
+                    let order = if self.reverse {
+                        below.cmp(cached)
+                    } else {
+                        cached.cmp(below)
+                    };
+                    match order {
+                        std::cmp::Ordering::Less => true,
+                        std::cmp::Ordering::Equal => {
+                            self.below.next();
+                            true
+                        }
+                        std::cmp::Ordering::Greater => false,
+                    }
+                }
+            };
+            if !from_cache {
+                return self.below.next();
+            }
+            match self.cached.next() {
+                Some((key, Some(value))) => return Some(Ok((key, value))),
+                Some((_, None)) => continue,
+                None => return None,
+            }
+        }
     }
 }

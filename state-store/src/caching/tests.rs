@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use proptest::prelude::*;
 
 use super::*;
-use crate::store::{BatchEntry, Direction, KeyValue, KeyValueStore, SessionStore, WindowStore};
+use crate::store::{BatchEntry, Direction, KeyValueStore, SessionStore, WindowStore};
 use crate::{
     CachingKeyValueStore, CachingSessionStore, CachingWindowStore, InMemoryKeyValueStore,
     InMemorySessionStore, InMemoryWindowStore, SessionCacheFlushEntry, SessionStoreOptions,
@@ -419,7 +419,7 @@ impl KeyValueStore for Flaky {
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         direction: Direction,
-    ) -> Result<Vec<KeyValue>> {
+    ) -> Result<crate::KeyValueIter<'_>> {
         self.inner.scan(lower, upper, direction)
     }
     fn approximate_num_entries(&self) -> Result<u64> {
@@ -586,7 +586,7 @@ proptest! {
             prop_assert_eq!(budget.size_bytes(), k.cached_bytes() + w.cached_bytes() + s.cached_bytes());
         }
         // Range reads merge cache and store below.
-        let all_k: BTreeMap<Vec<u8>, Vec<u8>> = k.all(Direction::Forward).unwrap().into_iter().collect();
+        let all_k: BTreeMap<Vec<u8>, Vec<u8>> = k.all(Direction::Forward).unwrap().map(Result::unwrap).collect();
         prop_assert_eq!(&all_k, &model_k);
         let all_w: BTreeMap<(Vec<u8>, i64), Vec<u8>> = w.fetch_all(i64::MIN, i64::MAX).unwrap().into_iter().map(|e| ((e.key, e.window_start), e.value)).collect();
         prop_assert_eq!(&all_w, &model_w);
@@ -596,7 +596,7 @@ proptest! {
         k.flush().unwrap();
         w.flush().unwrap();
         s.flush().unwrap();
-        let below_k: BTreeMap<Vec<u8>, Vec<u8>> = k.inner().all(Direction::Forward).unwrap().into_iter().collect();
+        let below_k: BTreeMap<Vec<u8>, Vec<u8>> = k.inner().all(Direction::Forward).unwrap().map(Result::unwrap).collect();
         prop_assert_eq!(&below_k, &model_k);
         let below_w: BTreeMap<(Vec<u8>, i64), Vec<u8>> = w.inner().fetch_all(i64::MIN, i64::MAX).unwrap().into_iter().map(|e| ((e.key, e.window_start), e.value)).collect();
         prop_assert_eq!(&below_w, &model_w);

@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use state_store::{Direction, SessionEntry, WindowEntry};
+use state_store::{Direction, KeyValueIter, SessionEntry, WindowEntry};
 
 use super::builder::{StoreKind, StoreSerdes};
 use super::open::{OpenStore, TaskKeyValueStore, TaskSessionStore, TaskStore, TaskWindowStore};
@@ -222,8 +222,8 @@ pub(crate) fn timestamped<V: 'static>(serde: SharedSerde<V>) -> SharedSerde<Valu
 struct Codec<'a, K, V> {
     store: &'a str,
     topic: &'a str,
-    key: SharedSerde<K>,
-    value: SharedSerde<V>,
+    key: &'a SharedSerde<K>,
+    value: &'a SharedSerde<V>,
 }
 
 impl<K: 'static, V: 'static> Codec<'_, K, V> {
@@ -232,16 +232,16 @@ impl<K: 'static, V: 'static> Codec<'_, K, V> {
         &self,
         entries: Vec<E>,
         decode: impl Fn(&Codec<'_, K, V>, E) -> Result<T> + 'static,
-    ) -> StoreIter<T> {
+    ) -> StoreIter<'static, T> {
         let (store, topic) = (self.store.to_owned(), self.topic.to_owned());
-        let (key, value) = (Arc::clone(&self.key), Arc::clone(&self.value));
+        let (key, value) = (Arc::clone(self.key), Arc::clone(self.value));
         StoreIter {
             inner: Box::new(entries.into_iter().map(move |e| {
                 let codec = Codec {
                     store: &store,
                     topic: &topic,
-                    key: Arc::clone(&key),
-                    value: Arc::clone(&value),
+                    key: &key,
+                    value: &value,
                 };
                 decode(&codec, e)
             })),
@@ -288,39 +288,112 @@ impl<K: 'static, V: 'static> Codec<'_, K, V> {
     }
 }
 
-/// The store of `open` and a codec with its serdes (split borrows of one open store).
-fn split<K, V>(
-    open: &mut OpenStore,
-    (key, value): SerdePair<K, V>,
-) -> (&mut TaskStore, Codec<'_, K, V>) {
-    let codec = Codec {
-        store: open.spec.name(),
-        topic: &open.serde_topic,
-        key,
-        value,
-    };
-    (&mut open.store, codec)
+/// Where typed handles find their store and send what its cache pushed down: the task's
+/// context (implemented in `task`, so that this module does not depend on tasks).
+pub(crate) trait StoreHost {
+    /// The open store `name`.
+    fn store(&self, name: &str) -> Option<&OpenStore>;
+    /// The open store `name`, to write.
+    fn store_mut(&mut self, name: &str) -> Option<&mut OpenStore>;
+    /// Hands what the last call pushed out of `name`'s cache to the listener of the
+    /// processor that owns its flushes, before the handle call returns.
+    fn forward_cache_flushes(&mut self, name: &str) -> Result<()>;
 }
 
-fn wrong_kind(codec_store: &str, kind: &str) -> StreamsError {
-    StreamsError::IllegalState(format!("store `{codec_store}` is not a {kind}"))
+/// A handle's way to its store: the host, the store's name and its resolved serdes. Each
+/// call looks the store up (no borrow of it outlives the call, so the cache's flushes can
+/// be forwarded downstream — where processors may use the same store — before the call
+/// returns).
+struct Access<'a, K, V> {
+    host: &'a mut dyn StoreHost,
+    name: &'a str,
+    key: SharedSerde<K>,
+    value: SharedSerde<V>,
+}
+
+fn not_open(name: &str) -> StreamsError {
+    StreamsError::IllegalState(format!("store `{name}` is not open in this task"))
+}
+
+fn wrong_kind(store: &str, kind: &str) -> StreamsError {
+    StreamsError::IllegalState(format!("store `{store}` is not a {kind}"))
+}
+
+impl<'a, K, V> Access<'a, K, V> {
+    fn new(
+        host: &'a mut dyn StoreHost,
+        name: &'a str,
+        (key, value): SerdePair<K, V>,
+        kind: (&str, fn(&TaskStore) -> bool),
+    ) -> Result<Self> {
+        let open = host.store(name).ok_or_else(|| not_open(name))?;
+        if !(kind.1)(&open.store) {
+            return Err(wrong_kind(name, kind.0));
+        }
+        Ok(Access {
+            host,
+            name,
+            key,
+            value,
+        })
+    }
+
+    /// The store and a codec, to read.
+    fn read(&self) -> Result<(&TaskStore, Codec<'_, K, V>)> {
+        let open = self
+            .host
+            .store(self.name)
+            .ok_or_else(|| not_open(self.name))?;
+        let codec = Codec {
+            store: open.spec.name(),
+            topic: &open.serde_topic,
+            key: &self.key,
+            value: &self.value,
+        };
+        Ok((&open.store, codec))
+    }
+
+    /// The store and a codec, to write; call [`Access::written`] after the write.
+    fn write(&mut self) -> Result<(&mut TaskStore, Codec<'_, K, V>)> {
+        let open = self
+            .host
+            .store_mut(self.name)
+            .ok_or_else(|| not_open(self.name))?;
+        let codec = Codec {
+            store: open.spec.name(),
+            topic: &open.serde_topic,
+            key: &self.key,
+            value: &self.value,
+        };
+        Ok((&mut open.store, codec))
+    }
+
+    /// After a write (successful or not): forwards what it pushed out of the cache.
+    fn written<T>(&mut self, result: Result<T>) -> Result<T> {
+        let forwarded = self.host.forward_cache_flushes(self.name);
+        let value = result?;
+        forwarded.map(|()| value)
+    }
 }
 
 /// An iterator over typed store entries, deserializing each entry as it is reached.
 ///
-/// The stores below return their range results collected (no store handle or lock outlives
-/// the call); only deserialization is lazy.
-pub struct StoreIter<T> {
-    inner: Box<dyn Iterator<Item = Result<T>>>,
+/// Key-value ranges are lazy all the way down (a RocksDB iterator or a range of the
+/// in-memory map, merged with the cached entries of the range): the iterator borrows the
+/// handle, so the store cannot be written while it lives; collect it first to write
+/// what it yields back. Window and session ranges are still collected by the store below
+/// (only their deserialization is lazy).
+pub struct StoreIter<'a, T> {
+    inner: Box<dyn Iterator<Item = Result<T>> + 'a>,
 }
 
-impl<T> std::fmt::Debug for StoreIter<T> {
+impl<T> std::fmt::Debug for StoreIter<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreIter").finish_non_exhaustive()
     }
 }
 
-impl<T> Iterator for StoreIter<T> {
+impl<T> Iterator for StoreIter<'_, T> {
     type Item = Result<T>;
     fn next(&mut self) -> Option<Result<T>> {
         self.inner.next()
@@ -360,44 +433,69 @@ impl<T> Iterator for StoreIter<T> {
 /// # Ok::<(), streams_core::StreamsError>(())
 /// ```
 pub struct KeyValueStoreHandle<'a, K, V> {
-    store: &'a mut dyn TaskKeyValueStore,
-    codec: Codec<'a, K, V>,
+    access: Access<'a, K, V>,
+}
+
+fn is_key_value(s: &TaskStore) -> bool {
+    matches!(s, TaskStore::KeyValue(_))
+}
+
+fn is_window(s: &TaskStore) -> bool {
+    matches!(s, TaskStore::Window(_))
+}
+
+fn is_session(s: &TaskStore) -> bool {
+    matches!(s, TaskStore::Session(_))
 }
 
 impl<'a, K: 'static, V: 'static> KeyValueStoreHandle<'a, K, V> {
-    pub(crate) fn new(open: &'a mut OpenStore, serdes: SerdePair<K, V>) -> Result<Self> {
-        match split(open, serdes) {
-            (TaskStore::KeyValue(store), codec) => Ok(KeyValueStoreHandle {
-                store: store.as_mut(),
-                codec,
-            }),
+    pub(crate) fn new(
+        host: &'a mut dyn StoreHost,
+        name: &'a str,
+        serdes: SerdePair<K, V>,
+    ) -> Result<Self> {
+        Ok(KeyValueStoreHandle {
+            access: Access::new(host, name, serdes, ("key-value store", is_key_value))?,
+        })
+    }
+
+    fn read(&self) -> Result<(&dyn TaskKeyValueStore, Codec<'_, K, V>)> {
+        match self.access.read()? {
+            (TaskStore::KeyValue(s), codec) => Ok((s.as_ref(), codec)),
             (_, codec) => Err(wrong_kind(codec.store, "key-value store")),
         }
     }
 
-    pub(crate) fn decode_key(&self, bytes: &[u8]) -> Result<K> {
-        self.codec.key_of(bytes)
-    }
-
-    pub(crate) fn decode_value(&self, bytes: Option<&[u8]>) -> Result<Option<V>> {
-        bytes.map(|b| self.codec.value_of(b)).transpose()
+    fn write(&mut self) -> Result<(&mut dyn TaskKeyValueStore, Codec<'_, K, V>)> {
+        match self.access.write()? {
+            (TaskStore::KeyValue(s), codec) => Ok((s.as_mut(), codec)),
+            (_, codec) => Err(wrong_kind(codec.store, "key-value store")),
+        }
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let k = self.codec.key_bytes(key)?;
-        match self.store.get(&k)? {
-            Some(b) => self.codec.value_of(&b).map(Some),
+        let (store, codec) = self.read()?;
+        let k = codec.key_bytes(key)?;
+        match store.get(&k)? {
+            Some(b) => codec.value_of(&b).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Sets the value of `key` (a value that serializes to null deletes the key).
+    /// Sets the value of `key` (a value that serializes to null deletes the key). What
+    /// the write evicts from the store's cache reaches downstream before this returns.
     pub fn put(&mut self, key: &K, value: &V) -> Result<()> {
-        let k = self.codec.key_bytes(key)?;
-        match self.codec.value_bytes(value)? {
-            Some(v) => Ok(self.store.put(&k, &v)?),
-            None => self.store.delete(&k).map(|_| ()).map_err(Into::into),
+        let result = self.put_unforwarded(key, value);
+        self.access.written(result)
+    }
+
+    fn put_unforwarded(&mut self, key: &K, value: &V) -> Result<()> {
+        let (store, codec) = self.write()?;
+        let k = codec.key_bytes(key)?;
+        match codec.value_bytes(value)? {
+            Some(v) => Ok(store.put(&k, &v)?),
+            None => store.delete(&k).map(|_| ()).map_err(Into::into),
         }
     }
 
@@ -426,40 +524,56 @@ impl<'a, K: 'static, V: 'static> KeyValueStoreHandle<'a, K, V> {
 
     /// Deletes `key`; returns the value it had.
     pub fn delete(&mut self, key: &K) -> Result<Option<V>> {
-        let k = self.codec.key_bytes(key)?;
-        match self.store.delete(&k)? {
-            Some(b) => self.codec.value_of(&b).map(Some),
+        let result = self.delete_unforwarded(key);
+        self.access.written(result)
+    }
+
+    fn delete_unforwarded(&mut self, key: &K) -> Result<Option<V>> {
+        let (store, codec) = self.write()?;
+        let k = codec.key_bytes(key)?;
+        match store.delete(&k)? {
+            Some(b) => codec.value_of(&b).map(Some),
             None => Ok(None),
         }
     }
 
-    fn typed(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> StoreIter<(K, V)> {
-        self.codec
-            .lazy(entries, |c, (k, v)| Ok((c.key_of(&k)?, c.value_of(&v)?)))
+    fn typed<'s>(codec: Codec<'s, K, V>, entries: KeyValueIter<'s>) -> StoreIter<'s, (K, V)> {
+        StoreIter {
+            inner: Box::new(entries.map(move |entry| {
+                let (k, v) = entry?;
+                Ok((codec.key_of(&k)?, codec.value_of(&v)?))
+            })),
+        }
     }
 
     /// Entries with keys in `[from, to]` by serialized key order (both ends inclusive, as
     /// Kafka's `range`); `Direction::Reverse` for `reverseRange`.
-    pub fn range(&self, from: &K, to: &K, direction: Direction) -> Result<StoreIter<(K, V)>> {
-        let (f, t) = (self.codec.key_bytes(from)?, self.codec.key_bytes(to)?);
-        Ok(self.typed(self.store.range(&f, &t, direction)?))
+    pub fn range(&self, from: &K, to: &K, direction: Direction) -> Result<StoreIter<'_, (K, V)>> {
+        let (store, codec) = self.read()?;
+        let (f, t) = (codec.key_bytes(from)?, codec.key_bytes(to)?);
+        Ok(Self::typed(codec, store.range(&f, &t, direction)?))
     }
 
     /// Every entry, by serialized key order.
-    pub fn all(&self, direction: Direction) -> Result<StoreIter<(K, V)>> {
-        Ok(self.typed(self.store.all(direction)?))
+    pub fn all(&self, direction: Direction) -> Result<StoreIter<'_, (K, V)>> {
+        let (store, codec) = self.read()?;
+        Ok(Self::typed(codec, store.all(direction)?))
     }
 
     /// Entries whose serialized key starts with the serialized `prefix` (Kafka's
     /// `prefixScan` with the store's key serde).
-    pub fn prefix_scan(&self, prefix: &K) -> Result<StoreIter<(K, V)>> {
-        let p = self.codec.key_bytes(prefix)?;
-        Ok(self.typed(self.store.prefix_scan(&p, Direction::Forward)?))
+    pub fn prefix_scan(&self, prefix: &K) -> Result<StoreIter<'_, (K, V)>> {
+        let (store, codec) = self.read()?;
+        let p = codec.key_bytes(prefix)?;
+        Ok(Self::typed(
+            codec,
+            store.prefix_scan(&p, Direction::Forward)?,
+        ))
     }
 
     /// An estimate of the number of entries.
     pub fn approximate_num_entries(&self) -> Result<u64> {
-        Ok(self.store.approximate_num_entries()?)
+        Ok(self.read()?.0.approximate_num_entries()?)
     }
 }
 
@@ -497,52 +611,74 @@ impl<'a, K: 'static, V: 'static> KeyValueStoreHandle<'a, K, V> {
 /// # Ok::<(), streams_core::StreamsError>(())
 /// ```
 pub struct WindowStoreHandle<'a, K, V> {
-    store: &'a mut dyn TaskWindowStore,
-    codec: Codec<'a, K, V>,
+    access: Access<'a, K, V>,
     window_size: i64,
 }
 
 impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
-    pub(crate) fn new(open: &'a mut OpenStore, serdes: SerdePair<K, V>) -> Result<Self> {
-        let window_size = match open.spec.kind() {
-            StoreKind::Window { window_size_ms, .. }
-            | StoreKind::TimestampedWindow { window_size_ms, .. } => window_size_ms,
+    pub(crate) fn new(
+        host: &'a mut dyn StoreHost,
+        name: &'a str,
+        serdes: SerdePair<K, V>,
+    ) -> Result<Self> {
+        let window_size = match host.store(name).map(|o| o.spec.kind()) {
+            Some(
+                StoreKind::Window { window_size_ms, .. }
+                | StoreKind::TimestampedWindow { window_size_ms, .. },
+            ) => window_size_ms,
             _ => 0,
         };
-        match split(open, serdes) {
-            (TaskStore::Window(store), codec) => Ok(WindowStoreHandle {
-                store: store.as_mut(),
-                codec,
-                window_size,
-            }),
+        Ok(WindowStoreHandle {
+            access: Access::new(host, name, serdes, ("window store", is_window))?,
+            window_size,
+        })
+    }
+
+    fn read(&self) -> Result<(&dyn TaskWindowStore, Codec<'_, K, V>)> {
+        match self.access.read()? {
+            (TaskStore::Window(s), codec) => Ok((s.as_ref(), codec)),
             (_, codec) => Err(wrong_kind(codec.store, "window store")),
         }
     }
 
     /// Stores `value` for `key` in the window starting at `window_start`; `None` (or a
-    /// value serializing to null) deletes it. Writes to expired windows are dropped.
+    /// value serializing to null) deletes it. Writes to expired windows are dropped. What
+    /// the write evicts from the store's cache reaches downstream before this returns.
     pub fn put(&mut self, key: &K, value: Option<&V>, window_start: i64) -> Result<()> {
-        let k = self.codec.key_bytes(key)?;
+        let result = self.put_unforwarded(key, value, window_start);
+        self.access.written(result)
+    }
+
+    fn put_unforwarded(&mut self, key: &K, value: Option<&V>, window_start: i64) -> Result<()> {
+        let (store, codec) = match self.access.write()? {
+            (TaskStore::Window(s), codec) => (s, codec),
+            (_, codec) => return Err(wrong_kind(codec.store, "window store")),
+        };
+        let k = codec.key_bytes(key)?;
         let v = match value {
-            Some(v) => self.codec.value_bytes(v)?,
+            Some(v) => codec.value_bytes(v)?,
             None => None,
         };
-        self.store.put(&k, v.as_deref(), window_start)?;
+        store.put(&k, v.as_deref(), window_start)?;
         Ok(())
     }
 
     /// The value of `key` in the window starting at `window_start`.
     pub fn fetch(&self, key: &K, window_start: i64) -> Result<Option<V>> {
-        let k = self.codec.key_bytes(key)?;
-        match self.store.fetch(&k, window_start)? {
-            Some(b) => self.codec.value_of(&b).map(Some),
+        let (store, codec) = self.read()?;
+        let k = codec.key_bytes(key)?;
+        match store.fetch(&k, window_start)? {
+            Some(b) => codec.value_of(&b).map(Some),
             None => Ok(None),
         }
     }
 
-    fn windowed(&self, entries: Vec<WindowEntry>) -> StoreIter<(Windowed<K>, V)> {
-        let size = self.window_size;
-        self.codec.lazy(entries, move |c, e| {
+    fn windowed(
+        codec: &Codec<'_, K, V>,
+        size: i64,
+        entries: Vec<WindowEntry>,
+    ) -> StoreIter<'static, (Windowed<K>, V)> {
+        codec.lazy(entries, move |c, e| {
             let window = Window {
                 start: e.window_start,
                 end: e.window_start.saturating_add(size),
@@ -558,10 +694,11 @@ impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
         key: &K,
         time_from: i64,
         time_to: i64,
-    ) -> Result<StoreIter<(i64, V)>> {
-        let k = self.codec.key_bytes(key)?;
-        let entries = self.store.fetch_range(&k, time_from, time_to)?;
-        let inner = self.windowed(entries);
+    ) -> Result<StoreIter<'_, (i64, V)>> {
+        let (store, codec) = self.read()?;
+        let k = codec.key_bytes(key)?;
+        let entries = store.fetch_range(&k, time_from, time_to)?;
+        let inner = Self::windowed(&codec, self.window_size, entries);
         Ok(StoreIter {
             inner: Box::new(inner.map(|r| r.map(|(w, v)| (w.window.start, v)))),
         })
@@ -574,21 +711,26 @@ impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
         key_to: &K,
         time_from: i64,
         time_to: i64,
-    ) -> Result<StoreIter<(Windowed<K>, V)>> {
-        let (f, t) = (
-            self.codec.key_bytes(key_from)?,
-            self.codec.key_bytes(key_to)?,
-        );
-        Ok(self.windowed(self.store.fetch_key_range(&f, &t, time_from, time_to)?))
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
+        let (store, codec) = self.read()?;
+        let (f, t) = (codec.key_bytes(key_from)?, codec.key_bytes(key_to)?);
+        let entries = store.fetch_key_range(&f, &t, time_from, time_to)?;
+        Ok(Self::windowed(&codec, self.window_size, entries))
     }
 
     /// Every window starting in `[time_from, time_to]`.
-    pub fn fetch_all(&self, time_from: i64, time_to: i64) -> Result<StoreIter<(Windowed<K>, V)>> {
-        Ok(self.windowed(self.store.fetch_all(time_from, time_to)?))
+    pub fn fetch_all(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
+        let (store, codec) = self.read()?;
+        let entries = store.fetch_all(time_from, time_to)?;
+        Ok(Self::windowed(&codec, self.window_size, entries))
     }
 
     /// Every retained window.
-    pub fn all(&self) -> Result<StoreIter<(Windowed<K>, V)>> {
+    pub fn all(&self) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
         self.fetch_all(i64::MIN, i64::MAX)
     }
 }
@@ -623,54 +765,76 @@ impl<'a, K: 'static, V: 'static> WindowStoreHandle<'a, K, V> {
 /// # Ok::<(), streams_core::StreamsError>(())
 /// ```
 pub struct SessionStoreHandle<'a, K, V> {
-    store: &'a mut dyn TaskSessionStore,
-    codec: Codec<'a, K, V>,
+    access: Access<'a, K, V>,
 }
 
 impl<'a, K: 'static, V: 'static> SessionStoreHandle<'a, K, V> {
-    pub(crate) fn new(open: &'a mut OpenStore, serdes: SerdePair<K, V>) -> Result<Self> {
-        match split(open, serdes) {
-            (TaskStore::Session(store), codec) => Ok(SessionStoreHandle {
-                store: store.as_mut(),
-                codec,
-            }),
+    pub(crate) fn new(
+        host: &'a mut dyn StoreHost,
+        name: &'a str,
+        serdes: SerdePair<K, V>,
+    ) -> Result<Self> {
+        Ok(SessionStoreHandle {
+            access: Access::new(host, name, serdes, ("session store", is_session))?,
+        })
+    }
+
+    fn read(&self) -> Result<(&dyn TaskSessionStore, Codec<'_, K, V>)> {
+        match self.access.read()? {
+            (TaskStore::Session(s), codec) => Ok((s.as_ref(), codec)),
             (_, codec) => Err(wrong_kind(codec.store, "session store")),
         }
     }
 
-    /// Stores the aggregate of a session (a value serializing to null removes it).
+    fn write(&mut self) -> Result<(&mut dyn TaskSessionStore, Codec<'_, K, V>)> {
+        match self.access.write()? {
+            (TaskStore::Session(s), codec) => Ok((s.as_mut(), codec)),
+            (_, codec) => Err(wrong_kind(codec.store, "session store")),
+        }
+    }
+
+    /// Stores the aggregate of a session (a value serializing to null removes it). What
+    /// the write evicts from the store's cache reaches downstream before this returns.
     pub fn put(&mut self, session: &Windowed<K>, value: &V) -> Result<()> {
-        let k = self.codec.key_bytes(&session.key)?;
-        match self.codec.value_bytes(value)? {
-            Some(v) => self
-                .store
-                .put(&k, session.window.start, session.window.end, &v)?,
-            None => self
-                .store
-                .remove(&k, session.window.start, session.window.end)?,
+        let result = self.put_unforwarded(session, value);
+        self.access.written(result)
+    }
+
+    fn put_unforwarded(&mut self, session: &Windowed<K>, value: &V) -> Result<()> {
+        let (store, codec) = self.write()?;
+        let k = codec.key_bytes(&session.key)?;
+        let (start, end) = (session.window.start, session.window.end);
+        match codec.value_bytes(value)? {
+            Some(v) => store.put(&k, start, end, &v)?,
+            None => store.remove(&k, start, end)?,
         }
         Ok(())
     }
 
     /// Removes a session.
     pub fn remove(&mut self, session: &Windowed<K>) -> Result<()> {
-        let k = self.codec.key_bytes(&session.key)?;
-        Ok(self
-            .store
-            .remove(&k, session.window.start, session.window.end)?)
+        let result = self.write().and_then(|(store, codec)| {
+            let k = codec.key_bytes(&session.key)?;
+            Ok(store.remove(&k, session.window.start, session.window.end)?)
+        });
+        self.access.written(result)
     }
 
     /// The aggregate of exactly the session `[start, end]` of `key`.
     pub fn fetch_session(&self, key: &K, start: i64, end: i64) -> Result<Option<V>> {
-        let k = self.codec.key_bytes(key)?;
-        match self.store.fetch_session(&k, start, end)? {
-            Some(b) => self.codec.value_of(&b).map(Some),
+        let (store, codec) = self.read()?;
+        let k = codec.key_bytes(key)?;
+        match store.fetch_session(&k, start, end)? {
+            Some(b) => codec.value_of(&b).map(Some),
             None => Ok(None),
         }
     }
 
-    fn sessions(&self, entries: Vec<SessionEntry>) -> StoreIter<(Windowed<K>, V)> {
-        self.codec.lazy(entries, |c, e| {
+    fn sessions(
+        codec: &Codec<'_, K, V>,
+        entries: Vec<SessionEntry>,
+    ) -> StoreIter<'static, (Windowed<K>, V)> {
+        codec.lazy(entries, |c, e| {
             let window = Window {
                 start: e.start,
                 end: e.end,
@@ -687,27 +851,28 @@ impl<'a, K: 'static, V: 'static> SessionStoreHandle<'a, K, V> {
         key: &K,
         earliest_session_end: i64,
         latest_session_start: i64,
-    ) -> Result<StoreIter<(Windowed<K>, V)>> {
-        let k = self.codec.key_bytes(key)?;
-        Ok(self.sessions(self.store.find_sessions(
-            &k,
-            earliest_session_end,
-            latest_session_start,
-        )?))
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
+        let (store, codec) = self.read()?;
+        let k = codec.key_bytes(key)?;
+        let entries = store.find_sessions(&k, earliest_session_end, latest_session_start)?;
+        Ok(Self::sessions(&codec, entries))
     }
 
     /// Every retained session of `key`.
-    pub fn fetch(&self, key: &K) -> Result<StoreIter<(Windowed<K>, V)>> {
-        let k = self.codec.key_bytes(key)?;
-        Ok(self.sessions(self.store.fetch_key(&k)?))
+    pub fn fetch(&self, key: &K) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
+        let (store, codec) = self.read()?;
+        let k = codec.key_bytes(key)?;
+        Ok(Self::sessions(&codec, store.fetch_key(&k)?))
     }
 
     /// Every retained session of keys in `[key_from, key_to]`.
-    pub fn fetch_key_range(&self, key_from: &K, key_to: &K) -> Result<StoreIter<(Windowed<K>, V)>> {
-        let (f, t) = (
-            self.codec.key_bytes(key_from)?,
-            self.codec.key_bytes(key_to)?,
-        );
-        Ok(self.sessions(self.store.fetch_key_range(&f, &t)?))
+    pub fn fetch_key_range(
+        &self,
+        key_from: &K,
+        key_to: &K,
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
+        let (store, codec) = self.read()?;
+        let (f, t) = (codec.key_bytes(key_from)?, codec.key_bytes(key_to)?);
+        Ok(Self::sessions(&codec, store.fetch_key_range(&f, &t)?))
     }
 }

@@ -12,8 +12,7 @@ pub use handles::{
     WindowStoreHandle, Windowed,
 };
 
-pub(crate) use handles::{resolve_store, same, timestamped, View};
-pub use open::CacheFlush;
+pub(crate) use handles::{resolve_store, same, timestamped, StoreHost, View};
 #[cfg(feature = "test-utils")]
 pub(crate) use open::TaskStore;
-pub(crate) use open::{open_store, OpenStore, StoreEnv};
+pub(crate) use open::{open_store, CacheFlush, OpenStore, StoreEnv};

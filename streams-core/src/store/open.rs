@@ -59,15 +59,12 @@ impl TaskStore {
     }
 }
 
-/// What a store's record cache pushed down (on eviction or at a commit), handed to the
-/// processors connected to the store through
-/// [`Processor::on_cache_flush`](crate::Processor::on_cache_flush). Turn it into a typed
-/// record with [`ProcessorContext::flushed_record`](crate::ProcessorContext::flushed_record)
-/// (key-value stores) or
-/// [`ProcessorContext::flushed_windowed_record`](crate::ProcessorContext::flushed_windowed_record)
-/// (window and session stores), which apply the store's serdes.
+/// What a store's record cache pushed down (evicted by a write, or flushed at a commit):
+/// key bytes, window, new and old value, timestamp. The task decodes it with the store's
+/// serdes and hands it to the listener of the processor that owns the store's flushes
+/// ([`ProcessorContext::set_cache_flush_listener`](crate::ProcessorContext::set_cache_flush_listener)).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheFlush {
+pub(crate) struct CacheFlush {
     pub(crate) key: Vec<u8>,
     /// `[start, end)` of a window, `[start, end]` of a session.
     pub(crate) window: Option<(i64, i64)>,
@@ -76,28 +73,20 @@ pub struct CacheFlush {
     pub(crate) timestamp: i64,
 }
 
-impl CacheFlush {
-    /// The timestamp of the write that produced the new value.
-    pub fn timestamp(&self) -> i64 {
-        self.timestamp
-    }
-
-    /// True if the entry deletes its key (or window).
-    pub fn is_delete(&self) -> bool {
-        self.new_value.is_none()
-    }
-}
-
-/// Entries a store's cache pushed down, waiting to be forwarded by the processors connected
-/// to the store.
-pub(crate) type FlushQueue = Arc<Mutex<Vec<CacheFlush>>>;
+/// The entries one store call pushed out of a store's cache, in push order. The cache's
+/// flush listener (a `state-store` callback, which cannot reach the task) appends to it;
+/// the call that caused the push (a store handle's write, the commit's cache flush) hands
+/// the batch to the owning processor's listener before it returns, once the store is no
+/// longer borrowed. It is empty between store calls: nothing waits for a later step.
+pub(crate) type FlushBatch = Arc<Mutex<Vec<CacheFlush>>>;
 
 /// A store opened for a task.
 pub(crate) struct OpenStore {
     pub(crate) spec: StoreBuilder,
     pub(crate) store: TaskStore,
-    /// Entries the cache pushed down (present only when the store is cached).
-    pub(crate) flushed: Option<FlushQueue>,
+    /// What the store call in progress pushed out of the cache (present only when the
+    /// store is cached).
+    pub(crate) cache: Option<FlushBatch>,
     /// The record timestamp the change-logging and caching layers stamp their writes with.
     pub(crate) timestamp: RecordTimestamp,
     /// The topic name store serdes see (`<application.id>-<store>-changelog`, as Kafka).
@@ -162,8 +151,8 @@ impl ChangelogSink for TimestampedChangelog {
     }
 }
 
-fn queue_push(queue: &FlushQueue, entry: CacheFlush) {
-    queue.lock().push(entry);
+fn batch_push(batch: &FlushBatch, entry: CacheFlush) {
+    batch.lock().push(entry);
 }
 
 pub(crate) fn open_store(
@@ -179,7 +168,7 @@ pub(crate) fn open_store(
         other => other,
     };
     let cached = spec.caching && env.cache.max_bytes() > 0;
-    let queue: Option<FlushQueue> = cached.then(FlushQueue::default);
+    let batch: Option<FlushBatch> = cached.then(FlushBatch::default);
     // Kafka's named-cache namespace `<taskId>-<storeName>`; the task directory is
     // `<state.dir>/<application.id>/<taskId>`.
     let namespace = format!(
@@ -211,7 +200,7 @@ pub(crate) fn open_store(
                 )),
                 None => base,
             };
-            let cached: Box<dyn TaskKeyValueStore> = match &queue {
+            let cached: Box<dyn TaskKeyValueStore> = match &batch {
                 Some(q) => {
                     let q = Arc::clone(q);
                     let mut cache = CachingKeyValueStore::with_thread_cache(
@@ -222,7 +211,7 @@ pub(crate) fn open_store(
                     );
                     cache.set_send_old_values(true);
                     cache.set_flush_listener(Box::new(move |e: &CacheFlushEntry| {
-                        queue_push(
+                        batch_push(
                             &q,
                             CacheFlush {
                                 key: e.key.clone(),
@@ -264,7 +253,7 @@ pub(crate) fn open_store(
                 None => base,
             };
             // Kafka Streams does not cache stores that retain duplicates (join buffers).
-            let cached: Box<dyn TaskWindowStore> = match &queue {
+            let cached: Box<dyn TaskWindowStore> = match &batch {
                 Some(q) if !retain_duplicates => {
                     let q = Arc::clone(q);
                     let mut cache = CachingWindowStore::with_thread_cache(
@@ -275,7 +264,7 @@ pub(crate) fn open_store(
                     );
                     cache.set_send_old_values(true);
                     cache.set_flush_listener(Box::new(move |e: &WindowCacheFlushEntry| {
-                        queue_push(
+                        batch_push(
                             &q,
                             CacheFlush {
                                 key: e.key.clone(),
@@ -311,7 +300,7 @@ pub(crate) fn open_store(
                 )),
                 None => base,
             };
-            let cached: Box<dyn TaskSessionStore> = match &queue {
+            let cached: Box<dyn TaskSessionStore> = match &batch {
                 Some(q) => {
                     let q = Arc::clone(q);
                     let mut cache = CachingSessionStore::with_thread_cache(
@@ -322,7 +311,7 @@ pub(crate) fn open_store(
                     );
                     cache.set_send_old_values(true);
                     cache.set_flush_listener(Box::new(move |e: &SessionCacheFlushEntry| {
-                        queue_push(
+                        batch_push(
                             &q,
                             CacheFlush {
                                 key: e.key.clone(),
@@ -340,7 +329,7 @@ pub(crate) fn open_store(
             TaskStore::Session(Box::new(Metered::new(cached, env.metrics.clone())))
         }
     };
-    let flushed = match (&store, &queue, spec.kind()) {
+    let cache = match (&store, &batch, spec.kind()) {
         (
             TaskStore::Window(_),
             Some(_),
@@ -353,12 +342,12 @@ pub(crate) fn open_store(
                 ..
             },
         ) => None,
-        _ => queue,
+        _ => batch,
     };
     Ok(OpenStore {
         spec: spec.clone(),
         store,
-        flushed,
+        cache,
         timestamp,
         serde_topic: crate::names::changelog_topic(env.application_id, &spec.name),
         resolved_serdes: None,
@@ -454,12 +443,12 @@ mod tests {
             kv(&mut stores[1]).put(&[i], &[0; 100]).unwrap();
             assert!(cache.size_bytes() <= 1_000);
         }
-        // The second store evicted its own entries (reported to its queue) and left the
+        // The second store evicted its own entries (reported to its batch) and left the
         // first store's alone.
         assert_eq!(cache.namespace_bytes("0_0-counts"), first);
-        let flushed = stores[1].flushed.as_ref().unwrap().lock().len();
+        let flushed = stores[1].cache.as_ref().unwrap().lock().len();
         assert!(flushed > 0);
-        assert!(stores[0].flushed.as_ref().unwrap().lock().is_empty());
+        assert!(stores[0].cache.as_ref().unwrap().lock().is_empty());
         drop(stores);
         assert_eq!(cache.size_bytes(), 0);
     }
@@ -474,7 +463,7 @@ mod tests {
             metrics: Arc::new(StoreMetrics::new()),
             application_id: "app",
         };
-        assert!(open_store(&spec, &env, None).unwrap().flushed.is_none());
+        assert!(open_store(&spec, &env, None).unwrap().cache.is_none());
     }
 
     /// Window and session stores are cached on the same budget and report their windows.
@@ -505,7 +494,7 @@ mod tests {
         store.flush_cache().unwrap();
         store.put(b"k", Some(b"2"), 10_000).unwrap();
         store.flush_cache().unwrap();
-        let flushed = open.flushed.as_ref().unwrap().lock().clone();
+        let flushed = open.cache.as_ref().unwrap().lock().clone();
         assert_eq!(flushed.len(), 2);
         assert_eq!(flushed[1].window, Some((10_000, 20_000)));
         assert_eq!(flushed[1].new_value.as_deref(), Some(&b"2"[..]));
@@ -520,7 +509,7 @@ mod tests {
         };
         store.put(b"k", 5, 9, b"a").unwrap();
         store.flush_cache().unwrap();
-        let flushed = open.flushed.as_ref().unwrap().lock().clone();
+        let flushed = open.cache.as_ref().unwrap().lock().clone();
         assert_eq!(flushed[0].window, Some((5, 9)));
         assert_eq!(cache.namespaces(), vec!["s".to_owned(), "w".to_owned()]);
     }

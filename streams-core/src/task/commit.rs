@@ -10,9 +10,12 @@ impl Task {
         let order: Vec<String> = self.store_order();
         for name in order {
             if let Some(s) = self.ctx.stores.get_mut(&name) {
-                s.store.state().flush_cache()?;
+                let flushed = s.store.state().flush_cache();
+                // Forward what was pushed down even if the flush failed part way.
+                let forwarded = self.ctx.forward_cache_flushes(&name);
+                flushed?;
+                forwarded?;
             }
-            self.ctx.drain_cache_flushes()?;
         }
         Ok(())
     }

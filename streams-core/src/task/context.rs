@@ -196,34 +196,101 @@ impl TaskContext {
             self.metadata = saved;
             r?;
             fired += 1;
-            self.drain_cache_flushes()?;
         }
         Ok(fired)
     }
 
-    /// Hands the entries caches pushed down to the processors connected to their stores.
-    pub(crate) fn drain_cache_flushes(&mut self) -> Result<()> {
-        let names: Vec<String> = self
-            .stores
-            .iter()
-            .filter(|(_, s)| s.flushed.as_ref().is_some_and(|q| !q.lock().is_empty()))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in names {
-            let entries = match self.stores.get(&name).and_then(|s| s.flushed.clone()) {
-                Some(q) => std::mem::take(&mut *q.lock()),
-                None => continue,
-            };
-            let info = Arc::clone(&self.info);
-            let owners: Vec<usize> = (0..info.len())
-                .filter(|&i| self.nodes[i].is_some() && info[i].stores.contains(&name))
-                .collect();
-            for entry in &entries {
-                for &node in &owners {
-                    self.with_processor(node, |p, ctx| p.on_cache_flush(ctx, node, &name, entry))?;
-                }
+    /// Makes processor `node` the owner of store `store`'s cache flushes. `Ok(false)` if
+    /// the store is not cached (the listener would never run).
+    pub(crate) fn set_flush_listener(
+        &mut self,
+        node: usize,
+        store: &str,
+        listener: Box<dyn ErasedFlushListener>,
+    ) -> Result<bool> {
+        if self.stores.get(store).is_none_or(|s| s.cache.is_none()) {
+            return Ok(false);
+        }
+        if let Some(owner) = self.flush_listeners.get(store) {
+            if owner.node != node {
+                return Err(StreamsError::StoreAccess {
+                    node: self.node_name(node).to_owned(),
+                    store: store.to_owned(),
+                    reason: format!(
+                        "its cache flushes are already forwarded by `{}`",
+                        self.node_name(owner.node)
+                    ),
+                });
             }
         }
-        Ok(())
+        self.flush_listeners.insert(
+            store.to_owned(),
+            FlushListener {
+                node,
+                listener: Some(listener),
+            },
+        );
+        Ok(true)
+    }
+
+    /// Hands what the store call that just returned pushed out of `store`'s cache to the
+    /// listener of the processor owning its flushes (Kafka's cache flush listener, called
+    /// synchronously), in push order. Without a listener the entries are dropped, as Kafka
+    /// does for a cached store nobody listens to.
+    ///
+    /// Re-entrancy: the listener is taken out of the task while it runs (the store is no
+    /// longer borrowed, so processors downstream may use it). If one of them writes to the
+    /// same store and that write pushes entries out, they wait in the store's batch and
+    /// are handed over, in order, as soon as the running listener returns, within the
+    /// same outer call.
+    pub(crate) fn forward_cache_flushes(&mut self, store: &str) -> Result<()> {
+        loop {
+            let mut entries = match self.stores.get(store).and_then(|s| s.cache.as_ref()) {
+                Some(batch) => std::mem::take(&mut *batch.lock()),
+                None => return Ok(()),
+            };
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let Some(owner) = self.flush_listeners.get_mut(store) else {
+                return Ok(());
+            };
+            let node = owner.node;
+            let Some(mut listener) = owner.listener.take() else {
+                // The listener is running further up the stack: keep the entries, in
+                // front of anything pushed since, for it to pick up when it returns.
+                if let Some(batch) = self.stores.get(store).and_then(|s| s.cache.as_ref()) {
+                    let mut batch = batch.lock();
+                    entries.append(&mut batch);
+                    *batch = entries;
+                }
+                return Ok(());
+            };
+            let mut result = Ok(());
+            for entry in entries {
+                result = listener.on_flush(self, node, entry);
+                if result.is_err() {
+                    break;
+                }
+            }
+            if let Some(owner) = self.flush_listeners.get_mut(store) {
+                owner.listener = Some(listener);
+            }
+            result.map_err(|e| self.wrap(node, e))?;
+        }
+    }
+}
+
+impl StoreHost for TaskContext {
+    fn store(&self, name: &str) -> Option<&OpenStore> {
+        self.stores.get(name)
+    }
+
+    fn store_mut(&mut self, name: &str) -> Option<&mut OpenStore> {
+        self.stores.get_mut(name)
+    }
+
+    fn forward_cache_flushes(&mut self, name: &str) -> Result<()> {
+        TaskContext::forward_cache_flushes(self, name)
     }
 }

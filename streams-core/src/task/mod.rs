@@ -19,12 +19,14 @@ use state_store::{
 use crate::collector::{CollectorChangelog, OutgoingRecord, SharedCollector};
 use crate::config::{DeserializationHandler, InvalidTimestampPolicy};
 use crate::error::{Result, StreamsError};
-use crate::processor::{ErasedProcessor, PunctuationType, ScheduleId};
+use crate::processor::{
+    ErasedFlushListener, ErasedProcessor, FlushListener, PunctuationType, ScheduleId,
+};
 use crate::record::{Header, InFlight, Record, RecordMetadata};
 use crate::serde::SerdeRegistry;
 use crate::sink::ErasedSink;
 use crate::source::SourceHead;
-use crate::store::{open_store, OpenStore, StoreEnv};
+use crate::store::{open_store, OpenStore, StoreEnv, StoreHost};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
 mod commit;
@@ -128,6 +130,8 @@ pub(crate) struct TaskContext {
     pub(crate) commit_requested: bool,
     topics: Arc<TopicNames>,
     pub(crate) serdes: SerdeRegistry,
+    /// Per cached store, the processor that owns its cache flushes and its listener.
+    flush_listeners: BTreeMap<String, FlushListener>,
 }
 
 /// One input partition's buffered records.
@@ -339,6 +343,7 @@ impl Task {
                 commit_requested: false,
                 topics,
                 serdes: settings.serdes.clone(),
+                flush_listeners: BTreeMap::new(),
             },
             queues,
             consumed: BTreeMap::new(),
@@ -485,7 +490,6 @@ impl Task {
         };
         self.ctx.metadata = Some(metadata);
         self.queues[qi].head.forward(&mut self.ctx, source)?;
-        self.ctx.drain_cache_flushes()?;
         let q = &self.queues[qi];
         match self.consumed.get_mut(&q.partition) {
             Some(o) => *o = offset + 1,
