@@ -33,6 +33,7 @@ fn config(dir: &std::path::Path) -> BrokerConfig {
 /// Child mode: append forever, printing `ACK <partition> <base offset> <round> <first seq> <n>`
 /// after each acknowledged (fsynced) append.
 #[test]
+#[ignore = "child-process entry of sigkill_loses_no_acknowledged_record"]
 fn crash_child() {
     let Ok(dir) = std::env::var("CRASH_CHILD_DIR") else {
         return;
@@ -79,7 +80,13 @@ fn sigkill_loses_no_acknowledged_record() {
     let mut acked: Vec<Ack> = Vec::new();
     for round in 0..5u32 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("CRASH_CHILD_DIR", dir.path())
             .env("CRASH_CHILD_ROUND", round.to_string())
             .stdout(Stdio::piped())

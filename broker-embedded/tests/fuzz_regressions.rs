@@ -87,6 +87,11 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         })
         .collect();
     files.sort();
+    assert!(
+        !files.is_empty(),
+        "{}: the regression corpus is empty, so this test would check nothing",
+        dir.display()
+    );
     files
         .into_iter()
         .map(|p| {

@@ -264,3 +264,55 @@ async fn group_metadata_survives_a_restart() {
     assert!(g.generation_id >= 2);
     broker.shutdown().unwrap();
 }
+
+/// A member that does not rejoin during a rebalance is evicted when the rebalance timeout
+/// expires (Kafka's "member failed to rejoin" path), even though its session is still alive;
+/// the generation completes with the members that did rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_does_not_rejoin_is_evicted_at_the_rebalance_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let groups = broker.group_coordinator();
+    let req = |id: &str| {
+        let mut r = request(id, Duration::from_secs(60));
+        r.rebalance_timeout = Duration::from_millis(1500);
+        r
+    };
+    let a = groups.join(req("")).await.unwrap();
+    let a_id = a.member_id.clone();
+    groups
+        .sync(sync(
+            1,
+            &a_id,
+            vec![(a_id.clone(), Bytes::from_static(b"A"))],
+        ))
+        .await
+        .unwrap();
+    // B joins: a rebalance starts. A is told so by its heartbeat but never rejoins.
+    let started = Instant::now();
+    let pending_b = groups.join(req(""));
+    assert!(matches!(
+        groups.heartbeat("g", 1, &a_id, None),
+        Err(GroupError::RebalanceInProgress)
+    ));
+    let b = tokio::time::timeout(Duration::from_secs(20), pending_b)
+        .await
+        .expect("the join completes once A is evicted")
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "the join waited for A's rebalance timeout, not less ({waited:?})"
+    );
+    assert_eq!(b.generation_id, 2);
+    assert!(b.is_leader(), "B leads the new generation alone");
+    assert_eq!(b.members.len(), 1);
+    assert_eq!(b.members[0].member_id, b.member_id);
+    // A is gone: its heartbeat and commits are refused as an unknown member.
+    assert!(matches!(
+        groups.heartbeat("g", 1, &a_id, None),
+        Err(GroupError::UnknownMemberId)
+    ));
+    let d = groups.describe("g").unwrap();
+    assert_eq!(d.members.len(), 1);
+}

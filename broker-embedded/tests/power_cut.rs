@@ -160,6 +160,7 @@ fn open(
 #[derive(Debug, Default, Clone, Copy)]
 struct Coverage {
     cuts_losing_data: u64,
+    cuts_mid_operation: u64,
     durable_records_checked: u64,
     rolls: u64,
     compactions: u64,
@@ -187,6 +188,27 @@ fn run_case(seed: u64, policy: Policy, compact: bool) -> Coverage {
     };
     let ops = rng.random_range(1..60);
     let mut clean_close = false;
+    // Half the cases cut the power in the middle of an operation (between any two steps of
+    // an append, a roll, a flush, a compaction swap, a retention delete or a close) instead
+    // of between operations.
+    let mid_operation = rng.random_bool(0.5);
+    if mid_operation {
+        sim.arm_power_cut(rng.random_range(1..200), rng.random());
+    }
+    // An operation that fails must have been struck by the armed cut; the process is dead.
+    macro_rules! op {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) if sim.armed_cut_struck() => {
+                    let _ = e;
+                    cov.cuts_mid_operation += 1;
+                    break;
+                }
+                Err(e) => panic!("operation failed without a power cut: {e}"),
+            }
+        };
+    }
     for _ in 0..ops {
         match rng.random_range(0..1000) {
             0..=549 => {
@@ -202,41 +224,44 @@ fn run_case(seed: u64, policy: Policy, compact: bool) -> Coverage {
                     .collect();
                 let idempotent = rng.random_bool(0.3).then_some(model.next_sequence);
                 let mut bytes = batch_bytes(&records, idempotent);
-                let info = log.append(&mut bytes, AppendOrigin::Client, 0).unwrap();
-                assert!(!info.duplicate);
-                assert_eq!(info.base_offset, model.appended.len() as i64);
+                // Recorded before the append: a cut inside it may leave the batch on disk
+                // (not acknowledged, so not required to survive).
+                let base = model.appended.len() as i64;
+                model.appended.extend(records.iter().cloned());
                 if let Some(seq) = idempotent {
                     model.idempotent.push(IdempotentBatch {
                         base_sequence: seq,
-                        base_offset: info.base_offset,
-                        last_offset: info.last_offset,
+                        base_offset: base,
+                        last_offset: base + n as i64 - 1,
                         records: records.clone(),
                     });
                     model.next_sequence += n;
                 }
-                model.appended.extend(records);
+                let info = op!(log.append(&mut bytes, AppendOrigin::Client, 0));
+                assert!(!info.duplicate);
+                assert_eq!(info.base_offset, base);
                 if policy == Policy::EveryBatch {
                     model.durable_upto = info.last_offset + 1;
                 }
             }
             550..=649 => {
                 let before = log.offsets().segments;
-                log.roll().unwrap();
+                op!(log.roll());
                 cov.rolls += u64::from(log.offsets().segments > before);
             }
             650..=799 => {
                 // The background flusher's tick.
                 let upto = log.offsets().log_end_offset;
-                log.flush().unwrap();
+                op!(log.flush());
                 model.durable_upto = model.durable_upto.max(upto);
             }
             800..=879 if compact => {
-                cov.compactions += log.compact(20_000, true).unwrap().segments_cleaned as u64;
+                cov.compactions += op!(log.compact(20_000, true)).segments_cleaned as u64;
             }
             800..=879 => {
                 cfg = config(policy, compact, rng.random_range(500..4_000));
                 log.set_config(Arc::clone(&cfg));
-                cov.retention_deletes += log.apply_retention(0).unwrap() as u64;
+                cov.retention_deletes += op!(log.apply_retention(0)) as u64;
                 cfg = config(policy, compact, -1);
                 log.set_config(Arc::clone(&cfg));
             }
@@ -246,7 +271,7 @@ fn run_case(seed: u64, policy: Policy, compact: bool) -> Coverage {
                 let _ = log.recovery_point();
             }
             _ => {
-                log.close().unwrap();
+                op!(log.close());
                 model.durable_upto = model.appended.len() as i64;
                 clean_close = true;
                 cov.clean_closes += 1;
@@ -260,12 +285,12 @@ fn run_case(seed: u64, policy: Policy, compact: bool) -> Coverage {
     } else {
         0
     };
-    let lost_before = sim.stats();
-    sim.power_cut(rng.random());
-    let lost_after = sim.stats();
-    if lost_after.lost_file_ops + lost_after.lost_dir_ops
-        > lost_before.lost_file_ops + lost_before.lost_dir_ops
-    {
+    if !sim.armed_cut_struck() {
+        sim.disarm_power_cut();
+        sim.power_cut(rng.random());
+    }
+    let lost = sim.stats();
+    if lost.lost_file_ops + lost.lost_dir_ops > 0 {
         cov.cuts_losing_data += 1;
     }
     // The dead process's objects go away without touching the disk again.
@@ -380,6 +405,7 @@ fn campaign(policy: Policy, compact: bool) {
         let outcome = std::panic::catch_unwind(|| run_case(seed, policy, compact));
         if let Ok(c) = &outcome {
             total.cuts_losing_data += c.cuts_losing_data;
+            total.cuts_mid_operation += c.cuts_mid_operation;
             total.durable_records_checked += c.durable_records_checked;
             total.rolls += c.rolls;
             total.compactions += c.compactions;
@@ -414,7 +440,10 @@ fn campaign(policy: Policy, compact: bool) {
             "too few durable records checked: {total:?}"
         );
         assert!(
-            total.rolls > 0 && total.duplicate_retries > 0 && total.clean_closes > 0,
+            total.rolls > 0
+                && total.duplicate_retries > 0
+                && total.clean_closes > 0
+                && total.cuts_mid_operation > cases / 10,
             "{total:?}"
         );
         if compact {

@@ -148,6 +148,9 @@ struct State {
     pending: Vec<DirOp>,
     locks: HashSet<PathBuf>,
     stats: SimStats,
+    /// An armed power cut: mutating operations left before it strikes, and its seed.
+    armed: Option<(u64, u64)>,
+    armed_struck: bool,
 }
 
 impl State {
@@ -267,8 +270,46 @@ impl SimStorage {
     }
 
     fn cut_with(&self, choice: &mut Choice) {
-        let mut st = self.state.lock();
-        let st = &mut *st;
+        self.state.lock().cut(choice);
+    }
+
+    /// Arms a power cut that strikes in the middle of the code under test: just before the
+    /// `after_ops`-th mutating operation from now (a write, length change, sync, file or
+    /// directory creation, rename or removal), which then fails, as does everything the dead
+    /// process tries afterwards. The cut's random choices come from `seed`.
+    pub fn arm_power_cut(&self, after_ops: u64, seed: u64) {
+        self.state.lock().armed = Some((after_ops.max(1), seed));
+    }
+
+    /// Disarms a cut armed by [`SimStorage::arm_power_cut`] that has not struck yet.
+    pub fn disarm_power_cut(&self) {
+        self.state.lock().armed = None;
+    }
+
+    /// Whether an armed cut has struck (and is no longer armed).
+    pub fn armed_cut_struck(&self) -> bool {
+        let st = self.state.lock();
+        st.armed.is_none() && st.armed_struck
+    }
+}
+
+impl State {
+    /// Counts one mutating operation against an armed cut; strikes when it is due.
+    fn before_mutation(&mut self) -> io::Result<()> {
+        if let Some((left, seed)) = self.armed {
+            if left <= 1 {
+                self.armed = None;
+                self.armed_struck = true;
+                self.cut(&mut Choice::Random(Box::new(StdRng::seed_from_u64(seed))));
+                return Err(stale());
+            }
+            self.armed = Some((left - 1, seed));
+        }
+        Ok(())
+    }
+
+    fn cut(&mut self, choice: &mut Choice) {
+        let st = self;
         // The directory tree: the synced state plus a prefix of the unsynced changes.
         let keep_ops = choice.count(st.pending.len());
         let mut tree = std::mem::take(&mut st.durable);
@@ -349,7 +390,9 @@ impl SimStorage {
         st.generation += 1;
         st.stats.power_cuts += 1;
     }
+}
 
+impl SimStorage {
     /// What the code under test asked of the disk so far, and what power cuts destroyed.
     pub fn stats(&self) -> SimStats {
         self.state.lock().stats
@@ -449,6 +492,7 @@ impl StorageFile for SimFile {
 
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
         self.with(|st, ino| {
+            st.before_mutation()?;
             let i = inode(st, ino)?;
             let op = FileOp::Write {
                 pos,
@@ -466,6 +510,7 @@ impl StorageFile for SimFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with(|st, ino| {
+            st.before_mutation()?;
             let i = inode(st, ino)?;
             let op = FileOp::SetLen(len);
             apply_file_op(&mut i.data, &op);
@@ -476,6 +521,7 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.with(|st, ino| {
+            st.before_mutation()?;
             st.stats.file_syncs += 1;
             let i = inode(st, ino)?;
             i.durable = i.data.clone();
@@ -519,6 +565,7 @@ impl Storage for SimStorage {
                 ))
             }
             (Some(Node::File(ino)), OpenMode::Truncate) => {
+                st.before_mutation()?;
                 let i = inode(&mut st, ino)?;
                 let op = FileOp::SetLen(0);
                 apply_file_op(&mut i.data, &op);
@@ -529,6 +576,7 @@ impl Storage for SimStorage {
             (None, OpenMode::Existing) => return Err(not_found(&p)),
             (None, OpenMode::Create | OpenMode::Truncate) => {
                 st.require_parent(&p)?;
+                st.before_mutation()?;
                 st.next_ino += 1;
                 let ino = st.next_ino;
                 st.inodes.insert(ino, Inode::default());
@@ -557,7 +605,10 @@ impl Storage for SimStorage {
                         format!("{} is a file", at.display()),
                     ))
                 }
-                None => st.change(DirOp::Create(at.clone(), Node::Dir)),
+                None => {
+                    st.before_mutation()?;
+                    st.change(DirOp::Create(at.clone(), Node::Dir));
+                }
             }
         }
         Ok(())
@@ -605,6 +656,7 @@ impl Storage for SimStorage {
                 "cannot move a directory into itself",
             ));
         }
+        st.before_mutation()?;
         let moved = subtree(&st.current, &from);
         st.change(DirOp::Rename { from, to, moved });
         Ok(())
@@ -615,6 +667,7 @@ impl Storage for SimStorage {
         let mut st = self.lock()?;
         match st.node(&p) {
             Some(Node::File(_)) => {
+                st.before_mutation()?;
                 st.change(DirOp::Remove(p));
                 Ok(())
             }
@@ -636,6 +689,7 @@ impl Storage for SimStorage {
                 "cannot remove the root",
             ));
         }
+        st.before_mutation()?;
         st.change(DirOp::Remove(p));
         Ok(())
     }
@@ -644,6 +698,7 @@ impl Storage for SimStorage {
         let p = norm(path);
         let mut st = self.lock()?;
         st.require_dir(&p)?;
+        st.before_mutation()?;
         st.stats.dir_syncs += 1;
         let pending = std::mem::take(&mut st.pending);
         let mut rest = Vec::with_capacity(pending.len());

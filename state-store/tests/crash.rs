@@ -292,4 +292,8 @@ fn sigkill_never_lets_a_checkpoint_overclaim() {
         store.close().unwrap();
     }
     eprintln!("crash test: {rounds_with_unflushed_writes} of 5 rounds lost unflushed (WAL-less) writes and were repaired by restoration");
+    assert!(
+        rounds_with_unflushed_writes > 0,
+        "no kill landed while the store held unflushed writes: the case this test exists for did not happen"
+    );
 }

@@ -220,3 +220,24 @@ fn a_fork_is_an_independent_copy() {
     copy.power_cut_losing_all_unsynced();
     assert_eq!(fs.stats().power_cuts, 0);
 }
+
+#[test]
+fn an_armed_cut_strikes_inside_the_code_under_test() {
+    let fs = SimStorage::new();
+    let process = fs.shared();
+    process.create_dir_all(&p("/d")).unwrap(); // 1 mutation
+    fs.arm_power_cut(3, 7);
+    let f = process.open(&p("/d/f"), OpenMode::Create).unwrap(); // 1
+    f.write_all_at(b"abc", 0).unwrap(); // 2
+    assert!(!fs.armed_cut_struck());
+    let e = f.sync_data().unwrap_err(); // 3: the cut strikes before the sync
+    assert!(e.to_string().contains("power cut"), "{e}");
+    assert!(fs.armed_cut_struck());
+    assert_eq!(fs.stats().power_cuts, 1);
+    // The dead process can do nothing more.
+    assert!(process.create_dir_all(&p("/e")).is_err());
+    assert!(f.write_all_at(b"x", 0).is_err());
+    // Nothing was synced, so at most a prefix of the unsynced changes survives.
+    let after = fs.read(&p("/d/f")).unwrap_or_default();
+    assert!(b"abc".starts_with(&after) || after.iter().all(|&b| b == 0));
+}
