@@ -1206,3 +1206,138 @@ async fn commits_of_the_current_generation_pass_while_a_rebalance_is_prepared() 
     assert_eq!(h.broker.committed_offset("coop", &tp).unwrap().offset, 3);
     second.abort();
 }
+
+/// Every advertised version of the classic group APIs (JoinGroup 0–7, SyncGroup 0–5,
+/// Heartbeat 0–4, DescribeGroups 0–5, ListGroups 0–4, LeaveGroup 0–4) gets a response that
+/// decodes and does what it says, one group per JoinGroup version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_of_the_group_apis_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = BrokerConfig::new(dir.path());
+    c.cleaner_interval = None;
+    c.group_initial_rebalance_delay = Duration::ZERO;
+    let broker = Broker::open(c).unwrap();
+    let server = KafkaServer::start(
+        broker.clone(),
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..ServerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    let gid = |v: i16| GroupId(StrBytes::from_string(format!("versions-{v}")));
+    for v in 0..=7i16 {
+        let sync_v = v.min(5);
+        let hb_v = v.min(4);
+        let describe_v = v.min(5);
+        let leave_v = v.min(4);
+        let list_v = v.min(4);
+        let mut join = JoinGroupRequest::default();
+        join.group_id = gid(v);
+        join.session_timeout_ms = 10_000;
+        join.rebalance_timeout_ms = 10_000;
+        join.protocol_type = StrBytes::from_static_str("consumer");
+        let mut proto = join_group_request::JoinGroupRequestProtocol::default();
+        proto.name = StrBytes::from_static_str("range");
+        proto.metadata = Bytes::from_static(b"subscription");
+        join.protocols = vec![proto];
+        let mut r: JoinGroupResponse = call(&mut s, ApiKey::JoinGroup, v, &join).await;
+        if v >= 4 {
+            assert_eq!(
+                r.error_code,
+                kafka_protocol::ResponseError::MemberIdRequired.code(),
+                "JoinGroup v{v} asks for a known member id"
+            );
+            join.member_id = r.member_id.clone();
+            r = call(&mut s, ApiKey::JoinGroup, v, &join).await;
+        }
+        assert_eq!(r.error_code, 0, "JoinGroup v{v}");
+        assert_eq!(r.generation_id, 1, "JoinGroup v{v}");
+        assert_eq!(
+            r.leader, r.member_id,
+            "JoinGroup v{v}: the only member leads"
+        );
+        assert_eq!(r.members.len(), 1, "JoinGroup v{v}");
+        assert_eq!(&r.members[0].metadata[..], b"subscription");
+        let member = r.member_id.clone();
+
+        let mut sync = SyncGroupRequest::default();
+        sync.group_id = gid(v);
+        sync.generation_id = 1;
+        sync.member_id = member.clone();
+        if sync_v >= 5 {
+            sync.protocol_type = Some(StrBytes::from_static_str("consumer"));
+            sync.protocol_name = Some(StrBytes::from_static_str("range"));
+        }
+        let mut a = sync_group_request::SyncGroupRequestAssignment::default();
+        a.member_id = member.clone();
+        a.assignment = Bytes::from(format!("assignment-{v}"));
+        sync.assignments = vec![a];
+        let r: SyncGroupResponse = call(&mut s, ApiKey::SyncGroup, sync_v, &sync).await;
+        assert_eq!(r.error_code, 0, "SyncGroup v{sync_v}");
+        assert_eq!(
+            r.assignment,
+            Bytes::from(format!("assignment-{v}")),
+            "SyncGroup v{sync_v}"
+        );
+
+        let mut hb = HeartbeatRequest::default();
+        hb.group_id = gid(v);
+        hb.generation_id = 1;
+        hb.member_id = member.clone();
+        let r: HeartbeatResponse = call(&mut s, ApiKey::Heartbeat, hb_v, &hb).await;
+        assert_eq!(r.error_code, 0, "Heartbeat v{hb_v}");
+        hb.generation_id = 7;
+        let r: HeartbeatResponse = call(&mut s, ApiKey::Heartbeat, hb_v, &hb).await;
+        assert_eq!(
+            r.error_code,
+            kafka_protocol::ResponseError::IllegalGeneration.code(),
+            "Heartbeat v{hb_v} with a stale generation"
+        );
+
+        let mut d = DescribeGroupsRequest::default();
+        d.groups = vec![gid(v)];
+        let r: DescribeGroupsResponse = call(&mut s, ApiKey::DescribeGroups, describe_v, &d).await;
+        assert_eq!(r.groups[0].error_code, 0, "DescribeGroups v{describe_v}");
+        assert_eq!(
+            r.groups[0].group_state.as_str(),
+            "Stable",
+            "DescribeGroups v{describe_v}"
+        );
+        assert_eq!(r.groups[0].members.len(), 1, "DescribeGroups v{describe_v}");
+        assert_eq!(
+            r.groups[0].members[0].member_assignment,
+            Bytes::from(format!("assignment-{v}")),
+            "DescribeGroups v{describe_v}"
+        );
+
+        let l = ListGroupsRequest::default();
+        let r: ListGroupsResponse = call(&mut s, ApiKey::ListGroups, list_v, &l).await;
+        assert_eq!(r.error_code, 0, "ListGroups v{list_v}");
+        assert!(
+            r.groups.iter().any(|g| g.group_id == gid(v)),
+            "ListGroups v{list_v} lists the group"
+        );
+
+        let mut leave = LeaveGroupRequest::default();
+        leave.group_id = gid(v);
+        if leave_v >= 3 {
+            let mut m = leave_group_request::MemberIdentity::default();
+            m.member_id = member.clone();
+            leave.members = vec![m];
+        } else {
+            leave.member_id = member.clone();
+        }
+        let r: LeaveGroupResponse = call(&mut s, ApiKey::LeaveGroup, leave_v, &leave).await;
+        assert_eq!(r.error_code, 0, "LeaveGroup v{leave_v}");
+        let d: DescribeGroupsResponse = call(&mut s, ApiKey::DescribeGroups, describe_v, &d).await;
+        assert!(
+            d.groups[0].members.is_empty(),
+            "LeaveGroup v{leave_v} removed the member"
+        );
+    }
+    drop(s);
+    server.shutdown().await;
+}
