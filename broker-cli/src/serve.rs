@@ -133,6 +133,7 @@ fn apply_broker_property(
         }
         "socket.request.max.bytes" => s.max_frame_bytes = num(value)? as usize,
         "connections.max.idle.ms" => s.idle_timeout = Duration::from_millis(num(value)?),
+        "max.connections" => s.max_connections = num(value)? as usize,
         "group.initial.rebalance.delay.ms" => {
             c.group_initial_rebalance_delay = Duration::from_millis(num(value)?)
         }

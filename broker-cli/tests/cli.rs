@@ -366,3 +366,108 @@ fn serve_reads_a_stock_kafka_properties_file() {
     );
     assert!(!ok && err.contains("only 1 is possible"), "{err}");
 }
+
+/// An ApiVersions v0 request frame (size prefix included).
+fn api_versions_frame(correlation_id: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
+    body.extend_from_slice(&0i16.to_be_bytes()); // v0
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Sends ApiVersions and reads the whole response; `Err` if the server closed the connection.
+fn api_versions_round_trip(
+    s: &mut std::net::TcpStream,
+    correlation_id: i32,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    s.write_all(&api_versions_frame(correlation_id))?;
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size)?;
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut body)?;
+    assert_eq!(
+        &body[..4],
+        &correlation_id.to_be_bytes(),
+        "correlation id echoed"
+    );
+    Ok(())
+}
+
+/// The server in its own `broker serve` process (so this process holds only the client side
+/// of each connection and the test also runs under `ulimit -n 1024`): 1,000 concurrent
+/// connections are each served, `max.connections` refuses the ones beyond the limit, and
+/// `connections.max.idle.ms` closes idle connections but not busy ones.
+#[test]
+fn a_thousand_connections_are_served_and_connection_limits_hold() {
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_server(&[
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        dir.path().join("a").into(),
+        "--config".into(),
+        "max.connections=1000".into(),
+    ]);
+    let mut conns: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    for c in &conns {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        api_versions_round_trip(c, i as i32)
+            .unwrap_or_else(|e| panic!("connection {i} of 1000 was not served: {e}"));
+    }
+    // The limit is reached: a new connection is closed without an answer.
+    let mut over = TcpStream::connect(&server.addr).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(
+        api_versions_round_trip(&mut over, 1).is_err(),
+        "connection 1001 is refused under max.connections=1000"
+    );
+    // Closing some makes room again; everyone still connected is still served.
+    conns.truncate(990);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = TcpStream::connect(&server.addr).unwrap();
+    again
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    api_versions_round_trip(&mut again, 2).unwrap();
+    api_versions_round_trip(&mut conns[0], 3).unwrap();
+    api_versions_round_trip(&mut conns[989], 4).unwrap();
+    drop(conns);
+    drop(server);
+
+    let idle = spawn_server(&[
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        dir.path().join("b").into(),
+        "--config".into(),
+        "connections.max.idle.ms=400".into(),
+    ]);
+    let mut quiet = TcpStream::connect(&idle.addr).unwrap();
+    let mut busy = TcpStream::connect(&idle.addr).unwrap();
+    for s in [&quiet, &busy] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    api_versions_round_trip(&mut quiet, 1).unwrap();
+    for i in 0..8 {
+        std::thread::sleep(Duration::from_millis(150));
+        api_versions_round_trip(&mut busy, i)
+            .unwrap_or_else(|e| panic!("a connection used every 150 ms was closed as idle: {e}"));
+    }
+    assert!(
+        api_versions_round_trip(&mut quiet, 2).is_err(),
+        "a connection idle for 1.2 s is closed under connections.max.idle.ms=400"
+    );
+}
