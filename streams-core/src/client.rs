@@ -303,19 +303,36 @@ struct EmbeddedProducer {
     acked: BTreeMap<TopicPartition, i64>,
 }
 
+impl EmbeddedProducer {
+    /// Appends `records` to `tp` as one batch. A batch the broker refuses as larger than
+    /// the topic's `max.message.bytes` is split in halves and each half sent again, in
+    /// order, as Kafka's producer splits a batch on `MESSAGE_TOO_LARGE`: only a single
+    /// record too large for the topic fails (a fatal `MESSAGE_TOO_LARGE` cluster error
+    /// naming the partition; the records before it in `records` are written).
+    fn append(&mut self, tp: &TopicPartition, records: &[ProduceRecord]) -> Result<()> {
+        match self.broker.produce(&tp.topic, tp.partition, records) {
+            Ok(info) => {
+                let e = self.acked.entry(tp.clone()).or_insert(info.last_offset);
+                *e = (*e).max(info.last_offset);
+                Ok(())
+            }
+            Err(BrokerError::MessageTooLarge { .. }) if records.len() > 1 => {
+                let (first, rest) = records.split_at(records.len() / 2);
+                self.append(tp, first)?;
+                self.append(tp, rest)
+            }
+            Err(e) => Err(StreamsError::broker(format!("producing to {tp}"), e)),
+        }
+    }
+}
+
 impl ClusterProducer for EmbeddedProducer {
     fn send(&mut self, tp: &TopicPartition, records: Vec<ProducedRecord>) -> Result<()> {
         let records: Vec<ProduceRecord> = records.into_iter().map(to_produce_record).collect();
         if records.is_empty() {
             return Ok(());
         }
-        let info = self
-            .broker
-            .produce(&tp.topic, tp.partition, &records)
-            .map_err(|e| StreamsError::broker(format!("producing to {tp}"), e))?;
-        let e = self.acked.entry(tp.clone()).or_insert(info.last_offset);
-        *e = (*e).max(info.last_offset);
-        Ok(())
+        self.append(tp, &records)
     }
 
     fn flush(&mut self) -> Result<BTreeMap<TopicPartition, i64>> {
@@ -835,5 +852,72 @@ impl ClusterConsumer for EmbeddedConsumer {
 impl Drop for EmbeddedConsumer {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use broker_embedded::BrokerConfig;
+
+    use super::*;
+
+    fn record(value: &[u8]) -> ProducedRecord {
+        ProducedRecord {
+            key: Some(bytes::Bytes::from_static(b"k")),
+            value: Some(bytes::Bytes::copy_from_slice(value)),
+            headers: Vec::new(),
+            timestamp: 1,
+        }
+    }
+
+    /// A batch of small records larger than the topic's `max.message.bytes` is split (as
+    /// Kafka's producer does on MESSAGE_TOO_LARGE) and every record lands, in order; only a
+    /// single record too large for the topic fails, with a fatal error naming the partition.
+    #[test]
+    fn batches_over_max_message_bytes_are_split_and_one_huge_record_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path().join("log"))).unwrap();
+        broker
+            .create_topic(NewTopic::new("small", 1).config("max.message.bytes", "300"))
+            .unwrap();
+        let cluster = EmbeddedCluster::new(broker.clone());
+        let mut producer = cluster.producer("p").unwrap();
+        let tp = TopicPartition::new("small", 0);
+        let values: Vec<Vec<u8>> = (0..200)
+            .map(|i| format!("value-{i:04}").into_bytes())
+            .collect();
+        producer
+            .send(&tp, values.iter().map(|v| record(v)).collect())
+            .unwrap();
+        assert_eq!(
+            producer.flush().unwrap(),
+            BTreeMap::from([(tp.clone(), 199)])
+        );
+        let mut got = Vec::new();
+        let mut next = 0;
+        while next < 200 {
+            let data = broker
+                .read_partition("small", 0, next, 1 << 20, IsolationLevel::ReadCommitted)
+                .unwrap();
+            let records = broker_embedded::decode_fetched("small", &data.records, next).unwrap();
+            next = records.last().unwrap().offset + 1;
+            got.extend(records.into_iter().map(|r| r.value.unwrap().to_vec()));
+        }
+        assert_eq!(got, values);
+
+        let err = producer
+            .send(
+                &tp,
+                vec![record(b"ok"), record(&[b'x'; 400]), record(b"never")],
+            )
+            .unwrap_err();
+        assert_eq!(err.cluster_kind(), Some(ClusterErrorKind::Fatal));
+        assert!(err.to_string().contains("small-0"), "{err}");
+        assert!(err.to_string().contains("max.message.bytes = 300"), "{err}");
+        // The record before the huge one was written; nothing after it.
+        assert_eq!(
+            broker.partition_offsets("small", 0).unwrap().high_watermark,
+            201
+        );
     }
 }

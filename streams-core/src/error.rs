@@ -198,6 +198,26 @@ pub enum StreamsError {
         /// Why.
         reason: String,
     },
+    /// A fetched record cannot be deserialized and the deserialization handler is `Fail`
+    /// (Kafka's `LogAndFailExceptionHandler`): the task stops at this record, whose offset
+    /// is never committed.
+    #[error(
+        "cannot deserialize the record at {topic}-{partition} offset {offset} in task {task}: \
+         {source} (default.deserialization.exception.handler = fail)"
+    )]
+    Deserialization {
+        /// The task id (`<subtopology>_<partition>`).
+        task: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// The serde's error ([`StreamsError::Serde`]).
+        #[source]
+        source: Box<StreamsError>,
+    },
     /// A record's timestamp is invalid and the policy says fail.
     #[error("invalid timestamp {timestamp} on {topic}-{partition} at offset {offset}")]
     InvalidTimestamp {

@@ -384,6 +384,13 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.task.cancel(schedule);
     }
 
+    /// Counts a record this processor drops on purpose (Kafka's `dropped-records`
+    /// metric), e.g. a null key or value an aggregation cannot use; the total is
+    /// [`StreamsApp::dropped_records`](crate::StreamsApp::dropped_records). Log why, too.
+    pub fn record_dropped(&mut self) {
+        self.task.record_dropped();
+    }
+
     /// Asks for a commit as soon as possible (after the current record).
     pub fn commit(&mut self) {
         self.task.commit_requested = true;

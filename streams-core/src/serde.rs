@@ -28,6 +28,14 @@ pub trait Serde<T>: Send + Sync + 'static {
     fn serialize(&self, topic: &str, value: &T) -> Result<Option<Vec<u8>>, SerdeError>;
     /// Turns bytes (`None` for a Kafka null) into a value.
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<T, SerdeError>;
+    /// True if `value` is this serde's Kafka null (what [`Serde::serialize`] writes as no
+    /// bytes), without serializing it: `None` for [`Nullable`], always for [`VoidSerde`].
+    /// Aggregations use it to skip null keys and values as Kafka Streams does. The
+    /// default says no value is null.
+    fn is_null(&self, value: &T) -> bool {
+        let _ = value;
+        false
+    }
 }
 
 impl<T, S: Serde<T> + ?Sized> Serde<T> for Arc<S> {
@@ -36,6 +44,9 @@ impl<T, S: Serde<T> + ?Sized> Serde<T> for Arc<S> {
     }
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
         (**self).deserialize(topic, bytes)
+    }
+    fn is_null(&self, value: &T) -> bool {
+        (**self).is_null(value)
     }
 }
 
@@ -165,6 +176,9 @@ impl Serde<()> for VoidSerde {
             ))),
         }
     }
+    fn is_null(&self, _: &()) -> bool {
+        true
+    }
 }
 
 /// Wraps a serde of `T` into a serde of `Option<T>` where `None` is a Kafka null.
@@ -183,6 +197,9 @@ impl<T, S: Serde<T>> Serde<Option<T>> for Nullable<S> {
             Some(b) => self.0.deserialize(topic, Some(b)).map(Some),
             None => Ok(None),
         }
+    }
+    fn is_null(&self, value: &Option<T>) -> bool {
+        value.as_ref().is_none_or(|v| self.0.is_null(v))
     }
 }
 

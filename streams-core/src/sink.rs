@@ -64,10 +64,22 @@ where
                 source,
             })?;
         if key.is_none() && self.skip_null_keys {
-            tracing::trace!(
+            // Kafka drops null keys before a repartition topic (its filter node); it is a
+            // drop all the same, so it is logged and counted rather than silent.
+            let (topic_in, partition, offset) =
+                task.metadata.as_ref().map_or((None, -1, -1), |m| {
+                    (Some(m.topic.as_str()), m.partition, m.offset)
+                });
+            tracing::warn!(
+                task = %task.task_id,
                 node = task.node_name(node),
-                "dropping a record with a null key"
+                repartition_topic = %topic,
+                topic = topic_in,
+                partition,
+                offset,
+                "Skipping record due to null key: it cannot be repartitioned"
             );
+            task.record_dropped();
             return Ok(());
         }
         let value = self

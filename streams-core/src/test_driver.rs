@@ -99,6 +99,8 @@ struct DriverInner {
     produced: Arc<Mutex<Produced>>,
     clock: Arc<MockClock>,
     input_offsets: BTreeMap<String, i64>,
+    /// Records dropped by the tasks (shared with their settings).
+    dropped: Arc<std::sync::atomic::AtomicU64>,
     _state: tempfile::TempDir,
 }
 
@@ -259,6 +261,7 @@ impl TopologyTestDriver {
             serdes: config.serdes.clone(),
             wipe_unclean: false,
             max_task_idle_ms: config.max_task_idle_ms,
+            dropped: Default::default(),
         });
         let rocksdb = RocksDbResources::new(RocksDbConfig {
             block_cache_bytes: 8 << 20,
@@ -298,6 +301,7 @@ impl TopologyTestDriver {
                 produced,
                 clock,
                 input_offsets: BTreeMap::new(),
+                dropped: Arc::clone(&settings.dropped),
                 _state: state,
             })),
         })
@@ -466,6 +470,14 @@ impl TopologyTestDriver {
                 partition: 0,
             })
             .map(Task::stream_time)
+    }
+
+    /// Records the tasks dropped on purpose, as
+    /// [`StreamsApp::dropped_records`](crate::StreamsApp::dropped_records) counts them
+    /// (skipped input, null keys at a repartition sink, null keys or values at an
+    /// aggregation).
+    pub fn dropped_records(&self) -> u64 {
+        self.inner.borrow().dropped.load(Ordering::Relaxed)
     }
 
     /// Records skipped because they could not be deserialized, over all tasks.

@@ -451,6 +451,40 @@ fn runtime_runs_stores_changelogs_and_state_listener() {
         let tp = broker_embedded::TopicPartition::new("n", p);
         assert_eq!(broker.committed_offset("sums", &tp).unwrap().offset, 50);
     }
+    // The output: each task's stream-time punctuation (every 10 ms of stream time, first
+    // at the first record) emits its key's running sum with the punctuation's timestamp.
+    // Records 0..=i have timestamps 1000..=1000+i, so at 1000, 1010, ..., 1040 the sum is
+    // 0 + 1 + ... + i; 1041..1049 reach no further punctuation.
+    let mut out: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+    for p in 0..2 {
+        let data = broker
+            .read_partition(
+                "sums-out",
+                p,
+                0,
+                1 << 20,
+                broker_embedded::IsolationLevel::ReadCommitted,
+            )
+            .unwrap();
+        for r in broker_embedded::decode_fetched("sums-out", &data.records, 0).unwrap() {
+            let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+            let sum = i64::from_be_bytes(r.value.unwrap().as_ref().try_into().unwrap());
+            out.entry(key).or_default().push((sum, r.timestamp));
+        }
+    }
+    let expected: Vec<(i64, i64)> = (0..5)
+        .map(|n| {
+            let i = n * 10;
+            (i * (i + 1) / 2, 1000 + i)
+        })
+        .collect();
+    assert_eq!(
+        out,
+        std::collections::BTreeMap::from([
+            ("k0".to_owned(), expected.clone()),
+            ("k1".to_owned(), expected)
+        ])
+    );
 }
 
 #[test]

@@ -198,10 +198,13 @@ where
             materialized.value_serde.clone(),
         );
         let supplier_store = store_name.clone();
+        let (agg_key_serde, agg_value_serde) = (key_serde.clone(), value_serde.clone());
         let supplier = move || AggregateProcessor::<K, V, VA> {
             store: supplier_store.clone(),
             combine: Arc::clone(&combine),
             cached: false,
+            key_serde: agg_key_serde.clone(),
+            value_serde: agg_value_serde.clone(),
         };
         state.borrow_mut().apply(|t| {
             t.add_processor(&name, supplier, &[&parent])?;

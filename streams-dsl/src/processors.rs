@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use streams_core::{Change, Processor, ProcessorContext, Record, Result};
+use streams_core::{Change, Processor, ProcessorContext, Record, Result, SharedSerde};
 
 /// A processor made of a closure: `f(ctx, record)`.
 pub(crate) struct FnProcessor<F, K, V, K2, V2> {
@@ -48,11 +48,20 @@ pub(crate) type Combine<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send +
 /// without a cache; with one, the cache's flushes are forwarded as they happen, Kafka's
 /// `TimestampedTupleForwarder`). The store's serdes are the ones materialized with it (or
 /// the application's defaults), applied by the store handle.
+///
+/// A record whose key or value is null (its serde's [`Serde::is_null`](streams_core::Serde::is_null),
+/// e.g. `None` under [`Nullable`](streams_core::Nullable)) is skipped with a warning and
+/// counted as dropped, as Kafka's `KStreamAggregate` / `KStreamReduce` do ("Skipping record
+/// due to null key or value"): a tombstone is not an update of an aggregate.
 pub(crate) struct AggregateProcessor<K, V, VA> {
     pub(crate) store: String,
     pub(crate) combine: Combine<K, V, VA>,
     /// The store is cached: changes reach downstream through its flushes.
     pub(crate) cached: bool,
+    /// The grouped stream's serdes (the application's defaults when not given), to tell
+    /// null keys and values.
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
 }
 
 impl<K, V, VA> Processor<K, V, K, Change<VA>> for AggregateProcessor<K, V, VA>
@@ -63,6 +72,12 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
         self.cached = ctx.forward_cache_flushes(&self.store)?;
+        if self.key_serde.is_none() {
+            self.key_serde = ctx.serdes().get::<K>();
+        }
+        if self.value_serde.is_none() {
+            self.value_serde = ctx.serdes().get::<V>();
+        }
         Ok(())
     }
 
@@ -71,6 +86,31 @@ where
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         record: Record<K, V>,
     ) -> Result<()> {
+        let null_key = self
+            .key_serde
+            .as_ref()
+            .is_some_and(|s| s.is_null(&record.key));
+        if null_key
+            || self
+                .value_serde
+                .as_ref()
+                .is_some_and(|s| s.is_null(&record.value))
+        {
+            let (topic, partition, offset) =
+                ctx.record_metadata().map_or((String::new(), -1, -1), |m| {
+                    (m.topic.clone(), m.partition, m.offset)
+                });
+            tracing::warn!(
+                node = ctx.node_name(),
+                topic,
+                partition,
+                offset,
+                null_key,
+                "Skipping record due to null key or value"
+            );
+            ctx.record_dropped();
+            return Ok(());
+        }
         let mut store = ctx.key_value_store::<K, VA>(&self.store)?;
         let old = store.get(&record.key)?;
         let new = (self.combine)(&record.key, record.value, old.clone());
@@ -87,5 +127,47 @@ where
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
+
+    use crate::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+
+    /// As Kafka's `KStreamAggregate`: a null value (tombstone) or a null key reaching an
+    /// aggregation is skipped, counted as dropped, and changes no aggregate.
+    #[test]
+    fn aggregations_skip_null_keys_and_values_and_count_them() {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream(
+                "in",
+                Consumed::with(Nullable(StringSerde), Nullable(StringSerde)),
+            )
+            .group_by_key(Grouped::default())
+            .count(Materialized::as_store("counts").in_memory())
+            .to_stream()
+            .to(
+                "out",
+                Produced::with(Nullable(StringSerde), Nullable(I64Serde)),
+            );
+        let driver =
+            TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+        let input = driver
+            .create_input_topic("in", Nullable(StringSerde), Nullable(StringSerde))
+            .unwrap();
+        let k = || Some("k".to_owned());
+        input.pipe_input(k(), Some("a".into())).unwrap();
+        input.pipe_input(k(), None).unwrap();
+        input.pipe_input(None, Some("b".into())).unwrap();
+        input.pipe_input(k(), Some("c".into())).unwrap();
+        let out = driver.create_output_topic("out", Nullable(StringSerde), Nullable(I64Serde));
+        assert_eq!(
+            out.read_key_values_to_vec().unwrap(),
+            vec![(k(), Some(1)), (k(), Some(2))]
+        );
+        assert_eq!(driver.dropped_records(), 2);
     }
 }

@@ -85,10 +85,13 @@ struct AppShared {
     state_changed: Condvar,
     listener: Mutex<Option<StateListener>>,
     shutdown: AtomicBool,
-    errors: Mutex<Vec<String>>,
+    /// The errors that stopped stream threads, oldest first.
+    errors: Mutex<Vec<Arc<StreamsError>>>,
     /// Per thread: true once it has its assignment and restored its tasks.
     thread_running: Mutex<BTreeMap<usize, bool>>,
     processed: AtomicU64,
+    /// Records dropped by the tasks of every thread (shared with their `TaskSettings`).
+    dropped: Arc<AtomicU64>,
     resolved: Mutex<Vec<ResolvedSubtopology>>,
     /// This instance's process id in the group's subscriptions.
     process_id: uuid::Uuid,
@@ -189,6 +192,7 @@ impl StreamsApp {
                 errors: Mutex::new(Vec::new()),
                 thread_running: Mutex::new(BTreeMap::new()),
                 processed: AtomicU64::new(0),
+                dropped: Arc::new(AtomicU64::new(0)),
                 resolved: Mutex::new(Vec::new()),
                 process_id: uuid::Uuid::new_v4(),
                 active_tasks: Mutex::new(BTreeMap::new()),
@@ -210,8 +214,20 @@ impl StreamsApp {
         *self.shared.state.lock()
     }
 
-    /// Errors that stopped threads, oldest first.
+    /// Errors that stopped threads, oldest first, as messages.
     pub fn errors(&self) -> Vec<String> {
+        self.shared
+            .errors
+            .lock()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Errors that stopped threads, oldest first, as the typed errors the threads failed
+    /// with (what Kafka hands its `StreamsUncaughtExceptionHandler`), e.g.
+    /// [`StreamsError::Deserialization`] with the record's topic, partition and offset.
+    pub fn thread_errors(&self) -> Vec<Arc<StreamsError>> {
         self.shared.errors.lock().clone()
     }
 
@@ -235,6 +251,14 @@ impl StreamsApp {
     /// Records processed by all tasks so far.
     pub fn processed_records(&self) -> u64 {
         self.shared.processed.load(Ordering::Relaxed)
+    }
+
+    /// Records the tasks dropped on purpose so far (Kafka's `dropped-records-total`, summed
+    /// over the instance's tasks), each also logged with a warning: records skipped by the
+    /// `LogAndContinue` deserialization handler or the invalid-timestamp policy, records
+    /// whose key is null at a repartition sink, and null keys or values at an aggregation.
+    pub fn dropped_records(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until the state is `state` (true) or `timeout` passes (false). Returns false
@@ -390,7 +414,9 @@ impl StreamsApp {
                 self.shared
                     .errors
                     .lock()
-                    .push("a stream thread panicked".into());
+                    .push(Arc::new(StreamsError::IllegalState(
+                        "a stream thread panicked".into(),
+                    )));
             }
         }
         if errored {

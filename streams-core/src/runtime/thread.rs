@@ -126,7 +126,7 @@ pub(super) fn run_thread(
                 match made {
                     Ok(x) => x,
                     Err(e) => {
-                        fail(&shared, index, &e, UncaughtErrorPolicy::ShutdownClient);
+                        fail(&shared, index, e, UncaughtErrorPolicy::ShutdownClient);
                         return;
                     }
                 }
@@ -148,7 +148,7 @@ pub(super) fn run_thread(
             Err(e) => {
                 thread.close_dirty();
                 let policy = shared.config.uncaught;
-                fail(&shared, index, &e, policy);
+                fail(&shared, index, e, policy);
                 if policy != UncaughtErrorPolicy::ReplaceThread
                     || shared.shutdown.load(Ordering::SeqCst)
                 {
@@ -160,9 +160,9 @@ pub(super) fn run_thread(
     }
 }
 
-fn fail(shared: &AppShared, index: usize, e: &StreamsError, policy: UncaughtErrorPolicy) {
+fn fail(shared: &AppShared, index: usize, e: StreamsError, policy: UncaughtErrorPolicy) {
     tracing::error!(error = %e, ?policy, "stream thread failed");
-    shared.errors.lock().push(e.to_string());
+    shared.errors.lock().push(Arc::new(e));
     match policy {
         UncaughtErrorPolicy::ReplaceThread => {
             shared.thread_state(index, false);
@@ -205,6 +205,7 @@ impl StreamThread {
             serdes: c.serdes.clone(),
             wipe_unclean: false,
             max_task_idle_ms: c.max_task_idle_ms,
+            dropped: Arc::clone(&shared.dropped),
         });
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(ClusterCollector {
             producer,

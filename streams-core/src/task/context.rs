@@ -4,6 +4,11 @@
 use super::*;
 
 impl TaskContext {
+    /// Counts a record dropped by this task (Kafka's `dropped-records` sensor).
+    pub(crate) fn record_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn node_name(&self, node: usize) -> &str {
         self.info.get(node).map_or("?", |n| n.name.as_str())
     }

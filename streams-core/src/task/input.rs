@@ -50,12 +50,14 @@ impl Task {
                         InvalidTimestampPolicy::LogAndSkip => {
                             tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, timestamp = ts, "skipping record with invalid timestamp");
                             self.counters.skipped_timestamp += 1;
+                            self.ctx.record_dropped();
                             self.consumed.insert(q.partition.clone(), raw.offset + 1);
                         }
                         InvalidTimestampPolicy::UsePartitionTime => {
                             if q.partition_time < 0 {
                                 tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset, "invalid timestamp and no partition time yet; skipping");
                                 self.counters.skipped_timestamp += 1;
+                                self.ctx.record_dropped();
                                 self.consumed.insert(q.partition.clone(), raw.offset + 1);
                             } else {
                                 q.head.set_timestamp(q.partition_time);
@@ -84,17 +86,16 @@ impl Task {
         error: StreamsError,
     ) -> Result<()> {
         match &self.settings.deserialization {
-            DeserializationHandler::Fail => Err(StreamsError::Processing {
+            DeserializationHandler::Fail => Err(StreamsError::Deserialization {
                 task: self.id.to_string(),
-                node: format!("source of {}", partition.topic),
-                message: format!(
-                    "cannot deserialize the record at {partition} offset {}: {error} \
-                     (default.deserialization.exception.handler = fail)",
-                    raw.offset
-                ),
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+                offset: raw.offset,
+                source: Box::new(error),
             }),
             DeserializationHandler::LogAndContinue { dead_letter_topic } => {
                 self.counters.skipped_deserialization += 1;
+                self.ctx.record_dropped();
                 tracing::warn!(task = %self.id, %partition, offset = raw.offset, error = %error,
                     skipped = self.counters.skipped_deserialization,
                     "skipping a record that cannot be deserialized");

@@ -6,7 +6,8 @@ use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 #[cfg(feature = "test-utils")]
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,6 +133,8 @@ pub(crate) struct TaskContext {
     pub(crate) serdes: SerdeRegistry,
     /// Per cached store, the processor that owns its cache flushes and its listener.
     flush_listeners: BTreeMap<String, FlushListener>,
+    /// Records dropped by this task (shared with the application's total).
+    dropped: Arc<AtomicU64>,
 }
 
 /// One input partition's buffered records.
@@ -165,6 +168,10 @@ pub(crate) struct TaskSettings {
     pub(crate) wipe_unclean: bool,
     /// `max.task.idle.ms` (-1: never wait for empty partitions).
     pub(crate) max_task_idle_ms: i64,
+    /// Records dropped by the tasks (skipped as undeserializable or with an invalid
+    /// timestamp, null keys at a repartition sink, null keys or values at an aggregation):
+    /// Kafka's `dropped-records-total`, summed over the application instance.
+    pub(crate) dropped: Arc<AtomicU64>,
 }
 
 /// Changelog records written since the last checkpoint above which a commit also flushes
@@ -344,6 +351,7 @@ impl Task {
                 topics,
                 serdes: settings.serdes.clone(),
                 flush_listeners: BTreeMap::new(),
+                dropped: Arc::clone(&settings.dropped),
             },
             queues,
             consumed: BTreeMap::new(),
