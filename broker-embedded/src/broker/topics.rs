@@ -58,6 +58,40 @@ impl Broker {
         )
     }
 
+    /// Creates the log of a new partition (removing a stale directory a deleted topic of the
+    /// same name may have left) and writes its `partition.metadata`.
+    fn create_partition_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: &Arc<LogConfig>,
+        id: Uuid,
+    ) -> Result<PartitionLog> {
+        let pdir = self
+            .inner
+            .config
+            .data_dir
+            .join(partition_dir_name(topic, partition));
+        let storage = &self.inner.storage;
+        if storage.exists(&pdir) {
+            warn!(dir = %pdir.display(), "removing a stale directory of a topic that no longer exists");
+            storage
+                .remove_dir_all(&pdir)
+                .map_err(|e| BrokerError::io(&pdir, e))?;
+        }
+        let log = PartitionLog::open_with_storage(
+            Arc::clone(storage),
+            pdir.clone(),
+            topic,
+            partition,
+            Arc::clone(config),
+            true,
+            0,
+        )?;
+        self.write_partition_metadata(&pdir, id)?;
+        Ok(log)
+    }
+
     pub(super) fn write_partition_metadata(&self, dir: &Path, id: Uuid) -> Result<()> {
         use base64::Engine;
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes());
@@ -138,28 +172,7 @@ impl Broker {
         let id = Uuid::new_v4();
         let mut logs = Vec::with_capacity(new.partitions as usize);
         for p in 0..new.partitions as i32 {
-            let pdir = self
-                .inner
-                .config
-                .data_dir
-                .join(partition_dir_name(&new.name, p));
-            let storage = &self.inner.storage;
-            if storage.exists(&pdir) {
-                warn!(dir = %pdir.display(), "removing a stale directory of a topic that no longer exists");
-                storage
-                    .remove_dir_all(&pdir)
-                    .map_err(|e| BrokerError::io(&pdir, e))?;
-            }
-            let log = PartitionLog::open_with_storage(
-                Arc::clone(storage),
-                pdir.clone(),
-                &new.name,
-                p,
-                Arc::clone(&log_config),
-                true,
-                0,
-            )?;
-            self.write_partition_metadata(&pdir, id)?;
+            let log = self.create_partition_log(&new.name, p, &log_config, id)?;
             logs.push(Arc::new(log));
         }
         sync_dir(&*self.inner.storage, &self.inner.config.data_dir)?;
@@ -238,23 +251,7 @@ impl Broker {
         let log_config = Arc::new(self.inner.config.log_defaults.resolve(&configs)?);
         let mut new_logs = Vec::new();
         for p in current as i32..total as i32 {
-            let pdir = self.inner.config.data_dir.join(partition_dir_name(name, p));
-            let storage = &self.inner.storage;
-            if storage.exists(&pdir) {
-                storage
-                    .remove_dir_all(&pdir)
-                    .map_err(|e| BrokerError::io(&pdir, e))?;
-            }
-            let log = PartitionLog::open_with_storage(
-                Arc::clone(storage),
-                pdir.clone(),
-                name,
-                p,
-                Arc::clone(&log_config),
-                true,
-                0,
-            )?;
-            self.write_partition_metadata(&pdir, id)?;
+            let log = self.create_partition_log(name, p, &log_config, id)?;
             new_logs.push(Arc::new(log));
         }
         topic.logs.write().extend(new_logs);
