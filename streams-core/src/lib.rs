@@ -49,6 +49,7 @@ mod task_manager;
 #[cfg(feature = "test-utils")]
 mod test_driver;
 mod topology;
+mod windowed;
 
 pub use assignment::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription,
@@ -88,3 +89,4 @@ pub use topology::{
     StreamPartitioner, SubtopologyDescription, TimestampExtractor, TopicNameExtractor, Topology,
     TopologyDescription,
 };
+pub use windowed::TimeWindowedSerde;

@@ -197,6 +197,72 @@ where
         self.task
             .set_flush_listener(self.node, store, Box::new(listener))
     }
+
+    /// [`set_windowed_cache_flush_listener`](Self::set_windowed_cache_flush_listener) for a
+    /// timestamped window store (what windowed aggregations keep), as Kafka's
+    /// `TimestampedCacheFlushListener` hands its entries on: the listener gets the values
+    /// without their timestamps, and the record's timestamp is the timestamp stored with
+    /// the new value (the one of the write for a delete).
+    pub fn set_timestamped_windowed_cache_flush_listener<K, V, F>(
+        &mut self,
+        store: &str,
+        mut listener: F,
+    ) -> Result<bool>
+    where
+        K: 'static,
+        V: 'static,
+        F: FnMut(
+                &mut ProcessorContext<'_, KOut, VOut>,
+                Record<Windowed<K>, Change<V>>,
+            ) -> Result<()>
+            + Send
+            + 'static,
+    {
+        let (open, registry, node) = self.task.connected_store(self.node, store)?;
+        let (key, value) = resolve_store::<K, ValueAndTimestamp<V>, V>(
+            open,
+            node,
+            View::TimestampedWindow,
+            registry,
+            timestamped,
+        )?;
+        let codec = FlushCodec {
+            store: store.to_owned(),
+            topic: open.serde_topic.clone(),
+            key,
+            value,
+        };
+        let unwrap = move |ctx: &mut ProcessorContext<'_, KOut, VOut>,
+                           record: Record<Windowed<K>, Change<ValueAndTimestamp<V>>>|
+              -> Result<()> {
+            let Record {
+                key,
+                value: change,
+                timestamp,
+                headers,
+            } = record;
+            let timestamp = change.new.as_ref().map_or(timestamp, |n| n.timestamp);
+            listener(
+                ctx,
+                Record {
+                    key,
+                    value: Change {
+                        new: change.new.map(|n| n.value),
+                        old: change.old.map(|o| o.value),
+                    },
+                    timestamp,
+                    headers,
+                },
+            )
+        };
+        let listener = WindowedFlushListener {
+            codec,
+            listener: unwrap,
+            _types: PhantomData,
+        };
+        self.task
+            .set_flush_listener(self.node, store, Box::new(listener))
+    }
 }
 
 impl<K, V> ProcessorContext<'_, K, Change<V>>
@@ -257,6 +323,24 @@ where
     /// ```
     pub fn forward_cache_flushes(&mut self, store: &str) -> Result<bool> {
         self.set_cache_flush_listener::<K, V, _>(store, |ctx, record| ctx.forward(record))
+    }
+}
+
+impl<K, V> ProcessorContext<'_, Windowed<K>, Change<V>>
+where
+    K: Any + Send + Clone,
+    V: Any + Send + Clone,
+{
+    /// Forwards the cache flushes of timestamped window store `store` to this processor's
+    /// children as they are (what Kafka's window aggregations do through a
+    /// `TimestampedTupleForwarder` and a `TimestampedCacheFlushListener`); see
+    /// [`set_timestamped_windowed_cache_flush_listener`](ProcessorContext::set_timestamped_windowed_cache_flush_listener).
+    /// Returns `true` if the store is cached (its writes then reach downstream only
+    /// through its flushes).
+    pub fn forward_timestamped_window_cache_flushes(&mut self, store: &str) -> Result<bool> {
+        self.set_timestamped_windowed_cache_flush_listener::<K, V, _>(store, |ctx, record| {
+            ctx.forward(record)
+        })
     }
 }
 

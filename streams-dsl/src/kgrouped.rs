@@ -3,13 +3,15 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use streams_core::StoreBuilder;
+use streams_core::{SharedSerde, StoreBuilder};
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Grouped, Materialized};
 use crate::processors::{AggregateProcessor, Combine};
 use crate::repartition::repartition;
+use crate::time_windowed::TimeWindowedKStream;
+use crate::windows::TimeWindows;
 
 /// A grouped stream (Kafka's `KGroupedStream`): `count`, `reduce` or `aggregate` it into a
 /// [`KTable`].
@@ -142,6 +144,84 @@ where
         )
     }
 
+    /// Cuts the grouped stream into tumbling or hopping time windows (Kafka's
+    /// `windowedBy(TimeWindows)`), for a windowed `count`, `reduce` or `aggregate`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::{StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_dsl::{Consumed, Grouped, Materialized, StreamsBuilder, TimeWindows};
+    /// let builder = StreamsBuilder::new();
+    /// let table = builder.stream("in", Consumed::with(StringSerde, StringSerde))
+    ///     .group_by_key(Grouped::default())
+    ///     .windowed_by(TimeWindows::of_size_and_grace(Duration::from_secs(60), Duration::from_secs(5))?)
+    ///     // keep windows for an hour (the default, size + grace, forgets them sooner)
+    ///     .count(Materialized::as_store("per-minute").with_retention(Duration::from_secs(3600)));
+    /// assert_eq!(table.store_name(), Some("per-minute"));
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let input = driver.create_input_topic("in", StringSerde, StringSerde)?;
+    /// input.pipe_input_with_timestamp("k".into(), "v".into(), 62_000)?;
+    /// input.pipe_input_with_timestamp("k".into(), "late".into(), 30_000)?; // within grace
+    /// input.pipe_input_with_timestamp("k".into(), "v".into(), 200_000)?;
+    /// input.pipe_input_with_timestamp("k".into(), "too late".into(), 10_000)?; // dropped
+    /// assert_eq!(driver.read_window_store::<String, i64>("per-minute")?,
+    ///     vec![("k".into(), 0, 1), ("k".into(), 60_000, 1), ("k".into(), 180_000, 1)]);
+    /// assert_eq!(driver.dropped_records(), 1);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn windowed_by(self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream::new(self, windows)
+    }
+
+    /// The node an aggregation reads from and the grouped serdes, as Kafka's
+    /// `GroupedStreamAggregateBuilder` decides them once the store and processor names are
+    /// drawn: the repartition step if the key may have changed (topic named after the
+    /// `Grouped` name, else the store), else the stream's node.
+    pub(crate) fn source_for(
+        self,
+        store_name: &str,
+    ) -> (String, Option<SharedSerde<K>>, Option<SharedSerde<V>>) {
+        let KGroupedStream { stream, grouped } = self;
+        let key_serde = grouped
+            .key_serde
+            .clone()
+            .or_else(|| stream.key_serde.clone());
+        let value_serde = grouped
+            .value_serde
+            .clone()
+            .or_else(|| stream.value_serde.clone());
+        let parent = if stream.repartition_required {
+            let base = grouped
+                .name
+                .clone()
+                .unwrap_or_else(|| store_name.to_owned());
+            repartition(
+                &stream.state,
+                &stream.node,
+                &base,
+                key_serde.clone(),
+                value_serde.clone(),
+            )
+        } else {
+            stream.node.clone()
+        };
+        (parent, key_serde, value_serde)
+    }
+
+    /// The state shared with the builder.
+    pub(crate) fn state(&self) -> &crate::builder::Shared {
+        &self.stream.state
+    }
+
+    /// The value serde known for the grouped values (the `Grouped` one, else the
+    /// stream's).
+    pub(crate) fn value_serde(&self) -> Option<SharedSerde<V>> {
+        self.grouped
+            .value_serde
+            .clone()
+            .or_else(|| self.stream.value_serde.clone())
+    }
+
     /// Compiles an aggregation as Kafka's `GroupedStreamAggregateBuilder` does: the store
     /// name (`<prefix>STATE-STORE-<n>` unless materialized with a name), then the processor
     /// name (`<prefix><n>`), then the repartition step if the key may have changed (topic
@@ -155,8 +235,7 @@ where
     where
         VA: Clone + Send + Sync + 'static,
     {
-        let KGroupedStream { stream, grouped } = self;
-        let state = Rc::clone(&stream.state);
+        let state = Rc::clone(&self.stream.state);
         let store_name = match &materialized.name {
             Some(n) => n.clone(),
             None => state
@@ -164,26 +243,7 @@ where
                 .next_name(&format!("{prefix}STATE-STORE-")),
         };
         let name = state.borrow_mut().next_name(prefix);
-        let key_serde = grouped
-            .key_serde
-            .clone()
-            .or_else(|| stream.key_serde.clone());
-        let value_serde = grouped
-            .value_serde
-            .clone()
-            .or_else(|| stream.value_serde.clone());
-        let parent = if stream.repartition_required {
-            let base = grouped.name.clone().unwrap_or_else(|| store_name.clone());
-            repartition(
-                &state,
-                &stream.node,
-                &base,
-                key_serde.clone(),
-                value_serde.clone(),
-            )
-        } else {
-            stream.node.clone()
-        };
+        let (parent, key_serde, value_serde) = self.source_for(&store_name);
         let mut store = StoreBuilder::key_value(store_name.clone())
             .with_caching(materialized.caching)
             .with_logging(materialized.logging);

@@ -51,10 +51,14 @@ mod ktable;
 mod options;
 mod processors;
 mod repartition;
+mod time_windowed;
+mod windows;
 
 pub use builder::StreamsBuilder;
 pub use kgrouped::KGroupedStream;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};
-pub use streams_core::Change;
+pub use streams_core::{Change, TimeWindowedSerde, Window, Windowed};
+pub use time_windowed::TimeWindowedKStream;
+pub use windows::TimeWindows;

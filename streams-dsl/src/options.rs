@@ -2,6 +2,7 @@
 //! [`Materialized`] and [`Named`], as in Kafka Streams.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use streams_core::{OffsetReset, Serde, SharedSerde, StreamPartitioner, TimestampExtractor};
 
@@ -157,6 +158,7 @@ pub struct Materialized<K, V> {
     pub(crate) caching: bool,
     pub(crate) logging: bool,
     pub(crate) changelog_config: Vec<(String, String)>,
+    pub(crate) retention: Option<Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -169,6 +171,7 @@ impl<K, V> Default for Materialized<K, V> {
             caching: true,
             logging: true,
             changelog_config: Vec::new(),
+            retention: None,
         }
     }
 }
@@ -214,6 +217,14 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     /// Turn change-logging off (the store cannot be rebuilt if its local copy is lost).
     pub fn with_logging_disabled(mut self) -> Self {
         self.logging = false;
+        self
+    }
+
+    /// How long a window store keeps its windows (Kafka's `Materialized#withRetention`):
+    /// at least the window size plus the grace period (the default), else the
+    /// aggregation is refused when the topology is built. Ignored by key-value stores.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
         self
     }
 
