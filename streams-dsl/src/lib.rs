@@ -5,7 +5,11 @@
 //! `map_values`, `flat_map`, `flat_map_values`, `filter`, `filter_not`, `select_key`,
 //! `peek`, `foreach`, `to`, `process`) each add a processor; `group_by_key` / `group_by` give
 //! a [`KGroupedStream`] whose `count`, `reduce` and `aggregate` produce a [`KTable`] backed by
-//! a state store (RocksDB by default, cached and change-logged). A grouping after a
+//! a state store (RocksDB by default, cached and change-logged).
+//! [`KGroupedStream::windowed_by`] cuts a grouped stream into tumbling or hopping
+//! [`TimeWindows`] for windowed `count`, `reduce` and `aggregate` into a
+//! `KTable<Windowed<K>, V>` ([`TimeWindowedKStream`]), with Kafka's grace and late-record
+//! rules. A grouping after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
