@@ -89,4 +89,4 @@ pub use topology::{
     StreamPartitioner, SubtopologyDescription, TimestampExtractor, TopicNameExtractor, Topology,
     TopologyDescription,
 };
-pub use windowed::TimeWindowedSerde;
+pub use windowed::{SessionWindowedSerde, TimeWindowedSerde};

@@ -10,8 +10,9 @@ use crate::ktable::KTable;
 use crate::options::{Grouped, Materialized};
 use crate::processors::{AggregateProcessor, Combine};
 use crate::repartition::repartition;
+use crate::session_windowed::SessionWindowedKStream;
 use crate::time_windowed::TimeWindowedKStream;
-use crate::windows::TimeWindows;
+use crate::windows::{SessionWindows, TimeWindows};
 
 /// A grouped stream (Kafka's `KGroupedStream`): `count`, `reduce` or `aggregate` it into a
 /// [`KTable`].
@@ -144,8 +145,10 @@ where
         )
     }
 
-    /// Cuts the grouped stream into tumbling or hopping time windows (Kafka's
-    /// `windowedBy(TimeWindows)`), for a windowed `count`, `reduce` or `aggregate`.
+    /// Cuts the grouped stream into windows, for a windowed `count`, `reduce` or
+    /// `aggregate` (Kafka's `windowedBy`, one overload per kind of windows): tumbling or
+    /// hopping [`TimeWindows`] give a [`TimeWindowedKStream`], [`SessionWindows`] a
+    /// [`SessionWindowedKStream`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -169,8 +172,8 @@ where
     /// assert_eq!(driver.dropped_records(), 1);
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
-    pub fn windowed_by(self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
-        TimeWindowedKStream::new(self, windows)
+    pub fn windowed_by<W: WindowedBy<K, V>>(self, windows: W) -> W::Stream {
+        windows.windowed(self)
     }
 
     /// The node an aggregation reads from and the grouped serdes, as Kafka's
@@ -278,5 +281,39 @@ where
             materialized.key_serde.or(key_serde),
             materialized.value_serde,
         )
+    }
+}
+
+/// Windows a [`KGroupedStream`] can be cut into with [`KGroupedStream::windowed_by`] (the
+/// overloads of Kafka's `windowedBy`), and the windowed stream each kind gives.
+pub trait WindowedBy<K, V> {
+    /// The windowed stream: [`TimeWindowedKStream`] or [`SessionWindowedKStream`].
+    type Stream;
+
+    /// Cuts `grouped` into these windows.
+    fn windowed(self, grouped: KGroupedStream<K, V>) -> Self::Stream;
+}
+
+impl<K, V> WindowedBy<K, V> for TimeWindows
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    type Stream = TimeWindowedKStream<K, V>;
+
+    fn windowed(self, grouped: KGroupedStream<K, V>) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream::new(grouped, self)
+    }
+}
+
+impl<K, V> WindowedBy<K, V> for SessionWindows
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    type Stream = SessionWindowedKStream<K, V>;
+
+    fn windowed(self, grouped: KGroupedStream<K, V>) -> SessionWindowedKStream<K, V> {
+        SessionWindowedKStream::new(grouped, self)
     }
 }

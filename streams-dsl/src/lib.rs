@@ -9,7 +9,8 @@
 //! [`KGroupedStream::windowed_by`] cuts a grouped stream into tumbling or hopping
 //! [`TimeWindows`] for windowed `count`, `reduce` and `aggregate` into a
 //! `KTable<Windowed<K>, V>` ([`TimeWindowedKStream`]), with Kafka's grace and late-record
-//! rules. A grouping after a
+//! rules; [`SessionWindows`] give session `count`, `reduce` and `aggregate` (with a
+//! merger) through a [`SessionWindowedKStream`]. A grouping after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
@@ -55,14 +56,16 @@ mod ktable;
 mod options;
 mod processors;
 mod repartition;
+mod session_windowed;
 mod time_windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
-pub use kgrouped::KGroupedStream;
+pub use kgrouped::{KGroupedStream, WindowedBy};
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};
-pub use streams_core::{Change, TimeWindowedSerde, Window, Windowed};
+pub use session_windowed::SessionWindowedKStream;
+pub use streams_core::{Change, SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use time_windowed::TimeWindowedKStream;
-pub use windows::TimeWindows;
+pub use windows::{SessionWindows, TimeWindows};

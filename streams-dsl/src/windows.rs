@@ -1,4 +1,5 @@
-//! [`TimeWindows`]: tumbling and hopping windows (Kafka's `TimeWindows`).
+//! [`TimeWindows`]: tumbling and hopping windows (Kafka's `TimeWindows`), and
+//! [`SessionWindows`]: sessions of activity (Kafka's `SessionWindows`).
 
 use std::time::Duration;
 
@@ -43,6 +44,13 @@ fn invalid(reason: String) -> StreamsError {
         key: "TimeWindows".to_owned(),
         reason,
     }
+}
+
+fn session_millis(what: &str, d: Duration) -> Result<i64> {
+    i64::try_from(d.as_millis()).map_err(|_| StreamsError::Config {
+        key: "SessionWindows".to_owned(),
+        reason: format!("{what} ({d:?}) is too large"),
+    })
 }
 
 impl TimeWindows {
@@ -149,5 +157,78 @@ impl TimeWindows {
             }
         }
         out
+    }
+}
+
+/// Session windows (Kafka's `SessionWindows`): a session of a key is a period of activity,
+/// its records no more than the inactivity gap apart. A record at `ts` joins every session
+/// of its key that ends at or after `ts - gap` and starts at or before `ts + gap`; those
+/// sessions merge into one spanning them all. Sessions are `[start, end]`, both ends
+/// inclusive: a session of one record is `[ts, ts]`.
+///
+/// The grace period is how long out-of-order records are still taken: a session
+/// aggregation drops a record whose (merged) session ends before stream time minus the
+/// gap minus the grace period.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_dsl::SessionWindows;
+/// let w = SessionWindows::of_inactivity_gap_and_grace(Duration::from_secs(300), Duration::from_secs(30))?;
+/// assert_eq!((w.inactivity_gap_ms(), w.grace_period_ms()), (300_000, 30_000));
+/// assert!(SessionWindows::of_inactivity_gap_with_no_grace(Duration::ZERO).is_err());
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionWindows {
+    gap_ms: i64,
+    grace_ms: i64,
+}
+
+impl SessionWindows {
+    /// Sessions closing after `inactivity_gap` without records, with no grace period
+    /// (Kafka's `ofInactivityGapWithNoGrace`). The gap must be at least one millisecond.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::SessionWindows;
+    /// let w = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(60))?;
+    /// assert_eq!((w.inactivity_gap_ms(), w.grace_period_ms()), (60_000, 0));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn of_inactivity_gap_with_no_grace(inactivity_gap: Duration) -> Result<Self> {
+        Self::of_inactivity_gap_and_grace(inactivity_gap, Duration::ZERO)
+    }
+
+    /// Sessions closing after `inactivity_gap` without records, taking out-of-order
+    /// records for `grace` longer (Kafka's `ofInactivityGapAndGrace`). The gap must be at
+    /// least one millisecond.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::SessionWindows;
+    /// let w = SessionWindows::of_inactivity_gap_and_grace(Duration::from_millis(10), Duration::from_millis(5))?;
+    /// assert_eq!(w.grace_period_ms(), 5);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn of_inactivity_gap_and_grace(inactivity_gap: Duration, grace: Duration) -> Result<Self> {
+        let gap_ms = session_millis("the inactivity gap", inactivity_gap)?;
+        let grace_ms = session_millis("the grace period", grace)?;
+        if gap_ms <= 0 {
+            return Err(StreamsError::Config {
+                key: "SessionWindows".to_owned(),
+                reason: "the inactivity gap must be above zero".to_owned(),
+            });
+        }
+        Ok(SessionWindows { gap_ms, grace_ms })
+    }
+
+    /// The inactivity gap in milliseconds.
+    pub fn inactivity_gap_ms(&self) -> i64 {
+        self.gap_ms
+    }
+
+    /// The grace period in milliseconds.
+    pub fn grace_period_ms(&self) -> i64 {
+        self.grace_ms
     }
 }
