@@ -80,7 +80,9 @@ where
     /// builder.stream("clicks", Consumed::with(StringSerde, StringSerde))
     ///     .group_by_key(Grouped::default())
     ///     .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10))?)
-    ///     .count(Materialized::as_store("sessions").with_caching_disabled())
+    ///     // keep sessions for a minute (the default, gap + grace, forgets them sooner)
+    ///     .count(Materialized::as_store("sessions").with_caching_disabled()
+    ///         .with_retention(Duration::from_secs(60)))
     ///     .to_stream()
     ///     .to("counts", Produced::default());
     /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
@@ -133,7 +135,8 @@ where
     /// builder.stream("amounts", Consumed::with(StringSerde, I64Serde))
     ///     .group_by_key(Grouped::default())
     ///     .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(5))?)
-    ///     .reduce(|a: i64, b: i64| a + b, Materialized::as_store("totals"));
+    ///     .reduce(|a: i64, b: i64| a + b, Materialized::as_store("totals")
+    ///         .with_retention(Duration::from_secs(60)));
     /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
     /// let input = driver.create_input_topic("amounts", StringSerde, I64Serde)?;
     /// for (v, ts) in [(1, 0), (2, 4), (10, 20)] { input.pipe_input_with_timestamp("k".into(), v, ts)?; }
