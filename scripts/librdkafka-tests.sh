@@ -9,7 +9,7 @@
 #   - tests not selected are listed in NOT_RUN with the reason, printed on every run.
 #
 #   scripts/librdkafka-tests.sh                 build (if needed), run both passes, summarise
-#   scripts/librdkafka-tests.sh 0012 0113/v_commit noautocreate:0107
+#   scripts/librdkafka-tests.sh 0012 0113/v_commit noautocreate:0045
 #                                               only these (N/SUB: SUBTESTS=SUB; noautocreate:N:
 #                                               the second pass's broker and scenario)
 #   scripts/librdkafka-tests.sh --all           also try every NOT_RUN test (to re-check the list)
@@ -20,8 +20,8 @@
 # registry once the workspace has been built, so no network is needed). It is copied to
 # target/librdkafka-tests/<version>/, configured with the fewest dependencies (no SSL, SASL,
 # zstd, curl; RapidJSON when its headers are installed, for 0053 and 0110) and built once
-# (libs plus tests/test-runner, about 2 minutes on 2 cores); later runs reuse the build unless
-# RapidJSON appeared or disappeared since.
+# (libs plus tests/test-runner, 2 to 4.5 minutes on 2 cores); later runs reuse the build
+# unless RapidJSON appeared or disappeared since.
 #
 # Two passes, each with its own broker (`broker serve`, debug build) on a free 127.0.0.1 port
 # in a temporary data directory, with the settings of librdkafka's test scenario of the same
@@ -31,14 +31,15 @@
 #                 run with TEST_SCENARIO=noautocreate, which is what makes the runner run
 #                 the tests and sub-tests declared for that scenario)
 # Each test runs as `TESTS=<n> [SUBTESTS=<s>] test-runner -L` (broker tests only; not quick
-# mode `-Q`, which turns most tests' sub-tests into no-ops), three at a time, each under its
-# own time bound. 0052 and 0077 get KAFKA_PATH=scripts/kafka-path, whose bin/kafka-topics.sh
-# maps kafka-topics.sh's options onto `broker topics`.
+# mode `-Q`, which turns most tests' sub-tests into no-ops), four at a time (they mostly
+# wait), the longest first, each under its own time bound. 0045, 0052 and 0077 get
+# KAFKA_PATH=scripts/kafka-path, whose bin/kafka-topics.sh maps kafka-topics.sh's options onto
+# `broker topics`; 0052 runs with TEST_KAFKA_VERSION=4.0.0 (see KAFKA_VERSION).
 # Exit status: 0 when every selected test passed and every skip was expected.
 #
 # Environment: LIBRDKAFKA_TESTS_BROKER (a `broker` binary to use instead of building it),
 # LIBRDKAFKA_TEST_TIMEOUT (seconds per test, default 120; some tests have their
-# own bound in TIMEOUTS), LIBRDKAFKA_TESTS_JOBS (tests at a time, default 3),
+# own bound in TIMEOUTS), LIBRDKAFKA_TESTS_JOBS (tests at a time, default 4),
 # LIBRDKAFKA_TESTS_KEEP_LOGS=1 to keep the logs directory on success.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,10 +52,11 @@ log() { printf '[librdkafka-tests] %s\n' "$*" >&2; }
 # and ApiVersions v3 as Kafka 3.x does, without transactions (handled in NOT_RUN).
 export TEST_KAFKA_VERSION=${TEST_KAFKA_VERSION:-3.4.0}
 per_test_timeout=${LIBRDKAFKA_TEST_TIMEOUT:-120}
-jobs=${LIBRDKAFKA_TESTS_JOBS:-3}
+jobs=${LIBRDKAFKA_TESTS_JOBS:-4}
 
-# Tests run against the broker, started in this order. Numbers as in librdkafka's tests/test.c; a number
-# runs every broker (non-local) sub-test with that number.
+# Tests run against the broker (LONG_FIRST first, then in this order). Numbers as in
+# librdkafka's tests/test.c; a number runs every broker (non-local) test of that number in the
+# pass's scenario; N/S runs only its sub-tests whose name contains S (SUBTESTS=S).
 SELECTED=(
   0001 # multiobj: several producer instances
   0002 # unkpart: producing to an unknown partition fails cleanly
@@ -146,8 +148,8 @@ SELECTED_NOAUTOCREATE=(
   0045 # subscribe_update_topic_remove, subscribe_update_non_exist_and_partchange (KAFKA_PATH shim)
 )
 
-# The longest tests (over 40 s each on 2 cores), launched first so that the three slots stay
-# busy to the end: about 7.5 minutes of wall time for 21 minutes of tests.
+# The longest tests (over 40 s each on 2 cores), launched first so that the slots stay busy to
+# the end: about 6 minutes of wall time for 21 minutes of tests, four at a time.
 LONG_FIRST=(0077 0089 0076 0091 0026 0094 0102 0122 0113/v_commit_during_rebalance 0033)
 
 # Tests whose own time bound differs from LIBRDKAFKA_TEST_TIMEOUT (seconds).
@@ -217,7 +219,7 @@ for arg in "$@"; do
     --build-only) build_only=1 ;;
     --list) list_only=1 ;;
     -h | --help)
-      sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'
+      awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
       exit 0
       ;;
     *)
@@ -494,7 +496,7 @@ report() {
     failed+=("$label")
     unexpected+=("$label")
   elif ! grep -q "| *PASSED *|" <<<"$rows"; then
-    printf 'FAIL     %s  (%ss) no broker sub-test ran (the scenario, -L or SUBTESTS filtered them all)\n' "$label" "$secs"
+    printf 'FAIL     %s  (%ss) no broker sub-test passed (all filtered by the scenario, -L or SUBTESTS, or skipped)\n' "$label" "$secs"
     failed+=("$label")
   else
     printf 'PASS     %s  (%ss)\n' "$label" "$secs"
@@ -575,7 +577,7 @@ echo "librdkafka test suite (librdkafka ${rdkafka_sys_version#*+}, TEST_KAFKA_VE
 echo "  selected: $total (${#default_run[@]} default scenario, ${#noautocreate_run[@]} noautocreate)"
 echo "  passed:   ${#passed[@]}"
 echo "  failed:   ${#failed[@]}${failed:+ (${failed[*]})}"
-echo "  skips:    $expected_seen expected (EXPECTED_SKIPS) in passing tests, ${#unexpected[@]} tests with unexpected ones${unexpected:+ (${unexpected[*]})}"
+echo "  skips:    $expected_seen expected (EXPECTED_SKIPS), ${#unexpected[@]} tests with unexpected ones${unexpected:+ (${unexpected[*]})}"
 echo "  not run:  ${#NOT_RUN[@]} (NOT_RUN, reasons above)"
 echo "  time:     $((SECONDS - gate_start)) s of tests"
 echo "  logs:     $work/logs (kept when something fails)"
