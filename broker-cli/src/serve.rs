@@ -50,6 +50,8 @@ fn apply_broker_property(
         "log.cleaner.delete.retention.ms" => Some("delete.retention.ms"),
         "log.cleaner.min.compaction.lag.ms" => Some("min.compaction.lag.ms"),
         "log.cleaner.min.cleanable.ratio" => Some("min.cleanable.dirty.ratio"),
+        "log.cleaner.max.compaction.lag.ms" => Some("max.compaction.lag.ms"),
+        "log.segment.delete.delay.ms" => Some("file.delete.delay.ms"),
         "log.message.timestamp.type" => Some("message.timestamp.type"),
         "message.max.bytes" => Some("max.message.bytes"),
         "log.flush.interval.messages" => Some("flush.messages"),
@@ -128,6 +130,9 @@ fn apply_broker_property(
         "log.retention.check.interval.ms" => {
             c.cleaner_interval = Some(Duration::from_millis(num(value)?))
         }
+        "log.cleaner.backoff.ms" => {
+            c.compaction_check_interval = Duration::from_millis(num(value)?)
+        }
         "log.flush.offset.checkpoint.interval.ms" => {
             c.recovery_checkpoint_interval = Duration::from_millis(num(value)?)
         }
@@ -165,7 +170,6 @@ const IGNORED_KAFKA_PROPERTIES: &[&str] = &[
     "num.replica.fetchers",
     "replica.lag.time.max.ms",
     "unclean.leader.election.enable",
-    "log.segment.delete.delay.ms",
     "broker.rack",
     "compression.type",
 ];

@@ -64,6 +64,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
     "delete.retention.ms",
+    "file.delete.delay.ms",
     "flush.messages",
     "flush.ms",
     "index.interval.bytes",
@@ -101,10 +102,16 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: records younger than this are not compacted.
     pub min_compaction_lag_ms: i64,
-    /// `max.compaction.lag.ms`: accepted for compatibility; the cleaner also runs on a timer.
+    /// `max.compaction.lag.ms`: once the oldest uncompacted segment is this old, the cleaner's
+    /// next compaction check compacts the log whatever its dirty ratio (checks run every
+    /// [`BrokerConfig::compaction_check_interval`]).
     pub max_compaction_lag_ms: i64,
     /// `min.cleanable.dirty.ratio`: the background cleaner skips logs less dirty than this.
     pub min_cleanable_dirty_ratio: f64,
+    /// `file.delete.delay.ms`: accepted and reported (default 60000, Kafka's); segment files
+    /// removed by retention or compaction are deleted at once, there being no readers of
+    /// another process to wait for.
+    pub file_delete_delay_ms: i64,
     /// `max.message.bytes`: largest batch accepted (default 1048588, Kafka's).
     pub max_message_bytes: usize,
     /// `message.timestamp.type`: CreateTime or LogAppendTime.
@@ -133,6 +140,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
+            file_delete_delay_ms: 60_000,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             flush_messages: u64::MAX,
@@ -212,6 +220,7 @@ impl LogConfig {
                 self.compression_type = value.into();
             }
             "delete.retention.ms" => self.delete_retention_ms = parse_i64(key, value, 0)?,
+            "file.delete.delay.ms" => self.file_delete_delay_ms = parse_i64(key, value, 0)?,
             "flush.messages" => self.flush_messages = parse_u64(key, value, 1, u64::MAX)?,
             "flush.ms" => self.flush_ms = parse_i64(key, value, 0)?,
             "index.interval.bytes" => {
@@ -273,6 +282,7 @@ impl LogConfig {
             "cleanup.policy" => self.cleanup_policy.render(),
             "compression.type" => self.compression_type.clone(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
             "flush.messages" => (self.flush_messages.min(i64::MAX as u64)).to_string(),
             "flush.ms" => self.flush_ms.to_string(),
             "index.interval.bytes" => self.index_interval_bytes.to_string(),
@@ -338,6 +348,11 @@ pub struct BrokerConfig {
     /// (`log.retention.check.interval.ms`, default 5 minutes). `None` disables the background
     /// cleaner; [`crate::Broker::run_cleaner_pass`] still works.
     pub cleaner_interval: Option<Duration>,
+    /// How often the background cleaner checks compacted logs for compaction
+    /// (`log.cleaner.backoff.ms`, default 15 s, as Kafka's cleaner threads): a log is compacted
+    /// when its dirty ratio reaches `min.cleanable.dirty.ratio` or its oldest uncompacted
+    /// segment is older than `max.compaction.lag.ms`. Runs only with the background cleaner.
+    pub compaction_check_interval: Duration,
     /// How often the recovery-point checkpoint is written
     /// (`log.flush.offset.checkpoint.interval.ms`, default 60 s).
     pub recovery_checkpoint_interval: Duration,
@@ -358,6 +373,7 @@ impl BrokerConfig {
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             cleaner_interval: Some(Duration::from_secs(300)),
+            compaction_check_interval: Duration::from_secs(15),
             recovery_checkpoint_interval: Duration::from_secs(60),
             group_initial_rebalance_delay: Duration::from_secs(3),
         }
@@ -449,6 +465,13 @@ mod tests {
         assert!(c.clone().with("cleanup.policy", "shred").is_err());
         assert!(c.clone().with("min.cleanable.dirty.ratio", "1.5").is_err());
         assert!(c.clone().with("segment.bytes", "3").is_err());
+        assert!(c.clone().with("file.delete.delay.ms", "-1").is_err());
+        assert_eq!(
+            c.clone()
+                .with("file.delete.delay.ms", "10000")
+                .map(|c| c.file_delete_delay_ms),
+            Ok(10_000)
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `kcat` (the librdkafka-based Debian package, installed by `./dev setup`) against our broker:
+//! `kcat` (the librdkafka-based Debian package, installed by `./dev test`) against our broker:
 //! `-L` metadata, `-P` produce and `-C -e -o beginning` consume on an auto-created topic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -9,15 +9,18 @@ use std::process::{Command, Stdio};
 use broker_embedded::{Broker, BrokerConfig, KafkaServer, ServerConfig};
 
 fn kcat(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("kcat is required for this test (`./dev setup` installs it): {e}")
-        });
+    // `kafkacat` on releases from before the package was renamed (Debian 10, Ubuntu 20.04).
+    let spawn = |name: &str| {
+        Command::new(name)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    let mut child = spawn("kcat").or_else(|_| spawn("kafkacat")).unwrap_or_else(|e| {
+        panic!("kcat (or kafkacat) is required for this test (`./dev setup --test` installs it): {e}")
+    });
     {
         let mut input = child.stdin.take().unwrap();
         if let Some(text) = stdin {

@@ -68,10 +68,11 @@ impl Broker {
         if let Some(every) = self.inner.config.cleaner_interval {
             let weak = Arc::downgrade(&self.inner);
             let stop = Arc::clone(&self.inner.stop);
+            let compaction_every = self.inner.config.compaction_check_interval;
             threads.push(
                 thread::Builder::new()
                     .name("broker-cleaner".into())
-                    .spawn(move || cleaner_loop(weak, stop, every))
+                    .spawn(move || cleaner_loop(weak, stop, every, compaction_every))
                     .map_err(|e| BrokerError::io("<thread>", e))?,
             );
         }
@@ -100,6 +101,20 @@ impl Broker {
         for log in self.all_logs() {
             stats.segments_deleted += log.apply_retention(now_ms)?;
             stats += log.compact(now_ms, force)?;
+        }
+        Ok(stats)
+    }
+
+    /// One pass of the background cleaner: retention (when `retention`) and compaction of the
+    /// logs that are due (not forced).
+    fn background_cleaner_pass(&self, now_ms: i64, retention: bool) -> Result<CleanerStats> {
+        self.check_open()?;
+        let mut stats = CleanerStats::default();
+        for log in self.all_logs() {
+            if retention {
+                stats.segments_deleted += log.apply_retention(now_ms)?;
+            }
+            stats += log.compact(now_ms, false)?;
         }
         Ok(stats)
     }
@@ -171,9 +186,13 @@ fn groups_loop(groups: &GroupCoordinator, stop: &Stop) {
     }
 }
 
-fn cleaner_loop(weak: Weak<Inner>, stop: Arc<Stop>, every: Duration) {
+/// Retention every `every`; compaction checks (dirty ratio, `max.compaction.lag.ms`) every
+/// `compaction_every` (Kafka's `log.cleaner.backoff.ms`), or `every` if that is shorter.
+fn cleaner_loop(weak: Weak<Inner>, stop: Arc<Stop>, every: Duration, compaction_every: Duration) {
+    let tick = every.min(compaction_every).max(Duration::from_millis(10));
+    let mut last_retention = Instant::now();
     loop {
-        if stop.wait(every) {
+        if stop.wait(tick) {
             return;
         }
         let Some(inner) = weak.upgrade() else { return };
@@ -181,7 +200,11 @@ fn cleaner_loop(weak: Weak<Inner>, stop: Arc<Stop>, every: Duration) {
             inner,
             _guard: None,
         };
-        match broker.run_cleaner_pass_at(now_ms(), false) {
+        let retention = last_retention.elapsed() >= every;
+        if retention {
+            last_retention = Instant::now();
+        }
+        match broker.background_cleaner_pass(now_ms(), retention) {
             Ok(s) if s != CleanerStats::default() => debug!(?s, "cleaner pass"),
             Ok(_) | Err(BrokerError::Closed) => {}
             Err(e) => error!(error = %e, "cleaner pass failed"),

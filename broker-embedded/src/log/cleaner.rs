@@ -119,7 +119,9 @@ impl PartitionLog {
     }
 
     /// Runs one compaction pass at `now_ms`. Without `force`, logs whose dirty ratio is below
-    /// `min.cleanable.dirty.ratio` are skipped.
+    /// `min.cleanable.dirty.ratio` are skipped, unless their oldest dirty cleanable segment is
+    /// older than `max.compaction.lag.ms` (its newest record, so a segment is due at the latest
+    /// `max.compaction.lag.ms` after its last write).
     pub fn compact(&self, now_ms: i64, force: bool) -> Result<CleanerStats> {
         let _one_pass_at_a_time = self.cleaning.lock();
         let (views, config) = self.sealed_segment_views();
@@ -143,7 +145,13 @@ impl PartitionLog {
                 .filter(|v| v.next_offset > first_dirty)
                 .map(|v| v.size)
                 .sum();
-            if total == 0 || (dirty as f64 / total as f64) < config.min_cleanable_dirty_ratio {
+            let overdue = cleanable.iter().any(|v| {
+                v.next_offset > first_dirty
+                    && now_ms.saturating_sub(v.max_timestamp) >= config.max_compaction_lag_ms
+            });
+            if total == 0
+                || ((dirty as f64 / total as f64) < config.min_cleanable_dirty_ratio && !overdue)
+            {
                 return Ok(stats);
             }
         }
