@@ -14,6 +14,11 @@ use crate::kgrouped_table::KGroupedTable;
 use crate::ktable::{KTable, OldValues};
 use crate::options::{Consumed, Grouped, Materialized};
 
+/// A table value mapper: `(key, value) -> new value`.
+type ValueMapper<K, V, VR> = Arc<dyn Fn(&K, &V) -> VR + Send + Sync>;
+/// A `group_by` selector: `(key, value) -> (group, value)`.
+type Selector<K, V, KR, VR> = Arc<dyn Fn(&K, &V) -> (KR, VR) + Send + Sync>;
+
 /// Logs a skipped record with its origin and counts it in `dropped-records`.
 pub(crate) fn skip_record<K, V>(ctx: &mut ProcessorContext<'_, K, V>, reason: &'static str) {
     let (topic, partition, offset) = ctx.record_metadata().map_or((String::new(), -1, -1), |m| {
@@ -100,17 +105,15 @@ where
         }
         let mut store = ctx.timestamped_key_value_store::<K, V>(&self.store)?;
         let old = store.get(&record.key)?;
-        if let Some(o) = &old {
-            if record.timestamp < o.timestamp {
-                // Kafka 3.x applies an out-of-order update to a (non-versioned) table
-                // and only warns.
-                tracing::warn!(
-                    store = self.store,
-                    old_timestamp = o.timestamp,
-                    new_timestamp = record.timestamp,
-                    "Detected out-of-order KTable update"
-                );
-            }
+        if let Some(o) = old.as_ref().filter(|o| record.timestamp < o.timestamp) {
+            // Kafka 3.x applies an out-of-order update to a (non-versioned) table and
+            // only warns.
+            tracing::warn!(
+                store = self.store,
+                old_timestamp = o.timestamp,
+                new_timestamp = record.timestamp,
+                "Detected out-of-order KTable update"
+            );
         }
         match &record.value {
             Some(v) => store.put(
@@ -220,7 +223,7 @@ where
 
 /// Kafka's `KTableMapValues` processor, materialized or not.
 struct MapValuesProcessor<K, V, VR> {
-    mapper: Arc<dyn Fn(&K, &V) -> VR + Send + Sync>,
+    mapper: ValueMapper<K, V, VR>,
     store: Option<String>,
     cached: bool,
     send_old: bool,
@@ -286,7 +289,7 @@ where
 /// old value towards its old group and the new one towards its new group (one record when
 /// both land in the same group).
 struct RepartitionMapProcessor<K, V, KR, VR> {
-    selector: Arc<dyn Fn(&K, &V) -> (KR, VR) + Send + Sync>,
+    selector: Selector<K, V, KR, VR>,
     key_serde: Option<SharedSerde<KR>>,
     value_serde: Option<SharedSerde<VR>>,
 }
@@ -418,7 +421,7 @@ where
 
     fn do_map_values<VR>(
         &self,
-        mapper: Arc<dyn Fn(&K, &V) -> VR + Send + Sync>,
+        mapper: ValueMapper<K, V, VR>,
         materialized: Option<Materialized<K, VR>>,
     ) -> KTable<K, VR>
     where
@@ -508,7 +511,7 @@ where
             None => self.state.borrow_mut().next_name("KTABLE-SELECT-"),
         };
         let parent = self.node.clone();
-        let selector: Arc<dyn Fn(&K, &V) -> (KR, VR) + Send + Sync> = Arc::new(selector);
+        let selector: Selector<K, V, KR, VR> = Arc::new(selector);
         let (key_serde, value_serde) = (grouped.key_serde.clone(), grouped.value_serde.clone());
         let supplier = move || RepartitionMapProcessor::<K, V, KR, VR> {
             selector: Arc::clone(&selector),
