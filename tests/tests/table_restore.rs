@@ -83,7 +83,7 @@ fn latest(broker: &Broker) -> BTreeMap<String, i64> {
             let Some(last) = records.last() else { break };
             offset = last.offset + 1;
             for r in records {
-                let key = String::from_utf8(r.key.unwrap()).unwrap();
+                let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
                 let value: [u8; 8] = r.value.as_deref().unwrap().try_into().unwrap();
                 out.insert(key, i64::from_be_bytes(value));
             }
@@ -126,7 +126,7 @@ fn updates(round: u64, n: usize) -> Vec<(String, Option<String>)> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let region = (x % 7 != 0).then(|| format!("region-{}", (x >> 8) % 5));
+            let region = (!x.is_multiple_of(7)).then(|| format!("region-{}", (x >> 8) % 5));
             (format!("user-{}", (x >> 16) % 20), region)
         })
         .collect()
