@@ -476,7 +476,9 @@ where
     /// A selected key or value that its serde makes null is skipped, as in Kafka.
     ///
     /// The repartition topic carries both old and new values in Kafka's `Change` format,
-    /// each written with the `Grouped` value serde, else the default serde of `VR`.
+    /// each written with the `Grouped` value serde: give it with `Grouped::with` (without
+    /// it, the aggregation's `build` fails with `StreamsError::Config`). A `Grouped` name
+    /// names the select node and the repartition topic (`<app>-<name>-repartition`).
     ///
     /// ```
     /// use streams_core::{I64Serde, StreamsConfig, StringSerde, TopologyTestDriver};
@@ -796,6 +798,124 @@ mod tests {
                 "caching {caching}"
             );
         }
+    }
+
+    /// filter → groupBy → count: the filter is asked for old values, so a row leaving the
+    /// filtered table is subtracted from its group, and an update out of the filter both
+    /// before and after reaches nothing (Kafka's KTableFilter with old values).
+    #[test]
+    fn filtered_table_group_by_subtracts_rows_leaving_the_filter() {
+        for caching in [false, true] {
+            let builder = StreamsBuilder::new();
+            builder
+                .table(
+                    "users",
+                    Consumed::with(StringSerde, StringSerde),
+                    materialized("t", caching),
+                )
+                .filter(|_u: &String, region: &String| region != "xx")
+                .group_by(
+                    |_u: &String, region: &String| (region.clone(), region.clone()),
+                    Grouped::with(StringSerde, StringSerde),
+                )
+                .count(materialized("counts", caching))
+                .to_stream()
+                .to("out", Produced::with(StringSerde, Nullable(I64Serde)));
+            let driver =
+                TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app"))
+                    .unwrap();
+            let input = driver
+                .create_input_topic("users", StringSerde, StringSerde)
+                .unwrap();
+            input
+                .pipe_input_with_timestamp("alice".into(), "eu".into(), 10)
+                .unwrap();
+            input
+                .pipe_input_with_timestamp("alice".into(), "xx".into(), 20)
+                .unwrap();
+            input
+                .pipe_input_with_timestamp("bob".into(), "xx".into(), 30)
+                .unwrap();
+            input
+                .pipe_input_with_timestamp("alice".into(), "us".into(), 40)
+                .unwrap();
+            assert_eq!(
+                read(&driver, "out", I64Serde),
+                vec![
+                    ("eu".to_owned(), Some(1), 10),
+                    ("eu".to_owned(), Some(0), 20),
+                    ("us".to_owned(), Some(1), 40),
+                ],
+                "caching {caching}"
+            );
+        }
+    }
+
+    /// aggregate with initializer, adder and subtractor; a `Grouped` name names the select
+    /// node and the repartition topic; a named `Consumed` names the sources.
+    #[test]
+    fn aggregate_and_user_given_names() {
+        let builder = StreamsBuilder::new();
+        builder
+            .table(
+                "names",
+                Consumed::with(StringSerde, StringSerde).with_name("names-table"),
+                Materialized::new().with_caching_disabled(),
+            )
+            .map_values(|n: &String| n.to_uppercase())
+            .group_by(
+                |_id: &String, name: &String| (name[..1].to_owned(), name.clone()),
+                Grouped::with(StringSerde, StringSerde).with_name("by-initial"),
+            )
+            .aggregate(
+                || 0i64,
+                |_k: &String, v: String, agg: i64| agg + v.len() as i64,
+                |_k: &String, v: String, agg: i64| agg - v.len() as i64,
+                Materialized::new()
+                    .with_value_serde(I64Serde)
+                    .with_caching_disabled(),
+            )
+            .to_stream()
+            .to("out", Produced::with(StringSerde, Nullable(I64Serde)));
+        let topology = builder.build().unwrap();
+        let text = topology.describe().unwrap().to_string();
+        for line in [
+            "Source: names-table-source (topics: [names])",
+            "Processor: names-table (stores: [names-STATE-STORE-0000000000])",
+            "Processor: KTABLE-MAPVALUES-0000000001 (stores: [])",
+            "Processor: by-initial (stores: [])",
+            "Sink: KSTREAM-SINK-0000000003 (topic: by-initial-repartition)",
+            "Source: KSTREAM-SOURCE-0000000004 (topics: [by-initial-repartition])",
+            "Processor: KTABLE-AGGREGATE-0000000005 (stores: [KTABLE-AGGREGATE-STATE-STORE-0000000002])",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        let driver = TopologyTestDriver::new(topology, StreamsConfig::new("app")).unwrap();
+        let input = driver
+            .create_input_topic("names", StringSerde, Nullable(StringSerde))
+            .unwrap();
+        input
+            .pipe_input_with_timestamp("1".into(), Some("ann".into()), 5)
+            .unwrap();
+        input
+            .pipe_input_with_timestamp("2".into(), Some("al".into()), 3)
+            .unwrap();
+        input
+            .pipe_input_with_timestamp("1".into(), Some("bo".into()), 4)
+            .unwrap();
+        input
+            .pipe_input_with_timestamp("2".into(), None, 9)
+            .unwrap();
+        assert_eq!(
+            read(&driver, "out", I64Serde),
+            vec![
+                ("A".to_owned(), Some(3), 5),
+                ("A".to_owned(), Some(5), 5),
+                ("A".to_owned(), Some(2), 5),
+                ("B".to_owned(), Some(2), 4),
+                ("A".to_owned(), Some(0), 9),
+            ]
+        );
     }
 
     /// Kafka's TopologyTest `tableZeroArgCountShouldPreserveTopologyStructure` names.
