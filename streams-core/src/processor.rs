@@ -159,6 +159,69 @@ where
             .set_flush_listener(self.node, store, Box::new(listener))
     }
 
+    /// [`set_cache_flush_listener`](Self::set_cache_flush_listener) for a timestamped
+    /// key-value store (what table sources, table aggregations and materialized table
+    /// operations keep), as Kafka's `TimestampedCacheFlushListener` hands its entries on:
+    /// the listener gets the values without their timestamps, and the record's timestamp is
+    /// the one stored with the new value (the one of the write for a delete).
+    pub fn set_timestamped_cache_flush_listener<K, V, F>(
+        &mut self,
+        store: &str,
+        mut listener: F,
+    ) -> Result<bool>
+    where
+        K: 'static,
+        V: 'static,
+        F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, Record<K, Change<V>>) -> Result<()>
+            + Send
+            + 'static,
+    {
+        let (open, registry, node) = self.task.connected_store(self.node, store)?;
+        let (key, value) = resolve_store::<K, ValueAndTimestamp<V>, V>(
+            open,
+            node,
+            View::TimestampedKeyValue,
+            registry,
+            timestamped,
+        )?;
+        let codec = FlushCodec {
+            store: store.to_owned(),
+            topic: open.serde_topic.clone(),
+            key,
+            value,
+        };
+        let unwrap = move |ctx: &mut ProcessorContext<'_, KOut, VOut>,
+                           record: Record<K, Change<ValueAndTimestamp<V>>>|
+              -> Result<()> {
+            let Record {
+                key,
+                value: change,
+                timestamp,
+                headers,
+            } = record;
+            let timestamp = change.new.as_ref().map_or(timestamp, |n| n.timestamp);
+            listener(
+                ctx,
+                Record {
+                    key,
+                    value: Change {
+                        new: change.new.map(|n| n.value),
+                        old: change.old.map(|o| o.value),
+                    },
+                    timestamp,
+                    headers,
+                },
+            )
+        };
+        let listener = KeyValueFlushListener {
+            codec,
+            listener: unwrap,
+            _types: PhantomData,
+        };
+        self.task
+            .set_flush_listener(self.node, store, Box::new(listener))
+    }
+
     /// [`set_cache_flush_listener`](Self::set_cache_flush_listener) for a window or session
     /// store: records are keyed by the key and its window (`[start, end)`) or session
     /// (`[start, end]`).

@@ -6,7 +6,8 @@ use std::rc::Rc;
 use streams_core::{Source, StoreBuilder, StreamsError, Topology};
 
 use crate::kstream::KStream;
-use crate::options::Consumed;
+use crate::ktable::KTable;
+use crate::options::{Consumed, Materialized};
 
 pub(crate) struct BuilderState {
     pub(crate) topology: Topology,
@@ -193,6 +194,49 @@ impl StreamsBuilder {
             consumed.key_serde,
             consumed.value_serde,
         )
+    }
+
+    /// A table of the records of `topic` (Kafka's `StreamsBuilder#table`): each record
+    /// upserts its key, a record with a null value (a tombstone) deletes it, and every
+    /// change goes downstream (a delete as a delete: [`KTable::to_stream`] emits the
+    /// tombstone). A record with a null key is skipped, logged and counted in
+    /// `dropped-records`; an update older than the stored one is applied (and logged), as
+    /// Kafka 3.x does for non-versioned tables.
+    ///
+    /// The table is materialized in a timestamped key-value store (named
+    /// `<topic>-STATE-STORE-<n>` unless `materialized` names it), cached and change-logged
+    /// to `<application.id>-<store>-changelog` by default, restored from it on start.
+    /// Names as Kafka's: `KSTREAM-SOURCE-<n>` reading the topic, then the processor
+    /// `KTABLE-SOURCE-<n>` (with a `Consumed` name: `<name>-source` and `<name>`).
+    ///
+    /// ```
+    /// use streams_core::{Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_dsl::{Consumed, Materialized, Produced, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let table = builder.table("users", Consumed::with(StringSerde, StringSerde), Materialized::new());
+    /// assert_eq!(table.store_name(), Some("users-STATE-STORE-0000000000"));
+    /// table.to_stream().to("changes", Produced::with(StringSerde, Nullable(StringSerde)));
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let input = driver.create_input_topic("users", StringSerde, Nullable(StringSerde))?;
+    /// input.pipe_input_with_timestamp("alice".into(), Some("eu".into()), 10)?;
+    /// input.pipe_input_with_timestamp("alice".into(), None, 20)?; // deletes alice
+    /// let out = driver.create_output_topic("changes", StringSerde, Nullable(StringSerde));
+    /// assert_eq!(out.read_key_values_to_vec()?,
+    ///     vec![("alice".into(), Some("eu".into())), ("alice".into(), None)]);
+    /// assert!(driver.read_key_value_store::<String, String>("users-STATE-STORE-0000000000")?.is_empty());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn table<K, V>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V>
+    where
+        K: Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        crate::table::source_table(&self.state, topic, consumed, materialized)
     }
 
     /// Adds a state store for processors added with [`KStream::process`].

@@ -2,6 +2,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use streams_core::{Change, Nullable, Record, SharedSerde};
 
@@ -9,13 +10,47 @@ use crate::builder::Shared;
 use crate::kstream::KStream;
 use crate::processors::stateless;
 
+/// Whether a table node forwards old values (Kafka's `enableSendingOldValues`): set at build
+/// time by a downstream operation that needs them (`group_by`), read by the node's processor
+/// supplier when the topology is instantiated. Enabling a node enables its upstream tables
+/// too, as Kafka's does.
+#[derive(Debug, Default)]
+pub(crate) struct OldValues {
+    enabled: AtomicBool,
+    parent: Option<Arc<OldValues>>,
+}
+
+impl OldValues {
+    /// A node whose upstream table node is `parent`.
+    pub(crate) fn child_of(parent: &Arc<OldValues>) -> Arc<OldValues> {
+        Arc::new(OldValues {
+            enabled: AtomicBool::new(false),
+            parent: Some(Arc::clone(parent)),
+        })
+    }
+
+    /// Asks this node (and its upstream tables) to forward old values.
+    pub(crate) fn enable(&self) {
+        self.enabled.store(true, Ordering::SeqCst);
+        if let Some(p) = &self.parent {
+            p.enable();
+        }
+    }
+
+    /// Whether a downstream operation asked for old values.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+    }
+}
+
 /// A table (Kafka's `KTable`): the latest value per key, backed by a state store.
 pub struct KTable<K, V> {
-    state: Shared,
-    node: String,
+    pub(crate) state: Shared,
+    pub(crate) node: String,
     store: Option<String>,
-    key_serde: Option<SharedSerde<K>>,
-    value_serde: Option<SharedSerde<V>>,
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) old_values: Arc<OldValues>,
 }
 
 impl<K, V> std::fmt::Debug for KTable<K, V> {
@@ -45,6 +80,27 @@ where
             store: Some(store),
             key_serde,
             value_serde,
+            old_values: Arc::default(),
+        }
+    }
+
+    /// A table whose node is `node`, materialized in `store` if any, with the given
+    /// old-values switch.
+    pub(crate) fn with_parts(
+        state: Shared,
+        node: String,
+        store: Option<String>,
+        key_serde: Option<SharedSerde<K>>,
+        value_serde: Option<SharedSerde<V>>,
+        old_values: Arc<OldValues>,
+    ) -> Self {
+        KTable {
+            state,
+            node,
+            store,
+            key_serde,
+            value_serde,
+            old_values,
         }
     }
 
@@ -71,8 +127,8 @@ where
     /// (or is a delete) becomes a delete of its key downstream, so [`KTable::to_stream`]
     /// emits a tombstone for it, whether or not the key was ever in the filtered table
     /// (Kafka forwards those deletes too unless a downstream operation asks the table for
-    /// old values, which no operation of this DSL does yet). The filtered table is not
-    /// materialized.
+    /// old values, as [`KTable::group_by`] does: then a row that was not in the filtered
+    /// table and still is not is not forwarded). The filtered table is not materialized.
     ///
     /// ```
     /// use streams_core::{I64Serde, Nullable, StreamsConfig, StringSerde, TopologyTestDriver};
@@ -138,15 +194,27 @@ where
         let name = self.state.borrow_mut().next_name("KTABLE-FILTER-");
         let parent = self.node.clone();
         let predicate = Arc::new(predicate);
+        let old_values = OldValues::child_of(&self.old_values);
+        let switch = Arc::clone(&old_values);
         let supplier = move || {
             let predicate = Arc::clone(&predicate);
+            let send_old = switch.enabled();
             stateless(move |ctx, r: Record<K, Change<V>>| {
-                // Kafka's KTableFilter without old values: the new value if it passes,
-                // else a delete; the old value is not sent.
+                // Kafka's KTableFilter: the new value if it passes, else a delete; with old
+                // values on, the old value filtered the same way, and nothing forwarded when
+                // both are absent (the row was not in the filtered table and still is not).
                 let new = r.value.new.filter(|v| filter_not ^ predicate(&r.key, v));
+                let old = if send_old {
+                    r.value.old.filter(|v| filter_not ^ predicate(&r.key, v))
+                } else {
+                    None
+                };
+                if send_old && new.is_none() && old.is_none() {
+                    return Ok(());
+                }
                 ctx.forward(Record {
                     key: r.key,
-                    value: Change { new, old: None },
+                    value: Change { new, old },
                     timestamp: r.timestamp,
                     headers: r.headers,
                 })
@@ -161,6 +229,7 @@ where
             store: None,
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
+            old_values,
         }
     }
 

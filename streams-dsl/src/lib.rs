@@ -50,18 +50,22 @@
 //! ```
 
 mod builder;
+mod changed;
 mod kgrouped;
+mod kgrouped_table;
 mod kstream;
 mod ktable;
 mod options;
 mod processors;
 mod repartition;
 mod session_windowed;
+mod table;
 mod time_windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
 pub use kgrouped::{KGroupedStream, WindowedBy};
+pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};

@@ -673,11 +673,18 @@ impl<K: CacheKey, S: Backing<K>, E: FlushEntry<K>> CacheLayer<K, S, E> {
         timestamp: i64,
         evicted: bool,
     ) -> Result<()> {
-        let old_value = if self.send_old_values {
+        // As Kafka's caching store: with a listener, a delete of a key the store below does
+        // not hold either is neither written nor forwarded (nothing changed).
+        let delete_with_listener = value.is_none() && self.listener.is_some();
+        let below = if self.send_old_values || delete_with_listener {
             self.inner.read(key)?
         } else {
             None
         };
+        if delete_with_listener && below.is_none() {
+            return Ok(());
+        }
+        let old_value = if self.send_old_values { below } else { None };
         // The layers below (change-logging) stamp what they write with the record time.
         let current = self.timestamp.get();
         self.timestamp.set(timestamp);
