@@ -39,7 +39,7 @@
 #
 # Environment: LIBRDKAFKA_TESTS_BROKER (a `broker` binary to use instead of building it),
 # LIBRDKAFKA_TEST_TIMEOUT (seconds per test, default 120; some tests have their
-# own bound in TIMEOUTS), LIBRDKAFKA_TESTS_JOBS (tests at a time, default 4),
+# own bound in TIMEOUTS), LIBRDKAFKA_TESTS_JOBS (tests at a time, default 3),
 # LIBRDKAFKA_TESTS_KEEP_LOGS=1 to keep the logs directory on success.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +52,7 @@ log() { printf '[librdkafka-tests] %s\n' "$*" >&2; }
 # and ApiVersions v3 as Kafka 3.x does, without transactions (handled in NOT_RUN).
 export TEST_KAFKA_VERSION=${TEST_KAFKA_VERSION:-3.4.0}
 per_test_timeout=${LIBRDKAFKA_TEST_TIMEOUT:-120}
-jobs=${LIBRDKAFKA_TESTS_JOBS:-4}
+jobs=${LIBRDKAFKA_TESTS_JOBS:-3}
 
 # Tests run against the broker (LONG_FIRST first, then in this order). Numbers as in
 # librdkafka's tests/test.c; a number runs every broker (non-local) test of that number in the
