@@ -216,6 +216,24 @@ where
         &self.stream.state
     }
 
+    /// Prepares the `Materialized` of a windowed `count`: as Kafka's windowed
+    /// `count(Materialized)`, an unnamed store first draws (and discards) one generated store
+    /// name, for compatibility with older topologies; the count's serde defaults to `i64`.
+    pub(crate) fn windowed_count_materialized(
+        &self,
+        mut m: crate::Materialized<K, i64>,
+    ) -> crate::Materialized<K, i64> {
+        if m.name.is_none() {
+            self.state()
+                .borrow_mut()
+                .next_name("KSTREAM-AGGREGATE-STATE-STORE-");
+        }
+        if m.value_serde.is_none() {
+            m.value_serde = Some(std::sync::Arc::new(streams_core::I64Serde));
+        }
+        m
+    }
+
     /// The value serde known for the grouped values (the `Grouped` one, else the
     /// stream's).
     pub(crate) fn value_serde(&self) -> Option<SharedSerde<V>> {

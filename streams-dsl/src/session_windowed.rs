@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_core::{
-    Change, I64Serde, Processor, ProcessorContext, Record, Result, SessionWindowedSerde,
-    SharedSerde, StoreBuilder, StreamsError, Window, Windowed,
+    Change, Processor, ProcessorContext, Record, Result, SessionWindowedSerde, SharedSerde,
+    StoreBuilder, StreamsError, Window, Windowed,
 };
 
 use crate::kgrouped::KGroupedStream;
@@ -102,18 +102,7 @@ where
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
     pub fn count(self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
-        let mut m = materialized;
-        if m.name.is_none() {
-            // Kafka's SessionWindowedKStreamImpl.count(Materialized) draws (and discards) a
-            // store name for compatibility with older topologies.
-            self.grouped
-                .state()
-                .borrow_mut()
-                .next_name("KSTREAM-AGGREGATE-STATE-STORE-");
-        }
-        if m.value_serde.is_none() {
-            m.value_serde = Some(Arc::new(I64Serde));
-        }
+        let m = self.grouped.windowed_count_materialized(materialized);
         self.build(
             Arc::new(|| Some(0)),
             Arc::new(|_k: &K, _v: V, n: Option<i64>| n.unwrap_or(0).saturating_add(1)),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_core::{
-    Change, I64Serde, Processor, ProcessorContext, Record, Result, SharedSerde, StoreBuilder,
-    StreamsError, TimeWindowedSerde, ValueAndTimestamp, Windowed,
+    Change, Processor, ProcessorContext, Record, Result, SharedSerde, StoreBuilder, StreamsError,
+    TimeWindowedSerde, ValueAndTimestamp, Windowed,
 };
 
 use crate::kgrouped::KGroupedStream;
@@ -87,18 +87,7 @@ where
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
     pub fn count(self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
-        let mut m = materialized;
-        if m.name.is_none() {
-            // Kafka's TimeWindowedKStreamImpl.count(Materialized) draws (and discards) a
-            // store name for compatibility with older topologies.
-            self.grouped
-                .state()
-                .borrow_mut()
-                .next_name("KSTREAM-AGGREGATE-STATE-STORE-");
-        }
-        if m.value_serde.is_none() {
-            m.value_serde = Some(Arc::new(I64Serde));
-        }
+        let m = self.grouped.windowed_count_materialized(materialized);
         self.build(
             Arc::new(|_k: &K, _v: V, n: Option<i64>| n.unwrap_or(0) + 1),
             m,
