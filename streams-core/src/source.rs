@@ -23,14 +23,28 @@ pub(crate) trait SourceDeserializer: Send {
 /// The next record of one input partition, typed.
 pub(crate) trait SourceHead: Send {
     /// Deserializes `raw` into the head (replacing what it held) and returns the extracted
-    /// timestamp, which may be invalid (negative).
-    fn fill(&mut self, topic: &str, raw: &RawRecord, partition_time: i64) -> Result<i64>;
+    /// timestamp, which may be invalid (negative); or [`Filled::NullNotRepresentable`] (the
+    /// head left empty) when the record's key or value is null and the source's type for it
+    /// cannot hold a null.
+    fn fill(&mut self, topic: &str, raw: &RawRecord, partition_time: i64) -> Result<Filled>;
     /// Replaces the held record's timestamp.
     fn set_timestamp(&mut self, timestamp: i64);
     /// The held record's timestamp, if a record is held.
     fn timestamp(&self) -> Option<i64>;
     /// Moves the held record to the children of source node `node`.
     fn forward(&mut self, task: &mut TaskContext, node: usize) -> Result<()>;
+}
+
+/// What [`SourceHead::fill`] made of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filled {
+    /// The head holds the record, with this extracted timestamp.
+    Record(i64),
+    /// The record's key (`"key"`) or value (`"value"`) is null, which Kafka passes on as
+    /// `null` but the source's Rust type cannot hold (its serde refuses an absent payload,
+    /// as `String`'s does; `Nullable` serdes read it as `None`). The record is not a
+    /// deserialization error: Kafka's deserializers return null for null bytes.
+    NullNotRepresentable(&'static str),
 }
 
 pub(crate) struct TypedSource<K, V> {
@@ -72,8 +86,17 @@ where
     K: Any + Send + Sync + Clone,
     V: Any + Send + Sync + Clone,
 {
-    fn fill(&mut self, topic: &str, raw: &RawRecord, partition_time: i64) -> Result<i64> {
+    fn fill(&mut self, topic: &str, raw: &RawRecord, partition_time: i64) -> Result<Filled> {
         let source = &self.source;
+        self.record = None;
+        // A null payload that the type cannot hold is reported as such, not as a
+        // deserialization error (see `Filled::NullNotRepresentable`).
+        if raw.key.is_none() && source.key_serde.deserialize(topic, None).is_err() {
+            return Ok(Filled::NullNotRepresentable("key"));
+        }
+        if raw.value.is_none() && source.value_serde.deserialize(topic, None).is_err() {
+            return Ok(Filled::NullNotRepresentable("value"));
+        }
         let key = source
             .key_serde
             .deserialize(topic, raw.key.as_deref())
@@ -100,7 +123,7 @@ where
             timestamp,
             headers: raw.headers.clone(),
         });
-        Ok(timestamp)
+        Ok(Filled::Record(timestamp))
     }
 
     fn set_timestamp(&mut self, timestamp: i64) {

@@ -265,7 +265,7 @@ where
         };
         let name = state.borrow_mut().next_name(prefix);
         let (parent, key_serde, value_serde) = self.source_for(&store_name);
-        let mut store = StoreBuilder::key_value(store_name.clone())
+        let mut store = StoreBuilder::timestamped_key_value(store_name.clone())
             .with_caching(materialized.caching)
             .with_logging(materialized.logging);
         if materialized.in_memory {

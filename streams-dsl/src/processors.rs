@@ -3,7 +3,9 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use streams_core::{Change, Processor, ProcessorContext, Record, Result, SharedSerde};
+use streams_core::{
+    Change, Processor, ProcessorContext, Record, Result, SharedSerde, ValueAndTimestamp,
+};
 
 /// A processor made of a closure: `f(ctx, record)`.
 pub(crate) struct FnProcessor<F, K, V, K2, V2> {
@@ -44,7 +46,7 @@ where
 /// `reduce` from the first value, as Kafka's `KStreamAggregate` and `KStreamReduce`).
 pub(crate) type Combine<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
 
-/// Aggregates records per key into a key-value store and forwards each change (at once
+/// Aggregates records per key into a timestamped key-value store and forwards each change (at once
 /// without a cache; with one, the cache's flushes are forwarded as they happen, Kafka's
 /// `TimestampedTupleForwarder`). The store's serdes are the ones materialized with it (or
 /// the application's defaults), applied by the store handle.
@@ -71,7 +73,10 @@ where
     VA: Clone + Send + 'static,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        self.cached = ctx.forward_cache_flushes(&self.store)?;
+        self.cached = ctx
+            .set_timestamped_cache_flush_listener::<K, VA, _>(&self.store, |ctx, r| {
+                ctx.forward(r)
+            })?;
         if self.key_serde.is_none() {
             self.key_serde = ctx.serdes().get::<K>();
         }
@@ -111,10 +116,16 @@ where
             ctx.record_dropped();
             return Ok(());
         }
-        let mut store = ctx.key_value_store::<K, VA>(&self.store)?;
-        let old = store.get(&record.key)?;
+        let mut store = ctx.timestamped_key_value_store::<K, VA>(&self.store)?;
+        let stored = store.get(&record.key)?;
+        // Kafka's `KStreamAggregate` / `KStreamReduce`: a new aggregate takes the record's
+        // timestamp, an updated one the larger of the record's and the stored aggregate's.
+        let timestamp = stored
+            .as_ref()
+            .map_or(record.timestamp, |s| s.timestamp.max(record.timestamp));
+        let old = stored.map(|s| s.value);
         let new = (self.combine)(&record.key, record.value, old.clone());
-        store.put(&record.key, &new)?;
+        store.put(&record.key, &ValueAndTimestamp::new(new.clone(), timestamp))?;
         if !self.cached {
             ctx.forward(Record {
                 key: record.key,
@@ -122,7 +133,7 @@ where
                     new: Some(new),
                     old,
                 },
-                timestamp: record.timestamp,
+                timestamp,
                 headers: record.headers,
             })?;
         }
@@ -169,5 +180,93 @@ mod tests {
             vec![(k(), Some(1)), (k(), Some(2))]
         );
         assert_eq!(driver.dropped_records(), 2);
+    }
+
+    /// Kafka's `KStreamAggregate`: an aggregate's timestamp is the largest timestamp of the
+    /// records that made it (a new aggregate takes the record's, an update the larger of the
+    /// record's and the stored one's), with the cache off and on (the driver flushes after
+    /// every record).
+    #[test]
+    fn aggregate_timestamps_are_the_largest_of_their_records() {
+        for caching in [false, true] {
+            let builder = StreamsBuilder::new();
+            let mut materialized = Materialized::as_store("counts");
+            if !caching {
+                materialized = materialized.with_caching_disabled();
+            }
+            builder
+                .stream("in", Consumed::with(StringSerde, StringSerde))
+                .group_by_key(Grouped::default())
+                .count(materialized)
+                .to_stream()
+                .to("out", Produced::with(StringSerde, Nullable(I64Serde)));
+            let driver =
+                TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app"))
+                    .unwrap();
+            let input = driver
+                .create_input_topic("in", StringSerde, StringSerde)
+                .unwrap();
+            for (k, ts) in [("a", 10), ("a", 5), ("b", 7), ("a", 20), ("a", 15)] {
+                input
+                    .pipe_input_with_timestamp(k.into(), "v".into(), ts)
+                    .unwrap();
+            }
+            let out = driver.create_output_topic("out", StringSerde, Nullable(I64Serde));
+            let got: Vec<(String, Option<i64>, i64)> = out
+                .read_records_to_vec()
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.key, r.value, r.timestamp))
+                .collect();
+            let want = [
+                ("a", 1, 10),
+                ("a", 2, 10),
+                ("b", 1, 7),
+                ("a", 3, 20),
+                ("a", 4, 20),
+            ];
+            let want: Vec<(String, Option<i64>, i64)> = want
+                .iter()
+                .map(|&(k, v, ts)| (k.to_owned(), Some(v), ts))
+                .collect();
+            assert_eq!(got, want, "caching {caching}");
+        }
+    }
+
+    /// The measured case: `groupByKey().count()` over a stream typed `String` (not
+    /// `Option`) with one null-valued record. Kafka's `StringDeserializer` reads null bytes
+    /// as null and `KStreamAggregate` skips the record; here a `String` cannot hold the null,
+    /// so the source skips it — either way the others are counted, it is counted as dropped,
+    /// and the application does not stop (the deserialization handler, `fail` by default, is
+    /// not involved). A null key is skipped the same way.
+    #[test]
+    fn a_null_a_non_option_type_cannot_hold_is_skipped_not_a_failure() {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream("in", Consumed::with(StringSerde, StringSerde))
+            .group_by_key(Grouped::default())
+            .count(Materialized::as_store("counts"))
+            .to_stream()
+            .to("out", Produced::with(StringSerde, Nullable(I64Serde)));
+        let driver =
+            TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+        let input = driver
+            .create_input_topic("in", StringSerde, StringSerde)
+            .unwrap();
+        input.pipe_input("k".into(), "a".into()).unwrap();
+        input
+            .pipe_raw(Some(b"k".to_vec()), None, 1, Vec::new())
+            .unwrap();
+        input
+            .pipe_raw(None, Some(b"b".to_vec()), 2, Vec::new())
+            .unwrap();
+        input.pipe_input("k".into(), "c".into()).unwrap();
+        let out = driver.create_output_topic("out", StringSerde, Nullable(I64Serde));
+        assert_eq!(
+            out.read_key_values_to_vec().unwrap(),
+            vec![("k".to_owned(), Some(1)), ("k".to_owned(), Some(2))]
+        );
+        assert_eq!(driver.dropped_records(), 2);
+        assert_eq!(driver.skipped_records(), 0, "not deserialization errors");
     }
 }

@@ -38,7 +38,18 @@ impl Task {
                     break;
                 };
                 match q.head.fill(&q.partition.topic, &raw, q.partition_time) {
-                    Ok(ts) if ts < 0 => match self.settings.invalid_timestamps {
+                    Ok(Filled::NullNotRepresentable(what)) => {
+                        // Kafka passes a null key or value on (its deserializers return
+                        // null for null bytes) and the stateful operators skip it; a Rust
+                        // type without a null cannot carry it, so it is skipped here, as
+                        // those operators do, logged and counted — not a bad record.
+                        tracing::warn!(task = %self.id, partition = %q.partition, offset = raw.offset,
+                            "Skipping record with a null {what}: the source's {what} type cannot hold a null (read it with a `Nullable` serde to see nulls)");
+                        self.counters.skipped_null += 1;
+                        self.ctx.record_dropped();
+                        self.consumed.insert(q.partition.clone(), raw.offset + 1);
+                    }
+                    Ok(Filled::Record(ts)) if ts < 0 => match self.settings.invalid_timestamps {
                         InvalidTimestampPolicy::Fail => {
                             return Err(StreamsError::InvalidTimestamp {
                                 topic: q.partition.topic.clone(),
@@ -65,7 +76,7 @@ impl Task {
                             }
                         }
                     },
-                    Ok(ts) => {
+                    Ok(Filled::Record(ts)) => {
                         q.partition_time = q.partition_time.max(ts);
                         q.head_offset = Some(raw.offset);
                     }

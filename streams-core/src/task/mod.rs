@@ -26,7 +26,7 @@ use crate::processor::{
 use crate::record::{Header, InFlight, Record, RecordMetadata};
 use crate::serde::SerdeRegistry;
 use crate::sink::ErasedSink;
-use crate::source::SourceHead;
+use crate::source::{Filled, SourceHead};
 use crate::store::{open_store, OpenStore, StoreEnv, StoreHost};
 use crate::topology::{NodeKind, Subtopology, Topology};
 
@@ -184,6 +184,8 @@ pub(crate) struct TaskCounters {
     pub(crate) processed: u64,
     pub(crate) skipped_deserialization: u64,
     pub(crate) skipped_timestamp: u64,
+    /// Records whose null key or value the source's types cannot hold.
+    pub(crate) skipped_null: u64,
     /// Records processed while an empty partition's `max.task.idle.ms` had run out (Kafka's
     /// enforced processing).
     pub(crate) enforced_processing: u64,
