@@ -6,7 +6,10 @@
 //! - `word-count`: the classic Kafka Streams word count on the embedded broker (the
 //!   README's main command); its application logic is [`word_count`], shared with the tests
 //!   and the benchmark.
+//! - `gps-trucks`: a fleet of trucks reporting GPS positions; latest positions, distance
+//!   and average speed per truck and window, speeding alerts ([`gps_trucks`]).
 //! - `broker-demo`: starts an embedded broker, appends records, reads them back and prints
 //!   throughput.
 
+pub mod gps_trucks;
 pub mod word_count;
