@@ -28,6 +28,7 @@
 
 pub mod generator;
 pub mod geo;
+pub mod geofence;
 pub mod oracle;
 
 use std::collections::BTreeMap;
@@ -65,6 +66,10 @@ pub const SPEEDING_TOPIC: &str = "truck-speeding-alerts";
 pub const LATEST_STORE: &str = "latest-positions";
 /// The segmenter's store of each truck's recent reports.
 pub const TRACK_STORE: &str = "truck-tracks";
+/// The zone-cells step's store of each zone's current definition.
+pub const ZONE_CELLS_STORE: &str = "zone-definitions";
+/// The geofence tracker's store of each truck's current zones.
+pub const TRACKER_STORE: &str = "truck-zones";
 /// The 5-minute windows' store.
 pub const STATS_STORE: &str = "truck-stats";
 /// The 10-minute speed windows' store.
