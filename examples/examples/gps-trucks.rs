@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p examples --example gps-trucks -- [--trucks N] [--minutes M] [--seed S]
-//!     [--data-dir DIR] [--threads N] [--bootstrap-server HOST:PORT]
+//!     [--data-dir DIR] [--threads N] [--follow [--speed X]] [--bootstrap-server HOST:PORT]
 //! ```
 //!
 //! Generates the reports of N trucks over M minutes of event time (one per truck every 20
@@ -10,6 +10,8 @@
 //! in-process broker, runs the fleet topology (`examples::gps_trucks`), and once every report
 //! is processed prints, per truck, the distance driven and the average speed over the closed
 //! 5-minute windows and the latest position, then the speeding alerts with their times.
+//! With `--follow` the reports are fed as a live stream (a minute of event time per second by
+//! default, `--speed`), and the dashboard of latest positions is printed after every minute.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +46,13 @@ struct Args {
     /// Stream threads of the application (at least 1).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = at_least_one)]
     threads: usize,
+    /// Feed the reports as a live stream and print the latest positions after every minute
+    /// of event time.
+    #[arg(long)]
+    follow: bool,
+    /// With --follow: event time per wall-clock time (60 = a minute per second).
+    #[arg(long, value_name = "X", default_value_t = 60.0, requires = "follow")]
+    speed: f64,
     /// An external Kafka cluster to run against. Not supported yet (it needs the rdkafka
     /// backend): the example refuses it with an explanation.
     #[arg(long = "bootstrap-server", value_name = "HOST:PORT")]
@@ -147,8 +156,31 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options::new(&data_dir);
     options.threads = args.threads;
     let app = GpsTrucks::start(&options)?;
-    app.produce(&fleet)?;
-    app.wait_until_processed(Duration::from_secs(600))?;
+    if args.follow {
+        let started = std::time::Instant::now();
+        let first = fleet.reports.first().map_or(0, |r| r.arrival_ms);
+        let speed = args.speed.max(0.001);
+        app.produce_live(&fleet, 60_000, Duration::from_secs(600), |app, until| {
+            let results = app.results()?;
+            println!("== {} UTC: latest positions ==", format_utc(until + 1));
+            for (truck, p) in &results.latest {
+                println!(
+                    "{truck:<10} {} {:.5} {:.5}",
+                    format_time(p.ts),
+                    p.lat,
+                    p.lon
+                );
+            }
+            let due = Duration::from_secs_f64((until + 1 - first) as f64 / 1000.0 / speed);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            Ok(())
+        })?;
+    } else {
+        app.produce(&fleet)?;
+        app.wait_until_processed(Duration::from_secs(600))?;
+    }
     let results = app.results()?;
     let dropped = app.app().dropped_records();
     app.close()?;

@@ -55,6 +55,9 @@ pub struct Report {
     pub position: Position,
     /// How it arrives.
     pub arrival: Arrival,
+    /// When it arrives (ms since the epoch, on the event-time clock): the event time plus
+    /// its delay. Reports are produced in this order.
+    pub arrival_ms: i64,
 }
 
 /// The generated fleet: every report, in produce order.
@@ -169,6 +172,7 @@ pub fn generate(config: &FleetConfig) -> Fleet {
                     truck: truck.clone(),
                     position: Position { ts, lat, lon },
                     arrival,
+                    arrival_ms: ts + delay,
                 },
             ));
         }

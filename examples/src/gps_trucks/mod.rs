@@ -458,9 +458,13 @@ impl GpsTrucks {
     /// Writes the fleet's reports to [`POSITIONS_TOPIC`] in their order, each to its
     /// truck's partition (the Java client's murmur2 partitioner, as a Kafka producer would).
     pub fn produce(&self, fleet: &Fleet) -> Result<()> {
+        self.produce_reports(&fleet.reports)
+    }
+
+    fn produce_reports(&self, reports: &[generator::Report]) -> Result<()> {
         let mut batch: BTreeMap<i32, Vec<ProduceRecord>> = BTreeMap::new();
         let serde = JsonSerde::<Position>::new();
-        for r in &fleet.reports {
+        for r in reports {
             let p = broker_embedded::partition_for_key(r.truck.as_bytes(), POSITIONS_PARTITIONS)
                 .and_then(|p| i32::try_from(p).ok())
                 .unwrap_or(0);
@@ -483,6 +487,35 @@ impl GpsTrucks {
         }
         for (p, records) in batch {
             self.broker.produce(POSITIONS_TOPIC, p, &records)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the fleet's reports as a live feed would: in batches of `batch_ms` of arrival
+    /// time, waiting after each until it is processed, then calling `after_batch` with the
+    /// batch's last arrival time (to print a dashboard, or pace the feed). With `batch_ms`
+    /// = 1 every distinct arrival time is its own batch, so each truck's reports reach every
+    /// step in arrival order (see [`geofence`]).
+    pub fn produce_live(
+        &self,
+        fleet: &Fleet,
+        batch_ms: i64,
+        timeout: Duration,
+        mut after_batch: impl FnMut(&Self, i64) -> Result<()>,
+    ) -> Result<()> {
+        let batch_ms = batch_ms.max(1);
+        let mut rest = fleet.reports.as_slice();
+        while let Some(first) = rest.first() {
+            let batch_end = first.arrival_ms - first.arrival_ms.rem_euclid(batch_ms) + batch_ms;
+            let n = rest
+                .iter()
+                .position(|r| r.arrival_ms >= batch_end)
+                .unwrap_or(rest.len());
+            let (batch, tail) = rest.split_at(n);
+            self.produce_reports(batch)?;
+            self.wait_until_processed(timeout)?;
+            after_batch(self, batch_end - 1)?;
+            rest = tail;
         }
         Ok(())
     }
