@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::generator::Fleet;
+use super::geofence::{Crossing, GeofenceAlert, Zone};
 use super::{
     geo, ms, stats_window_end, Position, WindowStats, GRACE, POSITIONS_PARTITIONS,
     SPEEDING_MIN_SECS, SPEED_ADVANCE, SPEED_LIMIT_KMH, SPEED_WINDOW, STATS_WINDOW,
@@ -111,6 +112,47 @@ pub fn expected(fleet: &Fleet) -> Expected {
         }
     }
     e
+}
+
+/// The geofence alerts for `fleet` and `zones` (all zones known before the first report),
+/// each truck's reports taken in arrival order (the order a live feed gives the tracker; see
+/// [`geofence`](super::geofence)), zones found directly from their rectangles rather than
+/// through grid cells. Sorted by truck, then event time, then exits before entries, then
+/// zone.
+pub fn expected_geofence(fleet: &Fleet, zones: &[(String, Zone)]) -> Vec<GeofenceAlert> {
+    // Per truck: the event time of the last report used and the zones it was in.
+    let mut last: BTreeMap<&str, (i64, BTreeSet<&str>)> = BTreeMap::new();
+    let mut alerts = Vec::new();
+    for r in &fleet.reports {
+        let p = r.position;
+        let inside: BTreeSet<&str> = zones
+            .iter()
+            .filter(|(_, z)| {
+                p.lat >= z.south && p.lat < z.north && p.lon >= z.west && p.lon < z.east
+            })
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let before = match last.get(r.truck.as_str()) {
+            Some((ts, _)) if p.ts <= *ts => continue, // not newer: ignored
+            Some((_, zones)) => zones.clone(),
+            None => BTreeSet::new(),
+        };
+        let alert = |zone: &str, crossing| GeofenceAlert {
+            truck: r.truck.clone(),
+            zone: zone.to_owned(),
+            crossing,
+            ts: p.ts,
+            lat: p.lat,
+            lon: p.lon,
+        };
+        alerts.extend(before.difference(&inside).map(|z| alert(z, Crossing::Exit)));
+        alerts.extend(inside.difference(&before).map(|z| alert(z, Crossing::Enter)));
+        last.insert(r.truck.as_str(), (p.ts, inside));
+    }
+    alerts.sort_by(|a, b| {
+        (&a.truck, a.ts, a.crossing, &a.zone).cmp(&(&b.truck, b.ts, b.crossing, &b.zone))
+    });
+    alerts
 }
 
 #[cfg(test)]
