@@ -520,6 +520,14 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.task.clock.now_ms()
     }
 
+    /// How often (wall clock, ms) a left or outer stream-stream join looks for non-joined
+    /// records whose window closed: [`StreamsConfig::outer_join_emit_interval`]
+    /// (crate::StreamsConfig::outer_join_emit_interval), 1,000 by default, 0 under the
+    /// `TopologyTestDriver`.
+    pub fn outer_join_emit_interval_ms(&self) -> i64 {
+        self.task.outer_join_emit_interval_ms
+    }
+
     /// Schedules [`Processor::punctuate`] every `interval`, on stream time or on the wall
     /// clock. Intervals below 1 ms are refused.
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> Result<ScheduleId> {

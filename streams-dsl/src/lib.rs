@@ -51,6 +51,8 @@
 
 mod builder;
 mod changed;
+mod join_windows;
+mod joined;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
@@ -59,11 +61,15 @@ mod options;
 mod processors;
 mod repartition;
 mod session_windowed;
+mod stream_join;
+mod stream_table_join;
 mod table;
 mod time_windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
+pub use join_windows::JoinWindows;
+pub use joined::{Joined, StreamJoined};
 pub use kgrouped::{KGroupedStream, WindowedBy};
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;
