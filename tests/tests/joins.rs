@@ -185,3 +185,64 @@ fn join_buffers_are_restored_from_their_changelogs_after_a_restart() {
     assert_eq!(app.dropped_records(), 0);
     app.close();
 }
+
+/// Co-partitioning, as Kafka's `CopartitionedTopicsEnforcer`: joined topics with
+/// different partition counts stop the application at start with an error naming both
+/// topics and counts; after a key change, the repartition topic takes the partition count
+/// of the other side's topic.
+#[test]
+fn joined_topics_must_be_copartitioned_and_repartition_topics_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = BrokerConfig::new(dir.path().join("broker"));
+    c.group_initial_rebalance_delay = Duration::ZERO;
+    let broker = Broker::open(c).unwrap();
+    broker.create_topic(NewTopic::new(LEFT, 3)).unwrap();
+    broker.create_topic(NewTopic::new(RIGHT, 2)).unwrap();
+    broker.create_topic(NewTopic::new(OUTPUT, 2)).unwrap();
+    let config = StreamsConfig::new(APP).state_dir(dir.path().join("state"));
+    let mut app =
+        StreamsApp::new(topology(), config.clone(), EmbeddedCluster::new(broker.clone())).unwrap();
+    let err = app.start().unwrap_err().to_string();
+    assert!(
+        err.contains("orders: 3") && err.contains("payments: 2"),
+        "{err}"
+    );
+
+    // The orders re-keyed by their value: read back through a repartition topic with the
+    // payments' 2 partitions.
+    let builder = StreamsBuilder::new();
+    let orders = builder
+        .stream(LEFT, Consumed::with(StringSerde, StringSerde))
+        .select_key(|_k: &String, v: &String| v.clone());
+    let payments = builder.stream(RIGHT, Consumed::with(StringSerde, StringSerde));
+    orders
+        .join(
+            &payments,
+            |o: &String, p: &String| format!("{o}+{p}"),
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(DIFF as u64))
+                .unwrap(),
+            StreamJoined::with(StringSerde, StringSerde, StringSerde),
+        )
+        .to(OUTPUT, Produced::with(StringSerde, StringSerde));
+    let mut app = StreamsApp::new(
+        builder.build().unwrap(),
+        config.state_dir(dir.path().join("state2")),
+        EmbeddedCluster::new(broker.clone()),
+    )
+    .unwrap();
+    app.start().unwrap();
+    assert!(app.wait_for_state(StreamsState::Running, WAIT), "{:?}", app.errors());
+    let repartition = broker
+        .describe_topic(&format!("{APP}-KSTREAM-KEY-SELECT-0000000001-repartition"))
+        .unwrap();
+    assert_eq!(repartition.partitions.len(), 2);
+    // An order keyed "x" with value "customer-1" meets the payment of customer-1.
+    broker
+        .produce(LEFT, 0, &[ProduceRecord::new(b"x".to_vec(), b"customer-1".to_vec()).with_timestamp(5)])
+        .unwrap();
+    produce(&broker, &[(false, "customer-1".into(), "p".into(), 7)]);
+    wait_for("the joined record", || {
+        output(&broker).contains_key(&("customer-1".to_owned(), "customer-1+p".to_owned(), 7))
+    });
+    app.close();
+}
