@@ -65,6 +65,7 @@ mod stream_join;
 mod stream_table_join;
 mod table;
 mod time_windowed;
+mod value_getter;
 mod windows;
 
 pub use builder::StreamsBuilder;

@@ -14,6 +14,7 @@ use crate::joined::Joined;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::repartition::repartition;
+use crate::value_getter::ValueGetter;
 
 /// Kafka's `ValueJoinerWithKey` of a stream-table join: (key, stream value, table value),
 /// the table value `None` (left join only) when the table has no row for the key.
@@ -28,19 +29,9 @@ impl<K, V, VT, VR> TableJoiner<K, V, VT, VR> {
     }
 }
 
-/// How the join reads the table's store (Kafka's `KTableValueGetter` of a materialized
-/// table): timestamped (source tables, table aggregations, materialized `map_values`) or
-/// plain (stream aggregations).
-#[derive(Debug, Clone, Copy)]
-enum Getter {
-    Timestamped,
-    Plain,
-}
-
 /// Kafka's `KStreamKTableJoinProcessor` (no versioned-table buffer).
 struct StreamTableJoinProcessor<K, V, VT, VR> {
-    store: String,
-    getter: Getter,
+    getter: ValueGetter<K, VT>,
     joiner: Arc<TableJoiner<K, V, VT, VR>>,
     key_serde: Option<SharedSerde<K>>,
     value_serde: Option<SharedSerde<V>>,
@@ -76,13 +67,7 @@ where
         let table_value = if null_key {
             None
         } else {
-            match self.getter {
-                Getter::Timestamped => ctx
-                    .timestamped_key_value_store::<K, VT>(&self.store)?
-                    .get(&r.key)?
-                    .map(|v| v.value),
-                Getter::Plain => ctx.key_value_store::<K, VT>(&self.store)?.get(&r.key)?,
-            }
+            (self.getter.get)(&mut ctx.store_access(), &r.key)?
         };
         let out = match (&*self.joiner, &table_value) {
             (TableJoiner::Inner(f), Some(t)) => f(&r.key, &r.value, t),
@@ -120,24 +105,23 @@ where
             .borrow_mut()
             .next_name(if left { "KSTREAM-LEFTJOIN-" } else { "KSTREAM-JOIN-" }),
     };
-    let store = table.store_name().map(str::to_owned);
+    let getter = table.value_getter();
     let table_node = table.node.clone();
     let joiner = Arc::new(joiner);
     let (ks, vs) = (key_serde.clone(), value_serde);
     state.borrow_mut().apply(|t| {
-        let Some(store) = store else {
+        let Some(getter) = getter else {
             return Err(StreamsError::Config {
                 key: "KStream::join_table".to_owned(),
                 reason: format!(
-                    "the table of node `{table_node}` is not materialized (a filter or an \
-                     unmaterialized map_values): join a source table, an aggregation, or a \
-                     map_values_materialized table"
+                    "the table of node `{table_node}` is not materialized and has no \
+                     materialized ancestor to read it through"
                 ),
             });
         };
-        let getter = match t.stores().find(|s| s.name() == store).map(|s| s.kind()) {
-            Some(StoreKind::TimestampedKeyValue) => Getter::Timestamped,
-            Some(StoreKind::KeyValue) => Getter::Plain,
+        let store = getter.store.clone();
+        match t.stores().find(|s| s.name() == store).map(|s| s.kind()) {
+            Some(StoreKind::TimestampedKeyValue | StoreKind::KeyValue) => {}
             other => {
                 return Err(StreamsError::Config {
                     key: "KStream::join_table".to_owned(),
@@ -147,13 +131,11 @@ where
                     ),
                 });
             }
-        };
-        let supplier_store = store.clone();
+        }
         t.add_processor(
             &name,
             move || StreamTableJoinProcessor::<K, V, VT, VR> {
-                store: supplier_store.clone(),
-                getter,
+                getter: getter.clone(),
                 joiner: Arc::clone(&joiner),
                 key_serde: ks.clone(),
                 value_serde: vs.clone(),
@@ -180,9 +162,10 @@ where
     /// with a null key or value (its serde's
     /// [`Serde::is_null`](streams_core::Serde::is_null)) is dropped and counted.
     ///
-    /// The table must be materialized (a source table, an aggregation, or
-    /// `map_values_materialized`); a filtered or unmaterialized `map_values` table is
-    /// refused by [`StreamsBuilder::build`](crate::StreamsBuilder::build). A stream whose
+    /// The table is read through its store (a source table, an aggregation,
+    /// `map_values_materialized`), or, for a filtered or unmaterialized `map_values` table,
+    /// through its parent's store with the predicate or mapper applied (Kafka's value
+    /// getters); windowed tables cannot be joined. A stream whose
     /// key may have changed is repartitioned first (`<node>-repartition`, or
     /// `<name>-repartition` with [`Joined::with_name`]). The processor is
     /// `KSTREAM-JOIN-<n>`, connected to the table's store, so the stream and the table

@@ -31,13 +31,47 @@ fn fmt(v: &V, t: Option<&i64>) -> String {
     format!("{}:{}", v.unwrap_or(-1), t.map_or("null".to_owned(), i64::to_string))
 }
 
+/// The joined table: the source table, or a view of it that is not materialized itself
+/// and is read through Kafka's value getters (`KTableFilter` / `KTableMapValues`).
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Source,
+    /// `filter(v % 3 != 0)`
+    Filter,
+    /// `map_values(v * 10)`
+    MapValues,
+    /// `filter_not(v % 3 == 0)` then `map_values(v * 10)`
+    FilterThenMap,
+}
+
+fn view(shape: Shape, v: i64) -> Option<i64> {
+    match shape {
+        Shape::Source => Some(v),
+        Shape::Filter => (v % 3 != 0).then_some(v),
+        Shape::MapValues => Some(v * 10),
+        Shape::FilterThenMap => (v % 3 != 0).then_some(v * 10),
+    }
+}
+
 fn run(left: bool, caching: bool, input: &[In]) -> (Vec<Out>, Vec<Out>) {
+    run_shape(left, caching, Shape::Source, input)
+}
+
+fn run_shape(left: bool, caching: bool, shape: Shape, input: &[In]) -> (Vec<Out>, Vec<Out>) {
     let builder = StreamsBuilder::new();
     let mut m = Materialized::as_store("table");
     if !caching {
         m = m.with_caching_disabled();
     }
-    let table = builder.table("table", Consumed::with(Nullable(StringSerde), I64Serde), m);
+    let source = builder.table("table", Consumed::with(Nullable(StringSerde), I64Serde), m);
+    let table = match shape {
+        Shape::Source => source,
+        Shape::Filter => source.filter(|_k: &K, v: &i64| v % 3 != 0),
+        Shape::MapValues => source.map_values(|v: &i64| v * 10),
+        Shape::FilterThenMap => source
+            .filter_not(|_k: &K, v: &i64| v % 3 == 0)
+            .map_values(|v: &i64| v * 10),
+    };
     let stream = builder.stream("stream", Consumed::with(Nullable(StringSerde), Nullable(I64Serde)));
     let joined = if left {
         stream.left_join_table(&table, |v: &V, t: Option<&i64>| fmt(v, t), Joined::new())
@@ -66,7 +100,8 @@ fn run(left: bool, caching: bool, input: &[In]) -> (Vec<Out>, Vec<Out>) {
             match (key, value) {
                 (None, Some(_)) if left => want.push((None, fmt(value, None), *ts)),
                 (Some(k), Some(_)) => {
-                    let t = rows.get(k);
+                    let t = rows.get(k).and_then(|v| view(shape, *v));
+                    let t = t.as_ref();
                     if left || t.is_some() {
                         want.push((key.clone(), fmt(value, t), *ts));
                     }
@@ -107,6 +142,17 @@ proptest! {
         let (got, want) = run(true, caching, &input);
         prop_assert_eq!(got, want);
     }
+
+    #[test]
+    fn joins_read_filtered_and_mapped_tables_through_value_getters(
+        input in input_strategy(),
+        caching in any::<bool>(),
+        left in any::<bool>(),
+        shape in prop::sample::select(vec![Shape::Filter, Shape::MapValues, Shape::FilterThenMap]),
+    ) {
+        let (got, want) = run_shape(left, caching, shape, &input);
+        prop_assert_eq!(got, want);
+    }
 }
 
 /// Names as Kafka's `KStreamImpl#doStreamTableJoin` draws them, with a repartition
@@ -131,19 +177,25 @@ fn describe_names_match_kafka() {
     }
 }
 
-/// A table that is not materialized (a filter) cannot be joined yet: a clear build error.
+/// A windowed table cannot be joined by a stream (its store is a window store): a clear
+/// build error.
 #[test]
-fn unmaterialized_tables_are_refused_at_build() {
+fn windowed_tables_are_refused_at_build() {
     let builder = StreamsBuilder::new();
-    let table = builder
-        .table("users", Consumed::with(StringSerde, I64Serde), Materialized::new())
-        .filter(|_k: &String, v: &i64| *v > 0);
+    let counts = builder
+        .stream("events", Consumed::with(StringSerde, StringSerde))
+        .group_by_key(streams_dsl::Grouped::default())
+        .windowed_by(streams_dsl::TimeWindows::of_size_with_no_grace(std::time::Duration::from_secs(1)).unwrap())
+        .count(Materialized::as_store("w"));
     builder
-        .stream("clicks", Consumed::with(StringSerde, StringSerde))
-        .join_table(&table, |a: &String, b: &i64| format!("{a}{b}"), Joined::new())
-        .to("out", Produced::with(StringSerde, StringSerde));
+        .stream("probes", Consumed::with(StringSerde, StringSerde))
+        .map(|k: String, v: String| {
+            (streams_dsl::Windowed { key: k, window: streams_dsl::Window { start: 0, end: 1000 } }, v)
+        })
+        .join_table(&counts, |a: &String, b: &i64| format!("{a}{b}"), Joined::new())
+        .to("out", Produced::with(streams_core::TimeWindowedSerde::new(StringSerde, std::time::Duration::from_secs(1)), StringSerde));
     let err = builder.build().unwrap_err().to_string();
-    assert!(err.contains("not materialized"), "{err}");
+    assert!(err.contains("not a key-value store"), "{err}");
 }
 
 /// A stream aggregation's table (a plain key-value store) can be joined too.
