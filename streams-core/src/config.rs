@@ -100,7 +100,8 @@ pub struct StreamsConfig {
 }
 
 /// Kafka's internal config key of the outer-join emit interval.
-const OUTER_JOIN_EMIT_INTERVAL: &str = "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__";
+const OUTER_JOIN_EMIT_INTERVAL: &str =
+    "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__";
 
 impl StreamsConfig {
     /// Defaults for application `application_id` (Kafka Streams' defaults: 1 thread, commit

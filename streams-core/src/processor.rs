@@ -418,7 +418,9 @@ pub struct StoreAccess<'a> {
 
 impl std::fmt::Debug for StoreAccess<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreAccess").field("node", &self.node).finish()
+        f.debug_struct("StoreAccess")
+            .field("node", &self.node)
+            .finish()
     }
 }
 

@@ -380,7 +380,7 @@ mod tests {
                 wipe_unclean: false,
                 max_task_idle_ms: 0,
                 outer_join_emit_interval_ms: 0,
-            dropped: Default::default(),
+                dropped: Default::default(),
             });
             let id = TaskId {
                 subtopology: 0,

@@ -72,7 +72,10 @@ impl JoinWindows {
 
     /// Records join if their timestamps differ by at most `time_difference`; records up
     /// to `grace` late are still joined (Kafka's `ofTimeDifferenceAndGrace`).
-    pub fn of_time_difference_and_grace(time_difference: Duration, grace: Duration) -> Result<Self> {
+    pub fn of_time_difference_and_grace(
+        time_difference: Duration,
+        grace: Duration,
+    ) -> Result<Self> {
         let d = millis(time_difference);
         Self::new(d, d, millis(grace))
     }
@@ -128,7 +131,10 @@ mod tests {
     #[test]
     fn factories_and_bounds_as_kafka_checks_them() {
         let w = JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10)).unwrap();
-        assert_eq!((w.before_ms(), w.after_ms(), w.grace_period_ms()), (10, 10, 0));
+        assert_eq!(
+            (w.before_ms(), w.after_ms(), w.grace_period_ms()),
+            (10, 10, 0)
+        );
         let w = w.after(Duration::from_millis(3)).unwrap();
         assert_eq!(w.size_ms(), 13);
         assert!(w.before_ms_signed(-3).is_ok());

@@ -30,11 +30,18 @@ use crate::kstream::KStream;
 use crate::processors::stateless;
 use crate::repartition::repartition;
 
+/// An inner join's joiner: (key, left value, right value).
+type InnerJoiner<K, VL, VR, VOut> = Arc<dyn Fn(&K, &VL, &VR) -> VOut + Send + Sync>;
+/// A left join's joiner: the right value may be missing.
+type LeftJoiner<K, VL, VR, VOut> = Arc<dyn Fn(&K, &VL, Option<&VR>) -> VOut + Send + Sync>;
+/// An outer join's joiner: either value may be missing.
+type OuterJoiner<K, VL, VR, VOut> = Arc<dyn Fn(&K, Option<&VL>, Option<&VR>) -> VOut + Send + Sync>;
+
 /// Kafka's `ValueJoinerWithKey` of each join type, called with (key, left, right).
 enum Joiner<K, VL, VR, VOut> {
-    Inner(Arc<dyn Fn(&K, &VL, &VR) -> VOut + Send + Sync>),
-    Left(Arc<dyn Fn(&K, &VL, Option<&VR>) -> VOut + Send + Sync>),
-    Outer(Arc<dyn Fn(&K, Option<&VL>, Option<&VR>) -> VOut + Send + Sync>),
+    Inner(InnerJoiner<K, VL, VR, VOut>),
+    Left(LeftJoiner<K, VL, VR, VOut>),
+    Outer(OuterJoiner<K, VL, VR, VOut>),
 }
 
 impl<K, VL, VR, VOut> Joiner<K, VL, VR, VOut> {
@@ -300,10 +307,10 @@ where
             crate::table::skip_record(ctx, "Skipping record due to null key or value.");
             return Ok(());
         }
-        if ts == stream_time {
-            if let Some(store) = self.spec.outer_store.clone() {
-                self.emit_non_joined(ctx, &store, &tracker, &record)?;
-            }
+        if ts == stream_time
+            && let Some(store) = self.spec.outer_store.clone()
+        {
+            self.emit_non_joined(ctx, &store, &tracker, &record)?;
         }
         let (before, after) = self.bounds();
         let time_from = ts.saturating_sub(before).max(0);
@@ -417,13 +424,22 @@ where
         Ok(out)
     }
 
-    fn decode_outer(&self, store: &str, k: &[u8], v: &[u8]) -> Result<(i64, bool, K, Side<VL, VR>)> {
+    fn decode_outer(
+        &self,
+        store: &str,
+        k: &[u8],
+        v: &[u8],
+    ) -> Result<(i64, bool, K, Side<VL, VR>)> {
         let ts = k
             .get(..8)
             .and_then(|s| <[u8; 8]>::try_from(s).ok())
             .map(i64::from_be_bytes)
             .ok_or_else(|| corrupt(store, "key shorter than 9 bytes"))?;
-        let left = k.get(8).copied().ok_or_else(|| corrupt(store, "key shorter than 9 bytes"))? == 1;
+        let left = k
+            .get(8)
+            .copied()
+            .ok_or_else(|| corrupt(store, "key shorter than 9 bytes"))?
+            == 1;
         let key_serde = self
             .key_serde
             .as_ref()
@@ -518,10 +534,10 @@ where
                     timestamp: ts,
                     headers: record.headers.clone(),
                 })?;
-                if let Some(p) = prev.take() {
-                    if p != k {
-                        ctx.key_value_store::<Vec<u8>, Vec<u8>>(store)?.delete(&p)?;
-                    }
+                if let Some(p) = prev.take()
+                    && p != k
+                {
+                    ctx.key_value_store::<Vec<u8>, Vec<u8>>(store)?.delete(&p)?;
                 }
                 prev = Some(k.clone());
             }
@@ -550,7 +566,15 @@ where
     }
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, r: Record<K, VL>) -> Result<()> {
         let v = Side::Left(r.value);
-        self.0.process(ctx, Record { key: r.key, value: v, timestamp: r.timestamp, headers: r.headers })
+        self.0.process(
+            ctx,
+            Record {
+                key: r.key,
+                value: v,
+                timestamp: r.timestamp,
+                headers: r.headers,
+            },
+        )
     }
     fn close(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
         self.0.close(ctx);
@@ -570,7 +594,15 @@ where
     }
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>, r: Record<K, VR>) -> Result<()> {
         let v = Side::Right(r.value);
-        self.0.process(ctx, Record { key: r.key, value: v, timestamp: r.timestamp, headers: r.headers })
+        self.0.process(
+            ctx,
+            Record {
+                key: r.key,
+                value: v,
+                timestamp: r.timestamp,
+                headers: r.headers,
+            },
+        )
     }
     fn close(&mut self, ctx: &mut ProcessorContext<'_, K, VOut>) -> Result<()> {
         self.0.close(ctx);
@@ -603,7 +635,8 @@ where
         let (key, value, ts) = (r.key.clone(), r.value.clone(), r.timestamp);
         ctx.forward(r)?;
         if !null_key {
-            ctx.window_store::<K, V>(&self.store)?.put(&key, Some(&value), ts)?;
+            ctx.window_store::<K, V>(&self.store)?
+                .put(&key, Some(&value), ts)?;
         }
         Ok(())
     }
@@ -637,7 +670,10 @@ where
 {
     let state: Shared = Rc::clone(&this.state);
     let key_serde = joined.key_serde.clone();
-    let left_serde = joined.value_serde.clone().or_else(|| this.value_serde.clone());
+    let left_serde = joined
+        .value_serde
+        .clone()
+        .or_else(|| this.value_serde.clone());
     let right_serde = joined
         .other_value_serde
         .clone()
@@ -648,52 +684,103 @@ where
     let mut other_node = other.node.clone();
     let rep_key_serde = key_serde.clone().or_else(|| this.key_serde.clone());
     if this.repartition_required {
-        let prefix = name.as_ref().map_or_else(|| this.node.clone(), |n| format!("{n}-left"));
-        this_node = repartition(&state, &this.node, &prefix, rep_key_serde.clone(), left_serde.clone());
+        let prefix = name
+            .as_ref()
+            .map_or_else(|| this.node.clone(), |n| format!("{n}-left"));
+        this_node = repartition(
+            &state,
+            &this.node,
+            &prefix,
+            rep_key_serde.clone(),
+            left_serde.clone(),
+        );
     }
     if other.repartition_required {
-        let prefix = name.as_ref().map_or_else(|| other.node.clone(), |n| format!("{n}-right"));
+        let prefix = name
+            .as_ref()
+            .map_or_else(|| other.node.clone(), |n| format!("{n}-right"));
         let other_key_serde = key_serde.clone().or_else(|| other.key_serde.clone());
-        other_node = repartition(&state, &other.node, &prefix, other_key_serde, right_serde.clone());
+        other_node = repartition(
+            &state,
+            &other.node,
+            &prefix,
+            other_key_serde,
+            right_serde.clone(),
+        );
     }
     let (left_outer, right_outer) = match joiner.kind() {
         JoinKind::Inner => (false, false),
         JoinKind::Left => (true, false),
         JoinKind::Outer => (true, true),
     };
-    let this_suffix = if right_outer { "-outer-this-join" } else { "-this-join" };
-    let other_suffix = if left_outer { "-outer-other-join" } else { "-other-join" };
+    let this_suffix = if right_outer {
+        "-outer-this-join"
+    } else {
+        "-this-join"
+    };
+    let other_suffix = if left_outer {
+        "-outer-other-join"
+    } else {
+        "-other-join"
+    };
     let (this_windowed, other_windowed, this_generated, other_generated, merge) = {
         let mut s = state.borrow_mut();
-        let named_or = |suffix: &str, prefix: &str, s: &mut crate::builder::BuilderState| match &name {
-            Some(n) => format!("{n}{suffix}"),
-            None => s.next_name(prefix),
-        };
+        let named_or =
+            |suffix: &str, prefix: &str, s: &mut crate::builder::BuilderState| match &name {
+                Some(n) => format!("{n}{suffix}"),
+                None => s.next_name(prefix),
+            };
         let tw = named_or("-this-windowed", "KSTREAM-WINDOWED-", &mut s);
         let ow = named_or("-other-windowed", "KSTREAM-WINDOWED-", &mut s);
-        let tg = s.next_name(if right_outer { "KSTREAM-OUTERTHIS-" } else { "KSTREAM-JOINTHIS-" });
-        let og = s.next_name(if left_outer { "KSTREAM-OUTEROTHER-" } else { "KSTREAM-JOINOTHER-" });
+        let tg = s.next_name(if right_outer {
+            "KSTREAM-OUTERTHIS-"
+        } else {
+            "KSTREAM-JOINTHIS-"
+        });
+        let og = s.next_name(if left_outer {
+            "KSTREAM-OUTEROTHER-"
+        } else {
+            "KSTREAM-JOINOTHER-"
+        });
         let m = named_or("-merge", "KSTREAM-MERGE-", &mut s);
         (tw, ow, tg, og, m)
     };
-    let join_this = name.as_ref().map_or_else(|| this_generated.clone(), |n| format!("{n}{this_suffix}"));
-    let join_other = name.as_ref().map_or_else(|| other_generated.clone(), |n| format!("{n}{other_suffix}"));
+    let join_this = name
+        .as_ref()
+        .map_or_else(|| this_generated.clone(), |n| format!("{n}{this_suffix}"));
+    let join_other = name
+        .as_ref()
+        .map_or_else(|| other_generated.clone(), |n| format!("{n}{other_suffix}"));
     let store_base = joined.store_name.clone();
     let this_store = format!(
         "{}-store",
-        store_base.as_ref().map_or_else(|| this_generated.clone(), |b| format!("{b}{this_suffix}"))
+        store_base
+            .as_ref()
+            .map_or_else(|| this_generated.clone(), |b| format!("{b}{this_suffix}"))
     );
     let other_store = format!(
         "{}-store",
-        store_base.as_ref().map_or_else(|| other_generated.clone(), |b| format!("{b}{other_suffix}"))
+        store_base
+            .as_ref()
+            .map_or_else(|| other_generated.clone(), |b| format!("{b}{other_suffix}"))
     );
     let outer_store = left_outer.then(|| {
-        let suffix = if right_outer { "-outer-shared-join" } else { "-left-shared-join" };
+        let suffix = if right_outer {
+            "-outer-shared-join"
+        } else {
+            "-left-shared-join"
+        };
         match &store_base {
             Some(b) => format!("{b}{suffix}-store"),
             None => {
-                let prefix = if right_outer { "KSTREAM-OUTERTHIS-" } else { "KSTREAM-JOINTHIS-" };
-                let digits = this_generated.strip_prefix(prefix).unwrap_or(&this_generated);
+                let prefix = if right_outer {
+                    "KSTREAM-OUTERTHIS-"
+                } else {
+                    "KSTREAM-JOINTHIS-"
+                };
+                let digits = this_generated
+                    .strip_prefix(prefix)
+                    .unwrap_or(&this_generated);
                 format!("KSTREAM-OUTERSHARED-{digits}-store")
             }
         }
@@ -714,8 +801,8 @@ where
         }
         Ok(b)
     };
-    let this_store_builder = window_store(&this_store)
-        .map(|b| b.with_serdes(rep_key_serde.clone(), left_serde.clone()));
+    let this_store_builder =
+        window_store(&this_store).map(|b| b.with_serdes(rep_key_serde.clone(), left_serde.clone()));
     let other_store_builder = window_store(&other_store)
         .map(|b| b.with_serdes(rep_key_serde.clone(), right_serde.clone()));
     let outer_store_builder = outer_store.as_ref().map(|n| {
@@ -775,7 +862,11 @@ where
         )?;
         t.add_processor(
             &merge,
-            || stateless(|ctx: &mut ProcessorContext<'_, K, VOut>, r: Record<K, VOut>| ctx.forward(r)),
+            || {
+                stateless(
+                    |ctx: &mut ProcessorContext<'_, K, VOut>, r: Record<K, VOut>| ctx.forward(r),
+                )
+            },
             &[&join_this, &join_other],
         )?;
         t.add_state_store(this_sb, &[&this_windowed, &join_other])?;
@@ -846,7 +937,12 @@ where
         VR: Clone + Send + Sync + 'static,
         F: Fn(&V, &VO) -> VR + Send + Sync + 'static,
     {
-        self.join_with_key(other, move |_k: &K, v: &V, o: &VO| joiner(v, o), windows, joined)
+        self.join_with_key(
+            other,
+            move |_k: &K, v: &V, o: &VO| joiner(v, o),
+            windows,
+            joined,
+        )
     }
 
     /// [`KStream::join`] with a joiner that also receives the key (Kafka's
@@ -931,7 +1027,12 @@ where
         VR: Clone + Send + Sync + 'static,
         F: Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
     {
-        self.left_join_with_key(other, move |_k: &K, v: &V, o: Option<&VO>| joiner(v, o), windows, joined)
+        self.left_join_with_key(
+            other,
+            move |_k: &K, v: &V, o: Option<&VO>| joiner(v, o),
+            windows,
+            joined,
+        )
     }
 
     /// [`KStream::left_join`] with a joiner that also receives the key.
@@ -1012,7 +1113,12 @@ where
         VR: Clone + Send + Sync + 'static,
         F: Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
     {
-        self.outer_join_with_key(other, move |_k: &K, v: Option<&V>, o: Option<&VO>| joiner(v, o), windows, joined)
+        self.outer_join_with_key(
+            other,
+            move |_k: &K, v: Option<&V>, o: Option<&VO>| joiner(v, o),
+            windows,
+            joined,
+        )
     }
 
     /// [`KStream::outer_join`] with a joiner that also receives the key.
@@ -1051,4 +1157,3 @@ where
         stream_stream_join(self, other, j, windows, joined)
     }
 }
-

@@ -19,9 +19,14 @@ use crate::value_getter::ValueGetter;
 /// Kafka's `ValueJoinerWithKey` of a stream-table join: (key, stream value, table value),
 /// the table value `None` (left join only) when the table has no row for the key.
 enum TableJoiner<K, V, VT, VR> {
-    Inner(Arc<dyn Fn(&K, &V, &VT) -> VR + Send + Sync>),
-    Left(Arc<dyn Fn(&K, &V, Option<&VT>) -> VR + Send + Sync>),
+    Inner(InnerJoiner<K, V, VT, VR>),
+    Left(LeftJoiner<K, V, VT, VR>),
 }
+
+/// An inner stream-table joiner: (key, stream value, table value).
+type InnerJoiner<K, V, VT, VR> = Arc<dyn Fn(&K, &V, &VT) -> VR + Send + Sync>;
+/// A left stream-table joiner: the table value may be missing.
+type LeftJoiner<K, V, VT, VR> = Arc<dyn Fn(&K, &V, Option<&VT>) -> VR + Send + Sync>;
 
 impl<K, V, VT, VR> TableJoiner<K, V, VT, VR> {
     fn is_left(&self) -> bool {
@@ -56,10 +61,14 @@ where
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VR>, r: Record<K, V>) -> Result<()> {
         let null_key = self.key_serde.as_ref().is_some_and(|s| s.is_null(&r.key));
-        let null_value = self.value_serde.as_ref().is_some_and(|s| s.is_null(&r.value));
+        let null_value = self
+            .value_serde
+            .as_ref()
+            .is_some_and(|s| s.is_null(&r.value));
         let left = self.joiner.is_left();
         // maybeDropRecord: a left join keeps a null-key record with a value (KIP-962).
-        if !(left && null_key && !null_value) && (null_key || null_value) {
+        let kept_null_key = left && null_key && !null_value;
+        if !kept_null_key && (null_key || null_value) {
             crate::table::skip_record(ctx, "Skipping record due to null join key or value.");
             return Ok(());
         }
@@ -92,18 +101,29 @@ where
 {
     let state = Rc::clone(&this.state);
     let key_serde = joined.key_serde.clone().or_else(|| this.key_serde.clone());
-    let value_serde = joined.value_serde.clone().or_else(|| this.value_serde.clone());
+    let value_serde = joined
+        .value_serde
+        .clone()
+        .or_else(|| this.value_serde.clone());
     let mut parent = this.node.clone();
     if this.repartition_required {
         let prefix = joined.name.clone().unwrap_or_else(|| this.node.clone());
-        parent = repartition(&state, &this.node, &prefix, key_serde.clone(), value_serde.clone());
+        parent = repartition(
+            &state,
+            &this.node,
+            &prefix,
+            key_serde.clone(),
+            value_serde.clone(),
+        );
     }
     let left = joiner.is_left();
     let name = match &joined.name {
         Some(n) => n.clone(),
-        None => state
-            .borrow_mut()
-            .next_name(if left { "KSTREAM-LEFTJOIN-" } else { "KSTREAM-JOIN-" }),
+        None => state.borrow_mut().next_name(if left {
+            "KSTREAM-LEFTJOIN-"
+        } else {
+            "KSTREAM-JOIN-"
+        }),
     };
     let getter = table.value_getter();
     let table_node = table.node.clone();
@@ -273,7 +293,11 @@ where
         VR: Clone + Send + Sync + 'static,
         F: Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
     {
-        self.left_join_table_with_key(table, move |_k: &K, v: &V, t: Option<&VT>| joiner(v, t), joined)
+        self.left_join_table_with_key(
+            table,
+            move |_k: &K, v: &V, t: Option<&VT>| joiner(v, t),
+            joined,
+        )
     }
 
     /// [`KStream::left_join_table`] with a joiner that also receives the key.

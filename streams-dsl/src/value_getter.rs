@@ -11,6 +11,9 @@ use streams_core::{Result, StoreAccess, StoreKind, StreamsError};
 pub(crate) type GetFn<K, V> =
     Arc<dyn Fn(&mut StoreAccess<'_>, &K) -> Result<Option<V>> + Send + Sync>;
 
+/// A value mapper of a `map_values` table: (key, value) → new value.
+pub(crate) type Mapper<K, V, VR> = Arc<dyn Fn(&K, &V) -> VR + Send + Sync>;
+
 /// A table's value getter: the store it finally reads and how.
 pub(crate) struct ValueGetter<K, V> {
     /// The materialized store at the root of the chain (connected to the reader).
@@ -55,7 +58,11 @@ where
 
 /// Kafka's `KTableFilter` getter: the parent's value if it passes the predicate (fails it,
 /// for `filter_not`), else none.
-pub(crate) fn filtered<K, V, F>(parent: ValueGetter<K, V>, predicate: Arc<F>, filter_not: bool) -> ValueGetter<K, V>
+pub(crate) fn filtered<K, V, F>(
+    parent: ValueGetter<K, V>,
+    predicate: Arc<F>,
+    filter_not: bool,
+) -> ValueGetter<K, V>
 where
     K: 'static,
     V: 'static,
@@ -73,7 +80,7 @@ where
 /// Kafka's `KTableMapValues` getter: the parent's value, mapped.
 pub(crate) fn mapped<K, V, VR>(
     parent: ValueGetter<K, V>,
-    mapper: Arc<dyn Fn(&K, &V) -> VR + Send + Sync>,
+    mapper: Mapper<K, V, VR>,
 ) -> ValueGetter<K, VR>
 where
     K: 'static,

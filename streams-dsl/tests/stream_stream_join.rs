@@ -54,11 +54,26 @@ fn fmt(l: Option<&V>, r: Option<&V>) -> String {
     format!("{}+{}", f(l), f(r))
 }
 
-fn topology(kind: Kind, w: JoinWindows, in_memory: bool, name: Option<&str>) -> streams_core::Topology {
+fn topology(
+    kind: Kind,
+    w: JoinWindows,
+    in_memory: bool,
+    name: Option<&str>,
+) -> streams_core::Topology {
     let builder = StreamsBuilder::new();
-    let left = builder.stream("left", Consumed::with(Nullable(StringSerde), Nullable(I64Serde)));
-    let right = builder.stream("right", Consumed::with(Nullable(StringSerde), Nullable(I64Serde)));
-    let mut joined = StreamJoined::with(Nullable(StringSerde), Nullable(I64Serde), Nullable(I64Serde));
+    let left = builder.stream(
+        "left",
+        Consumed::with(Nullable(StringSerde), Nullable(I64Serde)),
+    );
+    let right = builder.stream(
+        "right",
+        Consumed::with(Nullable(StringSerde), Nullable(I64Serde)),
+    );
+    let mut joined = StreamJoined::with(
+        Nullable(StringSerde),
+        Nullable(I64Serde),
+        Nullable(I64Serde),
+    );
     if in_memory {
         joined = joined.in_memory();
     }
@@ -77,12 +92,16 @@ fn topology(kind: Kind, w: JoinWindows, in_memory: bool, name: Option<&str>) -> 
 /// One input record: (side is left, key, value, timestamp).
 type In = (bool, K, V, i64);
 
+/// A side's window store: (key, ts, value) in insertion order, and its largest put
+/// timestamp.
+type Buffer = (Vec<(String, i64, i64)>, i64);
+
 /// The model of one join task (see the rules at the top).
 struct Model {
     kind: Kind,
     w: JoinWindows,
     /// Window stores: (key, ts, value) in insertion order, and the largest put timestamp.
-    buffers: [(Vec<(String, i64, i64)>, i64); 2],
+    buffers: [Buffer; 2],
     stream_time: i64,
     min_time: i64,
     /// The outer-join store: (ts, is_left, key) → values in insertion order.
@@ -130,7 +149,11 @@ impl Model {
         };
         match (&key, value) {
             (None, Some(v)) if outer => {
-                let (l, r) = if is_left { (Some(v), None) } else { (None, Some(v)) };
+                let (l, r) = if is_left {
+                    (Some(v), None)
+                } else {
+                    (None, Some(v))
+                };
                 self.emit(None, l, r, ts);
             }
             (Some(k), Some(v)) => {
@@ -157,11 +180,18 @@ impl Model {
                 }
                 if outer && matches.is_empty() {
                     if !has_store || to < self.stream_time {
-                        let (l, r) = if is_left { (Some(v), None) } else { (None, Some(v)) };
+                        let (l, r) = if is_left {
+                            (Some(v), None)
+                        } else {
+                            (None, Some(v))
+                        };
                         self.emit(Some(k.clone()), l, r, ts);
                     } else {
                         self.min_time = self.min_time.min(ts);
-                        self.pending.entry((ts, is_left, k.clone())).or_default().push(v);
+                        self.pending
+                            .entry((ts, is_left, k.clone()))
+                            .or_default()
+                            .push(v);
                     }
                 }
             }
@@ -189,7 +219,11 @@ impl Model {
                 if left_open && right_open {
                     break 'walk;
                 }
-                let look_back = if *is_left { self.w.after_ms() } else { self.w.before_ms() };
+                let look_back = if *is_left {
+                    self.w.after_ms()
+                } else {
+                    self.w.before_ms()
+                };
                 if ts + look_back + grace >= self.stream_time {
                     if *is_left {
                         left_open = true;
@@ -198,9 +232,14 @@ impl Model {
                     }
                     continue;
                 }
-                let (l, r) = if *is_left { (Some(*v), None) } else { (None, Some(*v)) };
+                let (l, r) = if *is_left {
+                    (Some(*v), None)
+                } else {
+                    (None, Some(*v))
+                };
                 let (l, r) = (l.map(Some), r.map(Some));
-                self.out.push((Some(key.clone()), fmt(l.as_ref(), r.as_ref()), *ts));
+                self.out
+                    .push((Some(key.clone()), fmt(l.as_ref(), r.as_ref()), *ts));
                 emitted.push((*ts, *is_left, key.clone()));
             }
         }
@@ -211,14 +250,24 @@ impl Model {
 }
 
 fn run(kind: Kind, w: JoinWindows, in_memory: bool, input: &[In]) -> (Vec<Out>, Vec<Out>) {
-    let driver = TopologyTestDriver::new(topology(kind, w, in_memory, None), StreamsConfig::new("join")).unwrap();
-    let left = driver.create_input_topic("left", Nullable(StringSerde), Nullable(I64Serde)).unwrap();
-    let right = driver.create_input_topic("right", Nullable(StringSerde), Nullable(I64Serde)).unwrap();
+    let driver = TopologyTestDriver::new(
+        topology(kind, w, in_memory, None),
+        StreamsConfig::new("join"),
+    )
+    .unwrap();
+    let left = driver
+        .create_input_topic("left", Nullable(StringSerde), Nullable(I64Serde))
+        .unwrap();
+    let right = driver
+        .create_input_topic("right", Nullable(StringSerde), Nullable(I64Serde))
+        .unwrap();
     let out = driver.create_output_topic("out", Nullable(StringSerde), StringSerde);
     let mut model = Model::new(kind, w);
     for r in input {
         let topic = if r.0 { &left } else { &right };
-        topic.pipe_input_with_timestamp(r.1.clone(), r.2, r.3).unwrap();
+        topic
+            .pipe_input_with_timestamp(r.1.clone(), r.2, r.3)
+            .unwrap();
         model.process(r.clone());
     }
     let got = out
@@ -246,7 +295,11 @@ fn windows_strategy() -> impl Strategy<Value = JoinWindows> {
             Duration::from_millis(grace as u64),
         )
         .unwrap();
-        if asym { w.after(Duration::from_millis(after as u64)).unwrap() } else { w }
+        if asym {
+            w.after(Duration::from_millis(after as u64)).unwrap()
+        } else {
+            w
+        }
     })
 }
 
@@ -281,7 +334,11 @@ fn s(k: &str) -> K {
 /// it found a match.
 #[test]
 fn left_join_emits_non_joined_records_only_after_the_window_closes() {
-    let w = JoinWindows::of_time_difference_and_grace(Duration::from_millis(10), Duration::from_millis(5)).unwrap();
+    let w = JoinWindows::of_time_difference_and_grace(
+        Duration::from_millis(10),
+        Duration::from_millis(5),
+    )
+    .unwrap();
     let input = [
         (true, s("a"), Some(1), 100),
         (true, s("b"), Some(2), 100),
@@ -292,7 +349,10 @@ fn left_join_emits_non_joined_records_only_after_the_window_closes() {
     let (got, want) = run(Kind::Left, w, false, &input);
     assert_eq!(
         got,
-        vec![(s("b"), "2+3".to_owned(), 105), (s("a"), "1+null".to_owned(), 100)]
+        vec![
+            (s("b"), "2+3".to_owned(), 105),
+            (s("a"), "1+null".to_owned(), 100)
+        ]
     );
     assert_eq!(got, want);
 }
@@ -302,13 +362,23 @@ fn left_join_emits_non_joined_records_only_after_the_window_closes() {
 #[test]
 fn null_keys_and_values() {
     let w = JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10)).unwrap();
-    let input = [(true, None, Some(1), 5), (false, None, Some(2), 6), (true, s("a"), None, 7)];
+    let input = [
+        (true, None, Some(1), 5),
+        (false, None, Some(2), 6),
+        (true, s("a"), None, 7),
+    ];
     let (got, _) = run(Kind::Inner, w, false, &input);
     assert!(got.is_empty());
     let (got, _) = run(Kind::Left, w, false, &input);
     assert_eq!(got, vec![(None, "1+null".to_owned(), 5)]);
     let (got, _) = run(Kind::Outer, w, false, &input);
-    assert_eq!(got, vec![(None, "1+null".to_owned(), 5), (None, "null+2".to_owned(), 6)]);
+    assert_eq!(
+        got,
+        vec![
+            (None, "1+null".to_owned(), 5),
+            (None, "null+2".to_owned(), 6)
+        ]
+    );
 }
 
 /// A self-join (Kafka's `KStreamKStreamSelfJoinTest` without the optimization): each
@@ -326,11 +396,17 @@ fn self_join_joins_each_record_with_itself() {
             StreamJoined::new(),
         )
         .to("out", Produced::with(StringSerde, StringSerde));
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("self")).unwrap();
-    let input = driver.create_input_topic("in", StringSerde, I64Serde).unwrap();
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("self")).unwrap();
+    let input = driver
+        .create_input_topic("in", StringSerde, I64Serde)
+        .unwrap();
     input.pipe_input_with_timestamp("k".into(), 1, 0).unwrap();
     input.pipe_input_with_timestamp("k".into(), 2, 5).unwrap();
-    let out = driver.create_output_topic("out", StringSerde, StringSerde).read_records_to_vec().unwrap();
+    let out = driver
+        .create_output_topic("out", StringSerde, StringSerde)
+        .read_records_to_vec()
+        .unwrap();
     let got: Vec<_> = out.into_iter().map(|r| (r.value, r.timestamp)).collect();
     assert_eq!(
         got,
@@ -349,19 +425,39 @@ fn self_join_joins_each_record_with_itself() {
 fn emit_interval_throttles_by_wall_clock() {
     let w = JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10)).unwrap();
     let config = StreamsConfig::new("join").outer_join_emit_interval(Duration::from_millis(1_000));
-    let driver = TopologyTestDriver::with_wall_clock(topology(Kind::Left, w, true, None), config, 0).unwrap();
-    let left = driver.create_input_topic("left", Nullable(StringSerde), Nullable(I64Serde)).unwrap();
-    let right = driver.create_input_topic("right", Nullable(StringSerde), Nullable(I64Serde)).unwrap();
+    let driver =
+        TopologyTestDriver::with_wall_clock(topology(Kind::Left, w, true, None), config, 0)
+            .unwrap();
+    let left = driver
+        .create_input_topic("left", Nullable(StringSerde), Nullable(I64Serde))
+        .unwrap();
+    let right = driver
+        .create_input_topic("right", Nullable(StringSerde), Nullable(I64Serde))
+        .unwrap();
     let out = driver.create_output_topic("out", Nullable(StringSerde), StringSerde);
     left.pipe_input_with_timestamp(s("a"), Some(1), 0).unwrap();
-    right.pipe_input_with_timestamp(s("x"), Some(9), 20).unwrap(); // first scan: a is emitted
-    assert_eq!(out.read_key_values_to_vec().unwrap(), vec![(s("a"), "1+null".to_owned())]);
+    right
+        .pipe_input_with_timestamp(s("x"), Some(9), 20)
+        .unwrap(); // first scan: a is emitted
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![(s("a"), "1+null".to_owned())]
+    );
     left.pipe_input_with_timestamp(s("b"), Some(2), 21).unwrap();
-    right.pipe_input_with_timestamp(s("x"), Some(9), 40).unwrap(); // throttled: b waits
+    right
+        .pipe_input_with_timestamp(s("x"), Some(9), 40)
+        .unwrap(); // throttled: b waits
     assert!(out.is_empty());
-    driver.advance_wall_clock_time(Duration::from_millis(1_000)).unwrap();
-    right.pipe_input_with_timestamp(s("x"), Some(9), 41).unwrap();
-    assert_eq!(out.read_key_values_to_vec().unwrap(), vec![(s("b"), "2+null".to_owned())]);
+    driver
+        .advance_wall_clock_time(Duration::from_millis(1_000))
+        .unwrap();
+    right
+        .pipe_input_with_timestamp(s("x"), Some(9), 41)
+        .unwrap();
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![(s("b"), "2+null".to_owned())]
+    );
 }
 
 /// The outer-join store's changelog carries Kafka's bytes: `TimestampedKeyAndJoinSide`
@@ -370,8 +466,14 @@ fn emit_interval_throttles_by_wall_clock() {
 #[test]
 fn join_store_changelogs_use_kafka_layouts() {
     let w = JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10)).unwrap();
-    let driver = TopologyTestDriver::new(topology(Kind::Outer, w, true, None), StreamsConfig::new("app")).unwrap();
-    let left = driver.create_input_topic("left", Nullable(StringSerde), Nullable(I64Serde)).unwrap();
+    let driver = TopologyTestDriver::new(
+        topology(Kind::Outer, w, true, None),
+        StreamsConfig::new("app"),
+    )
+    .unwrap();
+    let left = driver
+        .create_input_topic("left", Nullable(StringSerde), Nullable(I64Serde))
+        .unwrap();
     left.pipe_input_with_timestamp(s("a"), Some(7), 3).unwrap();
     let shared = driver.create_output_topic(
         "app-KSTREAM-OUTERSHARED-0000000004-store-changelog",
@@ -403,7 +505,10 @@ fn join_store_changelogs_use_kafka_layouts() {
 #[test]
 fn describe_names_match_kafka() {
     let w = JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10)).unwrap();
-    let text = topology(Kind::Inner, w, false, None).describe().unwrap().to_string();
+    let text = topology(Kind::Inner, w, false, None)
+        .describe()
+        .unwrap()
+        .to_string();
     for needle in [
         "Processor: KSTREAM-WINDOWED-0000000002 (stores: [KSTREAM-JOINTHIS-0000000004-store])",
         "Processor: KSTREAM-WINDOWED-0000000003 (stores: [KSTREAM-JOINOTHER-0000000005-store])",
@@ -414,16 +519,25 @@ fn describe_names_match_kafka() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");
     }
-    let text = topology(Kind::Left, w, false, None).describe().unwrap().to_string();
+    let text = topology(Kind::Left, w, false, None)
+        .describe()
+        .unwrap()
+        .to_string();
     for needle in [
         "Processor: KSTREAM-JOINTHIS-0000000004 (stores: [KSTREAM-OUTEROTHER-0000000005-store, KSTREAM-OUTERSHARED-0000000004-store])",
         "Processor: KSTREAM-OUTEROTHER-0000000005 (stores: [KSTREAM-JOINTHIS-0000000004-store, KSTREAM-OUTERSHARED-0000000004-store])",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");
     }
-    let text = topology(Kind::Outer, w, false, None).describe().unwrap().to_string();
+    let text = topology(Kind::Outer, w, false, None)
+        .describe()
+        .unwrap()
+        .to_string();
     assert!(text.contains("Processor: KSTREAM-OUTERTHIS-0000000004 (stores: [KSTREAM-OUTEROTHER-0000000005-store, KSTREAM-OUTERSHARED-0000000004-store])"), "{text}");
-    let text = topology(Kind::Outer, w, false, Some("j")).describe().unwrap().to_string();
+    let text = topology(Kind::Outer, w, false, Some("j"))
+        .describe()
+        .unwrap()
+        .to_string();
     for needle in [
         "Processor: j-this-windowed (stores: [j-outer-this-join-store])",
         "Processor: j-other-windowed (stores: [j-outer-other-join-store])",
@@ -455,12 +569,34 @@ fn key_changing_sides_are_repartitioned() {
     .to("out", Produced::with(StringSerde, StringSerde));
     let topology = builder.build().unwrap();
     let text = topology.describe().unwrap().to_string();
-    assert!(text.contains("Sink: KSTREAM-SINK-0000000004 (topic: KSTREAM-KEY-SELECT-0000000001-repartition)"), "{text}");
-    assert!(text.contains("Sink: KSTREAM-SINK-0000000007 (topic: KSTREAM-MAP-0000000003-repartition)"), "{text}");
-    assert!(text.contains("Processor: KSTREAM-JOINTHIS-0000000012"), "{text}");
+    assert!(
+        text.contains(
+            "Sink: KSTREAM-SINK-0000000004 (topic: KSTREAM-KEY-SELECT-0000000001-repartition)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Sink: KSTREAM-SINK-0000000007 (topic: KSTREAM-MAP-0000000003-repartition)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Processor: KSTREAM-JOINTHIS-0000000012"),
+        "{text}"
+    );
     let driver = TopologyTestDriver::new(topology, StreamsConfig::new("app")).unwrap();
-    driver.create_input_topic("left", StringSerde, StringSerde).unwrap().pipe_input("x".into(), "k".into()).unwrap();
-    driver.create_input_topic("right", StringSerde, StringSerde).unwrap().pipe_input("y".into(), "k".into()).unwrap();
+    driver
+        .create_input_topic("left", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input("x".into(), "k".into())
+        .unwrap();
+    driver
+        .create_input_topic("right", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input("y".into(), "k".into())
+        .unwrap();
     let out = driver.create_output_topic("out", StringSerde, StringSerde);
-    assert_eq!(out.read_key_values_to_vec().unwrap(), vec![("k".to_owned(), "ky".to_owned())]);
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![("k".to_owned(), "ky".to_owned())]
+    );
 }

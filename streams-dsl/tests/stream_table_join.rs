@@ -28,7 +28,11 @@ type Out = (K, String, i64);
 type In = (bool, K, V, i64);
 
 fn fmt(v: &V, t: Option<&i64>) -> String {
-    format!("{}:{}", v.unwrap_or(-1), t.map_or("null".to_owned(), i64::to_string))
+    format!(
+        "{}:{}",
+        v.unwrap_or(-1),
+        t.map_or("null".to_owned(), i64::to_string)
+    )
 }
 
 /// The joined table: the source table, or a view of it that is not materialized itself
@@ -72,23 +76,32 @@ fn run_shape(left: bool, caching: bool, shape: Shape, input: &[In]) -> (Vec<Out>
             .filter_not(|_k: &K, v: &i64| v % 3 == 0)
             .map_values(|v: &i64| v * 10),
     };
-    let stream = builder.stream("stream", Consumed::with(Nullable(StringSerde), Nullable(I64Serde)));
+    let stream = builder.stream(
+        "stream",
+        Consumed::with(Nullable(StringSerde), Nullable(I64Serde)),
+    );
     let joined = if left {
         stream.left_join_table(&table, |v: &V, t: Option<&i64>| fmt(v, t), Joined::new())
     } else {
         stream.join_table(&table, |v: &V, t: &i64| fmt(v, Some(t)), Joined::new())
     };
     joined.to("out", Produced::with(Nullable(StringSerde), StringSerde));
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("st")).unwrap();
-    let t_in = driver.create_input_topic("table", Nullable(StringSerde), Nullable(I64Serde)).unwrap();
-    let s_in = driver.create_input_topic("stream", Nullable(StringSerde), Nullable(I64Serde)).unwrap();
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("st")).unwrap();
+    let t_in = driver
+        .create_input_topic("table", Nullable(StringSerde), Nullable(I64Serde))
+        .unwrap();
+    let s_in = driver
+        .create_input_topic("stream", Nullable(StringSerde), Nullable(I64Serde))
+        .unwrap();
     let out = driver.create_output_topic("out", Nullable(StringSerde), StringSerde);
     // The model.
     let mut rows: BTreeMap<String, i64> = BTreeMap::new();
     let mut want = Vec::new();
     for (is_table, key, value, ts) in input {
         if *is_table {
-            t_in.pipe_input_with_timestamp(key.clone(), *value, *ts).unwrap();
+            t_in.pipe_input_with_timestamp(key.clone(), *value, *ts)
+                .unwrap();
             if let Some(k) = key {
                 match value {
                     Some(v) => rows.insert(k.clone(), *v),
@@ -96,7 +109,8 @@ fn run_shape(left: bool, caching: bool, shape: Shape, input: &[In]) -> (Vec<Out>
                 };
             }
         } else {
-            s_in.pipe_input_with_timestamp(key.clone(), *value, *ts).unwrap();
+            s_in.pipe_input_with_timestamp(key.clone(), *value, *ts)
+                .unwrap();
             match (key, value) {
                 (None, Some(_)) if left => want.push((None, fmt(value, None), *ts)),
                 (Some(k), Some(_)) => {
@@ -160,11 +174,19 @@ proptest! {
 #[test]
 fn describe_names_match_kafka() {
     let builder = StreamsBuilder::new();
-    let table = builder.table("users", Consumed::with(StringSerde, StringSerde), Materialized::new());
+    let table = builder.table(
+        "users",
+        Consumed::with(StringSerde, StringSerde),
+        Materialized::new(),
+    );
     builder
         .stream("clicks", Consumed::with(StringSerde, StringSerde))
         .select_key(|_k: &String, v: &String| v.clone())
-        .left_join_table(&table, |a: &String, b: Option<&String>| format!("{a}{b:?}"), Joined::new())
+        .left_join_table(
+            &table,
+            |a: &String, b: Option<&String>| format!("{a}{b:?}"),
+            Joined::new(),
+        )
         .to("out", Produced::with(StringSerde, StringSerde));
     let text = builder.build().unwrap().describe().unwrap().to_string();
     for needle in [
@@ -185,15 +207,40 @@ fn windowed_tables_are_refused_at_build() {
     let counts = builder
         .stream("events", Consumed::with(StringSerde, StringSerde))
         .group_by_key(streams_dsl::Grouped::default())
-        .windowed_by(streams_dsl::TimeWindows::of_size_with_no_grace(std::time::Duration::from_secs(1)).unwrap())
+        .windowed_by(
+            streams_dsl::TimeWindows::of_size_with_no_grace(std::time::Duration::from_secs(1))
+                .unwrap(),
+        )
         .count(Materialized::as_store("w"));
     builder
         .stream("probes", Consumed::with(StringSerde, StringSerde))
         .map(|k: String, v: String| {
-            (streams_dsl::Windowed { key: k, window: streams_dsl::Window { start: 0, end: 1000 } }, v)
+            (
+                streams_dsl::Windowed {
+                    key: k,
+                    window: streams_dsl::Window {
+                        start: 0,
+                        end: 1000,
+                    },
+                },
+                v,
+            )
         })
-        .join_table(&counts, |a: &String, b: &i64| format!("{a}{b}"), Joined::new())
-        .to("out", Produced::with(streams_core::TimeWindowedSerde::new(StringSerde, std::time::Duration::from_secs(1)), StringSerde));
+        .join_table(
+            &counts,
+            |a: &String, b: &i64| format!("{a}{b}"),
+            Joined::new(),
+        )
+        .to(
+            "out",
+            Produced::with(
+                streams_core::TimeWindowedSerde::new(
+                    StringSerde,
+                    std::time::Duration::from_secs(1),
+                ),
+                StringSerde,
+            ),
+        );
     let err = builder.build().unwrap_err().to_string();
     assert!(err.contains("not a key-value store"), "{err}");
 }
@@ -208,14 +255,26 @@ fn join_with_an_aggregated_table() {
         .count(Materialized::as_store("counts"));
     builder
         .stream("probes", Consumed::with(StringSerde, StringSerde))
-        .join_table(&counts, |p: &String, n: &i64| format!("{p}={n}"), Joined::new())
+        .join_table(
+            &counts,
+            |p: &String, n: &i64| format!("{p}={n}"),
+            Joined::new(),
+        )
         .to("out", Produced::with(StringSerde, StringSerde));
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("agg")).unwrap();
-    let events = driver.create_input_topic("events", StringSerde, StringSerde).unwrap();
-    let probes = driver.create_input_topic("probes", StringSerde, StringSerde).unwrap();
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("agg")).unwrap();
+    let events = driver
+        .create_input_topic("events", StringSerde, StringSerde)
+        .unwrap();
+    let probes = driver
+        .create_input_topic("probes", StringSerde, StringSerde)
+        .unwrap();
     events.pipe_input("k".into(), "x".into()).unwrap();
     events.pipe_input("k".into(), "y".into()).unwrap();
     probes.pipe_input("k".into(), "p".into()).unwrap();
     let out = driver.create_output_topic("out", StringSerde, StringSerde);
-    assert_eq!(out.read_key_values_to_vec().unwrap(), vec![("k".to_owned(), "p=2".to_owned())]);
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![("k".to_owned(), "p=2".to_owned())]
+    );
 }

@@ -105,7 +105,8 @@ fn expected(records: &[In]) -> BTreeMap<(String, String, i64), usize> {
         for (_, rk, rv, rt) in records.iter().filter(|r| !r.0) {
             debug_assert!(*l);
             if lk == rk && (lt - rt).abs() <= DIFF {
-                *out.entry((lk.clone(), format!("{lv}+{rv}"), *lt.max(rt))).or_insert(0) += 1;
+                *out.entry((lk.clone(), format!("{lv}+{rv}"), *lt.max(rt)))
+                    .or_insert(0) += 1;
             }
         }
     }
@@ -129,7 +130,7 @@ fn records(round: u64, n: usize) -> Vec<In> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let left = x % 2 == 0;
+            let left = x.is_multiple_of(2);
             (
                 left,
                 format!("customer-{}", (x >> 3) % 5),
@@ -181,7 +182,9 @@ fn join_buffers_are_restored_from_their_changelogs_after_a_restart() {
     let second = records(2, 120);
     produce(&broker, &second);
     let all: Vec<_> = first.iter().chain(&second).cloned().collect();
-    wait_for("the results over both runs", || output(&broker) == expected(&all));
+    wait_for("the results over both runs", || {
+        output(&broker) == expected(&all)
+    });
     assert_eq!(app.dropped_records(), 0);
     app.close();
 }
@@ -200,8 +203,12 @@ fn joined_topics_must_be_copartitioned_and_repartition_topics_follow() {
     broker.create_topic(NewTopic::new(RIGHT, 2)).unwrap();
     broker.create_topic(NewTopic::new(OUTPUT, 2)).unwrap();
     let config = StreamsConfig::new(APP).state_dir(dir.path().join("state"));
-    let mut app =
-        StreamsApp::new(topology(), config.clone(), EmbeddedCluster::new(broker.clone())).unwrap();
+    let mut app = StreamsApp::new(
+        topology(),
+        config.clone(),
+        EmbeddedCluster::new(broker.clone()),
+    )
+    .unwrap();
     let err = app.start().unwrap_err().to_string();
     assert!(
         err.contains("orders: 3") && err.contains("payments: 2"),
@@ -231,14 +238,22 @@ fn joined_topics_must_be_copartitioned_and_repartition_topics_follow() {
     )
     .unwrap();
     app.start().unwrap();
-    assert!(app.wait_for_state(StreamsState::Running, WAIT), "{:?}", app.errors());
+    assert!(
+        app.wait_for_state(StreamsState::Running, WAIT),
+        "{:?}",
+        app.errors()
+    );
     let repartition = broker
         .describe_topic(&format!("{APP}-KSTREAM-KEY-SELECT-0000000001-repartition"))
         .unwrap();
     assert_eq!(repartition.partitions.len(), 2);
     // An order keyed "x" with value "customer-1" meets the payment of customer-1.
     broker
-        .produce(LEFT, 0, &[ProduceRecord::new(b"x".to_vec(), b"customer-1".to_vec()).with_timestamp(5)])
+        .produce(
+            LEFT,
+            0,
+            &[ProduceRecord::new(b"x".to_vec(), b"customer-1".to_vec()).with_timestamp(5)],
+        )
         .unwrap();
     produce(&broker, &[(false, "customer-1".into(), "p".into(), 7)]);
     wait_for("the joined record", || {
