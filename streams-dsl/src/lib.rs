@@ -10,7 +10,11 @@
 //! [`TimeWindows`] for windowed `count`, `reduce` and `aggregate` into a
 //! `KTable<Windowed<K>, V>` ([`TimeWindowedKStream`]), with Kafka's grace and late-record
 //! rules; [`SessionWindows`] give session `count`, `reduce` and `aggregate` (with a
-//! merger) through a [`SessionWindowedKStream`]. A grouping after a
+//! merger) through a [`SessionWindowedKStream`]. Streams join other streams within
+//! [`JoinWindows`] ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`], with
+//! Kafka's buffering in window stores and its fix for spurious left/outer results, tuned by
+//! [`StreamJoined`]) and tables at processing time ([`KStream::join_table`],
+//! [`KStream::left_join_table`], with [`Joined`]). A grouping or join after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!

@@ -1,6 +1,6 @@
 //! The repartition step, as Kafka Streams builds it: a null-key filter, a sink writing to
 //! `<prefix>-repartition` and a source reading it back, so that records with the same key
-//! meet in the same task. Aggregations use it after a key change; joins will repartition
+//! meet in the same task. Aggregations use it after a key change; joins repartition
 //! both sides with it, and `KStream::repartition` will expose it.
 
 use streams_core::{Record, SharedSerde, Sink, Source, repartition_topic};

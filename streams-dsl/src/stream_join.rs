@@ -488,8 +488,11 @@ where
         let grace = self.spec.windows.grace_period_ms();
         {
             let mut t = lock(tracker);
-            // Only look if there might be something to emit.
-            if t.min_time.saturating_add(join_after).saturating_add(grace) >= t.stream_time {
+            // Only look if there might be something to emit. Java's long arithmetic wraps:
+            // with min time still at its initial Long.MAX_VALUE (a fresh tracker, e.g.
+            // after a restart with restored entries), the sum is negative and the store is
+            // scanned, as in Kafka.
+            if t.min_time.wrapping_add(join_after).wrapping_add(grace) >= t.stream_time {
                 return Ok(());
             }
             // Throttle by wall-clock time.
@@ -517,7 +520,7 @@ where
                         break 'entries;
                     }
                     let look_back = if left { w.after_ms() } else { w.before_ms() };
-                    ts.saturating_add(look_back).saturating_add(grace) >= t.stream_time
+                    ts.wrapping_add(look_back).wrapping_add(grace) >= t.stream_time
                 };
                 if open {
                     if left {

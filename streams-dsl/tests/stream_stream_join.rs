@@ -207,7 +207,8 @@ impl Model {
 
     fn emit_non_joined(&mut self, after: i64) {
         let grace = self.w.grace_period_ms();
-        if self.min_time.saturating_add(after).saturating_add(grace) >= self.stream_time {
+        // Java's long arithmetic wraps (a fresh tracker's Long.MAX_VALUE scans).
+        if self.min_time.wrapping_add(after).wrapping_add(grace) >= self.stream_time {
             return;
         }
         self.min_time = i64::MAX;

@@ -21,6 +21,7 @@ const APP: &str = "join-app";
 const LEFT: &str = "orders";
 const RIGHT: &str = "payments";
 const OUTPUT: &str = "paid-orders";
+const LEFT_OUTPUT: &str = "orders-with-payments";
 const PARTITIONS: u32 = 2;
 const MINUTE: i64 = 60_000;
 const DIFF: i64 = 10 * MINUTE;
@@ -30,6 +31,21 @@ fn topology() -> streams_core::Topology {
     let builder = StreamsBuilder::new();
     let orders = builder.stream(LEFT, Consumed::with(StringSerde, StringSerde));
     let payments = builder.stream(RIGHT, Consumed::with(StringSerde, StringSerde));
+    // A left join of the same streams: its unmatched orders wait in the shared outer-join
+    // store, which is restored too.
+    orders
+        .clone()
+        .left_join(
+            &payments,
+            |o: &String, p: Option<&String>| format!("{o}+{}", p.map_or("null", |p| p.as_str())),
+            JoinWindows::of_time_difference_and_grace(
+                Duration::from_millis(DIFF as u64),
+                Duration::from_millis(GRACE as u64),
+            )
+            .unwrap(),
+            StreamJoined::with(StringSerde, StringSerde, StringSerde).with_store_name("lbuf"),
+        )
+        .to(LEFT_OUTPUT, Produced::with(StringSerde, StringSerde));
     orders
         .join(
             &payments,
@@ -77,14 +93,18 @@ fn produce(broker: &Broker, records: &[In]) {
 
 /// Every output record as (key, value, timestamp), counted.
 fn output(broker: &Broker) -> BTreeMap<(String, String, i64), usize> {
+    read(broker, OUTPUT)
+}
+
+fn read(broker: &Broker, topic: &str) -> BTreeMap<(String, String, i64), usize> {
     let mut out = BTreeMap::new();
     for p in 0..PARTITIONS as i32 {
         let mut offset = 0;
         loop {
             let data = broker
-                .read_partition(OUTPUT, p, offset, 4 << 20, IsolationLevel::ReadCommitted)
+                .read_partition(topic, p, offset, 4 << 20, IsolationLevel::ReadCommitted)
                 .unwrap();
-            let records = decode_fetched(OUTPUT, &data.records, offset).unwrap();
+            let records = decode_fetched(topic, &data.records, offset).unwrap();
             let Some(last) = records.last() else { break };
             offset = last.offset + 1;
             for r in records {
@@ -147,16 +167,21 @@ fn join_buffers_are_restored_from_their_changelogs_after_a_restart() {
     let mut c = BrokerConfig::new(dir.path().join("broker"));
     c.group_initial_rebalance_delay = Duration::ZERO;
     let broker = Broker::open(c).unwrap();
-    for t in [LEFT, RIGHT, OUTPUT] {
+    for t in [LEFT, RIGHT, OUTPUT, LEFT_OUTPUT] {
         broker.create_topic(NewTopic::new(t, PARTITIONS)).unwrap();
     }
     let state = dir.path().join("state");
 
     let first = records(1, 120);
     let mut app = start(&broker, &state);
+    // An order nobody pays: its window (10 min + 5 min grace) is still open at the end.
+    let lonely = (true, "customer-9".to_owned(), "lonely".to_owned(), 0);
+    produce(&broker, std::slice::from_ref(&lonely));
     produce(&broker, &first);
     wait_for("the first results", || output(&broker) == expected(&first));
+    let lonely_result = ("customer-9".to_owned(), "lonely+null".to_owned(), 0);
     app.close();
+    assert!(!read(&broker, LEFT_OUTPUT).contains_key(&lonely_result));
 
     // The buffers' changelogs, as Kafka creates them.
     for store in ["buf-this-join-store", "buf-other-join-store"] {
@@ -202,6 +227,7 @@ fn joined_topics_must_be_copartitioned_and_repartition_topics_follow() {
     broker.create_topic(NewTopic::new(LEFT, 3)).unwrap();
     broker.create_topic(NewTopic::new(RIGHT, 2)).unwrap();
     broker.create_topic(NewTopic::new(OUTPUT, 2)).unwrap();
+    broker.create_topic(NewTopic::new(LEFT_OUTPUT, 2)).unwrap();
     let config = StreamsConfig::new(APP).state_dir(dir.path().join("state"));
     let mut app = StreamsApp::new(
         topology(),
