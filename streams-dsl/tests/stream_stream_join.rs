@@ -436,15 +436,24 @@ fn emit_interval_throttles_by_wall_clock() {
         .create_input_topic("right", Nullable(StringSerde), Nullable(I64Serde))
         .unwrap();
     let out = driver.create_output_topic("out", Nullable(StringSerde), StringSerde);
+    // The first record already scans (Java's Long.MAX_VALUE min time wraps): the empty
+    // store is scanned at wall-clock 0, and the next scan may come at 1,000.
     left.pipe_input_with_timestamp(s("a"), Some(1), 0).unwrap();
     right
         .pipe_input_with_timestamp(s("x"), Some(9), 20)
-        .unwrap(); // first scan: a is emitted
+        .unwrap(); // throttled: a waits
+    assert!(out.is_empty());
+    driver
+        .advance_wall_clock_time(Duration::from_millis(1_000))
+        .unwrap();
+    right
+        .pipe_input_with_timestamp(s("x"), Some(9), 21)
+        .unwrap();
     assert_eq!(
         out.read_key_values_to_vec().unwrap(),
         vec![(s("a"), "1+null".to_owned())]
     );
-    left.pipe_input_with_timestamp(s("b"), Some(2), 21).unwrap();
+    left.pipe_input_with_timestamp(s("b"), Some(2), 22).unwrap();
     right
         .pipe_input_with_timestamp(s("x"), Some(9), 40)
         .unwrap(); // throttled: b waits
