@@ -610,3 +610,69 @@ fn key_changing_sides_are_repartitioned() {
         vec![("k".to_owned(), "ky".to_owned())]
     );
 }
+
+/// Kafka's `TopologyTest.streamStreamJoinTopologyWithDefaultStoresNames` and
+/// `streamStreamOuterJoinTopologyWithDefaultStoresNames`, text for text.
+#[test]
+fn describe_is_kafkas_text() {
+    for (outer, this, other) in [
+        (
+            false,
+            "KSTREAM-JOINTHIS-0000000004",
+            "KSTREAM-JOINOTHER-0000000005",
+        ),
+        (
+            true,
+            "KSTREAM-OUTERTHIS-0000000004",
+            "KSTREAM-OUTEROTHER-0000000005",
+        ),
+    ] {
+        let builder = StreamsBuilder::new();
+        let s1 = builder.stream("input-topic1", Consumed::with(I64Serde, StringSerde));
+        let s2 = builder.stream("input-topic2", Consumed::with(I64Serde, StringSerde));
+        let w = JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)).unwrap();
+        let joined = StreamJoined::with(I64Serde, StringSerde, StringSerde);
+        if outer {
+            let _ = s1.outer_join(
+                &s2,
+                |a: Option<&String>, b: Option<&String>| format!("{a:?}{b:?}"),
+                w,
+                joined,
+            );
+        } else {
+            let _ = s1.join(&s2, |a: &String, b: &String| format!("{a}{b}"), w, joined);
+        }
+        let shared = if outer {
+            ", KSTREAM-OUTERSHARED-0000000004-store"
+        } else {
+            ""
+        };
+        let want = format!(
+            "Topologies:\n\
+             \x20  Sub-topology: 0\n\
+             \x20   Source: KSTREAM-SOURCE-0000000000 (topics: [input-topic1])\n\
+             \x20     --> KSTREAM-WINDOWED-0000000002\n\
+             \x20   Source: KSTREAM-SOURCE-0000000001 (topics: [input-topic2])\n\
+             \x20     --> KSTREAM-WINDOWED-0000000003\n\
+             \x20   Processor: KSTREAM-WINDOWED-0000000002 (stores: [{this}-store])\n\
+             \x20     --> {this}\n\
+             \x20     <-- KSTREAM-SOURCE-0000000000\n\
+             \x20   Processor: KSTREAM-WINDOWED-0000000003 (stores: [{other}-store])\n\
+             \x20     --> {other}\n\
+             \x20     <-- KSTREAM-SOURCE-0000000001\n\
+             \x20   Processor: {other} (stores: [{this}-store{shared}])\n\
+             \x20     --> KSTREAM-MERGE-0000000006\n\
+             \x20     <-- KSTREAM-WINDOWED-0000000003\n\
+             \x20   Processor: {this} (stores: [{other}-store{shared}])\n\
+             \x20     --> KSTREAM-MERGE-0000000006\n\
+             \x20     <-- KSTREAM-WINDOWED-0000000002\n\
+             \x20   Processor: KSTREAM-MERGE-0000000006 (stores: [])\n\
+             \x20     --> none\n\
+             \x20     <-- {this}, {other}\n\n"
+        );
+        assert_eq!(
+            builder.build().unwrap().describe().unwrap().to_string(),
+            want
+        );
+    }
+}
