@@ -134,7 +134,9 @@ impl StreamsConfig {
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
-    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`. Unknown
+    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`, and
+    /// Kafka's internal `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
+    /// (see [`StreamsConfig::outer_join_emit_interval`]). Unknown
     /// keys are refused.
     pub fn from_properties<I, K, V>(props: I) -> Result<Self>
     where
