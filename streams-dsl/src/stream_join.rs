@@ -28,7 +28,7 @@ use crate::join_windows::JoinWindows;
 use crate::joined::StreamJoined;
 use crate::kstream::KStream;
 use crate::processors::stateless;
-use crate::repartition::repartition;
+use crate::repartition::repartition_for_join;
 
 /// An inner join's joiner: (key, left value, right value).
 type InnerJoiner<K, VL, VR, VOut> = Arc<dyn Fn(&K, &VL, &VR) -> VOut + Send + Sync>;
@@ -690,7 +690,7 @@ where
         let prefix = name
             .as_ref()
             .map_or_else(|| this.node.clone(), |n| format!("{n}-left"));
-        this_node = repartition(
+        this_node = repartition_for_join(
             &state,
             &this.node,
             &prefix,
@@ -703,7 +703,7 @@ where
             .as_ref()
             .map_or_else(|| other.node.clone(), |n| format!("{n}-right"));
         let other_key_serde = key_serde.clone().or_else(|| other.key_serde.clone());
-        other_node = repartition(
+        other_node = repartition_for_join(
             &state,
             &other.node,
             &prefix,

@@ -13,7 +13,7 @@ use streams_core::{
 use crate::joined::Joined;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
-use crate::repartition::repartition;
+use crate::repartition::repartition_for_join;
 use crate::value_getter::ValueGetter;
 
 /// Kafka's `ValueJoinerWithKey` of a stream-table join: (key, stream value, table value),
@@ -108,7 +108,7 @@ where
     let mut parent = this.node.clone();
     if this.repartition_required {
         let prefix = joined.name.clone().unwrap_or_else(|| this.node.clone());
-        parent = repartition(
+        parent = repartition_for_join(
             &state,
             &this.node,
             &prefix,

@@ -278,3 +278,66 @@ fn join_with_an_aggregated_table() {
         vec![("k".to_owned(), "p=2".to_owned())]
     );
 }
+
+/// A key-changed stream joined twice is repartitioned once (Kafka's `repartitionForJoin`
+/// keeps the stream's repartition node; the names of a second one are still drawn).
+#[test]
+fn a_rekeyed_stream_joined_twice_is_repartitioned_once() {
+    let builder = StreamsBuilder::new();
+    let t1 = builder.table(
+        "t1",
+        Consumed::with(StringSerde, StringSerde),
+        Materialized::new(),
+    );
+    let t2 = builder.table(
+        "t2",
+        Consumed::with(StringSerde, StringSerde),
+        Materialized::new(),
+    );
+    let rekeyed = builder
+        .stream("s", Consumed::with(StringSerde, StringSerde))
+        .select_key(|_k: &String, v: &String| v.clone());
+    rekeyed
+        .clone()
+        .join_table(
+            &t1,
+            |a: &String, b: &String| format!("{a}1{b}"),
+            Joined::new(),
+        )
+        .to("o1", Produced::with(StringSerde, StringSerde));
+    rekeyed
+        .join_table(
+            &t2,
+            |a: &String, b: &String| format!("{a}2{b}"),
+            Joined::new(),
+        )
+        .to("o2", Produced::with(StringSerde, StringSerde));
+    let topology = builder.build().unwrap();
+    let text = topology.describe().unwrap().to_string();
+    assert_eq!(text.matches("-repartition)").count(), 1, "{text}");
+    // Names 13-15 are burnt by the second join's repartition step.
+    assert!(
+        text.contains("Processor: KSTREAM-JOIN-0000000016 (stores: [t2-STATE-STORE-0000000003])"),
+        "{text}"
+    );
+    let driver = TopologyTestDriver::new(topology, StreamsConfig::new("twice")).unwrap();
+    driver
+        .create_input_topic("t1", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input("k".into(), "x".into())
+        .unwrap();
+    driver
+        .create_input_topic("t2", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input("k".into(), "y".into())
+        .unwrap();
+    driver
+        .create_input_topic("s", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input("a".into(), "k".into())
+        .unwrap();
+    let o1 = driver.create_output_topic("o1", StringSerde, StringSerde);
+    let o2 = driver.create_output_topic("o2", StringSerde, StringSerde);
+    assert_eq!(o1.read_value().unwrap(), "k1x");
+    assert_eq!(o2.read_value().unwrap(), "k2y");
+}
