@@ -1160,3 +1160,23 @@ where
         stream_stream_join(self, other, j, windows, joined)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_list, encode_list};
+
+    /// Kafka's `ListSerializer` with a variable-size inner serde (`Serdes.ByteArray()`):
+    /// flag 1, big-endian count, then length-prefixed entries.
+    #[test]
+    fn list_layout_is_kafkas() {
+        let bytes = encode_list(&[b"ab".to_vec(), Vec::new()]);
+        assert_eq!(bytes, [1, 0, 0, 0, 2, 0, 0, 0, 2, b'a', b'b', 0, 0, 0, 0]);
+        assert_eq!(
+            decode_list("s", &bytes).unwrap(),
+            vec![b"ab".to_vec(), Vec::new()]
+        );
+        assert!(decode_list("s", &bytes[..bytes.len() - 3]).is_err());
+        assert!(decode_list("s", &[0, 0, 0, 0, 0]).is_err());
+        assert!(decode_list("s", &[1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+}
