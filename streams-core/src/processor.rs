@@ -585,9 +585,9 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     }
 
     /// How often (wall clock, ms) a left or outer stream-stream join looks for non-joined
-    /// records whose window closed: [`StreamsConfig::outer_join_emit_interval`]
-    /// (crate::StreamsConfig::outer_join_emit_interval), 1,000 by default, 0 under the
-    /// `TopologyTestDriver`.
+    /// records whose window closed:
+    /// [`StreamsConfig::outer_join_emit_interval`](crate::StreamsConfig::outer_join_emit_interval),
+    /// 1,000 by default, 0 under the `TopologyTestDriver`.
     pub fn outer_join_emit_interval_ms(&self) -> i64 {
         self.task.outer_join_emit_interval_ms
     }
