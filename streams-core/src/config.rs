@@ -93,7 +93,15 @@ pub struct StreamsConfig {
     pub(crate) replication_factor: i16,
     pub(crate) session_timeout: Duration,
     pub(crate) max_poll_interval: Duration,
+    /// Kafka's internal `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`:
+    /// how often (wall clock) a left/outer stream-stream join looks for non-joined records
+    /// whose window closed. `None`: 1,000 ms in an application, 0 in the test driver.
+    pub(crate) outer_join_emit_interval_ms: Option<i64>,
 }
+
+/// Kafka's internal config key of the outer-join emit interval.
+const OUTER_JOIN_EMIT_INTERVAL: &str =
+    "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__";
 
 impl StreamsConfig {
     /// Defaults for application `application_id` (Kafka Streams' defaults: 1 thread, commit
@@ -117,6 +125,7 @@ impl StreamsConfig {
             replication_factor: 1,
             session_timeout: Duration::from_secs(45),
             max_poll_interval: Duration::from_secs(300),
+            outer_join_emit_interval_ms: None,
         }
     }
 
@@ -125,7 +134,9 @@ impl StreamsConfig {
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
-    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`. Unknown
+    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`, and
+    /// Kafka's internal `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
+    /// (see [`StreamsConfig::outer_join_emit_interval`]). Unknown
     /// keys are refused.
     pub fn from_properties<I, K, V>(props: I) -> Result<Self>
     where
@@ -189,6 +200,9 @@ impl StreamsConfig {
                 "max.poll.interval.ms" => {
                     c.max_poll_interval =
                         Duration::from_millis(parse_range(k, v, 1, i64::from(i32::MAX))? as u64)
+                }
+                OUTER_JOIN_EMIT_INTERVAL => {
+                    c.outer_join_emit_interval_ms = Some(parse_range(k, v, 0, i64::MAX)?)
                 }
                 "bootstrap.servers" => {
                     return Err(StreamsError::config(
@@ -334,6 +348,32 @@ impl StreamsConfig {
             None => -1,
         };
         self
+    }
+
+    /// How often, by the wall clock, a left or outer stream-stream join looks for
+    /// non-joined records whose join window has closed (Kafka's internal config
+    /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`, also read by
+    /// [`StreamsConfig::from_properties`]). Default 1,000 ms in an application; the
+    /// `TopologyTestDriver` uses 0 (check after every record) unless this is set, as
+    /// Kafka's test driver does. A throttle only: results are the same, some are emitted
+    /// later.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsConfig;
+    /// let c = StreamsConfig::new("app").outer_join_emit_interval(Duration::from_millis(250));
+    /// assert_eq!(c.outer_join_emit_interval_ms(), Some(250));
+    /// assert_eq!(StreamsConfig::new("app").outer_join_emit_interval_ms(), None);
+    /// ```
+    pub fn outer_join_emit_interval(mut self, interval: Duration) -> Self {
+        self.outer_join_emit_interval_ms =
+            Some(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// The outer-join emit interval if set (see [`StreamsConfig::outer_join_emit_interval`]).
+    pub fn outer_join_emit_interval_ms(&self) -> Option<i64> {
+        self.outer_join_emit_interval_ms
     }
 
     /// Records a thread fetches per poll at most (`max.poll.records`).

@@ -69,7 +69,7 @@ pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyErro
 pub use names::{
     changelog_topic, repartition_topic, CHANGELOG_TOPIC_SUFFIX, REPARTITION_TOPIC_SUFFIX,
 };
-pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId};
+pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, StoreAccess};
 pub use record::{Change, ConsumedRecord, Header, ProducedRecord, Record, RecordMetadata};
 pub use runtime::{StateListener, StreamsApp, StreamsState};
 pub use serde::{

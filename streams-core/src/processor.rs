@@ -407,7 +407,71 @@ where
     }
 }
 
+/// Read and write access to the stores connected to a processor, without its output
+/// types: what a table's value getter (Kafka's `KTableValueGetter`) needs to read a
+/// table's store from a processor of any output type. From
+/// [`ProcessorContext::store_access`].
+pub struct StoreAccess<'a> {
+    task: &'a mut TaskContext,
+    node: usize,
+}
+
+impl std::fmt::Debug for StoreAccess<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreAccess")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl StoreAccess<'_> {
+    /// The kind of store `name` (connected to this processor), if there is one.
+    pub fn store_kind(&mut self, name: &str) -> Option<crate::store::StoreKind> {
+        self.task
+            .connected_store(self.node, name)
+            .ok()
+            .map(|(open, _, _)| open.spec.kind())
+    }
+
+    /// The key-value store `name`, as [`ProcessorContext::key_value_store`].
+    pub fn key_value_store<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        name: &'s str,
+    ) -> Result<KeyValueStoreHandle<'s, K, V>> {
+        let (open, registry, node) = self.task.connected_store(self.node, name)?;
+        let serdes = resolve_store::<K, V, V>(open, node, View::KeyValue, registry, same)?;
+        KeyValueStoreHandle::new(&mut *self.task, name, serdes)
+    }
+
+    /// The timestamped key-value store `name`, as
+    /// [`ProcessorContext::timestamped_key_value_store`].
+    pub fn timestamped_key_value_store<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        name: &'s str,
+    ) -> Result<KeyValueStoreHandle<'s, K, ValueAndTimestamp<V>>> {
+        let (open, registry, node) = self.task.connected_store(self.node, name)?;
+        let serdes = resolve_store::<K, ValueAndTimestamp<V>, V>(
+            open,
+            node,
+            View::TimestampedKeyValue,
+            registry,
+            timestamped,
+        )?;
+        KeyValueStoreHandle::new(&mut *self.task, name, serdes)
+    }
+}
+
 impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
+    /// Access to this processor's stores that does not carry its output types (for
+    /// helpers shared by processors of different output types, such as table value
+    /// getters).
+    pub fn store_access(&mut self) -> StoreAccess<'_> {
+        StoreAccess {
+            task: &mut *self.task,
+            node: self.node,
+        }
+    }
+
     /// The key-value store `name` (connected to this processor), with keys `K` and values
     /// `V` (de)serialized by the store's serdes or the application's defaults.
     pub fn key_value_store<'s, K: 'static, V: 'static>(
@@ -518,6 +582,14 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     /// `TopologyTestDriver`).
     pub fn current_system_time_ms(&self) -> i64 {
         self.task.clock.now_ms()
+    }
+
+    /// How often (wall clock, ms) a left or outer stream-stream join looks for non-joined
+    /// records whose window closed:
+    /// [`StreamsConfig::outer_join_emit_interval`](crate::StreamsConfig::outer_join_emit_interval),
+    /// 1,000 by default, 0 under the `TopologyTestDriver`.
+    pub fn outer_join_emit_interval_ms(&self) -> i64 {
+        self.task.outer_join_emit_interval_ms
     }
 
     /// Schedules [`Processor::punctuate`] every `interval`, on stream time or on the wall

@@ -13,6 +13,10 @@ pub(crate) struct BuilderState {
     pub(crate) topology: Topology,
     counter: usize,
     error: Option<StreamsError>,
+    /// Joins' repartition steps by the node they repartition (when named after it): the
+    /// source reading the repartition topic back, reused by a later join of the same
+    /// stream (Kafka's `KStreamImpl#repartitionForJoin` keeps its repartition node).
+    pub(crate) join_repartitions: std::collections::BTreeMap<String, String>,
 }
 
 pub(crate) type Shared = Rc<RefCell<BuilderState>>;
@@ -83,6 +87,7 @@ impl StreamsBuilder {
                 topology: Topology::new(),
                 counter: 0,
                 error: None,
+                join_repartitions: std::collections::BTreeMap::new(),
             })),
         }
     }

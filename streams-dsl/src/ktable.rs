@@ -9,6 +9,7 @@ use streams_core::{Change, Nullable, Record, SharedSerde};
 use crate::builder::Shared;
 use crate::kstream::KStream;
 use crate::processors::stateless;
+use crate::value_getter::ValueGetter;
 
 /// Whether a table node forwards old values (Kafka's `enableSendingOldValues`): set at build
 /// time by a downstream operation that needs them (`group_by`), read by the node's processor
@@ -51,6 +52,9 @@ pub struct KTable<K, V> {
     pub(crate) key_serde: Option<SharedSerde<K>>,
     pub(crate) value_serde: Option<SharedSerde<V>>,
     pub(crate) old_values: Arc<OldValues>,
+    /// How a join reads this table when it is not materialized itself (a filter or an
+    /// unmaterialized `map_values` over a materialized table); `None`: its store, if any.
+    pub(crate) getter: Option<ValueGetter<K, V>>,
 }
 
 impl<K, V> std::fmt::Debug for KTable<K, V> {
@@ -81,6 +85,7 @@ where
             key_serde,
             value_serde,
             old_values: Arc::default(),
+            getter: None,
         }
     }
 
@@ -101,6 +106,17 @@ where
             key_serde,
             value_serde,
             old_values,
+            getter: None,
+        }
+    }
+
+    /// The value getter a stream-table join reads this table with (Kafka's
+    /// `valueGetterSupplier`): its store when materialized, else its chain of filters and
+    /// value mappers over a materialized ancestor; `None` if there is none.
+    pub(crate) fn value_getter(&self) -> Option<ValueGetter<K, V>> {
+        match (&self.store, &self.getter) {
+            (Some(store), _) => Some(crate::value_getter::store_getter(store.clone())),
+            (None, g) => g.clone(),
         }
     }
 
@@ -194,6 +210,9 @@ where
         let name = self.state.borrow_mut().next_name("KTABLE-FILTER-");
         let parent = self.node.clone();
         let predicate = Arc::new(predicate);
+        let getter = self
+            .value_getter()
+            .map(|g| crate::value_getter::filtered(g, Arc::clone(&predicate), filter_not));
         let old_values = OldValues::child_of(&self.old_values);
         let switch = Arc::clone(&old_values);
         let supplier = move || {
@@ -230,6 +249,7 @@ where
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             old_values,
+            getter,
         }
     }
 

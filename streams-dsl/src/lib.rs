@@ -10,7 +10,11 @@
 //! [`TimeWindows`] for windowed `count`, `reduce` and `aggregate` into a
 //! `KTable<Windowed<K>, V>` ([`TimeWindowedKStream`]), with Kafka's grace and late-record
 //! rules; [`SessionWindows`] give session `count`, `reduce` and `aggregate` (with a
-//! merger) through a [`SessionWindowedKStream`]. A grouping after a
+//! merger) through a [`SessionWindowedKStream`]. Streams join other streams within
+//! [`JoinWindows`] ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`], with
+//! Kafka's buffering in window stores and its fix for spurious left/outer results, tuned by
+//! [`StreamJoined`]) and tables at processing time ([`KStream::join_table`],
+//! [`KStream::left_join_table`], with [`Joined`]). A grouping or join after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
@@ -51,6 +55,8 @@
 
 mod builder;
 mod changed;
+mod join_windows;
+mod joined;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
@@ -59,11 +65,16 @@ mod options;
 mod processors;
 mod repartition;
 mod session_windowed;
+mod stream_join;
+mod stream_table_join;
 mod table;
 mod time_windowed;
+mod value_getter;
 mod windows;
 
 pub use builder::StreamsBuilder;
+pub use join_windows::JoinWindows;
+pub use joined::{Joined, StreamJoined};
 pub use kgrouped::{KGroupedStream, WindowedBy};
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;

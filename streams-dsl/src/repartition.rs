@@ -1,6 +1,6 @@
 //! The repartition step, as Kafka Streams builds it: a null-key filter, a sink writing to
 //! `<prefix>-repartition` and a source reading it back, so that records with the same key
-//! meet in the same task. Aggregations use it after a key change; joins will repartition
+//! meet in the same task. Aggregations use it after a key change; joins repartition
 //! both sides with it, and `KStream::repartition` will expose it.
 
 use streams_core::{Record, SharedSerde, Sink, Source, repartition_topic};
@@ -71,6 +71,40 @@ where
         Ok(())
     });
     source_name
+}
+
+/// The repartition step of a join (Kafka's `KStreamImpl#repartitionForJoin`): as
+/// [`repartition`], except that a stream repartitioned under its own node name is
+/// repartitioned once, however many joins read it: a later join draws the three names
+/// again (Kafka burns them for compatibility) and reads the first repartition topic.
+pub(crate) fn repartition_for_join<K, V>(
+    state: &Shared,
+    parent: &str,
+    prefix: &str,
+    key_serde: Option<SharedSerde<K>>,
+    value_serde: Option<SharedSerde<V>>,
+) -> String
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    if prefix == parent {
+        let mut s = state.borrow_mut();
+        if let Some(source) = s.join_repartitions.get(parent).cloned() {
+            for p in ["KSTREAM-SINK-", "KSTREAM-FILTER-", "KSTREAM-SOURCE-"] {
+                s.next_name(p);
+            }
+            return source;
+        }
+    }
+    let source = repartition(state, parent, prefix, key_serde, value_serde);
+    if prefix == parent {
+        state
+            .borrow_mut()
+            .join_repartitions
+            .insert(parent.to_owned(), source.clone());
+    }
+    source
 }
 
 #[cfg(test)]

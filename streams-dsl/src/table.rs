@@ -437,6 +437,7 @@ where
         let old_values = OldValues::child_of(&self.old_values);
         let switch = Arc::clone(&old_values);
         let supplier_store = store_name.clone();
+        let getter_mapper = Arc::clone(&mapper);
         let supplier = move || MapValuesProcessor::<K, V, VR> {
             mapper: Arc::clone(&mapper),
             store: supplier_store.clone(),
@@ -459,14 +460,24 @@ where
             Some(m) => (m.key_serde.or(self.key_serde.clone()), m.value_serde),
             None => (self.key_serde.clone(), None),
         };
-        KTable::with_parts(
+        // Unmaterialized, a join reads it through the parent's getter and the mapper
+        // (Kafka's KTableMapValues value getter).
+        let getter = match &store_name {
+            Some(_) => None,
+            None => self
+                .value_getter()
+                .map(|g| crate::value_getter::mapped(g, Arc::clone(&getter_mapper))),
+        };
+        let mut table = KTable::with_parts(
             Rc::clone(&self.state),
             name,
             store_name,
             key_serde,
             value_serde,
             old_values,
-        )
+        );
+        table.getter = getter;
+        table
     }
 
     /// Re-groups the table by a new key (Kafka's `KTable#groupBy`): `selector(key, value)`

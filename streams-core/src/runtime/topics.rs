@@ -97,6 +97,58 @@ pub(crate) fn prepare_topics(
             }
         }
     }
+    // Kafka's `CopartitionedTopicsEnforcer`: the repartition topics a sub-topology reads
+    // (a join after a key change) take the partition count of its other source topics
+    // (which must agree, checked below), else the largest among them; a repartition topic
+    // with a fixed count that disagrees is not co-partitioned.
+    for r in &resolved {
+        let is_internal = |t: &String| {
+            topology
+                .internal_topics
+                .keys()
+                .any(|n| &topology.physical_topic_name(app, n) == t)
+        };
+        let internal: Vec<&String> = r.inputs.keys().filter(|t| is_internal(t)).collect();
+        let external: BTreeSet<i32> = r
+            .inputs
+            .keys()
+            .filter(|t| !is_internal(t))
+            .filter_map(|t| counts.get(t).copied())
+            .collect();
+        if internal.is_empty() || external.len() > 1 {
+            continue;
+        }
+        let target = match external.first() {
+            Some(&n) => n,
+            None => match internal.iter().filter_map(|t| counts.get(*t)).max() {
+                Some(&n) => n,
+                None => continue,
+            },
+        };
+        for t in internal {
+            let fixed = topology
+                .internal_topics
+                .iter()
+                .find(|(n, _)| &topology.physical_topic_name(app, n) == t)
+                .and_then(|(_, spec)| spec.partitions);
+            match fixed {
+                Some(n) if n != target => {
+                    return Err(StreamsError::NotCopartitioned {
+                        subtopology: r.sub.id,
+                        counts: r
+                            .inputs
+                            .keys()
+                            .filter_map(|x| counts.get(x).map(|c| format!("{x}: {c}")))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                _ => {
+                    counts.insert(t.clone(), target);
+                }
+            }
+        }
+    }
     for r in &mut resolved {
         let mut per_topic = Vec::new();
         for t in r.inputs.keys() {

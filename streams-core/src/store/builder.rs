@@ -150,8 +150,14 @@ impl StoreBuilder {
         Self::of(name, StoreKind::TimestampedKeyValue)
     }
 
-    fn check_window(name: &str, retention: Duration, size: Duration) -> Result<()> {
-        if size.is_zero() {
+    fn check_window(
+        name: &str,
+        retention: Duration,
+        size: Duration,
+        retain_duplicates: bool,
+    ) -> Result<()> {
+        // Join buffers may have size 0 (a join of equal timestamps), as Kafka allows.
+        if size.is_zero() && !retain_duplicates {
             return Err(StreamsError::config(
                 "window.size.ms",
                 format!("store `{name}`: the window size must be above zero"),
@@ -173,7 +179,7 @@ impl StoreBuilder {
 
     /// A window store keeping windows of `window_size` for `retention` (at least the
     /// window size, as Kafka requires); `retain_duplicates` keeps every value put for a
-    /// key and window (stream-stream join buffers).
+    /// key and window (stream-stream join buffers, which may have a window size of 0).
     pub fn window(
         name: impl Into<String>,
         retention: Duration,
@@ -206,7 +212,7 @@ impl StoreBuilder {
         retain_duplicates: bool,
         timestamped: bool,
     ) -> Result<Self> {
-        Self::check_window(&name, retention, window_size)?;
+        Self::check_window(&name, retention, window_size, retain_duplicates)?;
         let (retention_ms, window_size_ms) = (millis(retention), millis(window_size));
         let kind = if timestamped {
             StoreKind::TimestampedWindow {

@@ -135,6 +135,8 @@ pub(crate) struct TaskContext {
     flush_listeners: BTreeMap<String, FlushListener>,
     /// Records dropped by this task (shared with the application's total).
     dropped: Arc<AtomicU64>,
+    /// See `TaskSettings::outer_join_emit_interval_ms`.
+    pub(crate) outer_join_emit_interval_ms: i64,
 }
 
 /// One input partition's buffered records.
@@ -168,6 +170,9 @@ pub(crate) struct TaskSettings {
     pub(crate) wipe_unclean: bool,
     /// `max.task.idle.ms` (-1: never wait for empty partitions).
     pub(crate) max_task_idle_ms: i64,
+    /// The outer-join emit interval (ms) processors read through
+    /// `ProcessorContext::outer_join_emit_interval_ms`.
+    pub(crate) outer_join_emit_interval_ms: i64,
     /// Records dropped by the tasks (skipped as undeserializable or with an invalid
     /// timestamp, null keys at a repartition sink, null keys or values at an aggregation):
     /// Kafka's `dropped-records-total`, summed over the application instance.
@@ -354,6 +359,7 @@ impl Task {
                 serdes: settings.serdes.clone(),
                 flush_listeners: BTreeMap::new(),
                 dropped: Arc::clone(&settings.dropped),
+                outer_join_emit_interval_ms: settings.outer_join_emit_interval_ms,
             },
             queues,
             consumed: BTreeMap::new(),

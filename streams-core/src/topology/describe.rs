@@ -42,6 +42,29 @@ impl Topology {
                         .collect(),
                 });
             }
+            // Kafka's `NodeComparator`: by sub-tree size (1 + the sizes of the children, a
+            // node reached by two paths counted twice), largest first, then by name.
+            let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
+            fn size(t: &Topology, i: usize, memo: &mut BTreeMap<usize, u64>) -> u64 {
+                if let Some(&s) = memo.get(&i) {
+                    return s;
+                }
+                let s = 1 + t.nodes[i]
+                    .children
+                    .iter()
+                    .map(|&c| size(t, c, memo))
+                    .sum::<u64>();
+                memo.insert(i, s);
+                s
+            }
+            let mut keyed: Vec<(u64, NodeDescription)> = s
+                .nodes
+                .iter()
+                .map(|&i| size(self, i, &mut sizes))
+                .zip(nodes)
+                .collect();
+            keyed.sort_by(|(sa, a), (sb, b)| sb.cmp(sa).then_with(|| a.name.cmp(&b.name)));
+            let nodes = keyed.into_iter().map(|(_, n)| n).collect();
             out.subtopologies
                 .push(SubtopologyDescription { id: s.id, nodes });
         }
