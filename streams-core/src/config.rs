@@ -93,7 +93,16 @@ pub struct StreamsConfig {
     pub(crate) replication_factor: i16,
     pub(crate) session_timeout: Duration,
     pub(crate) max_poll_interval: Duration,
+    /// Kafka's internal `__emit.interval.ms.kstreams.windowed.aggregation__`: how often (wall
+    /// clock) an emit-on-window-close aggregation looks for closed windows. `None`: the
+    /// default, 1000 ms in an application and 0 in the `TopologyTestDriver`.
+    pub(crate) emit_interval_windowed_aggregation_ms: Option<i64>,
 }
+
+/// Kafka Streams' internal config key throttling the closed-window check of an
+/// emit-on-window-close windowed aggregation (`StreamsConfig.InternalConfig`).
+pub const EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION: &str =
+    "__emit.interval.ms.kstreams.windowed.aggregation__";
 
 impl StreamsConfig {
     /// Defaults for application `application_id` (Kafka Streams' defaults: 1 thread, commit
@@ -117,6 +126,7 @@ impl StreamsConfig {
             replication_factor: 1,
             session_timeout: Duration::from_secs(45),
             max_poll_interval: Duration::from_secs(300),
+            emit_interval_windowed_aggregation_ms: None,
         }
     }
 
@@ -125,8 +135,9 @@ impl StreamsConfig {
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
-    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`. Unknown
-    /// keys are refused.
+    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`, and
+    /// Kafka's internal `__emit.interval.ms.kstreams.windowed.aggregation__`
+    /// ([`EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION`]). Unknown keys are refused.
     pub fn from_properties<I, K, V>(props: I) -> Result<Self>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -189,6 +200,9 @@ impl StreamsConfig {
                 "max.poll.interval.ms" => {
                     c.max_poll_interval =
                         Duration::from_millis(parse_range(k, v, 1, i64::from(i32::MAX))? as u64)
+                }
+                EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION => {
+                    c.emit_interval_windowed_aggregation_ms = Some(parse_range(k, v, 0, i64::MAX)?)
                 }
                 "bootstrap.servers" => {
                     return Err(StreamsError::config(
@@ -346,6 +360,35 @@ impl StreamsConfig {
     pub fn replication_factor(mut self, rf: i16) -> Self {
         self.replication_factor = rf;
         self
+    }
+
+    /// How often (wall clock) an emit-on-window-close windowed aggregation checks for
+    /// closed windows to emit: Kafka's internal
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__` (default 1000 ms; the
+    /// `TopologyTestDriver` defaults it to 0, as Kafka's own driver tests set it, so that
+    /// every record checks).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsConfig;
+    /// let c = StreamsConfig::new("app").emit_interval_windowed_aggregation(Duration::from_millis(50));
+    /// assert_eq!(c.emit_interval_windowed_aggregation_value(), Some(Duration::from_millis(50)));
+    /// let c = StreamsConfig::from_properties([("application.id", "app"),
+    ///     ("__emit.interval.ms.kstreams.windowed.aggregation__", "0")])?;
+    /// assert_eq!(c.emit_interval_windowed_aggregation_value(), Some(Duration::ZERO));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn emit_interval_windowed_aggregation(mut self, interval: Duration) -> Self {
+        self.emit_interval_windowed_aggregation_ms =
+            Some(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// The emit interval of emit-on-window-close aggregations, if set (else the default:
+    /// 1000 ms, 0 in the `TopologyTestDriver`).
+    pub fn emit_interval_windowed_aggregation_value(&self) -> Option<Duration> {
+        self.emit_interval_windowed_aggregation_ms
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
     }
 
     /// The application id.

@@ -62,7 +62,7 @@ pub use client::{
     InternalTopicSpec, PollResult, Subscription,
 };
 pub use config::{
-    DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
+    DeserializationHandler, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
     UncaughtErrorPolicy,
 };
 pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyError};

@@ -520,6 +520,15 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.task.clock.now_ms()
     }
 
+    /// How often (wall-clock milliseconds) an emit-on-window-close windowed aggregation
+    /// checks for closed windows: Kafka's internal
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__` (see
+    /// [`StreamsConfig::emit_interval_windowed_aggregation`](crate::StreamsConfig::emit_interval_windowed_aggregation);
+    /// 1000 by default, 0 in the `TopologyTestDriver` unless configured).
+    pub fn windowed_aggregation_emit_interval_ms(&self) -> i64 {
+        self.task.emit_interval_ms
+    }
+
     /// Schedules [`Processor::punctuate`] every `interval`, on stream time or on the wall
     /// clock. Intervals below 1 ms are refused.
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> Result<ScheduleId> {

@@ -379,6 +379,7 @@ mod tests {
                 serdes: SerdeRegistry::with_builtins(),
                 wipe_unclean: false,
                 max_task_idle_ms: 0,
+                emit_interval_ms: 0,
                 dropped: Default::default(),
             });
             let id = TaskId {

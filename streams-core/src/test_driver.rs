@@ -261,6 +261,7 @@ impl TopologyTestDriver {
             serdes: config.serdes.clone(),
             wipe_unclean: false,
             max_task_idle_ms: config.max_task_idle_ms,
+            emit_interval_ms: config.emit_interval_windowed_aggregation_ms.unwrap_or(0),
             dropped: Default::default(),
         });
         let rocksdb = RocksDbResources::new(RocksDbConfig {

@@ -51,6 +51,7 @@
 
 mod builder;
 mod changed;
+mod emit;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
@@ -59,17 +60,20 @@ mod options;
 mod processors;
 mod repartition;
 mod session_windowed;
+mod sliding_windowed;
 mod table;
 mod time_windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
+pub use emit::EmitStrategy;
 pub use kgrouped::{KGroupedStream, WindowedBy};
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};
 pub use session_windowed::SessionWindowedKStream;
+pub use sliding_windowed::SlidingWindowedKStream;
 pub use streams_core::{Change, SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use time_windowed::TimeWindowedKStream;
-pub use windows::{SessionWindows, TimeWindows};
+pub use windows::{SessionWindows, SlidingWindows, TimeWindows};

@@ -205,6 +205,7 @@ impl StreamThread {
             serdes: c.serdes.clone(),
             wipe_unclean: false,
             max_task_idle_ms: c.max_task_idle_ms,
+            emit_interval_ms: c.emit_interval_windowed_aggregation_ms.unwrap_or(1000),
             dropped: Arc::clone(&shared.dropped),
         });
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(ClusterCollector {

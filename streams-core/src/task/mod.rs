@@ -126,6 +126,7 @@ pub(crate) struct TaskContext {
     pub(crate) metadata: Option<RecordMetadata>,
     pub(crate) stream_time: i64,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) emit_interval_ms: i64,
     schedules: Vec<Schedule>,
     next_schedule: u64,
     pub(crate) commit_requested: bool,
@@ -168,6 +169,9 @@ pub(crate) struct TaskSettings {
     pub(crate) wipe_unclean: bool,
     /// `max.task.idle.ms` (-1: never wait for empty partitions).
     pub(crate) max_task_idle_ms: i64,
+    /// Kafka's `__emit.interval.ms.kstreams.windowed.aggregation__` in ms (1000 in an
+    /// application, 0 in the test driver unless configured).
+    pub(crate) emit_interval_ms: i64,
     /// Records dropped by the tasks (skipped as undeserializable or with an invalid
     /// timestamp, null keys at a repartition sink, null keys or values at an aggregation):
     /// Kafka's `dropped-records-total`, summed over the application instance.
@@ -345,6 +349,7 @@ impl Task {
                 metadata: None,
                 stream_time: -1,
                 clock,
+                emit_interval_ms: settings.emit_interval_ms,
                 schedules: Vec::new(),
                 next_schedule: 0,
                 commit_requested: false,

@@ -1,0 +1,128 @@
+//! [`EmitStrategy`]: when a windowed aggregation emits its results (Kafka's
+//! `EmitStrategy`, KIP-825), and the bookkeeping of emit-on-window-close shared by the
+//! time, sliding and session window processors (Kafka's
+//! `AbstractKStreamTimeWindowAggregateProcessor` and `KStreamImplJoin.TimeTracker`).
+
+use streams_core::{Change, Header, ProcessorContext, Record, Result, Windowed};
+
+/// When a windowed aggregation ([`TimeWindowedKStream`](crate::TimeWindowedKStream),
+/// [`SlidingWindowedKStream`](crate::SlidingWindowedKStream),
+/// [`SessionWindowedKStream`](crate::SessionWindowedKStream)) sends its results downstream
+/// (Kafka's `EmitStrategy`).
+///
+/// - [`EmitStrategy::on_window_update`] (the default): every update of a window goes
+///   downstream (through the store's cache when it has one).
+/// - [`EmitStrategy::on_window_close`]: a window's final aggregate goes downstream once,
+///   after the window has closed (its end plus the grace period is at or before stream
+///   time), and never an intermediate one. Closed windows are looked for while processing
+///   a record, at most once per
+///   [`StreamsConfig::emit_interval_windowed_aggregation`](streams_core::StreamsConfig::emit_interval_windowed_aggregation)
+///   of wall-clock time (Kafka's `__emit.interval.ms.kstreams.windowed.aggregation__`,
+///   1000 ms; 0 in the `TopologyTestDriver`), so a window is emitted when a later record
+///   moves stream time past its close.
+///
+/// ```
+/// use streams_dsl::EmitStrategy;
+/// assert_eq!(EmitStrategy::default(), EmitStrategy::on_window_update());
+/// assert_ne!(EmitStrategy::on_window_close(), EmitStrategy::on_window_update());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EmitStrategy {
+    /// Emit every update of a window (Kafka's `WindowUpdateStrategy`).
+    #[default]
+    OnWindowUpdate,
+    /// Emit each window once, when it closes (Kafka's `WindowCloseStrategy`).
+    OnWindowClose,
+}
+
+impl EmitStrategy {
+    /// Emit every update of a window (Kafka's `EmitStrategy.onWindowUpdate()`), the
+    /// default.
+    ///
+    /// ```
+    /// use streams_dsl::EmitStrategy;
+    /// assert_eq!(EmitStrategy::on_window_update(), EmitStrategy::OnWindowUpdate);
+    /// ```
+    pub fn on_window_update() -> Self {
+        EmitStrategy::OnWindowUpdate
+    }
+
+    /// Emit each window's final result once, after it closes (Kafka's
+    /// `EmitStrategy.onWindowClose()`).
+    ///
+    /// ```
+    /// use streams_dsl::EmitStrategy;
+    /// assert_eq!(EmitStrategy::on_window_close(), EmitStrategy::OnWindowClose);
+    /// ```
+    pub fn on_window_close() -> Self {
+        EmitStrategy::OnWindowClose
+    }
+
+    pub(crate) fn is_on_close(self) -> bool {
+        self == EmitStrategy::OnWindowClose
+    }
+}
+
+/// Kafka's `ConsumerRecord.NO_TIMESTAMP`.
+pub(crate) const NO_TIMESTAMP: i64 = -1;
+
+/// The emit-on-window-close state of one processor: Kafka's `lastEmitWindowCloseTime` and
+/// the wall-clock throttle (`TimeTracker.nextTimeToEmit` / `emitIntervalMs`).
+#[derive(Debug, Clone)]
+pub(crate) struct CloseEmitter {
+    /// The window close time of the last emit (-1: never emitted).
+    pub(crate) last_emit_window_close_time: i64,
+    next_time_to_emit: i64,
+    interval_ms: i64,
+}
+
+impl CloseEmitter {
+    pub(crate) fn new() -> Self {
+        CloseEmitter {
+            last_emit_window_close_time: NO_TIMESTAMP,
+            next_time_to_emit: 0,
+            interval_ms: 1000,
+        }
+    }
+
+    /// Reads the emit interval from the application config (Kafka's `init`).
+    pub(crate) fn init<K, V>(&mut self, ctx: &ProcessorContext<'_, K, V>) {
+        self.interval_ms = ctx.windowed_aggregation_emit_interval_ms();
+    }
+
+    /// Kafka's `shouldEmitFinal`: not before the next wall-clock emit time (which then moves
+    /// to now + interval), and only if the window close time progressed.
+    pub(crate) fn should_emit_final(&mut self, now: i64, window_close_time: i64) -> bool {
+        if now < self.next_time_to_emit {
+            return false;
+        }
+        self.next_time_to_emit = now.saturating_add(self.interval_ms);
+        self.last_emit_window_close_time == NO_TIMESTAMP
+            || self.last_emit_window_close_time < window_close_time
+    }
+}
+
+/// Forwards the final result of a closed window: Kafka's `fetchAndEmit` forwards the
+/// stored aggregate with no old value, the given timestamp and the headers of the record
+/// being processed.
+pub(crate) fn forward_final<K, VA>(
+    ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    key: Windowed<K>,
+    value: VA,
+    timestamp: i64,
+    headers: &[Header],
+) -> Result<()>
+where
+    K: Clone + Send + 'static,
+    VA: Clone + Send + 'static,
+{
+    ctx.forward(Record {
+        key,
+        value: Change {
+            new: Some(value),
+            old: None,
+        },
+        timestamp,
+        headers: headers.to_vec(),
+    })
+}
