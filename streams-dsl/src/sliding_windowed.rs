@@ -92,7 +92,8 @@ where
     ///     .group_by_key(Grouped::default())
     ///     .windowed_by(SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10))?)
     ///     .emit_strategy(EmitStrategy::on_window_close())
-    ///     .count(Materialized::as_store("counts"))
+    ///     // (the default retention, 2 × 10 ms, could forget [5, 15] when stream time jumps)
+    ///     .count(Materialized::as_store("counts").with_retention(Duration::from_secs(60)))
     ///     .to_stream()
     ///     .map_values(|n: Option<i64>| n.unwrap_or(0))
     ///     .to("out", Produced::default());
@@ -170,7 +171,8 @@ where
     /// builder.stream("amounts", Consumed::with(StringSerde, I64Serde))
     ///     .group_by_key(Grouped::default())
     ///     .windowed_by(SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10))?)
-    ///     .reduce(|a: i64, b: i64| a + b, Materialized::as_store("sums"));
+    ///     .reduce(|a: i64, b: i64| a + b, Materialized::as_store("sums")
+    ///         .with_retention(Duration::from_secs(60)));
     /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
     /// let input = driver.create_input_topic("amounts", StringSerde, I64Serde)?;
     /// for (v, ts) in [(1, 20), (2, 25), (4, 40)] { input.pipe_input_with_timestamp("k".into(), v, ts)?; }
