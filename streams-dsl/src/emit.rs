@@ -63,6 +63,29 @@ impl EmitStrategy {
     }
 }
 
+/// The local retention of a time or sliding window store with emit-on-window-close. Kafka
+/// uses a time-ordered window store there, which keeps a window while its start is at or
+/// after the store's stream time − retention
+/// (`AbstractDualSchemaRocksDBSegmentedBytesStore.getActualFrom` and `put` for the
+/// `TimeFirstWindowKeySchema`), one millisecond longer than the key-ordered store (start
+/// after stream time − retention). Our window store has the key-ordered rule, so the
+/// local store gets one millisecond more (its changelog keeps Kafka's `retention.ms`,
+/// see [`changelog_retention`]). Without it a tumbling window without grace would expire
+/// the moment it closes and never be emitted.
+pub(crate) fn local_retention_ms(emit: EmitStrategy, retention_ms: i64) -> i64 {
+    if emit.is_on_close() {
+        retention_ms.saturating_add(1)
+    } else {
+        retention_ms
+    }
+}
+
+/// The changelog `retention.ms` Kafka gives a window store: its retention plus
+/// `windowstore.changelog.additional.retention.ms` (1 day).
+pub(crate) fn changelog_retention(retention_ms: i64) -> String {
+    retention_ms.saturating_add(86_400_000).to_string()
+}
+
 /// Kafka's `ConsumerRecord.NO_TIMESTAMP`.
 pub(crate) const NO_TIMESTAMP: i64 = -1;
 

@@ -12,7 +12,10 @@ use streams_core::{
     TimeWindowedSerde, ValueAndTimestamp, Window, Windowed,
 };
 
-use crate::emit::{forward_final, CloseEmitter, EmitStrategy, NO_TIMESTAMP};
+use crate::emit::{
+    changelog_retention, forward_final, local_retention_ms, CloseEmitter, EmitStrategy,
+    NO_TIMESTAMP,
+};
 use crate::kgrouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::options::Materialized;
@@ -346,12 +349,13 @@ fn sliding_store<K: 'static, VA: 'static>(
     let to_duration = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     let mut store = StoreBuilder::timestamped_window(
         store_name.to_owned(),
-        to_duration(retention_ms),
+        to_duration(local_retention_ms(emit, retention_ms)),
         to_duration(windows.time_difference_ms()),
         false,
     )?
     .with_caching(materialized.caching && !emit.is_on_close())
-    .with_logging(materialized.logging);
+    .with_logging(materialized.logging)
+    .with_changelog_config("retention.ms", changelog_retention(retention_ms));
     if materialized.in_memory {
         store = store.in_memory();
     }

@@ -11,7 +11,10 @@ use streams_core::{
     TimeWindowedSerde, ValueAndTimestamp, Windowed,
 };
 
-use crate::emit::{forward_final, CloseEmitter, EmitStrategy, NO_TIMESTAMP};
+use crate::emit::{
+    changelog_retention, forward_final, local_retention_ms, CloseEmitter, EmitStrategy,
+    NO_TIMESTAMP,
+};
 use crate::kgrouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::options::Materialized;
@@ -253,7 +256,7 @@ where
         let name = state.borrow_mut().next_name(prefix);
         let (parent, key_serde, _) = grouped.source_for(&store_name);
         let key_serde = materialized.key_serde.clone().or(key_serde);
-        let store = window_store(&store_name, &windows, &materialized, key_serde.clone());
+        let store = window_store(&store_name, &windows, emit, &materialized, key_serde.clone());
         let supplier_store = store_name.clone();
         let supplier_key_serde = key_serde.clone();
         let supplier = move || WindowAggregateProcessor::<K, V, VA> {
@@ -292,6 +295,7 @@ where
 fn window_store<K: 'static, VA: 'static>(
     store_name: &str,
     windows: &TimeWindows,
+    emit: EmitStrategy,
     materialized: &Materialized<K, VA>,
     key_serde: Option<SharedSerde<K>>,
 ) -> Result<StoreBuilder> {
@@ -315,12 +319,13 @@ fn window_store<K: 'static, VA: 'static>(
     let to_duration = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     let mut store = StoreBuilder::timestamped_window(
         store_name.to_owned(),
-        to_duration(retention_ms),
+        to_duration(local_retention_ms(emit, retention_ms)),
         to_duration(windows.size_ms()),
         false,
     )?
     .with_caching(materialized.caching)
-    .with_logging(materialized.logging);
+    .with_logging(materialized.logging)
+    .with_changelog_config("retention.ms", changelog_retention(retention_ms));
     if materialized.in_memory {
         store = store.in_memory();
     }
