@@ -529,6 +529,24 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.task.emit_interval_ms
     }
 
+    /// A value this task keeps with its committed input offsets (Kafka's
+    /// `processorMetadataForKey`): what a processor stored with
+    /// [`ProcessorContext::add_processor_metadata`] before the last commit, also after a
+    /// restart or on another instance. Emit-on-window-close aggregations keep their last
+    /// emitted window close time there, keyed by their store name.
+    pub fn processor_metadata_for_key(&self, key: &str) -> Option<i64> {
+        self.task.processor_metadata.get(key).copied()
+    }
+
+    /// Stores `value` under `key` in the task's processor metadata, committed with the
+    /// input offsets in Kafka's offset-commit metadata format (`TopicPartitionMetadata`;
+    /// Kafka's `addProcessorMetadataKeyValue`).
+    pub fn add_processor_metadata(&mut self, key: &str, value: i64) {
+        self.task
+            .processor_metadata
+            .insert(key.to_owned(), value);
+    }
+
     /// Schedules [`Processor::punctuate`] every `interval`, on stream time or on the wall
     /// clock. Intervals below 1 ms are refused.
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> Result<ScheduleId> {

@@ -182,17 +182,21 @@ impl TaskManager {
     /// record them in the tasks and write checkpoints when due.
     pub(crate) fn commit(
         &mut self,
-        commit_offsets: &mut dyn FnMut(&BTreeMap<TopicPartition, i64>) -> Result<()>,
+        commit_offsets: &mut dyn FnMut(&BTreeMap<TopicPartition, (i64, String)>) -> Result<()>,
     ) -> Result<()> {
         for task in self.tasks.values_mut() {
             task.prepare_commit()?;
         }
         self.collector.lock().flush()?;
-        let mut offsets = BTreeMap::new();
+        let mut with_metadata = BTreeMap::new();
         for task in self.tasks.values() {
-            offsets.extend(task.offsets_to_commit());
+            with_metadata.extend(task.offsets_to_commit());
         }
-        commit_offsets(&offsets)?;
+        commit_offsets(&with_metadata)?;
+        let offsets: BTreeMap<TopicPartition, i64> = with_metadata
+            .into_iter()
+            .map(|(tp, (o, _))| (tp, o))
+            .collect();
         for task in self.tasks.values_mut() {
             task.post_commit(&offsets)?;
         }

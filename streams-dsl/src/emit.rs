@@ -108,9 +108,29 @@ impl CloseEmitter {
         }
     }
 
-    /// Reads the emit interval from the application config (Kafka's `init`).
-    pub(crate) fn init<K, V>(&mut self, ctx: &ProcessorContext<'_, K, V>) {
+    /// Kafka's `init` with emit-on-window-close: the last emit's close time restored from
+    /// the task's processor metadata (committed with the input offsets, keyed by the store
+    /// name), and the emit interval from the application config.
+    pub(crate) fn init<K, V>(&mut self, ctx: &ProcessorContext<'_, K, V>, store: &str) {
+        if let Some(last) = ctx.processor_metadata_for_key(store) {
+            self.last_emit_window_close_time = last;
+        }
         self.interval_ms = ctx.windowed_aggregation_emit_interval_ms();
+    }
+
+    /// Records an emit (end of Kafka's `fetchAndEmit`): the close time becomes the last
+    /// one, also in the processor metadata committed with the input offsets.
+    pub(crate) fn emitted<K, V>(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, V>,
+        store: &str,
+        window_close_time: i64,
+    ) where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        self.last_emit_window_close_time = window_close_time;
+        ctx.add_processor_metadata(store, window_close_time);
     }
 
     /// Kafka's `shouldEmitFinal`: not before the next wall-clock emit time (which then moves

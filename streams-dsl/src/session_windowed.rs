@@ -393,7 +393,7 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
         if self.emit.is_on_close() {
-            self.emitter.init(ctx);
+            self.emitter.init(ctx, &self.store);
         } else {
             // Kafka's SessionCacheFlushListener: a flushed session is forwarded with its end
             // as the record timestamp.
@@ -561,7 +561,7 @@ where
             let timestamp = session.window.end;
             forward_final(ctx, session, agg, timestamp, headers)?;
         }
-        self.emitter.last_emit_window_close_time = close_time;
+        self.emitter.emitted(ctx, &self.store, close_time);
         Ok(())
     }
 }

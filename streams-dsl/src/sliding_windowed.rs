@@ -710,7 +710,7 @@ where
                 forward_final(ctx, key, agg.value, agg.timestamp, &record.headers)?;
             }
         }
-        self.emitter.last_emit_window_close_time = close_time;
+        self.emitter.emitted(ctx, &self.store, close_time);
         Ok(())
     }
 
@@ -740,7 +740,7 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
         if self.emit.is_on_close() {
-            self.emitter.init(ctx);
+            self.emitter.init(ctx, &self.store);
         } else {
             self.cached = ctx.forward_timestamped_window_cache_flushes(&self.store)?;
         }

@@ -361,7 +361,7 @@ where
         if self.emit.is_on_close() {
             // Kafka's processor sets no cache flush listener with emit-on-window-close:
             // the cache (if any) only batches the store's writes.
-            self.emitter.init(ctx);
+            self.emitter.init(ctx, &self.store);
         } else {
             self.cached = ctx.forward_timestamped_window_cache_flushes(&self.store)?;
         }
@@ -495,7 +495,7 @@ where
                 forward_final(ctx, key, agg.value, agg.timestamp, &record.headers)?;
             }
         }
-        self.emitter.last_emit_window_close_time = close_time;
+        self.emitter.emitted(ctx, &self.store, close_time);
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ use crate::topology::{NodeKind, Subtopology, Topology};
 mod commit;
 mod context;
 mod input;
+pub(crate) mod offset_metadata;
 
 /// Identifies a task: sub-topology and partition, printed `<subtopology>_<partition>` as in
 /// Kafka Streams.
@@ -127,6 +128,9 @@ pub(crate) struct TaskContext {
     pub(crate) stream_time: i64,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) emit_interval_ms: i64,
+    /// Kafka's `ProcessorMetadata`: values processors keep with the committed offsets
+    /// (restored from them when the task starts).
+    pub(crate) processor_metadata: BTreeMap<String, i64>,
     schedules: Vec<Schedule>,
     next_schedule: u64,
     pub(crate) commit_requested: bool,
@@ -350,6 +354,7 @@ impl Task {
                 stream_time: -1,
                 clock,
                 emit_interval_ms: settings.emit_interval_ms,
+                processor_metadata: BTreeMap::new(),
                 schedules: Vec::new(),
                 next_schedule: 0,
                 commit_requested: false,
