@@ -837,7 +837,7 @@ fn sessions_by_end_span_every_key_in_end_order() {
     let stores: Vec<Box<dyn SessionStore>> = vec![
         Box::new(InMemorySessionStore::in_memory("s", ses_opts()).unwrap()),
         Box::new(
-            RocksDbSessionStore::rocksdb("s", &dir.path().join("s"), &res, ses_opts()).unwrap(),
+            RocksDbSessionStore::rocksdb("s", dir.path().join("s"), &res, ses_opts()).unwrap(),
         ),
     ];
     for mut store in stores {

@@ -113,7 +113,10 @@ pub trait ClusterConsumer: Send {
         &mut self,
         offsets: &BTreeMap<TopicPartition, (i64, String)>,
     ) -> Result<()> {
-        let plain = offsets.iter().map(|(tp, (o, _))| (tp.clone(), *o)).collect();
+        let plain = offsets
+            .iter()
+            .map(|(tp, (o, _))| (tp.clone(), *o))
+            .collect();
         self.commit(&plain)
     }
     /// Records of an assigned partition that are on the broker but not fetched yet (end
@@ -152,7 +155,11 @@ pub trait Cluster: Send + Sync + 'static {
     fn committed_offset(&self, group: &str, partition: &TopicPartition) -> Result<Option<i64>>;
     /// The metadata committed with `group`'s offset of `partition` (empty or `None` if
     /// none). The default knows none.
-    fn committed_metadata(&self, group: &str, partition: &TopicPartition) -> Result<Option<String>> {
+    fn committed_metadata(
+        &self,
+        group: &str,
+        partition: &TopicPartition,
+    ) -> Result<Option<String>> {
         let _ = (group, partition);
         Ok(None)
     }

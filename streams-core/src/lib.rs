@@ -62,8 +62,8 @@ pub use client::{
     InternalTopicSpec, PollResult, Subscription,
 };
 pub use config::{
-    DeserializationHandler, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
-    UncaughtErrorPolicy,
+    DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
+    UncaughtErrorPolicy, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
 };
 pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyError};
 pub use names::{

@@ -542,9 +542,7 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     /// input offsets in Kafka's offset-commit metadata format (`TopicPartitionMetadata`;
     /// Kafka's `addProcessorMetadataKeyValue`).
     pub fn add_processor_metadata(&mut self, key: &str, value: i64) {
-        self.task
-            .processor_metadata
-            .insert(key.to_owned(), value);
+        self.task.processor_metadata.insert(key.to_owned(), value);
     }
 
     /// Schedules [`Processor::punctuate`] every `interval`, on stream time or on the wall

@@ -30,6 +30,9 @@ pub(crate) struct TaskManager {
     collector: SharedCollector,
 }
 
+/// Input offsets to commit with Kafka's commit metadata (`TopicPartitionMetadata`).
+pub(crate) type OffsetsWithMetadata = BTreeMap<TopicPartition, (i64, String)>;
+
 impl TaskManager {
     /// No tasks yet; their records go to `collector`.
     pub(crate) fn new(collector: SharedCollector) -> Self {
@@ -182,7 +185,7 @@ impl TaskManager {
     /// record them in the tasks and write checkpoints when due.
     pub(crate) fn commit(
         &mut self,
-        commit_offsets: &mut dyn FnMut(&BTreeMap<TopicPartition, (i64, String)>) -> Result<()>,
+        commit_offsets: &mut dyn FnMut(&OffsetsWithMetadata) -> Result<()>,
     ) -> Result<()> {
         for task in self.tasks.values_mut() {
             task.prepare_commit()?;

@@ -11,7 +11,7 @@ use streams_core::{
     StoreBuilder, StreamsError, Window, Windowed,
 };
 
-use crate::emit::{forward_final, CloseEmitter, EmitStrategy, NO_TIMESTAMP};
+use crate::emit::{CloseEmitter, EmitStrategy, NO_TIMESTAMP, forward_final};
 use crate::kgrouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::options::Materialized;
@@ -291,7 +291,13 @@ where
         let name = state.borrow_mut().next_name(prefix);
         let (parent, key_serde, _) = grouped.source_for(&store_name);
         let key_serde = materialized.key_serde.clone().or(key_serde);
-        let store = session_store(&store_name, &windows, emit, &materialized, key_serde.clone());
+        let store = session_store(
+            &store_name,
+            &windows,
+            emit,
+            &materialized,
+            key_serde.clone(),
+        );
         let supplier_store = store_name.clone();
         let supplier_key_serde = key_serde.clone();
         let supplier = move || SessionWindowAggregateProcessor::<K, V, VA> {

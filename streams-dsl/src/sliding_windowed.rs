@@ -13,8 +13,8 @@ use streams_core::{
 };
 
 use crate::emit::{
-    changelog_retention, forward_final, local_retention_ms, CloseEmitter, EmitStrategy,
-    NO_TIMESTAMP,
+    CloseEmitter, EmitStrategy, NO_TIMESTAMP, changelog_retention, forward_final,
+    local_retention_ms,
 };
 use crate::kgrouped::KGroupedStream;
 use crate::ktable::KTable;
@@ -277,7 +277,13 @@ where
         let name = state.borrow_mut().next_name(prefix);
         let (parent, key_serde, value_serde) = grouped.source_for(&store_name);
         let key_serde = materialized.key_serde.clone().or(key_serde);
-        let store = sliding_store(&store_name, &windows, emit, &materialized, key_serde.clone());
+        let store = sliding_store(
+            &store_name,
+            &windows,
+            emit,
+            &materialized,
+            key_serde.clone(),
+        );
         let supplier_store = store_name.clone();
         let (supplier_key_serde, supplier_value_serde) = (key_serde.clone(), value_serde);
         let supplier = move || SlidingWindowAggregateProcessor::<K, V, VA> {
@@ -411,7 +417,9 @@ where
         to: i64,
     ) -> Result<Vec<(i64, ValueAndTimestamp<VA>)>> {
         let store = ctx.timestamped_window_store::<K, VA>(&self.store)?;
-        let found = store.fetch_range(key, from, to)?.collect::<Result<Vec<_>>>()?;
+        let found = store
+            .fetch_range(key, from, to)?
+            .collect::<Result<Vec<_>>>()?;
         Ok(found)
     }
 
@@ -448,10 +456,22 @@ where
                 if right_win_agg.is_none() {
                     right_win_agg = Some(agg.clone());
                 }
-                self.update_window_and_forward(ctx, self.window(start), Some(agg), record, close_time)?;
+                self.update_window_and_forward(
+                    ctx,
+                    self.window(start),
+                    Some(agg),
+                    record,
+                    close_time,
+                )?;
             } else if end == ts {
                 left_created = true;
-                self.update_window_and_forward(ctx, self.window(start), Some(agg), record, close_time)?;
+                self.update_window_and_forward(
+                    ctx,
+                    self.window(start),
+                    Some(agg),
+                    record,
+                    close_time,
+                )?;
                 if max_record_timestamp < ts {
                     previous = Some(max_record_timestamp);
                 } else {
@@ -509,23 +529,27 @@ where
                 combined = Some((start, agg));
             } else if start <= ts {
                 right_win_agg = Some(agg.clone());
-                self.update_window_and_forward(ctx, self.window(start), Some(agg), record, close_time)?;
+                self.update_window_and_forward(
+                    ctx,
+                    self.window(start),
+                    Some(agg),
+                    record,
+                    close_time,
+                )?;
             } else {
                 // start == ts + 1 (the fetch ends there)
                 right_created = true;
             }
         }
         if right_win_agg.is_none() {
-            if let Some((_, c)) = &combined {
-                if c.timestamp > ts {
-                    right_win_agg = Some(c.clone());
-                }
-            }
+            right_win_agg = combined
+                .as_ref()
+                .filter(|(_, c)| c.timestamp > ts)
+                .map(|(_, c)| c.clone());
         }
-        if !right_created {
-            if let Some(right) = right_win_agg.filter(|r| r.timestamp > ts) {
-                self.create_current_record_right_window(ctx, ts, right, record)?;
-            }
+        // Kafka's rightWindowIsNotEmpty: a later record falls in the right window.
+        if let Some(right) = right_win_agg.filter(|r| !right_created && r.timestamp > ts) {
+            self.create_current_record_right_window(ctx, ts, right, record)?;
         }
         if let Some(p) = previous {
             let start = p.saturating_add(1);
@@ -538,9 +562,13 @@ where
                 let agg = make((self.init)(), ts);
                 self.update_window_and_forward(ctx, self.window(0), agg, record, close_time)
             }
-            Some((start, agg)) => {
-                self.update_window_and_forward(ctx, self.window(start), Some(agg), record, close_time)
-            }
+            Some((start, agg)) => self.update_window_and_forward(
+                ctx,
+                self.window(start),
+                Some(agg),
+                record,
+                close_time,
+            ),
         }
     }
 
@@ -580,10 +608,9 @@ where
             };
             self.update_window_and_forward(ctx, window, agg, record, close_time)?;
         }
-        if !right_created {
-            if let Some(right) = right_win_agg.filter(|r| r.timestamp > ts) {
-                self.create_current_record_right_window(ctx, ts, right, record)?;
-            }
+        // Kafka's rightWindowIsNotEmpty: a later record falls in the right window.
+        if let Some(right) = right_win_agg.filter(|r| !right_created && r.timestamp > ts) {
+            self.create_current_record_right_window(ctx, ts, right, record)?;
         }
         Ok(())
     }
@@ -598,8 +625,11 @@ where
         record: &Record<K, V>,
     ) -> Result<()> {
         let window = self.window(ts.saturating_add(1));
-        ctx.timestamped_window_store::<K, VA>(&self.store)?
-            .put(&record.key, Some(&right), window.start)?;
+        ctx.timestamped_window_store::<K, VA>(&self.store)?.put(
+            &record.key,
+            Some(&right),
+            window.start,
+        )?;
         self.maybe_forward_update(ctx, record, window, None, right.value, right.timestamp)
     }
 
@@ -714,7 +744,13 @@ where
         Ok(())
     }
 
-    fn log_skipped(&self, ctx: Ctx<'_, '_, K, VA>, timestamp: i64, close_time: i64, window: Window) {
+    fn log_skipped(
+        &self,
+        ctx: Ctx<'_, '_, K, VA>,
+        timestamp: i64,
+        close_time: i64,
+        window: Window,
+    ) {
         let (topic, partition, offset) = metadata(ctx);
         tracing::warn!(
             node = ctx.node_name(),
@@ -732,7 +768,8 @@ where
     }
 }
 
-impl<K, V, VA> Processor<K, V, Windowed<K>, Change<VA>> for SlidingWindowAggregateProcessor<K, V, VA>
+impl<K, V, VA> Processor<K, V, Windowed<K>, Change<VA>>
+    for SlidingWindowAggregateProcessor<K, V, VA>
 where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,

@@ -12,8 +12,8 @@ use streams_core::{
 };
 
 use crate::emit::{
-    changelog_retention, forward_final, local_retention_ms, CloseEmitter, EmitStrategy,
-    NO_TIMESTAMP,
+    CloseEmitter, EmitStrategy, NO_TIMESTAMP, changelog_retention, forward_final,
+    local_retention_ms,
 };
 use crate::kgrouped::KGroupedStream;
 use crate::ktable::KTable;
@@ -256,7 +256,13 @@ where
         let name = state.borrow_mut().next_name(prefix);
         let (parent, key_serde, _) = grouped.source_for(&store_name);
         let key_serde = materialized.key_serde.clone().or(key_serde);
-        let store = window_store(&store_name, &windows, emit, &materialized, key_serde.clone());
+        let store = window_store(
+            &store_name,
+            &windows,
+            emit,
+            &materialized,
+            key_serde.clone(),
+        );
         let supplier_store = store_name.clone();
         let supplier_key_serde = key_serde.clone();
         let supplier = move || WindowAggregateProcessor::<K, V, VA> {

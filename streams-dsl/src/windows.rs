@@ -288,13 +288,19 @@ impl SlidingWindows {
     /// assert_eq!(w.grace_period_ms(), 100);
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
-    pub fn of_time_difference_and_grace(time_difference: Duration, grace: Duration) -> Result<Self> {
+    pub fn of_time_difference_and_grace(
+        time_difference: Duration,
+        grace: Duration,
+    ) -> Result<Self> {
         let config = |reason: String| StreamsError::Config {
             key: "SlidingWindows".to_owned(),
             reason,
         };
-        let time_difference_ms = i64::try_from(time_difference.as_millis())
-            .map_err(|_| config(format!("the time difference ({time_difference:?}) is too large")))?;
+        let time_difference_ms = i64::try_from(time_difference.as_millis()).map_err(|_| {
+            config(format!(
+                "the time difference ({time_difference:?}) is too large"
+            ))
+        })?;
         let grace_ms = i64::try_from(grace.as_millis())
             .map_err(|_| config(format!("the grace period ({grace:?}) is too large")))?;
         if time_difference_ms <= 0 {

@@ -80,7 +80,13 @@ fn reference(kind: Kind) -> Topology {
         Kind::Session { .. } => None,
         _ => Some(default_retention(kind) + 1),
     };
-    topology_with(kind, EmitStrategy::on_window_update(), false, false, retention)
+    topology_with(
+        kind,
+        EmitStrategy::on_window_update(),
+        false,
+        false,
+        retention,
+    )
 }
 
 fn topology_with(
@@ -123,9 +129,7 @@ fn topology_with(
             .emit_strategy(emit)
             .count(m),
         Kind::Session { gap, grace } => grouped
-            .windowed_by(
-                SessionWindows::of_inactivity_gap_and_grace(ms(gap), ms(grace)).unwrap(),
-            )
+            .windowed_by(SessionWindows::of_inactivity_gap_and_grace(ms(gap), ms(grace)).unwrap())
             .emit_strategy(emit)
             .count(m),
     };
@@ -267,7 +271,11 @@ fn expected_on_close(kind: Kind, input: &[(String, i64)], updates: &[Vec<Out>]) 
             .iter()
             .filter(|((_, s, e), _)| closes(*e) && visible(*s))
             .map(|((k, s, e), (v, t))| {
-                let t = if matches!(kind, Kind::Session { .. }) { *e } else { *t };
+                let t = if matches!(kind, Kind::Session { .. }) {
+                    *e
+                } else {
+                    *t
+                };
                 (k.clone(), *s, *e, Some(*v), t, Some(i))
             })
             .collect();
@@ -280,8 +288,8 @@ fn expected_on_close(kind: Kind, input: &[(String, i64)], updates: &[Vec<Out>]) 
             // once the upper bound `close - size` is not negative, for sliding windows
             // `close - td - 1`, for sessions `close - 1` (and not below the lower bound).
             Kind::Time { size, .. } => close - size >= 0,
-            Kind::Sliding { td, .. } => close - td - 1 >= 0,
-            Kind::Session { .. } => close - 1 >= last.max(0),
+            Kind::Sliding { td, .. } => close - td > 0,
+            Kind::Session { .. } => close > last.max(0),
         };
         if fetched {
             out.extend(closed);
@@ -377,10 +385,18 @@ fn tumbling_windows_are_emitted_once_when_they_close() {
         advance: 10,
         grace: 5,
     };
-    let input: Vec<(String, i64)> = [("a", 1), ("a", 8), ("b", 3), ("a", 14), ("a", 15), ("a", 2), ("b", 26)]
-        .iter()
-        .map(|(k, t)| ((*k).to_owned(), *t))
-        .collect();
+    let input: Vec<(String, i64)> = [
+        ("a", 1),
+        ("a", 8),
+        ("b", 3),
+        ("a", 14),
+        ("a", 15),
+        ("a", 2),
+        ("b", 26),
+    ]
+    .iter()
+    .map(|(k, t)| ((*k).to_owned(), *t))
+    .collect();
     for (caching, persistent) in [(false, false), (true, true)] {
         let (out, dropped) = run_stepwise(
             topology(kind, EmitStrategy::on_window_close(), caching, persistent),
@@ -444,14 +460,22 @@ fn the_emit_interval_throttles_the_close_check_by_wall_clock() {
             .collect()
     };
     // The first check (at wall-clock 0) finds nothing closed; the next is due at 1000.
-    input.pipe_input_with_timestamp("k".into(), "v".into(), 5).unwrap();
-    input.pipe_input_with_timestamp("k".into(), "v".into(), 12).unwrap(); // closes [0, 10)
+    input
+        .pipe_input_with_timestamp("k".into(), "v".into(), 5)
+        .unwrap();
+    input
+        .pipe_input_with_timestamp("k".into(), "v".into(), 12)
+        .unwrap(); // closes [0, 10)
     assert_eq!(read(), vec![]);
     driver.advance_wall_clock_time(ms(999)).unwrap();
-    input.pipe_input_with_timestamp("k".into(), "v".into(), 13).unwrap();
+    input
+        .pipe_input_with_timestamp("k".into(), "v".into(), 13)
+        .unwrap();
     assert_eq!(read(), vec![]);
     driver.advance_wall_clock_time(ms(1)).unwrap();
-    input.pipe_input_with_timestamp("k".into(), "v".into(), 14).unwrap();
+    input
+        .pipe_input_with_timestamp("k".into(), "v".into(), 14)
+        .unwrap();
     assert_eq!(read(), vec![(0, Some(1))]);
 }
 

@@ -133,9 +133,7 @@ fn run(
             )
         })
         .collect();
-    let store = driver
-        .read_window_store::<String, String>("store")
-        .unwrap();
+    let store = driver.read_window_store::<String, String>("store").unwrap();
     (out, driver.dropped_records(), store)
 }
 
@@ -353,13 +351,17 @@ fn kafka_no_grace_period_small_input() {
 fn null_keys_and_null_values_are_dropped_and_counted() {
     let builder = StreamsBuilder::new();
     builder
-        .stream("in", Consumed::with(Nullable(StringSerde), Nullable(StringSerde)))
+        .stream(
+            "in",
+            Consumed::with(Nullable(StringSerde), Nullable(StringSerde)),
+        )
         .group_by_key(Grouped::default())
         .windowed_by(SlidingWindows::of_time_difference_with_no_grace(ms(10)).unwrap())
         .count(Materialized::as_store("counts").with_caching_disabled())
         .to_stream()
         .to("out", Produced::default());
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
     let input = driver
         .create_input_topic("in", Nullable(StringSerde), Nullable(StringSerde))
         .unwrap();
@@ -374,7 +376,9 @@ fn null_keys_and_null_values_are_dropped_and_counted() {
         .unwrap();
     assert_eq!(driver.dropped_records(), 2);
     assert_eq!(
-        driver.read_window_store::<Option<String>, i64>("counts").unwrap(),
+        driver
+            .read_window_store::<Option<String>, i64>("counts")
+            .unwrap(),
         vec![(Some("k".to_owned()), 10, 1)]
     );
 }
@@ -439,7 +443,11 @@ fn the_store_keeps_twice_the_time_difference_plus_grace() {
             .count(m);
         builder.build()
     };
-    let topology = build(Materialized::as_store("w"), EmitStrategy::on_window_update()).unwrap();
+    let topology = build(
+        Materialized::as_store("w"),
+        EmitStrategy::on_window_update(),
+    )
+    .unwrap();
     let store = topology.stores().find(|s| s.name() == "w").unwrap();
     assert_eq!(
         store.kind(),
@@ -464,7 +472,10 @@ fn the_store_keeps_twice_the_time_difference_plus_grace() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("retention") && err.contains("2 * time difference"), "{err}");
+    assert!(
+        err.contains("retention") && err.contains("2 * time difference"),
+        "{err}"
+    );
     assert!(SlidingWindows::of_time_difference_with_no_grace(Duration::ZERO).is_err());
 }
 
@@ -525,8 +536,13 @@ impl Model {
 
     fn forward(&mut self, key: &str, start: i64, value: &(String, i64)) {
         if !self.on_close {
-            self.out
-                .push((key.to_owned(), start, start + self.td, value.0.clone(), value.1));
+            self.out.push((
+                key.to_owned(),
+                start,
+                start + self.td,
+                value.0.clone(),
+                value.1,
+            ));
         }
     }
 
@@ -640,10 +656,8 @@ impl Model {
         }
         if !done {
             // createWindows
-            if let Some(p) = previous {
-                if !starts.contains(&(p + 1)) && p + 1 + td >= ts {
-                    self.update(key, p + 1, init(), v, ts, close);
-                }
+            if let Some(p) = previous.filter(|p| !starts.contains(&(p + 1)) && p + 1 + td >= ts) {
+                self.update(key, p + 1, init(), v, ts, close);
             }
             if !left_created {
                 let agg = match (left_agg, previous) {

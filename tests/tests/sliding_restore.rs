@@ -18,8 +18,7 @@ use broker_embedded::{
     ProduceRecord,
 };
 use streams_core::{
-    EmbeddedCluster, Serde, StreamsApp, StreamsConfig, StreamsState, StringSerde,
-    TimeWindowedSerde,
+    EmbeddedCluster, Serde, StreamsApp, StreamsConfig, StreamsState, StringSerde, TimeWindowedSerde,
 };
 use streams_dsl::{
     Consumed, EmitStrategy, Grouped, Materialized, Produced, SlidingWindows, StreamsBuilder,

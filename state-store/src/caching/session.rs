@@ -192,12 +192,11 @@ impl<S: SessionStore> SessionStore for CachingSessionStore<S> {
             .find_sessions_by_end(earliest_session_end, latest_session_end)?
             .into_iter()
             .map(|e| ((e.key, e.end, e.start), e.value));
-        let merged = self
-            .layer
-            .cache
-            .overlay(below, (Bound::<(Vec<u8>, i64, i64)>::Unbounded, Bound::Unbounded), |k| {
-                k.1 >= from_end && k.1 <= latest_session_end
-            });
+        let merged = self.layer.cache.overlay(
+            below,
+            (Bound::<(Vec<u8>, i64, i64)>::Unbounded, Bound::Unbounded),
+            |k| k.1 >= from_end && k.1 <= latest_session_end,
+        );
         let mut out: Vec<SessionEntry> = merged
             .into_iter()
             .map(|((key, end, start), value)| SessionEntry {

@@ -120,9 +120,11 @@ mod tests {
         assert_eq!(decode(""), (-1, BTreeMap::new()));
         assert_eq!(decode("not base64!"), (-1, BTreeMap::new()));
         // Version 1 (partition time only) is read; unknown versions are not.
-        let v1 = base64::engine::general_purpose::STANDARD.encode([&[1u8][..], &9i64.to_be_bytes()].concat());
+        let v1 = base64::engine::general_purpose::STANDARD
+            .encode([&[1u8][..], &9i64.to_be_bytes()].concat());
         assert_eq!(decode(&v1), (9, BTreeMap::new()));
-        let v9 = base64::engine::general_purpose::STANDARD.encode([&[9u8][..], &9i64.to_be_bytes()].concat());
+        let v9 = base64::engine::general_purpose::STANDARD
+            .encode([&[9u8][..], &9i64.to_be_bytes()].concat());
         assert_eq!(decode(&v9), (-1, BTreeMap::new()));
         // A truncated entry.
         let mut bad = vec![2u8];
