@@ -10,7 +10,11 @@
 //! [`TimeWindows`] for windowed `count`, `reduce` and `aggregate` into a
 //! `KTable<Windowed<K>, V>` ([`TimeWindowedKStream`]), with Kafka's grace and late-record
 //! rules; [`SessionWindows`] give session `count`, `reduce` and `aggregate` (with a
-//! merger) through a [`SessionWindowedKStream`]. A grouping after a
+//! merger) through a [`SessionWindowedKStream`], and [`SlidingWindows`] (windows defined by
+//! the records, Kafka's sliding-window algorithm) through a [`SlidingWindowedKStream`].
+//! Each windowed stream takes an [`EmitStrategy`]: every update (the default) or only the
+//! final result of each window once it closes (`emit_strategy(EmitStrategy::on_window_close())`).
+//! A grouping after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
