@@ -237,6 +237,27 @@ fn sliding_counts_and_final_results_survive_a_restart() {
     assert_eq!(app.dropped_records(), 0);
     app.close();
 
+    // The committed offsets carry Kafka Streams' metadata (`TopicPartitionMetadata`):
+    // base64 of magic 2, the partition time (the partition's largest timestamp, 20 min) and
+    // the processor metadata, here the on-close count's last emitted close time under its
+    // store name (20 min − 5 min grace).
+    for p in 0..PARTITIONS as i32 {
+        let tp = broker_embedded::TopicPartition::new(INPUT, p);
+        let committed = broker.committed_offset(APP, &tp).unwrap();
+        let raw = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            &committed.metadata,
+        )
+        .unwrap();
+        let mut expected = vec![2u8];
+        expected.extend_from_slice(&(20 * MINUTE).to_be_bytes());
+        expected.extend_from_slice(&1i32.to_be_bytes());
+        expected.extend_from_slice(&12i32.to_be_bytes());
+        expected.extend_from_slice(b"finals-store");
+        expected.extend_from_slice(&(15 * MINUTE).to_be_bytes());
+        assert_eq!(raw, expected, "partition {p}");
+    }
+
     // The sliding store's changelog, as Kafka creates it: retention 2 × 1 min + 5 min grace
     // plus a day.
     let changelog = broker
