@@ -541,6 +541,35 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     /// Stores `value` under `key` in the task's processor metadata, committed with the
     /// input offsets in Kafka's offset-commit metadata format (`TopicPartitionMetadata`;
     /// Kafka's `addProcessorMetadataKeyValue`).
+    ///
+    /// ```
+    /// use streams_core::{I64Serde, Processor, ProcessorContext, Record, Result, Sink, Source,
+    ///     StreamsConfig, StringSerde, Topology, TopologyTestDriver};
+    ///
+    /// /// Forwards the largest timestamp seen so far, kept in the processor metadata.
+    /// struct Latest;
+    /// impl Processor<String, String, String, i64> for Latest {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, r: Record<String, String>) -> Result<()> {
+    ///         let latest = ctx.processor_metadata_for_key("latest").unwrap_or(-1).max(r.timestamp);
+    ///         ctx.add_processor_metadata("latest", latest);
+    ///         ctx.forward(Record::new(r.key, latest, r.timestamp))
+    ///     }
+    /// }
+    ///
+    /// let mut t = Topology::new();
+    /// t.add_source(Source::<String, String>::new("in", ["events"]))?;
+    /// t.add_processor("latest", || Latest, &["in"])?;
+    /// t.add_sink(Sink::<String, i64>::new("out", "latest"), &["latest"])?;
+    /// let driver = TopologyTestDriver::new(t, StreamsConfig::new("doc"))?;
+    /// let input = driver.create_input_topic("events", StringSerde, StringSerde)?;
+    /// for ts in [5, 3, 9] {
+    ///     input.pipe_input_with_timestamp("k".into(), "e".into(), ts)?;
+    /// }
+    /// let out = driver.create_output_topic("latest", StringSerde, I64Serde);
+    /// let got: Vec<i64> = out.read_records_to_vec()?.into_iter().map(|r| r.value).collect();
+    /// assert_eq!(got, [5, 5, 9]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn add_processor_metadata(&mut self, key: &str, value: i64) {
         self.task.processor_metadata.insert(key.to_owned(), value);
     }
