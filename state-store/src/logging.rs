@@ -301,6 +301,14 @@ impl<S: SessionStore, C: ChangelogSink> SessionStore for ChangeLoggingSessionSto
             latest_session_start,
         )
     }
+    fn find_sessions_by_end(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> Result<Vec<SessionEntry>> {
+        self.inner
+            .find_sessions_by_end(earliest_session_end, latest_session_end)
+    }
     fn retention_period(&self) -> i64 {
         self.inner.retention_period()
     }

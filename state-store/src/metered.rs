@@ -261,6 +261,15 @@ impl<S: SessionStore> SessionStore for Metered<S> {
             s.find_sessions_key_range(key_from, key_to, earliest_session_end, latest_session_start)
         })
     }
+    fn find_sessions_by_end(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> Result<Vec<SessionEntry>> {
+        self.timed(StoreOperation::Range, |s| {
+            s.find_sessions_by_end(earliest_session_end, latest_session_end)
+        })
+    }
     fn retention_period(&self) -> i64 {
         self.inner.retention_period()
     }

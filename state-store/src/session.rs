@@ -222,6 +222,38 @@ impl<F: SegmentFactory> SessionStore for SegmentedSessionStore<F> {
         Ok(out)
     }
 
+    fn find_sessions_by_end(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> Result<Vec<SessionEntry>> {
+        self.segments.check_open()?;
+        // As Kafka's RocksDBTimeOrderedSessionSegmentedBytesStore.fetchSessions: sessions
+        // expire here with their segment only (no per-session retention check).
+        let from_end = earliest_session_end;
+        let mut out = Vec::new();
+        if from_end > latest_session_end {
+            return Ok(out);
+        }
+        for seg in self.segments.in_range(from_end, latest_session_end) {
+            for entry in seg.scan(Bound::Unbounded, Bound::Unbounded, Direction::Forward)? {
+                let (k, value) = entry?;
+                let (key, start, end) = decode_session_segment_key(&k)
+                    .ok_or_else(|| self.segments.corrupt_key(seg.name(), "session", &k))?;
+                if end >= from_end && end <= latest_session_end {
+                    out.push(SessionEntry {
+                        key,
+                        start,
+                        end,
+                        value,
+                    });
+                }
+            }
+        }
+        out.sort_unstable_by(|a, b| (a.end, &a.key, a.start).cmp(&(b.end, &b.key, b.start)));
+        Ok(out)
+    }
+
     fn retention_period(&self) -> i64 {
         self.segments.retention()
     }

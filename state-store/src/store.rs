@@ -280,6 +280,17 @@ pub trait SessionStore: StateStore {
         earliest_session_end: i64,
         latest_session_start: i64,
     ) -> Result<Vec<SessionEntry>>;
+    /// Sessions of every key ending in `[earliest_session_end, latest_session_end]`, ordered
+    /// by end, then key bytes, then start: Kafka's `findSessions(earliestSessionEndTime,
+    /// latestSessionEndTime)` of its time-ordered session store, what an
+    /// emit-on-window-close session aggregation reads. As there, sessions expire with their
+    /// whole segment only: a session ending at or before the store's retention but in a
+    /// live segment is still returned.
+    fn find_sessions_by_end(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> Result<Vec<SessionEntry>>;
     /// The retention period in milliseconds.
     fn retention_period(&self) -> i64;
     /// The largest session end seen so far (`i64::MIN` before the first put).
@@ -447,6 +458,13 @@ impl<T: SessionStore + ?Sized> SessionStore for Box<T> {
             earliest_session_end,
             latest_session_start,
         )
+    }
+    fn find_sessions_by_end(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> Result<Vec<SessionEntry>> {
+        (**self).find_sessions_by_end(earliest_session_end, latest_session_end)
     }
     fn retention_period(&self) -> i64 {
         (**self).retention_period()

@@ -826,3 +826,49 @@ fn session_cache_coalesces_merges() {
     let keys: Vec<Vec<u8>> = log.records().unwrap().into_iter().map(|r| r.key).collect();
     assert_eq!(keys, vec![state_store::session_changelog_key(b"k", 0, 20)]);
 }
+
+/// `find_sessions_by_end` (Kafka's time-ordered session store's `findSessions(earliestEnd,
+/// latestEnd)`): every key's sessions ending in the range, by end, then key, then start,
+/// in memory, on RocksDB and through a cache holding unflushed writes.
+#[test]
+fn sessions_by_end_span_every_key_in_end_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let res = common::small_resources();
+    let stores: Vec<Box<dyn SessionStore>> = vec![
+        Box::new(InMemorySessionStore::in_memory("s", ses_opts()).unwrap()),
+        Box::new(
+            RocksDbSessionStore::rocksdb("s", dir.path().join("s"), &res, ses_opts()).unwrap(),
+        ),
+    ];
+    for mut store in stores {
+        store.put(b"b", 3, 5, b"b5").unwrap();
+        store.put(b"a", 5, 5, b"a5").unwrap();
+        store.put(b"a", 0, 12, b"a12").unwrap();
+        store.put(b"c", 1, 7, b"c7").unwrap();
+        store.put(b"a", 4, 5, b"a5b").unwrap();
+        let got = |s: &dyn SessionStore, from, to| -> Vec<(Vec<u8>, i64, i64)> {
+            s.find_sessions_by_end(from, to)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.key, e.start, e.end))
+                .collect()
+        };
+        assert_eq!(
+            got(store.as_ref(), 5, 7),
+            vec![
+                (b"a".to_vec(), 4, 5),
+                (b"a".to_vec(), 5, 5),
+                (b"b".to_vec(), 3, 5),
+                (b"c".to_vec(), 1, 7)
+            ]
+        );
+        assert!(got(store.as_ref(), 13, 20).is_empty());
+        let mut cache = CachingSessionStore::new(store, 1 << 20, RecordTimestamp::new());
+        cache.put(b"0", 6, 6, b"06").unwrap();
+        cache.remove(b"c", 1, 7).unwrap();
+        assert_eq!(
+            got(&cache, 6, 12),
+            vec![(b"0".to_vec(), 6, 6), (b"a".to_vec(), 0, 12)]
+        );
+    }
+}

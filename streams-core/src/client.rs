@@ -107,6 +107,18 @@ pub trait ClusterConsumer: Send {
     /// generation. A member that is no longer in the group, or whose generation is stale,
     /// gets [`StreamsError::TaskMigrated`] (its partitions belong to someone else now).
     fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
+    /// Commits offsets with their metadata strings (Kafka Streams' `TopicPartitionMetadata`).
+    /// The default drops the metadata and commits the offsets.
+    fn commit_with_metadata(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, (i64, String)>,
+    ) -> Result<()> {
+        let plain = offsets
+            .iter()
+            .map(|(tp, (o, _))| (tp.clone(), *o))
+            .collect();
+        self.commit(&plain)
+    }
     /// Records of an assigned partition that are on the broker but not fetched yet (end
     /// offset, or last stable offset, minus the fetch position); `None` when unknown (not
     /// assigned, or no position yet). Tasks use it for `max.task.idle.ms`.
@@ -141,6 +153,16 @@ pub trait Cluster: Send + Sync + 'static {
     fn end_offset(&self, partition: &TopicPartition) -> Result<i64>;
     /// The offset committed by `group` for a partition, if any.
     fn committed_offset(&self, group: &str, partition: &TopicPartition) -> Result<Option<i64>>;
+    /// The metadata committed with `group`'s offset of `partition` (empty or `None` if
+    /// none). The default knows none.
+    fn committed_metadata(
+        &self,
+        group: &str,
+        partition: &TopicPartition,
+    ) -> Result<Option<String>> {
+        let _ = (group, partition);
+        Ok(None)
+    }
 }
 
 fn cluster_err(e: BrokerError) -> StreamsError {
@@ -295,6 +317,13 @@ impl Cluster for EmbeddedCluster {
             .broker
             .committed_offset(group, &to_broker_tp(tp))
             .map(|o| o.offset))
+    }
+
+    fn committed_metadata(&self, group: &str, tp: &TopicPartition) -> Result<Option<String>> {
+        Ok(self
+            .broker
+            .committed_offset(group, &to_broker_tp(tp))
+            .map(|o| o.metadata))
     }
 }
 
@@ -777,12 +806,27 @@ impl ClusterConsumer for EmbeddedConsumer {
     }
 
     fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+        let with_metadata = offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), (*o, String::new())))
+            .collect();
+        self.commit_with_metadata(&with_metadata)
+    }
+
+    fn commit_with_metadata(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, (i64, String)>,
+    ) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
         let list: Vec<_> = offsets
             .iter()
-            .map(|(tp, o)| (to_broker_tp(tp), OffsetAndMetadata::new(*o)))
+            .map(|(tp, (o, metadata))| {
+                let mut om = OffsetAndMetadata::new(*o);
+                om.metadata.clone_from(metadata);
+                (to_broker_tp(tp), om)
+            })
             .collect();
         let member = CommitMember {
             generation_id: self.generation,

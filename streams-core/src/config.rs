@@ -97,11 +97,20 @@ pub struct StreamsConfig {
     /// how often (wall clock) a left/outer stream-stream join looks for non-joined records
     /// whose window closed. `None`: 1,000 ms in an application, 0 in the test driver.
     pub(crate) outer_join_emit_interval_ms: Option<i64>,
+    /// Kafka's internal `__emit.interval.ms.kstreams.windowed.aggregation__`: how often (wall
+    /// clock) an emit-on-window-close aggregation looks for closed windows. `None`: the
+    /// default, 1000 ms in an application and 0 in the `TopologyTestDriver`.
+    pub(crate) emit_interval_windowed_aggregation_ms: Option<i64>,
 }
 
 /// Kafka's internal config key of the outer-join emit interval.
 const OUTER_JOIN_EMIT_INTERVAL: &str =
     "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__";
+
+/// Kafka Streams' internal config key throttling the closed-window check of an
+/// emit-on-window-close windowed aggregation (`StreamsConfig.InternalConfig`).
+pub const EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION: &str =
+    "__emit.interval.ms.kstreams.windowed.aggregation__";
 
 impl StreamsConfig {
     /// Defaults for application `application_id` (Kafka Streams' defaults: 1 thread, commit
@@ -126,6 +135,7 @@ impl StreamsConfig {
             session_timeout: Duration::from_secs(45),
             max_poll_interval: Duration::from_secs(300),
             outer_join_emit_interval_ms: None,
+            emit_interval_windowed_aggregation_ms: None,
         }
     }
 
@@ -136,8 +146,9 @@ impl StreamsConfig {
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
     /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`, and
     /// Kafka's internal `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
-    /// (see [`StreamsConfig::outer_join_emit_interval`]). Unknown
-    /// keys are refused.
+    /// (see [`StreamsConfig::outer_join_emit_interval`]) and
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__`
+    /// ([`EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION`]). Unknown keys are refused.
     pub fn from_properties<I, K, V>(props: I) -> Result<Self>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -203,6 +214,9 @@ impl StreamsConfig {
                 }
                 OUTER_JOIN_EMIT_INTERVAL => {
                     c.outer_join_emit_interval_ms = Some(parse_range(k, v, 0, i64::MAX)?)
+                }
+                EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION => {
+                    c.emit_interval_windowed_aggregation_ms = Some(parse_range(k, v, 0, i64::MAX)?)
                 }
                 "bootstrap.servers" => {
                     return Err(StreamsError::config(
@@ -386,6 +400,35 @@ impl StreamsConfig {
     pub fn replication_factor(mut self, rf: i16) -> Self {
         self.replication_factor = rf;
         self
+    }
+
+    /// How often (wall clock) an emit-on-window-close windowed aggregation checks for
+    /// closed windows to emit: Kafka's internal
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__` (default 1000 ms; the
+    /// `TopologyTestDriver` defaults it to 0, as Kafka's own driver tests set it, so that
+    /// every record checks).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsConfig;
+    /// let c = StreamsConfig::new("app").emit_interval_windowed_aggregation(Duration::from_millis(50));
+    /// assert_eq!(c.emit_interval_windowed_aggregation_value(), Some(Duration::from_millis(50)));
+    /// let c = StreamsConfig::from_properties([("application.id", "app"),
+    ///     ("__emit.interval.ms.kstreams.windowed.aggregation__", "0")])?;
+    /// assert_eq!(c.emit_interval_windowed_aggregation_value(), Some(Duration::ZERO));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn emit_interval_windowed_aggregation(mut self, interval: Duration) -> Self {
+        self.emit_interval_windowed_aggregation_ms =
+            Some(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// The emit interval of emit-on-window-close aggregations, if set (else the default:
+    /// 1000 ms, 0 in the `TopologyTestDriver`).
+    pub fn emit_interval_windowed_aggregation_value(&self) -> Option<Duration> {
+        self.emit_interval_windowed_aggregation_ms
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
     }
 
     /// The application id.

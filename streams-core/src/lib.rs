@@ -63,7 +63,7 @@ pub use client::{
 };
 pub use config::{
     DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
-    UncaughtErrorPolicy,
+    UncaughtErrorPolicy, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
 };
 pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyError};
 pub use names::{

@@ -592,6 +592,60 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.task.outer_join_emit_interval_ms
     }
 
+    /// How often (wall-clock milliseconds) an emit-on-window-close windowed aggregation
+    /// checks for closed windows: Kafka's internal
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__` (see
+    /// [`StreamsConfig::emit_interval_windowed_aggregation`](crate::StreamsConfig::emit_interval_windowed_aggregation);
+    /// 1000 by default, 0 in the `TopologyTestDriver` unless configured).
+    pub fn windowed_aggregation_emit_interval_ms(&self) -> i64 {
+        self.task.emit_interval_ms
+    }
+
+    /// A value this task keeps with its committed input offsets (Kafka's
+    /// `processorMetadataForKey`): what a processor stored with
+    /// [`ProcessorContext::add_processor_metadata`] before the last commit, also after a
+    /// restart or on another instance. Emit-on-window-close aggregations keep their last
+    /// emitted window close time there, keyed by their store name.
+    pub fn processor_metadata_for_key(&self, key: &str) -> Option<i64> {
+        self.task.processor_metadata.get(key).copied()
+    }
+
+    /// Stores `value` under `key` in the task's processor metadata, committed with the
+    /// input offsets in Kafka's offset-commit metadata format (`TopicPartitionMetadata`;
+    /// Kafka's `addProcessorMetadataKeyValue`).
+    ///
+    /// ```
+    /// use streams_core::{I64Serde, Processor, ProcessorContext, Record, Result, Sink, Source,
+    ///     StreamsConfig, StringSerde, Topology, TopologyTestDriver};
+    ///
+    /// /// Forwards the largest timestamp seen so far, kept in the processor metadata.
+    /// struct Latest;
+    /// impl Processor<String, String, String, i64> for Latest {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, r: Record<String, String>) -> Result<()> {
+    ///         let latest = ctx.processor_metadata_for_key("latest").unwrap_or(-1).max(r.timestamp);
+    ///         ctx.add_processor_metadata("latest", latest);
+    ///         ctx.forward(Record::new(r.key, latest, r.timestamp))
+    ///     }
+    /// }
+    ///
+    /// let mut t = Topology::new();
+    /// t.add_source(Source::<String, String>::new("in", ["events"]))?;
+    /// t.add_processor("latest", || Latest, &["in"])?;
+    /// t.add_sink(Sink::<String, i64>::new("out", "latest"), &["latest"])?;
+    /// let driver = TopologyTestDriver::new(t, StreamsConfig::new("doc"))?;
+    /// let input = driver.create_input_topic("events", StringSerde, StringSerde)?;
+    /// for ts in [5, 3, 9] {
+    ///     input.pipe_input_with_timestamp("k".into(), "e".into(), ts)?;
+    /// }
+    /// let out = driver.create_output_topic("latest", StringSerde, I64Serde);
+    /// let got: Vec<i64> = out.read_records_to_vec()?.into_iter().map(|r| r.value).collect();
+    /// assert_eq!(got, [5, 5, 9]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn add_processor_metadata(&mut self, key: &str, value: i64) {
+        self.task.processor_metadata.insert(key.to_owned(), value);
+    }
+
     /// Schedules [`Processor::punctuate`] every `interval`, on stream time or on the wall
     /// clock. Intervals below 1 ms are refused.
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> Result<ScheduleId> {

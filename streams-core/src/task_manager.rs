@@ -30,6 +30,9 @@ pub(crate) struct TaskManager {
     collector: SharedCollector,
 }
 
+/// Input offsets to commit with Kafka's commit metadata (`TopicPartitionMetadata`).
+pub(crate) type OffsetsWithMetadata = BTreeMap<TopicPartition, (i64, String)>;
+
 impl TaskManager {
     /// No tasks yet; their records go to `collector`.
     pub(crate) fn new(collector: SharedCollector) -> Self {
@@ -182,17 +185,21 @@ impl TaskManager {
     /// record them in the tasks and write checkpoints when due.
     pub(crate) fn commit(
         &mut self,
-        commit_offsets: &mut dyn FnMut(&BTreeMap<TopicPartition, i64>) -> Result<()>,
+        commit_offsets: &mut dyn FnMut(&OffsetsWithMetadata) -> Result<()>,
     ) -> Result<()> {
         for task in self.tasks.values_mut() {
             task.prepare_commit()?;
         }
         self.collector.lock().flush()?;
-        let mut offsets = BTreeMap::new();
+        let mut with_metadata = BTreeMap::new();
         for task in self.tasks.values() {
-            offsets.extend(task.offsets_to_commit());
+            with_metadata.extend(task.offsets_to_commit());
         }
-        commit_offsets(&offsets)?;
+        commit_offsets(&with_metadata)?;
+        let offsets: BTreeMap<TopicPartition, i64> = with_metadata
+            .into_iter()
+            .map(|(tp, (o, _))| (tp, o))
+            .collect();
         for task in self.tasks.values_mut() {
             task.post_commit(&offsets)?;
         }
@@ -380,6 +387,7 @@ mod tests {
                 wipe_unclean: false,
                 max_task_idle_ms: 0,
                 outer_join_emit_interval_ms: 0,
+                emit_interval_ms: 0,
                 dropped: Default::default(),
             });
             let id = TaskId {

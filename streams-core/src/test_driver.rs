@@ -262,6 +262,7 @@ impl TopologyTestDriver {
             wipe_unclean: false,
             max_task_idle_ms: config.max_task_idle_ms,
             outer_join_emit_interval_ms: config.outer_join_emit_interval_ms.unwrap_or(0),
+            emit_interval_ms: config.emit_interval_windowed_aggregation_ms.unwrap_or(0),
             dropped: Default::default(),
         });
         let rocksdb = RocksDbResources::new(RocksDbConfig {

@@ -11,8 +11,9 @@ use crate::options::{Grouped, Materialized};
 use crate::processors::{AggregateProcessor, Combine};
 use crate::repartition::repartition;
 use crate::session_windowed::SessionWindowedKStream;
+use crate::sliding_windowed::SlidingWindowedKStream;
 use crate::time_windowed::TimeWindowedKStream;
-use crate::windows::{SessionWindows, TimeWindows};
+use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 /// A grouped stream (Kafka's `KGroupedStream`): `count`, `reduce` or `aggregate` it into a
 /// [`KTable`].
@@ -147,8 +148,8 @@ where
 
     /// Cuts the grouped stream into windows, for a windowed `count`, `reduce` or
     /// `aggregate` (Kafka's `windowedBy`, one overload per kind of windows): tumbling or
-    /// hopping [`TimeWindows`] give a [`TimeWindowedKStream`], [`SessionWindows`] a
-    /// [`SessionWindowedKStream`].
+    /// hopping [`TimeWindows`] give a [`TimeWindowedKStream`], [`SlidingWindows`] a
+    /// [`SlidingWindowedKStream`], [`SessionWindows`] a [`SessionWindowedKStream`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -305,7 +306,8 @@ where
 /// Windows a [`KGroupedStream`] can be cut into with [`KGroupedStream::windowed_by`] (the
 /// overloads of Kafka's `windowedBy`), and the windowed stream each kind gives.
 pub trait WindowedBy<K, V> {
-    /// The windowed stream: [`TimeWindowedKStream`] or [`SessionWindowedKStream`].
+    /// The windowed stream: [`TimeWindowedKStream`], [`SlidingWindowedKStream`] or
+    /// [`SessionWindowedKStream`].
     type Stream;
 
     /// Cuts `grouped` into these windows.
@@ -333,5 +335,17 @@ where
 
     fn windowed(self, grouped: KGroupedStream<K, V>) -> SessionWindowedKStream<K, V> {
         SessionWindowedKStream::new(grouped, self)
+    }
+}
+
+impl<K, V> WindowedBy<K, V> for SlidingWindows
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    type Stream = SlidingWindowedKStream<K, V>;
+
+    fn windowed(self, grouped: KGroupedStream<K, V>) -> SlidingWindowedKStream<K, V> {
+        SlidingWindowedKStream::new(grouped, self)
     }
 }

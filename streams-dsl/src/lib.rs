@@ -10,7 +10,11 @@
 //! [`TimeWindows`] for windowed `count`, `reduce` and `aggregate` into a
 //! `KTable<Windowed<K>, V>` ([`TimeWindowedKStream`]), with Kafka's grace and late-record
 //! rules; [`SessionWindows`] give session `count`, `reduce` and `aggregate` (with a
-//! merger) through a [`SessionWindowedKStream`]. Streams join other streams within
+//! merger) through a [`SessionWindowedKStream`], and [`SlidingWindows`] (windows defined by
+//! the records, Kafka's sliding-window algorithm) through a [`SlidingWindowedKStream`].
+//! Each windowed stream takes an [`EmitStrategy`]: every update (the default) or only the
+//! final result of each window once it closes (`emit_strategy(EmitStrategy::on_window_close())`).
+//! Streams join other streams within
 //! [`JoinWindows`] ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`], with
 //! Kafka's buffering in window stores and its fix for spurious left/outer results, tuned by
 //! [`StreamJoined`]) and tables at processing time ([`KStream::join_table`],
@@ -57,6 +61,7 @@ mod builder;
 mod changed;
 mod join_windows;
 mod joined;
+mod emit;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
@@ -67,6 +72,7 @@ mod repartition;
 mod session_windowed;
 mod stream_join;
 mod stream_table_join;
+mod sliding_windowed;
 mod table;
 mod time_windowed;
 mod value_getter;
@@ -75,12 +81,14 @@ mod windows;
 pub use builder::StreamsBuilder;
 pub use join_windows::JoinWindows;
 pub use joined::{Joined, StreamJoined};
+pub use emit::EmitStrategy;
 pub use kgrouped::{KGroupedStream, WindowedBy};
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};
 pub use session_windowed::SessionWindowedKStream;
+pub use sliding_windowed::SlidingWindowedKStream;
 pub use streams_core::{Change, SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use time_windowed::TimeWindowedKStream;
-pub use windows::{SessionWindows, TimeWindows};
+pub use windows::{SessionWindows, SlidingWindows, TimeWindows};

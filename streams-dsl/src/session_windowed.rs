@@ -11,6 +11,7 @@ use streams_core::{
     StoreBuilder, StreamsError, Window, Windowed,
 };
 
+use crate::emit::{CloseEmitter, EmitStrategy, NO_TIMESTAMP, forward_final};
 use crate::kgrouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::options::Materialized;
@@ -47,6 +48,7 @@ type Merge<K, VA> = Arc<dyn Fn(&K, Option<VA>, VA) -> Option<VA> + Send + Sync>;
 pub struct SessionWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SessionWindows,
+    emit: EmitStrategy,
 }
 
 impl<K, V> std::fmt::Debug for SessionWindowedKStream<K, V> {
@@ -54,6 +56,7 @@ impl<K, V> std::fmt::Debug for SessionWindowedKStream<K, V> {
         f.debug_struct("SessionWindowedKStream")
             .field("grouped", &self.grouped)
             .field("windows", &self.windows)
+            .field("emit", &self.emit)
             .finish()
     }
 }
@@ -64,7 +67,50 @@ where
     V: Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(grouped: KGroupedStream<K, V>, windows: SessionWindows) -> Self {
-        SessionWindowedKStream { grouped, windows }
+        SessionWindowedKStream {
+            grouped,
+            windows,
+            emit: EmitStrategy::default(),
+        }
+    }
+
+    /// When the aggregation emits (Kafka's `SessionWindowedKStream#emitStrategy`): on
+    /// every session update (the default: merged-away sessions as deletes, then the new
+    /// session) or once per session, after it closes ([`EmitStrategy::on_window_close`]:
+    /// session end + gap + grace before stream time; no deletes are emitted, and the store
+    /// is not cached, as in Kafka). Closed sessions are emitted while a later record is
+    /// processed (at most once per emit interval of wall-clock time), with their end as the
+    /// timestamp and that record's headers, by session end, then key bytes, then start.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::{I64Serde, Nullable, SessionWindowedSerde, StreamsConfig, StringSerde,
+    ///     TopologyTestDriver};
+    /// use streams_dsl::{Consumed, EmitStrategy, Grouped, Materialized, Produced, SessionWindows,
+    ///     StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream("clicks", Consumed::with(StringSerde, StringSerde))
+    ///     .group_by_key(Grouped::default())
+    ///     .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10))?)
+    ///     .emit_strategy(EmitStrategy::on_window_close())
+    ///     .count(Materialized::as_store("sessions"))
+    ///     .to_stream()
+    ///     .to("counts", Produced::default());
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let input = driver.create_input_topic("clicks", StringSerde, StringSerde)?;
+    /// for ts in [0, 5, 40] { // 40 - gap 10 closes the session [0, 5]
+    ///     input.pipe_input_with_timestamp("u".into(), "click".into(), ts)?;
+    /// }
+    /// let out = driver.create_output_topic("counts", SessionWindowedSerde::new(StringSerde),
+    ///     Nullable(I64Serde));
+    /// let got: Vec<_> = out.read_records_to_vec()?.into_iter()
+    ///     .map(|r| (r.key.to_string(), r.value, r.timestamp)).collect();
+    /// assert_eq!(got, [("[u@0/5]".to_owned(), Some(2), 5)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn emit_strategy(mut self, emit: EmitStrategy) -> Self {
+        self.emit = emit;
+        self
     }
 
     /// Counts the records per key and session; merged sessions add their counts.
@@ -230,7 +276,11 @@ where
     where
         VA: Clone + Send + Sync + 'static,
     {
-        let SessionWindowedKStream { grouped, windows } = self;
+        let SessionWindowedKStream {
+            grouped,
+            windows,
+            emit,
+        } = self;
         let state = Rc::clone(grouped.state());
         let store_name = match &materialized.name {
             Some(n) => n.clone(),
@@ -241,7 +291,13 @@ where
         let name = state.borrow_mut().next_name(prefix);
         let (parent, key_serde, _) = grouped.source_for(&store_name);
         let key_serde = materialized.key_serde.clone().or(key_serde);
-        let store = session_store(&store_name, &windows, &materialized, key_serde.clone());
+        let store = session_store(
+            &store_name,
+            &windows,
+            emit,
+            &materialized,
+            key_serde.clone(),
+        );
         let supplier_store = store_name.clone();
         let supplier_key_serde = key_serde.clone();
         let supplier = move || SessionWindowAggregateProcessor::<K, V, VA> {
@@ -250,8 +306,10 @@ where
             init: Arc::clone(&init),
             aggregate: Arc::clone(&aggregate),
             merge: Arc::clone(&merge),
+            emit,
+            emitter: CloseEmitter::new(),
             cached: false,
-            observed_stream_time: -1,
+            observed_stream_time: NO_TIMESTAMP,
             key_serde: supplier_key_serde.clone(),
         };
         state.borrow_mut().apply(|t| {
@@ -274,10 +332,11 @@ where
 
 /// The session store of a session aggregation (Kafka's `SessionStoreMaterializer`):
 /// retention = `Materialized::with_retention`, else gap + grace; a retention below gap +
-/// grace is an error.
+/// grace is an error; not cached with emit-on-window-close.
 fn session_store<K: 'static, VA: 'static>(
     store_name: &str,
     windows: &SessionWindows,
+    emit: EmitStrategy,
     materialized: &Materialized<K, VA>,
     key_serde: Option<SharedSerde<K>>,
 ) -> Result<StoreBuilder> {
@@ -302,7 +361,7 @@ fn session_store<K: 'static, VA: 'static>(
     }
     let retention = Duration::from_millis(u64::try_from(retention_ms).unwrap_or(0));
     let mut store = StoreBuilder::session(store_name.to_owned(), retention)
-        .with_caching(materialized.caching)
+        .with_caching(materialized.caching && !emit.is_on_close())
         .with_logging(materialized.logging);
     if materialized.in_memory {
         store = store.in_memory();
@@ -313,8 +372,10 @@ fn session_store<K: 'static, VA: 'static>(
     Ok(store.with_serdes(key_serde, materialized.value_serde.clone()))
 }
 
-/// Kafka's `KStreamSessionWindowAggregate` processor with the emit-on-update strategy.
+/// Kafka's `KStreamSessionWindowAggregate` processor.
 struct SessionWindowAggregateProcessor<K, V, VA> {
+    emit: EmitStrategy,
+    emitter: CloseEmitter,
     store: String,
     windows: SessionWindows,
     init: Init<VA>,
@@ -337,13 +398,19 @@ where
     VA: Clone + Send + 'static,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        // Kafka's SessionCacheFlushListener: a flushed session is forwarded with its end
-        // as the record timestamp.
-        self.cached =
-            ctx.set_windowed_cache_flush_listener::<K, VA, _>(&self.store, |ctx, mut record| {
-                record.timestamp = record.key.window.end;
-                ctx.forward(record)
-            })?;
+        if self.emit.is_on_close() {
+            self.emitter.init(ctx, &self.store);
+        } else {
+            // Kafka's SessionCacheFlushListener: a flushed session is forwarded with its end
+            // as the record timestamp.
+            self.cached = ctx.set_windowed_cache_flush_listener::<K, VA, _>(
+                &self.store,
+                |ctx, mut record| {
+                    record.timestamp = record.key.window.end;
+                    ctx.forward(record)
+                },
+            )?;
+        }
         if self.key_serde.is_none() {
             self.key_serde = ctx.serdes().get::<K>();
         }
@@ -403,6 +470,7 @@ where
             };
         }
 
+        let headers = record.headers;
         if merged_window.end < close_time {
             let (topic, partition, offset) = metadata(ctx);
             tracing::warn!(
@@ -417,13 +485,14 @@ where
                 "Skipping record for expired window"
             );
             ctx.record_dropped();
-            return Ok(());
+            return self.maybe_forward_final(ctx, &headers, close_time);
         }
+        let forward_updates = !self.cached && !self.emit.is_on_close();
 
         if merged_window != new_window {
             for (session, value) in found {
                 ctx.session_store::<K, VA>(&self.store)?.remove(&session)?;
-                if !self.cached {
+                if forward_updates {
                     let timestamp = session.window.end;
                     ctx.forward(Record {
                         key: session,
@@ -445,7 +514,7 @@ where
         };
         ctx.session_store::<K, VA>(&self.store)?
             .put(&session, &new)?;
-        if !self.cached {
+        if forward_updates {
             ctx.forward(Record {
                 key: session,
                 value: Change {
@@ -456,6 +525,49 @@ where
                 headers: Vec::new(),
             })?;
         }
+        self.maybe_forward_final(ctx, &headers, close_time)
+    }
+}
+
+impl<K, V, VA> SessionWindowAggregateProcessor<K, V, VA>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+    VA: Clone + Send + 'static,
+{
+    /// Kafka's `KStreamSessionWindowAggregateProcessor.maybeForwardFinalResult`: sessions
+    /// ending in `[max(0, last close), close - 1]` (session ends are inclusive), by end,
+    /// then key bytes, then start, each with its end as the timestamp.
+    fn maybe_forward_final(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        headers: &[streams_core::Header],
+        close_time: i64,
+    ) -> Result<()> {
+        if !self.emit.is_on_close() {
+            return Ok(());
+        }
+        let now = ctx.current_system_time_ms();
+        if !self.emitter.should_emit_final(now, close_time) {
+            return Ok(());
+        }
+        let upper = close_time.saturating_sub(1);
+        if upper < 0 {
+            return Ok(());
+        }
+        let lower = self.emitter.last_emit_window_close_time.max(0);
+        if upper < lower {
+            return Ok(());
+        }
+        let closed = ctx
+            .session_store::<K, VA>(&self.store)?
+            .find_sessions_by_end(lower, upper)?
+            .collect::<Result<Vec<_>>>()?;
+        for (session, agg) in closed {
+            let timestamp = session.window.end;
+            forward_final(ctx, session, agg, timestamp, headers)?;
+        }
+        self.emitter.emitted(ctx, &self.store, close_time);
         Ok(())
     }
 }

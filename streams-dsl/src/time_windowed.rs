@@ -11,6 +11,10 @@ use streams_core::{
     TimeWindowedSerde, ValueAndTimestamp, Windowed,
 };
 
+use crate::emit::{
+    CloseEmitter, EmitStrategy, NO_TIMESTAMP, changelog_retention, forward_final,
+    local_retention_ms,
+};
 use crate::kgrouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::options::Materialized;
@@ -34,6 +38,7 @@ use crate::windows::TimeWindows;
 pub struct TimeWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: TimeWindows,
+    emit: EmitStrategy,
 }
 
 impl<K, V> std::fmt::Debug for TimeWindowedKStream<K, V> {
@@ -41,6 +46,7 @@ impl<K, V> std::fmt::Debug for TimeWindowedKStream<K, V> {
         f.debug_struct("TimeWindowedKStream")
             .field("grouped", &self.grouped)
             .field("windows", &self.windows)
+            .field("emit", &self.emit)
             .finish()
     }
 }
@@ -51,7 +57,51 @@ where
     V: Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(grouped: KGroupedStream<K, V>, windows: TimeWindows) -> Self {
-        TimeWindowedKStream { grouped, windows }
+        TimeWindowedKStream {
+            grouped,
+            windows,
+            emit: EmitStrategy::default(),
+        }
+    }
+
+    /// When the aggregation emits (Kafka's `emitStrategy`, KIP-825): on every window
+    /// update (the default) or once per window, after it closes
+    /// ([`EmitStrategy::on_window_close`]: window end + grace at or before stream time).
+    /// Closed windows are emitted while a later record is processed (at most once per
+    /// emit interval of wall-clock time), with their stored timestamp (the largest record
+    /// timestamp in the window) and that record's headers, by window start, then key
+    /// bytes. As in Kafka, the store keeps its cache (if enabled), which then only batches
+    /// changelog writes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::{I64Serde, StreamsConfig, StringSerde, TimeWindowedSerde, TopologyTestDriver};
+    /// use streams_dsl::{Consumed, EmitStrategy, Grouped, Materialized, Produced, StreamsBuilder,
+    ///     TimeWindows};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream("clicks", Consumed::with(StringSerde, StringSerde))
+    ///     .group_by_key(Grouped::default())
+    ///     .windowed_by(TimeWindows::of_size_and_grace(Duration::from_millis(10), Duration::from_millis(2))?)
+    ///     .emit_strategy(EmitStrategy::on_window_close())
+    ///     .count(Materialized::as_store("counts"))
+    ///     .to_stream()
+    ///     .map_values(|n: Option<i64>| n.unwrap_or(0))
+    ///     .to("out", Produced::default());
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let input = driver.create_input_topic("clicks", StringSerde, StringSerde)?;
+    /// for ts in [1, 5, 11, 12] { // 12 - grace 2 closes [0, 10)
+    ///     input.pipe_input_with_timestamp("u".into(), "click".into(), ts)?;
+    /// }
+    /// let out = driver.create_output_topic("out",
+    ///     TimeWindowedSerde::new(StringSerde, Duration::from_millis(10)), I64Serde);
+    /// let got: Vec<_> = out.read_records_to_vec()?.into_iter()
+    ///     .map(|r| (r.key.to_string(), r.value, r.timestamp)).collect();
+    /// assert_eq!(got, [("[u@0/10]".to_owned(), 2, 5)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn emit_strategy(mut self, emit: EmitStrategy) -> Self {
+        self.emit = emit;
+        self
     }
 
     /// Counts the records per key and window.
@@ -191,7 +241,11 @@ where
     where
         VA: Clone + Send + Sync + 'static,
     {
-        let TimeWindowedKStream { grouped, windows } = self;
+        let TimeWindowedKStream {
+            grouped,
+            windows,
+            emit,
+        } = self;
         let state = Rc::clone(grouped.state());
         let store_name = match &materialized.name {
             Some(n) => n.clone(),
@@ -202,15 +256,23 @@ where
         let name = state.borrow_mut().next_name(prefix);
         let (parent, key_serde, _) = grouped.source_for(&store_name);
         let key_serde = materialized.key_serde.clone().or(key_serde);
-        let store = window_store(&store_name, &windows, &materialized, key_serde.clone());
+        let store = window_store(
+            &store_name,
+            &windows,
+            emit,
+            &materialized,
+            key_serde.clone(),
+        );
         let supplier_store = store_name.clone();
         let supplier_key_serde = key_serde.clone();
         let supplier = move || WindowAggregateProcessor::<K, V, VA> {
             store: supplier_store.clone(),
             windows,
+            emit,
+            emitter: CloseEmitter::new(),
             combine: Arc::clone(&combine),
             cached: false,
-            observed_stream_time: -1,
+            observed_stream_time: NO_TIMESTAMP,
             key_serde: supplier_key_serde.clone(),
         };
         state.borrow_mut().apply(|t| {
@@ -239,6 +301,7 @@ where
 fn window_store<K: 'static, VA: 'static>(
     store_name: &str,
     windows: &TimeWindows,
+    emit: EmitStrategy,
     materialized: &Materialized<K, VA>,
     key_serde: Option<SharedSerde<K>>,
 ) -> Result<StoreBuilder> {
@@ -262,12 +325,13 @@ fn window_store<K: 'static, VA: 'static>(
     let to_duration = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     let mut store = StoreBuilder::timestamped_window(
         store_name.to_owned(),
-        to_duration(retention_ms),
+        to_duration(local_retention_ms(emit, retention_ms)),
         to_duration(windows.size_ms()),
         false,
     )?
     .with_caching(materialized.caching)
-    .with_logging(materialized.logging);
+    .with_logging(materialized.logging)
+    .with_changelog_config("retention.ms", changelog_retention(retention_ms));
     if materialized.in_memory {
         store = store.in_memory();
     }
@@ -277,11 +341,12 @@ fn window_store<K: 'static, VA: 'static>(
     Ok(store.with_serdes(key_serde, materialized.value_serde.clone()))
 }
 
-/// Kafka's `KStreamWindowAggregate` processor for [`TimeWindows`] with the emit-on-update
-/// strategy.
+/// Kafka's `KStreamWindowAggregate` processor for [`TimeWindows`].
 struct WindowAggregateProcessor<K, V, VA> {
     store: String,
     windows: TimeWindows,
+    emit: EmitStrategy,
+    emitter: CloseEmitter,
     combine: Combine<K, V, VA>,
     /// The store is cached: updates reach downstream through its flushes.
     cached: bool,
@@ -299,7 +364,13 @@ where
     VA: Clone + Send + 'static,
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        self.cached = ctx.forward_timestamped_window_cache_flushes(&self.store)?;
+        if self.emit.is_on_close() {
+            // Kafka's processor sets no cache flush listener with emit-on-window-close:
+            // the cache (if any) only batches the store's writes.
+            self.emitter.init(ctx, &self.store);
+        } else {
+            self.cached = ctx.forward_timestamped_window_cache_flushes(&self.store)?;
+        }
         if self.key_serde.is_none() {
             self.key_serde = ctx.serdes().get::<K>();
         }
@@ -362,7 +433,7 @@ where
                 Some(&ValueAndTimestamp::new(new.clone(), new_timestamp)),
                 window.start,
             )?;
-            if !self.cached {
+            if !self.cached && !self.emit.is_on_close() {
                 ctx.forward(Record {
                     key: Windowed {
                         key: record.key.clone(),
@@ -377,6 +448,60 @@ where
                 })?;
             }
         }
+        self.maybe_forward_final(ctx, &record, close_time)
+    }
+}
+
+impl<K, V, VA> WindowAggregateProcessor<K, V, VA>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+    VA: Clone + Send + 'static,
+{
+    /// Kafka's `maybeForwardFinalResult` with `KStreamWindowAggregate`'s bounds: windows
+    /// starting in `[max(0, last close - size) + 1, close - size]` (from 0 at the first
+    /// emit), i.e. ending at or before the close time, skipped when no new window closed
+    /// (`shouldRangeFetch`); by start, then key bytes (Kafka's time-ordered store).
+    fn maybe_forward_final(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        record: &Record<K, V>,
+        close_time: i64,
+    ) -> Result<()> {
+        if !self.emit.is_on_close() {
+            return Ok(());
+        }
+        let now = ctx.current_system_time_ms();
+        if !self.emitter.should_emit_final(now, close_time) {
+            return Ok(());
+        }
+        let size = self.windows.size_ms();
+        let upper = close_time.saturating_sub(size);
+        if upper < 0 {
+            return Ok(());
+        }
+        let last = self.emitter.last_emit_window_close_time;
+        let lower = if last == NO_TIMESTAMP {
+            0
+        } else {
+            last.saturating_sub(size).max(0).saturating_add(1)
+        };
+        if last != NO_TIMESTAMP
+            && self.windows.windows_for(upper) == self.windows.windows_for(lower - 1)
+        {
+            return Ok(());
+        }
+        if lower <= upper {
+            let mut closed = ctx
+                .timestamped_window_store::<K, VA>(&self.store)?
+                .fetch_all(lower, upper)?
+                .collect::<Result<Vec<_>>>()?;
+            closed.sort_by_key(|(w, _)| w.window.start);
+            for (key, agg) in closed {
+                forward_final(ctx, key, agg.value, agg.timestamp, &record.headers)?;
+            }
+        }
+        self.emitter.emitted(ctx, &self.store, close_time);
         Ok(())
     }
 }

@@ -232,3 +232,95 @@ impl SessionWindows {
         self.grace_ms
     }
 }
+
+/// Sliding windows (Kafka's `SlidingWindows`): windows of a fixed length, `time difference`,
+/// defined by the records themselves rather than aligned to the epoch. Two records fall in
+/// a common window if their timestamps differ by at most the time difference; a window is
+/// `[start, start + time difference]`, both ends inclusive. Each record creates (at most)
+/// its *left* window `[ts - difference, ts]` and its *right* window `[ts + 1, ts + 1 +
+/// difference]` (only when a later record falls in it), so every distinct set of records
+/// within the time difference gets exactly one window. Records earlier than the time
+/// difference go into the window `[0, difference]` (no window starts before 0).
+///
+/// The grace period is how long a window still takes out-of-order records: a sliding
+/// aggregation drops a record whose left window ends before stream time minus the grace
+/// period.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_dsl::SlidingWindows;
+/// let w = SlidingWindows::of_time_difference_and_grace(Duration::from_secs(10), Duration::from_secs(2))?;
+/// assert_eq!((w.time_difference_ms(), w.grace_period_ms()), (10_000, 2_000));
+/// assert!(SlidingWindows::of_time_difference_with_no_grace(Duration::ZERO).is_err());
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlidingWindows {
+    time_difference_ms: i64,
+    grace_ms: i64,
+}
+
+impl SlidingWindows {
+    /// Sliding windows of `time_difference` without a grace period (Kafka's
+    /// `ofTimeDifferenceWithNoGrace`). The time difference must be at least one
+    /// millisecond (Kafka accepts 0 here and fails at the first record, as a window cannot
+    /// end where it starts).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::SlidingWindows;
+    /// let w = SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(500))?;
+    /// assert_eq!((w.time_difference_ms(), w.grace_period_ms()), (500, 0));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn of_time_difference_with_no_grace(time_difference: Duration) -> Result<Self> {
+        Self::of_time_difference_and_grace(time_difference, Duration::ZERO)
+    }
+
+    /// Sliding windows of `time_difference` taking out-of-order records until stream time
+    /// passes their end plus `grace` (Kafka's `ofTimeDifferenceAndGrace`). The time
+    /// difference must be at least one millisecond.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::SlidingWindows;
+    /// let w = SlidingWindows::of_time_difference_and_grace(Duration::from_millis(500), Duration::from_millis(100))?;
+    /// assert_eq!(w.grace_period_ms(), 100);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn of_time_difference_and_grace(
+        time_difference: Duration,
+        grace: Duration,
+    ) -> Result<Self> {
+        let config = |reason: String| StreamsError::Config {
+            key: "SlidingWindows".to_owned(),
+            reason,
+        };
+        let time_difference_ms = i64::try_from(time_difference.as_millis()).map_err(|_| {
+            config(format!(
+                "the time difference ({time_difference:?}) is too large"
+            ))
+        })?;
+        let grace_ms = i64::try_from(grace.as_millis())
+            .map_err(|_| config(format!("the grace period ({grace:?}) is too large")))?;
+        if time_difference_ms <= 0 {
+            return Err(config(
+                "the time difference must be above zero (a window ends after it starts)".to_owned(),
+            ));
+        }
+        Ok(SlidingWindows {
+            time_difference_ms,
+            grace_ms,
+        })
+    }
+
+    /// The time difference (the window length) in milliseconds.
+    pub fn time_difference_ms(&self) -> i64 {
+        self.time_difference_ms
+    }
+
+    /// The grace period in milliseconds.
+    pub fn grace_period_ms(&self) -> i64 {
+        self.grace_ms
+    }
+}

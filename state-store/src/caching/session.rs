@@ -178,6 +178,38 @@ impl<S: SessionStore> SessionStore for CachingSessionStore<S> {
             .collect())
     }
 
+    fn find_sessions_by_end(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> Result<Vec<SessionEntry>> {
+        self.layer.check_open()?;
+        // Like the store below: no per-session retention check (segments expire whole).
+        let from_end = earliest_session_end;
+        let below = self
+            .layer
+            .inner
+            .find_sessions_by_end(earliest_session_end, latest_session_end)?
+            .into_iter()
+            .map(|e| ((e.key, e.end, e.start), e.value));
+        let merged = self.layer.cache.overlay(
+            below,
+            (Bound::<(Vec<u8>, i64, i64)>::Unbounded, Bound::Unbounded),
+            |k| k.1 >= from_end && k.1 <= latest_session_end,
+        );
+        let mut out: Vec<SessionEntry> = merged
+            .into_iter()
+            .map(|((key, end, start), value)| SessionEntry {
+                key,
+                start,
+                end,
+                value,
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| (a.end, &a.key, a.start).cmp(&(b.end, &b.key, b.start)));
+        Ok(out)
+    }
+
     fn retention_period(&self) -> i64 {
         self.layer.inner.retention_period()
     }

@@ -206,6 +206,7 @@ impl StreamThread {
             wipe_unclean: false,
             max_task_idle_ms: c.max_task_idle_ms,
             outer_join_emit_interval_ms: c.outer_join_emit_interval_ms.unwrap_or(1_000),
+            emit_interval_ms: c.emit_interval_windowed_aggregation_ms.unwrap_or(1000),
             dropped: Arc::clone(&shared.dropped),
         });
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(ClusterCollector {
@@ -281,7 +282,10 @@ impl StreamThread {
     /// `TaskMigratedException`; the consumer rejoins at the next poll.
     fn commit(&mut self) -> Result<()> {
         let consumer = &mut self.consumer;
-        match self.tasks.commit(&mut |offsets| consumer.commit(offsets)) {
+        match self
+            .tasks
+            .commit(&mut |offsets| consumer.commit_with_metadata(offsets))
+        {
             Ok(()) => {}
             Err(StreamsError::TaskMigrated(reason)) => {
                 tracing::warn!(%reason, "tasks migrated: closing them without committing");
@@ -349,6 +353,22 @@ impl StreamThread {
             let _span = tracing::info_span!("task", task = %id).entered();
             let (shared, collector) = (&self.shared, self.tasks.collector().clone());
             let (rocksdb, metrics) = (&self.rocksdb, &self.metrics);
+            // Kafka's StreamTask.initializeTaskTime: the processor metadata committed with
+            // the task's input offsets, merged (largest value per key).
+            let mut processor_metadata = BTreeMap::new();
+            for topic in r.inputs.keys() {
+                let tp = TopicPartition::new(topic.clone(), id.partition);
+                let committed = shared
+                    .cluster
+                    .committed_metadata(&shared.config.application_id, &tp)?;
+                if let Some(encoded) = committed {
+                    let (_, m) = crate::task::offset_metadata::decode(&encoded);
+                    for (k, v) in m {
+                        let e = processor_metadata.entry(k).or_insert(v);
+                        *e = (*e).max(v);
+                    }
+                }
+            }
             let make = || {
                 Task::new(
                     &shared.topology,
@@ -364,6 +384,10 @@ impl StreamThread {
                     Some(rocksdb),
                     Arc::clone(metrics),
                 )
+                .map(|mut task| {
+                    task.set_processor_metadata(processor_metadata.clone());
+                    task
+                })
             };
             self.tasks.add(&make, source.as_mut())?;
         }

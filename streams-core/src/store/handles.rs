@@ -858,6 +858,19 @@ impl<'a, K: 'static, V: 'static> SessionStoreHandle<'a, K, V> {
         Ok(Self::sessions(&codec, entries))
     }
 
+    /// Sessions of every key ending in `[earliest_session_end, latest_session_end]`, by
+    /// end, then key bytes, then start (Kafka's `findSessions(earliestSessionEndTime,
+    /// latestSessionEndTime)`, what emit-on-window-close reads).
+    pub fn find_sessions_by_end(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
+        let (store, codec) = self.read()?;
+        let entries = store.find_sessions_by_end(earliest_session_end, latest_session_end)?;
+        Ok(Self::sessions(&codec, entries))
+    }
+
     /// Every retained session of `key`.
     pub fn fetch(&self, key: &K) -> Result<StoreIter<'_, (Windowed<K>, V)>> {
         let (store, codec) = self.read()?;

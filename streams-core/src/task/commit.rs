@@ -33,13 +33,29 @@ impl Task {
     }
 
     /// Input offsets to commit (next offset to read per partition) that changed since the
-    /// last commit.
-    pub(crate) fn offsets_to_commit(&self) -> BTreeMap<TopicPartition, i64> {
+    /// last commit, each with Kafka's commit metadata (`TopicPartitionMetadata`: the
+    /// partition time and the task's processor metadata).
+    pub(crate) fn offsets_to_commit(&self) -> BTreeMap<TopicPartition, (i64, String)> {
         self.consumed
             .iter()
             .filter(|(tp, o)| self.committed.get(*tp) != Some(*o))
-            .map(|(tp, o)| (tp.clone(), *o))
+            .map(|(tp, o)| {
+                let partition_time = self
+                    .queues
+                    .iter()
+                    .find(|q| &q.partition == tp)
+                    .map_or(-1, |q| q.partition_time);
+                let metadata =
+                    offset_metadata::encode(partition_time, &self.ctx.processor_metadata);
+                (tp.clone(), (*o, metadata))
+            })
             .collect()
+    }
+
+    /// Sets the processor metadata read from the committed offsets' metadata (before the
+    /// processors are initialized).
+    pub(crate) fn set_processor_metadata(&mut self, metadata: BTreeMap<String, i64>) {
+        self.ctx.processor_metadata = metadata;
     }
 
     /// Last half of a commit, after the produced records are acknowledged and the offsets

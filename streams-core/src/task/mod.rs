@@ -33,6 +33,7 @@ use crate::topology::{NodeKind, Subtopology, Topology};
 mod commit;
 mod context;
 mod input;
+pub(crate) mod offset_metadata;
 
 /// Identifies a task: sub-topology and partition, printed `<subtopology>_<partition>` as in
 /// Kafka Streams.
@@ -126,6 +127,10 @@ pub(crate) struct TaskContext {
     pub(crate) metadata: Option<RecordMetadata>,
     pub(crate) stream_time: i64,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) emit_interval_ms: i64,
+    /// Kafka's `ProcessorMetadata`: values processors keep with the committed offsets
+    /// (restored from them when the task starts).
+    pub(crate) processor_metadata: BTreeMap<String, i64>,
     schedules: Vec<Schedule>,
     next_schedule: u64,
     pub(crate) commit_requested: bool,
@@ -173,6 +178,9 @@ pub(crate) struct TaskSettings {
     /// The outer-join emit interval (ms) processors read through
     /// `ProcessorContext::outer_join_emit_interval_ms`.
     pub(crate) outer_join_emit_interval_ms: i64,
+    /// Kafka's `__emit.interval.ms.kstreams.windowed.aggregation__` in ms (1000 in an
+    /// application, 0 in the test driver unless configured).
+    pub(crate) emit_interval_ms: i64,
     /// Records dropped by the tasks (skipped as undeserializable or with an invalid
     /// timestamp, null keys at a repartition sink, null keys or values at an aggregation):
     /// Kafka's `dropped-records-total`, summed over the application instance.
@@ -352,6 +360,8 @@ impl Task {
                 metadata: None,
                 stream_time: -1,
                 clock,
+                emit_interval_ms: settings.emit_interval_ms,
+                processor_metadata: BTreeMap::new(),
                 schedules: Vec::new(),
                 next_schedule: 0,
                 commit_requested: false,
