@@ -412,10 +412,10 @@ impl StreamsConfig {
     /// use std::time::Duration;
     /// use streams_core::StreamsConfig;
     /// let c = StreamsConfig::new("app").emit_interval_windowed_aggregation(Duration::from_millis(50));
-    /// assert_eq!(c.emit_interval_windowed_aggregation_value(), Some(Duration::from_millis(50)));
+    /// assert_eq!(c.emit_interval_windowed_aggregation_ms(), Some(50));
     /// let c = StreamsConfig::from_properties([("application.id", "app"),
     ///     ("__emit.interval.ms.kstreams.windowed.aggregation__", "0")])?;
-    /// assert_eq!(c.emit_interval_windowed_aggregation_value(), Some(Duration::ZERO));
+    /// assert_eq!(c.emit_interval_windowed_aggregation_ms(), Some(0));
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
     pub fn emit_interval_windowed_aggregation(mut self, interval: Duration) -> Self {
@@ -426,9 +426,8 @@ impl StreamsConfig {
 
     /// The emit interval of emit-on-window-close aggregations, if set (else the default:
     /// 1000 ms, 0 in the `TopologyTestDriver`).
-    pub fn emit_interval_windowed_aggregation_value(&self) -> Option<Duration> {
+    pub fn emit_interval_windowed_aggregation_ms(&self) -> Option<i64> {
         self.emit_interval_windowed_aggregation_ms
-            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
     }
 
     /// The application id.
