@@ -724,6 +724,29 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
         Ok(out)
     }
 
+    /// Reads every remaining record's value (Kafka's `readValuesToList`).
+    ///
+    /// ```
+    /// use streams_core::{Sink, Source, StreamsConfig, StringSerde, Topology, TopologyTestDriver};
+    /// let mut topology = Topology::new();
+    /// topology.add_source(Source::<String, String>::new("in", ["a"]))?;
+    /// topology.add_sink(Sink::<String, String>::new("out", "b"), &["in"])?;
+    /// let config = StreamsConfig::new("doc").default_serde(StringSerde);
+    /// let driver = TopologyTestDriver::new(topology, config)?;
+    /// let input = driver.create_input_topic("a", StringSerde, StringSerde)?;
+    /// input.pipe_input("k".into(), "x".into())?;
+    /// input.pipe_input("k".into(), "y".into())?;
+    /// assert_eq!(driver.create_output_topic("b", StringSerde, StringSerde).read_values_to_vec()?, ["x", "y"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn read_values_to_vec(&self) -> Result<Vec<V>> {
+        Ok(self
+            .read_records_to_vec()?
+            .into_iter()
+            .map(|r| r.value)
+            .collect())
+    }
+
     /// Reads every remaining record as `(key, value)`.
     pub fn read_key_values_to_vec(&self) -> Result<Vec<(K, V)>> {
         Ok(self

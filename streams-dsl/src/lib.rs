@@ -49,26 +49,31 @@
 //! # Ok::<(), streams_core::StreamsError>(())
 //! ```
 
+mod branched;
 mod builder;
 mod changed;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
+mod kstream_ops;
 mod ktable;
 mod options;
 mod processors;
 mod repartition;
+mod repartitioned;
 mod session_windowed;
 mod table;
 mod time_windowed;
 mod windows;
 
+pub use branched::{Branched, BranchedKStream};
 pub use builder::StreamsBuilder;
 pub use kgrouped::{KGroupedStream, WindowedBy};
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};
+pub use repartitioned::Repartitioned;
 pub use session_windowed::SessionWindowedKStream;
 pub use streams_core::{Change, SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use time_windowed::TimeWindowedKStream;

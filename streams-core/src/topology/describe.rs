@@ -10,9 +10,35 @@ impl Topology {
         let mut out = TopologyDescription {
             subtopologies: Vec::new(),
         };
+        // Kafka's `NodeComparator`: the size of the sub-graph a node roots (itself plus
+        // its successors' sizes, so paths are counted), larger first, then by name. Nodes,
+        // successors and predecessors are listed in that order.
+        let mut size = vec![0usize; self.nodes.len()];
+        for i in (0..self.nodes.len()).rev() {
+            // Children are always added after their parents.
+            size[i] = 1 + self.nodes[i]
+                .children
+                .iter()
+                .map(|&c| size[c])
+                .sum::<usize>();
+        }
+        let order = |a: &usize, b: &usize| {
+            size[*b]
+                .cmp(&size[*a])
+                .then_with(|| self.nodes[*a].name.cmp(&self.nodes[*b].name))
+        };
+        let sorted = |idx: &[usize]| {
+            let mut v = idx.to_vec();
+            v.sort_by(order);
+            v.into_iter()
+                .map(|c| self.nodes[c].name.clone())
+                .collect::<Vec<_>>()
+        };
         for s in &subs {
             let mut nodes = Vec::new();
-            for &i in &s.nodes {
+            let mut members = s.nodes.clone();
+            members.sort_by(order);
+            for &i in &members {
                 let n = &self.nodes[i];
                 let kind = match &n.kind {
                     NodeKind::Source { topics, .. } => NodeDescriptionKind::Source(match topics {
@@ -30,16 +56,8 @@ impl Topology {
                 nodes.push(NodeDescription {
                     name: n.name.clone(),
                     kind,
-                    successors: n
-                        .children
-                        .iter()
-                        .map(|&c| self.nodes[c].name.clone())
-                        .collect(),
-                    predecessors: n
-                        .parents
-                        .iter()
-                        .map(|&c| self.nodes[c].name.clone())
-                        .collect(),
+                    successors: sorted(&n.children),
+                    predecessors: sorted(&n.parents),
                 });
             }
             out.subtopologies
@@ -86,7 +104,8 @@ pub enum NodeDescriptionKind {
 pub struct SubtopologyDescription {
     /// Its id (the first part of its task ids).
     pub id: usize,
-    /// Its nodes in topology order.
+    /// Its nodes in Kafka's order: larger sub-graph (node plus successors, counted per
+    /// path) first, then by name.
     pub nodes: Vec<NodeDescription>,
 }
 
