@@ -380,6 +380,7 @@ mod tests {
                 wipe_unclean: false,
                 max_task_idle_ms: 0,
                 dropped: Default::default(),
+                globals: Arc::new(crate::global::GlobalState::empty()),
             });
             let id = TaskId {
                 subtopology: 0,

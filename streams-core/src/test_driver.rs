@@ -21,12 +21,14 @@ use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition}
 use crate::collector::{OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
+use crate::global::GlobalState;
 use crate::record::{Header, Record};
 use crate::serde::{Serde, SharedSerde};
 use crate::store::TaskStore;
 use crate::task::{Clock, MockClock, Task, TaskId, TaskInputs, TaskSettings};
 use crate::task_manager::TaskManager;
 use crate::topology::{NodeKind, SourceTopics, Topology};
+use state_store::ChangelogRecord;
 
 /// Everything produced, by topic.
 #[derive(Default)]
@@ -101,6 +103,7 @@ struct DriverInner {
     input_offsets: BTreeMap<String, i64>,
     /// Records dropped by the tasks (shared with their settings).
     dropped: Arc<std::sync::atomic::AtomicU64>,
+    globals: Arc<GlobalState>,
     _state: tempfile::TempDir,
 }
 
@@ -115,6 +118,15 @@ impl DriverInner {
 
     fn feed(&mut self, topic: &str, raw: RawRecord) -> Result<()> {
         let tp = TopicPartition::new(topic.to_owned(), 0);
+        if let Some(store) = self.globals.store_of_topic(topic) {
+            let record = ChangelogRecord {
+                offset: raw.offset,
+                key: raw.key.map(|k| k.to_vec()).unwrap_or_default(),
+                value: raw.value.map(|v| v.to_vec()),
+                timestamp: raw.timestamp,
+            };
+            return self.globals.apply(store, &tp, &record);
+        }
         if !self.inputs.contains_key(topic) || !self.tasks.add_records(&tp, vec![raw]) {
             return Err(StreamsError::IllegalState(format!(
                 "topic `{topic}` is not read by the topology"
@@ -245,10 +257,37 @@ impl TopologyTestDriver {
                 }
             }
         }
+        let rocksdb = RocksDbResources::new(RocksDbConfig {
+            block_cache_bytes: 8 << 20,
+            write_buffer_manager_bytes: 8 << 20,
+            write_buffer_size: 4 << 20,
+            ..RocksDbConfig::default()
+        })?;
+        let metrics = Arc::new(StoreMetrics::new());
+        let dropped: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        // Global stores: one partition per topic, empty at start; records piped into (or
+        // written by the topology to) a global topic update them at once, as Kafka's
+        // driver does (`processGlobalRecord`).
+        let globals = GlobalState::open(
+            &topology,
+            &app,
+            &config.serdes,
+            config.deserialization.clone(),
+            Some(state.path()),
+            Some(&rocksdb),
+            Arc::clone(&metrics),
+            Arc::clone(&dropped),
+        )?;
+        globals.set_partitions(|_| Ok(Some(1)))?;
+        let globals = Arc::new(globals);
         let produced = Arc::new(Mutex::new(Produced::default()));
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(DriverCollector {
             produced: Arc::clone(&produced),
-            internal_inputs: inputs.keys().cloned().collect(),
+            internal_inputs: inputs
+                .keys()
+                .cloned()
+                .chain(topology.globals.iter().map(|g| g.topic.clone()))
+                .collect(),
             acked: BTreeMap::new(),
         })));
         let clock = Arc::new(MockClock::default());
@@ -261,15 +300,9 @@ impl TopologyTestDriver {
             serdes: config.serdes.clone(),
             wipe_unclean: false,
             max_task_idle_ms: config.max_task_idle_ms,
-            dropped: Default::default(),
+            dropped,
+            globals: Arc::clone(&globals),
         });
-        let rocksdb = RocksDbResources::new(RocksDbConfig {
-            block_cache_bytes: 8 << 20,
-            write_buffer_manager_bytes: 8 << 20,
-            write_buffer_size: 4 << 20,
-            ..RocksDbConfig::default()
-        })?;
-        let metrics = Arc::new(StoreMetrics::new());
         let mut tasks = TaskManager::new(Arc::clone(&collector));
         for sub in &subs {
             let id = TaskId {
@@ -302,6 +335,7 @@ impl TopologyTestDriver {
                 clock,
                 input_offsets: BTreeMap::new(),
                 dropped: Arc::clone(&settings.dropped),
+                globals,
                 _state: state,
             })),
         })
@@ -322,7 +356,12 @@ impl TopologyTestDriver {
         value_serde: impl Serde<V>,
     ) -> Result<TestInputTopic<K, V>> {
         let physical = self.physical(topic);
-        if !self.inner.borrow().inputs.contains_key(&physical) {
+        let known = {
+            let inner = self.inner.borrow();
+            inner.inputs.contains_key(&physical)
+                || inner.globals.store_of_topic(&physical).is_some()
+        };
+        if !known {
             return Err(StreamsError::IllegalState(format!(
                 "topic `{topic}` is not read by the topology"
             )));
@@ -386,6 +425,15 @@ impl TopologyTestDriver {
             store: name.to_owned(),
             timestamped: false,
         };
+        if let Some(global) = inner.globals.store(name) {
+            let open = global.open.lock();
+            let codec = StoreCodec {
+                timestamped: open.spec.kind().is_timestamped(),
+                topic: global.topic.clone(),
+                ..codec
+            };
+            return read(&open.store, &codec);
+        }
         let open = inner
             .tasks
             .tasks()
@@ -399,7 +447,8 @@ impl TopologyTestDriver {
         read(&open.store, &codec)
     }
 
-    /// Reads the whole key-value store `name` (from the task that owns it), deserialized
+    /// Reads the whole key-value store `name` (from the task that owns it, or the global
+    /// store of that name), deserialized
     /// with the default serdes of `K` and `V`, in key-byte order. For a timestamped store
     /// the values without their timestamps.
     pub fn read_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(K, V)>> {
@@ -506,7 +555,8 @@ impl TopologyTestDriver {
     pub fn close(self) -> Result<()> {
         let mut inner = self.inner.borrow_mut();
         inner.run()?;
-        inner.tasks.close_clean()
+        inner.tasks.close_clean()?;
+        inner.globals.close()
     }
 }
 

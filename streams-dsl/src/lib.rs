@@ -52,6 +52,7 @@
 mod branched;
 mod builder;
 mod changed;
+mod global_table;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
@@ -68,6 +69,7 @@ mod windows;
 
 pub use branched::{Branched, BranchedKStream};
 pub use builder::StreamsBuilder;
+pub use global_table::GlobalKTable;
 pub use kgrouped::{KGroupedStream, WindowedBy};
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;

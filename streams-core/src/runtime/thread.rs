@@ -206,6 +206,7 @@ impl StreamThread {
             wipe_unclean: false,
             max_task_idle_ms: c.max_task_idle_ms,
             dropped: Arc::clone(&shared.dropped),
+            globals: Arc::clone(&shared.globals.lock()),
         });
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(ClusterCollector {
             producer,

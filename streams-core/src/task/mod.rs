@@ -135,6 +135,8 @@ pub(crate) struct TaskContext {
     flush_listeners: BTreeMap<String, FlushListener>,
     /// Records dropped by this task (shared with the application's total).
     dropped: Arc<AtomicU64>,
+    /// The global stores (read-only here).
+    pub(crate) globals: Arc<crate::global::GlobalState>,
 }
 
 /// One input partition's buffered records.
@@ -172,6 +174,8 @@ pub(crate) struct TaskSettings {
     /// timestamp, null keys at a repartition sink, null keys or values at an aggregation):
     /// Kafka's `dropped-records-total`, summed over the application instance.
     pub(crate) dropped: Arc<AtomicU64>,
+    /// The application instance's global stores, read by every task.
+    pub(crate) globals: Arc<crate::global::GlobalState>,
 }
 
 /// Changelog records written since the last checkpoint above which a commit also flushes
@@ -352,6 +356,7 @@ impl Task {
                 serdes: settings.serdes.clone(),
                 flush_listeners: BTreeMap::new(),
                 dropped: Arc::clone(&settings.dropped),
+                globals: Arc::clone(&settings.globals),
             },
             queues,
             consumed: BTreeMap::new(),

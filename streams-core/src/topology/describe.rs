@@ -9,6 +9,18 @@ impl Topology {
         let subs = self.subtopologies()?;
         let mut out = TopologyDescription {
             subtopologies: Vec::new(),
+            global_stores: self
+                .global_ids(&subs)
+                .into_iter()
+                .zip(&self.globals)
+                .map(|(id, g)| GlobalStoreDescription {
+                    id,
+                    source: g.source.clone(),
+                    topic: g.topic.clone(),
+                    processor: g.processor.clone(),
+                    store: g.store.name().to_owned(),
+                })
+                .collect(),
         };
         // Kafka's `NodeComparator`: the size of the sub-graph a node roots (itself plus
         // its successors' sizes, so paths are counted), larger first, then by name. Nodes,
@@ -109,18 +121,62 @@ pub struct SubtopologyDescription {
     pub nodes: Vec<NodeDescription>,
 }
 
+/// A global store in a [`TopologyDescription`] (Kafka's `TopologyDescription.GlobalStore`):
+/// a sub-topology of a source and the processor keeping the store, which generates no
+/// tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalStoreDescription {
+    /// Its sub-topology id (numbered with the others, by first node).
+    pub id: usize,
+    /// The source node.
+    pub source: String,
+    /// The topic it reads.
+    pub topic: String,
+    /// The processor writing the store.
+    pub processor: String,
+    /// The store.
+    pub store: String,
+}
+
+impl fmt::Display for GlobalStoreDescription {
+    /// Kafka's `GlobalStore#toString` (no blank line after it, unlike a sub-topology).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "   Sub-topology: {} for global store (will not generate tasks)",
+            self.id
+        )?;
+        writeln!(f, "    Source: {} (topics: [{}])", self.source, self.topic)?;
+        writeln!(f, "      --> {}", self.processor)?;
+        writeln!(
+            f,
+            "    Processor: {} (stores: [{}])",
+            self.processor, self.store
+        )?;
+        writeln!(f, "      --> none")?;
+        writeln!(f, "      <-- {}", self.source)
+    }
+}
+
 /// A description of a topology: `Display` prints Kafka's `TopologyDescription` text;
 /// [`TopologyDescription::to_dot`] gives Graphviz.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyDescription {
     /// The sub-topologies.
     pub subtopologies: Vec<SubtopologyDescription>,
+    /// The global stores.
+    pub global_stores: Vec<GlobalStoreDescription>,
 }
 
 impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Topologies:")?;
+        // Sub-topologies and global stores by id, as Kafka interleaves them.
+        let mut globals = self.global_stores.iter().peekable();
         for s in &self.subtopologies {
+            while let Some(g) = globals.next_if(|g| g.id < s.id) {
+                write!(f, "{g}")?;
+            }
             writeln!(f, "   Sub-topology: {}", s.id)?;
             for n in &s.nodes {
                 match &n.kind {
@@ -145,6 +201,9 @@ impl fmt::Display for TopologyDescription {
                 }
             }
             writeln!(f)?;
+        }
+        for g in globals {
+            write!(f, "{g}")?;
         }
         Ok(())
     }
@@ -214,6 +273,29 @@ impl TopologyDescription {
                     NodeDescriptionKind::Sink(_) => {}
                 }
             }
+        }
+        for g in &self.global_stores {
+            let _ = writeln!(
+                s,
+                "  subgraph cluster_{} {{\n    label=\"Sub-topology {} (global store)\";\n    {};\n    {};\n  }}",
+                g.id,
+                g.id,
+                dot_id(&g.source),
+                dot_id(&g.processor)
+            );
+            topics.insert(g.topic.clone());
+            let _ = writeln!(
+                s,
+                "  {} -> {};\n  {} -> {};\n  {} [shape=cylinder, label={}];\n  {} -> {} [dir=both, style=dashed];",
+                dot_id(&format!("topic:{}", g.topic)),
+                dot_id(&g.source),
+                dot_id(&g.source),
+                dot_id(&g.processor),
+                dot_id(&format!("store:{}", g.store)),
+                dot_id(&g.store),
+                dot_id(&g.processor),
+                dot_id(&format!("store:{}", g.store))
+            );
         }
         for t in topics {
             let _ = writeln!(
