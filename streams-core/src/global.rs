@@ -18,13 +18,14 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use state_store::{
-    ChangelogRecord, Direction, RocksDbResources, StateStore, StoreMetrics, TaskDirectory,
-    ThreadCache, TopicPartition,
+    Direction, RocksDbResources, StateStore, StoreMetrics, TaskDirectory, ThreadCache,
+    TopicPartition,
 };
 
 use crate::client::ChangelogSource;
 use crate::config::DeserializationHandler;
 use crate::error::{Result, SerdeError, StreamsError, TopologyError};
+use crate::record::ConsumedRecord;
 use crate::serde::{SerdeRegistry, SharedSerde};
 use crate::store::{
     open_store, resolve_store, timestamped, OpenStore, StoreBuilder, StoreEnv, StoreKind,
@@ -50,7 +51,7 @@ pub(crate) trait GlobalRecordCheck: Send {
     fn check(
         &self,
         topic: &str,
-        key: &[u8],
+        key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> std::result::Result<GlobalUpdate, SerdeError>;
 }
@@ -64,9 +65,12 @@ impl<K: 'static, V: 'static> GlobalRecordCheck for TypedGlobalCheck<K, V> {
     fn check(
         &self,
         topic: &str,
-        key: &[u8],
+        key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> std::result::Result<GlobalUpdate, SerdeError> {
+        let Some(key) = key else {
+            return Ok(GlobalUpdate::SkipNullKey);
+        };
         let k = self.key.deserialize(topic, Some(key))?;
         if self.key.is_null(&k) {
             return Ok(GlobalUpdate::SkipNullKey);
@@ -356,7 +360,7 @@ impl GlobalState {
                 tracing::info!(store = store.name, partition = %tp, from = next, to = end, "restoring global store");
             }
             while next < end {
-                let batch = reader.read(&tp, next)?;
+                let batch = reader.read_consumed(&tp, next)?;
                 if batch.is_empty() {
                     // Nothing readable left below the end (e.g. transaction markers).
                     next = end;
@@ -381,7 +385,7 @@ impl GlobalState {
         let mut applied = 0;
         for (store, tp) in self.topic_partitions() {
             let next = self.positions.lock().get(&tp).copied().unwrap_or(0);
-            let batch = reader.read(&tp, next)?;
+            let batch = reader.read_consumed(&tp, next)?;
             let mut position = next;
             for r in batch.iter().filter(|r| r.offset >= next) {
                 self.apply(&store, &tp, r)?;
@@ -400,12 +404,12 @@ impl GlobalState {
         &self,
         store: &GlobalStore,
         tp: &TopicPartition,
-        r: &ChangelogRecord,
+        r: &ConsumedRecord,
     ) -> Result<()> {
         let verdict = store
             .check
             .lock()
-            .check(&tp.topic, &r.key, r.value.as_deref());
+            .check(&tp.topic, r.key.as_deref(), r.value.as_deref());
         let verdict = match verdict {
             Ok(v) => v,
             Err(e) => {
@@ -443,10 +447,10 @@ impl GlobalState {
                 let mut value = Vec::with_capacity(8 + raw.len());
                 value.extend_from_slice(&r.timestamp.to_be_bytes());
                 value.extend_from_slice(raw);
-                kv.put(&r.key, &value)?;
+                kv.put(r.key.as_deref().unwrap_or_default(), &value)?;
             }
             GlobalUpdate::Delete => {
-                kv.delete(&r.key)?;
+                kv.delete(r.key.as_deref().unwrap_or_default())?;
             }
             GlobalUpdate::SkipNullKey => {
                 tracing::warn!(

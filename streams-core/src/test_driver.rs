@@ -28,7 +28,6 @@ use crate::store::TaskStore;
 use crate::task::{Clock, MockClock, Task, TaskId, TaskInputs, TaskSettings};
 use crate::task_manager::TaskManager;
 use crate::topology::{NodeKind, SourceTopics, Topology};
-use state_store::ChangelogRecord;
 
 /// Everything produced, by topic.
 #[derive(Default)]
@@ -119,13 +118,7 @@ impl DriverInner {
     fn feed(&mut self, topic: &str, raw: RawRecord) -> Result<()> {
         let tp = TopicPartition::new(topic.to_owned(), 0);
         if let Some(store) = self.globals.store_of_topic(topic) {
-            let record = ChangelogRecord {
-                offset: raw.offset,
-                key: raw.key.map(|k| k.to_vec()).unwrap_or_default(),
-                value: raw.value.map(|v| v.to_vec()),
-                timestamp: raw.timestamp,
-            };
-            return self.globals.apply(store, &tp, &record);
+            return self.globals.apply(store, &tp, &raw);
         }
         if !self.inputs.contains_key(topic) || !self.tasks.add_records(&tp, vec![raw]) {
             return Err(StreamsError::IllegalState(format!(
