@@ -303,6 +303,7 @@ impl GlobalState {
     }
 
     /// The global store reading `topic`.
+    #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
     pub(crate) fn store_of_topic(&self, topic: &str) -> Option<&Arc<GlobalStore>> {
         self.stores.values().find(|s| s.topic == topic)
     }

@@ -221,6 +221,8 @@ impl TopologyTestDriver {
             source: e,
         })?;
         let subs = topology.subtopologies()?;
+        let mut topology = topology;
+        topology.apply_optimizations(&config);
         let app = config.application_id.clone();
         let mut inputs = BTreeMap::new();
         let mut per_sub: BTreeMap<usize, BTreeMap<String, usize>> = BTreeMap::new();

@@ -208,6 +208,7 @@ where
         t.add_source(source)?;
         t.add_processor(&table_name, supplier, &[&source_name])?;
         t.add_state_store(store, &[&table_name])?;
+        t.mark_source_table_store(&store_name, topic)?;
         Ok(())
     });
     drop(s);

@@ -185,6 +185,8 @@ impl StreamsApp {
     pub fn new(topology: Topology, config: StreamsConfig, cluster: impl Cluster) -> Result<Self> {
         config.validate_application_id()?;
         topology.subtopologies()?;
+        let mut topology = topology;
+        topology.apply_optimizations(&config);
         Ok(StreamsApp {
             shared: Arc::new(AppShared {
                 config,

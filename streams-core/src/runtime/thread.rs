@@ -350,7 +350,7 @@ impl StreamThread {
             let (shared, collector) = (&self.shared, self.tasks.collector().clone());
             let (rocksdb, metrics) = (&self.rocksdb, &self.metrics);
             let make = || {
-                Task::new(
+                let mut task = Task::new(
                     &shared.topology,
                     &r.sub,
                     id,
@@ -363,7 +363,17 @@ impl StreamThread {
                     Some(&shared.config.state_dir),
                     Some(rocksdb),
                     Arc::clone(metrics),
-                )
+                )?;
+                // A source table reusing its topic as changelog restores up to the
+                // committed offset only; processing resumes there.
+                for tp in task.source_changelog_partitions() {
+                    let committed = shared
+                        .cluster
+                        .committed_offset(&shared.config.application_id, &tp)?
+                        .unwrap_or(0);
+                    task.limit_restore(tp, committed);
+                }
+                Ok(task)
             };
             self.tasks.add(&make, source.as_mut())?;
         }

@@ -140,6 +140,12 @@ pub struct Topology {
     /// Global stores, each with its source and processor (outside `nodes`: they make no
     /// tasks).
     pub(crate) globals: Vec<crate::global::GlobalStoreDef>,
+    /// Stores of source tables that may be restored from their source topic (store ->
+    /// topic), for `topology.optimization=reuse.ktable.source.topics`.
+    pub(crate) source_table_stores: BTreeMap<String, String>,
+    /// The stores whose source topic is their changelog in this run (store -> topic), set
+    /// by [`Topology::apply_optimizations`].
+    pub(crate) source_changelogs: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Topology {
@@ -438,6 +444,39 @@ impl Topology {
         self.internal_topics
             .insert(topic.to_owned(), InternalTopic { partitions });
         Ok(self)
+    }
+
+    /// Marks `store` as the store of a source table reading `topic` (Kafka's
+    /// `TableSourceNode`): with `topology.optimization=reuse.ktable.source.topics` it is
+    /// restored from `topic` instead of its own changelog (Kafka's
+    /// `connectSourceStoreAndTopic`).
+    pub fn mark_source_table_store(&mut self, store: &str, topic: &str) -> Result<&mut Self> {
+        if !self.stores.contains_key(store) {
+            return Err(TopologyError::UnknownStore {
+                node: format!("source table of `{topic}`"),
+                store: store.to_owned(),
+            }
+            .into());
+        }
+        self.source_table_stores
+            .insert(store.to_owned(), topic.to_owned());
+        Ok(self)
+    }
+
+    /// Applies the optimizations `config` asks for before a run: with
+    /// `reuse.ktable.source.topics`, the stores of source tables stop logging and take
+    /// their source topic as changelog.
+    pub(crate) fn apply_optimizations(&mut self, config: &crate::StreamsConfig) {
+        self.source_changelogs.clear();
+        if !config.reuse_ktable_source_topics {
+            return;
+        }
+        for (store, topic) in &self.source_table_stores {
+            if let Some(spec) = self.stores.remove(store) {
+                self.stores.insert(store.clone(), spec.with_logging(false));
+                self.source_changelogs.insert(store.clone(), topic.clone());
+            }
+        }
     }
 
     /// True if `topic` is an internal topic of this topology (named without the
