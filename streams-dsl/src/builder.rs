@@ -206,7 +206,9 @@ impl StreamsBuilder {
     ///
     /// The table is materialized in a timestamped key-value store (named
     /// `<topic>-STATE-STORE-<n>` unless `materialized` names it), cached and change-logged
-    /// to `<application.id>-<store>-changelog` by default, restored from it on start.
+    /// to `<application.id>-<store>-changelog` by default, restored from it on start; with
+    /// `topology.optimization=reuse.ktable.source.topics` it writes no changelog and is
+    /// restored from `topic` itself (up to the committed offset).
     /// Names as Kafka's: `KSTREAM-SOURCE-<n>` reading the topic, then the processor
     /// `KTABLE-SOURCE-<n>` (with a `Consumed` name: `<name>-source` and `<name>`).
     ///

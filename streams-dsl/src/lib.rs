@@ -14,6 +14,17 @@
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
+//! Streams also [`split`](KStream::split) into branches ([`Branched`],
+//! [`BranchedKStream`]), [`merge`](KStream::merge), go through a repartition topic on
+//! demand ([`repartition`](KStream::repartition) with [`Repartitioned`]), become tables
+//! ([`to_table`](KStream::to_table)) and write to a topic chosen per record
+//! ([`to_dynamic`](KStream::to_dynamic)). [`StreamsBuilder::table`] reads a topic as a
+//! [`KTable`]; [`StreamsBuilder::global_table`] replicates every partition of a topic to
+//! every instance as a [`GlobalKTable`], restored before processing starts and read by
+//! processors with `ProcessorContext::global_store`. With `topology.optimization` set to
+//! `reuse.ktable.source.topics` (`StreamsConfig::topology_optimization`), source tables
+//! are restored from their source topic instead of a changelog topic.
+//!
 //! Operations are typed stage by stage and compile into a `streams_core::Topology`
 //! (this crate depends on `streams-core` only and must not reach below it); node and store
 //! names are generated as Kafka Streams generates them (`KSTREAM-MAP-0000000001`) unless

@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use broker_embedded::{decode_fetched, Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord};
+use broker_embedded::{
+    decode_fetched, Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord,
+};
 use streams_core::{EmbeddedCluster, StreamsApp, StreamsConfig, StreamsState, StringSerde};
 use streams_dsl::{Consumed, Produced, Repartitioned, StreamsBuilder};
 
@@ -20,13 +22,21 @@ fn broker(dir: &std::path::Path) -> Broker {
     Broker::open(c).unwrap()
 }
 
-fn start(broker: &Broker, builder: &StreamsBuilder, app: &str, dir: &std::path::Path) -> StreamsApp {
+fn start(
+    broker: &Broker,
+    builder: &StreamsBuilder,
+    app: &str,
+    dir: &std::path::Path,
+) -> StreamsApp {
     let config = StreamsConfig::new(app)
         .state_dir(dir.join("state"))
         .commit_interval(Duration::from_millis(100));
-    let mut app =
-        StreamsApp::new(builder.build().unwrap(), config, EmbeddedCluster::new(broker.clone()))
-            .unwrap();
+    let mut app = StreamsApp::new(
+        builder.build().unwrap(),
+        config,
+        EmbeddedCluster::new(broker.clone()),
+    )
+    .unwrap();
     app.start().unwrap();
     app
 }
@@ -75,12 +85,23 @@ fn repartition_topics_get_the_given_or_the_upstream_partition_count() {
         .repartition(Repartitioned::as_name("by-key").with_number_of_partitions(5))
         .to("out", Produced::default());
     let mut app = start(&broker, &builder, "rep", dir.path());
-    assert!(app.wait_for_state(StreamsState::Running, WAIT), "{:?}", app.errors());
+    assert!(
+        app.wait_for_state(StreamsState::Running, WAIT),
+        "{:?}",
+        app.errors()
+    );
     let partitions = |t: &str| broker.describe_topic(t).unwrap().partitions.len();
-    assert_eq!(partitions("rep-KSTREAM-REPARTITION-0000000001-repartition"), 2);
+    assert_eq!(
+        partitions("rep-KSTREAM-REPARTITION-0000000001-repartition"),
+        2
+    );
     assert_eq!(partitions("rep-by-key-repartition"), 5);
     let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
-    produce(&broker, "in", &keys.iter().map(String::as_str).collect::<Vec<_>>());
+    produce(
+        &broker,
+        "in",
+        &keys.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     wait_for("every record through both repartition topics", || {
         count(&broker, "out") == 40
     });
@@ -88,7 +109,13 @@ fn repartition_topics_get_the_given_or_the_upstream_partition_count() {
     let used = (0..5)
         .filter(|&p| {
             let data = broker
-                .read_partition("rep-by-key-repartition", p, 0, 4 << 20, IsolationLevel::ReadCommitted)
+                .read_partition(
+                    "rep-by-key-repartition",
+                    p,
+                    0,
+                    4 << 20,
+                    IsolationLevel::ReadCommitted,
+                )
                 .unwrap();
             !decode_fetched("rep-by-key-repartition", &data.records, 0)
                 .unwrap()
@@ -110,9 +137,16 @@ fn dynamic_sinks_write_to_existing_topics_and_fail_on_unknown_ones() {
     let builder = StreamsBuilder::new();
     builder
         .stream("events", Consumed::with(StringSerde, StringSerde))
-        .to_dynamic(|k: &String, _v: &String| format!("events-{k}"), Produced::default());
+        .to_dynamic(
+            |k: &String, _v: &String| format!("events-{k}"),
+            Produced::default(),
+        );
     let mut app = start(&broker, &builder, "dyn", dir.path());
-    assert!(app.wait_for_state(StreamsState::Running, WAIT), "{:?}", app.errors());
+    assert!(
+        app.wait_for_state(StreamsState::Running, WAIT),
+        "{:?}",
+        app.errors()
+    );
     produce(&broker, "events", &["a", "b", "a"]);
     wait_for("both topics", || {
         count(&broker, "events-a") == 2 && count(&broker, "events-b") == 1
