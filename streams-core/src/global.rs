@@ -213,6 +213,9 @@ pub(crate) struct GlobalState {
     positions: Mutex<BTreeMap<TopicPartition, i64>>,
     /// Partition counts of the global topics.
     partitions: Mutex<BTreeMap<String, i32>>,
+    /// Topics of the persistent global stores: only their positions are checkpointed (an
+    /// in-memory store is empty after a restart and reads its topic from the start).
+    persistent_topics: std::collections::BTreeSet<String>,
     deserialization: DeserializationHandler,
     dropped: Arc<AtomicU64>,
 }
@@ -233,6 +236,7 @@ impl GlobalState {
             dir: None,
             positions: Mutex::new(BTreeMap::new()),
             partitions: Mutex::new(BTreeMap::new()),
+            persistent_topics: std::collections::BTreeSet::new(),
             deserialization: DeserializationHandler::Fail,
             dropped: Arc::default(),
         }
@@ -268,9 +272,16 @@ impl GlobalState {
             Some(d) => Some(TaskDirectory::new(d, application_id, "global")?),
             None => None,
         };
+        state.persistent_topics = topology
+            .globals
+            .iter()
+            .filter(|g| g.store.is_persistent())
+            .map(|g| g.topic.clone())
+            .collect();
         if let Some(dir) = &dir {
-            let start = dir.open()?;
-            *state.positions.lock() = start.checkpoint;
+            let mut start = dir.open()?.checkpoint;
+            start.retain(|tp, _| state.persistent_topics.contains(&tp.topic));
+            *state.positions.lock() = start;
         }
         let env = StoreEnv {
             dir: dir.as_ref(),
@@ -343,20 +354,31 @@ impl GlobalState {
     /// reads the partition from its start, as Kafka wipes its global state on an invalid
     /// offset.
     pub(crate) fn restore(&self, reader: &mut dyn ChangelogSource) -> Result<()> {
-        for (store, tp) in self.topic_partitions() {
-            let (log_start, end) = reader.offsets(&tp)?;
+        let partitions = self.topic_partitions();
+        let mut bounds = Vec::with_capacity(partitions.len());
+        for (_, tp) in &partitions {
+            bounds.push(reader.offsets(tp)?);
+        }
+        // A store with a checkpoint outside any of its partitions is emptied and read again
+        // from the start of every partition.
+        let mut rebuild = BTreeMap::new();
+        for ((store, tp), &(log_start, end)) in partitions.iter().zip(&bounds) {
+            let checkpointed = self.positions.lock().get(tp).copied();
+            if let Some(c) = checkpointed.filter(|&c| c > end || c < log_start) {
+                tracing::warn!(store = store.name, partition = %tp, checkpoint = c, log_start, end,
+                    "global store checkpoint is outside its topic partition; rebuilding the store");
+                rebuild.insert(store.name.clone(), Arc::clone(store));
+            }
+        }
+        for store in rebuild.values() {
+            self.wipe(store)?;
+            self.positions
+                .lock()
+                .retain(|tp, _| tp.topic != store.topic);
+        }
+        for ((store, tp), &(log_start, end)) in partitions.into_iter().zip(&bounds) {
             let checkpointed = self.positions.lock().get(&tp).copied();
-            let mut next = match checkpointed {
-                Some(c) if c > end || c < log_start => {
-                    tracing::warn!(store = store.name, partition = %tp, checkpoint = c, log_start, end,
-                        "global store checkpoint is outside its topic partition; rebuilding the store");
-                    self.wipe(&store)?;
-                    self.positions.lock().clear();
-                    log_start
-                }
-                Some(c) => c,
-                None => log_start,
-            };
+            let mut next = checkpointed.unwrap_or(log_start);
             if next < end {
                 tracing::info!(store = store.name, partition = %tp, from = next, to = end, "restoring global store");
             }
@@ -483,6 +505,13 @@ impl GlobalState {
         Ok(())
     }
 
+    /// The positions a checkpoint may claim: those of persistent stores.
+    fn checkpoint_positions(&self) -> BTreeMap<TopicPartition, i64> {
+        let mut positions = self.positions.lock().clone();
+        positions.retain(|tp, _| self.persistent_topics.contains(&tp.topic));
+        positions
+    }
+
     /// Flushes the stores, then writes the positions to the `.checkpoint` (Kafka's global
     /// `.checkpoint`, written by the global thread every commit interval).
     pub(crate) fn checkpoint(&self) -> Result<()> {
@@ -492,7 +521,7 @@ impl GlobalState {
         let mut guards: Vec<_> = self.stores.values().map(|s| s.open.lock()).collect();
         let mut stores: Vec<&mut dyn StateStore> =
             guards.iter_mut().map(|g| g.store.state()).collect();
-        let positions = self.positions.lock().clone();
+        let positions = self.checkpoint_positions();
         dir.checkpoint_stores(&mut stores, &positions)?;
         Ok(())
     }
@@ -504,7 +533,7 @@ impl GlobalState {
             guards.iter_mut().map(|g| g.store.state()).collect();
         match &self.dir {
             Some(dir) => {
-                let positions = self.positions.lock().clone();
+                let positions = self.checkpoint_positions();
                 dir.close_clean(&mut stores, &positions)?;
             }
             None => {
@@ -625,5 +654,183 @@ impl<K: 'static, V: 'static> GlobalStoreHandle<K, V> {
                 Ok((key, value.value))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::serde::StringSerde;
+    use state_store::{ChangelogRecord, RocksDbConfig};
+
+    /// A topic of `partitions` partitions in memory (log start 0 unless moved).
+    #[derive(Default)]
+    struct Log {
+        records: BTreeMap<TopicPartition, Vec<ConsumedRecord>>,
+        log_start: BTreeMap<TopicPartition, i64>,
+    }
+
+    impl Log {
+        fn append(&mut self, p: i32, key: Option<&str>, value: Option<&str>, ts: i64) {
+            let tp = TopicPartition::new("t", p);
+            let v = self.records.entry(tp).or_default();
+            v.push(ConsumedRecord {
+                offset: v.len() as i64,
+                timestamp: ts,
+                key: key.map(|k| k.as_bytes().to_vec().into()),
+                value: value.map(|x| x.as_bytes().to_vec().into()),
+                headers: Vec::new(),
+            });
+        }
+    }
+
+    impl ChangelogSource for Log {
+        fn offsets(&mut self, tp: &TopicPartition) -> Result<(i64, i64)> {
+            let end = self.records.get(tp).map_or(0, |v| v.len() as i64);
+            Ok((self.log_start.get(tp).copied().unwrap_or(0), end))
+        }
+        fn read(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ChangelogRecord>> {
+            Ok(self
+                .read_consumed(tp, from)?
+                .into_iter()
+                .map(|r| ChangelogRecord {
+                    offset: r.offset,
+                    key: r.key.map(|k| k.to_vec()).unwrap_or_default(),
+                    value: r.value.map(|v| v.to_vec()),
+                    timestamp: r.timestamp,
+                })
+                .collect())
+        }
+        fn read_consumed(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ConsumedRecord>> {
+            Ok(self
+                .records
+                .get(tp)
+                .map(|v| {
+                    v.iter()
+                        .filter(|r| r.offset >= from)
+                        .take(2)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default())
+        }
+    }
+
+    fn open(dir: &Path, in_memory: bool) -> GlobalState {
+        let mut topology = Topology::new();
+        let mut store = StoreBuilder::timestamped_key_value("s");
+        if in_memory {
+            store = store.in_memory();
+        }
+        topology
+            .add_global_store(
+                store,
+                Source::<String, String>::new("src", ["t"])
+                    .key_serde(StringSerde)
+                    .value_serde(StringSerde),
+                "proc",
+            )
+            .unwrap();
+        let rocksdb = RocksDbResources::new(RocksDbConfig::default()).unwrap();
+        let state = GlobalState::open(
+            &topology,
+            "app",
+            &SerdeRegistry::with_builtins(),
+            DeserializationHandler::Fail,
+            Some(dir),
+            Some(&rocksdb),
+            Arc::new(StoreMetrics::new()),
+            Arc::default(),
+        )
+        .unwrap();
+        state.set_partitions(|_| Ok(Some(2))).unwrap();
+        state
+    }
+
+    fn contents(state: &GlobalState) -> Vec<(String, String)> {
+        let store = state.store("s").unwrap();
+        GlobalStoreHandle::<String, String>::new(store, "test", &SerdeRegistry::with_builtins())
+            .unwrap()
+            .all()
+            .unwrap()
+    }
+
+    fn kv(k: &str, v: &str) -> (String, String) {
+        (k.to_owned(), v.to_owned())
+    }
+
+    /// `GlobalStateManagerImpl`: every partition to its end, then from the checkpoint.
+    #[test]
+    fn restores_every_partition_and_resumes_from_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::default();
+        for (p, k, v) in [(0, "a", "1"), (1, "b", "2"), (0, "c", "3"), (1, "a", "4")] {
+            log.append(p, Some(k), Some(v), 10);
+        }
+        log.append(0, None, Some("x"), 10); // null key: skipped and counted
+        log.append(1, Some("b"), None, 11); // tombstone
+        let state = open(dir.path(), false);
+        state.restore(&mut log).unwrap();
+        // Partition 1's "a" (4) comes after partition 0's (1) in restore order.
+        assert_eq!(contents(&state), [kv("a", "4"), kv("c", "3")]);
+        assert_eq!(state.dropped.load(Ordering::Relaxed), 1);
+        state.close().unwrap();
+
+        // Appended while closed; a reopened store only reads what is new.
+        log.append(0, Some("d"), Some("5"), 12);
+        let state = open(dir.path(), false);
+        assert_eq!(
+            *state.positions.lock(),
+            BTreeMap::from([
+                (TopicPartition::new("t", 0), 3),
+                (TopicPartition::new("t", 1), 3)
+            ])
+        );
+        state.restore(&mut log).unwrap();
+        assert_eq!(contents(&state), [kv("a", "4"), kv("c", "3"), kv("d", "5")]);
+        log.append(1, Some("e"), Some("6"), 13);
+        assert_eq!(state.poll(&mut log).unwrap(), 1);
+        assert_eq!(state.poll(&mut log).unwrap(), 0);
+        assert_eq!(contents(&state).len(), 4);
+        state.close().unwrap();
+    }
+
+    /// A checkpoint beyond a partition's end (the topic was recreated) empties the store,
+    /// which is rebuilt from every partition.
+    #[test]
+    fn a_checkpoint_outside_the_topic_rebuilds_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::default();
+        for (p, k) in [(0, "a"), (0, "b"), (1, "c"), (1, "d")] {
+            log.append(p, Some(k), Some("old"), 1);
+        }
+        let state = open(dir.path(), false);
+        state.restore(&mut log).unwrap();
+        state.close().unwrap();
+        let mut recreated = Log::default();
+        recreated.append(0, Some("z"), Some("new"), 2);
+        recreated.append(1, Some("c"), Some("new"), 2);
+        let state = open(dir.path(), false);
+        state.restore(&mut recreated).unwrap();
+        assert_eq!(contents(&state), [kv("c", "new"), kv("z", "new")]);
+        state.close().unwrap();
+    }
+
+    /// An in-memory global store never trusts a checkpoint: it is empty after a restart.
+    #[test]
+    fn in_memory_stores_restore_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::default();
+        log.append(0, Some("a"), Some("1"), 1);
+        log.append(1, Some("b"), Some("2"), 1);
+        let state = open(dir.path(), true);
+        state.restore(&mut log).unwrap();
+        state.close().unwrap();
+        let state = open(dir.path(), true);
+        assert!(state.positions.lock().is_empty());
+        state.restore(&mut log).unwrap();
+        assert_eq!(contents(&state), [kv("a", "1"), kv("b", "2")]);
     }
 }
