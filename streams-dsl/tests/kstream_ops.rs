@@ -337,3 +337,58 @@ fn repartition_refuses_zero_partitions() {
     let err = builder.build().unwrap_err().to_string();
     assert!(err.contains("at least 1"), "{err}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Oracle (Kafka's `KStreamBranch#process`): each record goes to the first branch whose
+    /// predicate holds, else to the default branch if there is one; merging the branches
+    /// back gives every routed record once, in input order.
+    #[test]
+    fn split_routes_as_the_first_match_model(
+        values in proptest::collection::vec(-50i64..50, 0..40),
+        thresholds in proptest::collection::vec(-50i64..50, 1..4),
+        with_default in proptest::bool::ANY,
+    ) {
+        let builder = StreamsBuilder::new();
+        let mut split = builder
+            .stream("in", Consumed::with(StringSerde, I64Serde))
+            .split();
+        for (i, t) in thresholds.iter().copied().enumerate() {
+            split = split.branch(
+                move |_k: &String, v: &i64| *v < t,
+                Branched::with_consumer(move |s| s.to(&format!("b{i}"), Produced::default())),
+            );
+        }
+        let branches = if with_default {
+            split.default_branch(Branched::as_name("rest"))
+        } else {
+            split.no_default_branch()
+        };
+        for (_, s) in branches {
+            s.to("rest", Produced::default());
+        }
+        let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app"))
+            .unwrap();
+        let input = driver.create_input_topic("in", StringSerde, I64Serde).unwrap();
+        for v in &values {
+            input.pipe_input("k".into(), *v).unwrap();
+        }
+        let mut expected: Vec<Vec<i64>> = vec![Vec::new(); thresholds.len() + 1];
+        for v in &values {
+            match thresholds.iter().position(|t| v < t) {
+                Some(i) => expected[i].push(*v),
+                None if with_default => expected[thresholds.len()].push(*v),
+                None => {}
+            }
+        }
+        for (i, want) in expected.iter().enumerate() {
+            let topic = if i == thresholds.len() { "rest".to_owned() } else { format!("b{i}") };
+            let got = driver
+                .create_output_topic(&topic, StringSerde, I64Serde)
+                .read_values_to_vec()
+                .unwrap();
+            proptest::prop_assert_eq!(&got, want, "branch {}", topic);
+        }
+    }
+}
