@@ -279,3 +279,48 @@ fn a_missing_global_topic_fails_start() {
     assert!(err.contains(COUNTRIES), "{err}");
     assert_eq!(app.state(), StreamsState::Created);
 }
+
+/// A topology of global tables only runs no stream thread (as Kafka creates none): it is
+/// RUNNING once restored, and its global thread keeps the store up to date until closed
+/// (the checkpoint then holds every partition's end).
+#[test]
+fn a_global_only_topology_runs_the_global_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path().join("broker"))).unwrap();
+    broker
+        .create_topic(NewTopic::new(COUNTRIES, COUNTRY_PARTITIONS))
+        .unwrap();
+    produce_countries(&broker, &[(0, Some("NO")), (1, Some("SE"))]);
+    let builder = StreamsBuilder::new();
+    builder.global_table(
+        COUNTRIES,
+        Consumed::with(StringSerde, StringSerde),
+        Materialized::as_store(STORE),
+    );
+    let state = dir.path().join("state");
+    let config = StreamsConfig::new(APP)
+        .state_dir(&state)
+        .commit_interval(Duration::from_millis(50));
+    let mut app = StreamsApp::new(
+        builder.build().unwrap(),
+        config,
+        EmbeddedCluster::new(broker.clone()),
+    )
+    .unwrap();
+    app.start().unwrap();
+    assert!(app.wait_for_state(StreamsState::Running, WAIT));
+    produce_countries(&broker, &[(2, Some("DK")), (5, Some("FI"))]);
+    let checkpoint = state.join(APP).join("global").join(".checkpoint");
+    let caught_up = |text: &str| text.contains(&format!("{COUNTRIES} 2 2"));
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&checkpoint).is_ok_and(|t| caught_up(&t)) {
+        assert!(
+            Instant::now() < deadline,
+            "the global thread never checkpointed the update"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    app.close();
+    assert_eq!(app.state(), StreamsState::NotRunning);
+    assert!(app.errors().is_empty(), "{:?}", app.errors());
+}

@@ -321,6 +321,12 @@ impl StreamsApp {
         let rocksdb = RocksDbResources::new(RocksDbConfig::default())?;
         self.start_global(&rocksdb)?;
         self.shared.set_state(StreamsState::Rebalancing);
+        if self.shared.resolved.lock().is_empty() {
+            // Only global stores: no stream thread, as Kafka creates none for a topology
+            // without non-global sources; the global thread is all there is to run.
+            self.shared.set_state(StreamsState::Running);
+            return Ok(());
+        }
         let n = self.shared.config.num_stream_threads;
         // Create every consumer (and so every group member) before any thread polls, so
         // the first rebalance already spreads the tasks over all threads.
