@@ -389,12 +389,18 @@ impl GlobalState {
                     next = end;
                     break;
                 }
+                let before = next;
                 for r in &batch {
                     if r.offset >= end {
+                        // Everything below the end is read (the rest were gaps).
+                        next = end;
                         break;
                     }
                     self.apply(&store, &tp, r)?;
                     next = r.offset + 1;
+                }
+                if next == before {
+                    next = end;
                 }
             }
             self.positions.lock().insert(tp, next.max(end));
