@@ -557,6 +557,34 @@ impl GlobalState {
 /// [`ProcessorContext::global_store`](crate::ProcessorContext::global_store). Keys and
 /// values go through the store's serdes (those of the global table's `Consumed`, else the
 /// application's defaults). It sees every partition of the global topic.
+///
+/// ```
+/// use streams_core::{Processor, ProcessorContext, Record, Result, Sink, Source, StoreBuilder,
+///     StreamsConfig, StringSerde, Topology, TopologyTestDriver};
+///
+/// /// Forwards the size of the global table and the timestamp of the key's row.
+/// struct Inspect;
+/// impl Processor<String, String> for Inspect {
+///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+///         let store = ctx.global_store::<String, String>("g")?;
+///         let rows = store.all()?.len();
+///         let ts = store.get_with_timestamp(&r.key)?.map_or(-1, |v| v.timestamp);
+///         ctx.forward(r.with_value(format!("{rows} rows, {ts}")))
+///     }
+/// }
+/// let mut topology = Topology::new();
+/// topology.add_global_store(StoreBuilder::timestamped_key_value("g"), Source::<String, String>::new("g-source", ["g"]), "g-updater")?;
+/// topology.add_source(Source::<String, String>::new("in", ["in"]))?;
+/// topology.add_processor("inspect", || Inspect, &["in"])?;
+/// topology.add_sink(Sink::<String, String>::new("out", "out"), &["inspect"])?;
+/// let driver = TopologyTestDriver::new(topology, StreamsConfig::new("doc").default_serde(StringSerde))?;
+/// let g = driver.create_input_topic("g", StringSerde, StringSerde)?;
+/// g.pipe_input_with_timestamp("a".into(), "x".into(), 7)?;
+/// g.pipe_input_with_timestamp("b".into(), "y".into(), 8)?;
+/// driver.create_input_topic("in", StringSerde, StringSerde)?.pipe_input("a".into(), String::new())?;
+/// assert_eq!(driver.create_output_topic("out", StringSerde, StringSerde).read_value()?, "2 rows, 7");
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct GlobalStoreHandle<K, V> {
     store: Arc<GlobalStore>,
     key: SharedSerde<K>,

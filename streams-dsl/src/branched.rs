@@ -32,6 +32,20 @@ enum Chain<K, V> {
 /// branches, else its index: `"1"`, `"2"`, ..., `"0"` for the default branch) and an
 /// optional function (whose result stream is put in the map) or consumer (the branch is
 /// not put in the map).
+///
+/// ```
+/// use streams_core::StringSerde;
+/// use streams_dsl::{Branched, Consumed, Produced, StreamsBuilder};
+/// let builder = StreamsBuilder::new();
+/// let branches = builder.stream("in", Consumed::with(StringSerde, StringSerde))
+///     .split()
+///     .branch(|_k: &String, v: &String| v.is_empty(), Branched::with_consumer(|s| s.to("empty", Produced::default())))
+///     .branch(|_k: &String, v: &String| v.len() < 10,
+///         Branched::with_function(|s| s.map_values(|v: String| v.to_uppercase())).with_name("short"))
+///     .default_branch(Branched::as_name("long"));
+/// assert_eq!(branches.keys().map(String::as_str).collect::<Vec<_>>(),
+///     ["KSTREAM-BRANCH-0000000001long", "KSTREAM-BRANCH-0000000001short"]);
+/// ```
 pub struct Branched<K, V> {
     pub(crate) name: Option<String>,
     chain: Chain<K, V>,
@@ -249,8 +263,25 @@ where
     }
 
     /// Returns the branches by node name, without a default branch: records no branch
-    /// takes are dropped (Kafka's `BranchedKStream#noDefaultBranch`). See
-    /// [`branch`](BranchedKStream::branch).
+    /// takes are dropped (Kafka's `BranchedKStream#noDefaultBranch`).
+    ///
+    /// ```
+    /// use streams_core::{StreamsConfig, StringSerde, TopologyTestDriver};
+    /// use streams_dsl::{Branched, Consumed, Produced, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder.stream("in", Consumed::with(StringSerde, StringSerde))
+    ///     .split()
+    ///     .branch(|k: &String, _v: &String| k == "keep", Branched::as_name("kept"))
+    ///     .no_default_branch();
+    /// assert_eq!(branches.len(), 1);
+    /// for (_, s) in branches { s.to("out", Produced::default()); }
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("doc"))?;
+    /// let input = driver.create_input_topic("in", StringSerde, StringSerde)?;
+    /// input.pipe_input("keep".into(), "a".into())?;
+    /// input.pipe_input("drop".into(), "b".into())?;
+    /// assert_eq!(driver.create_output_topic("out", StringSerde, StringSerde).read_values_to_vec()?, ["a"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn no_default_branch(self) -> BTreeMap<String, KStream<K, V>> {
         self.outputs
     }

@@ -8,6 +8,22 @@ use streams_core::{Serde, SharedSerde, StreamPartitioner};
 /// (Kafka's `Repartitioned`): the name it is based on (`<application.id>-<name>-repartition`,
 /// else a generated `KSTREAM-REPARTITION-<n>`), its partition count (else that of the
 /// sub-topology writing to it), the serdes and the partitioner.
+///
+/// ```
+/// use streams_core::{I64Serde, StringSerde};
+/// use streams_dsl::{Consumed, Produced, Repartitioned, StreamsBuilder};
+/// let builder = StreamsBuilder::new();
+/// builder.stream("in", Consumed::with(StringSerde, I64Serde))
+///     .repartition(Repartitioned::with(StringSerde, I64Serde)
+///         .with_name("spread")
+///         .with_number_of_partitions(6)
+///         // Even values to partition 0, the rest by key.
+///         .with_stream_partitioner(|_topic, _k: &String, v: &i64, _n| (v % 2 == 0).then_some(0)))
+///     .to("out", Produced::default());
+/// let text = builder.build()?.describe()?.to_string();
+/// assert!(text.contains("Sink: spread-repartition-sink (topic: spread-repartition)"));
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct Repartitioned<K, V> {
     pub(crate) name: Option<String>,
     pub(crate) key_serde: Option<SharedSerde<K>>,
