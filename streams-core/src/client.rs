@@ -133,6 +133,26 @@ pub trait ChangelogSource: Send {
     fn offsets(&mut self, partition: &TopicPartition) -> Result<(i64, i64)>;
     /// Records from `from` on (possibly fewer than exist; empty at the end).
     fn read(&mut self, partition: &TopicPartition, from: i64) -> Result<Vec<ChangelogRecord>>;
+    /// Records from `from` on as consumed records, null keys kept as `None` (what global
+    /// stores read: a null key is skipped there, not stored under an empty key). The
+    /// default reads [`ChangelogSource::read`], where a null key is already empty.
+    fn read_consumed(
+        &mut self,
+        partition: &TopicPartition,
+        from: i64,
+    ) -> Result<Vec<ConsumedRecord>> {
+        Ok(self
+            .read(partition, from)?
+            .into_iter()
+            .map(|r| ConsumedRecord {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: Some(r.key.into()),
+                value: r.value.map(Into::into),
+                headers: Vec::new(),
+            })
+            .collect())
+    }
 }
 
 /// What the runtime needs from a Kafka-protocol cluster.
@@ -402,6 +422,25 @@ impl ChangelogSource for EmbeddedChangelogSource {
                 value: r.value.map(|v| v.to_vec()),
                 timestamp: r.timestamp,
             })
+            .collect())
+    }
+
+    fn read_consumed(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ConsumedRecord>> {
+        let data = self
+            .broker
+            .read_partition(
+                &tp.topic,
+                tp.partition,
+                from,
+                4 << 20,
+                IsolationLevel::ReadCommitted,
+            )
+            .map_err(cluster_err)?;
+        let records = decode_fetched_shared(&tp.topic, &data.records, from).map_err(cluster_err)?;
+        Ok(records
+            .into_iter()
+            .filter(|r| r.offset >= from)
+            .map(to_consumed_record)
             .collect())
     }
 }

@@ -101,6 +101,8 @@ pub struct StreamsConfig {
     /// clock) an emit-on-window-close aggregation looks for closed windows. `None`: the
     /// default, 1000 ms in an application and 0 in the `TopologyTestDriver`.
     pub(crate) emit_interval_windowed_aggregation_ms: Option<i64>,
+    /// `topology.optimization` includes `reuse.ktable.source.topics`.
+    pub(crate) reuse_ktable_source_topics: bool,
 }
 
 /// Kafka's internal config key of the outer-join emit interval.
@@ -136,6 +138,7 @@ impl StreamsConfig {
             max_poll_interval: Duration::from_secs(300),
             outer_join_emit_interval_ms: None,
             emit_interval_windowed_aggregation_ms: None,
+            reuse_ktable_source_topics: false,
         }
     }
 
@@ -144,8 +147,9 @@ impl StreamsConfig {
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
-    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`, and
-    /// Kafka's internal `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
+    /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`,
+    /// `topology.optimization`, and Kafka's internal
+    /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
     /// (see [`StreamsConfig::outer_join_emit_interval`]) and
     /// `__emit.interval.ms.kstreams.windowed.aggregation__`
     /// ([`EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION`]). Unknown keys are refused.
@@ -198,6 +202,7 @@ impl StreamsConfig {
                 "errors.dead.letter.queue.topic.name" => dlq = Some(v.clone()),
                 "max.poll.records" => c.max_poll_records = parse_range(k, v, 1, 1 << 24)? as usize,
                 "max.task.idle.ms" => c.max_task_idle_ms = parse_range(k, v, -1, i64::MAX)?,
+                "topology.optimization" => c = c.topology_optimization(v)?,
                 "poll.ms" => {
                     c.poll = Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64)
                 }
@@ -453,6 +458,61 @@ impl StreamsConfig {
     /// The serde registry.
     pub fn serdes(&self) -> &SerdeRegistry {
         &self.serdes
+    }
+
+    /// Kafka's `topology.optimization`: `none` (the default), `all`, or a comma-separated
+    /// list of optimizations. `reuse.ktable.source.topics` (also part of `all`) restores a
+    /// source table's store (`StreamsBuilder::table`) from the table's source topic instead
+    /// of a `<application.id>-<store>-changelog` topic, which is then neither written nor
+    /// created. Kafka's other optimizations (`merge.repartition.topics`,
+    /// `single.store.self.join`) are not implemented: naming them is an error, and `all`
+    /// applies only the source-topic reuse.
+    ///
+    /// ```
+    /// use streams_core::StreamsConfig;
+    /// let config = StreamsConfig::new("app").topology_optimization("reuse.ktable.source.topics")?;
+    /// assert!(config.reuses_ktable_source_topics());
+    /// assert!(StreamsConfig::new("app").topology_optimization("all")?.reuses_ktable_source_topics());
+    /// assert!(!StreamsConfig::new("app").topology_optimization("none")?.reuses_ktable_source_topics());
+    /// assert!(StreamsConfig::new("app").topology_optimization("merge.repartition.topics").is_err());
+    /// assert!(StreamsConfig::new("app").topology_optimization("fast").is_err());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn topology_optimization(mut self, value: &str) -> Result<Self> {
+        const KEY: &str = "topology.optimization";
+        let items: Vec<&str> = value.split(',').map(str::trim).collect();
+        let mut reuse = false;
+        for item in &items {
+            match *item {
+                "none" | "all" if items.len() > 1 => {
+                    return Err(StreamsError::config(
+                        KEY,
+                        format!("`{item}` cannot be combined with other values"),
+                    ))
+                }
+                "none" => {}
+                "all" | "reuse.ktable.source.topics" => reuse = true,
+                "merge.repartition.topics" | "single.store.self.join" => {
+                    return Err(StreamsError::config(
+                        KEY,
+                        format!("the `{item}` optimization is not implemented"),
+                    ))
+                }
+                other => {
+                    return Err(StreamsError::config(
+                        KEY,
+                        format!("unknown optimization `{other}`"),
+                    ))
+                }
+            }
+        }
+        self.reuse_ktable_source_topics = reuse;
+        Ok(self)
+    }
+
+    /// True if `topology.optimization` reuses source topics as table changelogs.
+    pub fn reuses_ktable_source_topics(&self) -> bool {
+        self.reuse_ktable_source_topics
     }
 }
 

@@ -36,6 +36,7 @@ mod client;
 mod collector;
 mod config;
 mod error;
+mod global;
 mod names;
 mod processor;
 mod record;
@@ -66,6 +67,7 @@ pub use config::{
     UncaughtErrorPolicy, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
 };
 pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyError};
+pub use global::GlobalStoreHandle;
 pub use names::{
     changelog_topic, repartition_topic, CHANGELOG_TOPIC_SUFFIX, REPARTITION_TOPIC_SUFFIX,
 };
@@ -85,8 +87,8 @@ pub use task::TaskId;
 #[cfg(feature = "test-utils")]
 pub use test_driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{
-    NodeDescription, NodeDescriptionKind, OffsetReset, Sink, SinkTopic, Source, SourceTopics,
-    StreamPartitioner, SubtopologyDescription, TimestampExtractor, TopicNameExtractor, Topology,
-    TopologyDescription,
+    GlobalStoreDescription, NodeDescription, NodeDescriptionKind, OffsetReset, Sink, SinkTopic,
+    Source, SourceTopics, StreamPartitioner, SubtopologyDescription, TimestampExtractor,
+    TopicNameExtractor, Topology, TopologyDescription,
 };
 pub use windowed::{SessionWindowedSerde, TimeWindowedSerde};

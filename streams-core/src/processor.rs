@@ -500,6 +500,60 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         KeyValueStoreHandle::new(&mut *self.task, name, serdes)
     }
 
+    /// The global store `name` (Kafka's `ProcessorContext#getStateStore` for a global
+    /// store), read-only: every partition of its topic, kept up to date by the global
+    /// thread. Any processor can read any global store; it needs no connection. Values
+    /// come without their timestamps from [`GlobalStoreHandle::get`](crate::GlobalStoreHandle::get).
+    ///
+    /// ```
+    /// use streams_core::{Processor, ProcessorContext, Record, Result, Sink, Source, StoreBuilder,
+    ///     StreamsConfig, StringSerde, Topology, TopologyTestDriver};
+    ///
+    /// /// Adds the customer's country to each order.
+    /// struct Enrich;
+    /// impl Processor<String, String> for Enrich {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+    ///         let country = ctx.global_store::<String, String>("countries")?.get(&r.key)?;
+    ///         let v = format!("{} from {}", r.value, country.unwrap_or_else(|| "?".into()));
+    ///         ctx.forward(r.with_value(v))
+    ///     }
+    /// }
+    ///
+    /// let mut topology = Topology::new();
+    /// topology.add_global_store(
+    ///     StoreBuilder::timestamped_key_value("countries").in_memory(),
+    ///     Source::<String, String>::new("countries-source", ["countries"]),
+    ///     "countries-updater",
+    /// )?;
+    /// topology.add_source(Source::<String, String>::new("orders-source", ["orders"]))?;
+    /// topology.add_processor("enrich", || Enrich, &["orders-source"])?;
+    /// topology.add_sink(Sink::<String, String>::new("out", "enriched"), &["enrich"])?;
+    /// let config = StreamsConfig::new("doc").default_serde(StringSerde);
+    /// let driver = TopologyTestDriver::new(topology, config)?;
+    /// let countries = driver.create_input_topic("countries", StringSerde, StringSerde)?;
+    /// let orders = driver.create_input_topic("orders", StringSerde, StringSerde)?;
+    /// countries.pipe_input("ann".into(), "NO".into())?;
+    /// orders.pipe_input("ann".into(), "book".into())?;
+    /// orders.pipe_input("bob".into(), "pen".into())?;
+    /// let out = driver.create_output_topic("enriched", StringSerde, StringSerde);
+    /// assert_eq!(out.read_values_to_vec()?, ["book from NO", "pen from ?"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn global_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::GlobalStoreHandle<K, V>> {
+        let node = self.task.node_name(self.node).to_owned();
+        match self.task.globals.store(name) {
+            Some(store) => crate::GlobalStoreHandle::new(store, &node, &self.task.serdes),
+            None => Err(crate::StreamsError::StoreAccess {
+                node,
+                store: name.to_owned(),
+                reason: "there is no global store of that name".into(),
+            }),
+        }
+    }
+
     /// The window store `name`.
     pub fn window_store<'s, K: 'static, V: 'static>(
         &'s mut self,

@@ -389,6 +389,7 @@ mod tests {
                 outer_join_emit_interval_ms: 0,
                 emit_interval_ms: 0,
                 dropped: Default::default(),
+                globals: Arc::new(crate::global::GlobalState::empty()),
             });
             let id = TaskId {
                 subtopology: 0,

@@ -21,6 +21,7 @@ use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition}
 use crate::collector::{OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
+use crate::global::GlobalState;
 use crate::record::{Header, Record};
 use crate::serde::{Serde, SharedSerde};
 use crate::store::TaskStore;
@@ -101,6 +102,7 @@ struct DriverInner {
     input_offsets: BTreeMap<String, i64>,
     /// Records dropped by the tasks (shared with their settings).
     dropped: Arc<std::sync::atomic::AtomicU64>,
+    globals: Arc<GlobalState>,
     _state: tempfile::TempDir,
 }
 
@@ -115,6 +117,9 @@ impl DriverInner {
 
     fn feed(&mut self, topic: &str, raw: RawRecord) -> Result<()> {
         let tp = TopicPartition::new(topic.to_owned(), 0);
+        if let Some(store) = self.globals.store_of_topic(topic) {
+            return self.globals.apply(store, &tp, &raw);
+        }
         if !self.inputs.contains_key(topic) || !self.tasks.add_records(&tp, vec![raw]) {
             return Err(StreamsError::IllegalState(format!(
                 "topic `{topic}` is not read by the topology"
@@ -216,6 +221,8 @@ impl TopologyTestDriver {
             source: e,
         })?;
         let subs = topology.subtopologies()?;
+        let mut topology = topology;
+        topology.apply_optimizations(&config);
         let app = config.application_id.clone();
         let mut inputs = BTreeMap::new();
         let mut per_sub: BTreeMap<usize, BTreeMap<String, usize>> = BTreeMap::new();
@@ -245,10 +252,37 @@ impl TopologyTestDriver {
                 }
             }
         }
+        let rocksdb = RocksDbResources::new(RocksDbConfig {
+            block_cache_bytes: 8 << 20,
+            write_buffer_manager_bytes: 8 << 20,
+            write_buffer_size: 4 << 20,
+            ..RocksDbConfig::default()
+        })?;
+        let metrics = Arc::new(StoreMetrics::new());
+        let dropped: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        // Global stores: one partition per topic, empty at start; records piped into (or
+        // written by the topology to) a global topic update them at once, as Kafka's
+        // driver does (`processGlobalRecord`).
+        let globals = GlobalState::open(
+            &topology,
+            &app,
+            &config.serdes,
+            config.deserialization.clone(),
+            Some(state.path()),
+            Some(&rocksdb),
+            Arc::clone(&metrics),
+            Arc::clone(&dropped),
+        )?;
+        globals.set_partitions(|_| Ok(Some(1)))?;
+        let globals = Arc::new(globals);
         let produced = Arc::new(Mutex::new(Produced::default()));
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(DriverCollector {
             produced: Arc::clone(&produced),
-            internal_inputs: inputs.keys().cloned().collect(),
+            internal_inputs: inputs
+                .keys()
+                .cloned()
+                .chain(topology.globals.iter().map(|g| g.topic.clone()))
+                .collect(),
             acked: BTreeMap::new(),
         })));
         let clock = Arc::new(MockClock::default());
@@ -263,15 +297,9 @@ impl TopologyTestDriver {
             max_task_idle_ms: config.max_task_idle_ms,
             outer_join_emit_interval_ms: config.outer_join_emit_interval_ms.unwrap_or(0),
             emit_interval_ms: config.emit_interval_windowed_aggregation_ms.unwrap_or(0),
-            dropped: Default::default(),
+            dropped,
+            globals: Arc::clone(&globals),
         });
-        let rocksdb = RocksDbResources::new(RocksDbConfig {
-            block_cache_bytes: 8 << 20,
-            write_buffer_manager_bytes: 8 << 20,
-            write_buffer_size: 4 << 20,
-            ..RocksDbConfig::default()
-        })?;
-        let metrics = Arc::new(StoreMetrics::new());
         let mut tasks = TaskManager::new(Arc::clone(&collector));
         for sub in &subs {
             let id = TaskId {
@@ -304,6 +332,7 @@ impl TopologyTestDriver {
                 clock,
                 input_offsets: BTreeMap::new(),
                 dropped: Arc::clone(&settings.dropped),
+                globals,
                 _state: state,
             })),
         })
@@ -324,7 +353,12 @@ impl TopologyTestDriver {
         value_serde: impl Serde<V>,
     ) -> Result<TestInputTopic<K, V>> {
         let physical = self.physical(topic);
-        if !self.inner.borrow().inputs.contains_key(&physical) {
+        let known = {
+            let inner = self.inner.borrow();
+            inner.inputs.contains_key(&physical)
+                || inner.globals.store_of_topic(&physical).is_some()
+        };
+        if !known {
             return Err(StreamsError::IllegalState(format!(
                 "topic `{topic}` is not read by the topology"
             )));
@@ -388,6 +422,15 @@ impl TopologyTestDriver {
             store: name.to_owned(),
             timestamped: false,
         };
+        if let Some(global) = inner.globals.store(name) {
+            let open = global.open.lock();
+            let codec = StoreCodec {
+                timestamped: open.spec.kind().is_timestamped(),
+                topic: global.topic.clone(),
+                ..codec
+            };
+            return read(&open.store, &codec);
+        }
         let open = inner
             .tasks
             .tasks()
@@ -401,7 +444,8 @@ impl TopologyTestDriver {
         read(&open.store, &codec)
     }
 
-    /// Reads the whole key-value store `name` (from the task that owns it), deserialized
+    /// Reads the whole key-value store `name` (from the task that owns it, or the global
+    /// store of that name), deserialized
     /// with the default serdes of `K` and `V`, in key-byte order. For a timestamped store
     /// the values without their timestamps.
     pub fn read_key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(K, V)>> {
@@ -508,7 +552,8 @@ impl TopologyTestDriver {
     pub fn close(self) -> Result<()> {
         let mut inner = self.inner.borrow_mut();
         inner.run()?;
-        inner.tasks.close_clean()
+        inner.tasks.close_clean()?;
+        inner.globals.close()
     }
 }
 
@@ -724,6 +769,29 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
             out.push(self.read_record()?);
         }
         Ok(out)
+    }
+
+    /// Reads every remaining record's value (Kafka's `readValuesToList`).
+    ///
+    /// ```
+    /// use streams_core::{Sink, Source, StreamsConfig, StringSerde, Topology, TopologyTestDriver};
+    /// let mut topology = Topology::new();
+    /// topology.add_source(Source::<String, String>::new("in", ["a"]))?;
+    /// topology.add_sink(Sink::<String, String>::new("out", "b"), &["in"])?;
+    /// let config = StreamsConfig::new("doc").default_serde(StringSerde);
+    /// let driver = TopologyTestDriver::new(topology, config)?;
+    /// let input = driver.create_input_topic("a", StringSerde, StringSerde)?;
+    /// input.pipe_input("k".into(), "x".into())?;
+    /// input.pipe_input("k".into(), "y".into())?;
+    /// assert_eq!(driver.create_output_topic("b", StringSerde, StringSerde).read_values_to_vec()?, ["x", "y"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn read_values_to_vec(&self) -> Result<Vec<V>> {
+        Ok(self
+            .read_records_to_vec()?
+            .into_iter()
+            .map(|r| r.value)
+            .collect())
     }
 
     /// Reads every remaining record as `(key, value)`.

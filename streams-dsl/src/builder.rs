@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use streams_core::{Source, StoreBuilder, StreamsError, Topology};
 
+use crate::global_table::GlobalKTable;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Consumed, Materialized};
@@ -210,7 +211,9 @@ impl StreamsBuilder {
     ///
     /// The table is materialized in a timestamped key-value store (named
     /// `<topic>-STATE-STORE-<n>` unless `materialized` names it), cached and change-logged
-    /// to `<application.id>-<store>-changelog` by default, restored from it on start.
+    /// to `<application.id>-<store>-changelog` by default, restored from it on start; with
+    /// `topology.optimization=reuse.ktable.source.topics` it writes no changelog and is
+    /// restored from `topic` itself (up to the committed offset).
     /// Names as Kafka's: `KSTREAM-SOURCE-<n>` reading the topic, then the processor
     /// `KTABLE-SOURCE-<n>` (with a `Consumed` name: `<name>-source` and `<name>`).
     ///
@@ -242,6 +245,79 @@ impl StreamsBuilder {
         V: Clone + Send + Sync + 'static,
     {
         crate::table::source_table(&self.state, topic, consumed, materialized)
+    }
+
+    /// A table of every partition of `topic` in every application instance (Kafka's
+    /// `StreamsBuilder#globalTable`): a record upserts its key, a null value (tombstone)
+    /// deletes it, a null key is skipped and counted in `dropped-records`. The store is a
+    /// timestamped key-value store named `<topic>-STATE-STORE-<n>` unless `materialized`
+    /// names it (RocksDB, or in memory with [`Materialized::in_memory`]), with the serdes
+    /// of `consumed`. Its topic is its changelog: no `-changelog` topic is created; the
+    /// store is restored from the topic (from its checkpoint in
+    /// `<state.dir>/<application.id>/global/`) before any stream thread starts and kept
+    /// up to date by the global thread. Names as Kafka's: the store, then
+    /// `KSTREAM-SOURCE-<n>`, then `KTABLE-SOURCE-<n>` (with a `Consumed` name:
+    /// `<name>-source` and `<name>`), in a sub-topology of its own that generates no tasks.
+    /// Processors read it with
+    /// [`ProcessorContext::global_store`](streams_core::ProcessorContext::global_store).
+    ///
+    /// ```
+    /// use streams_core::{Processor, ProcessorContext, Record, Result, StreamsConfig, StringSerde,
+    ///     TopologyTestDriver};
+    /// use streams_dsl::{Consumed, Materialized, Produced, StreamsBuilder};
+    ///
+    /// /// Looks the country of each order's customer up in the global table.
+    /// struct Country(String);
+    /// impl Processor<String, String, String, String> for Country {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+    ///         let country = ctx.global_store::<String, String>(&self.0)?.get(&r.key)?;
+    ///         let v = country.unwrap_or_else(|| "unknown".into());
+    ///         ctx.forward(r.with_value(v))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let countries = builder.global_table("countries", Consumed::with(StringSerde, StringSerde), Materialized::new());
+    /// assert_eq!(countries.store_name(), "countries-STATE-STORE-0000000000");
+    /// let store = countries.store_name().to_owned();
+    /// builder.stream("orders", Consumed::with(StringSerde, StringSerde))
+    ///     .process(move || Country(store.clone()), &[])
+    ///     .to("order-countries", Produced::with(StringSerde, StringSerde));
+    /// let topology = builder.build()?;
+    /// assert!(topology.describe()?.to_string().starts_with(&[
+    ///     "Topologies:",
+    ///     "   Sub-topology: 0 for global store (will not generate tasks)",
+    ///     "    Source: KSTREAM-SOURCE-0000000001 (topics: [countries])",
+    ///     "      --> KTABLE-SOURCE-0000000002",
+    ///     "    Processor: KTABLE-SOURCE-0000000002 (stores: [countries-STATE-STORE-0000000000])",
+    ///     "      --> none",
+    ///     "      <-- KSTREAM-SOURCE-0000000001",
+    ///     "   Sub-topology: 1",
+    /// ].join("\n")));
+    ///
+    /// let driver = TopologyTestDriver::new(topology, StreamsConfig::new("app"))?;
+    /// let table = driver.create_input_topic("countries", StringSerde, StringSerde)?;
+    /// let orders = driver.create_input_topic("orders", StringSerde, StringSerde)?;
+    /// table.pipe_input("ann".into(), "NO".into())?;
+    /// orders.pipe_input("ann".into(), "book".into())?;
+    /// orders.pipe_input("bob".into(), "pen".into())?;
+    /// let out = driver.create_output_topic("order-countries", StringSerde, StringSerde);
+    /// assert_eq!(out.read_values_to_vec()?, ["NO", "unknown"]);
+    /// assert_eq!(driver.read_key_value_store::<String, String>("countries-STATE-STORE-0000000000")?,
+    ///     [("ann".to_string(), "NO".to_string())]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn global_table<K, V>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> GlobalKTable<K, V>
+    where
+        K: Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        crate::global_table::global_table(&self.state, topic, consumed, materialized)
     }
 
     /// Adds a state store for processors added with [`KStream::process`].

@@ -19,7 +19,7 @@ pub struct KStream<K, V> {
     pub(crate) value_serde: Option<SharedSerde<V>>,
     /// The key may have changed since the source: grouping must repartition.
     pub(crate) repartition_required: bool,
-    pending_name: Option<String>,
+    pub(crate) pending_name: Option<String>,
 }
 
 impl<K, V> Clone for KStream<K, V> {
@@ -86,7 +86,7 @@ where
         self
     }
 
-    fn name_for(&mut self, prefix: &str) -> String {
+    pub(crate) fn name_for(&mut self, prefix: &str) -> String {
         match self.pending_name.take() {
             Some(n) => n,
             None => self.state.borrow_mut().next_name(prefix),

@@ -22,6 +22,17 @@
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
+//! Streams also [`split`](KStream::split) into branches ([`Branched`],
+//! [`BranchedKStream`]), [`merge`](KStream::merge), go through a repartition topic on
+//! demand ([`repartition`](KStream::repartition) with [`Repartitioned`]), become tables
+//! ([`to_table`](KStream::to_table)) and write to a topic chosen per record
+//! ([`to_dynamic`](KStream::to_dynamic)). [`StreamsBuilder::table`] reads a topic as a
+//! [`KTable`]; [`StreamsBuilder::global_table`] replicates every partition of a topic to
+//! every instance as a [`GlobalKTable`], restored before processing starts and read by
+//! processors with `ProcessorContext::global_store`. With `topology.optimization` set to
+//! `reuse.ktable.source.topics` (`StreamsConfig::topology_optimization`), source tables
+//! are restored from their source topic instead of a changelog topic.
+//!
 //! Operations are typed stage by stage and compile into a `streams_core::Topology`
 //! (this crate depends on `streams-core` only and must not reach below it); node and store
 //! names are generated as Kafka Streams generates them (`KSTREAM-MAP-0000000001`) unless
@@ -57,18 +68,22 @@
 //! # Ok::<(), streams_core::StreamsError>(())
 //! ```
 
+mod branched;
 mod builder;
 mod changed;
 mod join_windows;
 mod joined;
 mod emit;
+mod global_table;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
+mod kstream_ops;
 mod ktable;
 mod options;
 mod processors;
 mod repartition;
+mod repartitioned;
 mod session_windowed;
 mod stream_join;
 mod stream_table_join;
@@ -78,15 +93,18 @@ mod time_windowed;
 mod value_getter;
 mod windows;
 
+pub use branched::{Branched, BranchedKStream};
 pub use builder::StreamsBuilder;
 pub use join_windows::JoinWindows;
 pub use joined::{Joined, StreamJoined};
 pub use emit::EmitStrategy;
+pub use global_table::GlobalKTable;
 pub use kgrouped::{KGroupedStream, WindowedBy};
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};
+pub use repartitioned::Repartitioned;
 pub use session_windowed::SessionWindowedKStream;
 pub use sliding_windowed::SlidingWindowedKStream;
 pub use streams_core::{Change, SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};

@@ -1,9 +1,9 @@
 //! The repartition step, as Kafka Streams builds it: a null-key filter, a sink writing to
 //! `<prefix>-repartition` and a source reading it back, so that records with the same key
-//! meet in the same task. Aggregations use it after a key change; joins repartition
-//! both sides with it, and `KStream::repartition` will expose it.
+//! meet in the same task. Aggregations and `KStream::to_table` use it after a key change,
+//! `KStream::repartition` always, and joins repartition both sides with it.
 
-use streams_core::{Record, SharedSerde, Sink, Source, repartition_topic};
+use streams_core::{Record, SharedSerde, Sink, Source, StreamPartitioner, repartition_topic};
 
 use crate::builder::Shared;
 use crate::processors::stateless;
@@ -37,6 +37,46 @@ where
     K: Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    repartition_with(
+        state,
+        parent,
+        prefix,
+        key_serde,
+        value_serde,
+        RepartitionTopic::default(),
+    )
+}
+
+/// What `KStream::repartition` (Kafka's `Repartitioned`) adds to the repartition step: a
+/// fixed partition count for the topic (else it has the partition count of the
+/// sub-topology writing to it) and a partitioner for its sink.
+pub(crate) struct RepartitionTopic<K, V> {
+    pub(crate) partitions: Option<i32>,
+    pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
+}
+
+impl<K, V> Default for RepartitionTopic<K, V> {
+    fn default() -> Self {
+        RepartitionTopic {
+            partitions: None,
+            partitioner: None,
+        }
+    }
+}
+
+/// [`repartition`] with a fixed partition count and/or a partitioner.
+pub(crate) fn repartition_with<K, V>(
+    state: &Shared,
+    parent: &str,
+    prefix: &str,
+    key_serde: Option<SharedSerde<K>>,
+    value_serde: Option<SharedSerde<V>>,
+    options: RepartitionTopic<K, V>,
+) -> String
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
     let topic = repartition_topic(prefix);
     let mut s = state.borrow_mut();
     let generated = (
@@ -57,14 +97,17 @@ where
     // null, which the sink sees when it serializes it (`skip_null_keys`), so the filter
     // node forwards as is and no key is serialized twice.
     let filter = || stateless(|ctx, r: Record<K, V>| ctx.forward(r));
-    let sink = Sink::<K, V>::new(sink_name.clone(), topic.clone())
+    let mut sink = Sink::<K, V>::new(sink_name.clone(), topic.clone())
         .serdes(key_serde.clone(), value_serde.clone())
         .skip_null_keys();
+    if let Some(p) = options.partitioner {
+        sink = sink.partitioner(p);
+    }
     let source =
         Source::<K, V>::new(source_name.clone(), [topic.clone()]).serdes(key_serde, value_serde);
     let from = parent.to_owned();
     s.apply(|t| {
-        t.add_repartition_topic(&topic, None)?;
+        t.add_repartition_topic(&topic, options.partitions)?;
         t.add_processor(&filter_name, filter, &[&from])?;
         t.add_sink(sink, &[&filter_name])?;
         t.add_source(source)?;

@@ -69,12 +69,12 @@ where
 }
 
 /// Kafka's `KTableSource` processor over a timestamped key-value store.
-struct TableSourceProcessor<K, V> {
-    store: String,
-    cached: bool,
-    send_old: bool,
-    key_serde: Option<SharedSerde<K>>,
-    _v: std::marker::PhantomData<fn(V)>,
+pub(crate) struct TableSourceProcessor<K, V> {
+    pub(crate) store: String,
+    pub(crate) cached: bool,
+    pub(crate) send_old: bool,
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) _v: std::marker::PhantomData<fn(V)>,
 }
 
 impl<K, V> Processor<K, Option<V>, K, Change<V>> for TableSourceProcessor<K, V>
@@ -208,6 +208,7 @@ where
         t.add_source(source)?;
         t.add_processor(&table_name, supplier, &[&source_name])?;
         t.add_state_store(store, &[&table_name])?;
+        t.mark_source_table_store(&store_name, topic)?;
         Ok(())
     });
     drop(s);

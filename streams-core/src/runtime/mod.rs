@@ -18,6 +18,7 @@ use crate::client::{
 use crate::collector::{default_partition, OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};
 use crate::error::{Result, StreamsError};
+use crate::global::GlobalState;
 use crate::task::{SystemClock, Task, TaskId, TaskInputs, TaskSettings};
 use crate::task_manager::TaskManager;
 use crate::topology::{NodeKind, OffsetReset, SinkTopic, SourceTopics, Subtopology, Topology};
@@ -97,6 +98,8 @@ struct AppShared {
     process_id: uuid::Uuid,
     /// Per thread: the active tasks it runs.
     active_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// The global stores, opened and restored by `start` before any stream thread runs.
+    globals: Mutex<Arc<GlobalState>>,
 }
 
 impl AppShared {
@@ -164,6 +167,8 @@ impl AppShared {
 pub struct StreamsApp {
     shared: Arc<AppShared>,
     threads: Vec<JoinHandle<()>>,
+    /// The global thread (only with global stores) and its stop flag.
+    global_thread: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for StreamsApp {
@@ -180,6 +185,8 @@ impl StreamsApp {
     pub fn new(topology: Topology, config: StreamsConfig, cluster: impl Cluster) -> Result<Self> {
         config.validate_application_id()?;
         topology.subtopologies()?;
+        let mut topology = topology;
+        topology.apply_optimizations(&config);
         Ok(StreamsApp {
             shared: Arc::new(AppShared {
                 config,
@@ -196,8 +203,10 @@ impl StreamsApp {
                 resolved: Mutex::new(Vec::new()),
                 process_id: uuid::Uuid::new_v4(),
                 active_tasks: Mutex::new(BTreeMap::new()),
+                globals: Mutex::new(Arc::new(GlobalState::empty())),
             }),
             threads: Vec::new(),
+            global_thread: None,
         })
     }
 
@@ -310,7 +319,14 @@ impl StreamsApp {
             source: e,
         })?;
         let rocksdb = RocksDbResources::new(RocksDbConfig::default())?;
+        self.start_global(&rocksdb)?;
         self.shared.set_state(StreamsState::Rebalancing);
+        if self.shared.resolved.lock().is_empty() {
+            // Only global stores: no stream thread, as Kafka creates none for a topology
+            // without non-global sources; the global thread is all there is to run.
+            self.shared.set_state(StreamsState::Running);
+            return Ok(());
+        }
         let n = self.shared.config.num_stream_threads;
         // Create every consumer (and so every group member) before any thread polls, so
         // the first rebalance already spreads the tasks over all threads.
@@ -347,6 +363,46 @@ impl StreamsApp {
                 })?;
             self.threads.push(handle);
         }
+        Ok(())
+    }
+
+    /// Opens the global stores, restores them to the end of their topics (Kafka's
+    /// `GlobalStreamThread#start` waits for this before any stream thread starts) and
+    /// starts the global thread that keeps them up to date.
+    fn start_global(&mut self, rocksdb: &RocksDbResources) -> Result<()> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let globals = GlobalState::open(
+            &shared.topology,
+            &config.application_id,
+            &config.serdes,
+            config.deserialization.clone(),
+            Some(&config.state_dir),
+            Some(rocksdb),
+            Arc::new(StoreMetrics::new()),
+            Arc::clone(&shared.dropped),
+        )?;
+        if globals.is_empty() {
+            return Ok(());
+        }
+        globals.set_partitions(|t| shared.cluster.partitions(t))?;
+        let mut reader = shared.cluster.changelog_source()?;
+        globals.restore(reader.as_mut())?;
+        globals.checkpoint()?;
+        let globals = Arc::new(globals);
+        *shared.globals.lock() = Arc::clone(&globals);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread_shared = Arc::clone(shared);
+        let name = format!("{}-GlobalStreamThread", config.application_id);
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run_global_thread(&thread_shared, &globals, reader, &thread_stop))
+            .map_err(|e| StreamsError::Io {
+                path: "global stream thread".into(),
+                source: e,
+            })?;
+        self.global_thread = Some((stop, handle));
         Ok(())
     }
 
@@ -419,6 +475,18 @@ impl StreamsApp {
                     )));
             }
         }
+        // The global stores stay open until the stream threads have closed their tasks.
+        if let Some((stop, handle)) = self.global_thread.take() {
+            stop.store(true, Ordering::SeqCst);
+            if handle.join().is_err() {
+                self.shared
+                    .errors
+                    .lock()
+                    .push(Arc::new(StreamsError::IllegalState(
+                        "the global stream thread panicked".into(),
+                    )));
+            }
+        }
         if errored {
             self.shared.set_state(StreamsState::Error);
         } else {
@@ -429,9 +497,44 @@ impl StreamsApp {
 
 impl Drop for StreamsApp {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.global_thread.is_some() {
             self.close();
         }
+    }
+}
+
+/// The global thread (Kafka's `GlobalStreamThread`): reads what is new in the global
+/// topics and applies it, checkpoints every `commit.interval.ms`, and closes the global
+/// stores cleanly when stopped. An error stops the application (state ERROR), as a dead
+/// global thread does in Kafka.
+fn run_global_thread(
+    shared: &Arc<AppShared>,
+    globals: &GlobalState,
+    mut reader: Box<dyn crate::client::ChangelogSource>,
+    stop: &AtomicBool,
+) {
+    let mut last_checkpoint = Instant::now();
+    let result = (|| -> Result<()> {
+        while !stop.load(Ordering::SeqCst) {
+            if globals.poll(reader.as_mut())? == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if last_checkpoint.elapsed() >= shared.config.commit_interval {
+                globals.checkpoint()?;
+                last_checkpoint = Instant::now();
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::error!(error = %e, "global stream thread failed");
+        shared.errors.lock().push(Arc::new(e));
+        shared.set_state(StreamsState::Error);
+        shared.shutdown.store(true, Ordering::SeqCst);
+    }
+    if let Err(e) = globals.close() {
+        tracing::error!(error = %e, "closing the global stores failed");
+        shared.errors.lock().push(Arc::new(e));
     }
 }
 

@@ -208,6 +208,7 @@ impl StreamThread {
             outer_join_emit_interval_ms: c.outer_join_emit_interval_ms.unwrap_or(1_000),
             emit_interval_ms: c.emit_interval_windowed_aggregation_ms.unwrap_or(1000),
             dropped: Arc::clone(&shared.dropped),
+            globals: Arc::clone(&shared.globals.lock()),
         });
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(ClusterCollector {
             producer,
@@ -370,7 +371,7 @@ impl StreamThread {
                 }
             }
             let make = || {
-                Task::new(
+                let mut task = Task::new(
                     &shared.topology,
                     &r.sub,
                     id,
@@ -383,11 +384,18 @@ impl StreamThread {
                     Some(&shared.config.state_dir),
                     Some(rocksdb),
                     Arc::clone(metrics),
-                )
-                .map(|mut task| {
-                    task.set_processor_metadata(processor_metadata.clone());
-                    task
-                })
+                )?;
+                task.set_processor_metadata(processor_metadata.clone());
+                // A source table reusing its topic as changelog restores up to the
+                // committed offset only; processing resumes there.
+                for tp in task.source_changelog_partitions() {
+                    let committed = shared
+                        .cluster
+                        .committed_offset(&shared.config.application_id, &tp)?
+                        .unwrap_or(0);
+                    task.limit_restore(tp, committed);
+                }
+                Ok(task)
             };
             self.tasks.add(&make, source.as_mut())?;
         }

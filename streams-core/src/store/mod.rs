@@ -13,6 +13,5 @@ pub use handles::{
 };
 
 pub(crate) use handles::{resolve_store, same, timestamped, StoreHost, View};
-#[cfg(feature = "test-utils")]
 pub(crate) use open::TaskStore;
 pub(crate) use open::{open_store, CacheFlush, OpenStore, StoreEnv};

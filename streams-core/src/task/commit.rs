@@ -89,10 +89,12 @@ impl Task {
 
     /// The stores a checkpoint covers: persistent and logged.
     fn checkpointed_stores(&mut self) -> impl Iterator<Item = &mut OpenStore> {
+        let changelogs = &self.changelogs;
         self.ctx
             .stores
-            .values_mut()
-            .filter(|s| s.spec.is_persistent() && s.spec.is_logging())
+            .iter_mut()
+            .filter(move |(name, s)| s.spec.is_persistent() && changelogs.contains_key(*name))
+            .map(|(_, s)| s)
     }
 
     /// Starts a background flush of the checkpointed stores and remembers the offsets
@@ -127,6 +129,14 @@ impl Task {
     pub(super) fn update_store_offsets(&mut self) {
         let produced = self.ctx.collector.lock().produced_offsets().clone();
         for tp in self.changelogs.values() {
+            if self.source_changelogs.contains(tp) {
+                // The store reflects the source records processed and committed.
+                if let Some(&next) = self.committed.get(tp) {
+                    let e = self.store_offsets.entry(tp.clone()).or_insert(next - 1);
+                    *e = (*e).max(next - 1);
+                }
+                continue;
+            }
             if let Some(&o) = produced.get(tp) {
                 let e = self.store_offsets.entry(tp.clone()).or_insert(o);
                 *e = (*e).max(o);

@@ -142,6 +142,8 @@ pub(crate) struct TaskContext {
     dropped: Arc<AtomicU64>,
     /// See `TaskSettings::outer_join_emit_interval_ms`.
     pub(crate) outer_join_emit_interval_ms: i64,
+    /// The global stores (read-only here).
+    pub(crate) globals: Arc<crate::global::GlobalState>,
 }
 
 /// One input partition's buffered records.
@@ -185,6 +187,8 @@ pub(crate) struct TaskSettings {
     /// timestamp, null keys at a repartition sink, null keys or values at an aggregation):
     /// Kafka's `dropped-records-total`, summed over the application instance.
     pub(crate) dropped: Arc<AtomicU64>,
+    /// The application instance's global stores, read by every task.
+    pub(crate) globals: Arc<crate::global::GlobalState>,
 }
 
 /// Changelog records written since the last checkpoint above which a commit also flushes
@@ -215,6 +219,13 @@ pub(crate) struct Task {
     committed: BTreeMap<TopicPartition, i64>,
     dir: Option<TaskDirectory>,
     changelogs: BTreeMap<String, TopicPartition>,
+    /// The changelogs that are source topics of this task (source tables under
+    /// `topology.optimization=reuse.ktable.source.topics`): their offsets follow the
+    /// committed input offsets, not produced records.
+    source_changelogs: std::collections::BTreeSet<TopicPartition>,
+    /// Where restoring a source-topic changelog stops (the committed input offset, as
+    /// Kafka's `StoreChangelogReader` bounds it), instead of the partition's end.
+    restore_limits: BTreeMap<TopicPartition, i64>,
     /// Offset of the last changelog record each store reflects.
     store_offsets: BTreeMap<TopicPartition, i64>,
     /// `store_offsets` at the last checkpoint.
@@ -293,6 +304,7 @@ impl Task {
             _ => None,
         };
         let mut changelogs = BTreeMap::new();
+        let mut source_changelogs = std::collections::BTreeSet::new();
         let mut store_offsets = BTreeMap::new();
         let mut opened = BTreeMap::new();
         if let Some(dir) = &dir {
@@ -314,6 +326,18 @@ impl Task {
             let Some(spec) = topology.stores.get(name) else {
                 continue;
             };
+            if let Some(topic) = topology
+                .source_changelogs
+                .get(name)
+                .filter(|_| !spec.is_logging())
+            {
+                let tp = TopicPartition::new(
+                    topology.physical_topic_name(&settings.application_id, topic),
+                    id.partition,
+                );
+                changelogs.insert(name.clone(), tp.clone());
+                source_changelogs.insert(tp);
+            }
             let sink = if spec.is_logging() {
                 let tp = TopicPartition::new(
                     crate::names::changelog_topic(&settings.application_id, name),
@@ -370,12 +394,15 @@ impl Task {
                 flush_listeners: BTreeMap::new(),
                 dropped: Arc::clone(&settings.dropped),
                 outer_join_emit_interval_ms: settings.outer_join_emit_interval_ms,
+                globals: Arc::clone(&settings.globals),
             },
             queues,
             consumed: BTreeMap::new(),
             committed: BTreeMap::new(),
             dir,
             changelogs,
+            source_changelogs,
+            restore_limits: BTreeMap::new(),
             checkpointed: store_offsets.clone(),
             pending_checkpoint: None,
             store_offsets,
@@ -391,6 +418,18 @@ impl Task {
         self.queues.iter().map(|q| &q.partition)
     }
 
+    /// The changelog partitions of this task that are its own source partitions (source
+    /// tables reusing their topic as changelog).
+    pub(crate) fn source_changelog_partitions(&self) -> Vec<TopicPartition> {
+        self.source_changelogs.iter().cloned().collect()
+    }
+
+    /// Restores source-topic changelog `tp` only up to `offset` (exclusive): the committed
+    /// input offset; what follows is processed again from there.
+    pub(crate) fn limit_restore(&mut self, tp: TopicPartition, offset: i64) {
+        self.restore_limits.insert(tp, offset);
+    }
+
     /// Replays every logged store's changelog from its checkpoint to the end.
     pub(crate) fn restore(
         &mut self,
@@ -401,7 +440,11 @@ impl Task {
             let Some(open) = self.ctx.stores.get_mut(store) else {
                 continue;
             };
-            let (log_start, end) = reader.offsets(tp)?;
+            let (log_start, mut end) = reader.offsets(tp)?;
+            if let Some(&limit) = self.restore_limits.get(tp) {
+                end = end.min(limit);
+            }
+            let source_topic = self.source_changelogs.contains(tp);
             let checkpoint = self.store_offsets.get(tp).copied();
             if let Some(c) = checkpoint {
                 // The checkpoint claims more than the changelog holds (it was deleted or
@@ -431,12 +474,41 @@ impl Task {
             let mut next = start;
             let mut records = Vec::new();
             while next < end {
-                let batch = reader.read(tp, next)?;
-                let Some(last) = batch.last() else {
+                let batch = if source_topic {
+                    // A source topic may hold null keys, which the table source skips.
+                    reader
+                        .read_consumed(tp, next)?
+                        .into_iter()
+                        .map(|r| {
+                            let key = r.key.map(|k| k.to_vec());
+                            (
+                                r.offset,
+                                key.map(|key| state_store::ChangelogRecord {
+                                    offset: r.offset,
+                                    key,
+                                    value: r.value.map(|v| v.to_vec()),
+                                    timestamp: r.timestamp,
+                                }),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                } else {
+                    reader
+                        .read(tp, next)?
+                        .into_iter()
+                        .map(|r| (r.offset, Some(r)))
+                        .collect()
+                };
+                let Some(&(last, _)) = batch.last() else {
                     break;
                 };
-                next = last.offset + 1;
-                records.extend(batch);
+                next = last + 1;
+                records.extend(
+                    batch
+                        .into_iter()
+                        .filter(|(o, _)| *o < end)
+                        .filter_map(|(_, r)| r),
+                );
                 if records.len() >= 50_000 || next >= end {
                     open.convert_restored(&mut records);
                     let progress = restorer.restore(

@@ -9,10 +9,48 @@ impl Topology {
         let subs = self.subtopologies()?;
         let mut out = TopologyDescription {
             subtopologies: Vec::new(),
+            global_stores: self
+                .global_ids(&subs)
+                .into_iter()
+                .zip(&self.globals)
+                .map(|(id, g)| GlobalStoreDescription {
+                    id,
+                    source: g.source.clone(),
+                    topic: g.topic.clone(),
+                    processor: g.processor.clone(),
+                    store: g.store.name().to_owned(),
+                })
+                .collect(),
+        };
+        // Kafka's `NodeComparator`: the size of the sub-graph a node roots (itself plus
+        // its successors' sizes, so paths are counted), larger first, then by name. Nodes,
+        // successors and predecessors are listed in that order.
+        let mut size = vec![0usize; self.nodes.len()];
+        for i in (0..self.nodes.len()).rev() {
+            // Children are always added after their parents.
+            size[i] = 1 + self.nodes[i]
+                .children
+                .iter()
+                .map(|&c| size[c])
+                .sum::<usize>();
+        }
+        let order = |a: &usize, b: &usize| {
+            size[*b]
+                .cmp(&size[*a])
+                .then_with(|| self.nodes[*a].name.cmp(&self.nodes[*b].name))
+        };
+        let sorted = |idx: &[usize]| {
+            let mut v = idx.to_vec();
+            v.sort_by(order);
+            v.into_iter()
+                .map(|c| self.nodes[c].name.clone())
+                .collect::<Vec<_>>()
         };
         for s in &subs {
             let mut nodes = Vec::new();
-            for &i in &s.nodes {
+            let mut members = s.nodes.clone();
+            members.sort_by(order);
+            for &i in &members {
                 let n = &self.nodes[i];
                 let kind = match &n.kind {
                     NodeKind::Source { topics, .. } => NodeDescriptionKind::Source(match topics {
@@ -30,16 +68,8 @@ impl Topology {
                 nodes.push(NodeDescription {
                     name: n.name.clone(),
                     kind,
-                    successors: n
-                        .children
-                        .iter()
-                        .map(|&c| self.nodes[c].name.clone())
-                        .collect(),
-                    predecessors: n
-                        .parents
-                        .iter()
-                        .map(|&c| self.nodes[c].name.clone())
-                        .collect(),
+                    successors: sorted(&n.children),
+                    predecessors: sorted(&n.parents),
                 });
             }
             // Kafka's `NodeComparator`: by sub-tree size (1 + the sizes of the children, a
@@ -109,8 +139,46 @@ pub enum NodeDescriptionKind {
 pub struct SubtopologyDescription {
     /// Its id (the first part of its task ids).
     pub id: usize,
-    /// Its nodes in topology order.
+    /// Its nodes in Kafka's order: larger sub-graph (node plus successors, counted per
+    /// path) first, then by name.
     pub nodes: Vec<NodeDescription>,
+}
+
+/// A global store in a [`TopologyDescription`] (Kafka's `TopologyDescription.GlobalStore`):
+/// a sub-topology of a source and the processor keeping the store, which generates no
+/// tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalStoreDescription {
+    /// Its sub-topology id (numbered with the others, by first node).
+    pub id: usize,
+    /// The source node.
+    pub source: String,
+    /// The topic it reads.
+    pub topic: String,
+    /// The processor writing the store.
+    pub processor: String,
+    /// The store.
+    pub store: String,
+}
+
+impl fmt::Display for GlobalStoreDescription {
+    /// Kafka's `GlobalStore#toString` (no blank line after it, unlike a sub-topology).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "   Sub-topology: {} for global store (will not generate tasks)",
+            self.id
+        )?;
+        writeln!(f, "    Source: {} (topics: [{}])", self.source, self.topic)?;
+        writeln!(f, "      --> {}", self.processor)?;
+        writeln!(
+            f,
+            "    Processor: {} (stores: [{}])",
+            self.processor, self.store
+        )?;
+        writeln!(f, "      --> none")?;
+        writeln!(f, "      <-- {}", self.source)
+    }
 }
 
 /// A description of a topology: `Display` prints Kafka's `TopologyDescription` text;
@@ -119,12 +187,19 @@ pub struct SubtopologyDescription {
 pub struct TopologyDescription {
     /// The sub-topologies.
     pub subtopologies: Vec<SubtopologyDescription>,
+    /// The global stores.
+    pub global_stores: Vec<GlobalStoreDescription>,
 }
 
 impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Topologies:")?;
+        // Sub-topologies and global stores by id, as Kafka interleaves them.
+        let mut globals = self.global_stores.iter().peekable();
         for s in &self.subtopologies {
+            while let Some(g) = globals.next_if(|g| g.id < s.id) {
+                write!(f, "{g}")?;
+            }
             writeln!(f, "   Sub-topology: {}", s.id)?;
             for n in &s.nodes {
                 match &n.kind {
@@ -149,6 +224,9 @@ impl fmt::Display for TopologyDescription {
                 }
             }
             writeln!(f)?;
+        }
+        for g in globals {
+            write!(f, "{g}")?;
         }
         Ok(())
     }
@@ -218,6 +296,29 @@ impl TopologyDescription {
                     NodeDescriptionKind::Sink(_) => {}
                 }
             }
+        }
+        for g in &self.global_stores {
+            let _ = writeln!(
+                s,
+                "  subgraph cluster_{} {{\n    label=\"Sub-topology {} (global store)\";\n    {};\n    {};\n  }}",
+                g.id,
+                g.id,
+                dot_id(&g.source),
+                dot_id(&g.processor)
+            );
+            topics.insert(g.topic.clone());
+            let _ = writeln!(
+                s,
+                "  {} -> {};\n  {} -> {};\n  {} [shape=cylinder, label={}];\n  {} -> {} [dir=both, style=dashed];",
+                dot_id(&format!("topic:{}", g.topic)),
+                dot_id(&g.source),
+                dot_id(&g.source),
+                dot_id(&g.processor),
+                dot_id(&format!("store:{}", g.store)),
+                dot_id(&g.store),
+                dot_id(&g.processor),
+                dot_id(&format!("store:{}", g.store))
+            );
         }
         for t in topics {
             let _ = writeln!(

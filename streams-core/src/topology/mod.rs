@@ -20,7 +20,8 @@ mod describe;
 mod nodes;
 
 pub use describe::{
-    NodeDescription, NodeDescriptionKind, SubtopologyDescription, TopologyDescription,
+    GlobalStoreDescription, NodeDescription, NodeDescriptionKind, SubtopologyDescription,
+    TopologyDescription,
 };
 pub use nodes::{
     OffsetReset, Sink, SinkTopic, Source, SourceTopics, StreamPartitioner, TimestampExtractor,
@@ -136,6 +137,15 @@ pub struct Topology {
     pub(crate) stores: BTreeMap<String, StoreBuilder>,
     pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
     by_name: BTreeMap<String, usize>,
+    /// Global stores, each with its source and processor (outside `nodes`: they make no
+    /// tasks).
+    pub(crate) globals: Vec<crate::global::GlobalStoreDef>,
+    /// Stores of source tables that may be restored from their source topic (store ->
+    /// topic), for `topology.optimization=reuse.ktable.source.topics`.
+    pub(crate) source_table_stores: BTreeMap<String, String>,
+    /// The stores whose source topic is their changelog in this run (store -> topic), set
+    /// by [`Topology::apply_optimizations`].
+    pub(crate) source_changelogs: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Topology {
@@ -172,9 +182,15 @@ impl Topology {
         Self::default()
     }
 
-    fn claim_name(&self, name: &str) -> std::result::Result<(), TopologyError> {
+    pub(crate) fn claim_name(&self, name: &str) -> std::result::Result<(), TopologyError> {
         check_name(name)?;
-        if self.by_name.contains_key(name) || self.stores.contains_key(name) {
+        if self.by_name.contains_key(name)
+            || self.stores.contains_key(name)
+            || self
+                .globals
+                .iter()
+                .any(|g| g.source == name || g.processor == name || g.store.name() == name)
+        {
             return Err(TopologyError::NameClash(name.to_owned()));
         }
         Ok(())
@@ -430,6 +446,39 @@ impl Topology {
         Ok(self)
     }
 
+    /// Marks `store` as the store of a source table reading `topic` (Kafka's
+    /// `TableSourceNode`): with `topology.optimization=reuse.ktable.source.topics` it is
+    /// restored from `topic` instead of its own changelog (Kafka's
+    /// `connectSourceStoreAndTopic`).
+    pub fn mark_source_table_store(&mut self, store: &str, topic: &str) -> Result<&mut Self> {
+        if !self.stores.contains_key(store) {
+            return Err(TopologyError::UnknownStore {
+                node: format!("source table of `{topic}`"),
+                store: store.to_owned(),
+            }
+            .into());
+        }
+        self.source_table_stores
+            .insert(store.to_owned(), topic.to_owned());
+        Ok(self)
+    }
+
+    /// Applies the optimizations `config` asks for before a run: with
+    /// `reuse.ktable.source.topics`, the stores of source tables stop logging and take
+    /// their source topic as changelog.
+    pub(crate) fn apply_optimizations(&mut self, config: &crate::StreamsConfig) {
+        self.source_changelogs.clear();
+        if !config.reuse_ktable_source_topics {
+            return;
+        }
+        for (store, topic) in &self.source_table_stores {
+            if let Some(spec) = self.stores.remove(store) {
+                self.stores.insert(store.clone(), spec.with_logging(false));
+                self.source_changelogs.insert(store.clone(), topic.clone());
+            }
+        }
+    }
+
     /// True if `topic` is an internal topic of this topology (named without the
     /// application id).
     pub fn is_internal_topic(&self, topic: &str) -> bool {
@@ -445,7 +494,7 @@ impl Topology {
         }
     }
 
-    fn source_topic_names(&self) -> BTreeSet<&str> {
+    pub(crate) fn source_topic_names(&self) -> BTreeSet<&str> {
         self.nodes
             .iter()
             .filter_map(|n| match &n.kind {
@@ -456,6 +505,7 @@ impl Topology {
                 _ => None,
             })
             .flatten()
+            .chain(self.globals.iter().map(|g| g.topic.as_str()))
             .collect()
     }
 
@@ -464,13 +514,30 @@ impl Topology {
         self.stores.values()
     }
 
+    /// The sub-topology id of each global store (in `globals` order): Kafka numbers node
+    /// groups by their first node, so a global store declared before a stream takes an id
+    /// before that stream's sub-topology.
+    pub(crate) fn global_ids(&self, subs: &[Subtopology]) -> Vec<usize> {
+        self.globals
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| {
+                gi + subs
+                    .iter()
+                    .filter(|s| s.nodes.first().is_some_and(|&n| n < g.position))
+                    .count()
+            })
+            .collect()
+    }
+
     /// Checks what can only be checked on the whole graph: every store is connected, and
     /// stores do not span sub-topologies. Returns the sub-topologies.
     pub(crate) fn subtopologies(&self) -> Result<Vec<Subtopology>> {
-        if !self
-            .nodes
-            .iter()
-            .any(|n| matches!(n.kind, NodeKind::Source { .. }))
+        if self.globals.is_empty()
+            && !self
+                .nodes
+                .iter()
+                .any(|n| matches!(n.kind, NodeKind::Source { .. }))
         {
             return Err(TopologyError::Empty.into());
         }
@@ -510,16 +577,33 @@ impl Topology {
         }
         let mut by_root: BTreeMap<usize, usize> = BTreeMap::new();
         let mut subs: Vec<Subtopology> = Vec::new();
+        // Ids as Kafka's `makeNodeGroups` numbers node groups: in the order of their first
+        // node, global stores included (their ids generate no tasks).
+        let mut next_id = 0;
+        let mut globals_before = 0;
         for i in 0..self.nodes.len() {
+            while self
+                .globals
+                .get(globals_before)
+                .is_some_and(|g| g.position <= i)
+            {
+                globals_before += 1;
+                next_id += 1;
+            }
             let root = find(&mut parent, i);
-            let id = *by_root.entry(root).or_insert_with(|| {
-                subs.push(Subtopology {
-                    id: subs.len(),
-                    nodes: Vec::new(),
-                    stores: Vec::new(),
-                });
-                subs.len() - 1
-            });
+            let id = match by_root.get(&root) {
+                Some(&idx) => idx,
+                None => {
+                    subs.push(Subtopology {
+                        id: next_id,
+                        nodes: Vec::new(),
+                        stores: Vec::new(),
+                    });
+                    next_id += 1;
+                    by_root.insert(root, subs.len() - 1);
+                    subs.len() - 1
+                }
+            };
             subs[id].nodes.push(i);
             if let NodeKind::Processor { stores, .. } = &self.nodes[i].kind {
                 for s in stores {
