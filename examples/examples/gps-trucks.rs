@@ -9,10 +9,12 @@
 //! seconds, some out of order, a few late), writes them to the `trucks_gps` topic of an
 //! in-process broker, runs the fleet topology (`examples::gps_trucks`), and once every report
 //! is processed prints, per truck, the distance driven and the average speed over the closed
-//! 5-minute windows and the latest position, then the speeding alerts with their times.
+//! 5-minute windows and the latest position, then the speeding alerts and the geofence
+//! alerts (entering or leaving one of the zones of the `zones` topic) with their times.
 //! With `--follow` the reports are fed as a live stream (a minute of event time per second by
 //! default, `--speed`), and the dashboard of latest positions is printed after every minute.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use clap::Parser;
 use examples::gps_trucks::generator::{self, Arrival, FleetConfig};
 use examples::gps_trucks::geo::{format_time, format_utc};
+use examples::gps_trucks::geofence::Crossing;
 use examples::gps_trucks::{
     FleetResults, GpsTrucks, Options, GRACE, SPEED_ADVANCE, SPEED_LIMIT_KMH, SPEED_WINDOW,
     STATS_WINDOW,
@@ -75,7 +78,7 @@ fn at_least_one_u32(value: &str) -> Result<u32, String> {
         .ok_or_else(|| "needs an integer >= 1".to_owned())
 }
 
-fn print_summary(results: &FleetResults) {
+fn print_summary(results: &FleetResults, zones: &BTreeMap<String, String>) {
     println!(
         "Per truck, over the closed {}-minute windows (grace {} min):",
         STATS_WINDOW.as_secs() / 60,
@@ -121,6 +124,26 @@ fn print_summary(results: &FleetResults) {
             format_time(a.end),
             a.truck,
             a.avg_kmh
+        );
+    }
+    println!("Geofence alerts: {}", results.geofence.len());
+    let mut alerts = results.geofence.clone();
+    alerts.sort_by(|a, b| {
+        (a.ts, &a.truck, a.crossing, &a.zone).cmp(&(b.ts, &b.truck, b.crossing, &b.zone))
+    });
+    for a in &alerts {
+        let verb = match a.crossing {
+            Crossing::Enter => "enters",
+            Crossing::Exit => "leaves",
+        };
+        let name = zones.get(&a.zone).map_or("", String::as_str);
+        println!(
+            "{}  {}  {verb} {} ({name}) at {:.5} {:.5}",
+            format_utc(a.ts),
+            a.truck,
+            a.zone,
+            a.lat,
+            a.lon
         );
     }
 }
@@ -184,7 +207,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let results = app.results()?;
     let dropped = app.app().dropped_records();
     app.close()?;
-    print_summary(&results);
+    let zones: BTreeMap<String, String> = fleet
+        .zones
+        .iter()
+        .map(|(id, z)| (id.clone(), z.name.clone()))
+        .collect();
+    print_summary(&results, &zones);
     println!("Late reports dropped: {dropped}");
     Ok(())
 }

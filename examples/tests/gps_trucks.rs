@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use examples::gps_trucks::generator::{generate, Arrival, FleetConfig};
+use examples::gps_trucks::geofence::Crossing;
 use examples::gps_trucks::{oracle, GpsTrucks, Options};
 
 fn seed() -> u64 {
@@ -44,18 +45,74 @@ fn fleet_output_matches_an_independent_computation() {
     assert_eq!(got.latest, want.latest, "latest positions");
     assert_eq!(dropped, want.late as u64, "late reports dropped");
 
-    let mut all = want.closed_windows.clone();
-    all.extend(want.open_windows.clone());
+    // Emit on window close: exactly the closed windows, one result each.
     assert_eq!(
         got.windows.keys().collect::<Vec<_>>(),
-        all.keys().collect::<Vec<_>>(),
-        "windows"
+        want.closed_windows.keys().collect::<Vec<_>>(),
+        "closed windows"
     );
-    for (key, w) in &all {
+    assert!(
+        got.window_updates.values().all(|n| *n == 1),
+        "a window was emitted more than once: {:?}",
+        got.window_updates
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .collect::<Vec<_>>()
+    );
+    for (key, w) in &want.closed_windows {
         let g = got.windows[key];
         assert!(
             close(g.km, w.km) && close(g.secs, w.secs),
             "{key:?}: got {g:?}, want {w:?}"
         );
     }
+    let got_speeding: Vec<(String, i64)> = {
+        let mut v: Vec<_> = got
+            .speeding
+            .iter()
+            .map(|a| (a.truck.clone(), a.start))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        got_speeding,
+        want.speeding.keys().cloned().collect::<Vec<_>>(),
+        "speeding alerts"
+    );
+    for a in &got.speeding {
+        let w = want.speeding[&(a.truck.clone(), a.start)];
+        assert!(close(a.avg_kmh, w), "{a:?}: want {w} km/h");
+    }
+}
+
+/// Geofence alerts from a live feed (each arrival time's reports processed before the next
+/// arrive, so every truck's reports reach the tracker in arrival order through the cell
+/// repartition and the stream-table join) against the oracle's, computed from the zones'
+/// rectangles directly.
+#[test]
+fn geofence_alerts_of_a_live_feed_match_an_independent_computation() {
+    let seed = seed();
+    let mut config = FleetConfig::new(8, 30, seed);
+    config.zones = 12;
+    let fleet = generate(&config);
+    let want = oracle::expected_geofence(&fleet, &fleet.zones);
+    let crossings = |c: Crossing| want.iter().filter(|a| a.crossing == c).count();
+    assert!(
+        crossings(Crossing::Enter) > 0 && crossings(Crossing::Exit) > 0,
+        "the fleet never crosses a zone: {want:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::new(dir.path());
+    options.commit_interval = Duration::from_millis(20);
+    let app = GpsTrucks::start(&options).unwrap();
+    app.produce_live(&fleet, 1, Duration::from_secs(60), |_, _| Ok(()))
+        .unwrap();
+    let mut got = app.results().unwrap().geofence;
+    app.close().unwrap();
+    got.sort_by(|a, b| {
+        (&a.truck, a.ts, a.crossing, &a.zone).cmp(&(&b.truck, b.ts, b.crossing, &b.zone))
+    });
+    assert_eq!(got, want);
 }

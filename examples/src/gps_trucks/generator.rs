@@ -2,6 +2,7 @@
 //! 20 seconds of event time, some of them arriving out of order and a few late.
 
 use super::geo::{destination, haversine_km};
+use super::geofence::{zones, Zone};
 use super::Position;
 
 /// Seconds of event time between two reports of a truck.
@@ -21,6 +22,8 @@ pub struct FleetConfig {
     pub seed: u64,
     /// Event time of the first reports (ms since the epoch).
     pub start_ms: i64,
+    /// Number of geofence zones.
+    pub zones: usize,
 }
 
 impl FleetConfig {
@@ -31,6 +34,7 @@ impl FleetConfig {
             minutes,
             seed,
             start_ms: 1_780_300_800_000,
+            zones: 8,
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct Fleet {
     pub reports: Vec<Report>,
     /// Each truck's true distance driven over the whole run (km), for the summary.
     pub true_km: Vec<(String, f64)>,
+    /// The geofence zones (id, zone), written before the reports.
+    pub zones: Vec<(String, Zone)>,
 }
 
 /// SplitMix64: a small, good, deterministic generator.
@@ -183,6 +189,7 @@ pub fn generate(config: &FleetConfig) -> Fleet {
     Fleet {
         reports: with_arrival.into_iter().map(|(_, _, r)| r).collect(),
         true_km,
+        zones: zones(config.zones, config.seed),
     }
 }
 

@@ -6,9 +6,13 @@
 //!   [`LATEST_TOPIC`]) holding, per truck, the report with the largest event time seen (an
 //!   out-of-order report never replaces a newer one);
 //! - **distance and average speed per truck and 5-minute tumbling window** (grace 2
-//!   minutes), one final result per window once it has closed, to [`STATS_TOPIC`];
+//!   minutes), one final result per window once it has closed (emit on window close), to
+//!   [`STATS_TOPIC`];
 //! - **speeding alerts**: a truck whose average speed over a 10-minute window (hopping by 5
-//!   minutes, grace 2 minutes) is above [`SPEED_LIMIT_KMH`], to [`SPEEDING_TOPIC`].
+//!   minutes, grace 2 minutes, emitted on close) is above [`SPEED_LIMIT_KMH`], to
+//!   [`SPEEDING_TOPIC`];
+//! - **geofence alerts**: a truck entering or leaving one of the zones of [`ZONES_TOPIC`], to
+//!   [`GEOFENCE_TOPIC`] (see [`geofence`]).
 //!
 //! ## The distance rule
 //! A truck's route is the sequence of its accepted reports in event-time order. Each pair of
@@ -45,7 +49,10 @@ use streams_core::{
     StreamsApp, StreamsConfig, StreamsError, StreamsState, StringSerde, TimeWindowedSerde,
     Topology, Windowed,
 };
-use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder, TimeWindows};
+use streams_dsl::{
+    Consumed, EmitStrategy, Grouped, Joined, Materialized, Produced, Repartitioned, StreamsBuilder,
+    TimeWindows,
+};
 
 use generator::Fleet;
 
@@ -62,6 +69,12 @@ pub const LATEST_TOPIC: &str = "truck-latest-positions";
 pub const STATS_TOPIC: &str = "truck-window-stats";
 /// Speeding alerts (key = truck id, value = JSON [`SpeedingAlert`]).
 pub const SPEEDING_TOPIC: &str = "truck-speeding-alerts";
+/// Geofence zones (compacted; key = zone id, value = JSON [`geofence::Zone`], null deletes).
+pub const ZONES_TOPIC: &str = "zones";
+/// Geofence alerts (key = truck id, value = JSON [`geofence::GeofenceAlert`]).
+pub const GEOFENCE_TOPIC: &str = "truck-geofence-alerts";
+/// The table of zones per grid cell.
+pub const CELL_ZONES_STORE: &str = "cell-zones";
 /// The latest-position table's store.
 pub const LATEST_STORE: &str = "latest-positions";
 /// The segmenter's store of each truck's recent reports.
@@ -289,7 +302,9 @@ pub fn topology() -> streams_core::Result<Topology> {
             Produced::with(StringSerde, Nullable(JsonSerde::<Position>::new())),
         );
 
-    let segments = positions.process(Segmenter::default, &[TRACK_STORE]);
+    let segments = positions
+        .clone()
+        .process(Segmenter::default, &[TRACK_STORE]);
     let grouped = || {
         segments
             .clone()
@@ -299,6 +314,7 @@ pub fn topology() -> streams_core::Result<Topology> {
     // Distance and speed per 5-minute window, one final result per window.
     grouped()
         .windowed_by(TimeWindows::of_size_and_grace(STATS_WINDOW, GRACE)?)
+        .emit_strategy(EmitStrategy::on_window_close())
         .aggregate(
             WindowStats::default,
             |_, s: Segment, agg: WindowStats| agg.add(s),
@@ -318,6 +334,7 @@ pub fn topology() -> streams_core::Result<Topology> {
         .windowed_by(
             TimeWindows::of_size_and_grace(SPEED_WINDOW, GRACE)?.advance_by(SPEED_ADVANCE)?,
         )
+        .emit_strategy(EmitStrategy::on_window_close())
         .aggregate(
             WindowStats::default,
             |_, s: Segment, agg: WindowStats| agg.add(s),
@@ -340,6 +357,69 @@ pub fn topology() -> streams_core::Result<Topology> {
         .to(
             SPEEDING_TOPIC,
             Produced::with(StringSerde, JsonSerde::<SpeedingAlert>::new()),
+        );
+    // Geofences: zones → a table of the zones of each grid cell; positions re-keyed by cell
+    // and joined with it; entries and exits found per truck (see `geofence`).
+    builder.add_state_store(StoreBuilder::key_value(ZONE_CELLS_STORE).with_serdes(
+        Some(shared(StringSerde)),
+        Some(shared(JsonSerde::<geofence::Zone>::new())),
+    ));
+    builder.add_state_store(StoreBuilder::key_value(TRACKER_STORE).with_serdes(
+        Some(shared(StringSerde)),
+        Some(shared(JsonSerde::<geofence::TrackerState>::new())),
+    ));
+    let cell_zones = builder
+        .stream(
+            ZONES_TOPIC,
+            Consumed::with(StringSerde, Nullable(JsonSerde::<geofence::Zone>::new())),
+        )
+        .process(geofence::ZoneCells::default, &[ZONE_CELLS_STORE])
+        .group_by_key(Grouped::with(
+            StringSerde,
+            JsonSerde::<geofence::CellZone>::new(),
+        ))
+        .aggregate(
+            geofence::CellZones::default,
+            |_, change: geofence::CellZone, zones: geofence::CellZones| zones.apply(change),
+            Materialized::as_store(CELL_ZONES_STORE)
+                .with_value_serde(JsonSerde::<geofence::CellZones>::new()),
+        );
+    positions
+        .map(|truck: String, p: Position| {
+            (
+                geofence::cell_of(p.lat, p.lon),
+                geofence::ZonedPosition {
+                    truck,
+                    position: p,
+                    zones: Vec::new(),
+                },
+            )
+        })
+        .left_join_table(
+            &cell_zones,
+            |z: &geofence::ZonedPosition, cell: Option<&geofence::CellZones>| {
+                geofence::ZonedPosition {
+                    zones: cell
+                        .map_or_else(Vec::new, |c| c.containing(z.position.lat, z.position.lon)),
+                    ..z.clone()
+                }
+            },
+            Joined::with(
+                StringSerde,
+                JsonSerde::<geofence::ZonedPosition>::new(),
+                JsonSerde::<geofence::CellZones>::new(),
+            )
+            .with_name("positions-by-cell"),
+        )
+        .select_key(|_, z: &geofence::ZonedPosition| z.truck.clone())
+        .repartition(
+            Repartitioned::with(StringSerde, JsonSerde::<geofence::ZonedPosition>::new())
+                .with_name("positions-by-truck"),
+        )
+        .process(geofence::ZoneTracker::default, &[TRACKER_STORE])
+        .to(
+            GEOFENCE_TOPIC,
+            Produced::with(StringSerde, JsonSerde::<geofence::GeofenceAlert>::new()),
         );
     builder.build()
 }
@@ -431,13 +511,20 @@ impl GpsTrucks {
             &broker,
             NewTopic::new(POSITIONS_TOPIC, POSITIONS_PARTITIONS),
         )?;
-        for t in [LATEST_TOPIC, STATS_TOPIC, SPEEDING_TOPIC] {
+        ensure_topic(
+            &broker,
+            NewTopic::new(ZONES_TOPIC, POSITIONS_PARTITIONS).config("cleanup.policy", "compact"),
+        )?;
+        for t in [LATEST_TOPIC, STATS_TOPIC, SPEEDING_TOPIC, GEOFENCE_TOPIC] {
             ensure_topic(&broker, NewTopic::new(t, POSITIONS_PARTITIONS))?;
         }
         let config = StreamsConfig::new(APPLICATION_ID)
             .state_dir(options.data_dir.join("state"))
             .num_stream_threads(options.threads)
-            .commit_interval(options.commit_interval);
+            .commit_interval(options.commit_interval)
+            // Look for closed windows on every record (Kafka's internal emit interval, 1 s
+            // of wall clock by default): a replay then emits exactly what a live feed would.
+            .emit_interval_windowed_aggregation(Duration::ZERO);
         let mut app = StreamsApp::new(topology()?, config, EmbeddedCluster::new(broker.clone()))?;
         app.start()?;
         if !app.wait_for_state(StreamsState::Running, Duration::from_secs(120)) {
@@ -458,7 +545,29 @@ impl GpsTrucks {
     /// Writes the fleet's reports to [`POSITIONS_TOPIC`] in their order, each to its
     /// truck's partition (the Java client's murmur2 partitioner, as a Kafka producer would).
     pub fn produce(&self, fleet: &Fleet) -> Result<()> {
+        self.produce_zones(fleet)?;
         self.produce_reports(&fleet.reports)
+    }
+
+    /// Writes the fleet's zones to [`ZONES_TOPIC`] (keyed by zone id, partitioned as a Kafka
+    /// producer would), stamped with the first report's event time.
+    pub fn produce_zones(&self, fleet: &Fleet) -> Result<()> {
+        let serde = JsonSerde::<geofence::Zone>::new();
+        let ts = fleet.reports.first().map_or(0, |r| r.position.ts);
+        for (id, zone) in &fleet.zones {
+            let p = broker_embedded::partition_for_key(id.as_bytes(), POSITIONS_PARTITIONS)
+                .and_then(|p| i32::try_from(p).ok())
+                .unwrap_or(0);
+            let value = serde
+                .serialize(ZONES_TOPIC, zone)
+                .map_err(|e| GpsError::Encode(e.to_string()))?
+                .unwrap_or_default();
+            let record =
+                ProduceRecord::new(Bytes::copy_from_slice(id.as_bytes()), Bytes::from(value))
+                    .with_timestamp(ts);
+            self.broker.produce(ZONES_TOPIC, p, &[record])?;
+        }
+        Ok(())
     }
 
     fn produce_reports(&self, reports: &[generator::Report]) -> Result<()> {
@@ -504,6 +613,8 @@ impl GpsTrucks {
         mut after_batch: impl FnMut(&Self, i64) -> Result<()>,
     ) -> Result<()> {
         let batch_ms = batch_ms.max(1);
+        self.produce_zones(fleet)?;
+        self.wait_until_processed(timeout)?;
         let mut rest = fleet.reports.as_slice();
         while let Some(first) = rest.first() {
             let batch_end = first.arrival_ms - first.arrival_ms.rem_euclid(batch_ms) + batch_ms;
@@ -565,6 +676,8 @@ pub struct FleetResults {
     pub window_updates: BTreeMap<(String, i64), usize>,
     /// The speeding alerts, in the order written per partition (partition order).
     pub speeding: Vec<SpeedingAlert>,
+    /// The geofence alerts, in the order written per partition (partition order).
+    pub geofence: Vec<geofence::GeofenceAlert>,
 }
 
 fn read_topic(broker: &Broker, topic: &str) -> Result<Vec<(Option<Bytes>, Option<Bytes>)>> {
@@ -615,6 +728,13 @@ pub fn read_results(broker: &Broker) -> Result<FleetResults> {
         results.speeding.push(decode(
             &JsonSerde::<SpeedingAlert>::new(),
             SPEEDING_TOPIC,
+            v.as_deref(),
+        )?);
+    }
+    for (_, v) in read_topic(broker, GEOFENCE_TOPIC)? {
+        results.geofence.push(decode(
+            &JsonSerde::<geofence::GeofenceAlert>::new(),
+            GEOFENCE_TOPIC,
             v.as_deref(),
         )?);
     }

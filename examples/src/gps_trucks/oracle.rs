@@ -146,7 +146,11 @@ pub fn expected_geofence(fleet: &Fleet, zones: &[(String, Zone)]) -> Vec<Geofenc
             lon: p.lon,
         };
         alerts.extend(before.difference(&inside).map(|z| alert(z, Crossing::Exit)));
-        alerts.extend(inside.difference(&before).map(|z| alert(z, Crossing::Enter)));
+        alerts.extend(
+            inside
+                .difference(&before)
+                .map(|z| alert(z, Crossing::Enter)),
+        );
         last.insert(r.truck.as_str(), (p.ts, inside));
     }
     alerts.sort_by(|a, b| {
