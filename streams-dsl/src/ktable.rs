@@ -51,6 +51,10 @@ pub struct KTable<K, V> {
     pub(crate) key_serde: Option<SharedSerde<K>>,
     pub(crate) value_serde: Option<SharedSerde<V>>,
     pub(crate) old_values: Arc<OldValues>,
+    /// The grace period that closes this table's windows (Kafka's
+    /// `GraphGraceSearchUtil.findAndVerifyWindowGrace`): set by windowed aggregations and
+    /// kept by table operations downstream; `None` for a table that is not windowed.
+    pub(crate) window_grace: Option<i64>,
 }
 
 impl<K, V> std::fmt::Debug for KTable<K, V> {
@@ -81,7 +85,15 @@ where
             key_serde,
             value_serde,
             old_values: Arc::default(),
+            window_grace: None,
         }
+    }
+
+    /// The same table, its windows closing `grace` ms after their end (set by windowed
+    /// aggregations; kept by table operations downstream).
+    pub(crate) fn with_window_grace(mut self, grace: Option<i64>) -> Self {
+        self.window_grace = grace;
+        self
     }
 
     /// A table whose node is `node`, materialized in `store` if any, with the given
@@ -101,6 +113,7 @@ where
             key_serde,
             value_serde,
             old_values,
+            window_grace: None,
         }
     }
 
@@ -230,6 +243,7 @@ where
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             old_values,
+            window_grace: self.window_grace,
         }
     }
 

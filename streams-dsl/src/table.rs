@@ -467,6 +467,7 @@ where
             value_serde,
             old_values,
         )
+        .with_window_grace(self.window_grace)
     }
 
     /// Re-groups the table by a new key (Kafka's `KTable#groupBy`): `selector(key, value)`

@@ -230,6 +230,7 @@ where
             windowed_key_serde,
             materialized.value_serde,
         )
+        .with_window_grace(Some(windows.grace_period_ms()))
     }
 }
 

@@ -8,7 +8,7 @@ use state_store::{
     CacheFlushEntry, CachingKeyValueStore, CachingSessionStore, CachingWindowStore,
     ChangeLoggingKeyValueStore, ChangeLoggingSessionStore, ChangeLoggingWindowStore,
     ChangelogRecord, ChangelogSink, InMemoryKeyValueStore, InMemorySessionStore,
-    InMemoryWindowStore, KeyValueStore, Metered, RecordTimestamp, Restorable, RocksDbKeyValueStore,
+    InMemoryTimeOrderedKeyValueBuffer, InMemoryWindowStore, KeyValueStore, Metered, RecordTimestamp, Restorable, RocksDbKeyValueStore,
     RocksDbResources, RocksDbSessionStore, RocksDbWindowStore, SessionCacheFlushEntry,
     SessionStore, SessionStoreOptions, StateStore, StoreError, StoreMetrics, TaskDirectory,
     ThreadCache, WindowCacheFlushEntry, WindowStore, WindowStoreOptions,
@@ -37,6 +37,8 @@ pub(crate) enum TaskStore {
     Window(Box<dyn TaskWindowStore>),
     /// Session stores.
     Session(Box<dyn TaskSessionStore>),
+    /// Suppression buffers.
+    Buffer(Box<InMemoryTimeOrderedKeyValueBuffer>),
 }
 
 impl TaskStore {
@@ -46,6 +48,7 @@ impl TaskStore {
             TaskStore::KeyValue(s) => s.as_mut(),
             TaskStore::Window(s) => s.as_mut(),
             TaskStore::Session(s) => s.as_mut(),
+            TaskStore::Buffer(s) => s.as_mut(),
         }
     }
 
@@ -55,6 +58,7 @@ impl TaskStore {
             TaskStore::KeyValue(s) => s.as_mut(),
             TaskStore::Window(s) => s.as_mut(),
             TaskStore::Session(s) => s.as_mut(),
+            TaskStore::Buffer(s) => s.as_mut(),
         }
     }
 }
@@ -328,8 +332,12 @@ pub(crate) fn open_store(
             };
             TaskStore::Session(Box::new(Metered::new(cached, env.metrics.clone())))
         }
+        StoreKind::TimeOrderedBuffer => {
+            TaskStore::Buffer(Box::new(InMemoryTimeOrderedKeyValueBuffer::new(name, changelog)))
+        }
     };
     let cache = match (&store, &batch, spec.kind()) {
+        (TaskStore::Buffer(_), _, _) => None,
         (
             TaskStore::Window(_),
             Some(_),
