@@ -139,9 +139,10 @@ macro_rules! buffer_config_methods {
             /// The same buffer, bounded to `record_limit` keys (Kafka's `withMaxRecords`).
             ///
             /// ```
-            #[doc = concat!("use streams_dsl::{BufferConfig, ", stringify!($ty), "};")]
-            #[doc = concat!("let b: ", stringify!($ty), " = BufferConfig::max_records(1).with_max_records(5).into();")]
-            /// # let _ = b;
+            /// use streams_dsl::BufferConfig;
+            /// let eager = BufferConfig::max_records(1).with_max_records(5);
+            /// let strict = BufferConfig::unbounded().with_max_records(5);
+            /// # let _ = (eager, strict);
             /// ```
             pub fn with_max_records(mut self, record_limit: u64) -> Self {
                 self.0.max_records = record_limit;
@@ -319,10 +320,10 @@ impl<K> Suppressed<Windowed<K>> {
     ///     .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
     ///     .to_stream()
     ///     .flat_map_values(|v: Option<i64>| v)
-    ///     .to("final-counts", Produced::with(TimeWindowedSerde::new(StringSerde, 10), I64Serde));
+    ///     .to("final-counts", Produced::with(TimeWindowedSerde::new(StringSerde, Duration::from_millis(10)), I64Serde));
     /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
     /// let clicks = driver.create_input_topic("clicks", StringSerde, StringSerde)?;
-    /// let out = driver.create_output_topic("final-counts", TimeWindowedSerde::new(StringSerde, 10), I64Serde);
+    /// let out = driver.create_output_topic("final-counts", TimeWindowedSerde::new(StringSerde, Duration::from_millis(10)), I64Serde);
     /// clicks.pipe_input_with_timestamp("a".into(), "x".into(), 1)?;
     /// clicks.pipe_input_with_timestamp("a".into(), "y".into(), 8)?;
     /// clicks.pipe_input_with_timestamp("a".into(), "z".into(), 14)?; // window [0,10) still open
