@@ -1,0 +1,227 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `suppress(untilWindowCloses(unbounded()))` on the real runtime and the embedded broker:
+//! the buffer's changelog (`<app>-<name>-store-changelog`, compacted) holds Kafka's
+//! version-3 buffer records (header `v` = 3); an application closed with windows still in
+//! its suppression buffer, restarted without its local state, restores the buffer from
+//! the changelog and emits their final results when a later record closes them: nothing
+//! lost, and (after a clean close) exactly one final result per window over both runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use broker_embedded::{
+    decode_fetched, record::Record, Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord,
+};
+use streams_core::{
+    EmbeddedCluster, I64Serde, Serde, StreamsApp, StreamsConfig, StreamsState, StringSerde,
+    TimeWindowedSerde,
+};
+use streams_dsl::{
+    BufferConfig, Consumed, Grouped, Materialized, Produced, StreamsBuilder, Suppressed,
+    TimeWindows,
+};
+
+const WAIT: Duration = Duration::from_secs(90);
+const APP: &str = "suppress-app";
+const INPUT: &str = "clicks";
+const OUTPUT: &str = "final-clicks-per-minute";
+const MINUTE: i64 = 60_000;
+/// Grace: 10 s, so the window [m, m + 1 min) closes at stream time m + 70 s.
+const GRACE: i64 = 10_000;
+const BUFFER_CHANGELOG: &str = "suppress-app-final-store-changelog";
+
+fn window_serde() -> TimeWindowedSerde<String> {
+    TimeWindowedSerde::new(StringSerde, Duration::from_millis(MINUTE as u64))
+}
+
+fn topology() -> streams_core::Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(INPUT, Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .windowed_by(
+            TimeWindows::of_size_and_grace(
+                Duration::from_millis(MINUTE as u64),
+                Duration::from_millis(GRACE as u64),
+            )
+            .unwrap(),
+        )
+        .count(Materialized::as_store("per-minute"))
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()).with_name("final"))
+        .to_stream()
+        .flat_map_values(|n: Option<i64>| n)
+        .to(OUTPUT, Produced::with(window_serde(), I64Serde));
+    builder.build().unwrap()
+}
+
+fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
+    let config = StreamsConfig::new(APP)
+        .state_dir(state_dir)
+        .commit_interval(Duration::from_millis(100));
+    let mut app =
+        StreamsApp::new(topology(), config, EmbeddedCluster::new(broker.clone())).unwrap();
+    app.start().unwrap();
+    assert!(
+        app.wait_for_state(StreamsState::Running, WAIT),
+        "{:?}",
+        app.errors()
+    );
+    app
+}
+
+fn produce(broker: &Broker, clicks: &[(String, i64)]) {
+    for (key, ts) in clicks {
+        let record =
+            ProduceRecord::new(key.clone().into_bytes(), b"click".to_vec()).with_timestamp(*ts);
+        broker.produce(INPUT, 0, &[record]).unwrap();
+    }
+}
+
+fn read_all(broker: &Broker, topic: &str) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let data = broker
+            .read_partition(topic, 0, offset, 4 << 20, IsolationLevel::ReadCommitted)
+            .unwrap();
+        let records = decode_fetched(topic, &data.records, offset).unwrap();
+        let Some(last) = records.last() else { break };
+        offset = last.offset + 1;
+        out.extend(records);
+    }
+    out
+}
+
+/// Every final result on the output topic, in order: (key, window start, count).
+fn finals(broker: &Broker) -> Vec<(String, i64, i64)> {
+    let serde = window_serde();
+    read_all(broker, OUTPUT)
+        .into_iter()
+        .map(|r| {
+            let key = serde.deserialize(OUTPUT, r.key.as_deref()).unwrap();
+            let value = I64Serde.deserialize(OUTPUT, r.value.as_deref()).unwrap();
+            (key.key, key.window.start, value)
+        })
+        .collect()
+}
+
+/// The count per (key, window start) of `clicks`.
+fn counts(clicks: &[(String, i64)]) -> BTreeMap<(String, i64), i64> {
+    let mut m = BTreeMap::new();
+    for (k, ts) in clicks {
+        *m.entry((k.clone(), ts / MINUTE * MINUTE)).or_insert(0) += 1;
+    }
+    m
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `n` clicks of 5 users within minute `m` (in order of time).
+fn clicks_in_minute(m: i64, n: i64) -> Vec<(String, i64)> {
+    (0..n)
+        .map(|i| (format!("user-{}", i % 5), m * MINUTE + i * (MINUTE / n)))
+        .collect()
+}
+
+#[test]
+fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = BrokerConfig::new(dir.path().join("broker"));
+    c.group_initial_rebalance_delay = Duration::ZERO;
+    let broker = Broker::open(c).unwrap();
+    broker.create_topic(NewTopic::new(INPUT, 1)).unwrap();
+    broker.create_topic(NewTopic::new(OUTPUT, 1)).unwrap();
+    let state = dir.path().join("state");
+
+    // Run 1: minutes 0 and 1; stream time reaches 1 min + 59 s, which closes minute 0
+    // only (end 60 s + grace 10 s <= 119 s); minute 1 stays in the buffer.
+    let minute0 = clicks_in_minute(0, 20);
+    let minute1 = clicks_in_minute(1, 30);
+    let mut app = start(&broker, &state);
+    produce(&broker, &minute0);
+    produce(&broker, &minute1);
+    let first = counts(&minute0);
+    wait_for("minute 0's final results", || finals(&broker).len() == first.len());
+    // Let the last records of minute 1 be processed and their buffer entries committed.
+    wait_for("minute 1 in the buffer's changelog", || {
+        let buffered: std::collections::BTreeSet<Vec<u8>> = read_all(&broker, BUFFER_CHANGELOG)
+            .into_iter()
+            .filter(|r| r.value.is_some())
+            .filter_map(|r| r.key.map(|k| k.to_vec()))
+            .collect();
+        let serde = window_serde();
+        counts(&minute1).keys().all(|(k, start)| {
+            let key = streams_core::Windowed {
+                key: k.clone(),
+                window: streams_core::Window {
+                    start: *start,
+                    end: start + MINUTE,
+                },
+            };
+            buffered.contains(&serde.serialize(OUTPUT, &key).unwrap().unwrap())
+        })
+    });
+    app.close();
+    let got: BTreeMap<(String, i64), i64> = finals(&broker)
+        .into_iter()
+        .map(|(k, s, n)| ((k, s), n))
+        .collect();
+    assert_eq!(got, first);
+
+    // The buffer's changelog: compacted, Kafka's version-3 records.
+    let changelog = broker.describe_topic(BUFFER_CHANGELOG).unwrap();
+    let config: BTreeMap<_, _> = changelog
+        .configs
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(config["cleanup.policy"], "compact");
+    let log = read_all(&broker, BUFFER_CHANGELOG);
+    assert!(log.iter().any(|r| r.value.is_none()), "evictions are tombstones");
+    for r in log.iter().filter(|r| r.value.is_some()) {
+        assert_eq!(r.headers.len(), 1);
+        assert_eq!(r.headers[0].key, "v");
+        assert_eq!(r.headers[0].value.as_deref(), Some(&[3u8][..]));
+        // Kafka's BufferValue: record context (timestamp, offset, topic, ...) first, the
+        // buffer time (here a window end) last.
+        let v = r.value.as_deref().unwrap();
+        let topic_len = usize::try_from(i32::from_be_bytes(v[16..20].try_into().unwrap())).unwrap();
+        assert_eq!(&v[20..20 + topic_len], INPUT.as_bytes());
+        let time = i64::from_be_bytes(v[v.len() - 8..].try_into().unwrap());
+        assert_eq!(time % MINUTE, 0, "the buffer time is a window end");
+    }
+
+    // Lose the local state; run 2 gets one record from another key, at 2 min + 10 s:
+    // minute 1 closes, and its final results can only come from the restored buffer.
+    std::fs::remove_dir_all(&state).unwrap();
+    let mut app = start(&broker, &state);
+    let closer = vec![("closer".to_owned(), 2 * MINUTE + GRACE)];
+    produce(&broker, &closer);
+    let mut both = first.clone();
+    both.extend(counts(&minute1));
+    wait_for("minute 1's final results after the restart", || {
+        finals(&broker).len() >= both.len()
+    });
+    // One more closing record; once the closer's own window is out, nothing else came.
+    produce(&broker, &[("closer".to_owned(), 3 * MINUTE + GRACE)]);
+    let mut all = both.clone();
+    all.insert(("closer".to_owned(), 2 * MINUTE), 1);
+    wait_for("the closer's final result", || {
+        finals(&broker).len() >= all.len()
+    });
+    app.close();
+    let results = finals(&broker);
+    let got: BTreeMap<(String, i64), i64> = results
+        .iter()
+        .map(|(k, s, n)| ((k.clone(), *s), *n))
+        .collect();
+    assert_eq!(got, all);
+    assert_eq!(results.len(), all.len(), "one final result per window: {results:?}");
+}
