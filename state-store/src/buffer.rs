@@ -469,13 +469,14 @@ impl Restorable for InMemoryTimeOrderedKeyValueBuffer {
                     self.remove_key(&record.key);
                 }
                 Some(bytes) => {
-                    let (value, time) = BufferValue::from_changelog_value(bytes).map_err(
-                        |detail| StoreError::CorruptChangelogRecord {
-                            store: self.name.clone(),
-                            offset: record.offset,
-                            detail,
-                        },
-                    )?;
+                    let (value, time) =
+                        BufferValue::from_changelog_value(bytes).map_err(|detail| {
+                            StoreError::CorruptChangelogRecord {
+                                store: self.name.clone(),
+                                offset: record.offset,
+                                detail,
+                            }
+                        })?;
                     self.clean_put(time, record.key.clone(), value);
                 }
             }
@@ -537,7 +538,10 @@ mod tests {
         expected.extend_from_slice(b"nn");
         expected.extend_from_slice(&99i64.to_be_bytes());
         assert_eq!(v.changelog_value(99), expected);
-        assert_eq!(BufferValue::from_changelog_value(&expected).unwrap(), (v, 99));
+        assert_eq!(
+            BufferValue::from_changelog_value(&expected).unwrap(),
+            (v, 99)
+        );
 
         let nulls = BufferValue {
             prior: None,
@@ -546,7 +550,10 @@ mod tests {
             context: ctx(1),
         };
         let bytes = nulls.changelog_value(-3);
-        assert_eq!(BufferValue::from_changelog_value(&bytes).unwrap(), (nulls, -3));
+        assert_eq!(
+            BufferValue::from_changelog_value(&bytes).unwrap(),
+            (nulls, -3)
+        );
         assert!(BufferValue::from_changelog_value(&bytes[..bytes.len() - 1]).is_err());
     }
 
@@ -578,7 +585,11 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            vec![(10, b"c".to_vec()), (20, b"a".to_vec()), (20, b"b".to_vec())]
+            vec![
+                (10, b"c".to_vec()),
+                (20, b"a".to_vec()),
+                (20, b"b".to_vec())
+            ]
         );
         assert_eq!(b.buffer_size(), 0);
         assert!(keys(&b).is_empty());
@@ -601,7 +612,10 @@ mod tests {
         assert_eq!(records[0].key, b"a");
         assert_eq!(records[0].timestamp, 11);
         let (v, t) = BufferValue::from_changelog_value(records[0].value.as_ref().unwrap()).unwrap();
-        assert_eq!((v.prior, v.old, v.new, t), (None, Some(b"1".to_vec()), Some(b"2".to_vec()), 10));
+        assert_eq!(
+            (v.prior, v.old, v.new, t),
+            (None, Some(b"1".to_vec()), Some(b"2".to_vec()), 10)
+        );
 
         let evicted = b.pop_oldest().unwrap().unwrap();
         assert_eq!(evicted.key, b"a");
@@ -609,7 +623,10 @@ mod tests {
         b.flush().unwrap();
         let records = log.records().unwrap();
         assert_eq!(records.len(), 4);
-        assert_eq!((records[2].key.as_slice(), records[2].value.is_none()), (&b"a"[..], true));
+        assert_eq!(
+            (records[2].key.as_slice(), records[2].value.is_none()),
+            (&b"a"[..], true)
+        );
         assert_eq!(records[3].key, b"c");
 
         let mut restored = InMemoryTimeOrderedKeyValueBuffer::new("buf", None);

@@ -10,8 +10,7 @@ use crate::record::Change;
 use crate::record::{InFlight, Record, RecordMetadata};
 use crate::store::{
     resolve_store, same, timestamped, CacheFlush, KeyValueStoreHandle, SessionStoreHandle,
-    TimeOrderedBufferHandle,
-    ValueAndTimestamp, View, Window, WindowStoreHandle, Windowed,
+    TimeOrderedBufferHandle, ValueAndTimestamp, View, Window, WindowStoreHandle, Windowed,
 };
 use crate::task::{TaskContext, TaskId};
 

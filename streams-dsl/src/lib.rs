@@ -10,7 +10,10 @@
 //! [`TimeWindows`] for windowed `count`, `reduce` and `aggregate` into a
 //! `KTable<Windowed<K>, V>` ([`TimeWindowedKStream`]), with Kafka's grace and late-record
 //! rules; [`SessionWindows`] give session `count`, `reduce` and `aggregate` (with a
-//! merger) through a [`SessionWindowedKStream`]. A grouping after a
+//! merger) through a [`SessionWindowedKStream`]. [`KTable::suppress`] holds a table's
+//! updates in a change-logged buffer ([`Suppressed::until_window_closes`]: one final result
+//! per window once its grace has passed; [`Suppressed::until_time_limit`] with a bounded
+//! or unbounded [`BufferConfig`]). A grouping after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
@@ -71,7 +74,7 @@ pub use kstream::KStream;
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Named, Produced};
 pub use session_windowed::SessionWindowedKStream;
-pub use suppress::{BufferConfig, EagerBufferConfig, StrictBufferConfig, Suppressed};
 pub use streams_core::{Change, SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
+pub use suppress::{BufferConfig, EagerBufferConfig, StrictBufferConfig, Suppressed};
 pub use time_windowed::TimeWindowedKStream;
 pub use windows::{SessionWindows, TimeWindows};

@@ -14,8 +14,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use streams_core::{
-    Change, Processor, ProcessorContext, Record, Result, StoreBuilder, StreamsError,
-    TopologyError, Windowed,
+    Change, Processor, ProcessorContext, Record, Result, StoreBuilder, StreamsError, TopologyError,
+    Windowed,
 };
 
 use crate::ktable::{KTable, OldValues};
@@ -550,10 +550,7 @@ where
 
     /// Takes the oldest entry out and forwards it (Kafka's `emit`); false if empty.
     fn emit_oldest(&self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<bool> {
-        let Some(e) = ctx
-            .time_ordered_buffer::<K, V>(&self.store)?
-            .pop_oldest()?
-        else {
+        let Some(e) = ctx.time_ordered_buffer::<K, V>(&self.store)?.pop_oldest()? else {
             return Ok(false);
         };
         if e.change.new.is_some() || !self.safe_to_drop_tombstones {
@@ -647,6 +644,9 @@ mod tests {
         let back = unbounded.with_max_records(1).emit_early_when_full();
         assert_eq!(back.0.strategy, BufferFullStrategy::Emit);
         assert_eq!(BufferConfig::from(strict.clone()).0, strict.0);
-        assert_eq!(BufferConfig::unbounded().0.log_config, Some(BTreeMap::new()));
+        assert_eq!(
+            BufferConfig::unbounded().0.log_config,
+            Some(BTreeMap::new())
+        );
     }
 }

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use streams_core::{
-    changelog_topic, BytesSerde, I64Serde, Nullable, StreamsConfig, StreamsError, StringSerde,
-    TimeWindowedSerde, TopologyError, TopologyTestDriver,
+    BytesSerde, I64Serde, Nullable, StreamsConfig, StreamsError, StringSerde, TimeWindowedSerde,
+    TopologyError, TopologyTestDriver, changelog_topic,
 };
 use streams_dsl::{
     BufferConfig, Consumed, Grouped, Materialized, Produced, SessionWindows, StreamsBuilder,
@@ -70,8 +70,8 @@ fn final_results(
         .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
         .to_stream()
         .to("final", Produced::with(serde(), Nullable(I64Serde)));
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app"))
-        .unwrap();
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
     let topic = driver
         .create_input_topic("in", StringSerde, StringSerde)
         .unwrap();
@@ -238,8 +238,8 @@ fn time_limited(
         .suppress(Suppressed::until_time_limit(ms(limit), buffer))
         .to_stream()
         .to("held", Produced::with(StringSerde, Nullable(I64Serde)));
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app"))
-        .unwrap();
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
     let topic = driver
         .create_input_topic("in", StringSerde, StringSerde)
         .unwrap();
@@ -289,14 +289,14 @@ fn a_buffered_key_keeps_its_place_and_forwards_its_latest_update() {
     // At 10: b (buffered at 0, latest update count 2 @6) goes; at 11: a (buffered at 1).
     assert_eq!(
         held,
-        vec![
-            ("b".to_owned(), Some(2), 6),
-            ("a".to_owned(), Some(1), 1)
-        ]
+        vec![("b".to_owned(), Some(2), 6), ("a".to_owned(), Some(1), 1)]
     );
     // An emit-early buffer of one record emits the oldest as soon as a second key comes.
     let (_, held) = time_limited(100, Some(1), false, &input[..3]);
-    assert_eq!(held, vec![("b".to_owned(), Some(1), 0), ("a".to_owned(), Some(1), 1)]);
+    assert_eq!(
+        held,
+        vec![("b".to_owned(), Some(1), 0), ("a".to_owned(), Some(1), 1)]
+    );
 }
 
 #[test]
@@ -320,9 +320,15 @@ fn shut_down_when_full_fails_with_a_typed_error() {
     let topic = driver
         .create_input_topic("in", StringSerde, StringSerde)
         .unwrap();
-    topic.pipe_input_with_timestamp("a".into(), "v".into(), 0).unwrap();
-    topic.pipe_input_with_timestamp("b".into(), "v".into(), 1).unwrap();
-    topic.pipe_input_with_timestamp("a".into(), "v".into(), 2).unwrap();
+    topic
+        .pipe_input_with_timestamp("a".into(), "v".into(), 0)
+        .unwrap();
+    topic
+        .pipe_input_with_timestamp("b".into(), "v".into(), 1)
+        .unwrap();
+    topic
+        .pipe_input_with_timestamp("a".into(), "v".into(), 2)
+        .unwrap();
     let err = topic
         .pipe_input_with_timestamp("c".into(), "v".into(), 3)
         .unwrap_err();
@@ -335,9 +341,10 @@ fn shut_down_when_full_fails_with_a_typed_error() {
         } => assert_eq!((node.as_str(), *records, *max_records), ("hold", 3, 2)),
         other => panic!("unexpected error {other:?}"),
     }
-    assert!(err
-        .to_string()
-        .starts_with("hold buffer exceeded its max capacity. Currently [3/2] records and ["));
+    assert!(
+        err.to_string()
+            .starts_with("hold buffer exceeded its max capacity. Currently [3/2] records and [")
+    );
 }
 
 /// Session windows close gap + grace after their end; a merged-away session (a delete)
@@ -500,9 +507,7 @@ fn the_buffer_changelog_is_kafkas_format() {
         .stream("in", Consumed::with(StringSerde, StringSerde))
         .group_by_key(Grouped::with(StringSerde, StringSerde))
         .count(counts(false))
-        .suppress(
-            Suppressed::until_time_limit(ms(10), BufferConfig::unbounded()).with_name("hold"),
-        )
+        .suppress(Suppressed::until_time_limit(ms(10), BufferConfig::unbounded()).with_name("hold"))
         .to_stream()
         .to("held", Produced::with(StringSerde, Nullable(I64Serde)));
     let driver =
@@ -510,10 +515,18 @@ fn the_buffer_changelog_is_kafkas_format() {
     let topic = driver
         .create_input_topic("in", StringSerde, StringSerde)
         .unwrap();
-    topic.pipe_input_with_timestamp("a".into(), "v".into(), 0).unwrap();
-    topic.pipe_input_with_timestamp("b".into(), "v".into(), 10).unwrap();
+    topic
+        .pipe_input_with_timestamp("a".into(), "v".into(), 0)
+        .unwrap();
+    topic
+        .pipe_input_with_timestamp("b".into(), "v".into(), 10)
+        .unwrap();
     let log = driver
-        .create_output_topic("app-hold-store-changelog", StringSerde, Nullable(BytesSerde))
+        .create_output_topic(
+            "app-hold-store-changelog",
+            StringSerde,
+            Nullable(BytesSerde),
+        )
         .read_records_to_vec()
         .unwrap();
     let summary: Vec<(String, bool)> = log

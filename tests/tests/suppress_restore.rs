@@ -148,7 +148,9 @@ fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
     produce(&broker, &minute0);
     produce(&broker, &minute1);
     let first = counts(&minute0);
-    wait_for("minute 0's final results", || finals(&broker).len() == first.len());
+    wait_for("minute 0's final results", || {
+        finals(&broker).len() == first.len()
+    });
     // Let the last records of minute 1 be processed and their buffer entries committed.
     wait_for("minute 1 in the buffer's changelog", || {
         let buffered: std::collections::BTreeSet<Vec<u8>> = read_all(&broker, BUFFER_CHANGELOG)
@@ -184,7 +186,10 @@ fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
         .collect();
     assert_eq!(config["cleanup.policy"], "compact");
     let log = read_all(&broker, BUFFER_CHANGELOG);
-    assert!(log.iter().any(|r| r.value.is_none()), "evictions are tombstones");
+    assert!(
+        log.iter().any(|r| r.value.is_none()),
+        "evictions are tombstones"
+    );
     for r in log.iter().filter(|r| r.value.is_some()) {
         assert_eq!(r.headers.len(), 1);
         assert_eq!(r.headers[0].key, "v");
@@ -223,5 +228,9 @@ fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
         .map(|(k, s, n)| ((k.clone(), *s), *n))
         .collect();
     assert_eq!(got, all);
-    assert_eq!(results.len(), all.len(), "one final result per window: {results:?}");
+    assert_eq!(
+        results.len(),
+        all.len(),
+        "one final result per window: {results:?}"
+    );
 }

@@ -337,9 +337,9 @@ impl StoreBuilder {
     pub fn changelog_config(&self) -> BTreeMap<String, String> {
         let mut c = self.changelog_config.clone();
         let retention = match self.kind {
-            StoreKind::KeyValue
-            | StoreKind::TimestampedKeyValue
-            | StoreKind::TimeOrderedBuffer => None,
+            StoreKind::KeyValue | StoreKind::TimestampedKeyValue | StoreKind::TimeOrderedBuffer => {
+                None
+            }
             StoreKind::Window { retention_ms, .. }
             | StoreKind::TimestampedWindow { retention_ms, .. }
             | StoreKind::Session { retention_ms } => Some(retention_ms),

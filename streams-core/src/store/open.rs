@@ -8,10 +8,11 @@ use state_store::{
     CacheFlushEntry, CachingKeyValueStore, CachingSessionStore, CachingWindowStore,
     ChangeLoggingKeyValueStore, ChangeLoggingSessionStore, ChangeLoggingWindowStore,
     ChangelogRecord, ChangelogSink, InMemoryKeyValueStore, InMemorySessionStore,
-    InMemoryTimeOrderedKeyValueBuffer, InMemoryWindowStore, KeyValueStore, Metered, RecordTimestamp, Restorable, RocksDbKeyValueStore,
-    RocksDbResources, RocksDbSessionStore, RocksDbWindowStore, SessionCacheFlushEntry,
-    SessionStore, SessionStoreOptions, StateStore, StoreError, StoreMetrics, TaskDirectory,
-    ThreadCache, WindowCacheFlushEntry, WindowStore, WindowStoreOptions,
+    InMemoryTimeOrderedKeyValueBuffer, InMemoryWindowStore, KeyValueStore, Metered,
+    RecordTimestamp, Restorable, RocksDbKeyValueStore, RocksDbResources, RocksDbSessionStore,
+    RocksDbWindowStore, SessionCacheFlushEntry, SessionStore, SessionStoreOptions, StateStore,
+    StoreError, StoreMetrics, TaskDirectory, ThreadCache, WindowCacheFlushEntry, WindowStore,
+    WindowStoreOptions,
 };
 
 use super::builder::{StoreBuilder, StoreKind};
@@ -332,9 +333,9 @@ pub(crate) fn open_store(
             };
             TaskStore::Session(Box::new(Metered::new(cached, env.metrics.clone())))
         }
-        StoreKind::TimeOrderedBuffer => {
-            TaskStore::Buffer(Box::new(InMemoryTimeOrderedKeyValueBuffer::new(name, changelog)))
-        }
+        StoreKind::TimeOrderedBuffer => TaskStore::Buffer(Box::new(
+            InMemoryTimeOrderedKeyValueBuffer::new(name, changelog),
+        )),
     };
     let cache = match (&store, &batch, spec.kind()) {
         (TaskStore::Buffer(_), _, _) => None,
