@@ -463,14 +463,12 @@ where
                 })
             }),
         };
-        if let Ok(grace) = duration {
-            if matches!(suppressed.holding, Holding::FinalResults) {
-                tracing::info!(
-                    grace_ms = grace,
-                    node = %name,
-                    "Using grace period as the suppress duration"
-                );
-            }
+        if let (Ok(grace), Holding::FinalResults) = (&duration, &suppressed.holding) {
+            tracing::info!(
+                grace_ms = *grace,
+                node = %name,
+                "Using grace period as the suppress duration"
+            );
         }
         let store = match &suppressed.name {
             Some(n) => format!("{n}-store"),
