@@ -234,3 +234,67 @@ fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
         "one final result per window: {results:?}"
     );
 }
+
+/// `BufferConfig::max_records(n).shut_down_when_full()`: the record that overfills the
+/// buffer stops the application (Kafka's default uncaught-exception response,
+/// SHUTDOWN_CLIENT) in state ERROR with the typed error, not a panic.
+#[test]
+fn a_full_shut_down_buffer_stops_the_application_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = BrokerConfig::new(dir.path().join("broker"));
+    c.group_initial_rebalance_delay = Duration::ZERO;
+    let broker = Broker::open(c).unwrap();
+    broker.create_topic(NewTopic::new(INPUT, 1)).unwrap();
+    broker.create_topic(NewTopic::new("held", 1)).unwrap();
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(INPUT, Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .count(Materialized::as_store("counts"))
+        .suppress(
+            Suppressed::until_time_limit(
+                Duration::from_secs(3600),
+                BufferConfig::max_records(3).shut_down_when_full(),
+            )
+            .with_name("hold"),
+        )
+        .to_stream()
+        .to(
+            "held",
+            Produced::with(StringSerde, streams_core::Nullable(I64Serde)),
+        );
+    let config = StreamsConfig::new("suppress-full-app")
+        .state_dir(dir.path().join("state"))
+        .commit_interval(Duration::from_millis(100));
+    let mut app = StreamsApp::new(
+        builder.build().unwrap(),
+        config,
+        EmbeddedCluster::new(broker.clone()),
+    )
+    .unwrap();
+    app.start().unwrap();
+    let users: Vec<(String, i64)> = (0..4).map(|i| (format!("user-{i}"), i)).collect();
+    produce(&broker, &users);
+    assert!(
+        app.wait_for_state(StreamsState::Error, WAIT),
+        "state {:?}",
+        app.state()
+    );
+    let errors = app.thread_errors();
+    assert!(
+        errors.iter().any(|e| matches!(
+            e.as_ref(),
+            streams_core::StreamsError::SuppressionBufferFull {
+                node,
+                records: 4,
+                max_records: 3,
+                ..
+            } if node == "hold"
+        )),
+        "{:?}",
+        app.errors()
+    );
+    assert!(read_all(&broker, "held").is_empty());
+    app.close();
+}
