@@ -5,6 +5,10 @@
 //! its suppression buffer, restarted without its local state, restores the buffer from
 //! the changelog and emits their final results when a later record closes them: nothing
 //! lost, and (after a clean close) exactly one final result per window over both runs.
+//! Killed (SIGKILL, a child process) part way with uncommitted work, the restarted
+//! application still emits every window's final result, none below its true count
+//! (at-least-once). A buffer that shuts down when full stops the application in ERROR
+//! with `StreamsError::SuppressionBufferFull`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -462,6 +462,46 @@ mod tests {
         assert_eq!(cache.size_bytes(), 0);
     }
 
+    /// The suppression buffer kind opens as state-store's buffer: in memory whatever is
+    /// asked, never cached, logged to the given sink at flush with Kafka's `v` header.
+    #[test]
+    fn a_time_ordered_buffer_opens_uncached_in_memory_and_logged() {
+        let spec = StoreBuilder::time_ordered_buffer("buf")
+            .persistent()
+            .with_caching(true);
+        assert!(!spec.is_persistent() && !spec.is_caching());
+        let env = StoreEnv {
+            dir: None,
+            rocksdb: None,
+            cache: ThreadCache::new(1 << 20),
+            metrics: Arc::new(StoreMetrics::new()),
+            application_id: "app",
+        };
+        let changelog = InMemoryChangelog::new();
+        let mut open = open_store(&spec, &env, Some(Box::new(changelog.clone()))).unwrap();
+        assert!(open.cache.is_none());
+        let TaskStore::Buffer(buffer) = &mut open.store else {
+            panic!("not a buffer");
+        };
+        let context = state_store::BufferRecordContext {
+            timestamp: 5,
+            offset: 0,
+            topic: "in".into(),
+            partition: 0,
+            headers: Vec::new(),
+        };
+        buffer
+            .put(10, b"k", Some(b"v".to_vec()), None, context)
+            .unwrap();
+        assert!(changelog.records().unwrap().is_empty());
+        open.store.state().flush_cache().unwrap();
+        let records = changelog.records().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].timestamp, 5);
+        open.store.restorable().restore_batch(&records).unwrap();
+        assert_eq!(open.serde_topic, "app-buf-changelog");
+    }
+
     #[test]
     fn a_zero_budget_turns_caching_off() {
         let spec = StoreBuilder::key_value("s").in_memory().with_caching(true);
