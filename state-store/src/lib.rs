@@ -9,6 +9,8 @@
 //! store or shared by all the stores of a stream thread as in Kafka Streams;
 //! change-logging uses Kafka Streams' changelog key layouts
 //! ([`window_changelog_key`], [`session_changelog_key`]).
+//! [`InMemoryTimeOrderedKeyValueBuffer`] is Kafka's suppression buffer (table updates
+//! ordered by buffer time then key, logged at flush in Kafka's `BufferValue` format).
 //!
 //! It knows nothing of topologies or brokers and must not depend on `broker-embedded`,
 //! `streams-core` or `streams-dsl`: it talks to the outside through [`ChangelogSink`]
@@ -68,6 +70,7 @@
 //! # Ok::<(), state_store::StoreError>(())
 //! ```
 
+mod buffer;
 mod caching;
 mod checkpoint;
 mod codec;
@@ -82,6 +85,10 @@ mod session;
 mod store;
 mod window;
 
+pub use buffer::{
+    BufferEviction, BufferRecordContext, BufferValue, InMemoryTimeOrderedKeyValueBuffer,
+    BUFFER_CHANGELOG_VERSION_HEADER,
+};
 pub use caching::{
     CacheFlushEntry, CacheFlushListener, CachingKeyValueStore, CachingSessionStore,
     CachingWindowStore, SessionCacheFlushEntry, SessionCacheFlushListener, ThreadCache,

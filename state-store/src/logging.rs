@@ -18,6 +18,20 @@ pub trait ChangelogSink: Send {
     /// Sends one change: the key in changelog layout, the new value or `None` for a
     /// tombstone, and the record timestamp.
     fn send(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> Result<()>;
+    /// Sends one change with record headers (key, value bytes), as the suppression
+    /// buffer's changelog carries Kafka's `v` version header. The default drops the
+    /// headers (sinks that keep none, such as [`InMemoryChangelog`]); the runtime's
+    /// changelog producer writes them.
+    fn send_with_headers(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
+        let _ = headers;
+        self.send(key, value, timestamp)
+    }
     /// Makes everything sent so far durable; called by the store's flush.
     fn flush(&mut self) -> Result<()> {
         Ok(())
@@ -27,6 +41,15 @@ pub trait ChangelogSink: Send {
 impl<T: ChangelogSink + ?Sized> ChangelogSink for Box<T> {
     fn send(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> Result<()> {
         (**self).send(key, value, timestamp)
+    }
+    fn send_with_headers(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
+        (**self).send_with_headers(key, value, timestamp, headers)
     }
     fn flush(&mut self) -> Result<()> {
         (**self).flush()

@@ -71,4 +71,30 @@ impl ChangelogSink for CollectorChangelog {
             })
             .map_err(|e| StoreError::InvalidArgument(format!("changelog write failed: {e}")))
     }
+
+    fn send_with_headers(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &[(&str, &[u8])],
+    ) -> state_store::Result<()> {
+        self.collector
+            .lock()
+            .send(OutgoingRecord {
+                topic: self.partition.topic.clone(),
+                partition: Some(self.partition.partition),
+                key: Some(key.to_vec()),
+                value: value.map(<[u8]>::to_vec),
+                timestamp,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| Header {
+                        key: (*k).to_owned(),
+                        value: Some(bytes::Bytes::copy_from_slice(v)),
+                    })
+                    .collect(),
+            })
+            .map_err(|e| StoreError::InvalidArgument(format!("changelog write failed: {e}")))
+    }
 }

@@ -104,6 +104,13 @@ pub enum TopologyError {
     /// A store is shared by processors of different sub-topologies.
     #[error("store `{0}` is connected to processors of different sub-topologies")]
     StoreAcrossSubtopologies(String),
+    /// A suppression until the window closes on a table that no windowed aggregation
+    /// produced (Kafka's `TopologyException` from `GraphGraceSearchUtil`).
+    #[error("Window close time is only defined for windowed computations. Got [{node}].")]
+    WindowCloseUndefined {
+        /// The table node the suppression was applied to.
+        node: String,
+    },
 }
 
 /// Every error the streams runtime reports.
@@ -233,6 +240,25 @@ pub enum StreamsError {
     /// A processor returned an error of its own.
     #[error("{0}")]
     User(String),
+    /// A suppression buffer configured to shut down when full (Kafka's
+    /// `BufferConfig#shutDownWhenFull`) exceeded its capacity; Kafka raises a
+    /// `StreamsException` with the same message, which stops the stream thread.
+    #[error(
+        "{node} buffer exceeded its max capacity. Currently [{records}/{max_records}] records \
+         and [{bytes}/{max_bytes}] bytes."
+    )]
+    SuppressionBufferFull {
+        /// The suppress processor's name.
+        node: String,
+        /// Buffered records.
+        records: u64,
+        /// The record limit.
+        max_records: u64,
+        /// Buffered bytes (Kafka's estimate).
+        bytes: u64,
+        /// The byte limit.
+        max_bytes: u64,
+    },
     /// The application is not in a state that allows the call.
     #[error("illegal state: {0}")]
     IllegalState(String),

@@ -80,8 +80,8 @@ pub use serde::{
 };
 pub use state_store::{Direction, TopicPartition};
 pub use store::{
-    KeyValueStoreHandle, SessionStoreHandle, StoreBuilder, StoreIter, StoreKind, ValueAndTimestamp,
-    Window, WindowStoreHandle, Windowed,
+    BufferedRecord, KeyValueStoreHandle, SessionStoreHandle, StoreBuilder, StoreIter, StoreKind,
+    TimeOrderedBufferHandle, ValueAndTimestamp, Window, WindowStoreHandle, Windowed,
 };
 pub use task::TaskId;
 #[cfg(feature = "test-utils")]

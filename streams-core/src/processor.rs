@@ -10,7 +10,7 @@ use crate::record::Change;
 use crate::record::{InFlight, Record, RecordMetadata};
 use crate::store::{
     resolve_store, same, timestamped, CacheFlush, KeyValueStoreHandle, SessionStoreHandle,
-    ValueAndTimestamp, View, Window, WindowStoreHandle, Windowed,
+    TimeOrderedBufferHandle, ValueAndTimestamp, View, Window, WindowStoreHandle, Windowed,
 };
 use crate::task::{TaskContext, TaskId};
 
@@ -588,6 +588,19 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         let (open, registry, node) = self.task.connected_store(self.node, name)?;
         let serdes = resolve_store::<K, V, V>(open, node, View::Session, registry, same)?;
         SessionStoreHandle::new(&mut *self.task, name, serdes)
+    }
+
+    /// The suppression buffer `name` (a [`StoreBuilder::time_ordered_buffer`]), with keys
+    /// `K` and table values `V`.
+    ///
+    /// [`StoreBuilder::time_ordered_buffer`]: crate::StoreBuilder::time_ordered_buffer
+    pub fn time_ordered_buffer<'s, K: 'static, V: 'static>(
+        &'s mut self,
+        name: &'s str,
+    ) -> Result<TimeOrderedBufferHandle<'s, K, V>> {
+        let (open, registry, node) = self.task.connected_store(self.node, name)?;
+        let serdes = resolve_store::<K, V, V>(open, node, View::TimeOrderedBuffer, registry, same)?;
+        TimeOrderedBufferHandle::new(&mut *self.task, name, serdes)
     }
 
     /// True if store `name` has a record cache (caching requested and a cache size above

@@ -55,6 +55,10 @@ pub struct KTable<K, V> {
     /// How a join reads this table when it is not materialized itself (a filter or an
     /// unmaterialized `map_values` over a materialized table); `None`: its store, if any.
     pub(crate) getter: Option<ValueGetter<K, V>>,
+    /// The grace period that closes this table's windows (Kafka's
+    /// `GraphGraceSearchUtil.findAndVerifyWindowGrace`): set by windowed aggregations and
+    /// kept by table operations downstream; `None` for a table that is not windowed.
+    pub(crate) window_grace: Option<i64>,
 }
 
 impl<K, V> std::fmt::Debug for KTable<K, V> {
@@ -86,7 +90,15 @@ where
             value_serde,
             old_values: Arc::default(),
             getter: None,
+            window_grace: None,
         }
+    }
+
+    /// The same table, its windows closing `grace` ms after their end (set by windowed
+    /// aggregations; kept by table operations downstream).
+    pub(crate) fn with_window_grace(mut self, grace: Option<i64>) -> Self {
+        self.window_grace = grace;
+        self
     }
 
     /// A table whose node is `node`, materialized in `store` if any, with the given
@@ -107,6 +119,7 @@ where
             value_serde,
             old_values,
             getter: None,
+            window_grace: None,
         }
     }
 
@@ -250,6 +263,7 @@ where
             value_serde: self.value_serde.clone(),
             old_values,
             getter,
+            window_grace: self.window_grace,
         }
     }
 

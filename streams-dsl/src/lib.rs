@@ -14,6 +14,9 @@
 //! the records, Kafka's sliding-window algorithm) through a [`SlidingWindowedKStream`].
 //! Each windowed stream takes an [`EmitStrategy`]: every update (the default) or only the
 //! final result of each window once it closes (`emit_strategy(EmitStrategy::on_window_close())`).
+//! [`KTable::suppress`] holds a table's updates in a change-logged buffer
+//! ([`Suppressed::until_window_closes`]: one final result per window once its grace has
+//! passed; [`Suppressed::until_time_limit`] with a bounded or unbounded [`BufferConfig`]).
 //! Streams join other streams within
 //! [`JoinWindows`] ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`], with
 //! Kafka's buffering in window stores and its fix for spurious left/outer results, tuned by
@@ -88,6 +91,7 @@ mod session_windowed;
 mod sliding_windowed;
 mod stream_join;
 mod stream_table_join;
+mod suppress;
 mod table;
 mod time_windowed;
 mod value_getter;
@@ -108,5 +112,6 @@ pub use repartitioned::Repartitioned;
 pub use session_windowed::SessionWindowedKStream;
 pub use sliding_windowed::SlidingWindowedKStream;
 pub use streams_core::{Change, SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
+pub use suppress::{BufferConfig, EagerBufferConfig, StrictBufferConfig, Suppressed};
 pub use time_windowed::TimeWindowedKStream;
 pub use windows::{SessionWindows, SlidingWindows, TimeWindows};

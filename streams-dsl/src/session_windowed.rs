@@ -327,6 +327,12 @@ where
             windowed_key_serde,
             materialized.value_serde,
         )
+        // Kafka's GraphGraceSearchUtil: a session window closes gap + grace after its end.
+        .with_window_grace(Some(
+            windows
+                .grace_period_ms()
+                .saturating_add(windows.inactivity_gap_ms()),
+        ))
     }
 }
 

@@ -476,7 +476,8 @@ where
             key_serde,
             value_serde,
             old_values,
-        );
+        )
+        .with_window_grace(self.window_grace);
         table.getter = getter;
         table
     }

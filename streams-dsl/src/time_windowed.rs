@@ -292,6 +292,7 @@ where
             windowed_key_serde,
             materialized.value_serde,
         )
+        .with_window_grace(Some(windows.grace_period_ms()))
     }
 }
 

@@ -44,6 +44,10 @@ pub enum StoreKind {
         /// How long sessions are kept after their end, in milliseconds.
         retention_ms: i64,
     },
+    /// Kafka's suppression buffer (`InMemoryTimeOrderedKeyValueChangeBuffer`): table
+    /// updates ordered by buffer time, always in memory, logged at commit in Kafka's
+    /// buffer changelog format.
+    TimeOrderedBuffer,
 }
 
 impl StoreKind {
@@ -63,6 +67,7 @@ impl StoreKind {
             StoreKind::Window { .. } => "window store",
             StoreKind::TimestampedWindow { .. } => "timestamped window store",
             StoreKind::Session { .. } => "session store",
+            StoreKind::TimeOrderedBuffer => "time-ordered key-value buffer",
         }
     }
 }
@@ -240,6 +245,24 @@ impl StoreBuilder {
         )
     }
 
+    /// Kafka's suppression buffer store (what `KTable::suppress` declares): in memory, not
+    /// cached, change-logged unless [`StoreBuilder::with_logging`] turns it off; its
+    /// changelog is compacted. Processors reach it with
+    /// [`ProcessorContext::time_ordered_buffer`](crate::ProcessorContext::time_ordered_buffer).
+    ///
+    /// ```
+    /// use streams_core::{StoreBuilder, StoreKind};
+    /// let buffer = StoreBuilder::time_ordered_buffer("KTABLE-SUPPRESS-STATE-STORE-0000000004");
+    /// assert_eq!(buffer.kind(), StoreKind::TimeOrderedBuffer);
+    /// assert!(!buffer.is_persistent() && !buffer.is_caching() && buffer.is_logging());
+    /// assert_eq!(buffer.changelog_config()["cleanup.policy"], "compact");
+    /// ```
+    pub fn time_ordered_buffer(name: impl Into<String>) -> Self {
+        let mut b = Self::of(name, StoreKind::TimeOrderedBuffer);
+        b.persistent = false;
+        b
+    }
+
     /// Keep the store in memory instead of RocksDB (restored from its changelog on start).
     pub fn in_memory(mut self) -> Self {
         self.persistent = false;
@@ -248,13 +271,15 @@ impl StoreBuilder {
 
     /// Keep the store in RocksDB (the default).
     pub fn persistent(mut self) -> Self {
-        self.persistent = true;
+        // The suppression buffer exists in memory only (as Kafka's).
+        self.persistent = self.kind != StoreKind::TimeOrderedBuffer;
         self
     }
 
     /// Turn the write-back record cache on or off.
     pub fn with_caching(mut self, on: bool) -> Self {
-        self.caching = on;
+        // Kafka's buffer builder ignores caching.
+        self.caching = on && self.kind != StoreKind::TimeOrderedBuffer;
         self
     }
 
@@ -318,7 +343,9 @@ impl StoreBuilder {
     pub fn changelog_config(&self) -> BTreeMap<String, String> {
         let mut c = self.changelog_config.clone();
         let retention = match self.kind {
-            StoreKind::KeyValue | StoreKind::TimestampedKeyValue => None,
+            StoreKind::KeyValue | StoreKind::TimestampedKeyValue | StoreKind::TimeOrderedBuffer => {
+                None
+            }
             StoreKind::Window { retention_ms, .. }
             | StoreKind::TimestampedWindow { retention_ms, .. }
             | StoreKind::Session { retention_ms } => Some(retention_ms),

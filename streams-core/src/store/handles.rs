@@ -83,7 +83,7 @@ impl<V: 'static> Serde<ValueAndTimestamp<V>> for TimestampedSerde<V> {
     }
 }
 
-type SerdePair<K, V> = (SharedSerde<K>, SharedSerde<V>);
+pub(super) type SerdePair<K, V> = (SharedSerde<K>, SharedSerde<V>);
 
 /// The resolved serdes cached in an open store, with the types' names for errors.
 pub(crate) struct Resolved {
@@ -99,6 +99,7 @@ pub(crate) enum View {
     Window,
     TimestampedWindow,
     Session,
+    TimeOrderedBuffer,
 }
 
 impl View {
@@ -109,6 +110,7 @@ impl View {
             View::Window => "window store",
             View::TimestampedWindow => "timestamped window store",
             View::Session => "session store",
+            View::TimeOrderedBuffer => "time-ordered key-value buffer",
         }
     }
 
@@ -120,6 +122,7 @@ impl View {
                 | (View::Window, StoreKind::Window { .. })
                 | (View::TimestampedWindow, StoreKind::TimestampedWindow { .. })
                 | (View::Session, StoreKind::Session { .. })
+                | (View::TimeOrderedBuffer, StoreKind::TimeOrderedBuffer)
         )
     }
 
@@ -219,8 +222,8 @@ pub(crate) fn timestamped<V: 'static>(serde: SharedSerde<V>) -> SharedSerde<Valu
 }
 
 /// Serializes and deserializes for one store, with errors that name it.
-struct Codec<'a, K, V> {
-    store: &'a str,
+pub(super) struct Codec<'a, K, V> {
+    pub(super) store: &'a str,
     topic: &'a str,
     key: &'a SharedSerde<K>,
     value: &'a SharedSerde<V>,
@@ -256,7 +259,7 @@ impl<K: 'static, V: 'static> Codec<'_, K, V> {
         }
     }
 
-    fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
+    pub(super) fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
         match self.key.serialize(self.topic, key) {
             Ok(Some(b)) => Ok(b),
             Ok(None) => Err(StreamsError::Store(
@@ -269,19 +272,19 @@ impl<K: 'static, V: 'static> Codec<'_, K, V> {
         }
     }
 
-    fn value_bytes(&self, value: &V) -> Result<Option<Vec<u8>>> {
+    pub(super) fn value_bytes(&self, value: &V) -> Result<Option<Vec<u8>>> {
         self.value
             .serialize(self.topic, value)
             .map_err(|e| self.err("value", e))
     }
 
-    fn key_of(&self, bytes: &[u8]) -> Result<K> {
+    pub(super) fn key_of(&self, bytes: &[u8]) -> Result<K> {
         self.key
             .deserialize(self.topic, Some(bytes))
             .map_err(|e| self.err("key", e))
     }
 
-    fn value_of(&self, bytes: &[u8]) -> Result<V> {
+    pub(super) fn value_of(&self, bytes: &[u8]) -> Result<V> {
         self.value
             .deserialize(self.topic, Some(bytes))
             .map_err(|e| self.err("value", e))
@@ -304,7 +307,7 @@ pub(crate) trait StoreHost {
 /// call looks the store up (no borrow of it outlives the call, so the cache's flushes can
 /// be forwarded downstream — where processors may use the same store — before the call
 /// returns).
-struct Access<'a, K, V> {
+pub(super) struct Access<'a, K, V> {
     host: &'a mut dyn StoreHost,
     name: &'a str,
     key: SharedSerde<K>,
@@ -315,12 +318,12 @@ fn not_open(name: &str) -> StreamsError {
     StreamsError::IllegalState(format!("store `{name}` is not open in this task"))
 }
 
-fn wrong_kind(store: &str, kind: &str) -> StreamsError {
+pub(super) fn wrong_kind(store: &str, kind: &str) -> StreamsError {
     StreamsError::IllegalState(format!("store `{store}` is not a {kind}"))
 }
 
 impl<'a, K, V> Access<'a, K, V> {
-    fn new(
+    pub(super) fn new(
         host: &'a mut dyn StoreHost,
         name: &'a str,
         (key, value): SerdePair<K, V>,
@@ -339,7 +342,7 @@ impl<'a, K, V> Access<'a, K, V> {
     }
 
     /// The store and a codec, to read.
-    fn read(&self) -> Result<(&TaskStore, Codec<'_, K, V>)> {
+    pub(super) fn read(&self) -> Result<(&TaskStore, Codec<'_, K, V>)> {
         let open = self
             .host
             .store(self.name)
@@ -354,7 +357,7 @@ impl<'a, K, V> Access<'a, K, V> {
     }
 
     /// The store and a codec, to write; call [`Access::written`] after the write.
-    fn write(&mut self) -> Result<(&mut TaskStore, Codec<'_, K, V>)> {
+    pub(super) fn write(&mut self) -> Result<(&mut TaskStore, Codec<'_, K, V>)> {
         let open = self
             .host
             .store_mut(self.name)

@@ -2,10 +2,12 @@
 //! opens it (`open`), and the typed handles processors use (`handles`), with serdes
 //! applied at this outer layer as Kafka's metered stores do.
 
+mod buffer;
 mod builder;
 mod handles;
 mod open;
 
+pub use buffer::{BufferedRecord, TimeOrderedBufferHandle};
 pub use builder::{StoreBuilder, StoreKind};
 pub use handles::{
     KeyValueStoreHandle, SessionStoreHandle, StoreIter, ValueAndTimestamp, Window,

@@ -8,10 +8,11 @@ use state_store::{
     CacheFlushEntry, CachingKeyValueStore, CachingSessionStore, CachingWindowStore,
     ChangeLoggingKeyValueStore, ChangeLoggingSessionStore, ChangeLoggingWindowStore,
     ChangelogRecord, ChangelogSink, InMemoryKeyValueStore, InMemorySessionStore,
-    InMemoryWindowStore, KeyValueStore, Metered, RecordTimestamp, Restorable, RocksDbKeyValueStore,
-    RocksDbResources, RocksDbSessionStore, RocksDbWindowStore, SessionCacheFlushEntry,
-    SessionStore, SessionStoreOptions, StateStore, StoreError, StoreMetrics, TaskDirectory,
-    ThreadCache, WindowCacheFlushEntry, WindowStore, WindowStoreOptions,
+    InMemoryTimeOrderedKeyValueBuffer, InMemoryWindowStore, KeyValueStore, Metered,
+    RecordTimestamp, Restorable, RocksDbKeyValueStore, RocksDbResources, RocksDbSessionStore,
+    RocksDbWindowStore, SessionCacheFlushEntry, SessionStore, SessionStoreOptions, StateStore,
+    StoreError, StoreMetrics, TaskDirectory, ThreadCache, WindowCacheFlushEntry, WindowStore,
+    WindowStoreOptions,
 };
 
 use super::builder::{StoreBuilder, StoreKind};
@@ -37,6 +38,8 @@ pub(crate) enum TaskStore {
     Window(Box<dyn TaskWindowStore>),
     /// Session stores.
     Session(Box<dyn TaskSessionStore>),
+    /// Suppression buffers.
+    Buffer(Box<InMemoryTimeOrderedKeyValueBuffer>),
 }
 
 impl TaskStore {
@@ -46,6 +49,7 @@ impl TaskStore {
             TaskStore::KeyValue(s) => s.as_mut(),
             TaskStore::Window(s) => s.as_mut(),
             TaskStore::Session(s) => s.as_mut(),
+            TaskStore::Buffer(s) => s.as_mut(),
         }
     }
 
@@ -55,6 +59,7 @@ impl TaskStore {
             TaskStore::KeyValue(s) => s.as_mut(),
             TaskStore::Window(s) => s.as_mut(),
             TaskStore::Session(s) => s.as_mut(),
+            TaskStore::Buffer(s) => s.as_mut(),
         }
     }
 }
@@ -328,8 +333,12 @@ pub(crate) fn open_store(
             };
             TaskStore::Session(Box::new(Metered::new(cached, env.metrics.clone())))
         }
+        StoreKind::TimeOrderedBuffer => TaskStore::Buffer(Box::new(
+            InMemoryTimeOrderedKeyValueBuffer::new(name, changelog),
+        )),
     };
     let cache = match (&store, &batch, spec.kind()) {
+        (TaskStore::Buffer(_), _, _) => None,
         (
             TaskStore::Window(_),
             Some(_),
@@ -451,6 +460,46 @@ mod tests {
         assert!(stores[0].cache.as_ref().unwrap().lock().is_empty());
         drop(stores);
         assert_eq!(cache.size_bytes(), 0);
+    }
+
+    /// The suppression buffer kind opens as state-store's buffer: in memory whatever is
+    /// asked, never cached, logged to the given sink at flush with Kafka's `v` header.
+    #[test]
+    fn a_time_ordered_buffer_opens_uncached_in_memory_and_logged() {
+        let spec = StoreBuilder::time_ordered_buffer("buf")
+            .persistent()
+            .with_caching(true);
+        assert!(!spec.is_persistent() && !spec.is_caching());
+        let env = StoreEnv {
+            dir: None,
+            rocksdb: None,
+            cache: ThreadCache::new(1 << 20),
+            metrics: Arc::new(StoreMetrics::new()),
+            application_id: "app",
+        };
+        let changelog = InMemoryChangelog::new();
+        let mut open = open_store(&spec, &env, Some(Box::new(changelog.clone()))).unwrap();
+        assert!(open.cache.is_none());
+        let TaskStore::Buffer(buffer) = &mut open.store else {
+            panic!("not a buffer");
+        };
+        let context = state_store::BufferRecordContext {
+            timestamp: 5,
+            offset: 0,
+            topic: "in".into(),
+            partition: 0,
+            headers: Vec::new(),
+        };
+        buffer
+            .put(10, b"k", Some(b"v".to_vec()), None, context)
+            .unwrap();
+        assert!(changelog.records().unwrap().is_empty());
+        open.store.state().flush_cache().unwrap();
+        let records = changelog.records().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].timestamp, 5);
+        open.store.restorable().restore_batch(&records).unwrap();
+        assert_eq!(open.serde_topic, "app-buf-changelog");
     }
 
     #[test]
