@@ -28,8 +28,8 @@ use streams_core::{
     TopologyError, TopologyTestDriver, changelog_topic,
 };
 use streams_dsl::{
-    BufferConfig, Consumed, Grouped, Materialized, Produced, SessionWindows, StreamsBuilder,
-    Suppressed, TimeWindows, Windowed,
+    BufferConfig, Consumed, Grouped, Materialized, Produced, SessionWindows, SlidingWindows,
+    StreamsBuilder, Suppressed, TimeWindows, Windowed,
 };
 
 fn ms(n: u64) -> Duration {
@@ -555,4 +555,58 @@ fn the_buffer_changelog_is_kafkas_format() {
     assert_eq!(&tail[16..20], &8i32.to_be_bytes());
     assert_eq!(&tail[20..28], &1i64.to_be_bytes());
     assert_eq!(&tail[28..], &0i64.to_be_bytes());
+}
+
+/// Sliding windows close `grace` after their (inclusive) end, as
+/// `GraphGraceSearchUtil` finds it for `KStreamSlidingWindowAggregate`: final results of a
+/// sliding count arrive once stream time reaches window end + grace, one per window.
+#[test]
+fn sliding_windows_are_suppressed_until_they_close() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .windowed_by(SlidingWindows::of_time_difference_and_grace(ms(10), ms(5)).unwrap())
+        .count(counts(false))
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .to(
+            "final",
+            Produced::with(
+                TimeWindowedSerde::new(StringSerde, ms(10)),
+                Nullable(I64Serde),
+            ),
+        );
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+    let topic = driver
+        .create_input_topic("in", StringSerde, StringSerde)
+        .unwrap();
+    // The records of "a" at 10 and 15 define the windows [0,10] (holding 10), [5,15]
+    // (10 and 15) and [11,21] (15), as Kafka's sliding-window algorithm creates them.
+    for ts in [10, 15] {
+        topic
+            .pipe_input_with_timestamp("a".into(), "v".into(), ts)
+            .unwrap();
+    }
+    let out = driver.create_output_topic(
+        "final",
+        TimeWindowedSerde::new(StringSerde, ms(10)),
+        Nullable(I64Serde),
+    );
+    let read = || -> Vec<(i64, i64, Option<i64>)> {
+        out.read_records_to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key.window.start, r.key.window.end, r.value))
+            .collect()
+    };
+    // Stream time 15 closes [0,10] (end 10 + grace 5), nothing else.
+    assert_eq!(read(), vec![(0, 10, Some(1))]);
+    // Stream time 30 closes the others.
+    topic
+        .pipe_input_with_timestamp("b".into(), "v".into(), 30)
+        .unwrap();
+    let got = read();
+    assert_eq!(got, vec![(5, 15, Some(2)), (11, 21, Some(1))]);
 }
