@@ -416,9 +416,11 @@ fn java_hash_order(t: &Topology, members: &[usize]) -> Vec<usize> {
 #[derive(Default)]
 struct JavaTreeSet {
     root: Option<usize>,
-    /// (value, left, right, parent, red)
-    nodes: Vec<(usize, Option<usize>, Option<usize>, Option<usize>, bool)>,
+    nodes: Vec<TreeNode>,
 }
+
+/// A red-black tree node: (value, left, right, parent, red).
+type TreeNode = (usize, Option<usize>, Option<usize>, Option<usize>, bool);
 
 impl JavaTreeSet {
     fn insert(&mut self, value: usize, cmp: impl Fn(usize, usize) -> std::cmp::Ordering) {
