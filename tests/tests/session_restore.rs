@@ -9,21 +9,17 @@
 //! directly from every click (Kafka's session rule: records of a key at most `gap` apart
 //! belong to one session).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use broker_embedded::{
-    decode_fetched, partition_for_key, Broker, BrokerConfig, IsolationLevel, NewTopic,
-    ProduceRecord,
-};
-use streams_core::{
-    EmbeddedCluster, I64Serde, Nullable, Serde, SessionWindowedSerde, StreamsApp, StreamsConfig,
-    StreamsState, StringSerde,
-};
+use broker_embedded::Broker;
+use common::{produce_keyed, read_topic, timed, topic_configs, wait_for, Env, XorShift};
+use streams_core::{I64Serde, Nullable, Serde, SessionWindowedSerde, StreamsApp, StringSerde};
 use streams_dsl::{Consumed, Grouped, Materialized, Produced, SessionWindows, StreamsBuilder};
 
-const WAIT: Duration = Duration::from_secs(90);
 const APP: &str = "session-app";
 const INPUT: &str = "visits";
 const OUTPUT: &str = "visits-per-session";
@@ -56,58 +52,30 @@ fn topology() -> streams_core::Topology {
 }
 
 fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
-    let config = StreamsConfig::new(APP)
-        .state_dir(state_dir)
-        .num_stream_threads(2)
-        .commit_interval(Duration::from_millis(100));
-    let mut app =
-        StreamsApp::new(topology(), config, EmbeddedCluster::new(broker.clone())).unwrap();
-    app.start().unwrap();
-    assert!(
-        app.wait_for_state(StreamsState::Running, WAIT),
-        "{:?}",
-        app.errors()
-    );
-    app
+    let config = common::config(APP, state_dir).num_stream_threads(2);
+    common::start_running(topology(), config, broker)
 }
 
 fn produce(broker: &Broker, visits: &[(String, i64)]) {
-    for (key, ts) in visits {
-        let p = i32::try_from(partition_for_key(key.as_bytes(), PARTITIONS).unwrap()).unwrap();
-        let record =
-            ProduceRecord::new(key.clone().into_bytes(), b"visit".to_vec()).with_timestamp(*ts);
-        broker.produce(INPUT, p, &[record]).unwrap();
-    }
+    let records: Vec<_> = visits
+        .iter()
+        .map(|(k, ts)| timed(k, "visit", *ts))
+        .collect();
+    produce_keyed(broker, INPUT, PARTITIONS, &records);
 }
 
 /// Live sessions on the output topic: the latest update per (key, start, end), without
 /// the ones whose latest update is a tombstone.
 fn live(broker: &Broker) -> BTreeMap<(String, i64, i64), i64> {
     let serde = SessionWindowedSerde::new(StringSerde);
-    let mut latest: BTreeMap<(String, i64, i64), Option<i64>> = BTreeMap::new();
-    for p in 0..PARTITIONS as i32 {
-        let mut offset = 0;
-        loop {
-            let data = broker
-                .read_partition(OUTPUT, p, offset, 4 << 20, IsolationLevel::ReadCommitted)
-                .unwrap();
-            let records = decode_fetched(OUTPUT, &data.records, offset).unwrap();
-            let Some(last) = records.last() else { break };
-            offset = last.offset + 1;
-            for r in records {
-                let key = serde.deserialize(OUTPUT, r.key.as_deref()).unwrap();
-                let value = r
-                    .value
-                    .as_deref()
-                    .map(|v| i64::from_be_bytes(v.try_into().unwrap()));
-                latest.insert((key.key, key.window.start, key.window.end), value);
-            }
-        }
-    }
-    latest
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect()
+    common::latest_by_key(&read_topic(broker, OUTPUT), |r| {
+        let key = serde.deserialize(OUTPUT, r.key.as_deref()).unwrap();
+        let value = r.value.as_deref().map(common::be_i64);
+        ((key.key, key.window.start, key.window.end), value)
+    })
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect()
 }
 
 /// Sessions computed directly: per key, timestamps sorted; a new session starts after a
@@ -135,22 +103,12 @@ fn expected(visits: &[(String, i64)]) -> BTreeMap<(String, i64, i64), i64> {
     out
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Visits of 12 users at pseudo-random times in the first 40 minutes (seeded; printed).
 fn visits(seed: u64, n: usize) -> Vec<(String, i64)> {
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ seed;
+    let mut rng = XorShift::new(seed);
     (0..n)
         .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             (
                 format!("user-{:02}", x % 12),
                 ((x >> 8) % (40 * MINUTE as u64)) as i64,
@@ -166,32 +124,20 @@ fn session_counts_are_restored_from_the_changelog_after_a_restart() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_261_202_u64);
     eprintln!("SESSION_SEED={seed}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = BrokerConfig::new(dir.path().join("broker"));
-    c.group_initial_rebalance_delay = Duration::ZERO;
-    let broker = Broker::open(c).unwrap();
-    for t in [INPUT, OUTPUT] {
-        broker.create_topic(NewTopic::new(t, PARTITIONS)).unwrap();
-    }
-    let state = dir.path().join("state");
+    let env = Env::new(&[(INPUT, PARTITIONS), (OUTPUT, PARTITIONS)]);
+    let broker = &env.broker;
+    let state = env.state_dir();
 
     // 60 visits per run over 12 users and 40 minutes: sessions of a few visits each, some
     // of the first run's separated by less than two gaps, so that the second run's visits
     // bridge and merge them.
     let first = visits(seed, 60);
-    let mut app = start(&broker, &state);
-    produce(&broker, &first);
-    wait_for("the first sessions", || live(&broker) == expected(&first));
+    let mut app = start(broker, &state);
+    produce(broker, &first);
+    wait_for("the first sessions", || live(broker) == expected(&first));
     app.close();
 
-    let changelog = broker
-        .describe_topic(&format!("{APP}-{STORE}-changelog"))
-        .unwrap();
-    let config: BTreeMap<_, _> = changelog
-        .configs
-        .iter()
-        .map(|e| (e.name.as_str(), e.value.as_str()))
-        .collect();
+    let config = topic_configs(broker, &format!("{APP}-{STORE}-changelog"));
     assert_eq!(config["cleanup.policy"], "compact,delete");
     assert_eq!(
         config["retention.ms"],
@@ -201,9 +147,9 @@ fn session_counts_are_restored_from_the_changelog_after_a_restart() {
     // Lose the local state: the sessions come back from the changelog and the second
     // run's visits merge with them.
     std::fs::remove_dir_all(&state).unwrap();
-    let mut app = start(&broker, &state);
+    let mut app = start(broker, &state);
     let second = visits(seed.wrapping_add(1), 60);
-    produce(&broker, &second);
+    produce(broker, &second);
     let all: Vec<_> = first.iter().chain(&second).cloned().collect();
     let want = expected(&all);
     // The case this test exists for: some session of the end result spans visits of both
@@ -217,7 +163,7 @@ fn session_counts_are_restored_from_the_changelog_after_a_restart() {
             >= 2),
         "no second-run visit merges two first-run sessions; pick another seed"
     );
-    wait_for("the sessions over both runs", || live(&broker) == want);
+    wait_for("the sessions over both runs", || live(broker) == want);
     assert_eq!(app.dropped_records(), 0);
     app.close();
     assert!(app.errors().is_empty(), "{:?}", app.errors());

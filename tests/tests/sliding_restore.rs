@@ -9,22 +9,21 @@
 //! the restart in the committed offsets' metadata, so the windows emitted before it are
 //! not emitted again (their store keeps them for an hour, so they would be).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use broker_embedded::{
-    decode_fetched, partition_for_key, Broker, BrokerConfig, IsolationLevel, NewTopic,
-    ProduceRecord,
+use broker_embedded::Broker;
+use common::{
+    partition_of, produce_keyed, read_topic, timed, topic_configs, wait_for, Env, XorShift,
 };
-use streams_core::{
-    EmbeddedCluster, Serde, StreamsApp, StreamsConfig, StreamsState, StringSerde, TimeWindowedSerde,
-};
+use streams_core::{Serde, StreamsApp, StringSerde, TimeWindowedSerde};
 use streams_dsl::{
     Consumed, EmitStrategy, Grouped, Materialized, Produced, SlidingWindows, StreamsBuilder,
 };
 
-const WAIT: Duration = Duration::from_secs(90);
 const APP: &str = "sliding-app";
 const INPUT: &str = "clicks";
 const UPDATES: &str = "sliding-updates";
@@ -64,56 +63,35 @@ fn topology() -> streams_core::Topology {
 }
 
 fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
-    let config = StreamsConfig::new(APP)
-        .state_dir(state_dir)
+    let config = common::config(APP, state_dir)
         .num_stream_threads(2)
-        .commit_interval(Duration::from_millis(100))
         // Look for closed windows after every record (the default waits a second of wall
         // clock between looks, which only delays the emits).
         .emit_interval_windowed_aggregation(Duration::ZERO);
-    let mut app =
-        StreamsApp::new(topology(), config, EmbeddedCluster::new(broker.clone())).unwrap();
-    app.start().unwrap();
-    assert!(
-        app.wait_for_state(StreamsState::Running, WAIT),
-        "{:?}",
-        app.errors()
-    );
-    app
+    common::start_running(topology(), config, broker)
 }
 
 /// Produces `(key, timestamp)` clicks, each to the partition Java's partitioner picks.
 fn produce(broker: &Broker, clicks: &[(String, i64)]) {
-    for (key, ts) in clicks {
-        let p = i32::try_from(partition_for_key(key.as_bytes(), PARTITIONS).unwrap()).unwrap();
-        let record =
-            ProduceRecord::new(key.clone().into_bytes(), b"click".to_vec()).with_timestamp(*ts);
-        broker.produce(INPUT, p, &[record]).unwrap();
-    }
+    let records: Vec<_> = clicks
+        .iter()
+        .map(|(k, ts)| timed(k, "click", *ts))
+        .collect();
+    produce_keyed(broker, INPUT, PARTITIONS, &records);
 }
 
 /// Every (key, window start, count) on `topic`, in partition and offset order.
 fn read(broker: &Broker, topic: &str) -> Vec<(String, i64, i64)> {
     let serde = TimeWindowedSerde::new(StringSerde, Duration::from_millis(TD as u64));
-    let mut out = Vec::new();
-    for p in 0..PARTITIONS as i32 {
-        let mut offset = 0;
-        loop {
-            let data = broker
-                .read_partition(topic, p, offset, 4 << 20, IsolationLevel::ReadCommitted)
-                .unwrap();
-            let records = decode_fetched(topic, &data.records, offset).unwrap();
-            let Some(last) = records.last() else { break };
-            offset = last.offset + 1;
-            for r in records {
-                let key = serde.deserialize(topic, r.key.as_deref()).unwrap();
-                let value: [u8; 8] = r.value.as_deref().unwrap().try_into().unwrap();
-                assert_eq!(key.window.end - key.window.start, TD);
-                out.push((key.key, key.window.start, i64::from_be_bytes(value)));
-            }
-        }
-    }
-    out
+    read_topic(broker, topic)
+        .iter()
+        .map(|r| {
+            let key = serde.deserialize(topic, r.key.as_deref()).unwrap();
+            assert_eq!(key.window.end - key.window.start, TD);
+            let count = common::be_i64(r.value.as_deref().unwrap());
+            (key.key, key.window.start, count)
+        })
+        .collect()
 }
 
 /// The latest count per (key, window start).
@@ -150,26 +128,16 @@ fn definition(clicks: &[(String, i64)]) -> BTreeMap<(String, i64), i64> {
         .collect()
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 const USERS: u64 = 6;
 
 /// Clicks of 6 users in `[from, from + 4 minutes)`, in random order, then one click of
 /// every user at `from + 20 minutes`, which moves every partition's stream time far enough
 /// (close time = 20 − 5 grace = 15 minutes past `from`) to close all the earlier windows.
 fn phase(round: u64, n: usize, from: i64) -> Vec<(String, i64)> {
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ round;
+    let mut rng = XorShift::new(round);
     let mut out: Vec<(String, i64)> = (0..n)
         .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             (
                 format!("user-{}", x % USERS),
                 from + ((x >> 8) % (4 * MINUTE as u64)) as i64,
@@ -186,7 +154,7 @@ fn closed(
     windows: &BTreeMap<(String, i64), i64>,
     clicks: &[(String, i64)],
 ) -> BTreeMap<(String, i64), i64> {
-    let partition = |k: &str| partition_for_key(k.as_bytes(), PARTITIONS).unwrap();
+    let partition = |k: &str| partition_of(k.as_bytes(), PARTITIONS);
     let mut stream_time = BTreeMap::new();
     for (k, ts) in clicks {
         let t = stream_time.entry(partition(k)).or_insert(*ts);
@@ -213,26 +181,23 @@ fn once(records: &[(String, i64, i64)]) -> BTreeMap<(String, i64), i64> {
 
 #[test]
 fn sliding_counts_and_final_results_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = BrokerConfig::new(dir.path().join("broker"));
-    c.group_initial_rebalance_delay = Duration::ZERO;
-    let broker = Broker::open(c).unwrap();
-    for topic in [INPUT, UPDATES, FINALS] {
-        broker
-            .create_topic(NewTopic::new(topic, PARTITIONS))
-            .unwrap();
-    }
-    let state = dir.path().join("state");
+    let env = Env::new(&[
+        (INPUT, PARTITIONS),
+        (UPDATES, PARTITIONS),
+        (FINALS, PARTITIONS),
+    ]);
+    let broker = &env.broker;
+    let state = env.state_dir();
 
     let first = phase(1, 200, 0);
-    let mut app = start(&broker, &state);
-    produce(&broker, &first);
+    let mut app = start(broker, &state);
+    produce(broker, &first);
     let windows = definition(&first);
     wait_for("the first updates", || {
-        latest(&read(&broker, UPDATES)) == windows
+        latest(&read(broker, UPDATES)) == windows
     });
     wait_for("the first final results", || {
-        once(&read(&broker, FINALS)) == closed(&windows, &first)
+        once(&read(broker, FINALS)) == closed(&windows, &first)
     });
     assert_eq!(app.dropped_records(), 0);
     app.close();
@@ -260,14 +225,7 @@ fn sliding_counts_and_final_results_survive_a_restart() {
 
     // The sliding store's changelog, as Kafka creates it: retention 2 × 1 min + 5 min grace
     // plus a day.
-    let changelog = broker
-        .describe_topic(&format!("{APP}-updates-store-changelog"))
-        .unwrap();
-    let config: BTreeMap<_, _> = changelog
-        .configs
-        .iter()
-        .map(|e| (e.name.as_str(), e.value.as_str()))
-        .collect();
+    let config = topic_configs(broker, &format!("{APP}-updates-store-changelog"));
     assert_eq!(config["cleanup.policy"], "compact,delete");
     assert_eq!(
         config["retention.ms"],
@@ -276,18 +234,18 @@ fn sliding_counts_and_final_results_survive_a_restart() {
 
     // Lose the local state: both stores come back from their changelogs.
     std::fs::remove_dir_all(&state).unwrap();
-    let mut app = start(&broker, &state);
+    let mut app = start(broker, &state);
     let second = phase(2, 200, 20 * MINUTE);
-    produce(&broker, &second);
+    produce(broker, &second);
     let all: Vec<_> = first.iter().chain(&second).cloned().collect();
     let windows = definition(&all);
     wait_for("the updates over both runs", || {
-        latest(&read(&broker, UPDATES)) == windows
+        latest(&read(broker, UPDATES)) == windows
     });
     let expected = closed(&windows, &all);
     assert!(expected.len() > closed(&definition(&first), &first).len());
     wait_for("the final results over both runs", || {
-        once(&read(&broker, FINALS)) == expected
+        once(&read(broker, FINALS)) == expected
     });
     assert_eq!(app.dropped_records(), 0);
     app.close();
