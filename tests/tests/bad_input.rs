@@ -8,109 +8,33 @@
 //! Deterministic inputs, no randomness; every wait is bounded by [`WAIT`]; the broker binds
 //! no port (in-process); temporary directories are removed when each test ends.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use broker_embedded::record::{Header, Record as RawRecord};
-use broker_embedded::{
-    decode_fetched, Broker, BrokerConfig, BrokerError, IsolationLevel, NewTopic, ProduceRecord,
-    TopicPartition,
-};
+use broker_embedded::{BrokerError, NewTopic, ProduceRecord};
+use common::{text, Env, Patience};
 use streams_core::{
-    ClusterErrorKind, EmbeddedCluster, I64Serde, Nullable, Processor, ProcessorContext, Record,
-    Sink, Source, StreamsApp, StreamsConfig, StreamsError, StreamsState, StringSerde, TaskId,
-    Topology, UncaughtErrorPolicy,
+    ClusterErrorKind, I64Serde, Nullable, Processor, ProcessorContext, Record, Sink, Source,
+    StreamsApp, StreamsConfig, StreamsError, StreamsState, StringSerde, TaskId, Topology,
+    UncaughtErrorPolicy,
 };
 use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
 
 /// Bound of every wait.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A broker in a temporary directory (removed on drop).
-struct Env {
-    dir: tempfile::TempDir,
-    broker: Broker,
-}
-
-impl Env {
-    fn new(topics: &[(&str, u32)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = BrokerConfig::new(dir.path().join("broker"));
-        c.group_initial_rebalance_delay = Duration::ZERO;
-        let broker = Broker::open(c).unwrap();
-        for (t, p) in topics {
-            broker.create_topic(NewTopic::new(*t, *p)).unwrap();
-        }
-        Env { dir, broker }
-    }
-
-    fn config(&self, app: &str) -> StreamsConfig {
-        StreamsConfig::new(app)
-            .state_dir(self.dir.path().join("state"))
-            .commit_interval(Duration::from_millis(50))
-            .max_poll_interval(Duration::from_secs(10))
-    }
-
-    fn start(&self, topology: Topology, config: StreamsConfig) -> StreamsApp {
-        let mut app =
-            StreamsApp::new(topology, config, EmbeddedCluster::new(self.broker.clone())).unwrap();
-        app.start().unwrap();
-        app
-    }
-
-    fn produce(&self, topic: &str, partition: i32, records: &[ProduceRecord]) {
-        self.broker.produce(topic, partition, records).unwrap();
-    }
-
-    /// Every record of a partition, in offset order.
-    fn read(&self, topic: &str, partition: i32) -> Vec<RawRecord> {
-        let end = self.end(topic, partition);
-        let mut out = Vec::new();
-        let mut next = 0;
-        while next < end {
-            let data = self
-                .broker
-                .read_partition(
-                    topic,
-                    partition,
-                    next,
-                    1 << 20,
-                    IsolationLevel::ReadCommitted,
-                )
-                .unwrap();
-            let records = decode_fetched(topic, &data.records, next).unwrap();
-            next = records.last().map_or(end, |r| r.offset + 1);
-            out.extend(records);
-        }
-        out
-    }
-
-    /// Every record of every partition of `topic`.
-    fn read_all(&self, topic: &str) -> Vec<RawRecord> {
-        let n = self.broker.partition_count(topic).unwrap() as i32;
-        (0..n).flat_map(|p| self.read(topic, p)).collect()
-    }
-
-    fn end(&self, topic: &str, partition: i32) -> i64 {
-        self.broker
-            .partition_offsets(topic, partition)
-            .unwrap()
-            .high_watermark
-    }
-
-    fn committed(&self, app: &str, topic: &str, partition: i32) -> Option<i64> {
-        self.broker
-            .committed_offset(app, &TopicPartition::new(topic, partition))
-            .map(|o| o.offset)
-    }
-}
-
-fn text(b: &Option<bytes::Bytes>) -> Option<String> {
-    b.as_ref()
-        .map(|b| String::from_utf8(b.to_vec()).expect("output is UTF-8"))
+/// The config of the applications of these tests: state in the [`Env`]'s directory, a
+/// commit every 50 ms, a poll at least every 10 s.
+fn config(env: &Env, app: &str) -> StreamsConfig {
+    common::config(app, &env.state_dir())
+        .commit_interval(Duration::from_millis(50))
+        .max_poll_interval(Duration::from_secs(10))
 }
 
 /// Key and value of each record as text (nulls as `None`).
@@ -121,21 +45,12 @@ fn key_values(records: &[RawRecord]) -> Vec<(Option<String>, Option<String>)> {
         .collect()
 }
 
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(what: &str, check: impl FnMut() -> bool) {
+    Patience::new(WAIT, Duration::from_millis(10)).wait_for(what, check);
 }
 
 fn wait_running(app: &StreamsApp) {
-    assert!(
-        app.wait_for_state(StreamsState::Running, WAIT),
-        "not running: {:?} {:?}",
-        app.state(),
-        app.errors()
-    );
+    common::wait_running(app, WAIT);
 }
 
 fn wait_caught_up(app: &StreamsApp) {
@@ -196,7 +111,7 @@ fn invalid_utf8_follows_the_deserialization_handler() {
         let recs: Vec<ProduceRecord> = (0..5).map(|i| good(p, i)).collect();
         env.produce("utf-in", p, &recs);
     }
-    let mut app = env.start(upper_topology("utf-in", "utf-out"), env.config(app_id));
+    let mut app = env.start(upper_topology("utf-in", "utf-out"), config(&env, app_id));
     wait_running(&app);
     wait_caught_up(&app);
     assert_eq!(app.dropped_records(), 0);
@@ -260,7 +175,7 @@ fn invalid_utf8_follows_the_deserialization_handler() {
     assert_eq!(env.read_all("utf-out").len(), 10);
 
     // A restart with `fail` stops at the same record again: it is never skipped silently.
-    let mut again = env.start(upper_topology("utf-in", "utf-out"), env.config(app_id));
+    let mut again = env.start(upper_topology("utf-in", "utf-out"), config(&env, app_id));
     wait_error(&again);
     assert!(matches!(
         &*again.thread_errors()[0],
@@ -404,7 +319,7 @@ fn tombstones_pass_stateless_operations_and_aggregations_skip_them() {
             .collect();
         env.produce("tomb-in", p, &recs);
     }
-    let config = env.config("tomb").cache_max_bytes(0);
+    let config = config(&env, "tomb").cache_max_bytes(0);
     let mut app = env.start(builder.build().unwrap(), config);
     wait_running(&app);
     wait_caught_up(&app);
@@ -505,7 +420,7 @@ fn null_keys_on_the_repartition_path_are_dropped_counted_and_nothing_else_is_los
         };
         env.produce("nk-raw", p, &[rec]);
     }
-    let config = env.config("nk").cache_max_bytes(0);
+    let config = config(&env, "nk").cache_max_bytes(0);
     let mut app = env.start(builder.build().unwrap(), config);
     wait_running(&app);
     wait_caught_up(&app);
@@ -564,7 +479,7 @@ fn a_record_too_large_for_the_output_topic_fails_with_a_typed_error_and_nothing_
     let app_id = "big";
     let recs: Vec<ProduceRecord> = (0..300).map(|i| good(0, i)).collect();
     env.produce("big-in", 0, &recs);
-    let mut app = env.start(upper_topology("big-in", "big-out"), env.config(app_id));
+    let mut app = env.start(upper_topology("big-in", "big-out"), config(&env, app_id));
     wait_running(&app);
     wait_caught_up(&app);
     let out = key_values(&env.read("big-out", 0));
@@ -596,7 +511,7 @@ fn a_record_too_large_for_the_output_topic_fails_with_a_typed_error_and_nothing_
     assert_eq!(env.read("big-out", 0).len(), 300);
 
     // Not skipped on restart either.
-    let mut again = env.start(upper_topology("big-in", "big-out"), env.config(app_id));
+    let mut again = env.start(upper_topology("big-in", "big-out"), config(&env, app_id));
     wait_error(&again);
     assert_eq!(
         again.thread_errors()[0].cluster_kind(),
@@ -707,8 +622,7 @@ fn two_threads_until_the_error(policy: UncaughtErrorPolicy) -> (Env, StreamsApp,
         ("work-out", WORK_PARTITIONS as u32),
     ]);
     let tripped = Arc::new(AtomicBool::new(false));
-    let config = env
-        .config("work")
+    let config = config(&env, "work")
         .num_stream_threads(2)
         .uncaught_error_policy(policy);
     let app = env.start(fragile_topology(&tripped), config);
@@ -753,7 +667,7 @@ fn processing_error_with_shutdown_client_stops_the_app_and_a_restart_loses_nothi
         (20..=boom_offset).contains(&committed),
         "committed {committed} must not pass the failed record at {boom_offset}"
     );
-    let config = env.config("work").num_stream_threads(2);
+    let config = config(&env, "work").num_stream_threads(2);
     let mut again = env.start(fragile_topology(&tripped), config);
     wait_running(&again);
     wait_caught_up(&again);

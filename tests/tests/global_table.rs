@@ -7,20 +7,20 @@
 //! restart (from the checkpoint, and from the topic alone once the local state is lost),
 //! and no changelog topic is created for it (the topic is its changelog).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use broker_embedded::{
-    decode_fetched, Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord,
-};
+use broker_embedded::Broker;
+use common::{record, Env, Patience, WAIT};
 use streams_core::{
     EmbeddedCluster, Processor, ProcessorContext, Record, Result, StreamsApp, StreamsConfig,
     StreamsState, StringSerde,
 };
 use streams_dsl::{Consumed, Materialized, Produced, StreamsBuilder};
 
-const WAIT: Duration = Duration::from_secs(90);
 const APP: &str = "global-app";
 const COUNTRIES: &str = "countries";
 const ORDERS: &str = "orders";
@@ -66,27 +66,8 @@ fn topology() -> streams_core::Topology {
 }
 
 fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
-    let config = StreamsConfig::new(APP)
-        .state_dir(state_dir)
-        .num_stream_threads(2)
-        .commit_interval(Duration::from_millis(100));
-    let mut app =
-        StreamsApp::new(topology(), config, EmbeddedCluster::new(broker.clone())).unwrap();
-    app.start().unwrap();
-    assert!(
-        app.wait_for_state(StreamsState::Running, WAIT),
-        "{:?}",
-        app.errors()
-    );
-    app
-}
-
-fn record(key: &str, value: Option<&str>) -> ProduceRecord {
-    ProduceRecord {
-        key: Some(key.as_bytes().to_vec().into()),
-        value: value.map(|v| v.as_bytes().to_vec().into()),
-        ..ProduceRecord::default()
-    }
+    let config = common::config(APP, state_dir).num_stream_threads(2);
+    common::start_running(topology(), config, broker)
 }
 
 /// Country updates, each key to a partition of its own choosing (`i % 3`), so that the
@@ -116,18 +97,14 @@ fn read_output(broker: &Broker, from: &mut BTreeMap<i32, i64>) -> Vec<(String, S
     let mut out = Vec::new();
     for p in 0..ORDER_PARTITIONS as i32 {
         let offset = from.entry(p).or_insert(0);
-        loop {
-            let data = broker
-                .read_partition(OUTPUT, p, *offset, 4 << 20, IsolationLevel::ReadCommitted)
-                .unwrap();
-            let records = decode_fetched(OUTPUT, &data.records, *offset).unwrap();
-            let Some(last) = records.last() else { break };
+        let records = common::read_partition(broker, OUTPUT, p, *offset);
+        if let Some(last) = records.last() {
             *offset = last.offset + 1;
-            for r in records {
-                let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
-                let (lookup, task) = v.split_once('@').unwrap();
-                out.push((lookup.to_owned(), task.to_owned()));
-            }
+        }
+        for r in records {
+            let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+            let (lookup, task) = v.split_once('@').unwrap();
+            out.push((lookup.to_owned(), task.to_owned()));
         }
     }
     out
@@ -160,33 +137,26 @@ fn lookups(got: &[(String, String)]) -> BTreeMap<String, usize> {
 
 #[test]
 fn global_table_is_read_by_every_task_restored_and_kept_up_to_date() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = BrokerConfig::new(dir.path().join("broker"));
-    c.group_initial_rebalance_delay = Duration::ZERO;
-    let broker = Broker::open(c).unwrap();
-    broker
-        .create_topic(NewTopic::new(COUNTRIES, COUNTRY_PARTITIONS))
-        .unwrap();
-    broker
-        .create_topic(NewTopic::new(ORDERS, ORDER_PARTITIONS))
-        .unwrap();
-    broker
-        .create_topic(NewTopic::new(OUTPUT, ORDER_PARTITIONS))
-        .unwrap();
-    let state = dir.path().join("state");
+    let env = Env::new(&[
+        (COUNTRIES, COUNTRY_PARTITIONS),
+        (ORDERS, ORDER_PARTITIONS),
+        (OUTPUT, ORDER_PARTITIONS),
+    ]);
+    let broker = &env.broker;
+    let state = env.state_dir();
     let all: Vec<usize> = (0..12).collect();
     let initial: Vec<(usize, Option<&str>)> = all
         .iter()
         .map(|&i| (i, Some(["NO", "SE", "DK"][i % 3])))
         .collect();
-    produce_countries(&broker, &initial);
+    produce_countries(broker, &initial);
 
     // Restored before processing: every task of both threads finds every key at once.
-    let mut app = start(&broker, &state);
+    let mut app = start(broker, &state);
     assert_eq!(app.active_tasks().len(), ORDER_PARTITIONS as usize);
     let mut from = BTreeMap::new();
-    produce_orders(&broker, &all);
-    let got = wait_output(&broker, &mut from, all.len() * ORDER_PARTITIONS as usize);
+    produce_orders(broker, &all);
+    let got = wait_output(broker, &mut from, all.len() * ORDER_PARTITIONS as usize);
     let tasks: std::collections::BTreeSet<_> = got.iter().map(|(_, t)| t.clone()).collect();
     assert_eq!(tasks.len(), ORDER_PARTITIONS as usize, "{tasks:?}");
     let expected: BTreeMap<String, usize> = all
@@ -196,11 +166,11 @@ fn global_table_is_read_by_every_task_restored_and_kept_up_to_date() {
     assert_eq!(lookups(&got), expected);
 
     // Kept up to date while running: an update and a delete reach every task.
-    produce_countries(&broker, &[(0, Some("FI")), (1, None)]);
+    produce_countries(broker, &[(0, Some("FI")), (1, None)]);
     let deadline = Instant::now() + WAIT;
     loop {
-        produce_orders(&broker, &[0, 1]);
-        let got = wait_output(&broker, &mut from, 2 * ORDER_PARTITIONS as usize);
+        produce_orders(broker, &[0, 1]);
+        let got = wait_output(broker, &mut from, 2 * ORDER_PARTITIONS as usize);
         if lookups(&got) == BTreeMap::from([("c0=FI".to_owned(), 4), ("c1=missing".to_owned(), 4)])
         {
             break;
@@ -231,10 +201,10 @@ fn global_table_is_read_by_every_task_restored_and_kept_up_to_date() {
     }
 
     // Updates while stopped are restored from the checkpoint before processing resumes.
-    produce_countries(&broker, &[(2, Some("IS")), (3, None), (1, Some("EE"))]);
-    let mut app = start(&broker, &state);
-    produce_orders(&broker, &[1, 2, 3, 4]);
-    let got = wait_output(&broker, &mut from, 4 * ORDER_PARTITIONS as usize);
+    produce_countries(broker, &[(2, Some("IS")), (3, None), (1, Some("EE"))]);
+    let mut app = start(broker, &state);
+    produce_orders(broker, &[1, 2, 3, 4]);
+    let got = wait_output(broker, &mut from, 4 * ORDER_PARTITIONS as usize);
     let expected = BTreeMap::from([
         ("c1=EE".to_owned(), 4),
         ("c2=IS".to_owned(), 4),
@@ -246,9 +216,9 @@ fn global_table_is_read_by_every_task_restored_and_kept_up_to_date() {
 
     // Without local state, the store is rebuilt from the topic alone.
     std::fs::remove_dir_all(&state).unwrap();
-    let mut app = start(&broker, &state);
-    produce_orders(&broker, &[0, 1, 3, 5]);
-    let got = wait_output(&broker, &mut from, 4 * ORDER_PARTITIONS as usize);
+    let mut app = start(broker, &state);
+    produce_orders(broker, &[0, 1, 3, 5]);
+    let got = wait_output(broker, &mut from, 4 * ORDER_PARTITIONS as usize);
     let expected = BTreeMap::from([
         ("c0=FI".to_owned(), 4),
         ("c1=EE".to_owned(), 4),
@@ -264,15 +234,9 @@ fn global_table_is_read_by_every_task_restored_and_kept_up_to_date() {
 /// restore it), before any stream thread runs.
 #[test]
 fn a_missing_global_topic_fails_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(BrokerConfig::new(dir.path().join("broker"))).unwrap();
-    broker
-        .create_topic(NewTopic::new(ORDERS, ORDER_PARTITIONS))
-        .unwrap();
-    broker
-        .create_topic(NewTopic::new(OUTPUT, ORDER_PARTITIONS))
-        .unwrap();
-    let config = StreamsConfig::new(APP).state_dir(dir.path().join("state"));
+    let env = Env::new(&[(ORDERS, ORDER_PARTITIONS), (OUTPUT, ORDER_PARTITIONS)]);
+    let broker = &env.broker;
+    let config = StreamsConfig::new(APP).state_dir(env.state_dir());
     let mut app =
         StreamsApp::new(topology(), config, EmbeddedCluster::new(broker.clone())).unwrap();
     let err = app.start().unwrap_err().to_string();
@@ -285,41 +249,28 @@ fn a_missing_global_topic_fails_start() {
 /// (the checkpoint then holds every partition's end).
 #[test]
 fn a_global_only_topology_runs_the_global_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(BrokerConfig::new(dir.path().join("broker"))).unwrap();
-    broker
-        .create_topic(NewTopic::new(COUNTRIES, COUNTRY_PARTITIONS))
-        .unwrap();
-    produce_countries(&broker, &[(0, Some("NO")), (1, Some("SE"))]);
+    let env = Env::new(&[(COUNTRIES, COUNTRY_PARTITIONS)]);
+    let broker = &env.broker;
+    produce_countries(broker, &[(0, Some("NO")), (1, Some("SE"))]);
     let builder = StreamsBuilder::new();
     builder.global_table(
         COUNTRIES,
         Consumed::with(StringSerde, StringSerde),
         Materialized::as_store(STORE),
     );
-    let state = dir.path().join("state");
+    let state = env.state_dir();
     let config = StreamsConfig::new(APP)
         .state_dir(&state)
         .commit_interval(Duration::from_millis(50));
-    let mut app = StreamsApp::new(
-        builder.build().unwrap(),
-        config,
-        EmbeddedCluster::new(broker.clone()),
-    )
-    .unwrap();
-    app.start().unwrap();
+    let mut app = common::start_app(builder.build().unwrap(), config, broker);
     assert!(app.wait_for_state(StreamsState::Running, WAIT));
-    produce_countries(&broker, &[(2, Some("DK")), (5, Some("FI"))]);
+    produce_countries(broker, &[(2, Some("DK")), (5, Some("FI"))]);
     let checkpoint = state.join(APP).join("global").join(".checkpoint");
     let caught_up = |text: &str| text.contains(&format!("{COUNTRIES} 2 2"));
-    let deadline = Instant::now() + WAIT;
-    while !std::fs::read_to_string(&checkpoint).is_ok_and(|t| caught_up(&t)) {
-        assert!(
-            Instant::now() < deadline,
-            "the global thread never checkpointed the update"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    Patience::new(WAIT, Duration::from_millis(20))
+        .wait_for("the global thread to checkpoint the update", || {
+            std::fs::read_to_string(&checkpoint).is_ok_and(|t| caught_up(&t))
+        });
     app.close();
     assert_eq!(app.state(), StreamsState::NotRunning);
     assert!(app.errors().is_empty(), "{:?}", app.errors());

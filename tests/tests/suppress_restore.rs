@@ -10,26 +10,23 @@
 //! (at-least-once). A buffer that shuts down when full stops the application in ERROR
 //! with `StreamsError::SuppressionBufferFull`.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use broker_embedded::{
-    decode_fetched, record::Record, Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord,
+use broker_embedded::{record::Record, Broker, BrokerConfig, NewTopic, ProduceRecord};
+use common::{
+    counts_per_window, kill, open_broker, produce_keyed, spawn_child_test, timed, topic_configs,
+    wait_for, Env, WAIT,
 };
-use streams_core::{
-    EmbeddedCluster, I64Serde, Serde, StreamsApp, StreamsConfig, StreamsState, StringSerde,
-    TimeWindowedSerde,
-};
+use streams_core::{I64Serde, Serde, StreamsApp, StreamsState, StringSerde, TimeWindowedSerde};
 use streams_dsl::{
     BufferConfig, Consumed, Grouped, Materialized, Produced, StreamsBuilder, Suppressed,
     TimeWindows,
 };
 
-const WAIT: Duration = Duration::from_secs(90);
 const APP: &str = "suppress-app";
 const INPUT: &str = "clicks";
 const OUTPUT: &str = "final-clicks-per-minute";
@@ -63,43 +60,23 @@ fn topology() -> streams_core::Topology {
 }
 
 fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
-    let config = StreamsConfig::new(APP)
-        .state_dir(state_dir)
-        .commit_interval(Duration::from_millis(100))
+    let config = common::config(APP, state_dir)
         // A killed member's session must expire before its task moves on.
         .session_timeout(Duration::from_secs(6));
-    let mut app =
-        StreamsApp::new(topology(), config, EmbeddedCluster::new(broker.clone())).unwrap();
-    app.start().unwrap();
-    assert!(
-        app.wait_for_state(StreamsState::Running, WAIT),
-        "{:?}",
-        app.errors()
-    );
-    app
+    common::start_running(topology(), config, broker)
 }
 
 fn produce(broker: &Broker, clicks: &[(String, i64)]) {
-    for (key, ts) in clicks {
-        let record =
-            ProduceRecord::new(key.clone().into_bytes(), b"click".to_vec()).with_timestamp(*ts);
-        broker.produce(INPUT, 0, &[record]).unwrap();
-    }
+    let records: Vec<_> = clicks
+        .iter()
+        .map(|(k, ts)| timed(k, "click", *ts))
+        .collect();
+    produce_keyed(broker, INPUT, 1, &records);
 }
 
+/// Every record of the (single) partition of `topic`.
 fn read_all(broker: &Broker, topic: &str) -> Vec<Record> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let data = broker
-            .read_partition(topic, 0, offset, 4 << 20, IsolationLevel::ReadCommitted)
-            .unwrap();
-        let records = decode_fetched(topic, &data.records, offset).unwrap();
-        let Some(last) = records.last() else { break };
-        offset = last.offset + 1;
-        out.extend(records);
-    }
-    out
+    common::read_partition(broker, topic, 0, 0)
 }
 
 /// Every final result on the output topic, in order: (key, window start, count).
@@ -117,19 +94,7 @@ fn finals(broker: &Broker) -> Vec<(String, i64, i64)> {
 
 /// The count per (key, window start) of `clicks`.
 fn counts(clicks: &[(String, i64)]) -> BTreeMap<(String, i64), i64> {
-    let mut m = BTreeMap::new();
-    for (k, ts) in clicks {
-        *m.entry((k.clone(), ts / MINUTE * MINUTE)).or_insert(0) += 1;
-    }
-    m
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    counts_per_window(clicks, MINUTE)
 }
 
 /// `n` clicks of 5 users within minute `m` (in order of time).
@@ -141,28 +106,24 @@ fn clicks_in_minute(m: i64, n: i64) -> Vec<(String, i64)> {
 
 #[test]
 fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = BrokerConfig::new(dir.path().join("broker"));
-    c.group_initial_rebalance_delay = Duration::ZERO;
-    let broker = Broker::open(c).unwrap();
-    broker.create_topic(NewTopic::new(INPUT, 1)).unwrap();
-    broker.create_topic(NewTopic::new(OUTPUT, 1)).unwrap();
-    let state = dir.path().join("state");
+    let env = Env::new(&[(INPUT, 1), (OUTPUT, 1)]);
+    let broker = &env.broker;
+    let state = env.state_dir();
 
     // Run 1: minutes 0 and 1; stream time reaches 1 min + 59 s, which closes minute 0
     // only (end 60 s + grace 10 s <= 119 s); minute 1 stays in the buffer.
     let minute0 = clicks_in_minute(0, 20);
     let minute1 = clicks_in_minute(1, 30);
-    let mut app = start(&broker, &state);
-    produce(&broker, &minute0);
-    produce(&broker, &minute1);
+    let mut app = start(broker, &state);
+    produce(broker, &minute0);
+    produce(broker, &minute1);
     let first = counts(&minute0);
     wait_for("minute 0's final results", || {
-        finals(&broker).len() == first.len()
+        finals(broker).len() == first.len()
     });
     // Let the last records of minute 1 be processed and their buffer entries committed.
     wait_for("minute 1 in the buffer's changelog", || {
-        let buffered: std::collections::BTreeSet<Vec<u8>> = read_all(&broker, BUFFER_CHANGELOG)
+        let buffered: std::collections::BTreeSet<Vec<u8>> = read_all(broker, BUFFER_CHANGELOG)
             .into_iter()
             .filter(|r| r.value.is_some())
             .filter_map(|r| r.key.map(|k| k.to_vec()))
@@ -180,21 +141,16 @@ fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
         })
     });
     app.close();
-    let got: BTreeMap<(String, i64), i64> = finals(&broker)
+    let got: BTreeMap<(String, i64), i64> = finals(broker)
         .into_iter()
         .map(|(k, s, n)| ((k, s), n))
         .collect();
     assert_eq!(got, first);
 
     // The buffer's changelog: compacted, Kafka's version-3 records.
-    let changelog = broker.describe_topic(BUFFER_CHANGELOG).unwrap();
-    let config: BTreeMap<_, _> = changelog
-        .configs
-        .iter()
-        .map(|e| (e.name.as_str(), e.value.as_str()))
-        .collect();
+    let config = topic_configs(broker, BUFFER_CHANGELOG);
     assert_eq!(config["cleanup.policy"], "compact");
-    let log = read_all(&broker, BUFFER_CHANGELOG);
+    let log = read_all(broker, BUFFER_CHANGELOG);
     assert!(
         log.iter().any(|r| r.value.is_none()),
         "evictions are tombstones"
@@ -215,23 +171,23 @@ fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
     // Lose the local state; run 2 gets one record from another key, at 2 min + 10 s:
     // minute 1 closes, and its final results can only come from the restored buffer.
     std::fs::remove_dir_all(&state).unwrap();
-    let mut app = start(&broker, &state);
+    let mut app = start(broker, &state);
     let closer = vec![("closer".to_owned(), 2 * MINUTE + GRACE)];
-    produce(&broker, &closer);
+    produce(broker, &closer);
     let mut both = first.clone();
     both.extend(counts(&minute1));
     wait_for("minute 1's final results after the restart", || {
-        finals(&broker).len() >= both.len()
+        finals(broker).len() >= both.len()
     });
     // One more closing record; once the closer's own window is out, nothing else came.
-    produce(&broker, &[("closer".to_owned(), 3 * MINUTE + GRACE)]);
+    produce(broker, &[("closer".to_owned(), 3 * MINUTE + GRACE)]);
     let mut all = both.clone();
     all.insert(("closer".to_owned(), 2 * MINUTE), 1);
     wait_for("the closer's final result", || {
-        finals(&broker).len() >= all.len()
+        finals(broker).len() >= all.len()
     });
     app.close();
-    let results = finals(&broker);
+    let results = finals(broker);
     let got: BTreeMap<(String, i64), i64> = results
         .iter()
         .map(|(k, s, n)| ((k.clone(), *s), *n))
@@ -249,12 +205,8 @@ fn a_restart_in_the_middle_of_a_suppression_buffer_loses_nothing() {
 /// SHUTDOWN_CLIENT) in state ERROR with the typed error, not a panic.
 #[test]
 fn a_full_shut_down_buffer_stops_the_application_with_a_typed_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = BrokerConfig::new(dir.path().join("broker"));
-    c.group_initial_rebalance_delay = Duration::ZERO;
-    let broker = Broker::open(c).unwrap();
-    broker.create_topic(NewTopic::new(INPUT, 1)).unwrap();
-    broker.create_topic(NewTopic::new("held", 1)).unwrap();
+    let env = Env::new(&[(INPUT, 1), ("held", 1)]);
+    let broker = &env.broker;
 
     let builder = StreamsBuilder::new();
     builder
@@ -273,18 +225,10 @@ fn a_full_shut_down_buffer_stops_the_application_with_a_typed_error() {
             "held",
             Produced::with(StringSerde, streams_core::Nullable(I64Serde)),
         );
-    let config = StreamsConfig::new("suppress-full-app")
-        .state_dir(dir.path().join("state"))
-        .commit_interval(Duration::from_millis(100));
-    let mut app = StreamsApp::new(
-        builder.build().unwrap(),
-        config,
-        EmbeddedCluster::new(broker.clone()),
-    )
-    .unwrap();
-    app.start().unwrap();
+    let config = common::config("suppress-full-app", &env.state_dir());
+    let mut app = common::start_app(builder.build().unwrap(), config, broker);
     let users: Vec<(String, i64)> = (0..4).map(|i| (format!("user-{i}"), i)).collect();
-    produce(&broker, &users);
+    produce(broker, &users);
     assert!(
         app.wait_for_state(StreamsState::Error, WAIT),
         "state {:?}",
@@ -304,7 +248,7 @@ fn a_full_shut_down_buffer_stops_the_application_with_a_typed_error() {
         "{:?}",
         app.errors()
     );
-    assert!(read_all(&broker, "held").is_empty());
+    assert!(read_all(broker, "held").is_empty());
     app.close();
 }
 
@@ -331,17 +275,13 @@ fn suppress_crash_child() {
         return;
     };
     let dir = Path::new(&dir);
-    let mut c = BrokerConfig::new(dir.join("broker"));
-    c.group_initial_rebalance_delay = Duration::ZERO;
-    let broker = Broker::open(c).unwrap();
-    let app = start(&broker, &dir.join("state"));
+    let broker = &open_broker(dir);
+    let app = start(broker, &dir.join("state"));
     let producer = broker.clone();
     std::thread::spawn(move || {
         let records: Vec<ProduceRecord> = crash_clicks()
             .iter()
-            .map(|(k, ts)| {
-                ProduceRecord::new(k.clone().into_bytes(), b"click".to_vec()).with_timestamp(*ts)
-            })
+            .map(|(k, ts)| timed(k, "click", *ts))
             .collect();
         for chunk in records.chunks(100) {
             producer.produce(INPUT, 0, chunk).unwrap();
@@ -364,16 +304,6 @@ fn suppress_crash_child() {
     }
 }
 
-/// Kills (SIGKILL) and reaps the child when dropped, so a failing parent leaves none behind.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The application is killed (SIGKILL) after a commit, part way through 20,000 clicks,
 /// with windows in its suppression buffer and uncommitted work; restarted, it emits a
 /// final result for every window, none below the window's true count (at-least-once:
@@ -391,31 +321,10 @@ fn sigkill_in_the_middle_of_a_suppression_buffer_loses_nothing() {
         broker.shutdown().unwrap();
     }
 
-    let mut child = ChildGuard(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "suppress_crash_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (child, rx) = spawn_child_test(
+        "suppress_crash_child",
+        &[(CHILD_ENV, dir.path().as_os_str())],
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     // Kill once 40% of the clicks are processed and some input offset is committed.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (processed, committed) = loop {
@@ -436,18 +345,14 @@ fn sigkill_in_the_middle_of_a_suppression_buffer_loses_nothing() {
             }
         }
     };
-    child.0.kill().unwrap(); // SIGKILL
-    child.0.wait().unwrap();
-    drop(child);
+    kill(child); // SIGKILL
 
     // Restart on the same broker and state directories; a click far ahead closes every
     // window of the run.
-    let mut c = BrokerConfig::new(dir.path().join("broker"));
-    c.group_initial_rebalance_delay = Duration::ZERO;
-    let broker = Broker::open(c).unwrap();
-    let before = finals(&broker).len();
+    let broker = &open_broker(dir.path());
+    let before = finals(broker).len();
     // The clicks the child produced before it was killed (a prefix of crash_clicks()).
-    let clicks: Vec<(String, i64)> = read_all(&broker, INPUT)
+    let clicks: Vec<(String, i64)> = read_all(broker, INPUT)
         .into_iter()
         .map(|r| {
             let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
@@ -455,8 +360,8 @@ fn sigkill_in_the_middle_of_a_suppression_buffer_loses_nothing() {
         })
         .collect();
     assert!(clicks.len() as i64 >= CRASH_RECORDS * 2 / 5);
-    let mut app = start(&broker, &dir.path().join("state"));
-    produce(&broker, &[("closer".to_owned(), 20 * MINUTE)]);
+    let mut app = start(broker, &dir.path().join("state"));
+    produce(broker, &[("closer".to_owned(), 20 * MINUTE)]);
     let truth = counts(&clicks);
     let latest = |broker: &Broker| -> BTreeMap<(String, i64), Vec<i64>> {
         let mut m: BTreeMap<(String, i64), Vec<i64>> = BTreeMap::new();
@@ -466,11 +371,11 @@ fn sigkill_in_the_middle_of_a_suppression_buffer_loses_nothing() {
         m
     };
     wait_for("a final result for every window", || {
-        let got = latest(&broker);
+        let got = latest(broker);
         truth.keys().all(|w| got.contains_key(w))
     });
     app.close();
-    let got = latest(&broker);
+    let got = latest(broker);
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         truth.keys().collect::<Vec<_>>(),

@@ -5,18 +5,19 @@
 //! count every record exactly once, and when one closes the other takes over its tasks and
 //! keeps counting correctly.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use broker_embedded::{Broker, BrokerConfig, NewTopic, ProduceRecord};
+use broker_embedded::{Broker, ProduceRecord};
+use common::{join_lines, Env, Patience, XorShift, WAIT};
 use examples::word_count::{
     self, direct_count, read_counts, APPLICATION_ID, INPUT_TOPIC, OUTPUT_TOPIC,
 };
-use streams_core::{EmbeddedCluster, StreamsApp, StreamsConfig, StreamsState, TaskId};
+use streams_core::{StreamsApp, StreamsState, TaskId};
 
-/// Bound of every wait.
-const WAIT: Duration = Duration::from_secs(90);
 const PARTITIONS: u32 = 4;
 
 fn lines(seed: u64, n: usize) -> Vec<String> {
@@ -24,13 +25,8 @@ fn lines(seed: u64, n: usize) -> Vec<String> {
         "the", "quick", "brown", "fox", "kafka", "streams", "tópico", "ÑANDÚ", "straße", "log",
         "broker", "offset", "commit", "über", "a", "b", "42",
     ];
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ seed.wrapping_mul(0x0100_0000_01B3);
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = XorShift::new(seed.wrapping_mul(0x0100_0000_01B3));
+    let mut next = move || rng.next();
     (0..n)
         .map(|_| {
             let k = next() % 8;
@@ -60,35 +56,13 @@ fn produce(broker: &Broker, lines: &[String]) {
 }
 
 fn start_app(broker: &Broker, state_dir: &Path) -> StreamsApp {
-    let config = StreamsConfig::new(APPLICATION_ID)
-        .state_dir(state_dir)
-        .commit_interval(Duration::from_millis(100));
-    let mut app = StreamsApp::new(
-        word_count::topology().unwrap(),
-        config,
-        EmbeddedCluster::new(broker.clone()),
-    )
-    .unwrap();
-    app.start().unwrap();
-    app
+    let config = common::config(APPLICATION_ID, state_dir);
+    common::start_app(word_count::topology().unwrap(), config, broker)
 }
 
 /// Waits until `check` holds, or fails with `what` after [`WAIT`].
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn text(parts: &[&[String]]) -> String {
-    parts
-        .iter()
-        .flat_map(|p| p.iter())
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("\n")
+fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    Patience::new(WAIT, Duration::from_millis(20)).wait_for(what, check);
 }
 
 #[test]
@@ -102,29 +76,21 @@ fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_closes() {
                 .map_or(7, |d| d.as_secs())
         });
     eprintln!("two_instances seed: {seed} (set TWO_INSTANCES_SEED to repeat)");
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = BrokerConfig::new(dir.path().join("broker"));
-    c.group_initial_rebalance_delay = Duration::ZERO;
-    let broker = Broker::open(c).unwrap();
-    broker
-        .create_topic(NewTopic::new(INPUT_TOPIC, PARTITIONS))
-        .unwrap();
-    broker
-        .create_topic(NewTopic::new(OUTPUT_TOPIC, PARTITIONS))
-        .unwrap();
+    let env = Env::new(&[(INPUT_TOPIC, PARTITIONS), (OUTPUT_TOPIC, PARTITIONS)]);
+    let broker = &env.broker;
 
     let first = lines(seed, 3_000);
     let second = lines(seed.wrapping_add(1), 3_000);
     let third = lines(seed.wrapping_add(2), 2_000);
 
-    let mut a = start_app(&broker, &dir.path().join("state-a"));
+    let mut a = start_app(broker, &env.path().join("state-a"));
     assert!(
         a.wait_for_state(StreamsState::Running, WAIT),
         "{:?}",
         a.errors()
     );
-    produce(&broker, &first);
-    let mut b = start_app(&broker, &dir.path().join("state-b"));
+    produce(broker, &first);
+    let mut b = start_app(broker, &env.path().join("state-b"));
 
     // Word count has two sub-topologies (split by the repartition topic): 2 x 4 tasks.
     let all: BTreeSet<TaskId> = (0..2u32)
@@ -156,11 +122,11 @@ fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_closes() {
     assert_eq!(group.members.len(), 2);
     assert_eq!(group.protocol, streams_core::STREAMS_PROTOCOL);
 
-    produce(&broker, &second);
+    produce(broker, &second);
     assert!(a.wait_until_caught_up(WAIT).unwrap());
     assert_eq!(
-        read_counts(&broker).unwrap(),
-        direct_count(&text(&[&first, &second])),
+        read_counts(broker).unwrap(),
+        direct_count(&join_lines(&[&first, &second])),
         "both instances together count every record exactly once"
     );
     // Both did some of the work: each task's input partition was consumed by its owner.
@@ -174,14 +140,14 @@ fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_closes() {
     wait_for("b to take over every task", || {
         b.state() == StreamsState::Running && b.active_tasks() == all
     });
-    produce(&broker, &third);
+    produce(broker, &third);
     assert!(b.wait_until_caught_up(WAIT).unwrap());
-    let truth = direct_count(&text(&[&first, &second, &third]));
-    assert_eq!(read_counts(&broker).unwrap(), truth);
+    let truth = direct_count(&join_lines(&[&first, &second, &third]));
+    assert_eq!(read_counts(broker).unwrap(), truth);
 
     b.close();
     assert!(b.errors().is_empty(), "{:?}", b.errors());
-    assert_eq!(read_counts(&broker).unwrap(), truth);
+    assert_eq!(read_counts(broker).unwrap(), truth);
     let group = broker.group_coordinator().describe(APPLICATION_ID).unwrap();
     assert!(group.members.is_empty(), "both instances left the group");
     broker.shutdown().unwrap();
