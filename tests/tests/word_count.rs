@@ -5,15 +5,14 @@
 //! 1, 2 and 4 stream threads, and — at least once — across SIGKILLs of a child process, where
 //! every over-count must be explained by records after the committed offsets.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use broker_embedded::record::Record as RawRecord;
-use broker_embedded::{decode_fetched, Broker, BrokerConfig, IsolationLevel, TopicPartition};
+use broker_embedded::{Broker, BrokerConfig, TopicPartition};
+use common::{join_lines, kill, read_partition, spawn_child_test, XorShift};
 use examples::word_count::{
     self, delete_local_state, direct_count, read_counts, words, Options, WordCount, APPLICATION_ID,
     INPUT_TOPIC, OUTPUT_TOPIC, STORE,
@@ -106,13 +105,8 @@ fn generated_lines(seed: u64, n: usize) -> Vec<String> {
         "x1",
     ];
     const SEPS: &[&str] = &[" ", " ", " ", ", ", "! ", "_", " - ", "... ", "\t"];
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ seed.wrapping_mul(0x0100_0000_01B3);
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = XorShift::new(seed.wrapping_mul(0x0100_0000_01B3));
+    let mut next = move || rng.next();
     (0..n)
         .map(|_| {
             let k = next() % 10;
@@ -132,34 +126,8 @@ fn generated_lines(seed: u64, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn text(parts: &[&[String]]) -> String {
-    parts
-        .iter()
-        .flat_map(|p| p.iter())
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// Every record of `topic`-`p` from offset `from` to the end.
-fn read_from(broker: &Broker, topic: &str, p: i32, from: i64) -> Vec<RawRecord> {
-    let mut out = Vec::new();
-    let mut offset = from.max(broker.partition_offsets(topic, p).unwrap().log_start_offset);
-    loop {
-        let data = broker
-            .read_partition(topic, p, offset, 4 << 20, IsolationLevel::ReadCommitted)
-            .unwrap();
-        let records = decode_fetched(topic, &data.records, offset).unwrap();
-        let Some(last) = records.last() else {
-            return out;
-        };
-        offset = last.offset + 1;
-        out.extend(records.into_iter().filter(|r| r.offset >= from));
-    }
-}
 
 fn end_offsets(broker: &Broker, topic: &str) -> Vec<i64> {
     let n = i32::try_from(broker.partition_count(topic).unwrap()).unwrap();
@@ -222,7 +190,7 @@ proptest! {
 
     #[test]
     fn driver_counts_equal_direct_count(lines in lines()) {
-        let truth = direct_count(&text(&[&lines]));
+        let truth = direct_count(&join_lines(&[&lines]));
         let (output, store) = driver_counts(&lines);
         prop_assert_eq!(&output, &truth);
         prop_assert_eq!(&store, &truth);
@@ -256,7 +224,7 @@ fn driver_counts_the_issue_examples() {
     .collect();
     assert_eq!(output, expected);
     assert_eq!(store, expected);
-    assert_eq!(direct_count(&text(&[&lines])), expected);
+    assert_eq!(direct_count(&join_lines(&[&lines])), expected);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,7 +237,7 @@ proptest! {
     fn runtime_counts_equal_direct_count(lines in lines()) {
         let dir = tempfile::tempdir().unwrap();
         let counts = run_once(&options(dir.path()), &lines);
-        prop_assert_eq!(counts, direct_count(&text(&[&lines])));
+        prop_assert_eq!(counts, direct_count(&join_lines(&[&lines])));
     }
 }
 
@@ -284,17 +252,17 @@ fn restart_continues_the_counts() {
     let b = generated_lines(2, 2_000);
 
     let counts = run_once(&opts, &a);
-    assert_eq!(counts, direct_count(&text(&[&a])));
+    assert_eq!(counts, direct_count(&join_lines(&[&a])));
     assert!(
         dir.path().join("state").join(APPLICATION_ID).exists(),
         "the RocksDB state is on disk"
     );
 
     let mut wc = WordCount::start(&opts).unwrap();
-    assert_eq!(wc.counts().unwrap(), direct_count(&text(&[&a])));
+    assert_eq!(wc.counts().unwrap(), direct_count(&join_lines(&[&a])));
     wc.produce_lines(&b).unwrap();
     wc.wait_until_processed(WAIT).unwrap();
-    assert_eq!(wc.counts().unwrap(), direct_count(&text(&[&a, &b])));
+    assert_eq!(wc.counts().unwrap(), direct_count(&join_lines(&[&a, &b])));
     wc.close().unwrap();
 }
 
@@ -304,7 +272,7 @@ fn restart_continues_the_counts() {
 #[test]
 fn one_two_and_four_threads_count_the_same() {
     let input = generated_lines(5, 3_000);
-    let truth = direct_count(&text(&[&input]));
+    let truth = direct_count(&join_lines(&[&input]));
     for threads in [1, 2, 4] {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = options(dir.path());
@@ -324,7 +292,7 @@ fn deleted_local_state_is_restored_from_the_changelog() {
     let opts = options(dir.path());
     let a = generated_lines(3, 2_000);
     let b = generated_lines(4, 1_000);
-    let truth_a = direct_count(&text(&[&a]));
+    let truth_a = direct_count(&join_lines(&[&a]));
     assert_eq!(run_once(&opts, &a), truth_a);
 
     delete_local_state(dir.path()).unwrap();
@@ -345,7 +313,7 @@ fn deleted_local_state_is_restored_from_the_changelog() {
     wc.wait_until_processed(WAIT).unwrap();
     let mut updates: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for (p, from) in before.iter().enumerate() {
-        for r in read_from(wc.broker(), OUTPUT_TOPIC, i32::try_from(p).unwrap(), *from) {
+        for r in read_partition(wc.broker(), OUTPUT_TOPIC, i32::try_from(p).unwrap(), *from) {
             let w = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
             let c = i64::from_be_bytes(r.value.unwrap().as_ref().try_into().unwrap());
             updates.entry(w).or_default().push(c);
@@ -365,7 +333,10 @@ fn deleted_local_state_is_restored_from_the_changelog() {
 
     wc.produce_lines(&b).unwrap();
     wc.wait_until_processed(WAIT).unwrap();
-    assert_eq!(wc.counts().unwrap(), direct_count(&text(&[&a, &extra, &b])));
+    assert_eq!(
+        wc.counts().unwrap(),
+        direct_count(&join_lines(&[&a, &extra, &b]))
+    );
     wc.close().unwrap();
 }
 
@@ -433,23 +404,12 @@ fn word_count_crash_child() {
     }
 }
 
-/// Kills (SIGKILL) and reaps the child when dropped, so a failing parent leaves none behind.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn sigkill_over_counts_only_what_was_not_committed() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut produced_lines: Vec<String> = Vec::new();
     // Per word: how many times it may be over-counted, summed over the kills.
     let mut bound: BTreeMap<String, i64> = BTreeMap::new();
@@ -460,32 +420,14 @@ fn sigkill_over_counts_only_what_was_not_committed() {
         let lines = generated_lines(100 + round, CRASH_LINES);
         let records = lines.len() + lines.iter().map(|l| words(l).count()).sum::<usize>();
         let threshold = (records as f64 * fraction) as u64;
-        let mut child = ChildGuard(
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "word_count_crash_child",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(CHILD_ENV, dir.path())
-                .env(ROUND_ENV, round.to_string())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        let round_env = round.to_string();
+        let (child, rx) = spawn_child_test(
+            "word_count_crash_child",
+            &[
+                (CHILD_ENV, dir.path().as_os_str()),
+                (ROUND_ENV, round_env.as_ref()),
+            ],
         );
-        let stdout = child.0.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut produced = false;
         let processed_at_kill = loop {
@@ -513,9 +455,7 @@ fn sigkill_over_counts_only_what_was_not_committed() {
                 }
             }
         };
-        child.0.kill().unwrap(); // SIGKILL
-        child.0.wait().unwrap();
-        drop(child);
+        kill(child); // SIGKILL
         produced_lines.extend(lines);
 
         // What the restarted application may process a second time: everything after the
@@ -530,7 +470,7 @@ fn sigkill_over_counts_only_what_was_not_committed() {
                 let committed = broker
                     .committed_offset(APPLICATION_ID, &tp)
                     .map_or(0, |o| o.offset);
-                for r in read_from(&broker, topic, p, committed) {
+                for r in read_partition(&broker, topic, p, committed) {
                     if topic == INPUT_TOPIC {
                         let line = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
                         for w in words(&line) {
@@ -555,7 +495,7 @@ fn sigkill_over_counts_only_what_was_not_committed() {
     let counts = wc.counts().unwrap();
     wc.close().unwrap();
 
-    let truth = direct_count(&text(&[&produced_lines]));
+    let truth = direct_count(&join_lines(&[&produced_lines]));
     assert_eq!(
         counts.keys().collect::<Vec<_>>(),
         truth.keys().collect::<Vec<_>>(),
