@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use broker_embedded::Broker;
-use common::{produce_keyed, read_topic, timed, topic_configs, wait_for, Env, XorShift};
+use common::{read_topic, topic_configs, wait_for, Env, XorShift};
 use streams_core::{I64Serde, Nullable, Serde, SessionWindowedSerde, StreamsApp, StringSerde};
 use streams_dsl::{Consumed, Grouped, Materialized, Produced, SessionWindows, StreamsBuilder};
 
@@ -57,11 +57,7 @@ fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
 }
 
 fn produce(broker: &Broker, visits: &[(String, i64)]) {
-    let records: Vec<_> = visits
-        .iter()
-        .map(|(k, ts)| timed(k, "visit", *ts))
-        .collect();
-    produce_keyed(broker, INPUT, PARTITIONS, &records);
+    common::produce_events(broker, INPUT, PARTITIONS, "visit", visits);
 }
 
 /// Live sessions on the output topic: the latest update per (key, start, end), without

@@ -16,9 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use broker_embedded::Broker;
-use common::{
-    partition_of, produce_keyed, read_topic, timed, topic_configs, wait_for, Env, XorShift,
-};
+use common::{partition_of, read_topic, topic_configs, wait_for, Env, XorShift};
 use streams_core::{Serde, StreamsApp, StringSerde, TimeWindowedSerde};
 use streams_dsl::{
     Consumed, EmitStrategy, Grouped, Materialized, Produced, SlidingWindows, StreamsBuilder,
@@ -73,11 +71,7 @@ fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
 
 /// Produces `(key, timestamp)` clicks, each to the partition Java's partitioner picks.
 fn produce(broker: &Broker, clicks: &[(String, i64)]) {
-    let records: Vec<_> = clicks
-        .iter()
-        .map(|(k, ts)| timed(k, "click", *ts))
-        .collect();
-    produce_keyed(broker, INPUT, PARTITIONS, &records);
+    common::produce_events(broker, INPUT, PARTITIONS, "click", clicks);
 }
 
 /// Every (key, window start, count) on `topic`, in partition and offset order.

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use broker_embedded::{record::Record, Broker, BrokerConfig, NewTopic, ProduceRecord};
 use common::{
-    counts_per_window, kill, open_broker, produce_keyed, spawn_child_test, timed, topic_configs,
-    wait_for, Env, WAIT,
+    counts_per_window, kill, open_broker, spawn_child_test, timed, topic_configs, wait_for, Env,
+    WAIT,
 };
 use streams_core::{I64Serde, Serde, StreamsApp, StreamsState, StringSerde, TimeWindowedSerde};
 use streams_dsl::{
@@ -67,11 +67,7 @@ fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
 }
 
 fn produce(broker: &Broker, clicks: &[(String, i64)]) {
-    let records: Vec<_> = clicks
-        .iter()
-        .map(|(k, ts)| timed(k, "click", *ts))
-        .collect();
-    produce_keyed(broker, INPUT, 1, &records);
+    common::produce_events(broker, INPUT, 1, "click", clicks);
 }
 
 /// Every record of the (single) partition of `topic`.

@@ -231,6 +231,19 @@ pub(crate) fn produce_keyed(
     }
 }
 
+/// Produces `(key, timestamp)` events, each with the text value `value`, one at a time and
+/// in order, to the partition of its key (see [`produce_keyed`]).
+pub(crate) fn produce_events(
+    broker: &Broker,
+    topic: &str,
+    partitions: u32,
+    value: &str,
+    events: &[(String, i64)],
+) {
+    let records: Vec<_> = events.iter().map(|(k, ts)| timed(k, value, *ts)).collect();
+    produce_keyed(broker, topic, partitions, &records);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading
 
