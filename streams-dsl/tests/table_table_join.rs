@@ -83,9 +83,9 @@ fn run(kind: Kind, caching: bool, materialized: bool, group: bool, input: &[In])
         (Kind::Inner, true) => {
             lt.join_materialized(&rt, |l: &i64, r: &i64| fmtj(Some(*l), Some(*r)), m())
         }
-        (Kind::Left, false) => lt.left_join(&rt, |l: &i64, r: Option<&i64>| {
-            fmtj(Some(*l), r.copied())
-        }),
+        (Kind::Left, false) => {
+            lt.left_join(&rt, |l: &i64, r: Option<&i64>| fmtj(Some(*l), r.copied()))
+        }
         (Kind::Left, true) => lt.left_join_materialized(
             &rt,
             |l: &i64, r: Option<&i64>| fmtj(Some(*l), r.copied()),
@@ -115,7 +115,8 @@ fn run(kind: Kind, caching: bool, materialized: bool, group: bool, input: &[In])
             )
             .reduce(|a, b| a + b, |a, b| a - b, mat("sum", caching));
     }
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("ttj")).unwrap();
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("ttj")).unwrap();
     let left = driver
         .create_input_topic("left", StringSerde, Nullable(I64Serde))
         .unwrap();
@@ -168,7 +169,10 @@ fn row(kind: Kind, l: &Table, r: &Table, k: &str) -> Option<(String, i64)> {
         }
         Kind::Left => {
             let a = a?;
-            Some((fmtj(Some(a.0), b.map(|b| b.0)), b.map_or(a.1, |b| a.1.max(b.1))))
+            Some((
+                fmtj(Some(a.0), b.map(|b| b.0)),
+                b.map_or(a.1, |b| a.1.max(b.1)),
+            ))
         }
         Kind::Outer => {
             if a.is_none() && b.is_none() {
@@ -182,7 +186,11 @@ fn row(kind: Kind, l: &Table, r: &Table, k: &str) -> Option<(String, i64)> {
 
 /// What Kafka Streams emits for `input`, by the rules in the module doc.
 fn model(kind: Kind, caching: bool, materialized: bool, input: &[In]) -> Run {
-    let (mut l, mut r, mut merged) = (Table::new(), Table::new(), BTreeMap::<String, String>::new());
+    let (mut l, mut r, mut merged) = (
+        Table::new(),
+        Table::new(),
+        BTreeMap::<String, String>::new(),
+    );
     let mut out = Vec::new();
     let mut probed = Vec::new();
     for (side, k, v, ts) in input {
@@ -192,7 +200,11 @@ fn model(kind: Kind, caching: bool, materialized: bool, input: &[In]) -> Run {
             }
             continue;
         }
-        let (this, other) = if *side == 0 { (&mut l, &r) } else { (&mut r, &l) };
+        let (this, other) = if *side == 0 {
+            (&mut l, &r)
+        } else {
+            (&mut r, &l)
+        };
         // KTableSource: apply the update; the cache swallows a delete of an absent key.
         let prev = match v {
             Some(v) => this.insert(k.clone(), (*v, *ts)),
@@ -207,7 +219,13 @@ fn model(kind: Kind, caching: bool, materialized: bool, input: &[In]) -> Run {
         // The join processor of this side.
         let emitted: Option<(Option<String>, i64)> = match (kind, *side) {
             (Kind::Inner, s) => o.map(|o| {
-                let new = v.map(|n| if s == 0 { fmtj(Some(n), Some(o.0)) } else { fmtj(Some(o.0), Some(n)) });
+                let new = v.map(|n| {
+                    if s == 0 {
+                        fmtj(Some(n), Some(o.0))
+                    } else {
+                        fmtj(Some(o.0), Some(n))
+                    }
+                });
                 (new, ts.max(&o.1).to_owned())
             }),
             // KTableKTableLeftJoin (this = left).
@@ -224,9 +242,8 @@ fn model(kind: Kind, caching: bool, materialized: bool, input: &[In]) -> Run {
                 if o.is_none() && v.is_none() && prev.is_none() {
                     None
                 } else {
-                    let new = (o.is_some() || v.is_some()).then(|| {
-                        if s == 0 { fmtj(*v, ov) } else { fmtj(ov, *v) }
-                    });
+                    let new = (o.is_some() || v.is_some())
+                        .then(|| if s == 0 { fmtj(*v, ov) } else { fmtj(ov, *v) });
                     Some((new, ots.map_or(*ts, |t| (*ts).max(t))))
                 }
             }
@@ -252,7 +269,11 @@ fn model(kind: Kind, caching: bool, materialized: bool, input: &[In]) -> Run {
         .filter_map(|k| row(kind, &l, &r, k))
         .map(|(v, _)| v.len() as i64)
         .sum();
-    Run { out, probed, sum: Some(sum) }
+    Run {
+        out,
+        probed,
+        sum: Some(sum),
+    }
 }
 
 fn input_strategy() -> impl Strategy<Value = Vec<In>> {
@@ -267,13 +288,27 @@ fn input_strategy() -> impl Strategy<Value = Vec<In>> {
     )
 }
 
-fn check(kind: Kind, caching: bool, materialized: bool, group: bool, input: &[In]) -> Result<(), TestCaseError> {
+fn check(
+    kind: Kind,
+    caching: bool,
+    materialized: bool,
+    group: bool,
+    input: &[In],
+) -> Result<(), TestCaseError> {
     let got = run(kind, caching, materialized, group, input);
     let want = model(kind, caching, materialized, input);
     prop_assert_eq!(&got.out, &want.out, "emitted records");
-    prop_assert_eq!(&got.probed, &want.probed, "the result read through its value getter");
+    prop_assert_eq!(
+        &got.probed,
+        &want.probed,
+        "the result read through its value getter"
+    );
     if group {
-        prop_assert_eq!(got.sum, want.sum, "groupBy/reduce over the result (old values)");
+        prop_assert_eq!(
+            got.sum,
+            want.sum,
+            "groupBy/reduce over the result (old values)"
+        );
     }
     Ok(())
 }
@@ -333,7 +368,9 @@ fn join_nodes_are_named_as_kafka_names_them() {
         Materialized::new(),
     );
     assert_eq!(j.store_name(), Some("KTABLE-MERGE-STATE-STORE-0000000006"));
-    let o = j.outer_join(&a, |x: Option<&String>, y: Option<&String>| format!("{x:?}{y:?}"));
+    let o = j.outer_join(&a, |x: Option<&String>, y: Option<&String>| {
+        format!("{x:?}{y:?}")
+    });
     assert_eq!(o.store_name(), None);
     o.to_stream().to("out", Produced::default());
     let text = builder.build().unwrap().describe().unwrap().to_string();
@@ -375,11 +412,23 @@ fn chained_join_reads_the_unmaterialized_result_through_its_getter() {
             "the getter of the join result reads both stores\n{text}"
         );
         let driver = TopologyTestDriver::new(topology, StreamsConfig::new("ttj")).unwrap();
-        let input = |n: &str| driver.create_input_topic(n, StringSerde, StringSerde).unwrap();
-        input("a").pipe_input_with_timestamp("k".into(), "x".into(), 30).unwrap();
-        input("b").pipe_input_with_timestamp("k".into(), "y".into(), 10).unwrap();
-        input("c").pipe_input_with_timestamp("k".into(), "z".into(), 20).unwrap();
-        input("b").pipe_input_with_timestamp("k".into(), "w".into(), 40).unwrap();
+        let input = |n: &str| {
+            driver
+                .create_input_topic(n, StringSerde, StringSerde)
+                .unwrap()
+        };
+        input("a")
+            .pipe_input_with_timestamp("k".into(), "x".into(), 30)
+            .unwrap();
+        input("b")
+            .pipe_input_with_timestamp("k".into(), "y".into(), 10)
+            .unwrap();
+        input("c")
+            .pipe_input_with_timestamp("k".into(), "z".into(), 20)
+            .unwrap();
+        input("b")
+            .pipe_input_with_timestamp("k".into(), "w".into(), 40)
+            .unwrap();
         let out: Vec<Out> = driver
             .create_output_topic("out", StringSerde, Nullable(StringSerde))
             .read_records_to_vec()
