@@ -517,3 +517,62 @@ fn writes_from_downstream_of_the_listener_are_forwarded_after_it_returns() {
         ]
     );
 }
+
+/// Kafka's `ProcessorContextImpl#forward`: a child runs in the forwarded record's context,
+/// so its store writes are change-logged with the forwarded timestamp, and the parent's
+/// context (and timestamp) is back once the forward returns.
+#[test]
+fn store_writes_carry_the_timestamp_of_the_record_being_processed() {
+    let mut t = Topology::new();
+    t.add_source(Source::<String, String>::new("in", ["in"]))
+        .unwrap();
+    t.add_processor(
+        "shift",
+        || {
+            F(
+                |ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>| {
+                    let ts = r.timestamp;
+                    ctx.forward(Record::new(r.key.clone(), r.value.clone(), ts + 1000))?;
+                    ctx.key_value_store::<String, String>("before")?
+                        .put(&r.key, &r.value)
+                },
+            )
+        },
+        &["in"],
+    )
+    .unwrap();
+    t.add_processor(
+        "p",
+        || {
+            F(
+                |ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>| {
+                    ctx.key_value_store::<String, String>("after")?
+                        .put(&r.key, &r.value)
+                },
+            )
+        },
+        &["shift"],
+    )
+    .unwrap();
+    t.add_state_store(StoreBuilder::key_value("before"), &["shift"])
+        .unwrap();
+    t.add_state_store(StoreBuilder::key_value("after"), &["p"])
+        .unwrap();
+    let d = driver(t);
+    d.create_input_topic("in", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input_with_timestamp("k".into(), "v".into(), 100)
+        .unwrap();
+    let ts = |store: &str| {
+        d.create_output_topic(
+            &format!("stores-{store}-changelog"),
+            StringSerde,
+            StringSerde,
+        )
+        .read_record()
+        .unwrap()
+        .timestamp
+    };
+    assert_eq!(ts("after"), 1100);
+    assert_eq!(ts("before"), 100);
+}

@@ -18,7 +18,8 @@ use crate::value_getter::ValueGetter;
 #[derive(Debug, Default)]
 pub(crate) struct OldValues {
     enabled: AtomicBool,
-    parent: Option<Arc<OldValues>>,
+    /// The upstream table nodes (two for a table-table join).
+    parents: Vec<Arc<OldValues>>,
 }
 
 impl OldValues {
@@ -26,14 +27,23 @@ impl OldValues {
     pub(crate) fn child_of(parent: &Arc<OldValues>) -> Arc<OldValues> {
         Arc::new(OldValues {
             enabled: AtomicBool::new(false),
-            parent: Some(Arc::clone(parent)),
+            parents: vec![Arc::clone(parent)],
+        })
+    }
+
+    /// A node with two upstream table nodes (a table-table join's result, as Kafka's
+    /// `KTableKTableJoinMerger#enableSendingOldValues` enables both join sides).
+    pub(crate) fn child_of_both(left: &Arc<OldValues>, right: &Arc<OldValues>) -> Arc<OldValues> {
+        Arc::new(OldValues {
+            enabled: AtomicBool::new(false),
+            parents: vec![Arc::clone(left), Arc::clone(right)],
         })
     }
 
     /// Asks this node (and its upstream tables) to forward old values.
     pub(crate) fn enable(&self) {
         self.enabled.store(true, Ordering::SeqCst);
-        if let Some(p) = &self.parent {
+        for p in &self.parents {
             p.enable();
         }
     }

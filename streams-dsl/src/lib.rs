@@ -21,7 +21,11 @@
 //! [`JoinWindows`] ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`], with
 //! Kafka's buffering in window stores and its fix for spurious left/outer results, tuned by
 //! [`StreamJoined`]) and tables at processing time ([`KStream::join_table`],
-//! [`KStream::left_join_table`], with [`Joined`]). A grouping or join after a
+//! [`KStream::left_join_table`], with [`Joined`]) or global tables through a key selector
+//! ([`KStream::join_global`], [`KStream::left_join_global`]; no repartition). Tables join
+//! tables on their key ([`KTable::join`], [`KTable::left_join`], [`KTable::outer_join`],
+//! materialized with the `*_materialized` variants): every update of either side emits
+//! the joined row's new value, the result being a table itself. A grouping or join after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
@@ -75,6 +79,7 @@ mod branched;
 mod builder;
 mod changed;
 mod emit;
+mod global_join;
 mod global_table;
 mod join_windows;
 mod joined;
@@ -93,6 +98,7 @@ mod stream_join;
 mod stream_table_join;
 mod suppress;
 mod table;
+mod table_table_join;
 mod time_windowed;
 mod value_getter;
 mod windows;

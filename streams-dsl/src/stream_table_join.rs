@@ -139,17 +139,19 @@ where
                 ),
             });
         };
-        let store = getter.store.clone();
-        match t.stores().find(|s| s.name() == store).map(|s| s.kind()) {
-            Some(StoreKind::TimestampedKeyValue | StoreKind::KeyValue) => {}
-            other => {
-                return Err(StreamsError::Config {
-                    key: "KStream::join_table".to_owned(),
-                    reason: format!(
-                        "the store `{store}` of the joined table is {}, not a key-value store",
-                        other.map_or("missing", |k| k.type_name())
-                    ),
-                });
+        let stores = getter.stores();
+        for store in &stores {
+            match t.stores().find(|s| s.name() == store).map(|s| s.kind()) {
+                Some(StoreKind::TimestampedKeyValue | StoreKind::KeyValue) => {}
+                other => {
+                    return Err(StreamsError::Config {
+                        key: "KStream::join_table".to_owned(),
+                        reason: format!(
+                            "the store `{store}` of the joined table is {}, not a key-value store",
+                            other.map_or("missing", |k| k.type_name())
+                        ),
+                    });
+                }
             }
         }
         t.add_processor(
@@ -162,7 +164,9 @@ where
             },
             &[&parent],
         )?;
-        t.connect_processor_and_store(&name, &store)?;
+        for store in &stores {
+            t.connect_processor_and_store(&name, store)?;
+        }
         Ok(())
     });
     KStream::new(state, name, key_serde, None)

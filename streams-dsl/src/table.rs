@@ -51,7 +51,7 @@ pub(crate) fn table_store<K: 'static, V: 'static>(
 }
 
 /// Forwards a timestamped store's cache flushes, without old values unless asked.
-fn forward_flushes<K, V>(
+pub(crate) fn forward_flushes<K, V>(
     ctx: &mut ProcessorContext<'_, K, Change<V>>,
     store: &str,
     send_old: bool,

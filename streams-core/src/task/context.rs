@@ -42,6 +42,43 @@ impl TaskContext {
         K: Any + Clone,
         V: Any + Clone,
     {
+        // Kafka's `ProcessorContextImpl#forward`: the children run in a record context
+        // with the forwarded record's timestamp (what their store writes are change-logged
+        // and cached with), the previous one restored afterwards.
+        let ts = record.timestamp;
+        let previous = self
+            .stores
+            .values()
+            .next()
+            .map(|s| s.timestamp.get())
+            .filter(|&p| p != ts);
+        if previous.is_some() {
+            self.set_write_timestamp(ts);
+        }
+        let result = self.forward_in_context(node, record, only);
+        if let Some(p) = previous {
+            self.set_write_timestamp(p);
+        }
+        result
+    }
+
+    /// The timestamp the task's store writes carry (Kafka's record context timestamp).
+    fn set_write_timestamp(&self, ts: i64) {
+        for s in self.stores.values() {
+            s.timestamp.set(ts);
+        }
+    }
+
+    fn forward_in_context<K, V>(
+        &mut self,
+        node: usize,
+        record: Record<K, V>,
+        only: Option<usize>,
+    ) -> Result<()>
+    where
+        K: Any + Clone,
+        V: Any + Clone,
+    {
         if let Some(c) = only {
             return self.deliver(c, InFlight::new(&mut Some(record)));
         }
