@@ -87,8 +87,8 @@ impl Topology {
                 memo.insert(i, s);
                 s
             }
-            let mut keyed: Vec<(u64, NodeDescription)> = s
-                .nodes
+            // (Paired with `members`, the order `nodes` was built in.)
+            let mut keyed: Vec<(u64, NodeDescription)> = members
                 .iter()
                 .map(|&i| size(self, i, &mut sizes))
                 .zip(nodes)
