@@ -21,7 +21,11 @@
 //! [`JoinWindows`] ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`], with
 //! Kafka's buffering in window stores and its fix for spurious left/outer results, tuned by
 //! [`StreamJoined`]) and tables at processing time ([`KStream::join_table`],
-//! [`KStream::left_join_table`], with [`Joined`]). A grouping or join after a
+//! [`KStream::left_join_table`], with [`Joined`]). Tables join other tables on a foreign
+//! key extracted from their values ([`KTable::join_on_foreign_key`],
+//! [`KTable::left_join_on_foreign_key`], with [`TableJoined`]; KIP-213, through Kafka's
+//! subscription and response topics, in its byte layouts, with its stale-result check).
+//! A grouping or join after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!

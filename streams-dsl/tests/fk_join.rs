@@ -11,6 +11,7 @@
 //! - `ResponseJoinProcessorSupplier`: an answer whose hash is not that of the left row's
 //!   current value is dropped, so no stale result is emitted; a missing right row is a
 //!   tombstone (inner) or `joiner(v, null)` (left); a deleted left row is a tombstone.
+//!
 //! So after every input record (the test driver processes the internal topics at once),
 //! the latest output per key is the join of the current tables, and every result emitted
 //! was computed from the current left value.
@@ -42,6 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+#[allow(clippy::ptr_arg)] // the extractor's signature: Fn(&V) -> Option<KO>
 fn extract(v: &String) -> Option<String> {
     let fk = v.split(':').next()?;
     (fk != "-").then(|| fk.to_owned())
@@ -83,10 +85,18 @@ fn run(ops: &[Op], caching: bool, right_shape: Right) {
         joined(v, r.map(String::as_str))
     })
     .to_stream()
-    .to("left-out", Produced::with(StringSerde, Nullable(StringSerde)));
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("fk")).unwrap();
-    let left_in = driver.create_input_topic("left", StringSerde, Nullable(StringSerde)).unwrap();
-    let right_in = driver.create_input_topic("right", StringSerde, Nullable(StringSerde)).unwrap();
+    .to(
+        "left-out",
+        Produced::with(StringSerde, Nullable(StringSerde)),
+    );
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("fk")).unwrap();
+    let left_in = driver
+        .create_input_topic("left", StringSerde, Nullable(StringSerde))
+        .unwrap();
+    let right_in = driver
+        .create_input_topic("right", StringSerde, Nullable(StringSerde))
+        .unwrap();
     let inner_out = driver.create_output_topic("inner", StringSerde, Nullable(StringSerde));
     let left_out = driver.create_output_topic("left-out", StringSerde, Nullable(StringSerde));
 
@@ -100,19 +110,27 @@ fn run(ops: &[Op], caching: bool, right_shape: Right) {
             Op::LeftPut(k, f, n) => {
                 let v = format!("{}:{n}", f.map_or("-".to_owned(), |f| format!("f{f}")));
                 lt.insert(format!("k{k}"), v.clone());
-                left_in.pipe_input_with_timestamp(format!("k{k}"), Some(v), ts).unwrap();
+                left_in
+                    .pipe_input_with_timestamp(format!("k{k}"), Some(v), ts)
+                    .unwrap();
             }
             Op::LeftDelete(k) => {
                 lt.remove(&format!("k{k}"));
-                left_in.pipe_input_with_timestamp(format!("k{k}"), None, ts).unwrap();
+                left_in
+                    .pipe_input_with_timestamp(format!("k{k}"), None, ts)
+                    .unwrap();
             }
             Op::RightPut(f, n) => {
                 rt.insert(format!("f{f}"), format!("r{n}"));
-                right_in.pipe_input_with_timestamp(format!("f{f}"), Some(format!("r{n}")), ts).unwrap();
+                right_in
+                    .pipe_input_with_timestamp(format!("f{f}"), Some(format!("r{n}")), ts)
+                    .unwrap();
             }
             Op::RightDelete(f) => {
                 rt.remove(&format!("f{f}"));
-                right_in.pipe_input_with_timestamp(format!("f{f}"), None, ts).unwrap();
+                right_in
+                    .pipe_input_with_timestamp(format!("f{f}"), None, ts)
+                    .unwrap();
             }
         }
         // The right table as the join sees it.
@@ -121,7 +139,10 @@ fn run(ops: &[Op], caching: bool, right_shape: Right) {
             .filter(|(_, v)| matches!(right_shape, Right::Source) || v.as_str() != "r0")
             .collect();
         let right_of = |v: &String| extract(v).and_then(|fk| visible.get(&fk).map(|r| r.as_str()));
-        for (out, latest, is_left) in [(&inner_out, &mut inner_latest, false), (&left_out, &mut left_latest, true)] {
+        for (out, latest, is_left) in [
+            (&inner_out, &mut inner_latest, false),
+            (&left_out, &mut left_latest, true),
+        ] {
             for r in out.read_records_to_vec().unwrap() {
                 // Timestamps: max(left row, right row) for a left update, the right
                 // update's own otherwise; with increasing input timestamps, this step's.
@@ -153,7 +174,10 @@ fn run(ops: &[Op], caching: bool, right_shape: Right) {
                 .iter()
                 .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
                 .collect();
-            assert_eq!(actual, expected, "step {i} {op:?} (left join: {is_left}), tables {lt:?} {rt:?}");
+            assert_eq!(
+                actual, expected,
+                "step {i} {op:?} (left join: {is_left}), tables {lt:?} {rt:?}"
+            );
         }
     }
 }
@@ -202,8 +226,12 @@ fn null_foreign_keys() {
 fn describe_matches_kafka() {
     let builder = StreamsBuilder::new();
     let consumed = || Consumed::with(StringSerde, StringSerde);
-    let left = builder.stream("input1", consumed()).to_table(Materialized::new());
-    let right = builder.stream("input2", consumed()).to_table(Materialized::new());
+    let left = builder
+        .stream("input1", consumed())
+        .to_table(Materialized::new());
+    let right = builder
+        .stream("input2", consumed())
+        .to_table(Materialized::new());
     left.join_on_foreign_key(
         &right,
         |v: &String| v.split('|').nth(1).map(str::to_owned),
@@ -315,10 +343,23 @@ fn internal_topics_carry_kafkas_bytes() {
     let consumed = || Consumed::with(StringSerde, StringSerde);
     let left = builder.table("l", consumed(), Materialized::new());
     let right = builder.table("r", consumed(), Materialized::new());
-    left.join_on_foreign_key(&right, |v: &String| Some(v.clone()), |a: &String, b: &String| format!("{a}{b}"));
-    let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
-    driver.create_input_topic("r", StringSerde, StringSerde).unwrap().pipe_input("fk".into(), "R".into()).unwrap();
-    driver.create_input_topic("l", StringSerde, StringSerde).unwrap().pipe_input("pk".into(), "fk".into()).unwrap();
+    left.join_on_foreign_key(
+        &right,
+        |v: &String| Some(v.clone()),
+        |a: &String, b: &String| format!("{a}{b}"),
+    );
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+    driver
+        .create_input_topic("r", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input("fk".into(), "R".into())
+        .unwrap();
+    driver
+        .create_input_topic("l", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input("pk".into(), "fk".into())
+        .unwrap();
     let subs = driver
         .create_output_topic(
             "app-KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION-0000000006-topic",
@@ -381,4 +422,70 @@ fn murmur_of(data: &[u8]) -> Vec<u8> {
     let mut out = h1.to_be_bytes().to_vec();
     out.extend_from_slice(&h2.to_be_bytes());
     out
+}
+
+/// `ResponseJoinProcessorSupplier`: a response whose hash is not that of the left row's
+/// current value (an answer to an older value, overtaken by a later subscription — the
+/// race of two threads; the test driver never reorders) is dropped and counted; one with
+/// the current hash is joined. Responses are injected into the response topic as bytes.
+#[test]
+fn stale_responses_are_dropped() {
+    let builder = StreamsBuilder::new();
+    let consumed = || Consumed::with(StringSerde, StringSerde);
+    let left = builder.table("l", consumed(), Materialized::new());
+    let right = builder.table("r", consumed(), Materialized::new());
+    left.left_join_on_foreign_key(
+        &right,
+        |v: &String| Some(v.clone()),
+        |a: &String, b: Option<&String>| format!("{a}+{}", b.map_or("null", |b| b.as_str())),
+    )
+    .to_stream()
+    .to("out", Produced::with(StringSerde, Nullable(StringSerde)));
+    let driver =
+        TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+    let out = driver.create_output_topic("out", StringSerde, Nullable(StringSerde));
+    driver
+        .create_input_topic("l", StringSerde, StringSerde)
+        .unwrap()
+        .pipe_input("pk".into(), "a".into())
+        .unwrap();
+    assert_eq!(
+        out.read_values_to_vec().unwrap(),
+        vec![Some("a+null".to_owned())]
+    );
+    let responses = driver
+        .create_input_topic(
+            "app-KTABLE-FK-JOIN-SUBSCRIPTION-RESPONSE-0000000014-topic",
+            BytesSerde,
+            BytesSerde,
+        )
+        .unwrap();
+    let response = |hash: Vec<u8>, value: &[u8]| {
+        let mut bytes = vec![0x00];
+        bytes.extend_from_slice(&hash);
+        bytes.extend_from_slice(value);
+        bytes
+    };
+    // An answer computed for the value "b" the row does not have: dropped.
+    responses
+        .pipe_input(b"pk".to_vec(), response(murmur_of(b"b"), b"X"))
+        .unwrap();
+    assert_eq!(
+        out.read_values_to_vec().unwrap(),
+        Vec::<Option<String>>::new()
+    );
+    // An answer for the current value "a": joined.
+    responses
+        .pipe_input(b"pk".to_vec(), response(murmur_of(b"a"), b"Y"))
+        .unwrap();
+    assert_eq!(
+        out.read_values_to_vec().unwrap(),
+        vec![Some("a+Y".to_owned())]
+    );
+    // No hash (an answer for a deleted row) while the row exists: dropped.
+    responses.pipe_input(b"pk".to_vec(), vec![0x80]).unwrap();
+    assert_eq!(
+        out.read_values_to_vec().unwrap(),
+        Vec::<Option<String>>::new()
+    );
 }

@@ -41,6 +41,21 @@ type KeyPartitioner<K> = Arc<dyn Fn(&str, &K, i32) -> Option<i32> + Send + Sync>
 /// Options of a foreign-key join (Kafka's `TableJoined`): a name for its nodes, topics
 /// and subscription store, and the partitioners of the two tables when they are not
 /// partitioned by the default partitioner.
+///
+/// ```
+/// use streams_core::StringSerde;
+/// use streams_dsl::{Consumed, Materialized, StreamsBuilder, TableJoined};
+/// let builder = StreamsBuilder::new();
+/// let orders = builder.table("orders", Consumed::with(StringSerde, StringSerde), Materialized::new());
+/// let items = builder.table("items", Consumed::with(StringSerde, StringSerde), Materialized::new());
+/// // Items written by a producer that puts every key in partition 0.
+/// let joined = TableJoined::as_name("order-items").with_other_partitioner(|_topic, _item: &String, _n| Some(0));
+/// orders.join_on_foreign_key_with(&items, |item: &String| Some(item.clone()),
+///     |order: &String, item: &String| format!("{order}:{item}"), joined, Materialized::new());
+/// let text = builder.build()?.describe()?.to_string();
+/// assert!(text.contains("Sink: order-items-subscription-registration-sink (topic: order-items-subscription-registration-topic)"));
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct TableJoined<K, KO> {
     pub(crate) name: Option<String>,
     pub(crate) partitioner: Option<KeyPartitioner<K>>,
@@ -154,7 +169,12 @@ where
 
     let subscription_topic = format!(
         "{}{TOPIC_SUFFIX}",
-        name_or_draw(&mut s, name, "-subscription-registration", SUBSCRIPTION_REGISTRATION)
+        name_or_draw(
+            &mut s,
+            name,
+            "-subscription-registration",
+            SUBSCRIPTION_REGISTRATION
+        )
     );
     let fk_serde = SerdeSlot::new(other.key_serde.clone());
     let pk_serde = SerdeSlot::new(this.key_serde.clone());
@@ -179,7 +199,11 @@ where
     );
     let send = {
         let (extractor, fk, pk) = (Arc::clone(&extractor), fk_serde.clone(), pk_serde.clone());
-        let (vs, topic, pkt) = (this.value_serde.clone(), subscription_topic.clone(), Arc::clone(&pk_topic));
+        let (vs, topic, pkt) = (
+            this.value_serde.clone(),
+            subscription_topic.clone(),
+            Arc::clone(&pk_topic),
+        );
         move || SendProcessor::<K, V, KO> {
             extractor: Arc::clone(&extractor),
             left,
@@ -196,28 +220,50 @@ where
         sub_sink_name.clone(),
         subscription_topic.clone(),
     )
-    .serdes(Some(Arc::clone(&nullable_fk)), Some(Arc::clone(&wrapper_serde)));
+    .serdes(
+        Some(Arc::clone(&nullable_fk)),
+        Some(Arc::clone(&wrapper_serde)),
+    );
     if let Some(p) = table_joined.other_partitioner.clone() {
         let partitioner: StreamPartitioner<Option<KO>, SubscriptionWrapper<K>> =
-            Arc::new(move |topic, key: &Option<KO>, _v, n| key.as_ref().and_then(|k| p(topic, k, n)));
+            Arc::new(move |topic, key: &Option<KO>, _v, n| {
+                key.as_ref().and_then(|k| p(topic, k, n))
+            });
         sub_sink = sub_sink.partitioner(partitioner);
     }
-    let sub_source_name =
-        name_or_draw(&mut s, name, "-subscription-registration-source", SOURCE_NAME);
+    let sub_source_name = name_or_draw(
+        &mut s,
+        name,
+        "-subscription-registration-source",
+        SOURCE_NAME,
+    );
     let sub_source = Source::<Option<KO>, SubscriptionWrapper<K>>::new(
         sub_source_name.clone(),
         [subscription_topic.clone()],
     )
-    .serdes(Some(Arc::clone(&nullable_fk)), Some(Arc::clone(&wrapper_serde)));
+    .serdes(
+        Some(Arc::clone(&nullable_fk)),
+        Some(Arc::clone(&wrapper_serde)),
+    );
 
     // The subscription store: combined key bytes -> timestamped subscription, logged,
     // never cached (Kafka's SubscriptionStoreFactory).
-    let store_name = name_or_draw(&mut s, name, "-subscription-store", FK_JOIN_STATE_STORE_NAME);
+    let store_name = name_or_draw(
+        &mut s,
+        name,
+        "-subscription-store",
+        FK_JOIN_STATE_STORE_NAME,
+    );
     let sub_store = StoreBuilder::timestamped_key_value(store_name.clone())
         .with_caching(false)
         .with_serdes(Some(store_key_serde()), Some(Arc::clone(&wrapper_serde)));
 
-    let receive_name = name_or_draw(&mut s, name, "-subscription-receive", SUBSCRIPTION_PROCESSOR);
+    let receive_name = name_or_draw(
+        &mut s,
+        name,
+        "-subscription-receive",
+        SUBSCRIPTION_PROCESSOR,
+    );
     let receive = {
         let (store, fk, pk) = (store_name.clone(), fk_serde.clone(), pk_serde.clone());
         let (topic, pkt) = (subscription_topic.clone(), Arc::clone(&pk_topic));
@@ -230,11 +276,19 @@ where
             topics: PseudoTopics::default(),
         }
     };
-    let join_foreign_name =
-        name_or_draw(&mut s, name, "-subscription-join-foreign", SUBSCRIPTION_PROCESSOR);
+    let join_foreign_name = name_or_draw(
+        &mut s,
+        name,
+        "-subscription-join-foreign",
+        SUBSCRIPTION_PROCESSOR,
+    );
     let right_getter = other.value_getter();
-    let foreign_join_name =
-        name_or_draw(&mut s, name, "-foreign-join-subscription", SUBSCRIPTION_PROCESSOR);
+    let foreign_join_name = name_or_draw(
+        &mut s,
+        name,
+        "-foreign-join-subscription",
+        SUBSCRIPTION_PROCESSOR,
+    );
     let foreign_join = {
         let (store, fk, pk, topic) = (
             store_name.clone(),
@@ -255,21 +309,29 @@ where
     // The response topic, its sink (to the left row's partition) and source.
     let response_topic = format!(
         "{}{TOPIC_SUFFIX}",
-        name_or_draw(&mut s, name, "-subscription-response", SUBSCRIPTION_RESPONSE)
+        name_or_draw(
+            &mut s,
+            name,
+            "-subscription-response",
+            SUBSCRIPTION_RESPONSE
+        )
     );
     let response_sink_name = name_or_draw(&mut s, name, "-subscription-response-sink", SINK_NAME);
     let response_partitioner: StreamPartitioner<K, SubscriptionResponseWrapper<VO>> =
         match table_joined.partitioner.clone() {
             Some(p) => Arc::new(move |topic, key: &K, _v, n| p(topic, key, n)),
-            None => Arc::new(|_topic, _key: &K, v: &SubscriptionResponseWrapper<VO>, _n| {
-                v.primary_partition
-            }),
+            None => Arc::new(
+                |_topic, _key: &K, v: &SubscriptionResponseWrapper<VO>, _n| v.primary_partition,
+            ),
         };
     let response_sink = Sink::<K, SubscriptionResponseWrapper<VO>>::new(
         response_sink_name.clone(),
         response_topic.clone(),
     )
-    .serdes(Some(Arc::new(pk_serde.clone())), Some(Arc::clone(&response_serde)))
+    .serdes(
+        Some(Arc::new(pk_serde.clone())),
+        Some(Arc::clone(&response_serde)),
+    )
     .partitioner(response_partitioner);
     let response_source_name =
         name_or_draw(&mut s, name, "-subscription-response-source", SOURCE_NAME);
@@ -277,7 +339,10 @@ where
         response_source_name.clone(),
         [response_topic.clone()],
     )
-    .serdes(Some(Arc::new(pk_serde.clone())), Some(Arc::clone(&response_serde)));
+    .serdes(
+        Some(Arc::new(pk_serde.clone())),
+        Some(Arc::clone(&response_serde)),
+    );
 
     let resolver_name = name_or_draw(
         &mut s,
@@ -290,16 +355,27 @@ where
     // Kafka's MaterializedInternal draws a store name for an unnamed Materialized.
     let (result_store, named_store) = match &materialized.name {
         Some(n) => (n.clone(), true),
-        None => (s.next_name(&format!("{FK_JOIN_OUTPUT_NAME}STATE-STORE-")), false),
+        None => (
+            s.next_name(&format!("{FK_JOIN_OUTPUT_NAME}STATE-STORE-")),
+            false,
+        ),
     };
-    let result_key_serde = materialized.key_serde.clone().or_else(|| this.key_serde.clone());
+    let result_key_serde = materialized
+        .key_serde
+        .clone()
+        .or_else(|| this.key_serde.clone());
     let mut result_materialized = materialized;
     if !named_store {
         // Kafka does not materialize an unnamed result; ours is materialized, but not
         // cached, so that every result is forwarded at once as Kafka's are.
         result_materialized.caching = false;
     }
-    let store = table_store(&result_store, &result_materialized, result_key_serde.clone(), None);
+    let store = table_store(
+        &result_store,
+        &result_materialized,
+        result_key_serde.clone(),
+        None,
+    );
     let result_old: Arc<OldValues> = Arc::default();
     let switch = Arc::clone(&result_old);
     let result = {
@@ -313,10 +389,7 @@ where
         }
     };
     let joiner = Arc::new(joiner);
-    let resolver_parts = (
-        this.value_serde.clone(),
-        subscription_topic.clone(),
-    );
+    let resolver_parts = (this.value_serde.clone(), subscription_topic.clone());
     let this_node = this.node.clone();
     let other_node = other.node.clone();
     s.apply(|t| {
@@ -330,7 +403,11 @@ where
         let left_getter = left_getter.ok_or_else(|| missing(&this_node, "left"))?;
         let right_getter = right_getter.ok_or_else(|| missing(&other_node, "right"))?;
         for store in [&left_getter.store, &right_getter.store] {
-            match t.stores().find(|s| s.name() == store.as_str()).map(StoreBuilder::kind) {
+            match t
+                .stores()
+                .find(|s| s.name() == store.as_str())
+                .map(StoreBuilder::kind)
+            {
                 Some(StoreKind::TimestampedKeyValue | StoreKind::KeyValue) => {}
                 other => {
                     return Err(StreamsError::Config {

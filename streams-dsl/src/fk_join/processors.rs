@@ -11,7 +11,7 @@ use streams_core::{
 
 use super::murmur3;
 use super::wrappers::{
-    Instruction, SUBSCRIPTION_VERSION, RESPONSE_VERSION, SerdeSlot, SubscriptionResponseWrapper,
+    Instruction, RESPONSE_VERSION, SUBSCRIPTION_VERSION, SerdeSlot, SubscriptionResponseWrapper,
     SubscriptionWrapper, combined_key, prefix, split_combined_key,
 };
 use crate::table::skip_record;
@@ -20,10 +20,15 @@ use crate::value_getter::ValueGetter;
 /// The foreign-key extractor: the left value's foreign key, `None` for a null one.
 pub(crate) type Extractor<V, KO> = Arc<dyn Fn(&V) -> Option<KO> + Send + Sync>;
 
+/// An inner join's joiner: (left value, right value).
+pub(crate) type InnerJoiner<V, VO, VR> = Arc<dyn Fn(&V, &VO) -> VR + Send + Sync>;
+/// A left join's joiner: the right value may be missing.
+pub(crate) type LeftJoiner<V, VO, VR> = Arc<dyn Fn(&V, Option<&VO>) -> VR + Send + Sync>;
+
 /// The joiner of an inner or a left foreign-key join (Kafka's `ValueJoiner<V, VO, VR>`).
 pub(crate) enum FkJoiner<V, VO, VR> {
-    Inner(Arc<dyn Fn(&V, &VO) -> VR + Send + Sync>),
-    Left(Arc<dyn Fn(&V, Option<&VO>) -> VR + Send + Sync>),
+    Inner(InnerJoiner<V, VO, VR>),
+    Left(LeftJoiner<V, VO, VR>),
 }
 
 impl<V, VO, VR> FkJoiner<V, VO, VR> {
@@ -65,8 +70,15 @@ fn serde_err(e: streams_core::SerdeError, node: &str) -> StreamsError {
 }
 
 /// `Murmur3.hash128` of a left value serialized for the `-vh` pseudo topic.
-fn value_hash<V: 'static>(serde: &SharedSerde<V>, topic: &str, value: &V, node: &str) -> Result<Option<[i64; 2]>> {
-    let bytes = serde.serialize(topic, value).map_err(|e| serde_err(e, node))?;
+fn value_hash<V: 'static>(
+    serde: &SharedSerde<V>,
+    topic: &str,
+    value: &V,
+    node: &str,
+) -> Result<Option<[i64; 2]>> {
+    let bytes = serde
+        .serialize(topic, value)
+        .map_err(|e| serde_err(e, node))?;
     Ok(bytes.map(|b| murmur3::hash128(&b)))
 }
 
@@ -137,13 +149,17 @@ fn skip_null_foreign_key<K, V>(ctx: &mut ProcessorContext<'_, K, V>) {
     skip_record(ctx, "Skipping record due to null foreign key.");
 }
 
-impl<K, V, KO> Processor<K, Change<V>, Option<KO>, SubscriptionWrapper<K>> for SendProcessor<K, V, KO>
+impl<K, V, KO> Processor<K, Change<V>, Option<KO>, SubscriptionWrapper<K>>
+    for SendProcessor<K, V, KO>
 where
     K: Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
     KO: Clone + Send + Sync + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Option<KO>, SubscriptionWrapper<K>>) -> Result<()> {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Option<KO>, SubscriptionWrapper<K>>,
+    ) -> Result<()> {
         let node = ctx.node_name().to_owned();
         self.fk_serde.resolve(ctx.serdes(), "key", &node)?;
         self.pk_serde.resolve(ctx.serdes(), "key", &node)?;
@@ -180,10 +196,22 @@ where
                 return Ok(());
             }
             if self.left {
-                return self.forward(ctx, &record, hash, new_fk, Instruction::PropagateNullIfNoFkValAvailable);
+                return self.forward(
+                    ctx,
+                    &record,
+                    hash,
+                    new_fk,
+                    Instruction::PropagateNullIfNoFkValAvailable,
+                );
             }
             return match new_fk {
-                Some(fk) => self.forward(ctx, &record, hash, Some(fk), Instruction::PropagateOnlyIfFkValAvailable),
+                Some(fk) => self.forward(
+                    ctx,
+                    &record,
+                    hash,
+                    Some(fk),
+                    Instruction::PropagateOnlyIfFkValAvailable,
+                ),
                 None => {
                     skip_null_foreign_key(ctx);
                     Ok(())
@@ -191,13 +219,26 @@ where
             };
         };
         let old_fk = (self.extractor)(old);
-        let changed = self.serialize_fk(new_fk.as_ref(), &node)? != self.serialize_fk(old_fk.as_ref(), &node)?;
+        let changed = self.serialize_fk(new_fk.as_ref(), &node)?
+            != self.serialize_fk(old_fk.as_ref(), &node)?;
         if self.left {
             // Kafka's leftJoinInstructions (KIP-962: a null foreign key still propagates).
             if let Some(old_fk) = old_fk.filter(|_| changed) {
-                self.forward(ctx, &record, hash, Some(old_fk), Instruction::DeleteKeyAndPropagate)?;
+                self.forward(
+                    ctx,
+                    &record,
+                    hash,
+                    Some(old_fk),
+                    Instruction::DeleteKeyAndPropagate,
+                )?;
             }
-            return self.forward(ctx, &record, hash, new_fk, Instruction::PropagateNullIfNoFkValAvailable);
+            return self.forward(
+                ctx,
+                &record,
+                hash,
+                new_fk,
+                Instruction::PropagateNullIfNoFkValAvailable,
+            );
         }
         // Kafka's defaultJoinInstructions, with KAFKA-16407's handling of a foreign key
         // changing from or to null.
@@ -206,13 +247,37 @@ where
                 skip_null_foreign_key(ctx);
                 Ok(())
             }
-            (None, Some(fk)) => self.forward(ctx, &record, hash, Some(fk), Instruction::PropagateOnlyIfFkValAvailable),
-            (Some(old_fk), None) => self.forward(ctx, &record, hash, Some(old_fk), Instruction::DeleteKeyAndPropagate),
+            (None, Some(fk)) => self.forward(
+                ctx,
+                &record,
+                hash,
+                Some(fk),
+                Instruction::PropagateOnlyIfFkValAvailable,
+            ),
+            (Some(old_fk), None) => self.forward(
+                ctx,
+                &record,
+                hash,
+                Some(old_fk),
+                Instruction::DeleteKeyAndPropagate,
+            ),
             (Some(old_fk), Some(fk)) => {
                 if changed {
-                    self.forward(ctx, &record, hash, Some(old_fk), Instruction::DeleteKeyNoPropagate)?;
+                    self.forward(
+                        ctx,
+                        &record,
+                        hash,
+                        Some(old_fk),
+                        Instruction::DeleteKeyNoPropagate,
+                    )?;
                 }
-                self.forward(ctx, &record, hash, Some(fk), Instruction::PropagateNullIfNoFkValAvailable)
+                self.forward(
+                    ctx,
+                    &record,
+                    hash,
+                    Some(fk),
+                    Instruction::PropagateNullIfNoFkValAvailable,
+                )
             }
         }
     }
@@ -253,13 +318,17 @@ pub(crate) struct ReceiveProcessor<K, KO> {
     pub(crate) topics: PseudoTopics,
 }
 
-impl<K, KO> Processor<Option<KO>, SubscriptionWrapper<K>, CombinedKey<KO, K>, SubscriptionWrapper<K>>
+impl<K, KO>
+    Processor<Option<KO>, SubscriptionWrapper<K>, CombinedKey<KO, K>, SubscriptionWrapper<K>>
     for ReceiveProcessor<K, KO>
 where
     K: Clone + Send + Sync + 'static,
     KO: Clone + Send + Sync + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, CombinedKey<KO, K>, SubscriptionWrapper<K>>) -> Result<()> {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, CombinedKey<KO, K>, SubscriptionWrapper<K>>,
+    ) -> Result<()> {
         let node = ctx.node_name().to_owned();
         self.fk_serde.resolve(ctx.serdes(), "key", &node)?;
         self.pk_serde.resolve(ctx.serdes(), "key", &node)?;
@@ -282,7 +351,10 @@ where
             // A left join's null foreign key: nothing to store, answered with no row.
             let pk = record.value.primary_key.clone();
             return ctx.forward(Record {
-                key: CombinedKey { foreign_key: None, primary_key: pk },
+                key: CombinedKey {
+                    foreign_key: None,
+                    primary_key: pk,
+                },
                 value: record.value,
                 timestamp: record.timestamp,
                 headers: record.headers,
@@ -302,16 +374,23 @@ where
             &record.value.primary_key,
             &node,
         )?;
-        let mut store = ctx.timestamped_key_value_store::<Vec<u8>, SubscriptionWrapper<K>>(&self.store)?;
+        let mut store =
+            ctx.timestamped_key_value_store::<Vec<u8>, SubscriptionWrapper<K>>(&self.store)?;
         match instruction {
             Instruction::DeleteKeyAndPropagate | Instruction::DeleteKeyNoPropagate => {
                 store.delete(&key)?;
             }
-            _ => store.put(&key, &ValueAndTimestamp::new(record.value.clone(), record.timestamp))?,
+            _ => store.put(
+                &key,
+                &ValueAndTimestamp::new(record.value.clone(), record.timestamp),
+            )?,
         }
         let pk = record.value.primary_key.clone();
         ctx.forward(Record {
-            key: CombinedKey { foreign_key: Some(fk), primary_key: pk },
+            key: CombinedKey {
+                foreign_key: Some(fk),
+                primary_key: pk,
+            },
             value: record.value,
             timestamp: record.timestamp,
             headers: record.headers,
@@ -347,7 +426,8 @@ pub(crate) struct SubscriptionJoinProcessor<K, KO, VO> {
     pub(crate) _k: PhantomData<fn(K)>,
 }
 
-impl<K, KO, VO> Processor<CombinedKey<KO, K>, SubscriptionWrapper<K>, K, SubscriptionResponseWrapper<VO>>
+impl<K, KO, VO>
+    Processor<CombinedKey<KO, K>, SubscriptionWrapper<K>, K, SubscriptionResponseWrapper<VO>>
     for SubscriptionJoinProcessor<K, KO, VO>
 where
     K: Clone + Send + Sync + 'static,
@@ -404,13 +484,17 @@ pub(crate) struct ForeignJoinProcessor<K, KO, VO> {
     pub(crate) _vo: PhantomData<fn(VO)>,
 }
 
-impl<K, KO, VO> Processor<KO, Change<VO>, K, SubscriptionResponseWrapper<VO>> for ForeignJoinProcessor<K, KO, VO>
+impl<K, KO, VO> Processor<KO, Change<VO>, K, SubscriptionResponseWrapper<VO>>
+    for ForeignJoinProcessor<K, KO, VO>
 where
     K: Clone + Send + Sync + 'static,
     KO: Clone + Send + Sync + 'static,
     VO: Clone + Send + Sync + 'static,
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, SubscriptionResponseWrapper<VO>>) -> Result<()> {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, SubscriptionResponseWrapper<VO>>,
+    ) -> Result<()> {
         let node = ctx.node_name().to_owned();
         self.fk_serde.resolve(ctx.serdes(), "key", &node)?;
         self.pk_serde.resolve(ctx.serdes(), "key", &node)?;
@@ -435,7 +519,8 @@ where
             .unwrap_or_default();
         let prefix = prefix(&fk).map_err(|e| serde_err(e, &node))?;
         let subscribers: Vec<(Vec<u8>, ValueAndTimestamp<SubscriptionWrapper<K>>)> = {
-            let store = ctx.timestamped_key_value_store::<Vec<u8>, SubscriptionWrapper<K>>(&self.store)?;
+            let store =
+                ctx.timestamped_key_value_store::<Vec<u8>, SubscriptionWrapper<K>>(&self.store)?;
             store.prefix_scan(&prefix)?.collect::<Result<_>>()?
         };
         for (key, subscription) in subscribers {

@@ -29,15 +29,22 @@ impl<T: 'static> SerdeSlot<T> {
     }
 
     /// Fills the slot from the application's default serdes if it is still empty.
-    pub(crate) fn resolve(&self, registry: &SerdeRegistry, what: &'static str, node: &str) -> Result<()> {
+    pub(crate) fn resolve(
+        &self,
+        registry: &SerdeRegistry,
+        what: &'static str,
+        node: &str,
+    ) -> Result<()> {
         if self.0.get().is_some() {
             return Ok(());
         }
-        let serde = registry.get::<T>().ok_or_else(|| StreamsError::MissingSerde {
-            what,
-            type_name: std::any::type_name::<T>(),
-            node: node.to_owned(),
-        })?;
+        let serde = registry
+            .get::<T>()
+            .ok_or_else(|| StreamsError::MissingSerde {
+                what,
+                type_name: std::any::type_name::<T>(),
+                node: node.to_owned(),
+            })?;
         let _ = self.0.set(serde);
         Ok(())
     }
@@ -53,7 +60,11 @@ impl<T: 'static> SerdeSlot<T> {
 }
 
 impl<T: 'static> Serde<T> for SerdeSlot<T> {
-    fn serialize(&self, topic: &str, value: &T) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
+    fn serialize(
+        &self,
+        topic: &str,
+        value: &T,
+    ) -> std::result::Result<Option<Vec<u8>>, SerdeError> {
         self.get()?.serialize(topic, value)
     }
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> std::result::Result<T, SerdeError> {
@@ -259,7 +270,9 @@ pub(crate) struct ResponseWrapperSerde<VO> {
     pub(crate) foreign_value: SerdeSlot<VO>,
 }
 
-impl<VO: Send + Sync + 'static> Serde<SubscriptionResponseWrapper<VO>> for ResponseWrapperSerde<VO> {
+impl<VO: Send + Sync + 'static> Serde<SubscriptionResponseWrapper<VO>>
+    for ResponseWrapperSerde<VO>
+{
     fn serialize(
         &self,
         topic: &str,
@@ -407,12 +420,23 @@ mod tests {
         let v0 = [0x80u8, 0x03, b'a', b'b'];
         let read = s.deserialize("t", Some(&v0)).unwrap();
         assert_eq!(
-            (read.version, read.primary_key.as_str(), read.primary_partition, read.instruction),
+            (
+                read.version,
+                read.primary_key.as_str(),
+                read.primary_partition,
+                read.instruction
+            ),
             (0, "ab", None, Instruction::PropagateOnlyIfFkValAvailable)
         );
-        assert!(s.deserialize("t", Some(&[0x81, 0x09, b'a', 0, 0, 0, 0])).is_err());
+        assert!(
+            s.deserialize("t", Some(&[0x81, 0x09, b'a', 0, 0, 0, 0]))
+                .is_err()
+        );
         assert!(s.deserialize("t", Some(&[0x01])).is_err());
-        assert!(s.deserialize("t", Some(&[0x02, 0x00, b'a', 0, 0, 0, 0])).is_err());
+        assert!(
+            s.deserialize("t", Some(&[0x02, 0x00, b'a', 0, 0, 0, 0]))
+                .is_err()
+        );
     }
 
     /// Kafka's `SubscriptionResponseWrapperSerializer` bytes, and back.
@@ -434,7 +458,13 @@ mod tests {
         expected.extend_from_slice(&[0, 0, 1, 2]);
         assert_eq!(bytes, expected);
         let back = s.deserialize("t", Some(&bytes)).unwrap();
-        assert_eq!(back, SubscriptionResponseWrapper { primary_partition: None, ..r });
+        assert_eq!(
+            back,
+            SubscriptionResponseWrapper {
+                primary_partition: None,
+                ..r
+            }
+        );
         let none = SubscriptionResponseWrapper::<i32> {
             original_value_hash: None,
             foreign_value: None,
@@ -465,7 +495,14 @@ mod tests {
         let mut registry = streams_core::SerdeRegistry::new();
         registry.register::<String>(StringSerde);
         slot.resolve(&registry, "key", "node").unwrap();
-        assert_eq!(slot.serialize("t", &"x".to_owned()).unwrap(), Some(b"x".to_vec()));
-        assert!(SerdeSlot::<u8>::new(None).resolve(&registry, "key", "n").is_err());
+        assert_eq!(
+            slot.serialize("t", &"x".to_owned()).unwrap(),
+            Some(b"x".to_vec())
+        );
+        assert!(
+            SerdeSlot::<u8>::new(None)
+                .resolve(&registry, "key", "n")
+                .is_err()
+        );
     }
 }
