@@ -30,6 +30,7 @@ const INNER_OUT: &str = "employees-in-teams";
 const LEFT_PARTITIONS: u32 = 3;
 const RIGHT_PARTITIONS: u32 = 2;
 
+#[allow(clippy::ptr_arg)] // the extractor signature: Fn(&V) -> Option<KO>
 fn extract(v: &String) -> Option<String> {
     let fk = v.split(':').next()?;
     (fk != "-").then(|| fk.to_owned())
