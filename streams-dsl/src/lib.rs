@@ -25,7 +25,11 @@
 //! ([`KStream::join_global`], [`KStream::left_join_global`]; no repartition). Tables join
 //! tables on their key ([`KTable::join`], [`KTable::left_join`], [`KTable::outer_join`],
 //! materialized with the `*_materialized` variants): every update of either side emits
-//! the joined row's new value, the result being a table itself. A grouping or join after a
+//! the joined row's new value, the result being a table itself. Tables also join other
+//! tables on a foreign key extracted from their values ([`KTable::join_on_foreign_key`],
+//! [`KTable::left_join_on_foreign_key`], with [`TableJoined`]; KIP-213, through Kafka's
+//! subscription and response topics, in its byte layouts, with its stale-result check).
+//! A grouping or join after a
 //! key-changing operation reads through a repartition topic
 //! (`<application.id>-<name>-repartition`), inserted automatically.
 //!
@@ -80,6 +84,7 @@ mod builder;
 mod changed;
 mod emit;
 mod global_join;
+mod fk_join;
 mod global_table;
 mod join_windows;
 mod joined;
@@ -106,6 +111,7 @@ mod windows;
 pub use branched::{Branched, BranchedKStream};
 pub use builder::StreamsBuilder;
 pub use emit::EmitStrategy;
+pub use fk_join::TableJoined;
 pub use global_table::GlobalKTable;
 pub use join_windows::JoinWindows;
 pub use joined::{Joined, StreamJoined};
