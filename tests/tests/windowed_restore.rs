@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! A windowed count (`windowed_by(TimeWindows)`) on the real runtime and the embedded
-//! broker: its changelog topic is created as Kafka creates windowed changelogs
-//! (`cleanup.policy=compact,delete`, `retention.ms` = retention + 1 day); after a clean
+//! broker, with 2 stream threads: its changelog topic is created as Kafka creates windowed
+//! changelogs (`cleanup.policy=compact,delete`, `retention.ms` = retention + 1 day); after a clean
 //! close and the loss of the local state, the restarted application restores its windows
 //! from the changelog and keeps counting in them; a record for a closed window is dropped
 //! and counted in `StreamsApp::dropped_records`.
@@ -46,7 +46,11 @@ fn topology() -> streams_core::Topology {
 }
 
 fn start(broker: &Broker, state_dir: &Path) -> StreamsApp {
-    common::start_running(topology(), common::config(APP, state_dir), broker)
+    common::start_running(
+        topology(),
+        common::config(APP, state_dir).num_stream_threads(2),
+        broker,
+    )
 }
 
 /// Produces `(key, timestamp)` clicks to the partition Java's partitioner picks.
