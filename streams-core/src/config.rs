@@ -1,5 +1,6 @@
 //! `StreamsConfig`: the settings of a streams application, with Kafka Streams' keys.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -103,7 +104,40 @@ pub struct StreamsConfig {
     pub(crate) emit_interval_windowed_aggregation_ms: Option<i64>,
     /// `topology.optimization` includes `reuse.ktable.source.topics`.
     pub(crate) reuse_ktable_source_topics: bool,
+    /// `bootstrap.servers`: the Kafka-protocol cluster a wire backend connects to.
+    pub(crate) bootstrap_servers: Option<String>,
+    /// `client.id` prefix of the application's clients (default: the application id).
+    pub(crate) client_id: Option<String>,
+    /// Client properties passed to the wire backend's clients: keys with Kafka Streams'
+    /// prefixes (`consumer.`, `main.consumer.`, `restore.consumer.`, `producer.`, `admin.`)
+    /// kept with their prefix, and un-prefixed client keys (`group.instance.id`,
+    /// `security.protocol`, `ssl.*`, `sasl.*`, `request.timeout.ms`, ...).
+    pub(crate) client_properties: BTreeMap<String, String>,
 }
+
+/// Prefixes of client properties passed through to the wire backend's clients, as Kafka
+/// Streams' `StreamsConfig.consumerPrefix` and friends.
+pub const CLIENT_PROPERTY_PREFIXES: [&str; 6] = [
+    "consumer.",
+    "main.consumer.",
+    "restore.consumer.",
+    "global.consumer.",
+    "producer.",
+    "admin.",
+];
+
+/// Un-prefixed client keys a streams configuration accepts and passes to every client of the
+/// wire backend (exact keys; `ssl.` and `sasl.` keys are accepted by prefix).
+const SHARED_CLIENT_KEYS: [&str; 8] = [
+    "group.instance.id",
+    "security.protocol",
+    "request.timeout.ms",
+    "heartbeat.interval.ms",
+    "socket.connection.setup.timeout.ms",
+    "reconnect.backoff.ms",
+    "retry.backoff.ms",
+    "metadata.max.age.ms",
+];
 
 /// Kafka's internal config key of the outer-join emit interval.
 const OUTER_JOIN_EMIT_INTERVAL: &str =
@@ -139,6 +173,9 @@ impl StreamsConfig {
             outer_join_emit_interval_ms: None,
             emit_interval_windowed_aggregation_ms: None,
             reuse_ktable_source_topics: false,
+            bootstrap_servers: None,
+            client_id: None,
+            client_properties: BTreeMap::new(),
         }
     }
 
@@ -223,12 +260,14 @@ impl StreamsConfig {
                 EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION => {
                     c.emit_interval_windowed_aggregation_ms = Some(parse_range(k, v, 0, i64::MAX)?)
                 }
-                "bootstrap.servers" => {
-                    return Err(StreamsError::config(
-                        k,
-                        "external clusters need the rdkafka backend, which is not built yet; \
-                         run on the embedded broker (EmbeddedCluster)",
-                    ))
+                "bootstrap.servers" => c = c.bootstrap_servers(v)?,
+                "client.id" => c.client_id = Some(v.clone()),
+                key if CLIENT_PROPERTY_PREFIXES.iter().any(|p| key.starts_with(p))
+                    || SHARED_CLIENT_KEYS.contains(&key)
+                    || key.starts_with("ssl.")
+                    || key.starts_with("sasl.") =>
+                {
+                    c.client_properties.insert(key.to_owned(), v.clone());
                 }
                 _ => {
                     return Err(StreamsError::config(
@@ -513,6 +552,89 @@ impl StreamsConfig {
     /// True if `topology.optimization` reuses source topics as table changelogs.
     pub fn reuses_ktable_source_topics(&self) -> bool {
         self.reuse_ktable_source_topics
+    }
+}
+
+impl StreamsConfig {
+    /// Sets `bootstrap.servers`: a comma-separated list of `host:port` of a Kafka-protocol
+    /// cluster, for the wire backend (`KafkaCluster`, feature `kafka`). An empty list or an
+    /// entry without a port is refused.
+    ///
+    /// ```
+    /// use streams_core::StreamsConfig;
+    /// let c = StreamsConfig::new("app").bootstrap_servers("127.0.0.1:9092,other:9093")?;
+    /// assert_eq!(c.bootstrap_servers_list(), vec!["127.0.0.1:9092", "other:9093"]);
+    /// assert!(StreamsConfig::new("app").bootstrap_servers("no-port").is_err());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn bootstrap_servers(mut self, servers: &str) -> Result<Self> {
+        let list: Vec<&str> = servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if list.is_empty() {
+            return Err(StreamsError::config(
+                "bootstrap.servers",
+                "empty: give host:port[,host:port...]",
+            ));
+        }
+        for server in &list {
+            let port = server.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+            if !matches!(port, Some((h, Ok(_))) if !h.is_empty()) {
+                return Err(StreamsError::config(
+                    "bootstrap.servers",
+                    format!("`{server}` is not host:port"),
+                ));
+            }
+        }
+        self.bootstrap_servers = Some(list.join(","));
+        Ok(self)
+    }
+
+    /// The `bootstrap.servers` entries (empty when not set).
+    pub fn bootstrap_servers_list(&self) -> Vec<String> {
+        self.bootstrap_servers
+            .as_deref()
+            .map(|s| s.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets `client.id`, the prefix of the application's client ids (default: the
+    /// application id), as Kafka Streams names its clients `<client.id>-StreamThread-<n>-...`.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// The `client.id` prefix (the application id when not set).
+    pub fn client_id_value(&self) -> &str {
+        self.client_id.as_deref().unwrap_or(&self.application_id)
+    }
+
+    /// Sets a client property passed through to the wire backend's clients, with Kafka
+    /// Streams' prefixes: `consumer.` (every consumer), `main.consumer.` /
+    /// `restore.consumer.` (one kind), `producer.`, `admin.`; an un-prefixed key goes to
+    /// every client. The backend refuses, at start, keys the runtime owns (such as
+    /// `enable.auto.commit` or `group.id`).
+    pub fn client_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.client_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// The client properties set (keys with their prefixes).
+    pub fn client_properties(&self) -> &BTreeMap<String, String> {
+        &self.client_properties
+    }
+
+    /// `replication.factor` of the internal topics the application creates.
+    pub fn replication_factor_value(&self) -> i16 {
+        self.replication_factor
+    }
+
+    /// `session.timeout.ms` of the stream threads' group membership.
+    pub fn session_timeout_value(&self) -> Duration {
+        self.session_timeout
     }
 }
 

@@ -51,6 +51,8 @@ mod task_manager;
 mod test_driver;
 mod topology;
 mod windowed;
+#[cfg(feature = "kafka")]
+mod wire;
 
 pub use assignment::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription,
@@ -64,7 +66,7 @@ pub use client::{
 };
 pub use config::{
     DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
-    UncaughtErrorPolicy, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
+    UncaughtErrorPolicy, CLIENT_PROPERTY_PREFIXES, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
 };
 pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyError};
 pub use global::GlobalStoreHandle;
@@ -92,3 +94,5 @@ pub use topology::{
     TopicNameExtractor, Topology, TopologyDescription,
 };
 pub use windowed::{SessionWindowedSerde, TimeWindowedSerde};
+#[cfg(feature = "kafka")]
+pub use wire::{KafkaCluster, WireError};

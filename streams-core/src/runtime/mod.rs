@@ -334,7 +334,7 @@ impl StreamsApp {
         for i in 0..n {
             let client_id = format!(
                 "{}-StreamThread-{}",
-                self.shared.config.application_id,
+                self.shared.config.client_id_value(),
                 i + 1
             );
             let mut consumer = self
