@@ -1445,6 +1445,103 @@ mod tests {
         ));
     }
 
+    /// Members `(id, process, endpoint, offset sums)` as their group metadata.
+    fn members(list: &[(&str, u64, Option<&str>, BTreeMap<TaskId, i64>)]) -> Vec<(String, Bytes)> {
+        list.iter()
+            .map(|(id, process, endpoint, sums)| {
+                let info = SubscriptionInfo::new(
+                    Uuid::from_u64_pair(0, *process),
+                    endpoint.map(|e| HostInfo::parse(e).unwrap()),
+                    sums.clone(),
+                );
+                ((*id).to_owned(), encode_subscription(&["in".into()], &[], &info).unwrap())
+            })
+            .collect()
+    }
+
+    fn spec(standbys: usize) -> AssignmentSpec {
+        let tasks: BTreeMap<TaskId, Vec<TopicPartition>> = (0..4)
+            .map(|p| (t(0, p), vec![TopicPartition::new("in", p)]))
+            .collect();
+        let changelogs = (0..4)
+            .map(|p| (t(0, p), vec![TopicPartition::new("app-store-changelog", p)]))
+            .collect();
+        let mut spec = AssignmentSpec::new(tasks);
+        spec.changelogs = changelogs;
+        spec.config.num_standby_replicas = standbys;
+        spec.end_offsets = Arc::new(|tps: &[TopicPartition]| {
+            Ok(tps.iter().map(|tp| (tp.clone(), 100_000)).collect())
+        });
+        spec
+    }
+
+    fn decoded(out: &[(String, Bytes)]) -> BTreeMap<String, (Vec<TopicPartition>, AssignmentInfo)> {
+        out.iter()
+            .map(|(id, b)| (id.clone(), decode_assignment(b).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn leader_groups_members_by_process_and_fills_standbys_and_host_maps() {
+        let running: BTreeMap<TaskId, i64> = (0..4).map(|p| (t(0, p), LATEST_OFFSET)).collect();
+        let half: BTreeMap<TaskId, i64> = (0..4).map(|p| (t(0, p), 99_000)).collect();
+        let m = members(&[
+            ("a-1", 1, Some("a:1"), running.clone()),
+            ("a-2", 1, Some("a:1"), BTreeMap::new()),
+            ("b-1", 2, Some("b:2"), half),
+        ]);
+        let out = decoded(&spec(1).assign_at("a-1", &m, 1_000).unwrap());
+        // Both processes are caught up (lag 1 000 <= 10 000): 2 tasks each, one per thread
+        // on process 1; the standbys are on the other process.
+        let active = |id: &str| out[id].1.active_tasks.iter().copied().collect::<BTreeSet<_>>();
+        assert_eq!(active("a-1").len() + active("a-2").len(), 2);
+        assert_eq!(active("a-1").len(), 1);
+        assert_eq!(active("b-1").len(), 2);
+        for (id, (tps, info)) in &out {
+            assert_eq!(tps.len(), info.active_tasks.len(), "{id}: one task entry per partition");
+            assert_eq!(info.next_rebalance_ms, NO_REBALANCE, "no probing when all are caught up");
+            assert_eq!(info.partitions_by_host.len(), 2);
+        }
+        let b_standby: BTreeSet<TaskId> = out["b-1"].1.standby_tasks.keys().copied().collect();
+        let a_active: BTreeSet<TaskId> = active("a-1").union(&active("a-2")).copied().collect();
+        assert_eq!(b_standby, a_active, "standbys never on the active's process");
+        assert_eq!(out["b-1"].1.standby_tasks[&t(0, b_standby.first().unwrap().partition)].len(), 1);
+        let host_a = &out["b-1"].1.partitions_by_host[&HostInfo::new("a", 1)];
+        assert_eq!(host_a.len(), 2);
+        assert_eq!(out["a-1"].1.standby_partitions_by_host[&HostInfo::new("a", 1)].len(), 2);
+    }
+
+    #[test]
+    fn a_new_process_gets_warmups_and_only_the_leaders_first_consumer_a_probing_time() {
+        let running: BTreeMap<TaskId, i64> = (0..4).map(|p| (t(0, p), LATEST_OFFSET)).collect();
+        let m = members(&[
+            ("new-1", 2, None, BTreeMap::new()),
+            ("old-1", 1, None, running),
+        ]);
+        let mut s = spec(0);
+        s.config.probing_rebalance_interval = Duration::from_millis(500);
+        let out = decoded(&s.assign_at("old-1", &m, 1_000).unwrap());
+        assert_eq!(out["old-1"].1.active_tasks.len(), 4, "the caught-up process keeps its tasks");
+        assert!(out["new-1"].1.active_tasks.is_empty());
+        assert_eq!(out["new-1"].1.standby_tasks.len(), 2, "two warm-ups (max.warmup.replicas)");
+        assert_eq!(out["old-1"].1.next_rebalance_ms, 1_500);
+        assert_eq!(out["new-1"].1.next_rebalance_ms, NO_REBALANCE);
+    }
+
+    #[test]
+    fn unreadable_end_offsets_fall_back_to_previous_owners_and_ask_for_a_rebalance() {
+        let running: BTreeMap<TaskId, i64> = (0..4).map(|p| (t(0, p), LATEST_OFFSET)).collect();
+        let m = members(&[("new-1", 2, None, BTreeMap::new()), ("old-1", 1, None, running)]);
+        let mut s = spec(0);
+        s.end_offsets = Arc::new(|_: &[TopicPartition]| {
+            Err(crate::error::StreamsError::IllegalState("down".into()))
+        });
+        let out = decoded(&s.assign_at("old-1", &m, 0).unwrap());
+        assert_eq!(out["old-1"].1.active_tasks.len(), 2);
+        assert_eq!(out["new-1"].1.active_tasks.len(), 2);
+        assert_eq!(out["old-1"].1.next_rebalance_ms, 600_000);
+    }
+
     #[test]
     fn endpoints_parse_as_kafka_host_info() {
         assert_eq!(HostInfo::parse("localhost:8080").unwrap(), HostInfo::new("localhost", 8080));

@@ -113,6 +113,7 @@ fn consumers_of_two_clusters_share_one_group_and_stale_members_cannot_commit() {
                         }
                         AssignmentEvent::Assigned(tps) => return tps,
                         AssignmentEvent::Lost(tps) => panic!("lost {tps:?}"),
+                        AssignmentEvent::Standby(_) | AssignmentEvent::PartitionsByHost { .. } => {}
                     }
                 }
             }
