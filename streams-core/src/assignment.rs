@@ -337,7 +337,8 @@ impl SubscriptionInfo {
         if version >= 2 {
             let n = get_len(d, 1, WHAT)?;
             let raw = d.get(..n).ok_or(AssignmentDataError::Malformed(WHAT))?;
-            let text = std::str::from_utf8(raw).map_err(|_| AssignmentDataError::Malformed(WHAT))?;
+            let text =
+                std::str::from_utf8(raw).map_err(|_| AssignmentDataError::Malformed(WHAT))?;
             if !text.is_empty() {
                 endpoint = Some(HostInfo::parse(text)?);
             }
@@ -741,7 +742,9 @@ fn get_tasks(data: &mut &[u8], what: &'static str) -> DataResult<BTreeSet<TaskId
 
 fn get_str(data: &mut &[u8], what: &'static str) -> DataResult<String> {
     let len = usize::from(get_i16(data, what)?.cast_unsigned());
-    let raw = data.get(..len).ok_or(AssignmentDataError::Malformed(what))?;
+    let raw = data
+        .get(..len)
+        .ok_or(AssignmentDataError::Malformed(what))?;
     let s = String::from_utf8_lossy(raw).into_owned();
     data.advance(len);
     Ok(s)
@@ -1042,7 +1045,11 @@ impl AssignmentSpec {
     /// leader's client gets the next rebalance time (as Kafka picks the leader's client). A
     /// member whose metadata cannot be read (another client in the group) gets an empty
     /// assignment.
-    pub fn assign(&self, leader: &str, members: &[(String, Bytes)]) -> DataResult<Vec<(String, Bytes)>> {
+    pub fn assign(
+        &self,
+        leader: &str,
+        members: &[(String, Bytes)],
+    ) -> DataResult<Vec<(String, Bytes)>> {
         self.assign_at(leader, members, now_ms())
     }
 
@@ -1115,7 +1122,9 @@ impl AssignmentSpec {
             clients.insert(*process, state);
         }
         let probing = match &end_sums {
-            Some(_) => self.assignor.assign(&mut clients, &all, &stateful, &self.config),
+            Some(_) => self
+                .assignor
+                .assign(&mut clients, &all, &stateful, &self.config),
             None => {
                 // Kafka's FallbackPriorTaskAssignor: previous owners keep their tasks, and
                 // another rebalance retries the lag computation.
@@ -1162,10 +1171,16 @@ impl AssignmentSpec {
             };
             let lag = |t: &TaskId| state.lag_for(t);
             let mut load = BTreeMap::new();
-            let stateful_active: BTreeSet<TaskId> =
-                state.active_tasks().intersection(&stateful).copied().collect();
-            let stateless_active: BTreeSet<TaskId> =
-                state.active_tasks().difference(&stateful).copied().collect();
+            let stateful_active: BTreeSet<TaskId> = state
+                .active_tasks()
+                .intersection(&stateful)
+                .copied()
+                .collect();
+            let stateless_active: BTreeSet<TaskId> = state
+                .active_tasks()
+                .difference(&stateful)
+                .copied()
+                .collect();
             let mut active = assign_tasks_to_threads(
                 &stateful_active,
                 true,
@@ -1230,7 +1245,10 @@ impl AssignmentSpec {
             }
         }
         if probing {
-            tracing::info!(next_rebalance_ms = next_rebalance, "assignment needs a probing rebalance");
+            tracing::info!(
+                next_rebalance_ms = next_rebalance,
+                "assignment needs a probing rebalance"
+            );
         }
         let mut out = Vec::with_capacity(members.len());
         for (id, _) in members {
@@ -1278,7 +1296,10 @@ mod tests {
         let back = SubscriptionInfo::decode(&bytes).unwrap();
         assert_eq!(back, info);
         assert_eq!(back.prev_tasks(), [t(0, 1)].into_iter().collect());
-        assert_eq!(back.standby_tasks(), [t(1, 0), t(2, 3)].into_iter().collect());
+        assert_eq!(
+            back.standby_tasks(),
+            [t(1, 0), t(2, 3)].into_iter().collect()
+        );
         let owned = vec![TopicPartition::new("a", 1)];
         let meta = encode_subscription(&["a".into(), "b".into()], &owned, &info).unwrap();
         let back = decode_subscription("m", &meta).unwrap();
@@ -1289,10 +1310,17 @@ mod tests {
 
     #[test]
     fn subscription_truncated_anywhere_is_an_error() {
-        let info = SubscriptionInfo::new(Uuid::from_u64_pair(7, 9), Some(HostInfo::new("h", 1)), sums());
+        let info = SubscriptionInfo::new(
+            Uuid::from_u64_pair(7, 9),
+            Some(HostInfo::new("h", 1)),
+            sums(),
+        );
         let bytes = info.encode().unwrap();
         for cut in 0..bytes.len() {
-            assert!(SubscriptionInfo::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                SubscriptionInfo::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -1361,9 +1389,12 @@ mod tests {
             .insert(t(2, 1), vec![TopicPartition::new("in", 1)]);
         info.partitions_by_host.insert(
             HostInfo::new("a", 1),
-            [TopicPartition::new("in", 0), TopicPartition::new("other", 3)]
-                .into_iter()
-                .collect(),
+            [
+                TopicPartition::new("in", 0),
+                TopicPartition::new("other", 3),
+            ]
+            .into_iter()
+            .collect(),
         );
         info.partitions_by_host
             .insert(HostInfo::new("b", 2), BTreeSet::new());
@@ -1383,10 +1414,16 @@ mod tests {
         assert_eq!(&bytes[..4], &10i32.to_be_bytes());
         // The first active task: sub-topology, partition, empty named topology.
         assert_eq!(&bytes[12..24], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(&bytes[bytes.len() - 8..], &1_700_000_000_000i64.to_be_bytes());
+        assert_eq!(
+            &bytes[bytes.len() - 8..],
+            &1_700_000_000_000i64.to_be_bytes()
+        );
         assert_eq!(AssignmentInfo::decode(&bytes).unwrap(), info);
         for cut in 0..bytes.len() {
-            assert!(AssignmentInfo::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                AssignmentInfo::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let tps = vec![
             TopicPartition::new("in", 0),
@@ -1445,8 +1482,11 @@ mod tests {
         ));
     }
 
-    /// Members `(id, process, endpoint, offset sums)` as their group metadata.
-    fn members(list: &[(&str, u64, Option<&str>, BTreeMap<TaskId, i64>)]) -> Vec<(String, Bytes)> {
+    /// A member as `(id, process, endpoint, offset sums)`.
+    type TestMember<'a> = (&'a str, u64, Option<&'a str>, BTreeMap<TaskId, i64>);
+
+    /// Members as their group metadata.
+    fn members(list: &[TestMember<'_>]) -> Vec<(String, Bytes)> {
         list.iter()
             .map(|(id, process, endpoint, sums)| {
                 let info = SubscriptionInfo::new(
@@ -1454,7 +1494,10 @@ mod tests {
                     endpoint.map(|e| HostInfo::parse(e).unwrap()),
                     sums.clone(),
                 );
-                ((*id).to_owned(), encode_subscription(&["in".into()], &[], &info).unwrap())
+                (
+                    (*id).to_owned(),
+                    encode_subscription(&["in".into()], &[], &info).unwrap(),
+                )
             })
             .collect()
     }
@@ -1493,22 +1536,45 @@ mod tests {
         let out = decoded(&spec(1).assign_at("a-1", &m, 1_000).unwrap());
         // Both processes are caught up (lag 1 000 <= 10 000): 2 tasks each, one per thread
         // on process 1; the standbys are on the other process.
-        let active = |id: &str| out[id].1.active_tasks.iter().copied().collect::<BTreeSet<_>>();
+        let active = |id: &str| {
+            out[id]
+                .1
+                .active_tasks
+                .iter()
+                .copied()
+                .collect::<BTreeSet<_>>()
+        };
         assert_eq!(active("a-1").len() + active("a-2").len(), 2);
         assert_eq!(active("a-1").len(), 1);
         assert_eq!(active("b-1").len(), 2);
         for (id, (tps, info)) in &out {
-            assert_eq!(tps.len(), info.active_tasks.len(), "{id}: one task entry per partition");
-            assert_eq!(info.next_rebalance_ms, NO_REBALANCE, "no probing when all are caught up");
+            assert_eq!(
+                tps.len(),
+                info.active_tasks.len(),
+                "{id}: one task entry per partition"
+            );
+            assert_eq!(
+                info.next_rebalance_ms, NO_REBALANCE,
+                "no probing when all are caught up"
+            );
             assert_eq!(info.partitions_by_host.len(), 2);
         }
         let b_standby: BTreeSet<TaskId> = out["b-1"].1.standby_tasks.keys().copied().collect();
         let a_active: BTreeSet<TaskId> = active("a-1").union(&active("a-2")).copied().collect();
-        assert_eq!(b_standby, a_active, "standbys never on the active's process");
-        assert_eq!(out["b-1"].1.standby_tasks[&t(0, b_standby.first().unwrap().partition)].len(), 1);
+        assert_eq!(
+            b_standby, a_active,
+            "standbys never on the active's process"
+        );
+        assert_eq!(
+            out["b-1"].1.standby_tasks[&t(0, b_standby.first().unwrap().partition)].len(),
+            1
+        );
         let host_a = &out["b-1"].1.partitions_by_host[&HostInfo::new("a", 1)];
         assert_eq!(host_a.len(), 2);
-        assert_eq!(out["a-1"].1.standby_partitions_by_host[&HostInfo::new("a", 1)].len(), 2);
+        assert_eq!(
+            out["a-1"].1.standby_partitions_by_host[&HostInfo::new("a", 1)].len(),
+            2
+        );
     }
 
     #[test]
@@ -1521,9 +1587,17 @@ mod tests {
         let mut s = spec(0);
         s.config.probing_rebalance_interval = Duration::from_millis(500);
         let out = decoded(&s.assign_at("old-1", &m, 1_000).unwrap());
-        assert_eq!(out["old-1"].1.active_tasks.len(), 4, "the caught-up process keeps its tasks");
+        assert_eq!(
+            out["old-1"].1.active_tasks.len(),
+            4,
+            "the caught-up process keeps its tasks"
+        );
         assert!(out["new-1"].1.active_tasks.is_empty());
-        assert_eq!(out["new-1"].1.standby_tasks.len(), 2, "two warm-ups (max.warmup.replicas)");
+        assert_eq!(
+            out["new-1"].1.standby_tasks.len(),
+            2,
+            "two warm-ups (max.warmup.replicas)"
+        );
         assert_eq!(out["old-1"].1.next_rebalance_ms, 1_500);
         assert_eq!(out["new-1"].1.next_rebalance_ms, NO_REBALANCE);
     }
@@ -1531,7 +1605,10 @@ mod tests {
     #[test]
     fn unreadable_end_offsets_fall_back_to_previous_owners_and_ask_for_a_rebalance() {
         let running: BTreeMap<TaskId, i64> = (0..4).map(|p| (t(0, p), LATEST_OFFSET)).collect();
-        let m = members(&[("new-1", 2, None, BTreeMap::new()), ("old-1", 1, None, running)]);
+        let m = members(&[
+            ("new-1", 2, None, BTreeMap::new()),
+            ("old-1", 1, None, running),
+        ]);
         let mut s = spec(0);
         s.end_offsets = Arc::new(|_: &[TopicPartition]| {
             Err(crate::error::StreamsError::IllegalState("down".into()))
@@ -1544,10 +1621,21 @@ mod tests {
 
     #[test]
     fn endpoints_parse_as_kafka_host_info() {
-        assert_eq!(HostInfo::parse("localhost:8080").unwrap(), HostInfo::new("localhost", 8080));
+        assert_eq!(
+            HostInfo::parse("localhost:8080").unwrap(),
+            HostInfo::new("localhost", 8080)
+        );
         assert_eq!(HostInfo::parse("[::1]:9").unwrap(), HostInfo::new("::1", 9));
         assert_eq!(HostInfo::new("::1", 9).to_string(), "[::1]:9");
-        for bad in ["", "host", ":80", "host:", "host:70000", "host:-1", "ho st:1"] {
+        for bad in [
+            "",
+            "host",
+            ":80",
+            "host:",
+            "host:70000",
+            "host:-1",
+            "ho st:1",
+        ] {
             assert!(HostInfo::parse(bad).is_err(), "{bad}");
         }
     }

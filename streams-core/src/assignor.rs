@@ -270,8 +270,13 @@ impl TaskAssignor for HighAvailabilityTaskAssignor {
         let caught_up = caught_up_clients(clients, stateful, config.acceptable_recovery_lag);
         let by_lag = clients_by_lag(clients, stateful);
         let mut warmups: BTreeMap<Uuid, BTreeSet<TaskId>> = BTreeMap::new();
-        let active_moves =
-            move_actives(clients, &caught_up, &by_lag, &mut warmups, &mut warmups_left);
+        let active_moves = move_actives(
+            clients,
+            &caught_up,
+            &by_lag,
+            &mut warmups,
+            &mut warmups_left,
+        );
         let standby_moves =
             move_standbys(clients, &caught_up, &by_lag, &warmups, &mut warmups_left);
         let stateless: BTreeSet<TaskId> = all_tasks.difference(stateful).copied().collect();
@@ -373,7 +378,9 @@ impl PrioritySet {
         weight: impl Fn(&ClientState) -> f64,
         allowed: impl Fn(&Uuid) -> bool,
     ) -> Option<Uuid> {
-        let id = least_loaded(clients, weight, |id| self.members.contains(id) && allowed(id))?;
+        let id = least_loaded(clients, weight, |id| {
+            self.members.contains(id) && allowed(id)
+        })?;
         self.members.remove(&id);
         Some(id)
     }
@@ -389,7 +396,11 @@ fn assign_active_stateful(clients: &mut BTreeMap<Uuid, ClientState>, stateful: &
     balance_over_threads(clients, Kind::Active);
 }
 
-fn assign_standbys(clients: &mut BTreeMap<Uuid, ClientState>, stateful: &BTreeSet<TaskId>, n: usize) {
+fn assign_standbys(
+    clients: &mut BTreeMap<Uuid, ClientState>,
+    stateful: &BTreeSet<TaskId>,
+    n: usize,
+) {
     for t in stateful {
         let mut placed = 0;
         while placed < n {
@@ -485,7 +496,9 @@ fn caught_up_clients(
                 .iter()
                 .filter(|(_, c)| {
                     let lag = c.lag_for(t);
-                    lag == LATEST_OFFSET || acceptable == i64::MAX || (0..=acceptable).contains(&lag)
+                    lag == LATEST_OFFSET
+                        || acceptable == i64::MAX
+                        || (0..=acceptable).contains(&lag)
                 })
                 .map(|(id, _)| *id)
                 .collect();

@@ -93,8 +93,7 @@ pub struct PollResult {
 /// (Kafka's `TaskManager.getTaskOffsetSums`): given the active tasks the consumer owned until
 /// now, it returns [`crate::LATEST_OFFSET`] for those and, for the other tasks with a state
 /// directory, the sum of their checkpointed changelog offsets.
-pub type TaskOffsetSumsFn =
-    Arc<dyn Fn(&BTreeSet<TaskId>) -> BTreeMap<TaskId, i64> + Send + Sync>;
+pub type TaskOffsetSumsFn = Arc<dyn Fn(&BTreeSet<TaskId>) -> BTreeMap<TaskId, i64> + Send + Sync>;
 
 /// What a stream thread subscribes with: its topics, and what the group leader needs to
 /// assign tasks (Kafka Streams' `StreamsPartitionAssignor` configuration).
@@ -768,9 +767,16 @@ impl EmbeddedConsumer {
                         .iter()
                         .map(|m| (m.member_id.clone(), m.metadata.clone()))
                         .collect();
-                    let out = sub.assignment.assign(&self.member_id, &members).map_err(|e| {
-                        StreamsError::cluster_source(ClusterErrorKind::Fatal, "assigning tasks", e)
-                    })?;
+                    let out = sub
+                        .assignment
+                        .assign(&self.member_id, &members)
+                        .map_err(|e| {
+                            StreamsError::cluster_source(
+                                ClusterErrorKind::Fatal,
+                                "assigning tasks",
+                                e,
+                            )
+                        })?;
                     tracing::info!(group = %self.group, generation = self.generation, members = members.len(), "leader: tasks assigned");
                     out
                 } else {

@@ -545,15 +545,35 @@ impl StreamsConfig {
     /// let c = StreamsConfig::new("app").application_server("localhost:8080")?;
     /// assert_eq!(c.application_server_value().map(ToString::to_string).as_deref(), Some("localhost:8080"));
     /// assert!(StreamsConfig::new("app").application_server("localhost").is_err());
+    /// let c = StreamsConfig::from_properties([
+    ///     ("application.id", "app"),
+    ///     ("application.server", "[::1]:9090"),
+    ///     ("num.standby.replicas", "1"),
+    ///     ("acceptable.recovery.lag", "500"),
+    ///     ("max.warmup.replicas", "3"),
+    ///     ("probing.rebalance.interval.ms", "60000"),
+    /// ])?;
+    /// assert_eq!(c.assignor_config().num_standby_replicas, 1);
+    /// assert_eq!(c.assignor_config().acceptable_recovery_lag, 500);
+    /// assert_eq!(c.assignor_config().max_warmup_replicas, 3);
+    /// assert_eq!(c.assignor_config().probing_rebalance_interval.as_millis(), 60_000);
+    /// assert_eq!(c.application_server_value().unwrap().host, "::1");
+    /// for (key, bad) in [("max.warmup.replicas", "0"), ("probing.rebalance.interval.ms", "59999"),
+    ///                    ("num.standby.replicas", "-1"), ("acceptable.recovery.lag", "-5"),
+    ///                    ("application.server", "nohostport")] {
+    ///     let err = StreamsConfig::from_properties([("application.id", "app"), (key, bad)]).unwrap_err();
+    ///     assert!(matches!(&err, streams_core::StreamsError::Config { key: k, .. } if k == key), "{err}");
+    /// }
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
     pub fn application_server(mut self, endpoint: &str) -> Result<Self> {
         self.application_server = if endpoint.is_empty() {
             None
         } else {
-            Some(HostInfo::parse(endpoint).map_err(|e| {
-                StreamsError::config("application.server", e.to_string())
-            })?)
+            Some(
+                HostInfo::parse(endpoint)
+                    .map_err(|e| StreamsError::config("application.server", e.to_string()))?,
+            )
         };
         Ok(self)
     }
@@ -581,7 +601,10 @@ impl StreamsConfig {
     /// restore at once while their tasks stay on caught-up instances.
     pub fn max_warmup_replicas(mut self, n: usize) -> Result<Self> {
         if n == 0 {
-            return Err(StreamsError::config("max.warmup.replicas", "must be at least 1"));
+            return Err(StreamsError::config(
+                "max.warmup.replicas",
+                "must be at least 1",
+            ));
         }
         self.assignor.max_warmup_replicas = n;
         Ok(self)

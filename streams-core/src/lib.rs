@@ -57,8 +57,7 @@ pub use assignment::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription,
     AssignmentDataError, AssignmentInfo, AssignmentSpec, EndOffsetsFn, HostInfo, HostPartitions,
     MemberSubscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, LATEST_OFFSET,
-    LATEST_READABLE_VERSION, NO_REBALANCE, STREAMS_PROTOCOL, UNKNOWN_OFFSET_SUM,
-    USER_DATA_VERSION,
+    LATEST_READABLE_VERSION, NO_REBALANCE, STREAMS_PROTOCOL, UNKNOWN_OFFSET_SUM, USER_DATA_VERSION,
 };
 pub use assignor::{
     assign_tasks_to_threads, AssignorConfig, ClientState, HighAvailabilityTaskAssignor,

@@ -33,7 +33,10 @@ fn subscription(process: u64) -> Subscription {
         process_id: uuid::Uuid::from_u64_pair(0, process),
         endpoint: None,
         task_offset_sums: Arc::new(|owned: &BTreeSet<TaskId>| {
-            owned.iter().map(|t| (*t, streams_core::LATEST_OFFSET)).collect()
+            owned
+                .iter()
+                .map(|t| (*t, streams_core::LATEST_OFFSET))
+                .collect()
         }),
         assignment: AssignmentSpec::new(tasks),
         session_timeout: Duration::from_secs(10),

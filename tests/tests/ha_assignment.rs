@@ -40,7 +40,11 @@ fn start(broker: &Broker, config: StreamsConfig) -> StreamsApp {
 
 /// The word-count tasks with state (sub-topology 1, after the repartition topic).
 fn stateful(tasks: &BTreeSet<TaskId>) -> BTreeSet<TaskId> {
-    tasks.iter().filter(|t| t.subtopology == 1).copied().collect()
+    tasks
+        .iter()
+        .filter(|t| t.subtopology == 1)
+        .copied()
+        .collect()
 }
 
 /// The tasks reading `partitions` (word count: the input topic feeds sub-topology 0, the
@@ -65,18 +69,25 @@ fn standbys_go_to_the_other_instance_and_every_instance_knows_the_partitions_by_
     let b = start(broker, config(&env, "state-b", "host-b:7002"));
     let host_a = HostInfo::new("host-a", 7001);
     let host_b = HostInfo::new("host-b", 7002);
-    wait_for("both instances to run stateful tasks with each other's standbys", || {
-        let (ta, tb) = (a.active_tasks(), b.active_tasks());
-        !stateful(&ta).is_empty()
-            && !stateful(&tb).is_empty()
-            && a.standby_tasks() == stateful(&tb)
-            && b.standby_tasks() == stateful(&ta)
-            && a.partitions_by_host().len() == 2
-            && b.partitions_by_host() == a.partitions_by_host()
-    });
+    wait_for(
+        "both instances to run stateful tasks with each other's standbys",
+        || {
+            let (ta, tb) = (a.active_tasks(), b.active_tasks());
+            !stateful(&ta).is_empty()
+                && !stateful(&tb).is_empty()
+                && a.standby_tasks() == stateful(&tb)
+                && b.standby_tasks() == stateful(&ta)
+                && a.partitions_by_host().len() == 2
+                && b.partitions_by_host() == a.partitions_by_host()
+        },
+    );
     let (ta, tb) = (a.active_tasks(), b.active_tasks());
     assert!(ta.is_disjoint(&tb));
-    assert_eq!(ta.len() + tb.len(), 8, "every task active once: {ta:?} / {tb:?}");
+    assert_eq!(
+        ta.len() + tb.len(),
+        8,
+        "every task active once: {ta:?} / {tb:?}"
+    );
     let by_host = a.partitions_by_host();
     assert_eq!(tasks_of(&by_host[&host_a]), ta);
     assert_eq!(tasks_of(&by_host[&host_b]), tb);

@@ -53,7 +53,10 @@ fn assert_valid(clients: &BTreeMap<Uuid, ClientState>, all: &BTreeSet<TaskId>) {
             .values()
             .filter(|c| c.active_tasks().contains(task))
             .count();
-        assert_eq!(owners, 1, "task {task} has {owners} active owners: {clients:?}");
+        assert_eq!(
+            owners, 1,
+            "task {task} has {owners} active owners: {clients:?}"
+        );
     }
     for c in clients.values() {
         assert!(
@@ -123,7 +126,11 @@ fn a_new_client_gets_warmups_while_the_caught_up_client_keeps_its_tasks() {
     let probing = run(&mut clients, &all, &all, &config(0, 2, 0));
     assert!(probing, "warm-ups need a probing rebalance");
     assert_valid(&clients, &all);
-    assert_eq!(clients[&pid(1)].active_tasks(), &all, "the caught-up client keeps every task");
+    assert_eq!(
+        clients[&pid(1)].active_tasks(),
+        &all,
+        "the caught-up client keeps every task"
+    );
     let warmups: usize = [pid(2), pid(3)]
         .iter()
         .map(|p| clients[p].standby_tasks().len())
@@ -168,7 +175,8 @@ fn sticky_for_active_and_standby_tasks_while_warming_up() {
     let probing = run(&mut clients, &all, &all, &config(11, 2, 1));
     assert!(probing);
     assert_valid(&clients, &all);
-    let assigned = |p: u64| clients[&pid(p)].active_tasks().len() + clients[&pid(p)].standby_tasks().len();
+    let assigned =
+        |p: u64| clients[&pid(p)].active_tasks().len() + clients[&pid(p)].standby_tasks().len();
     assert_eq!(assigned(1), 9);
     assert_eq!(assigned(2), 9);
     assert_eq!(assigned(3), 2, "only the warm-ups go to the new client");
@@ -203,7 +211,11 @@ fn a_task_moves_to_the_most_caught_up_client_when_none_is_caught_up() {
     assert!(probing);
     assert_valid(&clients, &all);
     assert_eq!(clients[&pid(2)].active_tasks(), &all);
-    assert_eq!(clients[&pid(1)].standby_tasks(), &all, "the target client warms up");
+    assert_eq!(
+        clients[&pid(1)].standby_tasks(),
+        &all,
+        "the target client warms up"
+    );
 }
 
 #[test]
@@ -230,8 +242,17 @@ fn standbys_are_assigned_for_stateful_tasks_only_and_never_with_the_active() {
         .values()
         .flat_map(|c| c.standby_tasks().iter().copied())
         .collect();
-    assert_eq!(standbys, stateful, "one standby per stateful task, none for stateless");
-    assert_eq!(clients.values().map(|c| c.standby_tasks().len()).sum::<usize>(), 2);
+    assert_eq!(
+        standbys, stateful,
+        "one standby per stateful task, none for stateless"
+    );
+    assert_eq!(
+        clients
+            .values()
+            .map(|c| c.standby_tasks().len())
+            .sum::<usize>(),
+        2
+    );
 }
 
 #[test]
@@ -246,7 +267,13 @@ fn more_standbys_than_clients_places_what_fits() {
         .collect();
     run(&mut three, &all, &all, &config(100, 2, 5));
     assert_valid(&three, &all);
-    assert_eq!(three.values().map(|c| c.standby_tasks().len()).sum::<usize>(), 2);
+    assert_eq!(
+        three
+            .values()
+            .map(|c| c.standby_tasks().len())
+            .sum::<usize>(),
+        2
+    );
 }
 
 #[test]
@@ -269,7 +296,10 @@ fn no_more_warmups_than_max_warmup_replicas_even_with_standbys() {
         .iter()
         .map(|p| clients[p].standby_tasks().len())
         .sum();
-    assert!((4..=5).contains(&on_lagging), "{on_lagging} copies on lagging clients");
+    assert!(
+        (4..=5).contains(&on_lagging),
+        "{on_lagging} copies on lagging clients"
+    );
 }
 
 #[test]
@@ -314,7 +344,15 @@ fn the_same_input_gives_the_same_assignment() {
     let make = || -> BTreeMap<Uuid, ClientState> {
         (1..=3)
             .map(|i| {
-                let l = all.iter().map(|t| (*t, (i as i64 * 37 + i64::from(t.partition) * 1_001) % 20_000)).collect();
+                let l = all
+                    .iter()
+                    .map(|t| {
+                        (
+                            *t,
+                            (i as i64 * 37 + i64::from(t.partition) * 1_001) % 20_000,
+                        )
+                    })
+                    .collect();
                 (pid(i * 7919), ClientState::with_lags(i as usize, l))
             })
             .collect()
@@ -338,7 +376,10 @@ fn fallback_sticky_assignor_keeps_previous_owners_within_their_share() {
     StickyTaskAssignor.assign(&mut clients, &all, &all, &config(100, 2, 0));
     assert_valid(&clients, &all);
     assert_eq!(active_counts(&clients), vec![3, 3]);
-    assert!(clients[&pid(1)].active_tasks().iter().all(|x| x.partition < 3));
+    assert!(clients[&pid(1)]
+        .active_tasks()
+        .iter()
+        .all(|x| x.partition < 3));
 }
 
 #[test]
@@ -354,14 +395,35 @@ fn threads_get_back_their_previous_tasks_and_stay_balanced() {
     assert_eq!(out["a"], vec![t(0, 2), t(0, 3)]);
     assert_eq!(out["b"], vec![t(0, 0), t(0, 1)]);
     let standbys = BTreeSet::from([t(1, 0)]);
-    let st = assign_tasks_to_threads(&standbys, true, &consumers, &BTreeMap::new(), &|_| 0, &mut load);
+    let st = assign_tasks_to_threads(
+        &standbys,
+        true,
+        &consumers,
+        &BTreeMap::new(),
+        &|_| 0,
+        &mut load,
+    );
     assert_eq!(st["a"].len() + st["b"].len(), 1);
     assert_eq!(load.values().sum::<usize>(), 5);
 }
 
-fn arb_clients() -> impl Strategy<Value = (BTreeMap<Uuid, ClientState>, BTreeSet<TaskId>, BTreeSet<TaskId>, AssignorConfig)> {
-    (1usize..6, 1u32..4, 1i32..7, 0usize..3, 0usize..4, any::<u64>()).prop_map(
-        |(n_clients, subs, parts, standbys, warmups, seed)| {
+fn arb_clients() -> impl Strategy<
+    Value = (
+        BTreeMap<Uuid, ClientState>,
+        BTreeSet<TaskId>,
+        BTreeSet<TaskId>,
+        AssignorConfig,
+    ),
+> {
+    (
+        1usize..6,
+        1u32..4,
+        1i32..7,
+        0usize..3,
+        0usize..4,
+        any::<u64>(),
+    )
+        .prop_map(|(n_clients, subs, parts, standbys, warmups, seed)| {
             let all = tasks(subs, parts);
             // Sub-topology 0 is stateless when there are several.
             let stateful: BTreeSet<TaskId> = all
@@ -400,8 +462,7 @@ fn arb_clients() -> impl Strategy<Value = (BTreeMap<Uuid, ClientState>, BTreeSet
                 probing_rebalance_interval: Duration::from_secs(600),
             };
             (clients, all, stateful, config)
-        },
-    )
+        })
 }
 
 proptest! {

@@ -665,8 +665,7 @@ fn changelog_topics(topology: &Topology, app: &str, sub: &Subtopology) -> Vec<St
 fn task_offset_sums(shared: &Arc<AppShared>, thread: usize) -> TaskOffsetSumsFn {
     let shared = Arc::downgrade(shared);
     Arc::new(move |active: &BTreeSet<TaskId>| {
-        let mut sums: BTreeMap<TaskId, i64> =
-            active.iter().map(|t| (*t, LATEST_OFFSET)).collect();
+        let mut sums: BTreeMap<TaskId, i64> = active.iter().map(|t| (*t, LATEST_OFFSET)).collect();
         let Some(shared) = shared.upgrade() else {
             return sums;
         };
@@ -691,12 +690,9 @@ fn task_offset_sums(shared: &Arc<AppShared>, thread: usize) -> TaskOffsetSumsFn 
                 continue;
             }
             let Some(name) = name.to_str() else { continue };
-            let offsets = state_store::TaskDirectory::new(
-                &config.state_dir,
-                &config.application_id,
-                name,
-            )
-            .and_then(|d| d.checkpoint().read());
+            let offsets =
+                state_store::TaskDirectory::new(&config.state_dir, &config.application_id, name)
+                    .and_then(|d| d.checkpoint().read());
             match offsets {
                 Ok(offsets) if !offsets.is_empty() => {
                     let sum = offsets
