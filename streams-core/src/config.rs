@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::assignment::HostInfo;
+use crate::assignor::AssignorConfig;
 use crate::error::{Result, StreamsError};
 use crate::serde::{Serde, SerdeRegistry};
 
@@ -113,6 +115,11 @@ pub struct StreamsConfig {
     /// kept with their prefix, and un-prefixed client keys (`group.instance.id`,
     /// `security.protocol`, `ssl.*`, `sasl.*`, `request.timeout.ms`, ...).
     pub(crate) client_properties: BTreeMap<String, String>,
+    /// `application.server`: this instance's endpoint for interactive queries.
+    pub(crate) application_server: Option<HostInfo>,
+    /// `num.standby.replicas`, `acceptable.recovery.lag`, `max.warmup.replicas`,
+    /// `probing.rebalance.interval.ms`.
+    pub(crate) assignor: AssignorConfig,
 }
 
 /// Prefixes of client properties passed through to the wire backend's clients, as Kafka
@@ -176,6 +183,8 @@ impl StreamsConfig {
             bootstrap_servers: None,
             client_id: None,
             client_properties: BTreeMap::new(),
+            application_server: None,
+            assignor: AssignorConfig::default(),
         }
     }
 
@@ -185,7 +194,9 @@ impl StreamsConfig {
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
     /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`,
-    /// `topology.optimization`, and Kafka's internal
+    /// `topology.optimization`, `application.server`, `num.standby.replicas`,
+    /// `acceptable.recovery.lag`, `max.warmup.replicas`, `probing.rebalance.interval.ms`
+    /// (at least 60 000, as Kafka), and Kafka's internal
     /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
     /// (see [`StreamsConfig::outer_join_emit_interval`]) and
     /// `__emit.interval.ms.kstreams.windowed.aggregation__`
@@ -253,6 +264,21 @@ impl StreamsConfig {
                 "max.poll.interval.ms" => {
                     c.max_poll_interval =
                         Duration::from_millis(parse_range(k, v, 1, i64::from(i32::MAX))? as u64)
+                }
+                "application.server" => c = c.application_server(v)?,
+                "num.standby.replicas" => {
+                    c.assignor.num_standby_replicas = parse_range(k, v, 0, 1024)? as usize
+                }
+                "acceptable.recovery.lag" => {
+                    c.assignor.acceptable_recovery_lag = parse_range(k, v, 0, i64::MAX)?
+                }
+                "max.warmup.replicas" => {
+                    c.assignor.max_warmup_replicas =
+                        parse_range(k, v, 1, i64::from(i32::MAX))? as usize
+                }
+                "probing.rebalance.interval.ms" => {
+                    c.assignor.probing_rebalance_interval =
+                        Duration::from_millis(parse_range(k, v, 60_000, i64::MAX)? as u64)
                 }
                 OUTER_JOIN_EMIT_INTERVAL => {
                     c.outer_join_emit_interval_ms = Some(parse_range(k, v, 0, i64::MAX)?)
@@ -547,6 +573,94 @@ impl StreamsConfig {
         }
         self.reuse_ktable_source_topics = reuse;
         Ok(self)
+    }
+
+    /// Kafka's `application.server`: the `host:port` endpoint where this instance serves
+    /// interactive queries, sent to the group leader in every subscription and handed to
+    /// every member in the assignment's partitions-by-host maps. Empty clears it.
+    ///
+    /// ```
+    /// use streams_core::StreamsConfig;
+    /// let c = StreamsConfig::new("app").application_server("localhost:8080")?;
+    /// assert_eq!(c.application_server_value().map(ToString::to_string).as_deref(), Some("localhost:8080"));
+    /// assert!(StreamsConfig::new("app").application_server("localhost").is_err());
+    /// let c = StreamsConfig::from_properties([
+    ///     ("application.id", "app"),
+    ///     ("application.server", "[::1]:9090"),
+    ///     ("num.standby.replicas", "1"),
+    ///     ("acceptable.recovery.lag", "500"),
+    ///     ("max.warmup.replicas", "3"),
+    ///     ("probing.rebalance.interval.ms", "60000"),
+    /// ])?;
+    /// assert_eq!(c.assignor_config().num_standby_replicas, 1);
+    /// assert_eq!(c.assignor_config().acceptable_recovery_lag, 500);
+    /// assert_eq!(c.assignor_config().max_warmup_replicas, 3);
+    /// assert_eq!(c.assignor_config().probing_rebalance_interval.as_millis(), 60_000);
+    /// assert_eq!(c.application_server_value().unwrap().host, "::1");
+    /// for (key, bad) in [("max.warmup.replicas", "0"), ("probing.rebalance.interval.ms", "59999"),
+    ///                    ("num.standby.replicas", "-1"), ("acceptable.recovery.lag", "-5"),
+    ///                    ("application.server", "nohostport")] {
+    ///     let err = StreamsConfig::from_properties([("application.id", "app"), (key, bad)]).unwrap_err();
+    ///     assert!(matches!(&err, streams_core::StreamsError::Config { key: k, .. } if k == key), "{err}");
+    /// }
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn application_server(mut self, endpoint: &str) -> Result<Self> {
+        self.application_server = if endpoint.is_empty() {
+            None
+        } else {
+            Some(
+                HostInfo::parse(endpoint)
+                    .map_err(|e| StreamsError::config("application.server", e.to_string()))?,
+            )
+        };
+        Ok(self)
+    }
+
+    /// The `application.server` endpoint, if set.
+    pub fn application_server_value(&self) -> Option<&HostInfo> {
+        self.application_server.as_ref()
+    }
+
+    /// Kafka's `num.standby.replicas` (default 0): standby copies of each stateful task,
+    /// kept on other instances than the task's active one.
+    pub fn num_standby_replicas(mut self, n: usize) -> Self {
+        self.assignor.num_standby_replicas = n;
+        self
+    }
+
+    /// Kafka's `acceptable.recovery.lag` (default 10 000): the largest changelog lag at
+    /// which an instance counts as caught up on a task, so the task may move to it at once.
+    pub fn acceptable_recovery_lag(mut self, records: u64) -> Self {
+        self.assignor.acceptable_recovery_lag = i64::try_from(records).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Kafka's `max.warmup.replicas` (default 2, at least 1): warm-up replicas the group may
+    /// restore at once while their tasks stay on caught-up instances.
+    pub fn max_warmup_replicas(mut self, n: usize) -> Result<Self> {
+        if n == 0 {
+            return Err(StreamsError::config(
+                "max.warmup.replicas",
+                "must be at least 1",
+            ));
+        }
+        self.assignor.max_warmup_replicas = n;
+        Ok(self)
+    }
+
+    /// Kafka's `probing.rebalance.interval.ms` (default 10 minutes): how long after an
+    /// assignment with warm-ups the members rejoin to see whether they caught up. The
+    /// property must be at least 60 s, as in Kafka; this setter accepts shorter intervals
+    /// (for tests).
+    pub fn probing_rebalance_interval(mut self, interval: Duration) -> Self {
+        self.assignor.probing_rebalance_interval = interval;
+        self
+    }
+
+    /// The assignor settings (standbys, recovery lag, warm-ups, probing interval).
+    pub fn assignor_config(&self) -> &AssignorConfig {
+        &self.assignor
     }
 
     /// True if `topology.optimization` reuses source topics as table changelogs.

@@ -32,6 +32,7 @@
 //! wrap the producer flush and the offset commit into one transaction at the same place.
 
 mod assignment;
+mod assignor;
 mod client;
 mod collector;
 mod config;
@@ -56,13 +57,17 @@ mod wire;
 
 pub use assignment::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription,
-    AssignmentDataError, AssignmentInfo, AssignmentSpec, MemberSubscription, StickyTaskAssignor,
-    SubscriptionInfo, TaskAssignment, TaskAssignor, CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
-    USER_DATA_VERSION,
+    AssignmentDataError, AssignmentInfo, AssignmentSpec, EndOffsetsFn, HostInfo, HostPartitions,
+    MemberSubscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, LATEST_OFFSET,
+    LATEST_READABLE_VERSION, NO_REBALANCE, STREAMS_PROTOCOL, UNKNOWN_OFFSET_SUM, USER_DATA_VERSION,
+};
+pub use assignor::{
+    assign_tasks_to_threads, AssignorConfig, ClientState, HighAvailabilityTaskAssignor,
+    StickyTaskAssignor, TaskAssignor,
 };
 pub use client::{
     AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, EmbeddedCluster,
-    InternalTopicSpec, PollResult, Subscription,
+    InternalTopicSpec, PollResult, Subscription, TaskOffsetSumsFn,
 };
 pub use config::{
     DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,

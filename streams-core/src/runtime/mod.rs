@@ -11,9 +11,11 @@ use crate::record::ProducedRecord;
 use parking_lot::{Condvar, Mutex};
 use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition};
 
-use crate::assignment::{AssignmentSpec, StickyTaskAssignor};
+use crate::assignment::{AssignmentSpec, EndOffsetsFn, HostPartitions, LATEST_OFFSET};
+use crate::assignor::HighAvailabilityTaskAssignor;
 use crate::client::{
     AssignmentEvent, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec, Subscription,
+    TaskOffsetSumsFn,
 };
 use crate::collector::{default_partition, OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};
@@ -100,6 +102,14 @@ struct AppShared {
     active_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
     /// The global stores, opened and restored by `start` before any stream thread runs.
     globals: Mutex<Arc<GlobalState>>,
+    /// Per thread: the active tasks of its last assignment (kept across revocations, so a
+    /// rejoining thread does not report another thread's tasks as its own state).
+    last_assigned: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Per thread: the standby tasks of its last assignment, with their input partitions.
+    standby_tasks: Mutex<BTreeMap<usize, BTreeMap<TaskId, Vec<TopicPartition>>>>,
+    /// The group's interactive-query metadata of the last assignment: endpoint -> input
+    /// partitions of its active tasks, and of its standby tasks.
+    partitions_by_host: Mutex<(HostPartitions, HostPartitions)>,
 }
 
 impl AppShared {
@@ -204,6 +214,9 @@ impl StreamsApp {
                 process_id: uuid::Uuid::new_v4(),
                 active_tasks: Mutex::new(BTreeMap::new()),
                 globals: Mutex::new(Arc::new(GlobalState::empty())),
+                last_assigned: Mutex::new(BTreeMap::new()),
+                standby_tasks: Mutex::new(BTreeMap::new()),
+                partitions_by_host: Mutex::new((BTreeMap::new(), BTreeMap::new())),
             }),
             threads: Vec::new(),
             global_thread: None,
@@ -250,6 +263,30 @@ impl StreamsApp {
             .flatten()
             .copied()
             .collect()
+    }
+
+    /// The standby tasks (warm-up replicas included) the group assigned to this instance's
+    /// threads at the last rebalance (`AssignmentEvent::Standby`).
+    pub fn standby_tasks(&self) -> BTreeSet<TaskId> {
+        self.shared
+            .standby_tasks
+            .lock()
+            .values()
+            .flat_map(|m| m.keys().copied())
+            .collect()
+    }
+
+    /// The interactive-query metadata of the last assignment (Kafka's `partitionsByHost`):
+    /// every instance with an `application.server` endpoint, with the input partitions of
+    /// its active tasks.
+    pub fn partitions_by_host(&self) -> HostPartitions {
+        self.shared.partitions_by_host.lock().0.clone()
+    }
+
+    /// Like [`StreamsApp::partitions_by_host`], for standby tasks (Kafka's
+    /// `standbyPartitionsByHost`).
+    pub fn standby_partitions_by_host(&self) -> HostPartitions {
+        self.shared.partitions_by_host.lock().1.clone()
     }
 
     /// This instance's process id (sent in its group subscriptions).
@@ -341,7 +378,7 @@ impl StreamsApp {
                 .shared
                 .cluster
                 .consumer(&self.shared.config.application_id, &client_id)?;
-            consumer.subscribe(subscription(&self.shared))?;
+            consumer.subscribe(subscription(&self.shared, i))?;
             let producer = self.shared.cluster.producer(&client_id)?;
             consumers.push((client_id, consumer, producer));
         }
@@ -538,11 +575,15 @@ fn run_global_thread(
     }
 }
 
-/// A stream thread's group subscription: the input topics with their reset policies, and
-/// every task with its input partitions for the leader's [`StickyTaskAssignor`].
-fn subscription(shared: &AppShared) -> Subscription {
+/// A stream thread's group subscription: the input topics with their reset policies, its
+/// endpoint, how it reports its tasks' offset sums, and what the leader needs to assign:
+/// every task with its input and changelog partitions, the [`HighAvailabilityTaskAssignor`]
+/// with the `StreamsConfig` settings, and changelog end offsets read from the cluster.
+fn subscription(shared: &Arc<AppShared>, thread: usize) -> Subscription {
     let mut topics = Vec::new();
     let mut tasks = BTreeMap::new();
+    let mut changelogs = BTreeMap::new();
+    let app = &shared.config.application_id;
     for r in shared.resolved.lock().iter() {
         for (topic, &node) in &r.inputs {
             let reset = match &shared.topology.nodes[node].kind {
@@ -551,6 +592,7 @@ fn subscription(shared: &AppShared) -> Subscription {
             };
             topics.push((topic.clone(), reset));
         }
+        let changelog_topics = changelog_topics(&shared.topology, app, &r.sub);
         for p in 0..r.partitions {
             let id = TaskId {
                 subtopology: u32::try_from(r.sub.id).unwrap_or(u32::MAX),
@@ -562,16 +604,119 @@ fn subscription(shared: &AppShared) -> Subscription {
                 .map(|t| TopicPartition::new(t.clone(), p))
                 .collect();
             tasks.insert(id, tps);
+            if !changelog_topics.is_empty() {
+                changelogs.insert(
+                    id,
+                    changelog_topics
+                        .iter()
+                        .map(|t| TopicPartition::new(t.clone(), p))
+                        .collect(),
+                );
+            }
         }
     }
+    let cluster = Arc::clone(&shared.cluster);
+    let end_offsets: EndOffsetsFn = Arc::new(move |tps: &[TopicPartition]| {
+        tps.iter()
+            .map(|tp| Ok((tp.clone(), cluster.end_offset(tp)?)))
+            .collect()
+    });
     Subscription {
         topics,
         process_id: shared.process_id,
+        endpoint: shared.config.application_server.clone(),
+        task_offset_sums: task_offset_sums(shared, thread),
         assignment: AssignmentSpec {
             tasks,
-            assignor: Arc::new(StickyTaskAssignor),
+            changelogs,
+            assignor: Arc::new(HighAvailabilityTaskAssignor),
+            config: shared.config.assignor.clone(),
+            end_offsets,
         },
         session_timeout: shared.config.session_timeout,
         rebalance_timeout: shared.config.max_poll_interval,
     }
+}
+
+/// The changelog topics of a sub-topology's stores (what makes its tasks stateful): each
+/// logged store's `<app>-<store>-changelog`, or the source topic a table's store restores
+/// from under `reuse.ktable.source.topics`.
+fn changelog_topics(topology: &Topology, app: &str, sub: &Subtopology) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in &sub.stores {
+        let Some(spec) = topology.stores.get(name) else {
+            continue;
+        };
+        if spec.is_logging() {
+            out.push(crate::names::changelog_topic(app, name));
+        } else if let Some(topic) = topology.source_changelogs.get(name) {
+            out.push(topology.physical_topic_name(app, topic));
+        }
+    }
+    out
+}
+
+/// How stream thread `thread` reports its tasks' offset sums when it joins (Kafka's
+/// `TaskManager.getTaskOffsetSums`): [`LATEST_OFFSET`] for the active tasks its consumer
+/// owned, and for every other task directory under `<state.dir>/<application.id>/` —
+/// except the tasks another thread of this instance was last assigned, which that thread
+/// reports — the sum of the offsets in its `.checkpoint` (a task without a readable or
+/// non-empty checkpoint is left out).
+fn task_offset_sums(shared: &Arc<AppShared>, thread: usize) -> TaskOffsetSumsFn {
+    let shared = Arc::downgrade(shared);
+    Arc::new(move |active: &BTreeSet<TaskId>| {
+        let mut sums: BTreeMap<TaskId, i64> = active.iter().map(|t| (*t, LATEST_OFFSET)).collect();
+        let Some(shared) = shared.upgrade() else {
+            return sums;
+        };
+        let others: BTreeSet<TaskId> = shared
+            .last_assigned
+            .lock()
+            .iter()
+            .filter(|(i, _)| **i != thread)
+            .flat_map(|(_, ts)| ts.iter().copied())
+            .collect();
+        let config = &shared.config;
+        let dir = config.state_dir.join(&config.application_id);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return sums;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(task) = name.to_str().and_then(parse_task_id) else {
+                continue;
+            };
+            if sums.contains_key(&task) || others.contains(&task) {
+                continue;
+            }
+            let Some(name) = name.to_str() else { continue };
+            let offsets =
+                state_store::TaskDirectory::new(&config.state_dir, &config.application_id, name)
+                    .and_then(|d| d.checkpoint().read());
+            match offsets {
+                Ok(offsets) if !offsets.is_empty() => {
+                    let sum = offsets
+                        .values()
+                        .filter(|o| **o >= 0)
+                        .try_fold(0i64, |acc, o| acc.checked_add(*o))
+                        .unwrap_or(i64::MAX);
+                    sums.insert(task, sum);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(task = %task, error = %e, "unreadable checkpoint; the task's state is not reported");
+                }
+            }
+        }
+        sums
+    })
+}
+
+/// A task directory name `<subtopology>_<partition>`.
+fn parse_task_id(name: &str) -> Option<TaskId> {
+    let (sub, partition) = name.split_once('_')?;
+    Some(TaskId {
+        subtopology: sub.parse().ok()?,
+        partition: partition.parse().ok()?,
+    })
 }

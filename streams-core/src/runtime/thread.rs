@@ -119,7 +119,7 @@ pub(super) fn run_thread(
                     .cluster
                     .consumer(&shared.config.application_id, &client_id)
                     .and_then(|mut c| {
-                        c.subscribe(subscription(&shared))?;
+                        c.subscribe(subscription(&shared, index))?;
                         Ok(c)
                     })
                     .and_then(|c| Ok((c, shared.cluster.producer(&client_id)?)));
@@ -249,6 +249,10 @@ impl StreamThread {
                     AssignmentEvent::Revoked(tps) => self.on_revoked(&tps)?,
                     AssignmentEvent::Assigned(tps) => self.on_assigned(&tps)?,
                     AssignmentEvent::Lost(_) => self.on_lost(),
+                    AssignmentEvent::Standby(tasks) => self.on_standby_assigned(tasks),
+                    AssignmentEvent::PartitionsByHost { active, standby } => {
+                        *self.shared.partitions_by_host.lock() = (active, standby);
+                    }
                 }
             }
             for (tp, records) in poll.records {
@@ -331,6 +335,18 @@ impl StreamThread {
         let _ = self.consumer.close();
     }
 
+    /// Records the thread's standby tasks of the new generation (for
+    /// [`StreamsApp::standby_tasks`]); running them is the standby-task runtime's job.
+    fn on_standby_assigned(&mut self, tasks: BTreeMap<TaskId, Vec<TopicPartition>>) {
+        tracing::info!(standby = ?tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), "standby tasks assigned");
+        let mut all = self.shared.standby_tasks.lock();
+        if tasks.is_empty() {
+            all.remove(&self.index);
+        } else {
+            all.insert(self.index, tasks);
+        }
+    }
+
     fn on_assigned(&mut self, tps: &[TopicPartition]) -> Result<()> {
         let resolved = self.shared.resolved.lock().clone();
         let mut ids = BTreeSet::new();
@@ -345,6 +361,10 @@ impl StreamThread {
                 ));
             }
         }
+        self.shared
+            .last_assigned
+            .lock()
+            .insert(self.index, ids.iter().map(|(id, _)| *id).collect());
         let settings = Arc::clone(&self.settings);
         let mut source = self.shared.cluster.changelog_source()?;
         for (id, sub) in ids {
