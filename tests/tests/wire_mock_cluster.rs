@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The wire backend against librdkafka's mock cluster (`rdkafka::mocking`), a second,
 //! independent Kafka implementation: the group protocol (our own client, at the versions the
 //! mock speaks: JoinGroup ≤ v6, SyncGroup ≤ v4), the data path through librdkafka, and the

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Several word-count instances (real processes: the `word-count` example binary) sharing
 //! the work over the Kafka protocol against `broker serve` (a real process too), through the
 //! wire backend: tasks spread over the instances, counts exact after clean stops, a SIGKILLed

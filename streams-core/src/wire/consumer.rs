@@ -24,10 +24,12 @@ use state_store::TopicPartition;
 use super::group::{GroupClient, JoinParams, MemberIdentityInfo};
 use super::{rdkafka_error, tpl, ClientKind, WireError, WireSettings};
 use crate::assignment::{
-    decode_assignment, encode_subscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE,
-    STREAMS_PROTOCOL,
+    encode_subscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, NO_REBALANCE, STREAMS_PROTOCOL,
 };
-use crate::client::{AssignmentEvent, ClusterConsumer, PollResult, Subscription};
+use crate::client::{
+    probing_rebalance_due, read_sync_assignment, AssignmentEvent, ClusterConsumer, PollResult,
+    Subscription,
+};
 use crate::error::{ClusterErrorKind, Result, StreamsError};
 use crate::record::{ConsumedRecord, Header};
 use crate::task::TaskId;
@@ -35,6 +37,14 @@ use crate::topology::OffsetReset;
 
 /// How long a member waits before trying to join again after a retriable failure.
 const REJOIN_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Milliseconds since the epoch (the clock of probing-rebalance times).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
 /// How long a cached end offset serves `fetched_lag`.
 const WATERMARK_TTL: Duration = Duration::from_millis(500);
@@ -116,6 +126,10 @@ pub(super) struct WireConsumer {
     paused: BTreeSet<TopicPartition>,
     watermarks: Mutex<BTreeMap<TopicPartition, (i64, Instant)>>,
     retry_at: Option<Instant>,
+    /// When the last assignment asked this member to rejoin (probing rebalance).
+    next_rebalance_ms: i64,
+    /// Joins sent (Kafka's `uniqueField` of the subscription).
+    joins: u8,
 }
 
 impl WireConsumer {
@@ -156,6 +170,8 @@ impl WireConsumer {
             paused: BTreeSet::new(),
             watermarks: Mutex::new(BTreeMap::new()),
             retry_at: None,
+            next_rebalance_ms: NO_REBALANCE,
+            joins: 0,
         })
     }
 
@@ -227,7 +243,13 @@ impl WireConsumer {
     fn join(&mut self, events: &mut Vec<AssignmentEvent>) -> Result<bool> {
         let sub = self.subscription()?.clone();
         let topics: Vec<String> = sub.topics.iter().map(|(t, _)| t.clone()).collect();
-        let info = SubscriptionInfo::new(sub.process_id, self.owned_tasks.clone());
+        self.joins = self.joins.wrapping_add(1);
+        let mut info = SubscriptionInfo::new(
+            sub.process_id,
+            sub.endpoint.clone(),
+            (sub.task_offset_sums)(&self.owned_tasks),
+        );
+        info.unique_field = i8::from_ne_bytes([self.joins]);
         let metadata = encode_subscription(&topics, &self.assigned, &info).map_err(|e| {
             StreamsError::cluster_source(ClusterErrorKind::Fatal, "encoding the subscription", e)
         })?;
@@ -243,9 +265,12 @@ impl WireConsumer {
             Err(e) => return self.on_group_error(e, events),
         };
         let assignments: Vec<(String, Bytes)> = if joined.is_leader() {
-            let out = sub.assignment.assign(&joined.members).map_err(|e| {
-                StreamsError::cluster_source(ClusterErrorKind::Fatal, "assigning tasks", e)
-            })?;
+            let out = sub
+                .assignment
+                .assign(&joined.member_id, &joined.members)
+                .map_err(|e| {
+                    StreamsError::cluster_source(ClusterErrorKind::Fatal, "assigning tasks", e)
+                })?;
             tracing::info!(group = %self.group.group(), generation = joined.generation, members = joined.members.len(), "leader: tasks assigned");
             out
         } else {
@@ -267,18 +292,18 @@ impl WireConsumer {
             }
             Err(e) => return self.on_group_error(e, events),
         };
-        let (partitions, info) = if bytes.is_empty() {
-            // The leader could not assign us anything (an empty assignment).
-            (
-                Vec::new(),
-                crate::assignment::AssignmentInfo::new(Vec::new()),
-            )
-        } else {
-            decode_assignment(&bytes).map_err(|e| {
-                StreamsError::cluster_source(ClusterErrorKind::Fatal, "reading the assignment", e)
-            })?
-        };
-        self.owned_tasks = info.active_tasks.into_iter().collect();
+        if bytes.is_empty() {
+            // Kafka's coordinator sends an empty assignment to a member the leader left out
+            // (a leader of another protocol); the streams leader assigns every member.
+            return Err(StreamsError::cluster_fatal(format!(
+                "group {}: empty assignment from the leader",
+                self.group.group()
+            )));
+        }
+        let synced = read_sync_assignment(&bytes)?;
+        self.owned_tasks.clone_from(&synced.owned_tasks);
+        self.next_rebalance_ms = synced.next_rebalance_ms();
+        let partitions = synced.partitions.clone();
         self.assign(partitions, &sub)?;
         self.stable = true;
         let hb_client = GroupClient::new(
@@ -293,7 +318,7 @@ impl WireConsumer {
             self.settings.heartbeat_interval,
             format!("{}-heartbeat", self.client_id),
         )?);
-        events.push(AssignmentEvent::Assigned(self.assigned.clone()));
+        events.extend(synced.events(self.assigned.clone()));
         tracing::info!(group = %self.group.group(), member = %self.me.member_id, generation = self.me.generation,
             tasks = ?self.owned_tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), "assignment received");
         Ok(true)
@@ -313,17 +338,23 @@ impl WireConsumer {
         let mut list = TopicPartitionList::new();
         self.positions.clear();
         for tp in &partitions {
-            let offset = match committed.get(tp) {
-                Some((o, _)) => {
-                    self.positions.insert(tp.clone(), *o);
-                    Offset::Offset(*o)
+            // Every position is made explicit (the committed offset, else the log start or
+            // end), so `resume` can always seek back to it.
+            let position = match committed.get(tp) {
+                Some((o, _)) => *o,
+                None => {
+                    let (low, high) = self
+                        .consumer
+                        .fetch_watermarks(&tp.topic, tp.partition, self.settings.request_timeout)
+                        .map_err(|e| rdkafka_error(format!("offsets of {tp}"), e))?;
+                    match resets.get(tp.topic.as_str()).copied().unwrap_or_default() {
+                        OffsetReset::Earliest => low,
+                        OffsetReset::Latest => high,
+                    }
                 }
-                None => match resets.get(tp.topic.as_str()).copied().unwrap_or_default() {
-                    OffsetReset::Earliest => Offset::Beginning,
-                    OffsetReset::Latest => Offset::End,
-                },
             };
-            list.add_partition_offset(&tp.topic, tp.partition, offset)
+            self.positions.insert(tp.clone(), position);
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(position))
                 .map_err(|e| rdkafka_error(format!("assigning {tp}"), e))?;
         }
         self.consumer
@@ -431,6 +462,14 @@ impl ClusterConsumer for WireConsumer {
             self.join(&mut result.events)?;
             return Ok(result);
         }
+        if probing_rebalance_due(self.next_rebalance_ms, now_ms()) {
+            // Kafka's follow-up (probing) rebalance: rejoin so the leader can move tasks to
+            // the warm-up replicas that caught up.
+            tracing::info!(group = %self.group.group(), member = %self.me.member_id, "probing rebalance due: rejoining");
+            self.next_rebalance_ms = NO_REBALANCE;
+            self.give_back(false, &mut result.events);
+            return Ok(result);
+        }
         result.records = self.fetch(timeout, max_records)?;
         Ok(result)
     }
@@ -457,6 +496,21 @@ impl ClusterConsumer for WireConsumer {
         if !resumed.is_empty() {
             if let Err(e) = self.consumer.resume(&tpl(&resumed)) {
                 tracing::warn!(error = %e, "resuming partitions");
+            }
+            // librdkafka drops what it had fetched for a paused partition and may resume
+            // from its fetch position, past records never handed to us: go back to the
+            // position after the last record delivered.
+            for tp in &resumed {
+                if let Some(&position) = self.positions.get(tp) {
+                    if let Err(e) = self.consumer.seek(
+                        &tp.topic,
+                        tp.partition,
+                        Offset::Offset(position),
+                        self.settings.request_timeout,
+                    ) {
+                        tracing::warn!(partition = %tp, position, error = %e, "seeking a resumed partition");
+                    }
+                }
             }
         }
     }

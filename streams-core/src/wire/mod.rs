@@ -223,10 +223,10 @@ impl WireSettings {
             ClientKind::Admin => &["admin."],
         };
         for (k, v) in &self.properties {
-            if !k.contains('.') || is_unprefixed(k) {
-                if !matches!(k.as_str(), "group.instance.id" | "heartbeat.interval.ms") {
-                    c.set(k, v);
-                }
+            if is_unprefixed(k)
+                && !matches!(k.as_str(), "group.instance.id" | "heartbeat.interval.ms")
+            {
+                c.set(k, v);
             }
         }
         for prefix in specific {
