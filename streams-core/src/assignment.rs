@@ -79,7 +79,7 @@ pub struct SubscriptionInfo {
     pub process_id: Uuid,
     /// Active tasks the member owned before this rebalance.
     pub prev_tasks: BTreeSet<TaskId>,
-    /// Standby tasks the member owned (none yet).
+    /// Standby tasks the member owned before this rebalance.
     pub standby_tasks: BTreeSet<TaskId>,
 }
 
@@ -140,7 +140,8 @@ pub struct AssignmentInfo {
     pub version: i32,
     /// Active tasks, in the order of the member's assigned partitions.
     pub active_tasks: Vec<TaskId>,
-    /// Standby tasks with their changelog partitions (empty until standbys exist).
+    /// Standby tasks with their input partitions (Kafka's layout; the runtime derives the
+    /// changelog partitions a standby reads from the topology).
     pub standby_tasks: BTreeMap<TaskId, Vec<TopicPartition>>,
 }
 
@@ -425,7 +426,7 @@ pub fn decode_assignment(mut data: &[u8]) -> DataResult<(Vec<TopicPartition>, As
 pub struct TaskAssignment {
     /// Active tasks.
     pub active: Vec<TaskId>,
-    /// Standby tasks (none yet).
+    /// Standby tasks (kept up to date from their changelogs, never processing).
     pub standby: Vec<TaskId>,
 }
 
@@ -485,6 +486,111 @@ impl TaskAssignor for StickyTaskAssignor {
     }
 }
 
+/// Adds up to `num_standby_replicas` standby tasks per active task to `assignment`, each on
+/// a different application instance (process id) than the task's active copy and its other
+/// standbys, as Kafka Streams places standbys: a task's standby never shares an instance with
+/// the task, since a failing instance would take both. Among the instances left, the one that
+/// held the task before (active or standby) is preferred, then the one with the fewest
+/// standbys; inside an instance, the member that held it, then the least-loaded member (ties
+/// by member id). With fewer other instances than replicas the task gets fewer standbys (a
+/// warning says so). This is the minimal standby placement of the runtime; a
+/// high-availability assignor replaces it.
+pub fn assign_standby_replicas(
+    members: &[MemberSubscription],
+    assignment: &mut BTreeMap<String, TaskAssignment>,
+    num_standby_replicas: u32,
+) {
+    if num_standby_replicas == 0 {
+        return;
+    }
+    let process_of: BTreeMap<&str, Uuid> = members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.info.process_id))
+        .collect();
+    let held_before = |m: &MemberSubscription, t: &TaskId| {
+        m.info.prev_tasks.contains(t) || m.info.standby_tasks.contains(t)
+    };
+    let mut actives: Vec<(TaskId, Uuid)> = assignment
+        .iter()
+        .flat_map(|(member, a)| {
+            let process = process_of.get(member.as_str()).copied();
+            a.active.iter().filter_map(move |t| process.map(|p| (*t, p)))
+        })
+        .collect();
+    actives.sort();
+    let mut standbys_per_process: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut short = 0usize;
+    for (task, active_process) in actives {
+        let mut holders = BTreeSet::from([active_process]);
+        for _ in 0..num_standby_replicas {
+            let candidates = members
+                .iter()
+                .filter(|m| !holders.contains(&m.info.process_id));
+            let Some(process) = candidates
+                .min_by_key(|m| {
+                    let p = m.info.process_id;
+                    let sticky = !members
+                        .iter()
+                        .any(|o| o.info.process_id == p && held_before(o, &task));
+                    (sticky, standbys_per_process.get(&p).copied().unwrap_or(0), p)
+                })
+                .map(|m| m.info.process_id)
+            else {
+                short += 1;
+                break;
+            };
+            let Some(member) = members
+                .iter()
+                .filter(|m| m.info.process_id == process)
+                .min_by_key(|m| {
+                    let load = assignment
+                        .get(&m.member_id)
+                        .map_or(0, |a| a.active.len() + a.standby.len());
+                    (!held_before(m, &task), load, m.member_id.as_str())
+                })
+            else {
+                break;
+            };
+            assignment
+                .entry(member.member_id.clone())
+                .or_default()
+                .standby
+                .push(task);
+            holders.insert(process);
+            *standbys_per_process.entry(process).or_default() += 1;
+        }
+    }
+    if short > 0 {
+        tracing::warn!(
+            missing = short,
+            num_standby_replicas,
+            "not enough application instances to place every standby replica"
+        );
+    }
+}
+
+/// A [`TaskAssignor`] that assigns active tasks with `active` and then standby replicas with
+/// [`assign_standby_replicas`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WithStandbyReplicas<A> {
+    /// Assigns the active tasks.
+    pub active: A,
+    /// Standby replicas per task (`num.standby.replicas`).
+    pub num_standby_replicas: u32,
+}
+
+impl<A: TaskAssignor> TaskAssignor for WithStandbyReplicas<A> {
+    fn assign(
+        &self,
+        members: &[MemberSubscription],
+        tasks: &[TaskId],
+    ) -> BTreeMap<String, TaskAssignment> {
+        let mut out = self.active.assign(members, tasks);
+        assign_standby_replicas(members, &mut out, self.num_standby_replicas);
+        out
+    }
+}
+
 /// What the leader needs to assign: the tasks with their input partitions, and the assignor.
 #[derive(Clone)]
 pub struct AssignmentSpec {
@@ -528,7 +634,14 @@ impl AssignmentSpec {
                 .flatten()
                 .cloned()
                 .collect();
-            let bytes = encode_assignment(&partitions, &AssignmentInfo::new(tasks.active))?;
+            let mut info = AssignmentInfo::new(tasks.active);
+            // As Kafka: each standby task with its input partitions.
+            info.standby_tasks = tasks
+                .standby
+                .iter()
+                .map(|t| (*t, self.tasks.get(t).cloned().unwrap_or_default()))
+                .collect();
+            let bytes = encode_assignment(&partitions, &info)?;
             out.push((id.clone(), bytes));
         }
         Ok(out)

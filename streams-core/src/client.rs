@@ -55,6 +55,15 @@ pub enum AssignmentEvent {
     /// the group: session timeout, or a stale generation): close their tasks without
     /// committing (Kafka's `onPartitionsLost`).
     Lost(Vec<TopicPartition>),
+    /// The member's standby tasks from now on (the `standby_tasks` of its
+    /// [`AssignmentInfo`](crate::AssignmentInfo)), replacing the previous set: the runtime
+    /// closes the standbys not in it and opens the new ones. Every implementation emits it
+    /// right after each [`AssignmentEvent::Assigned`] (an empty set when the member got no
+    /// standbys), and, when the member had standbys, with an empty set right after it
+    /// revokes or loses its partitions (or when it rejoins after a refused commit): the eager
+    /// protocol gives standby tasks back with the partitions, so no task directory is held by
+    /// two threads of one instance across a rebalance.
+    Standby(BTreeSet<TaskId>),
 }
 
 /// The result of a poll.
@@ -97,7 +106,9 @@ pub trait ClusterConsumer: Send {
     /// [`ClusterConsumer::poll`].
     fn subscribe(&mut self, subscription: Subscription) -> Result<()>;
     /// Waits up to `timeout` for records of the assigned partitions (returns early on
-    /// assignment changes).
+    /// assignment changes). Assignment changes come as [`AssignmentEvent`]s: partitions
+    /// (`Revoked`, `Assigned`, `Lost`) and, after each of them, the member's standby tasks
+    /// ([`AssignmentEvent::Standby`], with the rules stated there).
     fn poll(&mut self, timeout: Duration, max_records: usize) -> Result<PollResult>;
     /// Stops fetching these partitions until resumed (their buffers are full).
     fn pause(&mut self, partitions: &[TopicPartition]);
@@ -310,6 +321,8 @@ impl Cluster for EmbeddedCluster {
             state: MemberState::Unjoined,
             last_heartbeat: Instant::now(),
             owned_tasks: BTreeSet::new(),
+            owned_standbys: BTreeSet::new(),
+            standbys_reported: false,
             assigned: Vec::new(),
             positions: BTreeMap::new(),
             runtime,
@@ -473,6 +486,11 @@ struct EmbeddedConsumer {
     last_heartbeat: Instant,
     /// Active tasks of the last assignment (sent as the previous tasks when rejoining).
     owned_tasks: BTreeSet<TaskId>,
+    /// Standby tasks of the last assignment (sent as the previous standbys when rejoining).
+    owned_standbys: BTreeSet<TaskId>,
+    /// True while the runtime holds `owned_standbys` open (reported by
+    /// [`AssignmentEvent::Standby`] and not yet given back).
+    standbys_reported: bool,
     assigned: Vec<TopicPartition>,
     positions: BTreeMap<TopicPartition, i64>,
     runtime: tokio::runtime::Runtime,
@@ -510,7 +528,8 @@ impl EmbeddedConsumer {
     fn send_join(&mut self) -> Result<()> {
         let sub = self.subscription()?;
         let topics: Vec<String> = sub.topics.iter().map(|(t, _)| t.clone()).collect();
-        let info = SubscriptionInfo::new(sub.process_id, self.owned_tasks.clone());
+        let mut info = SubscriptionInfo::new(sub.process_id, self.owned_tasks.clone());
+        info.standby_tasks.clone_from(&self.owned_standbys);
         let metadata = encode_subscription(&topics, &self.assigned, &info).map_err(|e| {
             StreamsError::cluster_source(ClusterErrorKind::Fatal, "encoding the subscription", e)
         })?;
@@ -529,21 +548,27 @@ impl EmbeddedConsumer {
         Ok(())
     }
 
-    /// The partitions go away: `Revoked` (the runtime commits first) or `Lost` (no commit).
-    /// Returns true if there was anything to give back.
+    /// The partitions go away: `Revoked` (the runtime commits first) or `Lost` (no commit),
+    /// and the standby tasks with them (an empty `Standby` set). Returns true if there was
+    /// anything to give back.
     fn give_back(&mut self, lost: bool, events: &mut Vec<AssignmentEvent>) -> bool {
         self.positions.clear();
         self.paused.clear();
-        if self.assigned.is_empty() {
-            return false;
+        let mut gave = false;
+        if !self.assigned.is_empty() {
+            let tps = std::mem::take(&mut self.assigned);
+            events.push(if lost {
+                AssignmentEvent::Lost(tps)
+            } else {
+                AssignmentEvent::Revoked(tps)
+            });
+            gave = true;
         }
-        let tps = std::mem::take(&mut self.assigned);
-        events.push(if lost {
-            AssignmentEvent::Lost(tps)
-        } else {
-            AssignmentEvent::Revoked(tps)
-        });
-        true
+        if std::mem::take(&mut self.standbys_reported) {
+            events.push(AssignmentEvent::Standby(BTreeSet::new()));
+            gave = true;
+        }
+        gave
     }
 
     /// Reacts to an error of the coordinator: returns true if partitions were given back.
@@ -678,12 +703,16 @@ impl EmbeddedConsumer {
                     )
                 })?;
                 self.owned_tasks = info.active_tasks.into_iter().collect();
+                self.owned_standbys = info.standby_tasks.into_keys().collect();
                 self.assign(partitions)?;
                 self.state = MemberState::Stable;
                 self.last_heartbeat = Instant::now();
                 events.push(AssignmentEvent::Assigned(self.assigned.clone()));
+                events.push(AssignmentEvent::Standby(self.owned_standbys.clone()));
+                self.standbys_reported = !self.owned_standbys.is_empty();
                 tracing::info!(group = %self.group, member = %self.member_id, generation = self.generation,
-                    tasks = ?self.owned_tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), "assignment received");
+                    tasks = ?self.owned_tasks.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    standby_tasks = ?self.owned_standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), "assignment received");
                 Ok(true)
             }
         }

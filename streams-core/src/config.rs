@@ -103,6 +103,9 @@ pub struct StreamsConfig {
     pub(crate) emit_interval_windowed_aggregation_ms: Option<i64>,
     /// `topology.optimization` includes `reuse.ktable.source.topics`.
     pub(crate) reuse_ktable_source_topics: bool,
+    /// Kafka's `num.standby.replicas`: warm copies of each task's state kept by other
+    /// instances (default 0).
+    pub(crate) num_standby_replicas: u32,
 }
 
 /// Kafka's internal config key of the outer-join emit interval.
@@ -139,6 +142,7 @@ impl StreamsConfig {
             outer_join_emit_interval_ms: None,
             emit_interval_windowed_aggregation_ms: None,
             reuse_ktable_source_topics: false,
+            num_standby_replicas: 0,
         }
     }
 
@@ -148,7 +152,7 @@ impl StreamsConfig {
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
     /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`,
-    /// `topology.optimization`, and Kafka's internal
+    /// `topology.optimization`, `num.standby.replicas`, and Kafka's internal
     /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
     /// (see [`StreamsConfig::outer_join_emit_interval`]) and
     /// `__emit.interval.ms.kstreams.windowed.aggregation__`
@@ -203,6 +207,9 @@ impl StreamsConfig {
                 "max.poll.records" => c.max_poll_records = parse_range(k, v, 1, 1 << 24)? as usize,
                 "max.task.idle.ms" => c.max_task_idle_ms = parse_range(k, v, -1, i64::MAX)?,
                 "topology.optimization" => c = c.topology_optimization(v)?,
+                "num.standby.replicas" => {
+                    c.num_standby_replicas = parse_range(k, v, 0, i64::from(i32::MAX))? as u32;
+                }
                 "poll.ms" => {
                     c.poll = Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64)
                 }
@@ -399,6 +406,28 @@ impl StreamsConfig {
     pub fn max_poll_records(mut self, n: usize) -> Self {
         self.max_poll_records = n.max(1);
         self
+    }
+
+    /// Standby replicas per task (Kafka's `num.standby.replicas`, default 0): each task's
+    /// stores are also kept up to date from their changelogs by that many other instances
+    /// of the application, so that one of them takes the task over without restoring it.
+    ///
+    /// ```
+    /// use streams_core::StreamsConfig;
+    /// let c = StreamsConfig::new("app").num_standby_replicas(1);
+    /// assert_eq!(c.num_standby_replicas_value(), 1);
+    /// let c = StreamsConfig::from_properties([("application.id", "app"), ("num.standby.replicas", "2")])?;
+    /// assert_eq!(c.num_standby_replicas_value(), 2);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn num_standby_replicas(mut self, n: u32) -> Self {
+        self.num_standby_replicas = n;
+        self
+    }
+
+    /// Standby replicas per task (`num.standby.replicas`).
+    pub fn num_standby_replicas_value(&self) -> u32 {
+        self.num_standby_replicas
     }
 
     /// Replication factor of internal topics (default 1).

@@ -53,10 +53,10 @@ mod topology;
 mod windowed;
 
 pub use assignment::{
-    decode_assignment, decode_subscription, encode_assignment, encode_subscription,
+    assign_standby_replicas, decode_assignment, decode_subscription, encode_assignment, encode_subscription,
     AssignmentDataError, AssignmentInfo, AssignmentSpec, MemberSubscription, StickyTaskAssignor,
     SubscriptionInfo, TaskAssignment, TaskAssignor, CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
-    USER_DATA_VERSION,
+    USER_DATA_VERSION, WithStandbyReplicas,
 };
 pub use client::{
     AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, EmbeddedCluster,

@@ -13,6 +13,13 @@
 //!   wrap the producer flush and the offset commit into one transaction here.
 //! - **Close**: clean (after a final commit: processors closed, checkpoints written) or
 //!   dirty (after an error: stores closed, no checkpoint).
+//! - **Standby tasks** (Kafka's `StandbyTask`): kept apart from the active tasks; created
+//!   with their checkpoint checked against the changelogs (corrupted state wiped), updated
+//!   from their changelogs between processing rounds ([`TaskManager::update_standbys`]),
+//!   checkpointed at commits by the active tasks' rule, closed cleanly (checkpoint kept)
+//!   when the assignment no longer has them. A task that becomes active on this thread is
+//!   first closed as a standby, then created as an active task from the same directory, so
+//!   its restoration covers only what the standby had not applied yet.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +34,8 @@ use crate::task::{FetchedLag, Task, TaskId};
 /// The tasks of one stream thread and the order of their life-cycle steps.
 pub(crate) struct TaskManager {
     tasks: BTreeMap<TaskId, Task>,
+    /// Standby tasks: stores following their changelogs, never processing.
+    standbys: BTreeMap<TaskId, Task>,
     collector: SharedCollector,
 }
 
@@ -38,6 +47,7 @@ impl TaskManager {
     pub(crate) fn new(collector: SharedCollector) -> Self {
         TaskManager {
             tasks: BTreeMap::new(),
+            standbys: BTreeMap::new(),
             collector,
         }
     }
@@ -64,13 +74,21 @@ impl TaskManager {
         self.tasks.keys().copied().collect()
     }
 
-    /// Creates a task with `make`, restores its stores from `changelogs` and initializes
+    /// Creates task `id` with `make`, restores its stores from `changelogs` and initializes
     /// its processors. Corrupted local state is wiped and restored from scratch once.
+    /// Returns how many changelog records the restoration applied. A standby of the same
+    /// task held by this manager is closed first (checkpoint written), so the active task
+    /// opens the same state and restores only from the standby's position on.
     pub(crate) fn add(
         &mut self,
+        id: TaskId,
         make: &dyn Fn() -> Result<Task>,
         changelogs: &mut dyn ChangelogSource,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        if let Some(mut standby) = self.standbys.remove(&id) {
+            tracing::info!(task = %id, "standby task becomes active");
+            standby.close(true)?;
+        }
         let mut task = make()?;
         match task.restore(changelogs) {
             Ok(()) => {}
@@ -84,8 +102,127 @@ impl TaskManager {
             Err(e) => return Err(e),
         }
         task.initialize()?;
+        let restored = task.counters.restored;
         self.tasks.insert(task.id, task);
+        Ok(restored)
+    }
+
+    /// Creates standby task `id` with `make` (a task without input partitions):
+    /// its checkpoint is checked against the changelogs (corrupted local state is wiped and
+    /// the standby starts from the changelogs' start); it applies changelog records from
+    /// [`TaskManager::update_standbys`] on. An active task of the same id is refused.
+    pub(crate) fn add_standby(
+        &mut self,
+        id: TaskId,
+        make: &dyn Fn() -> Result<Task>,
+        changelogs: &mut dyn ChangelogSource,
+    ) -> Result<()> {
+        if self.tasks.contains_key(&id) || self.standbys.contains_key(&id) {
+            return Err(StreamsError::IllegalState(format!(
+                "task {id} is already open on this thread"
+            )));
+        }
+        let mut task = make()?;
+        task.make_standby();
+        match task.check_local_state(changelogs) {
+            Ok(()) => {}
+            Err(StreamsError::TaskCorrupted { task: id, reason }) => {
+                tracing::warn!(task = %id, %reason,
+                    "standby state is corrupted; wiping it and following the changelogs from their start");
+                task.close_and_wipe()?;
+                task = make()?;
+                task.make_standby();
+                task.check_local_state(changelogs)?;
+            }
+            Err(e) => {
+                let _ = task.close(false);
+                return Err(e);
+            }
+        }
+        self.standbys.insert(task.id, task);
         Ok(())
+    }
+
+    /// The ids of the standby tasks.
+    pub(crate) fn standby_ids(&self) -> Vec<TaskId> {
+        self.standbys.keys().copied().collect()
+    }
+
+    /// A standby task.
+    #[cfg(test)]
+    pub(crate) fn standby(&self, id: &TaskId) -> Option<&Task> {
+        self.standbys.get(id)
+    }
+
+    /// Applies what is new in the changelogs of every standby task (one read per changelog
+    /// partition). Returns how many records were applied. A standby whose position fell
+    /// below its changelog's start is closed and wiped (it is missing from
+    /// [`TaskManager::standby_ids`] afterwards; the caller creates it again).
+    pub(crate) fn update_standbys(&mut self, changelogs: &mut dyn ChangelogSource) -> Result<u64> {
+        let mut applied = 0;
+        let mut corrupted = Vec::new();
+        for (id, task) in &mut self.standbys {
+            match task.update_standby(changelogs) {
+                Ok(n) => applied += n,
+                Err(StreamsError::TaskCorrupted { reason, .. }) => {
+                    tracing::warn!(task = %id, %reason, "standby state is corrupted; wiping it");
+                    corrupted.push(*id);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for id in corrupted {
+            if let Some(mut task) = self.standbys.remove(&id) {
+                task.close_and_wipe()?;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Sets where standbys stop applying source-topic changelogs (the committed offsets of
+    /// those source partitions, from `committed`), as Kafka limits standbys of source-topic
+    /// changelogs.
+    pub(crate) fn limit_standbys(
+        &mut self,
+        committed: &mut dyn FnMut(&TopicPartition) -> Result<Option<i64>>,
+    ) -> Result<()> {
+        for task in self.standbys.values_mut() {
+            for tp in task.source_changelog_partitions() {
+                if let Some(o) = committed(&tp)? {
+                    task.limit_restore(tp, o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes standby task `id` cleanly (checkpoint written, state kept on disk).
+    pub(crate) fn close_standby(&mut self, id: &TaskId) -> Result<()> {
+        match self.standbys.remove(id) {
+            Some(mut task) => task.close(true),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes every standby task cleanly. Returns the first error; every standby is closed
+    /// regardless.
+    pub(crate) fn close_standbys_clean(&mut self) -> Result<()> {
+        let mut first = None;
+        for (_, mut task) in std::mem::take(&mut self.standbys) {
+            if let Err(e) = task.close(true) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Closes every standby task without a checkpoint (after a failure of the thread).
+    pub(crate) fn close_standbys_dirty(&mut self) {
+        for (_, mut task) in std::mem::take(&mut self.standbys) {
+            if let Err(e) = task.close(false) {
+                tracing::warn!(task = %task.id, error = %e, "error closing a standby task after a failure");
+            }
+        }
     }
 
     /// Adds a task without stores to restore (the test driver's), initializing it.
@@ -202,6 +339,11 @@ impl TaskManager {
             .collect();
         for task in self.tasks.values_mut() {
             task.post_commit(&offsets)?;
+        }
+        // Standbys commit nothing; their checkpoints follow the same rule.
+        let none = BTreeMap::new();
+        for task in self.standbys.values_mut() {
+            task.post_commit(&none)?;
         }
         Ok(())
     }
@@ -412,7 +554,7 @@ mod tests {
                 )
             };
             let mut tasks = TaskManager::new(Arc::clone(&collector));
-            tasks.add(&make, changelog).unwrap();
+            tasks.add(id, &make, changelog).unwrap();
             tasks
         }
     }

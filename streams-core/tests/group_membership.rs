@@ -64,6 +64,7 @@ fn poll_until_assigned(
                     held.clear();
                 }
                 AssignmentEvent::Lost(tps) => panic!("unexpectedly lost {tps:?}"),
+                AssignmentEvent::Standby(_) => {}
             }
         }
     }
@@ -111,6 +112,7 @@ fn consumers_of_two_clusters_share_one_group_and_stale_members_cannot_commit() {
                         }
                         AssignmentEvent::Assigned(tps) => return tps,
                         AssignmentEvent::Lost(tps) => panic!("lost {tps:?}"),
+                        AssignmentEvent::Standby(_) => {}
                     }
                 }
             }

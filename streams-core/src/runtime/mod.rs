@@ -11,9 +11,9 @@ use crate::record::ProducedRecord;
 use parking_lot::{Condvar, Mutex};
 use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition};
 
-use crate::assignment::{AssignmentSpec, StickyTaskAssignor};
+use crate::assignment::{AssignmentSpec, StickyTaskAssignor, WithStandbyReplicas};
 use crate::client::{
-    AssignmentEvent, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec, Subscription,
+    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec, Subscription,
 };
 use crate::collector::{default_partition, OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};
@@ -98,6 +98,12 @@ struct AppShared {
     process_id: uuid::Uuid,
     /// Per thread: the active tasks it runs.
     active_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Per thread: the standby tasks it keeps up to date.
+    standby_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Changelog records applied by restoring active tasks, over every thread.
+    restored_records: AtomicU64,
+    /// Changelog records applied by standby tasks, over every thread.
+    standby_records: AtomicU64,
     /// The global stores, opened and restored by `start` before any stream thread runs.
     globals: Mutex<Arc<GlobalState>>,
 }
@@ -203,6 +209,9 @@ impl StreamsApp {
                 resolved: Mutex::new(Vec::new()),
                 process_id: uuid::Uuid::new_v4(),
                 active_tasks: Mutex::new(BTreeMap::new()),
+                standby_tasks: Mutex::new(BTreeMap::new()),
+                restored_records: AtomicU64::new(0),
+                standby_records: AtomicU64::new(0),
                 globals: Mutex::new(Arc::new(GlobalState::empty())),
             }),
             threads: Vec::new(),
@@ -250,6 +259,33 @@ impl StreamsApp {
             .flatten()
             .copied()
             .collect()
+    }
+
+    /// The standby tasks this instance keeps up to date now, over all its stream threads
+    /// (Kafka's `KafkaStreams.metadataForLocalThreads` standby tasks): tasks with changelogs
+    /// that the group assigned to it as standby (`num.standby.replicas`). Empty during a
+    /// rebalance.
+    pub fn standby_tasks(&self) -> BTreeSet<TaskId> {
+        self.shared
+            .standby_tasks
+            .lock()
+            .values()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Changelog records applied so far by restoring active tasks before they process
+    /// (from their checkpoint, or a promoted standby's position, to the changelog's end):
+    /// Kafka's `restore-total`, summed over the instance.
+    pub fn restored_records(&self) -> u64 {
+        self.shared.restored_records.load(Ordering::Relaxed)
+    }
+
+    /// Changelog records applied so far by standby tasks (Kafka's standby
+    /// `update-total`, summed over the instance).
+    pub fn standby_updated_records(&self) -> u64 {
+        self.shared.standby_records.load(Ordering::Relaxed)
     }
 
     /// This instance's process id (sent in its group subscriptions).
@@ -569,7 +605,11 @@ fn subscription(shared: &AppShared) -> Subscription {
         process_id: shared.process_id,
         assignment: AssignmentSpec {
             tasks,
-            assignor: Arc::new(StickyTaskAssignor),
+            // Sticky active tasks, then `num.standby.replicas` standbys on other instances.
+            assignor: Arc::new(WithStandbyReplicas {
+                active: StickyTaskAssignor,
+                num_standby_replicas: shared.config.num_standby_replicas,
+            }),
         },
         session_timeout: shared.config.session_timeout,
         rebalance_timeout: shared.config.max_poll_interval,
