@@ -711,6 +711,88 @@ mod tests {
         }
     }
 
+    fn member_of(id: &str, process: u64) -> MemberSubscription {
+        let mut m = member(id, &[]);
+        m.info.process_id = Uuid::from_u64_pair(0, process);
+        m
+    }
+
+    #[test]
+    fn standby_replicas_go_to_other_instances_only() {
+        let tasks: Vec<TaskId> = (0..4).map(|p| t(0, p)).collect();
+        // Two instances with two threads each.
+        let members = [
+            member_of("a1", 1),
+            member_of("a2", 1),
+            member_of("b1", 2),
+            member_of("b2", 2),
+        ];
+        let assignor = WithStandbyReplicas {
+            active: StickyTaskAssignor,
+            num_standby_replicas: 1,
+        };
+        let out = assignor.assign(&members, &tasks);
+        let process = |m: &str| if m.starts_with('a') { 1 } else { 2 };
+        for task in &tasks {
+            let active: Vec<&str> = out
+                .iter()
+                .filter(|(_, a)| a.active.contains(task))
+                .map(|(m, _)| m.as_str())
+                .collect();
+            let standby: Vec<&str> = out
+                .iter()
+                .filter(|(_, a)| a.standby.contains(task))
+                .map(|(m, _)| m.as_str())
+                .collect();
+            assert_eq!((active.len(), standby.len()), (1, 1), "task {task}: {out:?}");
+            assert_ne!(process(active[0]), process(standby[0]), "task {task}");
+        }
+        // Each thread gets one active and one standby task.
+        assert!(out.values().all(|a| a.active.len() == 1 && a.standby.len() == 1));
+        // Two replicas asked, one other instance: each task still gets one.
+        let two = WithStandbyReplicas {
+            active: StickyTaskAssignor,
+            num_standby_replicas: 2,
+        }
+        .assign(&members, &tasks);
+        assert_eq!(two.values().map(|a| a.standby.len()).sum::<usize>(), 4);
+        // A single instance gets no standby at all.
+        let alone = assignor.assign(&members[..2], &tasks);
+        assert!(alone.values().all(|a| a.standby.is_empty()));
+    }
+
+    #[test]
+    fn the_leader_sends_standby_tasks_with_their_input_partitions() {
+        let tasks: BTreeMap<TaskId, Vec<TopicPartition>> = (0..2)
+            .map(|p| (t(0, p), vec![TopicPartition::new("in", p)]))
+            .collect();
+        let spec = AssignmentSpec {
+            tasks,
+            assignor: std::sync::Arc::new(WithStandbyReplicas {
+                active: StickyTaskAssignor,
+                num_standby_replicas: 1,
+            }),
+        };
+        let metadata = |process: u64| {
+            let info = SubscriptionInfo::new(Uuid::from_u64_pair(0, process), BTreeSet::new());
+            encode_subscription(&["in".into()], &[], &info).unwrap()
+        };
+        let out = spec
+            .assign(&[("a".into(), metadata(1)), ("b".into(), metadata(2))])
+            .unwrap();
+        for (_, bytes) in &out {
+            let (partitions, info) = decode_assignment(bytes).unwrap();
+            assert_eq!(info.active_tasks.len(), 1);
+            let active = info.active_tasks[0];
+            assert_eq!(partitions, vec![TopicPartition::new("in", active.partition)]);
+            let other = t(0, 1 - active.partition);
+            assert_eq!(
+                info.standby_tasks,
+                BTreeMap::from([(other, vec![TopicPartition::new("in", other.partition)])])
+            );
+        }
+    }
+
     #[test]
     fn sticky_assignor_keeps_tasks_and_balances() {
         let tasks: Vec<TaskId> = (0..4)

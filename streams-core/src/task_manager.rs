@@ -517,6 +517,16 @@ mod tests {
 
         /// The task, restored from `changelog`, in a task manager.
         fn start(&self, changelog: &mut Changelog) -> TaskManager {
+            self.with_make(|tasks, make| {
+                tasks.add(task_id(), make, changelog).unwrap();
+            })
+        }
+
+        /// A task manager and the task's constructor, handed to `f`.
+        fn with_make(
+            &self,
+            f: impl FnOnce(&mut TaskManager, &dyn Fn() -> Result<Task>),
+        ) -> TaskManager {
             let sub = self.topology.subtopologies().unwrap().remove(0);
             let collector: SharedCollector =
                 Arc::new(Mutex::new(Box::new(NoCollector(BTreeMap::new()))));
@@ -554,9 +564,111 @@ mod tests {
                 )
             };
             let mut tasks = TaskManager::new(Arc::clone(&collector));
-            tasks.add(id, &make, changelog).unwrap();
+            f(&mut tasks, &make);
             tasks
         }
+    }
+
+    fn task_id() -> TaskId {
+        TaskId {
+            subtopology: 0,
+            partition: 0,
+        }
+    }
+
+    /// The contents of a key-value store of `task`.
+    fn contents(task: &Task) -> Vec<(String, String)> {
+        let Some(TaskStore::KeyValue(store)) = task.open_store(STORE).map(|s| &s.store) else {
+            panic!("no key-value store {STORE}");
+        };
+        store
+            .all(Direction::Forward)
+            .unwrap()
+            .map(Result::unwrap)
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect()
+    }
+
+    fn checkpoint_of(f: &Fixture) -> BTreeMap<TopicPartition, i64> {
+        state_store::TaskDirectory::new(f.state.path(), APP, "0_0")
+            .unwrap()
+            .checkpoint()
+            .read()
+            .unwrap()
+    }
+
+    /// Updates the standbys until nothing is left to apply; returns the records applied.
+    fn update_to_end(tasks: &mut TaskManager, changelog: &mut Changelog) -> u64 {
+        let mut total = 0;
+        loop {
+            let n = tasks.update_standbys(changelog).unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    #[test]
+    fn a_standby_follows_its_changelog_and_checkpoints_when_closed() {
+        let f = Fixture::new();
+        let mut changelog = Changelog::new(0, 10, "a");
+        let mut tasks = f.with_make(|tasks, make| {
+            tasks.add_standby(task_id(), make, &mut changelog).unwrap();
+        });
+        assert_eq!(tasks.standby_ids(), vec![task_id()]);
+        assert!(tasks.ids().is_empty(), "a standby is not an active task");
+        // The test changelog hands out 3 records per read: one read per update call.
+        assert_eq!(tasks.update_standbys(&mut changelog).unwrap(), 3);
+        assert_eq!(update_to_end(&mut tasks, &mut changelog), 7);
+        let standby = tasks.standby(&task_id()).unwrap();
+        assert!(standby.is_standby());
+        assert_eq!(contents(standby), expected(&changelog));
+        assert_eq!(standby.counters.standby_updates, 10);
+        // New records keep arriving: the standby keeps following.
+        let mut grown = Changelog::new(0, 14, "a");
+        assert_eq!(update_to_end(&mut tasks, &mut grown), 4);
+        assert_eq!(contents(tasks.standby(&task_id()).unwrap()), expected(&grown));
+        tasks.close_standby(&task_id()).unwrap();
+        assert!(tasks.standby_ids().is_empty());
+        let tp = TopicPartition::new(crate::names::changelog_topic(APP, STORE), 0);
+        assert_eq!(checkpoint_of(&f), BTreeMap::from([(tp, 13)]));
+    }
+
+    #[test]
+    fn promoting_a_standby_restores_only_what_it_had_not_applied() {
+        let f = Fixture::new();
+        let mut changelog = Changelog::new(0, 10, "a");
+        let mut restored = 0;
+        let tasks = f.with_make(|tasks, make| {
+            tasks.add_standby(task_id(), make, &mut changelog).unwrap();
+            update_to_end(tasks, &mut changelog);
+            // The active copy wrote 5 more records before it failed over.
+            let mut grown = Changelog::new(0, 15, "a");
+            restored = tasks.add(task_id(), make, &mut grown).unwrap();
+        });
+        assert_eq!(restored, 5, "only the tail after the standby's position");
+        assert!(tasks.standby_ids().is_empty());
+        assert_eq!(
+            contents(tasks.task(&task_id()).unwrap()),
+            expected(&Changelog::new(0, 15, "a"))
+        );
+    }
+
+    #[test]
+    fn a_standby_with_a_checkpoint_beyond_the_changelog_starts_over() {
+        let f = Fixture::new();
+        first_run(&f);
+        let mut recreated = Changelog::new(0, 4, "b");
+        let mut tasks = f.with_make(|tasks, make| {
+            tasks.add_standby(task_id(), make, &mut recreated).unwrap();
+        });
+        update_to_end(&mut tasks, &mut recreated);
+        assert_eq!(
+            contents(tasks.standby(&task_id()).unwrap()),
+            expected(&recreated)
+        );
+        tasks.close_standbys_clean().unwrap();
     }
 
     fn expected(changelog: &Changelog) -> Vec<(String, String)> {
