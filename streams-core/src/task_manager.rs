@@ -148,6 +148,14 @@ impl TaskManager {
         self.standbys.keys().copied().collect()
     }
 
+    /// Per changelog partition of the standby tasks, the offset of the last record applied.
+    pub(crate) fn standby_offsets(&self) -> BTreeMap<TopicPartition, i64> {
+        self.standbys
+            .values()
+            .flat_map(|t| t.changelog_offsets().clone())
+            .collect()
+    }
+
     /// A standby task.
     #[cfg(test)]
     pub(crate) fn standby(&self, id: &TaskId) -> Option<&Task> {

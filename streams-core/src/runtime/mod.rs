@@ -100,6 +100,8 @@ struct AppShared {
     active_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
     /// Per thread: the standby tasks it keeps up to date.
     standby_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Per thread: the position of its standbys in their changelog partitions.
+    standby_offsets: Mutex<BTreeMap<usize, BTreeMap<TopicPartition, i64>>>,
     /// Changelog records applied by restoring active tasks, over every thread.
     restored_records: AtomicU64,
     /// Changelog records applied by standby tasks, over every thread.
@@ -210,6 +212,7 @@ impl StreamsApp {
                 process_id: uuid::Uuid::new_v4(),
                 active_tasks: Mutex::new(BTreeMap::new()),
                 standby_tasks: Mutex::new(BTreeMap::new()),
+                standby_offsets: Mutex::new(BTreeMap::new()),
                 restored_records: AtomicU64::new(0),
                 standby_records: AtomicU64::new(0),
                 globals: Mutex::new(Arc::new(GlobalState::empty())),
@@ -272,6 +275,18 @@ impl StreamsApp {
             .values()
             .flatten()
             .copied()
+            .collect()
+    }
+
+    /// Where the standby tasks of this instance are: per changelog partition they follow,
+    /// the offset of the last record applied (the changelog's end minus one once caught
+    /// up). Partitions a standby has applied nothing of yet are missing.
+    pub fn standby_changelog_offsets(&self) -> BTreeMap<TopicPartition, i64> {
+        self.shared
+            .standby_offsets
+            .lock()
+            .values()
+            .flat_map(|m| m.iter().map(|(tp, o)| (tp.clone(), *o)))
             .collect()
     }
 

@@ -444,11 +444,26 @@ impl StreamThread {
     /// Publishes this thread's standby tasks (for [`StreamsApp::standby_tasks`]).
     fn set_standby_tasks(&self) {
         let ids: BTreeSet<TaskId> = self.tasks.standby_ids().into_iter().collect();
-        let mut all = self.shared.standby_tasks.lock();
-        if ids.is_empty() {
+        {
+            let mut all = self.shared.standby_tasks.lock();
+            if ids.is_empty() {
+                all.remove(&self.index);
+            } else {
+                all.insert(self.index, ids);
+            }
+        }
+        self.set_standby_offsets();
+    }
+
+    /// Publishes where this thread's standbys are (for
+    /// [`StreamsApp::standby_changelog_offsets`]).
+    fn set_standby_offsets(&self) {
+        let offsets = self.tasks.standby_offsets();
+        let mut all = self.shared.standby_offsets.lock();
+        if offsets.is_empty() {
             all.remove(&self.index);
         } else {
-            all.insert(self.index, ids);
+            all.insert(self.index, offsets);
         }
     }
 
@@ -556,9 +571,12 @@ impl StreamThread {
         };
         let applied = self.tasks.update_standbys(reader.as_mut())?;
         self.standby_busy = applied > 0;
-        self.shared
-            .standby_records
-            .fetch_add(applied, Ordering::Relaxed);
+        if applied > 0 {
+            self.shared
+                .standby_records
+                .fetch_add(applied, Ordering::Relaxed);
+            self.set_standby_offsets();
+        }
         if self.tasks.standby_ids().len() < self.standby_wanted.len() {
             self.open_standbys()?;
             self.set_standby_tasks();

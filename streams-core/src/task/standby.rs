@@ -25,6 +25,11 @@ impl Task {
         self.standby = true;
     }
 
+    /// The offset of the last changelog record each store reflects, per changelog partition.
+    pub(crate) fn changelog_offsets(&self) -> &BTreeMap<TopicPartition, i64> {
+        &self.store_offsets
+    }
+
     /// True for a standby task.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn is_standby(&self) -> bool {
