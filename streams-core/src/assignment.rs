@@ -514,7 +514,9 @@ pub fn assign_standby_replicas(
         .iter()
         .flat_map(|(member, a)| {
             let process = process_of.get(member.as_str()).copied();
-            a.active.iter().filter_map(move |t| process.map(|p| (*t, p)))
+            a.active
+                .iter()
+                .filter_map(move |t| process.map(|p| (*t, p)))
         })
         .collect();
     actives.sort();
@@ -532,7 +534,11 @@ pub fn assign_standby_replicas(
                     let sticky = !members
                         .iter()
                         .any(|o| o.info.process_id == p && held_before(o, &task));
-                    (sticky, standbys_per_process.get(&p).copied().unwrap_or(0), p)
+                    (
+                        sticky,
+                        standbys_per_process.get(&p).copied().unwrap_or(0),
+                        p,
+                    )
                 })
                 .map(|m| m.info.process_id)
             else {
@@ -744,11 +750,17 @@ mod tests {
                 .filter(|(_, a)| a.standby.contains(task))
                 .map(|(m, _)| m.as_str())
                 .collect();
-            assert_eq!((active.len(), standby.len()), (1, 1), "task {task}: {out:?}");
+            assert_eq!(
+                (active.len(), standby.len()),
+                (1, 1),
+                "task {task}: {out:?}"
+            );
             assert_ne!(process(active[0]), process(standby[0]), "task {task}");
         }
         // Each thread gets one active and one standby task.
-        assert!(out.values().all(|a| a.active.len() == 1 && a.standby.len() == 1));
+        assert!(out
+            .values()
+            .all(|a| a.active.len() == 1 && a.standby.len() == 1));
         // Two replicas asked, one other instance: each task still gets one.
         let two = WithStandbyReplicas {
             active: StickyTaskAssignor,
@@ -784,7 +796,10 @@ mod tests {
             let (partitions, info) = decode_assignment(bytes).unwrap();
             assert_eq!(info.active_tasks.len(), 1);
             let active = info.active_tasks[0];
-            assert_eq!(partitions, vec![TopicPartition::new("in", active.partition)]);
+            assert_eq!(
+                partitions,
+                vec![TopicPartition::new("in", active.partition)]
+            );
             let other = t(0, 1 - active.partition);
             assert_eq!(
                 info.standby_tasks,

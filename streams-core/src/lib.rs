@@ -53,10 +53,10 @@ mod topology;
 mod windowed;
 
 pub use assignment::{
-    assign_standby_replicas, decode_assignment, decode_subscription, encode_assignment, encode_subscription,
-    AssignmentDataError, AssignmentInfo, AssignmentSpec, MemberSubscription, StickyTaskAssignor,
-    SubscriptionInfo, TaskAssignment, TaskAssignor, CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
-    USER_DATA_VERSION, WithStandbyReplicas,
+    assign_standby_replicas, decode_assignment, decode_subscription, encode_assignment,
+    encode_subscription, AssignmentDataError, AssignmentInfo, AssignmentSpec, MemberSubscription,
+    StickyTaskAssignor, SubscriptionInfo, TaskAssignment, TaskAssignor, WithStandbyReplicas,
+    CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL, USER_DATA_VERSION,
 };
 pub use client::{
     AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, EmbeddedCluster,

@@ -636,7 +636,10 @@ mod tests {
         // New records keep arriving: the standby keeps following.
         let mut grown = Changelog::new(0, 14, "a");
         assert_eq!(update_to_end(&mut tasks, &mut grown), 4);
-        assert_eq!(contents(tasks.standby(&task_id()).unwrap()), expected(&grown));
+        assert_eq!(
+            contents(tasks.standby(&task_id()).unwrap()),
+            expected(&grown)
+        );
         tasks.close_standby(&task_id()).unwrap();
         assert!(tasks.standby_ids().is_empty());
         let tp = TopicPartition::new(crate::names::changelog_topic(APP, STORE), 0);

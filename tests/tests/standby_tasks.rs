@@ -187,25 +187,25 @@ fn standbys_follow_the_changelogs_and_a_takeover_restores_only_the_tail() {
 
     // `b` joins: each instance keeps a standby of every stateful task the other runs.
     let mut b = start_app(broker, &state_b);
-    wait_for("the tasks to split with standbys on the other instance", || {
-        let (ta, tb) = (a.active_tasks(), b.active_tasks());
-        a.state() == StreamsState::Running
-            && b.state() == StreamsState::Running
-            && ta.is_disjoint(&tb)
-            && ta.union(&tb).copied().collect::<BTreeSet<_>>() == all_tasks()
-            && a.standby_tasks() == tb.intersection(&stateful()).copied().collect()
-            && b.standby_tasks() == ta.intersection(&stateful()).copied().collect()
-    });
+    wait_for(
+        "the tasks to split with standbys on the other instance",
+        || {
+            let (ta, tb) = (a.active_tasks(), b.active_tasks());
+            a.state() == StreamsState::Running
+                && b.state() == StreamsState::Running
+                && ta.is_disjoint(&tb)
+                && ta.union(&tb).copied().collect::<BTreeSet<_>>() == all_tasks()
+                && a.standby_tasks() == tb.intersection(&stateful()).copied().collect()
+                && b.standby_tasks() == ta.intersection(&stateful()).copied().collect()
+        },
+    );
     let (a_standbys, b_standbys) = (a.standby_tasks(), b.standby_tasks());
     eprintln!("standbys: a {a_standbys:?}, b {b_standbys:?}");
     assert!(!a_standbys.is_empty() && !b_standbys.is_empty());
 
     produce(broker, &second);
     assert!(a.wait_until_caught_up(common::WAIT).unwrap());
-    assert_eq!(
-        read_counts(broker).unwrap(),
-        truth(&[&first, &second])
-    );
+    assert_eq!(read_counts(broker).unwrap(), truth(&[&first, &second]));
     wait_for("the standbys to reach the changelog ends", || {
         standbys_caught_up(&env, &a) && standbys_caught_up(&env, &b)
     });
@@ -221,13 +221,13 @@ fn standbys_follow_the_changelogs_and_a_takeover_restores_only_the_tail() {
     wait_for("b to take over every task", || {
         b.state() == StreamsState::Running && b.active_tasks() == all_tasks()
     });
-    assert!(b.standby_tasks().is_empty(), "no other instance for standbys");
+    assert!(
+        b.standby_tasks().is_empty(),
+        "no other instance for standbys"
+    );
     assert!(b.wait_until_caught_up(common::WAIT).unwrap());
     let after_burst = ends(&env);
-    let tail: i64 = after_burst
-        .iter()
-        .map(|(p, end)| end - caught_up[p])
-        .sum();
+    let tail: i64 = after_burst.iter().map(|(p, end)| end - caught_up[p]).sum();
     let restored = b.restored_records() - b_restored_before;
     eprintln!("takeover restored {restored} records; tail {tail}; changelogs hold {total}");
     assert!(

@@ -13,7 +13,8 @@ use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition}
 
 use crate::assignment::{AssignmentSpec, StickyTaskAssignor, WithStandbyReplicas};
 use crate::client::{
-    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec, Subscription,
+    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec,
+    Subscription,
 };
 use crate::collector::{default_partition, OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};

@@ -516,7 +516,9 @@ impl StreamThread {
         let resolved = self.shared.resolved.lock().clone();
         let reader = match &mut self.standby_reader {
             Some(r) => r,
-            None => self.standby_reader.insert(self.shared.cluster.changelog_source()?),
+            None => self
+                .standby_reader
+                .insert(self.shared.cluster.changelog_source()?),
         };
         for id in missing {
             let Some(r) = resolved

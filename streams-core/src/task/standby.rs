@@ -14,7 +14,12 @@ use super::*;
 struct QuietListener;
 
 impl state_store::RestoreListener for QuietListener {
-    fn on_batch_restored(&mut self, store: &str, partition: &TopicPartition, p: &state_store::RestoreProgress) {
+    fn on_batch_restored(
+        &mut self,
+        store: &str,
+        partition: &TopicPartition,
+        p: &state_store::RestoreProgress,
+    ) {
         tracing::trace!(store, %partition, records = p.records_restored, "standby update");
     }
 }
