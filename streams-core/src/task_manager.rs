@@ -148,11 +148,11 @@ impl TaskManager {
         self.standbys.keys().copied().collect()
     }
 
-    /// Per changelog partition of the standby tasks, the offset of the last record applied.
-    pub(crate) fn standby_offsets(&self) -> BTreeMap<TopicPartition, i64> {
+    /// Per standby task and changelog partition, the offset of the last record applied.
+    pub(crate) fn standby_offsets(&self) -> BTreeMap<TaskId, BTreeMap<TopicPartition, i64>> {
         self.standbys
-            .values()
-            .flat_map(|t| t.changelog_offsets().clone())
+            .iter()
+            .map(|(id, t)| (*id, t.changelog_offsets().clone()))
             .collect()
     }
 

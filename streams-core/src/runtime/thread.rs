@@ -128,7 +128,7 @@ pub(super) fn run_thread(
                     .cluster
                     .consumer(&shared.config.application_id, &client_id)
                     .and_then(|mut c| {
-                        c.subscribe(subscription(&shared))?;
+                        c.subscribe(subscription(&shared, index))?;
                         Ok(c)
                     })
                     .and_then(|c| Ok((c, shared.cluster.producer(&client_id)?)));
@@ -261,12 +261,26 @@ impl StreamThread {
                 config.poll
             };
             let poll = self.consumer.poll(timeout, config.max_poll_records)?;
+            // The standbys of the new generation come right after its partitions: close
+            // the standbys it drops first, so that another thread of this instance taking
+            // one of them over as active finds its directory free.
+            if let Some(kept) = poll.events.iter().rev().find_map(|e| match e {
+                AssignmentEvent::Standby(tasks) => Some(tasks),
+                _ => None,
+            }) {
+                self.close_standbys_except(&kept.keys().copied().collect())?;
+            }
             for event in poll.events {
                 match event {
                     AssignmentEvent::Revoked(tps) => self.on_revoked(&tps)?,
                     AssignmentEvent::Assigned(tps) => self.on_assigned(&tps)?,
                     AssignmentEvent::Lost(_) => self.on_lost(),
-                    AssignmentEvent::Standby(ids) => self.on_standby(ids)?,
+                    AssignmentEvent::Standby(tasks) => {
+                        self.on_standby(tasks.into_keys().collect())?;
+                    }
+                    AssignmentEvent::PartitionsByHost { active, standby } => {
+                        *self.shared.partitions_by_host.lock() = (active, standby);
+                    }
                 }
             }
             for (tp, records) in poll.records {
@@ -327,15 +341,30 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Publishes this thread's active tasks (for [`StreamsApp::active_tasks`]).
+    /// Publishes this thread's active tasks (for [`StreamsApp::active_tasks`]) and releases
+    /// the task directories it no longer holds.
     fn set_active_tasks(&self) {
         let ids: BTreeSet<TaskId> = self.tasks.ids().into_iter().collect();
-        let mut all = self.shared.active_tasks.lock();
-        if ids.is_empty() {
-            all.remove(&self.index);
-        } else {
-            all.insert(self.index, ids);
+        {
+            let mut all = self.shared.active_tasks.lock();
+            if ids.is_empty() {
+                all.remove(&self.index);
+            } else {
+                all.insert(self.index, ids);
+            }
         }
+        self.release_task_dirs();
+    }
+
+    /// Releases the task directories this thread claimed and no longer holds open.
+    fn release_task_dirs(&self) {
+        let held: BTreeSet<TaskId> = self
+            .tasks
+            .ids()
+            .into_iter()
+            .chain(self.tasks.standby_ids())
+            .collect();
+        self.shared.release_task_dirs(self.index, &held);
     }
 
     fn on_revoked(&mut self, _tps: &[TopicPartition]) -> Result<()> {
@@ -377,6 +406,10 @@ impl StreamThread {
                 ));
             }
         }
+        self.shared
+            .last_assigned
+            .lock()
+            .insert(self.index, ids.iter().map(|(id, _)| *id).collect());
         let settings = Arc::clone(&self.settings);
         let mut source = self.shared.cluster.changelog_source()?;
         for (id, sub) in ids {
@@ -429,7 +462,24 @@ impl StreamThread {
                 }
                 Ok(task)
             };
-            let restored = self.tasks.add(id, &make, source.as_mut())?;
+            // Another thread of this instance may still hold the task as standby (until it
+            // handles this rebalance): wait for it, as Kafka waits for the task's lock.
+            if !self
+                .shared
+                .claim_task_dir(id, self.index, self.shared.config.max_poll_interval)
+            {
+                return Err(StreamsError::IllegalState(format!(
+                    "task {id}: another stream thread of this instance kept its state \
+                     directory for max.poll.interval.ms"
+                )));
+            }
+            let restored = match self.tasks.add(id, &make, source.as_mut()) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.set_active_tasks();
+                    return Err(e);
+                }
+            };
             self.shared
                 .restored_records
                 .fetch_add(restored, Ordering::Relaxed);
@@ -453,6 +503,7 @@ impl StreamThread {
             }
         }
         self.set_standby_offsets();
+        self.release_task_dirs();
     }
 
     /// Publishes where this thread's standbys are (for
@@ -489,20 +540,31 @@ impl StreamThread {
                     })
             })
             .collect();
+        let wanted = self.standby_wanted.clone();
+        let closed = self.close_standbys_except(&wanted);
+        let opened = self.open_standbys();
+        self.set_standby_tasks();
+        closed?;
+        opened
+    }
+
+    /// Closes cleanly the standby tasks not in `kept` (checkpoint written, state kept) and
+    /// releases their directories. Returns the first error; every one is closed regardless.
+    fn close_standbys_except(&mut self, kept: &BTreeSet<TaskId>) -> Result<()> {
         let mut first = None;
+        let mut any = false;
         for id in self.tasks.standby_ids() {
-            if !self.standby_wanted.contains(&id) {
+            if !kept.contains(&id) {
+                any = true;
                 if let Err(e) = self.tasks.close_standby(&id) {
                     first.get_or_insert(e);
                 }
             }
         }
-        let opened = self.open_standbys();
-        self.set_standby_tasks();
-        if let Some(e) = first {
-            return Err(e);
+        if any {
+            self.set_standby_tasks();
         }
-        opened
+        first.map_or(Ok(()), Err)
     }
 
     /// Opens the wanted standby tasks that are not open (new in the assignment, or wiped
@@ -527,6 +589,12 @@ impl StreamThread {
             else {
                 continue;
             };
+            if !self.shared.try_claim_task_dir(id, self.index) {
+                // Another thread of this instance still holds it (it has not handled the
+                // rebalance yet): opened at a later round of `update_standbys`.
+                tracing::debug!(task = %id, "standby task directory busy; opening it later");
+                continue;
+            }
             let _span = tracing::info_span!("standby", task = %id).entered();
             let (shared, collector) = (&self.shared, self.tasks.collector().clone());
             let (settings, rocksdb, metrics) =
@@ -555,7 +623,10 @@ impl StreamThread {
                 }
                 Ok(task)
             };
-            self.tasks.add_standby(id, &make, reader.as_mut())?;
+            if let Err(e) = self.tasks.add_standby(id, &make, reader.as_mut()) {
+                self.release_task_dirs();
+                return Err(e);
+            }
         }
         tracing::info!(standby_tasks = ?self.tasks.standby_ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "standby tasks open");
         Ok(())
