@@ -14,8 +14,8 @@ use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition}
 use crate::assignment::{AssignmentSpec, EndOffsetsFn, HostPartitions, LATEST_OFFSET};
 use crate::assignor::HighAvailabilityTaskAssignor;
 use crate::client::{
-    AssignmentEvent, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec, Subscription,
-    TaskOffsetSumsFn,
+    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec,
+    Subscription, TaskOffsetSumsFn,
 };
 use crate::collector::{default_partition, OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};
@@ -80,6 +80,9 @@ pub(crate) struct ResolvedSubtopology {
     pub(crate) partitions: i32,
 }
 
+/// Per standby task, the offset of the last record applied per changelog partition.
+type StandbyOffsets = BTreeMap<TaskId, BTreeMap<TopicPartition, i64>>;
+
 struct AppShared {
     config: StreamsConfig,
     topology: Arc<Topology>,
@@ -100,13 +103,25 @@ struct AppShared {
     process_id: uuid::Uuid,
     /// Per thread: the active tasks it runs.
     active_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Per thread: the standby tasks it keeps up to date.
+    standby_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Per thread and standby task: the position of the standby in its changelog partitions.
+    standby_offsets: Mutex<BTreeMap<usize, StandbyOffsets>>,
+    /// Changelog records applied by restoring active tasks, over every thread.
+    restored_records: AtomicU64,
+    /// Changelog records applied by standby tasks, over every thread.
+    standby_records: AtomicU64,
     /// The global stores, opened and restored by `start` before any stream thread runs.
     globals: Mutex<Arc<GlobalState>>,
     /// Per thread: the active tasks of its last assignment (kept across revocations, so a
     /// rejoining thread does not report another thread's tasks as its own state).
     last_assigned: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
-    /// Per thread: the standby tasks of its last assignment, with their input partitions.
-    standby_tasks: Mutex<BTreeMap<usize, BTreeMap<TaskId, Vec<TopicPartition>>>>,
+    /// Which stream thread holds each task directory open (as an active or standby task):
+    /// Kafka's `StateDirectory` task locks. A thread opens a task only once no other thread
+    /// of the instance holds it; `task_dir_released` wakes threads waiting for one.
+    task_dir_owners: Mutex<BTreeMap<TaskId, usize>>,
+    /// Signalled when a thread releases task directories.
+    task_dir_released: Condvar,
     /// The group's interactive-query metadata of the last assignment: endpoint -> input
     /// partitions of its active tasks, and of its standby tasks.
     partitions_by_host: Mutex<(HostPartitions, HostPartitions)>,
@@ -127,6 +142,54 @@ impl AppShared {
         }
         self.state_changed.notify_all();
         true
+    }
+
+    /// Claims task `id`'s directory for `thread` if no other thread holds it. Returns false
+    /// when another thread does.
+    fn try_claim_task_dir(&self, id: TaskId, thread: usize) -> bool {
+        let mut owners = self.task_dir_owners.lock();
+        match owners.get(&id) {
+            Some(owner) if *owner != thread => false,
+            _ => {
+                owners.insert(id, thread);
+                true
+            }
+        }
+    }
+
+    /// Claims task `id`'s directory for `thread`, waiting up to `timeout` for another thread
+    /// of the instance to release it (during a rebalance, until that thread has handled the
+    /// same rebalance and closed its copy of the task). Returns false on timeout.
+    fn claim_task_dir(&self, id: TaskId, thread: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut owners = self.task_dir_owners.lock();
+        loop {
+            match owners.get(&id) {
+                Some(owner) if *owner != thread => {
+                    if self
+                        .task_dir_released
+                        .wait_until(&mut owners, deadline)
+                        .timed_out()
+                    {
+                        return false;
+                    }
+                }
+                _ => {
+                    owners.insert(id, thread);
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Releases the task directories `thread` claimed but no longer holds open (`held`).
+    fn release_task_dirs(&self, thread: usize, held: &BTreeSet<TaskId>) {
+        let mut owners = self.task_dir_owners.lock();
+        let before = owners.len();
+        owners.retain(|id, owner| *owner != thread || held.contains(id));
+        if owners.len() != before {
+            self.task_dir_released.notify_all();
+        }
     }
 
     fn thread_state(&self, thread: usize, running: bool) {
@@ -213,9 +276,14 @@ impl StreamsApp {
                 resolved: Mutex::new(Vec::new()),
                 process_id: uuid::Uuid::new_v4(),
                 active_tasks: Mutex::new(BTreeMap::new()),
+                standby_tasks: Mutex::new(BTreeMap::new()),
+                standby_offsets: Mutex::new(BTreeMap::new()),
+                restored_records: AtomicU64::new(0),
+                standby_records: AtomicU64::new(0),
                 globals: Mutex::new(Arc::new(GlobalState::empty())),
                 last_assigned: Mutex::new(BTreeMap::new()),
-                standby_tasks: Mutex::new(BTreeMap::new()),
+                task_dir_owners: Mutex::new(BTreeMap::new()),
+                task_dir_released: Condvar::new(),
                 partitions_by_host: Mutex::new((BTreeMap::new(), BTreeMap::new())),
             }),
             threads: Vec::new(),
@@ -265,15 +333,44 @@ impl StreamsApp {
             .collect()
     }
 
-    /// The standby tasks (warm-up replicas included) the group assigned to this instance's
-    /// threads at the last rebalance (`AssignmentEvent::Standby`).
+    /// The standby tasks (warm-up replicas included) this instance's stream threads keep up
+    /// to date now: those the group assigned to it at the last rebalance
+    /// (`AssignmentEvent::Standby`), once their thread opened them (Kafka's
+    /// `KafkaStreams.metadataForLocalThreads` standby tasks).
     pub fn standby_tasks(&self) -> BTreeSet<TaskId> {
         self.shared
             .standby_tasks
             .lock()
             .values()
-            .flat_map(|m| m.keys().copied())
+            .flatten()
+            .copied()
             .collect()
+    }
+
+    /// Where the standby tasks of this instance are: per changelog partition they follow,
+    /// the offset of the last record applied (the changelog's end minus one once caught
+    /// up). Partitions a standby has applied nothing of yet are missing.
+    pub fn standby_changelog_offsets(&self) -> BTreeMap<TopicPartition, i64> {
+        self.shared
+            .standby_offsets
+            .lock()
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|m| m.iter().map(|(tp, o)| (tp.clone(), *o)))
+            .collect()
+    }
+
+    /// Changelog records applied so far by restoring active tasks before they process
+    /// (from their checkpoint, or a promoted standby's position, to the changelog's end):
+    /// Kafka's `restore-total`, summed over the instance.
+    pub fn restored_records(&self) -> u64 {
+        self.shared.restored_records.load(Ordering::Relaxed)
+    }
+
+    /// Changelog records applied so far by standby tasks (Kafka's standby
+    /// `update-total`, summed over the instance).
+    pub fn standby_updated_records(&self) -> u64 {
+        self.shared.standby_records.load(Ordering::Relaxed)
     }
 
     /// The interactive-query metadata of the last assignment (Kafka's `partitionsByHost`):
@@ -658,10 +755,11 @@ fn changelog_topics(topology: &Topology, app: &str, sub: &Subtopology) -> Vec<St
 
 /// How stream thread `thread` reports its tasks' offset sums when it joins (Kafka's
 /// `TaskManager.getTaskOffsetSums`): [`LATEST_OFFSET`] for the active tasks its consumer
-/// owned, and for every other task directory under `<state.dir>/<application.id>/` —
-/// except the tasks another thread of this instance was last assigned, which that thread
-/// reports — the sum of the offsets in its `.checkpoint` (a task without a readable or
-/// non-empty checkpoint is left out).
+/// owned, the sum of the current changelog positions of the standby tasks it holds, and for
+/// every other task directory under `<state.dir>/<application.id>/` — except the tasks
+/// another thread of this instance holds open or was last assigned as active, which that
+/// thread reports — the sum of the offsets in its `.checkpoint` (a task without a readable
+/// or non-empty checkpoint is left out).
 fn task_offset_sums(shared: &Arc<AppShared>, thread: usize) -> TaskOffsetSumsFn {
     let shared = Arc::downgrade(shared);
     Arc::new(move |active: &BTreeSet<TaskId>| {
@@ -669,13 +767,30 @@ fn task_offset_sums(shared: &Arc<AppShared>, thread: usize) -> TaskOffsetSumsFn 
         let Some(shared) = shared.upgrade() else {
             return sums;
         };
-        let others: BTreeSet<TaskId> = shared
+        // The standbys this thread holds: their live changelog positions (Kafka reports an
+        // owned standby's in-memory offsets, a task it does not own from its checkpoint).
+        if let Some(standbys) = shared.standby_offsets.lock().get(&thread) {
+            for (task, offsets) in standbys {
+                sums.entry(*task)
+                    .or_insert_with(|| offset_sum(offsets.values()));
+            }
+        }
+        // Tasks other threads of the instance hold (or held as active) are theirs to report.
+        let mut others: BTreeSet<TaskId> = shared
             .last_assigned
             .lock()
             .iter()
             .filter(|(i, _)| **i != thread)
             .flat_map(|(_, ts)| ts.iter().copied())
             .collect();
+        others.extend(
+            shared
+                .task_dir_owners
+                .lock()
+                .iter()
+                .filter(|(_, owner)| **owner != thread)
+                .map(|(t, _)| *t),
+        );
         let config = &shared.config;
         let dir = config.state_dir.join(&config.application_id);
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -695,12 +810,7 @@ fn task_offset_sums(shared: &Arc<AppShared>, thread: usize) -> TaskOffsetSumsFn 
                     .and_then(|d| d.checkpoint().read());
             match offsets {
                 Ok(offsets) if !offsets.is_empty() => {
-                    let sum = offsets
-                        .values()
-                        .filter(|o| **o >= 0)
-                        .try_fold(0i64, |acc, o| acc.checked_add(*o))
-                        .unwrap_or(i64::MAX);
-                    sums.insert(task, sum);
+                    sums.insert(task, offset_sum(offsets.values()));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -710,6 +820,14 @@ fn task_offset_sums(shared: &Arc<AppShared>, thread: usize) -> TaskOffsetSumsFn 
         }
         sums
     })
+}
+
+/// The sum of a task's changelog offsets (negative ones skipped; `i64::MAX` on overflow).
+fn offset_sum<'a>(offsets: impl Iterator<Item = &'a i64>) -> i64 {
+    offsets
+        .filter(|o| **o >= 0)
+        .try_fold(0i64, |acc, o| acc.checked_add(*o))
+        .unwrap_or(i64::MAX)
 }
 
 /// A task directory name `<subtopology>_<partition>`.
