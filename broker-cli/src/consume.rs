@@ -52,6 +52,63 @@ pub(crate) struct ConsumeArgs {
     /// Separator between printed fields.
     #[arg(long, default_value = "\t")]
     separator: String,
+    /// How to print keys: `string` (UTF-8, the default), `long`, `integer`, `bytes` (hex),
+    /// or the Java class name of Kafka's deserializer (`...LongDeserializer`), as Kafka's
+    /// console consumer takes it.
+    #[arg(long, default_value = "string", value_parser = Deserializer::parse)]
+    key_deserializer: Deserializer,
+    /// How to print values (see --key-deserializer); `long` shows the counts of Kafka
+    /// Streams' `count()` (8-byte big-endian).
+    #[arg(long, default_value = "string", value_parser = Deserializer::parse)]
+    value_deserializer: Deserializer,
+}
+
+/// How a key or value is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deserializer {
+    /// UTF-8 text (invalid bytes replaced).
+    String,
+    /// Kafka's `LongDeserializer`: exactly 8 bytes, big-endian.
+    Long,
+    /// Kafka's `IntegerDeserializer`: exactly 4 bytes, big-endian.
+    Integer,
+    /// Lower-case hex.
+    Bytes,
+}
+
+impl Deserializer {
+    fn parse(v: &str) -> Result<Self, String> {
+        let short = v.rsplit('.').next().unwrap_or(v);
+        match short {
+            "string" | "StringDeserializer" => Ok(Deserializer::String),
+            "long" | "LongDeserializer" => Ok(Deserializer::Long),
+            "integer" | "int" | "IntegerDeserializer" => Ok(Deserializer::Integer),
+            "bytes" | "hex" | "ByteArrayDeserializer" | "BytesDeserializer" => {
+                Ok(Deserializer::Bytes)
+            }
+            _ => Err(format!(
+                "unknown deserializer `{v}` (string, long, integer, bytes, or Kafka's class name)"
+            )),
+        }
+    }
+
+    /// The printed form of `data` (`null` for a null key or value). Bytes of the wrong
+    /// length for a number are an error naming the length, not a wrong number.
+    pub(crate) fn show(self, data: Option<&[u8]>) -> Result<String, String> {
+        let Some(d) = data else {
+            return Ok("null".into());
+        };
+        match self {
+            Deserializer::String => Ok(String::from_utf8_lossy(d).into_owned()),
+            Deserializer::Long => <[u8; 8]>::try_from(d)
+                .map(|b| i64::from_be_bytes(b).to_string())
+                .map_err(|_| format!("{} bytes cannot be a long (8 bytes)", d.len())),
+            Deserializer::Integer => <[u8; 4]>::try_from(d)
+                .map(|b| i32::from_be_bytes(b).to_string())
+                .map_err(|_| format!("{} bytes cannot be an integer (4 bytes)", d.len())),
+            Deserializer::Bytes => Ok(d.iter().map(|b| format!("{b:02x}")).collect()),
+        }
+    }
 }
 
 pub(crate) fn consume(a: ConsumeArgs) -> AnyResult {
@@ -142,15 +199,18 @@ fn print_records(consumer: &BaseConsumer, a: &ConsumeArgs) -> AnyResult<u64> {
                 if a.print_offset {
                     fields.push(m.offset().to_string());
                 }
+                let at = || format!("{}-{} offset {}", a.topic, m.partition(), m.offset());
                 if a.print_key {
                     fields.push(
-                        m.key()
-                            .map_or("null".into(), |k| String::from_utf8_lossy(k).into_owned()),
+                        a.key_deserializer
+                            .show(m.key())
+                            .map_err(|e| format!("key at {}: {e}", at()))?,
                     );
                 }
                 fields.push(
-                    m.payload()
-                        .map_or("null".into(), |v| String::from_utf8_lossy(v).into_owned()),
+                    a.value_deserializer
+                        .show(m.payload())
+                        .map_err(|e| format!("value at {}: {e}", at()))?,
                 );
                 writeln!(out, "{}", fields.join(&a.separator))?;
                 seen += 1;
@@ -159,4 +219,37 @@ fn print_records(consumer: &BaseConsumer, a: &ConsumeArgs) -> AnyResult<u64> {
     }
     out.flush()?;
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Deserializer;
+
+    #[test]
+    fn deserializers_print_kafka_numbers_and_refuse_wrong_lengths() {
+        let long =
+            Deserializer::parse("org.apache.kafka.common.serialization.LongDeserializer").unwrap();
+        assert_eq!(long, Deserializer::Long);
+        assert_eq!(long.show(Some(&42i64.to_be_bytes())).unwrap(), "42");
+        assert_eq!(long.show(Some(&(-7i64).to_be_bytes())).unwrap(), "-7");
+        assert!(long.show(Some(b"abc")).unwrap_err().contains("3 bytes"));
+        assert_eq!(long.show(None).unwrap(), "null");
+        let int = Deserializer::parse("integer").unwrap();
+        assert_eq!(int.show(Some(&9i32.to_be_bytes())).unwrap(), "9");
+        assert_eq!(
+            Deserializer::parse("bytes")
+                .unwrap()
+                .show(Some(&[0, 255]))
+                .unwrap(),
+            "00ff"
+        );
+        assert_eq!(
+            Deserializer::parse("string")
+                .unwrap()
+                .show(Some(b"word"))
+                .unwrap(),
+            "word"
+        );
+        assert!(Deserializer::parse("avro").is_err());
+    }
 }

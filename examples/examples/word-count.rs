@@ -250,6 +250,9 @@ fn run_cluster(args: &Args, server: &str) -> Result<(), Box<dyn std::error::Erro
             Ok(streams_core::StreamsState::Running) => {
                 print_tasks(&app);
                 owned = app.active_tasks();
+                // Idle time counts while running: a rebalance (and the restoration after
+                // it) is not idleness.
+                last_progress = std::time::Instant::now();
             }
             Ok(streams_core::StreamsState::Error) => {
                 return Err(format!("the application failed: {}", app.errors().join("; ")).into());
@@ -268,19 +271,22 @@ fn run_cluster(args: &Args, server: &str) -> Result<(), Box<dyn std::error::Erro
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        if app.state() != streams_core::StreamsState::Running {
+            last_progress = std::time::Instant::now();
+        }
         if let Some(idle) = args.until_idle {
-            if last_progress.elapsed() >= Duration::from_secs(idle)
-                && app.state() == streams_core::StreamsState::Running
-            {
+            if last_progress.elapsed() >= Duration::from_secs(idle) {
                 break;
             }
         }
     }
+    let (restored, standby_updates) = (app.restored_records(), app.standby_updated_records());
     app.close();
     let errors = app.errors();
     if !errors.is_empty() {
         return Err(format!("the application failed: {}", errors.join("; ")).into());
     }
+    println!("restored {restored} changelog records; standby updates {standby_updates}");
     let partitions = wcc::count_partitions(&owned);
     let counts = wcc::read_counts(server, Some(&partitions))?;
     println!(

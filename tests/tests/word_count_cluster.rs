@@ -98,7 +98,10 @@ impl Instance {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("WCC_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -241,7 +244,12 @@ fn wait_for_counts(bootstrap: &str, truth: &BTreeMap<String, i64>, timeout: Dura
 fn three_instances_share_every_task_once_and_counts_are_exact_after_clean_stops() {
     let seed = 0x5eed_0001;
     eprintln!("seed: {seed:#x}");
-    let dir = tempfile::tempdir().unwrap();
+    // WCC_KEEP=1 keeps the broker's and the instances' data for a post-mortem.
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("WCC_KEEP").is_some())
+        .tempdir()
+        .unwrap();
+    eprintln!("data: {}", dir.path().display());
     let server = serve(&dir.path().join("broker"));
     let lines = text(seed, 20_000);
     let truth = direct_count(&lines.join("\n"));

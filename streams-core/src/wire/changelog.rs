@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use state_store::{ChangelogRecord, TopicPartition};
 
@@ -19,8 +20,28 @@ use crate::record::{ConsumedRecord, Header};
 /// Records returned per read at most (the caller reads again from the next offset).
 const MAX_READ: usize = 10_000;
 
+/// The restore consumer's context: librdkafka also reports every partition-EOF event
+/// (which the reader asks for) to the client's error callback; those are expected, so they
+/// are logged at debug instead of rdkafka's default error level.
+struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::debug!(%reason, "changelog partition end");
+        } else {
+            tracing::warn!(%error, %reason, "restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 pub(super) struct WireChangelogSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RestoreContext>,
     timeout: Duration,
     /// The partition assigned and the next offset its fetch position is at.
     current: Option<(TopicPartition, i64)>,
@@ -38,8 +59,8 @@ impl WireChangelogSource {
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer = config
-            .create()
+        let consumer: BaseConsumer<RestoreContext> = config
+            .create_with_context(RestoreContext)
             .map_err(|e| rdkafka_error("creating the restore consumer", e))?;
         Ok(WireChangelogSource {
             consumer,

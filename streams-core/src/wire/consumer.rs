@@ -22,7 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use state_store::TopicPartition;
 
 use super::group::{GroupClient, JoinParams, MemberIdentityInfo};
-use super::{rdkafka_error, tpl, ClientKind, WireError, WireSettings};
+use super::{rdkafka_error, ClientKind, WireError, WireSettings};
 use crate::assignment::{
     encode_subscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, NO_REBALANCE, STREAMS_PROTOCOL,
 };
@@ -45,6 +45,10 @@ fn now_ms() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// Records held at most for paused partitions before the consumer stops polling librdkafka
+/// (see `pause`).
+const MAX_HELD_RECORDS: usize = 20_000;
 
 /// How long a cached end offset serves `fetched_lag`.
 const WATERMARK_TTL: Duration = Duration::from_millis(500);
@@ -124,6 +128,9 @@ pub(super) struct WireConsumer {
     /// Next offset to read per assigned partition, when known.
     positions: BTreeMap<TopicPartition, i64>,
     paused: BTreeSet<TopicPartition>,
+    /// Records fetched for paused partitions, in offset order, not handed out yet.
+    held: BTreeMap<TopicPartition, Vec<ConsumedRecord>>,
+    held_count: usize,
     watermarks: Mutex<BTreeMap<TopicPartition, (i64, Instant)>>,
     retry_at: Option<Instant>,
     /// When the last assignment asked this member to rejoin (probing rebalance).
@@ -168,6 +175,8 @@ impl WireConsumer {
             assigned: Vec::new(),
             positions: BTreeMap::new(),
             paused: BTreeSet::new(),
+            held: BTreeMap::new(),
+            held_count: 0,
             watermarks: Mutex::new(BTreeMap::new()),
             retry_at: None,
             next_rebalance_ms: NO_REBALANCE,
@@ -189,7 +198,7 @@ impl WireConsumer {
         self.heartbeat = None;
         self.stable = false;
         self.positions.clear();
-        self.paused.clear();
+        self.resume_all_paused();
         if let Err(e) = self.consumer.unassign() {
             tracing::warn!(error = %e, "unassigning the consumer");
         }
@@ -339,7 +348,7 @@ impl WireConsumer {
         self.positions.clear();
         for tp in &partitions {
             // Every position is made explicit (the committed offset, else the log start or
-            // end), so `resume` can always seek back to it.
+            // end): `fetched_lag` needs it from the start.
             let position = match committed.get(tp) {
                 Some((o, _)) => *o,
                 None => {
@@ -354,6 +363,7 @@ impl WireConsumer {
                 }
             };
             self.positions.insert(tp.clone(), position);
+            tracing::debug!(partition = %tp, position, "assigning");
             list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(position))
                 .map_err(|e| rdkafka_error(format!("assigning {tp}"), e))?;
         }
@@ -361,8 +371,16 @@ impl WireConsumer {
             .assign(&list)
             .map_err(|e| rdkafka_error("assigning partitions", e))?;
         self.assigned = partitions;
-        self.paused.clear();
+        self.resume_all_paused();
         Ok(())
+    }
+
+    /// Forgets the paused partitions and the records held for them (the partitions are
+    /// given back, or assigned afresh at their committed offsets).
+    fn resume_all_paused(&mut self) {
+        self.paused.clear();
+        self.held.clear();
+        self.held_count = 0;
     }
 
     fn fetch(
@@ -372,8 +390,27 @@ impl WireConsumer {
     ) -> Result<Vec<(TopicPartition, Vec<ConsumedRecord>)>> {
         let mut out: Vec<(TopicPartition, Vec<ConsumedRecord>)> = Vec::new();
         let mut total = 0;
-        let mut wait = timeout;
-        while total < max_records {
+        // First what was held back for partitions that are not paused any more.
+        let ready: Vec<TopicPartition> = self
+            .held
+            .keys()
+            .filter(|tp| !self.paused.contains(*tp))
+            .cloned()
+            .collect();
+        for tp in ready {
+            if let Some(records) = self.held.remove(&tp) {
+                self.held_count -= records.len();
+                total += records.len();
+                if let Some(last) = records.last() {
+                    self.positions.insert(tp.clone(), last.offset + 1);
+                }
+                out.push((tp, records));
+            }
+        }
+        let mut wait = if total > 0 { Duration::ZERO } else { timeout };
+        // Backpressure: with this many records held for paused partitions, librdkafka is not
+        // polled until the runtime has worked some of them off.
+        while total < max_records && self.held_count < MAX_HELD_RECORDS {
             let m = match self.consumer.poll(wait) {
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => continue,
@@ -384,7 +421,7 @@ impl WireConsumer {
             };
             wait = Duration::ZERO;
             let tp = TopicPartition::new(m.topic(), m.partition());
-            if !self.positions.contains_key(&tp) && !self.assigned.contains(&tp) {
+            if !self.assigned.contains(&tp) {
                 continue;
             }
             let headers = m
@@ -405,6 +442,11 @@ impl WireConsumer {
                 value: m.payload().map(Bytes::copy_from_slice),
                 headers,
             };
+            if self.paused.contains(&tp) {
+                self.held.entry(tp).or_default().push(record);
+                self.held_count += 1;
+                continue;
+            }
             self.positions.insert(tp.clone(), m.offset() + 1);
             total += 1;
             match out.last_mut() {
@@ -475,43 +517,16 @@ impl ClusterConsumer for WireConsumer {
     }
 
     fn pause(&mut self, partitions: &[TopicPartition]) {
-        let fresh: Vec<TopicPartition> = partitions
-            .iter()
-            .filter(|tp| self.paused.insert((*tp).clone()))
-            .cloned()
-            .collect();
-        if !fresh.is_empty() {
-            if let Err(e) = self.consumer.pause(&tpl(&fresh)) {
-                tracing::warn!(error = %e, "pausing partitions");
-            }
-        }
+        // Not librdkafka's pause: a partition paused and then unassigned and assigned again
+        // around a rebalance was seen to stay silent in librdkafka (records on the broker,
+        // none delivered). Records of a paused partition are held here instead and handed
+        // out when it is resumed; `MAX_HELD_RECORDS` bounds them.
+        self.paused.extend(partitions.iter().cloned());
     }
 
     fn resume(&mut self, partitions: &[TopicPartition]) {
-        let resumed: Vec<TopicPartition> = partitions
-            .iter()
-            .filter(|tp| self.paused.remove(*tp))
-            .cloned()
-            .collect();
-        if !resumed.is_empty() {
-            if let Err(e) = self.consumer.resume(&tpl(&resumed)) {
-                tracing::warn!(error = %e, "resuming partitions");
-            }
-            // librdkafka drops what it had fetched for a paused partition and may resume
-            // from its fetch position, past records never handed to us: go back to the
-            // position after the last record delivered.
-            for tp in &resumed {
-                if let Some(&position) = self.positions.get(tp) {
-                    if let Err(e) = self.consumer.seek(
-                        &tp.topic,
-                        tp.partition,
-                        Offset::Offset(position),
-                        self.settings.request_timeout,
-                    ) {
-                        tracing::warn!(partition = %tp, position, error = %e, "seeking a resumed partition");
-                    }
-                }
-            }
+        for tp in partitions {
+            self.paused.remove(tp);
         }
     }
 

@@ -30,7 +30,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::TopicPartitionList;
 use state_store::TopicPartition;
 
 use crate::client::{
@@ -512,13 +511,4 @@ impl KafkaCluster {
             .map_err(|e| e.into_streams(format!("committed offset of {tp} for group `{group}`")))?;
         Ok(got.remove(tp))
     }
-}
-
-/// A partition list of `partitions`, each at `offset`.
-pub(crate) fn tpl(partitions: &[TopicPartition]) -> TopicPartitionList {
-    let mut l = TopicPartitionList::new();
-    for tp in partitions {
-        l.add_partition(&tp.topic, tp.partition);
-    }
-    l
 }
