@@ -103,6 +103,9 @@ pub struct StreamsConfig {
     pub(crate) emit_interval_windowed_aggregation_ms: Option<i64>,
     /// `topology.optimization` includes `reuse.ktable.source.topics`.
     pub(crate) reuse_ktable_source_topics: bool,
+    /// Kafka's `application.server`: this instance's `host:port` for interactive queries
+    /// (validated when set).
+    pub(crate) application_server: Option<String>,
 }
 
 /// Kafka's internal config key of the outer-join emit interval.
@@ -139,6 +142,7 @@ impl StreamsConfig {
             outer_join_emit_interval_ms: None,
             emit_interval_windowed_aggregation_ms: None,
             reuse_ktable_source_topics: false,
+            application_server: None,
         }
     }
 
@@ -148,7 +152,7 @@ impl StreamsConfig {
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
     /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`,
-    /// `topology.optimization`, and Kafka's internal
+    /// `topology.optimization`, `application.server`, and Kafka's internal
     /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
     /// (see [`StreamsConfig::outer_join_emit_interval`]) and
     /// `__emit.interval.ms.kstreams.windowed.aggregation__`
@@ -203,6 +207,7 @@ impl StreamsConfig {
                 "max.poll.records" => c.max_poll_records = parse_range(k, v, 1, 1 << 24)? as usize,
                 "max.task.idle.ms" => c.max_task_idle_ms = parse_range(k, v, -1, i64::MAX)?,
                 "topology.optimization" => c = c.topology_optimization(v)?,
+                "application.server" => c = c.application_server(v)?,
                 "poll.ms" => {
                     c.poll = Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64)
                 }
@@ -508,6 +513,37 @@ impl StreamsConfig {
         }
         self.reuse_ktable_source_topics = reuse;
         Ok(self)
+    }
+
+    /// Kafka's `application.server`: the `host:port` where this instance serves
+    /// interactive queries (its own RPC layer; the runtime serves nothing there). It names
+    /// this instance in [`StreamsApp::all_metadata`](crate::StreamsApp::all_metadata) and
+    /// [`StreamsApp::query_metadata_for_key`](crate::StreamsApp::query_metadata_for_key).
+    /// An empty value unsets it (Kafka's default); anything else must be `host:port`.
+    ///
+    /// ```
+    /// use streams_core::StreamsConfig;
+    /// let c = StreamsConfig::new("app").application_server("localhost:8080")?;
+    /// assert_eq!(c.application_server_value(), Some("localhost:8080"));
+    /// let c = StreamsConfig::from_properties([("application.id", "app"), ("application.server", "10.0.0.1:7070")])?;
+    /// assert_eq!(c.application_server_value(), Some("10.0.0.1:7070"));
+    /// assert!(StreamsConfig::new("app").application_server("no-port").is_err());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn application_server(mut self, endpoint: &str) -> Result<Self> {
+        let endpoint = endpoint.trim();
+        if endpoint.is_empty() {
+            self.application_server = None;
+        } else {
+            crate::query::metadata::HostInfo::parse(endpoint)?;
+            self.application_server = Some(endpoint.to_owned());
+        }
+        Ok(self)
+    }
+
+    /// The `application.server` endpoint, if set.
+    pub fn application_server_value(&self) -> Option<&str> {
+        self.application_server.as_deref()
     }
 
     /// True if `topology.optimization` reuses source topics as table changelogs.

@@ -15,7 +15,9 @@
 //!   dirty (after an error: stores closed, no checkpoint).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use crate::query::QueryableStores;
 use crate::record::ConsumedRecord as RawRecord;
 use state_store::TopicPartition;
 
@@ -28,6 +30,9 @@ use crate::task::{FetchedLag, Task, TaskId};
 pub(crate) struct TaskManager {
     tasks: BTreeMap<TaskId, Task>,
     collector: SharedCollector,
+    /// Where initialized tasks register their stores for interactive queries (the
+    /// application's; none in the test driver).
+    queryable: Option<Arc<QueryableStores>>,
 }
 
 /// Input offsets to commit with Kafka's commit metadata (`TopicPartitionMetadata`).
@@ -39,6 +44,28 @@ impl TaskManager {
         TaskManager {
             tasks: BTreeMap::new(),
             collector,
+            queryable: None,
+        }
+    }
+
+    /// Registers the stores of every task this manager initializes in `registry` (and
+    /// removes them before closing the task), for interactive queries.
+    pub(crate) fn with_queryable_stores(mut self, registry: Arc<QueryableStores>) -> Self {
+        self.queryable = Some(registry);
+        self
+    }
+
+    /// Gives back this thread's locks on every task's stores (before a poll), so that
+    /// interactive queries can read them meanwhile.
+    pub(crate) fn release_store_locks(&mut self) {
+        for task in self.tasks.values_mut() {
+            task.release_store_locks();
+        }
+    }
+
+    fn unregister(&self, task: TaskId) {
+        if let Some(registry) = &self.queryable {
+            registry.unregister_task(task, false);
         }
     }
 
@@ -84,6 +111,9 @@ impl TaskManager {
             Err(e) => return Err(e),
         }
         task.initialize()?;
+        if let Some(registry) = &self.queryable {
+            registry.register_task(task.id, false, task.queryable_stores());
+        }
         self.tasks.insert(task.id, task);
         Ok(())
     }
@@ -212,6 +242,7 @@ impl TaskManager {
     pub(crate) fn close_clean(&mut self) -> Result<()> {
         let mut first = None;
         for (_, mut task) in std::mem::take(&mut self.tasks) {
+            self.unregister(task.id);
             if let Err(e) = task.close(true) {
                 first.get_or_insert(e);
             }
@@ -223,6 +254,7 @@ impl TaskManager {
     /// restores what was not checkpointed).
     pub(crate) fn close_dirty(&mut self) {
         for (_, mut task) in std::mem::take(&mut self.tasks) {
+            self.unregister(task.id);
             if let Err(e) = task.close(false) {
                 tracing::warn!(task = %task.id, error = %e, "error closing a task after a failure");
             }
@@ -359,7 +391,7 @@ mod tests {
             let Some(TaskStore::KeyValue(store)) = tasks
                 .task(&id)
                 .and_then(|t| t.open_store(STORE))
-                .map(|s| &s.store)
+                .map(|s| s.store.get())
             else {
                 panic!("no key-value store {STORE}");
             };

@@ -23,6 +23,7 @@ use crate::task::{SystemClock, Task, TaskId, TaskInputs, TaskSettings};
 use crate::task_manager::TaskManager;
 use crate::topology::{NodeKind, OffsetReset, SinkTopic, SourceTopics, Subtopology, Topology};
 
+mod query;
 mod thread;
 mod topics;
 
@@ -100,6 +101,10 @@ struct AppShared {
     active_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
     /// The global stores, opened and restored by `start` before any stream thread runs.
     globals: Mutex<Arc<GlobalState>>,
+    /// The stores of initialized tasks, readable by interactive queries.
+    queryable: Arc<crate::query::QueryableStores>,
+    /// Which instance holds which partitions and stores (Kafka's `StreamsMetadataState`).
+    metadata: Mutex<crate::query::metadata::StreamsMetadataState>,
 }
 
 impl AppShared {
@@ -187,6 +192,12 @@ impl StreamsApp {
         topology.subtopologies()?;
         let mut topology = topology;
         topology.apply_optimizations(&config);
+        let this_host = match config.application_server.as_deref() {
+            Some(endpoint) => crate::query::metadata::HostInfo::parse(endpoint)?,
+            None => crate::query::metadata::HostInfo::unavailable(),
+        };
+        let metadata =
+            crate::query::metadata::StreamsMetadataState::new(this_host, Default::default());
         Ok(StreamsApp {
             shared: Arc::new(AppShared {
                 config,
@@ -204,6 +215,8 @@ impl StreamsApp {
                 process_id: uuid::Uuid::new_v4(),
                 active_tasks: Mutex::new(BTreeMap::new()),
                 globals: Mutex::new(Arc::new(GlobalState::empty())),
+                queryable: Arc::default(),
+                metadata: Mutex::new(metadata),
             }),
             threads: Vec::new(),
             global_thread: None,
@@ -309,6 +322,8 @@ impl StreamsApp {
             self.shared.cluster.as_ref(),
         )?;
         *self.shared.resolved.lock() = resolved;
+        let topics = self.shared.store_topics();
+        self.shared.metadata.lock().set_topics(topics);
         let dir = self
             .shared
             .config

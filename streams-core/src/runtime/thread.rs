@@ -218,11 +218,13 @@ impl StreamThread {
             round_robin: HashMap::new(),
             produced: BTreeMap::new(),
         })));
+        let tasks =
+            TaskManager::new(collector).with_queryable_stores(Arc::clone(&shared.queryable));
         StreamThread {
             shared,
             index,
             consumer,
-            tasks: TaskManager::new(collector),
+            tasks,
             settings,
             rocksdb,
             metrics,
@@ -238,6 +240,8 @@ impl StreamThread {
             self.consumer.resume(&self.tasks.input_partitions());
             self.consumer
                 .pause(&self.tasks.full_partitions(BUFFERED_RECORDS_PER_PARTITION));
+            // Interactive queries read the stores between loops (and while the poll waits).
+            self.tasks.release_store_locks();
             let timeout = if self.tasks.has_buffered() {
                 Duration::ZERO
             } else {
@@ -301,12 +305,15 @@ impl StreamThread {
     /// Publishes this thread's active tasks (for [`StreamsApp::active_tasks`]).
     fn set_active_tasks(&self) {
         let ids: BTreeSet<TaskId> = self.tasks.ids().into_iter().collect();
-        let mut all = self.shared.active_tasks.lock();
-        if ids.is_empty() {
-            all.remove(&self.index);
-        } else {
-            all.insert(self.index, ids);
+        {
+            let mut all = self.shared.active_tasks.lock();
+            if ids.is_empty() {
+                all.remove(&self.index);
+            } else {
+                all.insert(self.index, ids);
+            }
         }
+        self.shared.feed_metadata_from_local_tasks();
     }
 
     fn on_revoked(&mut self, _tps: &[TopicPartition]) -> Result<()> {
@@ -401,6 +408,8 @@ impl StreamThread {
         }
         tracing::info!(tasks = ?self.tasks.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
         self.set_active_tasks();
+        // No store lock held while the state changes: a state listener may query stores.
+        self.tasks.release_store_locks();
         self.shared.thread_state(self.index, true);
         Ok(())
     }
