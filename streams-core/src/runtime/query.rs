@@ -184,8 +184,9 @@ impl StreamsApp {
     /// let broker = Broker::open(BrokerConfig::new(dir.path().join("log")))?;
     /// broker.create_topic(NewTopic::new("words", 2))?;
     /// for word in ["a", "b", "a"] {
-    ///     let partition = broker_embedded::partition_for_key(word.as_bytes(), 2);
-    ///     broker.produce("words", partition, &[ProduceRecord::new(word, "")])?;
+    ///     // The partition Java's default partitioner picks for the key.
+    ///     let partition = broker_embedded::partition_for_key(word.as_bytes(), 2).unwrap_or(0);
+    ///     broker.produce("words", partition as i32, &[ProduceRecord::new(word, "")])?;
     /// }
     /// let mut topology = Topology::new();
     /// topology.add_source(Source::<String, String>::new("in", ["words"]))?;
@@ -311,7 +312,7 @@ impl StreamsApp {
     /// app.start()?;
     /// assert!(app.wait_for_state(StreamsState::Running, Duration::from_secs(30)));
     /// let md = app.query_metadata_for_key("latest", &"truck-7".to_owned(), &StringSerde)?;
-    /// assert_eq!(md.partition, broker_embedded::partition_for_key(b"truck-7", 3));
+    /// assert_eq!(Some(md.partition as u32), broker_embedded::partition_for_key(b"truck-7", 3));
     /// assert_eq!(md.active_host, HostInfo::new("localhost", 7070));
     /// let all = app.all_metadata()?;
     /// assert_eq!(all.len(), 1);
