@@ -340,7 +340,7 @@ fn key_value_window_and_session_stores_answer_while_running_and_after() {
     let mut every = collect(windowed.all()).unwrap();
     every.sort();
     assert_eq!(every.len(), windows.len());
-    assert_eq!(every.iter().map(|(_, n)| n).sum::<i64>(), truth.values().sum());
+    assert_eq!(every.iter().map(|(_, n)| n).sum::<i64>(), truth.values().sum::<i64>());
 
     // Session store: every session of a key, and sessions overlapping a time range.
     let sessions = session_counts(&all_lines);
