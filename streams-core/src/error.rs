@@ -286,7 +286,9 @@ pub enum StreamsError {
     /// Interactive queries: the application is shutting down, stopped or failed (Kafka's
     /// `IllegalStateException` from `KafkaStreams.store`): its stores cannot be queried
     /// any more.
-    #[error("the streams application is not running (state {state}); its stores cannot be queried")]
+    #[error(
+        "the streams application is not running (state {state}); its stores cannot be queried"
+    )]
     StreamsNotRunning {
         /// The application's state, as Kafka prints it (`NOT_RUNNING`, `ERROR`, ...).
         state: String,
@@ -310,7 +312,9 @@ pub enum StreamsError {
     },
     /// Interactive queries: a query restricted to one partition found no local task of
     /// the store on that partition (Kafka's `InvalidStateStorePartitionException`).
-    #[error("the specified partition {partition} for store `{store}` does not exist on this instance")]
+    #[error(
+        "the specified partition {partition} for store `{store}` does not exist on this instance"
+    )]
     InvalidStateStorePartition {
         /// The store.
         store: String,

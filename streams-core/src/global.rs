@@ -525,8 +525,10 @@ impl GlobalState {
             return Ok(());
         };
         let mut guards: Vec<_> = self.stores.values().map(|s| s.open.lock()).collect();
-        let mut stores: Vec<&mut dyn StateStore> =
-            guards.iter_mut().map(|g| g.store.get_mut().state()).collect();
+        let mut stores: Vec<&mut dyn StateStore> = guards
+            .iter_mut()
+            .map(|g| g.store.get_mut().state())
+            .collect();
         let positions = self.checkpoint_positions();
         dir.checkpoint_stores(&mut stores, &positions)?;
         Ok(())
@@ -535,8 +537,10 @@ impl GlobalState {
     /// Flushes, checkpoints and closes the stores (a clean shutdown).
     pub(crate) fn close(&self) -> Result<()> {
         let mut guards: Vec<_> = self.stores.values().map(|s| s.open.lock()).collect();
-        let mut stores: Vec<&mut dyn StateStore> =
-            guards.iter_mut().map(|g| g.store.get_mut().state()).collect();
+        let mut stores: Vec<&mut dyn StateStore> = guards
+            .iter_mut()
+            .map(|g| g.store.get_mut().state())
+            .collect();
         match &self.dir {
             Some(dir) => {
                 let positions = self.checkpoint_positions();

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use broker_embedded::Broker;
 use common::{partition_of, timed, wait_for, Env, WAIT};
 use streams_core::{
-    HostInfo, QueryableStoreTypes, ReadOnlyKeyValueStore, Result, StoreQueryParameters,
-    StreamsApp, StreamsError, StreamsState, StringSerde, Topology, Window, Windowed,
+    HostInfo, QueryableStoreTypes, ReadOnlyKeyValueStore, Result, StoreQueryParameters, StreamsApp,
+    StreamsError, StreamsState, StringSerde, Topology, Window, Windowed,
 };
 use streams_dsl::{Consumed, Grouped, Materialized, SessionWindows, StreamsBuilder, TimeWindows};
 
@@ -270,7 +270,9 @@ fn key_value_window_and_session_stores_answer_while_running_and_after() {
         let vt = timestamped.get(word).unwrap().unwrap();
         assert_eq!(vt.value, *n);
         assert!(
-            word_times.iter().any(|(w, t)| w == word && *t == vt.timestamp),
+            word_times
+                .iter()
+                .any(|(w, t)| w == word && *t == vt.timestamp),
             "{word}: {} is no timestamp of its records",
             vt.timestamp
         );
@@ -293,7 +295,9 @@ fn key_value_window_and_session_stores_answer_while_running_and_after() {
         assert_eq!(other, None, "{word} is only on partition {p}");
     }
     assert!(matches!(
-        app.store(params().with_partition(99)).unwrap().get(&"kafka".to_owned()),
+        app.store(params().with_partition(99))
+            .unwrap()
+            .get(&"kafka".to_owned()),
         Err(StreamsError::InvalidStateStorePartition { partition: 99, .. })
     ));
 
@@ -306,7 +310,11 @@ fn key_value_window_and_session_stores_answer_while_running_and_after() {
         ))
         .unwrap();
     for ((word, start), n) in &windows {
-        assert_eq!(windowed.fetch(word, *start).unwrap(), Some(*n), "{word}@{start}");
+        assert_eq!(
+            windowed.fetch(word, *start).unwrap(),
+            Some(*n),
+            "{word}@{start}"
+        );
     }
     for word in truth.keys() {
         let (from, to) = (T0 + 5 * MINUTE, T0 + 15 * MINUTE);
@@ -340,7 +348,10 @@ fn key_value_window_and_session_stores_answer_while_running_and_after() {
     let mut every = collect(windowed.all()).unwrap();
     every.sort();
     assert_eq!(every.len(), windows.len());
-    assert_eq!(every.iter().map(|(_, n)| n).sum::<i64>(), truth.values().sum::<i64>());
+    assert_eq!(
+        every.iter().map(|(_, n)| n).sum::<i64>(),
+        truth.values().sum::<i64>()
+    );
 
     // Session store: every session of a key, and sessions overlapping a time range.
     let sessions = session_counts(&all_lines);
@@ -446,9 +457,7 @@ fn key_value_window_and_session_stores_answer_while_running_and_after() {
 /// Every (word, count) an instance's `counts` store returns, after a rebalance settles.
 fn local_counts(app: &StreamsApp) -> BTreeMap<String, i64> {
     let store = counts_store(app);
-    retry("all", || collect(store.all()))
-        .into_iter()
-        .collect()
+    retry("all", || collect(store.all())).into_iter().collect()
 }
 
 #[test]

@@ -364,7 +364,9 @@ impl StreamsMetadataState {
                 result.active_host = m.host_info.clone();
             }
             if m.standby_state_store_names.contains(store)
-                && m.standby_topic_partitions.iter().any(|tp| matching.contains(tp))
+                && m.standby_topic_partitions
+                    .iter()
+                    .any(|tp| matching.contains(tp))
             {
                 result.standby_hosts.insert(m.host_info.clone());
             }
@@ -449,7 +451,16 @@ mod tests {
         assert_eq!(host("example.com:80"), HostInfo::new("example.com", 80));
         assert_eq!(host("[fe80::1]:443").host(), "fe80::1");
         assert_eq!(host("[fe80::1]:443").to_string(), "[fe80::1]:443");
-        for bad in ["", "nohost", ":80", "h:", "h:-1", "h:65536", "fe80::1:80", "h:x"] {
+        for bad in [
+            "",
+            "nohost",
+            ":80",
+            "h:",
+            "h:-1",
+            "h:65536",
+            "fe80::1:80",
+            "h:x",
+        ] {
             assert!(HostInfo::parse(bad).is_err(), "{bad}");
         }
         assert!(host("h:0").is_available());

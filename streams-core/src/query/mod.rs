@@ -92,8 +92,12 @@ impl QueryableStores {
 /// none (not running, rebalancing, not local, no such partition).
 pub(crate) trait StoreProvider: Send + Sync {
     /// The instances to read, in task order.
-    fn stores(&self, name: &str, partition: Option<i32>, stale: bool)
-        -> Result<Vec<SharedTaskStore>>;
+    fn stores(
+        &self,
+        name: &str,
+        partition: Option<i32>,
+        stale: bool,
+    ) -> Result<Vec<SharedTaskStore>>;
 }
 
 /// Everything a query handle is built from.
@@ -169,7 +173,10 @@ fn ts_kv_kind(k: StoreKind) -> bool {
     matches!(k, StoreKind::TimestampedKeyValue)
 }
 fn window_kind(k: StoreKind) -> bool {
-    matches!(k, StoreKind::Window { .. } | StoreKind::TimestampedWindow { .. })
+    matches!(
+        k,
+        StoreKind::Window { .. } | StoreKind::TimestampedWindow { .. }
+    )
 }
 fn ts_window_kind(k: StoreKind) -> bool {
     matches!(k, StoreKind::TimestampedWindow { .. })
@@ -339,8 +346,7 @@ impl Target {
     }
 
     fn stores(&self) -> Result<Vec<SharedTaskStore>> {
-        self.provider
-            .stores(&self.name, self.partition, self.stale)
+        self.provider.stores(&self.name, self.partition, self.stale)
     }
 
     fn key_bytes<K: 'static>(&self, serde: &SharedSerde<K>, key: &K) -> Result<Vec<u8>> {
@@ -362,7 +368,11 @@ impl Target {
 /// Reads one task's store under its lock; a store its task closed meanwhile is reported
 /// as migrated (Kafka's composite stores turn `InvalidStateStoreException` into
 /// "may have been migrated").
-fn read<T>(name: &str, store: &SharedTaskStore, f: impl FnOnce(&TaskStore) -> Result<T>) -> Result<T> {
+fn read<T>(
+    name: &str,
+    store: &SharedTaskStore,
+    f: impl FnOnce(&TaskStore) -> Result<T>,
+) -> Result<T> {
     let guard = store.lock();
     f(&guard).map_err(|e| match e {
         StreamsError::Store(StoreError::Closed { .. }) => StreamsError::StateStoreMigrated {
@@ -426,7 +436,12 @@ impl<V: 'static> Values<V> {
     }
 }
 
-fn decode_key<K: 'static>(serde: &SharedSerde<K>, name: &str, topic: &str, bytes: &[u8]) -> Result<K> {
+fn decode_key<K: 'static>(
+    serde: &SharedSerde<K>,
+    name: &str,
+    topic: &str,
+    bytes: &[u8],
+) -> Result<K> {
     serde
         .deserialize(topic, Some(bytes))
         .map_err(|source| StreamsError::Serde {
@@ -567,17 +582,16 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         let t = &self.target;
         let mut total = 0u64;
         for s in t.stores()? {
-            let n = read(&t.name, &s, |s| Ok(kv(s, &t.name)?.approximate_num_entries()?))?;
+            let n = read(&t.name, &s, |s| {
+                Ok(kv(s, &t.name)?.approximate_num_entries()?)
+            })?;
             total = total.saturating_add(n);
         }
         Ok(total)
     }
 }
 
-fn window_store<'a>(
-    s: &'a TaskStore,
-    name: &str,
-) -> Result<&'a dyn crate::store::TaskWindowStore> {
+fn window_store<'a>(s: &'a TaskStore, name: &str) -> Result<&'a dyn crate::store::TaskWindowStore> {
     match s {
         TaskStore::Window(w) => Ok(w.as_ref()),
         _ => Err(wrong_store(name)),
@@ -648,7 +662,11 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
         let fetch = move |s: &TaskStore| -> Result<Vec<WindowEntry>> {
             Ok(window_store(s, &name)?.fetch_range(&k, time_from, time_to)?)
         };
-        let (value, topic, dname) = (self.value.clone(), Arc::clone(&t.topic), Arc::clone(&t.name));
+        let (value, topic, dname) = (
+            self.value.clone(),
+            Arc::clone(&t.topic),
+            Arc::clone(&t.name),
+        );
         let decode = move |e: WindowEntry| -> Result<(i64, V)> {
             Ok((e.window_start, value.decode(&dname, &topic, &e.value)?))
         };
@@ -698,7 +716,10 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
         time_to: i64,
     ) -> Result<StoreIter<'static, (Windowed<K>, V)>> {
         let t = &self.target;
-        let (from, to) = (t.key_bytes(&self.key, key_from)?, t.key_bytes(&self.key, key_to)?);
+        let (from, to) = (
+            t.key_bytes(&self.key, key_from)?,
+            t.key_bytes(&self.key, key_to)?,
+        );
         self.windowed(move |s| s.fetch_key_range(&from, &to, time_from, time_to))
     }
 
@@ -791,7 +812,10 @@ impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
         key_to: &K,
     ) -> Result<StoreIter<'static, (Windowed<K>, V)>> {
         let t = &self.target;
-        let (from, to) = (t.key_bytes(&self.key, key_from)?, t.key_bytes(&self.key, key_to)?);
+        let (from, to) = (
+            t.key_bytes(&self.key, key_from)?,
+            t.key_bytes(&self.key, key_to)?,
+        );
         self.sessions(move |s| s.fetch_key_range(&from, &to))
     }
 

@@ -223,7 +223,12 @@ impl StreamsApp {
         let shared = &self.shared;
         let spec = match shared.topology.stores.get(&params.name) {
             Some(spec) => spec.clone(),
-            None if shared.topology.globals.iter().any(|g| g.store.name() == params.name) => {
+            None if shared
+                .topology
+                .globals
+                .iter()
+                .any(|g| g.store.name() == params.name) =>
+            {
                 return Err(StreamsError::IllegalState(format!(
                     "store `{}` is a global store; interactive queries of global stores are \
                      not supported yet",
@@ -329,19 +334,21 @@ impl StreamsApp {
     ) -> Result<KeyQueryMetadata> {
         running_or_rebalancing(self.state())?;
         let metadata = self.shared.metadata.lock();
-        let found = metadata.key_query_metadata_for_partition(store, |topic, partitions| {
-            match key_serde.serialize(topic, key) {
-                Ok(Some(bytes)) => Ok(default_partition(&bytes, partitions)),
-                Ok(None) => Err(StreamsError::IllegalState(format!(
-                    "a key of store `{store}` serialized to null has no partition"
-                ))),
-                Err(source) => Err(StreamsError::Serde {
-                    what: format!("key of store `{store}`"),
-                    topic: topic.to_owned(),
-                    source,
-                }),
-            }
-        })?;
+        let found =
+            metadata.key_query_metadata_for_partition(
+                store,
+                |topic, partitions| match key_serde.serialize(topic, key) {
+                    Ok(Some(bytes)) => Ok(default_partition(&bytes, partitions)),
+                    Ok(None) => Err(StreamsError::IllegalState(format!(
+                        "a key of store `{store}` serialized to null has no partition"
+                    ))),
+                    Err(source) => Err(StreamsError::Serde {
+                        what: format!("key of store `{store}`"),
+                        topic: topic.to_owned(),
+                        source,
+                    }),
+                },
+            )?;
         match found {
             Some(md) => Ok(md),
             None if self.has_store(store) => Ok(KeyQueryMetadata::not_available()),

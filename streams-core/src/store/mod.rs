@@ -17,7 +17,7 @@ pub use handles::{
 pub(crate) use handles::{
     resolve_store, same, spec_serdes, timestamped, SerdePair, StoreHost, View,
 };
+pub(crate) use open::{open_store, CacheFlush, OpenStore, StoreEnv};
 pub(crate) use open::{
     SharedTaskStore, TaskKeyValueStore, TaskSessionStore, TaskStore, TaskWindowStore,
 };
-pub(crate) use open::{open_store, CacheFlush, OpenStore, StoreEnv};

@@ -557,7 +557,11 @@ mod tests {
         let records = changelog.records().unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].timestamp, 5);
-        open.store.get_mut().restorable().restore_batch(&records).unwrap();
+        open.store
+            .get_mut()
+            .restorable()
+            .restore_batch(&records)
+            .unwrap();
         assert_eq!(open.serde_topic, "app-buf-changelog");
     }
 
