@@ -6,7 +6,8 @@
 //! the input; the typed errors (not started, unknown store, wrong type, partition not
 //! local, not running); and two instances of the application, where each instance's
 //! stores answer for its own keys only, the union is the truth, and
-//! `query_metadata_for_key` names the instance that holds each key.
+//! `query_metadata_for_key` names the instance that holds each key (a count keyed by word,
+//! one sub-topology, so that both instances hold tasks of the store).
 
 mod common;
 
@@ -460,10 +461,23 @@ fn local_counts(app: &StreamsApp) -> BTreeMap<String, i64> {
     retry("all", || collect(store.all())).into_iter().collect()
 }
 
+const WORDS: &str = "words";
+
+/// A count of records keyed by word: one sub-topology, so that with its 4 tasks over two
+/// instances both hold some of the `counts` store.
+fn keyed_topology() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(WORDS, Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .count(Materialized::as_store(COUNTS));
+    builder.build().unwrap()
+}
+
 #[test]
 fn two_instances_answer_for_their_own_keys_and_metadata_names_the_holder() {
     const APP: &str = "iq-two";
-    let env = Env::new(&[(INPUT, PARTITIONS)]);
+    let env = Env::new(&[(WORDS, PARTITIONS)]);
     let hosts = [
         HostInfo::new("localhost", 7101),
         HostInfo::new("localhost", 7102),
@@ -473,14 +487,18 @@ fn two_instances_answer_for_their_own_keys_and_metadata_names_the_holder() {
         .enumerate()
         .map(|(i, h)| {
             common::start_app(
-                topology(),
+                keyed_topology(),
                 config(&env, APP, &format!("state-{i}"), &h.to_string()),
                 &env.broker,
             )
         })
         .collect();
     let all_lines = lines(3, 400, 0);
-    produce(&env.broker, &all_lines);
+    let records: Vec<_> = words(&all_lines)
+        .iter()
+        .map(|(w, ts)| timed(w, "seen", *ts))
+        .collect();
+    common::produce_keyed(&env.broker, WORDS, PARTITIONS, &records);
     let truth = total_counts(&all_lines);
 
     // Both running with tasks of their own, and everything processed.
