@@ -76,9 +76,15 @@ pub fn direct_count(text: &str) -> BTreeMap<String, i64> {
 
 /// The word-count topology.
 pub fn topology() -> streams_core::Result<Topology> {
+    topology_for(INPUT_TOPIC, OUTPUT_TOPIC)
+}
+
+/// The word-count topology reading lines from `input` and writing count updates to
+/// `output`.
+pub fn topology_for(input: &str, output: &str) -> streams_core::Result<Topology> {
     let builder = StreamsBuilder::new();
     builder
-        .stream(INPUT_TOPIC, Consumed::with(VoidSerde, StringSerde))
+        .stream(input, Consumed::with(VoidSerde, StringSerde))
         .flat_map_values(|line: String| words(&line).collect::<Vec<_>>())
         .group_by(
             |_: &(), word: &String| word.clone(),
@@ -86,10 +92,7 @@ pub fn topology() -> streams_core::Result<Topology> {
         )
         .count(Materialized::as_store(STORE))
         .to_stream()
-        .to(
-            OUTPUT_TOPIC,
-            Produced::with(StringSerde, Nullable(I64Serde)),
-        );
+        .to(output, Produced::with(StringSerde, Nullable(I64Serde)));
     builder.build()
 }
 

@@ -22,9 +22,11 @@ use broker_embedded::{
 };
 use state_store::{ChangelogRecord, TopicPartition};
 
+use std::sync::Arc;
+
 use crate::assignment::{
-    decode_assignment, encode_subscription, AssignmentSpec, SubscriptionInfo,
-    CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
+    decode_assignment, encode_subscription, now_ms, AssignmentInfo, AssignmentSpec, HostInfo,
+    HostPartitions, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, NO_REBALANCE, STREAMS_PROTOCOL,
 };
 use crate::error::{ClusterErrorKind, Result, StreamsError};
 use crate::record::{ConsumedRecord, Header, ProducedRecord};
@@ -44,13 +46,34 @@ pub struct InternalTopicSpec {
     pub configs: BTreeMap<String, String>,
 }
 
-/// A change of a consumer's partitions.
+/// A change of a consumer's partitions or tasks.
+///
+/// After every rebalance a consumer delivers, in this order: `Assigned` (its active
+/// partitions), then `Standby` (its standby tasks) and `PartitionsByHost` (the group's
+/// interactive-query metadata), all three decoded from the leader's [`AssignmentInfo`]
+/// (see `read_sync_assignment`, shared by the consumer implementations).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssignmentEvent {
     /// These partitions are taken away: commit what was processed and close their tasks.
     Revoked(Vec<TopicPartition>),
     /// These partitions are now this consumer's.
     Assigned(Vec<TopicPartition>),
+    /// The standby tasks (warm-up replicas included) this consumer should keep for the new
+    /// generation, with their input partitions (Kafka's `AssignmentInfo.standbyTasks`):
+    /// the complete set, so a standby task not listed any more is to be closed. Empty when
+    /// there are none. Standby tasks are not revoked by a rebalance (as in Kafka's eager
+    /// protocol, only active partitions are).
+    Standby(BTreeMap<TaskId, Vec<TopicPartition>>),
+    /// Every instance endpoint (`application.server`) with the input partitions of its
+    /// active tasks and of its standby tasks, for the new generation (Kafka's
+    /// `partitionsByHost` / `standbyPartitionsByHost`; instances without an endpoint are
+    /// absent).
+    PartitionsByHost {
+        /// Endpoint -> input partitions of its active tasks.
+        active: HostPartitions,
+        /// Endpoint -> input partitions of its standby tasks.
+        standby: HostPartitions,
+    },
     /// These partitions were taken away without a chance to commit (the member fell out of
     /// the group: session timeout, or a stale generation): close their tasks without
     /// committing (Kafka's `onPartitionsLost`).
@@ -66,20 +89,101 @@ pub struct PollResult {
     pub records: Vec<(TopicPartition, Vec<ConsumedRecord>)>,
 }
 
+/// Reports, when a member (re)joins, the offset sum of every task it has local state for
+/// (Kafka's `TaskManager.getTaskOffsetSums`): given the active tasks the consumer owned until
+/// now, it returns [`crate::LATEST_OFFSET`] for those and, for the other tasks with a state
+/// directory, the sum of their checkpointed changelog offsets.
+pub type TaskOffsetSumsFn = Arc<dyn Fn(&BTreeSet<TaskId>) -> BTreeMap<TaskId, i64> + Send + Sync>;
+
 /// What a stream thread subscribes with: its topics, and what the group leader needs to
 /// assign tasks (Kafka Streams' `StreamsPartitionAssignor` configuration).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Subscription {
     /// Source and repartition topics, with where to start without a committed offset.
     pub topics: Vec<(String, OffsetReset)>,
     /// The application instance the thread belongs to (one per `StreamsApp`).
     pub process_id: uuid::Uuid,
+    /// The instance's `application.server` endpoint, sent in the subscription.
+    pub endpoint: Option<HostInfo>,
+    /// The task offset sums the member reports at each join.
+    pub task_offset_sums: TaskOffsetSumsFn,
     /// The tasks and the assignor the leader runs.
     pub assignment: AssignmentSpec,
     /// The member's session timeout (`session.timeout.ms`).
     pub session_timeout: Duration,
     /// How long a rebalance waits for the member (`max.poll.interval.ms`).
     pub rebalance_timeout: Duration,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topics", &self.topics)
+            .field("process_id", &self.process_id)
+            .field("endpoint", &self.endpoint)
+            .field("assignment", &self.assignment)
+            .field("session_timeout", &self.session_timeout)
+            .field("rebalance_timeout", &self.rebalance_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A member's assignment as read from its SyncGroup answer: what every consumer
+/// implementation (embedded or over the wire) does with the bytes, in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyncedAssignment {
+    /// The active partitions.
+    pub(crate) partitions: Vec<TopicPartition>,
+    /// The active tasks (reported as owned at the next join).
+    pub(crate) owned_tasks: BTreeSet<TaskId>,
+    /// The decoded user data.
+    pub(crate) info: AssignmentInfo,
+}
+
+impl SyncedAssignment {
+    /// The events after the consumer took `assigned` (its partitions, positioned):
+    /// `Assigned`, `Standby`, `PartitionsByHost`.
+    pub(crate) fn events(&self, assigned: Vec<TopicPartition>) -> Vec<AssignmentEvent> {
+        vec![
+            AssignmentEvent::Assigned(assigned),
+            AssignmentEvent::Standby(self.info.standby_tasks.clone()),
+            AssignmentEvent::PartitionsByHost {
+                active: self.info.partitions_by_host.clone(),
+                standby: self.info.standby_partitions_by_host.clone(),
+            },
+        ]
+    }
+
+    /// When this member must rejoin for a probing rebalance (ms since the epoch;
+    /// [`NO_REBALANCE`] for never).
+    pub(crate) fn next_rebalance_ms(&self) -> i64 {
+        self.info.next_rebalance_ms
+    }
+}
+
+/// Decodes a SyncGroup assignment (see [`crate::decode_assignment`]). A non-zero error code
+/// from the leader (Kafka's `AssignorError`) is a fatal error.
+pub(crate) fn read_sync_assignment(bytes: &[u8]) -> Result<SyncedAssignment> {
+    let (partitions, info) = decode_assignment(bytes).map_err(|e| {
+        StreamsError::cluster_source(ClusterErrorKind::Fatal, "reading the assignment", e)
+    })?;
+    if info.error_code != 0 {
+        return Err(StreamsError::cluster_fatal(format!(
+            "the group leader reported assignment error {}",
+            info.error_code
+        )));
+    }
+    Ok(SyncedAssignment {
+        owned_tasks: info.active_tasks.iter().copied().collect(),
+        partitions,
+        info,
+    })
+}
+
+/// Whether a member whose assignment asked for a rebalance at `next_rebalance_ms` must
+/// rejoin at `now_ms` (Kafka's probing and follow-up rebalances).
+pub(crate) fn probing_rebalance_due(next_rebalance_ms: i64, now_ms: i64) -> bool {
+    next_rebalance_ms != NO_REBALANCE && now_ms >= next_rebalance_ms
 }
 
 /// Produces records for one stream thread.
@@ -310,6 +414,8 @@ impl Cluster for EmbeddedCluster {
             state: MemberState::Unjoined,
             last_heartbeat: Instant::now(),
             owned_tasks: BTreeSet::new(),
+            next_rebalance_ms: NO_REBALANCE,
+            joins: 0,
             assigned: Vec::new(),
             positions: BTreeMap::new(),
             runtime,
@@ -471,8 +577,12 @@ struct EmbeddedConsumer {
     generation: i32,
     state: MemberState,
     last_heartbeat: Instant,
-    /// Active tasks of the last assignment (sent as the previous tasks when rejoining).
+    /// Active tasks of the last assignment (reported as running when rejoining).
     owned_tasks: BTreeSet<TaskId>,
+    /// When the last assignment asked this member to rejoin (probing rebalance).
+    next_rebalance_ms: i64,
+    /// Joins sent (Kafka's `uniqueField` of the subscription).
+    joins: u8,
     assigned: Vec<TopicPartition>,
     positions: BTreeMap<TopicPartition, i64>,
     runtime: tokio::runtime::Runtime,
@@ -508,9 +618,15 @@ impl EmbeddedConsumer {
 
     /// Sends JoinGroup with the current member id and owned tasks.
     fn send_join(&mut self) -> Result<()> {
+        self.joins = self.joins.wrapping_add(1);
         let sub = self.subscription()?;
         let topics: Vec<String> = sub.topics.iter().map(|(t, _)| t.clone()).collect();
-        let info = SubscriptionInfo::new(sub.process_id, self.owned_tasks.clone());
+        let mut info = SubscriptionInfo::new(
+            sub.process_id,
+            sub.endpoint.clone(),
+            (sub.task_offset_sums)(&self.owned_tasks),
+        );
+        info.unique_field = i8::from_ne_bytes([self.joins]);
         let metadata = encode_subscription(&topics, &self.assigned, &info).map_err(|e| {
             StreamsError::cluster_source(ClusterErrorKind::Fatal, "encoding the subscription", e)
         })?;
@@ -592,6 +708,14 @@ impl EmbeddedConsumer {
     fn ensure_active(&mut self, events: &mut Vec<AssignmentEvent>, wait: Duration) -> Result<bool> {
         match &mut self.state {
             MemberState::Stable => {
+                if probing_rebalance_due(self.next_rebalance_ms, now_ms()) {
+                    // Kafka's follow-up (probing) rebalance: rejoin so the leader can move
+                    // tasks to the warm-up replicas that caught up.
+                    tracing::info!(group = %self.group, member = %self.member_id, "probing rebalance due: rejoining");
+                    self.next_rebalance_ms = NO_REBALANCE;
+                    self.state = MemberState::Unjoined;
+                    return Ok(self.give_back(false, events));
+                }
                 if self.last_heartbeat.elapsed() < HEARTBEAT_INTERVAL {
                     return Ok(false);
                 }
@@ -643,9 +767,16 @@ impl EmbeddedConsumer {
                         .iter()
                         .map(|m| (m.member_id.clone(), m.metadata.clone()))
                         .collect();
-                    let out = sub.assignment.assign(&members).map_err(|e| {
-                        StreamsError::cluster_source(ClusterErrorKind::Fatal, "assigning tasks", e)
-                    })?;
+                    let out = sub
+                        .assignment
+                        .assign(&self.member_id, &members)
+                        .map_err(|e| {
+                            StreamsError::cluster_source(
+                                ClusterErrorKind::Fatal,
+                                "assigning tasks",
+                                e,
+                            )
+                        })?;
                     tracing::info!(group = %self.group, generation = self.generation, members = members.len(), "leader: tasks assigned");
                     out
                 } else {
@@ -670,18 +801,13 @@ impl EmbeddedConsumer {
                     Ok(s) => s,
                     Err(e) => return self.on_group_error(&e, events),
                 };
-                let (partitions, info) = decode_assignment(&synced.assignment).map_err(|e| {
-                    StreamsError::cluster_source(
-                        ClusterErrorKind::Fatal,
-                        "reading the assignment",
-                        e,
-                    )
-                })?;
-                self.owned_tasks = info.active_tasks.into_iter().collect();
-                self.assign(partitions)?;
+                let synced = read_sync_assignment(&synced.assignment)?;
+                self.owned_tasks.clone_from(&synced.owned_tasks);
+                self.next_rebalance_ms = synced.next_rebalance_ms();
+                self.assign(synced.partitions.clone())?;
                 self.state = MemberState::Stable;
                 self.last_heartbeat = Instant::now();
-                events.push(AssignmentEvent::Assigned(self.assigned.clone()));
+                events.extend(synced.events(self.assigned.clone()));
                 tracing::info!(group = %self.group, member = %self.member_id, generation = self.generation,
                     tasks = ?self.owned_tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), "assignment received");
                 Ok(true)

@@ -1,8 +1,11 @@
 //! `StreamsConfig`: the settings of a streams application, with Kafka Streams' keys.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::assignment::HostInfo;
+use crate::assignor::AssignorConfig;
 use crate::error::{Result, StreamsError};
 use crate::serde::{Serde, SerdeRegistry};
 
@@ -103,10 +106,45 @@ pub struct StreamsConfig {
     pub(crate) emit_interval_windowed_aggregation_ms: Option<i64>,
     /// `topology.optimization` includes `reuse.ktable.source.topics`.
     pub(crate) reuse_ktable_source_topics: bool,
-    /// Kafka's `application.server`: this instance's `host:port` for interactive queries
-    /// (validated when set).
-    pub(crate) application_server: Option<String>,
+    /// `bootstrap.servers`: the Kafka-protocol cluster a wire backend connects to.
+    pub(crate) bootstrap_servers: Option<String>,
+    /// `client.id` prefix of the application's clients (default: the application id).
+    pub(crate) client_id: Option<String>,
+    /// Client properties passed to the wire backend's clients: keys with Kafka Streams'
+    /// prefixes (`consumer.`, `main.consumer.`, `restore.consumer.`, `producer.`, `admin.`)
+    /// kept with their prefix, and un-prefixed client keys (`group.instance.id`,
+    /// `security.protocol`, `ssl.*`, `sasl.*`, `request.timeout.ms`, ...).
+    pub(crate) client_properties: BTreeMap<String, String>,
+    /// `application.server`: this instance's endpoint for interactive queries.
+    pub(crate) application_server: Option<HostInfo>,
+    /// `num.standby.replicas`, `acceptable.recovery.lag`, `max.warmup.replicas`,
+    /// `probing.rebalance.interval.ms`.
+    pub(crate) assignor: AssignorConfig,
 }
+
+/// Prefixes of client properties passed through to the wire backend's clients, as Kafka
+/// Streams' `StreamsConfig.consumerPrefix` and friends.
+pub const CLIENT_PROPERTY_PREFIXES: [&str; 6] = [
+    "consumer.",
+    "main.consumer.",
+    "restore.consumer.",
+    "global.consumer.",
+    "producer.",
+    "admin.",
+];
+
+/// Un-prefixed client keys a streams configuration accepts and passes to every client of the
+/// wire backend (exact keys; `ssl.` and `sasl.` keys are accepted by prefix).
+const SHARED_CLIENT_KEYS: [&str; 8] = [
+    "group.instance.id",
+    "security.protocol",
+    "request.timeout.ms",
+    "heartbeat.interval.ms",
+    "socket.connection.setup.timeout.ms",
+    "reconnect.backoff.ms",
+    "retry.backoff.ms",
+    "metadata.max.age.ms",
+];
 
 /// Kafka's internal config key of the outer-join emit interval.
 const OUTER_JOIN_EMIT_INTERVAL: &str =
@@ -142,7 +180,11 @@ impl StreamsConfig {
             outer_join_emit_interval_ms: None,
             emit_interval_windowed_aggregation_ms: None,
             reuse_ktable_source_topics: false,
+            bootstrap_servers: None,
+            client_id: None,
+            client_properties: BTreeMap::new(),
             application_server: None,
+            assignor: AssignorConfig::default(),
         }
     }
 
@@ -152,7 +194,9 @@ impl StreamsConfig {
     /// `default.deserialization.exception.handler` (`fail` / `log-and-continue`, or the Java
     /// class names), `errors.dead.letter.queue.topic.name`, `max.poll.records`,
     /// `poll.ms`, `replication.factor`, `session.timeout.ms`, `max.poll.interval.ms`,
-    /// `topology.optimization`, `application.server`, and Kafka's internal
+    /// `topology.optimization`, `application.server`, `num.standby.replicas`,
+    /// `acceptable.recovery.lag`, `max.warmup.replicas`, `probing.rebalance.interval.ms`
+    /// (at least 60 000, as Kafka), and Kafka's internal
     /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`
     /// (see [`StreamsConfig::outer_join_emit_interval`]) and
     /// `__emit.interval.ms.kstreams.windowed.aggregation__`
@@ -207,7 +251,6 @@ impl StreamsConfig {
                 "max.poll.records" => c.max_poll_records = parse_range(k, v, 1, 1 << 24)? as usize,
                 "max.task.idle.ms" => c.max_task_idle_ms = parse_range(k, v, -1, i64::MAX)?,
                 "topology.optimization" => c = c.topology_optimization(v)?,
-                "application.server" => c = c.application_server(v)?,
                 "poll.ms" => {
                     c.poll = Duration::from_millis(parse_range(k, v, 1, 3_600_000)? as u64)
                 }
@@ -222,18 +265,35 @@ impl StreamsConfig {
                     c.max_poll_interval =
                         Duration::from_millis(parse_range(k, v, 1, i64::from(i32::MAX))? as u64)
                 }
+                "application.server" => c = c.application_server(v)?,
+                "num.standby.replicas" => {
+                    c.assignor.num_standby_replicas = parse_range(k, v, 0, 1024)? as usize
+                }
+                "acceptable.recovery.lag" => {
+                    c.assignor.acceptable_recovery_lag = parse_range(k, v, 0, i64::MAX)?
+                }
+                "max.warmup.replicas" => {
+                    c.assignor.max_warmup_replicas =
+                        parse_range(k, v, 1, i64::from(i32::MAX))? as usize
+                }
+                "probing.rebalance.interval.ms" => {
+                    c.assignor.probing_rebalance_interval =
+                        Duration::from_millis(parse_range(k, v, 60_000, i64::MAX)? as u64)
+                }
                 OUTER_JOIN_EMIT_INTERVAL => {
                     c.outer_join_emit_interval_ms = Some(parse_range(k, v, 0, i64::MAX)?)
                 }
                 EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION => {
                     c.emit_interval_windowed_aggregation_ms = Some(parse_range(k, v, 0, i64::MAX)?)
                 }
-                "bootstrap.servers" => {
-                    return Err(StreamsError::config(
-                        k,
-                        "external clusters need the rdkafka backend, which is not built yet; \
-                         run on the embedded broker (EmbeddedCluster)",
-                    ))
+                "bootstrap.servers" => c = c.bootstrap_servers(v)?,
+                "client.id" => c.client_id = Some(v.clone()),
+                key if CLIENT_PROPERTY_PREFIXES.iter().any(|p| key.starts_with(p))
+                    || SHARED_CLIENT_KEYS.contains(&key)
+                    || key.starts_with("ssl.")
+                    || key.starts_with("sasl.") =>
+                {
+                    c.client_properties.insert(key.to_owned(), v.clone());
                 }
                 _ => {
                     return Err(StreamsError::config(
@@ -515,40 +575,180 @@ impl StreamsConfig {
         Ok(self)
     }
 
-    /// Kafka's `application.server`: the `host:port` where this instance serves
-    /// interactive queries (its own RPC layer; the runtime serves nothing there). It names
-    /// this instance in [`StreamsApp::all_metadata`](crate::StreamsApp::all_metadata) and
-    /// [`StreamsApp::query_metadata_for_key`](crate::StreamsApp::query_metadata_for_key).
-    /// An empty value unsets it (Kafka's default); anything else must be `host:port`.
+    /// Kafka's `application.server`: the `host:port` endpoint where this instance serves
+    /// interactive queries, sent to the group leader in every subscription and handed to
+    /// every member in the assignment's partitions-by-host maps. Empty clears it.
     ///
     /// ```
     /// use streams_core::StreamsConfig;
     /// let c = StreamsConfig::new("app").application_server("localhost:8080")?;
-    /// assert_eq!(c.application_server_value(), Some("localhost:8080"));
-    /// let c = StreamsConfig::from_properties([("application.id", "app"), ("application.server", "10.0.0.1:7070")])?;
-    /// assert_eq!(c.application_server_value(), Some("10.0.0.1:7070"));
-    /// assert!(StreamsConfig::new("app").application_server("no-port").is_err());
+    /// assert_eq!(c.application_server_value().map(ToString::to_string).as_deref(), Some("localhost:8080"));
+    /// assert!(StreamsConfig::new("app").application_server("localhost").is_err());
+    /// let c = StreamsConfig::from_properties([
+    ///     ("application.id", "app"),
+    ///     ("application.server", "[::1]:9090"),
+    ///     ("num.standby.replicas", "1"),
+    ///     ("acceptable.recovery.lag", "500"),
+    ///     ("max.warmup.replicas", "3"),
+    ///     ("probing.rebalance.interval.ms", "60000"),
+    /// ])?;
+    /// assert_eq!(c.assignor_config().num_standby_replicas, 1);
+    /// assert_eq!(c.assignor_config().acceptable_recovery_lag, 500);
+    /// assert_eq!(c.assignor_config().max_warmup_replicas, 3);
+    /// assert_eq!(c.assignor_config().probing_rebalance_interval.as_millis(), 60_000);
+    /// assert_eq!(c.application_server_value().unwrap().host, "::1");
+    /// for (key, bad) in [("max.warmup.replicas", "0"), ("probing.rebalance.interval.ms", "59999"),
+    ///                    ("num.standby.replicas", "-1"), ("acceptable.recovery.lag", "-5"),
+    ///                    ("application.server", "nohostport")] {
+    ///     let err = StreamsConfig::from_properties([("application.id", "app"), (key, bad)]).unwrap_err();
+    ///     assert!(matches!(&err, streams_core::StreamsError::Config { key: k, .. } if k == key), "{err}");
+    /// }
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
     pub fn application_server(mut self, endpoint: &str) -> Result<Self> {
-        let endpoint = endpoint.trim();
-        if endpoint.is_empty() {
-            self.application_server = None;
+        self.application_server = if endpoint.is_empty() {
+            None
         } else {
-            crate::query::metadata::HostInfo::parse(endpoint)?;
-            self.application_server = Some(endpoint.to_owned());
-        }
+            Some(
+                HostInfo::parse(endpoint)
+                    .map_err(|e| StreamsError::config("application.server", e.to_string()))?,
+            )
+        };
         Ok(self)
     }
 
     /// The `application.server` endpoint, if set.
-    pub fn application_server_value(&self) -> Option<&str> {
-        self.application_server.as_deref()
+    pub fn application_server_value(&self) -> Option<&HostInfo> {
+        self.application_server.as_ref()
+    }
+
+    /// Kafka's `num.standby.replicas` (default 0): standby copies of each stateful task,
+    /// kept on other instances than the task's active one.
+    pub fn num_standby_replicas(mut self, n: usize) -> Self {
+        self.assignor.num_standby_replicas = n;
+        self
+    }
+
+    /// Kafka's `acceptable.recovery.lag` (default 10 000): the largest changelog lag at
+    /// which an instance counts as caught up on a task, so the task may move to it at once.
+    pub fn acceptable_recovery_lag(mut self, records: u64) -> Self {
+        self.assignor.acceptable_recovery_lag = i64::try_from(records).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Kafka's `max.warmup.replicas` (default 2, at least 1): warm-up replicas the group may
+    /// restore at once while their tasks stay on caught-up instances.
+    pub fn max_warmup_replicas(mut self, n: usize) -> Result<Self> {
+        if n == 0 {
+            return Err(StreamsError::config(
+                "max.warmup.replicas",
+                "must be at least 1",
+            ));
+        }
+        self.assignor.max_warmup_replicas = n;
+        Ok(self)
+    }
+
+    /// Kafka's `probing.rebalance.interval.ms` (default 10 minutes): how long after an
+    /// assignment with warm-ups the members rejoin to see whether they caught up. The
+    /// property must be at least 60 s, as in Kafka; this setter accepts shorter intervals
+    /// (for tests).
+    pub fn probing_rebalance_interval(mut self, interval: Duration) -> Self {
+        self.assignor.probing_rebalance_interval = interval;
+        self
+    }
+
+    /// The assignor settings (standbys, recovery lag, warm-ups, probing interval).
+    pub fn assignor_config(&self) -> &AssignorConfig {
+        &self.assignor
     }
 
     /// True if `topology.optimization` reuses source topics as table changelogs.
     pub fn reuses_ktable_source_topics(&self) -> bool {
         self.reuse_ktable_source_topics
+    }
+}
+
+impl StreamsConfig {
+    /// Sets `bootstrap.servers`: a comma-separated list of `host:port` of a Kafka-protocol
+    /// cluster, for the wire backend (`KafkaCluster`, feature `kafka`). An empty list or an
+    /// entry without a port is refused.
+    ///
+    /// ```
+    /// use streams_core::StreamsConfig;
+    /// let c = StreamsConfig::new("app").bootstrap_servers("127.0.0.1:9092,other:9093")?;
+    /// assert_eq!(c.bootstrap_servers_list(), vec!["127.0.0.1:9092", "other:9093"]);
+    /// assert!(StreamsConfig::new("app").bootstrap_servers("no-port").is_err());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn bootstrap_servers(mut self, servers: &str) -> Result<Self> {
+        let list: Vec<&str> = servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if list.is_empty() {
+            return Err(StreamsError::config(
+                "bootstrap.servers",
+                "empty: give host:port[,host:port...]",
+            ));
+        }
+        for server in &list {
+            let port = server.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+            if !matches!(port, Some((h, Ok(_))) if !h.is_empty()) {
+                return Err(StreamsError::config(
+                    "bootstrap.servers",
+                    format!("`{server}` is not host:port"),
+                ));
+            }
+        }
+        self.bootstrap_servers = Some(list.join(","));
+        Ok(self)
+    }
+
+    /// The `bootstrap.servers` entries (empty when not set).
+    pub fn bootstrap_servers_list(&self) -> Vec<String> {
+        self.bootstrap_servers
+            .as_deref()
+            .map(|s| s.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets `client.id`, the prefix of the application's client ids (default: the
+    /// application id), as Kafka Streams names its clients `<client.id>-StreamThread-<n>-...`.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// The `client.id` prefix (the application id when not set).
+    pub fn client_id_value(&self) -> &str {
+        self.client_id.as_deref().unwrap_or(&self.application_id)
+    }
+
+    /// Sets a client property passed through to the wire backend's clients, with Kafka
+    /// Streams' prefixes: `consumer.` (every consumer), `main.consumer.` /
+    /// `restore.consumer.` (one kind), `producer.`, `admin.`; an un-prefixed key goes to
+    /// every client. The backend refuses, at start, keys the runtime owns (such as
+    /// `enable.auto.commit` or `group.id`).
+    pub fn client_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.client_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// The client properties set (keys with their prefixes).
+    pub fn client_properties(&self) -> &BTreeMap<String, String> {
+        &self.client_properties
+    }
+
+    /// `replication.factor` of the internal topics the application creates.
+    pub fn replication_factor_value(&self) -> i16 {
+        self.replication_factor
+    }
+
+    /// `session.timeout.ms` of the stream threads' group membership.
+    pub fn session_timeout_value(&self) -> Duration {
+        self.session_timeout
     }
 }
 

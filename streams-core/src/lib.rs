@@ -32,6 +32,7 @@
 //! wrap the producer flush and the offset commit into one transaction at the same place.
 
 mod assignment;
+mod assignor;
 mod client;
 mod collector;
 mod config;
@@ -52,20 +53,26 @@ mod task_manager;
 mod test_driver;
 mod topology;
 mod windowed;
+#[cfg(feature = "kafka")]
+mod wire;
 
 pub use assignment::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription,
-    AssignmentDataError, AssignmentInfo, AssignmentSpec, MemberSubscription, StickyTaskAssignor,
-    SubscriptionInfo, TaskAssignment, TaskAssignor, CONSUMER_PROTOCOL_TYPE, STREAMS_PROTOCOL,
-    USER_DATA_VERSION,
+    AssignmentDataError, AssignmentInfo, AssignmentSpec, EndOffsetsFn, HostInfo, HostPartitions,
+    MemberSubscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, LATEST_OFFSET,
+    LATEST_READABLE_VERSION, NO_REBALANCE, STREAMS_PROTOCOL, UNKNOWN_OFFSET_SUM, USER_DATA_VERSION,
+};
+pub use assignor::{
+    assign_tasks_to_threads, AssignorConfig, ClientState, HighAvailabilityTaskAssignor,
+    StickyTaskAssignor, TaskAssignor,
 };
 pub use client::{
     AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, EmbeddedCluster,
-    InternalTopicSpec, PollResult, Subscription,
+    InternalTopicSpec, PollResult, Subscription, TaskOffsetSumsFn,
 };
 pub use config::{
     DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
-    UncaughtErrorPolicy, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
+    UncaughtErrorPolicy, CLIENT_PROPERTY_PREFIXES, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
 };
 pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyError};
 pub use global::GlobalStoreHandle;
@@ -73,7 +80,7 @@ pub use names::{
     changelog_topic, repartition_topic, CHANGELOG_TOPIC_SUFFIX, REPARTITION_TOPIC_SUFFIX,
 };
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, StoreAccess};
-pub use query::metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
+pub use query::metadata::{KeyQueryMetadata, StreamsMetadata};
 pub use query::{
     QueryableStoreType, QueryableStoreTypes, ReadOnlyKeyValueStore, ReadOnlySessionStore,
     ReadOnlyWindowStore, StoreQueryParameters,
@@ -98,3 +105,5 @@ pub use topology::{
     TopicNameExtractor, Topology, TopologyDescription,
 };
 pub use windowed::{SessionWindowedSerde, TimeWindowedSerde};
+#[cfg(feature = "kafka")]
+pub use wire::{KafkaCluster, WireError};

@@ -13,6 +13,13 @@
 //!   wrap the producer flush and the offset commit into one transaction here.
 //! - **Close**: clean (after a final commit: processors closed, checkpoints written) or
 //!   dirty (after an error: stores closed, no checkpoint).
+//! - **Standby tasks** (Kafka's `StandbyTask`): kept apart from the active tasks; created
+//!   with their checkpoint checked against the changelogs (corrupted state wiped), updated
+//!   from their changelogs between processing rounds ([`TaskManager::update_standbys`]),
+//!   checkpointed at commits by the active tasks' rule, closed cleanly (checkpoint kept)
+//!   when the assignment no longer has them. A task that becomes active on this thread is
+//!   first closed as a standby, then created as an active task from the same directory, so
+//!   its restoration covers only what the standby had not applied yet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +36,8 @@ use crate::task::{FetchedLag, Task, TaskId};
 /// The tasks of one stream thread and the order of their life-cycle steps.
 pub(crate) struct TaskManager {
     tasks: BTreeMap<TaskId, Task>,
+    /// Standby tasks: stores following their changelogs, never processing.
+    standbys: BTreeMap<TaskId, Task>,
     collector: SharedCollector,
     /// Where initialized tasks register their stores for interactive queries (the
     /// application's; none in the test driver).
@@ -43,6 +52,7 @@ impl TaskManager {
     pub(crate) fn new(collector: SharedCollector) -> Self {
         TaskManager {
             tasks: BTreeMap::new(),
+            standbys: BTreeMap::new(),
             collector,
             queryable: None,
         }
@@ -58,14 +68,20 @@ impl TaskManager {
     /// Gives back this thread's locks on every task's stores (before a poll), so that
     /// interactive queries can read them meanwhile.
     pub(crate) fn release_store_locks(&mut self) {
-        for task in self.tasks.values_mut() {
+        for task in self.tasks.values_mut().chain(self.standbys.values_mut()) {
             task.release_store_locks();
         }
     }
 
-    fn unregister(&self, task: TaskId) {
+    fn register(&self, task: &Task, standby: bool) {
         if let Some(registry) = &self.queryable {
-            registry.unregister_task(task, false);
+            registry.register_task(task.id, standby, task.queryable_stores());
+        }
+    }
+
+    fn unregister(&self, task: TaskId, standby: bool) {
+        if let Some(registry) = &self.queryable {
+            registry.unregister_task(task, standby);
         }
     }
 
@@ -91,13 +107,22 @@ impl TaskManager {
         self.tasks.keys().copied().collect()
     }
 
-    /// Creates a task with `make`, restores its stores from `changelogs` and initializes
+    /// Creates task `id` with `make`, restores its stores from `changelogs` and initializes
     /// its processors. Corrupted local state is wiped and restored from scratch once.
+    /// Returns how many changelog records the restoration applied. A standby of the same
+    /// task held by this manager is closed first (checkpoint written), so the active task
+    /// opens the same state and restores only from the standby's position on.
     pub(crate) fn add(
         &mut self,
+        id: TaskId,
         make: &dyn Fn() -> Result<Task>,
         changelogs: &mut dyn ChangelogSource,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        if let Some(mut standby) = self.standbys.remove(&id) {
+            tracing::info!(task = %id, "standby task becomes active");
+            self.unregister(id, true);
+            standby.close(true)?;
+        }
         let mut task = make()?;
         match task.restore(changelogs) {
             Ok(()) => {}
@@ -111,11 +136,144 @@ impl TaskManager {
             Err(e) => return Err(e),
         }
         task.initialize()?;
-        if let Some(registry) = &self.queryable {
-            registry.register_task(task.id, false, task.queryable_stores());
-        }
+        self.register(&task, false);
+        let restored = task.counters.restored;
         self.tasks.insert(task.id, task);
+        Ok(restored)
+    }
+
+    /// Creates standby task `id` with `make` (a task without input partitions):
+    /// its checkpoint is checked against the changelogs (corrupted local state is wiped and
+    /// the standby starts from the changelogs' start); it applies changelog records from
+    /// [`TaskManager::update_standbys`] on. An active task of the same id is refused.
+    pub(crate) fn add_standby(
+        &mut self,
+        id: TaskId,
+        make: &dyn Fn() -> Result<Task>,
+        changelogs: &mut dyn ChangelogSource,
+    ) -> Result<()> {
+        if self.tasks.contains_key(&id) || self.standbys.contains_key(&id) {
+            return Err(StreamsError::IllegalState(format!(
+                "task {id} is already open on this thread"
+            )));
+        }
+        let mut task = make()?;
+        task.make_standby();
+        match task.check_local_state(changelogs) {
+            Ok(()) => {}
+            Err(StreamsError::TaskCorrupted { task: id, reason }) => {
+                tracing::warn!(task = %id, %reason,
+                    "standby state is corrupted; wiping it and following the changelogs from their start");
+                task.close_and_wipe()?;
+                task = make()?;
+                task.make_standby();
+                task.check_local_state(changelogs)?;
+            }
+            Err(e) => {
+                let _ = task.close(false);
+                return Err(e);
+            }
+        }
+        // Standby stores are queryable with `enable_stale_stores` (Kafka's stale reads).
+        self.register(&task, true);
+        self.standbys.insert(task.id, task);
         Ok(())
+    }
+
+    /// The ids of the standby tasks.
+    pub(crate) fn standby_ids(&self) -> Vec<TaskId> {
+        self.standbys.keys().copied().collect()
+    }
+
+    /// Per standby task and changelog partition, the offset of the last record applied.
+    pub(crate) fn standby_offsets(&self) -> BTreeMap<TaskId, BTreeMap<TopicPartition, i64>> {
+        self.standbys
+            .iter()
+            .map(|(id, t)| (*id, t.changelog_offsets().clone()))
+            .collect()
+    }
+
+    /// A standby task.
+    #[cfg(test)]
+    pub(crate) fn standby(&self, id: &TaskId) -> Option<&Task> {
+        self.standbys.get(id)
+    }
+
+    /// Applies what is new in the changelogs of every standby task (one read per changelog
+    /// partition). Returns how many records were applied. A standby whose position fell
+    /// below its changelog's start is closed and wiped (it is missing from
+    /// [`TaskManager::standby_ids`] afterwards; the caller creates it again).
+    pub(crate) fn update_standbys(&mut self, changelogs: &mut dyn ChangelogSource) -> Result<u64> {
+        let mut applied = 0;
+        let mut corrupted = Vec::new();
+        for (id, task) in &mut self.standbys {
+            match task.update_standby(changelogs) {
+                Ok(n) => applied += n,
+                Err(StreamsError::TaskCorrupted { reason, .. }) => {
+                    tracing::warn!(task = %id, %reason, "standby state is corrupted; wiping it");
+                    corrupted.push(*id);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for id in corrupted {
+            if let Some(mut task) = self.standbys.remove(&id) {
+                self.unregister(id, true);
+                task.close_and_wipe()?;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Sets where standbys stop applying source-topic changelogs (the committed offsets of
+    /// those source partitions, from `committed`), as Kafka limits standbys of source-topic
+    /// changelogs.
+    pub(crate) fn limit_standbys(
+        &mut self,
+        committed: &mut dyn FnMut(&TopicPartition) -> Result<Option<i64>>,
+    ) -> Result<()> {
+        for task in self.standbys.values_mut() {
+            for tp in task.source_changelog_partitions() {
+                if let Some(o) = committed(&tp)? {
+                    task.limit_restore(tp, o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes standby task `id` cleanly (checkpoint written, state kept on disk).
+    pub(crate) fn close_standby(&mut self, id: &TaskId) -> Result<()> {
+        match self.standbys.remove(id) {
+            Some(mut task) => {
+                self.unregister(*id, true);
+                task.close(true)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Closes every standby task cleanly. Returns the first error; every standby is closed
+    /// regardless.
+    pub(crate) fn close_standbys_clean(&mut self) -> Result<()> {
+        let mut first = None;
+        for (id, mut task) in std::mem::take(&mut self.standbys) {
+            self.unregister(id, true);
+            if let Err(e) = task.close(true) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Closes every standby task without a checkpoint (after a failure of the thread).
+    pub(crate) fn close_standbys_dirty(&mut self) {
+        for (id, mut task) in std::mem::take(&mut self.standbys) {
+            self.unregister(id, true);
+            if let Err(e) = task.close(false) {
+                tracing::warn!(task = %task.id, error = %e, "error closing a standby task after a failure");
+            }
+        }
     }
 
     /// Adds a task without stores to restore (the test driver's), initializing it.
@@ -233,6 +391,11 @@ impl TaskManager {
         for task in self.tasks.values_mut() {
             task.post_commit(&offsets)?;
         }
+        // Standbys commit nothing; their checkpoints follow the same rule.
+        let none = BTreeMap::new();
+        for task in self.standbys.values_mut() {
+            task.post_commit(&none)?;
+        }
         Ok(())
     }
 
@@ -242,7 +405,7 @@ impl TaskManager {
     pub(crate) fn close_clean(&mut self) -> Result<()> {
         let mut first = None;
         for (_, mut task) in std::mem::take(&mut self.tasks) {
-            self.unregister(task.id);
+            self.unregister(task.id, false);
             if let Err(e) = task.close(true) {
                 first.get_or_insert(e);
             }
@@ -254,7 +417,7 @@ impl TaskManager {
     /// restores what was not checkpointed).
     pub(crate) fn close_dirty(&mut self) {
         for (_, mut task) in std::mem::take(&mut self.tasks) {
-            self.unregister(task.id);
+            self.unregister(task.id, false);
             if let Err(e) = task.close(false) {
                 tracing::warn!(task = %task.id, error = %e, "error closing a task after a failure");
             }
@@ -407,6 +570,16 @@ mod tests {
 
         /// The task, restored from `changelog`, in a task manager.
         fn start(&self, changelog: &mut Changelog) -> TaskManager {
+            self.with_make(|tasks, make| {
+                tasks.add(task_id(), make, changelog).unwrap();
+            })
+        }
+
+        /// A task manager and the task's constructor, handed to `f`.
+        fn with_make(
+            &self,
+            f: impl FnOnce(&mut TaskManager, &dyn Fn() -> Result<Task>),
+        ) -> TaskManager {
             let sub = self.topology.subtopologies().unwrap().remove(0);
             let collector: SharedCollector =
                 Arc::new(Mutex::new(Box::new(NoCollector(BTreeMap::new()))));
@@ -444,9 +617,114 @@ mod tests {
                 )
             };
             let mut tasks = TaskManager::new(Arc::clone(&collector));
-            tasks.add(&make, changelog).unwrap();
+            f(&mut tasks, &make);
             tasks
         }
+    }
+
+    fn task_id() -> TaskId {
+        TaskId {
+            subtopology: 0,
+            partition: 0,
+        }
+    }
+
+    /// The contents of a key-value store of `task`.
+    fn contents(task: &Task) -> Vec<(String, String)> {
+        let Some(TaskStore::KeyValue(store)) = task.open_store(STORE).map(|s| s.store.get()) else {
+            panic!("no key-value store {STORE}");
+        };
+        store
+            .all(Direction::Forward)
+            .unwrap()
+            .map(Result::unwrap)
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect()
+    }
+
+    fn checkpoint_of(f: &Fixture) -> BTreeMap<TopicPartition, i64> {
+        state_store::TaskDirectory::new(f.state.path(), APP, "0_0")
+            .unwrap()
+            .checkpoint()
+            .read()
+            .unwrap()
+    }
+
+    /// Updates the standbys until nothing is left to apply; returns the records applied.
+    fn update_to_end(tasks: &mut TaskManager, changelog: &mut Changelog) -> u64 {
+        let mut total = 0;
+        loop {
+            let n = tasks.update_standbys(changelog).unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    #[test]
+    fn a_standby_follows_its_changelog_and_checkpoints_when_closed() {
+        let f = Fixture::new();
+        let mut changelog = Changelog::new(0, 10, "a");
+        let mut tasks = f.with_make(|tasks, make| {
+            tasks.add_standby(task_id(), make, &mut changelog).unwrap();
+        });
+        assert_eq!(tasks.standby_ids(), vec![task_id()]);
+        assert!(tasks.ids().is_empty(), "a standby is not an active task");
+        // The test changelog hands out 3 records per read: one read per update call.
+        assert_eq!(tasks.update_standbys(&mut changelog).unwrap(), 3);
+        assert_eq!(update_to_end(&mut tasks, &mut changelog), 7);
+        let standby = tasks.standby(&task_id()).unwrap();
+        assert!(standby.is_standby());
+        assert_eq!(contents(standby), expected(&changelog));
+        assert_eq!(standby.counters.standby_updates, 10);
+        // New records keep arriving: the standby keeps following.
+        let mut grown = Changelog::new(0, 14, "a");
+        assert_eq!(update_to_end(&mut tasks, &mut grown), 4);
+        assert_eq!(
+            contents(tasks.standby(&task_id()).unwrap()),
+            expected(&grown)
+        );
+        tasks.close_standby(&task_id()).unwrap();
+        assert!(tasks.standby_ids().is_empty());
+        let tp = TopicPartition::new(crate::names::changelog_topic(APP, STORE), 0);
+        assert_eq!(checkpoint_of(&f), BTreeMap::from([(tp, 13)]));
+    }
+
+    #[test]
+    fn promoting_a_standby_restores_only_what_it_had_not_applied() {
+        let f = Fixture::new();
+        let mut changelog = Changelog::new(0, 10, "a");
+        let mut restored = 0;
+        let tasks = f.with_make(|tasks, make| {
+            tasks.add_standby(task_id(), make, &mut changelog).unwrap();
+            update_to_end(tasks, &mut changelog);
+            // The active copy wrote 5 more records before it failed over.
+            let mut grown = Changelog::new(0, 15, "a");
+            restored = tasks.add(task_id(), make, &mut grown).unwrap();
+        });
+        assert_eq!(restored, 5, "only the tail after the standby's position");
+        assert!(tasks.standby_ids().is_empty());
+        assert_eq!(
+            contents(tasks.task(&task_id()).unwrap()),
+            expected(&Changelog::new(0, 15, "a"))
+        );
+    }
+
+    #[test]
+    fn a_standby_with_a_checkpoint_beyond_the_changelog_starts_over() {
+        let f = Fixture::new();
+        first_run(&f);
+        let mut recreated = Changelog::new(0, 4, "b");
+        let mut tasks = f.with_make(|tasks, make| {
+            tasks.add_standby(task_id(), make, &mut recreated).unwrap();
+        });
+        update_to_end(&mut tasks, &mut recreated);
+        assert_eq!(
+            contents(tasks.standby(&task_id()).unwrap()),
+            expected(&recreated)
+        );
+        tasks.close_standbys_clean().unwrap();
     }
 
     fn expected(changelog: &Changelog) -> Vec<(String, String)> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use broker_embedded::{Broker, BrokerConfig, NewTopic};
 use streams_core::{
     AssignmentEvent, AssignmentSpec, Cluster, ClusterConsumer, EmbeddedCluster, OffsetReset,
-    StickyTaskAssignor, StreamsError, Subscription, TaskId, TopicPartition,
+    StreamsError, Subscription, TaskId, TopicPartition,
 };
 
 const GROUP: &str = "membership";
@@ -31,10 +31,14 @@ fn subscription(process: u64) -> Subscription {
     Subscription {
         topics: vec![("in".to_owned(), OffsetReset::Earliest)],
         process_id: uuid::Uuid::from_u64_pair(0, process),
-        assignment: AssignmentSpec {
-            tasks,
-            assignor: Arc::new(StickyTaskAssignor),
-        },
+        endpoint: None,
+        task_offset_sums: Arc::new(|owned: &BTreeSet<TaskId>| {
+            owned
+                .iter()
+                .map(|t| (*t, streams_core::LATEST_OFFSET))
+                .collect()
+        }),
+        assignment: AssignmentSpec::new(tasks),
         session_timeout: Duration::from_secs(10),
         rebalance_timeout: Duration::from_secs(20),
     }
@@ -64,6 +68,7 @@ fn poll_until_assigned(
                     held.clear();
                 }
                 AssignmentEvent::Lost(tps) => panic!("unexpectedly lost {tps:?}"),
+                AssignmentEvent::Standby(_) | AssignmentEvent::PartitionsByHost { .. } => {}
             }
         }
     }
@@ -111,6 +116,7 @@ fn consumers_of_two_clusters_share_one_group_and_stale_members_cannot_commit() {
                         }
                         AssignmentEvent::Assigned(tps) => return tps,
                         AssignmentEvent::Lost(tps) => panic!("lost {tps:?}"),
+                        AssignmentEvent::Standby(_) | AssignmentEvent::PartitionsByHost { .. } => {}
                     }
                 }
             }

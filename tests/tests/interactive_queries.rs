@@ -6,8 +6,10 @@
 //! the input; the typed errors (not started, unknown store, wrong type, partition not
 //! local, not running); and two instances of the application, where each instance's
 //! stores answer for its own keys only, the union is the truth, and
-//! `query_metadata_for_key` names the instance that holds each key (a count keyed by word,
-//! one sub-topology, so that both instances hold tasks of the store).
+//! `query_metadata_for_key` on either instance names the instance that holds each key
+//! (and, with `num.standby.replicas=1`, the other one as its standby host, whose stale
+//! store then answers for every key too): a count keyed by word, one sub-topology, so
+//! that both instances hold tasks of the store.
 
 mod common;
 
@@ -18,7 +20,7 @@ use broker_embedded::Broker;
 use common::{partition_of, timed, wait_for, Env, WAIT};
 use streams_core::{
     HostInfo, QueryableStoreTypes, ReadOnlyKeyValueStore, Result, StoreQueryParameters, StreamsApp,
-    StreamsError, StreamsState, StringSerde, Topology, Window, Windowed,
+    StreamsError, StreamsState, StringSerde, TopicPartition, Topology, Window, Windowed,
 };
 use streams_dsl::{Consumed, Grouped, Materialized, SessionWindows, StreamsBuilder, TimeWindows};
 
@@ -474,13 +476,29 @@ fn keyed_topology() -> Topology {
     builder.build().unwrap()
 }
 
-#[test]
-fn two_instances_answer_for_their_own_keys_and_metadata_names_the_holder() {
-    const APP: &str = "iq-two";
+/// The input partitions of `tasks` (one sub-topology reading `words`).
+fn partitions_of(tasks: &BTreeSet<streams_core::TaskId>) -> BTreeSet<TopicPartition> {
+    tasks
+        .iter()
+        .map(|t| TopicPartition::new(WORDS, t.partition))
+        .collect()
+}
+
+/// Two instances (endpoints `localhost:<port_base + 1>` and `+ 2`) of the keyed count with
+/// `standbys` standby replicas: each answers point queries for its own keys only, and
+/// `query_metadata_for_key` / `all_metadata` on BOTH name the instance holding each key
+/// (from the assignment's partitions-by-host maps) and, with a standby replica, the other
+/// instance as the standby host. Returns the two apps (running) and the per-instance local
+/// counts.
+fn two_instances(
+    app_id: &str,
+    port_base: u16,
+    standbys: usize,
+) -> (Env, [HostInfo; 2], Vec<StreamsApp>, BTreeMap<String, i64>) {
     let env = Env::new(&[(WORDS, PARTITIONS)]);
     let hosts = [
-        HostInfo::new("localhost", 7101),
-        HostInfo::new("localhost", 7102),
+        HostInfo::new("localhost", port_base + 1),
+        HostInfo::new("localhost", port_base + 2),
     ];
     let apps: Vec<StreamsApp> = hosts
         .iter()
@@ -488,7 +506,8 @@ fn two_instances_answer_for_their_own_keys_and_metadata_names_the_holder() {
         .map(|(i, h)| {
             common::start_app(
                 keyed_topology(),
-                config(&env, APP, &format!("state-{i}"), &h.to_string()),
+                config(&env, app_id, &format!("state-{i}"), &h.to_string())
+                    .num_standby_replicas(standbys),
                 &env.broker,
             )
         })
@@ -501,11 +520,18 @@ fn two_instances_answer_for_their_own_keys_and_metadata_names_the_holder() {
     common::produce_keyed(&env.broker, WORDS, PARTITIONS, &records);
     let truth = total_counts(&all_lines);
 
-    // Both running with tasks of their own, and everything processed.
-    wait_for("both instances running with tasks", || {
-        apps.iter()
-            .all(|a| a.state() == StreamsState::Running && !a.active_tasks().is_empty())
-    });
+    // Both running with tasks of their own, both knowing the same assignment of both
+    // endpoints, and everything processed.
+    wait_for(
+        "both instances running with tasks of the same assignment",
+        || {
+            apps.iter()
+                .all(|a| a.state() == StreamsState::Running && !a.active_tasks().is_empty())
+                && apps[0].partitions_by_host().len() == 2
+                && apps[1].partitions_by_host() == apps[0].partitions_by_host()
+                && apps[1].standby_partitions_by_host() == apps[0].standby_partitions_by_host()
+        },
+    );
     for app in &apps {
         assert!(app.wait_until_caught_up(WAIT).unwrap());
     }
@@ -521,7 +547,19 @@ fn two_instances_answer_for_their_own_keys_and_metadata_names_the_holder() {
         union.extend(local[1].clone());
         disjoint && union == truth && local.iter().all(|l| !l.is_empty())
     });
+    (env, hosts, apps, truth)
+}
 
+/// Checks, on both instances, that the metadata names the holder of every key (and the
+/// other instance as its standby host when `standbys` is 1), that each instance's point
+/// query answers for its own keys only, and that `all_metadata` is the same on both and
+/// lists each instance with the partitions of its active (and standby) tasks.
+fn assert_metadata_names_the_holder(
+    hosts: &[HostInfo; 2],
+    apps: &[StreamsApp],
+    truth: &BTreeMap<String, i64>,
+    standbys: usize,
+) {
     let local: Vec<BTreeMap<String, i64>> = apps.iter().map(local_counts).collect();
     for word in truth.keys() {
         let holder = usize::from(!local[0].contains_key(word));
@@ -535,30 +573,81 @@ fn two_instances_answer_for_their_own_keys_and_metadata_names_the_holder() {
             retry("get", || counts_store(&apps[1 - holder]).get(word)),
             None
         );
-        // The holder's metadata names it; any instance that knows the key's host names
-        // the holder.
+        // Both instances name the holder, and the standby (the other instance) if any.
+        let expected_standbys: BTreeSet<HostInfo> = if standbys == 1 {
+            BTreeSet::from([hosts[1 - holder].clone()])
+        } else {
+            BTreeSet::new()
+        };
         for (i, app) in apps.iter().enumerate() {
             let md = app
                 .query_metadata_for_key(COUNTS, word, &StringSerde)
                 .unwrap();
+            assert!(md.is_available(), "instance {i}, {word}");
             assert_eq!(md.partition, partition_of(word.as_bytes(), PARTITIONS));
-            // (Until the assignment carries every instance's endpoint, the other instance
-            // does not know the holder and answers "not available".)
-            if i == holder || md.is_available() {
-                assert_eq!(md.active_host, hosts[holder], "{word}");
-            }
+            assert_eq!(md.active_host, hosts[holder], "instance {i}, {word}");
+            assert_eq!(md.standby_hosts, expected_standbys, "instance {i}, {word}");
         }
     }
-    // Each instance lists itself with the partitions of its tasks.
+    // Every instance lists both, with the partitions of their tasks.
+    let all = apps[0].all_metadata().unwrap();
+    assert_eq!(apps[1].all_metadata().unwrap(), all);
+    assert_eq!(
+        all.iter().map(|m| m.host_info.clone()).collect::<Vec<_>>(),
+        hosts.to_vec()
+    );
     for (i, app) in apps.iter().enumerate() {
-        let mine = app.local_metadata().unwrap().unwrap();
-        assert_eq!(mine.host_info, hosts[i]);
-        assert!(mine.state_store_names.contains(COUNTS));
-        assert!(app
-            .all_metadata()
-            .unwrap()
-            .iter()
-            .any(|m| m.host_info == hosts[i]));
+        let md = &all[i];
+        assert_eq!(md.topic_partitions, partitions_of(&app.active_tasks()));
+        assert_eq!(md.state_store_names, BTreeSet::from([COUNTS.to_owned()]));
+        if standbys == 1 {
+            // The other instance's partitions, as standbys.
+            assert_eq!(md.standby_topic_partitions, all[1 - i].topic_partitions);
+            assert_eq!(
+                md.standby_state_store_names,
+                BTreeSet::from([COUNTS.to_owned()])
+            );
+        } else {
+            assert!(md.standby_topic_partitions.is_empty());
+            assert!(md.standby_state_store_names.is_empty());
+        }
+        assert_eq!(app.local_metadata().unwrap().as_ref(), Some(md));
+        assert_eq!(app.streams_metadata_for_store(COUNTS).unwrap(), all);
+    }
+}
+
+#[test]
+fn two_instances_answer_for_their_own_keys_and_metadata_on_both_names_the_holder() {
+    let (_env, hosts, apps, truth) = two_instances("iq-two", 7100, 0);
+    assert_metadata_names_the_holder(&hosts, &apps, &truth, 0);
+    for mut app in apps {
+        app.close();
+    }
+}
+
+#[test]
+fn with_a_standby_replica_metadata_on_both_names_the_other_instance_as_standby_host() {
+    let (_env, hosts, apps, truth) = two_instances("iq-two-standby", 7200, 1);
+    assert_metadata_names_the_holder(&hosts, &apps, &truth, 1);
+    // Stale reads (Kafka's `enableStaleStores`) also see the standby copies: once the
+    // standbys applied the changelogs, each instance answers for every key.
+    let stale = |app: &StreamsApp| {
+        app.store(
+            StoreQueryParameters::from_name_and_type(
+                COUNTS,
+                QueryableStoreTypes::key_value::<String, i64>(),
+            )
+            .enable_stale_stores(),
+        )
+        .unwrap()
+    };
+    for app in &apps {
+        wait_for("the standby copies to hold every count", || {
+            let all: BTreeMap<String, i64> = retry("stale all", || collect(stale(app).all()))
+                .into_iter()
+                .collect();
+            all == truth
+        });
     }
     for mut app in apps {
         app.close();

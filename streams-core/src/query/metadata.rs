@@ -3,114 +3,11 @@
 //! assignment and from the topology (which stores live on which source topics).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::str::FromStr;
 
 use state_store::TopicPartition;
 
-use crate::error::{Result, StreamsError};
-
-/// The `application.server` endpoint of an application instance (Kafka's `HostInfo`):
-/// where other instances (or clients) reach its interactive queries. The runtime itself
-/// serves nothing on it; the application exposes its own RPC layer there.
-///
-/// ```
-/// use streams_core::HostInfo;
-/// let host: HostInfo = "localhost:8080".parse()?;
-/// assert_eq!((host.host(), host.port()), ("localhost", 8080));
-/// assert_eq!(host.to_string(), "localhost:8080");
-/// assert_eq!("[::1]:9000".parse::<HostInfo>()?.host(), "::1");
-/// assert!("localhost".parse::<HostInfo>().is_err());
-/// assert!("localhost:99999".parse::<HostInfo>().is_err());
-/// assert!(!HostInfo::unavailable().is_available());
-/// # Ok::<(), streams_core::StreamsError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HostInfo {
-    host: String,
-    port: i32,
-}
-
-impl HostInfo {
-    /// A host and port.
-    pub fn new(host: impl Into<String>, port: u16) -> Self {
-        HostInfo {
-            host: host.into(),
-            port: i32::from(port),
-        }
-    }
-
-    /// Kafka's `HostInfo.unavailable()`: host `unavailable`, port -1 — what
-    /// [`KeyQueryMetadata::not_available`] names, and this instance's host when
-    /// `application.server` is not configured.
-    pub fn unavailable() -> Self {
-        HostInfo {
-            host: "unavailable".to_owned(),
-            port: -1,
-        }
-    }
-
-    /// False for [`HostInfo::unavailable`].
-    pub fn is_available(&self) -> bool {
-        self.port >= 0
-    }
-
-    /// The host name or address (IPv6 without brackets).
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The port (-1 when unavailable).
-    pub fn port(&self) -> i32 {
-        self.port
-    }
-
-    /// Parses `host:port` (`[v6-address]:port` for IPv6), as Kafka validates
-    /// `application.server`.
-    pub fn parse(endpoint: &str) -> Result<Self> {
-        let bad = |reason: &str| {
-            StreamsError::config(
-                "application.server",
-                format!("`{endpoint}` is not a host:port pair: {reason}"),
-            )
-        };
-        let (host, port) = endpoint
-            .trim()
-            .rsplit_once(':')
-            .ok_or_else(|| bad("no port"))?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        if host.contains(':') && !endpoint.trim().starts_with('[') {
-            return Err(bad("an IPv6 address must be written in brackets"));
-        }
-        let port: u16 = port
-            .parse()
-            .map_err(|_| bad("the port is not a number in 0..=65535"))?;
-        Ok(HostInfo::new(host, port))
-    }
-}
-
-impl FromStr for HostInfo {
-    type Err = StreamsError;
-    fn from_str(s: &str) -> Result<Self> {
-        HostInfo::parse(s)
-    }
-}
-
-impl fmt::Display for HostInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
+use crate::assignment::{HostInfo, HostPartitions};
+use crate::error::Result;
 
 /// One application instance as the assignment describes it (Kafka's `StreamsMetadata`):
 /// its endpoint, the stores of its active and standby tasks, and their input partitions.
@@ -169,9 +66,6 @@ pub(crate) struct StoreTopics {
     pub(crate) globals: BTreeSet<String>,
 }
 
-/// Host → partitions, as the assignment carries them for every instance.
-pub(crate) type PartitionsByHost = BTreeMap<HostInfo, BTreeSet<TopicPartition>>;
-
 /// Kafka's `StreamsMetadataState`: the metadata of every instance of the application,
 /// rebuilt by [`StreamsMetadataState::on_change`] after each rebalance from the
 /// assignment's host → partitions maps (active and standby) and the partition counts of
@@ -208,8 +102,8 @@ impl StreamsMetadataState {
     /// partitions maps, and the partition count of every source topic.
     pub(crate) fn on_change(
         &mut self,
-        active: &PartitionsByHost,
-        standby: &PartitionsByHost,
+        active: &HostPartitions,
+        standby: &HostPartitions,
         partitions_by_topic: BTreeMap<String, i32>,
     ) {
         self.partitions_by_topic = partitions_by_topic;
@@ -449,18 +343,9 @@ mod tests {
     #[test]
     fn host_info_parses_host_port_and_refuses_the_rest() {
         assert_eq!(host("example.com:80"), HostInfo::new("example.com", 80));
-        assert_eq!(host("[fe80::1]:443").host(), "fe80::1");
+        assert_eq!(host("[fe80::1]:443").host, "fe80::1");
         assert_eq!(host("[fe80::1]:443").to_string(), "[fe80::1]:443");
-        for bad in [
-            "",
-            "nohost",
-            ":80",
-            "h:",
-            "h:-1",
-            "h:65536",
-            "fe80::1:80",
-            "h:x",
-        ] {
+        for bad in ["", "nohost", ":80", "h:", "h:-1", "h:65536", "h:x"] {
             assert!(HostInfo::parse(bad).is_err(), "{bad}");
         }
         assert!(host("h:0").is_available());

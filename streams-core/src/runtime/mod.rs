@@ -11,9 +11,11 @@ use crate::record::ProducedRecord;
 use parking_lot::{Condvar, Mutex};
 use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition};
 
-use crate::assignment::{AssignmentSpec, StickyTaskAssignor};
+use crate::assignment::{AssignmentSpec, EndOffsetsFn, HostInfo, HostPartitions, LATEST_OFFSET};
+use crate::assignor::HighAvailabilityTaskAssignor;
 use crate::client::{
-    AssignmentEvent, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec, Subscription,
+    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec,
+    Subscription, TaskOffsetSumsFn,
 };
 use crate::collector::{default_partition, OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};
@@ -79,6 +81,9 @@ pub(crate) struct ResolvedSubtopology {
     pub(crate) partitions: i32,
 }
 
+/// Per standby task, the offset of the last record applied per changelog partition.
+type StandbyOffsets = BTreeMap<TaskId, BTreeMap<TopicPartition, i64>>;
+
 struct AppShared {
     config: StreamsConfig,
     topology: Arc<Topology>,
@@ -99,12 +104,33 @@ struct AppShared {
     process_id: uuid::Uuid,
     /// Per thread: the active tasks it runs.
     active_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Per thread: the standby tasks it keeps up to date.
+    standby_tasks: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Per thread and standby task: the position of the standby in its changelog partitions.
+    standby_offsets: Mutex<BTreeMap<usize, StandbyOffsets>>,
+    /// Changelog records applied by restoring active tasks, over every thread.
+    restored_records: AtomicU64,
+    /// Changelog records applied by standby tasks, over every thread.
+    standby_records: AtomicU64,
     /// The global stores, opened and restored by `start` before any stream thread runs.
     globals: Mutex<Arc<GlobalState>>,
     /// The stores of initialized tasks, readable by interactive queries.
     queryable: Arc<crate::query::QueryableStores>,
     /// Which instance holds which partitions and stores (Kafka's `StreamsMetadataState`).
     metadata: Mutex<crate::query::metadata::StreamsMetadataState>,
+    /// Per thread: the active tasks of its last assignment (kept across revocations, so a
+    /// rejoining thread does not report another thread's tasks as its own state).
+    last_assigned: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
+    /// Which stream thread holds each task directory open (as an active or standby task):
+    /// Kafka's `StateDirectory` task locks. A thread opens a task only once no other thread
+    /// of the instance holds it; `task_dir_released` wakes threads waiting for one.
+    task_dir_owners: Mutex<BTreeMap<TaskId, usize>>,
+    /// Signalled when a thread releases task directories.
+    task_dir_released: Condvar,
+    /// The group's interactive-query metadata of the last assignment: endpoint -> input
+    /// partitions of its active tasks, and of its standby tasks (written, with `metadata`,
+    /// only by `on_partitions_by_host`).
+    partitions_by_host: Mutex<(HostPartitions, HostPartitions)>,
 }
 
 impl AppShared {
@@ -122,6 +148,54 @@ impl AppShared {
         }
         self.state_changed.notify_all();
         true
+    }
+
+    /// Claims task `id`'s directory for `thread` if no other thread holds it. Returns false
+    /// when another thread does.
+    fn try_claim_task_dir(&self, id: TaskId, thread: usize) -> bool {
+        let mut owners = self.task_dir_owners.lock();
+        match owners.get(&id) {
+            Some(owner) if *owner != thread => false,
+            _ => {
+                owners.insert(id, thread);
+                true
+            }
+        }
+    }
+
+    /// Claims task `id`'s directory for `thread`, waiting up to `timeout` for another thread
+    /// of the instance to release it (during a rebalance, until that thread has handled the
+    /// same rebalance and closed its copy of the task). Returns false on timeout.
+    fn claim_task_dir(&self, id: TaskId, thread: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut owners = self.task_dir_owners.lock();
+        loop {
+            match owners.get(&id) {
+                Some(owner) if *owner != thread => {
+                    if self
+                        .task_dir_released
+                        .wait_until(&mut owners, deadline)
+                        .timed_out()
+                    {
+                        return false;
+                    }
+                }
+                _ => {
+                    owners.insert(id, thread);
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Releases the task directories `thread` claimed but no longer holds open (`held`).
+    fn release_task_dirs(&self, thread: usize, held: &BTreeSet<TaskId>) {
+        let mut owners = self.task_dir_owners.lock();
+        let before = owners.len();
+        owners.retain(|id, owner| *owner != thread || held.contains(id));
+        if owners.len() != before {
+            self.task_dir_released.notify_all();
+        }
     }
 
     fn thread_state(&self, thread: usize, running: bool) {
@@ -192,10 +266,10 @@ impl StreamsApp {
         topology.subtopologies()?;
         let mut topology = topology;
         topology.apply_optimizations(&config);
-        let this_host = match config.application_server.as_deref() {
-            Some(endpoint) => crate::query::metadata::HostInfo::parse(endpoint)?,
-            None => crate::query::metadata::HostInfo::unavailable(),
-        };
+        let this_host = config
+            .application_server
+            .clone()
+            .unwrap_or_else(HostInfo::unavailable);
         let metadata =
             crate::query::metadata::StreamsMetadataState::new(this_host, Default::default());
         Ok(StreamsApp {
@@ -214,9 +288,17 @@ impl StreamsApp {
                 resolved: Mutex::new(Vec::new()),
                 process_id: uuid::Uuid::new_v4(),
                 active_tasks: Mutex::new(BTreeMap::new()),
+                standby_tasks: Mutex::new(BTreeMap::new()),
+                standby_offsets: Mutex::new(BTreeMap::new()),
+                restored_records: AtomicU64::new(0),
+                standby_records: AtomicU64::new(0),
                 globals: Mutex::new(Arc::new(GlobalState::empty())),
                 queryable: Arc::default(),
                 metadata: Mutex::new(metadata),
+                last_assigned: Mutex::new(BTreeMap::new()),
+                task_dir_owners: Mutex::new(BTreeMap::new()),
+                task_dir_released: Condvar::new(),
+                partitions_by_host: Mutex::new((BTreeMap::new(), BTreeMap::new())),
             }),
             threads: Vec::new(),
             global_thread: None,
@@ -263,6 +345,59 @@ impl StreamsApp {
             .flatten()
             .copied()
             .collect()
+    }
+
+    /// The standby tasks (warm-up replicas included) this instance's stream threads keep up
+    /// to date now: those the group assigned to it at the last rebalance
+    /// (`AssignmentEvent::Standby`), once their thread opened them (Kafka's
+    /// `KafkaStreams.metadataForLocalThreads` standby tasks).
+    pub fn standby_tasks(&self) -> BTreeSet<TaskId> {
+        self.shared
+            .standby_tasks
+            .lock()
+            .values()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Where the standby tasks of this instance are: per changelog partition they follow,
+    /// the offset of the last record applied (the changelog's end minus one once caught
+    /// up). Partitions a standby has applied nothing of yet are missing.
+    pub fn standby_changelog_offsets(&self) -> BTreeMap<TopicPartition, i64> {
+        self.shared
+            .standby_offsets
+            .lock()
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|m| m.iter().map(|(tp, o)| (tp.clone(), *o)))
+            .collect()
+    }
+
+    /// Changelog records applied so far by restoring active tasks before they process
+    /// (from their checkpoint, or a promoted standby's position, to the changelog's end):
+    /// Kafka's `restore-total`, summed over the instance.
+    pub fn restored_records(&self) -> u64 {
+        self.shared.restored_records.load(Ordering::Relaxed)
+    }
+
+    /// Changelog records applied so far by standby tasks (Kafka's standby
+    /// `update-total`, summed over the instance).
+    pub fn standby_updated_records(&self) -> u64 {
+        self.shared.standby_records.load(Ordering::Relaxed)
+    }
+
+    /// The interactive-query metadata of the last assignment (Kafka's `partitionsByHost`):
+    /// every instance with an `application.server` endpoint, with the input partitions of
+    /// its active tasks.
+    pub fn partitions_by_host(&self) -> HostPartitions {
+        self.shared.partitions_by_host.lock().0.clone()
+    }
+
+    /// Like [`StreamsApp::partitions_by_host`], for standby tasks (Kafka's
+    /// `standbyPartitionsByHost`).
+    pub fn standby_partitions_by_host(&self) -> HostPartitions {
+        self.shared.partitions_by_host.lock().1.clone()
     }
 
     /// This instance's process id (sent in its group subscriptions).
@@ -349,14 +484,14 @@ impl StreamsApp {
         for i in 0..n {
             let client_id = format!(
                 "{}-StreamThread-{}",
-                self.shared.config.application_id,
+                self.shared.config.client_id_value(),
                 i + 1
             );
             let mut consumer = self
                 .shared
                 .cluster
                 .consumer(&self.shared.config.application_id, &client_id)?;
-            consumer.subscribe(subscription(&self.shared))?;
+            consumer.subscribe(subscription(&self.shared, i))?;
             let producer = self.shared.cluster.producer(&client_id)?;
             consumers.push((client_id, consumer, producer));
         }
@@ -553,11 +688,15 @@ fn run_global_thread(
     }
 }
 
-/// A stream thread's group subscription: the input topics with their reset policies, and
-/// every task with its input partitions for the leader's [`StickyTaskAssignor`].
-fn subscription(shared: &AppShared) -> Subscription {
+/// A stream thread's group subscription: the input topics with their reset policies, its
+/// endpoint, how it reports its tasks' offset sums, and what the leader needs to assign:
+/// every task with its input and changelog partitions, the [`HighAvailabilityTaskAssignor`]
+/// with the `StreamsConfig` settings, and changelog end offsets read from the cluster.
+fn subscription(shared: &Arc<AppShared>, thread: usize) -> Subscription {
     let mut topics = Vec::new();
     let mut tasks = BTreeMap::new();
+    let mut changelogs = BTreeMap::new();
+    let app = &shared.config.application_id;
     for r in shared.resolved.lock().iter() {
         for (topic, &node) in &r.inputs {
             let reset = match &shared.topology.nodes[node].kind {
@@ -566,6 +705,7 @@ fn subscription(shared: &AppShared) -> Subscription {
             };
             topics.push((topic.clone(), reset));
         }
+        let changelog_topics = changelog_topics(&shared.topology, app, &r.sub);
         for p in 0..r.partitions {
             let id = TaskId {
                 subtopology: u32::try_from(r.sub.id).unwrap_or(u32::MAX),
@@ -577,16 +717,140 @@ fn subscription(shared: &AppShared) -> Subscription {
                 .map(|t| TopicPartition::new(t.clone(), p))
                 .collect();
             tasks.insert(id, tps);
+            if !changelog_topics.is_empty() {
+                changelogs.insert(
+                    id,
+                    changelog_topics
+                        .iter()
+                        .map(|t| TopicPartition::new(t.clone(), p))
+                        .collect(),
+                );
+            }
         }
     }
+    let cluster = Arc::clone(&shared.cluster);
+    let end_offsets: EndOffsetsFn = Arc::new(move |tps: &[TopicPartition]| {
+        tps.iter()
+            .map(|tp| Ok((tp.clone(), cluster.end_offset(tp)?)))
+            .collect()
+    });
     Subscription {
         topics,
         process_id: shared.process_id,
+        endpoint: shared.config.application_server.clone(),
+        task_offset_sums: task_offset_sums(shared, thread),
         assignment: AssignmentSpec {
             tasks,
-            assignor: Arc::new(StickyTaskAssignor),
+            changelogs,
+            assignor: Arc::new(HighAvailabilityTaskAssignor),
+            config: shared.config.assignor.clone(),
+            end_offsets,
         },
         session_timeout: shared.config.session_timeout,
         rebalance_timeout: shared.config.max_poll_interval,
     }
+}
+
+/// The changelog topics of a sub-topology's stores (what makes its tasks stateful): each
+/// logged store's `<app>-<store>-changelog`, or the source topic a table's store restores
+/// from under `reuse.ktable.source.topics`.
+fn changelog_topics(topology: &Topology, app: &str, sub: &Subtopology) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in &sub.stores {
+        let Some(spec) = topology.stores.get(name) else {
+            continue;
+        };
+        if spec.is_logging() {
+            out.push(crate::names::changelog_topic(app, name));
+        } else if let Some(topic) = topology.source_changelogs.get(name) {
+            out.push(topology.physical_topic_name(app, topic));
+        }
+    }
+    out
+}
+
+/// How stream thread `thread` reports its tasks' offset sums when it joins (Kafka's
+/// `TaskManager.getTaskOffsetSums`): [`LATEST_OFFSET`] for the active tasks its consumer
+/// owned, the sum of the current changelog positions of the standby tasks it holds, and for
+/// every other task directory under `<state.dir>/<application.id>/` — except the tasks
+/// another thread of this instance holds open or was last assigned as active, which that
+/// thread reports — the sum of the offsets in its `.checkpoint` (a task without a readable
+/// or non-empty checkpoint is left out).
+fn task_offset_sums(shared: &Arc<AppShared>, thread: usize) -> TaskOffsetSumsFn {
+    let shared = Arc::downgrade(shared);
+    Arc::new(move |active: &BTreeSet<TaskId>| {
+        let mut sums: BTreeMap<TaskId, i64> = active.iter().map(|t| (*t, LATEST_OFFSET)).collect();
+        let Some(shared) = shared.upgrade() else {
+            return sums;
+        };
+        // The standbys this thread holds: their live changelog positions (Kafka reports an
+        // owned standby's in-memory offsets, a task it does not own from its checkpoint).
+        if let Some(standbys) = shared.standby_offsets.lock().get(&thread) {
+            for (task, offsets) in standbys {
+                sums.entry(*task)
+                    .or_insert_with(|| offset_sum(offsets.values()));
+            }
+        }
+        // Tasks other threads of the instance hold (or held as active) are theirs to report.
+        let mut others: BTreeSet<TaskId> = shared
+            .last_assigned
+            .lock()
+            .iter()
+            .filter(|(i, _)| **i != thread)
+            .flat_map(|(_, ts)| ts.iter().copied())
+            .collect();
+        others.extend(
+            shared
+                .task_dir_owners
+                .lock()
+                .iter()
+                .filter(|(_, owner)| **owner != thread)
+                .map(|(t, _)| *t),
+        );
+        let config = &shared.config;
+        let dir = config.state_dir.join(&config.application_id);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return sums;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(task) = name.to_str().and_then(parse_task_id) else {
+                continue;
+            };
+            if sums.contains_key(&task) || others.contains(&task) {
+                continue;
+            }
+            let Some(name) = name.to_str() else { continue };
+            let offsets =
+                state_store::TaskDirectory::new(&config.state_dir, &config.application_id, name)
+                    .and_then(|d| d.checkpoint().read());
+            match offsets {
+                Ok(offsets) if !offsets.is_empty() => {
+                    sums.insert(task, offset_sum(offsets.values()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(task = %task, error = %e, "unreadable checkpoint; the task's state is not reported");
+                }
+            }
+        }
+        sums
+    })
+}
+
+/// The sum of a task's changelog offsets (negative ones skipped; `i64::MAX` on overflow).
+fn offset_sum<'a>(offsets: impl Iterator<Item = &'a i64>) -> i64 {
+    offsets
+        .filter(|o| **o >= 0)
+        .try_fold(0i64, |acc, o| acc.checked_add(*o))
+        .unwrap_or(i64::MAX)
+}
+
+/// A task directory name `<subtopology>_<partition>`.
+fn parse_task_id(name: &str) -> Option<TaskId> {
+    let (sub, partition) = name.split_once('_')?;
+    Some(TaskId {
+        subtopology: sub.parse().ok()?,
+        partition: partition.parse().ok()?,
+    })
 }

@@ -3,9 +3,7 @@
 //! and the feed of the metadata state.
 
 use super::*;
-use crate::query::metadata::{
-    HostInfo, KeyQueryMetadata, PartitionsByHost, StoreTopics, StreamsMetadata,
-};
+use crate::query::metadata::{KeyQueryMetadata, StoreTopics, StreamsMetadata};
 use crate::query::{QueryTarget, StoreProvider, StoreQueryParameters};
 use crate::serde::Serde;
 use crate::store::SharedTaskStore;
@@ -68,15 +66,6 @@ impl StoreProvider for AppShared {
 }
 
 impl AppShared {
-    /// This instance's `application.server`, or [`HostInfo::unavailable`].
-    pub(super) fn this_host(&self) -> HostInfo {
-        self.config
-            .application_server
-            .as_deref()
-            .and_then(|e| HostInfo::parse(e).ok())
-            .unwrap_or_else(HostInfo::unavailable)
-    }
-
     /// The topology facts of the metadata: each store's physical source topics (known
     /// once `start` resolved them), and the global stores.
     pub(super) fn store_topics(&self) -> StoreTopics {
@@ -99,49 +88,25 @@ impl AppShared {
         topics
     }
 
-    /// LOCAL-ONLY METADATA FEED — the one place that feeds [`StreamsMetadataState`]
-    /// (`crate::query::metadata`). Until the assignment carries every member's
-    /// `application.server` and host → partitions maps, it is fed after each change of
-    /// this instance's tasks with this instance's own host (when `application.server` is
-    /// set) and the input partitions of its own active tasks; other instances stay
-    /// unknown here. At merge, replace the two maps below with the assignment's
-    /// partitions-by-host and standby-partitions-by-host (Kafka's
-    /// `StreamsMetadataState.onChange`, called from the assignor's `onAssignment`).
-    pub(super) fn feed_metadata_from_local_tasks(&self) {
-        let this_host = self.this_host();
-        let mut active: PartitionsByHost = BTreeMap::new();
-        let standby: PartitionsByHost = BTreeMap::new();
+    /// THE METADATA FEED — the one place that feeds [`StreamsMetadataState`]
+    /// (`crate::query::metadata`), as Kafka's `StreamsMetadataState.onChange` called from
+    /// the assignor's `onAssignment`: a stream thread calls it with the
+    /// [`AssignmentEvent::PartitionsByHost`] maps of each assignment it receives (every
+    /// member's `application.server` with the input partitions of its active and of its
+    /// standby tasks, the same on every member of a generation), so that every instance
+    /// names the holder of any key. The partition counts of the source topics come from
+    /// the topics `start` resolved.
+    pub(super) fn on_partitions_by_host(&self, active: HostPartitions, standby: HostPartitions) {
         let mut partitions_by_topic = BTreeMap::new();
-        let resolved = self.resolved.lock().clone();
-        for r in &resolved {
+        for r in self.resolved.lock().iter() {
             for topic in r.inputs.keys() {
                 partitions_by_topic.insert(topic.clone(), r.partitions);
-            }
-        }
-        if this_host.is_available() {
-            let tasks: BTreeSet<TaskId> = self
-                .active_tasks
-                .lock()
-                .values()
-                .flatten()
-                .copied()
-                .collect();
-            let mut mine = BTreeSet::new();
-            for task in tasks {
-                let sub = usize::try_from(task.subtopology).unwrap_or(usize::MAX);
-                if let Some(r) = resolved.iter().find(|r| r.sub.id == sub) {
-                    for topic in r.inputs.keys() {
-                        mine.insert(TopicPartition::new(topic.clone(), task.partition));
-                    }
-                }
-            }
-            if !mine.is_empty() {
-                active.insert(this_host, mine);
             }
         }
         let mut metadata = self.metadata.lock();
         metadata.set_topics(self.store_topics());
         metadata.on_change(&active, &standby, partitions_by_topic);
+        *self.partitions_by_host.lock() = (active, standby);
     }
 }
 
@@ -251,10 +216,8 @@ impl StreamsApp {
 
     /// Every instance of the application with its endpoint, stores and partitions
     /// (Kafka's `metadataForAllStreamsClients`), from the latest assignment; empty when no
-    /// instance has `application.server` set.
-    ///
-    /// Until the assignment carries every member's endpoint, an instance knows only
-    /// itself here (see `feed_metadata_from_local_tasks` in the runtime).
+    /// instance has `application.server` set. Every instance returns the same list (the
+    /// assignment's partitions-by-host maps, as each member received them).
     pub fn all_metadata(&self) -> Result<Vec<StreamsMetadata>> {
         running_or_rebalancing(self.state())?;
         Ok(self.shared.metadata.lock().all_metadata())

@@ -92,6 +92,15 @@ struct StreamThread {
     consumer: Box<dyn ClusterConsumer>,
     tasks: TaskManager,
     settings: Arc<TaskSettings>,
+    /// The settings of standby tasks: no record cache (they only apply changelogs).
+    standby_settings: Arc<TaskSettings>,
+    /// The standby tasks of the current assignment this thread should hold.
+    standby_wanted: BTreeSet<TaskId>,
+    /// Reads the standbys' changelogs (created with the first standby).
+    standby_reader: Option<Box<dyn ChangelogSource>>,
+    /// The last standby update applied records: more may be waiting, so do not block in
+    /// the next poll.
+    standby_busy: bool,
     rocksdb: RocksDbResources,
     metrics: Arc<StoreMetrics>,
     last_commit: Instant,
@@ -119,7 +128,7 @@ pub(super) fn run_thread(
                     .cluster
                     .consumer(&shared.config.application_id, &client_id)
                     .and_then(|mut c| {
-                        c.subscribe(subscription(&shared))?;
+                        c.subscribe(subscription(&shared, index))?;
                         Ok(c)
                     })
                     .and_then(|c| Ok((c, shared.cluster.producer(&client_id)?)));
@@ -210,6 +219,10 @@ impl StreamThread {
             dropped: Arc::clone(&shared.dropped),
             globals: Arc::clone(&shared.globals.lock()),
         });
+        let standby_settings = Arc::new(TaskSettings {
+            cache: state_store::ThreadCache::new(0),
+            ..(*settings).clone()
+        });
         let collector: SharedCollector = Arc::new(Mutex::new(Box::new(ClusterCollector {
             producer,
             cluster: Arc::clone(&shared.cluster),
@@ -226,6 +239,10 @@ impl StreamThread {
             consumer,
             tasks,
             settings,
+            standby_settings,
+            standby_wanted: BTreeSet::new(),
+            standby_reader: None,
+            standby_busy: false,
             rocksdb,
             metrics,
             last_commit: Instant::now(),
@@ -242,17 +259,32 @@ impl StreamThread {
                 .pause(&self.tasks.full_partitions(BUFFERED_RECORDS_PER_PARTITION));
             // Interactive queries read the stores between loops (and while the poll waits).
             self.tasks.release_store_locks();
-            let timeout = if self.tasks.has_buffered() {
+            let timeout = if self.tasks.has_buffered() || self.standby_busy {
                 Duration::ZERO
             } else {
                 config.poll
             };
             let poll = self.consumer.poll(timeout, config.max_poll_records)?;
+            // The standbys of the new generation come right after its partitions: close
+            // the standbys it drops first, so that another thread of this instance taking
+            // one of them over as active finds its directory free.
+            if let Some(kept) = poll.events.iter().rev().find_map(|e| match e {
+                AssignmentEvent::Standby(tasks) => Some(tasks),
+                _ => None,
+            }) {
+                self.close_standbys_except(&kept.keys().copied().collect())?;
+            }
             for event in poll.events {
                 match event {
                     AssignmentEvent::Revoked(tps) => self.on_revoked(&tps)?,
                     AssignmentEvent::Assigned(tps) => self.on_assigned(&tps)?,
                     AssignmentEvent::Lost(_) => self.on_lost(),
+                    AssignmentEvent::Standby(tasks) => {
+                        self.on_standby(tasks.into_keys().collect())?;
+                    }
+                    AssignmentEvent::PartitionsByHost { active, standby } => {
+                        self.shared.on_partitions_by_host(active, standby);
+                    }
                 }
             }
             for (tp, records) in poll.records {
@@ -268,6 +300,7 @@ impl StreamThread {
                 .processed
                 .fetch_add(processed, Ordering::Relaxed);
             self.tasks.collector().lock().send_pending()?;
+            self.update_standbys()?;
             self.tasks.punctuate_wall_clock()?;
             if self.tasks.commit_requested() || self.last_commit.elapsed() >= config.commit_interval
             {
@@ -276,8 +309,11 @@ impl StreamThread {
         }
         self.commit()?;
         let closed = self.tasks.close_clean();
+        let standbys_closed = self.tasks.close_standbys_clean();
         self.set_active_tasks();
+        self.set_standby_tasks();
         closed?;
+        standbys_closed?;
         self.consumer.close()
     }
 
@@ -286,6 +322,13 @@ impl StreamThread {
     /// of the group or its generation) closes every task dirty, as Kafka Streams handles a
     /// `TaskMigratedException`; the consumer rejoins at the next poll.
     fn commit(&mut self) -> Result<()> {
+        if !self.standby_wanted.is_empty() {
+            // Standbys of source-topic changelogs follow the committed offsets (Kafka
+            // refreshes these limits every commit interval).
+            let (cluster, group) = (&self.shared.cluster, &self.shared.config.application_id);
+            self.tasks
+                .limit_standbys(&mut |tp| cluster.committed_offset(group, tp))?;
+        }
         let consumer = &mut self.consumer;
         match self
             .tasks
@@ -302,7 +345,8 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Publishes this thread's active tasks (for [`StreamsApp::active_tasks`]).
+    /// Publishes this thread's active tasks (for [`StreamsApp::active_tasks`]) and releases
+    /// the task directories it no longer holds.
     fn set_active_tasks(&self) {
         let ids: BTreeSet<TaskId> = self.tasks.ids().into_iter().collect();
         {
@@ -313,7 +357,18 @@ impl StreamThread {
                 all.insert(self.index, ids);
             }
         }
-        self.shared.feed_metadata_from_local_tasks();
+        self.release_task_dirs();
+    }
+
+    /// Releases the task directories this thread claimed and no longer holds open.
+    fn release_task_dirs(&self) {
+        let held: BTreeSet<TaskId> = self
+            .tasks
+            .ids()
+            .into_iter()
+            .chain(self.tasks.standby_ids())
+            .collect();
+        self.shared.release_task_dirs(self.index, &held);
     }
 
     fn on_revoked(&mut self, _tps: &[TopicPartition]) -> Result<()> {
@@ -334,7 +389,10 @@ impl StreamThread {
 
     fn close_dirty(&mut self) {
         self.tasks.close_dirty();
+        self.tasks.close_standbys_dirty();
+        self.standby_wanted.clear();
         self.set_active_tasks();
+        self.set_standby_tasks();
         let _ = self.consumer.close();
     }
 
@@ -352,6 +410,10 @@ impl StreamThread {
                 ));
             }
         }
+        self.shared
+            .last_assigned
+            .lock()
+            .insert(self.index, ids.iter().map(|(id, _)| *id).collect());
         let settings = Arc::clone(&self.settings);
         let mut source = self.shared.cluster.changelog_source()?;
         for (id, sub) in ids {
@@ -404,13 +466,198 @@ impl StreamThread {
                 }
                 Ok(task)
             };
-            self.tasks.add(&make, source.as_mut())?;
+            // Another thread of this instance may still hold the task as standby (until it
+            // handles this rebalance): wait for it, as Kafka waits for the task's lock.
+            if !self
+                .shared
+                .claim_task_dir(id, self.index, self.shared.config.max_poll_interval)
+            {
+                return Err(StreamsError::IllegalState(format!(
+                    "task {id}: another stream thread of this instance kept its state \
+                     directory for max.poll.interval.ms"
+                )));
+            }
+            let restored = match self.tasks.add(id, &make, source.as_mut()) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.set_active_tasks();
+                    return Err(e);
+                }
+            };
+            self.shared
+                .restored_records
+                .fetch_add(restored, Ordering::Relaxed);
         }
         tracing::info!(tasks = ?self.tasks.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
         self.set_active_tasks();
-        // No store lock held while the state changes: a state listener may query stores.
-        self.tasks.release_store_locks();
+        self.set_standby_tasks();
         self.shared.thread_state(self.index, true);
+        Ok(())
+    }
+
+    /// Publishes this thread's standby tasks (for [`StreamsApp::standby_tasks`]).
+    fn set_standby_tasks(&self) {
+        let ids: BTreeSet<TaskId> = self.tasks.standby_ids().into_iter().collect();
+        {
+            let mut all = self.shared.standby_tasks.lock();
+            if ids.is_empty() {
+                all.remove(&self.index);
+            } else {
+                all.insert(self.index, ids);
+            }
+        }
+        self.set_standby_offsets();
+        self.release_task_dirs();
+    }
+
+    /// Publishes where this thread's standbys are (for
+    /// [`StreamsApp::standby_changelog_offsets`]).
+    fn set_standby_offsets(&self) {
+        let offsets = self.tasks.standby_offsets();
+        let mut all = self.shared.standby_offsets.lock();
+        if offsets.is_empty() {
+            all.remove(&self.index);
+        } else {
+            all.insert(self.index, offsets);
+        }
+    }
+
+    /// The member's standby tasks from now on: standbys not in `ids` close cleanly (state
+    /// and checkpoint kept), new ones open. Tasks active on this thread, and tasks without
+    /// changelogs (nothing to keep warm), get no standby.
+    fn on_standby(&mut self, ids: BTreeSet<TaskId>) -> Result<()> {
+        let active: BTreeSet<TaskId> = self.tasks.ids().into_iter().collect();
+        let resolved = self.shared.resolved.lock().clone();
+        let topology = &self.shared.topology;
+        self.standby_wanted = ids
+            .into_iter()
+            .filter(|id| !active.contains(id))
+            .filter(|id| {
+                resolved
+                    .iter()
+                    .find(|r| r.sub.id == id.subtopology as usize)
+                    .is_some_and(|r| {
+                        r.sub.stores.iter().any(|s| {
+                            topology.stores.get(s).is_some_and(|spec| spec.is_logging())
+                                || topology.source_changelogs.contains_key(s)
+                        })
+                    })
+            })
+            .collect();
+        let wanted = self.standby_wanted.clone();
+        let closed = self.close_standbys_except(&wanted);
+        let opened = self.open_standbys();
+        self.set_standby_tasks();
+        closed?;
+        opened
+    }
+
+    /// Closes cleanly the standby tasks not in `kept` (checkpoint written, state kept) and
+    /// releases their directories. Returns the first error; every one is closed regardless.
+    fn close_standbys_except(&mut self, kept: &BTreeSet<TaskId>) -> Result<()> {
+        let mut first = None;
+        let mut any = false;
+        for id in self.tasks.standby_ids() {
+            if !kept.contains(&id) {
+                any = true;
+                if let Err(e) = self.tasks.close_standby(&id) {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        if any {
+            self.set_standby_tasks();
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Opens the wanted standby tasks that are not open (new in the assignment, or wiped
+    /// after their state fell behind the changelog's start).
+    fn open_standbys(&mut self) -> Result<()> {
+        let open: BTreeSet<TaskId> = self.tasks.standby_ids().into_iter().collect();
+        let missing: Vec<TaskId> = self.standby_wanted.difference(&open).copied().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let resolved = self.shared.resolved.lock().clone();
+        let reader = match &mut self.standby_reader {
+            Some(r) => r,
+            None => self
+                .standby_reader
+                .insert(self.shared.cluster.changelog_source()?),
+        };
+        for id in missing {
+            let Some(r) = resolved
+                .iter()
+                .find(|r| r.sub.id == id.subtopology as usize)
+            else {
+                continue;
+            };
+            if !self.shared.try_claim_task_dir(id, self.index) {
+                // Another thread of this instance still holds it (it has not handled the
+                // rebalance yet): opened at a later round of `update_standbys`.
+                tracing::debug!(task = %id, "standby task directory busy; opening it later");
+                continue;
+            }
+            let _span = tracing::info_span!("standby", task = %id).entered();
+            let (shared, collector) = (&self.shared, self.tasks.collector().clone());
+            let (settings, rocksdb, metrics) =
+                (&self.standby_settings, &self.rocksdb, &self.metrics);
+            let make = || {
+                let mut task = Task::new(
+                    &shared.topology,
+                    &r.sub,
+                    id,
+                    &TaskInputs {
+                        topics: BTreeMap::new(),
+                    },
+                    Arc::clone(settings),
+                    Arc::clone(&collector),
+                    Arc::new(SystemClock),
+                    Some(&shared.config.state_dir),
+                    Some(rocksdb),
+                    Arc::clone(metrics),
+                )?;
+                for tp in task.source_changelog_partitions() {
+                    let committed = shared
+                        .cluster
+                        .committed_offset(&shared.config.application_id, &tp)?
+                        .unwrap_or(0);
+                    task.limit_restore(tp, committed);
+                }
+                Ok(task)
+            };
+            if let Err(e) = self.tasks.add_standby(id, &make, reader.as_mut()) {
+                self.release_task_dirs();
+                return Err(e);
+            }
+        }
+        tracing::info!(standby_tasks = ?self.tasks.standby_ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "standby tasks open");
+        Ok(())
+    }
+
+    /// One round of standby updates (after a processing round, so active tasks are not
+    /// starved): applies what is new in every standby's changelogs.
+    fn update_standbys(&mut self) -> Result<()> {
+        if self.standby_wanted.is_empty() {
+            self.standby_busy = false;
+            return Ok(());
+        }
+        let Some(reader) = self.standby_reader.as_mut() else {
+            return Ok(());
+        };
+        let applied = self.tasks.update_standbys(reader.as_mut())?;
+        self.standby_busy = applied > 0;
+        if applied > 0 {
+            self.shared
+                .standby_records
+                .fetch_add(applied, Ordering::Relaxed);
+            self.set_standby_offsets();
+        }
+        if self.tasks.standby_ids().len() < self.standby_wanted.len() {
+            self.open_standbys()?;
+            self.set_standby_tasks();
+        }
         Ok(())
     }
 }

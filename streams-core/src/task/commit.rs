@@ -127,6 +127,11 @@ impl Task {
     }
 
     pub(super) fn update_store_offsets(&mut self) {
+        if self.standby {
+            // A standby's stores reflect what it applied (`store_offsets`), not what this
+            // thread's producer wrote to the changelogs while it ran the task as active.
+            return;
+        }
         let produced = self.ctx.collector.lock().produced_offsets().clone();
         for tp in self.changelogs.values() {
             if self.source_changelogs.contains(tp) {

@@ -34,6 +34,7 @@ mod commit;
 mod context;
 mod input;
 pub(crate) mod offset_metadata;
+mod standby;
 
 /// Identifies a task: sub-topology and partition, printed `<subtopology>_<partition>` as in
 /// Kafka Streams.
@@ -208,6 +209,10 @@ pub(crate) struct TaskCounters {
     pub(crate) enforced_processing: u64,
     /// Checkpoints written while running (not counting the one at a clean close).
     pub(crate) checkpoints: u64,
+    /// Changelog records applied by restoration (before processing).
+    pub(crate) restored: u64,
+    /// Changelog records applied while a standby.
+    pub(crate) standby_updates: u64,
 }
 
 pub(crate) struct Task {
@@ -236,6 +241,10 @@ pub(crate) struct Task {
     pub(crate) counters: TaskCounters,
     initialized: bool,
     closed: bool,
+    /// A standby task: never processes, follows its changelogs (`standby.rs`).
+    standby: bool,
+    /// A standby's next offset to read per changelog partition.
+    standby_next: BTreeMap<TopicPartition, i64>,
 }
 
 impl fmt::Debug for Task {
@@ -410,6 +419,8 @@ impl Task {
             counters: TaskCounters::default(),
             initialized: false,
             closed: false,
+            standby: false,
+            standby_next: BTreeMap::new(),
         })
     }
 
@@ -446,26 +457,7 @@ impl Task {
             }
             let source_topic = self.source_changelogs.contains(tp);
             let checkpoint = self.store_offsets.get(tp).copied();
-            if let Some(c) = checkpoint {
-                // The checkpoint claims more than the changelog holds (it was deleted or
-                // recreated), or the changelog lost records after it (its log start moved
-                // past them): the local state cannot be caught up, only rebuilt.
-                let reason = if c >= end {
-                    Some(format!(
-                        "store `{store}` is checkpointed at offset {c} but {tp} ends at {end}"
-                    ))
-                } else if c.saturating_add(1) < log_start {
-                    Some(format!("store `{store}` is checkpointed at offset {c} but {tp} starts at {log_start}"))
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    return Err(StreamsError::TaskCorrupted {
-                        task: self.id.to_string(),
-                        reason,
-                    });
-                }
-            }
+            check_checkpoint(self.id, store, tp, checkpoint, log_start, end)?;
             let start = Restorer::start_offset(checkpoint, log_start);
             if start >= end {
                 continue;
@@ -474,41 +466,11 @@ impl Task {
             let mut next = start;
             let mut records = Vec::new();
             while next < end {
-                let batch = if source_topic {
-                    // A source topic may hold null keys, which the table source skips.
-                    reader
-                        .read_consumed(tp, next)?
-                        .into_iter()
-                        .map(|r| {
-                            let key = r.key.map(|k| k.to_vec());
-                            (
-                                r.offset,
-                                key.map(|key| state_store::ChangelogRecord {
-                                    offset: r.offset,
-                                    key,
-                                    value: r.value.map(|v| v.to_vec()),
-                                    timestamp: r.timestamp,
-                                }),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                } else {
-                    reader
-                        .read(tp, next)?
-                        .into_iter()
-                        .map(|r| (r.offset, Some(r)))
-                        .collect()
-                };
-                let Some(&(last, _)) = batch.last() else {
+                let Some((last, batch)) = read_changelog(reader, tp, next, source_topic)? else {
                     break;
                 };
                 next = last + 1;
-                records.extend(
-                    batch
-                        .into_iter()
-                        .filter(|(o, _)| *o < end)
-                        .filter_map(|(_, r)| r),
-                );
+                records.extend(batch.into_iter().filter(|r| r.offset < end));
                 if records.len() >= 50_000 || next >= end {
                     open.convert_restored(&mut records);
                     let progress = restorer.restore(
@@ -519,6 +481,7 @@ impl Task {
                         std::mem::take(&mut records).into_iter().map(Ok),
                         &mut LoggingRestoreListener,
                     )?;
+                    self.counters.restored += progress.records_restored;
                     if let Some(last) = progress.last_restored_offset {
                         self.store_offsets.insert(tp.clone(), last);
                     }
@@ -698,5 +661,66 @@ impl Task {
     #[cfg_attr(not(feature = "test-utils"), allow(dead_code))]
     pub(crate) fn stream_time(&self) -> i64 {
         self.ctx.stream_time
+    }
+}
+
+/// Checks a store's checkpointed offset against its changelog partition: a checkpoint that
+/// claims more than the changelog holds (it was deleted or recreated), or below its log
+/// start (the changelog lost records after it), means the local state cannot be caught up,
+/// only rebuilt ([`StreamsError::TaskCorrupted`]).
+fn check_checkpoint(
+    task: TaskId,
+    store: &str,
+    tp: &TopicPartition,
+    checkpoint: Option<i64>,
+    log_start: i64,
+    end: i64,
+) -> Result<()> {
+    let Some(c) = checkpoint else {
+        return Ok(());
+    };
+    let reason = if c >= end {
+        format!("store `{store}` is checkpointed at offset {c} but {tp} ends at {end}")
+    } else if c.saturating_add(1) < log_start {
+        format!("store `{store}` is checkpointed at offset {c} but {tp} starts at {log_start}")
+    } else {
+        return Ok(());
+    };
+    Err(StreamsError::TaskCorrupted {
+        task: task.to_string(),
+        reason,
+    })
+}
+
+/// One read of changelog `tp` from `from`: the offset of the last record read (`None` at the
+/// end) and the records to apply. A source topic used as changelog may hold null keys, which
+/// a table source skips: they are read past but not applied.
+fn read_changelog(
+    reader: &mut dyn crate::client::ChangelogSource,
+    tp: &TopicPartition,
+    from: i64,
+    source_topic: bool,
+) -> Result<Option<(i64, Vec<state_store::ChangelogRecord>)>> {
+    if source_topic {
+        let batch = reader.read_consumed(tp, from)?;
+        let Some(last) = batch.last().map(|r| r.offset) else {
+            return Ok(None);
+        };
+        let records = batch
+            .into_iter()
+            .filter_map(|r| {
+                let key = r.key?.to_vec();
+                Some(state_store::ChangelogRecord {
+                    offset: r.offset,
+                    key,
+                    value: r.value.map(|v| v.to_vec()),
+                    timestamp: r.timestamp,
+                })
+            })
+            .collect();
+        Ok(Some((last, records)))
+    } else {
+        let batch = reader.read(tp, from)?;
+        Ok(batch.last().map(|r| r.offset).map(|last| (last, batch)))
     }
 }

@@ -1,0 +1,524 @@
+//! The wire backend: the runtime's [`Cluster`] over any Kafka-protocol cluster (this
+//! project's `broker serve`, Apache Kafka, Redpanda, librdkafka's mock cluster), built when
+//! the `kafka` feature is on.
+//!
+//! Records flow through librdkafka (`rdkafka`): one idempotent producer per stream thread,
+//! consumers in *assign* mode (the runtime decides the partitions), admin requests for the
+//! internal topics. Group membership does not: librdkafka cannot run a custom assignor, so
+//! each stream thread is a member of the application's group through this module's own
+//! client of the classic group protocol ([`group`], on the `kafka-protocol` crate), the member
+//! elected leader runs the same [`crate::TaskAssignor`] code as the embedded backend, and
+//! offsets are committed by that client with the member's generation (librdkafka in assign
+//! mode would commit as generation −1, which a real group refuses while it has members).
+//!
+//! Configuration uses Kafka's names: `bootstrap.servers`, `client.id`, and client properties
+//! with Kafka Streams' prefixes (`consumer.`, `main.consumer.`, `restore.consumer.`,
+//! `producer.`, `admin.`; see [`crate::StreamsConfig::client_property`]).
+
+mod changelog;
+pub(crate) mod conn;
+mod consumer;
+pub(crate) mod group;
+mod producer;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::TopicPartitionList;
+use state_store::TopicPartition;
+
+use crate::client::{
+    ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec,
+};
+use crate::config::StreamsConfig;
+use crate::error::{ClusterErrorKind, Result, StreamsError};
+
+use self::group::GroupClient;
+
+/// An error of the wire backend's own protocol client.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Connecting, reading or writing failed.
+    #[error("connection to {address}: {source}")]
+    Io {
+        /// The broker address.
+        address: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No answer in time.
+    #[error("no response from {address} in time")]
+    Timeout {
+        /// The broker address.
+        address: String,
+    },
+    /// A request could not be encoded or a response decoded.
+    #[error("{api}: malformed message: {reason}")]
+    Codec {
+        /// The API.
+        api: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The broker answered with a Kafka error code.
+    #[error("{api}: {error:?} (error code {code}){}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Kafka {
+        /// The API.
+        api: &'static str,
+        /// The error code.
+        code: i16,
+        /// The decoded error, when the code is known.
+        error: Option<ResponseError>,
+        /// Where (a partition) or the broker's message.
+        detail: Option<String>,
+    },
+    /// The broker does not support a version of an API this client needs.
+    #[error("the broker does not support {api} at a version in [{floor}, {cap}]")]
+    UnsupportedApi {
+        /// The API.
+        api: &'static str,
+        /// The lowest version this client can use.
+        floor: i16,
+        /// The highest version this client implements.
+        cap: i16,
+    },
+    /// A feature the configuration asks for needs more than the broker supports.
+    #[error("unsupported by the broker: {what}")]
+    UnsupportedFeature {
+        /// What.
+        what: &'static str,
+    },
+    /// No bootstrap server answered FindCoordinator.
+    #[error("no coordinator found for group `{group}`")]
+    NoCoordinator {
+        /// The group.
+        group: String,
+    },
+}
+
+impl WireError {
+    pub(crate) fn kafka(api: &'static str, code: i16, detail: Option<String>) -> Self {
+        WireError::Kafka {
+            api,
+            code,
+            error: ResponseError::try_from_code(code),
+            detail,
+        }
+    }
+
+    /// The Kafka error, for error codes.
+    pub(crate) fn response_error(&self) -> Option<ResponseError> {
+        match self {
+            WireError::Kafka { error, .. } => *error,
+            _ => None,
+        }
+    }
+
+    /// True if the coordinator connection is no good any more (moved, or broken).
+    pub(crate) fn coordinator_lost(&self) -> bool {
+        match self {
+            WireError::Io { .. } | WireError::Timeout { .. } | WireError::Codec { .. } => true,
+            WireError::Kafka { error, .. } => matches!(
+                error,
+                Some(
+                    ResponseError::NotCoordinator
+                        | ResponseError::CoordinatorNotAvailable
+                        | ResponseError::CoordinatorLoadInProgress
+                )
+            ),
+            _ => false,
+        }
+    }
+
+    fn kind(&self) -> ClusterErrorKind {
+        match self {
+            WireError::Io { .. } | WireError::Timeout { .. } | WireError::NoCoordinator { .. } => {
+                ClusterErrorKind::Retriable
+            }
+            WireError::Kafka { error: Some(e), .. } => ClusterErrorKind::of(*e),
+            _ => ClusterErrorKind::Fatal,
+        }
+    }
+
+    pub(crate) fn into_streams(self, context: impl Into<String>) -> StreamsError {
+        StreamsError::cluster_source(self.kind(), format!("{}: {self}", context.into()), self)
+    }
+}
+
+/// An rdkafka error as the runtime's cluster error.
+pub(crate) fn rdkafka_error(context: impl Into<String>, e: KafkaError) -> StreamsError {
+    let kind = match e.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::FencedInstanceId
+            | RDKafkaErrorCode::InvalidProducerEpoch,
+        ) => ClusterErrorKind::Fenced,
+        Some(
+            RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NetworkException,
+        ) => ClusterErrorKind::Retriable,
+        _ => ClusterErrorKind::Fatal,
+    };
+    StreamsError::cluster_source(kind, format!("{}: {e}", context.into()), e)
+}
+
+/// Client properties the runtime sets itself: a user value would break it, so it is refused
+/// at start.
+const OWNED_KEYS: [&str; 9] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "isolation.level",
+    "enable.idempotence",
+    "partitioner",
+    "auto.offset.reset",
+    "client.id",
+];
+
+/// Which client a property applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientKind {
+    MainConsumer,
+    RestoreConsumer,
+    Producer,
+    Admin,
+}
+
+/// The backend's settings, read from a [`StreamsConfig`].
+#[derive(Debug, Clone)]
+pub(crate) struct WireSettings {
+    pub(crate) bootstrap: Vec<String>,
+    pub(crate) client_id: String,
+    pub(crate) properties: BTreeMap<String, String>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) group_instance_id: Option<String>,
+}
+
+impl WireSettings {
+    /// librdkafka settings of a client of `kind`, with the pass-through properties that apply
+    /// to it (a more specific prefix wins over a less specific one, as in Kafka Streams).
+    pub(crate) fn client_config(&self, kind: ClientKind, client_id: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap.join(","));
+        c.set("client.id", client_id);
+        let specific: &[&str] = match kind {
+            ClientKind::MainConsumer => &["consumer.", "main.consumer."],
+            ClientKind::RestoreConsumer => &["consumer.", "restore.consumer."],
+            ClientKind::Producer => &["producer."],
+            ClientKind::Admin => &["admin."],
+        };
+        for (k, v) in &self.properties {
+            if is_unprefixed(k)
+                && !matches!(k.as_str(), "group.instance.id" | "heartbeat.interval.ms")
+            {
+                c.set(k, v);
+            }
+        }
+        for prefix in specific {
+            for (k, v) in &self.properties {
+                if let Some(key) = k.strip_prefix(prefix) {
+                    if !matches!(key, "group.instance.id" | "heartbeat.interval.ms") {
+                        c.set(key, v);
+                    }
+                }
+            }
+        }
+        c
+    }
+}
+
+fn is_unprefixed(key: &str) -> bool {
+    !crate::config::CLIENT_PROPERTY_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p))
+}
+
+fn parse_ms(key: &str, v: &str) -> Result<Duration> {
+    v.parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| StreamsError::config(key, format!("`{v}` is not a number of milliseconds")))
+}
+
+/// The runtime's cluster over a Kafka-protocol cluster (see the module doc).
+///
+/// ```no_run
+/// use streams_core::{KafkaCluster, StreamsConfig};
+/// let config = StreamsConfig::new("word-count").bootstrap_servers("127.0.0.1:9092")?;
+/// let cluster = KafkaCluster::new(&config)?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
+#[derive(Clone)]
+pub struct KafkaCluster {
+    settings: std::sync::Arc<WireSettings>,
+    admin: std::sync::Arc<AdminClient<DefaultClientContext>>,
+    /// A consumer used for metadata and watermark queries.
+    meta: std::sync::Arc<BaseConsumer>,
+}
+
+impl std::fmt::Debug for KafkaCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaCluster")
+            .field("bootstrap", &self.settings.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaCluster {
+    /// A cluster for `config`'s `bootstrap.servers` and client properties. Fails on a
+    /// missing `bootstrap.servers`, on client properties the runtime owns (`group.id`,
+    /// `enable.auto.commit`, ...), and when librdkafka refuses a property.
+    pub fn new(config: &StreamsConfig) -> Result<Self> {
+        let bootstrap = config.bootstrap_servers_list();
+        if bootstrap.is_empty() {
+            return Err(StreamsError::config(
+                "bootstrap.servers",
+                "missing: the wire backend needs host:port[,host:port...]",
+            ));
+        }
+        let properties = config.client_properties().clone();
+        for k in properties.keys() {
+            let bare = crate::config::CLIENT_PROPERTY_PREFIXES
+                .iter()
+                .find_map(|p| k.strip_prefix(p))
+                .unwrap_or(k);
+            if OWNED_KEYS.contains(&bare) {
+                return Err(StreamsError::config(
+                    k,
+                    "set by the streams runtime itself; it cannot be overridden",
+                ));
+            }
+        }
+        let lookup = |key: &str| {
+            properties
+                .get(&format!("main.consumer.{key}"))
+                .or_else(|| properties.get(&format!("consumer.{key}")))
+                .or_else(|| properties.get(key))
+                .cloned()
+        };
+        let request_timeout = match lookup("request.timeout.ms") {
+            Some(v) => parse_ms("request.timeout.ms", &v)?,
+            None => Duration::from_secs(30),
+        };
+        let heartbeat_interval = match lookup("heartbeat.interval.ms") {
+            Some(v) => parse_ms("heartbeat.interval.ms", &v)?,
+            None => Duration::from_secs(3),
+        };
+        let settings = WireSettings {
+            bootstrap,
+            client_id: config.client_id_value().to_owned(),
+            group_instance_id: lookup("group.instance.id"),
+            properties,
+            request_timeout,
+            heartbeat_interval,
+        };
+        let admin: AdminClient<DefaultClientContext> = settings
+            .client_config(ClientKind::Admin, &format!("{}-admin", settings.client_id))
+            .create()
+            .map_err(|e| rdkafka_error("creating the admin client", e))?;
+        let meta: BaseConsumer = settings
+            .client_config(
+                ClientKind::RestoreConsumer,
+                &format!("{}-metadata", settings.client_id),
+            )
+            .create()
+            .map_err(|e| rdkafka_error("creating the metadata client", e))?;
+        Ok(KafkaCluster {
+            settings: std::sync::Arc::new(settings),
+            admin: std::sync::Arc::new(admin),
+            meta: std::sync::Arc::new(meta),
+        })
+    }
+
+    fn group_client(&self, group: &str, client_id: &str) -> GroupClient {
+        GroupClient::new(
+            self.settings.bootstrap.clone(),
+            client_id,
+            group,
+            self.settings.request_timeout,
+        )
+    }
+}
+
+/// Runs an admin future to completion on the calling thread, on a small current-thread
+/// runtime (admin calls are rare: internal topic creation at start).
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| StreamsError::Io {
+            path: "tokio runtime".into(),
+            source: e,
+        })?;
+    Ok(rt.block_on(f))
+}
+
+impl Cluster for KafkaCluster {
+    fn partitions(&self, topic: &str) -> Result<Option<i32>> {
+        let md = self
+            .meta
+            .fetch_metadata(Some(topic), self.settings.request_timeout)
+            .map_err(|e| rdkafka_error(format!("metadata of `{topic}`"), e))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(None);
+        };
+        match t.error() {
+            None => Ok(Some(
+                i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
+            )),
+            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+                Ok(None)
+            }
+            Some(e) => Err(StreamsError::cluster_fatal(format!(
+                "metadata of `{topic}`: {}",
+                RDKafkaErrorCode::from(e)
+            ))),
+        }
+    }
+
+    fn topic_names(&self) -> Result<Vec<String>> {
+        let md = self
+            .meta
+            .fetch_metadata(None, self.settings.request_timeout)
+            .map_err(|e| rdkafka_error("listing topics", e))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name().to_owned())
+            .collect())
+    }
+
+    fn create_topic(&self, spec: &InternalTopicSpec) -> Result<()> {
+        if self.partitions(&spec.name)?.is_some() {
+            // Existing (created by an earlier run, or by hand where the cluster has no
+            // CreateTopics, as librdkafka's mock cluster): topic preparation checks its
+            // partition count.
+            return Ok(());
+        }
+        let mut topic = NewTopic::new(
+            &spec.name,
+            spec.partitions.max(1),
+            TopicReplication::Fixed(i32::from(spec.replication_factor)),
+        );
+        for (k, v) in &spec.configs {
+            topic = topic.set(k, v);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(self.settings.request_timeout));
+        let results = block_on(self.admin.create_topics([&topic], &options))?
+            .map_err(|e| rdkafka_error(format!("creating topic `{}`", spec.name), e))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    let kind = match code {
+                        RDKafkaErrorCode::RequestTimedOut
+                        | RDKafkaErrorCode::NotController
+                        | RDKafkaErrorCode::LeaderNotAvailable => ClusterErrorKind::Retriable,
+                        _ => ClusterErrorKind::Fatal,
+                    };
+                    return Err(StreamsError::Cluster {
+                        kind,
+                        message: format!("creating topic `{name}`: {code}"),
+                        source: None,
+                    });
+                }
+            }
+        }
+        // A created topic's metadata reaches every broker a moment later.
+        let deadline = std::time::Instant::now() + self.settings.request_timeout;
+        while self.partitions(&spec.name)?.is_none() {
+            if std::time::Instant::now() >= deadline {
+                return Err(StreamsError::Cluster {
+                    kind: ClusterErrorKind::Retriable,
+                    message: format!("topic `{}` created but not in the metadata", spec.name),
+                    source: None,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn producer(&self, client_id: &str) -> Result<Box<dyn ClusterProducer>> {
+        Ok(Box::new(producer::WireProducer::new(
+            &self.settings,
+            &format!("{client_id}-producer"),
+        )?))
+    }
+
+    fn consumer(&self, group: &str, client_id: &str) -> Result<Box<dyn ClusterConsumer>> {
+        let instance_id = self.settings.group_instance_id.as_ref().map(|id| {
+            // Kafka Streams gives each thread's consumer `<group.instance.id>-<thread>`.
+            let thread = client_id.rsplit('-').next().unwrap_or("1");
+            format!("{id}-{thread}")
+        });
+        Ok(Box::new(consumer::WireConsumer::new(
+            &self.settings,
+            self.group_client(group, &format!("{client_id}-consumer")),
+            &format!("{client_id}-consumer"),
+            instance_id,
+        )?))
+    }
+
+    fn changelog_source(&self) -> Result<Box<dyn ChangelogSource>> {
+        Ok(Box::new(changelog::WireChangelogSource::new(
+            &self.settings,
+            &format!("{}-restore-consumer", self.settings.client_id),
+        )?))
+    }
+
+    fn end_offset(&self, tp: &TopicPartition) -> Result<i64> {
+        let (_, high) = self
+            .meta
+            .fetch_watermarks(&tp.topic, tp.partition, self.settings.request_timeout)
+            .map_err(|e| rdkafka_error(format!("end offset of {tp}"), e))?;
+        Ok(high)
+    }
+
+    fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Result<Option<i64>> {
+        Ok(self.committed_metadata_pair(group, tp)?.map(|(o, _)| o))
+    }
+
+    fn committed_metadata(&self, group: &str, tp: &TopicPartition) -> Result<Option<String>> {
+        Ok(self.committed_metadata_pair(group, tp)?.map(|(_, m)| m))
+    }
+}
+
+impl KafkaCluster {
+    fn committed_metadata_pair(
+        &self,
+        group: &str,
+        tp: &TopicPartition,
+    ) -> Result<Option<(i64, String)>> {
+        let mut client = self.group_client(group, &format!("{}-admin", self.settings.client_id));
+        let mut got = client
+            .committed(std::slice::from_ref(tp))
+            .map_err(|e| e.into_streams(format!("committed offset of {tp} for group `{group}`")))?;
+        Ok(got.remove(tp))
+    }
+}
+
+/// A partition list of `partitions`, each at `offset`.
+pub(crate) fn tpl(partitions: &[TopicPartition]) -> TopicPartitionList {
+    let mut l = TopicPartitionList::new();
+    for tp in partitions {
+        l.add_partition(&tp.topic, tp.partition);
+    }
+    l
+}

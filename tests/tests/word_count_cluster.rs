@@ -1,0 +1,364 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Several word-count instances (real processes: the `word-count` example binary) sharing
+//! the work over the Kafka protocol against `broker serve` (a real process too), through the
+//! wire backend: tasks spread over the instances, counts exact after clean stops, a SIGKILLed
+//! instance's tasks taken over with at-least-once counts.
+//!
+//! The binaries are the ones `cargo test --workspace` builds (`target/<profile>/broker` and
+//! `target/<profile>/examples/word-count`); a test fails loudly when they are missing.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use common::{ChildGuard, XorShift};
+use examples::word_count::direct_count;
+use examples::word_count_cluster as wcc;
+use parking_lot::Mutex;
+
+/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/<test>`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn binary(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo test --workspace` builds it)",
+        path.display()
+    );
+    path
+}
+
+/// `broker serve` on an ephemeral port; killed when dropped.
+struct Server {
+    _child: ChildGuard,
+    addr: String,
+}
+
+fn serve(dir: &Path) -> Server {
+    let mut child = Command::new(binary(profile_dir().join("broker")))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "group.initial.rebalance.delay.ms=1000",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line of broker serve: {line:?}"))
+        .to_owned();
+    Server {
+        _child: ChildGuard(child),
+        addr,
+    }
+}
+
+/// A word-count instance process and the lines it printed so far.
+struct Instance {
+    name: String,
+    child: ChildGuard,
+    lines: Arc<Mutex<Vec<String>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Instance {
+    fn start(name: &str, bootstrap: &str, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(binary(profile_dir().join("examples").join("word-count")))
+            .args([
+                "--bootstrap-server",
+                bootstrap,
+                "--application-id",
+                "wc-cluster",
+            ])
+            .args([
+                "--session-timeout-ms",
+                "6000",
+                "--commit-interval-ms",
+                "200",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, done) = mpsc::channel();
+        {
+            let lines = Arc::clone(&lines);
+            let name = name.to_owned();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[{name}] {line}");
+                    lines.lock().push(line);
+                }
+                let _ = tx.send(());
+            });
+        }
+        Instance {
+            name: name.to_owned(),
+            child: ChildGuard(child),
+            lines,
+            done,
+        }
+    }
+
+    /// The tasks of the last `tasks owned:` line, if any.
+    fn owned(&self) -> Option<BTreeSet<String>> {
+        let lines = self.lines.lock();
+        lines
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("tasks owned:"))
+            .map(|t| t.split_whitespace().map(str::to_owned).collect())
+    }
+
+    fn assignments_printed(&self) -> usize {
+        self.lines
+            .lock()
+            .iter()
+            .filter(|l| l.starts_with("tasks owned:"))
+            .count()
+    }
+
+    /// Waits for the process to exit by itself and returns its success.
+    fn wait_exit(mut self, timeout: Duration) -> (bool, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                let _ = self.done.recv_timeout(Duration::from_secs(5));
+                let lines = self.lines.lock().clone();
+                return (status.success(), lines);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance {} did not exit within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Every task of the word-count topology on 8 partitions: sub-topologies 0 and 1.
+fn all_tasks() -> BTreeSet<String> {
+    (0..2)
+        .flat_map(|s| (0..wcc::PARTITIONS).map(move |p| format!("{s}_{p}")))
+        .collect()
+}
+
+/// Waits until the instances' last printed assignments are disjoint and cover every task.
+fn wait_for_partition_of_tasks(instances: &[&Instance], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let owned: Vec<Option<BTreeSet<String>>> = instances.iter().map(|i| i.owned()).collect();
+        if owned
+            .iter()
+            .all(|o| o.as_ref().is_some_and(|t| !t.is_empty()))
+        {
+            let sets: Vec<BTreeSet<String>> = owned.into_iter().flatten().collect();
+            let total: usize = sets.iter().map(BTreeSet::len).sum();
+            let union: BTreeSet<String> = sets.iter().flatten().cloned().collect();
+            if total == union.len() && union == all_tasks() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the instances never owned every task exactly once: {:?}",
+            instances
+                .iter()
+                .map(|i| (&i.name, i.owned()))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `lines` of seeded random words (a Zipf-like vocabulary of 500 words).
+fn text(seed: u64, lines: usize) -> Vec<String> {
+    let mut rng = XorShift::new(seed);
+    (0..lines)
+        .map(|_| {
+            let n = 1 + rng.next() % 12;
+            (0..n)
+                .map(|_| {
+                    let r = rng.next() % 500;
+                    let w = (r * r) / 500; // skewed towards small numbers
+                    format!("w{w}")
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Waits until the counts in `word-counts` equal `truth`.
+fn wait_for_counts(bootstrap: &str, truth: &BTreeMap<String, i64>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let counts = wcc::read_counts(bootstrap, None).unwrap();
+        if &counts == truth {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counts did not reach the truth in {timeout:?}: {} of {} words right",
+            truth
+                .iter()
+                .filter(|(w, c)| counts.get(*w) == Some(c))
+                .count(),
+            truth.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn three_instances_share_every_task_once_and_counts_are_exact_after_clean_stops() {
+    let seed = 0x5eed_0001;
+    eprintln!("seed: {seed:#x}");
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("broker"));
+    let lines = text(seed, 20_000);
+    let truth = direct_count(&lines.join("\n"));
+    // The first instance produces the input (--input), then all three process it.
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let until_idle = ["--until-idle", "6"];
+    let a = Instance::start(
+        "a",
+        &server.addr,
+        &dir.path().join("a"),
+        &[&["--input", input.to_str().unwrap()][..], &until_idle[..]].concat(),
+    );
+    let b = Instance::start("b", &server.addr, &dir.path().join("b"), &until_idle);
+    let c = Instance::start("c", &server.addr, &dir.path().join("c"), &until_idle);
+    wait_for_partition_of_tasks(&[&a, &b, &c], Duration::from_secs(90));
+    for i in [&a, &b, &c] {
+        let owned = i.owned().unwrap();
+        assert!(
+            (4..=6).contains(&owned.len()),
+            "16 tasks over 3 instances: {} owns {owned:?}",
+            i.name
+        );
+    }
+    // Clean stops (idle for 6 s after the input is done): each exits 0 and reports.
+    let mut reported = BTreeMap::new();
+    for i in [a, b, c] {
+        let name = i.name.clone();
+        let (ok, out) = i.wait_exit(Duration::from_secs(120));
+        assert!(ok, "instance {name} failed: {out:?}");
+        assert!(
+            out.iter().any(|l| l.starts_with("total words: ")),
+            "instance {name} printed no report: {out:?}"
+        );
+        reported.insert(name, out);
+    }
+    assert!(reported["a"]
+        .iter()
+        .any(|l| l == "produced 20000 lines to text-lines"));
+    let counts = wcc::read_counts(&server.addr, None).unwrap();
+    assert_eq!(counts.len(), truth.len());
+    assert_eq!(counts, truth, "counts after clean stops");
+}
+
+#[test]
+fn a_sigkilled_instance_s_tasks_move_to_the_others_and_counts_stay_at_least_once() {
+    let seed = 0x5eed_0002;
+    eprintln!("seed: {seed:#x}");
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("broker"));
+    wcc::ensure_topics(&server.addr).unwrap();
+    let lines = text(seed, 40_000);
+    let (first, second) = lines.split_at(20_000);
+    wcc::produce_lines(&server.addr, first).unwrap();
+    let a = Instance::start("a", &server.addr, &dir.path().join("a"), &[]);
+    let b = Instance::start("b", &server.addr, &dir.path().join("b"), &[]);
+    let victim = Instance::start("c", &server.addr, &dir.path().join("c"), &[]);
+    wait_for_partition_of_tasks(&[&a, &b, &victim], Duration::from_secs(90));
+    wait_for_counts(
+        &server.addr,
+        &direct_count(&first.join("\n")),
+        Duration::from_secs(120),
+    );
+    let before = (a.assignments_printed(), b.assignments_printed());
+    // More input, and the victim dies while processing it (SIGKILL: no commit, no leave).
+    let producer = {
+        let addr = server.addr.clone();
+        let second = second.to_vec();
+        std::thread::spawn(move || {
+            for chunk in second.chunks(2_000) {
+                wcc::produce_lines(&addr, chunk).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let victim_tasks = victim.owned().unwrap();
+    common::kill(victim.child);
+    producer.join().unwrap();
+    // The survivors take over every task (after the session timeout) ...
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while a.assignments_printed() == before.0 || b.assignments_printed() == before.1 {
+        assert!(Instant::now() < deadline, "no rebalance after the kill");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_partition_of_tasks(&[&a, &b], Duration::from_secs(90));
+    let survivors: BTreeSet<String> = a
+        .owned()
+        .unwrap()
+        .union(&b.owned().unwrap())
+        .cloned()
+        .collect();
+    assert!(victim_tasks.is_subset(&survivors));
+    // ... and the counts end at least at the truth, above it only by re-processed records.
+    let truth = direct_count(&lines.join("\n"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let counts = loop {
+        let counts = wcc::read_counts(&server.addr, None).unwrap();
+        if truth
+            .iter()
+            .all(|(w, c)| counts.get(w).is_some_and(|got| got >= c))
+        {
+            break counts;
+        }
+        assert!(Instant::now() < deadline, "counts never reached the truth");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        truth.keys().collect::<Vec<_>>()
+    );
+    let excess: i64 = truth.iter().map(|(w, c)| counts[w] - c).sum();
+    let second_words: i64 = direct_count(&second.join("\n")).values().sum();
+    eprintln!("re-counted words after the kill: {excess} (of {second_words} in the second half)");
+    assert!(
+        excess <= second_words,
+        "{excess} extra counts: more than the input produced around the kill"
+    );
+    drop((a, b));
+}
