@@ -123,13 +123,31 @@ pub enum AssignmentDataError {
 type DataResult<T> = std::result::Result<T, AssignmentDataError>;
 
 /// A stream instance's `application.server` endpoint (Kafka's `HostInfo`): where its
-/// interactive queries are served.
+/// interactive queries are served. Members send it in their subscriptions; the assignment
+/// maps every endpoint to its partitions, which
+/// [`StreamsApp::query_metadata_for_key`](crate::StreamsApp::query_metadata_for_key) and
+/// [`StreamsApp::all_metadata`](crate::StreamsApp::all_metadata) read. The runtime itself
+/// serves nothing on it; the application exposes its own RPC layer there.
+///
+/// ```
+/// use streams_core::HostInfo;
+/// let host: HostInfo = "localhost:8080".parse()?;
+/// assert_eq!((host.host.as_str(), host.port), ("localhost", 8080));
+/// assert_eq!(host.to_string(), "localhost:8080");
+/// assert_eq!("[::1]:9000".parse::<HostInfo>()?.host, "::1");
+/// assert_eq!(HostInfo::new("::1", 9000).to_string(), "[::1]:9000");
+/// assert!("localhost".parse::<HostInfo>().is_err());
+/// assert!("localhost:99999".parse::<HostInfo>().is_err());
+/// assert!(host.is_available());
+/// assert!(!HostInfo::unavailable().is_available());
+/// # Ok::<(), streams_core::AssignmentDataError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HostInfo {
     /// Host name or address (IPv6 without brackets).
     pub host: String,
-    /// Port.
-    pub port: u16,
+    /// Port (-1 for [`HostInfo::unavailable`]; an `i32` as in Kafka's assignment data).
+    pub port: i32,
 }
 
 impl HostInfo {
@@ -137,8 +155,23 @@ impl HostInfo {
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         HostInfo {
             host: host.into(),
-            port,
+            port: i32::from(port),
         }
+    }
+
+    /// Kafka's `HostInfo.unavailable()`: host `unavailable`, port -1 — what
+    /// [`KeyQueryMetadata::not_available`](crate::KeyQueryMetadata::not_available) names,
+    /// and this instance's host when `application.server` is not configured.
+    pub fn unavailable() -> Self {
+        HostInfo {
+            host: "unavailable".to_owned(),
+            port: -1,
+        }
+    }
+
+    /// False for [`HostInfo::unavailable`] (a negative port).
+    pub fn is_available(&self) -> bool {
+        self.port >= 0
     }
 
     /// Parses `host:port` (`[v6-address]:port` for IPv6), as Kafka's
@@ -163,6 +196,13 @@ impl HostInfo {
         }
         let port: u16 = port.parse().map_err(|_| bad())?;
         Ok(HostInfo::new(host, port))
+    }
+}
+
+impl std::str::FromStr for HostInfo {
+    type Err = AssignmentDataError;
+    fn from_str(s: &str) -> DataResult<Self> {
+        HostInfo::parse(s)
     }
 }
 
@@ -638,7 +678,7 @@ fn put_topic_partitions<'a>(
 
 fn put_host(b: &mut BytesMut, host: &HostInfo) -> DataResult<()> {
     put_str(b, &host.host)?;
-    b.put_i32(i32::from(host.port));
+    b.put_i32(host.port);
     Ok(())
 }
 
@@ -762,8 +802,7 @@ fn get_topic_partitions(data: &mut &[u8], what: &'static str) -> DataResult<Vec<
 
 fn get_host(data: &mut &[u8], what: &'static str) -> DataResult<HostInfo> {
     let host = get_str(data, what)?;
-    let port =
-        u16::try_from(get_i32(data, what)?).map_err(|_| AssignmentDataError::Malformed(what))?;
+    let port = get_i32(data, what)?;
     Ok(HostInfo { host, port })
 }
 

@@ -278,6 +278,61 @@ pub enum StreamsError {
     /// out of the group. The runtime closes the tasks without committing and rejoins.
     #[error("tasks migrated to another member: {0}")]
     TaskMigrated(String),
+    /// Interactive queries: the application has not been started yet (Kafka's
+    /// `StreamsNotStartedException`). Call [`StreamsApp::start`](crate::StreamsApp::start)
+    /// first.
+    #[error("the streams application is not started yet (state CREATED); start it before querying its stores")]
+    StreamsNotStarted,
+    /// Interactive queries: the application is shutting down, stopped or failed (Kafka's
+    /// `IllegalStateException` from `KafkaStreams.store`): its stores cannot be queried
+    /// any more.
+    #[error(
+        "the streams application is not running (state {state}); its stores cannot be queried"
+    )]
+    StreamsNotRunning {
+        /// The application's state, as Kafka prints it (`NOT_RUNNING`, `ERROR`, ...).
+        state: String,
+    },
+    /// Interactive queries: no store of this name is registered in the topology (Kafka's
+    /// `UnknownStateStoreException`). Not retriable.
+    #[error("cannot get state store `{0}`: no such store is registered in the topology")]
+    UnknownStateStore(String),
+    /// Interactive queries: the store exists but cannot be read here now (Kafka's
+    /// `StateStoreMigratedException` / `InvalidStateStoreException`): the application is
+    /// rebalancing, or no task of this instance holds the store, or the task holding it
+    /// was closed while the query ran. Retriable: look the store up again with
+    /// `query_metadata_for_key` / `streams_metadata_for_store` and retry, here or on the
+    /// instance that now holds it.
+    #[error("state store `{store}` is not available here: {reason}; it may have migrated to another instance, retry after re-discovering its location")]
+    StateStoreMigrated {
+        /// The store.
+        store: String,
+        /// Why (rebalancing, not local, closed).
+        reason: String,
+    },
+    /// Interactive queries: a query restricted to one partition found no local task of
+    /// the store on that partition (Kafka's `InvalidStateStorePartitionException`).
+    #[error(
+        "the specified partition {partition} for store `{store}` does not exist on this instance"
+    )]
+    InvalidStateStorePartition {
+        /// The store.
+        store: String,
+        /// The partition asked for.
+        partition: i32,
+    },
+    /// Interactive queries: the store is not of the queried type (Kafka's
+    /// `InvalidStateStoreException` "the queryable store type does not accept the actual
+    /// store type"), e.g. a window store queried as a key-value store. Not retriable.
+    #[error("cannot query state store `{store}` as a {requested}: it is a {actual}")]
+    InvalidStoreType {
+        /// The store.
+        store: String,
+        /// The type asked for.
+        requested: &'static str,
+        /// The store's type.
+        actual: &'static str,
+    },
     /// A file operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {

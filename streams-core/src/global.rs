@@ -464,7 +464,7 @@ impl GlobalState {
             }
         };
         let mut open = store.open.lock();
-        let TaskStore::KeyValue(kv) = &mut open.store else {
+        let TaskStore::KeyValue(kv) = open.store.get_mut() else {
             return Err(StreamsError::IllegalState(format!(
                 "global store `{}` is not a key-value store",
                 store.name
@@ -498,7 +498,7 @@ impl GlobalState {
     /// Deletes every key of `store`.
     fn wipe(&self, store: &GlobalStore) -> Result<()> {
         let mut open = store.open.lock();
-        let TaskStore::KeyValue(kv) = &mut open.store else {
+        let TaskStore::KeyValue(kv) = open.store.get_mut() else {
             return Ok(());
         };
         let keys: Vec<Vec<u8>> = kv
@@ -525,8 +525,10 @@ impl GlobalState {
             return Ok(());
         };
         let mut guards: Vec<_> = self.stores.values().map(|s| s.open.lock()).collect();
-        let mut stores: Vec<&mut dyn StateStore> =
-            guards.iter_mut().map(|g| g.store.state()).collect();
+        let mut stores: Vec<&mut dyn StateStore> = guards
+            .iter_mut()
+            .map(|g| g.store.get_mut().state())
+            .collect();
         let positions = self.checkpoint_positions();
         dir.checkpoint_stores(&mut stores, &positions)?;
         Ok(())
@@ -535,8 +537,10 @@ impl GlobalState {
     /// Flushes, checkpoints and closes the stores (a clean shutdown).
     pub(crate) fn close(&self) -> Result<()> {
         let mut guards: Vec<_> = self.stores.values().map(|s| s.open.lock()).collect();
-        let mut stores: Vec<&mut dyn StateStore> =
-            guards.iter_mut().map(|g| g.store.state()).collect();
+        let mut stores: Vec<&mut dyn StateStore> = guards
+            .iter_mut()
+            .map(|g| g.store.get_mut().state())
+            .collect();
         match &self.dir {
             Some(dir) => {
                 let positions = self.checkpoint_positions();
@@ -643,7 +647,7 @@ impl<K: 'static, V: 'static> GlobalStoreHandle<K, V> {
         };
         let raw = {
             let open = self.store.open.lock();
-            let TaskStore::KeyValue(kv) = &open.store else {
+            let TaskStore::KeyValue(kv) = open.store.get() else {
                 return Ok(None);
             };
             kv.get(&k)?
@@ -667,7 +671,7 @@ impl<K: 'static, V: 'static> GlobalStoreHandle<K, V> {
     pub fn all(&self) -> Result<Vec<(K, V)>> {
         let raw: Vec<(Vec<u8>, Vec<u8>)> = {
             let open = self.store.open.lock();
-            let TaskStore::KeyValue(kv) = &open.store else {
+            let TaskStore::KeyValue(kv) = open.store.get() else {
                 return Ok(Vec::new());
             };
             let entries: Vec<(Vec<u8>, Vec<u8>)> = kv

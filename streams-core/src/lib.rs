@@ -40,6 +40,7 @@ mod error;
 mod global;
 mod names;
 mod processor;
+mod query;
 mod record;
 mod runtime;
 mod serde;
@@ -79,6 +80,11 @@ pub use names::{
     changelog_topic, repartition_topic, CHANGELOG_TOPIC_SUFFIX, REPARTITION_TOPIC_SUFFIX,
 };
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, StoreAccess};
+pub use query::metadata::{KeyQueryMetadata, StreamsMetadata};
+pub use query::{
+    QueryableStoreType, QueryableStoreTypes, ReadOnlyKeyValueStore, ReadOnlySessionStore,
+    ReadOnlyWindowStore, StoreQueryParameters,
+};
 pub use record::{Change, ConsumedRecord, Header, ProducedRecord, Record, RecordMetadata};
 pub use runtime::{StateListener, StreamsApp, StreamsState};
 pub use serde::{

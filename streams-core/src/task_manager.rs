@@ -22,7 +22,9 @@
 //!   its restoration covers only what the standby had not applied yet.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use crate::query::QueryableStores;
 use crate::record::ConsumedRecord as RawRecord;
 use state_store::TopicPartition;
 
@@ -37,6 +39,9 @@ pub(crate) struct TaskManager {
     /// Standby tasks: stores following their changelogs, never processing.
     standbys: BTreeMap<TaskId, Task>,
     collector: SharedCollector,
+    /// Where initialized tasks register their stores for interactive queries (the
+    /// application's; none in the test driver).
+    queryable: Option<Arc<QueryableStores>>,
 }
 
 /// Input offsets to commit with Kafka's commit metadata (`TopicPartitionMetadata`).
@@ -49,6 +54,34 @@ impl TaskManager {
             tasks: BTreeMap::new(),
             standbys: BTreeMap::new(),
             collector,
+            queryable: None,
+        }
+    }
+
+    /// Registers the stores of every task this manager initializes in `registry` (and
+    /// removes them before closing the task), for interactive queries.
+    pub(crate) fn with_queryable_stores(mut self, registry: Arc<QueryableStores>) -> Self {
+        self.queryable = Some(registry);
+        self
+    }
+
+    /// Gives back this thread's locks on every task's stores (before a poll), so that
+    /// interactive queries can read them meanwhile.
+    pub(crate) fn release_store_locks(&mut self) {
+        for task in self.tasks.values_mut().chain(self.standbys.values_mut()) {
+            task.release_store_locks();
+        }
+    }
+
+    fn register(&self, task: &Task, standby: bool) {
+        if let Some(registry) = &self.queryable {
+            registry.register_task(task.id, standby, task.queryable_stores());
+        }
+    }
+
+    fn unregister(&self, task: TaskId, standby: bool) {
+        if let Some(registry) = &self.queryable {
+            registry.unregister_task(task, standby);
         }
     }
 
@@ -87,6 +120,7 @@ impl TaskManager {
     ) -> Result<u64> {
         if let Some(mut standby) = self.standbys.remove(&id) {
             tracing::info!(task = %id, "standby task becomes active");
+            self.unregister(id, true);
             standby.close(true)?;
         }
         let mut task = make()?;
@@ -102,6 +136,7 @@ impl TaskManager {
             Err(e) => return Err(e),
         }
         task.initialize()?;
+        self.register(&task, false);
         let restored = task.counters.restored;
         self.tasks.insert(task.id, task);
         Ok(restored)
@@ -139,6 +174,8 @@ impl TaskManager {
                 return Err(e);
             }
         }
+        // Standby stores are queryable with `enable_stale_stores` (Kafka's stale reads).
+        self.register(&task, true);
         self.standbys.insert(task.id, task);
         Ok(())
     }
@@ -181,6 +218,7 @@ impl TaskManager {
         }
         for id in corrupted {
             if let Some(mut task) = self.standbys.remove(&id) {
+                self.unregister(id, true);
                 task.close_and_wipe()?;
             }
         }
@@ -207,7 +245,10 @@ impl TaskManager {
     /// Closes standby task `id` cleanly (checkpoint written, state kept on disk).
     pub(crate) fn close_standby(&mut self, id: &TaskId) -> Result<()> {
         match self.standbys.remove(id) {
-            Some(mut task) => task.close(true),
+            Some(mut task) => {
+                self.unregister(*id, true);
+                task.close(true)
+            }
             None => Ok(()),
         }
     }
@@ -216,7 +257,8 @@ impl TaskManager {
     /// regardless.
     pub(crate) fn close_standbys_clean(&mut self) -> Result<()> {
         let mut first = None;
-        for (_, mut task) in std::mem::take(&mut self.standbys) {
+        for (id, mut task) in std::mem::take(&mut self.standbys) {
+            self.unregister(id, true);
             if let Err(e) = task.close(true) {
                 first.get_or_insert(e);
             }
@@ -226,7 +268,8 @@ impl TaskManager {
 
     /// Closes every standby task without a checkpoint (after a failure of the thread).
     pub(crate) fn close_standbys_dirty(&mut self) {
-        for (_, mut task) in std::mem::take(&mut self.standbys) {
+        for (id, mut task) in std::mem::take(&mut self.standbys) {
+            self.unregister(id, true);
             if let Err(e) = task.close(false) {
                 tracing::warn!(task = %task.id, error = %e, "error closing a standby task after a failure");
             }
@@ -362,6 +405,7 @@ impl TaskManager {
     pub(crate) fn close_clean(&mut self) -> Result<()> {
         let mut first = None;
         for (_, mut task) in std::mem::take(&mut self.tasks) {
+            self.unregister(task.id, false);
             if let Err(e) = task.close(true) {
                 first.get_or_insert(e);
             }
@@ -373,6 +417,7 @@ impl TaskManager {
     /// restores what was not checkpointed).
     pub(crate) fn close_dirty(&mut self) {
         for (_, mut task) in std::mem::take(&mut self.tasks) {
+            self.unregister(task.id, false);
             if let Err(e) = task.close(false) {
                 tracing::warn!(task = %task.id, error = %e, "error closing a task after a failure");
             }
@@ -509,7 +554,7 @@ mod tests {
             let Some(TaskStore::KeyValue(store)) = tasks
                 .task(&id)
                 .and_then(|t| t.open_store(STORE))
-                .map(|s| &s.store)
+                .map(|s| s.store.get())
             else {
                 panic!("no key-value store {STORE}");
             };
@@ -586,7 +631,7 @@ mod tests {
 
     /// The contents of a key-value store of `task`.
     fn contents(task: &Task) -> Vec<(String, String)> {
-        let Some(TaskStore::KeyValue(store)) = task.open_store(STORE).map(|s| &s.store) else {
+        let Some(TaskStore::KeyValue(store)) = task.open_store(STORE).map(|s| s.store.get()) else {
             panic!("no key-value store {STORE}");
         };
         store

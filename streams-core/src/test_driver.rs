@@ -429,7 +429,7 @@ impl TopologyTestDriver {
                 topic: global.topic.clone(),
                 ..codec
             };
-            return read(&open.store, &codec);
+            return read(open.store.get(), &codec);
         }
         let open = inner
             .tasks
@@ -441,7 +441,7 @@ impl TopologyTestDriver {
             timestamped,
             ..codec
         };
-        read(&open.store, &codec)
+        read(open.store.get(), &codec)
     }
 
     /// Reads the whole key-value store `name` (from the task that owns it, or the global

@@ -11,7 +11,7 @@ use crate::record::ProducedRecord;
 use parking_lot::{Condvar, Mutex};
 use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition};
 
-use crate::assignment::{AssignmentSpec, EndOffsetsFn, HostPartitions, LATEST_OFFSET};
+use crate::assignment::{AssignmentSpec, EndOffsetsFn, HostInfo, HostPartitions, LATEST_OFFSET};
 use crate::assignor::HighAvailabilityTaskAssignor;
 use crate::client::{
     AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec,
@@ -25,6 +25,7 @@ use crate::task::{SystemClock, Task, TaskId, TaskInputs, TaskSettings};
 use crate::task_manager::TaskManager;
 use crate::topology::{NodeKind, OffsetReset, SinkTopic, SourceTopics, Subtopology, Topology};
 
+mod query;
 mod thread;
 mod topics;
 
@@ -113,6 +114,10 @@ struct AppShared {
     standby_records: AtomicU64,
     /// The global stores, opened and restored by `start` before any stream thread runs.
     globals: Mutex<Arc<GlobalState>>,
+    /// The stores of initialized tasks, readable by interactive queries.
+    queryable: Arc<crate::query::QueryableStores>,
+    /// Which instance holds which partitions and stores (Kafka's `StreamsMetadataState`).
+    metadata: Mutex<crate::query::metadata::StreamsMetadataState>,
     /// Per thread: the active tasks of its last assignment (kept across revocations, so a
     /// rejoining thread does not report another thread's tasks as its own state).
     last_assigned: Mutex<BTreeMap<usize, BTreeSet<TaskId>>>,
@@ -123,7 +128,8 @@ struct AppShared {
     /// Signalled when a thread releases task directories.
     task_dir_released: Condvar,
     /// The group's interactive-query metadata of the last assignment: endpoint -> input
-    /// partitions of its active tasks, and of its standby tasks.
+    /// partitions of its active tasks, and of its standby tasks (written, with `metadata`,
+    /// only by `on_partitions_by_host`).
     partitions_by_host: Mutex<(HostPartitions, HostPartitions)>,
 }
 
@@ -260,6 +266,12 @@ impl StreamsApp {
         topology.subtopologies()?;
         let mut topology = topology;
         topology.apply_optimizations(&config);
+        let this_host = config
+            .application_server
+            .clone()
+            .unwrap_or_else(HostInfo::unavailable);
+        let metadata =
+            crate::query::metadata::StreamsMetadataState::new(this_host, Default::default());
         Ok(StreamsApp {
             shared: Arc::new(AppShared {
                 config,
@@ -281,6 +293,8 @@ impl StreamsApp {
                 restored_records: AtomicU64::new(0),
                 standby_records: AtomicU64::new(0),
                 globals: Mutex::new(Arc::new(GlobalState::empty())),
+                queryable: Arc::default(),
+                metadata: Mutex::new(metadata),
                 last_assigned: Mutex::new(BTreeMap::new()),
                 task_dir_owners: Mutex::new(BTreeMap::new()),
                 task_dir_released: Condvar::new(),
@@ -443,6 +457,8 @@ impl StreamsApp {
             self.shared.cluster.as_ref(),
         )?;
         *self.shared.resolved.lock() = resolved;
+        let topics = self.shared.store_topics();
+        self.shared.metadata.lock().set_topics(topics);
         let dir = self
             .shared
             .config

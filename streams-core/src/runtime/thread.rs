@@ -231,11 +231,13 @@ impl StreamThread {
             round_robin: HashMap::new(),
             produced: BTreeMap::new(),
         })));
+        let tasks =
+            TaskManager::new(collector).with_queryable_stores(Arc::clone(&shared.queryable));
         StreamThread {
             shared,
             index,
             consumer,
-            tasks: TaskManager::new(collector),
+            tasks,
             settings,
             standby_settings,
             standby_wanted: BTreeSet::new(),
@@ -255,6 +257,8 @@ impl StreamThread {
             self.consumer.resume(&self.tasks.input_partitions());
             self.consumer
                 .pause(&self.tasks.full_partitions(BUFFERED_RECORDS_PER_PARTITION));
+            // Interactive queries read the stores between loops (and while the poll waits).
+            self.tasks.release_store_locks();
             let timeout = if self.tasks.has_buffered() || self.standby_busy {
                 Duration::ZERO
             } else {
@@ -279,7 +283,7 @@ impl StreamThread {
                         self.on_standby(tasks.into_keys().collect())?;
                     }
                     AssignmentEvent::PartitionsByHost { active, standby } => {
-                        *self.shared.partitions_by_host.lock() = (active, standby);
+                        self.shared.on_partitions_by_host(active, standby);
                     }
                 }
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use state_store::{Direction, KeyValueIter, SessionEntry, WindowEntry};
 
-use super::builder::{StoreKind, StoreSerdes};
+use super::builder::{StoreBuilder, StoreKind, StoreSerdes};
 use super::open::{OpenStore, TaskKeyValueStore, TaskSessionStore, TaskStore, TaskWindowStore};
 use crate::error::{Result, SerdeError, StreamsError};
 use crate::serde::{Serde, SerdeRegistry, SharedSerde};
@@ -83,7 +83,7 @@ impl<V: 'static> Serde<ValueAndTimestamp<V>> for TimestampedSerde<V> {
     }
 }
 
-pub(super) type SerdePair<K, V> = (SharedSerde<K>, SharedSerde<V>);
+pub(crate) type SerdePair<K, V> = (SharedSerde<K>, SharedSerde<V>);
 
 /// The resolved serdes cached in an open store, with the types' names for errors.
 pub(crate) struct Resolved {
@@ -175,7 +175,25 @@ pub(crate) fn resolve_store<K: 'static, V: 'static, D: 'static>(
             )),
         };
     }
-    let (declared_key, declared_value) = match &open.spec.serdes {
+    let (key, value) = spec_serdes::<K, D>(&open.spec, node, registry)?;
+    let value = make_value(value);
+    debug_assert_eq!(view.timestamped(), open.spec.kind().is_timestamped());
+    open.resolved_serdes = Some(Resolved {
+        serdes: Box::new((Arc::clone(&key), Arc::clone(&value))),
+        types,
+    });
+    Ok((key, value))
+}
+
+/// The serdes of store `spec` for keys `K` and (plain) values `D`: the declared ones, else
+/// the registry's defaults for the types. `node` names who asks, for errors.
+pub(crate) fn spec_serdes<K: 'static, D: 'static>(
+    spec: &StoreBuilder,
+    node: &str,
+    registry: &SerdeRegistry,
+) -> Result<SerdePair<K, D>> {
+    let store = spec.name();
+    let (declared_key, declared_value) = match &spec.serdes {
         None => (None, None),
         Some(declared) => match declared.0.downcast_ref::<StoreSerdes<K, D>>() {
             Some(s) => (s.key.clone(), s.value.clone()),
@@ -202,14 +220,9 @@ pub(crate) fn resolve_store<K: 'static, V: 'static, D: 'static>(
         None => return Err(missing("key", std::any::type_name::<K>())),
     };
     let value = match declared_value.or_else(|| registry.get::<D>()) {
-        Some(v) => make_value(v),
+        Some(v) => v,
         None => return Err(missing("value", std::any::type_name::<D>())),
     };
-    debug_assert_eq!(view.timestamped(), open.spec.kind().is_timestamped());
-    open.resolved_serdes = Some(Resolved {
-        serdes: Box::new((Arc::clone(&key), Arc::clone(&value))),
-        types,
-    });
     Ok((key, value))
 }
 
@@ -330,7 +343,7 @@ impl<'a, K, V> Access<'a, K, V> {
         kind: (&str, fn(&TaskStore) -> bool),
     ) -> Result<Self> {
         let open = host.store(name).ok_or_else(|| not_open(name))?;
-        if !(kind.1)(&open.store) {
+        if !(kind.1)(open.store.get()) {
             return Err(wrong_kind(name, kind.0));
         }
         Ok(Access {
@@ -353,7 +366,7 @@ impl<'a, K, V> Access<'a, K, V> {
             key: &self.key,
             value: &self.value,
         };
-        Ok((&open.store, codec))
+        Ok((open.store.get(), codec))
     }
 
     /// The store and a codec, to write; call [`Access::written`] after the write.
@@ -368,7 +381,7 @@ impl<'a, K, V> Access<'a, K, V> {
             key: &self.key,
             value: &self.value,
         };
-        Ok((&mut open.store, codec))
+        Ok((open.store.get_mut(), codec))
     }
 
     /// After a write (successful or not): forwards what it pushed out of the cache.
@@ -388,6 +401,15 @@ impl<'a, K, V> Access<'a, K, V> {
 /// (only their deserialization is lazy).
 pub struct StoreIter<'a, T> {
     inner: Box<dyn Iterator<Item = Result<T>> + 'a>,
+}
+
+impl<'a, T> StoreIter<'a, T> {
+    /// An iterator over what `inner` yields.
+    pub(crate) fn from_iter(inner: impl Iterator<Item = Result<T>> + 'a) -> Self {
+        StoreIter {
+            inner: Box::new(inner),
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for StoreIter<'_, T> {

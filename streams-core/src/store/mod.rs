@@ -14,6 +14,10 @@ pub use handles::{
     WindowStoreHandle, Windowed,
 };
 
-pub(crate) use handles::{resolve_store, same, timestamped, StoreHost, View};
-pub(crate) use open::TaskStore;
+pub(crate) use handles::{
+    resolve_store, same, spec_serdes, timestamped, SerdePair, StoreHost, View,
+};
 pub(crate) use open::{open_store, CacheFlush, OpenStore, StoreEnv};
+pub(crate) use open::{
+    SharedTaskStore, TaskKeyValueStore, TaskSessionStore, TaskStore, TaskWindowStore,
+};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 use state_store::{
     CacheFlushEntry, CachingKeyValueStore, CachingSessionStore, CachingWindowStore,
     ChangeLoggingKeyValueStore, ChangeLoggingSessionStore, ChangeLoggingWindowStore,
@@ -64,6 +64,65 @@ impl TaskStore {
     }
 }
 
+/// A task's store shared with interactive queries (Kafka reads a task's store objects from
+/// query threads; here the stack sits behind a mutex that the stream thread holds while it
+/// works and releases before it polls, see [`StoreSlot`]).
+pub(crate) type SharedTaskStore = Arc<Mutex<TaskStore>>;
+
+/// Where a task keeps one of its stores: the shared stack and, while the stream thread
+/// works with it, the thread's hold on its lock. The first access after
+/// [`StoreSlot::release`] takes the lock and keeps it, so processors, commits and restores
+/// pay one uncontended lock per store per thread loop, and handles can lend `&TaskStore`
+/// (and lazy iterators borrowing it) without a guard of their own. Interactive queries
+/// lock the same mutex for the duration of one read.
+pub(crate) struct StoreSlot {
+    shared: SharedTaskStore,
+    /// The hold taken by a shared access (`get`).
+    held: std::cell::OnceCell<ArcMutexGuard<RawMutex, TaskStore>>,
+    /// The hold taken by (or moved to) an exclusive access (`get_mut`); at most one of
+    /// `held` and `held_mut` is set.
+    held_mut: Option<ArcMutexGuard<RawMutex, TaskStore>>,
+}
+
+impl StoreSlot {
+    /// A slot for a freshly opened store.
+    pub(crate) fn new(store: TaskStore) -> Self {
+        StoreSlot {
+            shared: Arc::new(Mutex::new(store)),
+            held: std::cell::OnceCell::new(),
+            held_mut: None,
+        }
+    }
+
+    /// The store, locked for this thread until [`StoreSlot::release`].
+    pub(crate) fn get(&self) -> &TaskStore {
+        match &self.held_mut {
+            Some(g) => g,
+            None => self.held.get_or_init(|| self.shared.lock_arc()),
+        }
+    }
+
+    /// The store, to write, locked for this thread until [`StoreSlot::release`].
+    pub(crate) fn get_mut(&mut self) -> &mut TaskStore {
+        if let Some(g) = self.held.take() {
+            self.held_mut = Some(g);
+        }
+        self.held_mut.get_or_insert_with(|| self.shared.lock_arc())
+    }
+
+    /// Gives the lock back (before the stream thread blocks in a poll), so that
+    /// interactive queries can read the store.
+    pub(crate) fn release(&mut self) {
+        self.held.take();
+        self.held_mut = None;
+    }
+
+    /// The shared store, for the query registry.
+    pub(crate) fn shared(&self) -> SharedTaskStore {
+        Arc::clone(&self.shared)
+    }
+}
+
 /// What a store's record cache pushed down (evicted by a write, or flushed at a commit):
 /// key bytes, window, new and old value, timestamp. The task decodes it with the store's
 /// serdes and hands it to the listener of the processor that owns the store's flushes
@@ -88,7 +147,7 @@ pub(crate) type FlushBatch = Arc<Mutex<Vec<CacheFlush>>>;
 /// A store opened for a task.
 pub(crate) struct OpenStore {
     pub(crate) spec: StoreBuilder,
-    pub(crate) store: TaskStore,
+    pub(crate) store: StoreSlot,
     /// What the store call in progress pushed out of the cache (present only when the
     /// store is cached).
     pub(crate) cache: Option<FlushBatch>,
@@ -355,7 +414,7 @@ pub(crate) fn open_store(
     };
     Ok(OpenStore {
         spec: spec.clone(),
-        store,
+        store: StoreSlot::new(store),
         cache,
         timestamp,
         serde_topic: crate::names::changelog_topic(env.application_id, &spec.name),
@@ -407,7 +466,7 @@ mod tests {
     }
 
     fn kv(open: &mut OpenStore) -> &mut dyn TaskKeyValueStore {
-        match &mut open.store {
+        match open.store.get_mut() {
             TaskStore::KeyValue(s) => s.as_mut(),
             _ => panic!("not a key-value store"),
         }
@@ -480,7 +539,7 @@ mod tests {
         let changelog = InMemoryChangelog::new();
         let mut open = open_store(&spec, &env, Some(Box::new(changelog.clone()))).unwrap();
         assert!(open.cache.is_none());
-        let TaskStore::Buffer(buffer) = &mut open.store else {
+        let TaskStore::Buffer(buffer) = open.store.get_mut() else {
             panic!("not a buffer");
         };
         let context = state_store::BufferRecordContext {
@@ -494,11 +553,15 @@ mod tests {
             .put(10, b"k", Some(b"v".to_vec()), None, context)
             .unwrap();
         assert!(changelog.records().unwrap().is_empty());
-        open.store.state().flush_cache().unwrap();
+        open.store.get_mut().state().flush_cache().unwrap();
         let records = changelog.records().unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].timestamp, 5);
-        open.store.restorable().restore_batch(&records).unwrap();
+        open.store
+            .get_mut()
+            .restorable()
+            .restore_batch(&records)
+            .unwrap();
         assert_eq!(open.serde_topic, "app-buf-changelog");
     }
 
@@ -536,7 +599,7 @@ mod tests {
         .in_memory()
         .with_caching(true);
         let mut open = open_store(&spec, &env, None).unwrap();
-        let TaskStore::Window(store) = &mut open.store else {
+        let TaskStore::Window(store) = open.store.get_mut() else {
             panic!("not a window store");
         };
         store.put(b"k", Some(b"1"), 10_000).unwrap();
@@ -553,7 +616,7 @@ mod tests {
             .in_memory()
             .with_caching(true);
         let mut open = open_store(&spec, &env, None).unwrap();
-        let TaskStore::Session(store) = &mut open.store else {
+        let TaskStore::Session(store) = open.store.get_mut() else {
             panic!("not a session store");
         };
         store.put(b"k", 5, 9, b"a").unwrap();

@@ -10,7 +10,7 @@ impl Task {
         let order: Vec<String> = self.store_order();
         for name in order {
             if let Some(s) = self.ctx.stores.get_mut(&name) {
-                let flushed = s.store.state().flush_cache();
+                let flushed = s.store.get_mut().state().flush_cache();
                 // Forward what was pushed down even if the flush failed part way.
                 let forwarded = self.ctx.forward_cache_flushes(&name);
                 flushed?;
@@ -106,7 +106,7 @@ impl Task {
             return Ok(());
         }
         for s in self.checkpointed_stores() {
-            s.store.state().flush_async()?;
+            s.store.get_mut().state().flush_async()?;
         }
         self.pending_checkpoint = Some(offsets);
         self.complete_checkpoint()
@@ -115,7 +115,7 @@ impl Task {
     /// Writes the pending checkpoint if every store's background flush is done.
     fn complete_checkpoint(&mut self) -> Result<()> {
         for s in self.checkpointed_stores() {
-            if !s.store.state().flush_done()? {
+            if !s.store.get_mut().state().flush_done()? {
                 return Ok(());
             }
         }

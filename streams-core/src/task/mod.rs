@@ -474,7 +474,7 @@ impl Task {
                 if records.len() >= 50_000 || next >= end {
                     open.convert_restored(&mut records);
                     let progress = restorer.restore(
-                        open.store.restorable(),
+                        open.store.get_mut().restorable(),
                         tp,
                         start,
                         end,
@@ -598,7 +598,7 @@ impl Task {
                     .ctx
                     .stores
                     .values_mut()
-                    .map(|s| s.store.state())
+                    .map(|s| s.store.get_mut().state())
                     .collect();
                 if let Err(e) = dir.close_clean(&mut stores, &offsets) {
                     first_error.get_or_insert(e.into());
@@ -608,11 +608,11 @@ impl Task {
         }
         for s in self.ctx.stores.values_mut() {
             if clean {
-                if let Err(e) = s.store.state().flush() {
+                if let Err(e) = s.store.get_mut().state().flush() {
                     first_error.get_or_insert(e.into());
                 }
             }
-            if let Err(e) = s.store.state().close() {
+            if let Err(e) = s.store.get_mut().state().close() {
                 first_error.get_or_insert(e.into());
             }
         }
@@ -625,12 +625,30 @@ impl Task {
     pub(crate) fn close_and_wipe(&mut self) -> Result<()> {
         self.closed = true;
         for s in self.ctx.stores.values_mut() {
-            s.store.state().close()?;
+            s.store.get_mut().state().close()?;
         }
         if let Some(dir) = &self.dir {
             dir.wipe_stores()?;
         }
         Ok(())
+    }
+
+    /// The task's key-value, window and session stores, shared with interactive queries.
+    pub(crate) fn queryable_stores(&self) -> Vec<(String, crate::store::SharedTaskStore)> {
+        self.ctx
+            .stores
+            .iter()
+            .filter(|(_, s)| !matches!(s.spec.kind(), crate::store::StoreKind::TimeOrderedBuffer))
+            .map(|(name, s)| (name.clone(), s.store.shared()))
+            .collect()
+    }
+
+    /// Gives back the locks this thread holds on the task's stores (see
+    /// `StoreSlot`), so that interactive queries can read them while the thread polls.
+    pub(crate) fn release_store_locks(&mut self) {
+        for s in self.ctx.stores.values_mut() {
+            s.store.release();
+        }
     }
 
     /// A store of this task (the test driver's store inspection).

@@ -109,7 +109,7 @@ impl Task {
             }
             open.convert_restored(&mut records);
             let progress = restorer.restore(
-                open.store.restorable(),
+                open.store.get_mut().restorable(),
                 tp,
                 next,
                 limit,
