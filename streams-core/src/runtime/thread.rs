@@ -274,7 +274,18 @@ impl StreamThread {
             }) {
                 self.close_standbys_except(&kept.keys().copied().collect())?;
             }
-            for event in poll.events {
+            let mut events = poll.events;
+            // The group's interactive-query metadata of the new generation is published
+            // before `on_assigned` reports RUNNING, so a query right after RUNNING sees it.
+            if let Some(at) = events
+                .iter()
+                .rposition(|e| matches!(e, AssignmentEvent::PartitionsByHost { .. }))
+            {
+                if let AssignmentEvent::PartitionsByHost { active, standby } = events.remove(at) {
+                    self.shared.on_partitions_by_host(active, standby);
+                }
+            }
+            for event in events {
                 match event {
                     AssignmentEvent::Revoked(tps) => self.on_revoked(&tps)?,
                     AssignmentEvent::Assigned(tps) => self.on_assigned(&tps)?,

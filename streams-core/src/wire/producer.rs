@@ -142,3 +142,13 @@ impl ClusterProducer for WireProducer {
         Ok(std::mem::take(&mut d.acked))
     }
 }
+
+impl Drop for WireProducer {
+    /// librdkafka drops what is still queued when its producer goes away: deliver it first
+    /// (bounded by the flush timeout), so nothing sent is silently lost at shutdown.
+    fn drop(&mut self) {
+        if let Err(e) = self.producer.flush(self.flush_timeout) {
+            tracing::warn!(error = %e, "flushing the producer at close");
+        }
+    }
+}
