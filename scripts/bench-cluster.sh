@@ -30,6 +30,24 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+# Waits (at most SECS seconds) until the shell condition COND holds; fails the run otherwise.
+wait_until() { # secs cond...
+  local secs=$1 deadline
+  shift
+  deadline=$(($(date +%s) + secs))
+  until eval "$*"; do
+    if (($(date +%s) >= deadline)); then
+      echo "timed out after ${secs}s waiting for: $*" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+}
+# Waits (at most SECS seconds) for the background process PID to exit, and reaps it.
+wait_exit() { # secs pid
+  wait_until "$1" "[[ ! -e /proc/$2 ]] || [[ \$(awk '{ print \$3 }' /proc/$2/stat 2>/dev/null) == Z ]]"
+  wait "$2"
+}
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 # Seeded text: LINES lines of 1-12 words from a skewed 500-word vocabulary.
@@ -88,7 +106,7 @@ throughput() { # n
       instance "tp-$n-$run-$i" "$ADDR" --until-idle 3
       ps+=("$PID")
     done
-    for pid in "${ps[@]}"; do wait "$pid"; done
+    for pid in "${ps[@]}"; do wait_exit 600 "$pid"; done
     end=$(now)
     kill "$BROKER_PID"
     wait "$BROKER_PID" || true
@@ -109,20 +127,20 @@ failover() { # standbys
     instance "fo-$sb-$run-b" "$ADDR" --standby-replicas "$sb"
     b=$PID
     # Both running with their share, and the input processed (a stops once idle).
-    wait "$a"
+    wait_exit 600 "$a"
     sleep 2
     local before
     before=$(grep -c "tasks owned" "$work/fo-$sb-$run-b.out" || true)
     # Restart a, let it settle, then kill it.
     instance "fo-$sb-$run-a2" "$ADDR" --standby-replicas "$sb"
     a=$PID
-    while [[ $(grep -c "tasks owned" "$work/fo-$sb-$run-b.out" || true) -le $before ]]; do sleep 0.2; done
-    while ! grep -q "tasks owned" "$work/fo-$sb-$run-a2.out" 2>/dev/null; do sleep 0.2; done
+    wait_until 120 '[[ $(grep -c "tasks owned" "$work/fo-$sb-$run-b.out" || true) -gt $before ]]'
+    wait_until 120 'grep -q "tasks owned" "$work/fo-$sb-$run-a2.out" 2>/dev/null'
     sleep 8 # standbys catch up
     before=$(grep -c "tasks owned" "$work/fo-$sb-$run-b.out")
     t0=$(now)
     kill -9 "$a"
-    while [[ $(grep -c "tasks owned" "$work/fo-$sb-$run-b.out") -le $before ]]; do sleep 0.05; done
+    wait_until 120 '[[ $(grep -c "tasks owned" "$work/fo-$sb-$run-b.out" || true) -gt $before ]]'
     t1=$(now)
     kill -INT "$b"
     wait "$b" || true

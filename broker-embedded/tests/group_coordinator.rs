@@ -225,11 +225,28 @@ async fn group_metadata_survives_a_restart() {
 
     // The dynamic member carries on in its generation.
     groups.heartbeat("g", 1, &dynamic_id, None).unwrap();
-    // The static member restarts: it gets its assignment back without a rebalance.
-    let mut s = request("", Duration::from_secs(30));
+    // The static member restarts: it gets its assignment back without a rebalance, even
+    // with other subscription metadata (as Kafka: only a change of the protocol the group
+    // selects rebalances; a streams member's metadata changes with every start).
+    let mut s = JoinGroupRequest::new(
+        "g",
+        "consumer",
+        "range",
+        Bytes::from_static(b"meta-after-restart"),
+    );
+    s.session_timeout = Duration::from_secs(30);
+    s.rebalance_timeout = Duration::from_secs(10);
     s.group_instance_id = Some("instance-1".into());
     let back = groups.join(s).await.unwrap();
     assert_eq!(back.generation_id, 1);
+    let g = groups.describe("g").unwrap();
+    assert_eq!(g.state, GroupState::Stable);
+    let replaced = g
+        .members
+        .iter()
+        .find(|m| m.member_id == back.member_id)
+        .unwrap();
+    assert_eq!(&replaced.metadata[..], b"meta-after-restart");
     assert_ne!(back.member_id, static_id);
     let synced = groups
         .sync(SyncGroupRequest {

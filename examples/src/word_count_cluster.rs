@@ -242,6 +242,29 @@ pub fn read_counts(bootstrap: &str, only: Option<&BTreeSet<i32>>) -> Result<BTre
     Ok(counts)
 }
 
+/// Records in the counts store's changelog (`<application_id>-counts-changelog`) partitions
+/// `partitions`, summed: what restoring those count tasks from scratch reads.
+pub fn changelog_records(
+    bootstrap: &str,
+    application_id: &str,
+    partitions: &BTreeSet<i32>,
+) -> Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "word-count-reader")
+        .create()
+        .map_err(|e| kafka("creating a consumer", e))?;
+    let topic = format!("{application_id}-{}-changelog", crate::word_count::STORE);
+    let mut total = 0;
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, *p, Duration::from_secs(10))
+            .map_err(|e| kafka("reading the changelog's offsets", e))?;
+        total += high - low;
+    }
+    Ok(total)
+}
+
 /// Starts an instance of the word-count application on the cluster (it joins the group and
 /// gets its share of the tasks through rebalances).
 pub fn start(options: &ClusterOptions) -> Result<StreamsApp> {

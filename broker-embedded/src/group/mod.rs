@@ -218,9 +218,13 @@ impl GroupCoordinator {
                         m.last_seen = Instant::now();
                         m.session_timeout = r.session_timeout;
                         m.rebalance_timeout = r.rebalance_timeout;
-                        let same_protocols = m.protocols == r.protocols;
                         m.protocols = r.protocols.clone();
                         g.members.insert(new_id.clone(), m);
+                        // As Kafka: the rejoin causes no rebalance unless it changes the
+                        // protocol the group would select for its next generation (the
+                        // member's subscription metadata may differ: a streams member's
+                        // carries its task lags, which change with every start).
+                        let same_protocol = g.vote() == g.protocol;
                         let leader_before = g.leader.clone().unwrap_or_default();
                         if g.leader.as_deref() == Some(old_id.as_str()) {
                             g.leader = Some(new_id.clone());
@@ -228,7 +232,7 @@ impl GroupCoordinator {
                         // Kafka records the replacement (KIP-345), so the old member id
                         // stays fenced after a restart.
                         g.dirty = true;
-                        if g.state == GroupState::Stable && same_protocols {
+                        if g.state == GroupState::Stable && same_protocol {
                             info!(
                                 group = r.group_id,
                                 instance, "static member rejoined without a rebalance"

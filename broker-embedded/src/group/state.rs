@@ -184,7 +184,7 @@ impl Group {
     }
 
     /// The protocol every member supports, chosen by each member's first preference.
-    fn vote(&self) -> Option<String> {
+    pub(super) fn vote(&self) -> Option<String> {
         let candidates: Vec<&str> = self
             .members
             .values()

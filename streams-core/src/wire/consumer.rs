@@ -50,9 +50,6 @@ fn now_ms() -> i64 {
 /// (see `pause`).
 const MAX_HELD_RECORDS: usize = 20_000;
 
-/// How long a cached end offset serves `fetched_lag`.
-const WATERMARK_TTL: Duration = Duration::from_millis(500);
-
 /// The background heartbeat of one generation.
 struct Heartbeat {
     stop: Arc<AtomicBool>,
@@ -131,7 +128,6 @@ pub(super) struct WireConsumer {
     /// Records fetched for paused partitions, in offset order, not handed out yet.
     held: BTreeMap<TopicPartition, Vec<ConsumedRecord>>,
     held_count: usize,
-    watermarks: Mutex<BTreeMap<TopicPartition, (i64, Instant)>>,
     retry_at: Option<Instant>,
     /// When the last assignment asked this member to rejoin (probing rebalance).
     next_rebalance_ms: i64,
@@ -177,7 +173,6 @@ impl WireConsumer {
             paused: BTreeSet::new(),
             held: BTreeMap::new(),
             held_count: 0,
-            watermarks: Mutex::new(BTreeMap::new()),
             retry_at: None,
             next_rebalance_ms: NO_REBALANCE,
             joins: 0,
@@ -574,20 +569,13 @@ impl ClusterConsumer for WireConsumer {
         }
     }
 
+    /// Records of `tp` not yet handed to the runtime: the high watermark of the consumer's
+    /// last fetch response minus the position (Kafka's `Consumer.currentLag`). It never asks
+    /// the broker: a ListOffsets request would queue behind the consumer's long-polling
+    /// fetch on the same connection and stall the stream thread for the fetch wait.
     fn fetched_lag(&self, tp: &TopicPartition) -> Option<i64> {
         let position = *self.positions.get(tp)?;
-        let mut cache = self.watermarks.lock();
-        let end = match cache.get(tp) {
-            Some((end, at)) if at.elapsed() < WATERMARK_TTL => *end,
-            _ => {
-                let (_, end) = self
-                    .consumer
-                    .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(1))
-                    .ok()?;
-                cache.insert(tp.clone(), (end, Instant::now()));
-                end
-            }
-        };
+        let end = super::native::cached_high_watermark(&self.consumer, tp)?;
         Some((end - position).max(0))
     }
 

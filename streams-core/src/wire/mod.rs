@@ -19,6 +19,7 @@ mod changelog;
 pub(crate) mod conn;
 mod consumer;
 pub(crate) mod group;
+mod native;
 mod producer;
 
 use std::collections::BTreeMap;
