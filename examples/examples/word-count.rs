@@ -5,7 +5,7 @@
 //!     [--data-dir DIR] [--follow] [--threads N]
 //! cargo run -p examples --example word-count -- --bootstrap-server HOST:PORT
 //!     [--application-id ID] [--input FILE | -] [--until-idle SECS] [--data-dir DIR]
-//!     [--threads N] [--standby-replicas N] [--instance-id ID] [--top N]
+//!     [--threads N] [--standby-replicas N] [--instance-id ID] [--config KEY=VALUE]... [--top N]
 //! ```
 //!
 //! Embedded (the default): reads text (a bundled sample when no input is given), writes its
@@ -87,6 +87,11 @@ struct Args {
         requires = "bootstrap"
     )]
     commit_interval_ms: u64,
+    /// On a cluster: a Kafka Streams property, as `KEY=VALUE` (repeatable; for example
+    /// `acceptable.recovery.lag=0`, `consumer.fetch.max.bytes=1048576`). Unknown keys are
+    /// refused at start.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value, requires = "bootstrap")]
+    config: Vec<(String, String)>,
     /// Keep reading new input (stdin, or a growing file like `tail -f`) and print the counts
     /// again after each batch, until Ctrl-C. Needs --input.
     #[arg(long, requires = "input")]
@@ -94,6 +99,13 @@ struct Args {
     /// Stream threads of the application (at least 1).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
     threads: usize,
+}
+
+fn key_value(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {value:?}")),
+    }
 }
 
 fn at_least_one(value: &str) -> Result<usize, String> {
@@ -212,6 +224,7 @@ fn run_cluster(args: &Args, server: &str) -> Result<(), Box<dyn std::error::Erro
             .properties
             .push(("num.standby.replicas".into(), n.to_string()));
     }
+    options.properties.extend(args.config.iter().cloned());
     if let Some(id) = &args.instance_id {
         options
             .properties

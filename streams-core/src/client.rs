@@ -257,6 +257,12 @@ pub trait ChangelogSource: Send {
             })
             .collect())
     }
+
+    /// Only `partitions` are read from now on: a reader that fetches its partitions in the
+    /// background stops fetching the others. The default does nothing.
+    fn retain(&mut self, partitions: &BTreeSet<TopicPartition>) {
+        let _ = partitions;
+    }
 }
 
 /// What the runtime needs from a Kafka-protocol cluster.
@@ -273,6 +279,12 @@ pub trait Cluster: Send + Sync + 'static {
     fn consumer(&self, group: &str, client_id: &str) -> Result<Box<dyn ClusterConsumer>>;
     /// A reader of changelog partitions.
     fn changelog_source(&self) -> Result<Box<dyn ChangelogSource>>;
+    /// The reader of a stream thread's standby tasks, read in every loop of the thread: a
+    /// read returns what has arrived without waiting (empty: nothing new yet). The default
+    /// is [`Cluster::changelog_source`], for clusters whose reads do not wait.
+    fn standby_source(&self) -> Result<Box<dyn ChangelogSource>> {
+        self.changelog_source()
+    }
     /// The end offset (high watermark) of a partition.
     fn end_offset(&self, partition: &TopicPartition) -> Result<i64>;
     /// The offset committed by `group` for a partition, if any.

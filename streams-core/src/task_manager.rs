@@ -21,7 +21,7 @@
 //!   first closed as a standby, then created as an active task from the same directory, so
 //!   its restoration covers only what the standby had not applied yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::query::QueryableStores;
@@ -203,6 +203,15 @@ impl TaskManager {
     /// partition). Returns how many records were applied. A standby whose position fell
     /// below its changelog's start is closed and wiped (it is missing from
     /// [`TaskManager::standby_ids`] afterwards; the caller creates it again).
+    /// The changelog partitions the standby tasks follow.
+    pub(crate) fn standby_changelog_partitions(&self) -> BTreeSet<TopicPartition> {
+        self.standbys
+            .values()
+            .flat_map(|t| t.changelog_partitions())
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn update_standbys(&mut self, changelogs: &mut dyn ChangelogSource) -> Result<u64> {
         let mut applied = 0;
         let mut corrupted = Vec::new();

@@ -5,7 +5,8 @@
 //! instance's tasks taken over with at-least-once counts (with and without a standby
 //! replica, the restored records measured), a static member restarted without a rebalance.
 //! The tests run one at a time (each runs several processes). `WCC_KEEP=1` keeps the data
-//! of a run for a post-mortem; `WCC_LOG` sets the instances' log filter.
+//! of a run for a post-mortem (the broker's log is `broker.log` there); `WCC_LOG` sets the
+//! instances' log filter, `WCC_BROKER_LOG` the broker's.
 //!
 //! The binaries are the ones `cargo test --workspace` builds (`target/<profile>/broker` and
 //! `target/<profile>/examples/word-count`); a test fails loudly when they are missing.
@@ -56,8 +57,13 @@ fn serve(dir: &Path) -> Server {
             "--data-dir",
         ])
         .arg(dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("WCC_BROKER_LOG").unwrap_or_else(|_| "info".to_owned()),
+        )
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // The broker's log, beside its data (kept with WCC_KEEP=1).
+        .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -347,12 +353,21 @@ fn kill_one_instance_mid_input(seed: u64, standby_replicas: u32) -> Takeover {
     let (first, second) = lines.split_at(20_000);
     wcc::produce_lines(&server.addr, first).unwrap();
     let standbys = standby_replicas.to_string();
-    // The survivors stop by themselves after 15 s without input (longer than the 6 s session
-    // timeout that passes before they get the victim's tasks).
-    let extra = ["--standby-replicas", &standbys, "--until-idle", "15"];
+    // `acceptable.recovery.lag=0`: only an instance whose copy of a store is at the
+    // changelog's end counts as caught up (with Kafka's default of 10 000 every instance
+    // would, these changelogs being small, and the assignor would place tasks by balance
+    // alone). The survivors stop by themselves after 15 s without input (longer than the
+    // 6 s session timeout that passes before they get the victim's tasks).
+    let common = [
+        "--standby-replicas",
+        &standbys,
+        "--config",
+        "acceptable.recovery.lag=0",
+    ];
+    let extra = [&common[..], &["--until-idle", "15"][..]].concat();
     let a = Instance::start("a", &server.addr, &dir.path().join("a"), &extra);
     let b = Instance::start("b", &server.addr, &dir.path().join("b"), &extra);
-    let victim = Instance::start("c", &server.addr, &dir.path().join("c"), &extra[..2]);
+    let victim = Instance::start("c", &server.addr, &dir.path().join("c"), &common);
     wait_for_partition_of_tasks(&[&a, &b, &victim], Duration::from_secs(90));
     wait_for_counts(
         &server.addr,
@@ -454,7 +469,6 @@ fn a_sigkilled_instance_s_tasks_move_to_the_others_and_counts_stay_at_least_once
         t.restored > 0,
         "the survivors restored nothing without standbys: the takeover did not happen as meant"
     );
-    assert_eq!(t.standby_updates, 0);
 }
 
 #[test]
@@ -478,7 +492,11 @@ fn a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_without_
     let _serial = serial();
     let seed = 0x5eed_0004;
     eprintln!("seed: {seed:#x}");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("WCC_KEEP").is_some())
+        .tempdir()
+        .unwrap();
+    eprintln!("data: {}", dir.path().display());
     let server = serve(&dir.path().join("broker"));
     wcc::ensure_topics(&server.addr).unwrap();
     let lines = text(seed, 20_000);

@@ -595,7 +595,7 @@ impl StreamThread {
             Some(r) => r,
             None => self
                 .standby_reader
-                .insert(self.shared.cluster.changelog_source()?),
+                .insert(self.shared.cluster.standby_source()?),
         };
         for id in missing {
             let Some(r) = resolved
@@ -657,6 +657,7 @@ impl StreamThread {
         let Some(reader) = self.standby_reader.as_mut() else {
             return Ok(());
         };
+        reader.retain(&self.tasks.standby_changelog_partitions());
         let applied = self.tasks.update_standbys(reader.as_mut())?;
         self.standby_busy = applied > 0;
         if applied > 0 {

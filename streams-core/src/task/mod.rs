@@ -425,6 +425,11 @@ impl Task {
     }
 
     /// Input partitions of this task.
+    /// The changelog partitions of this task's stores.
+    pub(crate) fn changelog_partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.changelogs.values()
+    }
+
     pub(crate) fn input_partitions(&self) -> impl Iterator<Item = &TopicPartition> {
         self.queues.iter().map(|q| &q.partition)
     }

@@ -1,7 +1,14 @@
-//! The restore consumer of the wire backend: reads one changelog partition at a time with a
-//! librdkafka consumer in assign mode (`read_committed`, partition-EOF events on, so "no
-//! more records" is told apart from "not fetched yet").
+//! The restore consumers of the wire backend, librdkafka consumers in assign mode
+//! (`read_committed`, partition-EOF events on):
+//! - [`WireChangelogSource`] restores: it reads one changelog partition at a time and waits
+//!   for records or the partition's end, so "no more records" is told apart from "not
+//!   fetched yet";
+//! - [`WireStandbySource`] keeps standby tasks warm: every standby changelog partition stays
+//!   assigned and fetched in the background, and a read returns what has arrived without
+//!   waiting (as Kafka Streams polls its restore consumer with a zero timeout while running),
+//!   so the stream thread's processing loop never blocks on a caught-up changelog.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,6 +49,10 @@ impl ConsumerContext for RestoreContext {}
 
 pub(super) struct WireChangelogSource {
     consumer: BaseConsumer<RestoreContext>,
+    /// A client that never fetches, for the offsets queries: on `consumer`'s connection a
+    /// ListOffsets request would wait behind its long-polling fetch (up to the fetch wait)
+    /// at every partition change.
+    offsets_client: BaseConsumer<RestoreContext>,
     timeout: Duration,
     /// The partition assigned and the next offset its fetch position is at.
     current: Option<(TopicPartition, i64)>,
@@ -62,8 +73,12 @@ impl WireChangelogSource {
         let consumer: BaseConsumer<RestoreContext> = config
             .create_with_context(RestoreContext)
             .map_err(|e| rdkafka_error("creating the restore consumer", e))?;
+        let offsets_client: BaseConsumer<RestoreContext> = config
+            .create_with_context(RestoreContext)
+            .map_err(|e| rdkafka_error("creating the restore consumer's offsets client", e))?;
         Ok(WireChangelogSource {
             consumer,
+            offsets_client,
             timeout: settings.request_timeout,
             current: None,
         })
@@ -118,24 +133,7 @@ impl WireChangelogSource {
                     if m.topic() != tp.topic || m.partition() != tp.partition || m.offset() < from {
                         continue;
                     }
-                    let headers = m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|x| Header {
-                                    key: x.key.to_owned(),
-                                    value: x.value.map(Bytes::copy_from_slice),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    out.push(ConsumedRecord {
-                        offset: m.offset(),
-                        timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                        key: m.key().map(Bytes::copy_from_slice),
-                        value: m.payload().map(Bytes::copy_from_slice),
-                        headers,
-                    });
+                    out.push(consumed_record(&m));
                     if out.len() >= MAX_READ {
                         break;
                     }
@@ -149,9 +147,153 @@ impl WireChangelogSource {
     }
 }
 
+/// What [`WireStandbySource`] knows of one assigned partition.
+#[derive(Default)]
+struct StandbyPartition {
+    /// Records fetched and not yet read, in offset order.
+    buffered: VecDeque<ConsumedRecord>,
+    /// The offset the consumer fetches next (after the last record fetched).
+    fetch_position: i64,
+    /// The offset after the last record read (where the caller goes on reading).
+    read_position: i64,
+}
+
+/// The standby tasks' changelog reader: see the module documentation.
+pub(super) struct WireStandbySource {
+    restore: WireChangelogSource,
+    partitions: BTreeMap<TopicPartition, StandbyPartition>,
+}
+
+impl WireStandbySource {
+    pub(super) fn new(settings: &WireSettings, client_id: &str) -> Result<Self> {
+        Ok(WireStandbySource {
+            restore: WireChangelogSource::new(settings, client_id)?,
+            partitions: BTreeMap::new(),
+        })
+    }
+
+    /// One partition as a list for librdkafka.
+    fn list(tp: &TopicPartition, offset: Offset) -> Result<TopicPartitionList> {
+        let mut l = TopicPartitionList::new();
+        l.add_partition_offset(&tp.topic, tp.partition, offset)
+            .map_err(|e| rdkafka_error(format!("positioning at {tp}"), e))?;
+        Ok(l)
+    }
+
+    /// Moves what the consumer has fetched into the partitions' buffers, without waiting.
+    fn drain(&mut self) -> Result<()> {
+        for _ in 0..MAX_READ {
+            let m = match self.restore.consumer.poll(Duration::ZERO) {
+                None => return Ok(()),
+                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e)) => return Err(rdkafka_error("reading standby changelogs", e)),
+                Some(Ok(m)) => m,
+            };
+            let tp = TopicPartition::new(m.topic(), m.partition());
+            let Some(p) = self.partitions.get_mut(&tp) else {
+                continue;
+            };
+            if m.offset() < p.fetch_position {
+                continue;
+            }
+            p.fetch_position = m.offset() + 1;
+            p.buffered.push_back(consumed_record(&m));
+        }
+        Ok(())
+    }
+}
+
+impl ChangelogSource for WireStandbySource {
+    fn offsets(&mut self, tp: &TopicPartition) -> Result<(i64, i64)> {
+        self.restore.offsets(tp)
+    }
+
+    fn read(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ChangelogRecord>> {
+        Ok(self
+            .read_consumed(tp, from)?
+            .into_iter()
+            .map(changelog_record)
+            .collect())
+    }
+
+    /// What has arrived of `tp` from `from` on; empty when nothing new has been fetched
+    /// yet (the partition is fetched in the background from the first read on).
+    fn read_consumed(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ConsumedRecord>> {
+        // Reading on from where the last read ended, or further within what was fetched
+        // (offsets may have gaps: compaction, transaction markers).
+        let continues = self
+            .partitions
+            .get(tp)
+            .is_some_and(|p| from >= p.read_position && from <= p.fetch_position);
+        if !continues {
+            // A new partition is added to the assignment (incrementally: the others keep
+            // fetching, and librdkafka is not asked to stop and restart them); a partition
+            // the caller moved back in is sought back (rare: a source-topic changelog whose
+            // limit moved).
+            let known = self.partitions.contains_key(tp);
+            if known {
+                self.restore
+                    .consumer
+                    .seek(
+                        &tp.topic,
+                        tp.partition,
+                        Offset::Offset(from),
+                        self.restore.timeout,
+                    )
+                    .map_err(|e| rdkafka_error(format!("seeking {tp} to {from}"), e))?;
+            } else {
+                self.restore
+                    .consumer
+                    .incremental_assign(&Self::list(tp, Offset::Offset(from))?)
+                    .map_err(|e| rdkafka_error(format!("assigning {tp}"), e))?;
+            }
+            self.partitions.insert(
+                tp.clone(),
+                StandbyPartition {
+                    buffered: VecDeque::new(),
+                    fetch_position: from,
+                    read_position: from,
+                },
+            );
+        }
+        self.drain()?;
+        let Some(p) = self.partitions.get_mut(tp) else {
+            return Ok(Vec::new());
+        };
+        while p.buffered.front().is_some_and(|r| r.offset < from) {
+            p.buffered.pop_front();
+        }
+        let n = p.buffered.len().min(MAX_READ);
+        let out: Vec<ConsumedRecord> = p.buffered.drain(..n).collect();
+        p.read_position = out.last().map_or(from, |r| r.offset + 1);
+        Ok(out)
+    }
+
+    fn retain(&mut self, partitions: &BTreeSet<TopicPartition>) {
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .keys()
+            .filter(|tp| !partitions.contains(*tp))
+            .cloned()
+            .collect();
+        for tp in gone {
+            self.partitions.remove(&tp);
+            let removed = Self::list(&tp, Offset::Invalid).and_then(|l| {
+                self.restore
+                    .consumer
+                    .incremental_unassign(&l)
+                    .map_err(|e| rdkafka_error(format!("unassigning {tp}"), e))
+            });
+            if let Err(e) = removed {
+                tracing::warn!(error = %e, "dropping a standby changelog from the restore consumer");
+            }
+        }
+    }
+}
+
 impl ChangelogSource for WireChangelogSource {
     fn offsets(&mut self, tp: &TopicPartition) -> Result<(i64, i64)> {
-        self.consumer
+        self.offsets_client
             .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
             .map_err(|e| rdkafka_error(format!("offsets of {tp}"), e))
     }
@@ -160,16 +302,43 @@ impl ChangelogSource for WireChangelogSource {
         Ok(self
             .read_records(tp, from)?
             .into_iter()
-            .map(|r| ChangelogRecord {
-                offset: r.offset,
-                key: r.key.map(|k| k.to_vec()).unwrap_or_default(),
-                value: r.value.map(|v| v.to_vec()),
-                timestamp: r.timestamp,
-            })
+            .map(changelog_record)
             .collect())
     }
 
     fn read_consumed(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ConsumedRecord>> {
         self.read_records(tp, from)
+    }
+}
+
+/// A fetched message as the runtime's record.
+pub(super) fn consumed_record<M: Message>(m: &M) -> ConsumedRecord {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| Header {
+                    key: x.key.to_owned(),
+                    value: x.value.map(Bytes::copy_from_slice),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsumedRecord {
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        key: m.key().map(Bytes::copy_from_slice),
+        value: m.payload().map(Bytes::copy_from_slice),
+        headers,
+    }
+}
+
+/// A changelog record as the stores restore it (a null key as empty).
+fn changelog_record(r: ConsumedRecord) -> ChangelogRecord {
+    ChangelogRecord {
+        offset: r.offset,
+        key: r.key.map(|k| k.to_vec()).unwrap_or_default(),
+        value: r.value.map(|v| v.to_vec()),
+        timestamp: r.timestamp,
     }
 }

@@ -483,6 +483,13 @@ impl Cluster for KafkaCluster {
         )?))
     }
 
+    fn standby_source(&self) -> Result<Box<dyn ChangelogSource>> {
+        Ok(Box::new(changelog::WireStandbySource::new(
+            &self.settings,
+            &format!("{}-restore-consumer", self.settings.client_id),
+        )?))
+    }
+
     fn end_offset(&self, tp: &TopicPartition) -> Result<i64> {
         let (_, high) = self
             .meta
