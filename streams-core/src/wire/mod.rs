@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -174,6 +174,19 @@ pub(crate) fn rdkafka_error(context: impl Into<String>, e: KafkaError) -> Stream
     StreamsError::cluster_source(kind, format!("{}: {e}", context.into()), e)
 }
 
+/// True for the answers of a cluster that does not implement an API (librdkafka's mock
+/// cluster has no DescribeConfigs).
+fn is_unsupported(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::UnsupportedVersion
+                | RDKafkaErrorCode::UnsupportedFeature
+                | RDKafkaErrorCode::InvalidRequest
+        )
+    )
+}
+
 /// Client properties the runtime sets itself: a user value would break it, so it is refused
 /// at start.
 const OWNED_KEYS: [&str; 9] = [
@@ -267,6 +280,9 @@ pub struct KafkaCluster {
     admin: std::sync::Arc<AdminClient<DefaultClientContext>>,
     /// A consumer used for metadata and watermark queries.
     meta: std::sync::Arc<BaseConsumer>,
+    /// Set once the cluster was found not to support DescribeConfigs (warned about once;
+    /// existing internal topics' configs are not checked then).
+    no_describe_configs: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for KafkaCluster {
@@ -340,6 +356,7 @@ impl KafkaCluster {
             settings: std::sync::Arc::new(settings),
             admin: std::sync::Arc::new(admin),
             meta: std::sync::Arc::new(meta),
+            no_describe_configs: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -452,6 +469,49 @@ impl Cluster for KafkaCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
+    }
+
+    fn topic_configs(&self, topic: &str) -> Result<Option<BTreeMap<String, String>>> {
+        use std::sync::atomic::Ordering;
+        if self.no_describe_configs.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let unsupported = |what: String| {
+            if !self.no_describe_configs.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    topic,
+                    "the cluster does not support DescribeConfigs ({what}): the cleanup.policy \
+                     of existing internal topics is not checked"
+                );
+            }
+            Ok(None)
+        };
+        let options = AdminOptions::new().request_timeout(Some(self.settings.request_timeout));
+        let resource = ResourceSpecifier::Topic(topic);
+        let results = match block_on(self.admin.describe_configs([&resource], &options))? {
+            Ok(r) => r,
+            Err(e) if is_unsupported(e.rdkafka_error_code()) => return unsupported(e.to_string()),
+            Err(e) => return Err(rdkafka_error(format!("configs of topic `{topic}`"), e)),
+        };
+        let Some(result) = results.into_iter().next() else {
+            return Err(StreamsError::cluster_fatal(format!(
+                "configs of topic `{topic}`: no result in the DescribeConfigs response"
+            )));
+        };
+        match result {
+            Ok(resource) => Ok(Some(
+                resource
+                    .entries
+                    .into_iter()
+                    .filter_map(|e| Some((e.name, e.value?)))
+                    .collect(),
+            )),
+            Err(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
+            Err(code) if is_unsupported(Some(code)) => unsupported(code.to_string()),
+            Err(code) => Err(StreamsError::cluster_fatal(format!(
+                "configs of topic `{topic}`: {code}"
+            ))),
+        }
     }
 
     fn producer(&self, client_id: &str) -> Result<Box<dyn ClusterProducer>> {
