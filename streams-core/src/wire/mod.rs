@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -172,19 +172,6 @@ pub(crate) fn rdkafka_error(context: impl Into<String>, e: KafkaError) -> Stream
         _ => ClusterErrorKind::Fatal,
     };
     StreamsError::cluster_source(kind, format!("{}: {e}", context.into()), e)
-}
-
-/// True for the answers of a cluster that does not implement an API (librdkafka's mock
-/// cluster has no DescribeConfigs).
-fn is_unsupported(code: Option<RDKafkaErrorCode>) -> bool {
-    matches!(
-        code,
-        Some(
-            RDKafkaErrorCode::UnsupportedVersion
-                | RDKafkaErrorCode::UnsupportedFeature
-                | RDKafkaErrorCode::InvalidRequest
-        )
-    )
 }
 
 /// Client properties the runtime sets itself: a user value would break it, so it is refused
@@ -476,41 +463,18 @@ impl Cluster for KafkaCluster {
         if self.no_describe_configs.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let unsupported = |what: String| {
-            if !self.no_describe_configs.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    topic,
-                    "the cluster does not support DescribeConfigs ({what}): the cleanup.policy \
-                     of existing internal topics is not checked"
-                );
+        match self.describe_topic_configs(topic) {
+            Ok(configs) => Ok(configs),
+            Err(e @ WireError::UnsupportedApi { .. }) => {
+                if !self.no_describe_configs.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        topic,
+                        "{e}: the cleanup.policy of existing internal topics is not checked"
+                    );
+                }
+                Ok(None)
             }
-            Ok(None)
-        };
-        let options = AdminOptions::new().request_timeout(Some(self.settings.request_timeout));
-        let resource = ResourceSpecifier::Topic(topic);
-        let results = match block_on(self.admin.describe_configs([&resource], &options))? {
-            Ok(r) => r,
-            Err(e) if is_unsupported(e.rdkafka_error_code()) => return unsupported(e.to_string()),
-            Err(e) => return Err(rdkafka_error(format!("configs of topic `{topic}`"), e)),
-        };
-        let Some(result) = results.into_iter().next() else {
-            return Err(StreamsError::cluster_fatal(format!(
-                "configs of topic `{topic}`: no result in the DescribeConfigs response"
-            )));
-        };
-        match result {
-            Ok(resource) => Ok(Some(
-                resource
-                    .entries
-                    .into_iter()
-                    .filter_map(|e| Some((e.name, e.value?)))
-                    .collect(),
-            )),
-            Err(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
-            Err(code) if is_unsupported(Some(code)) => unsupported(code.to_string()),
-            Err(code) => Err(StreamsError::cluster_fatal(format!(
-                "configs of topic `{topic}`: {code}"
-            ))),
+            Err(e) => Err(e.into_streams(format!("configs of topic `{topic}`"))),
         }
     }
 
@@ -559,7 +523,71 @@ impl Cluster for KafkaCluster {
     }
 }
 
+/// Kafka's DescribeConfigs resource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+
 impl KafkaCluster {
+    /// DescribeConfigs of `topic` (every config) on the first bootstrap server that
+    /// answers, with this crate's own protocol client: librdkafka's admin API does not
+    /// report per-resource errors. `None` for an unknown topic; [`WireError::UnsupportedApi`]
+    /// when the broker has no DescribeConfigs.
+    fn describe_topic_configs(
+        &self,
+        topic: &str,
+    ) -> std::result::Result<Option<BTreeMap<String, String>>, WireError> {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::DescribeConfigsRequest;
+        use kafka_protocol::protocol::StrBytes;
+
+        let timeout = self.settings.request_timeout;
+        let client_id = format!("{}-admin", self.settings.client_id);
+        let mut last = None;
+        for server in &self.settings.bootstrap {
+            let mut conn = match conn::Connection::connect(server, &client_id, timeout) {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let version = conn.version::<DescribeConfigsRequest>(0, 4)?;
+            let request = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(RESOURCE_TOPIC)
+                    .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                    .with_configuration_keys(None),
+            ]);
+            let response = conn.call(request, version, timeout)?;
+            let Some(result) = response.results.into_iter().next() else {
+                return Err(WireError::Codec {
+                    api: "DescribeConfigs",
+                    reason: "no result for the topic".into(),
+                });
+            };
+            if result.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                return Ok(None);
+            }
+            if result.error_code != 0 {
+                return Err(WireError::kafka(
+                    "DescribeConfigs",
+                    result.error_code,
+                    result.error_message.map(|m| m.to_string()),
+                ));
+            }
+            return Ok(Some(
+                result
+                    .configs
+                    .into_iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+                    .collect(),
+            ));
+        }
+        Err(last.unwrap_or_else(|| WireError::Io {
+            address: String::new(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no bootstrap server"),
+        }))
+    }
+
     fn committed_metadata_pair(
         &self,
         group: &str,
