@@ -36,14 +36,14 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use examples::gps_trucks::cluster::{self, ClusterOptions};
+use examples::gps_trucks::generator::Fleet;
 use examples::gps_trucks::generator::{self, Arrival, FleetConfig};
 use examples::gps_trucks::geo::{format_time, format_utc};
 use examples::gps_trucks::geofence::Crossing;
-use examples::gps_trucks::cluster::{self, ClusterOptions};
-use examples::gps_trucks::generator::Fleet;
 use examples::gps_trucks::{
-    FleetResults, GpsTrucks, Options, APPLICATION_ID, GRACE, SPEED_ADVANCE, SPEED_LIMIT_KMH, SPEED_WINDOW,
-    STATS_WINDOW,
+    FleetResults, GpsTrucks, Options, APPLICATION_ID, GRACE, SPEED_ADVANCE, SPEED_LIMIT_KMH,
+    SPEED_WINDOW, STATS_WINDOW,
 };
 
 /// A fleet of trucks on the embedded broker or a cluster: latest positions, distance and
@@ -76,7 +76,11 @@ struct Args {
     speed: f64,
     /// A Kafka-protocol cluster to run against (`broker serve`, Kafka) instead of the
     /// embedded broker.
-    #[arg(long = "bootstrap-server", value_name = "HOST:PORT", conflicts_with = "follow")]
+    #[arg(
+        long = "bootstrap-server",
+        value_name = "HOST:PORT",
+        conflicts_with = "follow"
+    )]
     bootstrap: Option<String>,
     /// The application id on a cluster: instances with the same id share the work.
     #[arg(

@@ -1143,7 +1143,10 @@ mod tests {
             Changelog.cleanup_policy_violation("compact, delete"),
             Some("delete")
         );
-        assert_eq!(WindowedChangelog.cleanup_policy_violation("compact,delete"), None);
+        assert_eq!(
+            WindowedChangelog.cleanup_policy_violation("compact,delete"),
+            None
+        );
         assert_eq!(WindowedChangelog.cleanup_policy_violation("delete"), None);
         assert_eq!(Repartition.cleanup_policy_violation("delete"), None);
         assert_eq!(

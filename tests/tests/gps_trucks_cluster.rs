@@ -125,7 +125,10 @@ fn the_fleet_on_a_kafka_protocol_server_gives_the_embedded_output() {
     // Exactly the embedded output (same per-partition order, so the same sums).
     assert_eq!(got.latest, embedded.latest, "latest positions");
     assert_eq!(got.windows, embedded.windows, "window stats");
-    assert_eq!(got.window_updates, embedded.window_updates, "window results");
+    assert_eq!(
+        got.window_updates, embedded.window_updates,
+        "window results"
+    );
     assert!(got.window_updates.values().all(|n| *n == 1));
     assert_eq!(
         sorted_speeding(&got),

@@ -106,7 +106,10 @@ fn a_changelog_that_deletes_is_refused_over_the_wire_with_a_typed_error() {
         (CHANGELOG, InternalTopicKind::Changelog, "delete", "delete")
     );
     let message = err.to_string();
-    assert!(message.contains(CHANGELOG) && message.contains("cleanup.policy"), "{message}");
+    assert!(
+        message.contains(CHANGELOG) && message.contains("cleanup.policy"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -25,9 +25,9 @@ use streams_core::{KafkaCluster, StreamsApp, StreamsConfig};
 
 use super::generator::Fleet;
 use super::{
-    report_record, results_from, topology, with_app_settings, zone_records, FleetResults,
-    GpsError, InputRecord, Result, GEOFENCE_TOPIC, LATEST_TOPIC, POSITIONS_PARTITIONS,
-    POSITIONS_TOPIC, SPEEDING_TOPIC, STATS_TOPIC, ZONES_TOPIC,
+    report_record, results_from, topology, with_app_settings, zone_records, FleetResults, GpsError,
+    InputRecord, Result, GEOFENCE_TOPIC, LATEST_TOPIC, POSITIONS_PARTITIONS, POSITIONS_TOPIC,
+    SPEEDING_TOPIC, STATS_TOPIC, ZONES_TOPIC,
 };
 
 fn kafka(context: impl Into<String>, source: KafkaError) -> GpsError {

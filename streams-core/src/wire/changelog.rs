@@ -4,18 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use state_store::{ChangelogRecord, TopicPartition};
 
-use super::{rdkafka_error, ClientKind, WireSettings};
+use super::{consumed_record, rdkafka_error, ClientKind, WireSettings};
 use crate::client::ChangelogSource;
 use crate::error::{ClusterErrorKind, Result, StreamsError};
-use crate::record::{ConsumedRecord, Header};
+use crate::record::ConsumedRecord;
 
 /// Records returned per read at most (the caller reads again from the next offset).
 const MAX_READ: usize = 10_000;
@@ -118,24 +117,7 @@ impl WireChangelogSource {
                     if m.topic() != tp.topic || m.partition() != tp.partition || m.offset() < from {
                         continue;
                     }
-                    let headers = m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|x| Header {
-                                    key: x.key.to_owned(),
-                                    value: x.value.map(Bytes::copy_from_slice),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    out.push(ConsumedRecord {
-                        offset: m.offset(),
-                        timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                        key: m.key().map(Bytes::copy_from_slice),
-                        value: m.payload().map(Bytes::copy_from_slice),
-                        headers,
-                    });
+                    out.push(consumed_record(&m));
                     if out.len() >= MAX_READ {
                         break;
                     }

@@ -17,12 +17,12 @@ use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use state_store::TopicPartition;
 
 use super::group::{GroupClient, JoinParams, MemberIdentityInfo};
-use super::{rdkafka_error, ClientKind, WireError, WireSettings};
+use super::{consumed_record, rdkafka_error, ClientKind, WireError, WireSettings};
 use crate::assignment::{
     encode_subscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, NO_REBALANCE, STREAMS_PROTOCOL,
 };
@@ -31,7 +31,7 @@ use crate::client::{
     Subscription,
 };
 use crate::error::{ClusterErrorKind, Result, StreamsError};
-use crate::record::{ConsumedRecord, Header};
+use crate::record::ConsumedRecord;
 use crate::task::TaskId;
 use crate::topology::OffsetReset;
 
@@ -424,24 +424,7 @@ impl WireConsumer {
             if !self.assigned.contains(&tp) {
                 continue;
             }
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|x| Header {
-                            key: x.key.to_owned(),
-                            value: x.value.map(Bytes::copy_from_slice),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let record = ConsumedRecord {
-                offset: m.offset(),
-                timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                key: m.key().map(Bytes::copy_from_slice),
-                value: m.payload().map(Bytes::copy_from_slice),
-                headers,
-            };
+            let record = consumed_record(&m);
             if self.paused.contains(&tp) {
                 self.held.entry(tp).or_default().push(record);
                 self.held_count += 1;

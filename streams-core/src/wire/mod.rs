@@ -37,6 +37,7 @@ use crate::client::{
 };
 use crate::config::StreamsConfig;
 use crate::error::{ClusterErrorKind, Result, StreamsError};
+use crate::record::{ConsumedRecord, Header};
 
 use self::group::GroupClient;
 
@@ -172,6 +173,30 @@ pub(crate) fn rdkafka_error(context: impl Into<String>, e: KafkaError) -> Stream
         _ => ClusterErrorKind::Fatal,
     };
     StreamsError::cluster_source(kind, format!("{}: {e}", context.into()), e)
+}
+
+/// A record consumed through librdkafka as the runtime's [`ConsumedRecord`] (a timestamp
+/// librdkafka does not know is -1, as Kafka's `RecordBatch.NO_TIMESTAMP`).
+pub(crate) fn consumed_record(m: &impl rdkafka::Message) -> ConsumedRecord {
+    use rdkafka::message::Headers;
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| Header {
+                    key: x.key.to_owned(),
+                    value: x.value.map(bytes::Bytes::copy_from_slice),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsumedRecord {
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        key: m.key().map(bytes::Bytes::copy_from_slice),
+        value: m.payload().map(bytes::Bytes::copy_from_slice),
+        headers,
+    }
 }
 
 /// Client properties the runtime sets itself: a user value would break it, so it is refused
