@@ -83,7 +83,7 @@ fn sorted_speeding(r: &FleetResults) -> Vec<(String, i64, String)> {
 #[test]
 fn the_fleet_on_a_kafka_protocol_server_gives_the_embedded_output() {
     let seed = seed();
-    let fleet = generate(&FleetConfig::new(12, 40, seed));
+    let fleet = generate(&FleetConfig::new(8, 30, seed));
     let want = oracle::expected(&fleet);
     assert!(want.late > 0 && !want.speeding.is_empty() && !want.closed_windows.is_empty());
 
@@ -206,7 +206,7 @@ fn comparable(stdout: &str) -> Vec<String> {
 #[test]
 fn the_gps_trucks_example_prints_the_same_summary_embedded_and_on_a_cluster() {
     let seed = seed().to_string();
-    let common = ["--trucks", "8", "--minutes", "30", "--seed", seed.as_str()];
+    let common = ["--trucks", "4", "--minutes", "20", "--seed", seed.as_str()];
     let embedded = run_example(&common);
     let server = serve();
     let state = tempfile::tempdir().unwrap();

@@ -30,6 +30,9 @@ use super::{
     SPEEDING_TOPIC, STATS_TOPIC, ZONES_TOPIC,
 };
 
+/// A record's key and value.
+pub type KeyValue = (Option<Bytes>, Option<Bytes>);
+
 fn kafka(context: impl Into<String>, source: KafkaError) -> GpsError {
     GpsError::Kafka {
         context: context.into(),
@@ -89,17 +92,23 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Creates the input topics ([`POSITIONS_TOPIC`]; [`ZONES_TOPIC`] with
 /// `cleanup.policy=compact`) and the output topics with [`POSITIONS_PARTITIONS`] partitions
-/// each, those that are missing. Existing topics are left as they are.
+/// each and no time-based retention (`retention.ms=-1`), those that are missing. Existing
+/// topics are left as they are.
 pub fn ensure_topics(bootstrap: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .map_err(|e| kafka("creating an admin client", e))?;
     let partitions = i32::try_from(POSITIONS_PARTITIONS).unwrap_or(i32::MAX);
-    let new = |name| NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    // The fleet's event times (the record timestamps) are in the past: time-based retention
+    // (Kafka's default: 7 days) would let the broker delete them at its next check.
+    let new = |name| {
+        NewTopic::new(name, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1")
+    };
     let topics = [
         new(POSITIONS_TOPIC),
-        new(ZONES_TOPIC).set("cleanup.policy", "compact"),
+        NewTopic::new(ZONES_TOPIC, partitions, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact"),
         new(LATEST_TOPIC),
         new(STATS_TOPIC),
         new(SPEEDING_TOPIC),
@@ -174,7 +183,7 @@ pub fn start(options: &ClusterOptions) -> Result<StreamsApp> {
 
 /// The (key, value) pairs of every partition of `topic` up to its end offset at the time of
 /// the call, partition after partition (committed records only).
-pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<(Option<Bytes>, Option<Bytes>)>> {
+pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<KeyValue>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.auto.commit", "false")
@@ -204,7 +213,7 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<(Option<Bytes>, Op
                 .map_err(|e| kafka("assigning", e))?;
         }
     }
-    let mut read: BTreeMap<i32, Vec<(Option<Bytes>, Option<Bytes>)>> = BTreeMap::new();
+    let mut read: BTreeMap<i32, Vec<KeyValue>> = BTreeMap::new();
     if ends.is_empty() {
         return Ok(Vec::new());
     }
