@@ -1,8 +1,12 @@
-//! GPS trucks: a fleet of trucks reporting their positions, on the embedded broker.
+//! GPS trucks: a fleet of trucks reporting their positions, on the embedded broker or on a
+//! cluster.
 //!
 //! ```text
 //! cargo run -p examples --example gps-trucks -- [--trucks N] [--minutes M] [--seed S]
-//!     [--data-dir DIR] [--threads N] [--follow [--speed X]] [--bootstrap-server HOST:PORT]
+//!     [--data-dir DIR] [--threads N] [--follow [--speed X]]
+//! cargo run -p examples --example gps-trucks -- --bootstrap-server HOST:PORT
+//!     [--application-id ID] [--no-produce] [--until-idle SECS] [--trucks N] [--minutes M]
+//!     [--seed S] [--data-dir DIR] [--threads N]
 //! ```
 //!
 //! Generates the reports of N trucks over M minutes of event time (one per truck every 20
@@ -13,23 +17,37 @@
 //! alerts (entering or leaving one of the zones of the `zones` topic) with their times.
 //! With `--follow` the reports are fed as a live stream (a minute of event time per second by
 //! default, `--speed`), and the dashboard of latest positions is printed after every minute.
+//!
+//! On a cluster (`--bootstrap-server`, e.g. `broker serve`): the topics are created when
+//! missing (10 partitions, `zones` compacted), the generated zones and reports are produced
+//! to the cluster (unless `--no-produce`: further instances only process), and the
+//! application runs through the wire backend. Any number of instances with the same
+//! `--application-id` share the tasks; each prints `tasks owned: ...` after every rebalance.
+//! An instance stops after a final commit once every input partition's committed offset is
+//! at its end, or with `--until-idle SECS` after SECS seconds without new input (or at
+//! Ctrl-C), then prints the same summary read back from the cluster's output topics (the
+//! late reports dropped are this instance's).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use examples::gps_trucks::cluster::{self, ClusterOptions};
+use examples::gps_trucks::generator::Fleet;
 use examples::gps_trucks::generator::{self, Arrival, FleetConfig};
 use examples::gps_trucks::geo::{format_time, format_utc};
 use examples::gps_trucks::geofence::Crossing;
 use examples::gps_trucks::{
-    FleetResults, GpsTrucks, Options, GRACE, SPEED_ADVANCE, SPEED_LIMIT_KMH, SPEED_WINDOW,
-    STATS_WINDOW,
+    FleetResults, GpsTrucks, Options, APPLICATION_ID, GRACE, SPEED_ADVANCE, SPEED_LIMIT_KMH,
+    SPEED_WINDOW, STATS_WINDOW,
 };
 
-/// A fleet of trucks on the embedded broker: latest positions, distance and average speed per
-/// truck and window, speeding alerts.
+/// A fleet of trucks on the embedded broker or a cluster: latest positions, distance and
+/// average speed per truck and window, speeding and geofence alerts.
 #[derive(Parser)]
 #[command(name = "gps-trucks")]
 struct Args {
@@ -56,10 +74,37 @@ struct Args {
     /// With --follow: event time per wall-clock time (60 = a minute per second).
     #[arg(long, value_name = "X", default_value_t = 60.0, requires = "follow")]
     speed: f64,
-    /// An external Kafka cluster to run against. Not supported yet (it needs the rdkafka
-    /// backend): the example refuses it with an explanation.
-    #[arg(long = "bootstrap-server", value_name = "HOST:PORT")]
+    /// A Kafka-protocol cluster to run against (`broker serve`, Kafka) instead of the
+    /// embedded broker.
+    #[arg(
+        long = "bootstrap-server",
+        value_name = "HOST:PORT",
+        conflicts_with = "follow"
+    )]
     bootstrap: Option<String>,
+    /// The application id on a cluster: instances with the same id share the work.
+    #[arg(
+        long = "application-id",
+        value_name = "ID",
+        default_value = APPLICATION_ID,
+        requires = "bootstrap"
+    )]
+    application_id: String,
+    /// On a cluster: do not produce the generated input (another instance does).
+    #[arg(long = "no-produce", requires = "bootstrap")]
+    no_produce: bool,
+    /// On a cluster: commit and exit after SECS seconds without new input, instead of once
+    /// every input partition is processed and committed.
+    #[arg(long = "until-idle", value_name = "SECS", requires = "bootstrap")]
+    until_idle: Option<u64>,
+    /// On a cluster: `session.timeout.ms` of the instance's group members.
+    #[arg(
+        long = "session-timeout-ms",
+        value_name = "MS",
+        default_value_t = 10_000,
+        requires = "bootstrap"
+    )]
+    session_timeout_ms: u64,
 }
 
 fn at_least_one(value: &str) -> Result<usize, String> {
@@ -148,22 +193,117 @@ fn print_summary(results: &FleetResults, zones: &BTreeMap<String, String>) {
     }
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    if let Some(server) = &args.bootstrap {
-        return Err(format!(
-            "--bootstrap-server {server}: running against an external Kafka cluster needs the \
-             rdkafka backend, which is not built yet; run without it to use the embedded broker"
-        )
-        .into());
+fn zone_names(fleet: &Fleet) -> BTreeMap<String, String> {
+    fleet
+        .zones
+        .iter()
+        .map(|(id, z)| (id.clone(), z.name.clone()))
+        .collect()
+}
+
+fn run_cluster(args: &Args, server: &str, fleet: &Fleet) -> Result<(), Box<dyn std::error::Error>> {
+    cluster::ensure_topics(server)?;
+    if !args.no_produce {
+        let (zones, reports) = cluster::produce(server, fleet)?;
+        println!("produced {zones} zones and {reports} reports to {server}");
     }
     let temp;
-    let data_dir = match &args.data_dir {
-        Some(d) => d.clone(),
+    let state_dir = match &args.data_dir {
+        Some(d) => d.join("state"),
         None => {
             temp = tempfile::tempdir()?;
-            temp.path().to_path_buf()
+            temp.path().join("state")
         }
     };
+    let mut options = ClusterOptions::new(server, state_dir);
+    options.application_id = args.application_id.clone();
+    options.threads = args.threads;
+    options.session_timeout = Duration::from_millis(args.session_timeout_ms);
+    let (state_tx, state_rx) = mpsc::channel();
+    let mut app = cluster::start(&options)?;
+    app.set_state_listener(move |new, _old| {
+        let _ = state_tx.send(new);
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                let _ = rt.block_on(tokio::signal::ctrl_c());
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let print_tasks = |app: &streams_core::StreamsApp| {
+        let tasks: Vec<String> = app.active_tasks().iter().map(ToString::to_string).collect();
+        println!("tasks owned: {}", tasks.join(" "));
+    };
+    if app.state() == streams_core::StreamsState::Running {
+        print_tasks(&app);
+    }
+    let mut last_processed = app.processed_records();
+    let mut last_progress = Instant::now();
+    // Without --until-idle: done once caught up twice in a row (the second check covers what
+    // the first one's commits wrote to repartition topics).
+    let mut caught_up_streak = 0;
+    loop {
+        match state_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(streams_core::StreamsState::Running) => {
+                print_tasks(&app);
+                last_progress = Instant::now();
+            }
+            Ok(streams_core::StreamsState::Error) => {
+                return Err(format!("the application failed: {}", app.errors().join("; ")).into());
+            }
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let processed = app.processed_records();
+        if processed != last_processed {
+            last_processed = processed;
+            last_progress = Instant::now();
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let running = app.state() == streams_core::StreamsState::Running;
+        if !running {
+            last_progress = Instant::now();
+        }
+        match args.until_idle {
+            Some(idle) => {
+                if last_progress.elapsed() >= Duration::from_secs(idle) {
+                    break;
+                }
+            }
+            None => {
+                if running && app.is_caught_up()? {
+                    caught_up_streak += 1;
+                    if caught_up_streak >= 2 {
+                        break;
+                    }
+                } else {
+                    caught_up_streak = 0;
+                }
+            }
+        }
+    }
+    let dropped = app.dropped_records();
+    app.close();
+    let errors = app.errors();
+    if !errors.is_empty() {
+        return Err(format!("the application failed: {}", errors.join("; ")).into());
+    }
+    let results = cluster::read_results(server)?;
+    print_summary(&results, &zone_names(fleet));
+    println!("Late reports dropped: {dropped}");
+    Ok(())
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let fleet = generator::generate(&FleetConfig::new(args.trucks, args.minutes, args.seed));
     let count = |a: Arrival| fleet.reports.iter().filter(|r| r.arrival == a).count();
     println!(
@@ -176,6 +316,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         count(Arrival::OutOfOrder),
         count(Arrival::Late)
     );
+    if let Some(server) = &args.bootstrap {
+        return run_cluster(&args, server, &fleet);
+    }
+    let temp;
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
     let mut options = Options::new(&data_dir);
     options.threads = args.threads;
     let app = GpsTrucks::start(&options)?;
@@ -207,12 +358,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let results = app.results()?;
     let dropped = app.app().dropped_records();
     app.close()?;
-    let zones: BTreeMap<String, String> = fleet
-        .zones
-        .iter()
-        .map(|(id, z)| (id.clone(), z.name.clone()))
-        .collect();
-    print_summary(&results, &zones);
+    print_summary(&results, &zone_names(&fleet));
     println!("Late reports dropped: {dropped}");
     Ok(())
 }

@@ -33,11 +33,54 @@ use crate::record::{ConsumedRecord, Header, ProducedRecord};
 use crate::task::TaskId;
 use crate::topology::OffsetReset;
 
+/// What an internal topic is for, which decides the `cleanup.policy` an existing topic must
+/// have (Kafka Streams' `InternalTopicManager` validation of its `InternalTopicConfig`
+/// kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalTopicKind {
+    /// A repartition topic: its records are deleted once consumed, so its `cleanup.policy`
+    /// must not contain `compact`.
+    Repartition,
+    /// The changelog of a key-value store (or a suppression buffer): compacted, and its
+    /// `cleanup.policy` must not contain `delete` (retention would lose state).
+    Changelog,
+    /// The changelog of a window or session store: `compact,delete` with a retention; any
+    /// policy is accepted (Kafka checks the retention when it contains `delete`).
+    WindowedChangelog,
+}
+
+impl InternalTopicKind {
+    /// Why an existing topic of this kind with `cleanup.policy` = `policy` is unusable, or
+    /// `None` if it is fine: a changelog's policy must not contain `delete`, a repartition
+    /// topic's must not contain `compact` (Kafka's rules; the policy is a comma-separated
+    /// list).
+    pub fn cleanup_policy_violation(self, policy: &str) -> Option<&'static str> {
+        let has = |p: &str| policy.split(',').any(|v| v.trim() == p);
+        match self {
+            InternalTopicKind::Changelog if has("delete") => Some("delete"),
+            InternalTopicKind::Repartition if has("compact") => Some("compact"),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for InternalTopicKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InternalTopicKind::Repartition => "repartition topic",
+            InternalTopicKind::Changelog => "changelog topic",
+            InternalTopicKind::WindowedChangelog => "windowed changelog topic",
+        })
+    }
+}
+
 /// A topic the runtime creates (changelog or repartition topic).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternalTopicSpec {
     /// Physical name.
     pub name: String,
+    /// What the topic is for.
+    pub kind: InternalTopicKind,
     /// Partitions.
     pub partitions: i32,
     /// Replication factor.
@@ -273,6 +316,13 @@ pub trait Cluster: Send + Sync + 'static {
     fn topic_names(&self) -> Result<Vec<String>>;
     /// Creates a topic; an existing topic is not an error (the caller checks its partitions).
     fn create_topic(&self, spec: &InternalTopicSpec) -> Result<()>;
+    /// The configs of an existing topic (Kafka's DescribeConfigs: every config, defaults
+    /// included), or `None` when the cluster cannot tell (it does not support describing
+    /// configs) or the topic does not exist. The default cannot tell.
+    fn topic_configs(&self, topic: &str) -> Result<Option<BTreeMap<String, String>>> {
+        let _ = topic;
+        Ok(None)
+    }
     /// A producer for one stream thread.
     fn producer(&self, client_id: &str) -> Result<Box<dyn ClusterProducer>>;
     /// A consumer in group `group` for one stream thread.
@@ -399,6 +449,20 @@ impl Cluster for EmbeddedCluster {
             Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => Ok(()),
             Err(e) => Err(cluster_err(e)),
         }
+    }
+
+    fn topic_configs(&self, topic: &str) -> Result<Option<BTreeMap<String, String>>> {
+        if !self.broker.topic_exists(topic) {
+            return Ok(None);
+        }
+        let description = self.broker.describe_topic(topic).map_err(cluster_err)?;
+        Ok(Some(
+            description
+                .configs
+                .into_iter()
+                .map(|e| (e.name, e.value))
+                .collect(),
+        ))
     }
 
     fn producer(&self, _client_id: &str) -> Result<Box<dyn ClusterProducer>> {
@@ -1081,6 +1145,27 @@ mod tests {
     use broker_embedded::BrokerConfig;
 
     use super::*;
+
+    #[test]
+    fn cleanup_policy_rules_of_internal_topics_are_kafkas() {
+        use InternalTopicKind::*;
+        assert_eq!(Changelog.cleanup_policy_violation("compact"), None);
+        assert_eq!(Changelog.cleanup_policy_violation("delete"), Some("delete"));
+        assert_eq!(
+            Changelog.cleanup_policy_violation("compact, delete"),
+            Some("delete")
+        );
+        assert_eq!(
+            WindowedChangelog.cleanup_policy_violation("compact,delete"),
+            None
+        );
+        assert_eq!(WindowedChangelog.cleanup_policy_violation("delete"), None);
+        assert_eq!(Repartition.cleanup_policy_violation("delete"), None);
+        assert_eq!(
+            Repartition.cleanup_policy_violation("delete,compact"),
+            Some("compact")
+        );
+    }
 
     fn record(value: &[u8]) -> ProducedRecord {
         ProducedRecord {

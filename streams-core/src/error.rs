@@ -185,6 +185,23 @@ pub enum StreamsError {
         /// Why.
         reason: String,
     },
+    /// An existing internal topic's `cleanup.policy` does not suit its use (Kafka Streams'
+    /// validation of internal topics): a changelog that deletes old records would lose
+    /// state, a compacted repartition topic would lose records.
+    #[error(
+        "internal topic `{topic}` is unusable: its cleanup.policy is `{policy}`, but a {kind}'s \
+         must not contain `{forbidden}`; fix it (kafka-configs --alter) or delete the topic"
+    )]
+    InternalTopicCleanupPolicy {
+        /// The topic.
+        topic: String,
+        /// What the topic is for.
+        kind: crate::client::InternalTopicKind,
+        /// Its `cleanup.policy`.
+        policy: String,
+        /// The policy it must not contain.
+        forbidden: &'static str,
+    },
     /// A processor failed while processing a record or punctuating.
     #[error("processing failed in task {task} at node `{node}`: {message}")]
     Processing {

@@ -68,7 +68,7 @@ pub use assignor::{
 };
 pub use client::{
     AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, EmbeddedCluster,
-    InternalTopicSpec, PollResult, Subscription, TaskOffsetSumsFn,
+    InternalTopicKind, InternalTopicSpec, PollResult, Subscription, TaskOffsetSumsFn,
 };
 pub use config::{
     DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,

@@ -137,3 +137,36 @@ fn an_existing_internal_topic_with_the_wrong_partition_count_is_a_clear_error() 
     assert!(err.contains("3 partitions"), "{err}");
     assert!(err.contains("needs 8"), "{err}");
 }
+
+/// The mock has no DescribeConfigs: the backend reports the configs of existing topics as
+/// unknown (warning once) and the application starts on the existing internal topics
+/// without the cleanup.policy check.
+#[test]
+fn without_describe_configs_the_cleanup_policy_check_is_skipped() {
+    init_logs();
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    create(
+        &mock,
+        &[
+            (wcc::INPUT_TOPIC, wcc::PARTITIONS),
+            (wcc::OUTPUT_TOPIC, wcc::PARTITIONS),
+            (REPARTITION, wcc::PARTITIONS),
+            (CHANGELOG, wcc::PARTITIONS),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let options = wcc::ClusterOptions::new(&bootstrap, APP, dir.path().join("state"));
+    let cluster = KafkaCluster::new(&options.config().unwrap()).unwrap();
+    assert_eq!(cluster.topic_configs(CHANGELOG).unwrap(), None);
+    assert_eq!(cluster.topic_configs(REPARTITION).unwrap(), None);
+    let mut app = wcc::start(&options).unwrap();
+    assert!(
+        app.wait_for_state(StreamsState::Running, Duration::from_secs(60)),
+        "not RUNNING: {:?} {:?}",
+        app.state(),
+        app.errors()
+    );
+    app.close();
+    assert!(app.errors().is_empty(), "{:?}", app.errors());
+}

@@ -30,6 +30,7 @@
 //! earlier report's is). The windowed sums therefore equal, once every report is in, the
 //! distances of the route in event-time order.
 
+pub mod cluster;
 pub mod generator;
 pub mod geo;
 pub mod geofence;
@@ -443,6 +444,15 @@ pub enum GpsError {
     /// Something did not happen in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A Kafka client (the cluster mode's admin, producer or reader) failed.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     /// An output record could not be read.
     #[error("bad output record on {topic}: {reason}")]
     BadOutput {
@@ -476,6 +486,71 @@ impl Options {
             commit_interval: Duration::from_millis(200),
         }
     }
+}
+
+/// An input record of the application, as any producer writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRecord {
+    /// Partition (the Java client's murmur2 partitioner over the key, as a Kafka producer
+    /// would choose).
+    pub partition: i32,
+    /// Key bytes.
+    pub key: Bytes,
+    /// Value bytes.
+    pub value: Bytes,
+    /// Record timestamp (ms).
+    pub timestamp: i64,
+}
+
+fn partition_of(key: &str) -> i32 {
+    broker_embedded::partition_for_key(key.as_bytes(), POSITIONS_PARTITIONS)
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+/// The records of the fleet's zones for [`ZONES_TOPIC`]: keyed by zone id, stamped with the
+/// first report's event time.
+pub fn zone_records(fleet: &Fleet) -> Result<Vec<InputRecord>> {
+    let serde = JsonSerde::<geofence::Zone>::new();
+    let ts = fleet.reports.first().map_or(0, |r| r.position.ts);
+    fleet
+        .zones
+        .iter()
+        .map(|(id, zone)| {
+            let value = serde
+                .serialize(ZONES_TOPIC, zone)
+                .map_err(|e| GpsError::Encode(e.to_string()))?
+                .unwrap_or_default();
+            Ok(InputRecord {
+                partition: partition_of(id),
+                key: Bytes::copy_from_slice(id.as_bytes()),
+                value: Bytes::from(value),
+                timestamp: ts,
+            })
+        })
+        .collect()
+}
+
+/// The record of one report for [`POSITIONS_TOPIC`]: keyed by truck id, stamped with the
+/// report's event time.
+pub fn report_record(r: &generator::Report) -> Result<InputRecord> {
+    let value = JsonSerde::<Position>::new()
+        .serialize(POSITIONS_TOPIC, &r.position)
+        .map_err(|e| GpsError::Encode(e.to_string()))?
+        .unwrap_or_default();
+    Ok(InputRecord {
+        partition: partition_of(&r.truck),
+        key: Bytes::copy_from_slice(r.truck.as_bytes()),
+        value: Bytes::from(value),
+        timestamp: r.position.ts,
+    })
+}
+
+/// The settings every run of the application uses, embedded or on a cluster.
+fn with_app_settings(config: StreamsConfig) -> StreamsConfig {
+    // Look for closed windows on every record (Kafka's internal emit interval, 1 s of wall
+    // clock by default): a replay then emits exactly what a live feed would.
+    config.emit_interval_windowed_aggregation(Duration::ZERO)
 }
 
 /// The broker and the running application.
@@ -521,10 +596,8 @@ impl GpsTrucks {
         let config = StreamsConfig::new(APPLICATION_ID)
             .state_dir(options.data_dir.join("state"))
             .num_stream_threads(options.threads)
-            .commit_interval(options.commit_interval)
-            // Look for closed windows on every record (Kafka's internal emit interval, 1 s
-            // of wall clock by default): a replay then emits exactly what a live feed would.
-            .emit_interval_windowed_aggregation(Duration::ZERO);
+            .commit_interval(options.commit_interval);
+        let config = with_app_settings(config);
         let mut app = StreamsApp::new(topology()?, config, EmbeddedCluster::new(broker.clone()))?;
         app.start()?;
         if !app.wait_for_state(StreamsState::Running, Duration::from_secs(120)) {
@@ -552,42 +625,22 @@ impl GpsTrucks {
     /// Writes the fleet's zones to [`ZONES_TOPIC`] (keyed by zone id, partitioned as a Kafka
     /// producer would), stamped with the first report's event time.
     pub fn produce_zones(&self, fleet: &Fleet) -> Result<()> {
-        let serde = JsonSerde::<geofence::Zone>::new();
-        let ts = fleet.reports.first().map_or(0, |r| r.position.ts);
-        for (id, zone) in &fleet.zones {
-            let p = broker_embedded::partition_for_key(id.as_bytes(), POSITIONS_PARTITIONS)
-                .and_then(|p| i32::try_from(p).ok())
-                .unwrap_or(0);
-            let value = serde
-                .serialize(ZONES_TOPIC, zone)
-                .map_err(|e| GpsError::Encode(e.to_string()))?
-                .unwrap_or_default();
-            let record =
-                ProduceRecord::new(Bytes::copy_from_slice(id.as_bytes()), Bytes::from(value))
-                    .with_timestamp(ts);
-            self.broker.produce(ZONES_TOPIC, p, &[record])?;
+        for r in zone_records(fleet)? {
+            let record = ProduceRecord::new(r.key, r.value).with_timestamp(r.timestamp);
+            self.broker.produce(ZONES_TOPIC, r.partition, &[record])?;
         }
         Ok(())
     }
 
     fn produce_reports(&self, reports: &[generator::Report]) -> Result<()> {
         let mut batch: BTreeMap<i32, Vec<ProduceRecord>> = BTreeMap::new();
-        let serde = JsonSerde::<Position>::new();
         for r in reports {
-            let p = broker_embedded::partition_for_key(r.truck.as_bytes(), POSITIONS_PARTITIONS)
-                .and_then(|p| i32::try_from(p).ok())
-                .unwrap_or(0);
-            let value = serde
-                .serialize(POSITIONS_TOPIC, &r.position)
-                .map_err(|e| GpsError::Encode(e.to_string()))?
-                .unwrap_or_default();
-            batch.entry(p).or_default().push(
-                ProduceRecord::new(
-                    Bytes::copy_from_slice(r.truck.as_bytes()),
-                    Bytes::from(value),
-                )
-                .with_timestamp(r.position.ts),
-            );
+            let r = report_record(r)?;
+            let p = r.partition;
+            batch
+                .entry(p)
+                .or_default()
+                .push(ProduceRecord::new(r.key, r.value).with_timestamp(r.timestamp));
             if batch.get(&p).is_some_and(|b| b.len() >= 500) {
                 if let Some(records) = batch.remove(&p) {
                     self.broker.produce(POSITIONS_TOPIC, p, &records)?;
@@ -710,28 +763,36 @@ fn decode<T: 'static>(serde: &impl Serde<T>, topic: &str, bytes: Option<&[u8]>) 
 
 /// Reads the application's output topics.
 pub fn read_results(broker: &Broker) -> Result<FleetResults> {
+    results_from(|topic| read_topic(broker, topic))
+}
+
+/// Decodes the application's output, `read` giving the (key, value) pairs of a topic in
+/// partition order (each partition in offset order).
+pub fn results_from(
+    mut read: impl FnMut(&str) -> Result<Vec<(Option<Bytes>, Option<Bytes>)>>,
+) -> Result<FleetResults> {
     let mut results = FleetResults::default();
-    for (k, v) in read_topic(broker, LATEST_TOPIC)? {
+    for (k, v) in read(LATEST_TOPIC)? {
         let truck = decode(&StringSerde, LATEST_TOPIC, k.as_deref())?;
         let p = decode(&JsonSerde::<Position>::new(), LATEST_TOPIC, v.as_deref())?;
         results.latest.insert(truck, p);
     }
     let window_serde = TimeWindowedSerde::new(StringSerde, STATS_WINDOW);
-    for (k, v) in read_topic(broker, STATS_TOPIC)? {
+    for (k, v) in read(STATS_TOPIC)? {
         let w: Windowed<String> = decode(&window_serde, STATS_TOPIC, k.as_deref())?;
         let stats = decode(&JsonSerde::<WindowStats>::new(), STATS_TOPIC, v.as_deref())?;
         let key = (w.key, w.window.start);
         *results.window_updates.entry(key.clone()).or_default() += 1;
         results.windows.insert(key, stats);
     }
-    for (_, v) in read_topic(broker, SPEEDING_TOPIC)? {
+    for (_, v) in read(SPEEDING_TOPIC)? {
         results.speeding.push(decode(
             &JsonSerde::<SpeedingAlert>::new(),
             SPEEDING_TOPIC,
             v.as_deref(),
         )?);
     }
-    for (_, v) in read_topic(broker, GEOFENCE_TOPIC)? {
+    for (_, v) in read(GEOFENCE_TOPIC)? {
         results.geofence.push(decode(
             &JsonSerde::<geofence::GeofenceAlert>::new(),
             GEOFENCE_TOPIC,

@@ -3,6 +3,8 @@
 //! or checked.
 
 use super::*;
+use crate::client::InternalTopicKind;
+use crate::store::StoreKind;
 
 /// Resolves source topics, checks co-partitioning, sizes and creates internal topics.
 pub(crate) fn prepare_topics(
@@ -184,6 +186,7 @@ pub(crate) fn prepare_topics(
         configs.insert("segment.bytes".to_owned(), (50 << 20).to_string());
         wanted.push(InternalTopicSpec {
             name: physical,
+            kind: InternalTopicKind::Repartition,
             partitions: n,
             replication_factor: config.replication_factor,
             configs,
@@ -197,8 +200,17 @@ pub(crate) fn prepare_topics(
             if !spec.is_logging() {
                 continue;
             }
+            let kind = match spec.kind() {
+                StoreKind::Window { .. }
+                | StoreKind::TimestampedWindow { .. }
+                | StoreKind::Session { .. } => InternalTopicKind::WindowedChangelog,
+                StoreKind::KeyValue
+                | StoreKind::TimestampedKeyValue
+                | StoreKind::TimeOrderedBuffer => InternalTopicKind::Changelog,
+            };
             wanted.push(InternalTopicSpec {
                 name: crate::names::changelog_topic(app, store),
+                kind,
                 partitions: r.partitions,
                 replication_factor: config.replication_factor,
                 configs: spec.changelog_config(),
@@ -216,7 +228,7 @@ pub(crate) fn prepare_topics(
                     ),
                 })
             }
-            Some(_) => {}
+            Some(_) => validate_cleanup_policy(cluster, &spec)?,
             None => {
                 tracing::info!(topic = %spec.name, partitions = spec.partitions, "creating internal topic");
                 cluster.create_topic(&spec)?;
@@ -224,4 +236,26 @@ pub(crate) fn prepare_topics(
         }
     }
     Ok(resolved)
+}
+
+/// Checks an existing internal topic's `cleanup.policy` against its kind (see
+/// [`InternalTopicKind::cleanup_policy_violation`]); skipped when the cluster cannot
+/// describe topic configs.
+fn validate_cleanup_policy(cluster: &dyn Cluster, spec: &InternalTopicSpec) -> Result<()> {
+    let Some(configs) = cluster.topic_configs(&spec.name)? else {
+        return Ok(());
+    };
+    // Kafka's default when a broker leaves it out.
+    let policy = configs
+        .get("cleanup.policy")
+        .map_or("delete", String::as_str);
+    match spec.kind.cleanup_policy_violation(policy) {
+        None => Ok(()),
+        Some(forbidden) => Err(StreamsError::InternalTopicCleanupPolicy {
+            topic: spec.name.clone(),
+            kind: spec.kind,
+            policy: policy.to_owned(),
+            forbidden,
+        }),
+    }
 }

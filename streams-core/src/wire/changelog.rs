@@ -11,18 +11,17 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use state_store::{ChangelogRecord, TopicPartition};
 
-use super::{rdkafka_error, ClientKind, WireSettings};
+use super::{consumed_record, rdkafka_error, ClientKind, WireSettings};
 use crate::client::ChangelogSource;
 use crate::error::{ClusterErrorKind, Result, StreamsError};
-use crate::record::{ConsumedRecord, Header};
+use crate::record::ConsumedRecord;
 
 /// Records returned per read at most (the caller reads again from the next offset).
 const MAX_READ: usize = 10_000;
@@ -308,28 +307,6 @@ impl ChangelogSource for WireChangelogSource {
 
     fn read_consumed(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ConsumedRecord>> {
         self.read_records(tp, from)
-    }
-}
-
-/// A fetched message as the runtime's record.
-pub(super) fn consumed_record<M: Message>(m: &M) -> ConsumedRecord {
-    let headers = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|x| Header {
-                    key: x.key.to_owned(),
-                    value: x.value.map(Bytes::copy_from_slice),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ConsumedRecord {
-        offset: m.offset(),
-        timestamp: m.timestamp().to_millis().unwrap_or(-1),
-        key: m.key().map(Bytes::copy_from_slice),
-        value: m.payload().map(Bytes::copy_from_slice),
-        headers,
     }
 }
 

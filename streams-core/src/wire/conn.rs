@@ -262,6 +262,7 @@ pub(crate) fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::OffsetFetch) => "OffsetFetch",
         Ok(ApiKey::ApiVersions) => "ApiVersions",
         Ok(ApiKey::Metadata) => "Metadata",
+        Ok(ApiKey::DescribeConfigs) => "DescribeConfigs",
         _ => "request",
     }
 }

@@ -22,7 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use state_store::TopicPartition;
 
 use super::group::{GroupClient, JoinParams, MemberIdentityInfo};
-use super::{rdkafka_error, ClientKind, WireError, WireSettings};
+use super::{consumed_record, rdkafka_error, ClientKind, WireError, WireSettings};
 use crate::assignment::{
     encode_subscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, NO_REBALANCE, STREAMS_PROTOCOL,
 };
@@ -419,7 +419,7 @@ impl WireConsumer {
             if !self.assigned.contains(&tp) {
                 continue;
             }
-            let record = super::changelog::consumed_record(&m);
+            let record = consumed_record(&m);
             if self.paused.contains(&tp) {
                 self.held.entry(tp).or_default().push(record);
                 self.held_count += 1;

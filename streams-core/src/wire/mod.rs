@@ -38,6 +38,7 @@ use crate::client::{
 };
 use crate::config::StreamsConfig;
 use crate::error::{ClusterErrorKind, Result, StreamsError};
+use crate::record::{ConsumedRecord, Header};
 
 use self::group::GroupClient;
 
@@ -175,6 +176,30 @@ pub(crate) fn rdkafka_error(context: impl Into<String>, e: KafkaError) -> Stream
     StreamsError::cluster_source(kind, format!("{}: {e}", context.into()), e)
 }
 
+/// A record consumed through librdkafka as the runtime's [`ConsumedRecord`] (a timestamp
+/// librdkafka does not know is -1, as Kafka's `RecordBatch.NO_TIMESTAMP`).
+pub(crate) fn consumed_record(m: &impl rdkafka::Message) -> ConsumedRecord {
+    use rdkafka::message::Headers;
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| Header {
+                    key: x.key.to_owned(),
+                    value: x.value.map(bytes::Bytes::copy_from_slice),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsumedRecord {
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        key: m.key().map(bytes::Bytes::copy_from_slice),
+        value: m.payload().map(bytes::Bytes::copy_from_slice),
+        headers,
+    }
+}
+
 /// Client properties the runtime sets itself: a user value would break it, so it is refused
 /// at start.
 const OWNED_KEYS: [&str; 9] = [
@@ -268,6 +293,9 @@ pub struct KafkaCluster {
     admin: std::sync::Arc<AdminClient<DefaultClientContext>>,
     /// A consumer used for metadata and watermark queries.
     meta: std::sync::Arc<BaseConsumer>,
+    /// Set once the cluster was found not to support DescribeConfigs (warned about once;
+    /// existing internal topics' configs are not checked then).
+    no_describe_configs: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for KafkaCluster {
@@ -341,6 +369,7 @@ impl KafkaCluster {
             settings: std::sync::Arc::new(settings),
             admin: std::sync::Arc::new(admin),
             meta: std::sync::Arc::new(meta),
+            no_describe_configs: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -455,6 +484,26 @@ impl Cluster for KafkaCluster {
         Ok(())
     }
 
+    fn topic_configs(&self, topic: &str) -> Result<Option<BTreeMap<String, String>>> {
+        use std::sync::atomic::Ordering;
+        if self.no_describe_configs.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match self.describe_topic_configs(topic) {
+            Ok(configs) => Ok(configs),
+            Err(e @ WireError::UnsupportedApi { .. }) => {
+                if !self.no_describe_configs.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        topic,
+                        "{e}: the cleanup.policy of existing internal topics is not checked"
+                    );
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e.into_streams(format!("configs of topic `{topic}`"))),
+        }
+    }
+
     fn producer(&self, client_id: &str) -> Result<Box<dyn ClusterProducer>> {
         Ok(Box::new(producer::WireProducer::new(
             &self.settings,
@@ -507,7 +556,71 @@ impl Cluster for KafkaCluster {
     }
 }
 
+/// Kafka's DescribeConfigs resource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+
 impl KafkaCluster {
+    /// DescribeConfigs of `topic` (every config) on the first bootstrap server that
+    /// answers, with this crate's own protocol client: librdkafka's admin API does not
+    /// report per-resource errors. `None` for an unknown topic; [`WireError::UnsupportedApi`]
+    /// when the broker has no DescribeConfigs.
+    fn describe_topic_configs(
+        &self,
+        topic: &str,
+    ) -> std::result::Result<Option<BTreeMap<String, String>>, WireError> {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::DescribeConfigsRequest;
+        use kafka_protocol::protocol::StrBytes;
+
+        let timeout = self.settings.request_timeout;
+        let client_id = format!("{}-admin", self.settings.client_id);
+        let mut last = None;
+        for server in &self.settings.bootstrap {
+            let mut conn = match conn::Connection::connect(server, &client_id, timeout) {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let version = conn.version::<DescribeConfigsRequest>(0, 4)?;
+            let request = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(RESOURCE_TOPIC)
+                    .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                    .with_configuration_keys(None),
+            ]);
+            let response = conn.call(request, version, timeout)?;
+            let Some(result) = response.results.into_iter().next() else {
+                return Err(WireError::Codec {
+                    api: "DescribeConfigs",
+                    reason: "no result for the topic".into(),
+                });
+            };
+            if result.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                return Ok(None);
+            }
+            if result.error_code != 0 {
+                return Err(WireError::kafka(
+                    "DescribeConfigs",
+                    result.error_code,
+                    result.error_message.map(|m| m.to_string()),
+                ));
+            }
+            return Ok(Some(
+                result
+                    .configs
+                    .into_iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+                    .collect(),
+            ));
+        }
+        Err(last.unwrap_or_else(|| WireError::Io {
+            address: String::new(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no bootstrap server"),
+        }))
+    }
+
     fn committed_metadata_pair(
         &self,
         group: &str,
