@@ -60,11 +60,12 @@ mod offsets;
 mod partitioner;
 pub mod record;
 mod server;
+mod txn;
 
 pub use broker::{
     decode_fetched, decode_fetched_shared, AlterConfigOp, Broker, ConfigEntry, ConfigSource,
     FetchOptions, ListedOffset, NewTopic, OffsetSpec, PartitionDescription, ProduceRecord,
-    TopicDescription,
+    TopicDescription, TxnOffsetCommitError, TRANSACTION_STATE_TOPIC,
 };
 pub use config::{
     validate_topic_name, BrokerConfig, CleanupPolicy, ConfigError, FlushPolicy, LogConfig,
@@ -83,6 +84,10 @@ pub use log::{
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};
 pub use server::{KafkaServer, ServerConfig, ServerError};
+pub use txn::{
+    ProducerIdAndEpoch, TransactionCoordinator, TransactionDescription, TransactionListing,
+    TxnError, TxnMarkerWriter, TxnState,
+};
 
 /// Entry points for the fuzz targets (feature `fuzzing`); not part of the supported API.
 #[cfg(feature = "fuzzing")]

@@ -1,5 +1,5 @@
 //! The data path: Produce (with KIP-467 record errors), Fetch (long-polled, KIP-74 size
-//! rules, read_committed), ListOffsets, and InitProducerId for idempotent producers.
+//! rules, read_committed) and ListOffsets.
 
 use std::time::Duration;
 
@@ -14,36 +14,15 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    produce_response, BrokerId, FetchRequest, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ProduceRequest, ProducerId, TopicName,
+    produce_response, BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
 use super::topics::auto_create;
+use super::transactions::verify_transactional_produce;
 use super::{err_code, s, Context};
 use crate::{AppendOrigin, Broker, BrokerError, FetchData, IsolationLevel, OffsetSpec};
-
-/// InitProducerId for idempotent producers (no transactional id): as Kafka does, always a new
-/// producer id with epoch 0 (the per-partition sequence state lives in each partition log).
-/// Transactional ids need the transaction coordinator, which does not exist yet.
-pub(super) fn init_producer_id(ctx: &Context, r: &InitProducerIdRequest) -> InitProducerIdResponse {
-    let mut resp = InitProducerIdResponse::default();
-    resp.producer_id = ProducerId(-1);
-    resp.producer_epoch = -1;
-    if r.transactional_id.is_some() {
-        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return resp;
-    }
-    match ctx.broker.allocate_producer_id() {
-        Ok(id) => {
-            resp.producer_id = ProducerId(id);
-            resp.producer_epoch = 0;
-        }
-        Err(e) => resp.error_code = err_code(&e),
-    }
-    resp
-}
 
 pub(super) fn produce(ctx: &Context, r: ProduceRequest) -> Option<ProduceResponse> {
     let b = &ctx.broker;
@@ -72,6 +51,18 @@ pub(super) fn produce(ctx: &Context, r: ProduceRequest) -> Option<ProduceRespons
                     Some("no records".to_string()),
                 )),
                 (Ok(()), Some(records)) => {
+                    let refused = r.transactional_id.as_ref().and_then(|id| {
+                        verify_transactional_produce(ctx, id.0.as_str(), &name, p.index, &records)
+                    });
+                    if let Some(code) = refused {
+                        pr.error_code = code;
+                        if code == ResponseError::InvalidTxnState.code() {
+                            pr.error_message =
+                                Some(s("Partition was not added to the transaction"));
+                        }
+                        tr.partition_responses.push(pr);
+                        continue;
+                    }
                     let mut buf = records.to_vec();
                     b.append_batches(&name, p.index, &mut buf, AppendOrigin::Client)
                         .map_err(|e| {
