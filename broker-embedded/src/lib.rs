@@ -63,9 +63,10 @@ mod server;
 mod txn;
 
 pub use broker::{
-    decode_fetched, decode_fetched_shared, AlterConfigOp, Broker, ConfigEntry, ConfigSource,
-    FetchOptions, ListedOffset, NewTopic, OffsetSpec, PartitionDescription, ProduceRecord,
-    TopicDescription, TxnOffsetCommitError, TRANSACTION_STATE_TOPIC,
+    decode_fetched, decode_fetched_committed, decode_fetched_shared, AlterConfigOp, Broker,
+    ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
+    PartitionDescription, ProduceRecord, TopicDescription, TxnOffsetCommitError,
+    TRANSACTION_STATE_TOPIC,
 };
 pub use config::{
     validate_topic_name, BrokerConfig, CleanupPolicy, ConfigError, FlushPolicy, LogConfig,
@@ -78,8 +79,8 @@ pub use group::{
     SyncGroupRequest, SyncGroupResponse, MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT,
 };
 pub use log::{
-    AppendInfo, AppendOrigin, BatchMetadata, CleanerStats, FetchData, IsolationLevel, LogOffsets,
-    PartitionLog, ProducerEntry, MAX_REMEMBERED_BATCHES,
+    AbortedTxn, AppendInfo, AppendOrigin, BatchMetadata, CleanerStats, FetchData, IsolationLevel,
+    LogOffsets, PartitionLog, ProducerEntry, MAX_REMEMBERED_BATCHES,
 };
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};

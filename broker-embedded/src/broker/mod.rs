@@ -4,7 +4,8 @@
 //! One file per concern: `types` (the values the API takes and returns), `topics` (topic
 //! lifecycle, configs and `meta/topics.json`), `produce_fetch` (appends, reads, offset
 //! look-ups), `committed_offsets` (`__consumer_offsets`, and commits checked by the group
-//! coordinator), `producer_ids` (the durable producer-id allocator) and `background`
+//! coordinator), `producer_ids` (the durable producer-id allocator), `txn_markers` (transaction markers
+//! written for the coordinator) and `background`
 //! (flusher, cleaner and group-coordinator threads, recovery-point checkpoints). This file holds the handle itself: opening a data directory, the shared
 //! state, and shutdown.
 
@@ -14,9 +15,10 @@ mod produce_fetch;
 mod producer_ids;
 mod topics;
 mod transactions;
+mod txn_markers;
 mod types;
 
-pub use produce_fetch::{decode_fetched, decode_fetched_shared};
+pub use produce_fetch::{decode_fetched, decode_fetched_committed, decode_fetched_shared};
 pub use transactions::{TxnOffsetCommitError, TRANSACTION_STATE_TOPIC};
 pub use types::{
     AlterConfigOp, ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,

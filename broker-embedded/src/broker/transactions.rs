@@ -63,13 +63,7 @@ impl TxnMarkerWriter for BrokerTxnBackend {
         commit: bool,
     ) -> Result<()> {
         let broker = self.broker()?;
-        // H1-MERGE: broker.write_txn_marker(tp, producer_id, producer_epoch, coordinator_epoch, commit)?;
-        let _ = (producer_epoch, coordinator_epoch);
-        if tp.topic != OFFSETS_TOPIC {
-            return Err(BrokerError::InvalidRecord(
-                "interim: transaction markers arrive with the partition side (branch h1)".into(),
-            ));
-        }
+        broker.write_txn_marker(tp, producer_id, producer_epoch, coordinator_epoch, commit)?;
         if tp.topic == OFFSETS_TOPIC {
             broker.complete_txn_offsets(tp.partition, producer_id, commit);
         }

@@ -4,7 +4,8 @@
 //!
 //! The state is snapshotted to `<offset, 20 digits>.snapshot` files in the partition directory
 //! (at segment rolls and on clean shutdown) and rebuilt on open from the newest snapshot at or
-//! below the log end plus a replay of the batches after it.
+//! below the log end plus a replay of the batches after it. Like Kafka's snapshot, it keeps
+//! each producer's coordinator epoch and open transaction's first offset.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -15,6 +16,7 @@ use durable_fs::Storage;
 
 use tracing::warn;
 
+use super::txn::{CompletedTxn, ControlRecord};
 use crate::error::{BrokerError, Result};
 use crate::record::BatchHeader;
 
@@ -22,7 +24,8 @@ use crate::record::BatchHeader;
 /// `max.in.flight.requests.per.connection` limit for idempotence is 5).
 pub const MAX_REMEMBERED_BATCHES: usize = 5;
 
-const SNAPSHOT_VERSION: i16 = 1;
+/// Version 2 added the coordinator epoch; version 1 files are still read.
+const SNAPSHOT_VERSION: i16 = 2;
 
 /// Sequence and offset range of one appended batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub struct BatchMetadata {
 pub struct ProducerEntry {
     /// Current epoch.
     pub epoch: i16,
+    /// Epoch of the transaction coordinator that wrote this producer's last marker (-1: none).
+    pub coordinator_epoch: i32,
     /// Last batches, oldest first.
     pub batches: VecDeque<BatchMetadata>,
     /// First offset of the producer's open transaction, if any.
@@ -112,6 +117,12 @@ impl ProducerStateManager {
         if h.is_control() {
             return Ok(SequenceCheck::Append);
         }
+        if entry.current_txn_first_offset.is_some() && !h.is_transactional() {
+            return Err(BrokerError::InvalidTxnState(format!(
+                "expected a transactional write from producer {} (its transaction is open)",
+                h.producer_id
+            )));
+        }
         if h.producer_epoch > entry.epoch {
             if h.base_sequence != 0 {
                 return Err(BrokerError::OutOfOrderSequence {
@@ -143,16 +154,52 @@ impl ProducerStateManager {
         Ok(SequenceCheck::Append)
     }
 
-    /// Records an appended batch (base offset already assigned).
-    pub(crate) fn update(&mut self, h: &BatchHeader) {
+    /// Kafka's checks for an end-transaction marker from the coordinator: an older producer
+    /// epoch is INVALID_PRODUCER_EPOCH, an older coordinator epoch
+    /// TRANSACTION_COORDINATOR_FENCED.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<()> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(BrokerError::InvalidProducerEpoch {
+                producer_id,
+                epoch: producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        if entry.coordinator_epoch > coordinator_epoch {
+            return Err(BrokerError::TransactionCoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records an appended batch (base offset already assigned). `control` is the record of a
+    /// control batch. Returns the transaction a marker completed, if the producer had one open
+    /// (Kafka emits none for a marker without transactional data before it).
+    pub(crate) fn update(
+        &mut self,
+        h: &BatchHeader,
+        control: Option<ControlRecord>,
+    ) -> Option<CompletedTxn> {
         if !h.has_producer_id() {
-            return;
+            return None;
         }
         let entry = self
             .producers
             .entry(h.producer_id)
             .or_insert_with(|| ProducerEntry {
                 epoch: h.producer_epoch,
+                coordinator_epoch: -1,
                 batches: VecDeque::new(),
                 current_txn_first_offset: None,
                 last_timestamp: h.max_timestamp,
@@ -163,8 +210,19 @@ impl ProducerStateManager {
         }
         entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
         if h.is_control() {
-            entry.current_txn_first_offset = None;
-            return;
+            let Some(ControlRecord::EndTxn(marker)) = control else {
+                return None;
+            };
+            entry.coordinator_epoch = marker.coordinator_epoch;
+            return entry
+                .current_txn_first_offset
+                .take()
+                .map(|first_offset| CompletedTxn {
+                    producer_id: h.producer_id,
+                    first_offset,
+                    last_offset: h.base_offset,
+                    aborted: !marker.commit,
+                });
         }
         if h.is_transactional() && entry.current_txn_first_offset.is_none() {
             entry.current_txn_first_offset = Some(h.base_offset);
@@ -181,6 +239,7 @@ impl ProducerStateManager {
                 max_timestamp: h.max_timestamp,
             });
         }
+        None
     }
 
     /// Offset of the oldest open transaction (the last stable offset bound), if any.
@@ -203,6 +262,7 @@ impl ProducerStateManager {
             };
             body.extend_from_slice(&id.to_be_bytes());
             body.extend_from_slice(&e.epoch.to_be_bytes());
+            body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
             body.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
             body.extend_from_slice(&e.last_timestamp.to_be_bytes());
             body.push(e.batches.len() as u8);
@@ -229,7 +289,7 @@ impl ProducerStateManager {
         let bytes = storage.read(path).map_err(|e| e.to_string())?;
         let mut r = Cursor { b: &bytes, pos: 0 };
         let version = i16::from_be_bytes(r.take::<2>()?);
-        if version != SNAPSHOT_VERSION {
+        if version != 1 && version != SNAPSHOT_VERSION {
             return Err(format!("unknown snapshot version {version}"));
         }
         let crc = u32::from_be_bytes(r.take::<4>()?);
@@ -241,6 +301,11 @@ impl ProducerStateManager {
         for _ in 0..count.max(0) {
             let id = i64::from_be_bytes(r.take::<8>()?);
             let epoch = i16::from_be_bytes(r.take::<2>()?);
+            let coordinator_epoch = if version >= 2 {
+                i32::from_be_bytes(r.take::<4>()?)
+            } else {
+                -1
+            };
             let txn = i64::from_be_bytes(r.take::<8>()?);
             let last_timestamp = i64::from_be_bytes(r.take::<8>()?);
             let n = r.take::<1>()?[0] as usize;
@@ -258,6 +323,7 @@ impl ProducerStateManager {
                 id,
                 ProducerEntry {
                     epoch,
+                    coordinator_epoch,
                     batches,
                     current_txn_first_offset: (txn >= 0).then_some(txn),
                     last_timestamp,
@@ -281,9 +347,10 @@ impl ProducerStateManager {
         Ok(out)
     }
 
-    /// Loads the newest readable snapshot at or below `log_end`, deleting newer ones (they
-    /// describe truncated data) and unreadable ones. Returns the offset replay must start from.
-    pub(crate) fn load(&mut self, log_end: i64) -> Result<i64> {
+    /// Loads the newest readable snapshot at or below `at_most` (itself at most `log_end`),
+    /// deleting ones above `log_end` (they describe truncated data) and unreadable ones.
+    /// Returns the offset replay must start from.
+    pub(crate) fn load(&mut self, log_end: i64, at_most: i64) -> Result<i64> {
         let snaps = Self::list_snapshots(&*self.storage, &self.dir)
             .map_err(|e| BrokerError::io(&self.dir, e))?;
         let mut from = 0;
@@ -292,6 +359,9 @@ impl ProducerStateManager {
             let path = snapshot_path(&self.dir, o);
             if o > log_end {
                 let _ = self.storage.remove_file(&path);
+                continue;
+            }
+            if o > at_most {
                 continue;
             }
             match Self::read_snapshot(&*self.storage, &path) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
@@ -14,7 +14,8 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    produce_response, BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+    produce_response, BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, ProducerId,
+    TopicName,
 };
 use kafka_protocol::ResponseError;
 use tracing::debug;
@@ -221,7 +222,17 @@ pub(super) async fn fetch(ctx: &Context, r: FetchRequest) -> FetchResponse {
                         pd.last_stable_offset = data.last_stable_offset;
                         pd.log_start_offset = data.log_start_offset;
                         if isolation == IsolationLevel::ReadCommitted {
-                            pd.aborted_transactions = Some(Vec::new());
+                            pd.aborted_transactions = Some(
+                                data.aborted_transactions
+                                    .iter()
+                                    .map(|a| {
+                                        let mut t = AbortedTransaction::default();
+                                        t.producer_id = ProducerId(a.producer_id);
+                                        t.first_offset = a.first_offset;
+                                        t
+                                    })
+                                    .collect(),
+                            );
                         }
                         total += data.records.len();
                         pd.records = Some(data.records);

@@ -1,0 +1,348 @@
+//! The partition side of transactions across the log, the broker API and restarts: two
+//! transactional producers interleave with a plain one, one transaction commits and one
+//! aborts (markers written as the coordinator writes them: control batches appended by the
+//! broker), and read_committed reads stop at the last stable offset and report the aborted
+//! transaction; the `.txnindex` and LSO survive clean and unclean restarts (the index is
+//! rebuilt from the log when missing or damaged).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use broker_embedded::record::{encode_batch, BatchSpec, Record};
+use broker_embedded::{
+    decode_fetched, decode_fetched_committed, AbortedTxn, AppendOrigin, Broker, BrokerConfig,
+    BrokerError, FetchData, IsolationLevel, NewTopic, ProduceRecord,
+};
+use bytes::Bytes;
+
+const A: i64 = 1000;
+const B: i64 = 2000;
+
+fn open(dir: &Path) -> Broker {
+    let mut c = BrokerConfig::new(dir);
+    c.cleaner_interval = None;
+    Broker::open(c).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Vec<u8> {
+    let spec = BatchSpec {
+        transactional: true,
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        ..BatchSpec::default()
+    };
+    let recs: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            offset: i as i64,
+            timestamp: now() + i as i64,
+            key: Some(Bytes::from(format!("k-{v}"))),
+            value: Some(Bytes::from(v.to_string())),
+            headers: Vec::new(),
+        })
+        .collect();
+    encode_batch(&spec, &recs).unwrap()
+}
+
+/// A marker batch in Kafka's layout (what the coordinator's marker write appends).
+fn marker(pid: i64, epoch: i16, coordinator_epoch: i32, commit: bool) -> Vec<u8> {
+    let spec = BatchSpec {
+        transactional: true,
+        control: true,
+        producer_id: pid,
+        producer_epoch: epoch,
+        ..BatchSpec::default()
+    };
+    let mut value = vec![0, 0];
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let rec = Record {
+        offset: 0,
+        timestamp: now(),
+        key: Some(Bytes::from(vec![0, 0, 0, u8::from(commit)])),
+        value: Some(Bytes::from(value)),
+        headers: Vec::new(),
+    };
+    encode_batch(&spec, &[rec]).unwrap()
+}
+
+fn append(b: &Broker, mut batch: Vec<u8>, origin: AppendOrigin) -> i64 {
+    b.append_batches("t", 0, &mut batch, origin)
+        .unwrap()
+        .base_offset
+}
+
+fn read(b: &Broker, isolation: IsolationLevel) -> FetchData {
+    b.read_partition("t", 0, 0, 1 << 20, isolation).unwrap()
+}
+
+fn values(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+fn txnindex_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("t-0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txnindex"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes the scenario and returns (offset of B's first record, offset of B's marker).
+fn scenario(b: &Broker) -> (i64, i64) {
+    b.create_topic(NewTopic::new("t", 1).config("segment.bytes", "400"))
+        .unwrap();
+    b.produce("t", 0, &[ProduceRecord::new("plain", "p0")])
+        .unwrap();
+    let a0 = append(b, txn_batch(A, 0, 0, &["a0", "a1"]), AppendOrigin::Client);
+    let b0 = append(b, txn_batch(B, 0, 0, &["b0"]), AppendOrigin::Client);
+    assert_eq!((a0, b0), (1, 3));
+    let o = b.partition_offsets("t", 0).unwrap();
+    assert_eq!(o.high_watermark, 4);
+    assert_eq!(o.last_stable_offset, a0, "LSO is A's first offset");
+    // Nothing of an open transaction is readable committed.
+    let d = read(b, IsolationLevel::ReadCommitted);
+    assert_eq!(d.last_stable_offset, 1);
+    assert_eq!(values(&decode_fetched("t", &d.records, 0).unwrap()), ["p0"]);
+    assert!(d.aborted_transactions.is_empty());
+    let u = read(b, IsolationLevel::ReadUncommitted);
+    assert_eq!(
+        u.last_stable_offset, 1,
+        "read_uncommitted reports the LSO too"
+    );
+    assert_eq!(decode_fetched("t", &u.records, 0).unwrap().len(), 4);
+
+    // A plain write from B while its transaction is open is refused.
+    let mut plain = {
+        let spec = BatchSpec {
+            producer_id: B,
+            producer_epoch: 0,
+            base_sequence: 1,
+            ..BatchSpec::default()
+        };
+        encode_batch(
+            &spec,
+            &[Record {
+                offset: 0,
+                timestamp: now(),
+                key: None,
+                value: Some(Bytes::from_static(b"x")),
+                headers: Vec::new(),
+            }],
+        )
+        .unwrap()
+    };
+    let err = b
+        .append_batches("t", 0, &mut plain, AppendOrigin::Client)
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::InvalidTxnState(_)), "{err}");
+    // Clients cannot write markers.
+    let err = b
+        .append_batches("t", 0, &mut marker(A, 0, 0, true), AppendOrigin::Client)
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::InvalidRecord(_)), "{err}");
+
+    let a2 = append(b, txn_batch(A, 0, 2, &["a2"]), AppendOrigin::Client);
+    let b1 = append(b, txn_batch(B, 0, 1, &["b1", "b2"]), AppendOrigin::Client);
+    assert_eq!((a2, b1), (4, 5));
+    let commit_a = append(b, marker(A, 0, 3, true), AppendOrigin::Internal);
+    assert_eq!(commit_a, 7);
+    assert_eq!(
+        b.partition_offsets("t", 0).unwrap().last_stable_offset,
+        b0,
+        "with A committed, B's transaction bounds the LSO"
+    );
+    b.produce("t", 0, &[ProduceRecord::new("plain", "p1")])
+        .unwrap();
+    let abort_b = append(b, marker(B, 0, 3, false), AppendOrigin::Internal);
+    assert_eq!(abort_b, 9);
+    b.produce("t", 0, &[ProduceRecord::new("plain", "p2")])
+        .unwrap();
+    (b0, abort_b)
+}
+
+fn check_completed(b: &Broker, b0: i64, abort_b: i64) {
+    let o = b.partition_offsets("t", 0).unwrap();
+    assert_eq!(o.high_watermark, 11);
+    assert_eq!(o.last_stable_offset, 11, "no open transaction: LSO = HW");
+    let d = read(b, IsolationLevel::ReadCommitted);
+    assert_eq!(d.last_stable_offset, 11);
+    assert_eq!(
+        d.aborted_transactions,
+        vec![AbortedTxn {
+            producer_id: B,
+            first_offset: b0,
+            last_offset: abort_b,
+            last_stable_offset: abort_b + 1,
+        }]
+    );
+    assert_eq!(
+        values(&decode_fetched_committed("t", &d, 0).unwrap()),
+        ["p0", "a0", "a1", "a2", "p1", "p2"]
+    );
+    let u = read(b, IsolationLevel::ReadUncommitted);
+    assert!(u.aborted_transactions.is_empty());
+    assert_eq!(
+        values(&decode_fetched("t", &u.records, 0).unwrap()),
+        ["p0", "a0", "a1", "b0", "a2", "b1", "b2", "p1", "p2"]
+    );
+    // A read starting after the aborted transaction reports nothing.
+    let late = b
+        .read_partition("t", 0, abort_b + 1, 1 << 20, IsolationLevel::ReadCommitted)
+        .unwrap();
+    assert!(late.aborted_transactions.is_empty());
+    // The producers' state: A committed, B aborted; both closed.
+    for pid in [A, B] {
+        let e = b.producer_state("t", 0, pid).unwrap().unwrap();
+        assert_eq!(e.current_txn_first_offset, None);
+        assert_eq!(e.coordinator_epoch, 3);
+    }
+}
+
+fn txnindex_entries(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    txnindex_files(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn read_committed_sees_committed_data_and_the_aborted_list_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b0, abort_b) = {
+        let b = open(dir.path());
+        let r = scenario(&b);
+        check_completed(&b, r.0, r.1);
+        b.shutdown().unwrap();
+        r
+    };
+    // Exactly one aborted transaction, in Kafka's 34-byte entry format.
+    let files = txnindex_entries(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (path, bytes) = &files[0];
+    assert_eq!(bytes.len(), 34);
+    assert_eq!(&bytes[..2], &[0, 0]);
+    assert_eq!(&bytes[2..10], &B.to_be_bytes());
+    assert_eq!(&bytes[10..18], &b0.to_be_bytes());
+    assert_eq!(&bytes[18..26], &abort_b.to_be_bytes());
+    assert_eq!(&bytes[26..34], &(abort_b + 1).to_be_bytes());
+    // The entry lives with the segment that holds the marker.
+    let base: i64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    assert!(base <= abort_b);
+
+    // Clean restart.
+    {
+        let b = open(dir.path());
+        check_completed(&b, b0, abort_b);
+        b.shutdown().unwrap();
+    }
+    assert_eq!(txnindex_entries(dir.path()), files);
+
+    // Unclean restart with the index deleted: rebuilt from the log, byte for byte.
+    fs::remove_file(path).unwrap();
+    fs::remove_file(dir.path().join(".kafka_cleanshutdown")).unwrap();
+    fs::remove_file(dir.path().join("recovery-point-offset-checkpoint")).unwrap();
+    {
+        let b = open(dir.path());
+        check_completed(&b, b0, abort_b);
+        drop(b);
+    }
+    assert_eq!(txnindex_entries(dir.path()), files);
+
+    // A damaged index on a clean open is rebuilt too.
+    fs::write(&files[0].0, [0u8; 20]).unwrap();
+    {
+        let b = open(dir.path());
+        check_completed(&b, b0, abort_b);
+        b.shutdown().unwrap();
+    }
+    assert_eq!(txnindex_entries(dir.path()), files);
+}
+
+#[test]
+fn an_open_transaction_survives_restarts_and_fences_older_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = open(dir.path());
+        b.create_topic(NewTopic::new("t", 1).config("segment.bytes", "300"))
+            .unwrap();
+        b.produce("t", 0, &[ProduceRecord::new("plain", "p0")])
+            .unwrap();
+        append(&b, txn_batch(A, 0, 0, &["a0"]), AppendOrigin::Client);
+        for i in 0..6 {
+            b.produce("t", 0, &[ProduceRecord::new("plain", format!("q{i}"))])
+                .unwrap();
+        }
+        assert!(b.partition_offsets("t", 0).unwrap().segments > 1);
+        assert_eq!(b.partition_offsets("t", 0).unwrap().last_stable_offset, 1);
+        b.shutdown().unwrap();
+    }
+    {
+        // Clean restart: the state comes from the snapshot.
+        let b = open(dir.path());
+        assert_eq!(b.partition_offsets("t", 0).unwrap().last_stable_offset, 1);
+        b.shutdown().unwrap();
+    }
+    // Unclean restart without snapshots: the state is rebuilt by replaying the whole log.
+    fs::remove_file(dir.path().join(".kafka_cleanshutdown")).unwrap();
+    fs::remove_file(dir.path().join("recovery-point-offset-checkpoint")).unwrap();
+    for e in fs::read_dir(dir.path().join("t-0")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|e| e == "snapshot") {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    let b = open(dir.path());
+    let o = b.partition_offsets("t", 0).unwrap();
+    assert_eq!(o.last_stable_offset, 1, "the open transaction is rebuilt");
+    assert_eq!(o.high_watermark, 8);
+    let d = read(&b, IsolationLevel::ReadCommitted);
+    assert_eq!(values(&decode_fetched("t", &d.records, 0).unwrap()), ["p0"]);
+
+    // The coordinator aborts with a bumped epoch (as on a timeout); the old epoch is fenced.
+    let abort = append(&b, marker(A, 1, 0, false), AppendOrigin::Internal);
+    assert_eq!(abort, 8);
+    assert_eq!(b.partition_offsets("t", 0).unwrap().last_stable_offset, 9);
+    let err = b
+        .append_batches(
+            "t",
+            0,
+            &mut txn_batch(A, 0, 1, &["late"]),
+            AppendOrigin::Client,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::InvalidProducerEpoch { .. }),
+        "{err}"
+    );
+    let d = read(&b, IsolationLevel::ReadCommitted);
+    assert_eq!(d.aborted_transactions.len(), 1);
+    assert_eq!(d.aborted_transactions[0].first_offset, 1);
+    let committed = values(&decode_fetched_committed("t", &d, 0).unwrap());
+    assert_eq!(committed, ["p0", "q0", "q1", "q2", "q3", "q4", "q5"]);
+    // The epoch-1 producer starts a new transaction at sequence 0.
+    let next = append(&b, txn_batch(A, 1, 0, &["a-new"]), AppendOrigin::Client);
+    assert_eq!(
+        b.partition_offsets("t", 0).unwrap().last_stable_offset,
+        next
+    );
+    b.shutdown().unwrap();
+}
