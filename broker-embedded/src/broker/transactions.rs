@@ -95,7 +95,6 @@ impl Broker {
             config.transaction_state_log_num_partitions.max(1),
         )
         .config("cleanup.policy", "compact")
-        .config("compression.type", "uncompressed")
         .config(
             "segment.bytes",
             config.transaction_state_log_segment_bytes.to_string(),
