@@ -16,7 +16,7 @@ use super::types::{NewTopic, ProduceRecord};
 use super::{now_ms, Broker, Inner};
 use crate::error::{BrokerError, Result};
 use crate::group::{CommitMember, GroupError};
-use crate::log::{AppendOrigin, IsolationLevel};
+use crate::log::{AppendOrigin, IsolationLevel, ProducerEntry};
 use crate::offsets::{self, OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 use crate::partitioner::{java_abs, java_string_hash};
 use crate::record::{decode_records, encode_batch, BatchIter, BatchSpec, Record};
@@ -292,6 +292,12 @@ impl Broker {
         }
     }
 
+    /// The producers a partition remembers (idempotent and transactional), by producer id:
+    /// what DescribeProducers reports.
+    pub fn active_producers(&self, tp: &TopicPartition) -> Result<Vec<(i64, ProducerEntry)>> {
+        Ok(self.log(&tp.topic, tp.partition)?.active_producers())
+    }
+
     /// Whether `group` has offsets of `tp` committed in a transaction not yet completed
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them).
     pub fn has_pending_txn_offset(&self, group: &str, tp: &TopicPartition) -> bool {
@@ -334,5 +340,189 @@ pub(super) fn control_type(key: &[u8]) -> Option<bool> {
         0 => Some(false),
         1 => Some(true),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::txn::TxnState;
+    use crate::{BrokerConfig, FetchData};
+
+    fn open(dir: &std::path::Path) -> Broker {
+        let mut c = BrokerConfig::new(dir);
+        c.cleaner_interval = None;
+        c.transaction_state_log_num_partitions = 3;
+        c.offsets_topic_num_partitions = 3;
+        Broker::open(c).unwrap()
+    }
+
+    fn txn_batch(pid: i64, epoch: i16, values: &[&str]) -> Vec<u8> {
+        let spec = BatchSpec {
+            transactional: true,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: 0,
+            ..BatchSpec::default()
+        };
+        let recs: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                offset: i as i64,
+                timestamp: now_ms(),
+                key: Some(Bytes::from(v.to_string())),
+                value: Some(Bytes::from(v.to_string())),
+                headers: Vec::new(),
+            })
+            .collect();
+        encode_batch(&spec, &recs).unwrap()
+    }
+
+    fn committed_values(b: &Broker) -> Vec<String> {
+        let data: FetchData = b
+            .read_partition("t", 0, 0, 1 << 20, IsolationLevel::ReadCommitted)
+            .unwrap();
+        crate::decode_fetched("t", &data.records, 0)
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| r.value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .collect()
+    }
+
+    /// A broker stopped between logging PrepareCommit and writing the markers completes the
+    /// transaction when it opens again: markers in the data partition and in the group's
+    /// offsets partition (the transactional offset commit becomes visible), then
+    /// CompleteCommit.
+    #[test]
+    fn a_prepared_commit_is_completed_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        b.create_topic(NewTopic::new("t", 1)).unwrap();
+        b.create_topic(NewTopic::new("in", 1)).unwrap();
+        let txn = b.transaction_coordinator();
+        let p = txn.init_producer_id("tx", 60_000, None, now_ms()).unwrap();
+        let group_tp = TopicPartition::new(OFFSETS_TOPIC, b.offsets_partition_for("g"));
+        b.ensure_offsets_topic().unwrap();
+        let tp = TopicPartition::new("t", 0);
+        txn.add_partitions(
+            "tx",
+            p.producer_id,
+            p.producer_epoch,
+            &[tp.clone(), group_tp],
+            now_ms(),
+        )
+        .unwrap();
+        let mut batch = txn_batch(p.producer_id, p.producer_epoch, &["x", "y"]);
+        b.append_batches("t", 0, &mut batch, AppendOrigin::Client)
+            .unwrap();
+        let in0 = TopicPartition::new("in", 0);
+        b.commit_txn_offsets(
+            "tx",
+            "g",
+            p.producer_id,
+            p.producer_epoch,
+            &CommitMember::simple(),
+            &[(in0.clone(), OffsetAndMetadata::new(42))],
+        )
+        .unwrap();
+        assert!(b.has_pending_txn_offset("g", &in0));
+        assert!(committed_values(&b).is_empty());
+        // What EndTxn(commit) logs first; the "crash" comes before any marker.
+        let mut prepared = txn.describe("tx").unwrap();
+        prepared.state = TxnState::PrepareCommit;
+        b.append_txn_state(
+            "tx",
+            &TxnLogValue {
+                producer_id: prepared.producer_id,
+                previous_producer_id: -1,
+                producer_epoch: prepared.producer_epoch,
+                timeout_ms: prepared.timeout_ms,
+                state: TxnState::PrepareCommit,
+                partitions: prepared.partitions.clone(),
+                last_update_ms: now_ms(),
+                start_ms: prepared.start_ms,
+            },
+        )
+        .unwrap();
+        b.shutdown().unwrap();
+        drop(b);
+
+        // Pending offsets are reloaded, the prepared transaction completed at open.
+        let b = open(dir.path());
+        let d = b.transaction_coordinator().describe("tx").unwrap();
+        assert_eq!(d.state, TxnState::CompleteCommit);
+        assert!(d.partitions.is_empty());
+        assert_eq!(committed_values(&b), ["x", "y"]);
+        assert_eq!(b.committed_offset("g", &in0).unwrap().offset, 42);
+        assert!(!b.has_pending_txn_offset("g", &in0));
+        let producers = b.active_producers(&tp).unwrap();
+        assert_eq!(producers.len(), 1);
+        assert_eq!(producers[0].0, p.producer_id);
+        assert_eq!(producers[0].1.current_txn_first_offset, None);
+        b.shutdown().unwrap();
+        drop(b);
+
+        // And the committed offset survives another restart (the marker is in the log).
+        let b = open(dir.path());
+        assert_eq!(b.committed_offset("g", &in0).unwrap().offset, 42);
+        assert_eq!(
+            b.transaction_coordinator().describe("tx").unwrap().state,
+            TxnState::CompleteCommit
+        );
+    }
+
+    /// An open transaction's offset commit stays pending across a restart and is dropped by
+    /// the abort.
+    #[test]
+    fn pending_offsets_survive_a_restart_and_an_abort_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        b.create_topic(NewTopic::new("in", 1)).unwrap();
+        let txn = b.transaction_coordinator();
+        let p = txn.init_producer_id("tx", 60_000, None, now_ms()).unwrap();
+        b.ensure_offsets_topic().unwrap();
+        let group_tp = TopicPartition::new(OFFSETS_TOPIC, b.offsets_partition_for("g"));
+        let in0 = TopicPartition::new("in", 0);
+        // Without AddOffsetsToTxn the commit is refused (KIP-890 verification).
+        let e = b
+            .commit_txn_offsets(
+                "tx",
+                "g",
+                p.producer_id,
+                p.producer_epoch,
+                &CommitMember::simple(),
+                &[(in0.clone(), OffsetAndMetadata::new(7))],
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.kafka_error(),
+            kafka_protocol::ResponseError::TransactionAbortable
+        );
+        txn.add_partitions("tx", p.producer_id, p.producer_epoch, &[group_tp], now_ms())
+            .unwrap();
+        b.commit_txn_offsets(
+            "tx",
+            "g",
+            p.producer_id,
+            p.producer_epoch,
+            &CommitMember::simple(),
+            &[(in0.clone(), OffsetAndMetadata::new(7))],
+        )
+        .unwrap();
+        b.shutdown().unwrap();
+        drop(b);
+        let b = open(dir.path());
+        assert!(b.has_pending_txn_offset("g", &in0));
+        assert_eq!(b.committed_offset("g", &in0), None);
+        b.transaction_coordinator()
+            .end_txn("tx", p.producer_id, p.producer_epoch, false, now_ms())
+            .unwrap();
+        assert!(!b.has_pending_txn_offset("g", &in0));
+        assert_eq!(b.committed_offset("g", &in0), None);
     }
 }

@@ -551,6 +551,19 @@ impl PartitionLog {
         self.inner.lock().producers.entry(producer_id).cloned()
     }
 
+    /// Every producer the partition remembers, by producer id (Kafka's DescribeProducers).
+    pub fn active_producers(&self) -> Vec<(i64, ProducerEntry)> {
+        let mut out: Vec<(i64, ProducerEntry)> = self
+            .inner
+            .lock()
+            .producers
+            .entries()
+            .map(|(id, e)| (id, e.clone()))
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        out
+    }
+
     /// Marks the log deleted: later appends and reads fail with UNKNOWN_TOPIC_OR_PARTITION.
     pub(crate) fn mark_deleted(&self) {
         self.inner.lock().deleted = true;

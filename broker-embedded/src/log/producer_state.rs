@@ -98,6 +98,11 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
+    /// Every producer the partition remembers (DescribeProducers).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, e)| (*id, e))
+    }
+
     /// Kafka's sequence rules for a batch from a client.
     pub(crate) fn check(&self, h: &BatchHeader) -> Result<SequenceCheck> {
         if !h.has_producer_id() {

@@ -7,7 +7,8 @@
 //! topic admin), `produce_fetch` (Produce, Fetch, ListOffsets), `groups`
 //! (FindCoordinator and the group membership APIs), `offsets` (OffsetCommit, OffsetFetch,
 //! OffsetDelete), `transactions` (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
-//! TxnOffsetCommit, EndTxn, DescribeTransactions, ListTransactions) and `configs`
+//! TxnOffsetCommit, EndTxn, DescribeTransactions, ListTransactions, DescribeProducers) and
+//! `configs`
 //! (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs). This
 //! file holds the shared context and the dispatch.
 
@@ -37,8 +38,8 @@ use offsets::{offset_commit, offset_delete, offset_fetch};
 use produce_fetch::{fetch, list_offsets, produce};
 use topics::{create_partitions, create_topics, delete_topics, metadata};
 use transactions::{
-    add_offsets_to_txn, add_partitions_to_txn, describe_transactions, end_txn, init_producer_id,
-    list_transactions, txn_offset_commit,
+    add_offsets_to_txn, add_partitions_to_txn, describe_producers, describe_transactions, end_txn,
+    init_producer_id, list_transactions, txn_offset_commit,
 };
 use versions::{api_versions, fit_to_version};
 
@@ -131,6 +132,9 @@ async fn dispatch(
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn(ctx, &r, version)),
         RequestKind::DescribeTransactions(r) => {
             ResponseKind::DescribeTransactions(describe_transactions(ctx, r))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers(ctx, r))
         }
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(list_transactions(ctx, &r))

@@ -7,6 +7,9 @@
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_producers_response::{
+    self, PartitionResponse, TopicResponse,
+};
 use kafka_protocol::messages::describe_transactions_response::{self, TopicData};
 use kafka_protocol::messages::list_transactions_response;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -14,7 +17,8 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    AddPartitionsToTxnResponse, DescribeProducersRequest, DescribeProducersResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse,
     EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse,
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
     TxnOffsetCommitRequest, TxnOffsetCommitResponse,
@@ -421,4 +425,46 @@ pub(super) fn verify_transactional_produce(
         | ResponseError::NotCoordinator => ResponseError::NotEnoughReplicas.code(),
         other => other.code(),
     })
+}
+
+/// DescribeProducers: the producer state of each partition (Kafka's `ProducerStateManager`
+/// view: epoch, last sequence and timestamp, coordinator epoch of the last marker, first
+/// offset of the open transaction).
+pub(super) fn describe_producers(
+    ctx: &Context,
+    r: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let mut resp = DescribeProducersResponse::default();
+    for t in r.topics {
+        let mut tr = TopicResponse::default();
+        tr.name = t.name.clone();
+        for p in t.partition_indexes {
+            let mut pr = PartitionResponse::default();
+            pr.partition_index = p;
+            match ctx
+                .broker
+                .active_producers(&TopicPartition::new(t.name.0.as_str(), p))
+            {
+                Ok(producers) => {
+                    for (id, e) in producers {
+                        let mut ps = describe_producers_response::ProducerState::default();
+                        ps.producer_id = ProducerId(id);
+                        ps.producer_epoch = i32::from(e.epoch);
+                        ps.last_sequence = e.batches.back().map_or(-1, |b| b.last_seq);
+                        ps.last_timestamp = e.last_timestamp;
+                        ps.coordinator_epoch = e.coordinator_epoch;
+                        ps.current_txn_start_offset = e.current_txn_first_offset.unwrap_or(-1);
+                        pr.active_producers.push(ps);
+                    }
+                }
+                Err(e) => {
+                    pr.error_code = err_code(&e);
+                    pr.error_message = Some(s(e.to_string()));
+                }
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
 }

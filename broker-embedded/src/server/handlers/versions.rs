@@ -41,6 +41,7 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::EndTxn => (0, 4),
         ApiKey::DescribeTransactions => (0, 0),
         ApiKey::ListTransactions => (0, 1),
+        ApiKey::DescribeProducers => (0, 0),
         _ => return None,
     })
 }
@@ -75,6 +76,7 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::EndTxn,
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
+    ApiKey::DescribeProducers,
 ];
 
 pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
