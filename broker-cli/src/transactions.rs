@@ -49,8 +49,8 @@ const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 impl Connection {
     fn open(address: &str, timeout: Duration) -> AnyResult<Self> {
-        let stream = TcpStream::connect(address)
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let stream =
+            TcpStream::connect(address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         Ok(Self {
@@ -110,13 +110,19 @@ pub(crate) fn transactions(action: TransactionsAction) -> AnyResult {
         TransactionsAction::List { conn, states } => {
             let timeout = Duration::from_millis(conn.timeout_ms);
             let mut bootstrap = Connection::open(&conn.bootstrap_server, timeout)?;
-            let md = bootstrap.call(&MetadataRequest::default().with_topics(Some(Vec::new())), 4)?;
+            let md =
+                bootstrap.call(&MetadataRequest::default().with_topics(Some(Vec::new())), 4)?;
             let mut rows = Vec::new();
             for b in md.brokers {
                 let address = format!("{}:{}", b.host.as_str(), b.port);
                 let mut c = Connection::open(&address, timeout)?;
                 let req = ListTransactionsRequest::default()
-                    .with_state_filters(states.iter().map(|s| StrBytes::from_string(s.clone())).collect())
+                    .with_state_filters(
+                        states
+                            .iter()
+                            .map(|s| StrBytes::from_string(s.clone()))
+                            .collect(),
+                    )
                     .with_duration_filter(-1);
                 let resp = c.call(&req, 0)?;
                 if resp.error_code != 0 {
@@ -178,7 +184,11 @@ pub(crate) fn transactions(action: TransactionsAction) -> AnyResult {
             let mut partitions: Vec<String> = st
                 .topics
                 .iter()
-                .flat_map(|t| t.partitions.iter().map(move |p| format!("{}-{p}", t.topic.0.as_str())))
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| format!("{}-{p}", t.topic.0.as_str()))
+                })
                 .collect();
             partitions.sort();
             println!("CoordinatorId\tTransactionalId\tProducerId\tProducerEpoch\tTransactionState\tTransactionTimeoutMs\tCurrentTransactionStartTimeMs\tTopicPartitions");

@@ -18,7 +18,7 @@ use broker_embedded::{
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 async fn start(dir: &Path, listen: &str) -> (Broker, KafkaServer) {
@@ -82,14 +82,18 @@ fn read_all(addr: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<St
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
     let mut eof = std::collections::HashSet::new();
     let deadline = Instant::now() + T;
     while eof.len() < partitions as usize {
-        assert!(Instant::now() < deadline, "reading {topic} ({isolation}) timed out with {out:?}");
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} ({isolation}) timed out with {out:?}"
+        );
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
@@ -157,7 +161,11 @@ async fn commit_and_abort_across_partitions_with_group_offsets() {
         p.flush(T).unwrap();
         let d = b2.transaction_coordinator().describe("tx-commit").unwrap();
         assert_eq!(d.state, TxnState::Ongoing);
-        assert_eq!(d.partitions.len(), 4, "3 output partitions and the group's offsets partition");
+        assert_eq!(
+            d.partitions.len(),
+            4,
+            "3 output partitions and the group's offsets partition"
+        );
         assert!(b2.has_pending_txn_offset("g", &in0));
         p.abort_transaction(T).unwrap();
         // The aborted offset commit never becomes visible.
@@ -212,7 +220,11 @@ async fn a_timed_out_transaction_is_aborted_by_the_coordinator() {
         send(&p, "slow", 0, "late");
         p.flush(T).unwrap();
         let deadline = Instant::now() + T;
-        while b2.transaction_coordinator().describe("tx-slow").unwrap().state
+        while b2
+            .transaction_coordinator()
+            .describe("tx-slow")
+            .unwrap()
+            .state
             != TxnState::CompleteAbort
         {
             assert!(Instant::now() < deadline, "the coordinator never aborted");

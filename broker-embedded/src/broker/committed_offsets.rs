@@ -260,9 +260,11 @@ impl Broker {
                     }
                     if b.header.is_transactional() {
                         for r in records {
-                            let decoded = r.key.as_deref().and_then(offsets::decode_key).zip(
-                                r.value.as_deref().and_then(offsets::decode_value),
-                            );
+                            let decoded = r
+                                .key
+                                .as_deref()
+                                .and_then(offsets::decode_key)
+                                .zip(r.value.as_deref().and_then(offsets::decode_value));
                             match decoded {
                                 Some(((group, tp), om)) => {
                                     pending_here

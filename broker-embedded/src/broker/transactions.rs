@@ -81,7 +81,11 @@ impl Broker {
     /// The `__transaction_state` partition of a transactional id (Kafka's
     /// `partitionFor`: `abs(hashCode) % transaction.state.log.num.partitions`).
     pub fn transaction_state_partition_for(&self, transactional_id: &str) -> i32 {
-        let n = self.inner.config.transaction_state_log_num_partitions.max(1) as i32;
+        let n = self
+            .inner
+            .config
+            .transaction_state_log_num_partitions
+            .max(1) as i32;
         java_abs(java_string_hash(transactional_id)) % n
     }
 
@@ -159,8 +163,7 @@ impl Broker {
                                 source,
                             })?;
                         for r in records {
-                            let Some(id) = r.key.as_deref().and_then(txn_record::decode_key)
-                            else {
+                            let Some(id) = r.key.as_deref().and_then(txn_record::decode_key) else {
                                 skipped += 1;
                                 continue;
                             };
@@ -180,7 +183,10 @@ impl Broker {
                 }
             }
             if skipped > 0 {
-                warn!(skipped, "skipped undecodable records in {TRANSACTION_STATE_TOPIC}");
+                warn!(
+                    skipped,
+                    "skipped undecodable records in {TRANSACTION_STATE_TOPIC}"
+                );
             }
         }
         self.inner.txn.load(states);
@@ -281,7 +287,13 @@ impl Broker {
         let mut committed = self.inner.committed.write();
         for g in done {
             if let Some(offsets) = groups.remove(&g) {
-                debug!(group = g, producer_id, commit, partitions = offsets.len(), "transactional offsets completed");
+                debug!(
+                    group = g,
+                    producer_id,
+                    commit,
+                    partitions = offsets.len(),
+                    "transactional offsets completed"
+                );
                 if commit {
                     committed.entry(g).or_default().extend(offsets);
                 }

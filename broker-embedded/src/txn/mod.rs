@@ -230,7 +230,10 @@ impl TransactionCoordinator {
                 }
             }
         }
-        let prepared = txns.values().filter(|m| m.lock().state.is_prepare()).count();
+        let prepared = txns
+            .values()
+            .filter(|m| m.lock().state.is_prepare())
+            .count();
         info!(
             transactional_ids = txns.len(),
             prepared, "transaction coordinator loaded"
@@ -311,7 +314,9 @@ impl TransactionCoordinator {
                     let bumped = m.producer_epoch.saturating_add(1);
                     let (epoch, last) = match expected {
                         None => (bumped, -1),
-                        Some(e) if m.producer_epoch == -1 || e.producer_epoch == m.producer_epoch => {
+                        Some(e)
+                            if m.producer_epoch == -1 || e.producer_epoch == m.producer_epoch =>
+                        {
                             (bumped, m.producer_epoch)
                         }
                         // A retry of a bump whose answer was lost.
@@ -344,9 +349,7 @@ impl TransactionCoordinator {
                 self.fence_and_abort(transactional_id, &mut m, now)?;
                 Err(TxnError::ConcurrentTransactions)
             }
-            TxnState::Dead | TxnState::PrepareEpochFence => {
-                Err(TxnError::InvalidTxnState(m.state))
-            }
+            TxnState::Dead | TxnState::PrepareEpochFence => Err(TxnError::InvalidTxnState(m.state)),
         }
     }
 
@@ -362,7 +365,12 @@ impl TransactionCoordinator {
         next.state = TxnState::PrepareAbort;
         next.last_update_ms = now;
         self.transit(id, m, next)?;
-        info!(transactional_id = id, producer_id = m.producer_id, epoch = m.producer_epoch, "fenced the producer and aborting its transaction");
+        info!(
+            transactional_id = id,
+            producer_id = m.producer_id,
+            epoch = m.producer_epoch,
+            "fenced the producer and aborting its transaction"
+        );
         self.complete(id, m, now);
         Ok(())
     }
@@ -565,10 +573,18 @@ impl TransactionCoordinator {
             } else if m.state == TxnState::Ongoing
                 && m.start_ms.saturating_add(i64::from(m.timeout_ms)) < now
             {
-                info!(transactional_id = id, producer_id = m.producer_id, epoch = m.producer_epoch, timeout_ms = m.timeout_ms, "aborting a timed-out transaction");
+                info!(
+                    transactional_id = id,
+                    producer_id = m.producer_id,
+                    epoch = m.producer_epoch,
+                    timeout_ms = m.timeout_ms,
+                    "aborting a timed-out transaction"
+                );
                 match self.fence_and_abort(&id, &mut m, now) {
                     Ok(()) => aborted += 1,
-                    Err(e) => warn!(transactional_id = id, error = %e, "aborting a timed-out transaction failed"),
+                    Err(e) => {
+                        warn!(transactional_id = id, error = %e, "aborting a timed-out transaction failed")
+                    }
                 }
             }
         }

@@ -306,7 +306,10 @@ fn an_exhausted_epoch_rotates_the_producer_id() {
     let n = f.coord.init_producer_id("t", 60_000, None, 2).unwrap();
     assert_ne!(n.producer_id, p.producer_id);
     assert_eq!(n.producer_epoch, 0);
-    assert_eq!(f.coord.entry("t").unwrap().lock().previous_producer_id, p.producer_id);
+    assert_eq!(
+        f.coord.entry("t").unwrap().lock().previous_producer_id,
+        p.producer_id
+    );
 }
 
 #[test]
@@ -337,14 +340,23 @@ fn failed_markers_leave_the_transaction_prepared_until_a_tick_completes_it() {
     let f = fixture();
     let p = f.coord.init_producer_id("t", 60_000, None, 0).unwrap();
     f.coord
-        .add_partitions("t", p.producer_id, p.producer_epoch, &[tp("a", 0), tp("b", 0)], 1)
+        .add_partitions(
+            "t",
+            p.producer_id,
+            p.producer_epoch,
+            &[tp("a", 0), tp("b", 0)],
+            1,
+        )
         .unwrap();
     f.markers.fail.store(true, Ordering::SeqCst);
     // The Prepare record is durable: the commit is decided.
     f.coord
         .end_txn("t", p.producer_id, p.producer_epoch, true, 2)
         .unwrap();
-    assert_eq!(f.coord.describe("t").unwrap().state, TxnState::PrepareCommit);
+    assert_eq!(
+        f.coord.describe("t").unwrap().state,
+        TxnState::PrepareCommit
+    );
     assert_eq!(
         f.coord
             .add_partitions("t", p.producer_id, p.producer_epoch, &[tp("a", 0)], 3)
@@ -361,7 +373,10 @@ fn failed_markers_leave_the_transaction_prepared_until_a_tick_completes_it() {
     );
     f.markers.fail.store(false, Ordering::SeqCst);
     f.coord.tick(4);
-    assert_eq!(f.coord.describe("t").unwrap().state, TxnState::CompleteCommit);
+    assert_eq!(
+        f.coord.describe("t").unwrap().state,
+        TxnState::CompleteCommit
+    );
     assert_eq!(f.markers.written.lock().len(), 2);
 }
 
@@ -382,7 +397,13 @@ fn reloaded_prepared_transactions_are_completed() {
     let f = fixture();
     let p = f.coord.init_producer_id("t", 60_000, None, 0).unwrap();
     f.coord
-        .add_partitions("t", p.producer_id, p.producer_epoch, &[tp("a", 0), tp("a", 1)], 1)
+        .add_partitions(
+            "t",
+            p.producer_id,
+            p.producer_epoch,
+            &[tp("a", 0), tp("a", 1)],
+            1,
+        )
         .unwrap();
     f.markers.fail.store(true, Ordering::SeqCst);
     f.coord
@@ -397,10 +418,15 @@ fn reloaded_prepared_transactions_are_completed() {
     assert_eq!(g.coord.describe("t").unwrap().state, TxnState::PrepareAbort);
     assert_eq!(g.coord.describe("u").unwrap().state, TxnState::Empty);
     g.coord.complete_prepared(5);
-    assert_eq!(g.coord.describe("t").unwrap().state, TxnState::CompleteAbort);
+    assert_eq!(
+        g.coord.describe("t").unwrap().state,
+        TxnState::CompleteAbort
+    );
     let markers = g.markers.written.lock().clone();
     assert_eq!(markers.len(), 2);
-    assert!(markers.iter().all(|m| !m.commit && m.epoch == p.producer_epoch));
+    assert!(markers
+        .iter()
+        .all(|m| !m.commit && m.epoch == p.producer_epoch));
     // The restored producer continues with its epoch.
     g.coord
         .add_partitions("t", p.producer_id, p.producer_epoch, &[tp("a", 0)], 6)

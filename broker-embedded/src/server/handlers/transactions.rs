@@ -18,10 +18,10 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, DescribeProducersRequest, DescribeProducersResponse,
-    DescribeTransactionsRequest, DescribeTransactionsResponse,
-    EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
-    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
+    ListTransactionsResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::ResponseError;
 use tracing::debug;
@@ -345,7 +345,11 @@ pub(super) fn describe_transactions(
                 st.producer_id = ProducerId(d.producer_id);
                 st.producer_epoch = d.producer_epoch;
                 for tp in d.partitions {
-                    match st.topics.iter_mut().find(|t| t.topic.0.as_str() == tp.topic) {
+                    match st
+                        .topics
+                        .iter_mut()
+                        .find(|t| t.topic.0.as_str() == tp.topic)
+                    {
                         Some(t) => t.partitions.push(tp.partition),
                         None => {
                             let mut t = TopicData::default();
