@@ -10,7 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use broker_embedded::record::{encode_batch, BatchSpec, Record};
+use broker_embedded::record::{encode_batch, BatchIter, BatchSpec, Record};
 use broker_embedded::{
     decode_fetched, decode_fetched_committed, AbortedTxn, AppendOrigin, Broker, BrokerConfig,
     BrokerError, FetchData, IsolationLevel, NewTopic, ProduceRecord,
@@ -82,8 +82,48 @@ fn append(b: &Broker, mut batch: Vec<u8>, origin: AppendOrigin) -> i64 {
         .base_offset
 }
 
-fn read(b: &Broker, isolation: IsolationLevel) -> FetchData {
-    b.read_partition("t", 0, 0, 1 << 20, isolation).unwrap()
+/// Reads the whole partition as a consumer would (one segment per read): the decoded records
+/// (aborted ones dropped under read_committed), the union of the reported aborted
+/// transactions, and the last read's offsets.
+fn read(b: &Broker, isolation: IsolationLevel) -> Read {
+    let mut out = Read {
+        records: Vec::new(),
+        aborted: Vec::new(),
+        last: None,
+    };
+    let mut next = 0;
+    loop {
+        let d = b.read_partition("t", 0, next, 1 << 20, isolation).unwrap();
+        let Some(end) = BatchIter::new(&d.records)
+            .map(|r| r.unwrap().header.next_offset())
+            .last()
+        else {
+            out.last = Some(d);
+            return out;
+        };
+        out.records.extend(match isolation {
+            IsolationLevel::ReadCommitted => decode_fetched_committed("t", &d, next).unwrap(),
+            IsolationLevel::ReadUncommitted => decode_fetched("t", &d.records, next).unwrap(),
+        });
+        for a in &d.aborted_transactions {
+            if !out.aborted.contains(a) {
+                out.aborted.push(*a);
+            }
+        }
+        next = end;
+    }
+}
+
+struct Read {
+    records: Vec<Record>,
+    aborted: Vec<AbortedTxn>,
+    last: Option<FetchData>,
+}
+
+impl Read {
+    fn lso(&self) -> i64 {
+        self.last.as_ref().unwrap().last_stable_offset
+    }
 }
 
 fn values(records: &[Record]) -> Vec<String> {
@@ -117,15 +157,12 @@ fn scenario(b: &Broker) -> (i64, i64) {
     assert_eq!(o.last_stable_offset, a0, "LSO is A's first offset");
     // Nothing of an open transaction is readable committed.
     let d = read(b, IsolationLevel::ReadCommitted);
-    assert_eq!(d.last_stable_offset, 1);
-    assert_eq!(values(&decode_fetched("t", &d.records, 0).unwrap()), ["p0"]);
-    assert!(d.aborted_transactions.is_empty());
+    assert_eq!(d.lso(), 1);
+    assert_eq!(values(&d.records), ["p0"]);
+    assert!(d.aborted.is_empty());
     let u = read(b, IsolationLevel::ReadUncommitted);
-    assert_eq!(
-        u.last_stable_offset, 1,
-        "read_uncommitted reports the LSO too"
-    );
-    assert_eq!(decode_fetched("t", &u.records, 0).unwrap().len(), 4);
+    assert_eq!(u.lso(), 1, "read_uncommitted reports the LSO too");
+    assert_eq!(u.records.len(), 4);
 
     // A plain write from B while its transaction is open is refused.
     let mut plain = {
@@ -181,9 +218,9 @@ fn check_completed(b: &Broker, b0: i64, abort_b: i64) {
     assert_eq!(o.high_watermark, 11);
     assert_eq!(o.last_stable_offset, 11, "no open transaction: LSO = HW");
     let d = read(b, IsolationLevel::ReadCommitted);
-    assert_eq!(d.last_stable_offset, 11);
+    assert_eq!(d.lso(), 11);
     assert_eq!(
-        d.aborted_transactions,
+        d.aborted,
         vec![AbortedTxn {
             producer_id: B,
             first_offset: b0,
@@ -191,14 +228,11 @@ fn check_completed(b: &Broker, b0: i64, abort_b: i64) {
             last_stable_offset: abort_b + 1,
         }]
     );
-    assert_eq!(
-        values(&decode_fetched_committed("t", &d, 0).unwrap()),
-        ["p0", "a0", "a1", "a2", "p1", "p2"]
-    );
+    assert_eq!(values(&d.records), ["p0", "a0", "a1", "a2", "p1", "p2"]);
     let u = read(b, IsolationLevel::ReadUncommitted);
-    assert!(u.aborted_transactions.is_empty());
+    assert!(u.aborted.is_empty());
     assert_eq!(
-        values(&decode_fetched("t", &u.records, 0).unwrap()),
+        values(&u.records),
         ["p0", "a0", "a1", "b0", "a2", "b1", "b2", "p1", "p2"]
     );
     // A read starting after the aborted transaction reports nothing.
@@ -315,7 +349,7 @@ fn an_open_transaction_survives_restarts_and_fences_older_epochs() {
     assert_eq!(o.last_stable_offset, 1, "the open transaction is rebuilt");
     assert_eq!(o.high_watermark, 8);
     let d = read(&b, IsolationLevel::ReadCommitted);
-    assert_eq!(values(&decode_fetched("t", &d.records, 0).unwrap()), ["p0"]);
+    assert_eq!(values(&d.records), ["p0"]);
 
     // The coordinator aborts with a bumped epoch (as on a timeout); the old epoch is fenced.
     let abort = append(&b, marker(A, 1, 0, false), AppendOrigin::Internal);
@@ -334,9 +368,9 @@ fn an_open_transaction_survives_restarts_and_fences_older_epochs() {
         "{err}"
     );
     let d = read(&b, IsolationLevel::ReadCommitted);
-    assert_eq!(d.aborted_transactions.len(), 1);
-    assert_eq!(d.aborted_transactions[0].first_offset, 1);
-    let committed = values(&decode_fetched_committed("t", &d, 0).unwrap());
+    assert_eq!(d.aborted.len(), 1);
+    assert_eq!(d.aborted[0].first_offset, 1);
+    let committed = values(&d.records);
     assert_eq!(committed, ["p0", "q0", "q1", "q2", "q3", "q4", "q5"]);
     // The epoch-1 producer starts a new transaction at sequence 0.
     let next = append(&b, txn_batch(A, 1, 0, &["a-new"]), AppendOrigin::Client);

@@ -457,6 +457,19 @@ impl PartitionLog {
         if replay_from < next_offset {
             log.replay_producer_state(replay_from.max(log_start_offset))?;
         }
+        if replay_floor < next_offset {
+            // The replay above rebuilt the `.txnindex` entries. A newer snapshot may know more
+            // (the batches of a producer that compaction removed since it was taken): the
+            // producer state comes from the newest one, as on any open.
+            let mut newest = ProducerStateManager::new(Arc::clone(&log.storage), &log.dir);
+            let newest_from = newest.load(next_offset, next_offset)?;
+            if newest_from > replay_from {
+                log.inner.lock().producers = newest;
+                if newest_from < next_offset {
+                    log.replay_producer_state(newest_from.max(log_start_offset))?;
+                }
+            }
+        }
         {
             let mut inner = log.inner.lock();
             for seg in inner.segments.values_mut() {

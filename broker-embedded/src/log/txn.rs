@@ -234,7 +234,7 @@ impl TxnIndex {
         base_offset: i64,
         next_offset: i64,
     ) -> Result<Vec<AbortedTxn>, TxnIndexDamage> {
-        if bytes.len() % ABORTED_TXN_SIZE != 0 {
+        if !bytes.len().is_multiple_of(ABORTED_TXN_SIZE) {
             return Err(TxnIndexDamage::TornEntry(bytes.len() as u64));
         }
         let mut out: Vec<AbortedTxn> = Vec::with_capacity(bytes.len() / ABORTED_TXN_SIZE);
