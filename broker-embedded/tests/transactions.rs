@@ -380,3 +380,225 @@ fn an_open_transaction_survives_restarts_and_fences_older_epochs() {
     );
     b.shutdown().unwrap();
 }
+
+/// Like `txn_batch`, with explicit keys (a compacted topic needs them) on topic `topic`.
+fn keyed(pid: i64, seq: i32, pairs: &[(&str, &str)], transactional: bool) -> Vec<u8> {
+    let spec = BatchSpec {
+        transactional,
+        producer_id: pid,
+        producer_epoch: 0,
+        base_sequence: seq,
+        ..BatchSpec::default()
+    };
+    let recs: Vec<Record> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            offset: i as i64,
+            timestamp: now(),
+            key: Some(Bytes::from(k.to_string())),
+            value: Some(Bytes::from(v.to_string())),
+            headers: Vec::new(),
+        })
+        .collect();
+    encode_batch(&spec, &recs).unwrap()
+}
+
+fn kv(records: &[Record]) -> Vec<(String, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let s = |b: &Option<Bytes>| String::from_utf8(b.as_deref().unwrap().to_vec()).unwrap();
+            (s(&r.key), s(&r.value))
+        })
+        .collect()
+}
+
+#[test]
+fn compaction_removes_aborted_records_keeps_markers_and_stays_below_the_lso() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    b.create_topic(NewTopic::new("t", 1).config("cleanup.policy", "compact"))
+        .unwrap();
+    let put = |batch: Vec<u8>, origin| append(&b, batch, origin);
+    put(keyed(-1, -1, &[("k", "v1")], false), AppendOrigin::Client); // 0
+    put(keyed(A, 0, &[("k", "aborted")], true), AppendOrigin::Client); // 1
+    put(marker(A, 0, 0, false), AppendOrigin::Internal); // 2
+    put(
+        keyed(B, 0, &[("j", "j1"), ("k", "v2")], true),
+        AppendOrigin::Client,
+    ); // 3, 4
+    put(marker(B, 0, 0, true), AppendOrigin::Internal); // 5
+    put(keyed(-1, -1, &[("j", "j2")], false), AppendOrigin::Client); // 6
+                                                                     // An open transaction in a sealed segment: never cleaned while open.
+    put(keyed(A, 1, &[("k", "open")], true), AppendOrigin::Client); // 7
+    put(keyed(-1, -1, &[("k", "v3")], false), AppendOrigin::Client); // 8
+    b.roll_segment("t", 0).unwrap();
+    b.produce("t", 0, &[ProduceRecord::new("z", "active")])
+        .unwrap();
+    assert_eq!(b.partition_offsets("t", 0).unwrap().last_stable_offset, 7);
+
+    let stats = b.run_cleaner_pass().unwrap();
+    assert_eq!(
+        stats.segments_cleaned, 0,
+        "the only sealed segment reaches past the LSO"
+    );
+
+    // Commit A's open transaction; now the sealed segment is cleanable.
+    put(marker(A, 0, 0, true), AppendOrigin::Internal); // 10
+    b.run_cleaner_pass().unwrap();
+    let u = read(&b, IsolationLevel::ReadUncommitted);
+    assert_eq!(
+        kv(&u.records),
+        [
+            ("j".into(), "j2".into()),
+            ("k".into(), "v3".into()),
+            ("z".into(), "active".into())
+        ],
+        "the aborted record is gone and never shadowed v1..v3"
+    );
+    // Markers stay (both of the first segment's, with their offsets).
+    let d = b
+        .read_partition("t", 0, 0, 1 << 20, IsolationLevel::ReadUncommitted)
+        .unwrap();
+    let markers: Vec<i64> = BatchIter::new(&d.records)
+        .map(|r| r.unwrap().header)
+        .filter(|h| h.is_control())
+        .map(|h| h.base_offset)
+        .collect();
+    assert_eq!(markers, [2, 5]);
+    let c = read(&b, IsolationLevel::ReadCommitted);
+    assert_eq!(kv(&c.records), kv(&u.records));
+    b.shutdown().unwrap();
+}
+
+#[test]
+fn retention_keeps_the_segments_of_an_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    b.create_topic(NewTopic::new("t", 1).config("retention.ms", "1000"))
+        .unwrap();
+    append(&b, txn_batch(A, 0, 0, &["a0"]), AppendOrigin::Client);
+    b.roll_segment("t", 0).unwrap();
+    b.produce("t", 0, &[ProduceRecord::new("plain", "p")])
+        .unwrap();
+    b.roll_segment("t", 0).unwrap();
+    let later = now() + 3_600_000;
+    let stats = b.run_cleaner_pass_at(later, false).unwrap();
+    assert_eq!(stats.segments_deleted, 0);
+    let o = b.partition_offsets("t", 0).unwrap();
+    assert_eq!((o.log_start_offset, o.last_stable_offset), (0, 0));
+    append(&b, marker(A, 0, 0, true), AppendOrigin::Internal);
+    let stats = b.run_cleaner_pass_at(later, false).unwrap();
+    assert!(stats.segments_deleted >= 2, "{stats:?}");
+    let o = b.partition_offsets("t", 0).unwrap();
+    assert_eq!(o.last_stable_offset, o.high_watermark);
+    assert!(o.log_start_offset >= 2);
+    b.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn wire_fetch_and_list_offsets_report_the_lso_and_aborted_transactions() {
+    use kafka_protocol::messages::{
+        fetch_request, list_offsets_request, ApiKey, BrokerId, FetchRequest, FetchResponse,
+        ListOffsetsRequest, ListOffsetsResponse, RequestHeader, ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn call<Req: Encodable, Resp: Decodable>(
+        s: &mut tokio::net::TcpStream,
+        api: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        let mut buf = bytes::BytesMut::new();
+        let mut header = RequestHeader::default();
+        header.request_api_key = api as i16;
+        header.request_api_version = version;
+        header.correlation_id = 7;
+        header.client_id = Some(StrBytes::from_static_str("txn-test"));
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        req.encode(&mut buf, version).unwrap();
+        s.write_all(&(buf.len() as i32).to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(&buf).await.unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.unwrap();
+        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+        s.read_exact(&mut frame).await.unwrap();
+        let mut frame = Bytes::from(frame);
+        ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        Resp::decode(&mut frame, version).unwrap()
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    b.create_topic(NewTopic::new("t", 1)).unwrap();
+    append(&b, txn_batch(B, 0, 0, &["b0"]), AppendOrigin::Client); // 0
+    append(&b, marker(B, 0, 0, false), AppendOrigin::Internal); // 1
+    b.produce("t", 0, &[ProduceRecord::new("plain", "p")])
+        .unwrap(); // 2
+    append(&b, txn_batch(A, 0, 0, &["a0"]), AppendOrigin::Client); // 3, open
+    let server = broker_embedded::KafkaServer::start(
+        b.clone(),
+        broker_embedded::ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..broker_embedded::ServerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    for isolation in [0i8, 1] {
+        let mut req = FetchRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.max_bytes = 1 << 20;
+        req.isolation_level = isolation;
+        let mut ft = fetch_request::FetchTopic::default();
+        ft.topic = TopicName(StrBytes::from_static_str("t"));
+        let mut fp = fetch_request::FetchPartition::default();
+        fp.partition = 0;
+        fp.partition_max_bytes = 1 << 20;
+        ft.partitions = vec![fp];
+        req.topics = vec![ft];
+        let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &req).await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        assert_eq!((p.high_watermark, p.last_stable_offset), (4, 3));
+        let data = p.records.clone().unwrap();
+        let ends: Vec<i64> = BatchIter::new(&data)
+            .map(|r| r.unwrap().header.next_offset())
+            .collect();
+        if isolation == 1 {
+            assert_eq!(ends.last(), Some(&3), "read_committed stops at the LSO");
+            let aborted = p.aborted_transactions.as_ref().unwrap();
+            assert_eq!(aborted.len(), 1);
+            assert_eq!((aborted[0].producer_id.0, aborted[0].first_offset), (B, 0));
+        } else {
+            assert_eq!(ends.last(), Some(&4));
+            assert!(p.aborted_transactions.is_none());
+        }
+    }
+    for (isolation, want) in [(0i8, 4i64), (1, 3)] {
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.isolation_level = isolation;
+        let mut t = list_offsets_request::ListOffsetsTopic::default();
+        t.name = TopicName(StrBytes::from_static_str("t"));
+        let mut p = list_offsets_request::ListOffsetsPartition::default();
+        p.partition_index = 0;
+        p.timestamp = -1;
+        t.partitions = vec![p];
+        req.topics = vec![t];
+        let r: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets, 5, &req).await;
+        assert_eq!(r.topics[0].partitions[0].offset, want);
+    }
+    server.shutdown().await;
+    b.shutdown().unwrap();
+}

@@ -201,6 +201,8 @@ pub(super) async fn fetch(ctx: &Context, r: FetchRequest) -> FetchResponse {
                 pd.last_stable_offset = -1;
                 pd.log_start_offset = -1;
                 pd.preferred_read_replica = BrokerId(-1);
+                // Kafka answers null unless read_committed.
+                pd.aborted_transactions = None;
                 // KIP-74: both limits hold (the response's too for the first partition);
                 // they are soft only in that the first batch of the first non-empty partition
                 // is returned even if larger (`first` below).
