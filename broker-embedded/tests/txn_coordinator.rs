@@ -322,3 +322,51 @@ async fn a_transaction_survives_a_broker_restart_in_its_middle() {
     assert_eq!(listed["tx-restart"], TxnState::CompleteCommit);
     server.shutdown().await;
 }
+
+/// KIP-447: offsets sent with the group metadata of a live member (its generation and member
+/// id) are checked by the group coordinator: accepted for the member, refused for a stale
+/// generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_offsets_with_a_members_group_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, server) = start(dir.path(), "127.0.0.1:0").await;
+    let addr = server.local_addr().to_string();
+    broker.create_topic(NewTopic::new("src", 1)).unwrap();
+    broker.create_topic(NewTopic::new("dst", 1)).unwrap();
+    let b2 = broker.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &addr)
+            .set("group.id", "members")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["src"]).unwrap();
+        let deadline = Instant::now() + T;
+        while consumer.assignment().unwrap().count() == 0 {
+            assert!(Instant::now() < deadline, "never assigned");
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        let cgm = consumer.group_metadata().unwrap();
+        let p = producer(&addr, "tx-member", 60_000);
+        p.init_transactions(T).unwrap();
+        p.begin_transaction().unwrap();
+        send(&p, "dst", 0, "x");
+        p.send_offsets_to_transaction(&offsets("src", 0, 3), &cgm, T)
+            .unwrap();
+        p.commit_transaction(T).unwrap();
+        let src0 = TopicPartition::new("src", 0);
+        assert_eq!(b2.committed_offset("members", &src0).unwrap().offset, 3);
+        // Metadata without membership, while the group has a member: refused.
+        let outsider = group_metadata(&addr, "members");
+        p.begin_transaction().unwrap();
+        send(&p, "dst", 0, "y");
+        assert!(p
+            .send_offsets_to_transaction(&offsets("src", 0, 4), &outsider, T)
+            .is_err());
+        assert_eq!(b2.committed_offset("members", &src0).unwrap().offset, 3);
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+}
