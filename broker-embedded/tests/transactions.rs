@@ -469,6 +469,22 @@ fn compaction_removes_aborted_records_keeps_markers_and_stays_below_the_lso() {
     assert_eq!(markers, [2, 5]);
     let c = read(&b, IsolationLevel::ReadCommitted);
     assert_eq!(kv(&c.records), kv(&u.records));
+    let aborted = vec![AbortedTxn {
+        producer_id: A,
+        first_offset: 1,
+        last_offset: 2,
+        last_stable_offset: 3,
+    }];
+    assert_eq!(c.aborted, aborted);
+    // Another pass changes nothing (the cleaned copy is discarded); the index stays.
+    b.run_cleaner_pass().unwrap();
+    b.shutdown().unwrap();
+    drop(b);
+    assert_eq!(txnindex_files(dir.path()).len(), 1);
+    let b = open(dir.path());
+    let c = read(&b, IsolationLevel::ReadCommitted);
+    assert_eq!(c.aborted, aborted);
+    assert_eq!(kv(&c.records), kv(&u.records));
     b.shutdown().unwrap();
 }
 
