@@ -141,6 +141,8 @@ fn serve_create_produce_consume_offsets_shutdown() {
                 "30",
                 "--print-key",
                 "--print-partition",
+                "--isolation-level",
+                "read_committed",
                 "--idle-timeout-ms",
                 "15000",
             ][..],

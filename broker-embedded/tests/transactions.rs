@@ -469,6 +469,22 @@ fn compaction_removes_aborted_records_keeps_markers_and_stays_below_the_lso() {
     assert_eq!(markers, [2, 5]);
     let c = read(&b, IsolationLevel::ReadCommitted);
     assert_eq!(kv(&c.records), kv(&u.records));
+    let aborted = vec![AbortedTxn {
+        producer_id: A,
+        first_offset: 1,
+        last_offset: 2,
+        last_stable_offset: 3,
+    }];
+    assert_eq!(c.aborted, aborted);
+    // Another pass changes nothing (the cleaned copy is discarded); the index stays.
+    b.run_cleaner_pass().unwrap();
+    b.shutdown().unwrap();
+    drop(b);
+    assert_eq!(txnindex_files(dir.path()).len(), 1);
+    let b = open(dir.path());
+    let c = read(&b, IsolationLevel::ReadCommitted);
+    assert_eq!(c.aborted, aborted);
+    assert_eq!(kv(&c.records), kv(&u.records));
     b.shutdown().unwrap();
 }
 
@@ -542,6 +558,8 @@ async fn wire_fetch_and_list_offsets_report_the_lso_and_aborted_transactions() {
     append(&b, marker(B, 0, 0, false), AppendOrigin::Internal); // 1
     b.produce("t", 0, &[ProduceRecord::new("plain", "p")])
         .unwrap(); // 2
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let a_time = now();
     append(&b, txn_batch(A, 0, 0, &["a0"]), AppendOrigin::Client); // 3, open
     let server = broker_embedded::KafkaServer::start(
         b.clone(),
@@ -585,7 +603,9 @@ async fn wire_fetch_and_list_offsets_report_the_lso_and_aborted_transactions() {
             assert!(p.aborted_transactions.is_none());
         }
     }
-    for (isolation, want) in [(0i8, 4i64), (1, 3)] {
+    for (isolation, timestamp, want) in
+        [(0i8, -1, 4i64), (1, -1, 3), (0, a_time, 3), (1, a_time, -1)]
+    {
         let mut req = ListOffsetsRequest::default();
         req.replica_id = BrokerId(-1);
         req.isolation_level = isolation;
@@ -593,11 +613,14 @@ async fn wire_fetch_and_list_offsets_report_the_lso_and_aborted_transactions() {
         t.name = TopicName(StrBytes::from_static_str("t"));
         let mut p = list_offsets_request::ListOffsetsPartition::default();
         p.partition_index = 0;
-        p.timestamp = -1;
+        p.timestamp = timestamp;
         t.partitions = vec![p];
         req.topics = vec![t];
         let r: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets, 5, &req).await;
-        assert_eq!(r.topics[0].partitions[0].offset, want);
+        assert_eq!(
+            r.topics[0].partitions[0].offset, want,
+            "isolation {isolation}, timestamp {timestamp}"
+        );
     }
     server.shutdown().await;
     b.shutdown().unwrap();

@@ -412,3 +412,123 @@ impl Cursor<'_> {
         Ok(a)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::log::txn::EndTxnMarker;
+    use crate::record::{encode_batch, set_base_offset, BatchSpec, Record};
+    use bytes::Bytes;
+
+    fn header(pid: i64, epoch: i16, seq: i32, base: i64, txn: bool, control: bool) -> BatchHeader {
+        let spec = BatchSpec {
+            transactional: txn,
+            control,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: if control { -1 } else { seq },
+            ..BatchSpec::default()
+        };
+        let rec = Record {
+            offset: 0,
+            timestamp: 10,
+            key: Some(Bytes::from_static(b"k")),
+            value: None,
+            headers: Vec::new(),
+        };
+        let mut b = encode_batch(&spec, &[rec]).unwrap();
+        set_base_offset(&mut b, base);
+        BatchHeader::parse(&b).unwrap()
+    }
+
+    fn end(commit: bool, coordinator_epoch: i32) -> Option<ControlRecord> {
+        Some(ControlRecord::EndTxn(EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        }))
+    }
+
+    #[test]
+    fn first_unstable_offset_follows_open_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = durable_fs::OsStorage::shared();
+        let mut m = ProducerStateManager::new(Arc::clone(&storage), dir.path());
+        assert_eq!(m.first_unstable_offset(), None);
+        m.update(&header(1, 0, 0, 0, false, false), None);
+        assert_eq!(m.first_unstable_offset(), None, "idempotent only");
+        m.update(&header(2, 0, 0, 1, true, false), None);
+        m.update(&header(3, 0, 0, 2, true, false), None);
+        m.update(&header(2, 0, 1, 3, true, false), None);
+        assert_eq!(m.first_unstable_offset(), Some(1));
+        // A plain batch from a producer with an open transaction is refused.
+        let err = m.check(&header(3, 0, 1, 4, false, false)).unwrap_err();
+        assert!(matches!(err, BrokerError::InvalidTxnState(_)));
+
+        let done = m.update(&header(2, 0, 0, 4, true, true), end(false, 5));
+        assert_eq!(
+            done,
+            Some(CompletedTxn {
+                producer_id: 2,
+                first_offset: 1,
+                last_offset: 4,
+                aborted: true
+            })
+        );
+        assert_eq!(m.first_unstable_offset(), Some(2));
+        // A second marker finds no open transaction.
+        assert_eq!(
+            m.update(&header(2, 0, 0, 5, true, true), end(true, 5)),
+            None
+        );
+        assert!(m.check_marker(2, 0, 4).is_err(), "older coordinator epoch");
+        assert!(m.check_marker(2, 0, 5).is_ok());
+
+        // Snapshots keep the open transaction and the coordinator epoch.
+        m.write_snapshot(6).unwrap();
+        let mut back = ProducerStateManager::new(Arc::clone(&storage), dir.path());
+        assert_eq!(back.load(6, 6).unwrap(), 6);
+        assert_eq!(back.first_unstable_offset(), Some(2));
+        assert_eq!(back.entry(2).unwrap().coordinator_epoch, 5);
+        assert_eq!(back.entry(2), m.entry(2));
+        assert_eq!(back.entry(3), m.entry(3));
+        // A snapshot above `at_most` is skipped but kept.
+        let mut older = ProducerStateManager::new(Arc::clone(&storage), dir.path());
+        assert_eq!(older.load(6, 5).unwrap(), 0);
+        assert!(snapshot_path(dir.path(), 6).exists());
+
+        let done = m.update(&header(3, 1, 0, 7, true, true), end(true, 5));
+        assert_eq!(done.map(|c| (c.first_offset, c.aborted)), Some((2, false)));
+        assert_eq!(m.first_unstable_offset(), None);
+        assert_eq!(m.entry(3).unwrap().epoch, 1, "a marker may bump the epoch");
+        let err = m.check(&header(3, 0, 1, 8, true, false)).unwrap_err();
+        assert!(matches!(err, BrokerError::InvalidProducerEpoch { .. }));
+    }
+
+    #[test]
+    fn version_1_snapshots_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = durable_fs::OsStorage::shared();
+        // One producer: id 9, epoch 2, open transaction at 4, last timestamp 10, no batches.
+        let mut body = Vec::new();
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&9i64.to_be_bytes());
+        body.extend_from_slice(&2i16.to_be_bytes());
+        body.extend_from_slice(&4i64.to_be_bytes());
+        body.extend_from_slice(&10i64.to_be_bytes());
+        body.push(0);
+        let mut file = Vec::new();
+        file.extend_from_slice(&1i16.to_be_bytes());
+        file.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        file.extend_from_slice(&body);
+        std::fs::write(snapshot_path(dir.path(), 5), file).unwrap();
+        let mut m = ProducerStateManager::new(storage, dir.path());
+        assert_eq!(m.load(5, 5).unwrap(), 5);
+        let e = m.entry(9).unwrap();
+        assert_eq!(
+            (e.epoch, e.coordinator_epoch, e.current_txn_first_offset),
+            (2, -1, Some(4))
+        );
+    }
+}

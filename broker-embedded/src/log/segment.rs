@@ -613,6 +613,10 @@ impl Segment {
             .set_path(dir.join(segment_file_name(base_offset, "index.cleaned")));
         seg.time_index
             .set_path(dir.join(segment_file_name(base_offset, "timeindex.cleaned")));
+        // Never the original's `.txnindex` (deleting an unused cleaned copy must not remove
+        // it); the original's index moves to the cleaned segment on `replace_with`.
+        seg.txn_index =
+            TxnIndex::empty(dir.join(segment_file_name(base_offset, "txnindex.cleaned")));
         Ok(seg)
     }
 

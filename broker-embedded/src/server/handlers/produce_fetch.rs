@@ -297,8 +297,19 @@ pub(super) fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsR
                         })
                         .map_err(|e| err_code(&e));
                 }
-                b.list_offsets(&name, p.partition_index, spec)
-                    .map_err(|e| err_code(&e))
+                let found = b
+                    .list_offsets(&name, p.partition_index, spec)
+                    .map_err(|e| err_code(&e))?;
+                if committed && matches!(spec, OffsetSpec::Timestamp(_)) {
+                    // Kafka: under read_committed only offsets below the last stable offset
+                    // are found by timestamp.
+                    let lso = b
+                        .partition_offsets(&name, p.partition_index)
+                        .map_err(|e| err_code(&e))?
+                        .last_stable_offset;
+                    return Ok(found.filter(|lo| lo.offset < lso));
+                }
+                Ok(found)
             });
             match result {
                 Ok(Some(lo)) => {
