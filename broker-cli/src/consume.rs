@@ -61,6 +61,11 @@ pub(crate) struct ConsumeArgs {
     /// Streams' `count()` (8-byte big-endian).
     #[arg(long, default_value = "string", value_parser = Deserializer::parse)]
     value_deserializer: Deserializer,
+    /// `read_uncommitted` (the default, as Kafka's console consumer) prints every record;
+    /// `read_committed` stops at the last stable offset and skips records of aborted
+    /// transactions.
+    #[arg(long, default_value = "read_uncommitted", value_parser = ["read_committed", "read_uncommitted"])]
+    isolation_level: String,
 }
 
 /// How a key or value is printed.
@@ -114,6 +119,7 @@ impl Deserializer {
 pub(crate) fn consume(a: ConsumeArgs) -> AnyResult {
     if let Some(group) = &a.group {
         let consumer: BaseConsumer = client_config(&a.conn)
+            .set("isolation.level", &a.isolation_level)
             .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set(
@@ -141,6 +147,7 @@ pub(crate) fn consume(a: ConsumeArgs) -> AnyResult {
         return Ok(());
     }
     let consumer: BaseConsumer = client_config(&a.conn)
+        .set("isolation.level", &a.isolation_level)
         .set("group.id", "broker-cli-console")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

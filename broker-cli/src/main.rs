@@ -3,8 +3,8 @@
 //! own tools. Client subcommands use librdkafka, configured with the Java client's murmur2
 //! partitioner so keys land where Java producers and Kafka Streams put them.
 //!
-//! One module per subcommand (`serve`, `topics`, `produce`, `consume`, `offsets`, `groups`);
-//! `client` holds the librdkafka connection options and helpers they share.
+//! One module per subcommand (`serve`, `topics`, `produce`, `consume`, `offsets`, `groups`,
+//! `transactions`); `client` holds the librdkafka connection options and helpers they share.
 
 mod client;
 mod consume;
@@ -14,6 +14,7 @@ mod offsets;
 mod produce;
 mod serve;
 mod topics;
+mod transactions;
 
 #[global_allocator]
 static ALLOC: huge_alloc::LazyHugeAlloc = huge_alloc::LazyHugeAlloc;
@@ -28,6 +29,7 @@ use offsets::{offsets, OffsetsArgs};
 use produce::{produce, ProduceArgs};
 use serve::{serve, ServeArgs};
 use topics::{topics, TopicsAction};
+use transactions::{transactions, TransactionsAction};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         action: GroupsAction,
     },
+    /// List transactional ids, or describe one (producer, state, partitions).
+    Transactions {
+        #[command(subcommand)]
+        action: TransactionsAction,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
         Command::Consume(a) => consume(a),
         Command::Offsets(a) => offsets(a),
         Command::Groups { action } => groups(action),
+        Command::Transactions { action } => transactions(action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -142,6 +142,19 @@ fn apply_broker_property(
         "group.initial.rebalance.delay.ms" => {
             c.group_initial_rebalance_delay = Duration::from_millis(num(value)?)
         }
+        "transaction.max.timeout.ms" => {
+            c.transaction_max_timeout = Duration::from_millis(num(value)?)
+        }
+        "transaction.state.log.num.partitions" => {
+            c.transaction_state_log_num_partitions = num(value)? as u32
+        }
+        "transaction.state.log.segment.bytes" => {
+            c.transaction_state_log_segment_bytes = num(value)?
+        }
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+            c.transaction_abort_timed_out_transaction_cleanup_interval =
+                Duration::from_millis(num(value)?)
+        }
         other => return Err(format!("unknown broker property `{other}`").into()),
     }
     Ok(())

@@ -141,6 +141,8 @@ fn serve_create_produce_consume_offsets_shutdown() {
                 "30",
                 "--print-key",
                 "--print-partition",
+                "--isolation-level",
+                "read_committed",
                 "--idle-timeout-ms",
                 "15000",
             ][..],
@@ -470,4 +472,99 @@ fn a_thousand_connections_are_served_and_connection_limits_hold() {
         api_versions_round_trip(&mut quiet, 2).is_err(),
         "a connection idle for 1.2 s is closed under connections.max.idle.ms=400"
     );
+}
+
+/// `broker transactions list|describe` against a served broker with an open transaction of a
+/// librdkafka transactional producer, then after its commit.
+#[test]
+fn transactions_list_and_describe() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let addr = server.addr.clone();
+    let (ok, _, err) = run(
+        &[
+            "topics",
+            "create",
+            "--bootstrap-server",
+            &addr,
+            "--topic",
+            "txt",
+            "--partitions",
+            "2",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &addr)
+        .set("transactional.id", "cli-tx")
+        .create()
+        .unwrap();
+    let t = Duration::from_secs(20);
+    p.init_transactions(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<str, str>::to("txt").partition(1).payload("v"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    p.flush(t).unwrap();
+
+    let (ok, out, err) = run(&["transactions", "list", "--bootstrap-server", &addr], None);
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("cli-tx\t"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.ends_with("\tOngoing"), "{row}");
+    let (ok, out, err) = run(
+        &[
+            "transactions",
+            "describe",
+            "--bootstrap-server",
+            &addr,
+            "--transactional-id",
+            "cli-tx",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let row = out.lines().nth(1).unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = row.split('\t').collect();
+    assert_eq!(cols[1], "cli-tx");
+    assert_eq!(cols[4], "Ongoing");
+    assert_eq!(cols[7], "txt-1");
+
+    p.commit_transaction(t).unwrap();
+    let (ok, out, err) = run(
+        &[
+            "transactions",
+            "list",
+            "--bootstrap-server",
+            &addr,
+            "--state",
+            "CompleteCommit",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cli-tx\t") && l.ends_with("\tCompleteCommit")),
+        "{out}"
+    );
+    let (ok, _, err) = run(
+        &[
+            "transactions",
+            "describe",
+            "--bootstrap-server",
+            &addr,
+            "--transactional-id",
+            "nope",
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("TransactionalIdNotFound"), "{err}");
 }

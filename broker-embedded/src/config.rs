@@ -359,6 +359,17 @@ pub struct BrokerConfig {
     /// How long the first rebalance of an empty consumer group waits for more members
     /// (Kafka's `group.initial.rebalance.delay.ms`, default 3 s).
     pub group_initial_rebalance_delay: Duration,
+    /// The longest `transaction.timeout.ms` a transactional producer may ask for
+    /// (`transaction.max.timeout.ms`, default 900000 ms = 15 minutes, as Kafka).
+    pub transaction_max_timeout: Duration,
+    /// `transaction.state.log.num.partitions` (default 50): partitions of
+    /// `__transaction_state`.
+    pub transaction_state_log_num_partitions: u32,
+    /// `transaction.state.log.segment.bytes` (default 100 MiB).
+    pub transaction_state_log_segment_bytes: u64,
+    /// How often timed-out transactions are aborted and unfinished markers retried
+    /// (`transaction.abort.timed.out.transaction.cleanup.interval.ms`, default 10 s).
+    pub transaction_abort_timed_out_transaction_cleanup_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -376,6 +387,10 @@ impl BrokerConfig {
             compaction_check_interval: Duration::from_secs(15),
             recovery_checkpoint_interval: Duration::from_secs(60),
             group_initial_rebalance_delay: Duration::from_secs(3),
+            transaction_max_timeout: Duration::from_millis(900_000),
+            transaction_state_log_num_partitions: 50,
+            transaction_state_log_segment_bytes: 100 * 1024 * 1024,
+            transaction_abort_timed_out_transaction_cleanup_interval: Duration::from_secs(10),
         }
     }
 

@@ -111,6 +111,21 @@ pub enum BrokerError {
         /// Current epoch.
         current: i16,
     },
+    /// A producer wrote outside the transaction protocol, e.g. a non-transactional batch while
+    /// its transaction is open (INVALID_TXN_STATE).
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// A transaction marker came from an older transaction coordinator than the last one seen
+    /// for the producer (TRANSACTION_COORDINATOR_FENCED).
+    #[error("transaction marker for producer {producer_id} has coordinator epoch {coordinator_epoch}, older than {current}")]
+    TransactionCoordinatorFenced {
+        /// Producer id.
+        producer_id: i64,
+        /// Coordinator epoch received.
+        coordinator_epoch: i32,
+        /// Coordinator epoch last seen.
+        current: i32,
+    },
     /// The broker is shutting down or the data directory is closed (KAFKA_STORAGE_ERROR).
     #[error("the broker is shut down")]
     Closed,
@@ -153,6 +168,10 @@ impl BrokerError {
             Self::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             Self::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             Self::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            Self::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+            Self::TransactionCoordinatorFenced { .. } => {
+                ResponseError::TransactionCoordinatorFenced
+            }
         }
     }
 }

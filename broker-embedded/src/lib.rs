@@ -60,11 +60,13 @@ mod offsets;
 mod partitioner;
 pub mod record;
 mod server;
+mod txn;
 
 pub use broker::{
-    decode_fetched, decode_fetched_shared, AlterConfigOp, Broker, ConfigEntry, ConfigSource,
-    FetchOptions, ListedOffset, NewTopic, OffsetSpec, PartitionDescription, ProduceRecord,
-    TopicDescription,
+    decode_fetched, decode_fetched_committed, decode_fetched_shared, AlterConfigOp, Broker,
+    ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
+    PartitionDescription, ProduceRecord, TopicDescription, TxnOffsetCommitError,
+    TRANSACTION_STATE_TOPIC,
 };
 pub use config::{
     validate_topic_name, BrokerConfig, CleanupPolicy, ConfigError, FlushPolicy, LogConfig,
@@ -77,12 +79,16 @@ pub use group::{
     SyncGroupRequest, SyncGroupResponse, MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT,
 };
 pub use log::{
-    AppendInfo, AppendOrigin, BatchMetadata, CleanerStats, FetchData, IsolationLevel, LogOffsets,
-    PartitionLog, ProducerEntry, MAX_REMEMBERED_BATCHES,
+    AbortedTxn, AppendInfo, AppendOrigin, BatchMetadata, CleanerStats, FetchData, IsolationLevel,
+    LogOffsets, PartitionLog, ProducerEntry, MAX_REMEMBERED_BATCHES,
 };
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};
 pub use server::{KafkaServer, ServerConfig, ServerError};
+pub use txn::{
+    ProducerIdAndEpoch, TransactionCoordinator, TransactionDescription, TransactionListing,
+    TxnError, TxnMarkerWriter, TxnState,
+};
 
 /// Entry points for the fuzz targets (feature `fuzzing`); not part of the supported API.
 #[cfg(feature = "fuzzing")]

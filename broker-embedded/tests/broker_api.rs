@@ -286,28 +286,19 @@ fn bad_batches_are_rejected_with_kafka_errors() {
         .unwrap_err();
     assert_eq!(e.kafka_error(), ResponseError::CorruptMessage);
 
-    // Clients may not write control or (for now) transactional batches, nor two batches at once.
-    for spec in [
-        BatchSpec {
-            control: true,
-            producer_id: 1,
-            producer_epoch: 0,
-            ..BatchSpec::default()
-        },
-        BatchSpec {
-            transactional: true,
-            producer_id: 1,
-            producer_epoch: 0,
-            base_sequence: 0,
-            ..BatchSpec::default()
-        },
-    ] {
-        let mut batch = encode_batch(&spec, &[rec(b"v")]).unwrap();
-        let e = b
-            .append_batches("t", 0, &mut batch, AppendOrigin::Client)
-            .unwrap_err();
-        assert_eq!(e.kafka_error(), ResponseError::InvalidRecord);
-    }
+    // Clients may not write control batches, nor two batches at once; transactional
+    // batches are accepted (tests/transactions.rs covers them).
+    let control = BatchSpec {
+        control: true,
+        producer_id: 1,
+        producer_epoch: 0,
+        ..BatchSpec::default()
+    };
+    let mut batch = encode_batch(&control, &[rec(b"v")]).unwrap();
+    let e = b
+        .append_batches("t", 0, &mut batch, AppendOrigin::Client)
+        .unwrap_err();
+    assert_eq!(e.kafka_error(), ResponseError::InvalidRecord);
     let mut two = encode_batch(&BatchSpec::default(), &[rec(b"a")]).unwrap();
     two.extend(encode_batch(&BatchSpec::default(), &[rec(b"b")]).unwrap());
     let e = b
@@ -325,6 +316,18 @@ fn bad_batches_are_rejected_with_kafka_errors() {
         "nothing was appended"
     );
     assert_eq!(b.partition_offsets("c", 0).unwrap().log_end_offset, 0);
+    let transactional = BatchSpec {
+        transactional: true,
+        producer_id: 1,
+        producer_epoch: 0,
+        base_sequence: 0,
+        ..BatchSpec::default()
+    };
+    let mut batch = encode_batch(&transactional, &[rec(b"v")]).unwrap();
+    b.append_batches("t", 0, &mut batch, AppendOrigin::Client)
+        .unwrap();
+    let o = b.partition_offsets("t", 0).unwrap();
+    assert_eq!((o.log_end_offset, o.last_stable_offset), (1, 0));
 }
 
 #[test]

@@ -15,6 +15,11 @@
 //!   recognised as a duplicate;
 //! - recovery never panics, and the log takes and serves new appends afterwards.
 //!
+//! A transactional campaign interleaves two transactional producers, their COMMIT and ABORT
+//! markers and plain appends with the same rolls, flushes, closes and cuts; after recovery the
+//! last stable offset and the aborted transactions read_committed reports (from the rebuilt or
+//! loaded `.txnindex`) must be exactly what the surviving batches imply.
+//!
 //! `POWER_CUT_CASES` (default 300 per policy) and `POWER_CUT_SEED` (default: from the clock,
 //! printed) control the campaign; `scripts/power-cut.sh` runs a long one.
 
@@ -473,4 +478,240 @@ fn records_flushed_before_the_interval_survive_power_cuts() {
 #[test]
 fn compacted_logs_keep_every_key_through_power_cuts() {
     campaign(Policy::EveryBatch, true);
+}
+
+fn txn_data(pid: i64, seq: i32, n: usize, rng: &mut StdRng) -> Vec<u8> {
+    let spec = BatchSpec {
+        transactional: true,
+        producer_id: pid,
+        producer_epoch: 0,
+        base_sequence: seq,
+        ..BatchSpec::default()
+    };
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record {
+            offset: i as i64,
+            timestamp: 1_000,
+            key: Some(Bytes::from(format!("k{}", rng.random_range(0..4)))),
+            value: Some(Bytes::from(vec![7u8; rng.random_range(1..90)])),
+            headers: vec![],
+        })
+        .collect();
+    encode_batch(&spec, &recs).unwrap()
+}
+
+fn txn_marker(pid: i64, commit: bool) -> Vec<u8> {
+    let spec = BatchSpec {
+        transactional: true,
+        control: true,
+        producer_id: pid,
+        producer_epoch: 0,
+        ..BatchSpec::default()
+    };
+    let rec = Record {
+        offset: 0,
+        timestamp: 1_000,
+        key: Some(Bytes::from(vec![0, 0, 0, u8::from(commit)])),
+        value: Some(Bytes::from(vec![0, 0, 0, 0, 0, 0])),
+        headers: vec![],
+    };
+    encode_batch(&spec, &[rec]).unwrap()
+}
+
+/// Every batch header of the log, in order (raw reads across segments).
+fn all_batches(log: &PartitionLog) -> Vec<(broker_embedded::record::BatchHeader, Vec<u8>)> {
+    let mut offset = log.offsets().log_start_offset;
+    let mut out = Vec::new();
+    loop {
+        let data = log
+            .read(offset, 1 << 20, IsolationLevel::ReadUncommitted)
+            .unwrap();
+        if data.records.is_empty() {
+            return out;
+        }
+        for item in BatchIter::new(&data.records) {
+            let b = item.unwrap();
+            offset = b.header.next_offset();
+            out.push((b.header, b.bytes.to_vec()));
+        }
+    }
+}
+
+/// Runs one transactional case; returns (cut mid-operation, aborted transactions checked).
+fn run_txn_case(seed: u64) -> (bool, usize) {
+    use std::collections::BTreeMap;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let sim = SimStorage::new();
+    let storage = sim.shared();
+    let dir = PathBuf::from("/data/t-0");
+    storage.create_dir_all(Path::new("/data")).unwrap();
+    sim.sync_dir(Path::new("/")).unwrap();
+    let cfg = config(
+        if rng.random_bool(0.5) {
+            Policy::EveryBatch
+        } else {
+            Policy::Interval
+        },
+        false,
+        -1,
+    );
+    let log = open(Arc::clone(&storage), &dir, &cfg, true, 0);
+    let mut seq = [0i32; 2];
+    let mut open_txn = [false; 2];
+    let mut clean_close = false;
+    let mut struck = false;
+    let mid_operation = rng.random_bool(0.5);
+    if mid_operation {
+        sim.arm_power_cut(rng.random_range(1..200), rng.random());
+    }
+    for _ in 0..rng.random_range(1..50) {
+        let p = rng.random_range(0..2usize);
+        let pid = 100 + p as i64;
+        let result = match rng.random_range(0..100) {
+            0..=39 => {
+                let n = rng.random_range(1..4);
+                let mut b = txn_data(pid, seq[p], n, &mut rng);
+                seq[p] += n as i32;
+                open_txn[p] = true;
+                log.append(&mut b, AppendOrigin::Client, 0).map(|_| ())
+            }
+            40..=59 if open_txn[p] => {
+                open_txn[p] = false;
+                let mut b = txn_marker(pid, rng.random_bool(0.5));
+                log.append(&mut b, AppendOrigin::Internal, 0).map(|_| ())
+            }
+            40..=69 => {
+                let mut b = batch_bytes(
+                    &[Appended {
+                        key: b"plain".to_vec(),
+                        value: vec![1; 40],
+                        timestamp: 1_000,
+                    }],
+                    None,
+                );
+                log.append(&mut b, AppendOrigin::Client, 0).map(|_| ())
+            }
+            70..=84 => log.roll(),
+            85..=97 => log.flush(),
+            _ => {
+                clean_close = true;
+                log.close()
+            }
+        };
+        match result {
+            Ok(()) if clean_close => break,
+            Ok(()) => {}
+            Err(_) if sim.armed_cut_struck() => {
+                struck = true;
+                clean_close = false;
+                break;
+            }
+            Err(e) => panic!("operation failed without a power cut: {e}"),
+        }
+    }
+    let rp = if rng.random_bool(0.5) {
+        log.recovery_point()
+    } else {
+        0
+    };
+    if !sim.armed_cut_struck() {
+        sim.disarm_power_cut();
+        sim.power_cut(rng.random());
+    }
+    drop(log);
+
+    let log = open(sim.shared(), &dir, &cfg, clean_close, rp);
+    // What the surviving batches imply.
+    let mut first: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut expected = Vec::new();
+    for (h, bytes) in all_batches(&log) {
+        if !h.is_transactional() {
+            continue;
+        }
+        if h.is_control() {
+            let rec = &broker_embedded::record::decode_records(&bytes).unwrap()[0];
+            let commit = rec.key.as_deref().unwrap()[3] == 1;
+            if let Some(f) = first.remove(&h.producer_id) {
+                if !commit {
+                    let lso = first.values().min().copied().unwrap_or(h.base_offset + 1);
+                    expected.push(broker_embedded::AbortedTxn {
+                        producer_id: h.producer_id,
+                        first_offset: f,
+                        last_offset: h.base_offset,
+                        last_stable_offset: lso,
+                    });
+                }
+            }
+        } else {
+            first.entry(h.producer_id).or_insert(h.base_offset);
+        }
+    }
+    let offsets = log.offsets();
+    let lso = first
+        .values()
+        .min()
+        .copied()
+        .unwrap_or(offsets.high_watermark);
+    assert_eq!(offsets.last_stable_offset, lso, "last stable offset");
+    expected.retain(|a| a.first_offset < lso);
+    // What read_committed reports.
+    let mut reported = Vec::new();
+    let mut offset = offsets.log_start_offset;
+    loop {
+        let d = log
+            .read(offset, 1 << 20, IsolationLevel::ReadCommitted)
+            .unwrap();
+        assert_eq!(d.last_stable_offset, lso);
+        let Some(next) = BatchIter::new(&d.records)
+            .map(|b| b.unwrap().header.next_offset())
+            .last()
+        else {
+            break;
+        };
+        assert!(next <= lso, "read_committed went past the LSO");
+        for a in d.aborted_transactions {
+            if !reported.contains(&a) {
+                reported.push(a);
+            }
+        }
+        offset = next;
+    }
+    reported.sort_by_key(|a| a.last_offset);
+    assert_eq!(reported, expected, "aborted transactions after recovery");
+    (struck, expected.len())
+}
+
+#[test]
+fn transaction_state_and_index_agree_with_the_log_after_power_cuts() {
+    let cases: u64 = std::env::var("POWER_CUT_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let base: u64 = std::env::var("POWER_CUT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("transactional power-cut campaign: {cases} cases from seed {base} (POWER_CUT_SEED={base} to replay)");
+    let (mut struck, mut aborted) = (0u64, 0usize);
+    for i in 0..cases {
+        let seed = base.wrapping_add(i);
+        match std::panic::catch_unwind(|| run_txn_case(seed)) {
+            Ok((s, a)) => {
+                struck += u64::from(s);
+                aborted += a;
+            }
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("transactional case seed {seed} failed: {msg}");
+            }
+        }
+    }
+    eprintln!("cuts mid-operation: {struck}, aborted transactions checked: {aborted}");
+    if cases >= 100 {
+        assert!(struck > cases / 10 && aborted > cases as usize / 4);
+    }
 }

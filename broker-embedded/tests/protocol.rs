@@ -141,8 +141,10 @@ async fn api_versions_advertises_only_what_is_implemented() {
     };
     assert_eq!(find(ApiKey::Produce), Some((3, 9)));
     assert_eq!(find(ApiKey::Fetch), Some((4, 12)));
+    assert_eq!(find(ApiKey::EndTxn), Some((0, 4)));
+    assert_eq!(find(ApiKey::AddPartitionsToTxn), Some((0, 3)));
     assert_eq!(
-        find(ApiKey::EndTxn),
+        find(ApiKey::WriteTxnMarkers),
         None,
         "not implemented, not advertised"
     );
@@ -1340,4 +1342,168 @@ async fn every_advertised_version_of_the_group_apis_answers() {
     }
     drop(s);
     server.shutdown().await;
+}
+
+use kafka_protocol::ResponseError;
+
+fn txn_id(id: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(id.to_string()))
+}
+
+/// The transaction APIs over the wire: FindCoordinator for a transactional id,
+/// InitProducerId (with INVALID_PRODUCER_EPOCH for old versions of a fenced producer),
+/// AddPartitionsToTxn, KIP-890's refusal of a transactional produce to a partition not in the
+/// transaction, ListTransactions, DescribeTransactions, DescribeProducers and EndTxn.
+#[tokio::test]
+async fn transaction_apis_over_the_wire() {
+    let h = start().await;
+    h.broker
+        .create_topic(broker_embedded::NewTopic::new("tx", 2))
+        .unwrap();
+    let mut s = h.connect().await;
+    let mut fc = FindCoordinatorRequest::default();
+    fc.key = StrBytes::from_static_str("t1");
+    fc.key_type = 1;
+    let r: FindCoordinatorResponse = call(&mut s, ApiKey::FindCoordinator, 3, &fc).await;
+    assert_eq!(
+        (r.error_code, r.node_id.0, r.port),
+        (0, 0, h.addr().port() as i32)
+    );
+
+    let mut init = InitProducerIdRequest::default();
+    init.transactional_id = Some(txn_id("t1"));
+    init.transaction_timeout_ms = 900_001;
+    init.producer_id = ProducerId(-1);
+    init.producer_epoch = -1;
+    let r: InitProducerIdResponse = call(&mut s, ApiKey::InitProducerId, 4, &init).await;
+    assert_eq!(
+        r.error_code,
+        ResponseError::InvalidTransactionTimeout.code()
+    );
+    init.transaction_timeout_ms = 60_000;
+    let first: InitProducerIdResponse = call(&mut s, ApiKey::InitProducerId, 4, &init).await;
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let pid = first.producer_id;
+
+    let mut add = AddPartitionsToTxnRequest::default();
+    add.v3_and_below_transactional_id = txn_id("t1");
+    add.v3_and_below_producer_id = pid;
+    add.v3_and_below_producer_epoch = 0;
+    let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+    t.name = topic("tx");
+    t.partitions = vec![0, 7];
+    add.v3_and_below_topics = vec![t];
+    let r: AddPartitionsToTxnResponse = call(&mut s, ApiKey::AddPartitionsToTxn, 1, &add).await;
+    let mut codes: Vec<(i32, i16)> = r.results_by_topic_v3_and_below[0]
+        .results_by_partition
+        .iter()
+        .map(|p| (p.partition_index, p.partition_error_code))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            (0, ResponseError::OperationNotAttempted.code()),
+            (7, ResponseError::UnknownTopicOrPartition.code())
+        ]
+    );
+    add.v3_and_below_topics[0].partitions = vec![0];
+    let r: AddPartitionsToTxnResponse = call(&mut s, ApiKey::AddPartitionsToTxn, 1, &add).await;
+    assert_eq!(
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+
+    // Transactional produce: partition 0 was added, partition 1 was not (KIP-890 part 1).
+    for (partition, expected) in [(0, 0), (1, ResponseError::InvalidTxnState.code())] {
+        let spec = BatchSpec {
+            transactional: true,
+            producer_id: pid.0,
+            producer_epoch: 0,
+            base_sequence: 0,
+            ..BatchSpec::default()
+        };
+        let rec = Record {
+            offset: 0,
+            timestamp: 1_000,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+        };
+        let mut req = ProduceRequest::default();
+        req.acks = -1;
+        req.timeout_ms = 5_000;
+        req.transactional_id = Some(txn_id("t1"));
+        let mut td = produce_request::TopicProduceData::default();
+        td.name = topic("tx");
+        let mut pd = produce_request::PartitionProduceData::default();
+        pd.index = partition;
+        pd.records = Some(Bytes::from(encode_batch(&spec, &[rec]).unwrap()));
+        td.partition_data = vec![pd];
+        req.topic_data = vec![td];
+        let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req).await;
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, expected,
+            "partition {partition}"
+        );
+    }
+
+    let mut list = ListTransactionsRequest::default();
+    list.state_filters = vec![
+        StrBytes::from_static_str("Ongoing"),
+        StrBytes::from_static_str("Bogus"),
+    ];
+    list.duration_filter = -1;
+    let r: ListTransactionsResponse = call(&mut s, ApiKey::ListTransactions, 1, &list).await;
+    assert_eq!(
+        r.unknown_state_filters,
+        [StrBytes::from_static_str("Bogus")]
+    );
+    assert_eq!(r.transaction_states.len(), 1);
+    assert_eq!(r.transaction_states[0].transactional_id, txn_id("t1"));
+
+    let mut describe = DescribeTransactionsRequest::default();
+    describe.transactional_ids = vec![txn_id("t1"), txn_id("nope")];
+    let r: DescribeTransactionsResponse =
+        call(&mut s, ApiKey::DescribeTransactions, 0, &describe).await;
+    let st = &r.transaction_states[0];
+    assert_eq!(st.transaction_state.as_str(), "Ongoing");
+    assert_eq!((st.producer_id, st.producer_epoch), (pid, 0));
+    assert_eq!(st.topics[0].partitions, [0]);
+    assert_eq!(
+        r.transaction_states[1].error_code,
+        ResponseError::TransactionalIdNotFound.code()
+    );
+
+    let mut dp = DescribeProducersRequest::default();
+    let mut tr = describe_producers_request::TopicRequest::default();
+    tr.name = topic("tx");
+    tr.partition_indexes = vec![0];
+    dp.topics = vec![tr];
+    let r: DescribeProducersResponse = call(&mut s, ApiKey::DescribeProducers, 0, &dp).await;
+    let producers = &r.topics[0].partitions[0].active_producers;
+    assert_eq!(producers.len(), 1);
+    assert_eq!(producers[0].producer_id, pid);
+    assert_eq!(producers[0].current_txn_start_offset, 0);
+
+    // A second InitProducerId aborts the open transaction (CONCURRENT_TRANSACTIONS), then bumps.
+    let r: InitProducerIdResponse = call(&mut s, ApiKey::InitProducerId, 4, &init).await;
+    assert_eq!(r.error_code, ResponseError::ConcurrentTransactions.code());
+    let r: InitProducerIdResponse = call(&mut s, ApiKey::InitProducerId, 4, &init).await;
+    assert_eq!((r.error_code, r.producer_id, r.producer_epoch), (0, pid, 2));
+
+    // The fenced epoch: INVALID_PRODUCER_EPOCH before EndTxn v2, PRODUCER_FENCED after.
+    let mut end = EndTxnRequest::default();
+    end.transactional_id = txn_id("t1");
+    end.producer_id = pid;
+    end.producer_epoch = 0;
+    end.committed = true;
+    let r: EndTxnResponse = call(&mut s, ApiKey::EndTxn, 1, &end).await;
+    assert_eq!(r.error_code, ResponseError::InvalidProducerEpoch.code());
+    let r: EndTxnResponse = call(&mut s, ApiKey::EndTxn, 3, &end).await;
+    assert_eq!(r.error_code, ResponseError::ProducerFenced.code());
+    // No transaction in progress for the current epoch.
+    end.producer_epoch = 2;
+    let r: EndTxnResponse = call(&mut s, ApiKey::EndTxn, 3, &end).await;
+    assert_eq!(r.error_code, ResponseError::InvalidTxnState.code());
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use broker_embedded::record::Record as RawRecord;
 use broker_embedded::{
-    decode_fetched_shared, Broker, BrokerError, CommitMember, GroupError, IsolationLevel,
+    decode_fetched_committed, Broker, BrokerError, CommitMember, GroupError, IsolationLevel,
     JoinGroupRequest, NewTopic, OffsetAndMetadata, PendingJoin, ProduceRecord, SyncGroupRequest,
 };
 use state_store::{ChangelogRecord, TopicPartition};
@@ -595,7 +595,7 @@ impl ChangelogSource for EmbeddedChangelogSource {
                 IsolationLevel::ReadCommitted,
             )
             .map_err(cluster_err)?;
-        let records = decode_fetched_shared(&tp.topic, &data.records, from).map_err(cluster_err)?;
+        let records = decode_fetched_committed(&tp.topic, &data, from).map_err(cluster_err)?;
         Ok(records
             .into_iter()
             .map(|r| ChangelogRecord {
@@ -618,7 +618,7 @@ impl ChangelogSource for EmbeddedChangelogSource {
                 IsolationLevel::ReadCommitted,
             )
             .map_err(cluster_err)?;
-        let records = decode_fetched_shared(&tp.topic, &data.records, from).map_err(cluster_err)?;
+        let records = decode_fetched_committed(&tp.topic, &data, from).map_err(cluster_err)?;
         Ok(records
             .into_iter()
             .filter(|r| r.offset >= from)
@@ -960,7 +960,7 @@ impl EmbeddedConsumer {
                 continue;
             }
             let records =
-                decode_fetched_shared(&tp.topic, &data.records, pos).map_err(cluster_err)?;
+                decode_fetched_committed(&tp.topic, &data, pos).map_err(cluster_err)?;
             // Everything decoded is returned (max_records is a soft limit checked between
             // partitions): dropping decoded records would mean decoding them again.
             if let Some(last) = records.last() {

@@ -1,6 +1,7 @@
 //! Background work of the [`Broker`]: the flusher thread (time-based fsyncs and the
 //! `recovery-point-offset-checkpoint` file), the cleaner thread (retention and
-//! compaction) and the group-coordinator thread (session and rebalance timeouts), plus the same operations on demand (cleaner pass, flush, segment roll).
+//! compaction), the group-coordinator thread (session and rebalance timeouts) and the
+//! transaction thread (timed-out transactions, marker retries), plus the same operations on demand (cleaner pass, flush, segment roll).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -82,6 +83,23 @@ impl Broker {
             thread::Builder::new()
                 .name("broker-groups".into())
                 .spawn(move || groups_loop(&groups, &stop))
+                .map_err(|e| BrokerError::io("<thread>", e))?,
+        );
+        let txn = Arc::clone(&self.inner.txn);
+        let stop = Arc::clone(&self.inner.stop);
+        let every = self
+            .inner
+            .config
+            .transaction_abort_timed_out_transaction_cleanup_interval
+            .max(Duration::from_millis(1));
+        threads.push(
+            thread::Builder::new()
+                .name("broker-transactions".into())
+                .spawn(move || {
+                    while !stop.wait(every) {
+                        txn.tick(now_ms());
+                    }
+                })
                 .map_err(|e| BrokerError::io("<thread>", e))?,
         );
         *self.inner.threads.lock() = threads;

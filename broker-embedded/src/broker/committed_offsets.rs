@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use tracing::{debug, warn};
 
 use super::produce_fetch::encode_produce_batch;
+use super::transactions::{control_type, PendingTxnOffsets};
 use super::types::{NewTopic, ProduceRecord};
 use super::{now_ms, Broker};
 use crate::error::{BrokerError, Result};
@@ -19,12 +20,12 @@ use crate::partitioner::{java_abs, java_string_hash};
 use crate::record::{decode_records, BatchIter};
 
 impl Broker {
-    fn offsets_partition_for(&self, group: &str) -> i32 {
+    pub(crate) fn offsets_partition_for(&self, group: &str) -> i32 {
         let n = self.inner.config.offsets_topic_num_partitions.max(1) as i32;
         java_abs(java_string_hash(group)) % n
     }
 
-    fn ensure_offsets_topic(&self) -> Result<()> {
+    pub(crate) fn ensure_offsets_topic(&self) -> Result<()> {
         if self.topic_exists(OFFSETS_TOPIC) {
             return Ok(());
         }
@@ -214,10 +215,14 @@ impl Broker {
         // Group metadata, last record per group wins (None: deleted).
         let mut groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
         let mut skipped = 0usize;
+        // Transactional offset commits (TxnOffsetCommit), per producer, until their marker.
+        let mut pending: PendingTxnOffsets = HashMap::new();
         for log in logs {
+            // Per partition: a marker completes the producer's offsets of this partition.
+            let mut pending_here: PendingTxnOffsets = HashMap::new();
             let mut offset = log.offsets().log_start_offset;
             loop {
-                let data = log.read(offset, 4 << 20, IsolationLevel::ReadCommitted)?;
+                let data = log.read(offset, 4 << 20, IsolationLevel::ReadUncommitted)?;
                 if data.records.is_empty() {
                     break;
                 }
@@ -228,15 +233,52 @@ impl Broker {
                         source,
                     })?;
                     offset = offset.max(b.header.next_offset());
-                    if b.header.is_control() {
-                        continue;
-                    }
                     let records =
                         decode_records(b.bytes).map_err(|source| BrokerError::Corrupt {
                             path: log.dir().to_path_buf(),
                             position: 0,
                             source,
                         })?;
+                    let producer_id = b.header.producer_id;
+                    if b.header.is_control() {
+                        // A transaction marker: the producer's offsets in this partition
+                        // become committed, or are dropped.
+                        let commit = records
+                            .first()
+                            .and_then(|r| r.key.as_deref())
+                            .and_then(control_type);
+                        if let (Some(commit), Some(groups)) =
+                            (commit, pending_here.remove(&producer_id))
+                        {
+                            if commit {
+                                for (group, offsets) in groups {
+                                    committed.entry(group).or_default().extend(offsets);
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    if b.header.is_transactional() {
+                        for r in records {
+                            let decoded = r
+                                .key
+                                .as_deref()
+                                .and_then(offsets::decode_key)
+                                .zip(r.value.as_deref().and_then(offsets::decode_value));
+                            match decoded {
+                                Some(((group, tp), om)) => {
+                                    pending_here
+                                        .entry(producer_id)
+                                        .or_default()
+                                        .entry(group)
+                                        .or_default()
+                                        .insert(tp, om);
+                                }
+                                None => skipped += 1,
+                            }
+                        }
+                        continue;
+                    }
                     for r in records {
                         if let Some(group) = r.key.as_deref().and_then(group_record::decode_key) {
                             let value = r.value.as_deref().map(group_record::decode_value);
@@ -272,6 +314,12 @@ impl Broker {
                     }
                 }
             }
+            for (producer_id, groups) in pending_here {
+                let entry = pending.entry(producer_id).or_default();
+                for (group, offsets) in groups {
+                    entry.entry(group).or_default().extend(offsets);
+                }
+            }
         }
         committed.retain(|_, m| !m.is_empty());
         if skipped > 0 {
@@ -279,6 +327,8 @@ impl Broker {
         }
         debug!(groups = committed.len(), "loaded committed offsets");
         *self.inner.committed.write() = committed;
+        // Transactions still open (or prepared: the coordinator completes them next).
+        *self.inner.pending_txn_offsets.lock() = pending;
         self.inner
             .groups
             .restore(groups.into_iter().filter_map(|(n, g)| g.map(|g| (n, g))));

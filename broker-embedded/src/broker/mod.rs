@@ -4,7 +4,8 @@
 //! One file per concern: `types` (the values the API takes and returns), `topics` (topic
 //! lifecycle, configs and `meta/topics.json`), `produce_fetch` (appends, reads, offset
 //! look-ups), `committed_offsets` (`__consumer_offsets`, and commits checked by the group
-//! coordinator), `producer_ids` (the durable producer-id allocator) and `background`
+//! coordinator), `producer_ids` (the durable producer-id allocator), `txn_markers` (transaction markers
+//! written for the coordinator) and `background`
 //! (flusher, cleaner and group-coordinator threads, recovery-point checkpoints). This file holds the handle itself: opening a data directory, the shared
 //! state, and shutdown.
 
@@ -13,9 +14,12 @@ mod committed_offsets;
 mod produce_fetch;
 mod producer_ids;
 mod topics;
+mod transactions;
+mod txn_markers;
 mod types;
 
-pub use produce_fetch::{decode_fetched, decode_fetched_shared};
+pub use produce_fetch::{decode_fetched, decode_fetched_committed, decode_fetched_shared};
+pub use transactions::{TxnOffsetCommitError, TRANSACTION_STATE_TOPIC};
 pub use types::{
     AlterConfigOp, ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
     PartitionDescription, ProduceRecord, TopicDescription,
@@ -42,6 +46,8 @@ use crate::fsutil::{sync_dir, write_atomic};
 use crate::group::GroupCoordinator;
 use crate::log::{partition_dir_name, PartitionLog};
 use crate::offsets::{OffsetAndMetadata, TopicPartition};
+use crate::txn::TransactionCoordinator;
+use transactions::{BrokerTxnBackend, PendingTxnOffsets};
 
 const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 const RECOVERY_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
@@ -67,6 +73,11 @@ struct Inner {
     committed: RwLock<HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>>,
     /// The classic group coordinator (timers ticked by the `broker-groups` thread).
     groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator (timeouts and marker retries ticked by the
+    /// `broker-transactions` thread).
+    txn: Arc<TransactionCoordinator>,
+    /// Offsets committed in transactions not yet completed.
+    pending_txn_offsets: Mutex<PendingTxnOffsets>,
     offsets_lock: Mutex<()>,
     closed: AtomicBool,
     cluster_id: String,
@@ -226,7 +237,15 @@ impl Broker {
         };
 
         let groups = Arc::new(GroupCoordinator::new(config.group_initial_rebalance_delay));
-        let inner = Arc::new(Inner {
+        let max_txn_timeout_ms =
+            i32::try_from(config.transaction_max_timeout.as_millis()).unwrap_or(i32::MAX);
+        let inner = Arc::new_cyclic(|weak| Inner {
+            txn: Arc::new(TransactionCoordinator::new(
+                max_txn_timeout_ms,
+                Box::new(BrokerTxnBackend(weak.clone())),
+                Box::new(BrokerTxnBackend(weak.clone())),
+            )),
+            pending_txn_offsets: Mutex::new(PendingTxnOffsets::new()),
             config,
             storage,
             cluster_id,
@@ -264,6 +283,10 @@ impl Broker {
             _guard: guard,
         };
         broker.load_committed_offsets()?;
+        broker.load_transaction_state()?;
+        // Transactions prepared before a stop get their markers now (and are retried by the
+        // background thread if that fails).
+        broker.inner.txn.complete_prepared(now_ms());
         broker.start_background_threads()?;
         Ok(broker)
     }

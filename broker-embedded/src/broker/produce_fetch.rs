@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::types::{FetchOptions, ListedOffset, OffsetSpec, ProduceRecord};
 use super::{now_ms, Broker};
 use crate::error::{BrokerError, Result};
+use crate::log::txn::{control_record_of_batch, ControlRecord};
 use crate::log::{AppendInfo, AppendOrigin, FetchData, IsolationLevel, LogOffsets};
 use crate::record::{encode_batch, BatchIter, BatchSpec, Record};
 
@@ -99,7 +100,8 @@ impl Broker {
     }
 
     /// Like [`Broker::fetch`], decoded: the data records at or after `offset` (control
-    /// records skipped), verifying every batch's CRC.
+    /// records skipped), verifying every batch's CRC. Under read_committed the records of
+    /// aborted transactions are dropped, as Kafka's consumer does.
     pub async fn fetch_records(
         &self,
         topic: &str,
@@ -108,7 +110,10 @@ impl Broker {
         options: FetchOptions,
     ) -> Result<Vec<Record>> {
         let data = self.fetch(topic, partition, offset, options).await?;
-        decode_fetched(topic, &data.records, offset)
+        match options.isolation {
+            IsolationLevel::ReadUncommitted => decode_fetched(topic, &data.records, offset),
+            IsolationLevel::ReadCommitted => decode_fetched_committed(topic, &data, offset),
+        }
     }
 
     /// Looks up an offset (Kafka's ListOffsets). Timestamp lookups return `None` when no
@@ -194,6 +199,70 @@ pub fn decode_fetched_shared(topic: &str, bytes: &Bytes, from_offset: i64) -> Re
                     position: b.position as u64,
                     source,
                 }
+            })?;
+        out.extend(records.into_iter().filter(|r| r.offset >= from_offset));
+    }
+    Ok(out)
+}
+
+/// Decodes a read_committed read into the committed records at or after `from_offset`: as
+/// Kafka's consumer, the batches of a producer listed in `data.aborted_transactions` are
+/// dropped from the entry's first offset until that producer's ABORT marker; control batches
+/// are skipped.
+pub fn decode_fetched_committed(
+    topic: &str,
+    data: &FetchData,
+    from_offset: i64,
+) -> Result<Vec<Record>> {
+    if data.aborted_transactions.is_empty() {
+        return decode_fetched_shared(topic, &data.records, from_offset);
+    }
+    let mut pending: Vec<(i64, i64)> = data
+        .aborted_transactions
+        .iter()
+        .map(|a| (a.first_offset, a.producer_id))
+        .collect();
+    pending.sort_unstable();
+    let mut pending = std::collections::VecDeque::from(pending);
+    let mut aborted = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for item in BatchIter::new(&data.records) {
+        let b = item.map_err(|(pos, source)| BrokerError::Corrupt {
+            path: PathBuf::from(topic),
+            position: pos as u64,
+            source,
+        })?;
+        let h = &b.header;
+        while pending
+            .front()
+            .is_some_and(|(first, _)| *first <= h.last_offset())
+        {
+            if let Some((_, pid)) = pending.pop_front() {
+                aborted.insert(pid);
+            }
+        }
+        if h.is_control() {
+            if h.is_transactional() && aborted.contains(&h.producer_id) {
+                let batch = &data.records.slice_ref(b.bytes);
+                if let Ok(ControlRecord::EndTxn(m)) = control_record_of_batch(batch) {
+                    if !m.commit {
+                        aborted.remove(&h.producer_id);
+                    }
+                }
+            }
+            continue;
+        }
+        if h.is_transactional() && aborted.contains(&h.producer_id) {
+            continue;
+        }
+        if h.last_offset() < from_offset {
+            continue;
+        }
+        let records = crate::record::decode_records_shared(&data.records.slice_ref(b.bytes))
+            .map_err(|source| BrokerError::Corrupt {
+                path: PathBuf::from(topic),
+                position: b.position as u64,
+                source,
             })?;
         out.extend(records.into_iter().filter(|r| r.offset >= from_offset));
     }

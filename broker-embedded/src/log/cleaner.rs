@@ -5,6 +5,12 @@
 //! partition lock: appends continue meanwhile. Each changed segment is written to
 //! `<base>.log.cleaned`, fsynced, and swapped in under the lock only if the original is still
 //! in place (retention may have deleted it meanwhile). The active segment is never touched.
+//!
+//! Transactions, as Kafka's cleaner: only segments wholly below the last stable offset are
+//! cleaned, and records of aborted transactions (known from the `.txnindex` entries) are
+//! removed and never shadow a committed value. Unlike Kafka, transaction markers are always
+//! kept (Kafka drops a marker once its transaction has no data left and the delete horizon
+//! has passed); they cost one small batch per transaction and partition.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::segment::{ScanReader, Segment};
+use super::txn::{control_record_of_batch, ControlRecord};
 use super::{PartitionLog, SegmentView};
 use crate::config::LogConfig;
 use crate::error::{BrokerError, Result};
@@ -79,6 +86,54 @@ pub(crate) fn for_each_batch(
     Ok(())
 }
 
+/// Tells, batch by batch in offset order, which transactional batches belong to aborted
+/// transactions, from the `.txnindex` entries of the range (as Kafka's consumer and cleaner
+/// do): a producer is aborted from an entry's first offset until its ABORT marker.
+struct AbortedTracker {
+    pending: std::collections::VecDeque<(i64, i64)>,
+    active: std::collections::HashSet<i64>,
+}
+
+impl AbortedTracker {
+    fn new(aborted: &[super::AbortedTxn]) -> Self {
+        let mut pending: Vec<(i64, i64)> = aborted
+            .iter()
+            .map(|a| (a.first_offset, a.producer_id))
+            .collect();
+        pending.sort_unstable();
+        Self {
+            pending: pending.into(),
+            active: std::collections::HashSet::new(),
+        }
+    }
+
+    /// True for a data batch of an aborted transaction; an ABORT marker ends its producer's
+    /// aborted range (and is itself not "aborted data").
+    fn batch_is_aborted(&mut self, h: &BatchHeader, batch: &[u8]) -> bool {
+        while self
+            .pending
+            .front()
+            .is_some_and(|(first, _)| *first <= h.last_offset())
+        {
+            if let Some((_, pid)) = self.pending.pop_front() {
+                self.active.insert(pid);
+            }
+        }
+        if !h.is_transactional() || !self.active.contains(&h.producer_id) {
+            return false;
+        }
+        if h.is_control() {
+            if let Ok(ControlRecord::EndTxn(m)) = control_record_of_batch(batch) {
+                if !m.commit {
+                    self.active.remove(&h.producer_id);
+                }
+            }
+            return false;
+        }
+        true
+    }
+}
+
 impl PartitionLog {
     pub(crate) fn first_dirty_offset(&self) -> i64 {
         self.inner.lock().first_dirty_offset
@@ -130,9 +185,12 @@ impl PartitionLog {
             return Ok(stats);
         }
         let lag = config.min_compaction_lag_ms;
+        // As Kafka's first uncleanable offset: nothing at or after the last stable offset (an
+        // open transaction's data, whose fate is unknown) is cleaned.
+        let lso = self.offsets().last_stable_offset;
         let cleanable: Vec<SegmentView> = views
             .into_iter()
-            .take_while(|v| now_ms.saturating_sub(v.max_timestamp) >= lag)
+            .take_while(|v| now_ms.saturating_sub(v.max_timestamp) >= lag && v.next_offset <= lso)
             .collect();
         if cleanable.is_empty() {
             return Ok(stats);
@@ -157,10 +215,16 @@ impl PartitionLog {
         }
 
         // Pass 1: the latest offset of every key in the cleanable range.
+        // Records of aborted transactions neither enter the key map nor survive cleaning
+        // (Kafka's cleaner); the markers are kept.
+        let first_base = cleanable.first().map_or(0, |v| v.base_offset);
+        let upto = cleanable.last().map_or(0, |v| v.next_offset);
+        let aborted = self.collect_aborted_txns(first_base, upto);
+        let mut tracker = AbortedTracker::new(&aborted);
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for v in &cleanable {
             for_each_batch(v, |pos, h, batch| {
-                if h.is_control() {
+                if tracker.batch_is_aborted(h, batch) || h.is_control() {
                     return Ok(());
                 }
                 let records = decode_records(batch).map_err(|source| BrokerError::Corrupt {
@@ -178,6 +242,7 @@ impl PartitionLog {
         }
 
         // Pass 2: rewrite the segments that change.
+        let mut clean_tracker = AbortedTracker::new(&aborted);
         let mut cleaned: Vec<(SegmentView, Segment, u64)> = Vec::new();
         for v in &cleanable {
             let mut out = Segment::create_cleaned(
@@ -189,6 +254,11 @@ impl PartitionLog {
             let mut changed = false;
             let mut removed = 0u64;
             for_each_batch(v, |pos, h, batch| {
+                if clean_tracker.batch_is_aborted(h, batch) {
+                    changed = true;
+                    removed += u64::from(h.record_count.max(0) as u32);
+                    return Ok(());
+                }
                 if h.is_control() {
                     return out.append(batch, h);
                 }
@@ -253,7 +323,6 @@ impl PartitionLog {
                 let _ = out.delete_files();
             }
         }
-        let upto = cleanable.last().map_or(0, |v| v.next_offset);
         if upto > self.first_dirty_offset() {
             // Durable before any swap is: recovery accepts offset gaps only below it.
             self.write_cleaner_checkpoint(upto)?;

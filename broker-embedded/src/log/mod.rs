@@ -8,7 +8,8 @@
 //! `PartitionLog` is split by concern: this file holds its state, opening and recovery, and
 //! accessors; `write` the append path, segment rolls, flushes and close; `read` reads,
 //! fetch bounds and timestamp look-ups; `retention` deletion of old segments; `cleaner`
-//! compaction. `segment`, `index` and `producer_state` are the parts a log is made of.
+//! compaction; `txn` transaction markers and the aborted-transaction index. `segment`,
+//! `index` and `producer_state` are the parts a log is made of.
 
 mod cleaner;
 pub(crate) mod index;
@@ -16,6 +17,7 @@ pub(crate) mod producer_state;
 mod read;
 mod retention;
 pub(crate) mod segment;
+pub(crate) mod txn;
 mod write;
 
 use std::collections::BTreeMap;
@@ -32,6 +34,8 @@ pub use cleaner::CleanerStats;
 use producer_state::ProducerStateManager;
 pub use producer_state::{BatchMetadata, ProducerEntry, MAX_REMEMBERED_BATCHES};
 use segment::{read_at, Segment};
+pub use txn::AbortedTxn;
+use txn::{control_record_of_batch, ControlRecord};
 
 use crate::config::LogConfig;
 use crate::error::{BrokerError, Result};
@@ -84,6 +88,11 @@ pub struct FetchData {
     pub last_stable_offset: i64,
     /// First offset still in the log.
     pub log_start_offset: i64,
+    /// For read_committed reads: the aborted transactions overlapping the returned batches
+    /// (Kafka's Fetch `aborted_transactions`: a consumer drops the records of a producer from
+    /// an entry's first offset up to that producer's abort marker). Empty for
+    /// read_uncommitted.
+    pub aborted_transactions: Vec<AbortedTxn>,
 }
 
 /// Offsets and size of a partition log.
@@ -132,10 +141,42 @@ impl LogInner {
         self.next_offset
     }
 
+    /// Kafka's last stable offset: the first offset of the oldest open transaction (never
+    /// below the log start offset), else the high watermark.
     fn last_stable_offset(&self) -> i64 {
         self.producers
             .first_unstable_offset()
-            .map_or(self.high_watermark(), |o| o.min(self.high_watermark()))
+            .map_or(self.high_watermark(), |o| {
+                o.max(self.log_start_offset).min(self.high_watermark())
+            })
+    }
+
+    /// Applies an appended (or replayed) batch of the segment based at `segment_base` to the
+    /// producer state; a marker that completes an aborted transaction adds it to that
+    /// segment's `.txnindex` with the last stable offset right after the marker (Kafka's
+    /// `ProducerStateManager.lastStableOffset(completedTxn)`).
+    fn apply_batch(
+        &mut self,
+        segment_base: i64,
+        h: &BatchHeader,
+        control: Option<ControlRecord>,
+    ) -> Option<txn::CompletedTxn> {
+        let completed = self.producers.update(h, control)?;
+        if completed.aborted {
+            let lso = self
+                .producers
+                .first_unstable_offset()
+                .unwrap_or(completed.last_offset + 1);
+            if let Some(seg) = self.segments.get_mut(&segment_base) {
+                seg.add_aborted_txn(AbortedTxn {
+                    producer_id: completed.producer_id,
+                    first_offset: completed.first_offset,
+                    last_offset: completed.last_offset,
+                    last_stable_offset: lso,
+                });
+            }
+        }
+        Some(completed)
     }
 }
 
@@ -378,8 +419,14 @@ impl PartitionLog {
             .next_back()
             .map_or(0, |s| s.next_offset().max(s.base_offset));
         let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        // Segments whose `.txnindex` must be rebuilt need a replay over all their batches, so
+        // the producer state starts from a snapshot at or below the first of them.
+        let replay_floor = segments
+            .values()
+            .find(|s| s.txn_index_stale())
+            .map_or(next_offset, |s| s.base_offset);
         let mut producers = ProducerStateManager::new(Arc::clone(&storage), &dir);
-        let replay_from = producers.load(next_offset)?;
+        let replay_from = producers.load(next_offset, replay_floor)?;
         let log = Self {
             topic: topic.to_string(),
             partition,
@@ -410,10 +457,34 @@ impl PartitionLog {
         if replay_from < next_offset {
             log.replay_producer_state(replay_from.max(log_start_offset))?;
         }
+        if replay_floor < next_offset {
+            // The replay above rebuilt the `.txnindex` entries. A newer snapshot may know more
+            // (the batches of a producer that compaction removed since it was taken): the
+            // producer state comes from the newest one, as on any open.
+            let mut newest = ProducerStateManager::new(Arc::clone(&log.storage), &log.dir);
+            let newest_from = newest.load(next_offset, next_offset)?;
+            if newest_from > replay_from {
+                log.inner.lock().producers = newest;
+                if newest_from < next_offset {
+                    log.replay_producer_state(newest_from.max(log_start_offset))?;
+                }
+            }
+        }
+        {
+            let mut inner = log.inner.lock();
+            for seg in inner.segments.values_mut() {
+                if seg.txn_index_stale() {
+                    seg.persist_indexes(true)?;
+                    seg.mark_txn_index_rebuilt();
+                }
+            }
+        }
         debug!(partition = %partition_dir_name(topic, partition), log_start_offset, next_offset, "opened partition log");
         Ok(log)
     }
 
+    /// Rebuilds producer state (and the `.txnindex` entries of the batches' segments) from
+    /// the batches at or after `from`.
     fn replay_producer_state(&self, from: i64) -> Result<()> {
         let views = self.segment_views_from(from);
         let mut inner = self.inner.lock();
@@ -422,7 +493,17 @@ impl PartitionLog {
             while pos + BATCH_HEADER_LEN as u64 <= v.size {
                 let h = v.header_at(pos)?;
                 if h.last_offset() >= from {
-                    inner.producers.update(&h);
+                    let control = if h.is_control() && h.has_producer_id() {
+                        let batch = read_at(&*v.file, pos, h.size())
+                            .map_err(|e| BrokerError::io(&v.path, e))?;
+                        Some(control_record_of_batch(&batch).unwrap_or_else(|e| {
+                            warn!(segment = %v.path.display(), position = pos, error = %e, "ignoring an unreadable control record");
+                            ControlRecord::Other
+                        }))
+                    } else {
+                        None
+                    };
+                    inner.apply_batch(v.base_offset, &h, control);
                 }
                 pos += h.size() as u64;
             }
@@ -481,6 +562,19 @@ impl PartitionLog {
     /// What this partition remembers about an idempotent/transactional producer.
     pub fn producer_entry(&self, producer_id: i64) -> Option<ProducerEntry> {
         self.inner.lock().producers.entry(producer_id).cloned()
+    }
+
+    /// Every producer the partition remembers, by producer id (Kafka's DescribeProducers).
+    pub fn active_producers(&self) -> Vec<(i64, ProducerEntry)> {
+        let mut out: Vec<(i64, ProducerEntry)> = self
+            .inner
+            .lock()
+            .producers
+            .entries()
+            .map(|(id, e)| (id, e.clone()))
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        out
     }
 
     /// Marks the log deleted: later appends and reads fail with UNKNOWN_TOPIC_OR_PARTITION.

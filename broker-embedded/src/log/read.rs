@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::segment::read_at;
-use super::{FetchData, IsolationLevel, LogInner, PartitionLog, SegmentView};
+use super::{AbortedTxn, FetchData, IsolationLevel, LogInner, PartitionLog, SegmentView};
 use crate::error::{BrokerError, Result};
 use crate::record::{self, decode_records, BatchHeader, BATCH_HEADER_LEN};
 
@@ -86,6 +86,7 @@ impl PartitionLog {
                 high_watermark: inner.high_watermark(),
                 last_stable_offset: inner.last_stable_offset(),
                 log_start_offset: inner.log_start_offset,
+                aborted_transactions: Vec::new(),
             };
             if fetch_offset >= upper {
                 return Ok(data);
@@ -137,11 +138,47 @@ impl PartitionLog {
                     end += bh.size();
                 }
                 buf.truncate(end);
+                if isolation == IsolationLevel::ReadCommitted && end > 0 {
+                    // Kafka bounds the search by the offset after the fetched data.
+                    let mut last_next = fetch_offset;
+                    let mut at = 0usize;
+                    while at + BATCH_HEADER_LEN <= buf.len() {
+                        let Ok(bh) = BatchHeader::parse(&buf[at..]) else {
+                            break;
+                        };
+                        last_next = bh.next_offset();
+                        at += bh.size();
+                    }
+                    data.aborted_transactions = self.collect_aborted_txns(fetch_offset, last_next);
+                }
                 data.records = Bytes::from(buf);
                 return Ok(data);
             }
         }
         Ok(data)
+    }
+
+    /// Kafka's `collectAbortedTransactions`: the aborted transactions overlapping
+    /// `[fetch_offset, upper_bound)`, from the `.txnindex` of the segment holding
+    /// `fetch_offset` on, until an entry's last stable offset reaches the bound.
+    pub(crate) fn collect_aborted_txns(
+        &self,
+        fetch_offset: i64,
+        upper_bound: i64,
+    ) -> Vec<AbortedTxn> {
+        let inner = self.inner.lock();
+        let start = inner
+            .segments
+            .range(..=fetch_offset)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        let mut out = Vec::new();
+        for seg in inner.segments.range(start..).map(|(_, s)| s) {
+            if seg.collect_aborted_txns(fetch_offset, upper_bound, &mut out) {
+                break;
+            }
+        }
+        out
     }
 
     /// The first record (offset, timestamp) whose timestamp is `>= target`, or `None`.

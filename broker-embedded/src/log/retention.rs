@@ -1,5 +1,11 @@
 //! Retention of a [`PartitionLog`]: whole segments are deleted by `retention.ms` (against
 //! each segment's newest record) and by `retention.bytes` (oldest first, Kafka's rule).
+//!
+//! A segment holding data of a transaction that is still open is kept, with every segment
+//! after it: the log start offset never passes the first unstable offset. (Kafka itself lets
+//! retention delete such data and clamps the last stable offset to the log start; keeping it
+//! until the transaction completes, at most `transaction.max.timeout.ms`, keeps the data that
+//! a commit will make visible.)
 
 use std::sync::Arc;
 
@@ -21,8 +27,12 @@ impl PartitionLog {
                 return Ok(0);
             }
             let config = Arc::clone(&inner.config);
+            let first_unstable = inner.producers.first_unstable_offset().unwrap_or(i64::MAX);
             if config.retention_ms >= 0 {
                 while let Some((&base, seg)) = inner.segments.iter().next() {
+                    if seg.next_offset() > first_unstable {
+                        break;
+                    }
                     let empty_sealed = seg.is_empty() && inner.segments.len() > 1;
                     let expired = empty_sealed
                         || (!seg.is_empty()
@@ -46,6 +56,9 @@ impl PartitionLog {
                     let Some((&base, seg)) = inner.segments.iter().next() else {
                         break;
                     };
+                    if seg.next_offset() > first_unstable {
+                        break;
+                    }
                     let excess = total.saturating_sub(config.retention_bytes as u64);
                     // Empty sealed segments (left by compaction) go; otherwise Kafka's rule.
                     if seg.size() > 0 && excess < seg.size() {

@@ -1,4 +1,5 @@
-//! One log segment: a `.log` file of concatenated record batches plus its sparse indexes.
+//! One log segment: a `.log` file of concatenated record batches plus its sparse indexes and
+//! its aborted-transaction index (`.txnindex`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use durable_fs::{remove_if_exists, OpenMode, Storage, StorageFile};
 use tracing::warn;
 
 use super::index::{Index, OffsetEntry, TimeEntry};
+use super::txn::{AbortedTxn, TxnIndex};
 use crate::error::{BrokerError, Result};
 use crate::record::{BatchHeader, RecordError, BATCH_HEADER_LEN, NO_TIMESTAMP};
 
@@ -34,6 +36,10 @@ pub(crate) struct Segment {
     next_offset: i64,
     offset_index: Index<OffsetEntry>,
     time_index: Index<TimeEntry>,
+    txn_index: TxnIndex,
+    /// The `.txnindex` was reset (segment recovered, or its file unusable) and must be rebuilt
+    /// by a producer-state replay over this segment.
+    txn_index_stale: bool,
     bytes_since_index: u64,
     max_timestamp: i64,
     first_batch_timestamp: Option<i64>,
@@ -106,6 +112,8 @@ impl Segment {
             .set_path(dir.join(segment_file_name(base_offset, "index")));
         seg.time_index
             .set_path(dir.join(segment_file_name(base_offset, "timeindex")));
+        // A leftover `.txnindex` of an earlier segment with this name is removed on flush.
+        seg.txn_index = TxnIndex::reset(dir.join(segment_file_name(base_offset, "txnindex")));
         Ok(seg)
     }
 
@@ -126,6 +134,8 @@ impl Segment {
             next_offset: base_offset,
             offset_index: Index::empty(dir.join(segment_file_name(base_offset, "index"))),
             time_index: Index::empty(dir.join(segment_file_name(base_offset, "timeindex"))),
+            txn_index: TxnIndex::empty(dir.join(segment_file_name(base_offset, "txnindex"))),
+            txn_index_stale: false,
             bytes_since_index: 0,
             max_timestamp: NO_TIMESTAMP,
             first_batch_timestamp: None,
@@ -189,6 +199,17 @@ impl Segment {
                         && within(seg.offset_index.last().map(|e| e.relative_offset))
                         && within(seg.time_index.last().map(|e| e.relative_offset))
                     {
+                        let txn_path = seg.txn_index_path();
+                        match TxnIndex::load(&**storage, txn_path, base_offset, seg.next_offset)
+                            .map_err(|e| BrokerError::io(seg.txn_index_path(), e))?
+                        {
+                            Ok(ti) => seg.txn_index = ti,
+                            Err(damage) => {
+                                warn!(segment = %log_path.display(), %damage, "unusable transaction index; rebuilding it from the log");
+                                seg.txn_index = TxnIndex::reset(seg.txn_index_path());
+                                seg.txn_index_stale = true;
+                            }
+                        }
                         return Ok((seg, None));
                     }
                     warn!(segment = %log_path.display(), "indexes disagree with the log; rebuilding them with a full scan");
@@ -200,6 +221,10 @@ impl Segment {
             }
         }
         let truncation = seg.scan_from(0, true, true, contiguous_from)?;
+        // As Kafka's segment recovery, the transaction index is rebuilt from the batches (by
+        // the partition's producer-state replay, which knows the open transactions).
+        seg.txn_index = TxnIndex::reset(seg.txn_index_path());
+        seg.txn_index_stale = true;
         Ok((seg, truncation))
     }
 
@@ -331,6 +356,7 @@ impl Segment {
                 .map_err(|e| BrokerError::io(&self.log_path, e))?;
             self.offset_index
                 .truncate_while(|e| u64::from(e.position) < pos);
+            self.txn_index.truncate_to(self.next_offset);
             let next_rel = self.next_offset - self.base_offset;
             self.time_index
                 .truncate_while(|e| i64::from(e.relative_offset) < next_rel);
@@ -358,6 +384,36 @@ impl Segment {
 
     fn time_index_path(&self) -> PathBuf {
         self.log_path.with_extension("timeindex")
+    }
+
+    fn txn_index_path(&self) -> PathBuf {
+        self.log_path.with_extension("txnindex")
+    }
+
+    /// Whether the `.txnindex` awaits a rebuild by a producer-state replay.
+    pub(crate) fn txn_index_stale(&self) -> bool {
+        self.txn_index_stale
+    }
+
+    /// The replay has rebuilt the `.txnindex`.
+    pub(crate) fn mark_txn_index_rebuilt(&mut self) {
+        self.txn_index_stale = false;
+    }
+
+    /// Records an aborted transaction whose marker is in this segment (skipped if already
+    /// indexed).
+    pub(crate) fn add_aborted_txn(&mut self, e: AbortedTxn) {
+        self.txn_index.append(e);
+    }
+
+    /// Kafka's `collectAbortedTxns` over this segment's index; true when complete.
+    pub(crate) fn collect_aborted_txns(
+        &self,
+        fetch_offset: i64,
+        upper_bound: i64,
+        out: &mut Vec<AbortedTxn>,
+    ) -> bool {
+        self.txn_index.collect(fetch_offset, upper_bound, out)
     }
 
     /// Updates offsets, timestamps and (every `index.interval.bytes`) the indexes for a batch
@@ -428,7 +484,10 @@ impl Segment {
             .map_err(|e| BrokerError::io(self.offset_index_path(), e))?;
         self.time_index
             .flush(&*self.storage, sync)
-            .map_err(|e| BrokerError::io(self.time_index_path(), e))
+            .map_err(|e| BrokerError::io(self.time_index_path(), e))?;
+        self.txn_index
+            .flush(&*self.storage, sync)
+            .map_err(|e| BrokerError::io(self.txn_index.path(), e))
     }
 
     /// Called when the segment stops being the active one: records its final max timestamp
@@ -503,7 +562,8 @@ impl Segment {
     pub(crate) fn delete_files(&self) -> io::Result<()> {
         remove_if_exists(&*self.storage, &self.log_path)?;
         self.offset_index.delete_file(&*self.storage)?;
-        self.time_index.delete_file(&*self.storage)
+        self.time_index.delete_file(&*self.storage)?;
+        self.txn_index.delete_file(&*self.storage)
     }
 
     /// Replaces this segment's files by a cleaned copy: the old indexes are removed first (a
@@ -527,6 +587,10 @@ impl Segment {
         cleaned
             .time_index
             .set_path(self.log_path.with_extension("timeindex"));
+        // The cleaner keeps transaction markers, so the aborted-transaction entries still
+        // describe the cleaned segment; its `.txnindex` file is left as it is.
+        std::mem::swap(&mut cleaned.txn_index, &mut self.txn_index);
+        cleaned.txn_index_stale = self.txn_index_stale;
         cleaned.persist_indexes(true)?;
         *self = cleaned;
         Ok(())
@@ -549,6 +613,10 @@ impl Segment {
             .set_path(dir.join(segment_file_name(base_offset, "index.cleaned")));
         seg.time_index
             .set_path(dir.join(segment_file_name(base_offset, "timeindex.cleaned")));
+        // Never the original's `.txnindex` (deleting an unused cleaned copy must not remove
+        // it); the original's index moves to the cleaned segment on `replace_with`.
+        seg.txn_index =
+            TxnIndex::empty(dir.join(segment_file_name(base_offset, "txnindex.cleaned")));
         Ok(seg)
     }
 

@@ -5,15 +5,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use tracing::debug;
 
 use super::producer_state::SequenceCheck;
 use super::segment::Segment;
+use super::txn::{control_record_of_batch, EndTxnMarker};
 use super::{partition_dir_name, AppendInfo, AppendOrigin, LogInner, PartitionLog};
 use crate::error::{BrokerError, Result};
 use crate::fsutil::sync_dir;
 use crate::record::{
-    self, set_base_offset, set_log_append_time, BatchHeader, BatchIter, TimestampType,
+    self, encode_batch, set_base_offset, set_log_append_time, BatchHeader, BatchIter, BatchSpec,
+    Record, TimestampType, NO_SEQUENCE,
 };
 
 impl PartitionLog {
@@ -25,9 +29,63 @@ impl PartitionLog {
         origin: AppendOrigin,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        self.append_checked(batches, origin, now_ms, None)
+    }
+
+    /// Appends an end-transaction marker for `producer_id` (a control batch with one COMMIT or
+    /// ABORT record, as Kafka's coordinator writes through WriteTxnMarkers), completing the
+    /// producer's open transaction on this partition. Kafka's checks apply: an older producer
+    /// epoch is refused with INVALID_PRODUCER_EPOCH and an older coordinator epoch with
+    /// TRANSACTION_COORDINATOR_FENCED.
+    pub(crate) fn append_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let marker = EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        };
+        let spec = BatchSpec {
+            control: true,
+            transactional: true,
+            producer_id,
+            producer_epoch,
+            base_sequence: NO_SEQUENCE,
+            ..BatchSpec::default()
+        };
+        let rec = Record {
+            offset: 0,
+            timestamp: now_ms,
+            key: Some(Bytes::copy_from_slice(&marker.key())),
+            value: Some(Bytes::copy_from_slice(&marker.value())),
+            headers: Vec::new(),
+        };
+        let mut batch = encode_batch(&spec, &[rec]).map_err(BrokerError::InvalidBatch)?;
+        self.append_checked(
+            &mut batch,
+            AppendOrigin::Internal,
+            now_ms,
+            Some((producer_id, producer_epoch, coordinator_epoch)),
+        )
+    }
+
+    /// [`PartitionLog::append`], with the marker checks for `(producer id, producer epoch,
+    /// coordinator epoch)` made under the partition lock.
+    fn append_checked(
+        &self,
+        batches: &mut [u8],
+        origin: AppendOrigin,
+        now_ms: i64,
+        marker: Option<(i64, i16, i32)>,
+    ) -> Result<AppendInfo> {
         let config = self.config();
         let require_keys = config.cleanup_policy.compact;
         let mut ranges = Vec::new();
+        let mut controls = Vec::new();
         for item in BatchIter::new(batches) {
             let b = item.map_err(|(_, e)| BrokerError::InvalidBatch(e))?;
             if b.bytes.len() > config.max_message_bytes {
@@ -40,11 +98,6 @@ impl PartitionLog {
                 if b.header.is_control() {
                     return Err(BrokerError::InvalidRecord(
                         "clients may not write control batches".into(),
-                    ));
-                }
-                if b.header.is_transactional() {
-                    return Err(BrokerError::InvalidRecord(
-                        "transactional batches are not supported yet".into(),
                     ));
                 }
                 if !ranges.is_empty() {
@@ -62,6 +115,11 @@ impl PartitionLog {
                     }
                     other => BrokerError::InvalidBatch(other),
                 })?;
+            controls.push(if b.header.is_control() && b.header.has_producer_id() {
+                Some(control_record_of_batch(b.bytes).map_err(BrokerError::InvalidBatch)?)
+            } else {
+                None
+            });
             ranges.push((b.position, b.bytes.len()));
         }
         if ranges.is_empty() {
@@ -77,6 +135,11 @@ impl PartitionLog {
                 topic: self.topic.clone(),
                 partition: self.partition,
             });
+        }
+        if let Some((producer_id, producer_epoch, coordinator_epoch)) = marker {
+            inner
+                .producers
+                .check_marker(producer_id, producer_epoch, coordinator_epoch)?;
         }
         if origin == AppendOrigin::Client {
             for &(pos, len) in &ranges {
@@ -103,7 +166,7 @@ impl PartitionLog {
         let base_offset = inner.next_offset;
         let mut offset = base_offset;
         let mut record_count: u64 = 0;
-        for &(pos, len) in &ranges {
+        for (&(pos, len), control) in ranges.iter().zip(controls) {
             let bytes = &mut batches[pos..pos + len];
             set_base_offset(bytes, offset);
             if log_append {
@@ -111,8 +174,10 @@ impl PartitionLog {
             }
             let h = BatchHeader::parse(bytes).map_err(BrokerError::InvalidBatch)?;
             self.maybe_roll(&mut inner, &h)?;
-            inner.active()?.append(bytes, &h)?;
-            inner.producers.update(&h);
+            let active = inner.active()?;
+            active.append(bytes, &h)?;
+            let segment_base = active.base_offset;
+            inner.apply_batch(segment_base, &h, control);
             offset = h.next_offset();
             inner.next_offset = offset;
             record_count += u64::from(h.record_count.max(0) as u32);

@@ -18,16 +18,17 @@ use kafka_protocol::ResponseError;
 use super::{err_code, groups, s, Context};
 use crate::GroupError;
 
-/// FindCoordinator for consumer groups: this broker coordinates every group. Transaction
-/// coordinators do not exist yet.
+/// FindCoordinator (versions 0-3, one key): this broker coordinates every consumer group
+/// (key type 0) and every transactional id (key type 1).
 pub(super) fn find_coordinator(
     ctx: &Context,
     r: &FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
-    if r.key_type != 0 {
-        resp.error_code = ResponseError::CoordinatorNotAvailable.code();
-        resp.error_message = Some(s("transactions are not supported yet"));
+    // Key type 0: a group; 1: a transactional id. This broker coordinates both.
+    if !matches!(r.key_type, 0 | 1) {
+        resp.error_code = ResponseError::InvalidRequest.code();
+        resp.error_message = Some(s(format!("unknown coordinator key type {}", r.key_type)));
         resp.node_id = BrokerId(-1);
         resp.port = -1;
         return resp;

@@ -4,9 +4,12 @@
 //!
 //! The handlers live with their API family: `versions` (what is implemented and advertised,
 //! ApiVersions, and fitting responses to the negotiated version), `topics` (Metadata and
-//! topic admin), `produce_fetch` (Produce, Fetch, ListOffsets, InitProducerId), `groups`
+//! topic admin), `produce_fetch` (Produce, Fetch, ListOffsets), `groups`
 //! (FindCoordinator and the group membership APIs), `offsets` (OffsetCommit, OffsetFetch,
-//! OffsetDelete) and `configs` (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs). This
+//! OffsetDelete), `transactions` (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+//! TxnOffsetCommit, EndTxn, DescribeTransactions, ListTransactions, DescribeProducers) and
+//! `configs`
+//! (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs). This
 //! file holds the shared context and the dispatch.
 
 mod configs;
@@ -14,6 +17,7 @@ mod groups;
 mod offsets;
 mod produce_fetch;
 mod topics;
+mod transactions;
 mod versions;
 
 pub(crate) use versions::{api_versions_response, supported_versions};
@@ -31,8 +35,12 @@ use groups::{
     list_groups, sync_group,
 };
 use offsets::{offset_commit, offset_delete, offset_fetch};
-use produce_fetch::{fetch, init_producer_id, list_offsets, produce};
+use produce_fetch::{fetch, list_offsets, produce};
 use topics::{create_partitions, create_topics, delete_topics, metadata};
+use transactions::{
+    add_offsets_to_txn, add_partitions_to_txn, describe_producers, describe_transactions, end_txn,
+    init_producer_id, list_transactions, txn_offset_commit,
+};
 use versions::{api_versions, fit_to_version};
 
 use super::{Endpoint, ServerConfig};
@@ -111,7 +119,26 @@ async fn dispatch(
         RequestKind::AlterConfigs(r) => {
             ResponseKind::AlterConfigs(blocking(|| alter_configs(ctx, r)))
         }
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(ctx, &r)),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id(ctx, &r, version))
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn(ctx, r, version))
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn(ctx, &r, version))
+        }
+        RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn_offset_commit(ctx, r)),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn(ctx, &r, version)),
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(describe_transactions(ctx, r))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers(ctx, r))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(list_transactions(ctx, &r))
+        }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator(ctx, &r)),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit(ctx, r)),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch(ctx, r)),

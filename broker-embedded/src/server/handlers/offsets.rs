@@ -123,7 +123,17 @@ pub(super) fn offset_fetch(ctx: &Context, r: OffsetFetchRequest) -> OffsetFetchR
         for p in partitions {
             let mut pr = offset_fetch_response::OffsetFetchResponsePartition::default();
             pr.partition_index = p;
-            match committed.get(&crate::TopicPartition::new(name.0.as_str(), p)) {
+            let tp = crate::TopicPartition::new(name.0.as_str(), p);
+            if r.require_stable && b.has_pending_txn_offset(&group, &tp) {
+                // KIP-447: an offset committed in an open transaction is not stable yet.
+                pr.committed_offset = -1;
+                pr.committed_leader_epoch = -1;
+                pr.metadata = Some(s(""));
+                pr.error_code = ResponseError::UnstableOffsetCommit.code();
+                tr.partitions.push(pr);
+                continue;
+            }
+            match committed.get(&tp) {
                 Some(om) => {
                     pr.committed_offset = om.offset;
                     pr.committed_leader_epoch = om.leader_epoch.unwrap_or(-1);

@@ -1,11 +1,11 @@
 //! The data path: Produce (with KIP-467 record errors), Fetch (long-polled, KIP-74 size
-//! rules, read_committed), ListOffsets, and InitProducerId for idempotent producers.
+//! rules, read_committed) and ListOffsets.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
@@ -14,36 +14,16 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    produce_response, BrokerId, FetchRequest, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ProduceRequest, ProducerId, TopicName,
+    produce_response, BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, ProducerId,
+    TopicName,
 };
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
 use super::topics::auto_create;
+use super::transactions::verify_transactional_produce;
 use super::{err_code, s, Context};
 use crate::{AppendOrigin, Broker, BrokerError, FetchData, IsolationLevel, OffsetSpec};
-
-/// InitProducerId for idempotent producers (no transactional id): as Kafka does, always a new
-/// producer id with epoch 0 (the per-partition sequence state lives in each partition log).
-/// Transactional ids need the transaction coordinator, which does not exist yet.
-pub(super) fn init_producer_id(ctx: &Context, r: &InitProducerIdRequest) -> InitProducerIdResponse {
-    let mut resp = InitProducerIdResponse::default();
-    resp.producer_id = ProducerId(-1);
-    resp.producer_epoch = -1;
-    if r.transactional_id.is_some() {
-        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return resp;
-    }
-    match ctx.broker.allocate_producer_id() {
-        Ok(id) => {
-            resp.producer_id = ProducerId(id);
-            resp.producer_epoch = 0;
-        }
-        Err(e) => resp.error_code = err_code(&e),
-    }
-    resp
-}
 
 pub(super) fn produce(ctx: &Context, r: ProduceRequest) -> Option<ProduceResponse> {
     let b = &ctx.broker;
@@ -72,6 +52,18 @@ pub(super) fn produce(ctx: &Context, r: ProduceRequest) -> Option<ProduceRespons
                     Some("no records".to_string()),
                 )),
                 (Ok(()), Some(records)) => {
+                    let refused = r.transactional_id.as_ref().and_then(|id| {
+                        verify_transactional_produce(ctx, id.0.as_str(), &name, p.index, &records)
+                    });
+                    if let Some(code) = refused {
+                        pr.error_code = code;
+                        if code == ResponseError::InvalidTxnState.code() {
+                            pr.error_message =
+                                Some(s("Partition was not added to the transaction"));
+                        }
+                        tr.partition_responses.push(pr);
+                        continue;
+                    }
                     let mut buf = records.to_vec();
                     b.append_batches(&name, p.index, &mut buf, AppendOrigin::Client)
                         .map_err(|e| {
@@ -209,6 +201,8 @@ pub(super) async fn fetch(ctx: &Context, r: FetchRequest) -> FetchResponse {
                 pd.last_stable_offset = -1;
                 pd.log_start_offset = -1;
                 pd.preferred_read_replica = BrokerId(-1);
+                // Kafka answers null unless read_committed.
+                pd.aborted_transactions = None;
                 // KIP-74: both limits hold (the response's too for the first partition);
                 // they are soft only in that the first batch of the first non-empty partition
                 // is returned even if larger (`first` below).
@@ -230,7 +224,17 @@ pub(super) async fn fetch(ctx: &Context, r: FetchRequest) -> FetchResponse {
                         pd.last_stable_offset = data.last_stable_offset;
                         pd.log_start_offset = data.log_start_offset;
                         if isolation == IsolationLevel::ReadCommitted {
-                            pd.aborted_transactions = Some(Vec::new());
+                            pd.aborted_transactions = Some(
+                                data.aborted_transactions
+                                    .iter()
+                                    .map(|a| {
+                                        let mut t = AbortedTransaction::default();
+                                        t.producer_id = ProducerId(a.producer_id);
+                                        t.first_offset = a.first_offset;
+                                        t
+                                    })
+                                    .collect(),
+                            );
                         }
                         total += data.records.len();
                         pd.records = Some(data.records);
@@ -293,8 +297,19 @@ pub(super) fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsR
                         })
                         .map_err(|e| err_code(&e));
                 }
-                b.list_offsets(&name, p.partition_index, spec)
-                    .map_err(|e| err_code(&e))
+                let found = b
+                    .list_offsets(&name, p.partition_index, spec)
+                    .map_err(|e| err_code(&e))?;
+                if committed && matches!(spec, OffsetSpec::Timestamp(_)) {
+                    // Kafka: under read_committed only offsets below the last stable offset
+                    // are found by timestamp.
+                    let lso = b
+                        .partition_offsets(&name, p.partition_index)
+                        .map_err(|e| err_code(&e))?
+                        .last_stable_offset;
+                    return Ok(found.filter(|lo| lo.offset < lso));
+                }
+                Ok(found)
             });
             match result {
                 Ok(Some(lo)) => {

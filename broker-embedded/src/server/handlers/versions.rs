@@ -32,6 +32,16 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::ListGroups => (0, 4),
         ApiKey::DeleteGroups => (0, 2),
         ApiKey::OffsetDelete => (0, 0),
+        // Transactions, without KIP-890 part 2 (`transaction.version` is not advertised):
+        // AddPartitionsToTxn v4+ is broker-to-broker batching, EndTxn v5 bumps epochs, the
+        // later TxnOffsetCommit/AddOffsetsToTxn versions add TRANSACTION_ABORTABLE.
+        ApiKey::AddPartitionsToTxn => (0, 3),
+        ApiKey::AddOffsetsToTxn => (0, 3),
+        ApiKey::TxnOffsetCommit => (0, 3),
+        ApiKey::EndTxn => (0, 4),
+        ApiKey::DescribeTransactions => (0, 0),
+        ApiKey::ListTransactions => (0, 1),
+        ApiKey::DescribeProducers => (0, 0),
         _ => return None,
     })
 }
@@ -60,6 +70,13 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::ListGroups,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::EndTxn,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
+    ApiKey::DescribeProducers,
 ];
 
 pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
