@@ -86,12 +86,16 @@ fn append(b: &Broker, mut batch: Vec<u8>, origin: AppendOrigin) -> i64 {
 /// (aborted ones dropped under read_committed), the union of the reported aborted
 /// transactions, and the last read's offsets.
 fn read(b: &Broker, isolation: IsolationLevel) -> Read {
+    read_from(b, isolation, 0)
+}
+
+fn read_from(b: &Broker, isolation: IsolationLevel, from: i64) -> Read {
     let mut out = Read {
         records: Vec::new(),
         aborted: Vec::new(),
         last: None,
     };
-    let mut next = 0;
+    let mut next = from;
     loop {
         let d = b.read_partition("t", 0, next, 1 << 20, isolation).unwrap();
         let Some(end) = BatchIter::new(&d.records)
@@ -235,6 +239,10 @@ fn check_completed(b: &Broker, b0: i64, abort_b: i64) {
         values(&u.records),
         ["p0", "a0", "a1", "b0", "a2", "b1", "b2", "p1", "p2"]
     );
+    // A read starting inside the aborted transaction still drops its records.
+    let mid = read_from(b, IsolationLevel::ReadCommitted, b0 + 1);
+    assert_eq!(values(&mid.records), ["a2", "p1", "p2"]);
+    assert_eq!(mid.aborted.len(), 1);
     // A read starting after the aborted transaction reports nothing.
     let late = b
         .read_partition("t", 0, abort_b + 1, 1 << 20, IsolationLevel::ReadCommitted)

@@ -959,8 +959,7 @@ impl EmbeddedConsumer {
             if data.records.is_empty() {
                 continue;
             }
-            let records =
-                decode_fetched_committed(&tp.topic, &data, pos).map_err(cluster_err)?;
+            let records = decode_fetched_committed(&tp.topic, &data, pos).map_err(cluster_err)?;
             // Everything decoded is returned (max_records is a soft limit checked between
             // partitions): dropping decoded records would mean decoding them again.
             if let Some(last) = records.last() {
