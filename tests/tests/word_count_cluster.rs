@@ -237,19 +237,39 @@ fn text(seed: u64, lines: usize) -> Vec<String> {
 
 /// Waits until the counts in `word-counts` equal `truth`.
 fn wait_for_counts(bootstrap: &str, truth: &BTreeMap<String, i64>, timeout: Duration) {
+    wait_for_counts_where(bootstrap, truth, timeout, true);
+}
+
+/// Waits until every count in `word-counts` is at least its `truth` (at-least-once).
+fn wait_for_counts_at_least(bootstrap: &str, truth: &BTreeMap<String, i64>, timeout: Duration) {
+    wait_for_counts_where(bootstrap, truth, timeout, false);
+}
+
+/// Waits until every word of `truth` is counted at least its truth, or (`exact`) the counts
+/// equal the truth.
+fn wait_for_counts_where(
+    bootstrap: &str,
+    truth: &BTreeMap<String, i64>,
+    timeout: Duration,
+    exact: bool,
+) {
     let deadline = Instant::now() + timeout;
     loop {
         let counts = wcc::read_counts(bootstrap, None).unwrap();
-        if &counts == truth {
+        let right = truth
+            .iter()
+            .filter(|(w, c)| {
+                counts
+                    .get(*w)
+                    .is_some_and(|got| if exact { got == *c } else { got >= *c })
+            })
+            .count();
+        if right == truth.len() && (!exact || counts.len() == truth.len()) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "counts did not reach the truth in {timeout:?}: {} of {} words right",
-            truth
-                .iter()
-                .filter(|(w, c)| counts.get(*w) == Some(c))
-                .count(),
+            "counts did not reach the truth in {timeout:?}: {right} of {} words right",
             truth.len()
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -261,12 +281,7 @@ fn three_instances_share_every_task_once_and_counts_are_exact_after_clean_stops(
     let _serial = serial();
     let seed = 0x5eed_0001;
     eprintln!("seed: {seed:#x}");
-    // WCC_KEEP=1 keeps the broker's and the instances' data for a post-mortem.
-    let dir = tempfile::Builder::new()
-        .disable_cleanup(std::env::var_os("WCC_KEEP").is_some())
-        .tempdir()
-        .unwrap();
-    eprintln!("data: {}", dir.path().display());
+    let dir = data_dir();
     let server = serve(&dir.path().join("broker"));
     let lines = text(seed, 20_000);
     let truth = direct_count(&lines.join("\n"));
@@ -342,11 +357,7 @@ struct Takeover {
 /// it by no more than the input produced around the kill; the survivors then stop cleanly.
 fn kill_one_instance_mid_input(seed: u64, standby_replicas: u32) -> Takeover {
     eprintln!("seed: {seed:#x}, standby replicas: {standby_replicas}");
-    let dir = tempfile::Builder::new()
-        .disable_cleanup(std::env::var_os("WCC_KEEP").is_some())
-        .tempdir()
-        .unwrap();
-    eprintln!("data: {}", dir.path().display());
+    let dir = data_dir();
     let server = serve(&dir.path().join("broker"));
     wcc::ensure_topics(&server.addr).unwrap();
     let lines = text(seed, 40_000);
@@ -492,11 +503,7 @@ fn a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_without_
     let _serial = serial();
     let seed = 0x5eed_0004;
     eprintln!("seed: {seed:#x}");
-    let dir = tempfile::Builder::new()
-        .disable_cleanup(std::env::var_os("WCC_KEEP").is_some())
-        .tempdir()
-        .unwrap();
-    eprintln!("data: {}", dir.path().display());
+    let dir = data_dir();
     let server = serve(&dir.path().join("broker"));
     wcc::ensure_topics(&server.addr).unwrap();
     let lines = text(seed, 20_000);
@@ -550,23 +557,15 @@ fn a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_without_
     drop((a, b));
 }
 
-/// Waits until every count in `word-counts` is at least its `truth` (at-least-once).
-fn wait_for_counts_at_least(bootstrap: &str, truth: &BTreeMap<String, i64>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let counts = wcc::read_counts(bootstrap, None).unwrap();
-        if truth
-            .iter()
-            .all(|(w, c)| counts.get(w).is_some_and(|got| got >= c))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "counts never reached the truth in {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+/// A temporary directory for a test's broker and instances, printed; kept after the test
+/// with `WCC_KEEP=1` (for a post-mortem).
+fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("WCC_KEEP").is_some())
+        .tempdir()
+        .unwrap();
+    eprintln!("data: {}", dir.path().display());
+    dir
 }
 
 /// The tests of this file each run several processes on the machine's few cores: one at a
