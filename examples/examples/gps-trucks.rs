@@ -31,8 +31,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -224,23 +224,8 @@ fn run_cluster(args: &Args, server: &str, fleet: &Fleet) -> Result<(), Box<dyn s
     app.set_state_listener(move |new, _old| {
         let _ = state_tx.send(new);
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                let _ = rt.block_on(tokio::signal::ctrl_c());
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
-    let print_tasks = |app: &streams_core::StreamsApp| {
-        let tasks: Vec<String> = app.active_tasks().iter().map(ToString::to_string).collect();
-        println!("tasks owned: {}", tasks.join(" "));
-    };
+    let stop = examples::run::ctrl_c_flag();
+    let print_tasks = examples::run::print_tasks;
     if app.state() == streams_core::StreamsState::Running {
         print_tasks(&app);
     }

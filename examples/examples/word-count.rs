@@ -235,23 +235,8 @@ fn run_cluster(args: &Args, server: &str) -> Result<(), Box<dyn std::error::Erro
     app.set_state_listener(move |new, _old| {
         let _ = state_tx.send(new);
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                let _ = rt.block_on(tokio::signal::ctrl_c());
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
-    let print_tasks = |app: &streams_core::StreamsApp| {
-        let tasks: Vec<String> = app.active_tasks().iter().map(ToString::to_string).collect();
-        println!("tasks owned: {}", tasks.join(" "));
-    };
+    let stop = examples::run::ctrl_c_flag();
+    let print_tasks = examples::run::print_tasks;
     if app.state() == streams_core::StreamsState::Running {
         print_tasks(&app);
     }
@@ -334,19 +319,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (input, follow) = (args.input.clone(), args.follow);
     let reader = std::thread::spawn(move || read_lines(input, follow, tx));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    if args.follow {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                let _ = rt.block_on(tokio::signal::ctrl_c());
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
+    let stop = if args.follow {
+        examples::run::ctrl_c_flag()
+    } else {
+        Arc::new(AtomicBool::new(false))
+    };
 
     let mut batch = Vec::new();
     let mut pending = false;

@@ -13,5 +13,6 @@
 //!   throughput.
 
 pub mod gps_trucks;
+pub mod run;
 pub mod word_count;
 pub mod word_count_cluster;
