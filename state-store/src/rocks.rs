@@ -1,7 +1,6 @@
 //! The RocksDB key-value store, its shared memory budget, and store-type markers.
 
 use std::fs;
-use std::io::Write;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +8,8 @@ use rocksdb::{
     BlockBasedOptions, Cache, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
     DB,
 };
+
+use durable_fs::OsStorage;
 
 use crate::error::{Result, StoreError};
 use crate::restore::ChangelogRecord;
@@ -130,39 +131,37 @@ impl RocksDbResources {
 
 /// Checks the store-type marker of `dir`, writing it if the directory is new. Fails with
 /// [`StoreError::StoreTypeMismatch`] when the directory belongs to another store type.
+///
+/// The marker is written atomically (temporary file, fsync, rename, directory fsync), so a
+/// crash while a store is created leaves either no marker or the whole one. An empty marker
+/// beside no RocksDB files (what a crash left behind before markers were written atomically)
+/// is treated as a new directory.
 pub(crate) fn check_or_write_marker(dir: &Path, store_type: &str) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let storage = OsStorage;
+    durable_fs::create_dir_all_durable(&storage, dir).map_err(|e| StoreError::io(dir, e))?;
     let marker = dir.join(STORE_TYPE_MARKER);
-    match fs::read_to_string(&marker) {
-        Ok(found) => {
-            let found = found.trim();
-            if found == store_type {
-                Ok(())
-            } else {
-                Err(StoreError::StoreTypeMismatch {
-                    path: dir.to_owned(),
-                    expected: store_type.to_owned(),
-                    found: found.to_owned(),
-                })
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // A directory with RocksDB files but no marker was not made by this crate for
-            // this type: refuse rather than guess.
-            let has_db = dir.join("CURRENT").exists();
-            if has_db {
-                return Err(StoreError::StoreTypeMismatch {
-                    path: dir.to_owned(),
-                    expected: store_type.to_owned(),
-                    found: "unmarked RocksDB instance".to_owned(),
-                });
-            }
-            let mut f = fs::File::create(&marker).map_err(|e| StoreError::io(&marker, e))?;
-            f.write_all(store_type.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| StoreError::io(&marker, e))
-        }
-        Err(e) => Err(StoreError::io(&marker, e)),
+    let has_db = dir.join("CURRENT").exists();
+    let found = match fs::read_to_string(&marker) {
+        Ok(found) => Some(found.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(StoreError::io(&marker, e)),
+    };
+    match found {
+        Some(found) if found == store_type => Ok(()),
+        Some(found) if !(found.is_empty() && !has_db) => Err(StoreError::StoreTypeMismatch {
+            path: dir.to_owned(),
+            expected: store_type.to_owned(),
+            found,
+        }),
+        // A directory with RocksDB files but no marker was not made by this crate for this
+        // type: refuse rather than guess.
+        None if has_db => Err(StoreError::StoreTypeMismatch {
+            path: dir.to_owned(),
+            expected: store_type.to_owned(),
+            found: "unmarked RocksDB instance".to_owned(),
+        }),
+        _ => durable_fs::write_atomic(&storage, &marker, store_type.as_bytes())
+            .map_err(|e| StoreError::io(&marker, e)),
     }
 }
 
@@ -450,6 +449,36 @@ mod tests {
                     .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sst"))
             })
             .count()
+    }
+
+    /// A crash while a store directory was first created could leave an empty marker (before
+    /// markers were written atomically): with no RocksDB files beside it, the directory is
+    /// new and opens; with RocksDB files, it is refused as another store's.
+    #[test]
+    fn an_empty_marker_is_a_new_store_only_without_rocksdb_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let resources = RocksDbResources::new(RocksDbConfig::default()).unwrap();
+        let path = dir.path().join("kv");
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join(STORE_TYPE_MARKER), b"").unwrap();
+        let mut store = RocksDbKeyValueStore::open("kv", &path, &resources).unwrap();
+        store.put(b"k", b"v").unwrap();
+        store.close().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(path.join(STORE_TYPE_MARKER)).unwrap(),
+            KV_STORE_TYPE
+        );
+        assert!(
+            !path.join(format!("{STORE_TYPE_MARKER}.tmp")).exists(),
+            "no temporary marker is left"
+        );
+
+        std::fs::write(path.join(STORE_TYPE_MARKER), b"").unwrap();
+        let err = RocksDbKeyValueStore::open("kv", &path, &resources).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::StoreTypeMismatch { found, .. } if found.is_empty()),
+            "{err}"
+        );
     }
 
     /// A background flush makes the writes durable (in an SST file, the WAL being off)

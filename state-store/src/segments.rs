@@ -151,9 +151,12 @@ impl SegmentFactory for RocksDbSegmentFactory {
 
     fn save_observed(&mut self, observed: i64) -> Result<()> {
         let path = self.dir.join(OBSERVED_FILE);
-        let tmp = self.dir.join(format!("{OBSERVED_FILE}.tmp"));
-        fs::write(&tmp, observed.to_string()).map_err(|e| StoreError::io(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+        durable_fs::write_atomic(
+            &durable_fs::OsStorage,
+            &path,
+            observed.to_string().as_bytes(),
+        )
+        .map_err(|e| StoreError::io(&path, e))
     }
 
     fn load_observed(&mut self) -> Result<Option<i64>> {
