@@ -148,7 +148,7 @@ pub(crate) fn check_or_write_marker(dir: &Path, store_type: &str) -> Result<()> 
     };
     match found {
         Some(found) if found == store_type => Ok(()),
-        Some(found) if !(found.is_empty() && !has_db) => Err(StoreError::StoreTypeMismatch {
+        Some(found) if !found.is_empty() || has_db => Err(StoreError::StoreTypeMismatch {
             path: dir.to_owned(),
             expected: store_type.to_owned(),
             found,
