@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use broker_embedded::record::Record as RawRecord;
 use broker_embedded::{
-    decode_fetched_committed, Broker, BrokerError, CommitMember, GroupError, IsolationLevel,
-    JoinGroupRequest, NewTopic, OffsetAndMetadata, PendingJoin, ProduceRecord, SyncGroupRequest,
+    decode_fetched_committed, Broker, BrokerError, CommitMember, GroupError,
+    IsolationLevel as BrokerIsolation, JoinGroupRequest, NewTopic, OffsetAndMetadata, PendingJoin,
+    ProduceRecord, SyncGroupRequest, TransactionalProducer, TxnProducerError,
 };
 use state_store::{ChangelogRecord, TopicPartition};
 
@@ -229,13 +230,78 @@ pub(crate) fn probing_rebalance_due(next_rebalance_ms: i64, now_ms: i64) -> bool
     next_rebalance_ms != NO_REBALANCE && now_ms >= next_rebalance_ms
 }
 
+/// Which records a consumer reads (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every record, aborted transactions' included (`read_uncommitted`, Kafka's default).
+    #[default]
+    ReadUncommitted,
+    /// Only records of committed transactions, up to the last stable offset
+    /// (`read_committed`).
+    ReadCommitted,
+}
+
+/// The group membership a consumer's offsets are committed with inside a transaction
+/// (Kafka's `ConsumerGroupMetadata`, KIP-447): the group coordinator refuses a
+/// `TxnOffsetCommit` from a member of an older generation, which fences a zombie thread
+/// whose tasks moved to another member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// The group (the application id).
+    pub group_id: String,
+    /// The generation the member joined (-1 when not in a generation).
+    pub generation_id: i32,
+    /// The member id the coordinator gave (empty when not in a generation).
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+}
+
 /// Produces records for one stream thread.
+///
+/// Under `exactly_once_v2` the producer is transactional (made by
+/// [`Cluster::transactional_producer`]): the runtime calls
+/// [`ClusterProducer::begin_transaction`] before the first send of each commit interval and
+/// ends every interval with [`ClusterProducer::send_offsets_to_transaction`] and
+/// [`ClusterProducer::commit_transaction`], or [`ClusterProducer::abort_transaction`] after
+/// an error. Errors that mean another producer with the same `transactional.id` took over
+/// are [`StreamsError::Cluster`] with [`ClusterErrorKind::Fenced`](crate::ClusterErrorKind):
+/// the producer cannot be used again.
 pub trait ClusterProducer: Send {
     /// Sends records to one partition (may return before they are acknowledged).
     fn send(&mut self, partition: &TopicPartition, records: Vec<ProducedRecord>) -> Result<()>;
     /// Waits until everything sent is acknowledged; returns the offset of the last record
     /// acknowledged per partition since the previous flush.
     fn flush(&mut self) -> Result<BTreeMap<TopicPartition, i64>>;
+    /// Starts a transaction. The default (a producer that is not transactional) refuses.
+    fn begin_transaction(&mut self) -> Result<()> {
+        Err(not_transactional("begin_transaction"))
+    }
+    /// Adds the next offsets to read of the consumed partitions, with their commit metadata,
+    /// to the open transaction, as the member `group` describes (`TxnOffsetCommit`). They
+    /// become the group's committed offsets when the transaction commits.
+    fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, (i64, String)>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let _ = (offsets, group);
+        Err(not_transactional("send_offsets_to_transaction"))
+    }
+    /// Flushes what was sent and commits the open transaction: its records and offsets
+    /// become visible to `read_committed` readers, all together.
+    fn commit_transaction(&mut self) -> Result<()> {
+        Err(not_transactional("commit_transaction"))
+    }
+    /// Aborts the open transaction: its records are never visible to `read_committed`
+    /// readers and its offsets are dropped.
+    fn abort_transaction(&mut self) -> Result<()> {
+        Err(not_transactional("abort_transaction"))
+    }
+}
+
+fn not_transactional(call: &str) -> StreamsError {
+    StreamsError::IllegalState(format!("{call} on a producer that is not transactional"))
 }
 
 /// Consumes as one member of the application's group.
@@ -270,6 +336,13 @@ pub trait ClusterConsumer: Send {
     /// offset, or last stable offset, minus the fetch position); `None` when unknown (not
     /// assigned, or no position yet). Tasks use it for `max.task.idle.ms`.
     fn fetched_lag(&self, partition: &TopicPartition) -> Option<i64>;
+    /// The member's current group membership, for offsets committed in a transaction.
+    fn group_metadata(&self) -> ConsumerGroupMetadata;
+    /// Positions every assigned partition at its committed offset again, dropping what was
+    /// fetched beyond it (what the runtime does after aborting a transaction: the records
+    /// processed in it are processed again). Offsets of transactions still open are waited
+    /// for (Kafka's `require_stable`), up to the transaction timeout.
+    fn reset_to_committed(&mut self) -> Result<()>;
     /// Leaves the group.
     fn close(&mut self) -> Result<()>;
 }
@@ -325,8 +398,33 @@ pub trait Cluster: Send + Sync + 'static {
     }
     /// A producer for one stream thread.
     fn producer(&self, client_id: &str) -> Result<Box<dyn ClusterProducer>>;
-    /// A consumer in group `group` for one stream thread.
-    fn consumer(&self, group: &str, client_id: &str) -> Result<Box<dyn ClusterConsumer>>;
+    /// A transactional producer for one stream thread (`exactly_once_v2`), initialized
+    /// (Kafka's `initTransactions`): a previous producer with the same `transactional_id` is
+    /// fenced and its open transaction aborted before this returns. Its consumers must read
+    /// with `read_committed` isolation ([`Cluster::consumer`] with `read_committed`).
+    /// The default refuses: the cluster has no transactions.
+    fn transactional_producer(
+        &self,
+        client_id: &str,
+        transactional_id: &str,
+        transaction_timeout: Duration,
+    ) -> Result<Box<dyn ClusterProducer>> {
+        let _ = (client_id, transaction_timeout);
+        Err(StreamsError::config(
+            "processing.guarantee",
+            format!(
+                "this cluster does not support transactions (transactional.id {transactional_id})"
+            ),
+        ))
+    }
+    /// A consumer in group `group` for one stream thread, reading with `isolation`
+    /// (`read_committed` under `exactly_once_v2`, as Kafka Streams sets it).
+    fn consumer(
+        &self,
+        group: &str,
+        client_id: &str,
+        isolation: IsolationLevel,
+    ) -> Result<Box<dyn ClusterConsumer>>;
     /// A reader of changelog partitions.
     fn changelog_source(&self) -> Result<Box<dyn ChangelogSource>>;
     /// The reader of a stream thread's standby tasks, read in every loop of the thread: a
@@ -469,10 +567,32 @@ impl Cluster for EmbeddedCluster {
         Ok(Box::new(EmbeddedProducer {
             broker: self.broker.clone(),
             acked: BTreeMap::new(),
+            transaction: None,
         }))
     }
 
-    fn consumer(&self, group: &str, client_id: &str) -> Result<Box<dyn ClusterConsumer>> {
+    fn transactional_producer(
+        &self,
+        _client_id: &str,
+        transactional_id: &str,
+        transaction_timeout: Duration,
+    ) -> Result<Box<dyn ClusterProducer>> {
+        let timeout_ms = i32::try_from(transaction_timeout.as_millis()).unwrap_or(i32::MAX);
+        let producer = TransactionalProducer::init(&self.broker, transactional_id, timeout_ms)
+            .map_err(txn_err)?;
+        Ok(Box::new(EmbeddedProducer {
+            broker: self.broker.clone(),
+            acked: BTreeMap::new(),
+            transaction: Some(producer),
+        }))
+    }
+
+    fn consumer(
+        &self,
+        group: &str,
+        client_id: &str,
+        isolation: IsolationLevel,
+    ) -> Result<Box<dyn ClusterConsumer>> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -497,6 +617,10 @@ impl Cluster for EmbeddedCluster {
             runtime,
             next_partition: 0,
             paused: BTreeSet::new(),
+            isolation: match isolation {
+                IsolationLevel::ReadCommitted => BrokerIsolation::ReadCommitted,
+                IsolationLevel::ReadUncommitted => BrokerIsolation::ReadUncommitted,
+            },
         }))
     }
 
@@ -529,9 +653,34 @@ impl Cluster for EmbeddedCluster {
     }
 }
 
+/// The embedded backend's producer: appends in-process; under exactly-once through the
+/// broker's [`TransactionalProducer`].
 struct EmbeddedProducer {
     broker: Broker,
     acked: BTreeMap<TopicPartition, i64>,
+    transaction: Option<TransactionalProducer>,
+}
+
+/// A transactional producer's error as the runtime's: fenced, a refused offset commit of
+/// a stale member (the tasks migrated, KIP-447), or a cluster error by Kafka's code.
+fn txn_err(e: TxnProducerError) -> StreamsError {
+    if e.is_fenced() {
+        StreamsError::cluster_source(ClusterErrorKind::Fenced, "transactional producer", e)
+    } else if e.is_group_membership() {
+        StreamsError::TaskMigrated(e.to_string())
+    } else {
+        let kind = match &e {
+            TxnProducerError::Transaction { source, .. } => {
+                ClusterErrorKind::of(source.kafka_error())
+            }
+            TxnProducerError::Produce { source, .. } => ClusterErrorKind::of(source.kafka_error()),
+            TxnProducerError::OffsetCommit { source, .. } => {
+                ClusterErrorKind::of(source.kafka_error())
+            }
+            _ => ClusterErrorKind::Fatal,
+        };
+        StreamsError::cluster_source(kind, "transactional producer", e)
+    }
 }
 
 impl EmbeddedProducer {
@@ -541,7 +690,19 @@ impl EmbeddedProducer {
     /// record too large for the topic fails (a fatal `MESSAGE_TOO_LARGE` cluster error
     /// naming the partition; the records before it in `records` are written).
     fn append(&mut self, tp: &TopicPartition, records: &[ProduceRecord]) -> Result<()> {
-        match self.broker.produce(&tp.topic, tp.partition, records) {
+        let appended = match &mut self.transaction {
+            None => self.broker.produce(&tp.topic, tp.partition, records),
+            Some(p) => match p.send(&to_broker_tp(tp), records) {
+                Ok(info) => Ok(info),
+                Err(TxnProducerError::Produce { source, .. })
+                    if matches!(source, BrokerError::MessageTooLarge { .. }) =>
+                {
+                    Err(source)
+                }
+                Err(e) => return Err(txn_err(e)),
+            },
+        };
+        match appended {
             Ok(info) => {
                 let e = self.acked.entry(tp.clone()).or_insert(info.last_offset);
                 *e = (*e).max(info.last_offset);
@@ -554,6 +715,12 @@ impl EmbeddedProducer {
             }
             Err(e) => Err(StreamsError::broker(format!("producing to {tp}"), e)),
         }
+    }
+
+    fn transaction(&mut self) -> Result<&mut TransactionalProducer> {
+        self.transaction
+            .as_mut()
+            .ok_or_else(|| not_transactional("a transaction call"))
     }
 }
 
@@ -568,6 +735,42 @@ impl ClusterProducer for EmbeddedProducer {
 
     fn flush(&mut self) -> Result<BTreeMap<TopicPartition, i64>> {
         Ok(std::mem::take(&mut self.acked))
+    }
+
+    fn begin_transaction(&mut self) -> Result<()> {
+        self.transaction()?.begin().map_err(txn_err)
+    }
+
+    fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, (i64, String)>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let member = CommitMember {
+            generation_id: group.generation_id,
+            member_id: group.member_id.clone(),
+            group_instance_id: group.group_instance_id.clone(),
+        };
+        let list: Vec<_> = offsets
+            .iter()
+            .map(|(tp, (o, metadata))| {
+                let mut om = OffsetAndMetadata::new(*o);
+                om.metadata.clone_from(metadata);
+                (to_broker_tp(tp), om)
+            })
+            .collect();
+        self.transaction()?
+            .send_offsets(&group.group_id, &member, &list)
+            .map_err(txn_err)
+    }
+
+    fn commit_transaction(&mut self) -> Result<()> {
+        self.transaction()?.commit().map_err(txn_err)
+    }
+
+    fn abort_transaction(&mut self) -> Result<()> {
+        self.acked.clear();
+        self.transaction()?.abort().map_err(txn_err)
     }
 }
 
@@ -592,7 +795,7 @@ impl ChangelogSource for EmbeddedChangelogSource {
                 tp.partition,
                 from,
                 4 << 20,
-                IsolationLevel::ReadCommitted,
+                BrokerIsolation::ReadCommitted,
             )
             .map_err(cluster_err)?;
         let records = decode_fetched_committed(&tp.topic, &data, from).map_err(cluster_err)?;
@@ -615,7 +818,7 @@ impl ChangelogSource for EmbeddedChangelogSource {
                 tp.partition,
                 from,
                 4 << 20,
-                IsolationLevel::ReadCommitted,
+                BrokerIsolation::ReadCommitted,
             )
             .map_err(cluster_err)?;
         let records = decode_fetched_committed(&tp.topic, &data, from).map_err(cluster_err)?;
@@ -664,7 +867,13 @@ struct EmbeddedConsumer {
     runtime: tokio::runtime::Runtime,
     next_partition: usize,
     paused: BTreeSet<TopicPartition>,
+    isolation: BrokerIsolation,
 }
+
+/// How long a consumer waits for a committed offset in an open transaction to be
+/// resolved (the coordinator aborts a transaction after its timeout, at most
+/// `transaction.max.timeout.ms`).
+const STABLE_OFFSETS_WAIT: Duration = Duration::from_secs(60);
 
 /// Bytes read per partition per fetch (Kafka's `max.partition.fetch.bytes` is 1 MiB; smaller
 /// reads keep polls short when a thread has many partitions).
@@ -896,7 +1105,23 @@ impl EmbeddedConsumer {
     fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
         let resets: BTreeMap<String, OffsetReset> =
             self.subscription()?.topics.iter().cloned().collect();
+        let deadline = Instant::now() + STABLE_OFFSETS_WAIT;
         for tp in &partitions {
+            // Kafka's `require_stable`: an offset committed in a transaction that is still
+            // open (another member's, which may yet commit) is waited for, or this member
+            // would process again what that transaction covers.
+            while self
+                .broker
+                .has_pending_txn_offset(&self.group, &to_broker_tp(tp))
+            {
+                if Instant::now() >= deadline {
+                    return Err(StreamsError::cluster(
+                        ClusterErrorKind::Retriable,
+                        format!("the committed offset of {tp} stays in an open transaction"),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let committed = self
                 .broker
                 .committed_offset(&self.group, &to_broker_tp(tp))
@@ -910,6 +1135,9 @@ impl EmbeddedConsumer {
                         .map_err(cluster_err)?;
                     match resets.get(&tp.topic).copied().unwrap_or_default() {
                         OffsetReset::Earliest => o.log_start_offset,
+                        OffsetReset::Latest if self.isolation == BrokerIsolation::ReadCommitted => {
+                            o.last_stable_offset
+                        }
                         OffsetReset::Latest => o.high_watermark,
                     }
                 }
@@ -941,7 +1169,7 @@ impl EmbeddedConsumer {
                 tp.partition,
                 pos,
                 FETCH_MAX_BYTES,
-                IsolationLevel::ReadCommitted,
+                self.isolation,
             ) {
                 Ok(d) => d,
                 Err(BrokerError::OffsetOutOfRange { .. }) => {
@@ -1042,6 +1270,20 @@ impl ClusterConsumer for EmbeddedConsumer {
     fn resume(&mut self, partitions: &[TopicPartition]) {
         for tp in partitions {
             self.paused.remove(tp);
+        }
+    }
+
+    fn reset_to_committed(&mut self) -> Result<()> {
+        let assigned = self.assigned.clone();
+        self.assign(assigned)
+    }
+
+    fn group_metadata(&self) -> ConsumerGroupMetadata {
+        ConsumerGroupMetadata {
+            group_id: self.group.clone(),
+            generation_id: self.generation,
+            member_id: self.member_id.clone(),
+            group_instance_id: None,
         }
     }
 
@@ -1202,7 +1444,7 @@ mod tests {
         let mut next = 0;
         while next < 200 {
             let data = broker
-                .read_partition("small", 0, next, 1 << 20, IsolationLevel::ReadCommitted)
+                .read_partition("small", 0, next, 1 << 20, BrokerIsolation::ReadCommitted)
                 .unwrap();
             let records = broker_embedded::decode_fetched("small", &data.records, next).unwrap();
             next = records.last().unwrap().offset + 1;

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use state_store::{ChangelogSink, StoreError, TopicPartition};
 
-use crate::error::Result;
+use crate::client::ConsumerGroupMetadata;
+use crate::error::{Result, StreamsError};
 use crate::record::Header;
+use crate::task_manager::OffsetsWithMetadata;
 
 /// A record on its way to a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,28 @@ pub(crate) trait RecordCollector: Send {
     fn flush(&mut self) -> Result<()>;
     /// Offset of the last acknowledged record per partition written so far.
     fn produced_offsets(&self) -> &BTreeMap<TopicPartition, i64>;
+    /// Under exactly-once: sends what is queued, adds `offsets` to the open transaction as
+    /// the member `group` describes, and commits the transaction (one is begun for the
+    /// offsets if nothing was sent since the last commit). Collectors without transactions
+    /// refuse.
+    fn commit_transaction(
+        &mut self,
+        offsets: &OffsetsWithMetadata,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let _ = (offsets, group);
+        Err(StreamsError::IllegalState(
+            "commit_transaction on a collector without transactions".into(),
+        ))
+    }
+    /// Under exactly-once: drops what is queued and aborts the open transaction (if the
+    /// producer cannot abort, it is replaced, which aborts it on the coordinator).
+    /// Collectors without transactions refuse.
+    fn abort_transaction(&mut self) -> Result<()> {
+        Err(StreamsError::IllegalState(
+            "abort_transaction on a collector without transactions".into(),
+        ))
+    }
 }
 
 pub(crate) type SharedCollector = Arc<Mutex<Box<dyn RecordCollector>>>;

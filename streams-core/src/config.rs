@@ -16,7 +16,25 @@ pub enum ProcessingGuarantee {
     /// are processed again.
     #[default]
     AtLeastOnce,
+    /// Exactly-once (Kafka's `exactly_once_v2`, KIP-447): each stream thread writes its
+    /// output records, changelog records and input offsets in one transaction per commit
+    /// (one transactional producer per thread), and reads `read_committed`. After a crash,
+    /// what was not committed is aborted and its effects on local state are wiped.
+    ExactlyOnceV2,
 }
+
+impl ProcessingGuarantee {
+    /// True under exactly-once.
+    pub fn is_exactly_once(self) -> bool {
+        self == ProcessingGuarantee::ExactlyOnceV2
+    }
+}
+
+/// Kafka Streams' default `commit.interval.ms` under exactly-once.
+pub const EOS_DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Kafka Streams' default `transaction.timeout.ms` of its producers under exactly-once.
+pub const EOS_DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_millis(10_000);
 
 /// What happens to a record that cannot be deserialized (Kafka's
 /// `default.deserialization.exception.handler`).
@@ -82,7 +100,8 @@ pub struct StreamsConfig {
     pub(crate) application_id: String,
     pub(crate) state_dir: PathBuf,
     pub(crate) num_stream_threads: usize,
-    pub(crate) commit_interval: Duration,
+    /// `commit.interval.ms` when set; the guarantee's default otherwise.
+    pub(crate) commit_interval: Option<Duration>,
     pub(crate) processing_guarantee: ProcessingGuarantee,
     pub(crate) cache_max_bytes: usize,
     pub(crate) deserialization: DeserializationHandler,
@@ -164,7 +183,7 @@ impl StreamsConfig {
             application_id: application_id.into(),
             state_dir: std::env::temp_dir().join("kafka-streams"),
             num_stream_threads: 1,
-            commit_interval: Duration::from_secs(30),
+            commit_interval: None,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             cache_max_bytes: 10 << 20,
             deserialization: DeserializationHandler::Fail,
@@ -229,15 +248,20 @@ impl StreamsConfig {
                 }
                 "commit.interval.ms" => {
                     c.commit_interval =
-                        Duration::from_millis(parse_range(k, v, 0, i64::MAX)? as u64)
+                        Some(Duration::from_millis(parse_range(k, v, 0, i64::MAX)? as u64))
                 }
                 "processing.guarantee" => {
                     c.processing_guarantee = match v.as_str() {
                         "at_least_once" => ProcessingGuarantee::AtLeastOnce,
-                        "exactly_once_v2" | "exactly_once" | "exactly_once_beta" => {
+                        // `exactly_once_beta` is the 2.x name of v2 (removed in Kafka 4.0).
+                        "exactly_once_v2" | "exactly_once_beta" => {
+                            ProcessingGuarantee::ExactlyOnceV2
+                        }
+                        "exactly_once" => {
                             return Err(StreamsError::config(
                                 k,
-                                format!("`{v}` is not supported yet; use at_least_once"),
+                                "`exactly_once` (one producer per task) was removed in Kafka \
+                                 4.0; use exactly_once_v2",
                             ))
                         }
                         _ => return Err(StreamsError::config(k, format!("unknown value `{v}`"))),
@@ -376,9 +400,10 @@ impl StreamsConfig {
         self
     }
 
-    /// How often to commit (default 30 s under at-least-once).
+    /// How often to commit (`commit.interval.ms`; default 30 s under at-least-once and
+    /// 100 ms under exactly-once, as Kafka Streams).
     pub fn commit_interval(mut self, interval: Duration) -> Self {
-        self.commit_interval = interval;
+        self.commit_interval = Some(interval);
         self
     }
 
@@ -513,6 +538,58 @@ impl StreamsConfig {
     /// The commit interval.
     pub fn commit_interval_value(&self) -> Duration {
         self.commit_interval
+            .unwrap_or(if self.processing_guarantee.is_exactly_once() {
+                EOS_DEFAULT_COMMIT_INTERVAL
+            } else {
+                Duration::from_secs(30)
+            })
+    }
+
+    /// The processing guarantee (`processing.guarantee`).
+    pub fn processing_guarantee_value(&self) -> ProcessingGuarantee {
+        self.processing_guarantee
+    }
+
+    /// `transaction.timeout.ms` of the stream threads' producers under exactly-once: the
+    /// `producer.transaction.timeout.ms` (or un-prefixed) client property, 10 s by default
+    /// as in Kafka Streams. A thread that dies in a transaction blocks `read_committed`
+    /// readers of its partitions until the coordinator aborts it after this timeout.
+    pub fn transaction_timeout(&self) -> Result<Duration> {
+        let key = ["producer.transaction.timeout.ms", "transaction.timeout.ms"]
+            .into_iter()
+            .find(|k| self.client_properties.contains_key(*k));
+        match key {
+            None => Ok(EOS_DEFAULT_TRANSACTION_TIMEOUT),
+            Some(k) => Ok(Duration::from_millis(parse_range(
+                k,
+                &self.client_properties[k],
+                1,
+                i64::from(i32::MAX),
+            )? as u64)),
+        }
+    }
+
+    /// Checks the settings that only make sense together: under exactly-once the commit
+    /// interval must be below the transaction timeout (as Kafka Streams checks), or every
+    /// transaction would be aborted by the coordinator before it commits.
+    pub(crate) fn validate_guarantee(&self) -> Result<()> {
+        if !self.processing_guarantee.is_exactly_once() {
+            return Ok(());
+        }
+        let timeout = self.transaction_timeout()?;
+        let interval = self.commit_interval_value();
+        if interval >= timeout {
+            return Err(StreamsError::config(
+                "commit.interval.ms",
+                format!(
+                    "{} ms must be below the producers' transaction.timeout.ms ({} ms) under \
+                     exactly_once_v2",
+                    interval.as_millis(),
+                    timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Threads per instance.

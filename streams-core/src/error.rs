@@ -405,6 +405,15 @@ impl StreamsError {
         StreamsError::User(message.into())
     }
 
+    /// A cluster error of `kind` with a message and no underlying error.
+    pub(crate) fn cluster(kind: ClusterErrorKind, message: impl Into<String>) -> Self {
+        StreamsError::Cluster {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
     /// A fatal cluster error with a message and no underlying error.
     pub(crate) fn cluster_fatal(message: impl Into<String>) -> Self {
         StreamsError::Cluster {

@@ -67,12 +67,14 @@ pub use assignor::{
     StickyTaskAssignor, TaskAssignor,
 };
 pub use client::{
-    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, EmbeddedCluster,
-    InternalTopicKind, InternalTopicSpec, PollResult, Subscription, TaskOffsetSumsFn,
+    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer,
+    ConsumerGroupMetadata, EmbeddedCluster, InternalTopicKind, InternalTopicSpec, IsolationLevel,
+    PollResult, Subscription, TaskOffsetSumsFn,
 };
 pub use config::{
     DeserializationHandler, InvalidTimestampPolicy, ProcessingGuarantee, StreamsConfig,
     UncaughtErrorPolicy, CLIENT_PROPERTY_PREFIXES, EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
+    EOS_DEFAULT_COMMIT_INTERVAL, EOS_DEFAULT_TRANSACTION_TIMEOUT,
 };
 pub use error::{ClusterErrorKind, Result, SerdeError, StreamsError, TopologyError};
 pub use global::GlobalStoreHandle;

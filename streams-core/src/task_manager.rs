@@ -598,7 +598,7 @@ mod tests {
                 invalid_timestamps: InvalidTimestampPolicy::Fail,
                 cache: state_store::ThreadCache::new(0),
                 serdes: SerdeRegistry::with_builtins(),
-                wipe_unclean: false,
+                exactly_once: false,
                 max_task_idle_ms: 0,
                 outer_join_emit_interval_ms: 0,
                 emit_interval_ms: 0,

@@ -293,7 +293,7 @@ impl TopologyTestDriver {
             invalid_timestamps: config.invalid_timestamps,
             cache: state_store::ThreadCache::new(config.cache_max_bytes),
             serdes: config.serdes.clone(),
-            wipe_unclean: false,
+            exactly_once: false,
             max_task_idle_ms: config.max_task_idle_ms,
             outer_join_emit_interval_ms: config.outer_join_emit_interval_ms.unwrap_or(0),
             emit_interval_ms: config.emit_interval_windowed_aggregation_ms.unwrap_or(0),

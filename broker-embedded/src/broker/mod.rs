@@ -16,10 +16,12 @@ mod producer_ids;
 mod topics;
 mod transactions;
 mod txn_markers;
+mod txn_producer;
 mod types;
 
 pub use produce_fetch::{decode_fetched, decode_fetched_committed, decode_fetched_shared};
 pub use transactions::{TxnOffsetCommitError, TRANSACTION_STATE_TOPIC};
+pub use txn_producer::{TransactionalProducer, TxnProducerError, TxnProducerResult};
 pub use types::{
     AlterConfigOp, ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
     PartitionDescription, ProduceRecord, TopicDescription,

@@ -14,17 +14,18 @@ use state_store::{RocksDbConfig, RocksDbResources, StoreMetrics, TopicPartition}
 use crate::assignment::{AssignmentSpec, EndOffsetsFn, HostInfo, HostPartitions, LATEST_OFFSET};
 use crate::assignor::HighAvailabilityTaskAssignor;
 use crate::client::{
-    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec,
-    Subscription, TaskOffsetSumsFn,
+    AssignmentEvent, ChangelogSource, Cluster, ClusterConsumer, ClusterProducer,
+    ConsumerGroupMetadata, InternalTopicSpec, IsolationLevel, Subscription, TaskOffsetSumsFn,
 };
 use crate::collector::{default_partition, OutgoingRecord, RecordCollector, SharedCollector};
 use crate::config::{StreamsConfig, UncaughtErrorPolicy};
-use crate::error::{Result, StreamsError};
+use crate::error::{ClusterErrorKind, Result, StreamsError};
 use crate::global::GlobalState;
 use crate::task::{SystemClock, Task, TaskId, TaskInputs, TaskSettings};
-use crate::task_manager::TaskManager;
+use crate::task_manager::{OffsetsWithMetadata, TaskManager};
 use crate::topology::{NodeKind, OffsetReset, SinkTopic, SourceTopics, Subtopology, Topology};
 
+mod process_id;
 mod query;
 mod thread;
 mod topics;
@@ -263,7 +264,14 @@ impl StreamsApp {
     /// An application running `topology` on `cluster`. Validates the topology and config.
     pub fn new(topology: Topology, config: StreamsConfig, cluster: impl Cluster) -> Result<Self> {
         config.validate_application_id()?;
+        config.validate_guarantee()?;
         topology.subtopologies()?;
+        // As Kafka: a process id kept in the state directory when there is local state.
+        let process_id = if topology.stores().any(|s| s.is_persistent()) {
+            process_id::load_or_create(&config.state_dir.join(&config.application_id))?
+        } else {
+            uuid::Uuid::new_v4()
+        };
         let mut topology = topology;
         topology.apply_optimizations(&config);
         let this_host = config
@@ -286,7 +294,7 @@ impl StreamsApp {
                 processed: AtomicU64::new(0),
                 dropped: Arc::new(AtomicU64::new(0)),
                 resolved: Mutex::new(Vec::new()),
-                process_id: uuid::Uuid::new_v4(),
+                process_id,
                 active_tasks: Mutex::new(BTreeMap::new()),
                 standby_tasks: Mutex::new(BTreeMap::new()),
                 standby_offsets: Mutex::new(BTreeMap::new()),
@@ -487,12 +495,7 @@ impl StreamsApp {
                 self.shared.config.client_id_value(),
                 i + 1
             );
-            let mut consumer = self
-                .shared
-                .cluster
-                .consumer(&self.shared.config.application_id, &client_id)?;
-            consumer.subscribe(subscription(&self.shared, i))?;
-            let producer = self.shared.cluster.producer(&client_id)?;
+            let (consumer, producer) = thread::clients(&self.shared, i, &client_id)?;
             consumers.push((client_id, consumer, producer));
         }
         for (i, (client_id, consumer, producer)) in consumers.into_iter().enumerate() {
@@ -669,7 +672,7 @@ fn run_global_thread(
             if globals.poll(reader.as_mut())? == 0 {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            if last_checkpoint.elapsed() >= shared.config.commit_interval {
+            if last_checkpoint.elapsed() >= shared.config.commit_interval_value() {
                 globals.checkpoint()?;
                 last_checkpoint = Instant::now();
             }

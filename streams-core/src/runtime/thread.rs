@@ -11,6 +11,35 @@ struct ClusterCollector {
     partitions: HashMap<String, i32>,
     round_robin: HashMap<String, i32>,
     produced: BTreeMap<TopicPartition, i64>,
+    /// Under exactly-once: how to make the thread's transactional producer again.
+    transactional: Option<TransactionalIdentity>,
+    /// A transaction is open on the producer.
+    in_transaction: bool,
+}
+
+/// What a stream thread's transactional producer is made from.
+#[derive(Debug, Clone)]
+struct TransactionalIdentity {
+    client_id: String,
+    transactional_id: String,
+    timeout: Duration,
+}
+
+impl ClusterCollector {
+    /// Sends records, beginning a transaction first under exactly-once (Kafka's
+    /// `StreamsProducer#maybeBeginTransaction`).
+    fn produce(&mut self, tp: &TopicPartition, records: Vec<ProducedRecord>) -> Result<()> {
+        self.maybe_begin()?;
+        self.producer.send(tp, records)
+    }
+
+    fn maybe_begin(&mut self) -> Result<()> {
+        if self.transactional.is_some() && !self.in_transaction {
+            self.producer.begin_transaction()?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
 }
 
 const BATCH_RECORDS: usize = 2000;
@@ -60,14 +89,14 @@ impl RecordCollector for ClusterCollector {
         });
         if batch.len() >= BATCH_RECORDS {
             let records = std::mem::take(batch);
-            self.producer.send(&tp, records)?;
+            self.produce(&tp, records)?;
         }
         Ok(())
     }
 
     fn send_pending(&mut self) -> Result<()> {
         for (tp, records) in std::mem::take(&mut self.pending) {
-            self.producer.send(&tp, records)?;
+            self.produce(&tp, records)?;
         }
         Ok(())
     }
@@ -83,6 +112,60 @@ impl RecordCollector for ClusterCollector {
 
     fn produced_offsets(&self) -> &BTreeMap<TopicPartition, i64> {
         &self.produced
+    }
+
+    fn commit_transaction(
+        &mut self,
+        offsets: &OffsetsWithMetadata,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        if self.transactional.is_none() {
+            return Err(StreamsError::IllegalState(
+                "commit_transaction without exactly-once".into(),
+            ));
+        }
+        self.send_pending()?;
+        if !offsets.is_empty() {
+            self.maybe_begin()?;
+            self.producer.send_offsets_to_transaction(offsets, group)?;
+        }
+        if self.in_transaction {
+            self.producer.commit_transaction()?;
+            self.in_transaction = false;
+        }
+        Ok(())
+    }
+
+    fn abort_transaction(&mut self) -> Result<()> {
+        let Some(identity) = self.transactional.clone() else {
+            return Err(StreamsError::IllegalState(
+                "abort_transaction without exactly-once".into(),
+            ));
+        };
+        self.pending.clear();
+        if !self.in_transaction {
+            return Ok(());
+        }
+        self.in_transaction = false;
+        // Offsets written in the aborted transaction are not in the changelogs' committed
+        // data; what the stores restore from decides their offsets from here on.
+        self.produced.clear();
+        match self.producer.abort_transaction() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // A fenced (or broken) producer cannot abort: a new one with the same
+                // transactional id bumps the epoch, which aborts the open transaction on
+                // the coordinator (Kafka Streams' `reInitializeProducer`).
+                tracing::warn!(error = %e, transactional_id = %identity.transactional_id,
+                    "abort failed; initializing a new transactional producer");
+                self.producer = self.cluster.transactional_producer(
+                    &identity.client_id,
+                    &identity.transactional_id,
+                    identity.timeout,
+                )?;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -104,6 +187,10 @@ struct StreamThread {
     rocksdb: RocksDbResources,
     metrics: Arc<StoreMetrics>,
     last_commit: Instant,
+    /// `processing.guarantee = exactly_once_v2`.
+    exactly_once: bool,
+    /// The input partitions of the current assignment.
+    assigned: Vec<TopicPartition>,
 }
 
 pub(super) fn run_thread(
@@ -124,15 +211,7 @@ pub(super) fn run_thread(
             (Some(c), Some(p)) => (c, p),
             _ => {
                 // A replacement thread: new consumer and producer.
-                let made = shared
-                    .cluster
-                    .consumer(&shared.config.application_id, &client_id)
-                    .and_then(|mut c| {
-                        c.subscribe(subscription(&shared, index))?;
-                        Ok(c)
-                    })
-                    .and_then(|c| Ok((c, shared.cluster.producer(&client_id)?)));
-                match made {
+                match clients(&shared, index, &client_id) {
                     Ok(x) => x,
                     Err(e) => {
                         fail(&shared, index, e, UncaughtErrorPolicy::ShutdownClient);
@@ -141,11 +220,19 @@ pub(super) fn run_thread(
                 }
             }
         };
+        let transactional = match transactional_identity(&shared, index, &client_id) {
+            Ok(t) => t,
+            Err(e) => {
+                fail(&shared, index, e, UncaughtErrorPolicy::ShutdownClient);
+                return;
+            }
+        };
         let mut thread = StreamThread::new(
             Arc::clone(&shared),
             index,
             c,
             p,
+            transactional,
             rocksdb.clone(),
             Arc::clone(&metrics),
         );
@@ -167,6 +254,60 @@ pub(super) fn run_thread(
             }
         }
     }
+}
+
+/// The consumer (subscribed) and producer of stream thread `index`. Under exactly-once the
+/// consumer reads `read_committed` and the producer is transactional with Kafka Streams'
+/// `transactional.id` for the thread, `<application.id>-<process id>-<thread number>`:
+/// creating it fences the thread's previous incarnation (before a crash or in a replaced
+/// thread) and aborts its open transaction.
+pub(super) fn clients(
+    shared: &Arc<AppShared>,
+    index: usize,
+    client_id: &str,
+) -> Result<(Box<dyn ClusterConsumer>, Box<dyn ClusterProducer>)> {
+    let config = &shared.config;
+    let eos = config.processing_guarantee.is_exactly_once();
+    let isolation = if eos {
+        IsolationLevel::ReadCommitted
+    } else {
+        IsolationLevel::ReadUncommitted
+    };
+    let mut consumer = shared
+        .cluster
+        .consumer(&config.application_id, client_id, isolation)?;
+    consumer.subscribe(subscription(shared, index))?;
+    let producer = match transactional_identity(shared, index, client_id)? {
+        Some(t) => {
+            shared
+                .cluster
+                .transactional_producer(&t.client_id, &t.transactional_id, t.timeout)?
+        }
+        None => shared.cluster.producer(client_id)?,
+    };
+    Ok((consumer, producer))
+}
+
+/// Under exactly-once, the identity of thread `index`'s transactional producer.
+fn transactional_identity(
+    shared: &AppShared,
+    index: usize,
+    client_id: &str,
+) -> Result<Option<TransactionalIdentity>> {
+    let config = &shared.config;
+    if !config.processing_guarantee.is_exactly_once() {
+        return Ok(None);
+    }
+    Ok(Some(TransactionalIdentity {
+        client_id: client_id.to_owned(),
+        transactional_id: format!(
+            "{}-{}-{}",
+            config.application_id,
+            shared.process_id,
+            index + 1
+        ),
+        timeout: config.transaction_timeout()?,
+    }))
 }
 
 fn fail(shared: &AppShared, index: usize, e: StreamsError, policy: UncaughtErrorPolicy) {
@@ -200,10 +341,12 @@ impl StreamThread {
         index: usize,
         consumer: Box<dyn ClusterConsumer>,
         producer: Box<dyn ClusterProducer>,
+        transactional: Option<TransactionalIdentity>,
         rocksdb: RocksDbResources,
         metrics: Arc<StoreMetrics>,
     ) -> Self {
         let c = &shared.config;
+        let exactly_once = transactional.is_some();
         let settings = Arc::new(TaskSettings {
             application_id: c.application_id.clone(),
             deserialization: c.deserialization.clone(),
@@ -212,7 +355,7 @@ impl StreamThread {
             // stores of all the thread's tasks.
             cache: state_store::ThreadCache::new(c.cache_max_bytes / c.num_stream_threads.max(1)),
             serdes: c.serdes.clone(),
-            wipe_unclean: false,
+            exactly_once,
             max_task_idle_ms: c.max_task_idle_ms,
             outer_join_emit_interval_ms: c.outer_join_emit_interval_ms.unwrap_or(1_000),
             emit_interval_ms: c.emit_interval_windowed_aggregation_ms.unwrap_or(1000),
@@ -230,6 +373,8 @@ impl StreamThread {
             partitions: HashMap::new(),
             round_robin: HashMap::new(),
             produced: BTreeMap::new(),
+            transactional,
+            in_transaction: false,
         })));
         let tasks =
             TaskManager::new(collector).with_queryable_stores(Arc::clone(&shared.queryable));
@@ -246,12 +391,36 @@ impl StreamThread {
             rocksdb,
             metrics,
             last_commit: Instant::now(),
+            exactly_once,
+            assigned: Vec::new(),
         }
     }
 
     fn run(&mut self) -> Result<()> {
         let config = self.shared.config.clone();
         while !self.shared.shutdown.load(Ordering::SeqCst) {
+            match self.run_once(&config) {
+                Ok(()) => {}
+                Err(e) if self.exactly_once && recoverable_under_eos(&e) => {
+                    self.recover_after_abort(&e)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.commit()?;
+        let closed = self.tasks.close_clean();
+        let standbys_closed = self.tasks.close_standbys_clean();
+        self.set_active_tasks();
+        self.set_standby_tasks();
+        closed?;
+        standbys_closed?;
+        self.consumer.close()
+    }
+
+    /// One loop of the thread: poll, handle assignment changes, process, punctuate, and
+    /// commit when due.
+    fn run_once(&mut self, config: &StreamsConfig) -> Result<()> {
+        {
             // Backpressure as Kafka's buffered.records.per.partition: a partition whose
             // buffer is full is not fetched until its task catches up.
             self.consumer.resume(&self.tasks.input_partitions());
@@ -289,7 +458,7 @@ impl StreamThread {
                 match event {
                     AssignmentEvent::Revoked(tps) => self.on_revoked(&tps)?,
                     AssignmentEvent::Assigned(tps) => self.on_assigned(&tps)?,
-                    AssignmentEvent::Lost(_) => self.on_lost(),
+                    AssignmentEvent::Lost(_) => self.on_lost()?,
                     AssignmentEvent::Standby(tasks) => {
                         self.on_standby(tasks.into_keys().collect())?;
                     }
@@ -313,19 +482,33 @@ impl StreamThread {
             self.tasks.collector().lock().send_pending()?;
             self.update_standbys()?;
             self.tasks.punctuate_wall_clock()?;
-            if self.tasks.commit_requested() || self.last_commit.elapsed() >= config.commit_interval
+            if self.tasks.commit_requested()
+                || self.last_commit.elapsed() >= config.commit_interval_value()
             {
                 self.commit()?;
             }
         }
-        self.commit()?;
-        let closed = self.tasks.close_clean();
-        let standbys_closed = self.tasks.close_standbys_clean();
+        Ok(())
+    }
+
+    /// Exactly-once after an error that leaves the thread's partitions with it (a failed
+    /// produce or commit, a fenced producer): the open transaction is aborted, and since the
+    /// stores already hold its writes, every active task is closed dirty (its state is wiped
+    /// when it is opened again and restored from the committed changelogs), the consumer goes
+    /// back to the committed offsets and the tasks are opened again — Kafka Streams' handling
+    /// of a `TaskCorruptedException` under EOS.
+    fn recover_after_abort(&mut self, cause: &StreamsError) -> Result<()> {
+        tracing::warn!(error = %cause,
+            "exactly-once: aborting the transaction, wiping the tasks' state and processing again from the committed offsets");
+        self.tasks.collector().lock().abort_transaction()?;
+        self.shared.thread_state(self.index, false);
+        self.tasks.close_dirty();
         self.set_active_tasks();
-        self.set_standby_tasks();
-        closed?;
-        standbys_closed?;
-        self.consumer.close()
+        self.consumer.reset_to_committed()?;
+        let assigned = self.assigned.clone();
+        self.on_assigned(&assigned)?;
+        self.last_commit = Instant::now();
+        Ok(())
     }
 
     /// The commit, through the task manager (the one commit sequence of the runtime). A
@@ -340,15 +523,22 @@ impl StreamThread {
             self.tasks
                 .limit_standbys(&mut |tp| cluster.committed_offset(group, tp))?;
         }
-        let consumer = &mut self.consumer;
-        match self
-            .tasks
-            .commit(&mut |offsets| consumer.commit_with_metadata(offsets))
-        {
+        let result = if self.exactly_once {
+            // Outputs, changelog records and input offsets in one transaction.
+            let collector = Arc::clone(self.tasks.collector());
+            let group = self.consumer.group_metadata();
+            self.tasks
+                .commit(&mut |offsets| collector.lock().commit_transaction(offsets, &group))
+        } else {
+            let consumer = &mut self.consumer;
+            self.tasks
+                .commit(&mut |offsets| consumer.commit_with_metadata(offsets))
+        };
+        match result {
             Ok(()) => {}
             Err(StreamsError::TaskMigrated(reason)) => {
                 tracing::warn!(%reason, "tasks migrated: closing them without committing");
-                self.on_lost();
+                self.on_lost()?;
             }
             Err(e) => return Err(e),
         }
@@ -386,19 +576,33 @@ impl StreamThread {
         self.shared.thread_state(self.index, false);
         self.commit()?;
         let closed = self.tasks.close_clean();
+        self.assigned.clear();
         self.set_active_tasks();
         closed
     }
 
     /// The partitions went to another member without a commit: close the tasks dirty (their
-    /// uncommitted work is redone by the new owner).
-    fn on_lost(&mut self) {
+    /// uncommitted work is redone by the new owner). Under exactly-once the open transaction
+    /// is aborted first.
+    fn on_lost(&mut self) -> Result<()> {
         self.shared.thread_state(self.index, false);
+        let aborted = if self.exactly_once {
+            self.tasks.collector().lock().abort_transaction()
+        } else {
+            Ok(())
+        };
         self.tasks.close_dirty();
+        self.assigned.clear();
         self.set_active_tasks();
+        aborted
     }
 
     fn close_dirty(&mut self) {
+        if self.exactly_once {
+            if let Err(e) = self.tasks.collector().lock().abort_transaction() {
+                tracing::warn!(error = %e, "aborting the transaction of a failed thread");
+            }
+        }
         self.tasks.close_dirty();
         self.tasks.close_standbys_dirty();
         self.standby_wanted.clear();
@@ -408,6 +612,7 @@ impl StreamThread {
     }
 
     fn on_assigned(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        self.assigned = tps.to_vec();
         let resolved = self.shared.resolved.lock().clone();
         let mut ids = BTreeSet::new();
         for tp in tps {
@@ -672,4 +877,15 @@ impl StreamThread {
         }
         Ok(())
     }
+}
+
+/// Errors after which an exactly-once thread aborts its transaction and goes on with its
+/// tasks restored (Kafka Streams' `TaskCorruptedException` and fenced-producer handling):
+/// the cluster failed a produce or commit, or fenced the producer. A processing error, a
+/// bad record or a config error still stops the thread.
+fn recoverable_under_eos(e: &StreamsError) -> bool {
+    matches!(
+        e.cluster_kind(),
+        Some(ClusterErrorKind::Retriable | ClusterErrorKind::Fenced)
+    )
 }

@@ -73,6 +73,11 @@ impl Task {
         // Kafka Streams, the flush runs in the background and the checkpoint is written at
         // the first commit after it is durable, so the stream thread never waits for it.
         self.update_store_offsets();
+        if self.settings.exactly_once {
+            // Under exactly-once a checkpoint while running would be worthless: the
+            // in-progress marker makes the next start after a crash wipe the state anyway.
+            return Ok(());
+        }
         if self.pending_checkpoint.is_some() {
             return self.complete_checkpoint();
         }

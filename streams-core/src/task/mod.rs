@@ -174,8 +174,10 @@ pub(crate) struct TaskSettings {
     /// The record-cache budget shared by all the stores of the thread's tasks.
     pub(crate) cache: state_store::ThreadCache,
     pub(crate) serdes: SerdeRegistry,
-    /// Wipe local state found after an unclean shutdown (exactly-once does this).
-    pub(crate) wipe_unclean: bool,
+    /// Exactly-once (`exactly_once_v2`): local state found after an unclean shutdown is
+    /// wiped and restored (it may hold writes of an aborted transaction), and checkpoints
+    /// are written only when a task is closed cleanly, as Kafka Streams does under EOS.
+    pub(crate) exactly_once: bool,
     /// `max.task.idle.ms` (-1: never wait for empty partitions).
     pub(crate) max_task_idle_ms: i64,
     /// The outer-join emit interval (ms) processors read through
@@ -318,7 +320,7 @@ impl Task {
         let mut opened = BTreeMap::new();
         if let Some(dir) = &dir {
             let start = dir.open()?;
-            if start.previous_shutdown == PreviousShutdown::Unclean && settings.wipe_unclean {
+            if start.previous_shutdown == PreviousShutdown::Unclean && settings.exactly_once {
                 dir.wipe_stores()?;
             } else {
                 store_offsets = start.checkpoint;

@@ -30,6 +30,7 @@ use crate::client::{
     probing_rebalance_due, read_sync_assignment, AssignmentEvent, ClusterConsumer, PollResult,
     Subscription,
 };
+use crate::client::{ConsumerGroupMetadata, IsolationLevel};
 use crate::error::{ClusterErrorKind, Result, StreamsError};
 use crate::record::ConsumedRecord;
 use crate::task::TaskId;
@@ -141,6 +142,7 @@ impl WireConsumer {
         group: GroupClient,
         client_id: &str,
         instance_id: Option<String>,
+        isolation: IsolationLevel,
     ) -> Result<Self> {
         let mut config = settings.client_config(ClientKind::MainConsumer, client_id);
         config
@@ -149,7 +151,13 @@ impl WireConsumer {
             // joins that group nor commits to it (its id is unique to the client).
             .set("group.id", format!("{client_id}-assign-only"))
             .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
+            .set(
+                "isolation.level",
+                match isolation {
+                    IsolationLevel::ReadCommitted => "read_committed",
+                    IsolationLevel::ReadUncommitted => "read_uncommitted",
+                },
+            )
             .set("auto.offset.reset", "earliest");
         let consumer: BaseConsumer = config
             .create()
@@ -560,6 +568,21 @@ impl ClusterConsumer for WireConsumer {
         let position = *self.positions.get(tp)?;
         let end = super::native::cached_high_watermark(&self.consumer, tp)?;
         Some((end - position).max(0))
+    }
+
+    fn reset_to_committed(&mut self) -> Result<()> {
+        let sub = self.subscription()?.clone();
+        let assigned = self.assigned.clone();
+        self.assign(assigned, &sub)
+    }
+
+    fn group_metadata(&self) -> ConsumerGroupMetadata {
+        ConsumerGroupMetadata {
+            group_id: self.group.group().to_owned(),
+            generation_id: self.me.generation,
+            member_id: self.me.member_id.clone(),
+            group_instance_id: self.me.instance_id.clone(),
+        }
     }
 
     fn close(&mut self) -> Result<()> {

@@ -34,7 +34,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use state_store::TopicPartition;
 
 use crate::client::{
-    ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec,
+    ChangelogSource, Cluster, ClusterConsumer, ClusterProducer, InternalTopicSpec, IsolationLevel,
 };
 use crate::config::StreamsConfig;
 use crate::error::{ClusterErrorKind, Result, StreamsError};
@@ -511,7 +511,12 @@ impl Cluster for KafkaCluster {
         )?))
     }
 
-    fn consumer(&self, group: &str, client_id: &str) -> Result<Box<dyn ClusterConsumer>> {
+    fn consumer(
+        &self,
+        group: &str,
+        client_id: &str,
+        isolation: IsolationLevel,
+    ) -> Result<Box<dyn ClusterConsumer>> {
         let instance_id = self.settings.group_instance_id.as_ref().map(|id| {
             // Kafka Streams gives each thread's consumer `<group.instance.id>-<thread>`.
             let thread = client_id.rsplit('-').next().unwrap_or("1");
@@ -522,6 +527,7 @@ impl Cluster for KafkaCluster {
             self.group_client(group, &format!("{client_id}-consumer")),
             &format!("{client_id}-consumer"),
             instance_id,
+            isolation,
         )?))
     }
 
