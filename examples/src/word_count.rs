@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use broker_embedded::{
-    decode_fetched, Broker, BrokerConfig, BrokerError, IsolationLevel, NewTopic, ProduceRecord,
+    decode_fetched_committed, Broker, BrokerConfig, BrokerError, IsolationLevel, NewTopic,
+    ProduceRecord,
 };
 use bytes::Bytes;
 use streams_core::{
-    EmbeddedCluster, I64Serde, Nullable, StreamsApp, StreamsConfig, StreamsError, StreamsState,
-    StringSerde, Topology, VoidSerde,
+    EmbeddedCluster, I64Serde, Nullable, ProcessingGuarantee, StreamsApp, StreamsConfig,
+    StreamsError, StreamsState, StringSerde, Topology, VoidSerde,
 };
 use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
 
@@ -113,6 +114,8 @@ pub struct Options {
     /// restarts, so after a crash the restarted instance waits this long for the dead
     /// members to expire before it gets their tasks.
     pub session_timeout: Duration,
+    /// `processing.guarantee`.
+    pub processing_guarantee: ProcessingGuarantee,
 }
 
 impl Options {
@@ -126,6 +129,7 @@ impl Options {
             commit_interval: Duration::from_millis(200),
             cache_bytes: 10 << 20,
             session_timeout: Duration::from_secs(45),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
         }
     }
 }
@@ -170,7 +174,8 @@ impl WordCount {
             .num_stream_threads(options.threads)
             .commit_interval(options.commit_interval)
             .cache_max_bytes(options.cache_bytes)
-            .session_timeout(options.session_timeout);
+            .session_timeout(options.session_timeout)
+            .processing_guarantee(options.processing_guarantee);
         let mut app = StreamsApp::new(topology()?, config, EmbeddedCluster::new(broker.clone()))?;
         app.start()?;
         if !app.wait_for_state(StreamsState::Running, Duration::from_secs(120)) {
@@ -259,11 +264,12 @@ pub fn read_counts(broker: &Broker) -> Result<BTreeMap<String, i64>> {
                 4 << 20,
                 IsolationLevel::ReadCommitted,
             )?;
-            let records = decode_fetched(OUTPUT_TOPIC, &data.records, offset)?;
-            let Some(last) = records.last() else {
+            // Records of aborted transactions (exactly-once after a crash) are skipped.
+            let records = decode_fetched_committed(OUTPUT_TOPIC, &data, offset)?;
+            let Some(next) = next_offset(&data.records) else {
                 break;
             };
-            offset = last.offset + 1;
+            offset = next;
             for r in records {
                 let key = r
                     .key
@@ -284,6 +290,15 @@ pub fn read_counts(broker: &Broker) -> Result<BTreeMap<String, i64>> {
         }
     }
     Ok(counts)
+}
+
+/// The offset after the last batch of a read (control batches and aborted records
+/// included), `None` when it holds no batch.
+fn next_offset(batches: &[u8]) -> Option<i64> {
+    broker_embedded::record::BatchIter::new(batches)
+        .filter_map(std::result::Result::ok)
+        .last()
+        .map(|b| b.header.next_offset())
 }
 
 /// The `n` most frequent words (ties by word), as `(word, count)`.

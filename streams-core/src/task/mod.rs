@@ -473,9 +473,10 @@ impl Task {
             let mut next = start;
             let mut records = Vec::new();
             while next < end {
-                let Some((last, batch)) = read_changelog(reader, tp, next, source_topic)? else {
-                    break;
-                };
+                // Nothing more to read before `end`: the rest are transaction markers or
+                // aborted records, which a read_committed read skips.
+                let (last, batch) = read_changelog(reader, tp, next, source_topic)?
+                    .unwrap_or((end - 1, Vec::new()));
                 next = last + 1;
                 records.extend(batch.into_iter().filter(|r| r.offset < end));
                 if records.len() >= 50_000 || next >= end {
