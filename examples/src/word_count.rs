@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use broker_embedded::{
-    decode_fetched_committed, Broker, BrokerConfig, BrokerError, IsolationLevel, NewTopic,
-    ProduceRecord,
-};
+use broker_embedded::{Broker, BrokerConfig, BrokerError, IsolationLevel, NewTopic, ProduceRecord};
 use bytes::Bytes;
 use streams_core::{
     EmbeddedCluster, I64Serde, Nullable, ProcessingGuarantee, StreamsApp, StreamsConfig,
@@ -257,19 +254,19 @@ pub fn read_counts(broker: &Broker) -> Result<BTreeMap<String, i64>> {
     for p in 0..i32::try_from(partitions).unwrap_or(0) {
         let mut offset = broker.partition_offsets(OUTPUT_TOPIC, p)?.log_start_offset;
         loop {
-            let data = broker.read_partition(
+            // Records of aborted transactions (exactly-once after a crash) are skipped.
+            let read = broker.read_records(
                 OUTPUT_TOPIC,
                 p,
                 offset,
                 4 << 20,
                 IsolationLevel::ReadCommitted,
             )?;
-            // Records of aborted transactions (exactly-once after a crash) are skipped.
-            let records = decode_fetched_committed(OUTPUT_TOPIC, &data, offset)?;
-            let Some(next) = next_offset(&data.records) else {
+            let Some(next) = read.next_offset else {
                 break;
             };
             offset = next;
+            let records = read.records;
             for r in records {
                 let key = r
                     .key
@@ -290,15 +287,6 @@ pub fn read_counts(broker: &Broker) -> Result<BTreeMap<String, i64>> {
         }
     }
     Ok(counts)
-}
-
-/// The offset after the last batch of a read (control batches and aborted records
-/// included), `None` when it holds no batch.
-fn next_offset(batches: &[u8]) -> Option<i64> {
-    broker_embedded::record::BatchIter::new(batches)
-        .filter_map(std::result::Result::ok)
-        .last()
-        .map(|b| b.header.next_offset())
 }
 
 /// The `n` most frequent words (ties by word), as `(word, count)`.

@@ -789,9 +789,9 @@ impl EmbeddedChangelogSource {
     /// returns nothing only at the end of what is stable).
     fn read_committed(&self, tp: &TopicPartition, mut from: i64) -> Result<Vec<RawRecord>> {
         loop {
-            let data = self
+            let read = self
                 .broker
-                .read_partition(
+                .read_records(
                     &tp.topic,
                     tp.partition,
                     from,
@@ -799,15 +799,10 @@ impl EmbeddedChangelogSource {
                     BrokerIsolation::ReadCommitted,
                 )
                 .map_err(cluster_err)?;
-            let records = decode_fetched_committed(&tp.topic, &data, from).map_err(cluster_err)?;
-            let records: Vec<RawRecord> =
-                records.into_iter().filter(|r| r.offset >= from).collect();
-            if !records.is_empty() {
-                return Ok(records);
-            }
-            match last_offset_of(&data.records) {
-                Some(next) if next > from => from = next,
-                _ => return Ok(Vec::new()),
+            match read.next_offset {
+                _ if !read.records.is_empty() => return Ok(read.records),
+                Some(next) => from = next,
+                None => return Ok(Vec::new()),
             }
         }
     }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use broker_embedded::record::Record;
 use broker_embedded::{
-    decode_fetched, decode_fetched_committed, partition_for_key, Broker, BrokerConfig,
-    IsolationLevel, NewTopic, ProduceRecord, TopicPartition,
+    partition_for_key, Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord,
+    TopicPartition,
 };
 use streams_core::{EmbeddedCluster, StreamsApp, StreamsConfig, StreamsState, Topology};
 
@@ -280,26 +280,14 @@ pub(crate) fn read_partition_isolated(
         .log_start_offset;
     let mut offset = from.max(start);
     loop {
-        let data = broker
-            .read_partition(topic, partition, offset, 4 << 20, isolation)
+        let read = broker
+            .read_records(topic, partition, offset, 4 << 20, isolation)
             .unwrap();
-        let records = match isolation {
-            IsolationLevel::ReadCommitted => {
-                decode_fetched_committed(topic, &data, offset).unwrap()
-            }
-            IsolationLevel::ReadUncommitted => {
-                decode_fetched(topic, &data.records, offset).unwrap()
-            }
-        };
-        // Move past every batch read (control batches and aborted records included).
-        let Some(next) = broker_embedded::record::BatchIter::new(&data.records)
-            .map(|b| b.unwrap().header.next_offset())
-            .last()
-        else {
+        let Some(next) = read.next_offset else {
             return out;
         };
         offset = next;
-        out.extend(records.into_iter().filter(|r| r.offset >= from));
+        out.extend(read.records.into_iter().filter(|r| r.offset >= from));
     }
 }
 
