@@ -669,8 +669,9 @@ struct EmbeddedProducer {
 /// A transactional producer's error as the runtime's: fenced, a refused offset commit of
 /// a stale member (the tasks migrated, KIP-447), or a cluster error by Kafka's code.
 fn txn_err(e: TxnProducerError) -> StreamsError {
+    let message = e.to_string();
     if e.is_fenced() {
-        StreamsError::cluster_source(ClusterErrorKind::Fenced, "transactional producer", e)
+        StreamsError::cluster_source(ClusterErrorKind::Fenced, message, e)
     } else if e.is_group_membership() {
         StreamsError::TaskMigrated(e.to_string())
     } else {
@@ -684,7 +685,7 @@ fn txn_err(e: TxnProducerError) -> StreamsError {
             }
             _ => ClusterErrorKind::Fatal,
         };
-        StreamsError::cluster_source(kind, "transactional producer", e)
+        StreamsError::cluster_source(kind, message, e)
     }
 }
 

@@ -52,10 +52,12 @@ pub(crate) trait RecordCollector: Send {
             "commit_transaction on a collector without transactions".into(),
         ))
     }
-    /// Under exactly-once: drops what is queued and aborts the open transaction (if the
-    /// producer cannot abort, it is replaced, which aborts it on the coordinator).
+    /// Under exactly-once: drops what is queued and aborts the open transaction. A
+    /// `fenced` producer (or one that cannot abort) is replaced by a new one with the same
+    /// transactional id, whose initialization aborts the transaction on the coordinator.
     /// Collectors without transactions refuse.
-    fn abort_transaction(&mut self) -> Result<()> {
+    fn abort_transaction(&mut self, fenced: bool) -> Result<()> {
+        let _ = fenced;
         Err(StreamsError::IllegalState(
             "abort_transaction on a collector without transactions".into(),
         ))

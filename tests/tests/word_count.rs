@@ -639,6 +639,60 @@ fn uuid_like(s: &str) -> bool {
         })
 }
 
+/// Another producer initialized with the application's transactional id (as a second
+/// instance with a copied state directory would) fences the stream thread's producer in the
+/// middle of processing: the thread aborts, wipes and restores its tasks' state, goes back
+/// to the committed offsets with a new producer, and the counts stay exact.
+#[test]
+fn a_fenced_producer_is_replaced_and_the_tasks_restored_without_duplicates() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path());
+    o.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+    o.cache_bytes = 0;
+    let mut wc = WordCount::start(&o).unwrap();
+    let first = generated_lines(7, 2_000);
+    wc.produce_lines(&first).unwrap();
+    wc.wait_until_processed(WAIT).unwrap();
+    let restored_before = wc.app().restored_records();
+
+    let second = generated_lines(8, 20_000);
+    wc.produce_lines(&second).unwrap();
+    let processed = wc.app().processed_records();
+    let deadline = Instant::now() + WAIT;
+    while wc.app().processed_records() < processed + 5_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the second batch is not processed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let transactional_id = format!("{APPLICATION_ID}-{}-1", wc.app().process_id());
+    let mut fencer =
+        broker_embedded::TransactionalProducer::init(wc.broker(), &transactional_id, 10_000)
+            .unwrap();
+    fencer.begin().unwrap();
+    fencer.abort().unwrap();
+    wc.wait_until_processed(WAIT).unwrap();
+    let restored_after = wc.app().restored_records();
+    let counts = wc.counts().unwrap();
+    let errors = wc.app().errors();
+    wc.close().unwrap();
+
+    assert!(errors.is_empty(), "the thread failed: {errors:?}");
+    assert!(
+        restored_after > restored_before,
+        "no task state was restored after the fencing ({restored_before} -> {restored_after})"
+    );
+    assert_eq!(counts, direct_count(&join_lines(&[&first, &second])));
+}
+
 #[test]
 fn read_counts_of_a_fresh_broker_is_empty() {
     let dir = tempfile::tempdir().unwrap();

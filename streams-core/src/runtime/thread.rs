@@ -136,36 +136,38 @@ impl RecordCollector for ClusterCollector {
         Ok(())
     }
 
-    fn abort_transaction(&mut self) -> Result<()> {
+    fn abort_transaction(&mut self, fenced: bool) -> Result<()> {
         let Some(identity) = self.transactional.clone() else {
             return Err(StreamsError::IllegalState(
                 "abort_transaction without exactly-once".into(),
             ));
         };
         self.pending.clear();
-        if !self.in_transaction {
-            return Ok(());
-        }
-        self.in_transaction = false;
+        let was_open = std::mem::replace(&mut self.in_transaction, false);
         // Offsets written in the aborted transaction are not in the changelogs' committed
         // data; what the stores restore from decides their offsets from here on.
         self.produced.clear();
-        match self.producer.abort_transaction() {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // A fenced (or broken) producer cannot abort: a new one with the same
-                // transactional id bumps the epoch, which aborts the open transaction on
-                // the coordinator (Kafka Streams' `reInitializeProducer`).
-                tracing::warn!(error = %e, transactional_id = %identity.transactional_id,
-                    "abort failed; initializing a new transactional producer");
-                self.producer = self.cluster.transactional_producer(
-                    &identity.client_id,
-                    &identity.transactional_id,
-                    identity.timeout,
-                )?;
-                Ok(())
-            }
+        let aborted = match (fenced, was_open) {
+            (true, _) => Err(StreamsError::cluster(
+                ClusterErrorKind::Fenced,
+                "the producer was fenced",
+            )),
+            (false, true) => self.producer.abort_transaction(),
+            (false, false) => Ok(()),
+        };
+        if let Err(e) = aborted {
+            // A fenced (or broken) producer cannot abort: a new one with the same
+            // transactional id bumps the epoch, which aborts the open transaction on the
+            // coordinator (Kafka Streams' `reInitializeProducer`).
+            tracing::warn!(error = %e, transactional_id = %identity.transactional_id,
+                "initializing a new transactional producer");
+            self.producer = self.cluster.transactional_producer(
+                &identity.client_id,
+                &identity.transactional_id,
+                identity.timeout,
+            )?;
         }
+        Ok(())
     }
 }
 
@@ -500,7 +502,8 @@ impl StreamThread {
     fn recover_after_abort(&mut self, cause: &StreamsError) -> Result<()> {
         tracing::warn!(error = %cause,
             "exactly-once: aborting the transaction, wiping the tasks' state and processing again from the committed offsets");
-        self.tasks.collector().lock().abort_transaction()?;
+        let fenced = cause.cluster_kind() == Some(ClusterErrorKind::Fenced);
+        self.tasks.collector().lock().abort_transaction(fenced)?;
         self.shared.thread_state(self.index, false);
         self.tasks.close_dirty();
         self.set_active_tasks();
@@ -596,7 +599,7 @@ impl StreamThread {
     fn on_lost(&mut self) -> Result<()> {
         self.shared.thread_state(self.index, false);
         let aborted = if self.exactly_once {
-            self.tasks.collector().lock().abort_transaction()
+            self.tasks.collector().lock().abort_transaction(false)
         } else {
             Ok(())
         };
@@ -608,7 +611,7 @@ impl StreamThread {
 
     fn close_dirty(&mut self) {
         if self.exactly_once {
-            if let Err(e) = self.tasks.collector().lock().abort_transaction() {
+            if let Err(e) = self.tasks.collector().lock().abort_transaction(false) {
                 tracing::warn!(error = %e, "aborting the transaction of a failed thread");
             }
         }
