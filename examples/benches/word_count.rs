@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo bench -p examples --bench word_count -- [--lines N] [--dir DIR] [--skip-latency]
-//!     [--rate WORDS_PER_S] [--only-latency]
+//!     [--rate WORDS_PER_S] [--only-latency] [--guarantees]
 //! ```
+//!
+//! `--guarantees`: instead, at-least-once against exactly_once_v2 in one run — throughput with
+//! caching on at commit.interval.ms 100 ms and 1 s, then latency (caching on, 20 000 words/s)
+//! at the same intervals.
 //!
 //! 1. Throughput: a pre-loaded input topic (8 partitions, lines of 10 words), the word-count
 //!    topology with its RocksDB store, 2 stream threads; input lines/s and words/s until
@@ -23,12 +27,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use broker_embedded::{
-    decode_fetched, Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord,
-};
+use broker_embedded::{Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord};
 use bytes::Bytes;
 use examples::word_count::{self, topology, APPLICATION_ID, INPUT_TOPIC, OUTPUT_TOPIC};
-use streams_core::{EmbeddedCluster, StreamsApp, StreamsConfig, StreamsState};
+use streams_core::{EmbeddedCluster, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState};
 
 /// The system allocator, counting allocations (all threads) for the allocations-per-word
 /// figure.
@@ -70,6 +72,7 @@ struct Args {
     skip_latency: bool,
     rate: Option<f64>,
     only_latency: bool,
+    guarantees: bool,
 }
 
 fn parse_args() -> Args {
@@ -79,6 +82,7 @@ fn parse_args() -> Args {
         skip_latency: false,
         rate: None,
         only_latency: false,
+        guarantees: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,6 +92,7 @@ fn parse_args() -> Args {
             "--skip-latency" => a.skip_latency = true,
             "--rate" => a.rate = it.next().and_then(|v| v.parse().ok()),
             "--only-latency" => a.only_latency = true,
+            "--guarantees" => a.guarantees = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -155,11 +160,22 @@ fn preload(broker: &Broker, lines: &[String]) {
 }
 
 fn start(broker: &Broker, dir: &std::path::Path, commit: Duration, cache: usize) -> StreamsApp {
+    start_with(broker, dir, commit, cache, ProcessingGuarantee::AtLeastOnce)
+}
+
+fn start_with(
+    broker: &Broker,
+    dir: &std::path::Path,
+    commit: Duration,
+    cache: usize,
+    guarantee: ProcessingGuarantee,
+) -> StreamsApp {
     let config = StreamsConfig::new(APPLICATION_ID)
         .state_dir(dir.join("state"))
         .num_stream_threads(2)
         .commit_interval(commit)
-        .cache_max_bytes(cache);
+        .cache_max_bytes(cache)
+        .processing_guarantee(guarantee);
     let mut app = StreamsApp::new(
         topology().expect("topology"),
         config,
@@ -182,13 +198,31 @@ fn throughput(
     commit: Duration,
     cache: usize,
 ) -> f64 {
+    throughput_with(
+        base,
+        label,
+        input,
+        commit,
+        cache,
+        ProcessingGuarantee::AtLeastOnce,
+    )
+}
+
+fn throughput_with(
+    base: &std::path::Path,
+    label: &str,
+    input: &[String],
+    commit: Duration,
+    cache: usize,
+    guarantee: ProcessingGuarantee,
+) -> f64 {
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     let broker = open_broker(dir.path());
     preload(&broker, input);
     let words = (input.len() * WORDS_PER_LINE) as u64;
     let t0 = Instant::now();
     let allocs0 = allocations();
-    let mut app = start(&broker, dir.path(), commit, cache);
+    let mut app = start_with(&broker, dir.path(), commit, cache, guarantee);
     let target = input.len() as u64 + words;
     while app.processed_records() < target {
         assert!(t0.elapsed() < Duration::from_secs(1800), "timed out");
@@ -227,9 +261,29 @@ fn now_ms() -> i64 {
 }
 
 fn latency(base: &std::path::Path, vocab: &[String], words_per_sec: f64) {
+    latency_with(
+        base,
+        vocab,
+        words_per_sec,
+        "caching off, commit 100 ms",
+        Duration::from_millis(100),
+        0,
+        ProcessingGuarantee::AtLeastOnce,
+    );
+}
+
+fn latency_with(
+    base: &std::path::Path,
+    vocab: &[String],
+    words_per_sec: f64,
+    label: &str,
+    commit: Duration,
+    cache: usize,
+    guarantee: ProcessingGuarantee,
+) {
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     let broker = open_broker(dir.path());
-    let mut app = start(&broker, dir.path(), Duration::from_millis(100), 0);
+    let mut app = start_with(&broker, dir.path(), commit, cache, guarantee);
     // One word per line so that each input record maps to one output update.
     let rate = words_per_sec.max(100.0);
     let duration = Duration::from_secs(10);
@@ -242,8 +296,9 @@ fn latency(base: &std::path::Path, vocab: &[String], words_per_sec: f64) {
         while !stop_r.load(std::sync::atomic::Ordering::SeqCst) {
             let mut got = false;
             for p in 0..PARTITIONS as i32 {
-                let data = reader_broker
-                    .read_partition(
+                // Read committed, as a downstream consumer of an exactly-once application.
+                let read = reader_broker
+                    .read_records(
                         OUTPUT_TOPIC,
                         p,
                         offsets[p as usize],
@@ -251,14 +306,12 @@ fn latency(base: &std::path::Path, vocab: &[String], words_per_sec: f64) {
                         IsolationLevel::ReadCommitted,
                     )
                     .expect("read");
-                let recs = decode_fetched(OUTPUT_TOPIC, &data.records, offsets[p as usize])
-                    .expect("decode");
                 let now = now_ms();
-                for r in &recs {
+                for r in &read.records {
                     lat.push((now - r.timestamp) as f64);
                 }
-                if let Some(last) = recs.last() {
-                    offsets[p as usize] = last.offset + 1;
+                if let Some(next) = read.next_offset {
+                    offsets[p as usize] = next;
                     got = true;
                 }
             }
@@ -300,7 +353,8 @@ fn latency(base: &std::path::Path, vocab: &[String], words_per_sec: f64) {
     app.close();
     lat.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "latency [caching off, {:.0} words/s for {}s]: {} updates, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "latency [{label}, {:?}, {:.0} words/s for {}s]: {} updates, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        guarantee,
         rate,
         duration.as_secs(),
         lat.len(),
@@ -354,6 +408,10 @@ fn main() {
         input.len(),
         vocab.len()
     );
+    if args.guarantees {
+        compare_guarantees(&base, &vocab, &input);
+        return;
+    }
     throughput(
         &base,
         "caching on, commit 30 s",
@@ -379,4 +437,40 @@ fn main() {
         latency(&base, &vocab, args.rate.unwrap_or(max_off / 2.0));
     }
     restore(&base, &vocab);
+}
+
+/// At-least-once against exactly_once_v2 in one run (caching on): throughput at commit
+/// intervals of 100 ms and 1 s, then latency at 20 000 words/s at the same intervals.
+fn compare_guarantees(base: &std::path::Path, vocab: &[String], input: &[String]) {
+    for commit in [Duration::from_millis(100), Duration::from_secs(1)] {
+        for guarantee in [
+            ProcessingGuarantee::AtLeastOnce,
+            ProcessingGuarantee::ExactlyOnceV2,
+        ] {
+            throughput_with(
+                base,
+                &format!("{guarantee:?}, caching on, commit {commit:?}"),
+                input,
+                commit,
+                10 << 20,
+                guarantee,
+            );
+        }
+    }
+    for commit in [Duration::from_millis(100), Duration::from_secs(1)] {
+        for guarantee in [
+            ProcessingGuarantee::AtLeastOnce,
+            ProcessingGuarantee::ExactlyOnceV2,
+        ] {
+            latency_with(
+                base,
+                vocab,
+                20_000.0,
+                &format!("caching on, commit {commit:?}"),
+                commit,
+                10 << 20,
+                guarantee,
+            );
+        }
+    }
 }
