@@ -7,6 +7,10 @@
 //! Measures: produce records/s (100 B and 1 KiB values, acks=1 and acks=all, 1 and 8
 //! partitions), consume records/s of what was produced, and end-to-end latency p50/p99 (send
 //! to receive, from a timestamp carried in the value) at a fixed rate of 100k records/s.
+//!
+//! `--transactions`: instead, the transactional producer (`transactional.id`, a transaction
+//! committed every 100 ms) against the idempotent producer, 100-byte values, 1 and 8
+//! partitions, in one run; then a `read_committed` consumer of the transactional topic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -61,7 +65,73 @@ fn produce(
     t.elapsed()
 }
 
+/// Produces `n` records of `size` bytes with the idempotent producer, or (`transactional`)
+/// in transactions committed every `txn_every`.
+fn produce_idempotent_or_transactional(
+    addr: &str,
+    topic: &str,
+    n: usize,
+    size: usize,
+    transactional: bool,
+    txn_every: Duration,
+) -> (Duration, usize) {
+    let mut config = client(addr);
+    config
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000");
+    if transactional {
+        config.set("transactional.id", format!("bench-{topic}"));
+    }
+    let p: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
+    if transactional {
+        p.init_transactions(Duration::from_secs(30)).unwrap();
+        p.begin_transaction().unwrap();
+    }
+    let value = vec![b'v'; size];
+    let t = Instant::now();
+    let mut last_commit = Instant::now();
+    let mut transactions = 0;
+    for i in 0..n {
+        if transactional && last_commit.elapsed() >= txn_every {
+            p.commit_transaction(Duration::from_secs(60)).unwrap();
+            transactions += 1;
+            p.begin_transaction().unwrap();
+            last_commit = Instant::now();
+        }
+        let key = (i as u64).to_be_bytes();
+        let mut rec = BaseRecord::to(topic).key(&key[..]).payload(&value[..]);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    p.poll(Duration::from_millis(1));
+                    rec = r;
+                }
+            }
+        }
+    }
+    if transactional {
+        p.commit_transaction(Duration::from_secs(60)).unwrap();
+        transactions += 1;
+    }
+    p.flush(Duration::from_secs(120)).unwrap();
+    assert_eq!(p.in_flight_count(), 0);
+    (t.elapsed(), transactions)
+}
+
 fn consume(addr: &str, topic: &str, partitions: i32, n: usize) -> Duration {
+    consume_isolated(addr, topic, partitions, n, "read_uncommitted")
+}
+
+fn consume_isolated(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    isolation: &str,
+) -> Duration {
     let c: BaseConsumer = client(addr)
         .set("group.id", "bench")
         .set("enable.auto.commit", "false")
@@ -71,6 +141,7 @@ fn consume(addr: &str, topic: &str, partitions: i32, n: usize) -> Duration {
         // than queued.min.messages; a consumer that keeps up should not wait on that.
         .set("fetch.queue.backoff.ms", "0")
         .set("queued.min.messages", "1000000")
+        .set("isolation.level", isolation)
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -181,6 +252,35 @@ fn main() {
         .unwrap();
     let addr = server.local_addr().to_string();
     let scale = if quick { 4 } else { 1 };
+    if std::env::args().any(|a| a == "--transactions") {
+        let n = 2_000_000 / scale;
+        for partitions in [1i32, 8] {
+            for transactional in [false, true] {
+                let topic = format!("txn-bench-{transactional}-{partitions}");
+                broker
+                    .create_topic(NewTopic::new(&topic, partitions as u32))
+                    .unwrap();
+                let (pt, txns) = produce_idempotent_or_transactional(
+                    &addr,
+                    &topic,
+                    n,
+                    100,
+                    transactional,
+                    Duration::from_millis(100),
+                );
+                let ct = consume_isolated(&addr, &topic, partitions, n, "read_committed");
+                println!(
+                    "value=100B partitions={partitions} {}  produce {:>9.0} rec/s ({txns} transactions)   consume read_committed {:>9.0} rec/s",
+                    if transactional { "transactional (100 ms)" } else { "idempotent            " },
+                    n as f64 / pt.as_secs_f64(),
+                    n as f64 / ct.as_secs_f64(),
+                );
+            }
+        }
+        rt.block_on(server.shutdown());
+        broker.shutdown().unwrap();
+        return;
+    }
     for &(size, n) in &[(100usize, 2_000_000usize / scale), (1024, 500_000 / scale)] {
         for acks in ["1", "all"] {
             for partitions in [1i32, 8] {
