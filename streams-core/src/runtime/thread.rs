@@ -193,6 +193,8 @@ struct StreamThread {
     exactly_once: bool,
     /// The input partitions of the current assignment.
     assigned: Vec<TopicPartition>,
+    /// Exactly-once recoveries since the last successful commit (for their backoff).
+    recoveries: u32,
 }
 
 pub(super) fn run_thread(
@@ -395,6 +397,7 @@ impl StreamThread {
             last_commit: Instant::now(),
             exactly_once,
             assigned: Vec::new(),
+            recoveries: 0,
         }
     }
 
@@ -500,8 +503,17 @@ impl StreamThread {
     /// back to the committed offsets and the tasks are opened again — Kafka Streams' handling
     /// of a `TaskCorruptedException` under EOS.
     fn recover_after_abort(&mut self, cause: &StreamsError) -> Result<()> {
-        tracing::warn!(error = %cause,
+        tracing::warn!(error = %cause, recoveries = self.recoveries,
             "exactly-once: aborting the transaction, wiping the tasks' state and processing again from the committed offsets");
+        if self.recoveries > 0 {
+            // The cause persists (a broker away, a partition without leader): back off
+            // exponentially, from 100 ms up to 5 s, instead of restoring in a tight loop.
+            let backoff = Duration::from_millis(100)
+                .saturating_mul(1 << self.recoveries.min(6))
+                .min(Duration::from_secs(5));
+            std::thread::sleep(backoff);
+        }
+        self.recoveries = self.recoveries.saturating_add(1);
         let fenced = cause.cluster_kind() == Some(ClusterErrorKind::Fenced);
         self.tasks.collector().lock().abort_transaction(fenced)?;
         self.shared.thread_state(self.index, false);
@@ -547,7 +559,7 @@ impl StreamThread {
             })
         };
         match result {
-            Ok(()) => {}
+            Ok(()) => self.recoveries = 0,
             Err(StreamsError::TaskMigrated(reason)) => {
                 tracing::warn!(%reason, "tasks migrated: closing them without committing");
                 self.on_lost()?;
