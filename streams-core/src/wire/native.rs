@@ -19,7 +19,7 @@ use rdkafka::bindings::{
     rd_kafka_consumer_group_metadata_destroy, rd_kafka_consumer_group_metadata_new_with_genid,
     rd_kafka_consumer_group_metadata_t, rd_kafka_error_code, rd_kafka_error_destroy,
     rd_kafka_error_is_fatal, rd_kafka_error_is_retriable, rd_kafka_error_string,
-    rd_kafka_error_t, rd_kafka_error_txn_requires_abort, rd_kafka_get_watermark_offsets,
+    rd_kafka_error_t, rd_kafka_error_txn_requires_abort, rd_kafka_get_watermark_offsets, rd_kafka_position,
     rd_kafka_resp_err_t, rd_kafka_send_offsets_to_transaction,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -54,6 +54,36 @@ pub(super) fn cached_high_watermark<C: ConsumerContext>(
         )
     };
     (err == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
+/// The consumer's position in `tp` as librdkafka keeps it (`rd_kafka_position`: the
+/// offset after the last message the application consumed). Unlike the offset after the
+/// last record handed out, it is past the transaction markers and aborted transactions'
+/// records librdkafka consumed and did not hand out under `read_committed`, as the Java
+/// consumer's position is. `None` when librdkafka has no position (just assigned or sought:
+/// the caller's own position is the right one then).
+pub(super) fn consumed_position<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tp: &TopicPartition,
+) -> Option<i64> {
+    if tp.topic.contains('\0') {
+        // `rdkafka` would panic building the C string; Kafka topic names never hold one.
+        return None;
+    }
+    let mut list = TopicPartitionList::with_capacity(1);
+    list.add_partition(&tp.topic, tp.partition);
+    // SAFETY: `native_ptr` is the live `rd_kafka_t` of `consumer`, which this borrow keeps
+    // alive; `list.ptr()` is the live partition list `list` owns, which librdkafka only
+    // updates in place (each element's offset and error) during the call.
+    let err = unsafe { rd_kafka_position(consumer.client().native_ptr(), list.ptr()) };
+    if err != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return None;
+    }
+    let elem = list.find_partition(&tp.topic, tp.partition)?;
+    match elem.offset() {
+        rdkafka::Offset::Offset(o) if o >= 0 && elem.error().is_ok() => Some(o),
+        _ => None,
+    }
 }
 
 /// What librdkafka's transactional API said went wrong: an `rd_kafka_error_t` read out
