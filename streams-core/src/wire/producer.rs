@@ -266,19 +266,20 @@ pub(super) enum TxnErrorClass {
 }
 
 /// Classifies a transactional API failure as Kafka Streams' `StreamsProducer` does:
-/// fencing codes (also as the cause of a fatal error, `fatal_cause`) → fenced; the group's
-/// refusal of the member → tasks migrated; a failure that only requires an abort, or a
-/// retriable one (timeouts) → retriable; anything else, and any other fatal error → fatal.
+/// the group's refusal of the member → tasks migrated; fencing codes, also as the cause of
+/// the producer's fatal error (`fatal_cause`, librdkafka's `rd_kafka_fatal_error`) →
+/// fenced; any other fatal error → fatal; a failure that only requires an abort, or a
+/// retriable one (timeouts) → retriable; anything else → fatal.
 pub(super) fn classify(failure: &TxnApiError, fatal_cause: Option<RDKafkaErrorCode>) -> TxnErrorClass {
-    let cause = match failure.code {
-        RDKafkaErrorCode::Fatal => fatal_cause.unwrap_or(failure.code),
-        code => code,
-    };
-    if is_fencing(cause) || (failure.fatal && fatal_cause.is_some_and(is_fencing)) {
+    if is_group_membership(failure.code) {
+        return TxnErrorClass::TaskMigrated;
+    }
+    // A producer with a fatal error is done whatever the call that noticed it (librdkafka
+    // purges its queues then, so a delivery fails with `_PURGE_QUEUE`): the cause decides.
+    let cause = fatal_cause.unwrap_or(failure.code);
+    if is_fencing(cause) || is_fencing(failure.code) {
         TxnErrorClass::Fenced
-    } else if is_group_membership(cause) {
-        TxnErrorClass::TaskMigrated
-    } else if failure.fatal || cause == RDKafkaErrorCode::Fatal {
+    } else if failure.fatal || fatal_cause.is_some() || cause == RDKafkaErrorCode::Fatal {
         TxnErrorClass::Fatal
     } else if failure.txn_requires_abort || failure.retriable || is_transient(cause) {
         TxnErrorClass::Retriable
@@ -358,6 +359,7 @@ impl ClusterProducer for WireProducer {
 
     fn begin_transaction(&mut self) -> Result<()> {
         self.require_transactional("begin_transaction")?;
+        tracing::debug!(transactional_id = self.transactional_id.as_deref(), "begin transaction");
         self.producer
             .begin_transaction()
             .map_err(|e| self.error("beginning a transaction", e))
@@ -369,6 +371,8 @@ impl ClusterProducer for WireProducer {
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
         self.require_transactional("send_offsets_to_transaction")?;
+        tracing::debug!(transactional_id = self.transactional_id.as_deref(), partitions = offsets.len(),
+            generation = group.generation_id, "offsets to the transaction");
         let mut list = TopicPartitionList::with_capacity(offsets.len());
         for (tp, (offset, metadata)) in offsets {
             if tp.topic.contains('\0') {
@@ -413,6 +417,7 @@ impl ClusterProducer for WireProducer {
 
     fn commit_transaction(&mut self) -> Result<()> {
         self.require_transactional("commit_transaction")?;
+        tracing::debug!(transactional_id = self.transactional_id.as_deref(), "commit transaction");
         // Every record of the transaction acknowledged first: a failed delivery is an
         // error here and the transaction is never committed without it (librdkafka would
         // refuse the commit too: a failed delivery makes its transaction abortable).
@@ -424,6 +429,7 @@ impl ClusterProducer for WireProducer {
 
     fn abort_transaction(&mut self) -> Result<()> {
         self.require_transactional("abort_transaction")?;
+        tracing::debug!(transactional_id = self.transactional_id.as_deref(), "abort transaction");
         let aborted = self
             .producer
             .abort_transaction(self.flush_timeout)
