@@ -18,8 +18,8 @@ use std::time::Duration;
 use rdkafka::bindings::{
     rd_kafka_consumer_group_metadata_destroy, rd_kafka_consumer_group_metadata_new_with_genid,
     rd_kafka_consumer_group_metadata_t, rd_kafka_error_code, rd_kafka_error_destroy,
-    rd_kafka_error_is_fatal, rd_kafka_error_is_retriable, rd_kafka_error_string,
-    rd_kafka_error_t, rd_kafka_error_txn_requires_abort, rd_kafka_get_watermark_offsets, rd_kafka_position,
+    rd_kafka_error_is_fatal, rd_kafka_error_is_retriable, rd_kafka_error_string, rd_kafka_error_t,
+    rd_kafka_error_txn_requires_abort, rd_kafka_get_watermark_offsets, rd_kafka_position,
     rd_kafka_resp_err_t, rd_kafka_send_offsets_to_transaction,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -202,7 +202,9 @@ pub(super) fn send_offsets_to_transaction<C: ProducerContext>(
             group_id.as_ptr(),
             group.generation_id,
             member_id.as_ptr(),
-            instance_id.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            instance_id
+                .as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr()),
         )
     };
     let metadata = GroupMetadataHandle(NonNull::new(raw).ok_or_else(|| {

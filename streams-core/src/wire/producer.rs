@@ -270,7 +270,10 @@ pub(super) enum TxnErrorClass {
 /// the producer's fatal error (`fatal_cause`, librdkafka's `rd_kafka_fatal_error`) →
 /// fenced; any other fatal error → fatal; a failure that only requires an abort, or a
 /// retriable one (timeouts) → retriable; anything else → fatal.
-pub(super) fn classify(failure: &TxnApiError, fatal_cause: Option<RDKafkaErrorCode>) -> TxnErrorClass {
+pub(super) fn classify(
+    failure: &TxnApiError,
+    fatal_cause: Option<RDKafkaErrorCode>,
+) -> TxnErrorClass {
     if is_group_membership(failure.code) {
         return TxnErrorClass::TaskMigrated;
     }
@@ -359,7 +362,10 @@ impl ClusterProducer for WireProducer {
 
     fn begin_transaction(&mut self) -> Result<()> {
         self.require_transactional("begin_transaction")?;
-        tracing::debug!(transactional_id = self.transactional_id.as_deref(), "begin transaction");
+        tracing::debug!(
+            transactional_id = self.transactional_id.as_deref(),
+            "begin transaction"
+        );
         self.producer
             .begin_transaction()
             .map_err(|e| self.error("beginning a transaction", e))
@@ -371,8 +377,12 @@ impl ClusterProducer for WireProducer {
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
         self.require_transactional("send_offsets_to_transaction")?;
-        tracing::debug!(transactional_id = self.transactional_id.as_deref(), partitions = offsets.len(),
-            generation = group.generation_id, "offsets to the transaction");
+        tracing::debug!(
+            transactional_id = self.transactional_id.as_deref(),
+            partitions = offsets.len(),
+            generation = group.generation_id,
+            "offsets to the transaction"
+        );
         let mut list = TopicPartitionList::with_capacity(offsets.len());
         for (tp, (offset, metadata)) in offsets {
             if tp.topic.contains('\0') {
@@ -388,12 +398,8 @@ impl ClusterProducer for WireProducer {
                 .map_err(|e| rdkafka_error(format!("offset {offset} of {tp}"), e))?;
             elem.set_metadata(metadata.as_str());
         }
-        match native::send_offsets_to_transaction(
-            &self.producer,
-            &list,
-            group,
-            self.flush_timeout,
-        ) {
+        match native::send_offsets_to_transaction(&self.producer, &list, group, self.flush_timeout)
+        {
             Ok(()) => Ok(()),
             Err(SendOffsetsError::Api(failure)) => {
                 let fatal_cause = self.producer.client().fatal_error().map(|(code, _)| code);
@@ -417,7 +423,10 @@ impl ClusterProducer for WireProducer {
 
     fn commit_transaction(&mut self) -> Result<()> {
         self.require_transactional("commit_transaction")?;
-        tracing::debug!(transactional_id = self.transactional_id.as_deref(), "commit transaction");
+        tracing::debug!(
+            transactional_id = self.transactional_id.as_deref(),
+            "commit transaction"
+        );
         // Every record of the transaction acknowledged first: a failed delivery is an
         // error here and the transaction is never committed without it (librdkafka would
         // refuse the commit too: a failed delivery makes its transaction abortable).
@@ -429,7 +438,10 @@ impl ClusterProducer for WireProducer {
 
     fn abort_transaction(&mut self) -> Result<()> {
         self.require_transactional("abort_transaction")?;
-        tracing::debug!(transactional_id = self.transactional_id.as_deref(), "abort transaction");
+        tracing::debug!(
+            transactional_id = self.transactional_id.as_deref(),
+            "abort transaction"
+        );
         let aborted = self
             .producer
             .abort_transaction(self.flush_timeout)
