@@ -217,6 +217,18 @@ pub fn read_counts(bootstrap: &str, only: Option<&BTreeSet<i32>>) -> Result<BTre
             )));
         }
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            // Under exactly-once the last offset below the end is a transaction marker,
+            // never handed out: the consumer's position (past markers) tells the end.
+            let positions = consumer
+                .position()
+                .map_err(|e| kafka("reading positions", e))?;
+            for e in positions.elements() {
+                if let (Offset::Offset(o), Some(end)) = (e.offset(), ends.get(&e.partition())) {
+                    if o >= *end {
+                        done.insert(e.partition());
+                    }
+                }
+            }
             continue;
         };
         let m = m.map_err(|e| kafka("reading counts", e))?;

@@ -291,6 +291,14 @@ impl ChangelogSource for WireStandbySource {
 }
 
 impl ChangelogSource for WireChangelogSource {
+    /// The log start offset and the *last stable offset* of `tp`: librdkafka's
+    /// `rd_kafka_query_watermark_offsets` sends ListOffsets with the client's
+    /// `isolation.level`, `read_committed` here (isolation level 1: the broker answers
+    /// "latest" with the LSO). Restoration reads up to this end and stops early only at
+    /// the partition's end as a `read_committed` fetch sees it (partition EOF at the LSO),
+    /// so an open transaction of another producer (a crashed instance's, which the
+    /// coordinator aborts only after `transaction.timeout.ms`) never holds a restore up:
+    /// its records are beyond the end, and they are either aborted or read later.
     fn offsets(&mut self, tp: &TopicPartition) -> Result<(i64, i64)> {
         self.offsets_client
             .fetch_watermarks(&tp.topic, tp.partition, self.timeout)

@@ -561,13 +561,38 @@ impl ClusterConsumer for WireConsumer {
     }
 
     /// Records of `tp` not yet handed to the runtime: the high watermark of the consumer's
-    /// last fetch response minus the position (Kafka's `Consumer.currentLag`). It never asks
-    /// the broker: a ListOffsets request would queue behind the consumer's long-polling
-    /// fetch on the same connection and stall the stream thread for the fetch wait.
+    /// last fetch response minus the position (Kafka's `Consumer.currentLag`), plus the
+    /// records held for a paused partition. It never asks the broker: a ListOffsets request
+    /// would queue behind the consumer's long-polling fetch on the same connection and
+    /// stall the stream thread for the fetch wait.
+    ///
+    /// The position is librdkafka's (`rd_kafka_position`) when it has one: it is past the
+    /// transaction markers and the aborted records a `read_committed` consumer skips, which
+    /// the offset after the last record handed out is not — with it, a partition whose
+    /// last batch is a commit marker (every partition an exactly-once producer writes)
+    /// would look one record behind for ever, and a task with another input partition
+    /// would wait for a record that never comes.
+    ///
+    /// Under `read_committed` the Java consumer measures the lag to the last stable offset.
+    /// librdkafka keeps the LSO of each fetch response (`rktp_ls_offset`) but its C API
+    /// hands out only the high watermark (`rd_kafka_get_watermark_offsets`); the LSO is in
+    /// the statistics JSON alone (`ls_offset`, every `statistics.interval.ms`: stale, and a
+    /// JSON document of every partition per interval). So records of a transaction still
+    /// open count as lag here: a task with an empty partition waits for them until the
+    /// transaction ends — at the writer's next commit (`commit.interval.ms`, 100 ms under
+    /// exactly-once), or for a crashed writer when the coordinator aborts it
+    /// (`transaction.timeout.ms`) — instead of processing its other partitions at once.
+    /// Order is kept; only latency is lost.
     fn fetched_lag(&self, tp: &TopicPartition) -> Option<i64> {
-        let position = *self.positions.get(tp)?;
+        let handed_out = *self.positions.get(tp)?;
         let end = super::native::cached_high_watermark(&self.consumer, tp)?;
-        Some((end - position).max(0))
+        let consumed = super::native::consumed_position(&self.consumer, tp)
+            .map_or(handed_out, |p| p.max(handed_out));
+        let held = self
+            .held
+            .get(tp)
+            .map_or(0, |h| i64::try_from(h.len()).unwrap_or(i64::MAX));
+        Some((end - consumed).max(0).saturating_add(held))
     }
 
     /// Records held back for a paused partition come first; otherwise the position after

@@ -111,6 +111,17 @@ pub(crate) struct GroupClient {
     coordinator: Option<Connection>,
 }
 
+/// How long a read of committed offsets waits for offsets that a transaction still open
+/// wrote (`UNSTABLE_OFFSET_COMMIT`) before it gives up with a retriable error: the
+/// transaction coordinator resolves them at the latest when the transaction times out
+/// (Kafka Streams' default `transaction.timeout.ms` under exactly-once is 10 s).
+const STABLE_OFFSETS_WAIT: Duration = Duration::from_secs(60);
+/// The first wait before OffsetFetch is asked again for unstable offsets (Kafka's
+/// `retry.backoff.ms`), doubled after each try up to [`UNSTABLE_RETRY_BACKOFF_MAX`]
+/// (`retry.backoff.max.ms`).
+const UNSTABLE_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+const UNSTABLE_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// The highest JoinGroup version spoken: v5, the last before the flexible encoding. v6+
 /// adds nothing the streams runtime uses (v7 echoes the protocol type, v8 a reason, v9
 /// skip-assignment for KIP-848 migration), every broker from Kafka 2.3 to 4.x accepts v5, and
@@ -419,7 +430,51 @@ impl GroupClient {
 
     /// The group's committed offsets (and metadata) of `partitions`; a partition without a
     /// committed offset is absent.
+    ///
+    /// OffsetFetch v7+ asks for stable offsets (`require_stable`, KIP-447): a partition
+    /// whose offset a transaction still open wrote answers `UNSTABLE_OFFSET_COMMIT`, and
+    /// reading it now would hand the member an offset that transaction may yet move. As
+    /// Kafka's consumer does, the fetch is retried with backoff until the offsets are
+    /// stable, for at most the stable-offsets wait (60 s); then it fails with that
+    /// (retriable) Kafka error. Brokers before v7 cannot tell unstable offsets apart.
     pub(crate) fn committed(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<std::collections::BTreeMap<TopicPartition, (i64, String)>, WireError> {
+        let deadline = std::time::Instant::now() + STABLE_OFFSETS_WAIT;
+        let mut backoff = UNSTABLE_RETRY_BACKOFF;
+        loop {
+            match self.committed_once(partitions) {
+                Err(WireError::Kafka {
+                    error: Some(ResponseError::UnstableOffsetCommit),
+                    detail,
+                    ..
+                }) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(WireError::kafka(
+                            "OffsetFetch",
+                            ResponseError::UnstableOffsetCommit.code(),
+                            Some(format!(
+                                "group `{}`: {} still in an open transaction after {:?}",
+                                self.group,
+                                detail.as_deref().unwrap_or("offsets"),
+                                STABLE_OFFSETS_WAIT
+                            )),
+                        ));
+                    }
+                    tracing::debug!(group = %self.group, detail = detail.as_deref().unwrap_or(""),
+                        "committed offsets in an open transaction; fetching them again");
+                    std::thread::sleep(backoff.min(deadline - now));
+                    backoff = (backoff * 2).min(UNSTABLE_RETRY_BACKOFF_MAX);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One OffsetFetch of `partitions` (see [`GroupClient::committed`]).
+    fn committed_once(
         &mut self,
         partitions: &[TopicPartition],
     ) -> Result<std::collections::BTreeMap<TopicPartition, (i64, String)>, WireError> {

@@ -202,8 +202,10 @@ pub(crate) fn consumed_record(m: &impl rdkafka::Message) -> ConsumedRecord {
 
 /// Client properties the runtime sets itself: a user value would break it, so it is refused
 /// at start.
-const OWNED_KEYS: [&str; 9] = [
+const OWNED_KEYS: [&str; 10] = [
     "bootstrap.servers",
+    // Kafka Streams' `<application.id>-<process id>-<thread>` under exactly-once.
+    "transactional.id",
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
@@ -508,6 +510,24 @@ impl Cluster for KafkaCluster {
         Ok(Box::new(producer::WireProducer::new(
             &self.settings,
             &format!("{client_id}-producer"),
+        )?))
+    }
+
+    /// An rdkafka producer with the thread's `transactional.id` and `transaction.timeout.ms`,
+    /// idempotent and with the Java partitioner as every producer of this backend, after
+    /// librdkafka's `rd_kafka_init_transactions` (which fences the id's previous producer
+    /// and has its open transaction aborted).
+    fn transactional_producer(
+        &self,
+        client_id: &str,
+        transactional_id: &str,
+        transaction_timeout: Duration,
+    ) -> Result<Box<dyn ClusterProducer>> {
+        Ok(Box::new(producer::WireProducer::transactional(
+            &self.settings,
+            &format!("{client_id}-producer"),
+            transactional_id,
+            transaction_timeout,
         )?))
     }
 

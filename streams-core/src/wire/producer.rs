@@ -3,6 +3,12 @@
 //! settings must land where Java's would), delivery reports collected per partition so
 //! [`ClusterProducer::flush`] can return the last acknowledged offset of each partition (the
 //! changelog offsets the runtime checkpoints).
+//!
+//! Under `exactly_once_v2` the producer is transactional ([`WireProducer::transactional`]:
+//! `transactional.id`, `transaction.timeout.ms`, `initTransactions` before it is handed
+//! out), and its errors are classified as Kafka Streams' `StreamsProducer` does
+//! ([`txn_error`]): fenced, tasks migrated (the group refused the offsets), retriable
+//! (abort and go on), or fatal.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,12 +18,13 @@ use parking_lot::Mutex;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as RdHeader, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Message};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use state_store::TopicPartition;
 
+use super::native::{self, SendOffsetsError, TxnApiError};
 use super::{rdkafka_error, ClientKind, WireSettings};
-use crate::client::ClusterProducer;
-use crate::error::Result;
+use crate::client::{ClusterProducer, ConsumerGroupMetadata};
+use crate::error::{ClusterErrorKind, Result, StreamsError};
 use crate::record::ProducedRecord;
 
 /// Delivery reports since the last flush.
@@ -58,10 +65,41 @@ pub(super) struct WireProducer {
     producer: BaseProducer<DeliveryContext>,
     deliveries: Arc<Mutex<Deliveries>>,
     flush_timeout: Duration,
+    /// The `transactional.id` of a transactional producer.
+    transactional_id: Option<String>,
 }
 
 impl WireProducer {
     pub(super) fn new(settings: &WireSettings, client_id: &str) -> Result<Self> {
+        Self::create(settings, client_id, None)
+    }
+
+    /// A transactional producer with `transactional_id` whose transactions the coordinator
+    /// aborts after `transaction_timeout`, initialized (Kafka's `initTransactions`: a
+    /// previous producer with the same id is fenced and its open transaction aborted).
+    pub(super) fn transactional(
+        settings: &WireSettings,
+        client_id: &str,
+        transactional_id: &str,
+        transaction_timeout: Duration,
+    ) -> Result<Self> {
+        let producer = Self::create(
+            settings,
+            client_id,
+            Some((transactional_id, transaction_timeout)),
+        )?;
+        producer
+            .producer
+            .init_transactions(producer.flush_timeout)
+            .map_err(|e| producer.error("initializing transactions", e))?;
+        Ok(producer)
+    }
+
+    fn create(
+        settings: &WireSettings,
+        client_id: &str,
+        transactional: Option<(&str, Duration)>,
+    ) -> Result<Self> {
         let deliveries = Arc::new(Mutex::new(Deliveries::default()));
         let mut config = settings.client_config(ClientKind::Producer, client_id);
         config
@@ -72,6 +110,12 @@ impl WireProducer {
             // commit anyway, so batching longer only adds latency.
             config.set("linger.ms", "5");
         }
+        if let Some((id, timeout)) = transactional {
+            config.set("transactional.id", id).set(
+                "transaction.timeout.ms",
+                timeout.as_millis().clamp(1, i32::MAX as u128).to_string(),
+            );
+        }
         let producer = config
             .create_with_context(DeliveryContext {
                 deliveries: Arc::clone(&deliveries),
@@ -81,7 +125,191 @@ impl WireProducer {
             producer,
             deliveries,
             flush_timeout: settings.request_timeout.max(Duration::from_secs(30)) * 2,
+            transactional_id: transactional.map(|(id, _)| id.to_owned()),
         })
+    }
+
+    /// An error of this producer as the runtime's: transactional calls by [`txn_error`],
+    /// others by their code (a `_FATAL` code by the fatal error behind it).
+    fn error(&self, context: &str, e: KafkaError) -> StreamsError {
+        let fatal_cause = || self.producer.client().fatal_error().map(|(code, _)| code);
+        match (&self.transactional_id, &e) {
+            (Some(id), KafkaError::Transaction(api)) => {
+                let failure = TxnApiError {
+                    code: api.code(),
+                    message: api.string(),
+                    fatal: api.is_fatal(),
+                    retriable: api.is_retriable(),
+                    txn_requires_abort: api.txn_requires_abort(),
+                };
+                txn_error(
+                    &format!("{context} (transactional.id {id})"),
+                    &failure,
+                    fatal_cause(),
+                    e,
+                )
+            }
+            (Some(id), _) => {
+                let failure = TxnApiError {
+                    code: e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail),
+                    message: e.to_string(),
+                    fatal: false,
+                    retriable: false,
+                    // Inside a transaction, a failed produce makes librdkafka's transaction
+                    // abortable (or the producer fatal, which the fatal cause tells).
+                    txn_requires_abort: true,
+                };
+                txn_error(
+                    &format!("{context} (transactional.id {id})"),
+                    &failure,
+                    fatal_cause(),
+                    e,
+                )
+            }
+            (None, _) => rdkafka_error(context, e),
+        }
+    }
+
+    /// Waits for every delivery report; the first failed delivery since the last flush is
+    /// an error (and the acknowledged offsets are dropped with it).
+    fn wait_for_deliveries(&mut self) -> Result<()> {
+        if let Err(e) = self.producer.flush(self.flush_timeout) {
+            return Err(self.error("flushing the producer", e));
+        }
+        let failed = {
+            let mut d = self.deliveries.lock();
+            let failed = d.failed.take();
+            if failed.is_some() {
+                d.acked.clear();
+            }
+            failed
+        };
+        match failed {
+            Some((tp, e)) => Err(self.error(&format!("a record to {tp} was not delivered"), e)),
+            None => Ok(()),
+        }
+    }
+
+    fn require_transactional(&self, call: &str) -> Result<()> {
+        if self.transactional_id.is_none() {
+            return Err(StreamsError::IllegalState(format!(
+                "{call} on a producer that is not transactional"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Error codes that mean another producer with the same `transactional.id` took over (or
+/// this one may no longer act for it): the producer is done, the runtime makes a new one
+/// (Kafka Streams' `ProducerFencedException`, `InvalidProducerEpochException`,
+/// `InvalidPidMappingException`, and a lost `transactional.id` authorization).
+fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::InvalidProducerIdMapping
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+    )
+}
+
+/// Errors of the group coordinator refusing a `TxnOffsetCommit` from a member that is not
+/// (any more) the one it names: its tasks belong to another member now (KIP-447; Kafka's
+/// `CommitFailedException` → Kafka Streams' `TaskMigratedException`).
+fn is_group_membership(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::FencedInstanceId
+    )
+}
+
+/// Codes after which the transaction can be aborted and the work done again.
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::TimedOutQueue
+            | RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::ConcurrentTransactions
+            | RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+            | RDKafkaErrorCode::PurgeQueue
+            | RDKafkaErrorCode::PurgeInflight
+    )
+}
+
+/// How the runtime handles a failure of the transactional API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TxnErrorClass {
+    /// Another producer took the `transactional.id` over.
+    Fenced,
+    /// The group refused the offsets: the tasks migrated.
+    TaskMigrated,
+    /// Abort the transaction and do the work again.
+    Retriable,
+    /// Stop.
+    Fatal,
+}
+
+/// Classifies a transactional API failure as Kafka Streams' `StreamsProducer` does:
+/// the group's refusal of the member → tasks migrated; fencing codes, also as the cause of
+/// the producer's fatal error (`fatal_cause`, librdkafka's `rd_kafka_fatal_error`) →
+/// fenced; any other fatal error → fatal; a failure that only requires an abort, or a
+/// retriable one (timeouts) → retriable; anything else → fatal.
+pub(super) fn classify(
+    failure: &TxnApiError,
+    fatal_cause: Option<RDKafkaErrorCode>,
+) -> TxnErrorClass {
+    if is_group_membership(failure.code) {
+        return TxnErrorClass::TaskMigrated;
+    }
+    // A producer with a fatal error is done whatever the call that noticed it (librdkafka
+    // purges its queues then, so a delivery fails with `_PURGE_QUEUE`): the cause decides.
+    let cause = fatal_cause.unwrap_or(failure.code);
+    if is_fencing(cause) || is_fencing(failure.code) {
+        TxnErrorClass::Fenced
+    } else if failure.fatal || fatal_cause.is_some() || cause == RDKafkaErrorCode::Fatal {
+        TxnErrorClass::Fatal
+    } else if failure.txn_requires_abort || failure.retriable || is_transient(cause) {
+        TxnErrorClass::Retriable
+    } else {
+        TxnErrorClass::Fatal
+    }
+}
+
+/// A transactional API failure as the runtime's error (see [`classify`]).
+fn txn_error(
+    context: &str,
+    failure: &TxnApiError,
+    fatal_cause: Option<RDKafkaErrorCode>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> StreamsError {
+    let message = format!("{context}: {} ({})", failure.message, failure.code);
+    match classify(failure, fatal_cause) {
+        TxnErrorClass::Fenced => {
+            StreamsError::cluster_source(ClusterErrorKind::Fenced, message, source)
+        }
+        TxnErrorClass::TaskMigrated => StreamsError::TaskMigrated(message),
+        TxnErrorClass::Retriable => {
+            StreamsError::cluster_source(ClusterErrorKind::Retriable, message, source)
+        }
+        TxnErrorClass::Fatal => {
+            StreamsError::cluster_source(ClusterErrorKind::Fatal, message, source)
+        }
     }
 }
 
@@ -119,7 +347,7 @@ impl ClusterProducer for WireProducer {
                         // The local queue is full: serve delivery reports, then retry.
                         self.producer.poll(Duration::from_millis(50));
                     }
-                    Err((e, _)) => return Err(rdkafka_error(format!("producing to {tp}"), e)),
+                    Err((e, _)) => return Err(self.error(&format!("producing to {tp}"), e)),
                 }
             }
         }
@@ -128,25 +356,115 @@ impl ClusterProducer for WireProducer {
     }
 
     fn flush(&mut self) -> Result<BTreeMap<TopicPartition, i64>> {
+        self.wait_for_deliveries()?;
+        Ok(std::mem::take(&mut self.deliveries.lock().acked))
+    }
+
+    fn begin_transaction(&mut self) -> Result<()> {
+        self.require_transactional("begin_transaction")?;
+        tracing::debug!(
+            transactional_id = self.transactional_id.as_deref(),
+            "begin transaction"
+        );
         self.producer
-            .flush(self.flush_timeout)
-            .map_err(|e| rdkafka_error("flushing the producer", e))?;
-        let mut d = self.deliveries.lock();
-        if let Some((tp, e)) = d.failed.take() {
-            d.acked.clear();
-            return Err(rdkafka_error(
-                format!("a record to {tp} was not delivered"),
-                e,
-            ));
+            .begin_transaction()
+            .map_err(|e| self.error("beginning a transaction", e))
+    }
+
+    fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, (i64, String)>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        self.require_transactional("send_offsets_to_transaction")?;
+        tracing::debug!(
+            transactional_id = self.transactional_id.as_deref(),
+            partitions = offsets.len(),
+            generation = group.generation_id,
+            "offsets to the transaction"
+        );
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for (tp, (offset, metadata)) in offsets {
+            if tp.topic.contains('\0') {
+                // `rdkafka` would panic building the C string; Kafka topic names never
+                // hold one.
+                return Err(StreamsError::cluster_fatal(format!(
+                    "topic name `{}` contains a NUL byte",
+                    tp.topic.replace('\0', "\\0")
+                )));
+            }
+            let mut elem = list.add_partition(&tp.topic, tp.partition);
+            elem.set_offset(Offset::Offset(*offset))
+                .map_err(|e| rdkafka_error(format!("offset {offset} of {tp}"), e))?;
+            elem.set_metadata(metadata.as_str());
         }
-        Ok(std::mem::take(&mut d.acked))
+        match native::send_offsets_to_transaction(&self.producer, &list, group, self.flush_timeout)
+        {
+            Ok(()) => Ok(()),
+            Err(SendOffsetsError::Api(failure)) => {
+                let fatal_cause = self.producer.client().fatal_error().map(|(code, _)| code);
+                let context = format!(
+                    "sending offsets to the transaction (transactional.id {}, group `{}`, generation {}, member `{}`)",
+                    self.transactional_id.as_deref().unwrap_or_default(),
+                    group.group_id,
+                    group.generation_id,
+                    group.member_id
+                );
+                let err = SendOffsetsError::Api(failure.clone());
+                Err(txn_error(&context, &failure, fatal_cause, err))
+            }
+            Err(e) => Err(StreamsError::cluster_source(
+                ClusterErrorKind::Fatal,
+                format!("sending offsets to the transaction: {e}"),
+                e,
+            )),
+        }
+    }
+
+    fn commit_transaction(&mut self) -> Result<()> {
+        self.require_transactional("commit_transaction")?;
+        tracing::debug!(
+            transactional_id = self.transactional_id.as_deref(),
+            "commit transaction"
+        );
+        // Every record of the transaction acknowledged first: a failed delivery is an
+        // error here and the transaction is never committed without it (librdkafka would
+        // refuse the commit too: a failed delivery makes its transaction abortable).
+        self.wait_for_deliveries()?;
+        self.producer
+            .commit_transaction(self.flush_timeout)
+            .map_err(|e| self.error("committing the transaction", e))
+    }
+
+    fn abort_transaction(&mut self) -> Result<()> {
+        self.require_transactional("abort_transaction")?;
+        tracing::debug!(
+            transactional_id = self.transactional_id.as_deref(),
+            "abort transaction"
+        );
+        let aborted = self
+            .producer
+            .abort_transaction(self.flush_timeout)
+            .map_err(|e| self.error("aborting the transaction", e));
+        // The aborted records' delivery reports (failed, purged) are served and dropped:
+        // none of them belongs to the next transaction.
+        self.producer.poll(Duration::ZERO);
+        *self.deliveries.lock() = Deliveries::default();
+        aborted
     }
 }
 
 impl Drop for WireProducer {
     /// librdkafka drops what is still queued when its producer goes away: deliver it first
-    /// (bounded by the flush timeout), so nothing sent is silently lost at shutdown.
+    /// (bounded by the flush timeout), so nothing sent is silently lost at shutdown. A
+    /// transactional producer's records are worth nothing outside a committed transaction
+    /// (and a fenced producer cannot deliver them): they are dropped, and the coordinator
+    /// aborts the open transaction (at the next `initTransactions` of the id, or after
+    /// the transaction timeout).
     fn drop(&mut self) {
+        if self.transactional_id.is_some() {
+            return;
+        }
         if let Err(e) = self.producer.flush(self.flush_timeout) {
             tracing::warn!(error = %e, "flushing the producer at close");
         }
