@@ -595,13 +595,18 @@ impl ClusterConsumer for WireConsumer {
         Some((end - consumed).max(0).saturating_add(held))
     }
 
-    /// Records held back for a paused partition come first; otherwise the position after
-    /// the last record returned.
+    /// Records held back for a paused partition come first; otherwise librdkafka's position
+    /// (past transaction markers and aborted records), or the position after the last
+    /// record returned if that is further.
     fn position(&self, tp: &TopicPartition) -> Option<i64> {
         if let Some(first) = self.held.get(tp).and_then(|h| h.first()) {
             return Some(first.offset);
         }
-        self.positions.get(tp).copied()
+        let handed_out = *self.positions.get(tp)?;
+        Some(
+            super::native::consumed_position(&self.consumer, tp)
+                .map_or(handed_out, |p| p.max(handed_out)),
+        )
     }
 
     fn reset_to_committed(&mut self) -> Result<()> {
