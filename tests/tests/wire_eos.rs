@@ -340,14 +340,7 @@ fn exactly_once_word_count_is_exact_and_stale_members_offsets_are_task_migrated(
 /// id listed by the broker; then another producer takes the transactional id over, and
 /// the thread is fenced, recovers (tasks wiped and restored from the changelog, a new
 /// producer) and counts on exactly; the intruder is fenced in turn.
-///
-/// Ignored: it finds a bug not fixed yet. The fencing is detected (`Fenced`), the thread
-/// aborts, makes a new producer and reopens its tasks, but the wiped tasks restore no
-/// record from their changelogs (`restored_records()` stays 0, while a fresh
-/// `read_committed` consumer reads every changelog record), so the counts after the
-/// recovery miss everything counted before it. Run it with `--ignored`.
 #[test]
-#[ignore = "known bug: after a fenced-producer recovery over the wire the wiped tasks restore nothing from their changelogs"]
 fn word_count_exactly_once_over_the_wire_is_exact_and_recovers_from_fencing() {
     let Counting {
         server,
