@@ -115,20 +115,24 @@ fn embedded_backend_two_instances_are_exact() {
     };
     let mut a = start("a");
     let mut b = start("b");
+    let t0 = Instant::now();
     let driver = eos::Driver::start(&addr, seed, 500);
     std::thread::sleep(Duration::from_secs(5));
     let report = driver.stop();
-    eprintln!("driver: {} records sent", report.sent.len());
+    eprintln!("driver: {} records sent ({:?})", report.sent.len(), t0.elapsed());
     eos::wait_until_drained(&addr, Duration::from_secs(60));
+    eprintln!("drained ({:?})", t0.elapsed());
     for app in [&a, &b] {
         assert!(app.errors().is_empty(), "errors: {:?}", app.errors());
         assert_eq!(app.state(), StreamsState::Running);
     }
     a.close();
     b.close();
+    eprintln!("closed ({:?})", t0.elapsed());
     eos::wait_for_transactions_to_finish(&addr, Duration::from_secs(30));
+    eprintln!("transactions finished ({:?})", t0.elapsed());
     let verified = eos::verify(&addr, &report);
-    eprintln!("verified: {verified:?}");
+    eprintln!("verified ({:?}): {verified:?}", t0.elapsed());
     assert_eq!(verified.inputs, report.sent.len());
     assert!(verified.inputs > 1000, "too little input: {}", verified.inputs);
     drop(server);

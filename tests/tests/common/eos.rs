@@ -374,6 +374,7 @@ fn consumer(bootstrap: &str, isolation: &str) -> BaseConsumer {
         .set("group.id", "EosTest-verifier")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "20")
         .set("isolation.level", isolation)
         .create()
         .unwrap()
@@ -415,17 +416,38 @@ pub(crate) fn read_topic(bootstrap: &str, topic: &str, isolation: &str) -> Vec<V
     out
 }
 
-/// The high watermark and (`read_committed`) last stable offset of each partition of
-/// `topic`.
-fn watermarks(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
+/// [`read_topic`] of several topics, each by its own consumer (in parallel), in the order
+/// given.
+pub(crate) fn read_topics(
+    bootstrap: &str,
+    topics: &[String],
+    isolation: &str,
+) -> Vec<Vec<Vec<Rec>>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = topics
+            .iter()
+            .map(|t| s.spawn(move || read_topic(bootstrap, t, isolation)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The high watermark and (`read_committed`) last stable offset of each partition of each
+/// of `topics`.
+fn watermarks(bootstrap: &str, topics: &[String]) -> Vec<Vec<(i64, i64)>> {
     let uncommitted = consumer(bootstrap, "read_uncommitted");
     let committed = consumer(bootstrap, "read_committed");
-    (0..PARTITIONS)
-        .map(|p| {
-            let t = Duration::from_secs(10);
-            let hw = uncommitted.fetch_watermarks(topic, p, t).unwrap().1;
-            let lso = committed.fetch_watermarks(topic, p, t).unwrap().1;
-            (hw, lso)
+    let t = Duration::from_secs(10);
+    topics
+        .iter()
+        .map(|topic| {
+            (0..PARTITIONS)
+                .map(|p| {
+                    let hw = uncommitted.fetch_watermarks(topic, p, t).unwrap().1;
+                    let lso = committed.fetch_watermarks(topic, p, t).unwrap().1;
+                    (hw, lso)
+                })
+                .collect()
         })
         .collect()
 }
@@ -435,12 +457,13 @@ fn watermarks(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
 /// `verifyAllTransactionFinished`).
 pub(crate) fn wait_for_transactions_to_finish(bootstrap: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
+    let topics = written_topics();
     loop {
-        let open: Vec<(String, i32, i64, i64)> = written_topics()
-            .iter()
-            .flat_map(|t| {
-                watermarks(bootstrap, t)
-                    .into_iter()
+        let open: Vec<(String, i32, i64, i64)> = watermarks(bootstrap, &topics)
+            .into_iter()
+            .zip(&topics)
+            .flat_map(|(w, t)| {
+                w.into_iter()
                     .enumerate()
                     .filter(|(_, (hw, lso))| hw != lso)
                     .map(|(p, (hw, lso))| (t.clone(), p as i32, hw, lso))
@@ -483,7 +506,12 @@ pub(crate) fn committed_offsets(bootstrap: &str, topic: &str) -> Vec<i64> {
 
 /// The end offset (high watermark) of each partition of `topic`.
 pub(crate) fn end_offsets(bootstrap: &str, topic: &str) -> Vec<i64> {
-    watermarks(bootstrap, topic).into_iter().map(|w| w.0).collect()
+    watermarks(bootstrap, &[topic.to_owned()])
+        .pop()
+        .unwrap()
+        .into_iter()
+        .map(|w| w.0)
+        .collect()
 }
 
 /// Waits until the application processed all the input: `data` committed to its end, and
@@ -576,7 +604,15 @@ fn check_partition<T: PartialEq + std::fmt::Debug>(
 /// records stay in the same partition number throughout.) Then counts what `read_uncommitted`
 /// sees beyond the committed records: the aborted transactions.
 pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
-    let data = read_topic(bootstrap, INPUT, "read_committed");
+    let mut topics = written_topics();
+    topics.push(INPUT.to_owned());
+    let (committed, uncommitted) = std::thread::scope(|s| {
+        let c = s.spawn(|| read_topics(bootstrap, &topics, "read_committed"));
+        let u = s.spawn(|| read_topics(bootstrap, &topics, "read_uncommitted"));
+        (c.join().unwrap(), u.join().unwrap())
+    });
+    let committed_of = |t: &str| &committed[topics.iter().position(|x| x == t).unwrap()];
+    let data = committed_of(INPUT);
     // The input is exactly what the driver had acknowledged.
     let mut in_data = 0;
     for (p, records) in data.iter().enumerate() {
@@ -616,7 +652,7 @@ pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
         .collect();
 
     for topic in ["echo", REPARTITION] {
-        let out = read_topic(bootstrap, topic, "read_committed");
+        let out = committed_of(topic);
         for p in 0..PARTITIONS as usize {
             let got: Vec<(String, i32)> = out[p]
                 .iter()
@@ -624,9 +660,6 @@ pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
                 .collect();
             check_partition(topic, p, &data[p], &got, &inputs[p]);
         }
-        verified
-            .committed
-            .insert(topic.to_owned(), out.iter().map(Vec::len).sum());
     }
     let running = |f: &dyn Fn(Option<i64>, i32) -> i64| -> Vec<Vec<(String, i64)>> {
         inputs
@@ -644,11 +677,7 @@ pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
             .collect()
     };
     let expected: [(&str, Vec<Vec<(String, i64)>>, bool); 4] = [
-        (
-            "sum",
-            running(&|a, v| a.unwrap_or(0) + i64::from(v)),
-            true,
-        ),
+        ("sum", running(&|a, v| a.unwrap_or(0) + i64::from(v)), true),
         (
             "min",
             running(&|a, v| a.unwrap_or(i64::MAX).min(i64::from(v))),
@@ -662,7 +691,7 @@ pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
         ("cnt", running(&|a, _| a.unwrap_or(0) + 1), true),
     ];
     for (topic, expected, long) in expected {
-        let out = read_topic(bootstrap, topic, "read_committed");
+        let out = committed_of(topic);
         for p in 0..PARTITIONS as usize {
             let got: Vec<(String, i64)> = out[p]
                 .iter()
@@ -677,19 +706,14 @@ pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
                 .collect();
             check_partition(topic, p, &data[p], &got, &expected[p]);
         }
-        verified
-            .committed
-            .insert(topic.to_owned(), out.iter().map(Vec::len).sum());
     }
 
     // Aborted transactions: what read_uncommitted sees beyond the committed records.
-    for topic in written_topics() {
-        let committed = read_topic(bootstrap, &topic, "read_committed");
-        let uncommitted = read_topic(bootstrap, &topic, "read_uncommitted");
+    for (t, topic) in topics.iter().enumerate() {
         let mut aborted = 0;
         for p in 0..PARTITIONS as usize {
-            let c = &committed[p];
-            let u = &uncommitted[p];
+            let c = &committed[t][p];
+            let u = &uncommitted[t][p];
             assert!(
                 u.len() >= c.len(),
                 "{topic}-{p}: fewer records read uncommitted than committed"
@@ -707,9 +731,12 @@ pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
         }
         verified
             .committed
-            .entry(topic.clone())
-            .or_insert(committed.iter().map(Vec::len).sum());
-        verified.aborted.insert(topic, aborted);
+            .insert(topic.clone(), committed[t].iter().map(Vec::len).sum());
+        if topic != INPUT {
+            verified.aborted.insert(topic.clone(), aborted);
+        } else {
+            assert_eq!(aborted, 0, "data is not written transactionally");
+        }
     }
     verified
 }
