@@ -65,7 +65,7 @@ mod txn;
 pub use broker::{
     decode_fetched, decode_fetched_committed, decode_fetched_shared, AlterConfigOp, Broker,
     ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
-    PartitionDescription, ProduceRecord, TopicDescription, TransactionalProducer,
+    PartitionDescription, ProduceRecord, RecordsRead, TopicDescription, TransactionalProducer,
     TxnOffsetCommitError, TxnProducerError, TxnProducerResult, TRANSACTION_STATE_TOPIC,
 };
 pub use config::{

@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! cargo run -p examples --example gps-trucks -- [--trucks N] [--minutes M] [--seed S]
-//!     [--data-dir DIR] [--threads N] [--follow [--speed X]]
+//!     [--data-dir DIR] [--threads N] [--follow [--speed X]] [--exactly-once]
 //! cargo run -p examples --example gps-trucks -- --bootstrap-server HOST:PORT
 //!     [--application-id ID] [--no-produce] [--until-idle SECS] [--trucks N] [--minutes M]
-//!     [--seed S] [--data-dir DIR] [--threads N]
+//!     [--seed S] [--data-dir DIR] [--threads N] [--exactly-once]
 //! ```
 //!
 //! Generates the reports of N trucks over M minutes of event time (one per truck every 20
@@ -45,6 +45,7 @@ use examples::gps_trucks::{
     FleetResults, GpsTrucks, Options, APPLICATION_ID, GRACE, SPEED_ADVANCE, SPEED_LIMIT_KMH,
     SPEED_WINDOW, STATS_WINDOW,
 };
+use streams_core::ProcessingGuarantee;
 
 /// A fleet of trucks on the embedded broker or a cluster: latest positions, distance and
 /// average speed per truck and window, speeding and geofence alerts.
@@ -105,6 +106,19 @@ struct Args {
         requires = "bootstrap"
     )]
     session_timeout_ms: u64,
+    /// `processing.guarantee=exactly_once_v2`: the results, the state changelogs and the
+    /// input offsets are committed in one transaction, so a crash neither loses nor
+    /// duplicates a result (at-least-once otherwise).
+    #[arg(long = "exactly-once")]
+    exactly_once: bool,
+}
+
+fn guarantee(args: &Args) -> ProcessingGuarantee {
+    if args.exactly_once {
+        ProcessingGuarantee::ExactlyOnceV2
+    } else {
+        ProcessingGuarantee::AtLeastOnce
+    }
 }
 
 fn at_least_one(value: &str) -> Result<usize, String> {
@@ -219,6 +233,7 @@ fn run_cluster(args: &Args, server: &str, fleet: &Fleet) -> Result<(), Box<dyn s
     options.application_id = args.application_id.clone();
     options.threads = args.threads;
     options.session_timeout = Duration::from_millis(args.session_timeout_ms);
+    options.processing_guarantee = guarantee(args);
     let (state_tx, state_rx) = mpsc::channel();
     let mut app = cluster::start(&options)?;
     app.set_state_listener(move |new, _old| {
@@ -314,6 +329,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut options = Options::new(&data_dir);
     options.threads = args.threads;
+    options.processing_guarantee = guarantee(&args);
     let app = GpsTrucks::start(&options)?;
     if args.follow {
         let started = std::time::Instant::now();

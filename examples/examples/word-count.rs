@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! cargo run -p examples --example word-count -- [--input FILE | -] [--top N]
-//!     [--data-dir DIR] [--follow] [--threads N]
+//!     [--data-dir DIR] [--follow] [--threads N] [--exactly-once]
 //! cargo run -p examples --example word-count -- --bootstrap-server HOST:PORT
 //!     [--application-id ID] [--input FILE | -] [--until-idle SECS] [--data-dir DIR]
 //!     [--threads N] [--standby-replicas N] [--instance-id ID] [--config KEY=VALUE]... [--top N]
+//!     [--exactly-once]
 //! ```
 //!
 //! Embedded (the default): reads text (a bundled sample when no input is given), writes its
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use examples::word_count::{self, Options, WordCount};
+use streams_core::ProcessingGuarantee;
 
 /// Word count on the embedded broker: counts the words of a text with a Kafka Streams-style
 /// topology and prints the most frequent ones, the number of distinct words and the total.
@@ -99,6 +101,11 @@ struct Args {
     /// Stream threads of the application (at least 1).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
     threads: usize,
+    /// `processing.guarantee=exactly_once_v2`: every commit writes the counts, the state
+    /// changelogs and the input offsets in one transaction, so a crash neither loses nor
+    /// duplicates a count update (at-least-once otherwise).
+    #[arg(long = "exactly-once")]
+    exactly_once: bool,
 }
 
 fn key_value(value: &str) -> Result<(String, String), String> {
@@ -219,6 +226,11 @@ fn run_cluster(args: &Args, server: &str) -> Result<(), Box<dyn std::error::Erro
     options.threads = args.threads;
     options.session_timeout = Duration::from_millis(args.session_timeout_ms);
     options.commit_interval = Duration::from_millis(args.commit_interval_ms);
+    if args.exactly_once {
+        options
+            .properties
+            .push(("processing.guarantee".into(), "exactly_once_v2".into()));
+    }
     if let Some(n) = args.standby_replicas {
         options
             .properties
@@ -313,6 +325,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut options = Options::new(&data_dir);
     options.threads = args.threads;
+    if args.exactly_once {
+        options.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+    }
     let mut wc = WordCount::start(&options)?;
 
     let (tx, rx) = mpsc::channel();

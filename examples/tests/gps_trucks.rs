@@ -9,6 +9,7 @@ use std::time::Duration;
 use examples::gps_trucks::generator::{generate, Arrival, FleetConfig};
 use examples::gps_trucks::geofence::Crossing;
 use examples::gps_trucks::{oracle, GpsTrucks, Options};
+use streams_core::ProcessingGuarantee;
 
 fn seed() -> u64 {
     let seed = std::env::var("GPS_SEED")
@@ -25,6 +26,21 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn fleet_output_matches_an_independent_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    check_fleet_output(Options::new(dir.path()));
+}
+
+/// The same under `exactly_once_v2`: every output is written in the thread's transactions and
+/// read back `read_committed`.
+#[test]
+fn fleet_output_matches_an_independent_computation_under_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::new(dir.path());
+    options.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+    check_fleet_output(options);
+}
+
+fn check_fleet_output(options: Options) {
     let seed = seed();
     let fleet = generate(&FleetConfig::new(20, 45, seed));
     let want = oracle::expected(&fleet);
@@ -34,8 +50,7 @@ fn fleet_output_matches_an_independent_computation() {
     assert!(want.late > 0, "no report is dropped as late");
     assert!(!want.closed_windows.is_empty() && !want.speeding.is_empty());
 
-    let dir = tempfile::tempdir().unwrap();
-    let app = GpsTrucks::start(&Options::new(dir.path())).unwrap();
+    let app = GpsTrucks::start(&options).unwrap();
     app.produce(&fleet).unwrap();
     app.wait_until_processed(Duration::from_secs(300)).unwrap();
     let got = app.results().unwrap();

@@ -343,6 +343,11 @@ pub trait ClusterConsumer: Send {
     /// processed in it are processed again). Offsets of transactions still open are waited
     /// for (Kafka's `require_stable`), up to the transaction timeout.
     fn reset_to_committed(&mut self) -> Result<()>;
+    /// The offset of the next record this consumer will return for an assigned partition
+    /// (past transaction markers and aborted records it skipped), `None` when unknown.
+    /// A task whose buffer of the partition is empty commits it (Kafka Streams commits
+    /// `Consumer#position` the same way).
+    fn position(&self, partition: &TopicPartition) -> Option<i64>;
     /// Leaves the group.
     fn close(&mut self) -> Result<()>;
 }
@@ -695,9 +700,9 @@ impl EmbeddedProducer {
             Some(p) => match p.send(&to_broker_tp(tp), records) {
                 Ok(info) => Ok(info),
                 Err(TxnProducerError::Produce { source, .. })
-                    if matches!(source, BrokerError::MessageTooLarge { .. }) =>
+                    if matches!(*source, BrokerError::MessageTooLarge { .. }) =>
                 {
-                    Err(source)
+                    Err(*source)
                 }
                 Err(e) => return Err(txn_err(e)),
             },
@@ -778,28 +783,44 @@ struct EmbeddedChangelogSource {
     broker: Broker,
 }
 
+impl EmbeddedChangelogSource {
+    /// The committed records from `from` on, read as a `read_committed` consumer does:
+    /// stretches holding only transaction markers or aborted records are skipped (a read
+    /// returns nothing only at the end of what is stable).
+    fn read_committed(&self, tp: &TopicPartition, mut from: i64) -> Result<Vec<RawRecord>> {
+        loop {
+            let read = self
+                .broker
+                .read_records(
+                    &tp.topic,
+                    tp.partition,
+                    from,
+                    4 << 20,
+                    BrokerIsolation::ReadCommitted,
+                )
+                .map_err(cluster_err)?;
+            match read.next_offset {
+                _ if !read.records.is_empty() => return Ok(read.records),
+                Some(next) => from = next,
+                None => return Ok(Vec::new()),
+            }
+        }
+    }
+}
+
 impl ChangelogSource for EmbeddedChangelogSource {
+    /// The log start and the last stable offset (the end a `read_committed` reader sees).
     fn offsets(&mut self, tp: &TopicPartition) -> Result<(i64, i64)> {
         let o = self
             .broker
             .partition_offsets(&tp.topic, tp.partition)
             .map_err(cluster_err)?;
-        Ok((o.log_start_offset, o.high_watermark))
+        Ok((o.log_start_offset, o.last_stable_offset))
     }
 
     fn read(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ChangelogRecord>> {
-        let data = self
-            .broker
-            .read_partition(
-                &tp.topic,
-                tp.partition,
-                from,
-                4 << 20,
-                BrokerIsolation::ReadCommitted,
-            )
-            .map_err(cluster_err)?;
-        let records = decode_fetched_committed(&tp.topic, &data, from).map_err(cluster_err)?;
-        Ok(records
+        Ok(self
+            .read_committed(tp, from)?
             .into_iter()
             .map(|r| ChangelogRecord {
                 offset: r.offset,
@@ -811,20 +832,9 @@ impl ChangelogSource for EmbeddedChangelogSource {
     }
 
     fn read_consumed(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ConsumedRecord>> {
-        let data = self
-            .broker
-            .read_partition(
-                &tp.topic,
-                tp.partition,
-                from,
-                4 << 20,
-                BrokerIsolation::ReadCommitted,
-            )
-            .map_err(cluster_err)?;
-        let records = decode_fetched_committed(&tp.topic, &data, from).map_err(cluster_err)?;
-        Ok(records
+        Ok(self
+            .read_committed(tp, from)?
             .into_iter()
-            .filter(|r| r.offset >= from)
             .map(to_consumed_record)
             .collect())
     }
@@ -1276,6 +1286,10 @@ impl ClusterConsumer for EmbeddedConsumer {
     fn reset_to_committed(&mut self) -> Result<()> {
         let assigned = self.assigned.clone();
         self.assign(assigned)
+    }
+
+    fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.positions.get(tp).copied()
     }
 
     fn group_metadata(&self) -> ConsumerGroupMetadata {

@@ -382,6 +382,7 @@ impl TaskManager {
     /// record them in the tasks and write checkpoints when due.
     pub(crate) fn commit(
         &mut self,
+        position: &dyn Fn(&TopicPartition) -> Option<i64>,
         commit_offsets: &mut dyn FnMut(&OffsetsWithMetadata) -> Result<()>,
     ) -> Result<()> {
         for task in self.tasks.values_mut() {
@@ -390,7 +391,7 @@ impl TaskManager {
         self.collector.lock().flush()?;
         let mut with_metadata = BTreeMap::new();
         for task in self.tasks.values() {
-            with_metadata.extend(task.offsets_to_commit());
+            with_metadata.extend(task.offsets_to_commit(position));
         }
         commit_offsets(&with_metadata)?;
         let offsets: BTreeMap<TopicPartition, i64> = with_metadata
@@ -814,7 +815,7 @@ mod tests {
             .checkpoint();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let written = loop {
-            tasks.commit(&mut |_| Ok(())).unwrap();
+            tasks.commit(&|_| None, &mut |_| Ok(())).unwrap();
             let written = checkpoint.read().unwrap();
             if !written.is_empty() {
                 break written;

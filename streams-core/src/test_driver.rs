@@ -161,7 +161,7 @@ impl DriverInner {
 
     /// The task manager's commit; the driver has no group, so offsets are only recorded.
     fn commit(&mut self) -> Result<()> {
-        self.tasks.commit(&mut |_offsets| Ok(()))
+        self.tasks.commit(&|_| None, &mut |_offsets| Ok(()))
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use broker_embedded::{Broker, BrokerConfig, NewTopic};
 use streams_core::{
-    AssignmentEvent, AssignmentSpec, Cluster, ClusterConsumer, EmbeddedCluster, OffsetReset,
-    StreamsError, Subscription, TaskId, TopicPartition,
+    AssignmentEvent, AssignmentSpec, Cluster, ClusterConsumer, EmbeddedCluster, IsolationLevel,
+    OffsetReset, StreamsError, Subscription, TaskId, TopicPartition,
 };
 
 const GROUP: &str = "membership";
@@ -83,7 +83,7 @@ fn consumers_of_two_clusters_share_one_group_and_stale_members_cannot_commit() {
     broker.create_topic(NewTopic::new("in", 4)).unwrap();
 
     let mut c1 = EmbeddedCluster::new(broker.clone())
-        .consumer(GROUP, "c1")
+        .consumer(GROUP, "c1", IsolationLevel::ReadUncommitted)
         .unwrap();
     c1.subscribe(subscription(1)).unwrap();
     let all = poll_until_assigned(c1.as_mut(), Vec::new(), 0);
@@ -95,7 +95,7 @@ fn consumers_of_two_clusters_share_one_group_and_stale_members_cannot_commit() {
     // A consumer of another EmbeddedCluster joins the same group: the old per-cluster
     // groups would have given each consumer every partition.
     let mut c2 = EmbeddedCluster::new(broker.clone())
-        .consumer(GROUP, "c2")
+        .consumer(GROUP, "c2", IsolationLevel::ReadUncommitted)
         .unwrap();
     c2.subscribe(subscription(2)).unwrap();
     let (mine1, mine2) = std::thread::scope(|s| {

@@ -11,14 +11,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use broker_embedded::{Broker, BrokerConfig, TopicPartition};
-use common::{join_lines, kill, read_partition, spawn_child_test, XorShift};
+use broker_embedded::{Broker, BrokerConfig, IsolationLevel, TopicPartition, TxnState};
+use common::{
+    join_lines, kill, read_partition, read_partition_isolated, spawn_child_test, XorShift,
+};
 use examples::word_count::{
     self, delete_local_state, direct_count, read_counts, words, Options, WordCount, APPLICATION_ID,
     INPUT_TOPIC, OUTPUT_TOPIC, STORE,
 };
 use proptest::prelude::*;
-use streams_core::{I64Serde, StreamsConfig, StringSerde, TopologyTestDriver, VoidSerde};
+use streams_core::{
+    I64Serde, ProcessingGuarantee, StreamsConfig, StringSerde, TopologyTestDriver, VoidSerde,
+};
 
 /// Bound of every wait for the application to process its input.
 const WAIT: Duration = Duration::from_secs(90);
@@ -345,14 +349,21 @@ fn deleted_local_state_is_restored_from_the_changelog() {
 
 const CHILD_ENV: &str = "WORD_COUNT_CRASH_CHILD";
 const ROUND_ENV: &str = "WORD_COUNT_CRASH_ROUND";
+/// Set: the child runs with `processing.guarantee = exactly_once_v2`.
+const EOS_ENV: &str = "WORD_COUNT_CRASH_EOS";
 const CRASH_LINES: usize = 20_000;
 
 /// Odd rounds run without a record cache: every count update then goes to the store, its
 /// changelog and the output at once, so a kill between two commits leaves them ahead of the
 /// committed offsets (the over-count case of at-least-once). Round 2 runs two stream threads.
-fn crash_options(dir: &Path, round: u64) -> Options {
+fn crash_options(dir: &Path, round: u64, exactly_once: bool) -> Options {
     let mut o = Options::new(dir);
     o.commit_interval = Duration::from_millis(200);
+    if exactly_once {
+        // Long enough that kills land inside open transactions with records in them.
+        o.commit_interval = Duration::from_millis(500);
+        o.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+    }
     // The group outlives the killed child (it is stored in the broker): the next child
     // waits for the dead members' sessions to expire, so keep them at the broker's minimum.
     o.session_timeout = Duration::from_secs(6);
@@ -375,7 +386,8 @@ fn word_count_crash_child() {
         return;
     };
     let round: u64 = std::env::var(ROUND_ENV).unwrap().parse().unwrap();
-    let mut wc = WordCount::start(&crash_options(Path::new(&dir), round)).unwrap();
+    let eos = std::env::var(EOS_ENV).is_ok_and(|v| v == "1");
+    let mut wc = WordCount::start(&crash_options(Path::new(&dir), round, eos)).unwrap();
     println!("started");
     wc.produce_lines(&generated_lines(100 + round, CRASH_LINES))
         .unwrap();
@@ -404,6 +416,56 @@ fn word_count_crash_child() {
     }
 }
 
+/// Runs the crash child of `round` on `dir` and SIGKILLs it once it has processed
+/// `fraction` of the round's records (input lines and repartitioned words) and committed at
+/// least once; returns the records it had processed.
+fn run_child_and_kill(dir: &Path, round: u64, fraction: f64, exactly_once: bool) -> u64 {
+    let lines = generated_lines(100 + round, CRASH_LINES);
+    let records = lines.len() + lines.iter().map(|l| words(l).count()).sum::<usize>();
+    let threshold = (records as f64 * fraction) as u64;
+    let round_env = round.to_string();
+    let (child, rx) = spawn_child_test(
+        "word_count_crash_child",
+        &[
+            (CHILD_ENV, dir.as_os_str()),
+            (ROUND_ENV, round_env.as_ref()),
+            (
+                EOS_ENV,
+                std::ffi::OsStr::new(if exactly_once { "1" } else { "" }),
+            ),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut produced = false;
+    let processed_at_kill = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(e) => {
+                panic!("round {round}: the child did not reach {threshold} processed records: {e}")
+            }
+        };
+        if let Some(e) = line.strip_prefix("error ") {
+            panic!("round {round}: the child's application failed: {e}");
+        }
+        if line == "produced" {
+            produced = true;
+        }
+        // Kill mid-way, once this run has committed at least once.
+        if let Some((n, c)) = line
+            .strip_prefix("progress ")
+            .and_then(|p| p.split_once(' '))
+        {
+            let (n, c): (u64, i64) = (n.parse().unwrap(), c.parse().unwrap());
+            if produced && n >= threshold && c > 0 {
+                break n;
+            }
+        }
+    };
+    kill(child); // SIGKILL
+    processed_at_kill
+}
+
 #[test]
 fn sigkill_over_counts_only_what_was_not_committed() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -418,44 +480,7 @@ fn sigkill_over_counts_only_what_was_not_committed() {
     // committed at least once).
     for (round, fraction) in [(0u64, 0.3f64), (1, 0.5), (2, 0.8)] {
         let lines = generated_lines(100 + round, CRASH_LINES);
-        let records = lines.len() + lines.iter().map(|l| words(l).count()).sum::<usize>();
-        let threshold = (records as f64 * fraction) as u64;
-        let round_env = round.to_string();
-        let (child, rx) = spawn_child_test(
-            "word_count_crash_child",
-            &[
-                (CHILD_ENV, dir.path().as_os_str()),
-                (ROUND_ENV, round_env.as_ref()),
-            ],
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut produced = false;
-        let processed_at_kill = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(e) => panic!(
-                    "round {round}: the child did not reach {threshold} processed records: {e}"
-                ),
-            };
-            if let Some(e) = line.strip_prefix("error ") {
-                panic!("round {round}: the child's application failed: {e}");
-            }
-            if line == "produced" {
-                produced = true;
-            }
-            // Kill mid-way, once this run has committed at least once.
-            if let Some((n, c)) = line
-                .strip_prefix("progress ")
-                .and_then(|p| p.split_once(' '))
-            {
-                let (n, c): (u64, i64) = (n.parse().unwrap(), c.parse().unwrap());
-                if produced && n >= threshold && c > 0 {
-                    break n;
-                }
-            }
-        };
-        kill(child); // SIGKILL
+        let processed_at_kill = run_child_and_kill(dir.path(), round, fraction, false);
         produced_lines.extend(lines);
 
         // What the restarted application may process a second time: everything after the
@@ -490,7 +515,7 @@ fn sigkill_over_counts_only_what_was_not_committed() {
     }
 
     // Restart in-process on the same data dir and let it finish.
-    let wc = WordCount::start(&crash_options(dir.path(), 0)).unwrap();
+    let wc = WordCount::start(&crash_options(dir.path(), 0, false)).unwrap();
     wc.wait_until_processed(WAIT).unwrap();
     let counts = wc.counts().unwrap();
     wc.close().unwrap();
@@ -519,6 +544,99 @@ fn sigkill_over_counts_only_what_was_not_committed() {
          offsets): {tails:?}; total over-count {over}, bound {}",
         bound.values().sum::<i64>()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. SIGKILL: exactly once
+
+/// Records of `topics` (every partition) readable `read_uncommitted` and `read_committed`.
+fn uncommitted_and_committed(broker: &Broker, topics: &[&str]) -> (usize, usize) {
+    let (mut all, mut committed) = (0, 0);
+    for topic in topics {
+        let partitions = i32::try_from(broker.partition_count(topic).unwrap()).unwrap();
+        for p in 0..partitions {
+            all +=
+                read_partition_isolated(broker, topic, p, 0, IsolationLevel::ReadUncommitted).len();
+            committed += read_partition(broker, topic, p, 0).len();
+        }
+    }
+    (all, committed)
+}
+
+/// Under exactly_once_v2, three SIGKILLs in the middle of open transactions (a commit every
+/// 500 ms; cache off in one round, two threads in another) leave counts that are exactly
+/// those of the input: the killed transactions are aborted when the restarted instance's
+/// producer (same `transactional.id`, from the process id kept in the state directory)
+/// initializes, the local state they touched is wiped and restored, and their input is
+/// processed again. The aborted records are still in the logs (visible `read_uncommitted`),
+/// which shows the kills did land inside transactions.
+#[test]
+fn sigkill_under_exactly_once_neither_loses_nor_duplicates_a_count() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut produced_lines: Vec<String> = Vec::new();
+    let mut kills = Vec::new();
+    for (round, fraction) in [(0u64, 0.3f64), (1, 0.5), (2, 0.8)] {
+        let processed = run_child_and_kill(dir.path(), round, fraction, true);
+        produced_lines.extend(generated_lines(100 + round, CRASH_LINES));
+        kills.push((round, processed));
+    }
+    let changelog = format!("{APPLICATION_ID}-{STORE}-changelog");
+    let topics = [OUTPUT_TOPIC, REPARTITION_TOPIC, changelog.as_str()];
+
+    let wc = WordCount::start(&crash_options(dir.path(), 0, true)).unwrap();
+    wc.wait_until_processed(WAIT).unwrap();
+    let counts = wc.counts().unwrap();
+    let (uncommitted, committed) = uncommitted_and_committed(wc.broker(), &topics);
+    let listings = wc.broker().transaction_coordinator().list(&[], &[], -1, 0);
+    let open = listings
+        .iter()
+        .filter(|t| t.state == TxnState::Ongoing)
+        .count();
+    let mut ids: Vec<String> = listings.into_iter().map(|t| t.transactional_id).collect();
+    ids.sort();
+    wc.close().unwrap();
+
+    let truth = direct_count(&join_lines(&[&produced_lines]));
+    let wrong: Vec<_> = truth
+        .iter()
+        .filter(|(w, t)| counts.get(*w) != Some(*t))
+        .map(|(w, t)| (w.clone(), *t, counts.get(w).copied()))
+        .take(10)
+        .collect();
+    assert!(
+        wrong.is_empty() && counts.len() == truth.len(),
+        "counts differ from the input's (word, truth, counted): {wrong:?}; {} words counted, \
+         {} in the input",
+        counts.len(),
+        truth.len()
+    );
+    eprintln!(
+        "kills (round, processed): {kills:?}; records in {topics:?}: {uncommitted} \
+         read_uncommitted, {committed} read_committed; {open} transactions left open"
+    );
+    assert!(
+        uncommitted > committed,
+        "no aborted record in {topics:?}: the kills did not land inside transactions"
+    );
+    // One transactional id per stream thread for all four runs: `<application.id>-<process
+    // id>-<thread>`, the process id read back from the state directory at each restart.
+    assert_eq!(ids.len(), 2, "transactional ids: {ids:?}");
+    let process = ids[0]
+        .strip_prefix(&format!("{APPLICATION_ID}-"))
+        .and_then(|rest| rest.strip_suffix("-1"))
+        .unwrap_or_else(|| panic!("transactional id {} is not <app>-<process>-1", ids[0]));
+    assert!(uuid_like(process), "process id `{process}` is not a UUID");
+    assert_eq!(ids[1], format!("{APPLICATION_ID}-{process}-2"));
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36
+        && s.chars().enumerate().all(|(i, c)| {
+            matches!(i, 8 | 13 | 18 | 23) == (c == '-') && (c == '-' || c.is_ascii_hexdigit())
+        })
 }
 
 #[test]

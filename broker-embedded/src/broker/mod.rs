@@ -19,7 +19,9 @@ mod txn_markers;
 mod txn_producer;
 mod types;
 
-pub use produce_fetch::{decode_fetched, decode_fetched_committed, decode_fetched_shared};
+pub use produce_fetch::{
+    decode_fetched, decode_fetched_committed, decode_fetched_shared, RecordsRead,
+};
 pub use transactions::{TxnOffsetCommitError, TRANSACTION_STATE_TOPIC};
 pub use txn_producer::{TransactionalProducer, TxnProducerError, TxnProducerResult};
 pub use types::{

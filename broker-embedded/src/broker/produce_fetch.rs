@@ -56,6 +56,36 @@ impl Broker {
         self.read_partition_with(topic, partition, offset, max_bytes, isolation, true)
     }
 
+    /// Reads and decodes the records of a partition from `offset` as a consumer with
+    /// `isolation` sees them (read_committed: up to the last stable offset, records of
+    /// aborted transactions dropped; control batches always skipped). Records before
+    /// `offset` in the first batch are left out. [`RecordsRead::next_offset`] is where the next
+    /// read starts: past the last batch read, markers and aborted records included, so a
+    /// stretch without any record to return still makes progress.
+    pub fn read_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+    ) -> Result<RecordsRead> {
+        let data = self.read_partition(topic, partition, offset, max_bytes, isolation)?;
+        let records = match isolation {
+            IsolationLevel::ReadCommitted => decode_fetched_committed(topic, &data, offset)?,
+            IsolationLevel::ReadUncommitted => decode_fetched_shared(topic, &data.records, offset)?,
+        };
+        let next_offset = BatchIter::new(&data.records)
+            .filter_map(std::result::Result::ok)
+            .last()
+            .map(|b| b.header.next_offset())
+            .filter(|&next| next > offset);
+        Ok(RecordsRead {
+            records: records.into_iter().filter(|r| r.offset >= offset).collect(),
+            next_offset,
+        })
+    }
+
     /// As [`Broker::read_partition`]; with `min_one_batch = false` a first batch larger than
     /// `max_bytes` is left out (KIP-74: only the first partition of a response may exceed).
     pub fn read_partition_with(
@@ -155,6 +185,16 @@ impl Broker {
     pub fn partition_offsets(&self, topic: &str, partition: i32) -> Result<LogOffsets> {
         Ok(self.log(topic, partition)?.offsets())
     }
+}
+
+/// What [`Broker::read_records`] read.
+#[derive(Debug, Clone, Default)]
+pub struct RecordsRead {
+    /// The records, in offset order.
+    pub records: Vec<Record>,
+    /// Where the next read starts; `None` when nothing was read (the end of what
+    /// `isolation` may see).
+    pub next_offset: Option<i64>,
 }
 
 /// Encodes records for the in-process produce path (CreateTime, no producer id).

@@ -46,7 +46,7 @@ pub enum TxnProducerError {
         /// The transactional id.
         transactional_id: String,
         /// What the group or the coordinator answered.
-        source: TxnOffsetCommitError,
+        source: Box<TxnOffsetCommitError>,
     },
     /// Appending to a partition failed.
     #[error("producing to {partition} in the transaction of `{transactional_id}`: {source}")]
@@ -56,7 +56,7 @@ pub enum TxnProducerError {
         /// The partition.
         partition: TopicPartition,
         /// What the log answered.
-        source: BrokerError,
+        source: Box<BrokerError>,
     },
     /// A call out of order (sending outside a transaction, beginning twice).
     #[error("transactional producer `{transactional_id}`: {detail}")]
@@ -75,11 +75,11 @@ impl TxnProducerError {
         match self {
             Self::Fenced { .. } => true,
             Self::OffsetCommit { source, .. } => matches!(
-                source,
+                **source,
                 TxnOffsetCommitError::Transaction(TxnError::ProducerFenced { .. })
             ),
             Self::Produce { source, .. } => {
-                matches!(source, BrokerError::InvalidProducerEpoch { .. })
+                matches!(**source, BrokerError::InvalidProducerEpoch { .. })
             }
             _ => false,
         }
@@ -88,13 +88,13 @@ impl TxnProducerError {
     /// True when the group refused the offsets because the member is not in the group's
     /// current generation (its partitions moved: Kafka Streams' `TaskMigratedException`).
     pub fn is_group_membership(&self) -> bool {
-        matches!(
-            self,
-            Self::OffsetCommit {
-                source: TxnOffsetCommitError::Group(g),
-                ..
-            } if !matches!(g, GroupError::Storage(_))
-        )
+        match self {
+            Self::OffsetCommit { source, .. } => match &**source {
+                TxnOffsetCommitError::Group(g) => !matches!(g, GroupError::Storage(_)),
+                TxnOffsetCommitError::Transaction(_) => false,
+            },
+            _ => false,
+        }
     }
 }
 
@@ -279,7 +279,7 @@ impl TransactionalProducer {
         let produce_err = |source| TxnProducerError::Produce {
             transactional_id: self.transactional_id.clone(),
             partition: tp.clone(),
-            source,
+            source: Box::new(source),
         };
         let mut batch =
             encode_batch(&spec, &recs).map_err(|e| produce_err(BrokerError::InvalidBatch(e)))?;
@@ -325,7 +325,7 @@ impl TransactionalProducer {
             .map_err(|source| TxnProducerError::Produce {
                 transactional_id: self.transactional_id.clone(),
                 partition: TopicPartition::new(OFFSETS_TOPIC, 0),
-                source,
+                source: Box::new(source),
             })?;
         let tp = TopicPartition::new(OFFSETS_TOPIC, self.broker.offsets_partition_for(group));
         self.add_partition(&tp)?;
@@ -342,7 +342,7 @@ impl TransactionalProducer {
                 TxnOffsetCommitError::Transaction(e) => self.txn_error(e),
                 source => TxnProducerError::OffsetCommit {
                     transactional_id: self.transactional_id.clone(),
-                    source,
+                    source: Box::new(source),
                 },
             })
     }

@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use streams_core::{KafkaCluster, StreamsApp, StreamsConfig};
+use streams_core::{KafkaCluster, ProcessingGuarantee, StreamsApp, StreamsConfig};
 
 use super::generator::Fleet;
 use super::{
@@ -55,6 +55,8 @@ pub struct ClusterOptions {
     pub commit_interval: Duration,
     /// `session.timeout.ms`.
     pub session_timeout: Duration,
+    /// `processing.guarantee`.
+    pub processing_guarantee: ProcessingGuarantee,
 }
 
 impl ClusterOptions {
@@ -68,6 +70,7 @@ impl ClusterOptions {
             threads: 2,
             commit_interval: Duration::from_millis(200),
             session_timeout: Duration::from_secs(10),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
         }
     }
 
@@ -78,7 +81,8 @@ impl ClusterOptions {
             .state_dir(&self.state_dir)
             .num_stream_threads(self.threads)
             .commit_interval(self.commit_interval)
-            .session_timeout(self.session_timeout);
+            .session_timeout(self.session_timeout)
+            .processing_guarantee(self.processing_guarantee);
         Ok(with_app_settings(config))
     }
 }

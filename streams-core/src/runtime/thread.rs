@@ -523,16 +523,25 @@ impl StreamThread {
             self.tasks
                 .limit_standbys(&mut |tp| cluster.committed_offset(group, tp))?;
         }
+        let positions: BTreeMap<TopicPartition, i64> = self
+            .tasks
+            .input_partitions()
+            .into_iter()
+            .filter_map(|tp| self.consumer.position(&tp).map(|p| (tp, p)))
+            .collect();
+        let position = |tp: &TopicPartition| positions.get(tp).copied();
         let result = if self.exactly_once {
             // Outputs, changelog records and input offsets in one transaction.
             let collector = Arc::clone(self.tasks.collector());
             let group = self.consumer.group_metadata();
-            self.tasks
-                .commit(&mut |offsets| collector.lock().commit_transaction(offsets, &group))
+            self.tasks.commit(&position, &mut |offsets| {
+                collector.lock().commit_transaction(offsets, &group)
+            })
         } else {
             let consumer = &mut self.consumer;
-            self.tasks
-                .commit(&mut |offsets| consumer.commit_with_metadata(offsets))
+            self.tasks.commit(&position, &mut |offsets| {
+                consumer.commit_with_metadata(offsets)
+            })
         };
         match result {
             Ok(()) => {}

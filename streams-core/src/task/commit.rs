@@ -34,11 +34,30 @@ impl Task {
 
     /// Input offsets to commit (next offset to read per partition) that changed since the
     /// last commit, each with Kafka's commit metadata (`TopicPartitionMetadata`: the
-    /// partition time and the task's processor metadata).
-    pub(crate) fn offsets_to_commit(&self) -> BTreeMap<TopicPartition, (i64, String)> {
+    /// partition time and the task's processor metadata). As Kafka's
+    /// `StreamTask#committableOffsetsAndMetadata`: a partition whose buffer is empty commits
+    /// the consumer's `position` when it is ahead of the last record processed, so offsets
+    /// move past transaction markers and aborted records (under exactly-once the committed
+    /// offset then reaches the end of the partition).
+    pub(crate) fn offsets_to_commit(
+        &self,
+        position: &dyn Fn(&TopicPartition) -> Option<i64>,
+    ) -> BTreeMap<TopicPartition, (i64, String)> {
         self.consumed
             .iter()
-            .filter(|(tp, o)| self.committed.get(*tp) != Some(*o))
+            .map(|(tp, &o)| {
+                let drained = self
+                    .queues
+                    .iter()
+                    .find(|q| &q.partition == tp)
+                    .is_none_or(|q| q.raw.is_empty() && q.head_offset.is_none());
+                let o = match position(tp) {
+                    Some(p) if drained && p > o => p,
+                    _ => o,
+                };
+                (tp, o)
+            })
+            .filter(|(tp, o)| self.committed.get(*tp) != Some(o))
             .map(|(tp, o)| {
                 let partition_time = self
                     .queues
@@ -47,7 +66,7 @@ impl Task {
                     .map_or(-1, |q| q.partition_time);
                 let metadata =
                     offset_metadata::encode(partition_time, &self.ctx.processor_metadata);
-                (tp.clone(), (*o, metadata))
+                (tp.clone(), (o, metadata))
             })
             .collect()
     }

@@ -472,22 +472,14 @@ impl Task {
             tracing::info!(task = %self.id, store, changelog = %tp, from = start, to = end, "restoring");
             let mut next = start;
             let mut records = Vec::new();
-            loop {
-                // The reader may end before `end` without an error: the offsets left are
-                // no records (a transaction's COMMIT/ABORT marker at the end of every
-                // exactly-once changelog, aborted records, compaction gaps). What was read
-                // is applied then too.
-                let batch = if next < end {
-                    read_changelog(reader, tp, next, source_topic)?
-                } else {
-                    None
-                };
-                let done = batch.is_none();
-                if let Some((last, batch)) = batch {
-                    next = last + 1;
-                    records.extend(batch.into_iter().filter(|r| r.offset < end));
-                }
-                if records.len() >= 50_000 || (done && !records.is_empty()) {
+            while next < end {
+                // Nothing more to read before `end`: the rest are transaction markers or
+                // aborted records, which a read_committed read skips.
+                let (last, batch) = read_changelog(reader, tp, next, source_topic)?
+                    .unwrap_or((end - 1, Vec::new()));
+                next = last + 1;
+                records.extend(batch.into_iter().filter(|r| r.offset < end));
+                if records.len() >= 50_000 || next >= end {
                     open.convert_restored(&mut records);
                     let progress = restorer.restore(
                         open.store.get_mut().restorable(),
@@ -501,9 +493,6 @@ impl Task {
                     if let Some(last) = progress.last_restored_offset {
                         self.store_offsets.insert(tp.clone(), last);
                     }
-                }
-                if done {
-                    break;
                 }
             }
         }

@@ -570,6 +570,15 @@ impl ClusterConsumer for WireConsumer {
         Some((end - position).max(0))
     }
 
+    /// Records held back for a paused partition come first; otherwise the position after
+    /// the last record returned.
+    fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        if let Some(first) = self.held.get(tp).and_then(|h| h.first()) {
+            return Some(first.offset);
+        }
+        self.positions.get(tp).copied()
+    }
+
     fn reset_to_committed(&mut self) -> Result<()> {
         let sub = self.subscription()?.clone();
         let assigned = self.assigned.clone();

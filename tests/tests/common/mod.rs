@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use broker_embedded::record::Record;
 use broker_embedded::{
-    decode_fetched, partition_for_key, Broker, BrokerConfig, IsolationLevel, NewTopic,
-    ProduceRecord, TopicPartition,
+    partition_for_key, Broker, BrokerConfig, IsolationLevel, NewTopic, ProduceRecord,
+    TopicPartition,
 };
 use streams_core::{EmbeddedCluster, StreamsApp, StreamsConfig, StreamsState, Topology};
 
@@ -248,12 +248,30 @@ pub(crate) fn produce_events(
 // Reading
 
 /// Every record of a partition from offset `from` (or the log start, if later) to the end,
-/// read committed, in offset order.
+/// read committed (records of aborted transactions skipped), in offset order.
 pub(crate) fn read_partition(
     broker: &Broker,
     topic: &str,
     partition: i32,
     from: i64,
+) -> Vec<Record> {
+    read_partition_isolated(
+        broker,
+        topic,
+        partition,
+        from,
+        IsolationLevel::ReadCommitted,
+    )
+}
+
+/// As [`read_partition`], with `isolation`: `ReadUncommitted` also returns the records of
+/// aborted and open transactions (up to the high watermark).
+pub(crate) fn read_partition_isolated(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    isolation: IsolationLevel,
 ) -> Vec<Record> {
     let mut out = Vec::new();
     let start = broker
@@ -262,21 +280,14 @@ pub(crate) fn read_partition(
         .log_start_offset;
     let mut offset = from.max(start);
     loop {
-        let data = broker
-            .read_partition(
-                topic,
-                partition,
-                offset,
-                4 << 20,
-                IsolationLevel::ReadCommitted,
-            )
+        let read = broker
+            .read_records(topic, partition, offset, 4 << 20, isolation)
             .unwrap();
-        let records = decode_fetched(topic, &data.records, offset).unwrap();
-        let Some(last) = records.last() else {
+        let Some(next) = read.next_offset else {
             return out;
         };
-        offset = last.offset + 1;
-        out.extend(records.into_iter().filter(|r| r.offset >= from));
+        offset = next;
+        out.extend(read.records.into_iter().filter(|r| r.offset >= from));
     }
 }
 
