@@ -107,9 +107,12 @@ fn embedded_backend_two_instances_are_exact() {
 
     let start = |name: &str| {
         let config = eos::app_config(None, &dir.path().join(name), COMMIT_INTERVAL, 1);
-        let mut app =
-            StreamsApp::new(eos::topology(), config, EmbeddedCluster::new(broker.clone()))
-                .unwrap();
+        let mut app = StreamsApp::new(
+            eos::topology(),
+            config,
+            EmbeddedCluster::new(broker.clone()),
+        )
+        .unwrap();
         app.start().unwrap();
         app
     };
@@ -119,7 +122,11 @@ fn embedded_backend_two_instances_are_exact() {
     let driver = eos::Driver::start(&addr, seed, 500);
     std::thread::sleep(Duration::from_secs(5));
     let report = driver.stop();
-    eprintln!("driver: {} records sent ({:?})", report.sent.len(), t0.elapsed());
+    eprintln!(
+        "driver: {} records sent ({:?})",
+        report.sent.len(),
+        t0.elapsed()
+    );
     eos::wait_until_drained(&addr, Duration::from_secs(60));
     eprintln!("drained ({:?})", t0.elapsed());
     for app in [&a, &b] {
@@ -134,7 +141,11 @@ fn embedded_backend_two_instances_are_exact() {
     let verified = eos::verify(&addr, &report);
     eprintln!("verified ({:?}): {verified:?}", t0.elapsed());
     assert_eq!(verified.inputs, report.sent.len());
-    assert!(verified.inputs > 1000, "too little input: {}", verified.inputs);
+    assert!(
+        verified.inputs > 1000,
+        "too little input: {}",
+        verified.inputs
+    );
     drop(server);
     broker.shutdown().unwrap();
 }
@@ -322,7 +333,11 @@ impl Instance {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.0.try_wait().unwrap() {
-                assert!(status.success(), "instance {} exited with {status}", self.name);
+                assert!(
+                    status.success(),
+                    "instance {} exited with {status}",
+                    self.name
+                );
                 let lines = self.lines.lock();
                 assert!(
                     lines.iter().any(|l| l == "closed"),

@@ -555,6 +555,9 @@ pub(crate) fn wait_until_drained(bootstrap: &str, timeout: Duration) {
 // ---------------------------------------------------------------------------------------------
 // Verification
 
+/// Expected (key, aggregate) records per partition.
+type Expected = Vec<Vec<(String, i64)>>;
+
 /// What the verifier saw.
 #[derive(Debug, Default)]
 pub(crate) struct Verified {
@@ -682,7 +685,7 @@ pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
             check_partition(topic, p, &data[p], &got, &inputs[p]);
         }
     }
-    let running = |f: &dyn Fn(Option<i64>, i32) -> i64| -> Vec<Vec<(String, i64)>> {
+    let running = |f: &dyn Fn(Option<i64>, i32) -> i64| -> Expected {
         inputs
             .iter()
             .map(|rs| {
@@ -697,7 +700,7 @@ pub(crate) fn verify(bootstrap: &str, driver: &DriverReport) -> Verified {
             })
             .collect()
     };
-    let expected: [(&str, Vec<Vec<(String, i64)>>, bool); 4] = [
+    let expected: [(&str, Expected, bool); 4] = [
         ("sum", running(&|a, v| a.unwrap_or(0) + i64::from(v)), true),
         (
             "min",
