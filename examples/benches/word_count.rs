@@ -5,9 +5,9 @@
 //!     [--rate WORDS_PER_S] [--only-latency] [--guarantees]
 //! ```
 //!
-//! `--guarantees`: instead, at-least-once against exactly_once_v2 in one run — throughput with
-//! caching on at commit.interval.ms 100 ms and 1 s, then latency (caching on, 20 000 words/s)
-//! at the same intervals.
+//! `--guarantees [--rounds N]`: instead, at-least-once against exactly_once_v2 in one run,
+//! alternating, N rounds — throughput with caching on at commit.interval.ms 100 ms and 1 s,
+//! then latency (caching on, 20 000 words/s) at the same intervals.
 //!
 //! 1. Throughput: a pre-loaded input topic (8 partitions, lines of 10 words), the word-count
 //!    topology with its RocksDB store, 2 stream threads; input lines/s and words/s until
@@ -73,6 +73,7 @@ struct Args {
     rate: Option<f64>,
     only_latency: bool,
     guarantees: bool,
+    rounds: usize,
 }
 
 fn parse_args() -> Args {
@@ -83,6 +84,7 @@ fn parse_args() -> Args {
         rate: None,
         only_latency: false,
         guarantees: false,
+        rounds: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,6 +95,7 @@ fn parse_args() -> Args {
             "--rate" => a.rate = it.next().and_then(|v| v.parse().ok()),
             "--only-latency" => a.only_latency = true,
             "--guarantees" => a.guarantees = true,
+            "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(1),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -409,7 +412,10 @@ fn main() {
         vocab.len()
     );
     if args.guarantees {
-        compare_guarantees(&base, &vocab, &input);
+        for round in 1..=args.rounds {
+            println!("round {round} of {}", args.rounds);
+            compare_guarantees(&base, &vocab, &input);
+        }
         return;
     }
     throughput(
