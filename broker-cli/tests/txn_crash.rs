@@ -5,7 +5,8 @@
 //! directory completes the transaction: CompleteCommit/CompleteAbort in
 //! `__transaction_state`, a marker at the end of every partition of the transaction, and a
 //! read_committed consumer that sees exactly the committed records. The librdkafka producer
-//! whose EndTxn was cut off retries it against the restarted broker and gets its answer.
+//! whose EndTxn was cut off retries it against the restarted broker, gets its answer, and
+//! commits a second transaction over the same partitions.
 //!
 //! How the kill lands in the window: the test polls the `__transaction_state` segment of the
 //! transactional id until the Prepare record appears, then the segment of the first
@@ -25,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use broker_embedded::record::{decode_records, BatchIter};
+use broker_embedded::record::{decode_records, BatchIter, Record};
 use broker_embedded::{TxnState, TRANSACTION_STATE_TOPIC};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -186,15 +187,21 @@ fn producer(addr: &str, id: &str) -> TxProducer {
 // Offline reading of a data directory (the broker's own record-batch parser)
 // ---------------------------------------------------------------------------------------
 
-/// The batches of a partition directory's segments, in offset order, up to the first
-/// incomplete or invalid one: `(is_control, producer_id, record key of a control batch)`.
+/// One batch of a partition directory, read offline.
 struct OfflineBatch {
     control: bool,
     producer_id: i64,
+    records: Vec<Record>,
+}
+
+impl OfflineBatch {
     /// For a control batch, its record's key (`version 0 | type`: 0 ABORT, 1 COMMIT).
-    control_key: Option<Vec<u8>>,
-    /// For a data batch, its records' (key, value).
-    records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>,
+    fn control_key(&self) -> Option<&[u8]> {
+        if !self.control {
+            return None;
+        }
+        self.records.first().and_then(|r| r.key.as_deref())
+    }
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
@@ -219,23 +226,10 @@ fn read_partition_dir(dir: &Path) -> Vec<OfflineBatch> {
                 // A torn tail: what follows was never acknowledged.
                 break;
             };
-            let records = decode_records(b.bytes).unwrap();
-            let control = b.header.is_control();
             out.push(OfflineBatch {
-                control,
+                control: b.header.is_control(),
                 producer_id: b.header.producer_id,
-                control_key: control
-                    .then(|| {
-                        records
-                            .first()
-                            .and_then(|r| r.key.as_ref())
-                            .map(|k| k.to_vec())
-                    })
-                    .flatten(),
-                records: records
-                    .into_iter()
-                    .map(|r| (r.key.map(|k| k.to_vec()), r.value.map(|v| v.to_vec())))
-                    .collect(),
+                records: decode_records(b.bytes).unwrap(),
             });
         }
     }
@@ -302,8 +296,8 @@ fn txn_states_in(dir: &Path, transactional_id: &str) -> Vec<TxnStateRecord> {
         .into_iter()
         .filter(|b| !b.control)
         .flat_map(|b| b.records)
-        .filter(|(k, _)| k.as_deref().and_then(decode_txn_key).as_deref() == Some(transactional_id))
-        .map(|(_, v)| decode_txn_value(&v.expect("no tombstone expected")))
+        .filter(|r| r.key.as_deref().and_then(decode_txn_key).as_deref() == Some(transactional_id))
+        .map(|r| decode_txn_value(r.value.as_deref().expect("no tombstone expected")))
         .collect()
 }
 
@@ -317,7 +311,7 @@ fn ends_with_marker(batches: &[OfflineBatch], producer_id: i64, commit: bool) ->
     batches.last().is_some_and(|b| {
         b.control
             && b.producer_id == producer_id
-            && b.control_key.as_deref() == Some(&marker_key(commit))
+            && b.control_key() == Some(&marker_key(commit)[..])
     })
 }
 
@@ -334,47 +328,64 @@ fn file_len(path: &Path) -> u64 {
 // ---------------------------------------------------------------------------------------
 
 /// Every value a consumer with `isolation` reads from the beginning of every partition of
-/// the data topics, up to their ends, sorted. One consumer per topic: librdkafka reports the
-/// end of a partition by its number alone.
+/// the data topics, up to their ends, sorted. One consumer per topic (librdkafka reports the
+/// end of a partition by its number alone), all at once.
 fn read_all(addr: &str, isolation: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let deadline = Instant::now() + T;
-    for t in 0..TOPICS {
-        let topic = topic_name(t);
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", addr)
-            .set("group.id", format!("crash-reader-{isolation}"))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", isolation)
-            .create()
+    let started = Instant::now();
+    let mut out: Vec<String> = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..TOPICS)
+            .map(|t| s.spawn(move || read_topic(addr, &topic_name(t), isolation)))
+            .collect();
+        readers
+            .into_iter()
+            .flat_map(|r| r.join().unwrap())
+            .collect()
+    });
+    out.sort();
+    println!(
+        "read_all({isolation}): {} records in {:?}",
+        out.len(),
+        started.elapsed()
+    );
+    out
+}
+
+fn read_topic(addr: &str, topic: &str, isolation: &str) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", format!("crash-reader-{isolation}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let mut eof = std::collections::HashSet::new();
-        while eof.len() < PARTITIONS as usize {
-            assert!(
-                Instant::now() < deadline,
-                "reading {topic} ({isolation}) timed out after {} records",
-                out.len()
-            );
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    eof.insert(p);
-                }
-                Some(Err(e)) => panic!("consume error: {e}"),
-                None => {}
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut eof = std::collections::HashSet::new();
+    let deadline = Instant::now() + T;
+    while eof.len() < PARTITIONS as usize {
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} ({isolation}) timed out after {} records",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
             }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => panic!("consume error on {topic} ({isolation}): {e}"),
+            None => {}
         }
     }
-    out.sort();
     out
 }
 
@@ -398,6 +409,7 @@ fn attempt(commit: bool, n: usize) -> Option<KillReport> {
     } else {
         (TxnState::PrepareAbort, TxnState::CompleteAbort)
     };
+    let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let log = tmp.path().join("broker.log");
@@ -439,6 +451,7 @@ fn attempt(commit: bool, n: usize) -> Option<KillReport> {
         }
     }
     p.flush(T).unwrap();
+    println!("attempt {n} ({kind}): {:?} to start and send", t0.elapsed());
     sent.sort();
 
     // The transaction is Ongoing on disk; find its `__transaction_state` segment.
@@ -454,6 +467,9 @@ fn attempt(commit: bool, n: usize) -> Option<KillReport> {
         .unwrap();
     let first_len = file_len(&first_segment);
 
+    // Nothing else writes to this partition: sampled before EndTxn, its length changes with
+    // the Prepare record.
+    let mut state_len = file_len(state_segment);
     // End the transaction from another thread: the call blocks until the broker answers.
     let ender: JoinHandle<(TxProducer, KafkaResult<()>, Duration)> =
         std::thread::spawn(move || {
@@ -468,7 +484,6 @@ fn attempt(commit: bool, n: usize) -> Option<KillReport> {
 
     // Watch for the Prepare record, then for the first marker; kill at once.
     let deadline = Instant::now() + T;
-    let mut state_len = file_len(state_segment);
     let mut prepared_at = None;
     let mut saw = Vec::new();
     loop {
@@ -507,7 +522,11 @@ fn attempt(commit: bool, n: usize) -> Option<KillReport> {
         let values: Vec<Vec<u8>> = batches
             .iter()
             .filter(|b| !b.control)
-            .flat_map(|b| b.records.iter().filter_map(|(_, v)| v.clone()))
+            .flat_map(|b| {
+                b.records
+                    .iter()
+                    .filter_map(|r| r.value.as_deref().map(<[u8]>::to_vec))
+            })
             .collect();
         assert_eq!(
             values,
@@ -551,6 +570,7 @@ fn attempt(commit: bool, n: usize) -> Option<KillReport> {
     // Restart on the same directory (and port, so that the producer's retried EndTxn reaches
     // the restarted broker).
     let mut server = serve(&data, &addr, &log);
+    println!("attempt {n}: {:?} to restart", t0.elapsed());
     assert_eq!(server.addr, addr);
 
     // The coordinator completed the transaction before serving.
@@ -567,31 +587,9 @@ fn attempt(commit: bool, n: usize) -> Option<KillReport> {
     assert_eq!(row[2], report.producer_id.to_string(), "{describe}");
     assert_eq!(row[4], complete.name(), "{describe}");
 
-    // The producer whose EndTxn the kill cut off retried it and got its answer.
-    let (p, ended, took) = ender.join().unwrap();
-    println!("attempt {n}: the producer's {kind} returned {ended:?} after {took:?}");
-    ended.unwrap_or_else(|e| panic!("{kind}_transaction after the restart: {e}"));
-    drop(p);
-
-    // Consumers: read_committed sees exactly the committed records, read_uncommitted all.
-    let committed = read_all(&addr, "read_committed");
-    if commit {
-        assert_eq!(committed.len(), sent.len());
-        assert_eq!(committed, sent, "read_committed after the restart");
-    } else {
-        assert!(
-            committed.is_empty(),
-            "read_committed saw aborted records: {committed:?}"
-        );
-    }
-    let uncommitted = read_all(&addr, "read_uncommitted");
-    assert_eq!(uncommitted, sent, "read_uncommitted after the restart");
-
-    // Offline after a clean stop: every partition ends with the marker of the producer, no
-    // partition has a marker of the other kind, and the last state is the completion.
-    server.stop();
-    let (history, _) = txn_state_history(&data, &txn_id);
-    assert_eq!(history.last().unwrap().state, complete, "{history:?}");
+    // Every partition ends with the marker of the producer (written by the restarted
+    // coordinator before it served; nothing was appended to these partitions since), and no
+    // partition has a marker of the other kind.
     for (topic, partition) in all_partitions() {
         let batches = read_partition_dir(&partition_dir(&data, &topic, partition));
         assert!(
@@ -602,10 +600,71 @@ fn attempt(commit: bool, n: usize) -> Option<KillReport> {
         assert!(
             !batches
                 .iter()
-                .any(|b| b.control && b.control_key.as_deref() == Some(&marker_key(!commit))),
+                .any(|b| b.control_key() == Some(&marker_key(!commit)[..])),
             "{topic}-{partition} has a marker of the other kind"
         );
     }
+    let (history, _) = txn_state_history(&data, &txn_id);
+    assert_eq!(history.last().unwrap().state, complete, "{history:?}");
+
+    // The producer whose EndTxn the kill cut off retried it and got its answer.
+    let (p, ended, took) = ender.join().unwrap();
+    println!("attempt {n}: the producer's {kind} returned {ended:?} after {took:?}");
+    ended.unwrap_or_else(|e| panic!("{kind}_transaction after the restart: {e}"));
+
+    // Consumers: read_committed sees exactly the committed records, read_uncommitted all.
+    let committed = read_all(&addr, "read_committed");
+    if commit {
+        assert_eq!(committed.len(), sent.len());
+        assert_eq!(committed, sent, "read_committed after the restart");
+    } else {
+        assert!(
+            committed.is_empty(),
+            "read_committed saw {} aborted records",
+            committed.len()
+        );
+    }
+    let uncommitted = read_all(&addr, "read_uncommitted");
+    assert_eq!(uncommitted, sent, "read_uncommitted after the restart");
+
+    // The same producer goes on: a second transaction over every partition commits (its
+    // epoch and sequences were recovered by the restarted broker's partitions).
+    p.begin_transaction().unwrap();
+    let mut second = Vec::new();
+    for (topic, partition) in all_partitions() {
+        let v = format!("{topic}/{partition}/second");
+        p.send(
+            BaseRecord::<str, str>::to(&topic)
+                .partition(partition)
+                .key(&v)
+                .payload(&v),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+        second.push(v);
+    }
+    p.commit_transaction(T).unwrap();
+    drop(p);
+    let mut expected = if commit { sent.clone() } else { Vec::new() };
+    expected.extend(second);
+    expected.sort();
+    let committed = read_all(&addr, "read_committed");
+    assert_eq!(committed.len(), expected.len());
+    assert_eq!(
+        committed, expected,
+        "read_committed after a second transaction"
+    );
+
+    // A clean stop; the state log ends with the second transaction's completion.
+    server.stop();
+    println!("attempt {n}: {:?} in all", t0.elapsed());
+    let (history, _) = txn_state_history(&data, &txn_id);
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.producer_id, last.state),
+        (report.producer_id, TxnState::CompleteCommit),
+        "{history:?}"
+    );
     Some(report)
 }
 
