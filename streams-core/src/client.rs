@@ -343,6 +343,10 @@ pub trait ClusterConsumer: Send {
     /// processed in it are processed again). Offsets of transactions still open are waited
     /// for (Kafka's `require_stable`), up to the transaction timeout.
     fn reset_to_committed(&mut self) -> Result<()>;
+    /// Rejoins the group at the next poll (Kafka's `Consumer#enforceRebalance`): every
+    /// partition is revoked and the group assigns them again, possibly elsewhere. What a
+    /// thread does after its tasks migrated or its producer was fenced.
+    fn enforce_rebalance(&mut self);
     /// The offset of the next record this consumer will return for an assigned partition
     /// (past transaction markers and aborted records it skipped), `None` when unknown.
     /// A task whose buffer of the partition is empty commits it (Kafka Streams commits
@@ -1287,6 +1291,11 @@ impl ClusterConsumer for EmbeddedConsumer {
     fn reset_to_committed(&mut self) -> Result<()> {
         let assigned = self.assigned.clone();
         self.assign(assigned)
+    }
+
+    fn enforce_rebalance(&mut self) {
+        // Due at once: the next poll of a stable member rejoins.
+        self.next_rebalance_ms = 0;
     }
 
     fn position(&self, tp: &TopicPartition) -> Option<i64> {

@@ -406,6 +406,11 @@ impl StreamThread {
         while !self.shared.shutdown.load(Ordering::SeqCst) {
             match self.run_once(&config) {
                 Ok(()) => {}
+                Err(e)
+                    if self.exactly_once && e.cluster_kind() == Some(ClusterErrorKind::Fenced) =>
+                {
+                    self.on_fenced(&e)?;
+                }
                 Err(e) if self.exactly_once && recoverable_under_eos(&e) => {
                     self.recover_after_abort(&e)?;
                 }
@@ -496,8 +501,23 @@ impl StreamThread {
         Ok(())
     }
 
+    /// Exactly-once after the producer was fenced (another producer took the thread's
+    /// `transactional.id`, or the coordinator aborted a transaction that ran past its
+    /// timeout): as Kafka Streams handles the `TaskMigratedException` it raises, a new
+    /// producer is made (its initialization aborts what was open), every active task is
+    /// closed dirty and the consumer rejoins the group; the tasks come back through the
+    /// assignment and restore their wiped state from the changelogs.
+    fn on_fenced(&mut self, cause: &StreamsError) -> Result<()> {
+        tracing::warn!(error = %cause,
+            "exactly-once: producer fenced; closing the tasks dirty, rejoining the group with a new producer");
+        self.tasks.collector().lock().abort_transaction(true)?;
+        self.on_lost()?;
+        self.consumer.enforce_rebalance();
+        Ok(())
+    }
+
     /// Exactly-once after an error that leaves the thread's partitions with it (a failed
-    /// produce or commit, a fenced producer): the open transaction is aborted, and since the
+    /// produce or commit): the open transaction is aborted, and since the
     /// stores already hold its writes, every active task is closed dirty (its state is wiped
     /// when it is opened again and restored from the committed changelogs), the consumer goes
     /// back to the committed offsets and the tasks are opened again — Kafka Streams' handling
@@ -514,8 +534,7 @@ impl StreamThread {
             std::thread::sleep(backoff);
         }
         self.recoveries = self.recoveries.saturating_add(1);
-        let fenced = cause.cluster_kind() == Some(ClusterErrorKind::Fenced);
-        self.tasks.collector().lock().abort_transaction(fenced)?;
+        self.tasks.collector().lock().abort_transaction(false)?;
         self.shared.thread_state(self.index, false);
         self.tasks.close_dirty();
         self.set_active_tasks();
@@ -563,6 +582,9 @@ impl StreamThread {
             Err(StreamsError::TaskMigrated(reason)) => {
                 tracing::warn!(%reason, "tasks migrated: closing them without committing");
                 self.on_lost()?;
+                // Under exactly-once the refusal came through the producer's offset commit,
+                // so the consumer may not know yet that the group moved on.
+                self.consumer.enforce_rebalance();
             }
             Err(e) => return Err(e),
         }
@@ -904,12 +926,9 @@ impl StreamThread {
 }
 
 /// Errors after which an exactly-once thread aborts its transaction and goes on with its
-/// tasks restored (Kafka Streams' `TaskCorruptedException` and fenced-producer handling):
-/// the cluster failed a produce or commit, or fenced the producer. A processing error, a
-/// bad record or a config error still stops the thread.
+/// tasks restored (Kafka Streams' `TaskCorruptedException`): the cluster failed a produce
+/// or commit with a retriable error. (A fenced producer rejoins instead, `on_fenced`.) A
+/// processing error, a bad record or a config error still stops the thread.
 fn recoverable_under_eos(e: &StreamsError) -> bool {
-    matches!(
-        e.cluster_kind(),
-        Some(ClusterErrorKind::Retriable | ClusterErrorKind::Fenced)
-    )
+    e.cluster_kind() == Some(ClusterErrorKind::Retriable)
 }

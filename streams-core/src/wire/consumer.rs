@@ -609,6 +609,11 @@ impl ClusterConsumer for WireConsumer {
         )
     }
 
+    fn enforce_rebalance(&mut self) {
+        // Due at once: the next poll of a stable member rejoins.
+        self.next_rebalance_ms = 0;
+    }
+
     fn reset_to_committed(&mut self) -> Result<()> {
         let sub = self.subscription()?.clone();
         let assigned = self.assigned.clone();
