@@ -841,3 +841,71 @@ fn parse_range(key: &str, v: &str, min: i64, max: i64) -> Result<i64> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> Result<StreamsConfig> {
+        let mut all = vec![("application.id", "app")];
+        all.extend_from_slice(pairs);
+        StreamsConfig::from_properties(all)
+    }
+
+    #[test]
+    fn exactly_once_v2_defaults_to_100_ms_commits_and_a_10_s_transaction_timeout() {
+        let alos = props(&[]).unwrap();
+        assert_eq!(
+            alos.processing_guarantee_value(),
+            ProcessingGuarantee::AtLeastOnce
+        );
+        assert_eq!(alos.commit_interval_value(), Duration::from_secs(30));
+        for name in ["exactly_once_v2", "exactly_once_beta"] {
+            let eos = props(&[("processing.guarantee", name)]).unwrap();
+            assert_eq!(
+                eos.processing_guarantee_value(),
+                ProcessingGuarantee::ExactlyOnceV2
+            );
+            assert_eq!(eos.commit_interval_value(), EOS_DEFAULT_COMMIT_INTERVAL);
+            assert_eq!(
+                eos.transaction_timeout().unwrap(),
+                EOS_DEFAULT_TRANSACTION_TIMEOUT
+            );
+            eos.validate_guarantee().unwrap();
+        }
+        // An explicit interval wins, whatever the guarantee.
+        let set = props(&[
+            ("commit.interval.ms", "250"),
+            ("processing.guarantee", "exactly_once_v2"),
+        ])
+        .unwrap();
+        assert_eq!(set.commit_interval_value(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn exactly_once_alpha_and_unknown_guarantees_are_refused() {
+        let e = props(&[("processing.guarantee", "exactly_once")]).unwrap_err();
+        assert!(e.to_string().contains("exactly_once_v2"), "{e}");
+        assert!(props(&[("processing.guarantee", "at_most_once")]).is_err());
+    }
+
+    #[test]
+    fn a_commit_interval_not_below_the_transaction_timeout_is_refused_under_exactly_once() {
+        let c = props(&[
+            ("processing.guarantee", "exactly_once_v2"),
+            ("producer.transaction.timeout.ms", "5000"),
+            ("commit.interval.ms", "5000"),
+        ])
+        .unwrap();
+        assert_eq!(c.transaction_timeout().unwrap(), Duration::from_secs(5));
+        let e = c.validate_guarantee().unwrap_err();
+        assert!(e.to_string().contains("transaction.timeout.ms"), "{e}");
+        // At-least-once has no transactions: any interval goes.
+        props(&[("commit.interval.ms", "600000")])
+            .unwrap()
+            .validate_guarantee()
+            .unwrap();
+        let bad = props(&[("producer.transaction.timeout.ms", "soon")]).unwrap();
+        assert!(bad.transaction_timeout().is_err());
+    }
+}
