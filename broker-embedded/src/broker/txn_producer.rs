@@ -379,3 +379,100 @@ impl TransactionalProducer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{BrokerConfig, NewTopic};
+
+    fn broker() -> (tempfile::TempDir, Broker) {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        broker.create_topic(NewTopic::new("t", 2)).unwrap();
+        (dir, broker)
+    }
+
+    fn record(v: &str) -> ProduceRecord {
+        ProduceRecord::new(v.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn a_second_init_fences_the_first_producer_and_aborts_its_transaction() {
+        let (_dir, broker) = broker();
+        let tp = TopicPartition::new("t", 0);
+        let mut first = TransactionalProducer::init(&broker, "id", 10_000).unwrap();
+        first.begin().unwrap();
+        first.send(&tp, &[record("a"), record("b")]).unwrap();
+        let mut second = TransactionalProducer::init(&broker, "id", 10_000).unwrap();
+        assert!(
+            second.producer_id_and_epoch().producer_epoch
+                > first.producer_id_and_epoch().producer_epoch
+        );
+        let e = first.send(&tp, &[record("c")]).unwrap_err();
+        assert!(e.is_fenced(), "{e}");
+        let e = first.commit().unwrap_err();
+        assert!(e.is_fenced(), "{e}");
+        // The first producer's records were aborted; the second's commit is what is read.
+        second.begin().unwrap();
+        second.send(&tp, &[record("d")]).unwrap();
+        second.commit().unwrap();
+        let read = broker
+            .read_records("t", 0, 0, 1 << 20, crate::IsolationLevel::ReadCommitted)
+            .unwrap();
+        let values: Vec<_> = read
+            .records
+            .iter()
+            .map(|r| r.value.clone().unwrap())
+            .collect();
+        assert_eq!(values, vec![bytes::Bytes::from("d")]);
+    }
+
+    #[test]
+    fn calls_out_of_order_are_typed_errors() {
+        let (_dir, broker) = broker();
+        let tp = TopicPartition::new("t", 1);
+        let mut p = TransactionalProducer::init(&broker, "order", 10_000).unwrap();
+        assert!(matches!(
+            p.send(&tp, &[record("a")]),
+            Err(TxnProducerError::IllegalState { .. })
+        ));
+        assert!(matches!(
+            p.commit(),
+            Err(TxnProducerError::IllegalState { .. })
+        ));
+        p.begin().unwrap();
+        assert!(matches!(
+            p.begin(),
+            Err(TxnProducerError::IllegalState { .. })
+        ));
+        assert!(matches!(
+            p.send(&tp, &[]),
+            Err(TxnProducerError::IllegalState { .. })
+        ));
+        // A transaction that touched nothing ends locally.
+        p.abort().unwrap();
+        assert!(!p.in_transaction());
+    }
+
+    #[test]
+    fn offsets_of_a_member_the_group_does_not_know_are_a_membership_error() {
+        let (_dir, broker) = broker();
+        let mut p = TransactionalProducer::init(&broker, "offsets", 10_000).unwrap();
+        p.begin().unwrap();
+        let stale = CommitMember {
+            generation_id: 7,
+            member_id: "gone".into(),
+            group_instance_id: None,
+        };
+        let offsets = [(TopicPartition::new("t", 0), OffsetAndMetadata::new(3))];
+        let e = p.send_offsets("group", &stale, &offsets).unwrap_err();
+        assert!(e.is_group_membership(), "{e}");
+        assert!(!e.is_fenced());
+        p.abort().unwrap();
+        assert!(broker
+            .committed_offset("group", &TopicPartition::new("t", 0))
+            .is_none());
+    }
+}
