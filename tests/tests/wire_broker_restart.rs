@@ -26,7 +26,9 @@ use common::{ChildGuard, XorShift};
 use examples::word_count::direct_count;
 use examples::word_count_cluster as wcc;
 use parking_lot::Mutex;
-use streams_core::{Cluster, KafkaCluster, StreamsApp, StreamsConfig, StreamsState, TopicPartition};
+use streams_core::{
+    Cluster, KafkaCluster, StreamsApp, StreamsConfig, StreamsState, TopicPartition,
+};
 
 /// `target/<profile>`, from this test binary's path (`target/<profile>/deps/<test>`).
 fn profile_dir() -> PathBuf {
@@ -160,7 +162,11 @@ fn wait_drained(addr: &str, app_id: &str, app: &StreamsApp, timeout: Duration) {
         .into_iter()
         .filter(|t| t.starts_with(app_id) && t.ends_with("-repartition"))
         .collect();
-    assert_eq!(topics.len(), 1, "the word count's repartition topic: {topics:?}");
+    assert_eq!(
+        topics.len(),
+        1,
+        "the word count's repartition topic: {topics:?}"
+    );
     topics.push(wcc::INPUT_TOPIC.to_owned());
     let partitions: Vec<TopicPartition> = topics
         .iter()
@@ -249,7 +255,11 @@ fn run(guarantee: &str, seed: u64) -> (BTreeMap<String, i64>, BTreeMap<String, i
         app.errors()
     );
     wait_drained(&addr, &app_id, &app, Duration::from_secs(60));
-    assert_eq!(wait_for_counts(&addr, &truth), truth, "the first batch (no kill yet)");
+    assert_eq!(
+        wait_for_counts(&addr, &truth),
+        truth,
+        "the first batch (no kill yet)"
+    );
     eprintln!("first batch counted");
 
     // The second batch is counted while the broker dies.
@@ -279,7 +289,11 @@ fn run(guarantee: &str, seed: u64) -> (BTreeMap<String, i64>, BTreeMap<String, i
     assert!(app.errors().is_empty(), "errors: {:?}", app.errors());
     assert_eq!(app.state(), StreamsState::Running);
     app.close();
-    assert!(app.errors().is_empty(), "errors at close: {:?}", app.errors());
+    assert!(
+        app.errors().is_empty(),
+        "errors at close: {:?}",
+        app.errors()
+    );
     (counts, truth, words(&second))
 }
 
@@ -313,7 +327,11 @@ fn at_least_once_counts_everything_across_a_broker_restart() {
         );
         over += got - want;
     }
-    assert_eq!(counts.len(), truth.len(), "words counted that were never written");
+    assert_eq!(
+        counts.len(),
+        truth.len(),
+        "words counted that were never written"
+    );
     eprintln!("over-count: {over} (at most {in_flight} words were in flight)");
     assert!(
         over <= in_flight,

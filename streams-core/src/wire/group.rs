@@ -243,7 +243,11 @@ impl GroupClient {
     }
 
     /// `Err` if `code` says the coordinator moved or is not ready (the call is retried).
-    fn coordinator_moved(api: &'static str, code: i16, detail: Option<String>) -> Result<(), WireError> {
+    fn coordinator_moved(
+        api: &'static str,
+        code: i16,
+        detail: Option<String>,
+    ) -> Result<(), WireError> {
         let e = WireError::kafka(api, code, detail);
         if e.retry_elsewhere() {
             return Err(e);
@@ -385,30 +389,31 @@ impl GroupClient {
         let group = self.group.clone();
         let call = rebalance_timeout + GROUP_CALL_SLACK;
         let budget = self.api_timeout.max(call);
-        let (code, assignment) = self.with_coordinator("SyncGroup", call, budget, |conn, timeout| {
-            let v = conn.version::<SyncGroupRequest>(0, SYNC_GROUP_MAX)?;
-            let mut req = SyncGroupRequest::default()
-                .with_group_id(GroupId(s(&group)))
-                .with_generation_id(me.generation)
-                .with_member_id(s(&me.member_id))
-                .with_assignments(
-                    assignments
-                        .iter()
-                        .map(|(m, a)| {
-                            SyncGroupRequestAssignment::default()
-                                .with_member_id(s(m))
-                                .with_assignment(a.clone())
-                        })
-                        .collect(),
-                );
-            if v >= 3 {
-                req = req.with_group_instance_id(me.instance_id.as_deref().map(s));
-            }
-            let body = conn.call_raw(req, v, timeout)?;
-            let (code, assignment) = parse_sync_group_response(body, v)?;
-            Self::coordinator_moved("SyncGroup", code, None)?;
-            Ok((code, assignment))
-        })?;
+        let (code, assignment) =
+            self.with_coordinator("SyncGroup", call, budget, |conn, timeout| {
+                let v = conn.version::<SyncGroupRequest>(0, SYNC_GROUP_MAX)?;
+                let mut req = SyncGroupRequest::default()
+                    .with_group_id(GroupId(s(&group)))
+                    .with_generation_id(me.generation)
+                    .with_member_id(s(&me.member_id))
+                    .with_assignments(
+                        assignments
+                            .iter()
+                            .map(|(m, a)| {
+                                SyncGroupRequestAssignment::default()
+                                    .with_member_id(s(m))
+                                    .with_assignment(a.clone())
+                            })
+                            .collect(),
+                    );
+                if v >= 3 {
+                    req = req.with_group_instance_id(me.instance_id.as_deref().map(s));
+                }
+                let body = conn.call_raw(req, v, timeout)?;
+                let (code, assignment) = parse_sync_group_response(body, v)?;
+                Self::coordinator_moved("SyncGroup", code, None)?;
+                Ok((code, assignment))
+            })?;
         self.check("SyncGroup", code)?;
         Ok(assignment)
     }
