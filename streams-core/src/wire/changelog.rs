@@ -18,7 +18,10 @@ use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use state_store::{ChangelogRecord, TopicPartition};
 
-use super::{consumed_record, rdkafka_error, ClientKind, WireSettings};
+use super::{
+    consumed_record, is_informational_consumer_error, rdkafka_error, retry_transient, ClientKind,
+    WireSettings,
+};
 use crate::client::ChangelogSource;
 use crate::error::{ClusterErrorKind, Result, StreamsError};
 use crate::record::ConsumedRecord;
@@ -53,6 +56,8 @@ pub(super) struct WireChangelogSource {
     /// at every partition change.
     offsets_client: BaseConsumer<RestoreContext>,
     timeout: Duration,
+    /// For the offsets queries' retries.
+    settings: WireSettings,
     /// The partition assigned and the next offset its fetch position is at.
     current: Option<(TopicPartition, i64)>,
 }
@@ -79,6 +84,7 @@ impl WireChangelogSource {
             consumer,
             offsets_client,
             timeout: settings.request_timeout,
+            settings: settings.clone(),
             current: None,
         })
     }
@@ -124,6 +130,10 @@ impl WireChangelogSource {
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(p))) if p == tp.partition => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) if is_informational_consumer_error(&e) => {
+                    // librdkafka reconnects by itself; the read's deadline bounds the wait.
+                    tracing::debug!(error = %e, partition = %tp, "restore consumer: transient error");
+                }
                 Some(Err(e)) => {
                     self.current = None;
                     return Err(rdkafka_error(format!("reading changelog {tp}"), e));
@@ -184,7 +194,10 @@ impl WireStandbySource {
         for _ in 0..MAX_READ {
             let m = match self.restore.consumer.poll(Duration::ZERO) {
                 None => return Ok(()),
-                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e)) if is_informational_consumer_error(&e) => {
+                    tracing::debug!(error = %e, "standby consumer: transient error");
+                    continue;
+                }
                 Some(Err(e)) => return Err(rdkafka_error("reading standby changelogs", e)),
                 Some(Ok(m)) => m,
             };
@@ -300,9 +313,12 @@ impl ChangelogSource for WireChangelogSource {
     /// coordinator aborts only after `transaction.timeout.ms`) never holds a restore up:
     /// its records are beyond the end, and they are either aborted or read later.
     fn offsets(&mut self, tp: &TopicPartition) -> Result<(i64, i64)> {
-        self.offsets_client
-            .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
-            .map_err(|e| rdkafka_error(format!("offsets of {tp}"), e))
+        let client = &self.offsets_client;
+        retry_transient(
+            &self.settings,
+            || format!("offsets of {tp}"),
+            |timeout| client.fetch_watermarks(&tp.topic, tp.partition, timeout),
+        )
     }
 
     fn read(&mut self, tp: &TopicPartition, from: i64) -> Result<Vec<ChangelogRecord>> {

@@ -22,7 +22,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use state_store::TopicPartition;
 
 use super::group::{GroupClient, JoinParams, MemberIdentityInfo};
-use super::{consumed_record, rdkafka_error, ClientKind, WireError, WireSettings};
+use super::{
+    consumed_record, is_informational_consumer_error, rdkafka_error, retry_transient, ClientKind,
+    WireError, WireSettings,
+};
 use crate::assignment::{
     encode_subscription, SubscriptionInfo, CONSUMER_PROTOCOL_TYPE, NO_REBALANCE, STREAMS_PROTOCOL,
 };
@@ -81,7 +84,7 @@ impl Heartbeat {
                     if t_stop.load(Ordering::Acquire) {
                         break;
                     }
-                    match client.heartbeat(&me) {
+                    match client.heartbeat(&me, interval) {
                         Ok(()) => {}
                         Err(e) if e.coordinator_lost() => {
                             tracing::debug!(error = %e, "heartbeat failed; retrying");
@@ -323,6 +326,7 @@ impl WireConsumer {
             &self.client_id,
             self.group.group(),
             self.settings.request_timeout,
+            self.settings.api_timeout,
         );
         self.heartbeat = Some(Heartbeat::start(
             hb_client,
@@ -355,10 +359,12 @@ impl WireConsumer {
             let position = match committed.get(tp) {
                 Some((o, _)) => *o,
                 None => {
-                    let (low, high) = self
-                        .consumer
-                        .fetch_watermarks(&tp.topic, tp.partition, self.settings.request_timeout)
-                        .map_err(|e| rdkafka_error(format!("offsets of {tp}"), e))?;
+                    let consumer = &self.consumer;
+                    let (low, high) = retry_transient(
+                        &self.settings,
+                        || format!("offsets of {tp}"),
+                        |timeout| consumer.fetch_watermarks(&tp.topic, tp.partition, timeout),
+                    )?;
                     match resets.get(tp.topic.as_str()).copied().unwrap_or_default() {
                         OffsetReset::Earliest => low,
                         OffsetReset::Latest => high,
@@ -417,6 +423,14 @@ impl WireConsumer {
             let m = match self.consumer.poll(wait) {
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e)) if is_informational_consumer_error(&e) => {
+                    // librdkafka reconnects and fetches again by itself (a broker restart,
+                    // a leader moving): not a reason to stop the thread. Hand out what was
+                    // fetched so far rather than wait again.
+                    tracing::debug!(error = %e, "consumer: transient error; librdkafka recovers by itself");
+                    wait = Duration::ZERO;
+                    continue;
+                }
                 Some(Err(e)) => {
                     return Err(rdkafka_error("fetching records", e));
                 }

@@ -4,13 +4,18 @@
 //! assignor itself and hands the assignments to the coordinator in SyncGroup.
 //!
 //! [`GroupClient`] finds the group's coordinator (`FindCoordinator` on any bootstrap server)
-//! and keeps one connection to it; on a coordinator error (`NOT_COORDINATOR`,
-//! `COORDINATOR_NOT_AVAILABLE`, `COORDINATOR_LOAD_IN_PROGRESS`) or a broken connection it
-//! forgets it and looks it up again on the next call. Every call negotiates its version with
+//! and keeps one connection to it. A coordinator error (`NOT_COORDINATOR`,
+//! `COORDINATOR_NOT_AVAILABLE`, `COORDINATOR_LOAD_IN_PROGRESS`, on the request or on one of
+//! its partitions), a connection that is refused, reset or closed, or no answer in time make
+//! the call drop the connection, look the coordinator up again (it may have moved, or the
+//! broker restarted) and send the request again, with backoff (Kafka's `retry.backoff.ms`,
+//! 100 ms, doubling up to `retry.backoff.max.ms`, 1 s), until the call's deadline
+//! (`default.api.timeout.ms`, 60 s, as the Java consumer's `commitSync` and `committed`);
+//! only then is the last error returned. Every call negotiates its version with
 //! the broker (see [`super::conn`]); what a version lacks (static membership before JoinGroup
 //! v5) is refused with a clear error instead of being silently dropped.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -108,8 +113,18 @@ pub(crate) struct GroupClient {
     client_id: String,
     group: String,
     request_timeout: Duration,
+    /// How long a call keeps retrying a lost coordinator (`default.api.timeout.ms`).
+    api_timeout: Duration,
     coordinator: Option<Connection>,
 }
+
+/// The first wait before a call whose coordinator was lost is sent again (Kafka's
+/// `retry.backoff.ms`), doubled after each try up to [`RETRY_BACKOFF_MAX`]
+/// (`retry.backoff.max.ms`).
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The least time an attempt is given (connect and answer), even at the call's deadline.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
 
 /// How long a read of committed offsets waits for offsets that a transaction still open
 /// wrote (`UNSTABLE_OFFSET_COMMIT`) before it gives up with a retriable error: the
@@ -152,12 +167,14 @@ impl GroupClient {
         client_id: &str,
         group: &str,
         request_timeout: Duration,
+        api_timeout: Duration,
     ) -> Self {
         GroupClient {
             bootstrap,
             client_id: client_id.to_owned(),
             group: group.to_owned(),
             request_timeout,
+            api_timeout,
             coordinator: None,
         }
     }
@@ -167,10 +184,11 @@ impl GroupClient {
         &self.group
     }
 
-    /// The connection to the coordinator, found first if needed.
-    fn coordinator(&mut self) -> Result<&mut Connection, WireError> {
+    /// The connection to the coordinator, found first if needed (connecting within
+    /// `timeout`).
+    fn coordinator(&mut self, timeout: Duration) -> Result<&mut Connection, WireError> {
         if self.coordinator.is_none() {
-            let conn = self.find_coordinator()?;
+            let conn = self.find_coordinator(timeout)?;
             self.coordinator = Some(conn);
         }
         self.coordinator.as_mut().ok_or(WireError::NoCoordinator {
@@ -178,11 +196,11 @@ impl GroupClient {
         })
     }
 
-    fn find_coordinator(&self) -> Result<Connection, WireError> {
+    /// FindCoordinator on the bootstrap servers in turn; the first that answers tells.
+    fn find_coordinator(&self, timeout: Duration) -> Result<Connection, WireError> {
         let mut last = None;
         for server in &self.bootstrap {
-            let mut conn = match Connection::connect(server, &self.client_id, self.request_timeout)
-            {
+            let mut conn = match Connection::connect(server, &self.client_id, timeout) {
                 Ok(c) => c,
                 Err(e) => {
                     last = Some(e);
@@ -191,7 +209,13 @@ impl GroupClient {
             };
             let v = conn.version::<FindCoordinatorRequest>(0, 3)?;
             let req = FindCoordinatorRequest::default().with_key(s(&self.group));
-            let r = conn.call(req, v, self.request_timeout)?;
+            let r = match conn.call(req, v, timeout) {
+                Ok(r) => r,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
             if r.error_code != 0 {
                 last = Some(WireError::kafka(
                     "FindCoordinator",
@@ -204,7 +228,7 @@ impl GroupClient {
             if address == conn.address() {
                 return Ok(conn);
             }
-            return Connection::connect(&address, &self.client_id, self.request_timeout);
+            return Connection::connect(&address, &self.client_id, timeout);
         }
         Err(last.unwrap_or(WireError::NoCoordinator {
             group: self.group.clone(),
@@ -218,6 +242,19 @@ impl GroupClient {
         }
     }
 
+    /// `Err` if `code` says the coordinator moved or is not ready (the call is retried).
+    fn coordinator_moved(
+        api: &'static str,
+        code: i16,
+        detail: Option<String>,
+    ) -> Result<(), WireError> {
+        let e = WireError::kafka(api, code, detail);
+        if e.retry_elsewhere() {
+            return Err(e);
+        }
+        Ok(())
+    }
+
     fn check(&mut self, api: &'static str, code: i16) -> Result<(), WireError> {
         if code == 0 {
             return Ok(());
@@ -227,17 +264,52 @@ impl GroupClient {
         Err(e)
     }
 
-    /// Runs `f` on the coordinator connection; a broken connection or a moved coordinator
-    /// drops the connection (the next call looks the coordinator up again).
+    /// Runs `f` on the coordinator connection with the time an attempt may take (at most
+    /// `attempt`, less near the deadline). A broken connection, no answer in time or a moved
+    /// coordinator ([`WireError::retry_elsewhere`]) drops the connection, and after a
+    /// backoff the coordinator is looked up again and `f` run again, until `budget` has
+    /// passed; then the last error is returned. Other errors are returned at once (a
+    /// malformed answer also drops the connection).
     fn with_coordinator<T>(
         &mut self,
-        f: impl FnOnce(&mut Connection) -> Result<T, WireError>,
+        api: &'static str,
+        attempt: Duration,
+        budget: Duration,
+        mut f: impl FnMut(&mut Connection, Duration) -> Result<T, WireError>,
     ) -> Result<T, WireError> {
-        let result = self.coordinator().and_then(f);
-        if let Err(e) = &result {
-            self.after_error(e);
+        let deadline = Instant::now() + budget;
+        let mut backoff = RETRY_BACKOFF;
+        let mut tries = 0u32;
+        loop {
+            let timeout = attempt
+                .min(deadline.saturating_duration_since(Instant::now()))
+                .max(MIN_ATTEMPT);
+            let result = self.coordinator(timeout).and_then(|conn| f(conn, timeout));
+            let e = match result {
+                Ok(v) => {
+                    if tries > 0 {
+                        tracing::info!(group = %self.group, api, tries, "coordinator reached again");
+                    }
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            self.after_error(&e);
+            if !e.retry_elsewhere() {
+                return Err(e);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left <= backoff {
+                tracing::warn!(group = %self.group, api, tries, error = %e,
+                    "coordinator not reached before the deadline ({budget:?})");
+                return Err(e);
+            }
+            tries += 1;
+            tracing::debug!(group = %self.group, api, tries, error = %e,
+                "coordinator lost; looking it up again after {backoff:?}");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
         }
-        result
     }
 
     /// JoinGroup. `MEMBER_ID_REQUIRED` (v4+) is answered by joining again at once with the
@@ -247,11 +319,12 @@ impl GroupClient {
         me: &mut MemberIdentityInfo,
         params: &JoinParams,
     ) -> Result<Joined, WireError> {
+        let call = params.rebalance_timeout + GROUP_CALL_SLACK;
+        let budget = self.api_timeout.max(call);
         for _ in 0..3 {
-            let timeout = params.rebalance_timeout + GROUP_CALL_SLACK;
             let group = self.group.clone();
             let client_me = me.clone();
-            let r = self.with_coordinator(|conn| {
+            let r = self.with_coordinator("JoinGroup", call, budget, |conn, timeout| {
                 let v = conn.version::<JoinGroupRequest>(1, JOIN_GROUP_MAX)?;
                 if client_me.instance_id.is_some() && v < 5 {
                     return Err(WireError::UnsupportedFeature {
@@ -270,7 +343,9 @@ impl GroupClient {
                 if v >= 5 {
                     req = req.with_group_instance_id(client_me.instance_id.as_deref().map(s));
                 }
-                conn.call(req, v, timeout)
+                let r = conn.call(req, v, timeout)?;
+                Self::coordinator_moved("JoinGroup", r.error_code, None)?;
+                Ok(r)
             })?;
             match ResponseError::try_from_code(r.error_code) {
                 None => {
@@ -312,37 +387,48 @@ impl GroupClient {
         rebalance_timeout: Duration,
     ) -> Result<Bytes, WireError> {
         let group = self.group.clone();
-        let (code, assignment) = self.with_coordinator(|conn| {
-            let v = conn.version::<SyncGroupRequest>(0, SYNC_GROUP_MAX)?;
-            let mut req = SyncGroupRequest::default()
-                .with_group_id(GroupId(s(&group)))
-                .with_generation_id(me.generation)
-                .with_member_id(s(&me.member_id))
-                .with_assignments(
-                    assignments
-                        .into_iter()
-                        .map(|(m, a)| {
-                            SyncGroupRequestAssignment::default()
-                                .with_member_id(s(&m))
-                                .with_assignment(a)
-                        })
-                        .collect(),
-                );
-            if v >= 3 {
-                req = req.with_group_instance_id(me.instance_id.as_deref().map(s));
-            }
-            let body = conn.call_raw(req, v, rebalance_timeout + GROUP_CALL_SLACK)?;
-            parse_sync_group_response(body, v)
-        })?;
+        let call = rebalance_timeout + GROUP_CALL_SLACK;
+        let budget = self.api_timeout.max(call);
+        let (code, assignment) =
+            self.with_coordinator("SyncGroup", call, budget, |conn, timeout| {
+                let v = conn.version::<SyncGroupRequest>(0, SYNC_GROUP_MAX)?;
+                let mut req = SyncGroupRequest::default()
+                    .with_group_id(GroupId(s(&group)))
+                    .with_generation_id(me.generation)
+                    .with_member_id(s(&me.member_id))
+                    .with_assignments(
+                        assignments
+                            .iter()
+                            .map(|(m, a)| {
+                                SyncGroupRequestAssignment::default()
+                                    .with_member_id(s(m))
+                                    .with_assignment(a.clone())
+                            })
+                            .collect(),
+                    );
+                if v >= 3 {
+                    req = req.with_group_instance_id(me.instance_id.as_deref().map(s));
+                }
+                let body = conn.call_raw(req, v, timeout)?;
+                let (code, assignment) = parse_sync_group_response(body, v)?;
+                Self::coordinator_moved("SyncGroup", code, None)?;
+                Ok((code, assignment))
+            })?;
         self.check("SyncGroup", code)?;
         Ok(assignment)
     }
 
-    /// Heartbeat of the member's generation.
-    pub(crate) fn heartbeat(&mut self, me: &MemberIdentityInfo) -> Result<(), WireError> {
+    /// Heartbeat of the member's generation, retried for at most `budget` while the
+    /// coordinator is not reached (the heartbeat thread passes its interval: the next
+    /// heartbeat is due then anyway).
+    pub(crate) fn heartbeat(
+        &mut self,
+        me: &MemberIdentityInfo,
+        budget: Duration,
+    ) -> Result<(), WireError> {
         let group = self.group.clone();
-        let timeout = self.request_timeout;
-        let r = self.with_coordinator(|conn| {
+        let attempt = self.request_timeout;
+        let r = self.with_coordinator("Heartbeat", attempt, budget, |conn, timeout| {
             let v = conn.version::<HeartbeatRequest>(0, 4)?;
             let mut req = HeartbeatRequest::default()
                 .with_group_id(GroupId(s(&group)))
@@ -351,22 +437,30 @@ impl GroupClient {
             if v >= 3 {
                 req = req.with_group_instance_id(me.instance_id.as_deref().map(s));
             }
-            conn.call(req, v, timeout)
+            let r = conn.call(req, v, timeout)?;
+            Self::coordinator_moved("Heartbeat", r.error_code, None)?;
+            Ok(r)
         })?;
         self.check("Heartbeat", r.error_code)
     }
 
     /// LeaveGroup (a dynamic member leaves at once; static members do not call this on a
     /// plain close, as Kafka's consumer does not).
+    ///
+    /// Retried for at most `request.timeout.ms` (a close should not wait for a broker that
+    /// is away: the coordinator drops the member after its session timeout anyway).
     pub(crate) fn leave(&mut self, me: &MemberIdentityInfo) -> Result<(), WireError> {
         let group = self.group.clone();
-        let timeout = self.request_timeout;
-        let r = self.with_coordinator(|conn| {
+        let attempt = self.request_timeout;
+        let budget = self.request_timeout.min(self.api_timeout);
+        let r = self.with_coordinator("LeaveGroup", attempt, budget, |conn, timeout| {
             let v = conn.version::<LeaveGroupRequest>(0, LEAVE_GROUP_MAX)?;
             let req = LeaveGroupRequest::default()
                 .with_group_id(GroupId(s(&group)))
                 .with_member_id(s(&me.member_id));
-            conn.call(req, v, timeout)
+            let r = conn.call(req, v, timeout)?;
+            Self::coordinator_moved("LeaveGroup", r.error_code, None)?;
+            Ok(r)
         })?;
         self.check("LeaveGroup", r.error_code)
     }
@@ -378,7 +472,7 @@ impl GroupClient {
         offsets: &[(TopicPartition, i64, String)],
     ) -> Result<(), WireError> {
         let group = self.group.clone();
-        let timeout = self.request_timeout;
+        let (attempt, budget) = (self.request_timeout, self.api_timeout);
         let mut by_topic: std::collections::BTreeMap<&str, Vec<OffsetCommitRequestPartition>> =
             std::collections::BTreeMap::new();
         for (tp, offset, metadata) in offsets {
@@ -397,20 +491,30 @@ impl GroupClient {
                     .with_partitions(parts)
             })
             .collect();
-        let r = self.with_coordinator(|conn| {
+        let r = self.with_coordinator("OffsetCommit", attempt, budget, |conn, timeout| {
             let v = conn.version::<OffsetCommitRequest>(1, 8)?;
             let mut req = OffsetCommitRequest::default()
                 .with_group_id(GroupId(s(&group)))
                 .with_generation_id_or_member_epoch(me.generation)
                 .with_member_id(s(&me.member_id))
-                .with_topics(topics);
+                .with_topics(topics.clone());
             if (2..=4).contains(&v) {
                 req = req.with_retention_time_ms(-1);
             }
             if v >= 7 {
                 req = req.with_group_instance_id(me.instance_id.as_deref().map(s));
             }
-            conn.call(req, v, timeout)
+            let r = conn.call(req, v, timeout)?;
+            for t in &r.topics {
+                for p in &t.partitions {
+                    Self::coordinator_moved(
+                        "OffsetCommit",
+                        p.error_code,
+                        Some(format!("{}-{}", t.name.0.as_str(), p.partition_index)),
+                    )?;
+                }
+            }
+            Ok(r)
         })?;
         for t in &r.topics {
             for p in &t.partitions {
@@ -479,7 +583,7 @@ impl GroupClient {
         partitions: &[TopicPartition],
     ) -> Result<std::collections::BTreeMap<TopicPartition, (i64, String)>, WireError> {
         let group = self.group.clone();
-        let timeout = self.request_timeout;
+        let (attempt, budget) = (self.request_timeout, self.api_timeout);
         let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> =
             std::collections::BTreeMap::new();
         for tp in partitions {
@@ -496,15 +600,26 @@ impl GroupClient {
                     .with_partition_indexes(p)
             })
             .collect();
-        let r = self.with_coordinator(|conn| {
+        let r = self.with_coordinator("OffsetFetch", attempt, budget, |conn, timeout| {
             let v = conn.version::<OffsetFetchRequest>(1, 7)?;
             let mut req = OffsetFetchRequest::default()
                 .with_group_id(GroupId(s(&group)))
-                .with_topics(Some(topics));
+                .with_topics(Some(topics.clone()));
             if v >= 7 {
                 req = req.with_require_stable(true);
             }
-            conn.call(req, v, timeout)
+            let r = conn.call(req, v, timeout)?;
+            Self::coordinator_moved("OffsetFetch", r.error_code, None)?;
+            for t in &r.topics {
+                for p in &t.partitions {
+                    Self::coordinator_moved(
+                        "OffsetFetch",
+                        p.error_code,
+                        Some(format!("{}-{}", t.name.0.as_str(), p.partition_index)),
+                    )?;
+                }
+            }
+            Ok(r)
         })?;
         self.check("OffsetFetch", r.error_code)?;
         let mut out = std::collections::BTreeMap::new();
@@ -562,6 +677,7 @@ mod tests {
             "test-client",
             "g1",
             Duration::from_secs(10),
+            Duration::from_secs(10),
         );
         let mut me = MemberIdentityInfo {
             member_id: String::new(),
@@ -581,7 +697,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(&mine[..], b"assignment");
-        client.heartbeat(&me).unwrap();
+        client.heartbeat(&me, Duration::from_secs(3)).unwrap();
         let tp = TopicPartition::new("t", 1);
         client
             .commit(&me, &[(tp.clone(), 42, "meta-data".into())])

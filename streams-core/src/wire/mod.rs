@@ -138,6 +138,20 @@ impl WireError {
         }
     }
 
+    /// True if the request may succeed when sent again after the connection is made
+    /// afresh (and the coordinator looked up again): the connection was refused, reset or
+    /// closed, no answer came in time, no coordinator was found, or the coordinator moved
+    /// or is still loading. A malformed answer is not retried (it would come again).
+    pub(crate) fn retry_elsewhere(&self) -> bool {
+        match self {
+            WireError::Io { .. } | WireError::Timeout { .. } | WireError::NoCoordinator { .. } => {
+                true
+            }
+            WireError::Kafka { .. } => self.coordinator_lost(),
+            _ => false,
+        }
+    }
+
     fn kind(&self) -> ClusterErrorKind {
         match self {
             WireError::Io { .. } | WireError::Timeout { .. } | WireError::NoCoordinator { .. } => {
@@ -153,7 +167,52 @@ impl WireError {
     }
 }
 
-/// An rdkafka error as the runtime's cluster error.
+/// librdkafka error codes of a condition that passes by itself: a broker connection
+/// down or refused (`_TRANSPORT`, `_ALL_BROKERS_DOWN`, `_RESOLVE`), no answer in time,
+/// leadership or a coordinator moving or loading. librdkafka reconnects and retries by
+/// itself; a request that failed with one may be sent again.
+pub(crate) fn is_transient_code(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::TimedOutQueue
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::ReplicaNotAvailable
+            | RDKafkaErrorCode::PreferredLeaderNotAvailable
+            | RDKafkaErrorCode::FencedLeaderEpoch
+            | RDKafkaErrorCode::UnknownLeaderEpoch
+            | RDKafkaErrorCode::KafkaStorageError
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::WaitingForCoordinator
+            | RDKafkaErrorCode::OffsetNotAvailable
+            | RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+            | RDKafkaErrorCode::Retry
+    )
+}
+
+/// True for an error a librdkafka consumer's poll hands out for information only: the
+/// end of a partition, or a transient condition ([`is_transient_code`]) the consumer
+/// recovers from by itself (librdkafka documents consumer errors as informational unless
+/// fatal). The caller logs it and polls on; it must not stop a stream thread.
+pub(crate) fn is_informational_consumer_error(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::PartitionEOF(_) => true,
+        KafkaError::MessageConsumption(code) => is_transient_code(*code),
+        _ => false,
+    }
+}
+
+/// An rdkafka error as the runtime's cluster error: fencing codes → `Fenced`, transient
+/// ones ([`is_transient_code`], a full local queue) → `Retriable`, others → `Fatal`.
 pub(crate) fn rdkafka_error(context: impl Into<String>, e: KafkaError) -> StreamsError {
     let kind = match e.rdkafka_error_code() {
         Some(
@@ -161,19 +220,44 @@ pub(crate) fn rdkafka_error(context: impl Into<String>, e: KafkaError) -> Stream
             | RDKafkaErrorCode::FencedInstanceId
             | RDKafkaErrorCode::InvalidProducerEpoch,
         ) => ClusterErrorKind::Fenced,
-        Some(
-            RDKafkaErrorCode::QueueFull
-            | RDKafkaErrorCode::OperationTimedOut
-            | RDKafkaErrorCode::RequestTimedOut
-            | RDKafkaErrorCode::BrokerTransportFailure
-            | RDKafkaErrorCode::AllBrokersDown
-            | RDKafkaErrorCode::NotLeaderForPartition
-            | RDKafkaErrorCode::LeaderNotAvailable
-            | RDKafkaErrorCode::NetworkException,
-        ) => ClusterErrorKind::Retriable,
+        Some(RDKafkaErrorCode::QueueFull) => ClusterErrorKind::Retriable,
+        Some(code) if is_transient_code(code) => ClusterErrorKind::Retriable,
         _ => ClusterErrorKind::Fatal,
     };
     StreamsError::cluster_source(kind, format!("{}: {e}", context.into()), e)
+}
+
+/// Runs a librdkafka request (`f`, given the time an attempt may take: at most
+/// `request.timeout.ms`, less near the deadline) and runs it again after a backoff (100 ms
+/// doubling to 1 s) while it fails with a transient code ([`is_transient_code`]: the broker
+/// is away, restarting, or moved leadership), for at most `settings.api_timeout`; then the
+/// last error, as a retriable cluster error.
+pub(crate) fn retry_transient<T>(
+    settings: &WireSettings,
+    context: impl Fn() -> String,
+    mut f: impl FnMut(Duration) -> rdkafka::error::KafkaResult<T>,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + settings.api_timeout;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = settings
+            .request_timeout
+            .min(deadline.saturating_duration_since(std::time::Instant::now()))
+            .max(Duration::from_millis(100));
+        match f(attempt) {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let transient = e.rdkafka_error_code().is_some_and(is_transient_code);
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if !transient || left <= backoff {
+                    return Err(rdkafka_error(context(), e));
+                }
+                tracing::debug!(error = %e, context = %context(), "transient error; retrying after {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// A record consumed through librdkafka as the runtime's [`ConsumedRecord`] (a timestamp
@@ -232,6 +316,9 @@ pub(crate) struct WireSettings {
     pub(crate) client_id: String,
     pub(crate) properties: BTreeMap<String, String>,
     pub(crate) request_timeout: Duration,
+    /// How long a call of the own protocol client, or a metadata query, keeps retrying a
+    /// broker it cannot reach (Kafka's consumer `default.api.timeout.ms`, 60 s).
+    pub(crate) api_timeout: Duration,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) group_instance_id: Option<String>,
 }
@@ -250,16 +337,14 @@ impl WireSettings {
             ClientKind::Admin => &["admin."],
         };
         for (k, v) in &self.properties {
-            if is_unprefixed(k)
-                && !matches!(k.as_str(), "group.instance.id" | "heartbeat.interval.ms")
-            {
+            if is_unprefixed(k) && !OWN_CLIENT_KEYS.contains(&k.as_str()) {
                 c.set(k, v);
             }
         }
         for prefix in specific {
             for (k, v) in &self.properties {
                 if let Some(key) = k.strip_prefix(prefix) {
-                    if !matches!(key, "group.instance.id" | "heartbeat.interval.ms") {
+                    if !OWN_CLIENT_KEYS.contains(&key) {
                         c.set(key, v);
                     }
                 }
@@ -268,6 +353,14 @@ impl WireSettings {
         c
     }
 }
+
+/// Java client properties that the backend's own group client reads and librdkafka does
+/// not know (it refuses unknown properties): never passed to librdkafka.
+const OWN_CLIENT_KEYS: [&str; 3] = [
+    "group.instance.id",
+    "heartbeat.interval.ms",
+    "default.api.timeout.ms",
+];
 
 fn is_unprefixed(key: &str) -> bool {
     !crate::config::CLIENT_PROPERTY_PREFIXES
@@ -344,6 +437,10 @@ impl KafkaCluster {
             Some(v) => parse_ms("request.timeout.ms", &v)?,
             None => Duration::from_secs(30),
         };
+        let api_timeout = match lookup("default.api.timeout.ms") {
+            Some(v) => parse_ms("default.api.timeout.ms", &v)?,
+            None => Duration::from_secs(60),
+        };
         let heartbeat_interval = match lookup("heartbeat.interval.ms") {
             Some(v) => parse_ms("heartbeat.interval.ms", &v)?,
             None => Duration::from_secs(3),
@@ -354,6 +451,7 @@ impl KafkaCluster {
             group_instance_id: lookup("group.instance.id"),
             properties,
             request_timeout,
+            api_timeout,
             heartbeat_interval,
         };
         let admin: AdminClient<DefaultClientContext> = settings
@@ -381,6 +479,7 @@ impl KafkaCluster {
             client_id,
             group,
             self.settings.request_timeout,
+            self.settings.api_timeout,
         )
     }
 }
@@ -400,10 +499,11 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
 
 impl Cluster for KafkaCluster {
     fn partitions(&self, topic: &str) -> Result<Option<i32>> {
-        let md = self
-            .meta
-            .fetch_metadata(Some(topic), self.settings.request_timeout)
-            .map_err(|e| rdkafka_error(format!("metadata of `{topic}`"), e))?;
+        let md = retry_transient(
+            &self.settings,
+            || format!("metadata of `{topic}`"),
+            |timeout| self.meta.fetch_metadata(Some(topic), timeout),
+        )?;
         let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
             return Ok(None);
         };
@@ -422,10 +522,11 @@ impl Cluster for KafkaCluster {
     }
 
     fn topic_names(&self) -> Result<Vec<String>> {
-        let md = self
-            .meta
-            .fetch_metadata(None, self.settings.request_timeout)
-            .map_err(|e| rdkafka_error("listing topics", e))?;
+        let md = retry_transient(
+            &self.settings,
+            || "listing topics".to_owned(),
+            |timeout| self.meta.fetch_metadata(None, timeout),
+        )?;
         Ok(md
             .topics()
             .iter()
@@ -566,10 +667,11 @@ impl Cluster for KafkaCluster {
     }
 
     fn end_offset(&self, tp: &TopicPartition) -> Result<i64> {
-        let (_, high) = self
-            .meta
-            .fetch_watermarks(&tp.topic, tp.partition, self.settings.request_timeout)
-            .map_err(|e| rdkafka_error(format!("end offset of {tp}"), e))?;
+        let (_, high) = retry_transient(
+            &self.settings,
+            || format!("end offset of {tp}"),
+            |timeout| self.meta.fetch_watermarks(&tp.topic, tp.partition, timeout),
+        )?;
         Ok(high)
     }
 
@@ -589,16 +691,46 @@ impl KafkaCluster {
     /// DescribeConfigs of `topic` (every config) on the first bootstrap server that
     /// answers, with this crate's own protocol client: librdkafka's admin API does not
     /// report per-resource errors. `None` for an unknown topic; [`WireError::UnsupportedApi`]
-    /// when the broker has no DescribeConfigs.
+    /// when the broker has no DescribeConfigs. When no server answers (refused, closed,
+    /// no answer in time) it is asked again after a backoff (100 ms doubling to 1 s) until
+    /// `default.api.timeout.ms` has passed.
     fn describe_topic_configs(
         &self,
         topic: &str,
+    ) -> std::result::Result<Option<BTreeMap<String, String>>, WireError> {
+        let deadline = std::time::Instant::now() + self.settings.api_timeout;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let attempt = self
+                .settings
+                .request_timeout
+                .min(deadline.saturating_duration_since(std::time::Instant::now()))
+                .max(Duration::from_millis(100));
+            match self.describe_topic_configs_once(topic, attempt) {
+                Err(e) if e.retry_elsewhere() => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left <= backoff {
+                        return Err(e);
+                    }
+                    tracing::debug!(topic, error = %e, "DescribeConfigs failed; retrying after {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One round of [`KafkaCluster::describe_topic_configs`] over the bootstrap servers.
+    fn describe_topic_configs_once(
+        &self,
+        topic: &str,
+        timeout: Duration,
     ) -> std::result::Result<Option<BTreeMap<String, String>>, WireError> {
         use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
         use kafka_protocol::messages::DescribeConfigsRequest;
         use kafka_protocol::protocol::StrBytes;
 
-        let timeout = self.settings.request_timeout;
         let client_id = format!("{}-admin", self.settings.client_id);
         let mut last = None;
         for server in &self.settings.bootstrap {
@@ -616,7 +748,14 @@ impl KafkaCluster {
                     .with_resource_name(StrBytes::from_string(topic.to_owned()))
                     .with_configuration_keys(None),
             ]);
-            let response = conn.call(request, version, timeout)?;
+            let response = match conn.call(request, version, timeout) {
+                Ok(r) => r,
+                Err(e) if e.retry_elsewhere() => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let Some(result) = response.results.into_iter().next() else {
                 return Err(WireError::Codec {
                     api: "DescribeConfigs",

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -26,6 +26,10 @@ use super::{rdkafka_error, ClientKind, WireSettings};
 use crate::client::{ClusterProducer, ConsumerGroupMetadata};
 use crate::error::{ClusterErrorKind, Result, StreamsError};
 use crate::record::ProducedRecord;
+
+/// How long one call of librdkafka's abort waits before the delivery reports are served
+/// and the abort resumed (see `abort_transaction` below).
+const ABORT_SLICE: Duration = Duration::from_millis(200);
 
 /// Delivery reports since the last flush.
 #[derive(Default)]
@@ -442,10 +446,24 @@ impl ClusterProducer for WireProducer {
             transactional_id = self.transactional_id.as_deref(),
             "abort transaction"
         );
-        let aborted = self
-            .producer
-            .abort_transaction(self.flush_timeout)
-            .map_err(|e| self.error("aborting the transaction", e));
+        // librdkafka's abort purges the queued records and then waits until no message is
+        // outstanding — and with the event API (rdkafka's `BaseProducer`) a delivery report
+        // counts as outstanding until the application polls it. Waiting in one call would
+        // time out whenever a record was queued or in flight (after a broker restart,
+        // always). So the abort waits in short slices, the reports are served between
+        // them, and the abort is called again (librdkafka's transactional calls resume
+        // after a retriable timeout), up to the flush timeout.
+        let deadline = Instant::now() + self.flush_timeout;
+        let aborted = loop {
+            self.producer.poll(Duration::ZERO);
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.producer.abort_transaction(ABORT_SLICE.min(left)) {
+                Ok(()) => break Ok(()),
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && !e.is_fatal() && left > ABORT_SLICE => {}
+                Err(e) => break Err(self.error("aborting the transaction", e)),
+            }
+        };
         // The aborted records' delivery reports (failed, purged) are served and dropped:
         // none of them belongs to the next transaction.
         self.producer.poll(Duration::ZERO);
