@@ -360,8 +360,9 @@ fn crash_options(dir: &Path, round: u64, exactly_once: bool) -> Options {
     let mut o = Options::new(dir);
     o.commit_interval = Duration::from_millis(200);
     if exactly_once {
-        // Long enough that kills land inside open transactions with records in them.
-        o.commit_interval = Duration::from_millis(500);
+        // Long enough that a kill while the round's input is processed lands inside an open
+        // transaction with records in it (the kill does not wait for a commit).
+        o.commit_interval = Duration::from_secs(2);
         o.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
     }
     // The group outlives the killed child (it is stored in the broker): the next child
@@ -451,13 +452,14 @@ fn run_child_and_kill(dir: &Path, round: u64, fraction: f64, exactly_once: bool)
         if line == "produced" {
             produced = true;
         }
-        // Kill mid-way, once this run has committed at least once.
+        // Kill mid-way: at-least-once once this run has committed (the over-count bound
+        // needs committed offsets); exactly-once at once, inside the open transaction.
         if let Some((n, c)) = line
             .strip_prefix("progress ")
             .and_then(|p| p.split_once(' '))
         {
             let (n, c): (u64, i64) = (n.parse().unwrap(), c.parse().unwrap());
-            if produced && n >= threshold && c > 0 {
+            if produced && n >= threshold && (exactly_once || c > 0) {
                 break n;
             }
         }
@@ -564,7 +566,7 @@ fn uncommitted_and_committed(broker: &Broker, topics: &[&str]) -> (usize, usize)
 }
 
 /// Under exactly_once_v2, three SIGKILLs in the middle of open transactions (a commit every
-/// 500 ms; cache off in one round, two threads in another) leave counts that are exactly
+/// 2 s; cache off in one round, two threads in another) leave counts that are exactly
 /// those of the input: the killed transactions are aborted when the restarted instance's
 /// producer (same `transactional.id`, from the process id kept in the state directory)
 /// initializes, the local state they touched is wiped and restored, and their input is
