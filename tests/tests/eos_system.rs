@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker_embedded::{Broker, BrokerConfig, KafkaServer, ServerConfig};
-use common::{ChildGuard, XorShift};
+use common::{BrokerProcess, ChildGuard, XorShift};
 use parking_lot::Mutex;
 use streams_core::{EmbeddedCluster, KafkaCluster, StreamsApp, StreamsState};
 
@@ -152,83 +152,6 @@ fn embedded_backend_two_instances_are_exact() {
 
 // ---------------------------------------------------------------------------------------------
 // 2. Processes: `broker serve` and instances over the wire
-
-/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/<test>`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// `broker serve` as a process, restartable on the same port and data.
-struct BrokerProcess {
-    child: Option<ChildGuard>,
-    data: PathBuf,
-    log: PathBuf,
-    addr: String,
-}
-
-impl BrokerProcess {
-    fn start(dir: &Path) -> Self {
-        let mut b = BrokerProcess {
-            child: None,
-            data: dir.join("broker"),
-            log: dir.join("broker.log"),
-            addr: "127.0.0.1:0".into(),
-        };
-        b.spawn();
-        b
-    }
-
-    fn spawn(&mut self) {
-        let binary = profile_dir().join("broker");
-        assert!(
-            binary.exists(),
-            "{} is missing: `cargo build -p broker-cli` first",
-            binary.display()
-        );
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut child = Command::new(binary)
-            .args(["serve", "--listen", &self.addr])
-            .args(["--config", "group.initial.rebalance.delay.ms=0"])
-            .args([
-                "--config",
-                "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
-            ])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .env(
-                "RUST_LOG",
-                std::env::var("EOS_BROKER_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line of broker serve: {line:?}"))
-            .to_owned();
-        self.addr = addr;
-        self.child = Some(ChildGuard(child));
-    }
-
-    /// SIGKILLs the broker and starts it again on the same port and data directory (the
-    /// port may be briefly taken: retried).
-    fn kill_and_restart(&mut self, down: Duration) {
-        common::kill(self.child.take().unwrap());
-        std::thread::sleep(down);
-        self.spawn();
-    }
-}
 
 /// An instance: this test binary's `eos_app_child` entry as a process, its output lines,
 /// and its standard input (closing it stops the instance cleanly).
@@ -441,7 +364,13 @@ struct Outcome {
 fn run(s: &Scenario, seed: u64) -> Outcome {
     let mut rng = XorShift::new(seed);
     let dir = data_dir();
-    let mut broker = BrokerProcess::start(dir.path());
+    let broker_log = std::env::var("EOS_BROKER_LOG").unwrap_or_else(|_| "info".to_owned());
+    let mut broker = BrokerProcess::start(
+        dir.path(),
+        "broker",
+        &["transaction.abort.timed.out.transaction.cleanup.interval.ms=1000"],
+        &broker_log,
+    );
     let addr = broker.addr.clone();
     eprintln!("broker at {addr}");
     eos::create_topics(&addr);

@@ -17,24 +17,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, XorShift};
+use common::{BrokerProcess, XorShift};
 use examples::word_count::direct_count;
 use examples::word_count_cluster as wcc;
 use parking_lot::Mutex;
 use streams_core::{
     Cluster, KafkaCluster, StreamsApp, StreamsConfig, StreamsState, TopicPartition,
 };
-
-/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/<test>`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 /// The tests each run a broker process and an application: one at a time.
 fn serial() -> parking_lot::MutexGuard<'static, ()> {
@@ -57,70 +48,6 @@ fn init_logs() {
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
             .try_init();
-    }
-}
-
-/// `broker serve` as a process, restartable on the same port and data directory.
-struct BrokerProcess {
-    child: Option<ChildGuard>,
-    data: PathBuf,
-    log: PathBuf,
-    addr: String,
-}
-
-impl BrokerProcess {
-    fn start(dir: &Path) -> Self {
-        let mut b = BrokerProcess {
-            child: None,
-            data: dir.join("data"),
-            log: dir.join("broker.log"),
-            addr: "127.0.0.1:0".into(),
-        };
-        b.spawn();
-        b
-    }
-
-    fn spawn(&mut self) {
-        let binary = profile_dir().join("broker");
-        assert!(
-            binary.exists(),
-            "{} is missing: run `cargo build -p broker-cli` first",
-            binary.display()
-        );
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut child = Command::new(binary)
-            .args(["serve", "--listen", &self.addr])
-            .args(["--config", "group.initial.rebalance.delay.ms=0"])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        self.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line of broker serve: {line:?}"))
-            .to_owned();
-        self.child = Some(ChildGuard(child));
-    }
-
-    /// SIGKILL, `down` without a broker, then the broker again on its port and data.
-    fn kill_and_restart(&mut self, down: Duration) {
-        let addr = self.addr.clone();
-        common::kill(self.child.take().unwrap());
-        std::thread::sleep(down);
-        self.spawn();
-        assert_eq!(self.addr, addr, "the broker came back on another port");
     }
 }
 
@@ -230,7 +157,7 @@ fn run(guarantee: &str, seed: u64) -> (BTreeMap<String, i64>, BTreeMap<String, i
         .unwrap();
     eprintln!("data: {}", dir.path().display());
     let mut rng = XorShift::new(seed);
-    let mut broker = BrokerProcess::start(dir.path());
+    let mut broker = BrokerProcess::start(dir.path(), "data", &[], "info");
     let addr = broker.addr.clone();
     wcc::ensure_topics(&addr).unwrap();
     let app_id = format!("wbr-{}", guarantee.replace('_', "-"));

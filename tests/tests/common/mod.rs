@@ -417,3 +417,90 @@ pub(crate) fn kill(mut child: ChildGuard) {
     child.0.kill().unwrap(); // SIGKILL
     child.0.wait().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// `broker serve` as a process
+
+/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/<test>`).
+pub(crate) fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// `broker serve` (`target/<profile>/broker`; `cargo build -p broker-cli` first) as a
+/// process on an ephemeral port, its data in `<dir>/<data>` and its log in
+/// `<dir>/broker.log`, restartable on the same port and data directory.
+pub(crate) struct BrokerProcess {
+    child: Option<ChildGuard>,
+    data: PathBuf,
+    log: PathBuf,
+    configs: Vec<String>,
+    rust_log: String,
+    /// `host:port` the broker listens on.
+    pub(crate) addr: String,
+}
+
+impl BrokerProcess {
+    /// Starts the broker with `group.initial.rebalance.delay.ms=0` and `configs`
+    /// (`key=value`), logging at `rust_log`.
+    pub(crate) fn start(dir: &Path, data: &str, configs: &[&str], rust_log: &str) -> Self {
+        let mut b = BrokerProcess {
+            child: None,
+            data: dir.join(data),
+            log: dir.join("broker.log"),
+            configs: configs.iter().map(|c| (*c).to_owned()).collect(),
+            rust_log: rust_log.to_owned(),
+            addr: "127.0.0.1:0".into(),
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let binary = profile_dir().join("broker");
+        assert!(
+            binary.exists(),
+            "{} is missing: run `cargo build -p broker-cli` first",
+            binary.display()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut command = Command::new(binary);
+        command
+            .args(["serve", "--listen", &self.addr])
+            .args(["--config", "group.initial.rebalance.delay.ms=0"]);
+        for c in &self.configs {
+            command.args(["--config", c]);
+        }
+        let mut child = command
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env("RUST_LOG", &self.rust_log)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line of broker serve: {line:?}"))
+            .to_owned();
+        self.child = Some(ChildGuard(child));
+    }
+
+    /// SIGKILL, `down` without a broker, then the broker again on its port and data.
+    pub(crate) fn kill_and_restart(&mut self, down: Duration) {
+        let addr = self.addr.clone();
+        kill(self.child.take().unwrap());
+        std::thread::sleep(down);
+        self.spawn();
+        assert_eq!(self.addr, addr, "the broker came back on another port");
+    }
+}
