@@ -30,6 +30,8 @@
 //!   durable producer-id allocator.
 //! - **Partitioners**: the Java client's murmur2 ([`partition_for_key`]) and a sticky
 //!   partitioner for null keys.
+//! - **An async Kafka-protocol client** ([`client::KafkaConnection`]) for traffic between
+//!   nodes (replica fetches, controller requests).
 //!
 //! ## What it must not depend on
 //! Nothing above it: not `state-store`, `streams-core` or `streams-dsl`.
@@ -51,6 +53,7 @@
 //! ```
 
 mod broker;
+pub mod client;
 mod config;
 mod error;
 mod fsutil;
