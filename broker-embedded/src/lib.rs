@@ -68,8 +68,9 @@ mod txn;
 pub use broker::{
     decode_fetched, decode_fetched_committed, decode_fetched_shared, AlterConfigOp, Broker,
     ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
-    PartitionDescription, ProduceRecord, RecordsRead, TopicDescription, TransactionalProducer,
-    TxnOffsetCommitError, TxnProducerError, TxnProducerResult, TRANSACTION_STATE_TOPIC,
+    PartitionDescription, ProduceRecord, ProducerIdBlock, ProducerIdBlockSource, RecordsRead,
+    TopicDescription, TransactionalProducer, TxnOffsetCommitError, TxnProducerError,
+    TxnProducerResult, TRANSACTION_STATE_TOPIC,
 };
 pub use config::{
     validate_topic_name, BrokerConfig, CleanupPolicy, ConfigError, FlushPolicy, LogConfig,
