@@ -1643,3 +1643,6 @@ pub fn describe_cluster(
         .collect();
     response.with_brokers(brokers)
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
