@@ -1,0 +1,3 @@
+//! Errors of the cluster crate.
+
+pub use crate::quorum::QuorumError;
