@@ -22,3 +22,5 @@ pub enum ClusterError {
 
 /// A `Result` with [`ClusterError`].
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+pub use crate::quorum::QuorumError;

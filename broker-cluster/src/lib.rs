@@ -18,5 +18,6 @@
 
 pub mod error;
 pub mod metadata;
+pub mod quorum;
 
 pub use error::ClusterError;
