@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod metadata;
+pub mod node;
 pub mod quorum;
 
 pub use error::ClusterError;

@@ -1,0 +1,5 @@
+//! The node glue: what runs a controller and/or a broker of a cluster in one process.
+
+pub mod controller;
+
+pub use controller::ControllerService;
