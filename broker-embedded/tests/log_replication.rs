@@ -165,7 +165,11 @@ fn assert_same(a: &PartitionLog, b: &PartitionLog, what: &str) {
     a.set_high_watermark(i64::MAX);
     b.set_high_watermark(i64::MAX);
     assert_eq!(a.high_watermark(), b.high_watermark(), "{what}: HW");
-    assert_eq!(a.offsets().log_end_offset, b.offsets().log_end_offset, "{what}: LEO");
+    assert_eq!(
+        a.offsets().log_end_offset,
+        b.offsets().log_end_offset,
+        "{what}: LEO"
+    );
     assert_eq!(all_bytes(a), all_bytes(b), "{what}: bytes");
     assert_eq!(producers(a), producers(b), "{what}: producer state");
     assert_eq!(a.epoch_entries(), b.epoch_entries(), "{what}: epoch cache");
@@ -179,7 +183,10 @@ fn assert_same(a: &PartitionLog, b: &PartitionLog, what: &str) {
 
 /// Every batch a read_committed consumer fetches, and the aborted transactions it is told
 /// about.
-fn committed(log: &PartitionLog) -> (Vec<u8>, Vec<(i64, i64, i64, i64)>) {
+/// (producer id, first offset, last offset, last stable offset) of an aborted transaction.
+type Aborted = (i64, i64, i64, i64);
+
+fn committed(log: &PartitionLog) -> (Vec<u8>, Vec<Aborted>) {
     let mut offset = log.offsets().log_start_offset;
     let mut bytes = Vec::new();
     let mut aborted = Vec::new();
@@ -197,7 +204,12 @@ fn committed(log: &PartitionLog) -> (Vec<u8>, Vec<(i64, i64, i64, i64)>) {
         }
         bytes.extend_from_slice(&data.records);
         aborted.extend(data.aborted_transactions.iter().map(|t| {
-            (t.producer_id, t.first_offset, t.last_offset, t.last_stable_offset)
+            (
+                t.producer_id,
+                t.first_offset,
+                t.last_offset,
+                t.last_stable_offset,
+            )
         }));
     }
 }
@@ -447,7 +459,9 @@ fn follower_appends_keep_what_the_leader_wrote() {
     // Not starting at the log end: refused.
     let mut shifted = fetched.to_vec();
     broker_embedded::record::set_base_offset(&mut shifted, 5);
-    let err = follower.append_as_follower(&shifted[..big.len()]).unwrap_err();
+    let err = follower
+        .append_as_follower(&shifted[..big.len()])
+        .unwrap_err();
     assert!(matches!(
         err,
         BrokerError::UnexpectedAppendOffset {
@@ -458,12 +472,20 @@ fn follower_appends_keep_what_the_leader_wrote() {
     ));
     let info = follower.append_as_follower(&fetched).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (0, 21));
-    assert_eq!(all_bytes(&follower), fetched.to_vec(), "stored byte for byte");
+    assert_eq!(
+        all_bytes(&follower),
+        fetched.to_vec(),
+        "stored byte for byte"
+    );
     let hs = headers(&fetched);
     assert_eq!(hs[0].max_timestamp, 777, "LogAppendTime kept");
     assert_eq!(follower.epoch_entries(), leader.epoch_entries());
     assert_eq!(follower.active_producers(), leader.active_producers());
-    assert_eq!(follower.offsets().last_stable_offset, 20, "open transaction");
+    assert_eq!(
+        follower.offsets().last_stable_offset,
+        20,
+        "open transaction"
+    );
     // Appending the same batches again is refused (below the log end).
     assert!(matches!(
         follower.append_as_follower(&fetched).unwrap_err(),
@@ -497,10 +519,14 @@ fn the_high_watermark_bounds_consumers_not_replicas() {
     assert_eq!(log.offsets().log_end_offset, 8);
     assert_eq!(log.offsets().high_watermark, 6);
     // Consumers stop at the HW; replicas read to the LEO.
-    let r = log.read(6, 1 << 20, IsolationLevel::ReadUncommitted).unwrap();
+    let r = log
+        .read(6, 1 << 20, IsolationLevel::ReadUncommitted)
+        .unwrap();
     assert!(r.records.is_empty());
     assert_eq!(r.high_watermark, 6);
-    let r = log.read(0, 1 << 20, IsolationLevel::ReadUncommitted).unwrap();
+    let r = log
+        .read(0, 1 << 20, IsolationLevel::ReadUncommitted)
+        .unwrap();
     assert_eq!(headers(&r.records).last().unwrap().next_offset(), 6);
     let r = log.read_for_replica(6, 1 << 20).unwrap();
     assert_eq!(headers(&r.records).len(), 1);
@@ -520,7 +546,11 @@ fn the_high_watermark_bounds_consumers_not_replicas() {
     assert_eq!(log.offsets().last_stable_offset, 8, "the open transaction");
     // Truncation lowers it; restore initialises it within bounds.
     log.truncate_to(7).unwrap();
-    assert_eq!(log.offsets().log_end_offset, 6, "the whole batch 6..=7 goes");
+    assert_eq!(
+        log.offsets().log_end_offset,
+        6,
+        "the whole batch 6..=7 goes"
+    );
     assert_eq!(log.high_watermark(), 6);
     log.restore_high_watermark(-5);
     assert_eq!(log.high_watermark(), 0);
@@ -541,7 +571,12 @@ fn truncate_fully_and_start_at_starts_an_empty_log() {
     log.truncate_fully_and_start_at(100).unwrap();
     let o = log.offsets();
     assert_eq!(
-        (o.log_start_offset, o.log_end_offset, o.high_watermark, o.segments),
+        (
+            o.log_start_offset,
+            o.log_end_offset,
+            o.high_watermark,
+            o.segments
+        ),
         (100, 100, 100, 1)
     );
     assert!(log.epoch_entries().is_empty());
@@ -551,9 +586,8 @@ fn truncate_fully_and_start_at_starts_an_empty_log() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names
-            .iter()
-            .all(|n| !n.ends_with(".snapshot") && (!n.ends_with(".log") || n.starts_with("00000000000000000100"))),
+        names.iter().all(|n| !n.ends_with(".snapshot")
+            && (!n.ends_with(".log") || n.starts_with("00000000000000000100"))),
         "{names:?}"
     );
     // Truncating below the first segment does the same.

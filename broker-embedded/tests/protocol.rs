@@ -1603,8 +1603,13 @@ async fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
     assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 0));
 
     // Advertised in ApiVersions.
-    let v: ApiVersionsResponse =
-        call(&mut s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let v: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
     let k = v
         .api_keys
         .iter()

@@ -308,7 +308,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cache(dir.path());
         assert!(c.assign(2, 0).unwrap());
-        assert!(!c.assign(2, 5).unwrap(), "same epoch, later offset: no change");
+        assert!(
+            !c.assign(2, 5).unwrap(),
+            "same epoch, later offset: no change"
+        );
         assert!(c.assign(4, 10).unwrap());
         assert!(c.assign(6, 20).unwrap());
         assert_eq!(c.entries(), &[e(2, 0), e(4, 10), e(6, 20)]);

@@ -33,8 +33,8 @@ use parking_lot::Mutex;
 use tracing::{debug, warn};
 
 pub use cleaner::CleanerStats;
-pub use epoch::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 use epoch::{CheckpointState, LeaderEpochCache};
+pub use epoch::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 use producer_state::ProducerStateManager;
 pub use producer_state::{BatchMetadata, ProducerEntry, MAX_REMEMBERED_BATCHES};
 use segment::{read_at, Segment};
@@ -442,13 +442,13 @@ impl PartitionLog {
             .map_or(next_offset, |s| s.base_offset);
         let mut producers = ProducerStateManager::new(Arc::clone(&storage), &dir);
         let replay_from = producers.load(next_offset, replay_floor)?;
-        let (epochs, rebuild_epochs) = match LeaderEpochCache::load(Arc::clone(&storage), &dir) {
-            Ok(c) => (c, false),
+        let (epochs, epochs_state) = match LeaderEpochCache::load(Arc::clone(&storage), &dir) {
+            Ok(c) => (c, None),
             Err((c, state)) => {
-                if let CheckpointState::Damaged(reason) = state {
+                if let CheckpointState::Damaged(reason) = &state {
                     warn!(dir = %dir.display(), %reason, "rebuilding the leader-epoch cache from the log");
                 }
-                (c, true)
+                (c, Some(state))
             }
         };
         let log = Self {
@@ -484,7 +484,7 @@ impl PartitionLog {
         if replay_from < next_offset {
             log.replay_producer_state(replay_from.max(log_start_offset))?;
         }
-        log.recover_epoch_cache(rebuild_epochs)?;
+        log.recover_epoch_cache(epochs_state)?;
         if replay_floor < next_offset {
             // The replay above rebuilt the `.txnindex` entries. A newer snapshot may know more
             // (the batches of a producer that compaction removed since it was taken): the

@@ -11,7 +11,7 @@
 
 use tracing::info;
 
-use super::epoch::EpochEntry;
+use super::epoch::{CheckpointState, EpochEntry};
 use super::segment::Segment;
 use super::txn::{control_record_of_batch, ControlRecord};
 use super::{AppendInfo, FetchData, LogInner, PartitionLog, UNDEFINED_EPOCH_OFFSET};
@@ -80,7 +80,9 @@ impl PartitionLog {
         let mut last_offset = leo - 1;
         for (pos, len, h, control) in parsed {
             let bytes = &batches[pos..pos + len];
-            inner.epochs.assign(h.partition_leader_epoch, h.base_offset)?;
+            inner
+                .epochs
+                .assign(h.partition_leader_epoch, h.base_offset)?;
             self.maybe_roll(&mut inner, &h)?;
             let active = inner.active()?;
             active.append(bytes, &h)?;
@@ -110,9 +112,11 @@ impl PartitionLog {
     }
 
     /// At open: the leader-epoch cache is rebuilt from the batches' `partitionLeaderEpoch`
-    /// when its checkpoint is missing or damaged (`rebuild`), and in any case cut to the log's
+    /// when its checkpoint is missing or damaged (`unusable`), and in any case cut to the log's
     /// offsets (after an unclean shutdown the file may name epochs whose batches were lost).
-    pub(super) fn recover_epoch_cache(&self, rebuild: bool) -> Result<()> {
+    /// A missing file is only written once there is an entry to record.
+    pub(super) fn recover_epoch_cache(&self, unusable: Option<CheckpointState>) -> Result<()> {
+        let rebuild = unusable.is_some();
         let log_start = self.inner.lock().log_start_offset;
         let mut rebuilt = Vec::new();
         if rebuild {
@@ -126,9 +130,9 @@ impl PartitionLog {
             }
         }
         let mut inner = self.inner.lock();
-        let mut changed = rebuild;
+        let mut changed = matches!(unusable, Some(CheckpointState::Damaged(_)));
         for (epoch, offset) in rebuilt {
-            inner.epochs.assign_in_memory(epoch, offset);
+            changed |= inner.epochs.assign_in_memory(epoch, offset);
         }
         let leo = inner.next_offset;
         let start = inner.log_start_offset;
@@ -163,9 +167,7 @@ impl PartitionLog {
     /// empty cache).
     pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Option<(i32, i64)> {
         let inner = self.inner.lock();
-        let (epoch, offset) = inner
-            .epochs
-            .end_offset_for(leader_epoch, inner.next_offset);
+        let (epoch, offset) = inner.epochs.end_offset_for(leader_epoch, inner.next_offset);
         (offset != UNDEFINED_EPOCH_OFFSET).then_some((epoch, offset))
     }
 
@@ -231,7 +233,12 @@ impl PartitionLog {
     /// Reads for a follower replica: whole batches from `fetch_offset` up to the log end
     /// offset (not the high watermark), `max_bytes` a soft limit as in [`PartitionLog::read`].
     pub fn read_for_replica(&self, fetch_offset: i64, max_bytes: usize) -> Result<FetchData> {
-        self.read_bounded(fetch_offset, max_bytes, super::read::ReadBound::LogEnd, true)
+        self.read_bounded(
+            fetch_offset,
+            max_bytes,
+            super::read::ReadBound::LogEnd,
+            true,
+        )
     }
 
     /// Kafka's `truncateTo`: removes every record at or above `offset` (whole batches: a batch
@@ -270,7 +277,11 @@ impl PartitionLog {
             return Ok(true);
         }
         info!(partition = %super::partition_dir_name(&self.topic, self.partition), offset, log_end_offset = inner.next_offset, "truncating the log");
-        let doomed: Vec<i64> = inner.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        let doomed: Vec<i64> = inner
+            .segments
+            .range(offset + 1..)
+            .map(|(b, _)| *b)
+            .collect();
         let mut removed: Vec<Segment> = Vec::new();
         for b in doomed {
             if let Some(seg) = inner.segments.remove(&b) {
@@ -335,9 +346,7 @@ impl PartitionLog {
         inner.next_offset = new_end;
         inner.log_start_offset = inner.log_start_offset.min(new_end);
         inner.recovery_point = inner.recovery_point.min(new_end);
-        inner.high_watermark = inner
-            .high_watermark
-            .clamp(inner.log_start_offset, new_end);
+        inner.high_watermark = inner.high_watermark.clamp(inner.log_start_offset, new_end);
         if !inner.replicated {
             inner.high_watermark = new_end;
         }

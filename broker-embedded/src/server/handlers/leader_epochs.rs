@@ -63,8 +63,7 @@ pub(super) fn offset_for_leader_epoch(
         for p in t.partitions {
             let mut pr = EpochEndOffset::default();
             pr.partition = p.partition;
-            match local_leader_log(ctx, t.topic.0.as_str(), p.partition, p.current_leader_epoch)
-            {
+            match local_leader_log(ctx, t.topic.0.as_str(), p.partition, p.current_leader_epoch) {
                 Ok(log) => {
                     if let Some((epoch, end_offset)) = log.end_offset_for_epoch(p.leader_epoch) {
                         pr.leader_epoch = epoch;
