@@ -126,6 +126,19 @@ pub enum BrokerError {
         /// Coordinator epoch last seen.
         current: i32,
     },
+    /// A follower append whose first offset is not the log end offset (Kafka's
+    /// `UnexpectedAppendOffsetException`, not an API error: UNKNOWN_SERVER_ERROR).
+    #[error("unexpected offset in a follower append to {topic}-{partition}: first offset {first_offset}, log end offset {log_end_offset}")]
+    UnexpectedAppendOffset {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Base offset of the first appended batch.
+        first_offset: i64,
+        /// The log end offset it should have been.
+        log_end_offset: i64,
+    },
     /// The broker is shutting down or the data directory is closed (KAFKA_STORAGE_ERROR).
     #[error("the broker is shut down")]
     Closed,
@@ -177,6 +190,7 @@ impl BrokerError {
             Self::TransactionCoordinatorFenced { .. } => {
                 ResponseError::TransactionCoordinatorFenced
             }
+            Self::UnexpectedAppendOffset { .. } => ResponseError::UnknownServerError,
         }
     }
 }

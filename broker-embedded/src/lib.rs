@@ -83,8 +83,9 @@ pub use group::{
     SyncGroupRequest, SyncGroupResponse, MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT,
 };
 pub use log::{
-    AbortedTxn, AppendInfo, AppendOrigin, BatchMetadata, CleanerStats, FetchData, IsolationLevel,
-    LogOffsets, PartitionLog, ProducerEntry, MAX_REMEMBERED_BATCHES,
+    AbortedTxn, AppendInfo, AppendOrigin, BatchMetadata, CleanerStats, EpochEntry, FetchData,
+    IsolationLevel, LogOffsets, PartitionLog, ProducerEntry, MAX_REMEMBERED_BATCHES,
+    UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};

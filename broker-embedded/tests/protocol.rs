@@ -1507,3 +1507,113 @@ async fn transaction_apis_over_the_wire() {
     let r: EndTxnResponse = call(&mut s, ApiKey::EndTxn, 3, &end).await;
     assert_eq!(r.error_code, ResponseError::InvalidTxnState.code());
 }
+
+#[tokio::test]
+async fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
+    let h = start().await;
+    let mut s = h.connect().await;
+    let name = "epochs";
+    h.broker
+        .create_topic(broker_embedded::NewTopic::new(name, 1))
+        .unwrap();
+    let log = h.broker.partition_log(name, 0).unwrap();
+    let mut b = batch(3).to_vec();
+    log.append(&mut b, broker_embedded::AppendOrigin::Client, 0)
+        .unwrap();
+    assert_eq!(
+        broker_embedded::record::BatchHeader::parse(&b)
+            .unwrap()
+            .partition_leader_epoch,
+        0,
+        "single-node leader epoch"
+    );
+
+    let request = |parts: &[(&str, i32, i32, i32)]| {
+        let mut r = OffsetForLeaderEpochRequest::default();
+        r.replica_id = BrokerId(-1);
+        for (t, partition, current, epoch) in parts {
+            let mut tr = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+            tr.topic = topic(t);
+            let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+            p.partition = *partition;
+            p.current_leader_epoch = *current;
+            p.leader_epoch = *epoch;
+            tr.partitions.push(p);
+            r.topics.push(tr);
+        }
+        r
+    };
+    for version in [2i16, 3, 4] {
+        let req = request(&[
+            (name, 0, 0, 0),
+            (name, 0, -1, 0),
+            (name, 0, 1, 0),
+            (name, 0, 0, 7),
+            (name, 0, 0, -1),
+            (name, 5, -1, 0),
+            ("nope", 0, -1, 0),
+        ]);
+        let r: OffsetForLeaderEpochResponse =
+            call(&mut s, ApiKey::OffsetForLeaderEpoch, version, &req).await;
+        let got: Vec<(i16, i32, i64)> = r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| (p.error_code, p.leader_epoch, p.end_offset))
+            .collect();
+        let unknown = kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
+        assert_eq!(
+            got,
+            vec![
+                (0, 0, 3),
+                (0, 0, 3),
+                (
+                    kafka_protocol::ResponseError::UnknownLeaderEpoch.code(),
+                    -1,
+                    -1
+                ),
+                (0, -1, -1),
+                (0, -1, -1),
+                (unknown, -1, -1),
+                (unknown, -1, -1),
+            ],
+            "v{version}"
+        );
+    }
+    // A later leader epoch (as a replicated leader would write): epoch 0 ends where it began.
+    let mut b = batch(2).to_vec();
+    log.append_with_epoch(&mut b, broker_embedded::AppendOrigin::Client, 0, 4)
+        .unwrap();
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 3)));
+    assert_eq!(log.end_offset_for_epoch(2), Some((0, 3)));
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 5)));
+
+    // An empty partition's cache gets the single-node epoch on the first question.
+    h.broker
+        .create_topic(broker_embedded::NewTopic::new("empty", 1))
+        .unwrap();
+    let r: OffsetForLeaderEpochResponse = call(
+        &mut s,
+        ApiKey::OffsetForLeaderEpoch,
+        2,
+        &request(&[("empty", 0, 0, 0)]),
+    )
+    .await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 0));
+
+    // Advertised in ApiVersions.
+    let v: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
+    let k = v
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::OffsetForLeaderEpoch as i16)
+        .unwrap();
+    assert_eq!((k.min_version, k.max_version), (2, 4));
+}

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use tracing::{debug, error};
 
-use super::{now_ms, Broker, Inner, RECOVERY_CHECKPOINT_FILE};
+use super::{now_ms, Broker, Inner, RECOVERY_CHECKPOINT_FILE, REPLICATION_CHECKPOINT_FILE};
 use crate::error::{BrokerError, Result};
 use crate::fsutil::write_atomic;
 use crate::group::GroupCoordinator;
-use crate::log::CleanerStats;
+use crate::log::{CleanerStats, PartitionLog};
 
 pub(super) struct Stop {
     pub(super) stopped: Mutex<bool>,
@@ -36,6 +36,45 @@ impl Stop {
     }
 }
 
+/// Kafka's `OffsetCheckpointFile` text: version `0`, the entry count, then one
+/// `<topic> <partition> <offset>` line per partition.
+pub(super) fn encode_offset_checkpoint(entries: &[(&str, i32, i64)]) -> String {
+    let mut text = format!("0\n{}\n", entries.len());
+    for (topic, partition, offset) in entries {
+        text.push_str(&format!("{topic} {partition} {offset}\n"));
+    }
+    text
+}
+
+/// Writes `recovery-point-offset-checkpoint` (each log's recovery point) and
+/// `replication-offset-checkpoint` (each log's high watermark) in `data_dir`.
+pub(super) fn write_offset_checkpoints(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    logs: &[Arc<PartitionLog>],
+) -> Result<()> {
+    let recovery: Vec<(&str, i32, i64)> = logs
+        .iter()
+        .map(|l| (l.topic(), l.partition(), l.recovery_point()))
+        .collect();
+    write_atomic(
+        storage,
+        &data_dir.join(RECOVERY_CHECKPOINT_FILE),
+        encode_offset_checkpoint(&recovery).as_bytes(),
+    )?;
+    let hws: Vec<(&str, i32, i64)> = logs
+        .iter()
+        .map(|l| (l.topic(), l.partition(), l.high_watermark()))
+        .collect();
+    write_atomic(
+        storage,
+        &data_dir.join(REPLICATION_CHECKPOINT_FILE),
+        encode_offset_checkpoint(&hws).as_bytes(),
+    )
+}
+
+/// Reads an `OffsetCheckpointFile` (recovery points or high watermarks); a missing or
+/// unreadable file, or a malformed line, yields no entry for it.
 pub(super) fn read_recovery_points(
     storage: &dyn Storage,
     path: &Path,
@@ -151,22 +190,11 @@ impl Broker {
         self.write_recovery_checkpoint()
     }
 
+    /// Writes the recovery-point checkpoint and the high-watermark checkpoint
+    /// (`replication-offset-checkpoint`), which share their cadence as in Kafka.
     pub(super) fn write_recovery_checkpoint(&self) -> Result<()> {
         let logs = self.all_logs();
-        let mut text = format!("0\n{}\n", logs.len());
-        for log in &logs {
-            text.push_str(&format!(
-                "{} {} {}\n",
-                log.topic(),
-                log.partition(),
-                log.recovery_point()
-            ));
-        }
-        write_atomic(
-            &*self.inner.storage,
-            &self.inner.config.data_dir.join(RECOVERY_CHECKPOINT_FILE),
-            text.as_bytes(),
-        )
+        write_offset_checkpoints(&*self.inner.storage, &self.inner.config.data_dir, &logs)
     }
 }
 
@@ -189,7 +217,7 @@ fn flusher_loop(weak: Weak<Inner>, stop: Arc<Stop>, checkpoint_every: Duration) 
         if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = Instant::now();
             if let Err(e) = broker.write_recovery_checkpoint() {
-                error!(error = %e, "writing the recovery-point checkpoint failed");
+                error!(error = %e, "writing the recovery-point and high-watermark checkpoints failed");
             }
         }
     }
@@ -227,5 +255,76 @@ fn cleaner_loop(weak: Weak<Inner>, stop: Arc<Stop>, every: Duration, compaction_
             Ok(_) | Err(BrokerError::Closed) => {}
             Err(e) => error!(error = %e, "cleaner pass failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::record::{encode_batch, BatchSpec, Record};
+    use crate::{AppendOrigin, BrokerConfig, NewTopic};
+
+    fn open(dir: &Path) -> Broker {
+        let mut c = BrokerConfig::new(dir);
+        c.cleaner_interval = None;
+        Broker::open(c).unwrap()
+    }
+
+    fn append(b: &Broker, partition: i32, n: usize) {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                offset: i as i64,
+                timestamp: 1,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"v")),
+                headers: Vec::new(),
+            })
+            .collect();
+        let mut batch = encode_batch(&BatchSpec::default(), &recs).unwrap();
+        b.partition_log("t", partition)
+            .unwrap()
+            .append(&mut batch, AppendOrigin::Client, 1)
+            .unwrap();
+    }
+
+    #[test]
+    fn high_watermarks_are_checkpointed_and_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        b.create_topic(NewTopic::new("t", 2)).unwrap();
+        append(&b, 0, 5);
+        append(&b, 1, 3);
+        let log0 = b.partition_log("t", 0).unwrap();
+        log0.set_replicated(true);
+        log0.restore_high_watermark(0);
+        assert_eq!(log0.set_high_watermark(2), 2);
+        append(&b, 0, 4);
+        b.flush().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(REPLICATION_CHECKPOINT_FILE)).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        assert_eq!(&lines[..2], &["0", "2"], "{text}");
+        lines.drain(..2);
+        lines.sort_unstable();
+        assert_eq!(lines, vec!["t 0 2", "t 1 3"]);
+        // ListOffsets(latest) answers the high watermark.
+        let latest = b
+            .list_offsets("t", 0, crate::OffsetSpec::Latest)
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.offset, 2);
+        log0.set_high_watermark(7);
+        b.shutdown().unwrap();
+        drop((b, log0));
+
+        let b = open(dir.path());
+        let log0 = b.partition_log("t", 0).unwrap();
+        assert_eq!(log0.high_watermark(), 9, "single-node mode: the log end");
+        log0.set_replicated(true);
+        assert_eq!(log0.high_watermark(), 7, "restored from the checkpoint");
+        let log1 = b.partition_log("t", 1).unwrap();
+        log1.set_replicated(true);
+        assert_eq!(log1.high_watermark(), 3);
     }
 }

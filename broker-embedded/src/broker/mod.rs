@@ -56,6 +56,8 @@ use transactions::{BrokerTxnBackend, PendingTxnOffsets};
 
 const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 const RECOVERY_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
+/// Kafka's per-data-directory checkpoint of every partition's high watermark.
+const REPLICATION_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
 const LOCK_FILE: &str = ".lock";
 const META_DIR: &str = "meta";
 const TOPICS_FILE: &str = "topics.json";
@@ -160,6 +162,8 @@ impl Broker {
             info!(data_dir = %dir.display(), "no clean-shutdown marker: validating logs from their recovery points");
         }
         let recovery_points = read_recovery_points(&*storage, &dir.join(RECOVERY_CHECKPOINT_FILE));
+        let high_watermarks =
+            read_recovery_points(&*storage, &dir.join(REPLICATION_CHECKPOINT_FILE));
         let meta_path = dir.join(META_DIR).join(TOPICS_FILE);
         let meta: MetadataFile = match storage.read(&meta_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| BrokerError::Metadata {
@@ -198,6 +202,9 @@ impl Broker {
                     clean,
                     rp,
                 )?;
+                if let Some(hw) = high_watermarks.get(&(rec.name.clone(), p)) {
+                    log.restore_high_watermark(*hw);
+                }
                 logs.push(Arc::new(log));
             }
             topics.insert(
@@ -351,6 +358,12 @@ impl Broker {
         })
     }
 
+    /// The log of one partition (for the replication layer: follower appends, truncation,
+    /// the high watermark and the leader-epoch cache).
+    pub fn partition_log(&self, topic: &str, partition: i32) -> Result<Arc<PartitionLog>> {
+        self.log(topic, partition)
+    }
+
     fn log(&self, topic: &str, partition: i32) -> Result<Arc<PartitionLog>> {
         let t = self.topic(topic)?;
         let logs = t.logs.read();
@@ -401,23 +414,12 @@ impl Inner {
             .values()
             .flat_map(|t| t.logs.read().clone())
             .collect();
-        let mut text = format!("0\n{}\n", logs.len());
         self.any_append.notify_waiters();
         for log in &logs {
             log.close()?;
             log.appended.notify_waiters();
-            text.push_str(&format!(
-                "{} {} {}\n",
-                log.topic(),
-                log.partition(),
-                log.recovery_point()
-            ));
         }
-        write_atomic(
-            &*self.storage,
-            &self.config.data_dir.join(RECOVERY_CHECKPOINT_FILE),
-            text.as_bytes(),
-        )?;
+        background::write_offset_checkpoints(&*self.storage, &self.config.data_dir, &logs)?;
         write_atomic(
             &*self.storage,
             &self.config.data_dir.join(CLEAN_SHUTDOWN_FILE),

@@ -12,9 +12,11 @@
 //! `index` and `producer_state` are the parts a log is made of.
 
 mod cleaner;
+pub(crate) mod epoch;
 pub(crate) mod index;
 pub(crate) mod producer_state;
-mod read;
+pub(crate) mod read;
+mod replication;
 mod retention;
 pub(crate) mod segment;
 pub(crate) mod txn;
@@ -31,6 +33,8 @@ use parking_lot::Mutex;
 use tracing::{debug, warn};
 
 pub use cleaner::CleanerStats;
+use epoch::{CheckpointState, LeaderEpochCache};
+pub use epoch::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 use producer_state::ProducerStateManager;
 pub use producer_state::{BatchMetadata, ProducerEntry, MAX_REMEMBERED_BATCHES};
 use segment::{read_at, Segment};
@@ -124,6 +128,13 @@ struct LogInner {
     deleted: bool,
     /// Offsets below this were compacted by the last cleaner pass (the cleaner checkpoint).
     first_dirty_offset: i64,
+    /// The leader-epoch cache (`leader-epoch-checkpoint`).
+    epochs: LeaderEpochCache,
+    /// Replicated mode: the high watermark is set by replication
+    /// ([`PartitionLog::set_high_watermark`]). Off (single node): it is the log end offset.
+    replicated: bool,
+    /// The high watermark in replicated mode (kept equal to the log end offset otherwise).
+    high_watermark: i64,
 }
 
 impl LogInner {
@@ -138,7 +149,11 @@ impl LogInner {
     }
 
     fn high_watermark(&self) -> i64 {
-        self.next_offset
+        if self.replicated {
+            self.high_watermark
+        } else {
+            self.next_offset
+        }
     }
 
     /// Kafka's last stable offset: the first offset of the oldest open transaction (never
@@ -427,6 +442,15 @@ impl PartitionLog {
             .map_or(next_offset, |s| s.base_offset);
         let mut producers = ProducerStateManager::new(Arc::clone(&storage), &dir);
         let replay_from = producers.load(next_offset, replay_floor)?;
+        let (epochs, epochs_state) = match LeaderEpochCache::load(Arc::clone(&storage), &dir) {
+            Ok(c) => (c, None),
+            Err((c, state)) => {
+                if let CheckpointState::Damaged(reason) = &state {
+                    warn!(dir = %dir.display(), %reason, "rebuilding the leader-epoch cache from the log");
+                }
+                (c, Some(state))
+            }
+        };
         let log = Self {
             topic: topic.to_string(),
             partition,
@@ -450,6 +474,9 @@ impl PartitionLog {
                     CleanerCheckpoint::At(o) => o,
                     CleanerCheckpoint::Missing | CleanerCheckpoint::Damaged => 0,
                 },
+                epochs,
+                replicated: false,
+                high_watermark: next_offset,
             }),
             appended: tokio::sync::Notify::new(),
             cleaning: Mutex::new(()),
@@ -457,6 +484,7 @@ impl PartitionLog {
         if replay_from < next_offset {
             log.replay_producer_state(replay_from.max(log_start_offset))?;
         }
+        log.recover_epoch_cache(epochs_state)?;
         if replay_floor < next_offset {
             // The replay above rebuilt the `.txnindex` entries. A newer snapshot may know more
             // (the batches of a producer that compaction removed since it was taken): the
@@ -486,8 +514,13 @@ impl PartitionLog {
     /// Rebuilds producer state (and the `.txnindex` entries of the batches' segments) from
     /// the batches at or after `from`.
     fn replay_producer_state(&self, from: i64) -> Result<()> {
-        let views = self.segment_views_from(from);
         let mut inner = self.inner.lock();
+        self.replay_locked(&mut inner, from)
+    }
+
+    /// [`PartitionLog::replay_producer_state`] with the partition lock held.
+    fn replay_locked(&self, inner: &mut LogInner, from: i64) -> Result<()> {
+        let views = Self::views_locked(inner, from);
         for v in views {
             let mut pos = 0;
             while pos + BATCH_HEADER_LEN as u64 <= v.size {

@@ -384,6 +384,16 @@ impl ProducerStateManager {
         Ok(from)
     }
 
+    /// Forgets every producer and deletes every snapshot (the log starts over).
+    pub(crate) fn clear_and_delete_snapshots(&mut self) {
+        self.producers.clear();
+        if let Ok(snaps) = Self::list_snapshots(&*self.storage, &self.dir) {
+            for o in snaps {
+                let _ = self.storage.remove_file(&snapshot_path(&self.dir, o));
+            }
+        }
+    }
+
     /// Keeps the newest `keep` snapshots.
     pub(crate) fn prune_snapshots(&self, keep: usize) {
         if let Ok(snaps) = Self::list_snapshots(&*self.storage, &self.dir) {

@@ -10,6 +10,15 @@ use super::{AbortedTxn, FetchData, IsolationLevel, LogInner, PartitionLog, Segme
 use crate::error::{BrokerError, Result};
 use crate::record::{self, decode_records, BatchHeader, BATCH_HEADER_LEN};
 
+/// Where a read stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadBound {
+    /// A consumer read at this isolation level: the high watermark or the last stable offset.
+    Isolation(IsolationLevel),
+    /// A follower replica's read: the log end offset.
+    LogEnd,
+}
+
 impl PartitionLog {
     fn out_of_range(&self, inner: &LogInner, offset: i64) -> BrokerError {
         BrokerError::OffsetOutOfRange {
@@ -26,7 +35,7 @@ impl PartitionLog {
         Self::views_locked(&inner, offset)
     }
 
-    fn views_locked(inner: &LogInner, offset: i64) -> Vec<SegmentView> {
+    pub(super) fn views_locked(inner: &LogInner, offset: i64) -> Vec<SegmentView> {
         let start = inner
             .segments
             .range(..=offset)
@@ -66,6 +75,23 @@ impl PartitionLog {
         isolation: IsolationLevel,
         min_one_batch: bool,
     ) -> Result<FetchData> {
+        self.read_bounded(
+            fetch_offset,
+            max_bytes,
+            ReadBound::Isolation(isolation),
+            min_one_batch,
+        )
+    }
+
+    /// The read path behind [`PartitionLog::read_with`] and
+    /// [`PartitionLog::read_for_replica`].
+    pub(super) fn read_bounded(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        bound: ReadBound,
+        min_one_batch: bool,
+    ) -> Result<FetchData> {
         let (views, first_pos, upper, mut data) = {
             let inner = self.inner.lock();
             if inner.deleted {
@@ -77,9 +103,10 @@ impl PartitionLog {
             if fetch_offset < inner.log_start_offset || fetch_offset > inner.next_offset {
                 return Err(self.out_of_range(&inner, fetch_offset));
             }
-            let upper = match isolation {
-                IsolationLevel::ReadUncommitted => inner.high_watermark(),
-                IsolationLevel::ReadCommitted => inner.last_stable_offset(),
+            let upper = match bound {
+                ReadBound::Isolation(IsolationLevel::ReadUncommitted) => inner.high_watermark(),
+                ReadBound::Isolation(IsolationLevel::ReadCommitted) => inner.last_stable_offset(),
+                ReadBound::LogEnd => inner.next_offset,
             };
             let data = FetchData {
                 records: Bytes::new(),
@@ -138,7 +165,7 @@ impl PartitionLog {
                     end += bh.size();
                 }
                 buf.truncate(end);
-                if isolation == IsolationLevel::ReadCommitted && end > 0 {
+                if bound == ReadBound::Isolation(IsolationLevel::ReadCommitted) && end > 0 {
                     // Kafka bounds the search by the offset after the fetched data.
                     let mut last_next = fetch_offset;
                     let mut at = 0usize;

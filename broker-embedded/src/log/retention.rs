@@ -78,6 +78,11 @@ impl PartitionLog {
                     .copied()
                     .unwrap_or(inner.next_offset);
                 inner.log_start_offset = inner.log_start_offset.max(first);
+                let start = inner.log_start_offset;
+                inner.high_watermark = inner.high_watermark.max(start);
+                if inner.epochs.truncate_from_start_in_memory(start) {
+                    inner.epochs.write()?;
+                }
             }
         }
         for seg in &removed {

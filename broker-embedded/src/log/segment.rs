@@ -620,6 +620,46 @@ impl Segment {
         Ok(seg)
     }
 
+    /// Removes every batch whose last offset is at or above `offset` (log truncation): the
+    /// file is cut at the first such batch and fsynced, the offset and time indexes are
+    /// rebuilt by a scan of what remains, and aborted-transaction entries whose marker is cut
+    /// are dropped. Returns the segment's new next offset.
+    pub(crate) fn truncate_to(&mut self, offset: i64) -> Result<i64> {
+        let mut pos = self.position_for(offset);
+        while pos + BATCH_HEADER_LEN as u64 <= self.size {
+            let hb = read_at(&*self.file, pos, BATCH_HEADER_LEN)
+                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            let h = BatchHeader::parse(&hb).map_err(|source| BrokerError::Corrupt {
+                path: self.log_path.clone(),
+                position: pos,
+                source,
+            })?;
+            if h.last_offset() >= offset {
+                break;
+            }
+            pos += h.size() as u64;
+        }
+        let cut = pos.min(self.size);
+        self.file
+            .set_len(cut)
+            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        self.unflushed = false;
+        self.size = cut;
+        self.next_offset = self.base_offset;
+        self.first_batch_timestamp = None;
+        // A full scan of the kept batches rebuilds the indexes and timestamps exactly as
+        // appends built them (no contiguity requirement: compaction may have left gaps).
+        if let Some(t) = self.scan_from(0, true, true, i64::MAX)? {
+            warn!(segment = %self.log_path.display(), reason = %t.reason, "truncation found a damaged batch below the truncation point");
+        }
+        self.txn_index.truncate_to(self.next_offset);
+        self.persist_indexes(true)?;
+        Ok(self.next_offset)
+    }
+
     /// For a cleaned segment: keep the original's next offset (trailing records may be gone).
     pub(crate) fn set_next_offset(&mut self, next: i64) {
         self.next_offset = self.next_offset.max(next);

@@ -16,20 +16,35 @@ use super::{partition_dir_name, AppendInfo, AppendOrigin, LogInner, PartitionLog
 use crate::error::{BrokerError, Result};
 use crate::fsutil::sync_dir;
 use crate::record::{
-    self, encode_batch, set_base_offset, set_log_append_time, BatchHeader, BatchIter, BatchSpec,
-    Record, TimestampType, NO_SEQUENCE,
+    self, encode_batch, set_base_offset, set_log_append_time, set_partition_leader_epoch,
+    BatchHeader, BatchIter, BatchSpec, Record, TimestampType, NO_SEQUENCE,
 };
 
 impl PartitionLog {
     /// Validates and appends one or more record batches, assigning offsets (rewriting each
-    /// batch's base offset in place, and its timestamps under LogAppendTime).
+    /// batch's base offset in place, and its timestamps under LogAppendTime). Batches are
+    /// stamped with the partition's current leader epoch: the latest epoch of the leader-epoch
+    /// cache, 0 when it has none (single-node mode).
     pub fn append(
         &self,
         batches: &mut [u8],
         origin: AppendOrigin,
         now_ms: i64,
     ) -> Result<AppendInfo> {
-        self.append_checked(batches, origin, now_ms, None)
+        self.append_checked(batches, origin, now_ms, None, None)
+    }
+
+    /// [`PartitionLog::append`] as the leader of `leader_epoch`: every batch's
+    /// `partitionLeaderEpoch` is stamped with it, and the leader-epoch cache records the
+    /// epoch's start offset on its first batch.
+    pub fn append_with_epoch(
+        &self,
+        batches: &mut [u8],
+        origin: AppendOrigin,
+        now_ms: i64,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        self.append_checked(batches, origin, now_ms, None, Some(leader_epoch))
     }
 
     /// Appends an end-transaction marker for `producer_id` (a control batch with one COMMIT or
@@ -70,17 +85,20 @@ impl PartitionLog {
             AppendOrigin::Internal,
             now_ms,
             Some((producer_id, producer_epoch, coordinator_epoch)),
+            None,
         )
     }
 
     /// [`PartitionLog::append`], with the marker checks for `(producer id, producer epoch,
-    /// coordinator epoch)` made under the partition lock.
+    /// coordinator epoch)` made under the partition lock, stamping `leader_epoch` (the
+    /// cache's latest epoch, or 0, when `None`).
     fn append_checked(
         &self,
         batches: &mut [u8],
         origin: AppendOrigin,
         now_ms: i64,
         marker: Option<(i64, i16, i32)>,
+        leader_epoch: Option<i32>,
     ) -> Result<AppendInfo> {
         let config = self.config();
         let require_keys = config.cleanup_policy.compact;
@@ -163,16 +181,24 @@ impl PartitionLog {
                 }
             }
         }
+        let leader_epoch = leader_epoch
+            .unwrap_or_else(|| inner.epochs.latest().map_or(0, |e| e.epoch))
+            .max(0);
         let base_offset = inner.next_offset;
         let mut offset = base_offset;
         let mut record_count: u64 = 0;
         for (&(pos, len), control) in ranges.iter().zip(controls) {
             let bytes = &mut batches[pos..pos + len];
             set_base_offset(bytes, offset);
+            set_partition_leader_epoch(bytes, leader_epoch);
             if log_append {
                 set_log_append_time(bytes, now_ms).map_err(BrokerError::InvalidBatch)?;
             }
             let h = BatchHeader::parse(bytes).map_err(BrokerError::InvalidBatch)?;
+            // The epoch's start is checkpointed before its first batch is written (Kafka's
+            // order): after a crash the file may name an epoch the log lacks, which recovery
+            // truncates, but never lacks one the log holds.
+            inner.epochs.assign(leader_epoch, h.base_offset)?;
             self.maybe_roll(&mut inner, &h)?;
             let active = inner.active()?;
             active.append(bytes, &h)?;
@@ -181,6 +207,9 @@ impl PartitionLog {
             offset = h.next_offset();
             inner.next_offset = offset;
             record_count += u64::from(h.record_count.max(0) as u32);
+        }
+        if !inner.replicated {
+            inner.high_watermark = offset;
         }
         inner.unflushed_messages += record_count;
         if inner.unflushed_messages >= inner.config.flush_messages {
@@ -198,7 +227,7 @@ impl PartitionLog {
         Ok(info)
     }
 
-    fn maybe_roll(&self, inner: &mut LogInner, h: &BatchHeader) -> Result<()> {
+    pub(super) fn maybe_roll(&self, inner: &mut LogInner, h: &BatchHeader) -> Result<()> {
         let config = Arc::clone(&inner.config);
         let active = inner.active()?;
         if active.is_empty() {
@@ -250,7 +279,7 @@ impl PartitionLog {
         self.roll_locked(&mut inner, next)
     }
 
-    fn flush_locked(inner: &mut LogInner) -> Result<()> {
+    pub(super) fn flush_locked(inner: &mut LogInner) -> Result<()> {
         // Every segment not wholly below the recovery point is synced, including ones whose
         // background fsync (in `flush`) may still be running.
         let rp = inner.recovery_point;

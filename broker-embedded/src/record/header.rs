@@ -218,6 +218,14 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     }
 }
 
+/// Stamps the batch's `partitionLeaderEpoch` (bytes 12..16, outside the CRC), as a leader
+/// does on append.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    if batch.len() >= 16 {
+        batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+    }
+}
+
 /// Stamps LogAppendTime: sets the timestamp-type bit and `maxTimestamp`, and recomputes the CRC
 /// (which covers both). Records keep their deltas; readers use `maxTimestamp` for every record.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) -> Result<(), RecordError> {

@@ -27,7 +27,8 @@ pub use compression::{Compression, MAX_DECOMPRESSED_BYTES};
 pub use decode::{decode_records, decode_records_shared, validate_records};
 pub use encode::{encode_batch, estimated_record_size, BatchSpec};
 pub use header::{
-    set_base_offset, set_log_append_time, BatchHeader, BatchIter, BatchRef, TimestampType,
+    set_base_offset, set_log_append_time, set_partition_leader_epoch, BatchHeader, BatchIter,
+    BatchRef, TimestampType,
 };
 
 use bytes::Bytes;

@@ -4,7 +4,8 @@
 //!
 //! The handlers live with their API family: `versions` (what is implemented and advertised,
 //! ApiVersions, and fitting responses to the negotiated version), `topics` (Metadata and
-//! topic admin), `produce_fetch` (Produce, Fetch, ListOffsets), `groups`
+//! topic admin), `produce_fetch` (Produce, Fetch, ListOffsets), `leader_epochs`
+//! (OffsetForLeaderEpoch), `groups`
 //! (FindCoordinator and the group membership APIs), `offsets` (OffsetCommit, OffsetFetch,
 //! OffsetDelete), `transactions` (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
 //! TxnOffsetCommit, EndTxn, DescribeTransactions, ListTransactions, DescribeProducers) and
@@ -14,6 +15,7 @@
 
 mod configs;
 mod groups;
+mod leader_epochs;
 mod offsets;
 mod produce_fetch;
 mod topics;
@@ -34,6 +36,7 @@ use groups::{
     delete_groups, describe_groups, find_coordinator, heartbeat, join_group, leave_group,
     list_groups, sync_group,
 };
+use leader_epochs::offset_for_leader_epoch;
 use offsets::{offset_commit, offset_delete, offset_fetch};
 use produce_fetch::{fetch, list_offsets, produce};
 use topics::{create_partitions, create_topics, delete_topics, metadata};
@@ -106,6 +109,9 @@ async fn dispatch(
         RequestKind::Produce(r) => return produce(ctx, r).map(ResponseKind::Produce),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch(ctx, r))
+        }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(blocking(|| create_topics(ctx, r)))
         }

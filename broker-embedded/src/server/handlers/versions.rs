@@ -12,6 +12,8 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::Produce => (3, 9),
         ApiKey::Fetch => (4, 12),
         ApiKey::ListOffsets => (1, 6),
+        // Every version kafka-protocol 0.18 knows (librdkafka 2.x asks for v2).
+        ApiKey::OffsetForLeaderEpoch => (2, 4),
         ApiKey::Metadata => (1, 12),
         ApiKey::ApiVersions => (0, 3),
         ApiKey::CreateTopics => (2, 7),
@@ -50,6 +52,7 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
+    ApiKey::OffsetForLeaderEpoch,
     ApiKey::Metadata,
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
