@@ -62,6 +62,7 @@ mod log;
 mod offsets;
 mod partitioner;
 pub mod record;
+pub mod replica;
 mod server;
 mod txn;
 
