@@ -542,8 +542,37 @@ impl ReplicaManager {
         }
     }
 
+    /// Appends `batches` to `tp` as its leader without waiting for the ISR: the leader epoch
+    /// the batches were stamped with and the append, or an error code (see
+    /// [`ReplicaManager::prepare_append`]; log errors map to their Kafka codes).
+    pub fn append_as_leader(
+        &self,
+        tp: &TopicPartition,
+        batches: &mut [u8],
+        origin: AppendOrigin,
+        required_acks: i16,
+        min_insync_replicas: i32,
+    ) -> Result<(i32, AppendInfo), i16> {
+        let p = self
+            .partition(tp)
+            .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
+        let now = self.now();
+        let result = {
+            let s = p.state.lock();
+            let epoch = s.check_append(required_acks, min_insync_replicas)?;
+            let info = p
+                .log
+                .append_with_epoch(batches, origin, now, epoch)
+                .map_err(|e| e.kafka_error().code())?;
+            self.maybe_increment_hw(&p, &s, now);
+            (epoch, info)
+        };
+        self.notify(&p);
+        Ok(result)
+    }
+
     /// Appends `batches` to `tp` as its leader and, for `required_acks == -1`, waits for the
-    /// ISR (see [`ReplicaManager::prepare_append`] and [`ReplicaManager::wait_for_acks`]).
+    /// ISR (see [`ReplicaManager::append_as_leader`] and [`ReplicaManager::wait_for_acks`]).
     pub async fn append_records(
         &self,
         tp: &TopicPartition,
@@ -553,17 +582,9 @@ impl ReplicaManager {
         min_insync_replicas: i32,
         timeout: Duration,
     ) -> ProduceOutcome {
-        let Some(p) = self.partition(tp) else {
-            return ProduceOutcome {
-                error_code: code(ResponseError::UnknownTopicOrPartition),
-                info: None,
-            };
-        };
-        let now = self.now();
-        let (epoch, info) = {
-            let s = p.state.lock();
-            let epoch = match s.check_append(required_acks, min_insync_replicas) {
-                Ok(e) => e,
+        let (epoch, info) =
+            match self.append_as_leader(tp, batches, origin, required_acks, min_insync_replicas) {
+                Ok(x) => x,
                 Err(c) => {
                     return ProduceOutcome {
                         error_code: c,
@@ -571,20 +592,6 @@ impl ReplicaManager {
                     }
                 }
             };
-            match p.log.append_with_epoch(batches, origin, now, epoch) {
-                Ok(info) => {
-                    self.maybe_increment_hw(&p, &s, now);
-                    (epoch, info)
-                }
-                Err(e) => {
-                    return ProduceOutcome {
-                        error_code: e.kafka_error().code(),
-                        info: None,
-                    }
-                }
-            }
-        };
-        self.notify(&p);
         if required_acks != -1 {
             return ProduceOutcome {
                 error_code: 0,
@@ -604,6 +611,30 @@ impl ReplicaManager {
             error_code: c,
             info: Some(info),
         }
+    }
+
+    /// The local log of `tp`, when replicated here.
+    pub fn replica_log(&self, tp: &TopicPartition) -> Option<Arc<dyn ReplicaLog>> {
+        self.partition(tp).map(|p| p.log.clone())
+    }
+
+    /// Kafka's `Partition.lastOffsetForLeaderEpoch` (OffsetForLeaderEpoch, API 23): after the
+    /// epoch checks, `(epoch, end offset)` of the largest epoch ≤ `leader_epoch` in the local
+    /// epoch cache, `(-1, -1)` when undefined. Followers' requests (`require_leader` false)
+    /// may be answered by any replica.
+    pub fn last_offset_for_leader_epoch(
+        &self,
+        tp: &TopicPartition,
+        current_leader_epoch: Option<i32>,
+        leader_epoch: i32,
+        require_leader: bool,
+    ) -> Result<(i32, i64), i16> {
+        let p = self
+            .partition(tp)
+            .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
+        let s = p.state.lock();
+        s.check_epoch(current_leader_epoch, require_leader)?;
+        Ok(p.log.end_offset_for_epoch(leader_epoch).unwrap_or((-1, -1)))
     }
 
     /// Checks a consumer's (or admin's) request against the partition's leadership:
