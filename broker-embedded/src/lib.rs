@@ -62,6 +62,7 @@ mod log;
 mod offsets;
 mod partitioner;
 pub mod record;
+pub mod replica;
 mod server;
 mod txn;
 
@@ -89,7 +90,10 @@ pub use log::{
 };
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};
-pub use server::{KafkaServer, ServerConfig, ServerError};
+pub use server::{
+    BrokerInfo, ClusterAdmin, ClusterHooks, ClusterView, KafkaServer, ListenerEndpoint,
+    PartitionInfo, ServerConfig, ServerError, TopicInfo,
+};
 pub use txn::{
     ProducerIdAndEpoch, TransactionCoordinator, TransactionDescription, TransactionListing,
     TxnError, TxnMarkerWriter, TxnState,

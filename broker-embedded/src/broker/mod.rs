@@ -324,6 +324,19 @@ impl Broker {
         &self.inner.cluster_id
     }
 
+    /// Wakes fetches waiting in [`Broker::appended_anywhere`] (an append made through the
+    /// replica manager rather than the broker).
+    pub(crate) fn notify_appended(&self) {
+        self.inner.any_append.notify_waiters();
+    }
+
+    /// The topic's `min.insync.replicas`, when the topic exists locally.
+    pub(crate) fn min_insync_replicas(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.log(topic, partition)
+            .ok()
+            .map(|l| i32::try_from(l.config().min_insync_replicas).unwrap_or(i32::MAX))
+    }
+
     /// A future that completes at the next append to any partition. Create it *before*
     /// checking for data, then await it, so that no append is missed.
     pub fn appended_anywhere(&self) -> tokio::sync::futures::Notified<'_> {

@@ -12,6 +12,7 @@
 //! middle of a frame closes that one connection with a log line; an idle connection is closed
 //! after `idle_timeout`.
 
+mod cluster;
 mod frame_check;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -33,6 +34,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::Broker;
+
+pub use cluster::{
+    BrokerInfo, ClusterAdmin, ClusterHooks, ClusterView, ListenerEndpoint, PartitionInfo, TopicInfo,
+};
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +105,26 @@ pub struct KafkaServer {
 impl KafkaServer {
     /// Binds and starts serving `broker` on the current tokio runtime.
     pub async fn start(broker: Broker, config: ServerConfig) -> Result<Self, ServerError> {
+        Self::start_inner(broker, config, None).await
+    }
+
+    /// Binds and starts serving `broker` as one node of a cluster: Metadata answers from
+    /// `cluster.view`, topic administration goes to `cluster.admin`, and Produce, Fetch and
+    /// ListOffsets go through `cluster.replicas` (leadership, leader epochs, acks=all, replica
+    /// fetches).
+    pub async fn start_with_cluster(
+        broker: Broker,
+        config: ServerConfig,
+        cluster: ClusterHooks,
+    ) -> Result<Self, ServerError> {
+        Self::start_inner(broker, config, Some(cluster)).await
+    }
+
+    async fn start_inner(
+        broker: Broker,
+        config: ServerConfig,
+        cluster: Option<ClusterHooks>,
+    ) -> Result<Self, ServerError> {
         let listener =
             TcpListener::bind(&config.listen)
                 .await
@@ -124,6 +149,7 @@ impl KafkaServer {
             endpoint,
             config,
             connections: AtomicUsize::new(0),
+            cluster,
         });
         let accept_task = tokio::spawn(accept_loop(listener, ctx, stop_rx));
         info!(%local_addr, "Kafka protocol server listening");

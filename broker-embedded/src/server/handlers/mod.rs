@@ -13,6 +13,7 @@
 //! (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs). This
 //! file holds the shared context and the dispatch.
 
+mod cluster;
 mod configs;
 mod groups;
 mod leader_epochs;
@@ -54,6 +55,8 @@ pub(crate) struct Context {
     pub(crate) endpoint: Endpoint,
     pub(crate) config: ServerConfig,
     pub(crate) connections: AtomicUsize,
+    /// Set when the broker is one node of a cluster.
+    pub(crate) cluster: Option<super::ClusterHooks>,
 }
 
 fn s(text: impl Into<String>) -> StrBytes {
@@ -103,6 +106,13 @@ async fn dispatch(
     peer: SocketAddr,
     version: i16,
 ) -> Option<ResponseKind> {
+    let request = match &ctx.cluster {
+        Some(hooks) => match dispatch_cluster(ctx, hooks, request, version).await {
+            Ok(response) => return response,
+            Err(request) => request,
+        },
+        None => request,
+    };
     Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(&r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(ctx, r, version)),
@@ -168,4 +178,38 @@ async fn dispatch(
             return None;
         }
     })
+}
+
+/// The requests answered differently when the broker is one node of a cluster; any other
+/// request is handed back.
+async fn dispatch_cluster(
+    ctx: &Context,
+    hooks: &super::ClusterHooks,
+    request: RequestKind,
+    version: i16,
+) -> Result<Option<ResponseKind>, RequestKind> {
+    Ok(Some(match request {
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(cluster::metadata(ctx, hooks, r, version).await)
+        }
+        RequestKind::Produce(r) => {
+            return Ok(cluster::produce(ctx, hooks, r)
+                .await
+                .map(ResponseKind::Produce))
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(cluster::fetch(ctx, hooks, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(cluster::list_offsets(ctx, hooks, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(cluster::create_topics(hooks, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(cluster::delete_topics(hooks, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(cluster::create_partitions(hooks, r).await)
+        }
+        other => return Err(other),
+    }))
 }

@@ -157,6 +157,10 @@ pub(super) fn fit_to_version(response: &mut ResponseKind, v: i16) {
                     if v < 11 {
                         p.preferred_read_replica = BrokerId(-1);
                     }
+                    if v < 12 {
+                        p.diverging_epoch = Default::default();
+                        p.current_leader = Default::default();
+                    }
                 }
             }
         }
