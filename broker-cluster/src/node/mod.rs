@@ -3,3 +3,6 @@
 pub mod controller;
 
 pub use controller::ControllerService;
+pub mod broker;
+
+pub use broker::{BrokerListener, BrokerNode, BrokerNodeConfig, BrokerNodeError};

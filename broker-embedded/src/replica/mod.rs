@@ -23,6 +23,7 @@
 
 mod fetcher;
 mod log;
+mod partition_log;
 mod state;
 #[cfg(test)]
 mod tests;
