@@ -8,6 +8,7 @@
 //! and helpers they share; `node_config` parses a cluster node's configuration.
 
 mod client;
+pub mod cluster;
 mod consume;
 mod groups;
 mod huge_alloc;
@@ -26,6 +27,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use cluster::{cluster, ClusterAction};
 use consume::{consume, ConsumeArgs};
 use groups::{groups, GroupsAction};
 use offsets::{offsets, OffsetsArgs};
@@ -77,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         action: StorageAction,
     },
+    /// Start (`up`), stop (`down`) or inspect (`status`) a local cluster of broker processes.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
         Command::Groups { action } => groups(action),
         Command::Transactions { action } => transactions(action),
         Command::Storage { action } => storage(action),
+        Command::Cluster { action } => cluster(action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
