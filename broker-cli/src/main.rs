@@ -4,15 +4,19 @@
 //! partitioner so keys land where Java producers and Kafka Streams put them.
 //!
 //! One module per subcommand (`serve`, `topics`, `produce`, `consume`, `offsets`, `groups`,
-//! `transactions`); `client` holds the librdkafka connection options and helpers they share.
+//! `transactions`, `storage`, `cluster`); `client` holds the librdkafka connection options
+//! and helpers they share; `node_config` parses a cluster node's configuration.
 
 mod client;
+pub mod cluster;
 mod consume;
 mod groups;
 mod huge_alloc;
+pub mod node_config;
 mod offsets;
 mod produce;
-mod serve;
+pub mod serve;
+pub mod storage;
 mod topics;
 mod transactions;
 
@@ -23,11 +27,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use cluster::{cluster, ClusterAction};
 use consume::{consume, ConsumeArgs};
 use groups::{groups, GroupsAction};
 use offsets::{offsets, OffsetsArgs};
 use produce::{produce, ProduceArgs};
 use serve::{serve, ServeArgs};
+use storage::{storage, StorageAction};
 use topics::{topics, TopicsAction};
 use transactions::{transactions, TransactionsAction};
 
@@ -67,6 +73,17 @@ enum Command {
         #[command(subcommand)]
         action: TransactionsAction,
     },
+    /// Format a cluster node's log directories (meta.properties), show them, or make a
+    /// cluster id (Kafka's kafka-storage.sh).
+    Storage {
+        #[command(subcommand)]
+        action: StorageAction,
+    },
+    /// Start (`up`), stop (`down`) or inspect (`status`) a local cluster of broker processes.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +104,8 @@ fn main() -> ExitCode {
         Command::Offsets(a) => offsets(a),
         Command::Groups { action } => groups(action),
         Command::Transactions { action } => transactions(action),
+        Command::Storage { action } => storage(action),
+        Command::Cluster { action } => cluster(action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

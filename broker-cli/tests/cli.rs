@@ -303,7 +303,8 @@ fn serve_reads_a_stock_kafka_properties_file() {
     std::fs::write(
         &props,
         format!(
-            "# a typical server.properties\nnode.id=0\nprocess.roles=broker,controller\n\
+            "# a typical single-node server.properties (no process.roles: with it set the \
+             node is a cluster node)\nnode.id=0\n\
              listeners=PLAINTEXT://127.0.0.1:0\nnum.network.threads=3\nnum.io.threads=8\n\
              socket.send.buffer.bytes=102400\nlog.dirs={}\nnum.partitions=4\n\
              offsets.topic.replication.factor=1\nlog.retention.hours=168\n\

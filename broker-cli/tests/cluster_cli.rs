@@ -1,0 +1,370 @@
+//! The cluster-node commands end to end as real processes: `broker storage format|info|
+//! random-uuid`, `broker serve` in cluster mode (formatting on first start from `CLUSTER_ID`,
+//! refusing another cluster's or node's directory), and `broker cluster up --detach|status|
+//! down`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    // The children see only the variables a test gives them (never this process's KAFKA_*).
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAFKA_") || k == "CLUSTER_ID" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn broker_properties(dir: &Path, node_id: i32) -> String {
+    format!(
+        "node.id={node_id}\n\
+         process.roles=broker\n\
+         controller.quorum.voters=1@127.0.0.1:9093\n\
+         listeners=PLAINTEXT://127.0.0.1:0\n\
+         controller.listener.names=CONTROLLER\n\
+         log.dirs={}\n",
+        dir.display()
+    )
+}
+
+#[test]
+fn storage_format_twice_then_ignore_formatted_and_info() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = tmp.path().join("server.properties");
+    std::fs::write(&cfg, broker_properties(&data, 4)).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+
+    let uuid = run(&["storage", "random-uuid"], &[]);
+    assert!(uuid.status.success(), "{}", text(&uuid));
+    let id = String::from_utf8_lossy(&uuid.stdout).trim().to_string();
+    assert_eq!(id.len(), 22, "{id}");
+
+    let first = run(
+        &[
+            "storage",
+            "format",
+            "--config-file",
+            cfg_s,
+            "--cluster-id",
+            &id,
+        ],
+        &[],
+    );
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("Formatting"), "{}", text(&first));
+    let meta = std::fs::read_to_string(data.join("meta.properties")).unwrap();
+    assert!(meta.starts_with("#\n#"), "{meta}");
+    assert!(meta.contains(&format!("cluster.id={id}\n")), "{meta}");
+    assert!(meta.contains("node.id=4\n"), "{meta}");
+    assert!(meta.contains("version=1\n"), "{meta}");
+    assert!(meta.contains("directory.id="), "{meta}");
+
+    let second = run(
+        &[
+            "storage",
+            "format",
+            "--config-file",
+            cfg_s,
+            "--cluster-id",
+            &id,
+        ],
+        &[],
+    );
+    assert!(!second.status.success());
+    assert!(
+        text(&second).contains("is already formatted. Use --ignore-formatted"),
+        "{}",
+        text(&second)
+    );
+
+    let ignored = run(
+        &[
+            "storage",
+            "format",
+            "--config-file",
+            cfg_s,
+            "--cluster-id",
+            &id,
+            "--ignore-formatted",
+        ],
+        &[],
+    );
+    assert!(ignored.status.success(), "{}", text(&ignored));
+    assert!(text(&ignored).contains("All of the log directories are already formatted."));
+    // The file is unchanged.
+    assert_eq!(
+        std::fs::read_to_string(data.join("meta.properties")).unwrap(),
+        meta
+    );
+
+    // Another cluster id is refused even with --ignore-formatted.
+    let other = run(
+        &[
+            "storage",
+            "format",
+            "--config-file",
+            cfg_s,
+            "--cluster-id",
+            "anotherCluster",
+            "--ignore-formatted",
+        ],
+        &[],
+    );
+    assert!(!other.status.success());
+    assert!(
+        text(&other).contains("Invalid cluster.id"),
+        "{}",
+        text(&other)
+    );
+
+    let info = run(&["storage", "info", "--config-file", cfg_s], &[]);
+    assert!(info.status.success(), "{}", text(&info));
+    let out = text(&info);
+    assert!(out.contains("Found log directory:"), "{out}");
+    assert!(
+        out.contains(&format!("Found metadata: {{cluster.id={id}")),
+        "{out}"
+    );
+    assert!(out.contains("node.id=4"), "{out}");
+
+    // A single-node configuration cannot be formatted.
+    let single = tmp.path().join("single.properties");
+    std::fs::write(&single, format!("log.dirs={}\n", data.display())).unwrap();
+    let refused = run(
+        &[
+            "storage",
+            "format",
+            "--config-file",
+            single.to_str().unwrap(),
+            "--cluster-id",
+            &id,
+        ],
+        &[],
+    );
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("single-node"), "{}", text(&refused));
+}
+
+#[test]
+fn serve_in_cluster_mode_formats_from_env_and_refuses_other_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("kraft");
+    let data_s = data.to_str().unwrap().to_string();
+    // The compose-style environment of a broker node, no properties file at all.
+    let env = [
+        ("KAFKA_NODE_ID", "4"),
+        ("KAFKA_PROCESS_ROLES", "broker"),
+        (
+            "KAFKA_CONTROLLER_QUORUM_VOTERS",
+            "1@127.0.0.1:19193,2@127.0.0.1:19194,3@127.0.0.1:19195",
+        ),
+        (
+            "KAFKA_LISTENERS",
+            "PLAINTEXT://127.0.0.1:0,PLAINTEXT_HOST://127.0.0.1:0",
+        ),
+        (
+            "KAFKA_ADVERTISED_LISTENERS",
+            "PLAINTEXT://127.0.0.1:19092,PLAINTEXT_HOST://localhost:29092",
+        ),
+        ("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT"),
+        ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER"),
+        (
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT",
+        ),
+        ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+        ("KAFKA_LOG_DIRS", &data_s),
+        ("CLUSTER_ID", "4L6g3nShT-eMCtK--X86sw"),
+    ];
+    let out = run(&["serve"], &env);
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(msg.contains("cannot run a cluster node yet"), "{msg}");
+    let meta = std::fs::read_to_string(data.join("meta.properties")).unwrap();
+    assert!(
+        meta.contains("cluster.id=4L6g3nShT-eMCtK--X86sw\n"),
+        "{meta}"
+    );
+    assert!(meta.contains("node.id=4\n"), "{meta}");
+
+    // --cluster-id naming another cluster: refused, naming both ids.
+    let out = run(&["serve", "--cluster-id", "someOtherCluster"], &env);
+    let msg = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        msg.contains("someOtherCluster") && msg.contains("4L6g3nShT-eMCtK--X86sw"),
+        "{msg}"
+    );
+
+    // Another node id on the same directory: refused, naming both ids.
+    let mut env5 = env.to_vec();
+    env5[0] = ("KAFKA_NODE_ID", "5");
+    let out = run(&["serve"], &env5);
+    let msg = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        msg.contains("Stored node id 4") && msg.contains("node id 5"),
+        "{msg}"
+    );
+
+    // A configuration error is typed and names the rule.
+    let mut bad = env.to_vec();
+    bad[0] = ("KAFKA_NODE_ID", "2");
+    let out = run(&["serve"], &bad);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("must not be included in the set of voters"),
+        "{}",
+        text(&out)
+    );
+
+    // Without a cluster id a fresh directory is refused.
+    let fresh = tmp.path().join("fresh");
+    let mut no_id: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "CLUSTER_ID")
+        .collect();
+    let fresh_s = fresh.to_str().unwrap().to_string();
+    for e in &mut no_id {
+        if e.0 == "KAFKA_LOG_DIRS" {
+            e.1 = &fresh_s;
+        }
+    }
+    let out = run(&["serve"], &no_id);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is not formatted"), "{}", text(&out));
+}
+
+#[test]
+fn cluster_up_detach_status_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let dir_s = dir.to_str().unwrap();
+    // Ports are only written into the configurations here (the nodes stop at once until
+    // cluster mode is wired), so a fixed base is fine.
+    let up = run(
+        &[
+            "cluster",
+            "up",
+            "--controllers",
+            "3",
+            "--brokers",
+            "2",
+            "--data-dir",
+            dir_s,
+            "--base-port",
+            "41092",
+            "--detach",
+        ],
+        &[],
+    );
+    assert!(up.status.success(), "{}", text(&up));
+    let out = text(&up);
+    assert!(
+        out.contains("bootstrap servers: 127.0.0.1:41095,127.0.0.1:41096"),
+        "{out}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    let nodes = record["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 5);
+    assert_eq!(nodes[0]["roles"], "controller");
+    assert_eq!(nodes[4]["roles"], "broker");
+    assert!(nodes.iter().all(|n| n["pid"].as_u64().is_some()));
+    let cluster_id = record["cluster_id"].as_str().unwrap().to_string();
+    for id in 1..=5 {
+        let node_dir = dir.join(format!("node-{id}"));
+        let props = std::fs::read_to_string(node_dir.join("server.properties")).unwrap();
+        assert!(props.contains(&format!("node.id={id}\n")), "{props}");
+        let meta = std::fs::read_to_string(node_dir.join("data/meta.properties")).unwrap();
+        assert!(
+            meta.contains(&format!("cluster.id={cluster_id}\n")),
+            "{meta}"
+        );
+        assert!(meta.contains(&format!("node.id={id}\n")), "{meta}");
+    }
+    // Each node ran `broker serve --config-file …` with its log in server.log (and stops:
+    // cluster mode is not wired yet).
+    let log = dir.join("node-4/server.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("cannot run a cluster node yet") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 log: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let status = run(&["cluster", "status", "--data-dir", dir_s], &[]);
+    assert!(status.status.success(), "{}", text(&status));
+    let out = text(&status);
+    assert!(out.contains(&format!("cluster id: {cluster_id}")), "{out}");
+    assert!(out.contains("CONTROLLER://127.0.0.1:41192"), "{out}");
+    assert!(out.contains("PLAINTEXT://127.0.0.1:41096"), "{out}");
+
+    let down = run(&["cluster", "down", "--data-dir", dir_s], &[]);
+    assert!(down.status.success(), "{}", text(&down));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    assert!(record["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["pid"].is_null()));
+
+    // `up` again on the same directory keeps the cluster id (the nodes' storage matches).
+    let again = run(
+        &[
+            "cluster",
+            "up",
+            "--controllers",
+            "3",
+            "--brokers",
+            "2",
+            "--data-dir",
+            dir_s,
+            "--base-port",
+            "41092",
+            "--detach",
+        ],
+        &[],
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains(&format!("cluster id: {cluster_id}")));
+    let down = run(&["cluster", "down", "--data-dir", dir_s], &[]);
+    assert!(down.status.success(), "{}", text(&down));
+
+    let missing = run(
+        &[
+            "cluster",
+            "status",
+            "--data-dir",
+            tmp.path().join("none").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("has no cluster.json"));
+}
