@@ -98,6 +98,15 @@ pub enum StorageError {
     /// No directory to format.
     #[error("You must specify at least one directory to format")]
     NoDirectories,
+    /// `format` given a single-node configuration (no `process.roles`).
+    #[error(
+        "The configuration file {0} appears to be for a single-node broker (no \
+         process.roles). Formatting is only supported for cluster nodes."
+    )]
+    SingleNodeConfig(PathBuf),
+    /// The node configuration was rejected.
+    #[error(transparent)]
+    Config(#[from] NodeConfigError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -526,11 +535,12 @@ pub(crate) enum StorageAction {
     RandomUuid,
 }
 
-/// Log directories of a properties file (`log.dirs`, else `log.dir`, else `./broker-data`).
+/// Log directories of a properties file (`log.dirs`, else `log.dir`, else `./broker-data`),
+/// and its node configuration when it is a cluster node's.
 fn config_dirs(
     config_file: &Path,
     require_cluster: bool,
-) -> Result<(Vec<PathBuf>, Option<NodeConfig>), NodeConfigError> {
+) -> Result<(Vec<PathBuf>, Option<NodeConfig>), StorageError> {
     let mut raw = RawProperties::default();
     raw.add_file(config_file)?;
     let props = raw.effective();
@@ -539,12 +549,7 @@ fn config_dirs(
         return Ok((node.log_dirs.clone(), Some(node)));
     }
     if require_cluster {
-        return Err(NodeConfigError::InvalidValue {
-            key: "process.roles".into(),
-            reason: "The configuration file appears to be for a single-node broker (no \
-                     process.roles). Formatting is only supported for cluster nodes."
-                .into(),
-        });
+        return Err(StorageError::SingleNodeConfig(config_file.to_path_buf()));
     }
     let dirs = props
         .get("log.dirs")

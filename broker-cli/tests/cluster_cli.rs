@@ -368,3 +368,92 @@ fn cluster_up_detach_status_down() {
     assert!(!missing.status.success());
     assert!(text(&missing).contains("has no cluster.json"));
 }
+
+#[test]
+fn cluster_up_supervises_restarts_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "cluster",
+        "up",
+        "--controllers",
+        "1",
+        "--brokers",
+        "1",
+        "--combined",
+        "--base-port",
+        "42092",
+        "--data-dir",
+    ])
+    .arg(&dir)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAFKA_") || k == "CLUSTER_ID" {
+            cmd.env_remove(k);
+        }
+    }
+    let mut supervisor = cmd.spawn().unwrap();
+    struct Reap<'a>(&'a mut std::process::Child);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Reap(&mut supervisor);
+    let pid_of_node = || -> Option<(u64, Option<u64>)> {
+        let bytes = std::fs::read(dir.join("cluster.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        Some((v["supervisor_pid"].as_u64()?, v["nodes"][0]["pid"].as_u64()))
+    };
+    // The node stops at once (cluster mode is not wired yet), so the supervisor restarts it:
+    // the recorded pid changes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (sup_pid, first) = loop {
+        if let Some((s, Some(p))) = pid_of_node() {
+            break (s, p);
+        }
+        assert!(Instant::now() < deadline, "no cluster.json");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(sup_pid, u64::from(guard.0.id()));
+    loop {
+        if let Some((_, Some(p))) = pid_of_node() {
+            if p != first {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "node never restarted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &sup_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "supervisor did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    drop(guard);
+    let out = supervisor.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bootstrap servers: 127.0.0.1:42092"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cluster stopped"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("restarting"), "{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    assert!(v["supervisor_pid"].is_null());
+    assert!(v["nodes"][0]["pid"].is_null());
+}
