@@ -8,6 +8,7 @@
 //! and helpers they share; `node_config` parses a cluster node's configuration.
 
 mod client;
+mod cluster_node;
 pub mod cluster;
 mod consume;
 mod groups;

@@ -367,21 +367,6 @@ pub enum ServeError {
     /// The data directory's `meta.properties` could not be written or does not match.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// `process.roles` is set, the configuration is valid and storage is formatted, but this
-    /// build cannot run a cluster node yet.
-    #[error(
-        "cluster mode (process.roles={roles}) is configured and storage is formatted \
-         (cluster.id {cluster_id}, node.id {node_id}), but this broker cannot run a cluster \
-         node yet"
-    )]
-    ClusterModeUnavailable {
-        /// The roles.
-        roles: String,
-        /// The node id.
-        node_id: i32,
-        /// The cluster id in meta.properties.
-        cluster_id: String,
-    },
 }
 
 /// Reads the properties of `broker serve`: the file, the process environment (Kafka's image
@@ -413,13 +398,7 @@ pub(crate) fn serve(a: ServeArgs) -> AnyResult {
         ServeMode::Cluster(node) => {
             tracing::debug!(config = ?node, "cluster node configuration");
             let meta = storage::ensure_formatted(&node, node.cluster_id.as_deref())?;
-            let roles: Vec<String> = node.process_roles.iter().map(ToString::to_string).collect();
-            return Err(ServeError::ClusterModeUnavailable {
-                roles: roles.join(","),
-                node_id: meta.node_id,
-                cluster_id: meta.cluster_id,
-            }
-            .into());
+            return crate::cluster_node::run(node, meta, settings.broker, settings.server);
         }
     };
     let rt = runtime()?;
@@ -436,7 +415,7 @@ pub(crate) fn serve(a: ServeArgs) -> AnyResult {
     })
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+pub(crate) async fn wait_for_signal() -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
