@@ -107,7 +107,6 @@ fn consume_all(cluster: &LocalCluster, topic: &str, partitions: i32) -> BTreeMap
 }
 
 #[test]
-#[ignore = "cluster mode of `broker serve` not wired yet (issue 16 in progress)"]
 fn acks_all_records_survive_repeated_leader_sigkills_without_loss_duplicates_or_reordering() {
     let mut rng = Rng(seed() | 1);
     let dir = tempfile::tempdir().unwrap();
@@ -259,7 +258,6 @@ fn replica_batches(data_dir: &Path, topic: &str, partition: i32) -> Vec<(i64, Ve
 }
 
 #[test]
-#[ignore = "cluster mode of `broker serve` not wired yet (issue 16 in progress)"]
 fn a_returning_old_leader_truncates_its_divergent_records_and_every_replica_ends_identical() {
     let _ = seed();
     let dir = tempfile::tempdir().unwrap();
@@ -415,7 +413,6 @@ fn replica_end(cluster: &LocalCluster, id: i32, topic: &str) -> i64 {
 }
 
 #[test]
-#[ignore = "cluster mode of `broker serve` not wired yet (issue 16 in progress)"]
 fn min_insync_replicas_refuses_acks_all_and_the_isr_shrinks_and_grows_around_a_paused_follower() {
     let _ = seed();
     let dir = tempfile::tempdir().unwrap();
@@ -504,7 +501,6 @@ fn active_controller(cluster: &LocalCluster) -> Option<i32> {
 }
 
 #[test]
-#[ignore = "cluster mode of `broker serve` not wired yet (issue 16 in progress)"]
 fn topics_created_while_the_active_controller_is_killed_all_exist_with_leaders() {
     let _ = seed();
     let dir = tempfile::tempdir().unwrap();
