@@ -577,8 +577,11 @@ impl ClusterView for ImageView {
         self.0.cluster_id.clone()
     }
 
+    /// Clients cannot reach the controllers (they sit on the controller listener), so as in
+    /// Kafka's KRaft mode Metadata names a broker as "controller": this one, which forwards
+    /// admin requests to the active controller.
     fn controller_id(&self) -> i32 {
-        self.0.client.cached_leader().unwrap_or(-1)
+        self.0.node_id
     }
 
     fn brokers(&self) -> Vec<BrokerInfo> {

@@ -248,9 +248,9 @@ impl LocalCluster {
             while TcpStream::connect(&addr).is_err() {
                 assert!(
                     Instant::now() < deadline,
-                    "node {} never listened on {addr}; see {}",
+                    "node {} never listened on {addr}; its log ends with:\n{}",
                     n.id,
-                    n.dir.join("server.log").display()
+                    log_tail(&n.dir.join("server.log"))
                 );
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -439,6 +439,13 @@ impl Drop for LocalCluster {
             }
         }
     }
+}
+
+/// The last 30 lines of a node's log (for failure messages: the directory goes with the test).
+pub(crate) fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 fn signal(pid: u32, sig: &str) {
