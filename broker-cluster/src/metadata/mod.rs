@@ -17,3 +17,6 @@ pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicI
 pub use partition_change::{build_partition_change, Election};
 pub use placement::{place_replicas, PlacementError, UsableBroker};
 pub use records::{BrokerEndpoint, ConfigResourceType, MetadataRecord, NO_LEADER};
+
+#[cfg(test)]
+mod proptests;
