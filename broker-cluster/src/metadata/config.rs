@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ClusterError, Result};
+
 /// Settings the controller's decisions depend on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControllerConfig {
@@ -21,6 +23,9 @@ pub struct ControllerConfig {
     pub auto_leader_rebalance_enable: bool,
     /// `leader.imbalance.check.interval.seconds`, in milliseconds.
     pub leader_imbalance_check_interval_ms: u64,
+    /// How often leaderless partitions of topics with unclean election enabled are retried
+    /// (Kafka's controller checks every 5 minutes).
+    pub unclean_leader_election_check_interval_ms: u64,
     /// `offsets.topic.num.partitions` (for `__consumer_offsets`).
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor` (for `__consumer_offsets`).
@@ -45,11 +50,81 @@ impl Default for ControllerConfig {
             unclean_leader_election_enable: false,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_ms: 300_000,
+            unclean_leader_election_check_interval_ms: 300_000,
             offsets_topic_num_partitions: 50,
             offsets_topic_replication_factor: 3,
             transaction_state_log_num_partitions: 50,
             transaction_state_log_replication_factor: 3,
             transaction_state_log_min_isr: 2,
         }
+    }
+}
+
+impl ControllerConfig {
+    /// Check the values Kafka's `ConfigDef` constrains (counts and factors at least 1).
+    pub fn validate(&self) -> Result<()> {
+        let check = |name: &str, value: i64| {
+            if value < 1 {
+                Err(ClusterError::InvalidConfig {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                    reason: "Value must be at least 1".to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        check(
+            "default.replication.factor",
+            i64::from(self.default_replication_factor),
+        )?;
+        check("num.partitions", i64::from(self.num_partitions))?;
+        check("min.insync.replicas", i64::from(self.min_insync_replicas))?;
+        check(
+            "broker.session.timeout.ms",
+            i64::try_from(self.broker_session_timeout_ms).unwrap_or(i64::MAX),
+        )?;
+        check(
+            "offsets.topic.num.partitions",
+            i64::from(self.offsets_topic_num_partitions),
+        )?;
+        check(
+            "offsets.topic.replication.factor",
+            i64::from(self.offsets_topic_replication_factor),
+        )?;
+        check(
+            "transaction.state.log.num.partitions",
+            i64::from(self.transaction_state_log_num_partitions),
+        )?;
+        check(
+            "transaction.state.log.replication.factor",
+            i64::from(self.transaction_state_log_replication_factor),
+        )?;
+        check(
+            "transaction.state.log.min.isr",
+            i64::from(self.transaction_state_log_min_isr),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kafkas_and_valid() {
+        let c = ControllerConfig::default();
+        assert_eq!(c.broker_session_timeout_ms, 9000);
+        assert_eq!(c.default_replication_factor, 1);
+        assert!(!c.unclean_leader_election_enable);
+        assert!(c.auto_leader_rebalance_enable);
+        c.validate().unwrap();
+        let bad = ControllerConfig {
+            min_insync_replicas: 0,
+            ..c
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("min.insync.replicas=0"), "{err}");
     }
 }
