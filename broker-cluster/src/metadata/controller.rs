@@ -682,6 +682,15 @@ impl ControllerState {
     /// in the ISR and active. Call it again after applying what it returned.
     pub fn tick(&mut self, now_ms: u64) -> Vec<MetadataRecord> {
         let timeout = self.config.broker_session_timeout_ms;
+        // Brokers this controller has not heard of yet (registered through entries it only
+        // applied, e.g. before it became active) get a fresh session now.
+        for id in self.image.brokers().keys() {
+            self.heartbeats.entry(*id).or_insert(BrokerHeartbeatState {
+                last_contact_ms: now_ms,
+                metadata_offset: -1,
+                controlled_shutdown_offset: None,
+            });
+        }
         let expired = self.image.brokers().values().find(|b| {
             !b.fenced
                 && self

@@ -1072,3 +1072,33 @@ fn records_that_do_not_fit_are_ignored() {
     assert_eq!(image.offset(), 1);
     assert!(image.topics().is_empty() && image.brokers().is_empty());
 }
+
+#[test]
+fn a_new_active_controller_gives_every_broker_a_fresh_session() {
+    let mut h = cluster(2, ControllerConfig::default());
+    h.create_topic("t", 2, 2);
+    // Another controller takes over at t=100s with the replicated image only.
+    let mut state =
+        ControllerState::with_seed(h.state.config().clone(), h.image().clone(), 100_000, 3);
+    assert!(
+        state.tick(105_000).is_empty(),
+        "sessions restart at activation"
+    );
+    let records = state.tick(109_001);
+    assert!(
+        records.contains(&MetadataRecord::FenceBroker {
+            id: 0,
+            epoch: h.epoch(0)
+        }),
+        "{records:?}"
+    );
+    // A broker registered through an entry applied by a follower controller is tracked from
+    // the first tick after activation.
+    let mut follower =
+        ControllerState::with_seed(h.state.config().clone(), MetadataImage::new(), 0, 4);
+    for (index, records) in &h.log {
+        follower.apply_entry(*index, records);
+    }
+    assert!(follower.tick(500_000).is_empty());
+    assert!(!follower.tick(509_001).is_empty());
+}
