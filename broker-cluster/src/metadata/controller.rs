@@ -1118,6 +1118,23 @@ impl ControllerState {
                 format!("Topic '{name}' already exists."),
             ));
         }
+        // Kafka's collision check: '.' and '_' are the same in metric names.
+        if name.contains('.') || name.contains('_') {
+            let unified = name.replace('.', "_");
+            let colliding = self
+                .image
+                .topics()
+                .values()
+                .map(|t| t.name.as_str())
+                .chain(created_here.iter().map(String::as_str))
+                .find(|other| *other != name && other.replace('.', "_") == unified);
+            if let Some(other) = colliding {
+                return Err(ApiError::new(
+                    ResponseError::InvalidTopicException,
+                    format!("Topic '{name}' collides with existing topic: {other}"),
+                ));
+            }
+        }
         let mut configs: BTreeMap<String, String> = BTreeMap::new();
         let null_configs: Vec<&str> = t
             .configs

@@ -27,7 +27,7 @@ pub mod partition_change;
 pub mod placement;
 pub mod records;
 
-pub use config::ControllerConfig;
+pub use config::{ControllerConfig, CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 pub use controller::{
     describe_cluster, BrokerHeartbeatState, ControllerState, PRODUCER_ID_BLOCK_SIZE,
 };

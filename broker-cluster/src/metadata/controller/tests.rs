@@ -621,6 +621,15 @@ fn create_topics_places_evenly_and_validates() {
     assert_eq!(h.state.effective_min_isr("z"), 2);
     assert_eq!(h.state.effective_min_isr("even"), 1);
 
+    // '.' and '_' collide.
+    assert_eq!(h.create_topic("a.b", 1, 1).error_code, 0);
+    let r = h.create_topic("a_b", 1, 1);
+    assert_eq!(r.error_code, ResponseError::InvalidTopicException.code());
+    assert_eq!(
+        r.error_message.as_ref().map(|m| m.as_str()),
+        Some("Topic 'a_b' collides with existing topic: a.b")
+    );
+
     // -1 → defaults.
     let mut h = cluster(
         3,
