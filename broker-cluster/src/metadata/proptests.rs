@@ -55,15 +55,13 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => (0..BROKERS).prop_map(Op::Register),
-        6 => (0..BROKERS, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-            |(broker, f, sd, lagging)| Op::Heartbeat {
-                broker,
-                // Keep fencing and shutdown requests rarer than plain heartbeats.
-                want_fence: f && sd,
-                want_shut_down: sd && !f && lagging,
-                lagging: lagging && f,
-            }
-        ),
+        // Half plain heartbeats; then lagging, want_fence, want_shut_down, both.
+        6 => (0..BROKERS, 0u8..8).prop_map(|(broker, k)| Op::Heartbeat {
+            broker,
+            want_fence: k == 5 || k == 7,
+            want_shut_down: k == 6 || k == 7,
+            lagging: k == 4,
+        }),
         3 => (0u64..4000).prop_map(Op::Advance),
         3 => Just(Op::HeartbeatAll),
         1 => (0..BROKERS).prop_map(Op::Fence),
