@@ -85,6 +85,7 @@ pub struct ControllerState {
     heartbeats: BTreeMap<i32, BrokerHeartbeatState>,
     rng: StdRng,
     last_rebalance_ms: Option<u64>,
+    last_unclean_check_ms: Option<u64>,
 }
 
 fn str_bytes(s: impl Into<String>) -> StrBytes {
@@ -203,6 +204,7 @@ impl ControllerState {
             heartbeats,
             rng,
             last_rebalance_ms: None,
+            last_unclean_check_ms: None,
         }
     }
 
@@ -674,12 +676,21 @@ impl ControllerState {
     }
 
     /// Periodic work at `now_ms`: fence one broker whose session expired (with its ISR and
-    /// leadership changes); otherwise, elect leaders for leaderless partitions of topics with
-    /// unclean election enabled, and (when `auto.leader.rebalance.enable`, every
+    /// leadership changes); otherwise, (every `unclean_leader_election_check_interval_ms`)
+    /// elect leaders for leaderless partitions of topics with unclean election enabled, and (when `auto.leader.rebalance.enable`, every
     /// `leader.imbalance.check.interval`) move leadership back to preferred replicas that are
     /// in the ISR and active. Call it again after applying what it returned.
     pub fn tick(&mut self, now_ms: u64) -> Vec<MetadataRecord> {
         let timeout = self.config.broker_session_timeout_ms;
+        // Brokers this controller has not heard of yet (registered through entries it only
+        // applied, e.g. before it became active) get a fresh session now.
+        for id in self.image.brokers().keys() {
+            self.heartbeats.entry(*id).or_insert(BrokerHeartbeatState {
+                last_contact_ms: now_ms,
+                metadata_offset: -1,
+                controlled_shutdown_offset: None,
+            });
+        }
         let expired = self.image.brokers().values().find(|b| {
             !b.fenced
                 && self
@@ -692,8 +703,19 @@ impl ControllerState {
             return self.fence_broker(b.id);
         }
         let mut records = Vec::new();
-        // Unclean elections for leaderless partitions whose topic allows them.
-        for (topic_id, index) in self.leaderless_partitions() {
+        // Unclean elections for leaderless partitions whose topic allows them (fencing already
+        // elects uncleanly when allowed; this catches partitions that became eligible later,
+        // e.g. after the topic config changed).
+        let unclean_due = self.last_unclean_check_ms.is_none_or(|last| {
+            now_ms >= last.saturating_add(self.config.unclean_leader_election_check_interval_ms)
+        });
+        let leaderless = if unclean_due {
+            self.last_unclean_check_ms = Some(now_ms);
+            self.leaderless_partitions()
+        } else {
+            Vec::new()
+        };
+        for (topic_id, index) in leaderless {
             if self.election_for(&topic_id) != Election::Unclean {
                 continue;
             }
@@ -920,10 +942,12 @@ impl ControllerState {
     }
 
     fn new_topic_id(&mut self) -> Uuid {
+        // Kafka's `Uuid.randomUuid` also never returns an id whose base64 form starts with
+        // '-' (first 6 bits = 62), so that ids are not mistaken for command-line options.
         loop {
             let bytes: [u8; 16] = self.rng.random();
             let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-            if self.image.topic(&id).is_none() {
+            if id.as_bytes()[0] >> 2 != 62 && self.image.topic(&id).is_none() {
                 return id;
             }
         }
@@ -1093,6 +1117,23 @@ impl ControllerState {
                 ResponseError::TopicAlreadyExists,
                 format!("Topic '{name}' already exists."),
             ));
+        }
+        // Kafka's collision check: '.' and '_' are the same in metric names.
+        if name.contains('.') || name.contains('_') {
+            let unified = name.replace('.', "_");
+            let colliding = self
+                .image
+                .topics()
+                .values()
+                .map(|t| t.name.as_str())
+                .chain(created_here.iter().map(String::as_str))
+                .find(|other| *other != name && other.replace('.', "_") == unified);
+            if let Some(other) = colliding {
+                return Err(ApiError::new(
+                    ResponseError::InvalidTopicException,
+                    format!("Topic '{name}' collides with existing topic: {other}"),
+                ));
+            }
         }
         let mut configs: BTreeMap<String, String> = BTreeMap::new();
         let null_configs: Vec<&str> = t
@@ -1341,7 +1382,10 @@ impl ControllerState {
         )
     }
 
-    /// CreatePartitions (Kafka's `ReplicationControlManager.createPartitions`).
+    /// CreatePartitions (Kafka's `ReplicationControlManager.createPartitions`). As in Kafka,
+    /// `assignments: Some(vec![])` (kafka-protocol's default) means "no assignment given for
+    /// the new partitions" and is refused unless no partition is added: send `None` to let the
+    /// controller place them.
     pub fn create_partitions(
         &mut self,
         request: &CreatePartitionsRequest,
@@ -1451,7 +1495,8 @@ impl ControllerState {
 
     /// ElectLeaders: preferred (`election_type` 0) or unclean (1) elections for the given
     /// partitions, or for every partition when `topic_partitions` is `None` (then partitions
-    /// that need no election are left out of the response).
+    /// that need no election are left out of the response). Note that kafka-protocol's default
+    /// is `Some(vec![])`: no partitions.
     pub fn elect_leaders(
         &mut self,
         request: &ElectLeadersRequest,

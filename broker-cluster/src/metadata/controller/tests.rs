@@ -621,6 +621,15 @@ fn create_topics_places_evenly_and_validates() {
     assert_eq!(h.state.effective_min_isr("z"), 2);
     assert_eq!(h.state.effective_min_isr("even"), 1);
 
+    // '.' and '_' collide.
+    assert_eq!(h.create_topic("a.b", 1, 1).error_code, 0);
+    let r = h.create_topic("a_b", 1, 1);
+    assert_eq!(r.error_code, ResponseError::InvalidTopicException.code());
+    assert_eq!(
+        r.error_message.as_ref().map(|m| m.as_str()),
+        Some("Topic 'a_b' collides with existing topic: a.b")
+    );
+
     // -1 → defaults.
     let mut h = cluster(
         3,
@@ -1071,4 +1080,34 @@ fn records_that_do_not_fit_are_ignored() {
     );
     assert_eq!(image.offset(), 1);
     assert!(image.topics().is_empty() && image.brokers().is_empty());
+}
+
+#[test]
+fn a_new_active_controller_gives_every_broker_a_fresh_session() {
+    let mut h = cluster(2, ControllerConfig::default());
+    h.create_topic("t", 2, 2);
+    // Another controller takes over at t=100s with the replicated image only.
+    let mut state =
+        ControllerState::with_seed(h.state.config().clone(), h.image().clone(), 100_000, 3);
+    assert!(
+        state.tick(105_000).is_empty(),
+        "sessions restart at activation"
+    );
+    let records = state.tick(109_001);
+    assert!(
+        records.contains(&MetadataRecord::FenceBroker {
+            id: 0,
+            epoch: h.epoch(0)
+        }),
+        "{records:?}"
+    );
+    // A broker registered through an entry applied by a follower controller is tracked from
+    // the first tick after activation.
+    let mut follower =
+        ControllerState::with_seed(h.state.config().clone(), MetadataImage::new(), 0, 4);
+    for (index, records) in &h.log {
+        follower.apply_entry(*index, records);
+    }
+    assert!(follower.tick(500_000).is_empty());
+    assert!(!follower.tick(509_001).is_empty());
 }
