@@ -49,7 +49,7 @@ pub use wire::{
 use log_store::LogStore;
 use network::NetworkFactory;
 use state_machine::StateMachineStore;
-use types::{CommandData, TypeConfig};
+pub use types::{CommandData, TypeConfig};
 
 /// Name of the quorum's directory inside the data directory (Kafka's metadata log partition).
 pub const METADATA_DIR_NAME: &str = "__cluster_metadata-0";
@@ -368,6 +368,15 @@ impl<S: ReplicatedState> Quorum<S> {
         let mut members = BTreeMap::new();
         for (id, addr) in &self.inner.config.voters {
             members.insert(node_id_u64(*id)?, BasicNode { addr: addr.clone() });
+        }
+        if self
+            .inner
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))?
+        {
+            return Ok(());
         }
         match self.inner.raft.initialize(members).await {
             Ok(()) => Ok(()),
