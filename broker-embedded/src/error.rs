@@ -129,6 +129,10 @@ pub enum BrokerError {
     /// The broker is shutting down or the data directory is closed (KAFKA_STORAGE_ERROR).
     #[error("the broker is shut down")]
     Closed,
+    /// A broker in a cluster has no producer-id block from the controller yet
+    /// (COORDINATOR_LOAD_IN_PROGRESS: clients retry).
+    #[error("no producer-id block from the controller yet")]
+    ProducerIdsUnavailable,
     /// Another process holds the data directory's lock.
     #[error("data directory {0} is locked by another broker process")]
     DataDirLocked(PathBuf),
@@ -156,6 +160,7 @@ impl BrokerError {
             Self::Io { .. } | Self::Closed | Self::DataDirLocked(_) | Self::Metadata { .. } => {
                 ResponseError::KafkaStorageError
             }
+            Self::ProducerIdsUnavailable => ResponseError::CoordinatorLoadInProgress,
             Self::Corrupt { .. } | Self::InvalidBatch(_) => ResponseError::CorruptMessage,
             Self::InvalidRecord(_) => ResponseError::InvalidRecord,
             Self::MessageTooLarge { .. } => ResponseError::MessageTooLarge,

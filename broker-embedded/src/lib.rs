@@ -30,6 +30,8 @@
 //!   durable producer-id allocator.
 //! - **Partitioners**: the Java client's murmur2 ([`partition_for_key`]) and a sticky
 //!   partitioner for null keys.
+//! - **An async Kafka-protocol client** ([`client::KafkaConnection`]) for traffic between
+//!   nodes (replica fetches, controller requests).
 //!
 //! ## What it must not depend on
 //! Nothing above it: not `state-store`, `streams-core` or `streams-dsl`.
@@ -51,6 +53,7 @@
 //! ```
 
 mod broker;
+pub mod client;
 mod config;
 mod error;
 mod fsutil;
@@ -65,8 +68,9 @@ mod txn;
 pub use broker::{
     decode_fetched, decode_fetched_committed, decode_fetched_shared, AlterConfigOp, Broker,
     ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
-    PartitionDescription, ProduceRecord, RecordsRead, TopicDescription, TransactionalProducer,
-    TxnOffsetCommitError, TxnProducerError, TxnProducerResult, TRANSACTION_STATE_TOPIC,
+    PartitionDescription, ProduceRecord, ProducerIdBlock, ProducerIdBlockSource, RecordsRead,
+    TopicDescription, TransactionalProducer, TxnOffsetCommitError, TxnProducerError,
+    TxnProducerResult, TRANSACTION_STATE_TOPIC,
 };
 pub use config::{
     validate_topic_name, BrokerConfig, CleanupPolicy, ConfigError, FlushPolicy, LogConfig,

@@ -22,6 +22,7 @@ mod types;
 pub use produce_fetch::{
     decode_fetched, decode_fetched_committed, decode_fetched_shared, RecordsRead,
 };
+pub use producer_ids::{ProducerIdBlock, ProducerIdBlockSource};
 pub use transactions::{TxnOffsetCommitError, TRANSACTION_STATE_TOPIC};
 pub use txn_producer::{TransactionalProducer, TxnProducerError, TxnProducerResult};
 pub use types::{
@@ -260,6 +261,10 @@ impl Broker {
                 path: pid_path,
                 next: next_pid,
                 block_end: next_pid,
+                source: None,
+                prefetched: None,
+                requesting: false,
+                block_size: 0,
             }),
             committed: RwLock::new(HashMap::new()),
             groups,

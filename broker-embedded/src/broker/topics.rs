@@ -105,6 +105,10 @@ impl Broker {
     /// Checks everything [`Broker::create_topic`] checks, without creating anything
     /// (CreateTopics with `validate_only`).
     pub fn validate_new_topic(&self, new: &NewTopic) -> Result<()> {
+        self.validate_topic(new, true)
+    }
+
+    fn validate_topic(&self, new: &NewTopic, single_node: bool) -> Result<()> {
         self.check_open()?;
         validate_topic_name(&new.name).map_err(BrokerError::InvalidTopic)?;
         if new.partitions == 0 {
@@ -123,7 +127,7 @@ impl Broker {
         } else {
             new.replication_factor
         };
-        if rf != 1 {
+        if single_node && rf != 1 {
             return Err(BrokerError::InvalidReplicationFactor {
                 requested: i32::from(new.replication_factor),
                 available: 1,
@@ -149,6 +153,19 @@ impl Broker {
     /// of brokers, unknown or ill-typed configs.
     pub fn create_topic(&self, new: NewTopic) -> Result<Uuid> {
         self.validate_new_topic(&new)?;
+        self.create_topic_locked(new, Uuid::new_v4())
+    }
+
+    /// Creates the local replica of a topic the cluster's controller created: its id,
+    /// partitions, replication factor and configs are the controller's (the replication factor
+    /// is not checked against this node). Everything else is checked as by
+    /// [`Broker::create_topic`].
+    pub fn create_topic_replica(&self, new: NewTopic, id: Uuid) -> Result<()> {
+        self.validate_topic(&new, false)?;
+        self.create_topic_locked(new, id).map(|_| ())
+    }
+
+    fn create_topic_locked(&self, new: NewTopic, id: Uuid) -> Result<Uuid> {
         let rf = if new.replication_factor == -1 {
             1
         } else {
@@ -169,7 +186,6 @@ impl Broker {
                 )));
             }
         }
-        let id = Uuid::new_v4();
         let mut logs = Vec::with_capacity(new.partitions as usize);
         for p in 0..new.partitions as i32 {
             let log = self.create_partition_log(&new.name, p, &log_config, id)?;
@@ -354,5 +370,42 @@ impl Broker {
             log.set_config(Arc::clone(&resolved));
         }
         self.persist_metadata()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BrokerConfig;
+
+    #[test]
+    fn a_replica_topic_keeps_the_controllers_id_and_replication_factor() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let id = Uuid::new_v4();
+        let mut new = NewTopic::new("replicated", 2);
+        new.replication_factor = 3;
+        // A single node refuses replication factor 3 ...
+        assert!(matches!(
+            broker.create_topic(new.clone()),
+            Err(BrokerError::InvalidReplicationFactor { .. })
+        ));
+        // ... but hosts a replica of a topic the controller created with it.
+        broker.create_topic_replica(new.clone(), id).unwrap();
+        assert_eq!(broker.topic_id("replicated").unwrap(), id);
+        assert_eq!(broker.partition_count("replicated").unwrap(), 2);
+        assert!(matches!(
+            broker.create_topic_replica(new, Uuid::new_v4()),
+            Err(BrokerError::TopicAlreadyExists(_))
+        ));
+        broker.shutdown().unwrap();
+        drop(broker);
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        assert_eq!(
+            broker.topic_id("replicated").unwrap(),
+            id,
+            "the id survives a restart"
+        );
+        broker.shutdown().unwrap();
     }
 }

@@ -7,6 +7,7 @@
 // Every test binary compiles this module but uses only some of its helpers.
 #![allow(dead_code)]
 
+pub(crate) mod cluster;
 pub(crate) mod regions;
 
 use std::collections::BTreeMap;
