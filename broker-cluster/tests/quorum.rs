@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker_cluster::quorum::{
-    Connection, ControllerApi, ControllerClient, NoControllerApi, Quorum, QuorumConfig,
-    QuorumError, ReplicatedState, SnapshotCodecError,
+    ControllerApi, ControllerClient, NoControllerApi, Quorum, QuorumConfig, QuorumError,
+    ReplicatedState, SnapshotCodecError,
 };
+use broker_embedded::client::KafkaConnection;
 use durable_fs::{OsStorage, Storage};
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
@@ -413,11 +414,11 @@ async fn describe_quorum_and_api_versions_over_tcp() {
         cluster.node(leader).write(&add("d", i)).await.unwrap();
     }
     cluster.converge(5).await;
-    let mut conn = Connection::connect(&cluster.voters[&leader], "test", WAIT, 1 << 20)
+    let mut conn = KafkaConnection::connect(&cluster.voters[&leader], "test", WAIT)
         .await
         .unwrap();
     let versions = conn
-        .send_kafka(3, &ApiVersionsRequest::default())
+        .call(ApiVersionsRequest::default(), 3, WAIT)
         .await
         .unwrap();
     assert_eq!(versions.error_code, 0);
@@ -432,7 +433,7 @@ async fn describe_quorum_and_api_versions_over_tcp() {
     // Wait until the leader has seen every follower's match index.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let response = conn.send_kafka(2, &describe_request()).await.unwrap();
+        let response = conn.call(describe_request(), 2, WAIT).await.unwrap();
         let p = &response.topics[0].partitions[0];
         assert_eq!(p.error_code, 0);
         assert_eq!(p.leader_id, BrokerId(leader));
@@ -457,10 +458,10 @@ async fn describe_quorum_and_api_versions_over_tcp() {
     }
     // A follower answers NOT_LEADER_OR_FOLLOWER with the leader.
     let follower = *cluster.voters.keys().find(|id| **id != leader).unwrap();
-    let mut conn = Connection::connect(&cluster.voters[&follower], "test", WAIT, 1 << 20)
+    let mut conn = KafkaConnection::connect(&cluster.voters[&follower], "test", WAIT)
         .await
         .unwrap();
-    let response = conn.send_kafka(1, &describe_request()).await.unwrap();
+    let response = conn.call(describe_request(), 1, WAIT).await.unwrap();
     let p = &response.topics[0].partitions[0];
     assert_eq!(p.error_code, 6);
     assert_eq!(p.leader_id, BrokerId(leader));
@@ -544,11 +545,9 @@ async fn garbage_frames_close_their_connection_and_the_server_keeps_serving() {
         }
     }
     // Still serving: ApiVersions over a new connection, and writes.
-    let mut conn = Connection::connect(&addr, "test", WAIT, 1 << 20)
-        .await
-        .unwrap();
+    let mut conn = KafkaConnection::connect(&addr, "test", WAIT).await.unwrap();
     let versions = conn
-        .send_kafka(0, &ApiVersionsRequest::default())
+        .call(ApiVersionsRequest::default(), 0, WAIT)
         .await
         .unwrap();
     assert_eq!(versions.error_code, 0);

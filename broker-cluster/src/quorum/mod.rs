@@ -41,9 +41,10 @@ use tracing::info;
 pub use client::{is_not_controller, ControllerClient, MetadataFetch};
 pub use server::{ControllerApi, NoControllerApi};
 pub use wire::{
-    is_internal_api, Connection, FetchMetadataHeader, FetchMetadataRequest, QuorumLeaderResponse,
-    WireError, API_FETCH_METADATA, API_QUORUM_LEADER, API_RAFT_APPEND_ENTRIES,
-    API_RAFT_INSTALL_SNAPSHOT, API_RAFT_VOTE, INTERNAL_API_VERSION, NOT_CONTROLLER,
+    call_internal, is_internal_api, FetchMetadataHeader, FetchMetadataRequest,
+    QuorumLeaderResponse, WireError, API_FETCH_METADATA, API_QUORUM_LEADER,
+    API_RAFT_APPEND_ENTRIES, API_RAFT_INSTALL_SNAPSHOT, API_RAFT_VOTE, INTERNAL_API_VERSION,
+    NOT_CONTROLLER,
 };
 
 use log_store::LogStore;
@@ -107,6 +108,9 @@ pub enum QuorumError {
     /// The transport failed.
     #[error("transport: {0}")]
     Wire(#[from] WireError),
+    /// A request to a voter failed.
+    #[error("controller request: {0}")]
+    Client(#[from] broker_embedded::client::ClientError),
     /// No answer before the deadline.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -334,7 +338,6 @@ impl<S: ReplicatedState> Quorum<S> {
         let network = NetworkFactory {
             node_id,
             connect_timeout: Duration::from_millis(config.request_timeout_ms),
-            max_frame_bytes: config.max_frame_bytes,
         };
         let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
             .await
