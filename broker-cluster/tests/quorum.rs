@@ -528,6 +528,10 @@ async fn garbage_frames_close_their_connection_and_the_server_keeps_serving() {
         &frame(ApiKey::DescribeQuorum as i16, 1, &[0, 4, b'a']),
     )
     .await;
+    // An array count far beyond the frame (DescribeQuorum v0 is flexible: header v2 with an
+    // empty client id and no tagged fields, then a compact array of 2^31 - 2 topics).
+    let huge = [0u8, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x07];
+    expect_closed(&addr, &frame(ApiKey::DescribeQuorum as i16, 0, &huge)).await;
     // Internal APIs: bad version, bad JSON.
     expect_closed(&addr, &frame(30000, 5, &[0, 0, 0])).await;
     expect_closed(&addr, &frame(30000, 0, &[0, 0, 0, b'{'])).await;

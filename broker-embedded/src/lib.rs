@@ -88,7 +88,7 @@ pub use log::{
 };
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};
-pub use server::{KafkaServer, ServerConfig, ServerError};
+pub use server::{check_request_frame, KafkaServer, ServerConfig, ServerError};
 pub use txn::{
     ProducerIdAndEpoch, TransactionCoordinator, TransactionDescription, TransactionListing,
     TxnError, TxnMarkerWriter, TxnState,

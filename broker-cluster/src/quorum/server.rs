@@ -198,6 +198,9 @@ async fn handle_frame<S: ReplicatedState, A: ControllerApi<S>>(
         }
         return Err(protocol(format!("{key:?} v{version} is not served here")));
     }
+    // The layout check bounds what the decoders reserve from array counts.
+    broker_embedded::check_request_frame(key, version, &frame)
+        .map_err(|e| protocol(format!("{key:?} v{version}: {e}")))?;
     let header =
         RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(protocol)?;
     let request = RequestKind::decode(key, &mut frame, version)
