@@ -680,3 +680,34 @@ async fn a_power_cut_keeps_acknowledged_writes_of_a_single_voter() {
         q.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_client_follows_not_controller_to_a_moved_leader() {
+    init_tracing();
+    let cluster = Cluster::start(3, 1000, 100).await;
+    let first = cluster.leader().await;
+    let client = ControllerClient::new(cluster.voters.clone(), "test-client")
+        .with_timeouts(Duration::from_secs(2), WAIT);
+    let mut request = AllocateProducerIdsRequest::default();
+    request.broker_id = BrokerId(1);
+    assert_eq!(client.send(0, &request).await.unwrap().error_code, 0);
+    assert_eq!(client.cached_leader(), Some(first));
+    // Move the leadership while the old leader stays up: it now answers NOT_CONTROLLER.
+    let target = *cluster.voters.keys().find(|id| **id != first).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cluster.leader().await != target {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leadership did not move"
+        );
+        cluster.node(target).trigger_election().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, first);
+    let response = client.send(0, &request).await.unwrap();
+    assert_eq!(response.error_code, 0);
+    assert_eq!(client.cached_leader(), Some(new_leader));
+    cluster.converge(2).await;
+    cluster.shutdown().await;
+}

@@ -479,6 +479,17 @@ impl<S: ReplicatedState> Quorum<S> {
             .map_err(|e| QuorumError::Raft(e.to_string()))
     }
 
+    /// Makes this voter start an election now (it wins if its log is up to date and a majority
+    /// grants its vote): moves the leadership, e.g. before a planned shutdown of the leader.
+    pub async fn trigger_election(&self) -> Result<(), QuorumError> {
+        self.inner
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))
+    }
+
     /// The openraft metrics of this voter.
     pub fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
         self.inner.raft.metrics().borrow().clone()
