@@ -693,14 +693,27 @@ async fn controller_client_follows_not_controller_to_a_moved_leader() {
     assert_eq!(client.send(0, &request).await.unwrap().error_code, 0);
     assert_eq!(client.cached_leader(), Some(first));
     // Move the leadership while the old leader stays up: it now answers NOT_CONTROLLER.
-    let target = *cluster.voters.keys().find(|id| **id != first).unwrap();
+    // (An election may be refused while the voters' leader lease runs, or be won by the old
+    // leader again: keep triggering, on both other voters, until the leader changes.)
+    let others: Vec<i32> = cluster
+        .voters
+        .keys()
+        .copied()
+        .filter(|id| *id != first)
+        .collect();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while cluster.leader().await != target {
+    let mut attempt = 0usize;
+    while cluster.leader().await == first {
         assert!(
             tokio::time::Instant::now() < deadline,
             "leadership did not move"
         );
-        cluster.node(target).trigger_election().await.unwrap();
+        cluster
+            .node(others[attempt % 2])
+            .trigger_election()
+            .await
+            .unwrap();
+        attempt += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let new_leader = cluster.leader().await;

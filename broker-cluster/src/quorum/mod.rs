@@ -479,8 +479,9 @@ impl<S: ReplicatedState> Quorum<S> {
             .map_err(|e| QuorumError::Raft(e.to_string()))
     }
 
-    /// Makes this voter start an election now (it wins if its log is up to date and a majority
-    /// grants its vote): moves the leadership, e.g. before a planned shutdown of the leader.
+    /// Makes this voter start an election now. It wins only if a majority grants its vote
+    /// (its log is up to date, and their lease on the current leader has run out), so this
+    /// may or may not move the leadership; callers check [`Quorum::leader_id`] afterwards.
     pub async fn trigger_election(&self) -> Result<(), QuorumError> {
         self.inner
             .raft
