@@ -3,7 +3,7 @@
 //! This crate owns everything that makes several broker processes one cluster:
 //!
 //! - the **controller quorum**: a Raft group of controllers that replicates the cluster
-//!   metadata log (`__cluster_metadata-0`);
+//!   metadata log (`__cluster_metadata-0`) ([`quorum`]);
 //! - the **cluster metadata** ([`metadata`]): the [`metadata::MetadataRecord`]s written to that
 //!   log, the `MetadataImage` they build (the Raft state machine and its snapshot
 //!   format), and the active controller's decisions (`ControllerState`) that turn

@@ -91,8 +91,8 @@ pub use log::{
 pub use offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use partitioner::{java_string_hash, murmur2, partition_for_key, StickyPartitioner};
 pub use server::{
-    BrokerInfo, ClusterAdmin, ClusterHooks, ClusterView, KafkaServer, ListenerEndpoint,
-    PartitionInfo, ServerConfig, ServerError, TopicInfo,
+    check_request_frame, BrokerInfo, ClusterAdmin, ClusterHooks, ClusterView, KafkaServer,
+    ListenerEndpoint, PartitionInfo, ServerConfig, ServerError, TopicInfo,
 };
 pub use txn::{
     ProducerIdAndEpoch, TransactionCoordinator, TransactionDescription, TransactionListing,

@@ -1,10 +1,10 @@
 //! [`ControllerClient`]: sends Kafka requests to the active controller and pulls the
-//! replicated state. (Its framing is [`super::wire::Connection`], Kafka's; it predates
-//! `broker_embedded::client`.)
+//! replicated state, over `broker_embedded::client::KafkaConnection`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use broker_embedded::client::KafkaConnection;
 use bytes::Bytes;
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::Request;
@@ -13,8 +13,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::wire::{
-    self, Connection, FetchMetadataHeader, FetchMetadataRequest, QuorumLeaderResponse, WireError,
-    NOT_CONTROLLER,
+    self, FetchMetadataHeader, FetchMetadataRequest, QuorumLeaderResponse, NOT_CONTROLLER,
 };
 use super::QuorumError;
 
@@ -39,10 +38,9 @@ pub struct ControllerClient {
     client_id: String,
     request_timeout: Duration,
     retry_deadline: Duration,
-    max_frame_bytes: usize,
     leader: Mutex<Option<i32>>,
-    connections: BTreeMap<i32, tokio::sync::Mutex<Option<Connection>>>,
-    fetch_connection: tokio::sync::Mutex<Option<(i32, Connection)>>,
+    connections: BTreeMap<i32, tokio::sync::Mutex<Option<KafkaConnection>>>,
+    fetch_connection: tokio::sync::Mutex<Option<(i32, KafkaConnection)>>,
 }
 
 /// Whether a controller response says "not the controller": a top-level NOT_CONTROLLER, or
@@ -80,7 +78,6 @@ impl ControllerClient {
             client_id: client_id.to_string(),
             request_timeout: Duration::from_secs(5),
             retry_deadline: Duration::from_secs(30),
-            max_frame_bytes: 128 * 1024 * 1024,
             leader: Mutex::new(None),
             connections,
             fetch_connection: tokio::sync::Mutex::new(None),
@@ -104,28 +101,19 @@ impl ControllerClient {
         &self,
         voter: i32,
         op: impl AsyncConnectionOp<T>,
-    ) -> Result<T, WireError> {
+    ) -> Result<T, QuorumError> {
         let (Some(slot), Some(addr)) = (self.connections.get(&voter), self.voters.get(&voter))
         else {
-            return Err(WireError::Protocol(format!("node {voter} is not a voter")));
+            return Err(QuorumError::Config(format!("node {voter} is not a voter")));
         };
         let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(
-                Connection::connect(
-                    addr,
-                    &self.client_id,
-                    self.request_timeout,
-                    self.max_frame_bytes,
-                )
-                .await?,
-            );
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(WireError::Protocol("no connection".into()));
+        let conn = match guard.as_mut() {
+            Some(conn) => conn,
+            None => guard.insert(
+                KafkaConnection::connect(addr, &self.client_id, self.request_timeout).await?,
+            ),
         };
-        conn.set_timeout(self.request_timeout);
-        let result = op.run(conn).await;
+        let result = op.run(conn, self.request_timeout).await;
         if result.is_err() {
             *guard = None;
         }
@@ -150,7 +138,7 @@ impl ControllerClient {
             }
         }
         Err(match last_error {
-            Some(e) => QuorumError::Wire(e),
+            Some(e) => e,
             None => QuorumError::Timeout("no voter knows a leader".into()),
         })
     }
@@ -194,7 +182,7 @@ impl ControllerClient {
     /// following NOT_CONTROLLER and connection failures until the retry deadline.
     pub async fn send<R>(&self, version: i16, request: &R) -> Result<R::Response, QuorumError>
     where
-        R: Request + Sync,
+        R: Request + Clone + Sync,
         R::Response: Clone + Into<ResponseKind> + Send,
     {
         self.retry("controller request", |leader| async move {
@@ -222,31 +210,28 @@ impl ControllerClient {
             };
             let mut slot = self.fetch_connection.lock().await;
             if slot.as_ref().is_none_or(|(id, _)| *id != leader) {
-                let conn = Connection::connect(
-                    addr,
-                    &self.client_id,
-                    self.request_timeout,
-                    self.max_frame_bytes,
-                )
-                .await?;
+                *slot = None;
+                let conn =
+                    KafkaConnection::connect(addr, &self.client_id, self.request_timeout).await?;
                 *slot = Some((leader, conn));
             }
             let Some((_, conn)) = slot.as_mut() else {
                 return Err(QuorumError::Timeout("no connection".into()));
             };
-            conn.set_timeout(self.request_timeout + max_wait);
             let request = FetchMetadataRequest {
                 since_offset,
                 max_wait_ms: u64::try_from(max_wait.as_millis()).unwrap_or(u64::MAX),
             };
             let body = serde_json::to_vec(&request)?;
-            let response = match conn.send_internal(wire::API_FETCH_METADATA, &body).await {
-                Ok(r) => r,
-                Err(e) => {
-                    *slot = None;
-                    return Err(e.into());
-                }
-            };
+            let timeout = self.request_timeout + max_wait;
+            let response =
+                match wire::call_internal(conn, wire::API_FETCH_METADATA, &body, timeout).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        *slot = None;
+                        return Err(e.into());
+                    }
+                };
             let (header, state) = wire::decode_with_blob::<FetchMetadataHeader>(response)?;
             Ok(Some(header.has_state.then(|| MetadataFetch {
                 applied_offset: header.applied_offset,
@@ -260,14 +245,19 @@ impl ControllerClient {
 
 /// One request on a connection.
 trait AsyncConnectionOp<T> {
-    async fn run(self, conn: &mut Connection) -> Result<T, WireError>;
+    async fn run(self, conn: &mut KafkaConnection, timeout: Duration) -> Result<T, QuorumError>;
 }
 
 struct LeaderOp;
 
 impl AsyncConnectionOp<QuorumLeaderResponse> for LeaderOp {
-    async fn run(self, conn: &mut Connection) -> Result<QuorumLeaderResponse, WireError> {
-        conn.call_json(wire::API_QUORUM_LEADER, &()).await
+    async fn run(
+        self,
+        conn: &mut KafkaConnection,
+        timeout: Duration,
+    ) -> Result<QuorumLeaderResponse, QuorumError> {
+        let body = wire::call_internal(conn, wire::API_QUORUM_LEADER, b"null", timeout).await?;
+        Ok(serde_json::from_slice(&body)?)
     }
 }
 
@@ -276,8 +266,14 @@ struct KafkaOp<'r, R> {
     request: &'r R,
 }
 
-impl<R: Request + Sync> AsyncConnectionOp<R::Response> for KafkaOp<'_, R> {
-    async fn run(self, conn: &mut Connection) -> Result<R::Response, WireError> {
-        conn.send_kafka(self.version, self.request).await
+impl<R: Request + Clone + Sync> AsyncConnectionOp<R::Response> for KafkaOp<'_, R> {
+    async fn run(
+        self,
+        conn: &mut KafkaConnection,
+        timeout: Duration,
+    ) -> Result<R::Response, QuorumError> {
+        Ok(conn
+            .call(self.request.clone(), self.version, timeout)
+            .await?)
     }
 }

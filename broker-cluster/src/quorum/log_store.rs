@@ -183,7 +183,19 @@ impl LogInner {
             .or(self.last_purged)
     }
 
+    /// Appends and syncs.
+    #[cfg(test)]
     fn append_entries(&mut self, entries: Vec<Entry>) -> io::Result<()> {
+        match self.write_entries(entries)? {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `entries` (readable at once) and returns the active segment, which the caller
+    /// must sync before telling openraft the entries are durable. Earlier segments closed by a
+    /// roll are synced here.
+    fn write_entries(&mut self, entries: Vec<Entry>) -> io::Result<Option<Arc<dyn StorageFile>>> {
         for entry in entries {
             let index = entry.log_id.index;
             let frame = encode_frame(&entry)?;
@@ -211,10 +223,11 @@ impl LogInner {
             seg.len += frame.len() as u64;
             self.entries.insert(index, entry);
         }
-        if let Some((_, seg)) = self.segments.iter().next_back() {
-            seg.file.sync_data()?;
-        }
-        Ok(())
+        Ok(self
+            .segments
+            .values()
+            .next_back()
+            .map(|seg| Arc::clone(&seg.file)))
     }
 
     fn truncate(&mut self, from: u64) -> io::Result<()> {
@@ -282,6 +295,13 @@ impl LogInner {
     }
 }
 
+/// Runs file I/O off the async workers.
+async fn blocking(f: impl FnOnce() -> io::Result<()> + Send + 'static) -> io::Result<()> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("storage task: {e}"))))
+}
+
 fn read_optional(storage: &dyn Storage, path: &Path) -> io::Result<Option<Vec<u8>>> {
     if !storage.exists(path) {
         return Ok(None);
@@ -340,12 +360,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let mut inner = self.inner.lock();
         let bytes = serde_json::to_vec(vote).map_err(|e| StorageIOError::write_vote(&e))?;
-        durable_fs::write_atomic(&*inner.storage, &inner.path(VOTE_FILE), &bytes)
-            .map_err(|e| StorageIOError::write_vote(&e))?;
-        inner.vote = Some(*vote);
-        Ok(())
+        let inner = Arc::clone(&self.inner);
+        let vote = *vote;
+        blocking(move || {
+            let mut inner = inner.lock();
+            durable_fs::write_atomic(&*inner.storage, &inner.path(VOTE_FILE), &bytes)?;
+            inner.vote = Some(vote);
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -362,7 +387,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let result = self.inner.lock().append_entries(entries);
+        let inner = Arc::clone(&self.inner);
+        // The file I/O runs off the async workers; the fsync runs outside the lock, so
+        // replication reads of the log do not wait for it (openraft serializes log writes).
+        let result = tokio::task::spawn_blocking(move || {
+            let active = inner.lock().write_entries(entries)?;
+            match active {
+                Some(file) => file.sync_data(),
+                None => Ok(()),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("log append task: {e}"))));
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -377,16 +413,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.inner
-            .lock()
-            .truncate(log_id.index)
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.lock().truncate(log_id.index))
+            .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.inner
-            .lock()
-            .purge(log_id)
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.lock().purge(log_id))
+            .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }
@@ -572,6 +608,7 @@ mod tests {
 
     fn futures_block<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap()
             .block_on(f)

@@ -41,15 +41,16 @@ use tracing::info;
 pub use client::{is_not_controller, ControllerClient, MetadataFetch};
 pub use server::{ControllerApi, NoControllerApi};
 pub use wire::{
-    is_internal_api, Connection, FetchMetadataHeader, FetchMetadataRequest, QuorumLeaderResponse,
-    WireError, API_FETCH_METADATA, API_QUORUM_LEADER, API_RAFT_APPEND_ENTRIES,
-    API_RAFT_INSTALL_SNAPSHOT, API_RAFT_VOTE, INTERNAL_API_VERSION, NOT_CONTROLLER,
+    call_internal, is_internal_api, FetchMetadataHeader, FetchMetadataRequest,
+    QuorumLeaderResponse, WireError, API_FETCH_METADATA, API_QUORUM_LEADER,
+    API_RAFT_APPEND_ENTRIES, API_RAFT_INSTALL_SNAPSHOT, API_RAFT_VOTE, INTERNAL_API_VERSION,
+    NOT_CONTROLLER,
 };
 
 use log_store::LogStore;
 use network::NetworkFactory;
 use state_machine::StateMachineStore;
-use types::{CommandData, TypeConfig};
+pub use types::{CommandData, TypeConfig};
 
 /// Name of the quorum's directory inside the data directory (Kafka's metadata log partition).
 pub const METADATA_DIR_NAME: &str = "__cluster_metadata-0";
@@ -107,6 +108,9 @@ pub enum QuorumError {
     /// The transport failed.
     #[error("transport: {0}")]
     Wire(#[from] WireError),
+    /// A request to a voter failed.
+    #[error("controller request: {0}")]
+    Client(#[from] broker_embedded::client::ClientError),
     /// No answer before the deadline.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -334,7 +338,6 @@ impl<S: ReplicatedState> Quorum<S> {
         let network = NetworkFactory {
             node_id,
             connect_timeout: Duration::from_millis(config.request_timeout_ms),
-            max_frame_bytes: config.max_frame_bytes,
         };
         let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
             .await
@@ -368,6 +371,15 @@ impl<S: ReplicatedState> Quorum<S> {
         let mut members = BTreeMap::new();
         for (id, addr) in &self.inner.config.voters {
             members.insert(node_id_u64(*id)?, BasicNode { addr: addr.clone() });
+        }
+        if self
+            .inner
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))?
+        {
+            return Ok(());
         }
         match self.inner.raft.initialize(members).await {
             Ok(()) => Ok(()),
@@ -463,6 +475,18 @@ impl<S: ReplicatedState> Quorum<S> {
             .raft
             .trigger()
             .snapshot()
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))
+    }
+
+    /// Makes this voter start an election now. It wins only if a majority grants its vote
+    /// (its log is up to date, and their lease on the current leader has run out), so this
+    /// may or may not move the leadership; callers check [`Quorum::leader_id`] afterwards.
+    pub async fn trigger_election(&self) -> Result<(), QuorumError> {
+        self.inner
+            .raft
+            .trigger()
+            .elect()
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))
     }

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::types::{SnapshotMeta, TypeConfig, Vote};
-use super::wire::{self, Connection, WireError};
+use super::wire;
+use broker_embedded::client::{ClientError, KafkaConnection};
 
 /// Header of an InstallSnapshot frame (the snapshot bytes follow it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,7 +35,6 @@ pub(crate) struct InstallSnapshotHeader {
 pub(crate) struct NetworkFactory {
     pub(crate) node_id: u64,
     pub(crate) connect_timeout: Duration,
-    pub(crate) max_frame_bytes: usize,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -46,7 +46,6 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             client_id: format!("controller-{}", self.node_id),
             connect_timeout: self.connect_timeout,
-            max_frame_bytes: self.max_frame_bytes,
             conn: None,
         }
     }
@@ -59,14 +58,13 @@ pub(crate) struct PeerClient {
     addr: String,
     client_id: String,
     connect_timeout: Duration,
-    max_frame_bytes: usize,
-    conn: Option<Connection>,
+    conn: Option<KafkaConnection>,
 }
 
 /// A transport failure, before or after the connection was up.
 enum SendError {
-    Unreachable(WireError),
-    Network(WireError),
+    Unreachable(ClientError),
+    Network(ClientError),
 }
 
 impl SendError {
@@ -92,24 +90,20 @@ impl PeerClient {
         body: &[u8],
         timeout: Duration,
     ) -> Result<bytes::Bytes, SendError> {
-        if self.conn.is_none() {
-            let conn = Connection::connect(
-                &self.addr,
-                &self.client_id,
-                self.connect_timeout.min(timeout),
-                self.max_frame_bytes,
-            )
-            .await
-            .map_err(SendError::Unreachable)?;
-            self.conn = Some(conn);
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(SendError::Unreachable(WireError::Protocol(
-                "no connection".into(),
-            )));
+        let conn = match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => {
+                let conn = KafkaConnection::connect(
+                    &self.addr,
+                    &self.client_id,
+                    self.connect_timeout.min(timeout),
+                )
+                .await
+                .map_err(SendError::Unreachable)?;
+                self.conn.insert(conn)
+            }
         };
-        conn.set_timeout(timeout);
-        match conn.send_internal(api_key, body).await {
+        match wire::call_internal(conn, api_key, body, timeout).await {
             Ok(response) => Ok(response),
             Err(e) => {
                 debug!(target_node = self.target, addr = %self.addr, error = %e, "Raft RPC failed; dropping the connection");

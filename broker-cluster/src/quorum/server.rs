@@ -198,6 +198,9 @@ async fn handle_frame<S: ReplicatedState, A: ControllerApi<S>>(
         }
         return Err(protocol(format!("{key:?} v{version} is not served here")));
     }
+    // The layout check bounds what the decoders reserve from array counts.
+    broker_embedded::check_request_frame(key, version, &frame)
+        .map_err(|e| protocol(format!("{key:?} v{version}: {e}")))?;
     let header =
         RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(protocol)?;
     let request = RequestKind::decode(key, &mut frame, version)
@@ -205,7 +208,7 @@ async fn handle_frame<S: ReplicatedState, A: ControllerApi<S>>(
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(api, 0)),
         RequestKind::DescribeQuorum(request) => {
-            ResponseKind::DescribeQuorum(describe_quorum(quorum, &request))
+            ResponseKind::DescribeQuorum(describe_quorum(quorum, &request, version))
         }
         other => api
             .handle(quorum, &header, other)
@@ -317,6 +320,7 @@ fn api_versions_response<S: ReplicatedState, A: ControllerApi<S>>(
 fn describe_quorum<S: ReplicatedState>(
     quorum: &Quorum<S>,
     request: &DescribeQuorumRequest,
+    version: i16,
 ) -> DescribeQuorumResponse {
     let d = quorum.describe();
     let mut response = DescribeQuorumResponse::default();
@@ -346,6 +350,10 @@ fn describe_quorum<S: ReplicatedState>(
             topic_data.partitions.push(p);
         }
         response.topics.push(topic_data);
+    }
+    if version < 2 {
+        // The voters' endpoints exist from v2 on.
+        return response;
     }
     for (id, addr) in &quorum.config().voters {
         let Some((host, port)) = addr.rsplit_once(':') else {

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use broker_embedded::client::{ClientError, KafkaConnection};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Internal API key: Raft AppendEntries (JSON `openraft::raft::AppendEntriesRequest`).
 pub const API_RAFT_APPEND_ENTRIES: i16 = 30000;
@@ -171,138 +171,20 @@ pub(crate) fn kafka_response_header_version(api: ApiKey, version: i16) -> i16 {
     }
 }
 
-/// One client connection speaking Kafka framing: one request at a time.
-#[derive(Debug)]
-pub struct Connection {
-    stream: TcpStream,
-    next_correlation_id: i32,
-    client_id: String,
-    max_frame_bytes: usize,
+/// Sends an internal API request with a raw body on `conn`; returns the raw response body.
+pub async fn call_internal(
+    conn: &mut KafkaConnection,
+    api_key: i16,
+    body: &[u8],
     timeout: Duration,
-}
-
-impl Connection {
-    /// Connects to `addr` (`host:port`) within `timeout`; requests then time out after
-    /// `timeout` too.
-    pub async fn connect(
-        addr: &str,
-        client_id: &str,
-        timeout: Duration,
-        max_frame_bytes: usize,
-    ) -> Result<Self, WireError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| WireError::Timeout(timeout))??;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            next_correlation_id: 0,
-            client_id: client_id.to_string(),
-            max_frame_bytes,
-            timeout,
-        })
-    }
-
-    /// Sets the timeout of later requests.
-    pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout;
-    }
-
-    async fn round_trip(
-        &mut self,
-        api_key: i16,
-        version: i16,
-        header_version: i16,
-        response_header_version: i16,
-        body: impl FnOnce(&mut BytesMut) -> Result<(), WireError>,
-    ) -> Result<Bytes, WireError> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let mut buf = BytesMut::with_capacity(256);
-        buf.put_i32(0);
-        let mut header = RequestHeader::default();
-        header.request_api_key = api_key;
-        header.request_api_version = version;
-        header.correlation_id = correlation_id;
-        header.client_id = Some(StrBytes::from_string(self.client_id.clone()));
-        header
-            .encode(&mut buf, header_version)
-            .map_err(|e| WireError::Protocol(format!("encoding a request header: {e}")))?;
-        body(&mut buf)?;
-        let frame = finish_frame(buf)?;
-        let timeout = self.timeout;
-        let max = self.max_frame_bytes;
-        let stream = &mut self.stream;
-        let exchange = async move {
-            stream.write_all(&frame).await?;
-            stream.flush().await?;
-            read_frame(stream, max).await
-        };
-        let response = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| WireError::Timeout(timeout))??;
-        let mut response =
-            response.ok_or_else(|| WireError::Protocol("connection closed by the peer".into()))?;
-        let header = ResponseHeader::decode(&mut response, response_header_version)
-            .map_err(|e| WireError::Protocol(format!("response header: {e}")))?;
-        if header.correlation_id != correlation_id {
-            return Err(WireError::Protocol(format!(
-                "correlation id {} in a response to {correlation_id}",
-                header.correlation_id
-            )));
-        }
-        Ok(response)
-    }
-
-    /// Sends an internal API request with a raw body; returns the raw response body.
-    pub async fn send_internal(&mut self, api_key: i16, body: &[u8]) -> Result<Bytes, WireError> {
-        self.round_trip(
-            api_key,
-            INTERNAL_API_VERSION,
-            INTERNAL_REQUEST_HEADER_VERSION,
-            INTERNAL_RESPONSE_HEADER_VERSION,
-            |buf| {
-                buf.put_slice(body);
-                Ok(())
-            },
-        )
-        .await
-    }
-
-    /// Sends an internal API request with a JSON body and decodes a JSON response.
-    pub async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
-        &mut self,
-        api_key: i16,
-        request: &Req,
-    ) -> Result<Resp, WireError> {
-        let body = serde_json::to_vec(request).map_err(|e| WireError::Protocol(e.to_string()))?;
-        let response = self.send_internal(api_key, &body).await?;
-        serde_json::from_slice(&response)
-            .map_err(|e| WireError::Protocol(format!("response body: {e}")))
-    }
-
-    /// Sends a Kafka request of `version` and decodes its response.
-    pub async fn send_kafka<R: Request>(
-        &mut self,
-        version: i16,
-        request: &R,
-    ) -> Result<R::Response, WireError> {
-        let api = ApiKey::try_from(R::KEY)
-            .map_err(|_| WireError::Protocol(format!("unknown API key {}", R::KEY)))?;
-        let mut body = self
-            .round_trip(
-                R::KEY,
-                version,
-                R::header_version(version),
-                kafka_response_header_version(api, version),
-                |buf| {
-                    request.encode(buf, version).map_err(|e| {
-                        WireError::Protocol(format!("encoding {api:?} v{version}: {e}"))
-                    })
-                },
-            )
-            .await?;
-        R::Response::decode(&mut body, version)
-            .map_err(|e| WireError::Protocol(format!("decoding {api:?} v{version}: {e}")))
-    }
+) -> Result<Bytes, ClientError> {
+    conn.call_bytes(
+        api_key,
+        INTERNAL_API_VERSION,
+        INTERNAL_REQUEST_HEADER_VERSION,
+        INTERNAL_RESPONSE_HEADER_VERSION,
+        body,
+        timeout,
+    )
+    .await
 }

@@ -318,6 +318,15 @@ enum ParsedFrame {
     UnsupportedApiVersions { correlation_id: i32 },
 }
 
+/// Checks one request frame (without its size prefix; header and body) of `api` at `version`
+/// against its wire layout before the `kafka-protocol` decoders see it: refuses any array that
+/// claims more elements than bytes are left (the decoders reserve capacity from such counts,
+/// and a huge one aborts the process). Returns the bytes the decoders will consume. For other
+/// Kafka-framed listeners (the controller listener of `broker-cluster`).
+pub fn check_request_frame(api: ApiKey, version: i16, frame: &[u8]) -> Result<usize, String> {
+    frame_check::check_request(api, version, api.request_header_version(version), frame)
+}
+
 /// Decodes one request frame (without its size prefix): API key and version, then, for an
 /// implemented API and version, a layout check that refuses impossible array counts (see
 /// [`frame_check`]) and the header and body decoders.
