@@ -288,11 +288,12 @@ impl PartitionLog {
                 removed.push(seg);
             }
         }
-        for seg in &removed {
+        // Newest first, each removal made durable before the next: a power cut in between
+        // leaves a longer prefix of the old log (which the replica truncates again), never a
+        // log with a hole.
+        for seg in removed.iter().rev() {
             seg.delete_files()
                 .map_err(|e| BrokerError::io(seg.log_path(), e))?;
-        }
-        if !removed.is_empty() {
             sync_dir(&*self.storage, &self.dir)?;
         }
         let new_end = inner.active()?.truncate_to(offset)?;
@@ -343,6 +344,7 @@ impl PartitionLog {
 
     /// Common bookkeeping once the segments end at `new_end`.
     fn after_truncation(&self, inner: &mut LogInner, new_end: i64) -> Result<()> {
+        inner.truncations += 1;
         inner.next_offset = new_end;
         inner.log_start_offset = inner.log_start_offset.min(new_end);
         inner.recovery_point = inner.recovery_point.min(new_end);
