@@ -722,3 +722,51 @@ fn truncation_survives_power_cuts() {
             .unwrap();
     }
 }
+
+/// On a compacted topic the leader's log has gaps; a follower keeps them, and its recovery
+/// (which requires contiguity above the cleaner checkpoint) keeps every batch.
+#[test]
+fn follower_gaps_on_a_compacted_topic_survive_recovery() {
+    let compacted = Arc::new(LogConfig {
+        cleanup_policy: broker_embedded::CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        ..LogConfig::default()
+    });
+    let mut stream = Vec::new();
+    for (base, n) in [(0i64, 2usize), (5, 3), (8, 1), (20, 2)] {
+        let mut b = batch(n, -1, -1, false, 10);
+        broker_embedded::record::set_base_offset(&mut b, base);
+        stream.extend_from_slice(&b);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // As after a cleaner pass: the cleaner checkpoint says nothing at or above 0 was compacted
+    // here, so recovery would take a gap above it for a corrupt base offset.
+    let body = "0\n1\nt 0 0\n";
+    std::fs::write(
+        dir.path().join("cleaner-offset-checkpoint"),
+        format!("{body}crc32c {:08x}\n", crc32c::crc32c(body.as_bytes())),
+    )
+    .unwrap();
+    let log = PartitionLog::open(
+        dir.path().to_path_buf(),
+        "t",
+        0,
+        Arc::clone(&compacted),
+        true,
+        0,
+    )
+    .unwrap();
+    log.append_as_follower(&stream).unwrap();
+    assert_eq!(log.offsets().log_end_offset, 22);
+    drop(log);
+    let log = PartitionLog::open(dir.path().to_path_buf(), "t", 0, compacted, false, 0).unwrap();
+    assert_eq!(all_bytes(&log), stream);
+
+    // A non-compacted topic refuses gaps.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), true);
+    assert!(log.append_as_follower(&stream).is_err());
+    assert_eq!(log.offsets().log_end_offset, 0);
+}

@@ -76,6 +76,26 @@ impl PartitionLog {
                 log_end_offset: leo,
             });
         }
+        // A gap (compaction on the leader) above the cleaner checkpoint would read as a corrupt
+        // base offset to recovery, which requires contiguity there: the checkpoint first moves
+        // past the last gap (those offsets were compacted, by the leader).
+        let mut expected = leo;
+        let mut past_last_gap = None;
+        for (_, _, h, _) in &parsed {
+            if h.base_offset != expected {
+                past_last_gap = Some(h.next_offset());
+            }
+            expected = h.next_offset();
+        }
+        if let Some(end) = past_last_gap.filter(|e| *e > inner.first_dirty_offset) {
+            let text = super::encode_cleaner_checkpoint(&self.topic, self.partition, end);
+            crate::fsutil::write_atomic(
+                &*self.storage,
+                &self.dir.join(super::CLEANER_CHECKPOINT_FILE),
+                text.as_bytes(),
+            )?;
+            inner.first_dirty_offset = end;
+        }
         let mut record_count: u64 = 0;
         let mut last_offset = leo - 1;
         for (pos, len, h, control) in parsed {
