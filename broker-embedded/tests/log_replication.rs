@@ -770,3 +770,37 @@ fn follower_gaps_on_a_compacted_topic_survive_recovery() {
     assert!(log.append_as_follower(&stream).is_err());
     assert_eq!(log.offsets().log_end_offset, 0);
 }
+
+/// Retention never deletes records above the high watermark (Kafka's `deletableSegments`).
+#[test]
+fn retention_keeps_what_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(
+        dir.path().to_path_buf(),
+        "t",
+        0,
+        Arc::new(LogConfig {
+            segment_bytes: 200,
+            retention_ms: 10,
+            segment_ms: i64::MAX / 2,
+            ..LogConfig::default()
+        }),
+        true,
+        0,
+    )
+    .unwrap();
+    log.set_replicated(true);
+    log.restore_high_watermark(0);
+    for _ in 0..6 {
+        let mut b = batch(2, -1, -1, false, 100);
+        log.append(&mut b, AppendOrigin::Client, 100).unwrap();
+    }
+    assert!(log.offsets().segments > 2);
+    assert_eq!(log.apply_retention(1_000_000).unwrap(), 0, "HW at 0");
+    log.set_high_watermark(6);
+    assert!(log.apply_retention(1_000_000).unwrap() > 0);
+    let o = log.offsets();
+    assert!(o.log_start_offset <= 6, "{o:?}");
+    assert_eq!(o.log_end_offset, 12);
+    assert_eq!(o.high_watermark, 6);
+}
