@@ -135,6 +135,9 @@ struct LogInner {
     replicated: bool,
     /// The high watermark in replicated mode (kept equal to the log end offset otherwise).
     high_watermark: i64,
+    /// Truncations so far: a background flush that overlapped one does not advance the
+    /// recovery point.
+    truncations: u64,
 }
 
 impl LogInner {
@@ -477,6 +480,7 @@ impl PartitionLog {
                 epochs,
                 replicated: false,
                 high_watermark: next_offset,
+                truncations: 0,
             }),
             appended: tokio::sync::Notify::new(),
             cleaning: Mutex::new(()),

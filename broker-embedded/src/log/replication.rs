@@ -76,6 +76,26 @@ impl PartitionLog {
                 log_end_offset: leo,
             });
         }
+        // A gap (compaction on the leader) above the cleaner checkpoint would read as a corrupt
+        // base offset to recovery, which requires contiguity there: the checkpoint first moves
+        // past the last gap (those offsets were compacted, by the leader).
+        let mut expected = leo;
+        let mut past_last_gap = None;
+        for (_, _, h, _) in &parsed {
+            if h.base_offset != expected {
+                past_last_gap = Some(h.next_offset());
+            }
+            expected = h.next_offset();
+        }
+        if let Some(end) = past_last_gap.filter(|e| *e > inner.first_dirty_offset) {
+            let text = super::encode_cleaner_checkpoint(&self.topic, self.partition, end);
+            crate::fsutil::write_atomic(
+                &*self.storage,
+                &self.dir.join(super::CLEANER_CHECKPOINT_FILE),
+                text.as_bytes(),
+            )?;
+            inner.first_dirty_offset = end;
+        }
         let mut record_count: u64 = 0;
         let mut last_offset = leo - 1;
         for (pos, len, h, control) in parsed {
@@ -288,11 +308,12 @@ impl PartitionLog {
                 removed.push(seg);
             }
         }
-        for seg in &removed {
+        // Newest first, each removal made durable before the next: a power cut in between
+        // leaves a longer prefix of the old log (which the replica truncates again), never a
+        // log with a hole.
+        for seg in removed.iter().rev() {
             seg.delete_files()
                 .map_err(|e| BrokerError::io(seg.log_path(), e))?;
-        }
-        if !removed.is_empty() {
             sync_dir(&*self.storage, &self.dir)?;
         }
         let new_end = inner.active()?.truncate_to(offset)?;
@@ -343,6 +364,7 @@ impl PartitionLog {
 
     /// Common bookkeeping once the segments end at `new_end`.
     fn after_truncation(&self, inner: &mut LogInner, new_end: i64) -> Result<()> {
+        inner.truncations += 1;
         inner.next_offset = new_end;
         inner.log_start_offset = inner.log_start_offset.min(new_end);
         inner.recovery_point = inner.recovery_point.min(new_end);

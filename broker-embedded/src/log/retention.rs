@@ -1,6 +1,9 @@
 //! Retention of a [`PartitionLog`]: whole segments are deleted by `retention.ms` (against
 //! each segment's newest record) and by `retention.bytes` (oldest first, Kafka's rule).
 //!
+//! Only segments wholly below the high watermark are deleted (Kafka's rule; in single-node
+//! mode the high watermark is the log end offset).
+//!
 //! A segment holding data of a transaction that is still open is kept, with every segment
 //! after it: the log start offset never passes the first unstable offset. (Kafka itself lets
 //! retention delete such data and clamps the last stable offset to the log start; keeping it
@@ -27,7 +30,14 @@ impl PartitionLog {
                 return Ok(0);
             }
             let config = Arc::clone(&inner.config);
-            let first_unstable = inner.producers.first_unstable_offset().unwrap_or(i64::MAX);
+            // Kafka's `deletableSegments`: nothing at or above the high watermark is deleted
+            // (uncommitted records must survive until replicated); nor, here, an open
+            // transaction's data.
+            let first_unstable = inner
+                .producers
+                .first_unstable_offset()
+                .unwrap_or(i64::MAX)
+                .min(inner.high_watermark());
             if config.retention_ms >= 0 {
                 while let Some((&base, seg)) = inner.segments.iter().next() {
                     if seg.next_offset() > first_unstable {

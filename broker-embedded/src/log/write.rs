@@ -297,7 +297,7 @@ impl PartitionLog {
     /// fsyncs everything appended so far. The fsync runs outside the partition lock, so
     /// appends continue meanwhile; the recovery point advances once it completes.
     pub fn flush(&self) -> Result<()> {
-        let (files, target) = {
+        let (files, target, truncations) = {
             let mut inner = self.inner.lock();
             let mut files = Vec::new();
             for seg in inner.segments.values_mut() {
@@ -309,7 +309,7 @@ impl PartitionLog {
             }
             inner.unflushed_messages = 0;
             inner.last_flush = Instant::now();
-            (files, inner.next_offset)
+            (files, inner.next_offset, inner.truncations)
         };
         let mut failed = None;
         for (f, path) in &files {
@@ -328,7 +328,11 @@ impl PartitionLog {
             }
             return Err(e);
         }
-        inner.recovery_point = inner.recovery_point.max(target);
+        // A truncation meanwhile replaced data below `target`: what was synced is not what
+        // the log now holds there.
+        if inner.truncations == truncations {
+            inner.recovery_point = inner.recovery_point.max(target);
+        }
         Ok(())
     }
 
