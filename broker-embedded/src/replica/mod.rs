@@ -294,7 +294,9 @@ impl ReplicaManager {
     /// Applies the controller's registration of `tp` with its local `log` (Kafka's become
     /// leader / become follower / stop replica): stale registrations (older leader or partition
     /// epoch) are ignored; a registration without this broker stops the replica. Followers are
-    /// (re)added to the fetcher of their leader.
+    /// (re)added to the fetcher of their leader. The `log` of the first registration is kept
+    /// until the replica stops ([`ReplicaManager::stop_replica`] or a registration without
+    /// this broker).
     pub fn apply_partition_state(
         &self,
         tp: &TopicPartition,

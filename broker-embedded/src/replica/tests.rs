@@ -1044,3 +1044,371 @@ fn leader_fetch_rules() {
         leader.shutdown();
     });
 }
+
+// ---------------------------------------------------------------- over the wire
+
+mod wire {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+        MetadataRequest, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+        TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use parking_lot::Mutex;
+    use uuid::Uuid;
+
+    use super::{batch, reg, Controller, MemLog, Sink};
+    use crate::client::{ClientError, KafkaConnection};
+    use crate::replica::*;
+    use crate::server::{
+        BrokerInfo, ClusterHooks, ClusterView, ListenerEndpoint, PartitionInfo, TopicInfo,
+    };
+    use crate::{Broker, BrokerConfig, KafkaServer, ServerConfig, TopicPartition};
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A follower's endpoint over TCP with the crate's client (Fetch v12, the server's
+    /// highest).
+    struct TcpEndpoint {
+        address: String,
+        conn: tokio::sync::Mutex<Option<KafkaConnection>>,
+    }
+
+    impl TcpEndpoint {
+        async fn with_conn<Req: kafka_protocol::protocol::Request>(
+            &self,
+            req: Req,
+            floor: i16,
+            cap: i16,
+        ) -> Result<Req::Response, ClientError> {
+            let mut guard = self.conn.lock().await;
+            if guard.is_none() {
+                *guard = Some(
+                    KafkaConnection::connect(&self.address, "replica-fetcher", TIMEOUT).await?,
+                );
+            }
+            let Some(conn) = guard.as_mut() else {
+                unreachable!()
+            };
+            match conn.send(req, floor, cap, TIMEOUT).await {
+                Ok((_, r)) => Ok(r),
+                Err(e) => {
+                    *guard = None;
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    impl LeaderEndpoint for TcpEndpoint {
+        fn fetch(
+            &self,
+            request: FetchRequest,
+        ) -> BoxFuture<'_, Result<FetchResponse, ClientError>> {
+            Box::pin(self.with_conn(request, 12, 12))
+        }
+        fn offset_for_leader_epoch(
+            &self,
+            request: OffsetForLeaderEpochRequest,
+        ) -> BoxFuture<'_, Result<OffsetForLeaderEpochResponse, ClientError>> {
+            Box::pin(self.with_conn(request, 3, 4))
+        }
+        fn list_offsets(
+            &self,
+            request: ListOffsetsRequest,
+        ) -> BoxFuture<'_, Result<ListOffsetsResponse, ClientError>> {
+            Box::pin(self.with_conn(request, 4, 6))
+        }
+    }
+
+    #[derive(Default)]
+    struct Addresses(Mutex<HashMap<i32, String>>);
+
+    impl LeaderEndpointFactory for Arc<Addresses> {
+        fn endpoint(&self, leader_id: i32) -> Arc<dyn LeaderEndpoint> {
+            let address = self.0.lock().get(&leader_id).cloned().unwrap_or_default();
+            Arc::new(TcpEndpoint {
+                address,
+                conn: tokio::sync::Mutex::new(None),
+            })
+        }
+    }
+
+    struct View {
+        brokers: Vec<BrokerInfo>,
+        topic: Mutex<TopicInfo>,
+        controller: Arc<Controller>,
+        tp: TopicPartition,
+    }
+
+    impl ClusterView for View {
+        fn cluster_id(&self) -> String {
+            "test-cluster".into()
+        }
+        fn controller_id(&self) -> i32 {
+            3000
+        }
+        fn brokers(&self) -> Vec<BrokerInfo> {
+            self.brokers.clone()
+        }
+        fn topics(&self) -> Vec<TopicInfo> {
+            vec![self.topic(&self.tp.topic).unwrap()]
+        }
+        fn topic(&self, name: &str) -> Option<TopicInfo> {
+            let mut t = self.topic.lock().clone();
+            if t.name != name {
+                return None;
+            }
+            if let Some(r) = self.controller.regs.lock().get(&self.tp) {
+                t.partitions = vec![PartitionInfo {
+                    partition: 0,
+                    leader: r.leader,
+                    leader_epoch: r.leader_epoch,
+                    replicas: r.replicas.clone(),
+                    isr: r.isr.clone(),
+                    offline_replicas: Vec::new(),
+                }];
+            }
+            Some(t)
+        }
+        fn topic_by_id(&self, id: Uuid) -> Option<TopicInfo> {
+            let t = self.topic.lock().clone();
+            (t.topic_id == id).then(|| self.topic(&t.name)).flatten()
+        }
+    }
+
+    fn produce_request(acks: i16, tag: &str) -> ProduceRequest {
+        let mut p = PartitionProduceData::default();
+        p.index = 0;
+        p.records = Some(Bytes::from(batch(2, tag)));
+        let mut t = TopicProduceData::default();
+        t.name = TopicName(StrBytes::from_static_str("t"));
+        t.partition_data.push(p);
+        let mut r = ProduceRequest::default();
+        r.acks = acks;
+        r.timeout_ms = 10_000;
+        r.topic_data.push(t);
+        r
+    }
+
+    fn consumer_fetch(epoch: i32) -> FetchRequest {
+        let mut p = FetchPartition::default();
+        p.partition = 0;
+        p.current_leader_epoch = epoch;
+        p.fetch_offset = 0;
+        p.partition_max_bytes = 1 << 20;
+        let mut t = FetchTopic::default();
+        t.topic = TopicName(StrBytes::from_static_str("t"));
+        t.partitions.push(p);
+        let mut r = FetchRequest::default();
+        r.replica_id = BrokerId(-1);
+        r.max_wait_ms = 0;
+        r.max_bytes = 1 << 20;
+        r.topics.push(t);
+        r
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_brokers_replicate_over_the_wire_and_answer_cluster_errors() {
+        let tp = TopicPartition::new("t", 0);
+        let topic_id = Uuid::new_v4();
+        let controller = Arc::new(Controller::default());
+        let addresses = Arc::new(Addresses::default());
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut brokers = Vec::new();
+        let mut servers = Vec::new();
+        let mut managers = HashMap::new();
+        let mut logs = HashMap::new();
+        let mut infos = Vec::new();
+        // Bind first so each server knows the other's address.
+        let mut listeners = Vec::new();
+        for id in [1, 2] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            listeners.push((id, port));
+            addresses.0.lock().insert(id, format!("127.0.0.1:{port}"));
+            infos.push(BrokerInfo {
+                id,
+                rack: None,
+                endpoints: vec![ListenerEndpoint {
+                    listener: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: i32::from(port),
+                }],
+                fenced: false,
+            });
+        }
+        let view = Arc::new(View {
+            brokers: infos,
+            topic: Mutex::new(TopicInfo {
+                name: "t".into(),
+                topic_id,
+                internal: false,
+                partitions: Vec::new(),
+            }),
+            controller: controller.clone(),
+            tp: tp.clone(),
+        });
+        for (i, (id, port)) in listeners.into_iter().enumerate() {
+            let mut bc = BrokerConfig::new(dirs[i].path());
+            bc.node_id = id;
+            let broker = Broker::open(bc).unwrap();
+            let mut cfg = ReplicaConfig::new(id);
+            cfg.replica_fetch_backoff_ms = 20;
+            cfg.replica_fetch_wait_max_ms = 100;
+            let rm = ReplicaManager::new(
+                cfg,
+                Some(Arc::new(Sink(controller.clone()))),
+                Arc::new(addresses.clone()),
+            );
+            let hooks = ClusterHooks {
+                listener_name: "PLAINTEXT".into(),
+                view: view.clone(),
+                admin: None,
+                replicas: rm.clone(),
+            };
+            let sc = ServerConfig {
+                listen: format!("127.0.0.1:{port}"),
+                ..Default::default()
+            };
+            servers.push(
+                KafkaServer::start_with_cluster(broker.clone(), sc, hooks)
+                    .await
+                    .unwrap(),
+            );
+            brokers.push(broker);
+            managers.insert(id, rm);
+            logs.insert(id, Arc::new(MemLog::default()));
+        }
+        let publish = |r: PartitionRegistration| {
+            controller.regs.lock().insert(tp.clone(), r.clone());
+            for (id, rm) in &managers {
+                let log: Arc<dyn ReplicaLog> = logs[id].clone();
+                rm.apply_partition_state(&tp, topic_id, log, &r);
+            }
+        };
+        publish(reg(1, 1, 1, &[1, 2], &[1]));
+        let a1 = addresses.0.lock()[&1].clone();
+        let a2 = addresses.0.lock()[&2].clone();
+        let mut c1 = KafkaConnection::connect(&a1, "test", TIMEOUT)
+            .await
+            .unwrap();
+        let mut c2 = KafkaConnection::connect(&a2, "test", TIMEOUT)
+            .await
+            .unwrap();
+
+        // Metadata v12 from the view.
+        let (_, md) = c1
+            .send(
+                MetadataRequest::default().with_topics(None),
+                12,
+                12,
+                TIMEOUT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(md.brokers.len(), 2);
+        assert_eq!(md.controller_id, BrokerId(3000));
+        let p = &md.topics[0].partitions[0];
+        assert_eq!(
+            (p.leader_id, p.leader_epoch, p.replica_nodes.len()),
+            (BrokerId(1), 1, 2)
+        );
+        // (An empty follower is already at the high watermark: it may have joined the ISR.)
+        assert!(p.isr_nodes.contains(&BrokerId(1)));
+
+        // acks=all on the leader: the follower fetches over TCP, joins the ISR, the produce
+        // completes.
+        let (_, resp) = c1
+            .send(produce_request(-1, "a"), 9, 9, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        let (_, resp) = c1
+            .send(produce_request(-1, "b"), 9, 9, TIMEOUT)
+            .await
+            .unwrap();
+        let pr = &resp.responses[0].partition_responses[0];
+        assert_eq!((pr.error_code, pr.base_offset), (0, 2));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while controller.regs.lock()[&tp].isr.len() < 2 || logs[&2].dump() != logs[&1].dump() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "follower did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let current = controller.regs.lock()[&tp].clone();
+        publish(current);
+        let (_, resp) = c1
+            .send(produce_request(-1, "c"), 9, 9, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        assert!(logs[&1].high_watermark() >= 6);
+
+        // The follower refuses produces and consumer fetches; a stale epoch is fenced.
+        let (_, resp) = c2
+            .send(produce_request(1, "x"), 9, 9, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.responses[0].partition_responses[0].error_code,
+            ResponseError::NotLeaderOrFollower.code()
+        );
+        let (_, resp) = c2.send(consumer_fetch(1), 12, 12, TIMEOUT).await.unwrap();
+        let pd = &resp.responses[0].partitions[0];
+        assert_eq!(pd.error_code, ResponseError::NotLeaderOrFollower.code());
+        assert_eq!(
+            (pd.current_leader.leader_id, pd.current_leader.leader_epoch),
+            (BrokerId(1), 1)
+        );
+        let (_, resp) = c1.send(consumer_fetch(0), 12, 12, TIMEOUT).await.unwrap();
+        assert_eq!(
+            resp.responses[0].partitions[0].error_code,
+            ResponseError::FencedLeaderEpoch.code()
+        );
+
+        // Leader change to 2 while 1 holds records 2 never got: 1 truncates through the
+        // diverging epoch in the Fetch v12 response and the logs end identical.
+        let mut extra = batch(3, "divergent");
+        logs[&1]
+            .append_with_epoch(&mut extra, crate::AppendOrigin::Client, 0, 1)
+            .unwrap();
+        let r = controller.regs.lock()[&tp].clone();
+        publish(reg(2, 2, r.partition_epoch + 1, &[1, 2], &[1, 2]));
+        let (_, resp) = c2
+            .send(produce_request(-1, "d"), 9, 9, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while logs[&2].dump() != logs[&1].dump() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "old leader not truncated"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(logs[&1].log_end_offset(), 8);
+        assert_eq!(logs[&1].epochs(), vec![(1, 0), (2, 6)]);
+
+        for rm in managers.values() {
+            rm.shutdown();
+        }
+        for s in servers {
+            s.shutdown().await;
+        }
+        for b in brokers {
+            b.shutdown().unwrap();
+        }
+    }
+}
