@@ -20,9 +20,13 @@ use crate::AnyResult;
 /// How often the active controller runs its timers (session expiry, leader rebalancing).
 const CONTROLLER_TICK: Duration = Duration::from_millis(250);
 /// Bound of a controlled shutdown.
-const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn controller_config(node: &NodeConfig, broker: &BrokerConfig, cluster_id: &str) -> ControllerConfig {
+fn controller_config(
+    node: &NodeConfig,
+    broker: &BrokerConfig,
+    cluster_id: &str,
+) -> ControllerConfig {
     ControllerConfig {
         cluster_id: cluster_id.to_owned(),
         default_replication_factor: i16::try_from(node.default_replication_factor).unwrap_or(1),
@@ -56,9 +60,11 @@ pub(crate) fn run(
         .map(|v| (v.id, v.address.to_string()))
         .collect::<std::collections::BTreeMap<_, _>>();
     if voters.is_empty() {
-        return Err("controller.quorum.voters is required (controller.quorum.bootstrap.servers \
+        return Err(
+            "controller.quorum.voters is required (controller.quorum.bootstrap.servers \
                     alone, KIP-853's dynamic quorum, is not supported yet)"
-            .into());
+                .into(),
+        );
     }
     let rt = crate::runtime()?;
     rt.block_on(async move {
@@ -73,10 +79,15 @@ pub(crate) fn run(
             let tcp = tokio::net::TcpListener::bind(&listener)
                 .await
                 .map_err(|e| format!("cannot listen on {listener}: {e}"))?;
-            let mut qc = QuorumConfig::new(node.node_id, voters.clone(), node.metadata_log_dir().to_path_buf());
+            let mut qc = QuorumConfig::new(
+                node.node_id,
+                voters.clone(),
+                node.metadata_log_dir().to_path_buf(),
+            );
             // Kafka's controller.quorum.election.timeout.ms default.
             qc.election_timeout_ms = 1000;
-            let service = ControllerService::new(controller_config(&node, &broker, &meta.cluster_id));
+            let service =
+                ControllerService::new(controller_config(&node, &broker, &meta.cluster_id));
             let q: Quorum<MetadataImage> = Quorum::start(
                 qc,
                 durable_fs::OsStorage::shared(),
@@ -84,7 +95,9 @@ pub(crate) fn run(
                 Arc::clone(&service),
             )
             .await?;
-            ticks = Some(tokio::spawn(Arc::clone(&service).run_ticks(q.clone(), CONTROLLER_TICK)));
+            ticks = Some(tokio::spawn(
+                Arc::clone(&service).run_ticks(q.clone(), CONTROLLER_TICK),
+            ));
             println!("controller listening on {}", q.local_addr());
             quorum = Some(q);
         }
@@ -95,7 +108,9 @@ pub(crate) fn run(
                 .broker_listeners()
                 .into_iter()
                 .map(|l| {
-                    let adv = advertised.iter().find(|a| a.listener_name == l.listener_name);
+                    let adv = advertised
+                        .iter()
+                        .find(|a| a.listener_name == l.listener_name);
                     BrokerListener {
                         name: l.listener_name.clone(),
                         bind: l.bind_addr(),

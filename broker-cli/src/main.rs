@@ -8,8 +8,8 @@
 //! and helpers they share; `node_config` parses a cluster node's configuration.
 
 mod client;
-mod cluster_node;
 pub mod cluster;
+mod cluster_node;
 mod consume;
 mod groups;
 mod huge_alloc;

@@ -142,21 +142,25 @@ fn acks_all_records_survive_repeated_leader_sigkills_without_loss_duplicates_or_
             let mut inflight = tokio::task::JoinSet::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for p in 0..PARTITIONS {
-                    let producer = producer.clone();
+                    // Enqueued here, in sequence order (the delivery is awaited in a task).
+                    let value = format!("{seq:010}");
+                    let mut record = FutureRecord::<(), _>::to("acked")
+                        .partition(p)
+                        .payload(&value);
+                    let delivery = loop {
+                        match producer.send_result(record) {
+                            Ok(d) => break d,
+                            Err((_, r)) => {
+                                record = r;
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        }
+                    };
                     let (acked, failed) = (acked.clone(), failed.clone());
                     inflight.spawn(async move {
-                        let value = format!("{seq:010}");
-                        let r = producer
-                            .send(
-                                FutureRecord::<(), _>::to("acked")
-                                    .partition(p)
-                                    .payload(&value),
-                                Duration::from_secs(120),
-                            )
-                            .await;
-                        match r {
-                            Ok(_) => acked.lock().unwrap().entry(p).or_default().push(seq),
-                            Err(_) => *failed.lock().unwrap() += 1,
+                        match delivery.await {
+                            Ok(Ok(_)) => acked.lock().unwrap().entry(p).or_default().push(seq),
+                            _ => *failed.lock().unwrap() += 1,
                         }
                     });
                 }
@@ -285,6 +289,7 @@ fn a_returning_old_leader_truncates_its_divergent_records_and_every_replica_ends
     let producer: FutureProducer = cluster
         .client_config()
         .set("acks", "all")
+        .set("enable.idempotence", "true")
         .set("message.timeout.ms", "30000")
         .create()
         .unwrap();
@@ -319,6 +324,9 @@ fn a_returning_old_leader_truncates_its_divergent_records_and_every_replica_ends
     for f in &followers {
         cluster.pause(*f);
     }
+    // Fetches the followers had already sent complete (empty) within replica.fetch.wait.max.ms
+    // (500 ms); after that nothing carries the next records to them.
+    std::thread::sleep(Duration::from_millis(1500));
     let acks1: FutureProducer = cluster
         .client_config()
         .set("acks", "1")
@@ -332,8 +340,15 @@ fn a_returning_old_leader_truncates_its_divergent_records_and_every_replica_ends
     for i in 0..50 {
         send(&acks1, format!("divergent-{i}")).unwrap();
     }
-    let old_leader_end = replica_end(&cluster, old_leader, "diverge");
     cluster.kill(old_leader);
+    // The case this test exists for: the old leader's log holds records past the common 100.
+    let old_leader_end = replica_batches(&cluster.nodes[&old_leader].data_dir(), "diverge", 0)
+        .last()
+        .map_or(0, |(base, bytes)| next_offset(*base, bytes));
+    assert_eq!(
+        old_leader_end, 150,
+        "the old leader should hold 100 common + 50 divergent records"
+    );
     for f in &followers {
         cluster.resume(*f);
     }
@@ -358,14 +373,15 @@ fn a_returning_old_leader_truncates_its_divergent_records_and_every_replica_ends
         |ps| ps[0].isr.len() == 3,
     );
     let read = consume_all(&cluster, "diverge", 1);
-    let values = &read[&0];
-    assert_eq!(values.len(), 180, "100 common + 80 new records");
-    assert!(
-        values.iter().all(|v| !v.starts_with("divergent")),
-        "a divergent record survived"
-    );
+    let expected: Vec<String> = (0..100)
+        .map(|i| format!("common-{i}"))
+        .chain((0..80).map(|i| format!("new-{i}")))
+        .collect();
+    assert_eq!(read[&0], expected, "the log after the old leader returned");
     // Byte-for-byte comparison of every replica after a clean stop.
-    let ids: Vec<i32> = cluster.nodes.keys().copied().collect();
+    // Brokers first (their controlled shutdown needs the controllers), then controllers.
+    let mut ids: Vec<i32> = cluster.nodes.keys().copied().collect();
+    ids.sort_by_key(|id| (cluster.nodes[id].roles.is_controller(), *id));
     for id in &ids {
         cluster.stop_cleanly(*id);
     }
@@ -398,18 +414,10 @@ fn a_returning_old_leader_truncates_its_divergent_records_and_every_replica_ends
     }
 }
 
-/// The log end offset of `topic`-0 on broker `id` as its own ListOffsets reports the high
-/// watermark (the leader's acks=1 writes are below it once appended).
-fn replica_end(cluster: &LocalCluster, id: i32, topic: &str) -> i64 {
-    let consumer: BaseConsumer = cluster
-        .client_config()
-        .set("bootstrap.servers", cluster.nodes[&id].broker_addr())
-        .create()
-        .unwrap();
-    consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .map(|(_, high)| high)
-        .unwrap_or(-1)
+/// The offset after a batch: its base offset plus its last offset delta plus one.
+fn next_offset(base: i64, batch: &[u8]) -> i64 {
+    let delta = i32::from_be_bytes(batch[23..27].try_into().unwrap());
+    base + i64::from(delta) + 1
 }
 
 #[test]

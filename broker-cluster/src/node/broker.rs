@@ -25,8 +25,8 @@ use std::time::Duration;
 use broker_embedded::client::{ClientError, KafkaConnection};
 use broker_embedded::replica::{
     AlterPartitionSink, BoxFuture, CommittedIsr, IsrChangeResult, IsrProposal, LeaderEndpoint,
-    LeaderEndpointFactory, PartitionRegistration as ReplicaRegistration, ReplicaConfig,
-    ReplicaLog, ReplicaManager,
+    LeaderEndpointFactory, PartitionRegistration as ReplicaRegistration, ReplicaConfig, ReplicaLog,
+    ReplicaManager,
 };
 use broker_embedded::{
     Broker, BrokerConfig, BrokerInfo, ClusterAdmin, ClusterHooks, ClusterView, KafkaServer,
@@ -312,14 +312,21 @@ async fn register(shared: &Shared, endpoints: &[ListenerEndpoint], incarnation: 
             .with_listeners(listeners);
         match shared.client.send(0, &request).await {
             Ok(r) if r.error_code == 0 => {
-                info!(broker_epoch = r.broker_epoch, "registered with the controller");
+                info!(
+                    broker_epoch = r.broker_epoch,
+                    "registered with the controller"
+                );
                 return r.broker_epoch;
             }
             Ok(r) => {
                 let error = ResponseError::try_from_code(r.error_code);
                 // DUPLICATE_BROKER_REGISTRATION: the previous incarnation's session has not
                 // expired yet. INCONSISTENT_CLUSTER_ID: a misconfiguration, logged loudly.
-                warn!(?error, code = r.error_code, "broker registration refused; retrying");
+                warn!(
+                    ?error,
+                    code = r.error_code,
+                    "broker registration refused; retrying"
+                );
             }
             Err(e) => debug!(error = %e, "broker registration failed; retrying"),
         }
@@ -364,7 +371,10 @@ async fn lifecycle(
                     if r.error_code == ResponseError::StaleBrokerEpoch.code()
                         || r.error_code == ResponseError::BrokerIdNotRegistered.code() =>
                 {
-                    warn!(code = r.error_code, "the controller no longer knows this broker's epoch; registering again");
+                    warn!(
+                        code = r.error_code,
+                        "the controller no longer knows this broker's epoch; registering again"
+                    );
                     continue 'register;
                 }
                 Ok(r) => debug!(code = r.error_code, "broker heartbeat refused"),
@@ -644,7 +654,10 @@ fn unavailable(e: &QuorumError) -> (i16, String) {
 }
 
 impl ClusterAdmin for ControllerAdmin {
-    fn create_topics(&self, request: CreateTopicsRequest) -> BoxFuture<'static, CreateTopicsResponse> {
+    fn create_topics(
+        &self,
+        request: CreateTopicsRequest,
+    ) -> BoxFuture<'static, CreateTopicsResponse> {
         let shared = Arc::clone(&self.0);
         Box::pin(async move {
             match shared.client.send(CREATE_TOPICS_VERSION, &request).await {
@@ -668,7 +681,10 @@ impl ClusterAdmin for ControllerAdmin {
         })
     }
 
-    fn delete_topics(&self, request: DeleteTopicsRequest) -> BoxFuture<'static, DeleteTopicsResponse> {
+    fn delete_topics(
+        &self,
+        request: DeleteTopicsRequest,
+    ) -> BoxFuture<'static, DeleteTopicsResponse> {
         let shared = Arc::clone(&self.0);
         Box::pin(async move {
             // Version 6 names topics in `topics`; older requests list `topic_names`.
@@ -707,7 +723,11 @@ impl ClusterAdmin for ControllerAdmin {
     ) -> BoxFuture<'static, CreatePartitionsResponse> {
         let shared = Arc::clone(&self.0);
         Box::pin(async move {
-            match shared.client.send(CREATE_PARTITIONS_VERSION, &request).await {
+            match shared
+                .client
+                .send(CREATE_PARTITIONS_VERSION, &request)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     let (code, msg) = unavailable(&e);
@@ -869,7 +889,12 @@ impl TcpLeaderEndpoint {
             })
     }
 
-    async fn call<Req>(&self, request: Req, floor: i16, cap: i16) -> Result<Req::Response, ClientError>
+    async fn call<Req>(
+        &self,
+        request: Req,
+        floor: i16,
+        cap: i16,
+    ) -> Result<Req::Response, ClientError>
     where
         Req: kafka_protocol::protocol::Request,
     {
@@ -877,9 +902,8 @@ impl TcpLeaderEndpoint {
         if guard.is_none() {
             let address = self.address()?;
             let client_id = format!("replica-fetcher-{}", self.shared.node_id);
-            *guard = Some(
-                KafkaConnection::connect(&address, &client_id, Duration::from_secs(5)).await?,
-            );
+            *guard =
+                Some(KafkaConnection::connect(&address, &client_id, Duration::from_secs(5)).await?);
         }
         let Some(conn) = guard.as_mut() else {
             return Err(ClientError::Io {
@@ -887,7 +911,10 @@ impl TcpLeaderEndpoint {
                 source: std::io::Error::other("no connection"),
             });
         };
-        match conn.send(request, floor, cap, REPLICA_REQUEST_TIMEOUT).await {
+        match conn
+            .send(request, floor, cap, REPLICA_REQUEST_TIMEOUT)
+            .await
+        {
             Ok((_, r)) => Ok(r),
             Err(e) => {
                 if !e.connection_usable() {

@@ -13,15 +13,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kafka_protocol::messages::{
-    AllocateProducerIdsResponse, AlterPartitionResponse, ApiKey, BrokerHeartbeatResponse,
-    BrokerRegistrationResponse, CreatePartitionsResponse, CreateTopicsResponse,
-    DeleteTopicsResponse, ElectLeadersResponse, RequestHeader,
-    RequestKind, ResponseKind,
-};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    AllocateProducerIdsResponse, AlterPartitionResponse, ApiKey, BrokerHeartbeatResponse,
+    BrokerRegistrationResponse, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteTopicsResponse, ElectLeadersResponse, RequestHeader, RequestKind, ResponseKind,
+};
 use kafka_protocol::ResponseError;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
@@ -139,7 +138,11 @@ impl ControllerService {
             return None;
         }
         let image = quorum.state().as_ref().clone();
-        info!(term, offset = image.offset(), "became the active controller");
+        info!(
+            term,
+            offset = image.offset(),
+            "became the active controller"
+        );
         *guard = Some(Active {
             term,
             state: ControllerState::new(self.config.clone(), image, now_ms()),
@@ -174,10 +177,7 @@ impl ControllerApi<MetadataImage> for Arc<ControllerService> {
         let Some(active) = self.activate(quorum, &mut guard) else {
             return Some(not_controller(&request));
         };
-        let next_offset = quorum
-            .raft_metrics()
-            .last_log_index
-            .map_or(1, |i| i + 1);
+        let next_offset = quorum.raft_metrics().last_log_index.map_or(1, |i| i + 1);
         let now = now_ms();
         let (records, response) = match &request {
             RequestKind::BrokerRegistration(r) => {
@@ -213,7 +213,10 @@ impl ControllerApi<MetadataImage> for Arc<ControllerService> {
                 (rec, ResponseKind::AllocateProducerIds(resp))
             }
             other => {
-                debug!(api = header.request_api_key, "request the controller does not serve");
+                debug!(
+                    api = header.request_api_key,
+                    "request the controller does not serve"
+                );
                 let _ = other;
                 return None;
             }

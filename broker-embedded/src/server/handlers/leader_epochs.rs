@@ -24,7 +24,7 @@ const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
 ///
 /// Single-node mode: this broker leads every partition at leader epoch 0. As a Kafka leader
 /// records its epoch at the log end when it takes over, epoch 0 is recorded in a cache that
-/// has no entry yet. (The replica manager replaces this check with the partition's role.)
+/// has no entry yet. (A cluster node answers from its replica manager instead.)
 fn local_leader_log(
     ctx: &Context,
     topic: &str,
@@ -63,6 +63,27 @@ pub(super) fn offset_for_leader_epoch(
         for p in t.partitions {
             let mut pr = EpochEndOffset::default();
             pr.partition = p.partition;
+            if let Some(cluster) = &ctx.cluster {
+                // A cluster node answers from the partition's replica state: leadership and
+                // epochs are the controller's (only the debugging replica id -2 may ask a
+                // follower, as in Kafka).
+                let tp = crate::TopicPartition::new(t.topic.0.as_str(), p.partition);
+                let current = (p.current_leader_epoch >= 0).then_some(p.current_leader_epoch);
+                match cluster.replicas.last_offset_for_leader_epoch(
+                    &tp,
+                    current,
+                    p.leader_epoch,
+                    r.replica_id.0 != -2,
+                ) {
+                    Ok((epoch, end_offset)) => {
+                        pr.leader_epoch = epoch;
+                        pr.end_offset = end_offset;
+                    }
+                    Err(code) => pr.error_code = code,
+                }
+                tr.partitions.push(pr);
+                continue;
+            }
             match local_leader_log(ctx, t.topic.0.as_str(), p.partition, p.current_leader_epoch) {
                 Ok(log) => {
                     if let Some((epoch, end_offset)) = log.end_offset_for_epoch(p.leader_epoch) {
