@@ -165,7 +165,7 @@ fn acks_all_records_survive_repeated_leader_sigkills_without_loss_duplicates_or_
                     });
                 }
                 seq += 1;
-                if seq % 50 == 0 {
+                if seq.is_multiple_of(50) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 while inflight.len() > 3000 {
@@ -241,8 +241,11 @@ fn acks_all_records_survive_repeated_leader_sigkills_without_loss_duplicates_or_
     }
 }
 
-/// The record batches of a partition directory's segments, in order: `(base offset, bytes)`.
-fn replica_batches(data_dir: &Path, topic: &str, partition: i32) -> Vec<(i64, Vec<u8>)> {
+/// A record batch as stored: `(base offset, bytes)`.
+type Batch = (i64, Vec<u8>);
+
+/// The record batches of a partition directory's segments, in order.
+fn replica_batches(data_dir: &Path, topic: &str, partition: i32) -> Vec<Batch> {
     let dir = data_dir.join(format!("{topic}-{partition}"));
     let mut segments: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -385,7 +388,7 @@ fn a_returning_old_leader_truncates_its_divergent_records_and_every_replica_ends
     for id in &ids {
         cluster.stop_cleanly(*id);
     }
-    let replicas: Vec<(i32, Vec<(i64, Vec<u8>)>)> = before
+    let replicas: Vec<(i32, Vec<Batch>)> = before
         .replicas
         .iter()
         .map(|r| {
