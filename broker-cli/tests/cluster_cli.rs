@@ -196,10 +196,37 @@ fn serve_in_cluster_mode_formats_from_env_and_refuses_other_ids() {
         ("KAFKA_LOG_DIRS", &data_s),
         ("CLUSTER_ID", "4L6g3nShT-eMCtK--X86sw"),
     ];
-    let out = run(&["serve"], &env);
-    assert!(!out.status.success());
-    let msg = text(&out);
-    assert!(msg.contains("cannot run a cluster node yet"), "{msg}");
+    // The node formats its directory and then runs (waiting for its controllers, which do
+    // not exist here): stopped once meta.properties is there.
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAFKA_") || k == "CLUSTER_ID" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !data.join("meta.properties").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "serve exited before formatting"
+        );
+        assert!(Instant::now() < deadline, "serve never formatted {data_s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "serve stopped after formatting"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
     let meta = std::fs::read_to_string(data.join("meta.properties")).unwrap();
     assert!(
         meta.contains("cluster.id=4L6g3nShT-eMCtK--X86sw\n"),
@@ -261,8 +288,7 @@ fn cluster_up_detach_status_down() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
     let dir_s = dir.to_str().unwrap();
-    // Ports are only written into the configurations here (the nodes stop at once until
-    // cluster mode is wired), so a fixed base is fine.
+    // A fixed base port: the nodes' listeners must be known before they start.
     let up = run(
         &[
             "cluster",
@@ -304,13 +330,13 @@ fn cluster_up_detach_status_down() {
         );
         assert!(meta.contains(&format!("node.id={id}\n")), "{meta}");
     }
-    // Each node ran `broker serve --config-file …` with its log in server.log (and stops:
-    // cluster mode is not wired yet).
+    // Each node runs `broker serve --config-file …` with its log in server.log: the broker
+    // registers with the controller quorum the controllers formed.
     let log = dir.join("node-4/server.log");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("cannot run a cluster node yet") {
+        if text.contains("registered with the controller") {
             break;
         }
         assert!(Instant::now() < deadline, "node 4 log: {text}");
@@ -408,8 +434,6 @@ fn cluster_up_supervises_restarts_and_stops_on_sigterm() {
         let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         Some((v["supervisor_pid"].as_u64()?, v["nodes"][0]["pid"].as_u64()))
     };
-    // The node stops at once (cluster mode is not wired yet), so the supervisor restarts it:
-    // the recorded pid changes.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (sup_pid, first) = loop {
         if let Some((s, Some(p))) = pid_of_node() {
@@ -419,6 +443,12 @@ fn cluster_up_supervises_restarts_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(sup_pid, u64::from(guard.0.id()));
+    // A node that dies (SIGKILL here) is restarted by the supervisor: the recorded pid changes.
+    let killed = Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
     loop {
         if let Some((_, Some(p))) = pid_of_node() {
             if p != first {
