@@ -125,7 +125,7 @@ impl LocalCluster {
             nodes,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             rust_log: std::env::var("CLUSTER_TEST_LOG")
-                .unwrap_or_else(|_| "info,broker_cluster=debug".into()),
+                .unwrap_or_else(|_| "info,openraft=warn,broker_cluster=debug".into()),
         };
         let ids: Vec<i32> = cluster.nodes.keys().copied().collect();
         for id in &ids {
