@@ -570,3 +570,46 @@ fn topics_created_while_the_active_controller_is_killed_all_exist_with_leaders()
     std::thread::sleep(Duration::from_secs(2));
     assert!(active_controller(&cluster).is_some());
 }
+
+#[test]
+fn every_broker_names_the_same_coordinator_for_a_group_and_a_transactional_id() {
+    use broker_embedded::client::KafkaConnection;
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let _ = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3, 0, true, FAST);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut coordinators = BTreeSet::new();
+    for (key_type, key) in [(0i8, "orders-app"), (0, "billing"), (1, "txn-7")] {
+        let answers: Vec<i32> = cluster
+            .nodes
+            .values()
+            .map(|n| {
+                rt.block_on(async {
+                    let mut c =
+                        KafkaConnection::connect(&n.broker_addr(), "test", Duration::from_secs(5))
+                            .await
+                            .unwrap();
+                    let req = FindCoordinatorRequest::default()
+                        .with_key(StrBytes::from_static_str(key))
+                        .with_key_type(key_type);
+                    let (_, resp) = c.send(req, 1, 3, Duration::from_secs(5)).await.unwrap();
+                    assert_eq!(resp.error_code, 0, "{key}");
+                    resp.node_id.0
+                })
+            })
+            .collect();
+        eprintln!("{key} (type {key_type}): {answers:?}");
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "{key}: brokers disagree: {answers:?}"
+        );
+        assert!(cluster.nodes.contains_key(&answers[0]));
+        coordinators.insert(answers[0]);
+    }
+    assert!(!coordinators.is_empty());
+}

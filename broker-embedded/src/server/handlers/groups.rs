@@ -33,9 +33,65 @@ pub(super) fn find_coordinator(
         resp.port = -1;
         return resp;
     }
+    if let Some(cluster) = &ctx.cluster {
+        return cluster_coordinator(ctx, cluster, r, resp);
+    }
     resp.node_id = BrokerId(ctx.broker.config().node_id);
     resp.host = s(ctx.endpoint.host.clone());
     resp.port = ctx.endpoint.port;
+    resp
+}
+
+/// A cluster node's answer: every broker names the same coordinator for a key — the key's
+/// coordinator partition (Kafka's `abs(key.hashCode) % partitions` of `__consumer_offsets` or
+/// `__transaction_state`) mapped onto the unfenced brokers in id order — so all members of a
+/// group, and every producer of a transactional id, meet on one broker. (The coordinators'
+/// state is not replicated yet: when that broker goes, the key moves to another one, which
+/// starts without its offsets or transactions.)
+fn cluster_coordinator(
+    ctx: &Context,
+    cluster: &crate::ClusterHooks,
+    r: &FindCoordinatorRequest,
+    mut resp: FindCoordinatorResponse,
+) -> FindCoordinatorResponse {
+    let mut brokers: Vec<(i32, String, i32)> = cluster
+        .view
+        .brokers()
+        .into_iter()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            b.endpoints
+                .iter()
+                .find(|e| e.listener == cluster.listener_name)
+                .map(|e| (b.id, e.host.clone(), e.port))
+        })
+        .collect();
+    brokers.sort_by_key(|b| b.0);
+    let partitions = if r.key_type == 0 {
+        ctx.broker.config().offsets_topic_num_partitions
+    } else {
+        ctx.broker.config().transaction_state_log_num_partitions
+    }
+    .max(1);
+    let hash = crate::java_string_hash(r.key.as_str());
+    // Kafka's Utils.abs: i32::MIN maps to 0.
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    let partition = abs.unsigned_abs() % partitions;
+    match usize::try_from(partition)
+        .ok()
+        .and_then(|p| brokers.get(p % brokers.len().max(1)))
+    {
+        Some((id, host, port)) => {
+            resp.node_id = BrokerId(*id);
+            resp.host = s(host.clone());
+            resp.port = *port;
+        }
+        None => {
+            resp.error_code = ResponseError::CoordinatorNotAvailable.code();
+            resp.node_id = BrokerId(-1);
+            resp.port = -1;
+        }
+    }
     resp
 }
 
