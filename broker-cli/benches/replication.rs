@@ -1,9 +1,9 @@
 //! Replication on a local cluster (report-only).
 //!
 //! `cargo bench -p broker-cli --bench replication` (options after `--`: `--quick`,
-//! `--records N`). Starts three `broker serve` processes (combined `broker,controller` nodes,
-//! 127.0.0.1 ephemeral ports, a temporary directory), all on this machine with the librdkafka
-//! clients.
+//! `--records N`: records per produce case, default 1,000,000, 20,000 with `--quick`). Starts
+//! three `broker serve` processes (combined `broker,controller` nodes, 127.0.0.1 ephemeral
+//! ports, a temporary directory), all on this machine with the librdkafka clients.
 //!
 //! Measures, in one run: produce records/s and MB/s of 100-byte records and the produce
 //! latency p50/p99 (enqueue to delivery report, under full load) for replication factor 1 with
@@ -435,7 +435,7 @@ fn main() {
         .position(|a| a == "--records")
         .and_then(|i| args.get(i + 1))
         .map(|n| n.parse().expect("--records N"))
-        .unwrap_or(if quick { 20_000 } else { 200_000 });
+        .unwrap_or(if quick { 20_000 } else { 1_000_000 });
 
     let t = Instant::now();
     let mut cluster = Cluster::start();
