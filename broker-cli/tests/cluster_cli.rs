@@ -632,3 +632,145 @@ fn cluster_status_shows_quorum_brokers_and_partitions() {
         .iter()
         .all(|n| n["pid"].is_null()));
 }
+
+/// Partition `partition` of `topic` in a status report: (leader, replicas, isr).
+fn partition_row(out: &str, topic: &str, partition: i32) -> Option<(i32, Vec<i32>, Vec<i32>)> {
+    let ids = |s: &str| -> Vec<i32> { s.split(',').filter_map(|x| x.parse().ok()).collect() };
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|r| r.len() == 7 && r[0] == topic && r[1] == partition.to_string())
+        .map(|r| (r[2].parse().unwrap_or(-1), ids(r[4]), ids(r[5])))
+}
+
+fn wait_row(
+    dir: &str,
+    topic: &str,
+    what: &str,
+    ok: impl Fn(i32, &[i32], &[i32]) -> bool,
+) -> (i32, Vec<i32>, Vec<i32>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = run(&["cluster", "status", "--data-dir", dir], &[]);
+        let out = text(&status);
+        if let Some((leader, replicas, isr)) = partition_row(&out, topic, 0) {
+            if ok(leader, &replicas, &isr) {
+                return (leader, replicas, isr);
+            }
+        }
+        assert!(Instant::now() < deadline, "never {what}:\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn preferred_election_through_a_broker_moves_leadership_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let dir_s = dir.to_str().unwrap();
+    let topic = "elect-topic";
+    let (_down, base) = up_with_topic(dir_s, topic, "1");
+    let (_, replicas, _) = wait_row(dir_s, topic, "fully replicated", |l, r, i| {
+        r.len() == 3 && i.len() == 3 && l == r[0]
+    });
+    let preferred = replicas[0];
+    let bootstrap = format!(
+        "127.0.0.1:{}",
+        base + u16::try_from(replicas[1]).unwrap() - 1
+    );
+    // Stop the preferred leader: leadership moves to another replica.
+    let record_path = dir.join("cluster.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let idx = usize::try_from(preferred - 1).unwrap();
+    let pid = record["nodes"][idx]["pid"].as_u64().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    wait_row(dir_s, topic, "led by another replica", |l, _, _| {
+        l >= 0 && l != preferred
+    });
+    // Restart it (recorded, so `cluster down` stops it) and wait until it is back in the ISR.
+    let config_file = record["nodes"][idx]["config_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(record["nodes"][idx]["log_file"].as_str().unwrap())
+        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config-file", &config_file])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAFKA_") || k == "CLUSTER_ID" {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd.spawn().unwrap();
+    record["nodes"][idx]["pid"] = serde_json::json!(child.id());
+    std::fs::write(&record_path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Reap(child);
+    let (leader, _, _) = wait_row(dir_s, topic, "back in the ISR", |l, _, i| {
+        i.contains(&preferred) && i.len() == 3 && l >= 0
+    });
+    assert_ne!(
+        leader, preferred,
+        "leadership moved back without an election"
+    );
+    // The preferred election, sent to a broker that forwards it to the controller.
+    let elect = run(
+        &[
+            "topics",
+            "elect-leaders",
+            "--topic",
+            topic,
+            "--partition",
+            "0",
+            "--election-type",
+            "preferred",
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        &[],
+    );
+    assert!(elect.status.success(), "{}", text(&elect));
+    assert!(
+        text(&elect).contains(&format!("{topic}-0: leader elected")),
+        "{}",
+        text(&elect)
+    );
+    wait_row(dir_s, topic, "led by the preferred replica", |l, _, _| {
+        l == preferred
+    });
+    // Again: nothing to do, not an error.
+    let again = run(
+        &[
+            "topics",
+            "elect-leaders",
+            "--topic",
+            topic,
+            "--election-type",
+            "preferred",
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        &[],
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains(&format!("{topic}-0: valid replica already elected")),
+        "{}",
+        text(&again)
+    );
+}
