@@ -130,12 +130,8 @@ pub(super) fn api_versions(_r: &ApiVersionsRequest, cluster: bool) -> ApiVersion
 /// and older clients (e.g. librdkafka 2.0 asking for ListOffsets v2) must still get answers.
 pub(super) fn fit_to_version(response: &mut ResponseKind, v: i16) {
     match response {
-        ResponseKind::ElectLeaders(r) => {
-            // The top-level error code exists from v1 on.
-            if v < 1 {
-                r.error_code = 0;
-            }
-        }
+        // The top-level error code exists from v1 on.
+        ResponseKind::ElectLeaders(r) if v < 1 => r.error_code = 0,
         ResponseKind::Metadata(r) => {
             if v < 2 {
                 r.cluster_id = None;
