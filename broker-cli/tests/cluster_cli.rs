@@ -691,6 +691,12 @@ fn preferred_election_through_a_broker_moves_leadership_back() {
     wait_row(dir_s, topic, "led by another replica", |l, _, _| {
         l >= 0 && l != preferred
     });
+    // The stopped node releases its port and data directory when its process is gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "node {preferred} did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Restart it (recorded, so `cluster down` stops it) and wait until it is back in the ISR.
     let config_file = record["nodes"][idx]["config_file"]
         .as_str()
