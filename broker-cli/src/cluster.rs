@@ -155,6 +155,15 @@ impl ClusterRecord {
         })
     }
 
+    /// The controllers' listeners (`127.0.0.1:port,...`).
+    pub fn controller_servers(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.controller_port.map(|p| format!("127.0.0.1:{p}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Writes `<dir>/cluster.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<(), ClusterError> {
         let path = dir.join(CLUSTER_FILE);
@@ -301,12 +310,28 @@ pub(crate) enum ClusterAction {
         data_dir: PathBuf,
     },
     /// Show each node's role, pid, whether it runs, and whether its listeners accept
-    /// connections.
-    Status {
-        /// The cluster's data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
+    /// connections (with --data-dir), then the controller quorum (DescribeQuorum) and the
+    /// brokers, topics and partitions (Metadata), flagging under-replicated and offline
+    /// partitions.
+    Status(StatusArgs),
+}
+
+/// Arguments of `broker cluster status`.
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    /// The data directory of a cluster started with `broker cluster up`.
+    #[arg(long, required_unless_present_any = ["bootstrap_server", "controllers"])]
+    data_dir: Option<PathBuf>,
+    /// Brokers to ask for metadata (`host:port,...`); default: the recorded cluster's.
+    #[arg(long)]
+    bootstrap_server: Option<String>,
+    /// Controllers to ask for the quorum (`host:port,...` of controller listeners); default:
+    /// the recorded cluster's.
+    #[arg(long)]
+    controllers: Option<String>,
+    /// Timeout of each connection and request, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    timeout_ms: u64,
 }
 
 /// Arguments of `broker cluster up`.
@@ -336,7 +361,27 @@ pub(crate) fn cluster(action: ClusterAction) -> AnyResult {
     match action {
         ClusterAction::Up(a) => up(a)?,
         ClusterAction::Down { data_dir } => down(&data_dir)?,
-        ClusterAction::Status { data_dir } => print!("{}", status(&data_dir)?),
+        ClusterAction::Status(a) => {
+            let mut out = String::new();
+            let mut controllers = a.controllers;
+            let mut bootstrap = a.bootstrap_server;
+            if let Some(dir) = &a.data_dir {
+                out.push_str(&status(dir)?);
+                let record = ClusterRecord::load(dir)?;
+                if controllers.is_none() {
+                    controllers = Some(record.controller_servers());
+                }
+                if bootstrap.is_none() {
+                    bootstrap = Some(record.bootstrap_servers);
+                }
+            }
+            out.push_str(&crate::cluster_state::report(
+                controllers.as_deref().filter(|c| !c.is_empty()),
+                bootstrap.as_deref().filter(|b| !b.is_empty()),
+                Duration::from_millis(a.timeout_ms),
+            ));
+            print!("{out}");
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 mod client;
 pub mod cluster;
 mod cluster_node;
+pub mod cluster_state;
 mod consume;
 mod groups;
 mod huge_alloc;

@@ -1,5 +1,6 @@
-//! `broker topics create|list|describe|delete|alter`: topic administration through
-//! librdkafka's admin client and metadata requests.
+//! `broker topics create|list|describe|delete|alter|elect-leaders`: topic administration
+//! through librdkafka's admin client and metadata requests; leader elections (which
+//! librdkafka's admin client does not offer) as ElectLeaders over the Kafka protocol.
 
 use std::time::Duration;
 
@@ -57,6 +58,29 @@ pub(crate) enum TopicsAction {
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
+    /// Elect leaders of a topic's partitions (ElectLeaders, cluster mode only): the preferred
+    /// replica, or (unclean) any live replica of a leaderless partition.
+    ElectLeaders {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        topic: String,
+        /// One partition (default: every partition of the topic).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// `preferred` or `unclean`.
+        #[arg(long, value_enum)]
+        election_type: ElectionType,
+    },
+}
+
+/// The election of `topics elect-leaders`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ElectionType {
+    /// The first replica, when it is alive and in the ISR.
+    Preferred,
+    /// Any live replica, in or out of the ISR, for partitions without a leader.
+    Unclean,
 }
 
 pub(crate) fn topics(action: TopicsAction) -> AnyResult {
@@ -138,6 +162,12 @@ pub(crate) fn topics(action: TopicsAction) -> AnyResult {
                 }
             }
         }
+        TopicsAction::ElectLeaders {
+            conn,
+            topic,
+            partition,
+            election_type,
+        } => rt.block_on(elect_leaders(&conn, &topic, partition, election_type))?,
         TopicsAction::Delete { conn, topic } => {
             let client = admin(&conn)?;
             for r in rt.block_on(client.delete_topics(&[&topic], &opts(&conn)))? {
@@ -178,4 +208,100 @@ pub(crate) fn topics(action: TopicsAction) -> AnyResult {
         }
     }
     Ok(())
+}
+
+/// ElectLeaders for `topic` (one partition, or all of them from Metadata) sent to the
+/// bootstrap broker; prints each partition's outcome and fails if any election failed
+/// (ELECTION_NOT_NEEDED is not a failure, as in Kafka's `kafka-leader-election.sh`).
+async fn elect_leaders(
+    conn: &Conn,
+    topic: &str,
+    partition: Option<i32>,
+    election_type: ElectionType,
+) -> AnyResult {
+    use broker_embedded::client::KafkaConnection;
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{ElectLeadersRequest, MetadataRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::ResponseError;
+
+    let timeout = Duration::from_millis(conn.timeout_ms);
+    let address = conn
+        .bootstrap_server
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut c = KafkaConnection::connect(&address, "broker-cli", timeout).await?;
+    let name = TopicName(StrBytes::from_string(topic.to_string()));
+    let partitions = match partition {
+        Some(p) => vec![p],
+        None => {
+            let request = MetadataRequest::default()
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name.clone()))
+                ]))
+                .with_allow_auto_topic_creation(false);
+            let (_, md) = c.send(request, 1, 12, timeout).await?;
+            let t = md
+                .topics
+                .iter()
+                .find(|t| t.name.as_ref() == Some(&name))
+                .ok_or_else(|| format!("topic `{topic}` not in the metadata"))?;
+            if t.error_code != 0 {
+                return Err(format!("topic `{topic}`: {}", error_name(t.error_code)).into());
+            }
+            let mut ids: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+            ids.sort_unstable();
+            ids
+        }
+    };
+    let request = ElectLeadersRequest::default()
+        .with_election_type(match election_type {
+            ElectionType::Preferred => 0,
+            ElectionType::Unclean => 1,
+        })
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(name)
+            .with_partitions(partitions)]))
+        .with_timeout_ms(i32::try_from(conn.timeout_ms).unwrap_or(i32::MAX));
+    let (version, response) = c.send(request, 0, 2, timeout).await?;
+    if version >= 1 && response.error_code != 0 {
+        return Err(format!("ElectLeaders failed: {}", error_name(response.error_code)).into());
+    }
+    let not_needed = ResponseError::ElectionNotNeeded.code();
+    let mut failed = 0usize;
+    for t in &response.replica_election_results {
+        for p in &t.partition_result {
+            let tp = format!("{}-{}", t.topic.0, p.partition_id);
+            match p.error_code {
+                0 => println!("{tp}: leader elected"),
+                c if c == not_needed => println!("{tp}: valid replica already elected"),
+                c => {
+                    failed += 1;
+                    println!(
+                        "{tp}: election failed: {}{}",
+                        error_name(c),
+                        p.error_message
+                            .as_ref()
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} election(s) failed").into());
+    }
+    Ok(())
+}
+
+fn error_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        Some(e) => format!("{e:?} (error code {code})"),
+        None => format!("error code {code}"),
+    }
 }

@@ -487,3 +487,339 @@ fn cluster_up_supervises_restarts_and_stops_on_sigterm() {
     assert!(v["supervisor_pid"].is_null());
     assert!(v["nodes"][0]["pid"].is_null());
 }
+
+/// A base port whose client and controller ports (`base..base+n`, `base+100..base+100+n`) are
+/// free now.
+fn free_base(n: u16) -> u16 {
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+    println!("port seed {seed}");
+    for i in 0..200u64 {
+        let base = 20_000 + ((seed.wrapping_add(i * 7919)) % 20_000) as u16;
+        let free = (0..n)
+            .flat_map(|k| [base + k, base + 100 + k])
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+/// Runs `broker cluster down` on drop.
+struct Down(String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = run(&["cluster", "down", "--data-dir", &self.0], &[]);
+    }
+}
+
+/// `cluster up --detach` of 3 controllers and 3 brokers; then a topic of replication factor 3
+/// created (retrying until the brokers have registered).
+fn up_with_topic(dir: &str, topic: &str, partitions: &str) -> (Down, u16) {
+    let base = free_base(6);
+    let base_s = base.to_string();
+    let up = run(
+        &[
+            "cluster",
+            "up",
+            "--controllers",
+            "3",
+            "--brokers",
+            "3",
+            "--data-dir",
+            dir,
+            "--base-port",
+            &base_s,
+            "--detach",
+        ],
+        &[],
+    );
+    let down = Down(dir.to_string());
+    assert!(up.status.success(), "{}", text(&up));
+    let bootstrap = format!("127.0.0.1:{}", base + 3);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let create = run(
+            &[
+                "topics",
+                "create",
+                "--topic",
+                topic,
+                "--partitions",
+                partitions,
+                "--replication-factor",
+                "3",
+                "--bootstrap-server",
+                &bootstrap,
+            ],
+            &[],
+        );
+        if create.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic never created: {}",
+            text(&create)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    (down, base)
+}
+
+/// Whether `out` shows the quorum with a leader and 3 voters, and every partition of `topic`
+/// with 3 replicas, all in the ISR.
+fn healthy(out: &str, topic: &str, partitions: usize) -> bool {
+    let quorum_leader = out.lines().any(|l| l.starts_with("quorum: leader "));
+    let voters = out
+        .lines()
+        .filter(|l| l.contains("leader ") || l.contains("follower "))
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.parse::<i32>().is_ok())
+        })
+        .count();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.starts_with(&format!("{topic} ")))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let full = rows.len() == partitions
+        && rows.iter().all(|r| {
+            r.len() == 7
+                && r[4].split(',').count() == 3
+                && r[5].split(',').count() == 3
+                && r[6] == "ok"
+        });
+    quorum_leader && voters == 3 && full
+}
+
+#[test]
+fn cluster_status_shows_quorum_brokers_and_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let dir_s = dir.to_str().unwrap();
+    let (down, base) = up_with_topic(dir_s, "status-topic", "2");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let out = loop {
+        let status = run(&["cluster", "status", "--data-dir", dir_s], &[]);
+        assert!(status.status.success(), "{}", text(&status));
+        let out = text(&status);
+        if healthy(&out, "status-topic", 2) {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "cluster never healthy:\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(out.contains("brokers: 3 registered"), "{out}");
+    for id in 4..=6 {
+        assert!(
+            out.contains(&format!("  broker {id} 127.0.0.1:{}", base + id - 1)),
+            "{out}"
+        );
+    }
+    assert!(out.contains("0 under-replicated, 0 offline"), "{out}");
+    // The same without the data directory, against the listeners.
+    let controllers = format!(
+        "127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+        base + 100,
+        base + 101,
+        base + 102
+    );
+    let bootstrap = format!("127.0.0.1:{}", base + 4);
+    let remote = run(
+        &[
+            "cluster",
+            "status",
+            "--controllers",
+            &controllers,
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        &[],
+    );
+    assert!(remote.status.success(), "{}", text(&remote));
+    let rout = text(&remote);
+    assert!(healthy(&rout, "status-topic", 2), "{rout}");
+    assert!(!rout.contains("cluster id:"), "{rout}");
+    // Nothing listening: said, not an error.
+    let dead = run(
+        &[
+            "cluster",
+            "status",
+            "--controllers",
+            "127.0.0.1:1",
+            "--timeout-ms",
+            "1000",
+        ],
+        &[],
+    );
+    assert!(dead.status.success(), "{}", text(&dead));
+    assert!(
+        text(&dead).contains("quorum: no controller answers as leader"),
+        "{}",
+        text(&dead)
+    );
+    drop(down);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    assert!(record["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["pid"].is_null()));
+}
+
+/// Partition `partition` of `topic` in a status report: (leader, replicas, isr).
+fn partition_row(out: &str, topic: &str, partition: i32) -> Option<(i32, Vec<i32>, Vec<i32>)> {
+    let ids = |s: &str| -> Vec<i32> { s.split(',').filter_map(|x| x.parse().ok()).collect() };
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|r| r.len() == 7 && r[0] == topic && r[1] == partition.to_string())
+        .map(|r| (r[2].parse().unwrap_or(-1), ids(r[4]), ids(r[5])))
+}
+
+fn wait_row(
+    dir: &str,
+    topic: &str,
+    what: &str,
+    ok: impl Fn(i32, &[i32], &[i32]) -> bool,
+) -> (i32, Vec<i32>, Vec<i32>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = run(&["cluster", "status", "--data-dir", dir], &[]);
+        let out = text(&status);
+        if let Some((leader, replicas, isr)) = partition_row(&out, topic, 0) {
+            if ok(leader, &replicas, &isr) {
+                return (leader, replicas, isr);
+            }
+        }
+        assert!(Instant::now() < deadline, "never {what}:\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn preferred_election_through_a_broker_moves_leadership_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let dir_s = dir.to_str().unwrap();
+    let topic = "elect-topic";
+    let (_down, base) = up_with_topic(dir_s, topic, "1");
+    let (_, replicas, _) = wait_row(dir_s, topic, "fully replicated", |l, r, i| {
+        r.len() == 3 && i.len() == 3 && l == r[0]
+    });
+    let preferred = replicas[0];
+    let bootstrap = format!(
+        "127.0.0.1:{}",
+        base + u16::try_from(replicas[1]).unwrap() - 1
+    );
+    // Stop the preferred leader: leadership moves to another replica.
+    let record_path = dir.join("cluster.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let idx = usize::try_from(preferred - 1).unwrap();
+    let pid = record["nodes"][idx]["pid"].as_u64().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    wait_row(dir_s, topic, "led by another replica", |l, _, _| {
+        l >= 0 && l != preferred
+    });
+    // The stopped node releases its port and data directory when its process is gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "node {preferred} did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Restart it (recorded, so `cluster down` stops it) and wait until it is back in the ISR.
+    let config_file = record["nodes"][idx]["config_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(record["nodes"][idx]["log_file"].as_str().unwrap())
+        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config-file", &config_file])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAFKA_") || k == "CLUSTER_ID" {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd.spawn().unwrap();
+    record["nodes"][idx]["pid"] = serde_json::json!(child.id());
+    std::fs::write(&record_path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Reap(child);
+    let (leader, _, _) = wait_row(dir_s, topic, "back in the ISR", |l, _, i| {
+        i.contains(&preferred) && i.len() == 3 && l >= 0
+    });
+    assert_ne!(
+        leader, preferred,
+        "leadership moved back without an election"
+    );
+    // The preferred election, sent to a broker that forwards it to the controller.
+    let elect = run(
+        &[
+            "topics",
+            "elect-leaders",
+            "--topic",
+            topic,
+            "--partition",
+            "0",
+            "--election-type",
+            "preferred",
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        &[],
+    );
+    assert!(elect.status.success(), "{}", text(&elect));
+    assert!(
+        text(&elect).contains(&format!("{topic}-0: leader elected")),
+        "{}",
+        text(&elect)
+    );
+    wait_row(dir_s, topic, "led by the preferred replica", |l, _, _| {
+        l == preferred
+    });
+    // Again: nothing to do, not an error.
+    let again = run(
+        &[
+            "topics",
+            "elect-leaders",
+            "--topic",
+            topic,
+            "--election-type",
+            "preferred",
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        &[],
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains(&format!("{topic}-0: valid replica already elected")),
+        "{}",
+        text(&again)
+    );
+}

@@ -39,12 +39,15 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::elect_leaders_response::{
+    PartitionResult as ElectPartitionResult, ReplicaElectionResult,
+};
 use kafka_protocol::messages::{
     AllocateProducerIdsRequest, AlterPartitionRequest, BrokerHeartbeatRequest, BrokerId,
     BrokerRegistrationRequest, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -645,6 +648,8 @@ const CREATE_TOPICS_VERSION: i16 = 5;
 const DELETE_TOPICS_VERSION: i16 = 6;
 /// The CreatePartitions version used towards the controller.
 const CREATE_PARTITIONS_VERSION: i16 = 2;
+/// ElectLeaders version spoken to the controller.
+const ELECT_LEADERS_VERSION: i16 = 2;
 
 fn unavailable(e: &QuorumError) -> (i16, String) {
     (
@@ -743,6 +748,47 @@ impl ClusterAdmin for ControllerAdmin {
                             })
                             .collect(),
                     )
+                }
+            }
+        })
+    }
+
+    fn elect_leaders(
+        &self,
+        request: ElectLeadersRequest,
+    ) -> BoxFuture<'static, ElectLeadersResponse> {
+        let shared = Arc::clone(&self.0);
+        Box::pin(async move {
+            match shared.client.send(ELECT_LEADERS_VERSION, &request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let (code, msg) = unavailable(&e);
+                    ElectLeadersResponse::default()
+                        .with_error_code(code)
+                        .with_replica_election_results(
+                            request
+                                .topic_partitions
+                                .iter()
+                                .flatten()
+                                .map(|t| {
+                                    ReplicaElectionResult::default()
+                                        .with_topic(t.topic.clone())
+                                        .with_partition_result(
+                                            t.partitions
+                                                .iter()
+                                                .map(|p| {
+                                                    ElectPartitionResult::default()
+                                                        .with_partition_id(*p)
+                                                        .with_error_code(code)
+                                                        .with_error_message(Some(
+                                                            StrBytes::from_string(msg.clone()),
+                                                        ))
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        )
                 }
             }
         })

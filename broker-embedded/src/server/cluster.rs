@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
 };
 use uuid::Uuid;
 
@@ -102,6 +102,11 @@ pub trait ClusterAdmin: Send + Sync + 'static {
         &self,
         request: CreatePartitionsRequest,
     ) -> BoxFuture<'static, CreatePartitionsResponse>;
+    /// ElectLeaders (preferred or unclean elections), advertised only in cluster mode.
+    fn elect_leaders(
+        &self,
+        request: ElectLeadersRequest,
+    ) -> BoxFuture<'static, ElectLeadersResponse>;
 }
 
 /// The cluster side of a server (see [`crate::KafkaServer::start_with_cluster`]).

@@ -34,7 +34,7 @@ pub fn decode_request(data: &[u8]) -> Result<DecodedRequest, String> {
     };
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
-    match parse_frame(Bytes::copy_from_slice(frame)).map_err(|e| e.to_string())? {
+    match parse_frame(Bytes::copy_from_slice(frame), false).map_err(|e| e.to_string())? {
         ParsedFrame::UnsupportedApiVersions { .. } => Ok(DecodedRequest {
             api_key,
             version,

@@ -330,7 +330,9 @@ pub fn check_request_frame(api: ApiKey, version: i16, frame: &[u8]) -> Result<us
 /// Decodes one request frame (without its size prefix): API key and version, then, for an
 /// implemented API and version, a layout check that refuses impossible array counts (see
 /// [`frame_check`]) and the header and body decoders.
-fn parse_frame(mut frame: Bytes) -> Result<ParsedFrame, CloseReason> {
+///
+/// `cluster`: the server is one node of a cluster (which implements a few more APIs).
+fn parse_frame(mut frame: Bytes, cluster: bool) -> Result<ParsedFrame, CloseReason> {
     let Some(fixed) = frame.get(..8) else {
         return Err(CloseReason::FrameSize(frame.len() as i64));
     };
@@ -338,7 +340,12 @@ fn parse_frame(mut frame: Bytes) -> Result<ParsedFrame, CloseReason> {
     let version = i16::from_be_bytes([fixed[2], fixed[3]]);
     let correlation_id = i32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
     let api = ApiKey::try_from(api_key).map_err(|_| CloseReason::UnknownApi(api_key))?;
-    let Some((min, max)) = handlers::supported_versions(api) else {
+    let versions = if cluster {
+        handlers::cluster_supported_versions(api)
+    } else {
+        handlers::supported_versions(api)
+    };
+    let Some((min, max)) = versions else {
         return Err(CloseReason::UnknownApi(api_key));
     };
     if version < min || version > max {
@@ -372,12 +379,13 @@ async fn handle_frame(
     ctx: &handlers::Context,
 ) -> Result<Option<Bytes>, CloseReason> {
     let frame_len = frame.len();
-    let (api, version, header, request) = match parse_frame(frame)? {
+    let (api, version, header, request) = match parse_frame(frame, ctx.cluster.is_some())? {
         ParsedFrame::UnsupportedApiVersions { correlation_id } => {
             // Kafka answers an unknown ApiVersions version with a v0 response carrying
             // UNSUPPORTED_VERSION and the versions it does support.
-            let body = handlers::api_versions_response(
+            let body = handlers::api_versions_response_for(
                 kafka_protocol::ResponseError::UnsupportedVersion.code(),
+                ctx.cluster.is_some(),
             );
             return encode_response(
                 ApiKey::ApiVersions,

@@ -10,6 +10,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::elect_leaders_response::{
+    PartitionResult as ElectPartitionResult, ReplicaElectionResult,
+};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -26,6 +29,7 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
     TopicName,
 };
+use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
@@ -237,6 +241,40 @@ pub(super) async fn create_partitions(
                     let mut res = CreatePartitionsTopicResult::default();
                     res.name = t.name;
                     res.error_code = ResponseError::NotController.code();
+                    res
+                })
+                .collect();
+            resp
+        }
+    }
+}
+
+/// ElectLeaders, forwarded to the controller; without one every partition gets NOT_CONTROLLER.
+pub(super) async fn elect_leaders(
+    hooks: &ClusterHooks,
+    r: ElectLeadersRequest,
+) -> ElectLeadersResponse {
+    match &hooks.admin {
+        Some(admin) => admin.elect_leaders(r).await,
+        None => {
+            let mut resp = ElectLeadersResponse::default();
+            resp.replica_election_results = r
+                .topic_partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    let mut res = ReplicaElectionResult::default();
+                    res.topic = t.topic;
+                    res.partition_result = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| {
+                            let mut pr = ElectPartitionResult::default();
+                            pr.partition_id = p;
+                            pr.error_code = ResponseError::NotController.code();
+                            pr
+                        })
+                        .collect();
                     res
                 })
                 .collect();

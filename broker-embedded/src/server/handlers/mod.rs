@@ -23,7 +23,9 @@ mod topics;
 mod transactions;
 mod versions;
 
-pub(crate) use versions::{api_versions_response, supported_versions};
+pub(crate) use versions::{
+    api_versions_response_for, cluster_supported_versions, supported_versions,
+};
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -114,7 +116,9 @@ async fn dispatch(
         None => request,
     };
     Some(match request {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions(&r)),
+        RequestKind::ApiVersions(r) => {
+            ResponseKind::ApiVersions(api_versions(&r, ctx.cluster.is_some()))
+        }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(ctx, r, version)),
         RequestKind::Produce(r) => return produce(ctx, r).map(ResponseKind::Produce),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
@@ -209,6 +213,9 @@ async fn dispatch_cluster(
         }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(cluster::create_partitions(hooks, r).await)
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(cluster::elect_leaders(hooks, r).await)
         }
         other => return Err(other),
     }))

@@ -48,6 +48,19 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
     })
 }
 
+/// The versions implemented per API when the broker is one node of a cluster: those of
+/// [`supported_versions`] plus the APIs only a cluster serves (ElectLeaders, forwarded to the
+/// controller).
+pub(crate) fn cluster_supported_versions(api: ApiKey) -> Option<(i16, i16)> {
+    match api {
+        ApiKey::ElectLeaders => Some((0, 2)),
+        _ => supported_versions(api),
+    }
+}
+
+/// APIs advertised only in cluster mode.
+const CLUSTER_ONLY: &[ApiKey] = &[ApiKey::ElectLeaders];
+
 const ADVERTISED: &[ApiKey] = &[
     ApiKey::Produce,
     ApiKey::Fetch,
@@ -82,13 +95,22 @@ const ADVERTISED: &[ApiKey] = &[
     ApiKey::DescribeProducers,
 ];
 
-pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+/// The ApiVersions response of a single-node broker (`cluster` false) or of a cluster node,
+/// which also advertises [`CLUSTER_ONLY`] APIs (after the others, so a single node's response
+/// is unchanged).
+pub(crate) fn api_versions_response_for(error_code: i16, cluster: bool) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.error_code = error_code;
+    let cluster_only: &[ApiKey] = if cluster { CLUSTER_ONLY } else { &[] };
     r.api_keys = ADVERTISED
         .iter()
+        .chain(cluster_only)
         .filter_map(|api| {
-            let (min, max) = supported_versions(*api)?;
+            let (min, max) = if cluster {
+                cluster_supported_versions(*api)?
+            } else {
+                supported_versions(*api)?
+            };
             let mut v = ApiVersion::default();
             v.api_key = *api as i16;
             v.min_version = min;
@@ -99,8 +121,8 @@ pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
     r
 }
 
-pub(super) fn api_versions(_r: &ApiVersionsRequest) -> ApiVersionsResponse {
-    api_versions_response(0)
+pub(super) fn api_versions(_r: &ApiVersionsRequest, cluster: bool) -> ApiVersionsResponse {
+    api_versions_response_for(0, cluster)
 }
 
 /// Resets fields that the negotiated version does not carry to their defaults. The encoder
@@ -108,6 +130,8 @@ pub(super) fn api_versions(_r: &ApiVersionsRequest) -> ApiVersionsResponse {
 /// and older clients (e.g. librdkafka 2.0 asking for ListOffsets v2) must still get answers.
 pub(super) fn fit_to_version(response: &mut ResponseKind, v: i16) {
     match response {
+        // The top-level error code exists from v1 on.
+        ResponseKind::ElectLeaders(r) if v < 1 => r.error_code = 0,
         ResponseKind::Metadata(r) => {
             if v < 2 {
                 r.cluster_id = None;
