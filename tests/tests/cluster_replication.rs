@@ -572,7 +572,7 @@ fn topics_created_while_the_active_controller_is_killed_all_exist_with_leaders()
 }
 
 #[test]
-fn every_broker_names_the_same_coordinator_for_a_group_and_a_transactional_id() {
+fn every_broker_describes_the_cluster_and_names_the_same_coordinator_for_a_key() {
     use broker_embedded::client::KafkaConnection;
     use kafka_protocol::messages::FindCoordinatorRequest;
     use kafka_protocol::protocol::StrBytes;
@@ -612,4 +612,20 @@ fn every_broker_names_the_same_coordinator_for_a_group_and_a_transactional_id() 
         coordinators.insert(answers[0]);
     }
     assert!(!coordinators.is_empty());
+    // DescribeCluster (KIP-700) from every broker: the cluster id and the three brokers.
+    for n in cluster.nodes.values() {
+        let resp = rt.block_on(async {
+            let mut c = KafkaConnection::connect(&n.broker_addr(), "test", Duration::from_secs(5))
+                .await
+                .unwrap();
+            let req =
+                kafka_protocol::messages::DescribeClusterRequest::default().with_endpoint_type(1);
+            c.send(req, 0, 1, Duration::from_secs(5)).await.unwrap().1
+        });
+        assert_eq!(resp.error_code, 0);
+        assert_eq!(resp.cluster_id.as_str(), cluster.cluster_id);
+        let mut ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![1, 2, 3], "node {}", n.id);
+    }
 }

@@ -30,6 +30,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
@@ -247,6 +248,48 @@ pub(super) async fn create_partitions(
             resp
         }
     }
+}
+
+/// DescribeCluster (KIP-700) from the cluster view: the unfenced brokers with an endpoint on
+/// this listener, the cluster id and the broker named as controller. Only the brokers endpoint
+/// type (1) is served, as by Kafka's brokers (UNSUPPORTED_ENDPOINT_TYPE otherwise).
+pub(super) fn describe_cluster(
+    hooks: &ClusterHooks,
+    r: &kafka_protocol::messages::DescribeClusterRequest,
+) -> kafka_protocol::messages::DescribeClusterResponse {
+    use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+    use kafka_protocol::messages::DescribeClusterResponse;
+    let mut resp = DescribeClusterResponse::default()
+        .with_endpoint_type(r.endpoint_type)
+        .with_cluster_id(StrBytes::from_string(hooks.view.cluster_id()))
+        .with_controller_id(BrokerId(hooks.view.controller_id()));
+    if r.endpoint_type != 1 {
+        return resp
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "unsupported endpoint type {}",
+                r.endpoint_type
+            ))));
+    }
+    resp.brokers = hooks
+        .view
+        .brokers()
+        .into_iter()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            b.endpoints
+                .iter()
+                .find(|e| e.listener == hooks.listener_name)
+                .map(|e| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.id))
+                        .with_host(StrBytes::from_string(e.host.clone()))
+                        .with_port(e.port)
+                        .with_rack(b.rack.clone().map(StrBytes::from_string))
+                })
+        })
+        .collect();
+    resp
 }
 
 /// ElectLeaders, forwarded to the controller; without one every partition gets NOT_CONTROLLER.

@@ -217,6 +217,9 @@ async fn dispatch_cluster(
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(cluster::elect_leaders(hooks, r).await)
         }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(cluster::describe_cluster(hooks, &r))
+        }
         other => return Err(other),
     }))
 }
