@@ -451,7 +451,11 @@ fn a_transaction_across_brokers_commits_through_a_transaction_coordinator_failov
     }) {
         assert!(Instant::now() < deadline, "read so far: {read:?}");
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
+            let m = match m {
+                Ok(m) => m,
+                Err(e) if transient(&e) => continue,
+                Err(e) => panic!("{e}"),
+            };
             read.entry(m.partition())
                 .or_default()
                 .push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
