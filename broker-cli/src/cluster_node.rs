@@ -43,6 +43,14 @@ fn controller_config(
         )
         .unwrap_or(50),
         transaction_state_log_replication_factor: node.transaction_state_log_replication_factor,
+        transaction_state_log_min_isr: i32::try_from(broker.transaction_state_log_min_isr)
+            .unwrap_or(2),
+        offsets_topic_segment_bytes: i32::try_from(broker.offsets_topic_segment_bytes)
+            .unwrap_or(i32::MAX),
+        transaction_state_log_segment_bytes: i32::try_from(
+            broker.transaction_state_log_segment_bytes,
+        )
+        .unwrap_or(i32::MAX),
         ..ControllerConfig::default()
     }
 }

@@ -154,6 +154,10 @@ fn apply_broker_property(
         "transaction.state.log.num.partitions" => {
             c.transaction_state_log_num_partitions = num(value)? as u32
         }
+        "transaction.state.log.min.isr" => c.transaction_state_log_min_isr = num(value)? as u32,
+        "offsets.commit.timeout.ms" => {
+            c.offsets_commit_timeout = Duration::from_millis(num(value)?)
+        }
         "transaction.state.log.segment.bytes" => {
             c.transaction_state_log_segment_bytes = num(value)?
         }
@@ -175,7 +179,6 @@ const IGNORED_KAFKA_PROPERTIES: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
-    "transaction.state.log.min.isr",
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
     "process.roles",

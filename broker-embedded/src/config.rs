@@ -376,6 +376,9 @@ pub struct BrokerConfig {
     /// [`crate::Broker::coordinator_partition_resigned`], nothing is loaded at open) rather
     /// than every partition (the single-node broker, the default).
     pub elected_coordinators: bool,
+    /// `transaction.state.log.min.isr` (default 2): `min.insync.replicas` of
+    /// `__transaction_state` when a cluster creates it.
+    pub transaction_state_log_min_isr: u32,
     /// `offsets.commit.timeout.ms` (default 5 s): how long a coordinator write waits for the
     /// in-sync replicas of its partition (cluster mode).
     pub offsets_commit_timeout: Duration,
@@ -401,6 +404,7 @@ impl BrokerConfig {
             transaction_state_log_segment_bytes: 100 * 1024 * 1024,
             transaction_abort_timed_out_transaction_cleanup_interval: Duration::from_secs(10),
             elected_coordinators: false,
+            transaction_state_log_min_isr: 2,
             offsets_commit_timeout: Duration::from_secs(5),
         }
     }
