@@ -469,3 +469,110 @@ fn a_transaction_across_brokers_commits_through_a_transaction_coordinator_failov
     }
     cluster.restart(coordinator);
 }
+
+/// `lines` of seeded random words.
+fn text(seed: u64, lines: usize) -> Vec<String> {
+    let mut rng = common::XorShift::new(seed);
+    (0..lines)
+        .map(|_| {
+            let n = 1 + rng.next() % 8;
+            (0..n)
+                .map(|_| format!("w{}", rng.next() % 200))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Waits until the `read_committed` word counts equal `truth`, never above it on the way.
+fn wait_for_exact_counts(bootstrap: &str, truth: &BTreeMap<String, i64>, timeout: Duration) {
+    use examples::word_count_cluster as wcc;
+    let deadline = Instant::now() + timeout;
+    loop {
+        // A read may fail while a broker is down; the next one is retried.
+        if let Ok(counts) = wcc::read_counts(bootstrap, None) {
+            for (word, got) in &counts {
+                let want = truth.get(word).copied().unwrap_or(0);
+                assert!(
+                    *got <= want,
+                    "`{word}` counted {got} times, more than the {want} times it was written"
+                );
+            }
+            if &counts == truth {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "counts never reached the truth: {} of {} words right",
+                truth
+                    .iter()
+                    .filter(|(w, c)| counts.get(*w) == Some(c))
+                    .count(),
+                truth.len()
+            );
+        }
+        assert!(Instant::now() < deadline, "counts never readable");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+#[ignore = "fails: after the group coordinator's node is SIGKILLed the exactly-once word count \
+            never commits the next batch within 120 s (0 of 200 counts right); open issue"]
+fn streams_word_count_exactly_once_stays_exact_while_a_broker_is_killed_and_restarted() {
+    use examples::word_count::direct_count;
+    use examples::word_count_cluster as wcc;
+    let seed = std::env::var("CLUSTER_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0e05_3b0c_u64);
+    eprintln!("seed: {seed} (CLUSTER_TEST_SEED={seed} replays it)");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(dir.path(), 3, 0, true, SETTINGS);
+    let bootstrap = cluster.bootstrap();
+    cluster.create_topic(wcc::INPUT_TOPIC, wcc::PARTITIONS, 3, &[]);
+    cluster.create_topic(wcc::OUTPUT_TOPIC, wcc::PARTITIONS, 3, &[]);
+
+    let first = text(seed, 2_000);
+    wcc::produce_lines(&bootstrap, &first).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut options = wcc::ClusterOptions::new(&bootstrap, "wc-cluster-eos", state.path());
+    options.commit_interval = Duration::from_millis(100);
+    options.session_timeout = Duration::from_secs(10);
+    options.properties = vec![
+        ("processing.guarantee".into(), "exactly_once_v2".into()),
+        ("producer.transaction.timeout.ms".into(), "10000".into()),
+        // Changelog and repartition topics replicated like the data.
+        ("replication.factor".into(), "3".into()),
+    ];
+    let mut app = wcc::start(&options).unwrap();
+    let mut truth = direct_count(&first.join("\n"));
+    wait_for_exact_counts(&bootstrap, &truth, Duration::from_secs(60));
+
+    // The group's coordinator is the node to kill: the app loses its coordinator, the leaders
+    // of some of its partitions and maybe its transaction coordinator at once.
+    let rt = runtime();
+    let victim = wait_for_coordinator(&cluster, &rt, 0, "wc-cluster-eos", None);
+    eprintln!("killing node {victim} (the application's group coordinator)");
+    cluster.kill(victim);
+    let second = text(seed ^ 0x5eed, 2_000);
+    // The producer retries while leaders move.
+    wcc::produce_lines(&bootstrap, &second).unwrap();
+    for (w, c) in direct_count(&second.join("\n")) {
+        *truth.entry(w).or_default() += c;
+    }
+    wait_for_exact_counts(&bootstrap, &truth, Duration::from_secs(120));
+
+    eprintln!("restarting node {victim}");
+    cluster.restart(victim);
+    cluster.wait_for_brokers(Duration::from_secs(60));
+    let third = text(seed ^ 0x7777, 1_000);
+    wcc::produce_lines(&bootstrap, &third).unwrap();
+    for (w, c) in direct_count(&third.join("\n")) {
+        *truth.entry(w).or_default() += c;
+    }
+    wait_for_exact_counts(&bootstrap, &truth, Duration::from_secs(120));
+    app.close();
+    // No stream thread died on the way (retriable errors are handled inside the threads).
+    assert!(app.thread_errors().is_empty(), "{:?}", app.errors());
+}
