@@ -70,6 +70,20 @@ fn groups(ctx: &Context) -> &crate::GroupCoordinator {
     ctx.broker.group_coordinator()
 }
 
+/// How many partitions `topic` has as far as a request to this broker is concerned: on a
+/// cluster node, from the cluster's metadata (as Kafka's coordinators consult its metadata
+/// cache: a group's coordinator usually holds no replica of the topics its members commit);
+/// on a single node, from the broker's own topics. `None` when the topic is unknown.
+fn known_partition_count(ctx: &Context, topic: &str) -> Option<u32> {
+    match &ctx.cluster {
+        Some(c) => c
+            .view
+            .topic(topic)
+            .map(|t| u32::try_from(t.partitions.len()).unwrap_or(u32::MAX)),
+        None => ctx.broker.partition_count(topic).ok(),
+    }
+}
+
 fn err_code(e: &BrokerError) -> i16 {
     e.kafka_error().code()
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use tracing::info;
 
-use super::{err_code, groups, s, Context};
+use super::{err_code, groups, known_partition_count, s, Context};
 use crate::group::OffsetDeleteScope;
 use crate::{CommitMember, GroupError};
 
@@ -44,9 +44,8 @@ pub(super) fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetComm
                 .committed_metadata
                 .map(|m| m.as_str().to_string())
                 .unwrap_or_default();
-            let exists = b
-                .partition_count(&name)
-                .is_ok_and(|n| p.partition_index >= 0 && (p.partition_index as u32) < n);
+            let exists = known_partition_count(ctx, &name)
+                .is_some_and(|n| p.partition_index >= 0 && (p.partition_index as u32) < n);
             pr.error_code = if !exists {
                 ResponseError::UnknownTopicOrPartition.code()
             } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
@@ -182,7 +181,7 @@ pub(super) fn offset_delete(ctx: &Context, r: OffsetDeleteRequest) -> OffsetDele
         let mut tr = offset_delete_response::OffsetDeleteResponseTopic::default();
         tr.name = t.name;
         let subscribed = matches!(&scope, OffsetDeleteScope::Subscribed(s) if s.contains(&name));
-        let count = b.partition_count(&name).ok();
+        let count = known_partition_count(ctx, &name);
         for p in t.partitions {
             let mut pr = offset_delete_response::OffsetDeleteResponsePartition::default();
             pr.partition_index = p.partition_index;
