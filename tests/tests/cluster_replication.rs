@@ -629,3 +629,93 @@ fn every_broker_describes_the_cluster_and_names_the_same_coordinator_for_a_key()
         assert_eq!(ids, vec![1, 2, 3], "node {}", n.id);
     }
 }
+
+#[test]
+fn a_group_coordinator_accepts_and_returns_commits_for_partitions_led_by_other_brokers() {
+    use broker_embedded::client::KafkaConnection;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    // librdkafka's 0137 on the cluster: a consumer of a replication-factor-1 topic committed
+    // to a coordinator that held no replica of it and got UNKNOWN_TOPIC_OR_PARTITION (the
+    // coordinator checked its own topics, not the cluster's metadata as Kafka does).
+    let _ = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3, 0, true, FAST);
+    let topic = "rf1-commits";
+    // Three partitions of one replica each: every broker leads one, so whichever broker
+    // coordinates the group, two partitions live elsewhere.
+    cluster.create_topic(topic, 3, 1, &[]);
+    let leaders: BTreeSet<i32> = cluster
+        .partition_states(topic)
+        .unwrap()
+        .iter()
+        .map(|p| p.leader)
+        .collect();
+    eprintln!("{topic} leaders: {leaders:?}");
+    assert!(leaders.len() > 1, "the partitions should be led by several brokers");
+    let group = "commits-elsewhere";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let any = cluster.nodes.values().next().unwrap().broker_addr();
+        let mut c = KafkaConnection::connect(&any, "test", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let req = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str(group))
+            .with_key_type(0);
+        let (_, resp) = c.send(req, 1, 3, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(resp.error_code, 0);
+        let coordinator = resp.node_id.0;
+        eprintln!("coordinator of {group}: {coordinator}");
+        let mut c = KafkaConnection::connect(
+            &cluster.nodes[&coordinator].broker_addr(),
+            "test",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        // A "simple" commit (no member, generation -1) of offsets 10, 11, 12.
+        let partitions = (0..3)
+            .map(|p| {
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(10 + i64::from(p))
+            })
+            .collect();
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partitions(partitions)]);
+        let (_, resp) = c.send(req, 2, 8, Duration::from_secs(10)).await.unwrap();
+        for p in &resp.topics[0].partitions {
+            assert_eq!(
+                p.error_code, 0,
+                "partition {} (coordinator {coordinator}, leaders {leaders:?})",
+                p.partition_index
+            );
+        }
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_indexes(vec![0, 1, 2])]));
+        let (_, resp) = c.send(req, 1, 7, Duration::from_secs(10)).await.unwrap();
+        let got: Vec<(i32, i64, i16)> = resp.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+            .collect();
+        assert_eq!(got, vec![(0, 10, 0), (1, 11, 0), (2, 12, 0)]);
+    });
+}
