@@ -6,15 +6,17 @@
 #   - whenever the test-runner reports a skip inside a selected test (a test row SKIPPED with
 #     a reason, or a sub-test's "SKIP:" line), it must match an entry of EXPECTED_SKIPS below
 #     (test, text, reason), or the gate fails;
-#   - tests not selected are listed in NOT_RUN with the reason, printed on every run.
+#   - tests not selected are listed in NOT_RUN (NOT_RUN_CLUSTER for the cluster pass) with the
+#     reason, printed on every run.
 #
-#   scripts/librdkafka-tests.sh                 build (if needed), run both passes, summarise
+#   scripts/librdkafka-tests.sh                 build (if needed), run the four passes, summarise
 #   scripts/librdkafka-tests.sh 0012 0113/v_commit noautocreate:0045 cluster:0103/basic
 #                                               only these (N/SUB: SUBTESTS=SUB; PASS:N runs N in
 #                                               that pass: noautocreate, cluster or
 #                                               cluster-noautocreate; plain N: the default pass)
 #   scripts/librdkafka-tests.sh --no-cluster    only the two single-broker passes
 #   scripts/librdkafka-tests.sh --all           also try every NOT_RUN test (to re-check the list)
+#                                               and every NOT_RUN_CLUSTER one in the cluster pass
 #   scripts/librdkafka-tests.sh --build-only    only build librdkafka and its test-runner
 #   scripts/librdkafka-tests.sh --list          print the selection, NOT_RUN and EXPECTED_SKIPS
 #
