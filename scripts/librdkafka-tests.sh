@@ -172,9 +172,17 @@ SELECTED_NOAUTOCREATE=(
 # does), then a core set re-run on the cluster: producers, groups and transactions with
 # partitions, leaders and coordinators spread over three brokers.
 SELECTED_CLUSTER=(
-  # replication factor 3 and the transaction coordinator: the one 0103 sub-test that passes
-  # on the cluster today (see NOT_RUN_CLUSTER for the others)
-  0103/do_test_empty_txn # empty transactions on an RF-3 topic, with and without offsets
+  # transactions on topics of replication factor 3 (0103's sub-tests; the single-broker pass
+  # runs only misuse, fenc and local), coordinators on the leaders of __transaction_state and
+  # __consumer_offsets partitions, markers to other brokers' partitions (WriteTxnMarkers)
+  0103/do_test_basic_producer_txn            # commits and aborts, with and without compression
+  0103/do_test_consumer_producer_txn         # consume-transform-produce with sendOffsetsToTransaction
+  0103/do_test_fenced_txn                    # fencing by a second producer, with produce after fencing
+  0103/do_test_empty_txn                     # empty transactions, with and without offsets, commit and abort
+  0103/do_test_wmark_isolation_level         # high watermark vs last stable offset by isolation.level
+  0103/do_test_txn_abort_control_message     # committed offset past an aborted record and its marker
+  0129 # fetch_aborted_msgs
+  0137/control_msgs # consume_batch around transaction markers
   # producers: acks, idempotence and retries with partitions led by three brokers
   0001 # multiobj
   0005 # order
@@ -200,7 +208,7 @@ SELECTED_CLUSTER=(
   0030 # offset_commit
   0049 # consume_conn_close (sockem cuts connections to the brokers)
   0056 # balanced_group_mt
-  0061/without # consumer_lag without transactions
+  0061 # consumer_lag, with and without transactions
   0069 # consumer_add_parts
   0099 # commit_metadata
   0102 # static_group_rebalance
@@ -214,14 +222,6 @@ SELECTED_CLUSTER=(
 # Tests of the cluster pass not run (until the reason is fixed), with the reason printed;
 # --all runs them too. Evidence in docs/TESTING.md ("librdkafka test suite", cluster pass).
 declare -A NOT_RUN_CLUSTER=(
-  [0103/do_test_basic_producer_txn]="transactional Produce to a partition whose leader is not the transactional id's coordinator fails with INVALID_PRODUCER_ID_MAPPING: the leader verifies the producer (KIP-890) against its own, local transaction coordinator; passes only when the leader happens to be the coordinator"
-  [0103/do_test_consumer_producer_txn]="as 0103/do_test_basic_producer_txn (INVALID_PRODUCER_ID_MAPPING on Produce to a leader that is not the coordinator)"
-  [0103/do_test_fenced_txn]="as 0103/do_test_basic_producer_txn (INVALID_PRODUCER_ID_MAPPING on Produce to a leader that is not the coordinator)"
-  [0103/do_test_wmark_isolation_level]="as 0103/do_test_basic_producer_txn (INVALID_PRODUCER_ID_MAPPING on Produce to a leader that is not the coordinator)"
-  [0103/do_test_txn_abort_control_message]="as 0103/do_test_basic_producer_txn (INVALID_PRODUCER_ID_MAPPING on Produce to a leader that is not the coordinator)"
-  [0061]="its sub-test 'with transactions': as 0103/do_test_basic_producer_txn (the cluster pass runs 0061/without)"
-  [0129]="transactional produce: as 0103/do_test_basic_producer_txn (passes when the partition leader is the coordinator)"
-  [0137/control_msgs]="transactional produce: as 0103/do_test_basic_producer_txn"
   [0045]="its test 0045_subscribe_many_updates creates 100 topics (4 partitions, replication factor 3) and waits 5 s to see them in Metadata: the brokers create their local replicas one topic at a time after deleting the previous sub-test's 100 (6.5 s from the controller's record to the last local replica on the loaded 2-core machine), and the topics appear in Metadata only then; failed 1 run in 4 (the noautocreate cluster pass runs 0045's other sub-tests)"
   [0011]="its sub-test test_message_single_partition_record_fail sets cleanup.policy=compact with IncrementalAlterConfigs: a cluster node applies AlterConfigs/IncrementalAlterConfigs to its own topic configuration only (not through the controller), so the partition's leader on another broker still accepts keyless records (0 of 10 refused with INVALID_RECORD)"
 )
