@@ -699,13 +699,22 @@ fn a_group_coordinator_accepts_and_returns_commits_for_partitions_led_by_other_b
             .unwrap();
         // A group whose coordinator is not the partition's leader (coordinators are spread
         // by the group id's hash: one of the first few names will do).
+        // COORDINATOR_NOT_AVAILABLE (15) while `__consumer_offsets` is being created: retry,
+        // as clients do, for at most 60 s.
+        let deadline = Instant::now() + Duration::from_secs(60);
         let mut found = None;
         for i in 0..50 {
             let group = format!("commits-elsewhere-{i}");
-            let req = FindCoordinatorRequest::default()
-                .with_key(StrBytes::from_string(group.clone()))
-                .with_key_type(0);
-            let (_, resp) = c.send(req, 1, 3, Duration::from_secs(5)).await.unwrap();
+            let resp = loop {
+                let req = FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string(group.clone()))
+                    .with_key_type(0);
+                let (_, resp) = c.send(req, 1, 3, Duration::from_secs(5)).await.unwrap();
+                if resp.error_code != 15 || Instant::now() > deadline {
+                    break resp;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
             assert_eq!(resp.error_code, 0);
             if resp.node_id.0 != leader {
                 found = Some((group, resp.node_id.0));
@@ -730,7 +739,17 @@ fn a_group_coordinator_accepts_and_returns_commits_for_partitions_led_by_other_b
                 .with_partitions(vec![OffsetCommitRequestPartition::default()
                     .with_partition_index(0)
                     .with_committed_offset(42)])]);
-        let (_, resp) = c.send(req, 2, 8, Duration::from_secs(10)).await.unwrap();
+        // COORDINATOR_LOAD_IN_PROGRESS (14) while the new coordinator loads its partition.
+        let resp = loop {
+            let (_, resp) = c
+                .send(req.clone(), 2, 8, Duration::from_secs(10))
+                .await
+                .unwrap();
+            if resp.topics[0].partitions[0].error_code != 14 || Instant::now() > deadline {
+                break resp;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert_eq!(resp.topics[0].partitions[0].error_code, 0, "OffsetCommit");
         let req = OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group)))
