@@ -666,3 +666,98 @@ fn every_broker_describes_the_cluster_and_names_the_same_coordinator_for_a_key()
         assert_eq!(ids, vec![1, 2, 3], "node {}", n.id);
     }
 }
+
+#[test]
+fn a_group_coordinator_accepts_and_returns_commits_for_partitions_led_by_other_brokers() {
+    use broker_embedded::client::KafkaConnection;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    // librdkafka's 0137 on the cluster: a consumer of a replication-factor-1 topic committed
+    // to a coordinator that held no replica of it and got UNKNOWN_TOPIC_OR_PARTITION (the
+    // coordinator checked its own topics, not the cluster's metadata as Kafka does).
+    let _ = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3, 0, true, FAST);
+    let topic = "rf1-commits";
+    // One partition, one replica: two of the three brokers hold nothing of the topic.
+    cluster.create_topic(topic, 1, 1, &[]);
+    let leader = cluster.partition_states(topic).unwrap()[0].leader;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let any = cluster.nodes.values().next().unwrap().broker_addr();
+        let mut c = KafkaConnection::connect(&any, "test", Duration::from_secs(5))
+            .await
+            .unwrap();
+        // A group whose coordinator is not the partition's leader (coordinators are spread
+        // by the group id's hash: one of the first few names will do).
+        // COORDINATOR_NOT_AVAILABLE (15) while `__consumer_offsets` is being created: retry,
+        // as clients do, for at most 60 s.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut found = None;
+        for i in 0..50 {
+            let group = format!("commits-elsewhere-{i}");
+            let resp = loop {
+                let req = FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string(group.clone()))
+                    .with_key_type(0);
+                let (_, resp) = c.send(req, 1, 3, Duration::from_secs(5)).await.unwrap();
+                if resp.error_code != 15 || Instant::now() > deadline {
+                    break resp;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            assert_eq!(resp.error_code, 0);
+            if resp.node_id.0 != leader {
+                found = Some((group, resp.node_id.0));
+                break;
+            }
+        }
+        let (group, coordinator) = found.expect("every group's coordinator is the leader");
+        eprintln!("{topic}[0] leader {leader}; {group} coordinated by {coordinator}");
+        let mut c = KafkaConnection::connect(
+            &cluster.nodes[&coordinator].broker_addr(),
+            "test",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        // A "simple" commit (no member, generation -1) of offset 42.
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(42)])]);
+        // COORDINATOR_LOAD_IN_PROGRESS (14) while the new coordinator loads its partition.
+        let resp = loop {
+            let (_, resp) = c
+                .send(req.clone(), 2, 8, Duration::from_secs(10))
+                .await
+                .unwrap();
+            if resp.topics[0].partitions[0].error_code != 14 || Instant::now() > deadline {
+                break resp;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(resp.topics[0].partitions[0].error_code, 0, "OffsetCommit");
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group)))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_indexes(vec![0])]));
+        let (_, resp) = c.send(req, 1, 7, Duration::from_secs(10)).await.unwrap();
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!((p.committed_offset, p.error_code), (42, 0), "OffsetFetch");
+    });
+}

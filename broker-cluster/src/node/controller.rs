@@ -10,8 +10,8 @@
 //! registered broker given a full session from that moment, as Kafka's new active controller
 //! does.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -44,10 +44,15 @@ impl ReplicatedState for MetadataImage {
     }
 }
 
+/// Milliseconds on a monotonic clock, counted from the first call in this process. Broker
+/// sessions and the controller's periodic checks measure intervals, which a step of the wall
+/// clock (NTP, a virtual machine paused and resumed) must not stretch: Kafka's controller
+/// measures them with `Time.nanoseconds()` too. With the wall clock, a 9-second jump fenced
+/// every broker whose last heartbeat was "older" than `broker.session.timeout.ms`.
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The controller's decision state for one leadership term.
