@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// One violated promise.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anomaly {
+pub(crate) struct Anomaly {
     /// Its kind (a short stable name, counted in the summary).
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// What exactly.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 fn anomaly(kind: &'static str, detail: String) -> Anomaly {
@@ -18,22 +18,22 @@ fn anomaly(kind: &'static str, detail: String) -> Anomaly {
 
 /// A record of the idempotent producer acknowledged with acks=all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ack {
+pub(crate) struct Ack {
     /// Partition.
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// The producer session (a new producer after a fatal error starts a new one).
-    pub session: u32,
+    pub(crate) session: u32,
     /// The record's sequence number in its partition, unique across sessions.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The offset the broker acknowledged.
-    pub offset: i64,
+    pub(crate) offset: i64,
 }
 
 /// A partition's records as read: `(offset, value)` in offset order.
-pub type Log = BTreeMap<i32, Vec<(i64, String)>>;
+pub(crate) type Log = BTreeMap<i32, Vec<(i64, String)>>;
 
 /// The value the idempotent producer writes for `seq` in `session`.
-pub fn acked_value(session: u32, seq: u64) -> String {
+pub(crate) fn acked_value(session: u32, seq: u64) -> String {
     format!("{session}:{seq:012}")
 }
 
@@ -46,7 +46,7 @@ fn parse_acked_value(v: &str) -> Option<(u32, u64)> {
 /// the values one producer session sent to a partition (acknowledged or not: an
 /// unacknowledged record may or may not be there) are read in the order they were sent.
 /// (Records of two sessions are not ordered: the first may have had writes in flight.)
-pub fn check_acked(acked: &[Ack], read: &Log) -> Vec<Anomaly> {
+pub(crate) fn check_acked(acked: &[Ack], read: &Log) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let mut at: BTreeMap<(i32, u64), Vec<i64>> = BTreeMap::new();
     for (p, records) in read {
@@ -100,7 +100,7 @@ pub fn check_acked(acked: &[Ack], read: &Log) -> Vec<Anomaly> {
 
 /// How a transaction ended, as its producer saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// `commit_transaction` succeeded.
     Committed,
     /// `abort_transaction` succeeded.
@@ -111,19 +111,19 @@ pub enum Outcome {
 
 /// One transaction of a transactional producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Txn {
+pub(crate) struct Txn {
     /// The producer (index of its transactional id).
-    pub producer: u32,
+    pub(crate) producer: u32,
     /// The transaction's number for that producer.
-    pub n: u64,
+    pub(crate) n: u64,
     /// Records sent (their values are `txn_value(producer, n, i, count)`).
-    pub count: u32,
+    pub(crate) count: u32,
     /// How it ended.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
 }
 
 /// The value of record `i` of `count` of transaction `n` of `producer`.
-pub fn txn_value(producer: u32, n: u64, i: u32, count: u32) -> String {
+pub(crate) fn txn_value(producer: u32, n: u64, i: u32, count: u32) -> String {
     format!("t{producer}:{n}:{i}:{count}")
 }
 
@@ -139,7 +139,7 @@ fn parse_txn_value(v: &str) -> Option<(u32, u64, u32, u32)> {
 /// Read with read_committed: committed transactions wholly visible, aborted ones never, those
 /// of unknown outcome all or nothing; no record twice; a producer's records of one partition
 /// in the order they were sent; no record of a transaction nobody ran.
-pub fn check_txns(txns: &[Txn], read: &Log) -> Vec<Anomaly> {
+pub(crate) fn check_txns(txns: &[Txn], read: &Log) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let mut seen: BTreeMap<(u32, u64), BTreeSet<u32>> = BTreeMap::new();
     for (p, records) in read {
@@ -161,7 +161,10 @@ pub fn check_txns(txns: &[Txn], read: &Log) -> Vec<Anomaly> {
             if let Some(prev) = last.get(&producer).filter(|prev| **prev >= (n, i)) {
                 out.push(anomaly(
                     "txn-reorder",
-                    format!("p{p} offset {offset}: {value} after t{producer}:{}:{}", prev.0, prev.1),
+                    format!(
+                        "p{p} offset {offset}: {value} after t{producer}:{}:{}",
+                        prev.0, prev.1
+                    ),
                 ));
             }
             let e = last.entry(producer).or_insert((n, i));
@@ -178,9 +181,7 @@ pub fn check_txns(txns: &[Txn], read: &Log) -> Vec<Anomaly> {
         }
     }
     for t in txns {
-        let visible = seen
-            .get(&(t.producer, t.n))
-            .map_or(0, |s| s.len() as u32);
+        let visible = seen.get(&(t.producer, t.n)).map_or(0, |s| s.len() as u32);
         let id = format!("t{}:{} ({} records)", t.producer, t.n, t.count);
         match t.outcome {
             Outcome::Committed if visible == 0 => out.push(anomaly(
@@ -203,11 +204,11 @@ pub fn check_txns(txns: &[Txn], read: &Log) -> Vec<Anomaly> {
 
 /// What a committed-offsets sample found for a partition: `None` when the group had no
 /// committed offset.
-pub type OffsetSample = BTreeMap<i32, Option<i64>>;
+pub(crate) type OffsetSample = BTreeMap<i32, Option<i64>>;
 
 /// The group's committed offsets, sampled in time order, never go backwards (nor disappear);
 /// the last committed offsets are at least the highest commit acknowledged to a member.
-pub fn check_offsets(
+pub(crate) fn check_offsets(
     samples: &[OffsetSample],
     acked_commits: &BTreeMap<i32, i64>,
     last: &BTreeMap<i32, Option<i64>>,
@@ -226,6 +227,12 @@ pub fn check_offsets(
                             o.map_or("none".to_owned(), |o| o.to_string())
                         ),
                     ));
+                    // One anomaly per drop: later samples are compared with the new value.
+                    match o {
+                        Some(o) => high.insert(*p, (*o, idx)),
+                        None => high.remove(p),
+                    };
+                    continue;
                 }
             }
             if let Some(o) = o {
@@ -249,7 +256,7 @@ pub fn check_offsets(
 
 /// Every record a group member consumed is the record the healed log holds at that offset
 /// (no read of a record that was later truncated away).
-pub fn check_group_reads(reads: &[(i32, i64, String)], log: &Log) -> Vec<Anomaly> {
+pub(crate) fn check_group_reads(reads: &[(i32, i64, String)], log: &Log) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let index: BTreeMap<(i32, i64), &str> = log
         .iter()
@@ -268,10 +275,10 @@ pub fn check_group_reads(reads: &[(i32, i64, String)], log: &Log) -> Vec<Anomaly
 }
 
 /// A replica's log: `(base offset, batch bytes)` per batch, in order.
-pub type ReplicaLog = Vec<(i64, Vec<u8>)>;
+pub(crate) type ReplicaLog = Vec<(i64, Vec<u8>)>;
 
 /// The replicas of one partition hold identical batches (base offsets and bytes).
-pub fn check_replicas(partition: &str, replicas: &[(i32, ReplicaLog)]) -> Vec<Anomaly> {
+pub(crate) fn check_replicas(partition: &str, replicas: &[(i32, ReplicaLog)]) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let Some((first_id, first)) = replicas.first() else {
         return out;
@@ -283,7 +290,10 @@ pub fn check_replicas(partition: &str, replicas: &[(i32, ReplicaLog)]) -> Vec<An
             .position(|(a, b)| a != b)
             .or_else(|| (first.len() != log.len()).then(|| first.len().min(log.len())));
         if let Some(i) = diff {
-            let at = |l: &ReplicaLog| l.get(i).map_or("end of log".to_owned(), |b| format!("offset {}", b.0));
+            let at = |l: &ReplicaLog| {
+                l.get(i)
+                    .map_or("end of log".to_owned(), |b| format!("offset {}", b.0))
+            };
             out.push(anomaly(
                 "replica-divergence",
                 format!(
@@ -325,7 +335,15 @@ mod tests {
     #[test]
     fn acked_records_read_once_in_order_pass() {
         // Record 2 was never acknowledged (it timed out) but was written: allowed.
-        let read = log(0, &[(0, acked_value(0, 0)), (1, acked_value(0, 1)), (2, acked_value(0, 2)), (3, acked_value(0, 3))]);
+        let read = log(
+            0,
+            &[
+                (0, acked_value(0, 0)),
+                (1, acked_value(0, 1)),
+                (2, acked_value(0, 2)),
+                (3, acked_value(0, 3)),
+            ],
+        );
         assert_eq!(check_acked(&acks(&[(0, 0), (1, 1), (3, 3)]), &read), vec![]);
     }
 
@@ -334,17 +352,47 @@ mod tests {
         let a = acks(&[(0, 0), (1, 1), (2, 2)]);
         let lost = log(0, &[(0, acked_value(0, 0)), (2, acked_value(0, 2))]);
         assert_eq!(kinds(&check_acked(&a, &lost)), vec!["lost"]);
-        let dup = log(0, &[(0, acked_value(0, 0)), (1, acked_value(0, 1)), (2, acked_value(0, 1)), (3, acked_value(0, 2))]);
+        let dup = log(
+            0,
+            &[
+                (0, acked_value(0, 0)),
+                (1, acked_value(0, 1)),
+                (2, acked_value(0, 1)),
+                (3, acked_value(0, 2)),
+            ],
+        );
         assert!(kinds(&check_acked(&a, &dup)).contains(&"duplicate"));
-        let reordered = log(0, &[(0, acked_value(0, 0)), (1, acked_value(0, 2)), (2, acked_value(0, 1))]);
+        let reordered = log(
+            0,
+            &[
+                (0, acked_value(0, 0)),
+                (1, acked_value(0, 2)),
+                (2, acked_value(0, 1)),
+            ],
+        );
         let k = kinds(&check_acked(&a, &reordered));
         assert!(k.contains(&"reorder"), "{k:?}");
         assert!(k.contains(&"offset-mismatch"), "{k:?}");
         let garbage = log(0, &[(0, "x".into())]);
         assert!(kinds(&check_acked(&[], &garbage)).contains(&"garbage"));
         // A new session's records may land before the old session's last unacknowledged one.
-        let sessions = log(0, &[(0, acked_value(0, 0)), (1, acked_value(1, 2)), (2, acked_value(0, 1))]);
-        let a2 = [a[0], Ack { partition: 0, session: 1, seq: 2, offset: 1 }];
+        let sessions = log(
+            0,
+            &[
+                (0, acked_value(0, 0)),
+                (1, acked_value(1, 2)),
+                (2, acked_value(0, 1)),
+            ],
+        );
+        let a2 = [
+            a[0],
+            Ack {
+                partition: 0,
+                session: 1,
+                seq: 2,
+                offset: 1,
+            },
+        ];
         assert_eq!(check_acked(&a2, &sessions), vec![]);
     }
 
@@ -364,8 +412,14 @@ mod tests {
         ];
         // Committed whole, aborted absent, unknown either whole (2) or absent (3).
         let mut read = Log::new();
-        read.insert(0, vec![(0, txn_value(0, 0, 0, 2)), (5, txn_value(0, 2, 0, 2))]);
-        read.insert(1, vec![(0, txn_value(0, 0, 1, 2)), (5, txn_value(0, 2, 1, 2))]);
+        read.insert(
+            0,
+            vec![(0, txn_value(0, 0, 0, 2)), (5, txn_value(0, 2, 0, 2))],
+        );
+        read.insert(
+            1,
+            vec![(0, txn_value(0, 0, 1, 2)), (5, txn_value(0, 2, 1, 2))],
+        );
         assert_eq!(check_txns(&txns, &read), vec![]);
 
         let mut bad = read.clone();
@@ -389,20 +443,39 @@ mod tests {
             ]
         );
         let none = Log::new();
-        assert_eq!(kinds(&check_txns(&txns[..1], &none)), vec!["txn-committed-invisible"]);
+        assert_eq!(
+            kinds(&check_txns(&txns[..1], &none)),
+            vec!["txn-committed-invisible"]
+        );
     }
 
     #[test]
     fn committed_offsets_going_back_or_vanishing_are_found() {
         let s = |v: &[(i32, Option<i64>)]| -> OffsetSample { v.iter().copied().collect() };
-        let samples = vec![s(&[(0, None)]), s(&[(0, Some(5))]), s(&[(0, Some(5)), (1, Some(2))])];
+        let samples = vec![
+            s(&[(0, None)]),
+            s(&[(0, Some(5))]),
+            s(&[(0, Some(5)), (1, Some(2))]),
+        ];
         let acked: BTreeMap<i32, i64> = [(0, 7)].into_iter().collect();
-        assert_eq!(check_offsets(&samples, &acked, &s(&[(0, Some(7)), (1, Some(2))])), vec![]);
-        let back = vec![s(&[(0, Some(5))]), s(&[(0, Some(4))])];
-        assert_eq!(kinds(&check_offsets(&back, &BTreeMap::new(), &s(&[(0, Some(5))]))), vec!["offset-regression"]);
+        assert_eq!(
+            check_offsets(&samples, &acked, &s(&[(0, Some(7)), (1, Some(2))])),
+            vec![]
+        );
+        let back = vec![s(&[(0, Some(5))]), s(&[(0, Some(4))]), s(&[(0, Some(4))])];
+        assert_eq!(
+            kinds(&check_offsets(&back, &BTreeMap::new(), &s(&[(0, Some(5))]))),
+            vec!["offset-regression"]
+        );
         let gone = vec![s(&[(0, Some(5))]), s(&[(0, None)])];
-        assert_eq!(kinds(&check_offsets(&gone, &BTreeMap::new(), &s(&[]))), vec!["offset-regression"]);
-        assert_eq!(kinds(&check_offsets(&[], &acked, &s(&[(0, Some(6))]))), vec!["commit-lost"]);
+        assert_eq!(
+            kinds(&check_offsets(&gone, &BTreeMap::new(), &s(&[]))),
+            vec!["offset-regression"]
+        );
+        assert_eq!(
+            kinds(&check_offsets(&[], &acked, &s(&[(0, Some(6))]))),
+            vec!["commit-lost"]
+        );
     }
 
     #[test]
@@ -411,12 +484,21 @@ mod tests {
         let same = [(1, a.clone()), (2, a.clone())];
         assert_eq!(check_replicas("t-0", &same), vec![]);
         let short = [(1, a.clone()), (2, a[..1].to_vec())];
-        assert_eq!(kinds(&check_replicas("t-0", &short)), vec!["replica-divergence"]);
+        assert_eq!(
+            kinds(&check_replicas("t-0", &short)),
+            vec!["replica-divergence"]
+        );
         let flipped = [(1, a.clone()), (2, vec![(0, vec![1, 2]), (2, vec![4])])];
-        assert_eq!(kinds(&check_replicas("t-0", &flipped)), vec!["replica-divergence"]);
+        assert_eq!(
+            kinds(&check_replicas("t-0", &flipped)),
+            vec!["replica-divergence"]
+        );
 
         let l = log(0, &[(0, acked_value(0, 0))]);
         assert_eq!(check_group_reads(&[(0, 0, acked_value(0, 0))], &l), vec![]);
-        assert_eq!(kinds(&check_group_reads(&[(0, 1, acked_value(0, 1))], &l)), vec!["inconsistent-read"]);
+        assert_eq!(
+            kinds(&check_group_reads(&[(0, 1, acked_value(0, 1))], &l)),
+            vec!["inconsistent-read"]
+        );
     }
 }

@@ -15,7 +15,7 @@ use crate::proxy::{self, Network};
 
 /// A cluster operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
+pub(crate) enum ClusterError {
     /// An I/O error on a path or a process.
     #[error("{what}: {source}")]
     Io {
@@ -41,42 +41,37 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
 
 /// One listener: the node's own port and the proxy's in front of it.
 #[derive(Debug, Clone, Copy)]
-pub struct Ports {
+pub(crate) struct Ports {
     /// Where the node listens.
-    pub real: u16,
+    pub(crate) real: u16,
     /// Where the proxy listens (what the cluster advertises).
-    pub proxy: u16,
+    pub(crate) proxy: u16,
 }
 
 /// One node.
 #[derive(Debug)]
-pub struct Node {
+pub(crate) struct Node {
     /// `node.id`.
-    pub id: i32,
+    pub(crate) id: i32,
     /// Whether it has the broker role.
-    pub broker: Option<Ports>,
+    pub(crate) broker: Option<Ports>,
     /// Whether it has the controller role.
-    pub controller: Option<Ports>,
+    pub(crate) controller: Option<Ports>,
     /// Its directory (`server.properties`, `server.log`, `data/`).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     child: Option<Child>,
     paused: bool,
 }
 
 impl Node {
     /// `log.dirs`.
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
 
     /// Whether the process runs (possibly paused).
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.child.is_some()
-    }
-
-    /// Whether it is SIGSTOPped.
-    pub fn is_paused(&self) -> bool {
-        self.paused
     }
 
     fn roles(&self) -> &'static str {
@@ -90,11 +85,11 @@ impl Node {
 
 /// The cluster.
 #[derive(Debug)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// Nodes by id.
-    pub nodes: BTreeMap<i32, Node>,
+    pub(crate) nodes: BTreeMap<i32, Node>,
     /// The proxies' shared state.
-    pub net: Arc<Network>,
+    pub(crate) net: Arc<Network>,
     binary: PathBuf,
     cluster_id: String,
     extra: Vec<String>,
@@ -139,7 +134,7 @@ impl Cluster {
     /// Lays out `controllers` controller-only nodes (ids 1..) and `brokers` broker-only nodes
     /// (the next ids) under `root`, starts their proxies (on the current tokio runtime) and
     /// the nodes.
-    pub async fn start(
+    pub(crate) async fn start(
         root: &Path,
         binary: &Path,
         controllers: i32,
@@ -184,7 +179,10 @@ impl Cluster {
     fn voters(&self) -> String {
         self.nodes
             .values()
-            .filter_map(|n| n.controller.map(|p| format!("{}@127.0.0.1:{}", n.id, p.proxy)))
+            .filter_map(|n| {
+                n.controller
+                    .map(|p| format!("{}@127.0.0.1:{}", n.id, p.proxy))
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -259,7 +257,7 @@ impl Cluster {
     }
 
     /// The brokers' proxy addresses, comma-separated.
-    pub fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         self.nodes
             .values()
             .filter_map(|n| n.broker.map(|p| format!("127.0.0.1:{}", p.proxy)))
@@ -268,7 +266,7 @@ impl Cluster {
     }
 
     /// Broker ids.
-    pub fn broker_ids(&self) -> Vec<i32> {
+    pub(crate) fn broker_ids(&self) -> Vec<i32> {
         self.nodes
             .values()
             .filter(|n| n.broker.is_some())
@@ -277,7 +275,7 @@ impl Cluster {
     }
 
     /// Controller ids.
-    pub fn controller_ids(&self) -> Vec<i32> {
+    pub(crate) fn controller_ids(&self) -> Vec<i32> {
         self.nodes
             .values()
             .filter(|n| n.controller.is_some())
@@ -286,7 +284,7 @@ impl Cluster {
     }
 
     /// SIGKILL (a paused node is resumed first so that it dies at once).
-    pub fn kill(&mut self, id: i32) -> Result<(), ClusterError> {
+    pub(crate) fn kill(&mut self, id: i32) -> Result<(), ClusterError> {
         let Some(n) = self.nodes.get_mut(&id) else {
             return Ok(());
         };
@@ -304,7 +302,7 @@ impl Cluster {
     }
 
     /// Starts a stopped node again on its ports and data.
-    pub fn restart(&mut self, id: i32) -> Result<(), ClusterError> {
+    pub(crate) fn restart(&mut self, id: i32) -> Result<(), ClusterError> {
         if self.nodes.get(&id).is_some_and(|n| !n.is_running()) {
             self.spawn(id)?;
         }
@@ -312,7 +310,7 @@ impl Cluster {
     }
 
     /// SIGSTOP.
-    pub fn pause(&mut self, id: i32) -> Result<(), ClusterError> {
+    pub(crate) fn pause(&mut self, id: i32) -> Result<(), ClusterError> {
         if let Some(n) = self.nodes.get_mut(&id) {
             if let (Some(c), false) = (&n.child, n.paused) {
                 signal(c.id(), "STOP")?;
@@ -323,7 +321,7 @@ impl Cluster {
     }
 
     /// SIGCONT.
-    pub fn resume(&mut self, id: i32) -> Result<(), ClusterError> {
+    pub(crate) fn resume(&mut self, id: i32) -> Result<(), ClusterError> {
         if let Some(n) = self.nodes.get_mut(&id) {
             if let (Some(c), true) = (&n.child, n.paused) {
                 signal(c.id(), "CONT")?;
@@ -334,7 +332,7 @@ impl Cluster {
     }
 
     /// Whether a running node's process exited on its own (a crash); reaps it.
-    pub fn crashed(&mut self) -> Vec<(i32, String)> {
+    pub(crate) fn crashed(&mut self) -> Vec<(i32, String)> {
         let mut out = Vec::new();
         for n in self.nodes.values_mut() {
             if let Some(c) = &mut n.child {
@@ -350,7 +348,7 @@ impl Cluster {
     }
 
     /// SIGTERM and wait up to `timeout`, then SIGKILL.
-    pub fn stop(&mut self, id: i32, timeout: Duration) -> Result<(), ClusterError> {
+    pub(crate) fn stop(&mut self, id: i32, timeout: Duration) -> Result<(), ClusterError> {
         self.resume(id)?;
         let Some(n) = self.nodes.get_mut(&id) else {
             return Ok(());
@@ -408,7 +406,7 @@ fn signal(pid: u32, signal: &'static str) -> Result<(), ClusterError> {
 }
 
 /// The last `lines` lines of a node's log.
-pub fn log_tail(node: &Node, lines: usize) -> String {
+pub(crate) fn log_tail(node: &Node, lines: usize) -> String {
     let text = std::fs::read_to_string(node.dir.join("server.log")).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

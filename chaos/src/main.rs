@@ -42,7 +42,10 @@ use workload::{Shared, Workload};
 
 /// The fault-injection soak.
 #[derive(Debug, Parser)]
-#[command(name = "chaos", about = "Fault-injection soak of a local cluster of `broker serve` processes")]
+#[command(
+    name = "chaos",
+    about = "Fault-injection soak of a local cluster of `broker serve` processes"
+)]
 struct Args {
     /// The `broker` binary the nodes run.
     #[arg(long)]
@@ -82,8 +85,11 @@ enum SoakError {
     Cluster(#[from] ClusterError),
     #[error("{0}")]
     Setup(String),
-    #[error("{}: {1}", .0.display())]
-    Io(PathBuf, std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("interrupted by a signal")]
     Interrupted,
 }
@@ -177,7 +183,10 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
             gap_ms: (1000, 3000),
         }
     };
-    std::fs::create_dir_all(dir).map_err(|e| SoakError::Io(dir.to_path_buf(), e))?;
+    std::fs::create_dir_all(dir).map_err(|source| SoakError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     println!(
         "cluster: {} controllers, {} brokers in {}; {faults} faults{}",
         args.controllers,
@@ -202,7 +211,11 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut anomalies = Vec::new();
-    let mut nemesis = Nemesis::new(StdRng::seed_from_u64(seed), timing, args.no_coordinator_faults);
+    let mut nemesis = Nemesis::new(
+        StdRng::seed_from_u64(seed),
+        timing,
+        args.no_coordinator_faults,
+    );
     let broker_addrs: Vec<String> = bootstrap.split(',').map(str::to_owned).collect();
     let faults_started = Instant::now();
     for i in 0..faults {
@@ -218,7 +231,10 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
         for (id, status) in cluster.crashed() {
             anomalies.push(Anomaly {
                 kind: "node-crash",
-                detail: format!("node {id} exited on its own ({status}); log tail:\n{}", cluster::log_tail(&cluster.nodes[&id], 20)),
+                detail: format!(
+                    "node {id} exited on its own ({status}); log tail:\n{}",
+                    cluster::log_tail(&cluster.nodes[&id], 20)
+                ),
             });
             cluster.restart(id)?;
         }
@@ -231,36 +247,69 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
         cluster.resume(*id)?;
         cluster.restart(*id)?;
     }
-    println!("[{:6.1}s] healed; stopping the workload", started.elapsed().as_secs_f64());
+    println!(
+        "[{:6.1}s] healed; stopping the workload",
+        started.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     workload.stop(&shared).await;
 
     // Convergence.
     let healed = Instant::now();
-    let partitions = match blocking(|| wait_converged(&bootstrap, broker_count, CONVERGENCE_BOUND)) {
-        Ok(p) => p,
+    let bound = if args.quick {
+        CONVERGENCE_BOUND / 2
+    } else {
+        CONVERGENCE_BOUND
+    };
+    let (converged, partitions) = blocking(|| wait_converged(&bootstrap, broker_count, bound));
+    let converged_after = healed.elapsed();
+    match converged {
+        Ok(()) => println!(
+            "[{:6.1}s] converged after {:.1} s: {} partitions led with full ISR",
+            started.elapsed().as_secs_f64(),
+            converged_after.as_secs_f64(),
+            partitions.len()
+        ),
         Err(e) => {
+            println!(
+                "[{:6.1}s] NOT converged within {} s: {e}",
+                started.elapsed().as_secs_f64(),
+                bound.as_secs()
+            );
             anomalies.push(Anomaly {
                 kind: "no-convergence",
-                detail: format!("within {} s: {e}", CONVERGENCE_BOUND.as_secs()),
+                detail: format!("within {} s: {e}", bound.as_secs()),
             });
-            Vec::new()
         }
-    };
-    let converged_after = healed.elapsed();
-    println!(
-        "[{:6.1}s] converged after {:.1} s ({} partitions led with full ISR)",
-        started.elapsed().as_secs_f64(),
-        converged_after.as_secs_f64(),
-        partitions.len()
-    );
+    }
 
     // Final reads and checks.
-    let acked = shared.acked.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let txns = shared.txns.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let samples = shared.samples.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let acked_commits = shared.acked_commits.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let group_reads = std::mem::take(&mut *shared.group_reads.lock().unwrap_or_else(PoisonError::into_inner));
+    let acked = shared
+        .acked
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let txns = shared
+        .txns
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let samples = shared
+        .samples
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let acked_commits = shared
+        .acked_commits
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let group_reads = std::mem::take(
+        &mut *shared
+            .group_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
 
     let final_offsets = blocking(|| final_committed_offsets(&bootstrap, Duration::from_secs(60)));
     let final_offsets = match final_offsets {
@@ -273,9 +322,20 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
             BTreeMap::new()
         }
     };
-    anomalies.extend(checker::check_offsets(&samples, &acked_commits, &final_offsets));
+    anomalies.extend(checker::check_offsets(
+        &samples,
+        &acked_commits,
+        &final_offsets,
+    ));
 
-    let acked_read = blocking(|| read_all(&bootstrap, workload::ACKED_TOPIC, workload::ACKED_PARTITIONS, Duration::from_secs(120)));
+    let acked_read = blocking(|| {
+        read_all(
+            &bootstrap,
+            workload::ACKED_TOPIC,
+            workload::ACKED_PARTITIONS,
+            Duration::from_secs(120),
+        )
+    });
     let mut acked_read_count = 0;
     match acked_read {
         Ok(log) => {
@@ -283,16 +343,29 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
             anomalies.extend(checker::check_acked(&acked, &log));
             anomalies.extend(checker::check_group_reads(&group_reads, &log));
         }
-        Err(e) => anomalies.push(Anomaly { kind: "read-stalled", detail: e }),
+        Err(e) => anomalies.push(Anomaly {
+            kind: "read-stalled",
+            detail: e,
+        }),
     }
-    let txn_read = blocking(|| read_all(&bootstrap, workload::TXN_TOPIC, workload::TXN_PARTITIONS, Duration::from_secs(120)));
+    let txn_read = blocking(|| {
+        read_all(
+            &bootstrap,
+            workload::TXN_TOPIC,
+            workload::TXN_PARTITIONS,
+            Duration::from_secs(120),
+        )
+    });
     let mut txn_read_count = 0;
     match txn_read {
         Ok(log) => {
             txn_read_count = log.values().map(Vec::len).sum::<usize>();
             anomalies.extend(checker::check_txns(&txns, &log));
         }
-        Err(e) => anomalies.push(Anomaly { kind: "read-stalled", detail: e }),
+        Err(e) => anomalies.push(Anomaly {
+            kind: "read-stalled",
+            detail: e,
+        }),
     }
 
     // Replicas, compared after a clean stop (brokers first: their controlled shutdown needs
@@ -311,7 +384,9 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
         }
         let mut logs: Vec<(i32, ReplicaLog)> = Vec::new();
         for r in replicas {
-            let Some(node) = cluster.nodes.get(r) else { continue };
+            let Some(node) = cluster.nodes.get(r) else {
+                continue;
+            };
             match replica_log(&node.data_dir(), topic, *p) {
                 Ok(l) => logs.push((*r, l)),
                 Err(e) => anomalies.push(Anomaly {
@@ -412,27 +487,38 @@ fn wait_for_brokers(bootstrap: &str, brokers: usize, timeout: Duration) -> Resul
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("only {seen} of {brokers} brokers registered within {timeout:?}"));
+            return Err(format!(
+                "only {seen} of {brokers} brokers registered within {timeout:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
 }
 
 fn create_topics(bootstrap: &str) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> =
-        workload::client_config(bootstrap).create().map_err(|e| e.to_string())?;
+    let admin: AdminClient<DefaultClientContext> = workload::client_config(bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Handle::current();
     for (name, partitions) in [
         (workload::ACKED_TOPIC, workload::ACKED_PARTITIONS),
         (workload::TXN_TOPIC, workload::TXN_PARTITIONS),
     ] {
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3))
+            .set("min.insync.replicas", "2");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let r = rt
-                .block_on(admin.create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
+                .block_on(admin.create_topics(
+                    [&topic],
+                    &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+                ))
                 .map_err(|e| e.to_string())
-                .and_then(|mut v| v.pop().ok_or_else(|| "no result".to_owned())?.map_err(|(_, e)| format!("{e:?}")));
+                .and_then(|mut v| {
+                    v.pop()
+                        .ok_or_else(|| "no result".to_owned())?
+                        .map_err(|(_, e)| format!("{e:?}"))
+                });
             match r {
                 Ok(_) => break,
                 Err(e) if e.contains("TopicAlreadyExists") => break,
@@ -441,29 +527,39 @@ fn create_topics(bootstrap: &str) -> Result<(), String> {
             }
         }
     }
-    wait_converged(bootstrap, 0, Duration::from_secs(60)).map(|_| ())
+    wait_converged(bootstrap, 0, Duration::from_secs(60)).0
 }
 
-/// `(topic, partition, replicas)` of every partition once all are led with a full ISR and
-/// `brokers` brokers are registered.
+/// `(topic, partition, replicas)` of every partition.
+type Partitions = Vec<(String, i32, Vec<i32>)>;
+
+/// Waits until every partition is led with a full ISR and `brokers` brokers are registered.
+/// Returns whether that happened (or what was still wrong at the deadline) and the partitions
+/// as last seen.
 fn wait_converged(
     bootstrap: &str,
     brokers: usize,
     timeout: Duration,
-) -> Result<Vec<(String, i32, Vec<i32>)>, String> {
+) -> (Result<(), String>, Partitions) {
     let deadline = Instant::now() + timeout;
-    let consumer = metadata_consumer(bootstrap).map_err(|e| e.to_string())?;
-    let mut last = String::new();
+    let consumer = match metadata_consumer(bootstrap) {
+        Ok(c) => c,
+        Err(e) => return (Err(e.to_string()), Vec::new()),
+    };
+    let mut seen = Vec::new();
     loop {
+        let last;
         match consumer.fetch_metadata(None, Duration::from_secs(5)) {
             Ok(md) => {
                 let mut out = Vec::new();
                 let mut bad = Vec::new();
                 if md.brokers().len() < brokers {
-                    bad.push(format!("{} of {brokers} brokers registered", md.brokers().len()));
+                    bad.push(format!(
+                        "{} of {brokers} brokers registered",
+                        md.brokers().len()
+                    ));
                 }
-                let wanted = [workload::ACKED_TOPIC, workload::TXN_TOPIC];
-                for w in wanted {
+                for w in [workload::ACKED_TOPIC, workload::TXN_TOPIC] {
                     if !md.topics().iter().any(|t| t.name() == w) {
                         bad.push(format!("{w} missing"));
                     }
@@ -478,20 +574,25 @@ fn wait_converged(
                         if p.leader() < 0 {
                             bad.push(format!("{}-{} has no leader", t.name(), p.id()));
                         } else if isr.len() < replicas.len() {
-                            bad.push(format!("{}-{} ISR {isr:?} of {replicas:?}", t.name(), p.id()));
+                            bad.push(format!(
+                                "{}-{} ISR {isr:?} of {replicas:?}",
+                                t.name(),
+                                p.id()
+                            ));
                         }
                         out.push((t.name().to_owned(), p.id(), replicas));
                     }
                 }
+                seen = out;
                 if bad.is_empty() {
-                    return Ok(out);
+                    return (Ok(()), seen);
                 }
                 last = bad.join("; ");
             }
             Err(e) => last = e.to_string(),
         }
         if Instant::now() > deadline {
-            return Err(last);
+            return (Err(last), seen);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -506,7 +607,9 @@ async fn find_coordinators(brokers: &[String]) -> Option<BTreeSet<i32>> {
     let mut out = BTreeSet::new();
     'key: for (key_type, key) in keys {
         for addr in brokers {
-            let Ok(mut c) = KafkaConnection::connect(addr, "chaos-nemesis", Duration::from_secs(2)).await else {
+            let Ok(mut c) =
+                KafkaConnection::connect(addr, "chaos-nemesis", Duration::from_secs(2)).await
+            else {
                 continue;
             };
             let req = FindCoordinatorRequest::default()
@@ -524,7 +627,10 @@ async fn find_coordinators(brokers: &[String]) -> Option<BTreeSet<i32>> {
     Some(out)
 }
 
-fn final_committed_offsets(bootstrap: &str, timeout: Duration) -> Result<checker::OffsetSample, String> {
+fn final_committed_offsets(
+    bootstrap: &str,
+    timeout: Duration,
+) -> Result<checker::OffsetSample, String> {
     let consumer = workload::offsets_reader(bootstrap).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     loop {
@@ -538,7 +644,12 @@ fn final_committed_offsets(bootstrap: &str, timeout: Duration) -> Result<checker
 }
 
 /// Every record of `topic` under read_committed, up to the high watermarks taken first.
-fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration) -> Result<Log, String> {
+fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<Log, String> {
     let consumer: BaseConsumer = workload::client_config(bootstrap)
         .set("group.id", "chaos-checker")
         .set("enable.auto.commit", "false")
@@ -555,18 +666,25 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration) ->
                     ends.insert(p, high);
                     break;
                 }
-                Err(e) if Instant::now() > deadline => return Err(format!("{topic}-{p} watermarks: {e}")),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("{topic}-{p} watermarks: {e}"))
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(500)),
             }
         }
     }
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let mut out: Log = (0..partitions).map(|p| (p, Vec::new())).collect();
-    let mut done: BTreeSet<i32> = ends.iter().filter(|(_, e)| **e == 0).map(|(p, _)| *p).collect();
+    let mut done: BTreeSet<i32> = ends
+        .iter()
+        .filter(|(_, e)| **e == 0)
+        .map(|(p, _)| *p)
+        .collect();
     let position = |p: i32| -> i64 {
         consumer
             .position()
@@ -581,11 +699,16 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32, timeout: Duration) ->
     while done.len() < partitions as usize {
         if Instant::now() > deadline {
             let at: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, position(p))).collect();
-            return Err(format!("reading {topic} stalled at positions {at:?} of high watermarks {ends:?}"));
+            return Err(format!(
+                "reading {topic} stalled at positions {at:?} of high watermarks {ends:?}"
+            ));
         }
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
-                let value = m.payload().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+                let value = m
+                    .payload()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
                 if let Some(v) = out.get_mut(&m.partition()) {
                     v.push((m.offset(), value));
                 }

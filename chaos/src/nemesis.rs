@@ -24,7 +24,7 @@ use crate::proxy::{Block, Endpoint, NetState};
 
 /// One fault, as drawn.
 #[derive(Debug, Clone)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// SIGKILL a node; restart it when healing.
     Kill(i32),
     /// SIGSTOP a node; SIGCONT it when healing.
@@ -35,21 +35,21 @@ pub enum Fault {
 
 /// Fault timings.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// How long a fault lasts, in ms (uniform in the range).
-    pub hold_ms: (u64, u64),
+    pub(crate) hold_ms: (u64, u64),
     /// The pause between healing and the next fault, in ms.
-    pub gap_ms: (u64, u64),
+    pub(crate) gap_ms: (u64, u64),
 }
 
 /// The fault schedule and what was done.
 #[derive(Debug)]
-pub struct Nemesis {
+pub(crate) struct Nemesis {
     rng: StdRng,
     timing: Timing,
     no_coordinator_faults: bool,
     /// Faults injected, by kind.
-    pub counts: BTreeMap<String, u64>,
+    pub(crate) counts: BTreeMap<String, u64>,
 }
 
 const KINDS: &[(&str, u32)] = &[
@@ -67,7 +67,7 @@ const KINDS: &[(&str, u32)] = &[
 
 impl Nemesis {
     /// A nemesis drawing from `rng`.
-    pub fn new(rng: StdRng, timing: Timing, no_coordinator_faults: bool) -> Self {
+    pub(crate) fn new(rng: StdRng, timing: Timing, no_coordinator_faults: bool) -> Self {
         Nemesis {
             rng,
             timing,
@@ -97,7 +97,7 @@ impl Nemesis {
     /// transactional id (`None`: unknown, so every broker counts as one when they are
     /// spared). Returns the kind's name (with `/cut` or `/blackhole` for partitions) and the
     /// fault; draws again when a kind has no allowed target.
-    pub fn draw(
+    pub(crate) fn draw(
         &mut self,
         cluster: &Cluster,
         coordinators: Option<&BTreeSet<i32>>,
@@ -114,12 +114,20 @@ impl Nemesis {
         for _ in 0..100 {
             let kind = self.kind();
             let pick = |rng: &mut StdRng, from: &[i32]| -> Option<i32> {
-                let allowed: Vec<i32> = from.iter().copied().filter(|i| !spared.contains(i)).collect();
+                let allowed: Vec<i32> = from
+                    .iter()
+                    .copied()
+                    .filter(|i| !spared.contains(i))
+                    .collect();
                 (!allowed.is_empty()).then(|| allowed[rng.random_range(0..allowed.len())])
             };
-            let coordinator_list: Vec<i32> = coordinators.map(|c| c.iter().copied().collect()).unwrap_or_default();
+            let coordinator_list: Vec<i32> = coordinators
+                .map(|c| c.iter().copied().collect())
+                .unwrap_or_default();
             let target = match kind {
-                "kill-broker" | "pause-broker" | "partition-clients" => pick(&mut self.rng, &brokers),
+                "kill-broker" | "pause-broker" | "partition-clients" => {
+                    pick(&mut self.rng, &brokers)
+                }
                 "kill-controller" | "pause-controller" => pick(&mut self.rng, &controllers),
                 "kill-coordinator" | "pause-coordinator" => pick(&mut self.rng, &coordinator_list),
                 _ => None,
@@ -136,9 +144,14 @@ impl Nemesis {
             let nodes: Vec<i32> = cluster.nodes.keys().copied().collect();
             let fault = match kind {
                 "kill-broker" | "kill-controller" | "kill-coordinator" => target.map(Fault::Kill),
-                "pause-broker" | "pause-controller" | "pause-coordinator" => target.map(Fault::Pause),
+                "pause-broker" | "pause-controller" | "pause-coordinator" => {
+                    target.map(Fault::Pause)
+                }
                 "partition-clients" => target.map(|t| {
-                    Fault::Partition(NetState::split((&[Endpoint::Client], &[Endpoint::Node(t)]), how))
+                    Fault::Partition(NetState::split(
+                        (&[Endpoint::Client], &[Endpoint::Node(t)]),
+                        how,
+                    ))
                 }),
                 "partition-isolate" => pick(&mut self.rng, &nodes).map(|t| {
                     let rest: Vec<Endpoint> = nodes
@@ -157,7 +170,11 @@ impl Nemesis {
                     let (a, b) = shuffled.split_at(cut.min(shuffled.len()));
                     // The clients go with the side holding every spared node; when the
                     // spared nodes are split, draw again.
-                    let spared_in = |side: &[i32]| spared.iter().all(|s| side.contains(s) || Some(*s) == bridge);
+                    let spared_in = |side: &[i32]| {
+                        spared
+                            .iter()
+                            .all(|s| side.contains(s) || Some(*s) == bridge)
+                    };
                     let clients_with_a = if spared.is_empty() {
                         self.rng.random_bool(0.5)
                     } else if spared_in(a) {
@@ -192,14 +209,20 @@ impl Nemesis {
     }
 
     /// Injects `fault`, holds it, heals it, waits the gap.
-    pub async fn run(
+    pub(crate) async fn run(
         &mut self,
         cluster: &mut Cluster,
         name: &str,
         fault: &Fault,
     ) -> Result<(), ClusterError> {
-        let hold = Duration::from_millis(self.rng.random_range(self.timing.hold_ms.0..=self.timing.hold_ms.1));
-        let gap = Duration::from_millis(self.rng.random_range(self.timing.gap_ms.0..=self.timing.gap_ms.1));
+        let hold = Duration::from_millis(
+            self.rng
+                .random_range(self.timing.hold_ms.0..=self.timing.hold_ms.1),
+        );
+        let gap = Duration::from_millis(
+            self.rng
+                .random_range(self.timing.gap_ms.0..=self.timing.gap_ms.1),
+        );
         *self.counts.entry(name.to_owned()).or_default() += 1;
         match fault {
             Fault::Kill(id) => cluster.kill(*id)?,
@@ -218,7 +241,7 @@ impl Nemesis {
 }
 
 /// A one-line description of a fault.
-pub fn describe(fault: &Fault) -> String {
+pub(crate) fn describe(fault: &Fault) -> String {
     match fault {
         Fault::Kill(id) => format!("SIGKILL n{id}"),
         Fault::Pause(id) => format!("SIGSTOP n{id}"),

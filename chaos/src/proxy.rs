@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 /// The source or destination of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// A cluster node, by id.
     Node(i32),
     /// Any process that is not a node: the workload's clients, the checker.
@@ -41,7 +41,7 @@ impl std::fmt::Display for Endpoint {
 
 /// How a blocked pair misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Block {
+pub(crate) enum Block {
     /// Connections are closed (as by a RST); new ones are closed on accept.
     Cut,
     /// Nothing flows; connections stay open and resume when healed.
@@ -50,14 +50,14 @@ pub enum Block {
 
 /// Which `(source, destination)` pairs are blocked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetState {
+pub(crate) struct NetState {
     /// Blocked pairs (directional: a symmetric partition holds both directions).
-    pub blocked: BTreeMap<(Endpoint, Endpoint), Block>,
+    pub(crate) blocked: BTreeMap<(Endpoint, Endpoint), Block>,
 }
 
 impl NetState {
     /// How traffic from `src` to `dst` is blocked, if at all. A node always reaches itself.
-    pub fn block(&self, src: Endpoint, dst: Endpoint) -> Option<Block> {
+    pub(crate) fn block(&self, src: Endpoint, dst: Endpoint) -> Option<Block> {
         if src == dst {
             return None;
         }
@@ -65,7 +65,7 @@ impl NetState {
     }
 
     /// Blocks every pair across two sides, both directions.
-    pub fn split(sides: (&[Endpoint], &[Endpoint]), how: Block) -> Self {
+    pub(crate) fn split(sides: (&[Endpoint], &[Endpoint]), how: Block) -> Self {
         let mut blocked = BTreeMap::new();
         for a in sides.0 {
             for b in sides.1 {
@@ -81,7 +81,7 @@ impl NetState {
 
 /// The shared state of all proxies: the current partitions and the node processes' pids.
 #[derive(Debug)]
-pub struct Network {
+pub(crate) struct Network {
     state: watch::Sender<NetState>,
     pids: Mutex<HashMap<u32, i32>>,
     /// Connections accepted, refused (cut on accept) and cut while open.
@@ -90,15 +90,15 @@ pub struct Network {
 
 /// What the proxies did.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ProxyCounters {
+pub(crate) struct ProxyCounters {
     /// Connections accepted and forwarded.
-    pub forwarded: u64,
+    pub(crate) forwarded: u64,
     /// Connections closed on accept because their pair was cut.
-    pub refused: u64,
+    pub(crate) refused: u64,
     /// Open connections closed because their pair became cut.
-    pub cut: u64,
+    pub(crate) cut: u64,
     /// Connections identified as a node's.
-    pub from_nodes: u64,
+    pub(crate) from_nodes: u64,
 }
 
 impl Default for Network {
@@ -113,22 +113,17 @@ impl Default for Network {
 
 impl Network {
     /// Replaces the partitions in force.
-    pub fn set(&self, state: NetState) {
+    pub(crate) fn set(&self, state: NetState) {
         self.state.send_replace(state);
     }
 
     /// Heals every partition.
-    pub fn heal(&self) {
+    pub(crate) fn heal(&self) {
         self.set(NetState::default());
     }
 
-    /// The partitions in force.
-    pub fn current(&self) -> NetState {
-        self.state.borrow().clone()
-    }
-
     /// Records that `pid` is node `id`'s process.
-    pub fn register(&self, pid: u32, id: i32) {
+    pub(crate) fn register(&self, pid: u32, id: i32) {
         self.pids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -136,7 +131,7 @@ impl Network {
     }
 
     /// Forgets a dead process.
-    pub fn unregister(&self, pid: u32) {
+    pub(crate) fn unregister(&self, pid: u32) {
         self.pids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -144,7 +139,7 @@ impl Network {
     }
 
     /// What the proxies did so far.
-    pub fn counters(&self) -> ProxyCounters {
+    pub(crate) fn counters(&self) -> ProxyCounters {
         *self.counters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -153,7 +148,7 @@ impl Network {
     }
 
     /// The source of a connection accepted on `proxy_port` from `127.0.0.1:peer_port`.
-    pub fn identify(&self, peer_port: u16, proxy_port: u16) -> Endpoint {
+    pub(crate) fn identify(&self, peer_port: u16, proxy_port: u16) -> Endpoint {
         let Some(inode) = socket_inode(peer_port, proxy_port) else {
             return Endpoint::Client;
         };
@@ -170,8 +165,7 @@ impl Network {
                 continue;
             };
             for fd in fds.flatten() {
-                if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == needle.as_str())
-                {
+                if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == needle.as_str()) {
                     return Endpoint::Node(id);
                 }
             }
@@ -208,7 +202,7 @@ fn parse_socket_inode(table: &str, local_port: u16, remote_port: u16) -> Option<
 
 /// Runs a proxy for node `node` on `listener`, forwarding to `upstream`, until the runtime
 /// stops.
-pub fn spawn(listener: TcpListener, node: i32, upstream: SocketAddr, net: Arc<Network>) {
+pub(crate) fn spawn(listener: TcpListener, node: i32, upstream: SocketAddr, net: Arc<Network>) {
     tokio::spawn(async move {
         let proxy_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         loop {

@@ -22,50 +22,50 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::checker::{acked_value, txn_value, Ack, OffsetSample, Outcome, Txn};
 
 /// The idempotent producer's topic.
-pub const ACKED_TOPIC: &str = "chaos-acked";
+pub(crate) const ACKED_TOPIC: &str = "chaos-acked";
 /// Its partitions.
-pub const ACKED_PARTITIONS: i32 = 3;
+pub(crate) const ACKED_PARTITIONS: i32 = 3;
 /// The transactional producers' topic.
-pub const TXN_TOPIC: &str = "chaos-txn";
+pub(crate) const TXN_TOPIC: &str = "chaos-txn";
 /// Its partitions.
-pub const TXN_PARTITIONS: i32 = 4;
+pub(crate) const TXN_PARTITIONS: i32 = 4;
 /// The consumer group (it consumes [`ACKED_TOPIC`]).
-pub const GROUP: &str = "chaos-group";
+pub(crate) const GROUP: &str = "chaos-group";
 /// Group members.
-pub const MEMBERS: usize = 3;
+pub(crate) const MEMBERS: usize = 3;
 /// Transactional producers (`chaos-txn-<i>`).
-pub const TXN_PRODUCERS: u32 = 2;
+pub(crate) const TXN_PRODUCERS: u32 = 2;
 
 /// The transactional id of transactional producer `i`.
-pub fn transactional_id(i: u32) -> String {
+pub(crate) fn transactional_id(i: u32) -> String {
     format!("chaos-txn-{i}")
 }
 
 /// Everything the workload observed, shared between its threads.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Set to stop every client.
-    pub stop: AtomicBool,
+    pub(crate) stop: AtomicBool,
     /// Records acknowledged to the idempotent producer.
-    pub acked: Mutex<Vec<Ack>>,
+    pub(crate) acked: Mutex<Vec<Ack>>,
     /// Records whose delivery failed (not acknowledged; they may or may not be in the log).
-    pub produce_failed: AtomicU64,
+    pub(crate) produce_failed: AtomicU64,
     /// Idempotent producers replaced after a fatal error.
-    pub producer_sessions: AtomicU64,
+    pub(crate) producer_sessions: AtomicU64,
     /// Transactions and how they ended.
-    pub txns: Mutex<Vec<Txn>>,
+    pub(crate) txns: Mutex<Vec<Txn>>,
     /// Transactional producers replaced after a fatal error.
-    pub txn_producer_restarts: AtomicU64,
+    pub(crate) txn_producer_restarts: AtomicU64,
     /// Committed-offset samples of the group, in time order.
-    pub samples: Mutex<Vec<OffsetSample>>,
+    pub(crate) samples: Mutex<Vec<OffsetSample>>,
     /// The highest offset a commit of which was acknowledged to a member, per partition.
-    pub acked_commits: Mutex<BTreeMap<i32, i64>>,
+    pub(crate) acked_commits: Mutex<BTreeMap<i32, i64>>,
     /// Commits acknowledged / failed.
-    pub commits_ok: AtomicU64,
+    pub(crate) commits_ok: AtomicU64,
     /// Commits that failed.
-    pub commits_failed: AtomicU64,
+    pub(crate) commits_failed: AtomicU64,
     /// `(partition, offset, value)` of every record a group member consumed.
-    pub group_reads: Mutex<Vec<(i32, i64, String)>>,
+    pub(crate) group_reads: Mutex<Vec<(i32, i64, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -79,7 +79,7 @@ impl Shared {
 }
 
 /// A client configuration for the cluster.
-pub fn client_config(bootstrap: &str) -> ClientConfig {
+pub(crate) fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("topic.metadata.refresh.interval.ms", "2000")
@@ -89,14 +89,14 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
 }
 
 /// The running clients.
-pub struct Workload {
+pub(crate) struct Workload {
     threads: Vec<std::thread::JoinHandle<()>>,
     producer: tokio::task::JoinHandle<()>,
 }
 
 impl Workload {
     /// Starts every client.
-    pub fn start(bootstrap: &str, shared: &Arc<Shared>, seed: u64) -> Self {
+    pub(crate) fn start(bootstrap: &str, shared: &Arc<Shared>, seed: u64) -> Self {
         let producer = tokio::spawn(run_producer(bootstrap.to_owned(), Arc::clone(shared)));
         let mut threads = Vec::new();
         for i in 0..TXN_PRODUCERS {
@@ -115,7 +115,7 @@ impl Workload {
     }
 
     /// Stops every client and waits for them.
-    pub async fn stop(self, shared: &Shared) {
+    pub(crate) async fn stop(self, shared: &Shared) {
         shared.stop.store(true, Ordering::Relaxed);
         let _ = self.producer.await;
         let threads = self.threads;
@@ -201,7 +201,10 @@ async fn run_producer(bootstrap: String, shared: Arc<Shared>) {
     while inflight.join_next().await.is_some() {}
 }
 
-fn txn_producer(bootstrap: &str, id: u32) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
+fn txn_producer(
+    bootstrap: &str,
+    id: u32,
+) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
     let p: ThreadedProducer<DefaultProducerContext> = client_config(bootstrap)
         .set("transactional.id", transactional_id(id))
         .set("transaction.timeout.ms", "20000")
@@ -374,7 +377,7 @@ fn run_member(bootstrap: &str, shared: &Shared, member: usize) {
 
 /// The group's committed offsets of [`ACKED_TOPIC`] (OffsetFetch), `None` per partition
 /// without one; `Err` when the coordinator did not answer.
-pub fn committed_offsets(consumer: &BaseConsumer) -> Result<OffsetSample, KafkaError> {
+pub(crate) fn committed_offsets(consumer: &BaseConsumer) -> Result<OffsetSample, KafkaError> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..ACKED_PARTITIONS {
         tpl.add_partition(ACKED_TOPIC, p);
@@ -399,7 +402,7 @@ pub fn committed_offsets(consumer: &BaseConsumer) -> Result<OffsetSample, KafkaE
 }
 
 /// A consumer in [`GROUP`] that never joins it, for OffsetFetch.
-pub fn offsets_reader(bootstrap: &str) -> Result<BaseConsumer, KafkaError> {
+pub(crate) fn offsets_reader(bootstrap: &str) -> Result<BaseConsumer, KafkaError> {
     client_config(bootstrap)
         .set("group.id", GROUP)
         .set("client.id", "chaos-offsets-sampler")
