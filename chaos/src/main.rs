@@ -716,10 +716,10 @@ fn read_all(
                     done.insert(m.partition());
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if position(p) >= ends.get(&p).copied().unwrap_or(0) {
-                    done.insert(p);
-                }
+            Some(Err(KafkaError::PartitionEOF(p)))
+                if position(p) >= ends.get(&p).copied().unwrap_or(0) =>
+            {
+                done.insert(p);
             }
             _ => {}
         }
