@@ -420,8 +420,8 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
         println!("  {k:32} {n}");
     }
     println!(
-        "proxies: {} connections forwarded ({} from nodes), {} refused, {} cut",
-        counters.forwarded, counters.from_nodes, counters.refused, counters.cut
+        "proxies: {} connections accepted ({} from nodes, the rest from clients), {} forwarded, {} refused (cut pair), {} cut while open",
+        counters.accepted, counters.from_nodes, counters.forwarded, counters.refused, counters.cut
     );
     println!(
         "idempotent producer: {} acknowledged, {} failed, {} sessions; {} records read back",

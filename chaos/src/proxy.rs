@@ -91,7 +91,9 @@ pub(crate) struct Network {
 /// What the proxies did.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ProxyCounters {
-    /// Connections accepted and forwarded.
+    /// Connections accepted.
+    pub(crate) accepted: u64,
+    /// Connections forwarded to the node.
     pub(crate) forwarded: u64,
     /// Connections closed on accept because their pair was cut.
     pub(crate) refused: u64,
@@ -213,9 +215,10 @@ pub(crate) fn spawn(listener: TcpListener, node: i32, upstream: SocketAddr, net:
             let net = Arc::clone(&net);
             tokio::spawn(async move {
                 let src = net.identify(peer.port(), proxy_port);
-                if matches!(src, Endpoint::Node(_)) {
-                    net.count(|c| c.from_nodes += 1);
-                }
+                net.count(|c| {
+                    c.accepted += 1;
+                    c.from_nodes += u64::from(matches!(src, Endpoint::Node(_)));
+                });
                 serve(stream, src, Endpoint::Node(node), upstream, net).await;
             });
         }
