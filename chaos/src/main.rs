@@ -206,7 +206,17 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
     blocking(|| create_topics(&bootstrap)).map_err(SoakError::Setup)?;
     println!("cluster up after {:.1} s", started.elapsed().as_secs_f64());
 
-    let shared = Arc::new(Shared::default());
+    let broker_addrs: Vec<String> = bootstrap.split(',').map(str::to_owned).collect();
+    let names = colocated_names(&broker_addrs).await;
+    println!(
+        "group {}, transactional ids {}; coordinators at start: {}",
+        names.group,
+        names.txn_ids.join(", "),
+        find_coordinators(&broker_addrs, &names)
+            .await
+            .map_or("unknown".to_owned(), |c| format!("{c:?}"))
+    );
+    let shared = Arc::new(Shared::new(names.clone()));
     let workload = Workload::start(&bootstrap, &shared, seed);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -216,10 +226,9 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
         timing,
         args.no_coordinator_faults,
     );
-    let broker_addrs: Vec<String> = bootstrap.split(',').map(str::to_owned).collect();
     let faults_started = Instant::now();
     for i in 0..faults {
-        let coordinators = find_coordinators(&broker_addrs).await;
+        let coordinators = find_coordinators(&broker_addrs, &names).await;
         let (name, fault) = nemesis.draw(&cluster, coordinators.as_ref());
         println!(
             "[{:6.1}s] fault {:3}: {name:28} {}",
@@ -311,13 +320,14 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
             .unwrap_or_else(PoisonError::into_inner),
     );
 
-    let final_offsets = blocking(|| final_committed_offsets(&bootstrap, Duration::from_secs(60)));
+    let final_offsets =
+        blocking(|| final_committed_offsets(&bootstrap, &names.group, Duration::from_secs(60)));
     let final_offsets = match final_offsets {
         Ok(o) => o,
         Err(e) => {
             anomalies.push(Anomaly {
                 kind: "offsets-unreadable",
-                detail: format!("OffsetFetch of {} after healing: {e}", workload::GROUP),
+                detail: format!("OffsetFetch of {} after healing: {e}", names.group),
             });
             BTreeMap::new()
         }
@@ -598,12 +608,26 @@ fn wait_converged(
     }
 }
 
-async fn find_coordinators(brokers: &[String]) -> Option<BTreeSet<i32>> {
+/// The first variant of the group and transactional ids whose coordinators are one broker
+/// (variant 0 when none of the first 100 is, or FindCoordinator keeps failing).
+async fn colocated_names(brokers: &[String]) -> workload::Names {
+    for k in 0..100 {
+        let names = workload::Names::variant(k);
+        match find_coordinators(brokers, &names).await {
+            Some(c) if c.len() == 1 => return names,
+            Some(_) => {}
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    workload::Names::variant(0)
+}
+
+async fn find_coordinators(brokers: &[String], names: &workload::Names) -> Option<BTreeSet<i32>> {
     use broker_embedded::client::KafkaConnection;
     use kafka_protocol::messages::FindCoordinatorRequest;
     use kafka_protocol::protocol::StrBytes;
-    let mut keys = vec![(0i8, workload::GROUP.to_owned())];
-    keys.extend((0..workload::TXN_PRODUCERS).map(|i| (1i8, workload::transactional_id(i))));
+    let mut keys = vec![(0i8, names.group.clone())];
+    keys.extend(names.txn_ids.iter().map(|t| (1i8, t.clone())));
     let mut out = BTreeSet::new();
     'key: for (key_type, key) in keys {
         for addr in brokers {
@@ -629,9 +653,10 @@ async fn find_coordinators(brokers: &[String]) -> Option<BTreeSet<i32>> {
 
 fn final_committed_offsets(
     bootstrap: &str,
+    group: &str,
     timeout: Duration,
 ) -> Result<checker::OffsetSample, String> {
-    let consumer = workload::offsets_reader(bootstrap).map_err(|e| e.to_string())?;
+    let consumer = workload::offsets_reader(bootstrap, group).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     loop {
         match workload::committed_offsets(&consumer) {

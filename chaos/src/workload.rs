@@ -29,21 +29,40 @@ pub(crate) const ACKED_PARTITIONS: i32 = 3;
 pub(crate) const TXN_TOPIC: &str = "chaos-txn";
 /// Its partitions.
 pub(crate) const TXN_PARTITIONS: i32 = 4;
-/// The consumer group (it consumes [`ACKED_TOPIC`]).
-pub(crate) const GROUP: &str = "chaos-group";
 /// Group members.
 pub(crate) const MEMBERS: usize = 3;
 /// Transactional producers (`chaos-txn-<i>`).
 pub(crate) const TXN_PRODUCERS: u32 = 2;
 
-/// The transactional id of transactional producer `i`.
-pub(crate) fn transactional_id(i: u32) -> String {
-    format!("chaos-txn-{i}")
+/// The consumer group's id (it consumes [`ACKED_TOPIC`]) and the transactional ids: variant
+/// `k` is `chaos-group-<k>` and `chaos-txn-<i>-<k>` (the variant last: ids differing only in
+/// their last character hash to neighbouring coordinator partitions). The soak picks a variant whose
+/// coordinators share one broker, so that sparing the coordinators spares one broker only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Names {
+    /// `group.id`.
+    pub(crate) group: String,
+    /// `transactional.id` of each transactional producer.
+    pub(crate) txn_ids: Vec<String>,
+}
+
+impl Names {
+    /// Variant `k`.
+    pub(crate) fn variant(k: u32) -> Self {
+        Names {
+            group: format!("chaos-group-{k}"),
+            txn_ids: (0..TXN_PRODUCERS)
+                .map(|i| format!("chaos-txn-{i}-{k}"))
+                .collect(),
+        }
+    }
 }
 
 /// Everything the workload observed, shared between its threads.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
+    /// The group and transactional ids.
+    pub(crate) names: Names,
     /// Set to stop every client.
     pub(crate) stop: AtomicBool,
     /// Records acknowledged to the idempotent producer.
@@ -72,7 +91,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl Default for Names {
+    fn default() -> Self {
+        Names::variant(0)
+    }
+}
+
 impl Shared {
+    /// Nothing observed yet.
+    pub(crate) fn new(names: Names) -> Self {
+        Shared {
+            names,
+            ..Shared::default()
+        }
+    }
+
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -203,10 +236,10 @@ async fn run_producer(bootstrap: String, shared: Arc<Shared>) {
 
 fn txn_producer(
     bootstrap: &str,
-    id: u32,
+    transactional_id: &str,
 ) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
     let p: ThreadedProducer<DefaultProducerContext> = client_config(bootstrap)
-        .set("transactional.id", transactional_id(id))
+        .set("transactional.id", transactional_id)
         .set("transaction.timeout.ms", "20000")
         .set("message.timeout.ms", "15000")
         .set("linger.ms", "5")
@@ -231,7 +264,7 @@ fn run_txn_producer(bootstrap: &str, shared: &Shared, id: u32, seed: u64) {
     let timeout = Duration::from_secs(10);
     while !shared.stopped() {
         if producer.is_none() {
-            match txn_producer(bootstrap, id) {
+            match txn_producer(bootstrap, &shared.names.txn_ids[id as usize]) {
                 Ok(p) => {
                     shared.txn_producer_restarts.fetch_add(1, Ordering::Relaxed);
                     producer = Some(p);
@@ -311,7 +344,7 @@ fn run_txn_producer(bootstrap: &str, shared: &Shared, id: u32, seed: u64) {
 /// second (synchronously) and records what it read and which commits were acknowledged.
 fn run_member(bootstrap: &str, shared: &Shared, member: usize) {
     let consumer: BaseConsumer = match client_config(bootstrap)
-        .set("group.id", GROUP)
+        .set("group.id", &shared.names.group)
         .set("client.id", format!("chaos-member-{member}"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -401,10 +434,10 @@ pub(crate) fn committed_offsets(consumer: &BaseConsumer) -> Result<OffsetSample,
     Ok(out)
 }
 
-/// A consumer in [`GROUP`] that never joins it, for OffsetFetch.
-pub(crate) fn offsets_reader(bootstrap: &str) -> Result<BaseConsumer, KafkaError> {
+/// A consumer in `group` that never joins it, for OffsetFetch.
+pub(crate) fn offsets_reader(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
     client_config(bootstrap)
-        .set("group.id", GROUP)
+        .set("group.id", group)
         .set("client.id", "chaos-offsets-sampler")
         .set("enable.auto.commit", "false")
         .create()
@@ -412,7 +445,7 @@ pub(crate) fn offsets_reader(bootstrap: &str) -> Result<BaseConsumer, KafkaError
 
 /// Samples the group's committed offsets every 500 ms.
 fn run_sampler(bootstrap: &str, shared: &Shared) {
-    let Ok(consumer) = offsets_reader(bootstrap) else {
+    let Ok(consumer) = offsets_reader(bootstrap, &shared.names.group) else {
         return;
     };
     while !shared.stopped() {
