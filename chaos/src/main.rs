@@ -461,7 +461,24 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
     for a in &anomalies {
         by_kind.entry(a.kind).or_default().push(a);
     }
-    println!("anomalies: {}", anomalies.len());
+    let listing: String = anomalies
+        .iter()
+        .map(|a| format!("{}: {}\n", a.kind, a.detail))
+        .collect();
+    let list_path = dir.join("anomalies.txt");
+    let listed = std::fs::write(&list_path, listing).is_ok();
+    println!(
+        "anomalies: {}{}",
+        anomalies.len(),
+        if listed {
+            format!(
+                " (all of them in {}; up to 5 of each kind below)",
+                list_path.display()
+            )
+        } else {
+            String::new()
+        }
+    );
     for (k, v) in &by_kind {
         println!("  {k:32} {}", v.len());
         for a in v.iter().take(5) {
