@@ -229,7 +229,11 @@ async fn soak(args: &Args, seed: u64, dir: &Path) -> Result<Vec<Anomaly>, SoakEr
     let faults_started = Instant::now();
     for i in 0..faults {
         let coordinators = find_coordinators(&broker_addrs, &names).await;
-        let (name, fault) = nemesis.draw(&cluster, coordinators.as_ref());
+        let (name, fault) = nemesis.draw(
+            &cluster.broker_ids(),
+            &cluster.controller_ids(),
+            coordinators.as_ref(),
+        );
         println!(
             "[{:6.1}s] fault {:3}: {name:28} {}",
             started.elapsed().as_secs_f64(),

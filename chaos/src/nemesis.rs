@@ -93,17 +93,16 @@ impl Nemesis {
         "partition-isolate"
     }
 
-    /// Draws the next fault. `coordinators`: the brokers that coordinate the group or a
+    /// Draws the next fault against the cluster's broker and controller ids. `coordinators`: the brokers that coordinate the group or a
     /// transactional id (`None`: unknown, so every broker counts as one when they are
     /// spared). Returns the kind's name (with `/cut` or `/blackhole` for partitions) and the
     /// fault; draws again when a kind has no allowed target.
     pub(crate) fn draw(
         &mut self,
-        cluster: &Cluster,
+        brokers: &[i32],
+        controllers: &[i32],
         coordinators: Option<&BTreeSet<i32>>,
     ) -> (String, Fault) {
-        let brokers = cluster.broker_ids();
-        let controllers = cluster.controller_ids();
         let all_coordinators: BTreeSet<i32> = brokers.iter().copied().collect();
         let coords = coordinators.unwrap_or(&all_coordinators);
         let spared: BTreeSet<i32> = if self.no_coordinator_faults {
@@ -126,9 +125,9 @@ impl Nemesis {
                 .unwrap_or_default();
             let target = match kind {
                 "kill-broker" | "pause-broker" | "partition-clients" => {
-                    pick(&mut self.rng, &brokers)
+                    pick(&mut self.rng, brokers)
                 }
-                "kill-controller" | "pause-controller" => pick(&mut self.rng, &controllers),
+                "kill-controller" | "pause-controller" => pick(&mut self.rng, controllers),
                 "kill-coordinator" | "pause-coordinator" => pick(&mut self.rng, &coordinator_list),
                 _ => None,
             };
@@ -141,7 +140,9 @@ impl Nemesis {
                 Block::Cut => "cut",
                 Block::Blackhole => "blackhole",
             };
-            let nodes: Vec<i32> = cluster.nodes.keys().copied().collect();
+            let mut nodes: Vec<i32> = brokers.iter().chain(controllers).copied().collect();
+            nodes.sort_unstable();
+            nodes.dedup();
             let fault = match kind {
                 "kill-broker" | "kill-controller" | "kill-coordinator" => target.map(Fault::Kill),
                 "pause-broker" | "pause-controller" | "pause-coordinator" => {
@@ -255,5 +256,79 @@ pub(crate) fn describe(fault: &Fault) -> String {
             pairs.sort();
             format!("block {}", pairs.join(" "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn nemesis(seed: u64, spare: bool) -> Nemesis {
+        let timing = Timing {
+            hold_ms: (0, 0),
+            gap_ms: (0, 0),
+        };
+        Nemesis::new(StdRng::seed_from_u64(seed), timing, spare)
+    }
+
+    /// Sparing the coordinators: over many draws, the coordinator (node 5) is never killed,
+    /// paused or cut off from the clients, while every other kind of fault still happens.
+    #[test]
+    fn spared_coordinators_are_never_faulted_and_draws_replay_from_the_seed() {
+        let (brokers, controllers) = ([4, 5, 6], [1, 2, 3]);
+        let coordinators: BTreeSet<i32> = [5].into_iter().collect();
+        let mut n = nemesis(7, true);
+        let mut kinds = BTreeSet::new();
+        for _ in 0..2000 {
+            let (name, fault) = n.draw(&brokers, &controllers, Some(&coordinators));
+            kinds.insert(name.split('/').next().unwrap_or_default().to_owned());
+            match fault {
+                Fault::Kill(id) | Fault::Pause(id) => assert_ne!(id, 5, "{name}"),
+                Fault::Partition(state) => {
+                    assert_eq!(
+                        state.block(Endpoint::Client, Endpoint::Node(5)),
+                        None,
+                        "{name}"
+                    );
+                    assert_eq!(
+                        state.block(Endpoint::Node(5), Endpoint::Client),
+                        None,
+                        "{name}"
+                    );
+                    assert!(!state.blocked.is_empty(), "{name}");
+                }
+            }
+        }
+        assert!(
+            !kinds.iter().any(|k| k.ends_with("-coordinator")),
+            "{kinds:?}"
+        );
+        assert_eq!(kinds.len(), 8, "{kinds:?}");
+
+        // Not sparing: the coordinator kinds are drawn and hit the coordinator.
+        let mut n = nemesis(7, false);
+        let mut hit = 0;
+        for _ in 0..500 {
+            if let (name, Fault::Kill(5) | Fault::Pause(5)) =
+                n.draw(&brokers, &controllers, Some(&coordinators))
+            {
+                hit += u32::from(name.ends_with("-coordinator"));
+            }
+        }
+        assert!(hit > 0);
+
+        // The same seed draws the same faults.
+        let draws = |seed| {
+            let mut n = nemesis(seed, false);
+            (0..50)
+                .map(|_| {
+                    let (name, fault) = n.draw(&brokers, &controllers, Some(&coordinators));
+                    format!("{name} {}", describe(&fault))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draws(11), draws(11));
+        assert_ne!(draws(11), draws(12));
     }
 }
