@@ -124,6 +124,7 @@ pub(crate) fn run(
                 i64::try_from(node.replica_lag_time_max_ms).unwrap_or(30_000);
             let mut broker = broker.clone();
             broker.node_id = node.node_id;
+            let internal_topics = controller_config(&node, &broker, &meta.cluster_id);
             let b = BrokerNode::start(BrokerNodeConfig {
                 node_id: node.node_id,
                 cluster_id: meta.cluster_id.clone(),
@@ -134,6 +135,7 @@ pub(crate) fn run(
                 controller_voters: voters.clone(),
                 heartbeat_interval: Duration::from_millis(node.broker_heartbeat_interval_ms),
                 replica,
+                internal_topics,
             })
             .await?;
             for (name, addr) in b.listener_addresses() {

@@ -370,6 +370,15 @@ pub struct BrokerConfig {
     /// How often timed-out transactions are aborted and unfinished markers retried
     /// (`transaction.abort.timed.out.transaction.cleanup.interval.ms`, default 10 s).
     pub transaction_abort_timed_out_transaction_cleanup_interval: Duration,
+    /// Whether the group and transaction coordinators own only the partitions of
+    /// `__consumer_offsets` / `__transaction_state` this broker is elected leader of (a node
+    /// of a cluster: ownership follows [`crate::Broker::coordinator_partition_elected`] and
+    /// [`crate::Broker::coordinator_partition_resigned`], nothing is loaded at open) rather
+    /// than every partition (the single-node broker, the default).
+    pub elected_coordinators: bool,
+    /// `offsets.commit.timeout.ms` (default 5 s): how long a coordinator write waits for the
+    /// in-sync replicas of its partition (cluster mode).
+    pub offsets_commit_timeout: Duration,
 }
 
 impl BrokerConfig {
@@ -391,6 +400,8 @@ impl BrokerConfig {
             transaction_state_log_num_partitions: 50,
             transaction_state_log_segment_bytes: 100 * 1024 * 1024,
             transaction_abort_timed_out_transaction_cleanup_interval: Duration::from_secs(10),
+            elected_coordinators: false,
+            offsets_commit_timeout: Duration::from_secs(5),
         }
     }
 

@@ -146,6 +146,20 @@ pub enum BrokerError {
     /// (COORDINATOR_LOAD_IN_PROGRESS: clients retry).
     #[error("no producer-id block from the controller yet")]
     ProducerIdsUnavailable,
+    /// A replicated write of a coordinator (offsets, group metadata, transaction state or a
+    /// transaction marker) failed with the Kafka error `code` of the partition's leader: the
+    /// client receives the coordinator error Kafka maps it to (NOT_COORDINATOR when
+    /// leadership moved, COORDINATOR_NOT_AVAILABLE when the in-sync replicas are too few or
+    /// too slow).
+    #[error("replicated coordinator write failed with error code {code}")]
+    CoordinatorWrite {
+        /// The Kafka error code of the append (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, …).
+        code: i16,
+    },
+    /// This broker does not coordinate the group or transactional id (NOT_COORDINATOR), or
+    /// is still loading its partition (COORDINATOR_LOAD_IN_PROGRESS).
+    #[error("not the coordinator of this key ({0:?})")]
+    NotCoordinator(ResponseError),
     /// Another process holds the data directory's lock.
     #[error("data directory {0} is locked by another broker process")]
     DataDirLocked(PathBuf),
@@ -191,7 +205,24 @@ impl BrokerError {
                 ResponseError::TransactionCoordinatorFenced
             }
             Self::UnexpectedAppendOffset { .. } => ResponseError::UnknownServerError,
+            Self::CoordinatorWrite { code } => coordinator_write_error(*code),
+            Self::NotCoordinator(e) => *e,
         }
+    }
+}
+
+/// Kafka's mapping of a failed coordinator append to the error its client receives
+/// (`GroupMetadataManager` / `TransactionStateManager`): a moved leader is NOT_COORDINATOR, too
+/// few or too slow replicas COORDINATOR_NOT_AVAILABLE, so that clients look the coordinator up
+/// again and retry.
+fn coordinator_write_error(code: i16) -> ResponseError {
+    use ResponseError as E;
+    match ResponseError::try_from_code(code) {
+        Some(E::NotLeaderOrFollower | E::KafkaStorageError | E::FencedLeaderEpoch) => {
+            E::NotCoordinator
+        }
+        Some(E::MessageTooLarge | E::RecordListTooLarge) => E::UnknownServerError,
+        _ => E::CoordinatorNotAvailable,
     }
 }
 

@@ -68,7 +68,7 @@ mod txn;
 
 pub use broker::{
     decode_fetched, decode_fetched_committed, decode_fetched_shared, AlterConfigOp, Broker,
-    ConfigEntry, ConfigSource, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
+    ConfigEntry, ConfigSource, CoordinatorKind, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
     PartitionDescription, ProduceRecord, ProducerIdBlock, ProducerIdBlockSource, RecordsRead,
     TopicDescription, TransactionalProducer, TxnOffsetCommitError, TxnProducerError,
     TxnProducerResult, TRANSACTION_STATE_TOPIC,

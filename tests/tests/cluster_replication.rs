@@ -585,30 +585,67 @@ fn every_broker_describes_the_cluster_and_names_the_same_coordinator_for_a_key()
         .unwrap();
     let mut coordinators = BTreeSet::new();
     for (key_type, key) in [(0i8, "orders-app"), (0, "billing"), (1, "txn-7")] {
-        let answers: Vec<i32> = cluster
-            .nodes
-            .values()
-            .map(|n| {
-                rt.block_on(async {
-                    let mut c =
-                        KafkaConnection::connect(&n.broker_addr(), "test", Duration::from_secs(5))
-                            .await
-                            .unwrap();
-                    let req = FindCoordinatorRequest::default()
-                        .with_key(StrBytes::from_static_str(key))
-                        .with_key_type(key_type);
-                    let (_, resp) = c.send(req, 1, 3, Duration::from_secs(5)).await.unwrap();
-                    assert_eq!(resp.error_code, 0, "{key}");
-                    resp.node_id.0
+        // The first FindCoordinator has the internal topic created: COORDINATOR_NOT_AVAILABLE
+        // until its partitions have leaders.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let answers: Vec<i32> = loop {
+            let answers: Vec<(i16, i32)> = cluster
+                .nodes
+                .values()
+                .map(|n| {
+                    rt.block_on(async {
+                        let mut c = KafkaConnection::connect(
+                            &n.broker_addr(),
+                            "test",
+                            Duration::from_secs(5),
+                        )
+                        .await
+                        .unwrap();
+                        let req = FindCoordinatorRequest::default()
+                            .with_key(StrBytes::from_static_str(key))
+                            .with_key_type(key_type);
+                        let (_, resp) = c.send(req, 1, 3, Duration::from_secs(5)).await.unwrap();
+                        (resp.error_code, resp.node_id.0)
+                    })
                 })
-            })
-            .collect();
+                .collect();
+            if answers.iter().all(|(e, _)| *e == 0) {
+                break answers.into_iter().map(|(_, id)| id).collect();
+            }
+            assert!(
+                answers.iter().all(|(e, _)| *e == 15),
+                "{key}: unexpected errors {answers:?}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{key}: no coordinator: {answers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
         eprintln!("{key} (type {key_type}): {answers:?}");
         assert!(
             answers.iter().all(|a| *a == answers[0]),
             "{key}: brokers disagree: {answers:?}"
         );
-        assert!(cluster.nodes.contains_key(&answers[0]));
+        // The coordinator is the leader of the key's partition (Java's hashCode, 50
+        // partitions by default).
+        let (topic, partitions) = if key_type == 0 {
+            ("__consumer_offsets", 50)
+        } else {
+            ("__transaction_state", 50)
+        };
+        let partition = broker_embedded::java_string_hash(key).unsigned_abs() as i32 % partitions;
+        let states = cluster.partition_states(topic).unwrap();
+        assert_eq!(states.len(), partitions as usize, "{topic}");
+        assert_eq!(
+            states[partition as usize].replicas.len(),
+            3,
+            "{topic} replicated"
+        );
+        assert_eq!(
+            states[partition as usize].leader, answers[0],
+            "{key}: the coordinator is the leader of {topic}-{partition}"
+        );
         coordinators.insert(answers[0]);
     }
     assert!(!coordinators.is_empty());

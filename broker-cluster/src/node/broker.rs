@@ -26,12 +26,12 @@ use broker_embedded::client::{ClientError, KafkaConnection};
 use broker_embedded::replica::{
     AlterPartitionSink, BoxFuture, CommittedIsr, IsrChangeResult, IsrProposal, LeaderEndpoint,
     LeaderEndpointFactory, PartitionRegistration as ReplicaRegistration, ReplicaConfig, ReplicaLog,
-    ReplicaManager,
+    ReplicaManager, Transition,
 };
 use broker_embedded::{
-    Broker, BrokerConfig, BrokerInfo, ClusterAdmin, ClusterHooks, ClusterView, KafkaServer,
-    ListenerEndpoint, NewTopic, PartitionInfo, ProducerIdBlock, ProducerIdBlockSource,
-    ServerConfig, TopicInfo, TopicPartition,
+    Broker, BrokerConfig, BrokerError, BrokerInfo, ClusterAdmin, ClusterHooks, ClusterView,
+    CoordinatorKind, KafkaServer, ListenerEndpoint, NewTopic, PartitionInfo, ProducerIdBlock,
+    ProducerIdBlockSource, ServerConfig, TopicInfo, TopicPartition, TxnMarkerWriter,
 };
 use kafka_protocol::messages::alter_partition_request::{BrokerState, PartitionData, TopicData};
 use kafka_protocol::messages::broker_registration_request::Listener;
@@ -42,12 +42,16 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::elect_leaders_response::{
     PartitionResult as ElectPartitionResult, ReplicaElectionResult,
 };
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::{
     AllocateProducerIdsRequest, AlterPartitionRequest, BrokerHeartbeatRequest, BrokerId,
     BrokerRegistrationRequest, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProducerId,
+    TopicName, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -57,7 +61,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::metadata::MetadataImage;
+use crate::metadata::{ControllerConfig, MetadataImage};
 use crate::quorum::{ControllerClient, QuorumError};
 
 /// Security protocol PLAINTEXT, as Kafka numbers it.
@@ -98,6 +102,10 @@ pub struct BrokerNodeConfig {
     pub heartbeat_interval: Duration,
     /// Replication settings (`replica.lag.time.max.ms`, fetch sizes).
     pub replica: ReplicaConfig,
+    /// The settings of the internal topics this broker asks the controller to create on the
+    /// first FindCoordinator for them (`offsets.topic.*`, `transaction.state.log.*`; see
+    /// [`ControllerConfig::internal_topic`]).
+    pub internal_topics: ControllerConfig,
 }
 
 /// What the broker's tasks share.
@@ -114,6 +122,10 @@ struct Shared {
     registration_offset: AtomicI64,
     shutting_down: AtomicBool,
     runtime: tokio::runtime::Handle,
+    /// Settings of the internal topics (see [`BrokerNodeConfig::internal_topics`]).
+    internal_topics: ControllerConfig,
+    /// Internal topics whose creation was asked of the controller and not answered yet.
+    creating_internal: Mutex<BTreeSet<String>>,
 }
 
 impl Shared {
@@ -168,7 +180,11 @@ impl BrokerNode {
                 config.inter_broker_listener
             )));
         }
-        let broker = tokio::task::block_in_place(|| Broker::open(config.broker.clone()))?;
+        // The coordinators own the partitions of __consumer_offsets / __transaction_state this
+        // broker is elected leader of, and write through the replica manager.
+        let mut broker_config = config.broker.clone();
+        broker_config.elected_coordinators = true;
+        let broker = tokio::task::block_in_place(|| Broker::open(broker_config))?;
         let client = Arc::new(ControllerClient::new(
             config.controller_voters.clone(),
             &format!("broker-{}", config.node_id),
@@ -184,6 +200,8 @@ impl BrokerNode {
             registration_offset: AtomicI64::new(i64::MAX),
             shutting_down: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
+            internal_topics: config.internal_topics.clone(),
+            creating_internal: Mutex::new(BTreeSet::new()),
         });
         let replicas = ReplicaManager::new(
             config.replica.clone(),
@@ -191,10 +209,20 @@ impl BrokerNode {
             Arc::new(TcpLeaderEndpoints {
                 shared: Arc::clone(&shared),
                 endpoints: Mutex::new(HashMap::new()),
+                client_id: format!("replica-fetcher-{}", config.node_id),
             }),
         );
         replicas.start();
         broker.set_producer_id_source(Arc::new(ControllerProducerIds(Arc::clone(&shared))));
+        broker.enable_replicated_coordinators(replicas.clone(), tokio::runtime::Handle::current());
+        broker.set_txn_marker_router(Arc::new(MarkerRouter {
+            shared: Arc::clone(&shared),
+            endpoints: TcpLeaderEndpoints {
+                shared: Arc::clone(&shared),
+                endpoints: Mutex::new(HashMap::new()),
+                client_id: format!("txn-markers-{}", config.node_id),
+            },
+        }));
         let view: Arc<dyn ClusterView> = Arc::new(ImageView(Arc::clone(&shared)));
         let admin: Arc<dyn ClusterAdmin> = Arc::new(ControllerAdmin(Arc::clone(&shared)));
         let mut servers = Vec::new();
@@ -479,7 +507,7 @@ fn publish(shared: &Shared, replicas: &ReplicaManager, image: &Arc<MetadataImage
             log.set_replicated(true);
             assigned.insert(tp.clone());
             let log: Arc<dyn ReplicaLog> = log;
-            replicas.apply_partition_state(
+            let transition = replicas.apply_partition_state(
                 &tp,
                 topic.id,
                 log,
@@ -491,11 +519,27 @@ fn publish(shared: &Shared, replicas: &ReplicaManager, image: &Arc<MetadataImage
                     isr: p.isr.clone(),
                 },
             );
+            // The coordinators follow the leadership of their partitions (Kafka's onElection /
+            // onResignation).
+            if let Some(kind) = CoordinatorKind::of_topic(&topic.name) {
+                match transition {
+                    Transition::Leader { .. } => {
+                        broker.coordinator_partition_elected(kind, index, p.leader_epoch)
+                    }
+                    Transition::Follower { .. } | Transition::Stopped => {
+                        broker.coordinator_partition_resigned(kind, index)
+                    }
+                    Transition::Stale => {}
+                }
+            }
         }
     }
     for tp in replicas.partitions() {
         if !assigned.contains(&tp) {
             replicas.stop_replica(&tp);
+            if let Some(kind) = CoordinatorKind::of_topic(&tp.topic) {
+                broker.coordinator_partition_resigned(kind, tp.partition);
+            }
         }
     }
     // Topics deleted by the controller (or re-created with a new id).
@@ -659,6 +703,36 @@ fn unavailable(e: &QuorumError) -> (i16, String) {
 }
 
 impl ClusterAdmin for ControllerAdmin {
+    fn create_internal_topic(&self, name: &str) {
+        let shared = Arc::clone(&self.0);
+        let Some(topic) = shared.internal_topics.internal_topic(name) else {
+            return;
+        };
+        if !shared.creating_internal.lock().insert(name.to_string()) {
+            return;
+        }
+        let name = name.to_string();
+        shared.runtime.clone().spawn(async move {
+            let request = CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(30_000);
+            match shared.client.send(CREATE_TOPICS_VERSION, &request).await {
+                Ok(r) => {
+                    for t in r.topics {
+                        let code = t.error_code;
+                        if code == 0 || code == ResponseError::TopicAlreadyExists.code() {
+                            info!(topic = %name, "internal topic created");
+                        } else {
+                            warn!(topic = %name, error_code = code, message = ?t.error_message, "creating an internal topic failed");
+                        }
+                    }
+                }
+                Err(e) => warn!(topic = %name, error = %e, "creating an internal topic failed"),
+            }
+            shared.creating_internal.lock().remove(&name);
+        });
+    }
+
     fn create_topics(
         &self,
         request: CreateTopicsRequest,
@@ -894,25 +968,35 @@ impl ProducerIdBlockSource for ControllerProducerIds {
 struct TcpLeaderEndpoints {
     shared: Arc<Shared>,
     endpoints: Mutex<HashMap<i32, Arc<TcpLeaderEndpoint>>>,
+    /// The client id of the connections.
+    client_id: String,
 }
 
-impl LeaderEndpointFactory for TcpLeaderEndpoints {
-    fn endpoint(&self, leader_id: i32) -> Arc<dyn LeaderEndpoint> {
+impl TcpLeaderEndpoints {
+    fn connection_to(&self, leader_id: i32) -> Arc<TcpLeaderEndpoint> {
         let mut map = self.endpoints.lock();
         let e = map.entry(leader_id).or_insert_with(|| {
             Arc::new(TcpLeaderEndpoint {
                 shared: Arc::clone(&self.shared),
                 leader_id,
+                client_id: self.client_id.clone(),
                 connection: tokio::sync::Mutex::new(None),
             })
         });
-        Arc::clone(e) as Arc<dyn LeaderEndpoint>
+        Arc::clone(e)
+    }
+}
+
+impl LeaderEndpointFactory for TcpLeaderEndpoints {
+    fn endpoint(&self, leader_id: i32) -> Arc<dyn LeaderEndpoint> {
+        self.connection_to(leader_id) as Arc<dyn LeaderEndpoint>
     }
 }
 
 struct TcpLeaderEndpoint {
     shared: Arc<Shared>,
     leader_id: i32,
+    client_id: String,
     connection: tokio::sync::Mutex<Option<KafkaConnection>>,
 }
 
@@ -944,12 +1028,26 @@ impl TcpLeaderEndpoint {
     where
         Req: kafka_protocol::protocol::Request,
     {
+        self.call_with_timeout(request, floor, cap, REPLICA_REQUEST_TIMEOUT)
+            .await
+    }
+
+    async fn call_with_timeout<Req>(
+        &self,
+        request: Req,
+        floor: i16,
+        cap: i16,
+        timeout: Duration,
+    ) -> Result<Req::Response, ClientError>
+    where
+        Req: kafka_protocol::protocol::Request,
+    {
         let mut guard = self.connection.lock().await;
         if guard.is_none() {
             let address = self.address()?;
-            let client_id = format!("replica-fetcher-{}", self.shared.node_id);
-            *guard =
-                Some(KafkaConnection::connect(&address, &client_id, Duration::from_secs(5)).await?);
+            *guard = Some(
+                KafkaConnection::connect(&address, &self.client_id, Duration::from_secs(5)).await?,
+            );
         }
         let Some(conn) = guard.as_mut() else {
             return Err(ClientError::Io {
@@ -957,10 +1055,7 @@ impl TcpLeaderEndpoint {
                 source: std::io::Error::other("no connection"),
             });
         };
-        match conn
-            .send(request, floor, cap, REPLICA_REQUEST_TIMEOUT)
-            .await
-        {
+        match conn.send(request, floor, cap, timeout).await {
             Ok((_, r)) => Ok(r),
             Err(e) => {
                 if !e.connection_usable() {
@@ -989,5 +1084,112 @@ impl LeaderEndpoint for TcpLeaderEndpoint {
         request: ListOffsetsRequest,
     ) -> BoxFuture<'_, Result<ListOffsetsResponse, ClientError>> {
         Box::pin(self.call(request, 1, 7))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transaction markers
+
+/// How long the transaction coordinator waits for a remote leader's `WriteTxnMarkers` answer
+/// (the leader answers once its in-sync replicas have the markers).
+const MARKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The transaction coordinator's markers, each to its partition's leader: this broker's own
+/// partitions directly, others with `WriteTxnMarkers` over the leader's inter-broker listener
+/// (Kafka's `TransactionMarkerChannelManager`). A failed marker is an error the coordinator
+/// retries on its next tick, after the metadata has caught up.
+struct MarkerRouter {
+    shared: Arc<Shared>,
+    endpoints: TcpLeaderEndpoints,
+}
+
+impl TxnMarkerWriter for MarkerRouter {
+    fn write_txn_marker(
+        &self,
+        tp: &TopicPartition,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> broker_embedded::Result<()> {
+        let image = self.shared.image();
+        let leader = match image.topic_by_name(&tp.topic) {
+            None => {
+                return Err(BrokerError::UnknownTopicOrPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                })
+            }
+            Some(t) => match t.partitions.get(&tp.partition) {
+                None => {
+                    return Err(BrokerError::UnknownTopicOrPartition {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                    })
+                }
+                Some(p) => p.leader,
+            },
+        };
+        if leader < 0 {
+            return Err(BrokerError::CoordinatorWrite {
+                code: ResponseError::LeaderNotAvailable.code(),
+            });
+        }
+        if leader == self.shared.node_id {
+            return self.shared.broker.write_txn_marker_as_leader(
+                tp,
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                commit,
+            );
+        }
+        let request =
+            WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(producer_epoch)
+                .with_transaction_result(commit)
+                .with_coordinator_epoch(coordinator_epoch)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(tp.topic.clone())))
+                    .with_partition_indexes(vec![tp.partition])])]);
+        let endpoint = self.endpoints.connection_to(leader);
+        let call = async move {
+            endpoint
+                .call_with_timeout(request, 1, 1, MARKER_REQUEST_TIMEOUT)
+                .await
+        };
+        let response = block_on(&self.shared.runtime, call).map_err(|e| {
+            debug!(partition = %tp, leader, error = %e, "WriteTxnMarkers failed");
+            BrokerError::CoordinatorWrite {
+                code: ResponseError::NetworkException.code(),
+            }
+        })?;
+        let code = response
+            .markers
+            .iter()
+            .flat_map(|m| m.topics.iter())
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == tp.partition)
+            .map_or(ResponseError::UnknownServerError.code(), |p| p.error_code);
+        match code {
+            0 => Ok(()),
+            c if c == ResponseError::UnknownTopicOrPartition.code() => {
+                Err(BrokerError::UnknownTopicOrPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                })
+            }
+            code => Err(BrokerError::CoordinatorWrite { code }),
+        }
+    }
+}
+
+/// Runs `fut` on `runtime` from the transaction coordinator's synchronous code (a request
+/// handler already moved off the async workers, or the coordinator's own thread).
+fn block_on<F: std::future::Future>(runtime: &tokio::runtime::Handle, fut: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(|| runtime.block_on(fut)),
+        Err(_) => runtime.block_on(fut),
     }
 }

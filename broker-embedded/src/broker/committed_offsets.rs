@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tracing::{debug, warn};
 
+use super::coordination::CoordinatorKind;
 use super::produce_fetch::encode_produce_batch;
 use super::transactions::{control_type, PendingTxnOffsets};
 use super::types::{NewTopic, ProduceRecord};
@@ -14,7 +15,7 @@ use super::{now_ms, Broker};
 use crate::error::{BrokerError, Result};
 use crate::group::record::{self as group_record, StoredGroup};
 use crate::group::{CommitMember, GroupError};
-use crate::log::{AppendOrigin, IsolationLevel};
+use crate::log::PartitionLog;
 use crate::offsets::{self, OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 use crate::partitioner::{java_abs, java_string_hash};
 use crate::record::{decode_records, BatchIter};
@@ -28,6 +29,12 @@ impl Broker {
     pub(crate) fn ensure_offsets_topic(&self) -> Result<()> {
         if self.topic_exists(OFFSETS_TOPIC) {
             return Ok(());
+        }
+        if self.inner.config.elected_coordinators {
+            // A cluster's controller creates the topic; until then there is no coordinator.
+            return Err(BrokerError::NotCoordinator(
+                kafka_protocol::ResponseError::CoordinatorNotAvailable,
+            ));
         }
         let new = NewTopic::new(
             OFFSETS_TOPIC,
@@ -73,9 +80,8 @@ impl Broker {
         }
         let partition = self.offsets_partition_for(group);
         let _guard = self.inner.offsets_lock.lock();
-        let log = self.log(OFFSETS_TOPIC, partition)?;
         let mut batch = encode_produce_batch(&records)?;
-        log.append(&mut batch, AppendOrigin::Internal, now_ms())?;
+        self.append_coordinator_batch(CoordinatorKind::Group, partition, &mut batch)?;
         let mut committed = self.inner.committed.write();
         let entry = committed.entry(group.to_string()).or_default();
         for (tp, om) in offsets {
@@ -127,9 +133,8 @@ impl Broker {
         };
         let partition = self.offsets_partition_for(group);
         let _guard = self.inner.offsets_lock.lock();
-        let log = self.log(OFFSETS_TOPIC, partition)?;
         let mut batch = encode_produce_batch(&[record])?;
-        log.append(&mut batch, AppendOrigin::Internal, now_ms())?;
+        self.append_coordinator_batch(CoordinatorKind::Group, partition, &mut batch)?;
         Ok(())
     }
 
@@ -190,9 +195,8 @@ impl Broker {
         }
         let partition = self.offsets_partition_for(group);
         let _guard = self.inner.offsets_lock.lock();
-        let log = self.log(OFFSETS_TOPIC, partition)?;
         let mut batch = encode_produce_batch(&records)?;
-        log.append(&mut batch, AppendOrigin::Internal, now_ms())?;
+        self.append_coordinator_batch(CoordinatorKind::Group, partition, &mut batch)?;
         let mut all = self.inner.committed.write();
         if let Some(m) = all.get_mut(group) {
             for tp in &tps {
@@ -205,133 +209,196 @@ impl Broker {
         Ok(tps.len())
     }
 
+    /// Reads every partition of `__consumer_offsets` back (the single-node broker, at open).
     pub(super) fn load_committed_offsets(&self) -> Result<()> {
         let Ok(topic) = self.topic(OFFSETS_TOPIC) else {
             return Ok(());
         };
         let logs: Vec<_> = topic.logs.read().clone();
-        let mut committed: HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>> =
-            HashMap::new();
-        // Group metadata, last record per group wins (None: deleted).
-        let mut groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
-        let mut skipped = 0usize;
-        // Transactional offset commits (TxnOffsetCommit), per producer, until their marker.
-        let mut pending: PendingTxnOffsets = HashMap::new();
+        let mut all = OffsetsPartitionState::default();
         for log in logs {
-            // Per partition: a marker completes the producer's offsets of this partition.
-            let mut pending_here: PendingTxnOffsets = HashMap::new();
-            let mut offset = log.offsets().log_start_offset;
-            loop {
-                let data = log.read(offset, 4 << 20, IsolationLevel::ReadUncommitted)?;
-                if data.records.is_empty() {
-                    break;
-                }
-                for item in BatchIter::new(&data.records) {
-                    let b = item.map_err(|(pos, source)| BrokerError::Corrupt {
-                        path: log.dir().to_path_buf(),
-                        position: pos as u64,
-                        source,
-                    })?;
-                    offset = offset.max(b.header.next_offset());
-                    let records =
-                        decode_records(b.bytes).map_err(|source| BrokerError::Corrupt {
-                            path: log.dir().to_path_buf(),
-                            position: 0,
-                            source,
-                        })?;
-                    let producer_id = b.header.producer_id;
-                    if b.header.is_control() {
-                        // A transaction marker: the producer's offsets in this partition
-                        // become committed, or are dropped.
-                        let commit = records
-                            .first()
-                            .and_then(|r| r.key.as_deref())
-                            .and_then(control_type);
-                        if let (Some(commit), Some(groups)) =
-                            (commit, pending_here.remove(&producer_id))
-                        {
-                            if commit {
-                                for (group, offsets) in groups {
-                                    committed.entry(group).or_default().extend(offsets);
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    if b.header.is_transactional() {
-                        for r in records {
-                            let decoded = r
-                                .key
-                                .as_deref()
-                                .and_then(offsets::decode_key)
-                                .zip(r.value.as_deref().and_then(offsets::decode_value));
-                            match decoded {
-                                Some(((group, tp), om)) => {
-                                    pending_here
-                                        .entry(producer_id)
-                                        .or_default()
-                                        .entry(group)
-                                        .or_default()
-                                        .insert(tp, om);
-                                }
-                                None => skipped += 1,
-                            }
-                        }
-                        continue;
-                    }
-                    for r in records {
-                        if let Some(group) = r.key.as_deref().and_then(group_record::decode_key) {
-                            let value = r.value.as_deref().map(group_record::decode_value);
-                            match value {
-                                None => {
-                                    groups.insert(group, None);
-                                }
-                                Some(Some(g)) => {
-                                    groups.insert(group, Some(g));
-                                }
-                                Some(None) => skipped += 1,
-                            }
-                            continue;
-                        }
-                        let Some((group, tp)) = r.key.as_deref().and_then(offsets::decode_key)
-                        else {
-                            skipped += 1;
-                            continue;
-                        };
-                        match r.value.as_deref() {
-                            None => {
-                                if let Some(m) = committed.get_mut(&group) {
-                                    m.remove(&tp);
-                                }
-                            }
-                            Some(v) => match offsets::decode_value(v) {
-                                Some(om) => {
-                                    committed.entry(group).or_default().insert(tp, om);
-                                }
-                                None => skipped += 1,
-                            },
-                        }
-                    }
+            let state = scan_offsets_log(&log)?;
+            all.committed.extend(state.committed);
+            all.groups.extend(state.groups);
+            for (producer_id, groups) in state.pending {
+                let entry = all.pending.entry(producer_id).or_default();
+                for (group, offsets) in groups {
+                    entry.entry(group).or_default().extend(offsets);
                 }
             }
-            for (producer_id, groups) in pending_here {
+        }
+        debug!(groups = all.committed.len(), "loaded committed offsets");
+        *self.inner.committed.write() = all.committed;
+        // Transactions still open (or prepared: the coordinator completes them next).
+        *self.inner.pending_txn_offsets.lock() = all.pending;
+        self.inner.groups.restore(
+            all.groups
+                .into_iter()
+                .filter_map(|(n, g)| g.map(|g| (n, g))),
+        );
+        Ok(())
+    }
+
+    /// Installs the state read from `__consumer_offsets` partition `partition` (a cluster
+    /// broker elected its leader): its groups' committed offsets, group metadata and pending
+    /// transactional offsets replace whatever was cached for them.
+    pub(super) fn install_offsets_partition(&self, partition: i32, state: OffsetsPartitionState) {
+        self.unload_offsets_partition(partition);
+        let groups = state.committed.len();
+        self.inner.committed.write().extend(state.committed);
+        {
+            let mut pending = self.inner.pending_txn_offsets.lock();
+            for (producer_id, groups) in state.pending {
                 let entry = pending.entry(producer_id).or_default();
                 for (group, offsets) in groups {
                     entry.entry(group).or_default().extend(offsets);
                 }
             }
         }
-        committed.retain(|_, m| !m.is_empty());
-        if skipped > 0 {
-            warn!(skipped, "skipped undecodable records in {OFFSETS_TOPIC}");
-        }
-        debug!(groups = committed.len(), "loaded committed offsets");
-        *self.inner.committed.write() = committed;
-        // Transactions still open (or prepared: the coordinator completes them next).
-        *self.inner.pending_txn_offsets.lock() = pending;
-        self.inner
-            .groups
-            .restore(groups.into_iter().filter_map(|(n, g)| g.map(|g| (n, g))));
-        Ok(())
+        self.inner.groups.restore(
+            state
+                .groups
+                .into_iter()
+                .filter_map(|(n, g)| g.map(|g| (n, g))),
+        );
+        debug!(partition, groups, "loaded a partition of {OFFSETS_TOPIC}");
     }
+
+    /// Forgets the groups of `__consumer_offsets` partition `partition` (its leadership moved
+    /// to another broker): their members, offsets and pending transactional offsets.
+    pub(super) fn unload_offsets_partition(&self, partition: i32) {
+        let mine = |g: &str| self.offsets_partition_for(g) == partition;
+        self.inner.committed.write().retain(|g, _| !mine(g));
+        {
+            let mut pending = self.inner.pending_txn_offsets.lock();
+            for groups in pending.values_mut() {
+                groups.retain(|g, _| !mine(g));
+            }
+            pending.retain(|_, groups| !groups.is_empty());
+        }
+        self.inner.groups.unload(|g| mine(g));
+    }
+}
+
+/// What one partition of `__consumer_offsets` holds: committed offsets, group metadata (the
+/// last record per group; `None`: deleted) and offsets committed in transactions without a
+/// marker yet.
+#[derive(Default)]
+pub(super) struct OffsetsPartitionState {
+    pub(super) committed: HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>,
+    pub(super) groups: HashMap<String, Option<StoredGroup>>,
+    pub(super) pending: PendingTxnOffsets,
+}
+
+/// Reads one partition of `__consumer_offsets` from its start to its log end.
+pub(super) fn scan_offsets_log(log: &PartitionLog) -> Result<OffsetsPartitionState> {
+    let mut committed: HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>> =
+        HashMap::new();
+    let mut groups: HashMap<String, Option<StoredGroup>> = HashMap::new();
+    let mut skipped = 0usize;
+    // Transactional offset commits (TxnOffsetCommit), per producer, until their marker.
+    let mut pending: PendingTxnOffsets = HashMap::new();
+    let mut offset = log.offsets().log_start_offset;
+    loop {
+        let data = log.read_for_replica(offset, 4 << 20)?;
+        if data.records.is_empty() {
+            break;
+        }
+        for item in BatchIter::new(&data.records) {
+            let b = item.map_err(|(pos, source)| BrokerError::Corrupt {
+                path: log.dir().to_path_buf(),
+                position: pos as u64,
+                source,
+            })?;
+            offset = offset.max(b.header.next_offset());
+            let records = decode_records(b.bytes).map_err(|source| BrokerError::Corrupt {
+                path: log.dir().to_path_buf(),
+                position: 0,
+                source,
+            })?;
+            let producer_id = b.header.producer_id;
+            if b.header.is_control() {
+                // A transaction marker: the producer's offsets in this partition become
+                // committed, or are dropped.
+                let commit = records
+                    .first()
+                    .and_then(|r| r.key.as_deref())
+                    .and_then(control_type);
+                if let (Some(commit), Some(groups)) = (commit, pending.remove(&producer_id)) {
+                    if commit {
+                        for (group, offsets) in groups {
+                            committed.entry(group).or_default().extend(offsets);
+                        }
+                    }
+                }
+                continue;
+            }
+            if b.header.is_transactional() {
+                for r in records {
+                    let decoded = r
+                        .key
+                        .as_deref()
+                        .and_then(offsets::decode_key)
+                        .zip(r.value.as_deref().and_then(offsets::decode_value));
+                    match decoded {
+                        Some(((group, tp), om)) => {
+                            pending
+                                .entry(producer_id)
+                                .or_default()
+                                .entry(group)
+                                .or_default()
+                                .insert(tp, om);
+                        }
+                        None => skipped += 1,
+                    }
+                }
+                continue;
+            }
+            for r in records {
+                if let Some(group) = r.key.as_deref().and_then(group_record::decode_key) {
+                    let value = r.value.as_deref().map(group_record::decode_value);
+                    match value {
+                        None => {
+                            groups.insert(group, None);
+                        }
+                        Some(Some(g)) => {
+                            groups.insert(group, Some(g));
+                        }
+                        Some(None) => skipped += 1,
+                    }
+                    continue;
+                }
+                let Some((group, tp)) = r.key.as_deref().and_then(offsets::decode_key) else {
+                    skipped += 1;
+                    continue;
+                };
+                match r.value.as_deref() {
+                    None => {
+                        if let Some(m) = committed.get_mut(&group) {
+                            m.remove(&tp);
+                        }
+                    }
+                    Some(v) => match offsets::decode_value(v) {
+                        Some(om) => {
+                            committed.entry(group).or_default().insert(tp, om);
+                        }
+                        None => skipped += 1,
+                    },
+                }
+            }
+        }
+    }
+    committed.retain(|_, m| !m.is_empty());
+    if skipped > 0 {
+        warn!(
+            skipped,
+            partition = log.partition(),
+            "skipped undecodable records in {OFFSETS_TOPIC}"
+        );
+    }
+    Ok(OffsetsPartitionState {
+        committed,
+        groups,
+        pending,
+    })
 }

@@ -11,6 +11,7 @@
 
 mod background;
 mod committed_offsets;
+mod coordination;
 mod produce_fetch;
 mod producer_ids;
 mod topics;
@@ -19,6 +20,7 @@ mod txn_markers;
 mod txn_producer;
 mod types;
 
+pub use coordination::CoordinatorKind;
 pub use produce_fetch::{
     decode_fetched, decode_fetched_committed, decode_fetched_shared, RecordsRead,
 };
@@ -85,6 +87,8 @@ struct Inner {
     txn: Arc<TransactionCoordinator>,
     /// Offsets committed in transactions not yet completed.
     pending_txn_offsets: Mutex<PendingTxnOffsets>,
+    /// Which coordinator partitions this broker owns and how their records are written.
+    coordination: coordination::Coordination,
     offsets_lock: Mutex<()>,
     closed: AtomicBool,
     cluster_id: String,
@@ -258,6 +262,7 @@ impl Broker {
                 Box::new(BrokerTxnBackend(weak.clone())),
             )),
             pending_txn_offsets: Mutex::new(PendingTxnOffsets::new()),
+            coordination: coordination::Coordination::default(),
             config,
             storage,
             cluster_id,
@@ -298,11 +303,13 @@ impl Broker {
             inner,
             _guard: guard,
         };
-        broker.load_committed_offsets()?;
-        broker.load_transaction_state()?;
-        // Transactions prepared before a stop get their markers now (and are retried by the
-        // background thread if that fails).
-        broker.inner.txn.complete_prepared(now_ms());
+        if !broker.inner.config.elected_coordinators {
+            broker.load_committed_offsets()?;
+            broker.load_transaction_state()?;
+            // Transactions prepared before a stop get their markers now (and are retried by
+            // the background thread if that fails).
+            broker.inner.txn.complete_prepared(now_ms());
+        }
         broker.start_background_threads()?;
         Ok(broker)
     }

@@ -11,12 +11,13 @@ use std::sync::Weak;
 
 use tracing::{debug, warn};
 
+use super::coordination::CoordinatorKind;
 use super::produce_fetch::encode_produce_batch;
 use super::types::{NewTopic, ProduceRecord};
 use super::{now_ms, Broker, Inner};
 use crate::error::{BrokerError, Result};
 use crate::group::{CommitMember, GroupError};
-use crate::log::{AppendOrigin, IsolationLevel, ProducerEntry};
+use crate::log::{PartitionLog, ProducerEntry};
 use crate::offsets::{self, OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 use crate::partitioner::{java_abs, java_string_hash};
 use crate::record::{decode_records, encode_batch, BatchIter, BatchSpec, Record};
@@ -51,6 +52,13 @@ impl TxnLog for BrokerTxnBackend {
     fn append(&self, transactional_id: &str, value: &TxnLogValue) -> Result<()> {
         self.broker()?.append_txn_state(transactional_id, value)
     }
+
+    fn coordinator_epoch(&self, transactional_id: &str) -> i32 {
+        self.broker().map_or(0, |b| {
+            let partition = b.transaction_state_partition_for(transactional_id);
+            b.coordinator_epoch_of(CoordinatorKind::Transaction, partition)
+        })
+    }
 }
 
 impl TxnMarkerWriter for BrokerTxnBackend {
@@ -63,11 +71,19 @@ impl TxnMarkerWriter for BrokerTxnBackend {
         commit: bool,
     ) -> Result<()> {
         let broker = self.broker()?;
-        broker.write_txn_marker(tp, producer_id, producer_epoch, coordinator_epoch, commit)?;
-        if tp.topic == OFFSETS_TOPIC {
-            broker.complete_txn_offsets(tp.partition, producer_id, commit);
+        match broker.txn_marker_router() {
+            // A cluster: the partition's leader may be another broker.
+            Some(router) => {
+                router.write_txn_marker(tp, producer_id, producer_epoch, coordinator_epoch, commit)
+            }
+            None => broker.write_txn_marker_as_leader(
+                tp,
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                commit,
+            ),
         }
-        Ok(())
     }
 }
 
@@ -92,6 +108,12 @@ impl Broker {
     fn ensure_transaction_state_topic(&self) -> Result<()> {
         if self.topic_exists(TRANSACTION_STATE_TOPIC) {
             return Ok(());
+        }
+        if self.inner.config.elected_coordinators {
+            // A cluster's controller creates the topic; until then there is no coordinator.
+            return Err(BrokerError::NotCoordinator(
+                kafka_protocol::ResponseError::CoordinatorNotAvailable,
+            ));
         }
         let config = &self.inner.config;
         let new = NewTopic::new(
@@ -124,69 +146,20 @@ impl Broker {
             headers: Vec::new(),
             timestamp: Some(now_ms()),
         };
-        let log = self.log(
-            TRANSACTION_STATE_TOPIC,
-            self.transaction_state_partition_for(transactional_id),
-        )?;
+        let partition = self.transaction_state_partition_for(transactional_id);
         let mut batch = encode_produce_batch(&[record])?;
-        log.append(&mut batch, AppendOrigin::Internal, now_ms())?;
+        self.append_coordinator_batch(CoordinatorKind::Transaction, partition, &mut batch)?;
         Ok(())
     }
 
-    /// Reads `__transaction_state` back into the coordinator (last record per id).
+    /// Reads `__transaction_state` back into the coordinator (last record per id; the
+    /// single-node broker, at open).
     pub(super) fn load_transaction_state(&self) -> Result<()> {
         let mut states: HashMap<String, Option<TxnLogValue>> = HashMap::new();
         if let Ok(topic) = self.topic(TRANSACTION_STATE_TOPIC) {
             let logs: Vec<_> = topic.logs.read().clone();
-            let mut skipped = 0usize;
             for log in logs {
-                let mut offset = log.offsets().log_start_offset;
-                loop {
-                    let data = log.read(offset, 4 << 20, IsolationLevel::ReadUncommitted)?;
-                    if data.records.is_empty() {
-                        break;
-                    }
-                    for item in BatchIter::new(&data.records) {
-                        let b = item.map_err(|(pos, source)| BrokerError::Corrupt {
-                            path: log.dir().to_path_buf(),
-                            position: pos as u64,
-                            source,
-                        })?;
-                        offset = offset.max(b.header.next_offset());
-                        if b.header.is_control() {
-                            continue;
-                        }
-                        let records =
-                            decode_records(b.bytes).map_err(|source| BrokerError::Corrupt {
-                                path: log.dir().to_path_buf(),
-                                position: 0,
-                                source,
-                            })?;
-                        for r in records {
-                            let Some(id) = r.key.as_deref().and_then(txn_record::decode_key) else {
-                                skipped += 1;
-                                continue;
-                            };
-                            match r.value.as_deref() {
-                                None => {
-                                    states.insert(id, None);
-                                }
-                                Some(v) => match txn_record::decode_value(v) {
-                                    Some(v) => {
-                                        states.insert(id, Some(v));
-                                    }
-                                    None => skipped += 1,
-                                },
-                            }
-                        }
-                    }
-                }
-            }
-            if skipped > 0 {
-                warn!(
-                    skipped,
-                    "skipped undecodable records in {TRANSACTION_STATE_TOPIC}"
-                );
+                states.extend(scan_txn_state_log(&log)?);
             }
         }
         self.inner.txn.load(states);
@@ -209,21 +182,27 @@ impl Broker {
     ) -> std::result::Result<(), TxnOffsetCommitError> {
         self.check_open().map_err(GroupError::Storage)?;
         let partition = self.offsets_partition_for(group);
-        self.inner
-            .txn
-            .verify_partition(
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                &TopicPartition::new(OFFSETS_TOPIC, partition),
-            )
-            .map_err(TxnOffsetCommitError::Transaction)?;
+        // KIP-890's check that the group's partition is in the transaction, made where the
+        // transaction coordinator is (in a cluster it may be another broker: not checked).
+        if self
+            .coordinates(CoordinatorKind::Transaction, transactional_id)
+            .is_ok()
+        {
+            self.inner
+                .txn
+                .verify_partition(
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    &TopicPartition::new(OFFSETS_TOPIC, partition),
+                )
+                .map_err(TxnOffsetCommitError::Transaction)?;
+        }
         if offsets.is_empty() {
             return Ok(());
         }
         let write = || -> Result<()> {
             self.ensure_offsets_topic()?;
-            let now = now_ms();
             let mut records = Vec::with_capacity(offsets.len());
             for (i, (tp, om)) in offsets.iter().enumerate() {
                 let key = offsets::encode_key(group, tp).ok_or_else(|| {
@@ -251,8 +230,7 @@ impl Broker {
             };
             let mut batch = encode_batch(&spec, &records).map_err(BrokerError::InvalidBatch)?;
             let _guard = self.inner.offsets_lock.lock();
-            let log = self.log(OFFSETS_TOPIC, partition)?;
-            log.append(&mut batch, AppendOrigin::Internal, now)?;
+            self.append_coordinator_batch(CoordinatorKind::Group, partition, &mut batch)?;
             let mut pending = self.inner.pending_txn_offsets.lock();
             let entry = pending
                 .entry(producer_id)
@@ -273,7 +251,7 @@ impl Broker {
 
     /// A marker reached `__consumer_offsets` partition `partition`: the producer's pending
     /// offsets of the groups stored there become committed (or are dropped).
-    fn complete_txn_offsets(&self, partition: i32, producer_id: i64, commit: bool) {
+    pub(super) fn complete_txn_offsets(&self, partition: i32, producer_id: i64, commit: bool) {
         let _guard = self.inner.offsets_lock.lock();
         let mut pending = self.inner.pending_txn_offsets.lock();
         let Some(groups) = pending.get_mut(&producer_id) else {
@@ -342,6 +320,63 @@ impl TxnOffsetCommitError {
     }
 }
 
+/// Reads one partition of `__transaction_state` from its start to its log end: the last
+/// state of each transactional id in it (`None`: a tombstone).
+pub(super) fn scan_txn_state_log(
+    log: &PartitionLog,
+) -> Result<HashMap<String, Option<TxnLogValue>>> {
+    let mut states = HashMap::new();
+    let mut skipped = 0usize;
+    let mut offset = log.offsets().log_start_offset;
+    loop {
+        let data = log.read_for_replica(offset, 4 << 20)?;
+        if data.records.is_empty() {
+            break;
+        }
+        for item in BatchIter::new(&data.records) {
+            let b = item.map_err(|(pos, source)| BrokerError::Corrupt {
+                path: log.dir().to_path_buf(),
+                position: pos as u64,
+                source,
+            })?;
+            offset = offset.max(b.header.next_offset());
+            if b.header.is_control() {
+                continue;
+            }
+            let records = decode_records(b.bytes).map_err(|source| BrokerError::Corrupt {
+                path: log.dir().to_path_buf(),
+                position: 0,
+                source,
+            })?;
+            for r in records {
+                let Some(id) = r.key.as_deref().and_then(txn_record::decode_key) else {
+                    skipped += 1;
+                    continue;
+                };
+                match r.value.as_deref() {
+                    None => {
+                        states.insert(id, None);
+                    }
+                    Some(v) => match txn_record::decode_value(v) {
+                        Some(v) => {
+                            states.insert(id, Some(v));
+                        }
+                        None => skipped += 1,
+                    },
+                }
+            }
+        }
+    }
+    if skipped > 0 {
+        warn!(
+            skipped,
+            partition = log.partition(),
+            "skipped undecodable records in {TRANSACTION_STATE_TOPIC}"
+        );
+    }
+    Ok(states)
+}
+
 /// Reads a control record's key (version, type): `Some(true)` for COMMIT, `Some(false)` for
 /// ABORT.
 pub(super) fn control_type(key: &[u8]) -> Option<bool> {
@@ -362,6 +397,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::log::{AppendOrigin, IsolationLevel};
     use crate::txn::TxnState;
     use crate::{BrokerConfig, FetchData};
 

@@ -133,6 +133,19 @@ impl GroupCoordinator {
         }
     }
 
+    /// Forgets every group whose id matches `unloaded` (its `__consumer_offsets` partition is
+    /// now led by another broker): members waiting in JoinGroup or SyncGroup are answered
+    /// COORDINATOR_NOT_AVAILABLE, so that they look the coordinator up again.
+    pub(crate) fn unload(&self, unloaded: impl Fn(&str) -> bool) {
+        let mut groups = self.groups.lock();
+        let before = groups.len();
+        groups.retain(|name, _| !unloaded(name));
+        let removed = before - groups.len();
+        if removed > 0 {
+            info!(groups = removed, "groups unloaded (coordinator moved)");
+        }
+    }
+
     /// Writes `g`'s metadata if it changed (called with the groups locked, so writes of one
     /// group land in the order of its changes). A failed write is logged: the group goes on
     /// in memory and the next change writes it again.

@@ -51,7 +51,8 @@ impl PartitionLog {
     /// ABORT record, as Kafka's coordinator writes through WriteTxnMarkers), completing the
     /// producer's open transaction on this partition. Kafka's checks apply: an older producer
     /// epoch is refused with INVALID_PRODUCER_EPOCH and an older coordinator epoch with
-    /// TRANSACTION_COORDINATOR_FENCED.
+    /// TRANSACTION_COORDINATOR_FENCED. `leader_epoch` is stamped on the batch (the epoch
+    /// cache's latest when `None`).
     pub(crate) fn append_txn_marker(
         &self,
         producer_id: i64,
@@ -59,6 +60,7 @@ impl PartitionLog {
         coordinator_epoch: i32,
         commit: bool,
         now_ms: i64,
+        leader_epoch: Option<i32>,
     ) -> Result<AppendInfo> {
         let marker = EndTxnMarker {
             commit,
@@ -85,7 +87,7 @@ impl PartitionLog {
             AppendOrigin::Internal,
             now_ms,
             Some((producer_id, producer_epoch, coordinator_epoch)),
-            None,
+            leader_epoch,
         )
     }
 

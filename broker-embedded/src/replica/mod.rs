@@ -560,13 +560,32 @@ impl ReplicaManager {
             .partition(tp)
             .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
         let now = self.now();
+        self.append_with(tp, required_acks, min_insync_replicas, |epoch| {
+            p.log
+                .append_with_epoch(batches, origin, now, epoch)
+                .map_err(|e| e.kafka_error().code())
+        })
+    }
+
+    /// Runs `append` (given the leader epoch to stamp) as the leader of `tp`, under the
+    /// partition's state lock so that no change of leadership interleaves, after the checks of
+    /// [`ReplicaManager::prepare_append`]; then moves the high watermark and wakes follower
+    /// fetches. For appends the log makes itself, such as transaction markers.
+    pub fn append_with(
+        &self,
+        tp: &TopicPartition,
+        required_acks: i16,
+        min_insync_replicas: i32,
+        append: impl FnOnce(i32) -> Result<AppendInfo, i16>,
+    ) -> Result<(i32, AppendInfo), i16> {
+        let p = self
+            .partition(tp)
+            .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
+        let now = self.now();
         let result = {
             let s = p.state.lock();
             let epoch = s.check_append(required_acks, min_insync_replicas)?;
-            let info = p
-                .log
-                .append_with_epoch(batches, origin, now, epoch)
-                .map_err(|e| e.kafka_error().code())?;
+            let info = append(epoch)?;
             self.maybe_increment_hw(&p, &s, now);
             (epoch, info)
         };

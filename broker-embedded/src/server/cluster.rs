@@ -107,6 +107,11 @@ pub trait ClusterAdmin: Send + Sync + 'static {
         &self,
         request: ElectLeadersRequest,
     ) -> BoxFuture<'static, ElectLeadersResponse>;
+    /// Asks the controller to create the internal topic `name` (`__consumer_offsets` or
+    /// `__transaction_state`) with the cluster's settings for it (`offsets.topic.*`,
+    /// `transaction.state.log.*`), as Kafka does on the first FindCoordinator for it. Returns
+    /// at once; a creation already under way is not asked again.
+    fn create_internal_topic(&self, name: &str);
 }
 
 /// The cluster side of a server (see [`crate::KafkaServer::start_with_cluster`]).

@@ -55,6 +55,9 @@ pub(crate) trait TxnLog: Send + Sync {
     fn allocate_producer_id(&self) -> Result<i64>;
     /// Durably appends the state of `transactional_id` to `__transaction_state`.
     fn append(&self, transactional_id: &str, value: &TxnLogValue) -> Result<()>;
+    /// The coordinator epoch of `transactional_id` written into its markers: the leader epoch
+    /// of its `__transaction_state` partition on this broker (0 on a single broker).
+    fn coordinator_epoch(&self, transactional_id: &str) -> i32;
 }
 
 /// Why the coordinator refused a request: each variant is the Kafka error a wire client
@@ -164,7 +167,6 @@ pub struct TransactionListing {
 /// The broker's transaction coordinator. See the module documentation.
 pub struct TransactionCoordinator {
     max_timeout_ms: i32,
-    coordinator_epoch: i32,
     txns: Mutex<HashMap<String, Arc<Mutex<TxnMetadata>>>>,
     log: Box<dyn TxnLog>,
     markers: Box<dyn TxnMarkerWriter>,
@@ -188,17 +190,16 @@ impl TransactionCoordinator {
     ) -> Self {
         Self {
             max_timeout_ms,
-            coordinator_epoch: 0,
             txns: Mutex::new(HashMap::new()),
             log,
             markers,
         }
     }
 
-    /// The coordinator epoch written into markers (the single broker's leader epoch of its
-    /// `__transaction_state` partitions).
-    pub fn coordinator_epoch(&self) -> i32 {
-        self.coordinator_epoch
+    /// The coordinator epoch written into the markers of `transactional_id` (the leader epoch
+    /// of its `__transaction_state` partition; 0 on a single broker).
+    pub fn coordinator_epoch(&self, transactional_id: &str) -> i32 {
+        self.log.coordinator_epoch(transactional_id)
     }
 
     fn entry(&self, id: &str) -> Option<Arc<Mutex<TxnMetadata>>> {
@@ -218,8 +219,32 @@ impl TransactionCoordinator {
     /// tombstone). Prepared transactions are completed by the next [`Self::tick`] (or
     /// [`Self::complete_prepared`]).
     pub(crate) fn load(&self, states: impl IntoIterator<Item = (String, Option<TxnLogValue>)>) {
+        self.txns.lock().clear();
+        self.load_more(states);
+    }
+
+    /// Forgets every transactional id matching `unloaded` (its `__transaction_state` partition
+    /// is now led by another broker, which completes what was prepared).
+    pub(crate) fn unload(&self, unloaded: impl Fn(&str) -> bool) {
         let mut txns = self.txns.lock();
-        txns.clear();
+        let before = txns.len();
+        txns.retain(|id, _| !unloaded(id));
+        let removed = before - txns.len();
+        if removed > 0 {
+            info!(
+                transactional_ids = removed,
+                "transactional ids unloaded (coordinator moved)"
+            );
+        }
+    }
+
+    /// As [`Self::load`] without forgetting the ids already loaded (one more partition of
+    /// `__transaction_state`).
+    pub(crate) fn load_more(
+        &self,
+        states: impl IntoIterator<Item = (String, Option<TxnLogValue>)>,
+    ) {
+        let mut txns = self.txns.lock();
         for (id, v) in states {
             match v {
                 Some(v) if v.state != TxnState::Dead => {
@@ -390,7 +415,7 @@ impl TransactionCoordinator {
                 &tp,
                 m.producer_id,
                 m.producer_epoch,
-                self.coordinator_epoch,
+                self.log.coordinator_epoch(id),
                 commit,
             ) {
                 Ok(()) => {

@@ -27,6 +27,9 @@ impl TxnLog for Arc<MemLog> {
         self.records.lock().push((id, value));
         Ok(())
     }
+    fn coordinator_epoch(&self, _transactional_id: &str) -> i32 {
+        0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -192,7 +192,10 @@ impl LocalCluster {
     }
 
     fn spawn(&mut self, id: i32) {
-        let binary = profile_dir().join("broker");
+        // BROKER_BIN overrides the binary (e.g. a copy, while other builds replace target/'s).
+        let binary = std::env::var_os("BROKER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| profile_dir().join("broker"));
         assert!(
             binary.exists(),
             "{} is missing: run `cargo build -p broker-cli` first",

@@ -15,11 +15,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use super::{err_code, groups, s, Context};
+use super::{blocking, err_code, groups, not_coordinator, s, Context};
+use crate::CoordinatorKind;
 use crate::GroupError;
 
-/// FindCoordinator (versions 0-3, one key): this broker coordinates every consumer group
-/// (key type 0) and every transactional id (key type 1).
+/// FindCoordinator (versions 0-3, one key): a single broker coordinates every consumer group
+/// (key type 0) and every transactional id (key type 1); in a cluster the key's partition
+/// leader does (see `cluster_coordinator`).
 pub(super) fn find_coordinator(
     ctx: &Context,
     r: &FindCoordinatorRequest,
@@ -42,49 +44,56 @@ pub(super) fn find_coordinator(
     resp
 }
 
-/// A cluster node's answer: every broker names the same coordinator for a key — the key's
-/// coordinator partition (Kafka's `abs(key.hashCode) % partitions` of `__consumer_offsets` or
-/// `__transaction_state`) mapped onto the unfenced brokers in id order — so all members of a
-/// group, and every producer of a transactional id, meet on one broker. (The coordinators'
-/// state is not replicated yet: when that broker goes, the key moves to another one, which
-/// starts without its offsets or transactions.)
+/// A cluster node's answer: the coordinator of a key is the leader of its partition of
+/// `__consumer_offsets` (groups) or `__transaction_state` (transactional ids), Kafka's
+/// `abs(key.hashCode) % partitions`, so that every broker names the same one and it moves with
+/// the partition's leadership. COORDINATOR_NOT_AVAILABLE while the topic does not exist (its
+/// creation is asked of the controller, as Kafka does), the partition has no leader, or the
+/// leader has no endpoint on this listener.
 fn cluster_coordinator(
     ctx: &Context,
     cluster: &crate::ClusterHooks,
     r: &FindCoordinatorRequest,
     mut resp: FindCoordinatorResponse,
 ) -> FindCoordinatorResponse {
-    let mut brokers: Vec<(i32, String, i32)> = cluster
-        .view
-        .brokers()
-        .into_iter()
-        .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            b.endpoints
-                .iter()
-                .find(|e| e.listener == cluster.listener_name)
-                .map(|e| (b.id, e.host.clone(), e.port))
-        })
-        .collect();
-    brokers.sort_by_key(|b| b.0);
-    let partitions = if r.key_type == 0 {
-        ctx.broker.config().offsets_topic_num_partitions
+    let kind = if r.key_type == 0 {
+        CoordinatorKind::Group
     } else {
-        ctx.broker.config().transaction_state_log_num_partitions
-    }
-    .max(1);
-    let hash = crate::java_string_hash(r.key.as_str());
-    // Kafka's Utils.abs: i32::MIN maps to 0.
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    let partition = abs.unsigned_abs() % partitions;
-    match usize::try_from(partition)
-        .ok()
-        .and_then(|p| brokers.get(p % brokers.len().max(1)))
-    {
+        CoordinatorKind::Transaction
+    };
+    let partition = ctx.broker.coordinator_partition_for(kind, r.key.as_str());
+    let leader = match cluster.view.topic(kind.topic()) {
+        None => {
+            if let Some(admin) = &cluster.admin {
+                admin.create_internal_topic(kind.topic());
+            }
+            None
+        }
+        Some(t) => t
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .map(|p| p.leader)
+            .filter(|l| *l >= 0),
+    };
+    let endpoint = leader.and_then(|id| {
+        cluster
+            .view
+            .brokers()
+            .into_iter()
+            .filter(|b| b.id == id && !b.fenced)
+            .find_map(|b| {
+                b.endpoints
+                    .iter()
+                    .find(|e| e.listener == cluster.listener_name)
+                    .map(|e| (b.id, e.host.clone(), e.port))
+            })
+    });
+    match endpoint {
         Some((id, host, port)) => {
-            resp.node_id = BrokerId(*id);
-            resp.host = s(host.clone());
-            resp.port = *port;
+            resp.node_id = BrokerId(id);
+            resp.host = s(host);
+            resp.port = port;
         }
         None => {
             resp.error_code = ResponseError::CoordinatorNotAvailable.code();
@@ -109,7 +118,15 @@ pub(super) async fn join_group(
     };
     let rebalance_timeout = Duration::from_millis(rebalance_ms.max(0) as u64);
     let member_id = r.member_id.as_str().to_string();
-    let pending = groups(ctx).join(crate::JoinGroupRequest {
+    if let Some(code) = not_coordinator(ctx, CoordinatorKind::Group, r.group_id.0.as_str()) {
+        let mut resp = JoinGroupResponse::default();
+        resp.error_code = code;
+        resp.generation_id = -1;
+        resp.protocol_name = Some(s(""));
+        resp.member_id = r.member_id;
+        return resp;
+    }
+    let request = crate::JoinGroupRequest {
         group_id: r.group_id.0.as_str().to_string(),
         member_id: member_id.clone(),
         group_instance_id: r.group_instance_id.map(|i| i.as_str().to_string()),
@@ -128,7 +145,9 @@ pub(super) async fn join_group(
         session_timeout: Duration::from_millis(r.session_timeout_ms.max(0) as u64),
         rebalance_timeout,
         require_known_member_id: version >= 4,
-    });
+    };
+    // Off the async workers: the group's metadata write may wait for replication.
+    let pending = blocking(|| groups(ctx).join(request));
     let result = tokio::time::timeout(rebalance_timeout + Duration::from_secs(5), pending)
         .await
         .unwrap_or(Err(GroupError::RebalanceInProgress));
@@ -166,7 +185,12 @@ pub(super) async fn join_group(
 }
 
 pub(super) async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse {
-    let pending = groups(ctx).sync(crate::SyncGroupRequest {
+    if let Some(code) = not_coordinator(ctx, CoordinatorKind::Group, r.group_id.0.as_str()) {
+        let mut resp = SyncGroupResponse::default();
+        resp.error_code = code;
+        return resp;
+    }
+    let request = crate::SyncGroupRequest {
         group_id: r.group_id.0.as_str().to_string(),
         generation_id: r.generation_id,
         member_id: r.member_id.as_str().to_string(),
@@ -176,7 +200,9 @@ pub(super) async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupR
             .into_iter()
             .map(|a| (a.member_id.as_str().to_string(), a.assignment))
             .collect(),
-    });
+    };
+    // Off the async workers: the group's metadata write may wait for replication.
+    let pending = blocking(|| groups(ctx).sync(request));
     let result = tokio::time::timeout(Duration::from_secs(300), pending)
         .await
         .unwrap_or(Err(GroupError::RebalanceInProgress));
@@ -199,6 +225,10 @@ fn code(result: Result<(), GroupError>) -> i16 {
 
 pub(super) fn heartbeat(ctx: &Context, r: &HeartbeatRequest) -> HeartbeatResponse {
     let mut resp = HeartbeatResponse::default();
+    if let Some(code) = not_coordinator(ctx, CoordinatorKind::Group, r.group_id.0.as_str()) {
+        resp.error_code = code;
+        return resp;
+    }
     resp.error_code = code(groups(ctx).heartbeat(
         r.group_id.0.as_str(),
         r.generation_id,
@@ -211,6 +241,10 @@ pub(super) fn heartbeat(ctx: &Context, r: &HeartbeatRequest) -> HeartbeatRespons
 pub(super) fn leave_group(ctx: &Context, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = r.group_id.0.as_str();
     let mut resp = LeaveGroupResponse::default();
+    if let Some(code) = not_coordinator(ctx, CoordinatorKind::Group, group) {
+        resp.error_code = code;
+        return resp;
+    }
     if version < 3 {
         resp.error_code = code(groups(ctx).leave(group, r.member_id.as_str(), None));
         return resp;
@@ -235,6 +269,12 @@ pub(super) fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> Descri
         let name = g.0.as_str().to_string();
         let mut d = describe_groups_response::DescribedGroup::default();
         d.group_id = g;
+        if let Some(code) = not_coordinator(ctx, CoordinatorKind::Group, &name) {
+            d.error_code = code;
+            d.group_state = s("");
+            resp.groups.push(d);
+            continue;
+        }
         match groups(ctx).describe(&name) {
             Some(desc) => {
                 d.group_state = s(desc.state.name());
@@ -297,6 +337,11 @@ pub(super) fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGrou
         let name = g.0.as_str().to_string();
         let mut res = delete_groups_response::DeletableGroupResult::default();
         res.group_id = g;
+        if let Some(code) = not_coordinator(ctx, CoordinatorKind::Group, &name) {
+            res.error_code = code;
+            resp.results.push(res);
+            continue;
+        }
         let known = groups(ctx).describe(&name).is_some()
             || !ctx.broker.committed_offsets(&name).is_empty();
         res.error_code = if !known {

@@ -45,7 +45,7 @@ use produce_fetch::{fetch, list_offsets, produce};
 use topics::{create_partitions, create_topics, delete_topics, metadata};
 use transactions::{
     add_offsets_to_txn, add_partitions_to_txn, describe_producers, describe_transactions, end_txn,
-    init_producer_id, list_transactions, txn_offset_commit,
+    init_producer_id, list_transactions, txn_offset_commit, write_txn_markers,
 };
 use versions::{api_versions, fit_to_version};
 
@@ -72,6 +72,29 @@ fn groups(ctx: &Context) -> &crate::GroupCoordinator {
 
 fn err_code(e: &BrokerError) -> i16 {
     e.kafka_error().code()
+}
+
+/// The error for a request about `key` when this broker is not its coordinator now
+/// (NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while its partition loads; never on a
+/// single broker).
+fn not_coordinator(ctx: &Context, kind: crate::CoordinatorKind, key: &str) -> Option<i16> {
+    ctx.broker
+        .coordinates(kind, key)
+        .err()
+        .map(|e| err_code(&e))
+}
+
+/// The number of partitions of `topic`: from the cluster's metadata on a node of a cluster
+/// (the coordinator of a group need not host the topics it commits offsets for), else from
+/// the local broker.
+fn partition_count(ctx: &Context, topic: &str) -> Option<u32> {
+    match &ctx.cluster {
+        Some(c) => c
+            .view
+            .topic(topic)
+            .and_then(|t| u32::try_from(t.partitions.len()).ok()),
+        None => ctx.broker.partition_count(topic).ok(),
+    }
 }
 
 /// Dispatches one decoded request. `None` means "send no response" (acks=0 produce).
@@ -140,16 +163,18 @@ async fn dispatch(
             ResponseKind::AlterConfigs(blocking(|| alter_configs(ctx, r)))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id(ctx, &r, version))
+            ResponseKind::InitProducerId(blocking(|| init_producer_id(ctx, &r, version)))
         }
         RequestKind::AddPartitionsToTxn(r) => {
-            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn(ctx, r, version))
+            ResponseKind::AddPartitionsToTxn(blocking(|| add_partitions_to_txn(ctx, r, version)))
         }
         RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn(ctx, &r, version))
+            ResponseKind::AddOffsetsToTxn(blocking(|| add_offsets_to_txn(ctx, &r, version)))
         }
-        RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn_offset_commit(ctx, r)),
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn(ctx, &r, version)),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(blocking(|| txn_offset_commit(ctx, r)))
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(blocking(|| end_txn(ctx, &r, version))),
         RequestKind::DescribeTransactions(r) => {
             ResponseKind::DescribeTransactions(describe_transactions(ctx, r))
         }
@@ -160,18 +185,26 @@ async fn dispatch(
             ResponseKind::ListTransactions(list_transactions(ctx, &r))
         }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator(ctx, &r)),
-        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit(ctx, r)),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(blocking(|| offset_commit(ctx, r)))
+        }
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch(ctx, r)),
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(join_group(ctx, r, header, peer, version).await)
         }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group(ctx, r).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat(ctx, &r)),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group(ctx, r, version)),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(blocking(|| heartbeat(ctx, &r))),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(blocking(|| leave_group(ctx, r, version)))
+        }
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups(ctx, r)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups(ctx, &r)),
-        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups(ctx, r)),
-        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete(ctx, r)),
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(blocking(|| delete_groups(ctx, r)))
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(blocking(|| offset_delete(ctx, r)))
+        }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(blocking(|| incremental_alter_configs(ctx, r)))
         }
@@ -219,6 +252,9 @@ async fn dispatch_cluster(
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(hooks, &r))
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(blocking(|| write_txn_markers(ctx, r)))
         }
         other => return Err(other),
     }))

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use tracing::info;
 
-use super::{err_code, groups, s, Context};
+use super::{err_code, groups, not_coordinator, partition_count, s, Context};
 use crate::group::OffsetDeleteScope;
 use crate::{CommitMember, GroupError};
 
@@ -31,6 +31,7 @@ pub(super) fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetComm
     };
     let now = crate::broker::now_ms();
     let mut resp = OffsetCommitResponse::default();
+    let refused = not_coordinator(ctx, crate::CoordinatorKind::Group, &group);
     let mut to_commit = Vec::new();
     let mut slots = Vec::new();
     for t in r.topics {
@@ -44,10 +45,11 @@ pub(super) fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetComm
                 .committed_metadata
                 .map(|m| m.as_str().to_string())
                 .unwrap_or_default();
-            let exists = b
-                .partition_count(&name)
-                .is_ok_and(|n| p.partition_index >= 0 && (p.partition_index as u32) < n);
-            pr.error_code = if !exists {
+            let exists = partition_count(ctx, &name)
+                .is_some_and(|n| p.partition_index >= 0 && (p.partition_index as u32) < n);
+            pr.error_code = if let Some(code) = refused {
+                code
+            } else if !exists {
                 ResponseError::UnknownTopicOrPartition.code()
             } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
                 ResponseError::OffsetMetadataTooLarge.code()
@@ -68,6 +70,9 @@ pub(super) fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetComm
             tr.partitions.push(pr);
         }
         resp.topics.push(tr);
+    }
+    if refused.is_some() {
+        return resp;
     }
     match b.commit_group_offsets(&group, &member, &to_commit) {
         Ok(()) => {}
@@ -95,6 +100,10 @@ pub(super) fn offset_fetch(ctx: &Context, r: OffsetFetchRequest) -> OffsetFetchR
     let mut resp = OffsetFetchResponse::default();
     if group.is_empty() {
         resp.error_code = ResponseError::InvalidGroupId.code();
+        return resp;
+    }
+    if let Some(code) = not_coordinator(ctx, crate::CoordinatorKind::Group, &group) {
+        resp.error_code = code;
         return resp;
     }
     let committed = b.committed_offsets(&group);
@@ -166,6 +175,10 @@ pub(super) fn offset_delete(ctx: &Context, r: OffsetDeleteRequest) -> OffsetDele
         resp.error_code = ResponseError::InvalidGroupId.code();
         return resp;
     }
+    if let Some(code) = not_coordinator(ctx, crate::CoordinatorKind::Group, &group) {
+        resp.error_code = code;
+        return resp;
+    }
     let scope = groups(ctx).offset_delete_scope(&group);
     let known = groups(ctx).describe(&group).is_some() || !b.committed_offsets(&group).is_empty();
     if !known {
@@ -182,7 +195,7 @@ pub(super) fn offset_delete(ctx: &Context, r: OffsetDeleteRequest) -> OffsetDele
         let mut tr = offset_delete_response::OffsetDeleteResponseTopic::default();
         tr.name = t.name;
         let subscribed = matches!(&scope, OffsetDeleteScope::Subscribed(s) if s.contains(&name));
-        let count = b.partition_count(&name).ok();
+        let count = partition_count(ctx, &name);
         for p in t.partitions {
             let mut pr = offset_delete_response::OffsetDeleteResponsePartition::default();
             pr.partition_index = p.partition_index;

@@ -15,19 +15,23 @@ use kafka_protocol::messages::list_transactions_response;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, DescribeProducersRequest, DescribeProducersResponse,
     DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
     InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
     ListTransactionsResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
-use super::{blocking, err_code, s, Context};
+use super::{blocking, err_code, not_coordinator, partition_count, s, Context};
 use crate::broker::now_ms;
+use crate::CoordinatorKind;
 use crate::{
     CommitMember, OffsetAndMetadata, ProducerIdAndEpoch, TopicPartition, TxnError, TxnState,
     OFFSETS_TOPIC,
@@ -77,6 +81,10 @@ pub(super) fn init_producer_id(
             producer_epoch,
         }),
     };
+    if let Some(code) = not_coordinator(ctx, CoordinatorKind::Transaction, id.0.as_str()) {
+        resp.error_code = code;
+        return resp;
+    }
     let result = blocking(|| {
         ctx.broker.transaction_coordinator().init_producer_id(
             id.0.as_str(),
@@ -108,8 +116,13 @@ pub(super) fn add_partitions_to_txn(
     let b = &ctx.broker;
     let mut known = Vec::new();
     let mut unknown = Vec::new();
+    let refused = not_coordinator(
+        ctx,
+        CoordinatorKind::Transaction,
+        r.v3_and_below_transactional_id.0.as_str(),
+    );
     for t in &r.v3_and_below_topics {
-        let count = b.partition_count(t.name.0.as_str()).ok();
+        let count = partition_count(ctx, t.name.0.as_str());
         for p in &t.partitions {
             let tp = TopicPartition::new(t.name.0.as_str(), *p);
             if count.is_some_and(|n| *p >= 0 && (*p as u32) < n) {
@@ -120,7 +133,9 @@ pub(super) fn add_partitions_to_txn(
         }
     }
     let mut codes: Vec<(TopicPartition, i16)> = Vec::new();
-    if unknown.is_empty() {
+    if let Some(code) = refused {
+        codes.extend(known.into_iter().chain(unknown).map(|tp| (tp, code)));
+    } else if unknown.is_empty() {
         let result = blocking(|| {
             b.transaction_coordinator().add_partitions(
                 r.v3_and_below_transactional_id.0.as_str(),
@@ -187,7 +202,16 @@ pub(super) fn add_offsets_to_txn(
         b.offsets_partition_for(r.group_id.0.as_str()),
     );
     let result: Result<(), i16> = blocking(|| {
-        b.ensure_offsets_topic().map_err(|e| err_code(&e))?;
+        if let Some(code) = not_coordinator(
+            ctx,
+            CoordinatorKind::Transaction,
+            r.transactional_id.0.as_str(),
+        ) {
+            return Err(code);
+        }
+        if ctx.cluster.is_none() {
+            b.ensure_offsets_topic().map_err(|e| err_code(&e))?;
+        }
         b.transaction_coordinator()
             .add_partitions(
                 r.transactional_id.0.as_str(),
@@ -220,12 +244,15 @@ pub(super) fn txn_offset_commit(
     let now = now_ms();
     let mut offsets = Vec::new();
     let mut codes: Vec<(TopicName, i32, Option<i16>)> = Vec::new();
+    let refused = not_coordinator(ctx, CoordinatorKind::Group, &group);
     for t in r.topics {
-        let count = b.partition_count(t.name.0.as_str()).ok();
+        let count = partition_count(ctx, t.name.0.as_str());
         for p in t.partitions {
             let exists =
                 count.is_some_and(|n| p.partition_index >= 0 && (p.partition_index as u32) < n);
-            if exists {
+            if let Some(code) = refused {
+                codes.push((t.name.clone(), p.partition_index, Some(code)));
+            } else if exists {
                 offsets.push((
                     TopicPartition::new(t.name.0.as_str(), p.partition_index),
                     OffsetAndMetadata {
@@ -300,6 +327,17 @@ pub(super) fn txn_offset_commit(
 
 /// EndTxn: commit or abort.
 pub(super) fn end_txn(ctx: &Context, r: &EndTxnRequest, version: i16) -> EndTxnResponse {
+    if let Some(code) = not_coordinator(
+        ctx,
+        CoordinatorKind::Transaction,
+        r.transactional_id.0.as_str(),
+    ) {
+        let mut resp = EndTxnResponse::default();
+        resp.producer_id = ProducerId(-1);
+        resp.producer_epoch = -1;
+        resp.error_code = code;
+        return resp;
+    }
     let result = blocking(|| {
         ctx.broker.transaction_coordinator().end_txn(
             r.transactional_id.0.as_str(),
@@ -325,6 +363,52 @@ pub(super) fn end_txn(ctx: &Context, r: &EndTxnRequest, version: i16) -> EndTxnR
     resp
 }
 
+/// WriteTxnMarkers (a transaction coordinator on another broker of the cluster ends a
+/// transaction on partitions this broker leads): each marker is appended as leader and
+/// answered once the in-sync replicas have it. Per partition: NOT_LEADER_OR_FOLLOWER where
+/// this broker does not lead, UNKNOWN_TOPIC_OR_PARTITION for a missing partition, the log's
+/// INVALID_PRODUCER_EPOCH / TRANSACTION_COORDINATOR_FENCED checks; the coordinator retries
+/// the retriable ones.
+pub(super) fn write_txn_markers(
+    ctx: &Context,
+    r: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let mut resp = WriteTxnMarkersResponse::default();
+    for m in r.markers {
+        let mut mr = WritableTxnMarkerResult::default();
+        mr.producer_id = m.producer_id;
+        for t in m.topics {
+            let mut tr = WritableTxnMarkerTopicResult::default();
+            tr.name = t.name.clone();
+            for p in t.partition_indexes {
+                let tp = TopicPartition::new(t.name.0.as_str(), p);
+                let result = ctx.broker.write_txn_marker_as_leader(
+                    &tp,
+                    m.producer_id.0,
+                    m.producer_epoch,
+                    m.coordinator_epoch,
+                    m.transaction_result,
+                );
+                let mut pr = WritableTxnMarkerPartitionResult::default();
+                pr.partition_index = p;
+                pr.error_code = match result {
+                    Ok(()) => 0,
+                    // The append's own error, not what a coordinator client would get.
+                    Err(crate::BrokerError::CoordinatorWrite { code }) => code,
+                    Err(e) => {
+                        debug!(partition = %tp, error = %e, "transaction marker refused");
+                        err_code(&e)
+                    }
+                };
+                tr.partitions.push(pr);
+            }
+            mr.topics.push(tr);
+        }
+        resp.markers.push(mr);
+    }
+    resp
+}
+
 /// DescribeTransactions.
 pub(super) fn describe_transactions(
     ctx: &Context,
@@ -337,6 +421,12 @@ pub(super) fn describe_transactions(
         st.producer_id = ProducerId(-1);
         st.producer_epoch = -1;
         st.transaction_start_time_ms = -1;
+        if let Some(code) = not_coordinator(ctx, CoordinatorKind::Transaction, id.0.as_str()) {
+            st.error_code = code;
+            st.transaction_state = s("");
+            resp.transaction_states.push(st);
+            continue;
+        }
         match ctx.broker.transaction_coordinator().describe(id.0.as_str()) {
             Ok(d) => {
                 st.transaction_state = s(d.state.name());
@@ -410,6 +500,15 @@ pub(super) fn verify_transactional_produce(
 ) -> Option<i16> {
     let first = crate::record::BatchIter::new(records).next()?.ok()?;
     if !first.header.is_transactional() || first.header.producer_id < 0 {
+        return None;
+    }
+    // Checked where the transaction coordinator is; in a cluster it may be another broker
+    // (Kafka asks it with AddPartitionsToTxn v4, which this broker does not send yet).
+    if ctx
+        .broker
+        .coordinates(CoordinatorKind::Transaction, transactional_id)
+        .is_err()
+    {
         return None;
     }
     let result = ctx.broker.transaction_coordinator().verify_partition(

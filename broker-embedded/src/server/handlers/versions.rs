@@ -50,17 +50,23 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
 
 /// The versions implemented per API when the broker is one node of a cluster: those of
 /// [`supported_versions`] plus the APIs only a cluster serves (ElectLeaders, forwarded to the
-/// controller; DescribeCluster, from the cluster view).
+/// controller; DescribeCluster, from the cluster view; WriteTxnMarkers, from transaction
+/// coordinators on other brokers).
 pub(crate) fn cluster_supported_versions(api: ApiKey) -> Option<(i16, i16)> {
     match api {
         ApiKey::ElectLeaders => Some((0, 2)),
         ApiKey::DescribeCluster => Some((0, 1)),
+        ApiKey::WriteTxnMarkers => Some((1, 1)),
         _ => supported_versions(api),
     }
 }
 
 /// APIs advertised only in cluster mode.
-const CLUSTER_ONLY: &[ApiKey] = &[ApiKey::ElectLeaders, ApiKey::DescribeCluster];
+const CLUSTER_ONLY: &[ApiKey] = &[
+    ApiKey::ElectLeaders,
+    ApiKey::DescribeCluster,
+    ApiKey::WriteTxnMarkers,
+];
 
 const ADVERTISED: &[ApiKey] = &[
     ApiKey::Produce,
