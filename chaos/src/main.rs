@@ -618,7 +618,14 @@ fn wait_converged(
                 if bad.is_empty() {
                     return (Ok(()), seen);
                 }
-                last = bad.join("; ");
+                let more = bad.len().saturating_sub(8);
+                bad.truncate(8);
+                let tail = if more > 0 {
+                    format!("; and {more} more")
+                } else {
+                    String::new()
+                };
+                last = format!("{}{tail}", bad.join("; "));
             }
             Err(e) => last = e.to_string(),
         }
