@@ -482,6 +482,15 @@ fn publish(shared: &Shared, replicas: &ReplicaManager, image: &Arc<MetadataImage
     let me = shared.node_id;
     let broker = &shared.broker;
     let previous = shared.image();
+    // Fenced or shutting-down brokers: leaders do not propose them for an ISR.
+    replicas.set_ineligible_replicas(
+        image
+            .brokers()
+            .iter()
+            .filter(|(_, b)| !b.is_active())
+            .map(|(&id, _)| id)
+            .collect(),
+    );
     let mut assigned: BTreeSet<TopicPartition> = BTreeSet::new();
     for topic in image.topics().values() {
         let mine = topic.partitions.values().any(|p| p.replicas.contains(&me));
@@ -523,10 +532,12 @@ fn publish(shared: &Shared, replicas: &ReplicaManager, image: &Arc<MetadataImage
             // onResignation).
             if let Some(kind) = CoordinatorKind::of_topic(&topic.name) {
                 match transition {
-                    Transition::Leader { .. } => {
+                    Transition::Leader { .. } | Transition::Unchanged { leader: true } => {
                         broker.coordinator_partition_elected(kind, index, p.leader_epoch)
                     }
-                    Transition::Follower { .. } | Transition::Stopped => {
+                    Transition::Follower { .. }
+                    | Transition::Stopped
+                    | Transition::Unchanged { leader: false } => {
                         broker.coordinator_partition_resigned(kind, index)
                     }
                     Transition::Stale => {}

@@ -35,7 +35,7 @@ pub use state::{
     IsrState, LeaderState, PartitionRegistration, PartitionState, Role, Transition,
 };
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -192,6 +192,8 @@ pub(crate) struct Inner {
     /// Bumped on any partition change; replica fetches long-poll on it.
     any_change: watch::Sender<u64>,
     fetchers: FetcherPool,
+    /// Brokers that may not join an ISR (see [`ReplicaManager::set_ineligible_replicas`]).
+    ineligible: RwLock<BTreeSet<i32>>,
 }
 
 /// The replica manager of one broker (cheap to clone).
@@ -239,6 +241,7 @@ impl ReplicaManager {
                 clock,
                 any_change,
                 fetchers: FetcherPool::new(endpoints),
+                ineligible: RwLock::new(BTreeSet::new()),
             }),
         }
     }
@@ -323,15 +326,20 @@ impl ReplicaManager {
         let now = self.now();
         let transition = {
             let mut s = p.state.lock();
+            s.set_ineligible_replicas(&self.inner.ineligible.read());
             let t = s.apply(reg, p.log.log_end_offset(), now);
             if let Transition::Leader { .. } = t {
                 self.maybe_increment_hw(&p, &s, now);
             }
             t
         };
+        if let Transition::Unchanged { .. } = transition {
+            debug!(topic = %tp.topic, partition = tp.partition, "partition state unchanged");
+            return transition;
+        }
         info!(topic = %tp.topic, partition = tp.partition, leader = reg.leader, leader_epoch = reg.leader_epoch, ?transition, "partition state applied");
         match transition {
-            Transition::Stale => {}
+            Transition::Stale | Transition::Unchanged { .. } => {}
             Transition::Leader { .. } => self.inner.fetchers.remove_partition(tp),
             Transition::Follower { changed } => {
                 if reg.leader < 0 {
@@ -352,6 +360,21 @@ impl ReplicaManager {
         }
         self.notify(&p);
         transition
+    }
+
+    /// Sets the brokers that may not join any ISR now: fenced or in controlled shutdown in the
+    /// last metadata (Kafka's `isReplicaIsrEligible`). The leader does not propose them, so the
+    /// controller is not asked for changes it must refuse with INELIGIBLE_REPLICA.
+    pub fn set_ineligible_replicas(&self, ineligible: BTreeSet<i32>) {
+        if *self.inner.ineligible.read() == ineligible {
+            return;
+        }
+        debug!(?ineligible, "brokers ineligible for an ISR");
+        *self.inner.ineligible.write() = ineligible.clone();
+        let parts: Vec<_> = self.inner.partitions.read().values().cloned().collect();
+        for p in &parts {
+            p.state.lock().set_ineligible_replicas(&ineligible);
+        }
     }
 
     /// Stops replicating `tp` (Kafka's StopReplica): removed from its fetcher and forgotten;
@@ -399,7 +422,7 @@ impl ReplicaManager {
             let now = this.now();
             let changed = {
                 let mut s = p.state.lock();
-                let changed = s.complete_isr_change(proposal.id, &result);
+                let changed = s.complete_isr_change(proposal.id, &result, now);
                 if changed {
                     this.maybe_increment_hw(&p, &s, now);
                 }

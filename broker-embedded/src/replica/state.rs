@@ -3,7 +3,7 @@
 //! shrinking with at most one AlterPartition in flight, and the epoch checks of fetches and
 //! produces. Time is passed in (`now_ms`); the log's offsets are passed in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::error::ResponseError;
 
@@ -202,6 +202,12 @@ pub enum Transition {
     },
     /// This broker is no longer a replica.
     Stopped,
+    /// The registration is the one already applied (same leader, leader epoch and partition
+    /// epoch): nothing changed; `leader` when this broker leads.
+    Unchanged {
+        /// This broker leads the partition.
+        leader: bool,
+    },
 }
 
 /// What a produce waiting for acks=all should do now.
@@ -219,7 +225,17 @@ pub struct PartitionState {
     local_id: i32,
     role: Role,
     next_proposal: u64,
+    /// Brokers that may not join an ISR now (fenced or in controlled shutdown, as the last
+    /// metadata says: Kafka's `isReplicaIsrEligible`).
+    ineligible: BTreeSet<i32>,
+    /// No ISR change is proposed before this time after the controller refused one (Kafka
+    /// retries on the next follower fetch; a fetch loop on an idle partition would turn that
+    /// into a storm of requests).
+    no_proposal_before_ms: i64,
 }
+
+/// How long the leader waits before proposing an ISR change again after a refusal.
+pub(crate) const ISR_PROPOSAL_BACKOFF_MS: i64 = 500;
 
 fn code(e: ResponseError) -> i16 {
     e.code()
@@ -232,6 +248,15 @@ impl PartitionState {
             local_id,
             role: Role::None,
             next_proposal: 1,
+            ineligible: BTreeSet::new(),
+            no_proposal_before_ms: i64::MIN,
+        }
+    }
+
+    /// Sets the brokers that may not join the ISR (fenced or in controlled shutdown).
+    pub fn set_ineligible_replicas(&mut self, ineligible: &BTreeSet<i32>) {
+        if &self.ineligible != ineligible {
+            self.ineligible.clone_from(ineligible);
         }
     }
 
@@ -298,6 +323,19 @@ impl PartitionState {
         if !reg.replicas.contains(&self.local_id) {
             self.role = Role::None;
             return Transition::Stopped;
+        }
+        // The same registration again (metadata images are published whole): nothing
+        // changed, and an ISR change in flight stays in flight (Kafka applies only the
+        // partitions of a metadata delta).
+        if reg.leader_epoch == self.leader_epoch()
+            && reg.partition_epoch == self.partition_epoch()
+            && reg.leader == self.leader_id()
+        {
+            match &self.role {
+                Role::Leader(_) => return Transition::Unchanged { leader: true },
+                Role::Follower(_) => return Transition::Unchanged { leader: false },
+                Role::None => {}
+            }
         }
         if reg.leader == self.local_id {
             let previous = std::mem::replace(&mut self.role, Role::None);
@@ -424,18 +462,23 @@ impl PartitionState {
             last_fetch_leader_log_end_offset: leader_end_offset
                 .max(f.last_fetch_leader_log_end_offset),
         };
-        self.maybe_expand_isr(replica_id, high_watermark)
+        self.maybe_expand_isr(replica_id, high_watermark, now_ms)
     }
 
     /// Kafka's `maybeExpandIsr`: a follower not in the ISR joins it (a proposal) when no change
-    /// is in flight and its log end offset is at least the high watermark and the start offset
-    /// of the current leader epoch.
+    /// is in flight, the follower is eligible (not fenced, not shutting down), no refusal is
+    /// younger than [`ISR_PROPOSAL_BACKOFF_MS`], and its log end offset is at least the high
+    /// watermark and the start offset of the current leader epoch.
     pub fn maybe_expand_isr(
         &mut self,
         replica_id: i32,
         high_watermark: i64,
+        now_ms: i64,
     ) -> Option<IsrProposal> {
         let id = self.next_proposal;
+        if now_ms < self.no_proposal_before_ms || self.ineligible.contains(&replica_id) {
+            return None;
+        }
         let Role::Leader(l) = &mut self.role else {
             return None;
         };
@@ -500,6 +543,9 @@ impl PartitionState {
         now_ms: i64,
         max_lag_ms: i64,
     ) -> Option<IsrProposal> {
+        if now_ms < self.no_proposal_before_ms {
+            return None;
+        }
         let removing = self.out_of_sync_replicas(leader_end_offset, now_ms, max_lag_ms);
         if removing.is_empty() {
             return None;
@@ -529,12 +575,19 @@ impl PartitionState {
     }
 
     /// Applies the controller's answer to proposal `proposal` (ignored unless that proposal is
-    /// still the pending one). Kafka's error handling: OPERATION_NOT_ATTEMPTED and
-    /// INELIGIBLE_REPLICA return to the committed ISR; UNKNOWN_TOPIC_OR_PARTITION,
-    /// FENCED_LEADER_EPOCH and INVALID_UPDATE_VERSION keep the change pending until newer
-    /// metadata arrives; other errors return to the committed ISR so the change is proposed
-    /// again on the next check. Returns whether the ISR changed.
-    pub fn complete_isr_change(&mut self, proposal: u64, result: &IsrChangeResult) -> bool {
+    /// still the pending one), received at `now_ms`. Kafka's error handling:
+    /// OPERATION_NOT_ATTEMPTED and INELIGIBLE_REPLICA return to the committed ISR;
+    /// UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID, FENCED_LEADER_EPOCH,
+    /// INVALID_UPDATE_VERSION, INVALID_REQUEST and NEW_LEADER_ELECTED keep the change pending
+    /// until newer metadata arrives; other errors (the controller unreachable or moving, a
+    /// stale broker epoch) return to the committed ISR. After any refusal no change is
+    /// proposed for [`ISR_PROPOSAL_BACKOFF_MS`]. Returns whether the ISR changed.
+    pub fn complete_isr_change(
+        &mut self,
+        proposal: u64,
+        result: &IsrChangeResult,
+        now_ms: i64,
+    ) -> bool {
         let Role::Leader(l) = &mut self.role else {
             return false;
         };
@@ -556,10 +609,14 @@ impl PartitionState {
                 true
             }
             Err(e) => {
+                self.no_proposal_before_ms = now_ms.saturating_add(ISR_PROPOSAL_BACKOFF_MS);
                 let keep = [
                     ResponseError::UnknownTopicOrPartition,
+                    ResponseError::UnknownTopicId,
                     ResponseError::FencedLeaderEpoch,
                     ResponseError::InvalidUpdateVersion,
+                    ResponseError::InvalidRequest,
+                    ResponseError::NewLeaderElected,
                 ]
                 .iter()
                 .any(|k| k.code() == *e);

@@ -1,7 +1,7 @@
 //! Tests: the pure state machine, the acks=all purgatory, and two or three replica managers
 //! over in-memory logs wired directly to each other.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use kafka_protocol::messages::{
 use parking_lot::Mutex;
 use uuid::Uuid;
 
+use super::state::ISR_PROPOSAL_BACKOFF_MS;
 use super::*;
 use crate::client::ClientError;
 use crate::record::{encode_batch, BatchSpec, Record};
@@ -264,13 +265,17 @@ fn caught_up_non_isr_follower_holds_the_hw_until_it_joins() {
     // Follower 2 fetches at the leader's LEO at t=1000: it is caught up.
     s.update_follower_fetch(2, 10, 0, 10, 10, 1000);
     // It reached the HW: an expansion is proposed; the controller does not attempt it.
-    let p = s.maybe_expand_isr(2, 10);
+    let p = s.maybe_expand_isr(2, 10, 1000);
     assert_eq!(p, None, "already pending");
     let pending = match &s.leader().unwrap().isr {
         IsrState::PendingExpand { proposal, .. } => *proposal,
         other => panic!("{other:?}"),
     };
-    s.complete_isr_change(pending, &Err(ResponseError::OperationNotAttempted.code()));
+    s.complete_isr_change(
+        pending,
+        &Err(ResponseError::OperationNotAttempted.code()),
+        1000,
+    );
     // The leader appends; follower 2 (caught up within the lag) holds the HW at 10.
     assert_eq!(s.high_watermark_candidate(20, 1500, LAG), Some(10));
     // Long after, it is no longer caught up and stops holding the HW.
@@ -309,7 +314,8 @@ fn isr_expands_when_follower_reaches_hw_and_epoch_start() {
             leader_epoch: 3,
             isr: vec![1, 2, 3],
             partition_epoch: 8
-        })
+        }),
+        50,
     ));
     assert!(s.complete_isr_change(
         p.id,
@@ -317,7 +323,8 @@ fn isr_expands_when_follower_reaches_hw_and_epoch_start() {
             leader_epoch: 3,
             isr: vec![1, 2, 3],
             partition_epoch: 8
-        })
+        }),
+        50,
     ));
     let l = s.leader().unwrap();
     assert_eq!(l.isr, IsrState::Committed { isr: vec![1, 2, 3] });
@@ -339,16 +346,30 @@ fn isr_shrinks_after_lag_time_and_errors_revert_or_keep_pending() {
     // While the shrink is pending, the maximal ISR is the old one.
     assert_eq!(s.leader().unwrap().isr.maximal_isr(), vec![1, 2, 3]);
     // INELIGIBLE_REPLICA-like errors: back to the committed ISR; proposed again later.
-    assert!(!s.complete_isr_change(p.id, &Err(ResponseError::OperationNotAttempted.code())));
+    let refused_at = 100 + LAG + 1;
+    assert!(!s.complete_isr_change(
+        p.id,
+        &Err(ResponseError::OperationNotAttempted.code()),
+        refused_at
+    ));
     assert_eq!(
         s.leader().unwrap().isr,
         IsrState::Committed { isr: vec![1, 2, 3] }
     );
+    // Not before the back-off after a refusal.
+    assert_eq!(
+        s.maybe_shrink_isr(10, refused_at + ISR_PROPOSAL_BACKOFF_MS - 1, LAG),
+        None
+    );
     let p = s
-        .maybe_shrink_isr(10, 100 + LAG + 2, LAG)
+        .maybe_shrink_isr(10, refused_at + ISR_PROPOSAL_BACKOFF_MS, LAG)
         .expect("shrink again");
     // FENCED_LEADER_EPOCH keeps it pending until new metadata.
-    s.complete_isr_change(p.id, &Err(ResponseError::FencedLeaderEpoch.code()));
+    s.complete_isr_change(
+        p.id,
+        &Err(ResponseError::FencedLeaderEpoch.code()),
+        refused_at + ISR_PROPOSAL_BACKOFF_MS,
+    );
     assert!(s.leader().unwrap().isr.is_inflight());
     // New metadata (same leader epoch, newer partition epoch) replaces the pending state.
     assert_eq!(
@@ -395,7 +416,7 @@ fn stale_registrations_are_ignored_and_epochs_checked() {
     );
     assert_eq!(
         s.apply(&reg(1, 4, 9, &[1, 2], &[1, 2]), 0, 0),
-        Transition::Follower { changed: false }
+        Transition::Unchanged { leader: false }
     );
     assert_eq!(
         s.check_epoch(Some(3), false),
@@ -1411,4 +1432,66 @@ mod wire {
             b.shutdown().unwrap();
         }
     }
+}
+
+#[test]
+fn the_same_registration_again_keeps_an_isr_change_in_flight() {
+    let mut s = PartitionState::new(1);
+    s.apply(&reg(1, 2, 5, &[1, 2, 3], &[1, 2]), 10, 0);
+    let p = s
+        .update_follower_fetch(3, 10, 0, 10, 10, 100)
+        .expect("expansion");
+    // A whole metadata image is published again for an unrelated change.
+    assert_eq!(
+        s.apply(&reg(1, 2, 5, &[1, 2, 3], &[1, 2]), 10, 200),
+        Transition::Unchanged { leader: true }
+    );
+    assert!(matches!(
+        s.leader().unwrap().isr,
+        IsrState::PendingExpand { adding: 3, .. }
+    ));
+    // The controller's answer still lands, and no second proposal went out meanwhile.
+    assert_eq!(s.update_follower_fetch(3, 10, 0, 10, 10, 300), None);
+    assert!(s.complete_isr_change(
+        p.id,
+        &Ok(CommittedIsr {
+            leader_epoch: 2,
+            isr: vec![1, 2, 3],
+            partition_epoch: 6
+        }),
+        400,
+    ));
+    assert_eq!(s.leader().unwrap().isr.isr(), &[1, 2, 3]);
+}
+
+#[test]
+fn ineligible_followers_are_not_proposed_and_refusals_back_off() {
+    let mut s = PartitionState::new(1);
+    s.apply(&reg(1, 1, 1, &[1, 2, 3], &[1]), 10, 0);
+    // Follower 2 is fenced in the last metadata: caught up, yet not proposed.
+    s.set_ineligible_replicas(&BTreeSet::from([2]));
+    assert_eq!(s.update_follower_fetch(2, 10, 0, 10, 10, 100), None);
+    assert!(!s.leader().unwrap().isr.is_inflight());
+    // Unfenced: the next fetch proposes it.
+    s.set_ineligible_replicas(&BTreeSet::new());
+    let p = s
+        .update_follower_fetch(2, 10, 0, 10, 10, 200)
+        .expect("expansion once eligible");
+    // The controller refuses (its view: still fenced); the committed ISR is back and the
+    // fetches right after do not propose again (no storm of requests)...
+    assert!(!s.complete_isr_change(p.id, &Err(ResponseError::IneligibleReplica.code()), 300));
+    assert!(!s.leader().unwrap().isr.is_inflight());
+    for t in [300, 400, 300 + ISR_PROPOSAL_BACKOFF_MS - 1] {
+        assert_eq!(s.update_follower_fetch(2, 10, 0, 10, 10, t), None, "at {t}");
+        assert_eq!(s.update_follower_fetch(3, 10, 0, 10, 10, t), None, "at {t}");
+    }
+    // ...until the back-off has passed.
+    let p = s
+        .update_follower_fetch(2, 10, 0, 10, 10, 300 + ISR_PROPOSAL_BACKOFF_MS)
+        .expect("proposed again after the back-off");
+    assert_eq!(p.new_isr, vec![1, 2]);
+    // NEW_LEADER_ELECTED and INVALID_UPDATE_VERSION keep the change pending (new metadata
+    // decides), like Kafka.
+    s.complete_isr_change(p.id, &Err(ResponseError::NewLeaderElected.code()), 2000);
+    assert!(s.leader().unwrap().isr.is_inflight());
 }

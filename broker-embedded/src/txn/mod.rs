@@ -244,10 +244,15 @@ impl TransactionCoordinator {
         &self,
         states: impl IntoIterator<Item = (String, Option<TxnLogValue>)>,
     ) {
+        // No transaction's own lock is taken here: the caller may hold the coordinator
+        // ownership lock, which a thread completing a transaction (holding that
+        // transaction's lock) takes to read the coordinator epoch.
         let mut txns = self.txns.lock();
+        let mut prepared = 0;
         for (id, v) in states {
             match v {
                 Some(v) if v.state != TxnState::Dead => {
+                    prepared += usize::from(v.state.is_prepare());
                     txns.insert(id, Arc::new(Mutex::new(TxnMetadata::from_log(v))));
                 }
                 _ => {
@@ -255,10 +260,6 @@ impl TransactionCoordinator {
                 }
             }
         }
-        let prepared = txns
-            .values()
-            .filter(|m| m.lock().state.is_prepare())
-            .count();
         info!(
             transactional_ids = txns.len(),
             prepared, "transaction coordinator loaded"

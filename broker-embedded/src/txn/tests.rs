@@ -457,3 +457,35 @@ fn list_filters_by_state_and_producer_id() {
         ResponseError::TransactionalIdNotFound
     );
 }
+
+/// The load of another `__transaction_state` partition runs under the broker's coordinator
+/// ownership lock, which a thread completing a transaction takes while holding that
+/// transaction's lock (for the coordinator epoch of its markers): loading must never wait for
+/// a transaction's lock, or the two threads deadlock (seen in the fault soak).
+#[test]
+fn loading_a_partition_never_waits_for_a_transaction_being_completed() {
+    let f = fixture();
+    f.coord.init_producer_id("busy", 60_000, None, 1).unwrap();
+    let busy = f.coord.entry("busy").expect("loaded");
+    let mut prepared = TxnMetadata::new(77, 60_000, 1);
+    prepared.state = TxnState::PrepareCommit;
+    let held = busy.lock();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            f.coord.load_more(vec![
+                ("moved-in".to_string(), Some(prepared.to_log())),
+                ("gone".to_string(), None),
+            ]);
+            let _ = done_tx.send(());
+        });
+        let finished = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+        drop(held);
+        assert!(
+            finished.is_ok(),
+            "load_more waited for a transaction's lock held by another thread"
+        );
+    });
+    assert!(f.coord.entry("moved-in").is_some());
+    assert!(f.coord.entry("busy").is_some());
+}
