@@ -77,9 +77,15 @@ pub(super) struct CoordinatorReplication {
 }
 
 /// The coordinators' ownership and write path (part of the broker's shared state).
+///
+/// Lock order: `transitions` (held while a partition's state is installed or unloaded, which
+/// takes the group or transaction coordinator's locks and so may wait behind a replicated
+/// write) before `owned`, which is only ever held for a map lookup or update: request
+/// handlers ask it on runtime threads and must never wait behind a coordinator write.
 #[derive(Default)]
 pub(super) struct Coordination {
     owned: Mutex<HashMap<(CoordinatorKind, i32), Owned>>,
+    transitions: Mutex<()>,
     generation: AtomicU64,
     replication: OnceLock<CoordinatorReplication>,
     marker_router: OnceLock<Arc<dyn TxnMarkerWriter>>,
@@ -217,15 +223,22 @@ impl Broker {
     /// This broker no longer leads `partition` of `kind`'s topic (Kafka's `onResignation`):
     /// its keys' state is forgotten and their requests are NOT_COORDINATOR.
     pub fn coordinator_partition_resigned(&self, kind: CoordinatorKind, partition: i32) {
-        let mut owned = self.inner.coordination.owned.lock();
-        if owned.remove(&(kind, partition)).is_none() {
+        // Under the transitions lock, so that no load of the same partition interleaves.
+        let _transition = self.inner.coordination.transitions.lock();
+        if self
+            .inner
+            .coordination
+            .owned
+            .lock()
+            .remove(&(kind, partition))
+            .is_none()
+        {
             return;
         }
         info!(
             topic = kind.topic(),
             partition, "coordinator partition resigned: unloading"
         );
-        // Under the ownership lock, so that no load of the same partition interleaves.
         match kind {
             CoordinatorKind::Group => self.unload_offsets_partition(partition),
             CoordinatorKind::Transaction => {
@@ -242,10 +255,20 @@ impl Broker {
     /// election installs nothing.
     fn load_coordinator_partition(&self, kind: CoordinatorKind, partition: i32, generation: u64) {
         let started = std::time::Instant::now();
-        let current = |owned: &HashMap<(CoordinatorKind, i32), Owned>| {
-            owned
+        let coordination = &self.inner.coordination;
+        let current = || {
+            coordination
+                .owned
+                .lock()
                 .get(&(kind, partition))
                 .is_some_and(|o| o.generation == generation)
+        };
+        let mark_loaded = || {
+            if let Some(o) = coordination.owned.lock().get_mut(&(kind, partition)) {
+                if o.generation == generation {
+                    o.loaded = true;
+                }
+            }
         };
         let log = match self.log(kind.topic(), partition) {
             Ok(l) => l,
@@ -263,14 +286,12 @@ impl Broker {
                         return;
                     }
                 };
-                let mut owned = self.inner.coordination.owned.lock();
-                if !current(&owned) {
+                let _transition = coordination.transitions.lock();
+                if !current() {
                     return;
                 }
                 self.install_offsets_partition(partition, state);
-                if let Some(o) = owned.get_mut(&(kind, partition)) {
-                    o.loaded = true;
-                }
+                mark_loaded();
             }
             CoordinatorKind::Transaction => {
                 let states = match scan_txn_state_log(&log) {
@@ -281,8 +302,8 @@ impl Broker {
                     }
                 };
                 {
-                    let mut owned = self.inner.coordination.owned.lock();
-                    if !current(&owned) {
+                    let _transition = coordination.transitions.lock();
+                    if !current() {
                         return;
                     }
                     let n = partition;
@@ -290,9 +311,7 @@ impl Broker {
                         .txn
                         .unload(|id| self.transaction_state_partition_for(id) == n);
                     self.inner.txn.load_more(states);
-                    if let Some(o) = owned.get_mut(&(kind, partition)) {
-                        o.loaded = true;
-                    }
+                    mark_loaded();
                 }
                 // What the previous coordinator prepared gets its markers now (and from the
                 // background thread's retries if that fails).
@@ -373,5 +392,66 @@ fn block_on<F: Future>(runtime: &tokio::runtime::Handle, fut: F) -> Result<F::Ou
                 code: ResponseError::RequestTimedOut.code(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::BrokerConfig;
+
+    fn elected_broker(dir: &std::path::Path) -> Broker {
+        let mut c = BrokerConfig::new(dir);
+        c.cleaner_interval = None;
+        c.offsets_topic_num_partitions = 3;
+        c.transaction_state_log_num_partitions = 3;
+        c.elected_coordinators = true;
+        Broker::open(c).unwrap()
+    }
+
+    /// A resignation that waits for the group coordinator (here: its committed offsets held
+    /// by another thread, as a replicated group write holds them for up to
+    /// `offsets.commit.timeout.ms`) must not make request handlers asking `coordinates` wait
+    /// too: they run on the runtime's threads, which that write needs to complete (the
+    /// deadlock the fault soak found).
+    #[test]
+    fn coordinates_never_waits_behind_a_resignation_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = elected_broker(dir.path());
+        let group = "g";
+        let partition = broker.coordinator_partition_for(CoordinatorKind::Group, group);
+        broker.coordinator_partition_elected(CoordinatorKind::Group, partition, 3);
+        let busy = broker.inner.committed.read();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _ = started_tx.send(());
+                broker.coordinator_partition_resigned(CoordinatorKind::Group, partition);
+            });
+            started_rx.recv().unwrap();
+            // Let the resignation reach the unload, which waits for `busy`.
+            std::thread::sleep(Duration::from_millis(200));
+            scope.spawn(|| {
+                let _ = answer_tx.send(broker.coordinates(CoordinatorKind::Group, group));
+            });
+            let answer = answer_rx.recv_timeout(Duration::from_secs(10));
+            drop(busy);
+            let answer = answer.expect("coordinates waited behind the resignation");
+            // Either answer is right at that instant; what matters is that it came.
+            assert!(matches!(
+                answer,
+                Ok(()) | Err(BrokerError::NotCoordinator(_))
+            ));
+        });
+        // Once resigned, the group is NOT_COORDINATOR here.
+        assert!(matches!(
+            broker.coordinates(CoordinatorKind::Group, group),
+            Err(BrokerError::NotCoordinator(ResponseError::NotCoordinator))
+        ));
     }
 }
