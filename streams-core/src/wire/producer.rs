@@ -9,6 +9,15 @@
 //! out), and its errors are classified as Kafka Streams' `StreamsProducer` does
 //! ([`txn_error`]): fenced, tasks migrated (the group refused the offsets), retriable
 //! (abort and go on), or fatal.
+//!
+//! librdkafka's `send_offsets_to_transaction` may never return: its request to the group
+//! coordinator waits for the coordinator it cached to come back, and is only woken by a
+//! change of some broker connection; when that coordinator left the cluster's metadata
+//! (a killed broker is fenced and no longer listed), nothing wakes it, and the timeout it
+//! was given is not enforced (librdkafka issues #5456 and #5511, open in 2.12). The call
+//! therefore runs on a thread of its own and is waited for at most its timeout plus
+//! [`SEND_OFFSETS_GRACE`]; a call still running then gives the producer up (see
+//! [`WireProducer::send_offsets_bounded`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +39,11 @@ use crate::record::ProducedRecord;
 /// How long one call of librdkafka's abort waits before the delivery reports are served
 /// and the abort resumed (see `abort_transaction` below).
 const ABORT_SLICE: Duration = Duration::from_millis(200);
+
+/// How much longer than the timeout it was given librdkafka's `send_offsets_to_transaction`
+/// may run before the producer is given up: enough for librdkafka to report its own
+/// timeout first whenever it enforces it.
+const SEND_OFFSETS_GRACE: Duration = Duration::from_secs(5);
 
 /// Delivery reports since the last flush.
 #[derive(Default)]
@@ -66,11 +80,25 @@ impl ProducerContext for DeliveryContext {
 }
 
 pub(super) struct WireProducer {
-    producer: BaseProducer<DeliveryContext>,
+    /// Shared with the thread of a `send_offsets_to_transaction` call (which keeps the
+    /// producer alive if the call outlives this value).
+    producer: Arc<BaseProducer<DeliveryContext>>,
     deliveries: Arc<Mutex<Deliveries>>,
     flush_timeout: Duration,
     /// The `transactional.id` of a transactional producer.
     transactional_id: Option<String>,
+    /// `transaction.timeout.ms` of a transactional producer.
+    transaction_timeout: Option<Duration>,
+    /// Why the producer was given up (a librdkafka call that never returned and still holds
+    /// its transactional state): every later call fails at once, and the runtime makes a
+    /// new producer when the abort fails.
+    abandoned: Option<String>,
+}
+
+/// A `send_offsets_to_transaction` call that did not return within its bound.
+#[derive(Debug)]
+struct SendOffsetsStuck {
+    waited: Duration,
 }
 
 impl WireProducer {
@@ -126,11 +154,61 @@ impl WireProducer {
             })
             .map_err(|e| rdkafka_error("creating a producer", e))?;
         Ok(WireProducer {
-            producer,
+            producer: Arc::new(producer),
             deliveries,
             flush_timeout: settings.request_timeout.max(Duration::from_secs(30)) * 2,
             transactional_id: transactional.map(|(id, _)| id.to_owned()),
+            transaction_timeout: transactional.map(|(_, timeout)| timeout),
+            abandoned: None,
         })
+    }
+
+    /// `Err` (retriable) once the producer was given up: its transactional state is held
+    /// by a call that never returned, so nothing else can be done with it; the runtime's
+    /// abort fails with this, and it makes a new producer (whose `initTransactions`
+    /// fences this one and aborts its open transaction).
+    fn usable(&self, call: &str) -> Result<()> {
+        match &self.abandoned {
+            None => Ok(()),
+            Some(why) => Err(StreamsError::cluster(
+                ClusterErrorKind::Retriable,
+                format!(
+                    "{call}: the producer (transactional.id {}) was given up: {why}",
+                    self.transactional_id.as_deref().unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
+    /// librdkafka's `send_offsets_to_transaction` with `timeout`, on a thread of its own,
+    /// waited for at most `timeout` + [`SEND_OFFSETS_GRACE`]: `Err` if it did not return by
+    /// then (the thread keeps the producer alive until the call returns, if ever).
+    fn send_offsets_bounded(
+        &self,
+        offsets: TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> std::result::Result<std::result::Result<(), SendOffsetsError>, SendOffsetsCall> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let producer = Arc::clone(&self.producer);
+        let group = group.clone();
+        std::thread::Builder::new()
+            .name("send-offsets-to-txn".into())
+            .spawn(move || {
+                let result =
+                    native::send_offsets_to_transaction(&*producer, &offsets, &group, timeout);
+                // The caller may have stopped waiting: nobody to tell then.
+                let _ = tx.send(result);
+            })
+            .map_err(SendOffsetsCall::Spawn)?;
+        let bound = timeout + SEND_OFFSETS_GRACE;
+        match rx.recv_timeout(bound) {
+            Ok(result) => Ok(result),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(SendOffsetsCall::Stuck(SendOffsetsStuck { waited: bound }))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(SendOffsetsCall::Vanished),
+        }
     }
 
     /// An error of this producer as the runtime's: transactional calls by [`txn_error`],
@@ -202,6 +280,17 @@ impl WireProducer {
         }
         Ok(())
     }
+}
+
+/// Why a bounded `send_offsets_to_transaction` gave no answer.
+#[derive(Debug)]
+enum SendOffsetsCall {
+    /// No thread could be started for the call.
+    Spawn(std::io::Error),
+    /// The call did not return within its bound.
+    Stuck(SendOffsetsStuck),
+    /// The call's thread ended without an answer (it panicked).
+    Vanished,
 }
 
 /// Error codes that mean another producer with the same `transactional.id` took over (or
@@ -319,6 +408,7 @@ fn txn_error(
 
 impl ClusterProducer for WireProducer {
     fn send(&mut self, tp: &TopicPartition, records: Vec<ProducedRecord>) -> Result<()> {
+        self.usable("producing")?;
         for r in &records {
             let headers = if r.headers.is_empty() {
                 None
@@ -360,12 +450,14 @@ impl ClusterProducer for WireProducer {
     }
 
     fn flush(&mut self) -> Result<BTreeMap<TopicPartition, i64>> {
+        self.usable("flushing")?;
         self.wait_for_deliveries()?;
         Ok(std::mem::take(&mut self.deliveries.lock().acked))
     }
 
     fn begin_transaction(&mut self) -> Result<()> {
         self.require_transactional("begin_transaction")?;
+        self.usable("beginning a transaction")?;
         tracing::debug!(
             transactional_id = self.transactional_id.as_deref(),
             "begin transaction"
@@ -381,6 +473,7 @@ impl ClusterProducer for WireProducer {
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
         self.require_transactional("send_offsets_to_transaction")?;
+        self.usable("sending offsets to the transaction")?;
         tracing::debug!(
             transactional_id = self.transactional_id.as_deref(),
             partitions = offsets.len(),
@@ -402,8 +495,45 @@ impl ClusterProducer for WireProducer {
                 .map_err(|e| rdkafka_error(format!("offset {offset} of {tp}"), e))?;
             elem.set_metadata(metadata.as_str());
         }
-        match native::send_offsets_to_transaction(&self.producer, &list, group, self.flush_timeout)
-        {
+        // librdkafka caps the call at the transaction timeout anyway: the coordinator aborts
+        // the transaction by then.
+        let timeout = self
+            .transaction_timeout
+            .map_or(self.flush_timeout, |t| t.min(self.flush_timeout));
+        let result = match self.send_offsets_bounded(list, group, timeout) {
+            Ok(result) => result,
+            Err(SendOffsetsCall::Stuck(stuck)) => {
+                let why = format!(
+                    "librdkafka's send_offsets_to_transaction (group `{}`) did not return within \
+                     {:?} (it waits for a group coordinator that left the cluster: librdkafka \
+                     issues #5456, #5511)",
+                    group.group_id, stuck.waited
+                );
+                tracing::warn!(
+                    transactional_id = self.transactional_id.as_deref(),
+                    "{why}; giving the producer up"
+                );
+                self.abandoned = Some(why.clone());
+                return Err(StreamsError::cluster(
+                    ClusterErrorKind::Retriable,
+                    format!("sending offsets to the transaction: {why}"),
+                ));
+            }
+            Err(SendOffsetsCall::Spawn(e)) => {
+                return Err(StreamsError::cluster_source(
+                    ClusterErrorKind::Retriable,
+                    "sending offsets to the transaction: starting the thread of the call",
+                    e,
+                ));
+            }
+            Err(SendOffsetsCall::Vanished) => {
+                return Err(StreamsError::cluster(
+                    ClusterErrorKind::Fatal,
+                    "sending offsets to the transaction: the call's thread ended without an answer",
+                ));
+            }
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(SendOffsetsError::Api(failure)) => {
                 let fatal_cause = self.producer.client().fatal_error().map(|(code, _)| code);
@@ -427,6 +557,7 @@ impl ClusterProducer for WireProducer {
 
     fn commit_transaction(&mut self) -> Result<()> {
         self.require_transactional("commit_transaction")?;
+        self.usable("committing the transaction")?;
         tracing::debug!(
             transactional_id = self.transactional_id.as_deref(),
             "commit transaction"
@@ -442,6 +573,7 @@ impl ClusterProducer for WireProducer {
 
     fn abort_transaction(&mut self) -> Result<()> {
         self.require_transactional("abort_transaction")?;
+        self.usable("aborting the transaction")?;
         tracing::debug!(
             transactional_id = self.transactional_id.as_deref(),
             "abort transaction"
@@ -486,5 +618,90 @@ impl Drop for WireProducer {
         if let Err(e) = self.producer.flush(self.flush_timeout) {
             tracing::warn!(error = %e, "flushing the producer at close");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::{MockCluster, MockCoordinator};
+
+    fn settings(bootstrap: String) -> WireSettings {
+        WireSettings {
+            bootstrap: vec![bootstrap],
+            client_id: "test".into(),
+            properties: BTreeMap::new(),
+            request_timeout: Duration::from_secs(5),
+            api_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            group_instance_id: None,
+        }
+    }
+
+    /// librdkafka's `send_offsets_to_transaction` waits for a group coordinator it cached
+    /// for as long as that broker is away, past the timeout it was given (librdkafka issue
+    /// #5456; #5511 when the broker left the metadata, as a killed node of a cluster does).
+    /// The call is bounded here: with the group's coordinator down it fails (retriable)
+    /// instead of blocking the stream thread, and the producer refuses every later call, so
+    /// the runtime's abort fails and a new producer replaces it.
+    #[test]
+    fn offsets_to_a_transaction_whose_group_coordinator_is_gone_fail_instead_of_hanging() {
+        let mock = MockCluster::new(3).unwrap();
+        mock.create_topic("in", 1, 1).unwrap();
+        let (txn_id, group_id) = ("txn-1", "group-1");
+        mock.coordinator(MockCoordinator::Transaction(txn_id.into()), 1)
+            .unwrap();
+        mock.coordinator(MockCoordinator::Group(group_id.into()), 2)
+            .unwrap();
+        let mut producer = WireProducer::transactional(
+            &settings(mock.bootstrap_servers()),
+            "test-producer",
+            txn_id,
+            Duration::from_secs(3),
+        )
+        .unwrap();
+        let group = ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        };
+        let offsets = |o: i64| BTreeMap::from([(TopicPartition::new("in", 0), (o, String::new()))]);
+        // The group's coordinator (broker 2) is found and cached.
+        producer.begin_transaction().unwrap();
+        producer
+            .send_offsets_to_transaction(&offsets(5), &group)
+            .unwrap();
+        producer.commit_transaction().unwrap();
+
+        mock.broker_down(2).unwrap();
+        producer.begin_transaction().unwrap();
+        // The call runs on a thread of the test too, so that a regression fails the test
+        // instead of hanging it (the bounded call gives up after 3 s + the grace).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let result = producer.send_offsets_to_transaction(&offsets(9), &group);
+            let _ = tx.send(());
+            (producer, result)
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("send_offsets_to_transaction still blocked after 60 s");
+        let (mut producer, result) = worker.join().unwrap();
+        let err = result.unwrap_err();
+        assert_eq!(
+            err.cluster_kind(),
+            Some(ClusterErrorKind::Retriable),
+            "{err}"
+        );
+        assert!(err.to_string().contains("did not return"), "{err}");
+        // Given up: the abort fails (the runtime then makes a new producer), and so does
+        // anything else.
+        let abort = producer.abort_transaction().unwrap_err();
+        assert_eq!(abort.cluster_kind(), Some(ClusterErrorKind::Retriable));
+        assert!(abort.to_string().contains("given up"), "{abort}");
+        assert!(producer.begin_transaction().is_err());
+        // The abandoned call returns once the broker is back; its thread then drops the
+        // last handle of the producer.
+        mock.broker_up(2).unwrap();
     }
 }
