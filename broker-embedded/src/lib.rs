@@ -68,10 +68,10 @@ mod txn;
 
 pub use broker::{
     decode_fetched, decode_fetched_committed, decode_fetched_shared, AlterConfigOp, Broker,
-    ConfigEntry, ConfigSource, CoordinatorKind, FetchOptions, ListedOffset, NewTopic, OffsetSpec,
-    PartitionDescription, ProduceRecord, ProducerIdBlock, ProducerIdBlockSource, RecordsRead,
-    TopicDescription, TransactionalProducer, TxnOffsetCommitError, TxnProducerError,
-    TxnProducerResult, TRANSACTION_STATE_TOPIC,
+    ConfigEntry, ConfigSource, CoordinatorKind, CoordinatorLease, FetchOptions, ListedOffset,
+    NewTopic, OffsetSpec, PartitionDescription, ProduceRecord, ProducerIdBlock,
+    ProducerIdBlockSource, RecordsRead, TopicDescription, TransactionalProducer,
+    TxnOffsetCommitError, TxnProducerError, TxnProducerResult, TRANSACTION_STATE_TOPIC,
 };
 pub use config::{
     validate_topic_name, BrokerConfig, CleanupPolicy, ConfigError, FlushPolicy, LogConfig,

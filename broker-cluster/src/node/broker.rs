@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use broker_embedded::client::{ClientError, KafkaConnection};
 use broker_embedded::replica::{
@@ -126,6 +126,55 @@ struct Shared {
     internal_topics: ControllerConfig,
     /// Internal topics whose creation was asked of the controller and not answered yet.
     creating_internal: Mutex<BTreeSet<String>>,
+    /// Until when this broker may act as a coordinator (see [`HeartbeatLease`]).
+    lease: Arc<HeartbeatLease>,
+}
+
+/// The coordinators' lease ([`broker_embedded::CoordinatorLease`]): valid until
+/// `broker.session.timeout.ms` after the sending of the last heartbeat the controller
+/// answered unfenced, and after the sending of the last metadata fetch whose answer is
+/// applied. The controller fences a broker a session after it *received* its last heartbeat,
+/// which is later than it was sent, so the lease runs out before the controller can move
+/// this broker's partitions elsewhere; and once it has run out (the broker was paused or cut
+/// off), it comes back only with metadata fetched after the return, which tells the broker
+/// which coordinator partitions it still leads. A paused or isolated broker thus never serves
+/// its coordinators' stale in-memory state while another broker coordinates the same keys.
+#[derive(Default)]
+struct HeartbeatLease {
+    heartbeat_until: Mutex<Option<Instant>>,
+    metadata_until: Mutex<Option<Instant>>,
+}
+
+fn extend(slot: &Mutex<Option<Instant>>, until: Instant) {
+    let mut current = slot.lock();
+    if current.is_none_or(|c| c < until) {
+        *current = Some(until);
+    }
+}
+
+impl HeartbeatLease {
+    /// A heartbeat sent at `sent` was answered unfenced.
+    fn renew_heartbeat(&self, sent: Instant, session: Duration) {
+        extend(&self.heartbeat_until, sent + session);
+    }
+
+    /// The answer to a metadata fetch sent at `sent` is applied (or there was nothing newer).
+    fn renew_metadata(&self, sent: Instant, session: Duration) {
+        extend(&self.metadata_until, sent + session);
+    }
+
+    /// A new registration, or a fenced answer: no coordinating until the next unfenced one.
+    fn revoke(&self) {
+        *self.heartbeat_until.lock() = None;
+    }
+}
+
+impl broker_embedded::CoordinatorLease for HeartbeatLease {
+    fn is_valid(&self) -> bool {
+        let now = Instant::now();
+        self.heartbeat_until.lock().is_some_and(|u| now < u)
+            && self.metadata_until.lock().is_some_and(|u| now < u)
+    }
 }
 
 impl Shared {
@@ -202,6 +251,7 @@ impl BrokerNode {
             runtime: tokio::runtime::Handle::current(),
             internal_topics: config.internal_topics.clone(),
             creating_internal: Mutex::new(BTreeSet::new()),
+            lease: Arc::new(HeartbeatLease::default()),
         });
         let replicas = ReplicaManager::new(
             config.replica.clone(),
@@ -215,6 +265,9 @@ impl BrokerNode {
         replicas.start();
         broker.set_producer_id_source(Arc::new(ControllerProducerIds(Arc::clone(&shared))));
         broker.enable_replicated_coordinators(replicas.clone(), tokio::runtime::Handle::current());
+        broker.set_coordinator_lease(
+            Arc::clone(&shared.lease) as Arc<dyn broker_embedded::CoordinatorLease>
+        );
         broker.set_txn_marker_router(Arc::new(MarkerRouter {
             shared: Arc::clone(&shared),
             endpoints: TcpLeaderEndpoints {
@@ -381,6 +434,9 @@ async fn lifecycle(
         };
         shared.broker_epoch.store(epoch, Ordering::Release);
         shared.registration_offset.store(epoch, Ordering::Release);
+        // A new incarnation coordinates nothing until the controller answers it unfenced.
+        shared.lease.revoke();
+        let session = Duration::from_millis(shared.internal_topics.broker_session_timeout_ms);
         loop {
             let offset = i64::try_from(shared.image().offset()).unwrap_or(i64::MAX);
             let caught_up = offset >= shared.registration_offset.load(Ordering::Acquire);
@@ -391,8 +447,14 @@ async fn lifecycle(
                 .with_current_metadata_offset(offset)
                 .with_want_fence(!caught_up)
                 .with_want_shut_down(shutting_down);
+            let sent = Instant::now();
             match shared.client.send(0, &request).await {
                 Ok(r) if r.error_code == 0 => {
+                    if r.is_fenced {
+                        shared.lease.revoke();
+                    } else {
+                        shared.lease.renew_heartbeat(sent, session);
+                    }
                     if shutting_down && r.should_shut_down {
                         info!("the controller completed this broker's controlled shutdown");
                         return;
@@ -433,7 +495,9 @@ async fn metadata_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut since = -1i64;
+    let session = Duration::from_millis(shared.internal_topics.broker_session_timeout_ms);
     loop {
+        let sent = Instant::now();
         let fetched = tokio::select! {
             f = shared.client.fetch_metadata(since, Duration::from_secs(1)) => f,
             _ = stop.changed() => return,
@@ -451,8 +515,9 @@ async fn metadata_loop(
                             publish(&shared2, &replicas2, &image2)
                         })
                         .await;
-                        if let Err(e) = applied {
-                            warn!(error = %e, "applying a metadata image failed");
+                        match applied {
+                            Ok(()) => shared.lease.renew_metadata(sent, session),
+                            Err(e) => warn!(error = %e, "applying a metadata image failed"),
                         }
                     }
                     Err(e) => {
@@ -461,7 +526,8 @@ async fn metadata_loop(
                     }
                 }
             }
-            Ok(_) => {}
+            // Nothing newer than what is applied: this broker's view is current.
+            Ok(_) => shared.lease.renew_metadata(sent, session),
             Err(e) => {
                 debug!(error = %e, "fetching metadata failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1202,5 +1268,42 @@ fn block_on<F: std::future::Future>(runtime: &tokio::runtime::Handle, fut: F) ->
     match tokio::runtime::Handle::try_current() {
         Ok(_) => tokio::task::block_in_place(|| runtime.block_on(fut)),
         Err(_) => runtime.block_on(fut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use broker_embedded::CoordinatorLease;
+
+    use super::*;
+
+    /// The lease runs from when the answered heartbeat and the applied metadata fetch were
+    /// sent, never moves back, and a new registration (or a fenced answer) revokes it.
+    #[test]
+    fn the_coordinator_lease_runs_a_session_from_the_last_heartbeat_and_metadata_fetch() {
+        let lease = HeartbeatLease::default();
+        assert!(!lease.is_valid(), "no heartbeat answered yet");
+        let session = Duration::from_secs(60);
+        let now = Instant::now();
+        lease.renew_heartbeat(now, session);
+        assert!(!lease.is_valid(), "no metadata applied yet");
+        lease.renew_metadata(now, session);
+        assert!(lease.is_valid());
+        // An older heartbeat answered late does not shorten it.
+        lease.renew_heartbeat(now - Duration::from_secs(59), session);
+        assert_eq!(*lease.heartbeat_until.lock(), Some(now + session));
+        lease.revoke();
+        assert!(!lease.is_valid());
+        // A heartbeat sent longer than a session ago gives no lease.
+        lease.renew_heartbeat(now - Duration::from_secs(61), session);
+        assert!(!lease.is_valid());
+        // Back after a pause: an answered heartbeat is not enough while the last applied
+        // metadata was fetched more than a session ago.
+        let lease = HeartbeatLease::default();
+        lease.renew_metadata(now - Duration::from_secs(61), session);
+        lease.renew_heartbeat(now, session);
+        assert!(!lease.is_valid());
+        lease.renew_metadata(now, session);
+        assert!(lease.is_valid());
     }
 }

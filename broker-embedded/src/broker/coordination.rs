@@ -89,6 +89,18 @@ pub(super) struct Coordination {
     generation: AtomicU64,
     replication: OnceLock<CoordinatorReplication>,
     marker_router: OnceLock<Arc<dyn TxnMarkerWriter>>,
+    lease: OnceLock<Arc<dyn CoordinatorLease>>,
+}
+
+/// Whether a cluster broker may act as a coordinator now: a broker that has not heard from
+/// the controller for a whole session may have been fenced, its coordinator partitions led
+/// elsewhere, without knowing it yet (it was paused, or cut off from the controller). Until
+/// it hears again, its coordinators answer NOT_COORDINATOR instead of serving what they hold
+/// in memory, which may be stale (committed offsets read back lower than the new
+/// coordinator's).
+pub trait CoordinatorLease: Send + Sync + 'static {
+    /// True while the broker's view of its coordinator partitions can be trusted.
+    fn is_valid(&self) -> bool;
 }
 
 impl Broker {
@@ -118,6 +130,12 @@ impl Broker {
         let _ = self.inner.coordination.marker_router.set(router);
     }
 
+    /// Makes this broker's coordinators answer NOT_COORDINATOR whenever `lease` is not valid
+    /// (see [`CoordinatorLease`]). Set once, by a cluster node.
+    pub fn set_coordinator_lease(&self, lease: Arc<dyn CoordinatorLease>) {
+        let _ = self.inner.coordination.lease.set(lease);
+    }
+
     pub(super) fn txn_marker_router(&self) -> Option<Arc<dyn TxnMarkerWriter>> {
         self.inner.coordination.marker_router.get().cloned()
     }
@@ -142,6 +160,11 @@ impl Broker {
             return Ok(());
         }
         let partition = self.coordinator_partition_for(kind, key);
+        if let Some(lease) = self.inner.coordination.lease.get() {
+            if !lease.is_valid() {
+                return Err(BrokerError::NotCoordinator(ResponseError::NotCoordinator));
+            }
+        }
         match self.inner.coordination.owned.lock().get(&(kind, partition)) {
             Some(o) if o.loaded => Ok(()),
             Some(_) => Err(BrokerError::NotCoordinator(
@@ -411,6 +434,45 @@ mod tests {
         c.transaction_state_log_num_partitions = 3;
         c.elected_coordinators = true;
         Broker::open(c).unwrap()
+    }
+
+    struct Switch(std::sync::atomic::AtomicBool);
+
+    impl CoordinatorLease for Switch {
+        fn is_valid(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A broker whose lease ran out (it has not heard from the controller for a session, so
+    /// another broker may coordinate its keys by now) answers NOT_COORDINATOR for the
+    /// partitions it still believes it owns, and coordinates them again once renewed.
+    #[test]
+    fn an_expired_lease_makes_owned_partitions_not_coordinator() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = elected_broker(dir.path());
+        let lease = Arc::new(Switch(std::sync::atomic::AtomicBool::new(true)));
+        broker.set_coordinator_lease(Arc::clone(&lease) as Arc<dyn CoordinatorLease>);
+        let group = "g";
+        let partition = broker.coordinator_partition_for(CoordinatorKind::Group, group);
+        broker
+            .create_topic(
+                crate::NewTopic::new(OFFSETS_TOPIC, 3).config("cleanup.policy", "compact"),
+            )
+            .unwrap();
+        broker.coordinator_partition_elected(CoordinatorKind::Group, partition, 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while broker.coordinates(CoordinatorKind::Group, group).is_err() {
+            assert!(std::time::Instant::now() < deadline, "never loaded");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        lease.0.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            broker.coordinates(CoordinatorKind::Group, group),
+            Err(BrokerError::NotCoordinator(ResponseError::NotCoordinator))
+        ));
+        lease.0.store(true, Ordering::SeqCst);
+        assert!(broker.coordinates(CoordinatorKind::Group, group).is_ok());
     }
 
     /// A resignation that waits for the group coordinator (here: its committed offsets held

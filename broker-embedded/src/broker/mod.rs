@@ -20,7 +20,7 @@ mod txn_markers;
 mod txn_producer;
 mod types;
 
-pub use coordination::CoordinatorKind;
+pub use coordination::{CoordinatorKind, CoordinatorLease};
 pub use produce_fetch::{
     decode_fetched, decode_fetched_committed, decode_fetched_shared, RecordsRead,
 };
