@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use broker_embedded::client::KafkaConnection;
+use broker_embedded::record::{encode_batch, BatchSpec, Record};
+use bytes::Bytes;
 use common::cluster::LocalCluster;
 use kafka_protocol::messages::{
-    describe_configs_request, incremental_alter_configs_request, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest,
+    describe_configs_request, incremental_alter_configs_request, produce_request,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -107,7 +109,53 @@ fn incremental_alter(
         ]);
         let (_, resp) = c.send(req, 0, 1, Duration::from_secs(40)).await.unwrap();
         let r = &resp.responses[0];
-        (r.error_code, r.error_message.as_ref().map(|m| m.to_string()))
+        (
+            r.error_code,
+            r.error_message.as_ref().map(|m| m.to_string()),
+        )
+    })
+}
+
+/// Produce v9 (acks=1) of one batch of records with these keys to `broker`: the partition's
+/// error code and the indexes of `record_errors`.
+fn produce_raw(
+    rt: &tokio::runtime::Runtime,
+    broker: &str,
+    topic: &str,
+    keys: &[Option<&str>],
+) -> (i16, Vec<i32>) {
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Record {
+            offset: i as i64,
+            timestamp: 1_000,
+            key: k.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+        })
+        .collect();
+    let batch = encode_batch(&BatchSpec::default(), &records).unwrap();
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch))),
+            ])]);
+    rt.block_on(async {
+        let mut c = KafkaConnection::connect(broker, "test", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let resp = c.call(req, 9, Duration::from_secs(15)).await.unwrap();
+        let p = &resp.responses[0].partition_responses[0];
+        (
+            p.error_code,
+            p.record_errors.iter().map(|e| e.batch_index).collect(),
+        )
     })
 }
 
@@ -168,7 +216,9 @@ fn configs_altered_through_one_broker_are_described_by_all_and_enforced_by_the_l
         .create()
         .unwrap();
     let send = |key: Option<&str>, value: &str| {
-        let mut record = FutureRecord::<str, str>::to("cfg").partition(0).payload(value);
+        let mut record = FutureRecord::<str, str>::to("cfg")
+            .partition(0)
+            .payload(value);
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -207,13 +257,19 @@ fn configs_altered_through_one_broker_are_described_by_all_and_enforced_by_the_l
         other => panic!("expected INVALID_RECORD from the leader, got {other:?}"),
     }
     send(Some("k"), "keyed while compact").unwrap();
+    // KIP-467: a batch with one keyless record among keyed ones is refused, and the leader
+    // names the record at fault (Produce v9 `record_errors`).
+    let leader_addr = cluster.nodes[&leader].broker_addr();
+    let (code, record_errors) =
+        produce_raw(&rt, &leader_addr, "cfg", &[Some("a"), None, Some("b")]);
+    assert_eq!(code, ResponseError::InvalidRecord.code());
+    assert_eq!(record_errors, vec![1]);
     match send(Some("k"), &"x".repeat(8000)) {
         Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {}
         other => panic!("expected MESSAGE_TOO_LARGE from the leader, got {other:?}"),
     }
 
     // APPEND to the list config, through the leader this time.
-    let leader_addr = cluster.nodes[&leader].broker_addr();
     let (code, message) = incremental_alter(
         &rt,
         &leader_addr,
@@ -226,19 +282,11 @@ fn configs_altered_through_one_broker_are_described_by_all_and_enforced_by_the_l
     });
 
     // Refusals come back from the controller with Kafka's codes and change nothing.
-    let (code, message) = incremental_alter(
-        &rt,
-        &other,
-        "cfg",
-        &[("retention.ms", 0, Some("tomorrow"))],
-    );
+    let (code, message) =
+        incremental_alter(&rt, &other, "cfg", &[("retention.ms", 0, Some("tomorrow"))]);
     assert_eq!(code, ResponseError::InvalidConfig.code(), "{message:?}");
-    let (code, message) = incremental_alter(
-        &rt,
-        &other,
-        "cfg",
-        &[("no.such.config", 0, Some("1"))],
-    );
+    let (code, message) =
+        incremental_alter(&rt, &other, "cfg", &[("no.such.config", 0, Some("1"))]);
     assert_eq!(code, ResponseError::InvalidConfig.code(), "{message:?}");
     assert_eq!(
         message.as_deref(),

@@ -48,10 +48,10 @@ use kafka_protocol::messages::write_txn_markers_request::{
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AllocateProducerIdsRequest,
     AlterConfigsRequest, AlterConfigsResponse, AlterPartitionRequest, BrokerHeartbeatRequest,
-    BrokerId, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    BrokerRegistrationRequest, CreatePartitionsRequest, CreatePartitionsResponse,
+    BrokerId, BrokerRegistrationRequest, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListOffsetsRequest,
     ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProducerId,
     TopicName, WriteTxnMarkersRequest,
 };

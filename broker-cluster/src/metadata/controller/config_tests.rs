@@ -140,7 +140,10 @@ fn incremental_set_delete_append_subtract() {
     // APPEND to a list, SUBTRACT from it.
     let res = alter_incremental(
         &mut h,
-        &incremental(&[(TOPIC, "t", &[("cleanup.policy", APPEND, Some("delete"))])], false),
+        &incremental(
+            &[(TOPIC, "t", &[("cleanup.policy", APPEND, Some("delete"))])],
+            false,
+        ),
     );
     assert_eq!(res[0].0, 0);
     assert_eq!(
@@ -149,17 +152,26 @@ fn incremental_set_delete_append_subtract() {
     );
     let res = alter_incremental(
         &mut h,
-        &incremental(&[(TOPIC, "t", &[("cleanup.policy", SUBTRACT, Some("compact"))])], false),
+        &incremental(
+            &[(TOPIC, "t", &[("cleanup.policy", SUBTRACT, Some("compact"))])],
+            false,
+        ),
     );
     assert_eq!(res[0].0, 0);
-    assert_eq!(h.image().topic_config("t", "cleanup.policy"), Some("delete"));
+    assert_eq!(
+        h.image().topic_config("t", "cleanup.policy"),
+        Some("delete")
+    );
 
     // APPEND to an unset list starts from its default (delete).
     let r = h.create_topic("u", 1, 1);
     assert_eq!(r.error_code, 0);
     alter_incremental(
         &mut h,
-        &incremental(&[(TOPIC, "u", &[("cleanup.policy", APPEND, Some("compact"))])], false),
+        &incremental(
+            &[(TOPIC, "u", &[("cleanup.policy", APPEND, Some("compact"))])],
+            false,
+        ),
     );
     assert_eq!(
         h.image().topic_config("u", "cleanup.policy"),
@@ -170,7 +182,10 @@ fn incremental_set_delete_append_subtract() {
     let before = h.log.len();
     let res = alter_incremental(
         &mut h,
-        &incremental(&[(TOPIC, "t", &[("max.message.bytes", SET, Some("2048"))])], false),
+        &incremental(
+            &[(TOPIC, "t", &[("max.message.bytes", SET, Some("2048"))])],
+            false,
+        ),
     );
     assert_eq!(res[0].0, 0);
     assert_eq!(h.log.len(), before);
@@ -264,7 +279,10 @@ fn incremental_refusals_write_nothing() {
     // A bad value on an unknown topic is INVALID_CONFIG: values are checked first, as Kafka.
     let res = alter_incremental(
         &mut h,
-        &incremental(&[(TOPIC, "nope", &[("retention.ms", SET, Some("x"))])], false),
+        &incremental(
+            &[(TOPIC, "nope", &[("retention.ms", SET, Some("x"))])],
+            false,
+        ),
     );
     assert_eq!(res[0].0, ResponseError::InvalidConfig.code());
     assert_eq!(h.log.len(), before, "no refused change reached the log");
@@ -331,10 +349,17 @@ fn legacy_alter_configs_replaces_every_override() {
     let (records, resp) = h.state.alter_configs(&legacy(&[(
         TOPIC,
         "t",
-        &[("cleanup.policy", Some("compact")), ("segment.ms", Some("100"))],
+        &[
+            ("cleanup.policy", Some("compact")),
+            ("segment.ms", Some("100")),
+        ],
     )]));
     assert_eq!(resp.responses[0].error_code, 0);
-    assert_eq!(records.len(), 3, "two set, retention.ms removed: {records:?}");
+    assert_eq!(
+        records.len(),
+        3,
+        "two set, retention.ms removed: {records:?}"
+    );
     h.commit(records);
     assert_eq!(
         topic_configs(&h, "t"),
@@ -358,9 +383,9 @@ fn legacy_alter_configs_replaces_every_override() {
         resp.responses[0].error_code,
         ResponseError::InvalidRequest.code()
     );
-    let (records, resp) = h
-        .state
-        .alter_configs(&legacy(&[(TOPIC, "gone", &[("segment.ms", Some("5"))])]));
+    let (records, resp) =
+        h.state
+            .alter_configs(&legacy(&[(TOPIC, "gone", &[("segment.ms", Some("5"))])]));
     assert!(records.is_empty());
     assert_eq!(
         resp.responses[0].error_code,

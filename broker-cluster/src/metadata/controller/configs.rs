@@ -107,7 +107,12 @@ impl ControllerState {
             match outcome {
                 Ok(rs) => {
                     if !rs.is_empty() {
-                        info!(topic = change.resource_name, changes = rs.len(), validate_only = request.validate_only, "altering topic configs");
+                        info!(
+                            topic = change.resource_name,
+                            changes = rs.len(),
+                            validate_only = request.validate_only,
+                            "altering topic configs"
+                        );
                     }
                     records.extend(rs);
                 }
@@ -219,7 +224,12 @@ impl ControllerState {
             match outcome {
                 Ok(rs) => {
                     if !rs.is_empty() {
-                        info!(topic = change.resource_name, changes = rs.len(), validate_only = request.validate_only, "altering topic configs");
+                        info!(
+                            topic = change.resource_name,
+                            changes = rs.len(),
+                            validate_only = request.validate_only,
+                            "altering topic configs"
+                        );
                     }
                     records.extend(rs);
                 }

@@ -61,7 +61,9 @@ fn topic_config_entries(
         .collect();
     names
         .into_iter()
-        .filter(|name| keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == *name)))
+        .filter(|name| {
+            keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == *name))
+        })
         .filter_map(|name| {
             let (value, source) = match overrides.get(name) {
                 Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC_CONFIG),
