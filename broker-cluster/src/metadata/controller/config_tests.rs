@@ -21,8 +21,13 @@ fn cluster() -> Harness {
     h
 }
 
+/// (resource type, resource name, [(config, operation, value)]).
+type IncrementalResource<'a> = (i8, &'a str, &'a [(&'a str, i8, Option<&'a str>)]);
+/// (resource type, resource name, [(config, value)]).
+type LegacyResource<'a> = (i8, &'a str, &'a [(&'a str, Option<&'a str>)]);
+
 fn incremental(
-    resources: &[(i8, &str, &[(&str, i8, Option<&str>)])],
+    resources: &[IncrementalResource<'_>],
     validate_only: bool,
 ) -> IncrementalAlterConfigsRequest {
     IncrementalAlterConfigsRequest::default()
@@ -50,7 +55,7 @@ fn incremental(
         )
 }
 
-fn legacy(resources: &[(i8, &str, &[(&str, Option<&str>)])]) -> AlterConfigsRequest {
+fn legacy(resources: &[LegacyResource<'_>]) -> AlterConfigsRequest {
     AlterConfigsRequest::default().with_resources(
         resources
             .iter()
