@@ -187,6 +187,7 @@ SELECTED_CLUSTER=(
   0001 # multiobj
   0005 # order
   0008 # reqacks: acks=0/1/-1 with three replicas (min.insync.replicas=2)
+  0011 # produce_batch: cleanup.policy=compact set through IncrementalAlterConfigs, forwarded to the controller, enforced by the leaders
   0012 # produce_consume
   0022 # consume_batch
   0040 # io_event
@@ -223,7 +224,6 @@ SELECTED_CLUSTER=(
 # --all runs them too. Evidence in docs/TESTING.md ("librdkafka test suite", cluster pass).
 declare -A NOT_RUN_CLUSTER=(
   [0045]="its test 0045_subscribe_many_updates creates 100 topics (4 partitions, replication factor 3) and waits 5 s to see them in Metadata: the brokers create their local replicas one topic at a time after deleting the previous sub-test's 100 (6.5 s from the controller's record to the last local replica on the loaded 2-core machine), and the topics appear in Metadata only then; failed 1 run in 4 (the noautocreate cluster pass runs 0045's other sub-tests)"
-  [0011]="its sub-test test_message_single_partition_record_fail sets cleanup.policy=compact with IncrementalAlterConfigs: a cluster node applies AlterConfigs/IncrementalAlterConfigs to its own topic configuration only (not through the controller), so the partition's leader on another broker still accepts keyless records (0 of 10 refused with INVALID_RECORD)"
 )
 
 # The fourth pass: the same cluster with auto.create.topics.enable=false (scenario noautocreate).

@@ -2,7 +2,8 @@
 //! current time) to the metadata records to append and the response to send.
 //!
 //! Semantics follow Kafka's `QuorumController`, `ClusterControlManager`,
-//! `BrokerHeartbeatManager`, `ReplicationControlManager` and `ProducerIdControlManager`.
+//! `BrokerHeartbeatManager`, `ReplicationControlManager`, `ProducerIdControlManager` and
+//! `ConfigurationControlManager` (topic configs, in `configs`).
 //!
 //! The decisions read the image but never change it: the caller appends the returned records
 //! to the metadata log and, once they are committed, applies them with
@@ -1689,5 +1690,11 @@ pub fn describe_cluster(
     response.with_brokers(brokers)
 }
 
+mod configs;
+pub use configs::{validate_topic_configs, RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC};
+
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod config_tests;

@@ -29,7 +29,8 @@ pub mod records;
 
 pub use config::{ControllerConfig, CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 pub use controller::{
-    describe_cluster, BrokerHeartbeatState, ControllerState, PRODUCER_ID_BLOCK_SIZE,
+    describe_cluster, validate_topic_configs, BrokerHeartbeatState, ControllerState,
+    PRODUCER_ID_BLOCK_SIZE, RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
 };
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use partition_change::{build_partition_change, Election};

@@ -46,10 +46,12 @@ use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    AllocateProducerIdsRequest, AlterPartitionRequest, BrokerHeartbeatRequest, BrokerId,
-    BrokerRegistrationRequest, CreatePartitionsRequest, CreatePartitionsResponse,
+    alter_configs_response, incremental_alter_configs_response, AllocateProducerIdsRequest,
+    AlterConfigsRequest, AlterConfigsResponse, AlterPartitionRequest, BrokerHeartbeatRequest,
+    BrokerId, BrokerRegistrationRequest, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListOffsetsRequest,
     ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProducerId,
     TopicName, WriteTxnMarkersRequest,
 };
@@ -651,6 +653,12 @@ fn ensure_local_topic(
             if broker.partition_count(&topic.name)? < partitions {
                 broker.create_partitions(&topic.name, partitions)?;
             }
+            // Config changes (AlterConfigs through the controller) reach the local logs.
+            let wanted = log_configs(broker, image, &topic.name);
+            if broker.topic_configs(&topic.name)? != wanted {
+                info!(topic = %topic.name, configs = ?wanted, "applying the topic's configs from the metadata");
+                broker.set_topic_configs(&topic.name, wanted)?;
+            }
             return Ok(());
         }
     }
@@ -662,15 +670,21 @@ fn ensure_local_topic(
         .unwrap_or(1);
     let mut new = NewTopic::new(topic.name.clone(), partitions);
     new.replication_factor = i16::try_from(rf).unwrap_or(i16::MAX);
-    // Only the configs the log understands (the controller also keeps replication settings
-    // such as unclean.leader.election.enable for itself).
-    for (k, v) in image.configs(crate::metadata::ConfigResourceType::Topic, &topic.name) {
-        let single = BTreeMap::from([(k.clone(), v.clone())]);
-        if broker.config().log_defaults.resolve(&single).is_ok() {
-            new.configs.insert(k, v);
-        }
-    }
+    new.configs = log_configs(broker, image, &topic.name);
     broker.create_topic_replica(new, topic.id)
+}
+
+/// The topic's overrides from the image that its logs understand (the controller also keeps
+/// replication settings such as unclean.leader.election.enable for itself).
+fn log_configs(broker: &Broker, image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {
+    image
+        .configs(crate::metadata::ConfigResourceType::Topic, topic)
+        .into_iter()
+        .filter(|(k, v)| {
+            let single = BTreeMap::from([(k.clone(), v.clone())]);
+            broker.config().log_defaults.resolve(&single).is_ok()
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -758,6 +772,12 @@ impl ClusterView for ImageView {
         let image = self.0.image();
         image.topic(&id).map(|t| topic_info(&image, t))
     }
+
+    fn topic_configs(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let image = self.0.image();
+        image.topic_by_name(name)?;
+        Some(image.configs(crate::metadata::ConfigResourceType::Topic, name))
+    }
 }
 
 /// Topic administration forwarded to the active controller.
@@ -771,6 +791,10 @@ const DELETE_TOPICS_VERSION: i16 = 6;
 const CREATE_PARTITIONS_VERSION: i16 = 2;
 /// ElectLeaders version spoken to the controller.
 const ELECT_LEADERS_VERSION: i16 = 2;
+/// AlterConfigs version spoken to the controller.
+const ALTER_CONFIGS_VERSION: i16 = 2;
+/// IncrementalAlterConfigs version spoken to the controller.
+const INCREMENTAL_ALTER_CONFIGS_VERSION: i16 = 1;
 
 fn unavailable(e: &QuorumError) -> (i16, String) {
     (
@@ -780,6 +804,66 @@ fn unavailable(e: &QuorumError) -> (i16, String) {
 }
 
 impl ClusterAdmin for ControllerAdmin {
+    fn alter_configs(
+        &self,
+        request: AlterConfigsRequest,
+    ) -> BoxFuture<'static, AlterConfigsResponse> {
+        let shared = Arc::clone(&self.0);
+        Box::pin(async move {
+            match shared.client.send(ALTER_CONFIGS_VERSION, &request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let (code, msg) = unavailable(&e);
+                    AlterConfigsResponse::default().with_responses(
+                        request
+                            .resources
+                            .iter()
+                            .map(|r| {
+                                alter_configs_response::AlterConfigsResourceResponse::default()
+                                    .with_resource_type(r.resource_type)
+                                    .with_resource_name(r.resource_name.clone())
+                                    .with_error_code(code)
+                                    .with_error_message(Some(StrBytes::from_string(msg.clone())))
+                            })
+                            .collect(),
+                    )
+                }
+            }
+        })
+    }
+
+    fn incremental_alter_configs(
+        &self,
+        request: IncrementalAlterConfigsRequest,
+    ) -> BoxFuture<'static, IncrementalAlterConfigsResponse> {
+        let shared = Arc::clone(&self.0);
+        Box::pin(async move {
+            match shared
+                .client
+                .send(INCREMENTAL_ALTER_CONFIGS_VERSION, &request)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let (code, msg) = unavailable(&e);
+                    IncrementalAlterConfigsResponse::default().with_responses(
+                        request
+                            .resources
+                            .iter()
+                            .map(|r| {
+                                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                                    .with_resource_type(r.resource_type)
+                                    .with_resource_name(r.resource_name.clone())
+                                    .with_error_code(code)
+                                    .with_error_message(Some(StrBytes::from_string(msg.clone())))
+                            })
+                            .collect(),
+                    )
+                }
+            }
+        })
+    }
+
     fn create_internal_topic(&self, name: &str) {
         let shared = Arc::clone(&self.0);
         let Some(topic) = shared.internal_topics.internal_topic(name) else {

@@ -17,9 +17,11 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    AllocateProducerIdsResponse, AlterPartitionResponse, ApiKey, BrokerHeartbeatResponse,
+    alter_configs_response, incremental_alter_configs_response, AllocateProducerIdsResponse,
+    AlterConfigsResponse, AlterPartitionResponse, ApiKey, BrokerHeartbeatResponse,
     BrokerRegistrationResponse, CreatePartitionsResponse, CreateTopicsResponse,
-    DeleteTopicsResponse, ElectLeadersResponse, RequestHeader, RequestKind, ResponseKind,
+    DeleteTopicsResponse, ElectLeadersResponse, IncrementalAlterConfigsResponse, RequestHeader,
+    RequestKind, ResponseKind,
 };
 use kafka_protocol::ResponseError;
 use tokio::sync::Mutex;
@@ -83,6 +85,8 @@ const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AllocateProducerIds, 0, 0),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 impl ControllerService {
@@ -217,6 +221,14 @@ impl ControllerApi<MetadataImage> for Arc<ControllerService> {
                 let (rec, resp) = active.state.allocate_producer_ids(r);
                 (rec, ResponseKind::AllocateProducerIds(resp))
             }
+            RequestKind::AlterConfigs(r) => {
+                let (rec, resp) = active.state.alter_configs(r);
+                (rec, ResponseKind::AlterConfigs(resp))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => {
+                let (rec, resp) = active.state.incremental_alter_configs(r);
+                (rec, ResponseKind::IncrementalAlterConfigs(resp))
+            }
             other => {
                 debug!(
                     api = header.request_api_key,
@@ -303,6 +315,32 @@ fn not_controller(request: &RequestKind) -> ResponseKind {
         }
         RequestKind::AllocateProducerIds(_) => ResponseKind::AllocateProducerIds(
             AllocateProducerIdsResponse::default().with_error_code(code),
+        ),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(
+            AlterConfigsResponse::default().with_responses(
+                r.resources
+                    .iter()
+                    .map(|res| {
+                        alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_resource_type(res.resource_type)
+                            .with_resource_name(res.resource_name.clone())
+                            .with_error_code(code)
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsResponse::default().with_responses(
+                r.resources
+                    .iter()
+                    .map(|res| {
+                        incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_resource_type(res.resource_type)
+                            .with_resource_name(res.resource_name.clone())
+                            .with_error_code(code)
+                    })
+                    .collect(),
+            ),
         ),
         _ => ResponseKind::AllocateProducerIds(
             AllocateProducerIdsResponse::default().with_error_code(code),

@@ -60,6 +60,7 @@ pub fn is_not_controller(response: &ResponseKind) -> bool {
         ResponseKind::CreateTopics(r) => all(&r.topics, |t| t.error_code),
         ResponseKind::DeleteTopics(r) => all(&r.responses, |t| t.error_code),
         ResponseKind::CreatePartitions(r) => all(&r.results, |t| t.error_code),
+        ResponseKind::AlterConfigs(r) => all(&r.responses, |t| t.error_code),
         ResponseKind::IncrementalAlterConfigs(r) => all(&r.responses, |t| t.error_code),
         _ => false,
     }

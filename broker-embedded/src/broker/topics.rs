@@ -330,6 +330,11 @@ impl Broker {
         })
     }
 
+    /// The config overrides of a topic, as set (Kafka's `DYNAMIC_TOPIC_CONFIG` entries).
+    pub fn topic_configs(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.topic(name)?.record.read().configs.clone())
+    }
+
     /// Applies incremental config changes to a topic (all validated before any is applied).
     pub fn alter_topic_configs(&self, name: &str, ops: &[AlterConfigOp]) -> Result<()> {
         let topic = self.topic(name)?;

@@ -1183,6 +1183,9 @@ mod wire {
         fn topics(&self) -> Vec<TopicInfo> {
             vec![self.topic(&self.tp.topic).unwrap()]
         }
+        fn topic_configs(&self, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+            (name == self.tp.topic).then(std::collections::BTreeMap::new)
+        }
         fn topic(&self, name: &str) -> Option<TopicInfo> {
             let mut t = self.topic.lock().clone();
             if t.name != name {

@@ -4,11 +4,14 @@
 //! implements the traits; without [`ClusterHooks`] the server is the single-node broker it
 //! always was.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    ElectLeadersRequest, ElectLeadersResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
 };
 use uuid::Uuid;
 
@@ -82,6 +85,9 @@ pub trait ClusterView: Send + Sync + 'static {
     fn topic(&self, name: &str) -> Option<TopicInfo>;
     /// One topic by id.
     fn topic_by_id(&self, id: Uuid) -> Option<TopicInfo>;
+    /// The dynamic config overrides of topic `name` (Kafka's `DYNAMIC_TOPIC_CONFIG` entries),
+    /// as the cluster's metadata holds them; `None` when the topic does not exist.
+    fn topic_configs(&self, name: &str) -> Option<BTreeMap<String, String>>;
 }
 
 /// Topic administration forwarded to the controller; per-topic results carry Kafka error
@@ -107,6 +113,16 @@ pub trait ClusterAdmin: Send + Sync + 'static {
         &self,
         request: ElectLeadersRequest,
     ) -> BoxFuture<'static, ElectLeadersResponse>;
+    /// AlterConfigs (replace every override of each resource).
+    fn alter_configs(
+        &self,
+        request: AlterConfigsRequest,
+    ) -> BoxFuture<'static, AlterConfigsResponse>;
+    /// IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT).
+    fn incremental_alter_configs(
+        &self,
+        request: IncrementalAlterConfigsRequest,
+    ) -> BoxFuture<'static, IncrementalAlterConfigsResponse>;
     /// Asks the controller to create the internal topic `name` (`__consumer_offsets` or
     /// `__transaction_state`) with the cluster's settings for it (`offsets.topic.*`,
     /// `transaction.state.log.*`), as Kafka does on the first FindCoordinator for it. Returns

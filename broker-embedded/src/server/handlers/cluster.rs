@@ -34,6 +34,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
+use super::produce_fetch::null_key_record_errors;
 use super::transactions::verify_transactional_produce;
 use super::{s, Context};
 use crate::server::{ClusterHooks, TopicInfo};
@@ -367,6 +368,7 @@ pub(super) async fn produce(
             pr.log_append_time_ms = -1;
             pr.log_start_offset = -1;
             let tp = TopicPartition::new(name.clone(), p.index);
+            let sent = p.records.clone();
             let result = if bad_acks {
                 Err(ResponseError::InvalidRequiredAcks.code())
             } else if rm.replica_log(&tp).is_none() {
@@ -423,6 +425,21 @@ pub(super) async fn produce(
                 Err(code) => {
                     debug!(topic = name, partition = p.index, code, "produce rejected");
                     pr.error_code = code;
+                    // KIP-467: name the records refused for null keys on a compacted topic.
+                    let compacted = ctx
+                        .broker
+                        .partition_log(&name, p.index)
+                        .is_ok_and(|l| l.config().cleanup_policy.compact);
+                    if code == ResponseError::InvalidRecord.code() && compacted {
+                        if let Some(sent) = &sent {
+                            pr.record_errors = null_key_record_errors(sent);
+                            if !pr.record_errors.is_empty() {
+                                pr.error_message = Some(s(
+                                    "a compacted topic does not accept records without a key",
+                                ));
+                            }
+                        }
+                    }
                 }
             }
             tr.partition_responses.push(pr);

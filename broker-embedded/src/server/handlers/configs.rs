@@ -1,7 +1,8 @@
 //! Topic and broker configs: DescribeConfigs (with sources and types), AlterConfigs
-//! (replace all overrides) and IncrementalAlterConfigs.
+//! (replace all overrides) and IncrementalAlterConfigs. On a node of a cluster the alterations
+//! go to the controller and descriptions come from the cluster's metadata.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
@@ -11,10 +12,12 @@ use kafka_protocol::messages::{
     AlterConfigsResponse, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{err_code, s, Context};
-use crate::{AlterConfigOp, BrokerError, ConfigSource, TOPIC_CONFIG_KEYS};
+use crate::server::ClusterHooks;
+use crate::{AlterConfigOp, BrokerError, ConfigSource, LogConfig, TOPIC_CONFIG_KEYS};
 
 fn config_type(key: &str) -> i8 {
     // Kafka's ConfigEntry.ConfigType ids: BOOLEAN 1, STRING 2, INT 3, LONG 5, DOUBLE 6, LIST 7.
@@ -27,6 +30,7 @@ fn config_type(key: &str) -> i8 {
         | "min.insync.replicas"
         | "segment.bytes"
         | "segment.index.bytes" => 3,
+        "unclean.leader.election.enable" => 1,
         _ => 5,
     }
 }
@@ -34,8 +38,60 @@ fn config_type(key: &str) -> i8 {
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
+/// Kafka's `ConfigSource` ids: a topic override, a broker setting from its configuration
+/// file (`log.*`), Kafka's default.
+const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
+const SOURCE_DEFAULT_CONFIG: i8 = 5;
+
+/// Every config of a topic whose overrides are `overrides`, on a broker whose topic defaults
+/// are `defaults`: overrides as stored (`DYNAMIC_TOPIC_CONFIG`), the other keys with the
+/// broker's value (`STATIC_BROKER_CONFIG` when the broker's configuration changed it from
+/// Kafka's default, else `DEFAULT_CONFIG`). A null or empty `keys` means every config.
+fn topic_config_entries(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+    keys: Option<&Vec<StrBytes>>,
+) -> Vec<DescribeConfigsResourceResult> {
+    let kafka_defaults = LogConfig::default();
+    let names: BTreeSet<&str> = TOPIC_CONFIG_KEYS
+        .iter()
+        .copied()
+        .chain(overrides.keys().map(String::as_str))
+        .collect();
+    names
+        .into_iter()
+        .filter(|name| {
+            keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == *name))
+        })
+        .filter_map(|name| {
+            let (value, source) = match overrides.get(name) {
+                Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC_CONFIG),
+                None => {
+                    let v = defaults.get(name)?;
+                    let source = if kafka_defaults.get(name).as_ref() == Some(&v) {
+                        SOURCE_DEFAULT_CONFIG
+                    } else {
+                        SOURCE_STATIC_BROKER_CONFIG
+                    };
+                    (v, source)
+                }
+            };
+            let mut e = DescribeConfigsResourceResult::default();
+            e.config_type = config_type(name);
+            e.name = s(name);
+            e.value = Some(s(value));
+            e.config_source = source;
+            Some(e)
+        })
+        .collect()
+}
+
+/// DescribeConfigs. On a node of a cluster topic configs come from the cluster's metadata
+/// (`cluster`), so every broker answers the same; on a single broker, from its topics.
 pub(super) fn describe_configs(
     ctx: &Context,
+    cluster: Option<&ClusterHooks>,
     r: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let b = &ctx.broker;
@@ -46,36 +102,30 @@ pub(super) fn describe_configs(
         out.resource_name = res.resource_name.clone();
         let name = res.resource_name.as_str().to_string();
         match res.resource_type {
-            RESOURCE_TOPIC => match b.describe_topic(&name) {
-                Ok(d) => {
-                    out.configs = d
-                        .configs
-                        .into_iter()
-                        .filter(|c| {
-                            // Kafka: a null or empty key list means every config.
-                            res.configuration_keys.as_ref().is_none_or(|keys| {
-                                keys.is_empty() || keys.iter().any(|k| k.as_str() == c.name)
-                            })
-                        })
-                        .map(|c| {
-                            let mut e = DescribeConfigsResourceResult::default();
-                            e.config_type = config_type(&c.name);
-                            e.name = s(c.name);
-                            e.value = Some(s(c.value));
-                            e.config_source = if c.source == ConfigSource::TopicOverride {
-                                1
-                            } else {
-                                5
-                            };
-                            e
-                        })
-                        .collect();
+            RESOURCE_TOPIC => {
+                let overrides = match cluster {
+                    Some(c) => c.view.topic_configs(&name).ok_or_else(|| {
+                        BrokerError::UnknownTopicOrPartition {
+                            topic: name.clone(),
+                            partition: -1,
+                        }
+                    }),
+                    None => b.topic_configs(&name),
+                };
+                match overrides {
+                    Ok(overrides) => {
+                        out.configs = topic_config_entries(
+                            &b.config().log_defaults,
+                            &overrides,
+                            res.configuration_keys.as_ref(),
+                        );
+                    }
+                    Err(e) => {
+                        out.error_code = err_code(&e);
+                        out.error_message = Some(s(e.to_string()));
+                    }
                 }
-                Err(e) => {
-                    out.error_code = err_code(&e);
-                    out.error_message = Some(s(e.to_string()));
-                }
-            },
+            }
             RESOURCE_BROKER => {
                 if name.parse::<i32>().ok() != Some(b.config().node_id) && !name.is_empty() {
                     out.error_code = ResponseError::InvalidRequest.code();
@@ -91,6 +141,60 @@ pub(super) fn describe_configs(
         resp.results.push(out);
     }
     resp
+}
+
+/// AlterConfigs on a node of a cluster: forwarded to the controller, which validates the
+/// change and writes it to the metadata log; every broker applies it from there (without a
+/// controller every resource gets NOT_CONTROLLER).
+pub(super) async fn alter_configs_in_cluster(
+    hooks: &ClusterHooks,
+    r: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    match &hooks.admin {
+        Some(admin) => admin.alter_configs(r).await,
+        None => {
+            let mut resp = AlterConfigsResponse::default();
+            resp.responses = r
+                .resources
+                .into_iter()
+                .map(|res| {
+                    let mut out = alter_configs_response::AlterConfigsResourceResponse::default();
+                    out.resource_type = res.resource_type;
+                    out.resource_name = res.resource_name;
+                    out.error_code = ResponseError::NotController.code();
+                    out
+                })
+                .collect();
+            resp
+        }
+    }
+}
+
+/// IncrementalAlterConfigs on a node of a cluster: forwarded to the controller (see
+/// [`alter_configs_in_cluster`]).
+pub(super) async fn incremental_alter_configs_in_cluster(
+    hooks: &ClusterHooks,
+    r: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    match &hooks.admin {
+        Some(admin) => admin.incremental_alter_configs(r).await,
+        None => {
+            let mut resp = IncrementalAlterConfigsResponse::default();
+            resp.responses = r
+                .resources
+                .into_iter()
+                .map(|res| {
+                    let mut out =
+                        incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+                    out.resource_type = res.resource_type;
+                    out.resource_name = res.resource_name;
+                    out.error_code = ResponseError::NotController.code();
+                    out
+                })
+                .collect();
+            resp
+        }
+    }
 }
 
 pub(super) fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfigsResponse {

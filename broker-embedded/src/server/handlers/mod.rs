@@ -34,7 +34,10 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
-use configs::{alter_configs, describe_configs, incremental_alter_configs};
+use configs::{
+    alter_configs, alter_configs_in_cluster, describe_configs, incremental_alter_configs,
+    incremental_alter_configs_in_cluster,
+};
 use groups::{
     delete_groups, describe_groups, find_coordinator, heartbeat, join_group, leave_group,
     list_groups, sync_group,
@@ -158,7 +161,9 @@ async fn dispatch(
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(blocking(|| create_partitions(ctx, r)))
         }
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs(ctx, None, r))
+        }
         RequestKind::AlterConfigs(r) => {
             ResponseKind::AlterConfigs(blocking(|| alter_configs(ctx, r)))
         }
@@ -256,6 +261,15 @@ async fn dispatch_cluster(
         RequestKind::WriteTxnMarkers(r) => {
             ResponseKind::WriteTxnMarkers(blocking(|| write_txn_markers(ctx, r)))
         }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs(ctx, Some(hooks), r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs_in_cluster(hooks, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs_in_cluster(hooks, r).await,
+        ),
         other => return Err(other),
     }))
 }

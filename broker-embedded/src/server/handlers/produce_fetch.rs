@@ -113,7 +113,9 @@ struct FetchSlot {
 /// KIP-467: which records of a batch refused for null keys on a compacted topic were at
 /// fault (Produce v8+ `record_errors`), so that clients fail those with INVALID_RECORD and the
 /// others of the batch with their "invalid different record" error, as against Kafka.
-fn null_key_record_errors(records: &[u8]) -> Vec<produce_response::BatchIndexAndErrorMessage> {
+pub(super) fn null_key_record_errors(
+    records: &[u8],
+) -> Vec<produce_response::BatchIndexAndErrorMessage> {
     let mut out = Vec::new();
     let mut index = 0i32;
     for batch in crate::record::BatchIter::new(records) {
