@@ -104,24 +104,14 @@ impl ControllerState {
             let mut response = alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            match outcome {
-                Ok(rs) => {
-                    if !rs.is_empty() {
-                        info!(
-                            topic = change.resource_name,
-                            changes = rs.len(),
-                            validate_only = request.validate_only,
-                            "altering topic configs"
-                        );
-                    }
-                    records.extend(rs);
-                }
-                Err(e) => {
-                    info!(resource = change.resource_name, error = ?e.error, message = ?e.message, "AlterConfigs refused");
-                    response = response
-                        .with_error_code(e.error.code())
-                        .with_error_message(e.message.map(str_bytes));
-                }
+            if let Some((code, message)) = collect_outcome(
+                &mut records,
+                change.resource_name,
+                request.validate_only,
+                "AlterConfigs",
+                outcome,
+            ) {
+                response = response.with_error_code(code).with_error_message(message);
             }
             responses.push(response);
         }
@@ -221,24 +211,14 @@ impl ControllerState {
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
-            match outcome {
-                Ok(rs) => {
-                    if !rs.is_empty() {
-                        info!(
-                            topic = change.resource_name,
-                            changes = rs.len(),
-                            validate_only = request.validate_only,
-                            "altering topic configs"
-                        );
-                    }
-                    records.extend(rs);
-                }
-                Err(e) => {
-                    info!(resource = change.resource_name, error = ?e.error, message = ?e.message, "IncrementalAlterConfigs refused");
-                    response = response
-                        .with_error_code(e.error.code())
-                        .with_error_message(e.message.map(str_bytes));
-                }
+            if let Some((code, message)) = collect_outcome(
+                &mut records,
+                change.resource_name,
+                request.validate_only,
+                "IncrementalAlterConfigs",
+                outcome,
+            ) {
+                response = response.with_error_code(code).with_error_message(message);
             }
             responses.push(response);
         }
@@ -362,4 +342,33 @@ fn duplicate_resources<'a>(
         .filter(|(_, n)| *n > 1)
         .map(|((t, n), _)| (t, n.to_string()))
         .collect()
+}
+
+/// Adds a resource's records to `records` (logging the change), or returns the error code and
+/// message of its refusal (logged), for either AlterConfigs API.
+fn collect_outcome(
+    records: &mut Vec<MetadataRecord>,
+    resource: &str,
+    validate_only: bool,
+    api: &str,
+    outcome: Result<Vec<MetadataRecord>, ApiError>,
+) -> Option<(i16, Option<StrBytes>)> {
+    match outcome {
+        Ok(rs) => {
+            if !rs.is_empty() {
+                info!(
+                    topic = resource,
+                    changes = rs.len(),
+                    validate_only,
+                    "altering topic configs"
+                );
+            }
+            records.extend(rs);
+            None
+        }
+        Err(e) => {
+            info!(resource, error = ?e.error, message = ?e.message, api, "config change refused");
+            Some((e.error.code(), e.message.map(str_bytes)))
+        }
+    }
 }
