@@ -364,7 +364,9 @@ impl ReplicaManager {
 
     /// Sets the brokers that may not join any ISR now: fenced or in controlled shutdown in the
     /// last metadata (Kafka's `isReplicaIsrEligible`). The leader does not propose them, so the
-    /// controller is not asked for changes it must refuse with INELIGIBLE_REPLICA.
+    /// controller is not asked for changes it must refuse with INELIGIBLE_REPLICA, and a
+    /// caught-up follower outside the ISR no longer holds the high watermark once ineligible:
+    /// the high watermarks are recomputed and waiting produces woken.
     pub fn set_ineligible_replicas(&self, ineligible: BTreeSet<i32>) {
         if *self.inner.ineligible.read() == ineligible {
             return;
@@ -372,8 +374,16 @@ impl ReplicaManager {
         debug!(?ineligible, "brokers ineligible for an ISR");
         *self.inner.ineligible.write() = ineligible.clone();
         let parts: Vec<_> = self.inner.partitions.read().values().cloned().collect();
+        let now = self.now();
         for p in &parts {
-            p.state.lock().set_ineligible_replicas(&ineligible);
+            let moved = {
+                let mut s = p.state.lock();
+                s.set_ineligible_replicas(&ineligible);
+                self.maybe_increment_hw(p, &s, now)
+            };
+            if moved {
+                self.notify(p);
+            }
         }
     }
 

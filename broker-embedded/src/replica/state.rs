@@ -631,8 +631,8 @@ impl PartitionState {
     }
 
     /// Kafka's `maybeIncrementLeaderHW` candidate: the smallest log end offset among the leader
-    /// and the followers in the maximal ISR or caught up (and so about to join it); `None` when
-    /// not leading. The caller moves the high watermark only forwards.
+    /// and the followers in the maximal ISR or caught up and eligible for it (and so about to
+    /// join it); `None` when not leading. The caller moves the high watermark only forwards.
     ///
     /// Like Kafka 3.x, the high watermark advances even when the ISR is below
     /// `min.insync.replicas` (acks=all produces then fail with
@@ -649,9 +649,13 @@ impl PartitionState {
         let maximal = l.isr.maximal_isr();
         let mut hw = leader_end_offset;
         for (id, f) in &l.followers {
-            if f.log_end_offset < hw
-                && (maximal.contains(id) || f.is_caught_up(leader_end_offset, now_ms, max_lag_ms))
-            {
+            // Kafka's `shouldWaitForReplicaToJoinIsr`: a caught-up follower outside the ISR is
+            // waited for only while it may join it; a fenced or shutting-down broker (removed
+            // from the ISR by the controller) must not hold acks=all produces until its
+            // caught-up time runs out.
+            let joining = f.is_caught_up(leader_end_offset, now_ms, max_lag_ms)
+                && !self.ineligible.contains(id);
+            if f.log_end_offset < hw && (maximal.contains(id) || joining) {
                 hw = f.log_end_offset;
             }
         }

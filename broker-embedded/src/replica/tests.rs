@@ -1498,3 +1498,26 @@ fn ineligible_followers_are_not_proposed_and_refusals_back_off() {
     s.complete_isr_change(p.id, &Err(ResponseError::NewLeaderElected.code()), 2000);
     assert!(s.leader().unwrap().isr.is_inflight());
 }
+
+#[test]
+fn a_fenced_follower_removed_from_the_isr_stops_holding_the_high_watermark() {
+    // Broker 1 becomes leader (say, a preferred-leader election) with ISR [1, 2, 3] while
+    // broker 3 is dead but not yet fenced: 3 never fetches, and as an ISR member at the
+    // election it counts as caught up for `replica.lag.time.max.ms`.
+    let mut s = PartitionState::new(1);
+    s.apply(&reg(1, 2, 5, &[1, 2, 3], &[1, 2, 3]), 100, 1000);
+    s.update_follower_fetch(2, 100, 0, 100, 0, 1100);
+    assert_eq!(s.high_watermark_candidate(100, 1100, LAG), Some(-1));
+    // The controller fences 3 when its session expires and removes it from the ISR.
+    s.set_ineligible_replicas(&BTreeSet::from([3]));
+    assert_eq!(
+        s.apply(&reg(1, 2, 6, &[1, 2, 3], &[1, 2]), 100, 1200),
+        Transition::Leader { new_epoch: false }
+    );
+    // Kafka waits only for caught-up followers that may join the ISR: the high watermark
+    // reaches the ISR's log end at once, not ~30 s later when 3's caught-up time runs out.
+    assert_eq!(s.high_watermark_candidate(100, 1200, LAG), Some(100));
+    // An eligible caught-up follower outside the ISR still holds it (about to join).
+    s.set_ineligible_replicas(&BTreeSet::new());
+    assert_eq!(s.high_watermark_candidate(100, 1200, LAG), Some(-1));
+}
