@@ -637,8 +637,10 @@ fn every_broker_describes_the_cluster_and_names_the_same_coordinator_for_a_key()
             if answers.iter().all(|(e, _)| *e == 0) {
                 break answers.into_iter().map(|(_, id)| id).collect();
             }
+            // Brokers learn the new partitions' leaders from their own metadata fetches, so
+            // some may answer while others still say COORDINATOR_NOT_AVAILABLE.
             assert!(
-                answers.iter().all(|(e, _)| *e == 15),
+                answers.iter().all(|(e, _)| *e == 0 || *e == 15),
                 "{key}: unexpected errors {answers:?}"
             );
             assert!(
