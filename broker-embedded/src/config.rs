@@ -62,23 +62,38 @@ impl CleanupPolicy {
 /// Every topic-level config key this broker accepts, in Kafka's spelling.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
+    "compression.gzip.level",
+    "compression.lz4.level",
     "compression.type",
+    "compression.zstd.level",
     "delete.retention.ms",
     "file.delete.delay.ms",
     "flush.messages",
     "flush.ms",
+    "follower.replication.throttled.replicas",
     "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
     "max.compaction.lag.ms",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
     "message.timestamp.type",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
     "min.insync.replicas",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "remote.storage.enable",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
     "segment.index.bytes",
+    "segment.jitter.ms",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 /// The resolved, typed configuration of one topic's partition logs.
@@ -124,6 +139,144 @@ pub struct LogConfig {
     pub min_insync_replicas: u32,
     /// `compression.type`: only `producer` (store batches as produced) is supported.
     pub compression_type: String,
+    /// `message.timestamp.before.max.ms`: a CreateTime record more than this older than the
+    /// broker's clock is refused with INVALID_TIMESTAMP (default `i64::MAX`: no bound).
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: a CreateTime record more than this ahead of the
+    /// broker's clock is refused with INVALID_TIMESTAMP (default `i64::MAX`: no bound).
+    pub message_timestamp_after_max_ms: i64,
+    /// `unclean.leader.election.enable` (default false): read by the controller of a
+    /// cluster; a single node has no other replica to elect.
+    pub unclean_leader_election_enable: bool,
+    /// Kafka topic configs accepted, validated and reported for compatibility that have no
+    /// effect on this broker (replication quotas, tiered storage, recompression levels,
+    /// preallocation, segment jitter), with their effective values.
+    pub inert: BTreeMap<&'static str, String>,
+}
+
+/// Kafka topic configs this broker accepts (validated as Kafka types them) and reports in
+/// DescribeConfigs, but that change nothing here: `(name, Kafka's default, why)`. Kafka's own
+/// tools and clients set some of them; refusing them would break those clients for nothing.
+pub(crate) const INERT_TOPIC_CONFIGS: &[(&str, &str, &str)] = &[
+    (
+        "compression.gzip.level",
+        "-1",
+        "levels apply when the broker recompresses; batches are stored as produced",
+    ),
+    (
+        "compression.lz4.level",
+        "9",
+        "levels apply when the broker recompresses; batches are stored as produced",
+    ),
+    (
+        "compression.zstd.level",
+        "3",
+        "levels apply when the broker recompresses; batches are stored as produced",
+    ),
+    (
+        "follower.replication.throttled.replicas",
+        "",
+        "no replication quotas",
+    ),
+    (
+        "leader.replication.throttled.replicas",
+        "",
+        "no replication quotas",
+    ),
+    ("local.retention.bytes", "-2", "no tiered storage"),
+    ("local.retention.ms", "-2", "no tiered storage"),
+    (
+        "preallocate",
+        "false",
+        "segment files are never preallocated",
+    ),
+    ("remote.log.copy.disable", "false", "no tiered storage"),
+    ("remote.log.delete.on.disable", "false", "no tiered storage"),
+    (
+        "remote.storage.enable",
+        "false",
+        "no tiered storage: only false is accepted",
+    ),
+    (
+        "segment.jitter.ms",
+        "0",
+        "segments roll at exactly segment.ms",
+    ),
+];
+
+/// Checks one inert config's value the way Kafka types it.
+fn validate_inert(key: &str, value: &str) -> Result<(), ConfigError> {
+    let int_in = |lo: i64, hi: i64| -> Result<(), ConfigError> {
+        let v = parse_i64(key, value, i64::MIN)?;
+        if v < lo || v > hi || i32::try_from(v).is_err() {
+            return Err(invalid(
+                key,
+                value,
+                format!("must be between {lo} and {hi}"),
+            ));
+        }
+        Ok(())
+    };
+    match key {
+        "compression.gzip.level" => {
+            let v = parse_i64(key, value, i64::MIN)?;
+            if v != -1 && !(1..=9).contains(&v) {
+                return Err(invalid(key, value, "must be -1 or between 1 and 9"));
+            }
+            Ok(())
+        }
+        "compression.lz4.level" => int_in(1, 17),
+        "compression.zstd.level" => int_in(-131_072, 22),
+        "follower.replication.throttled.replicas" | "leader.replication.throttled.replicas" => {
+            validate_throttled_replicas(key, value)
+        }
+        "local.retention.bytes" | "local.retention.ms" => parse_i64(key, value, -2).map(|_| ()),
+        "segment.jitter.ms" => parse_i64(key, value, 0).map(|_| ()),
+        "remote.storage.enable" => {
+            if parse_bool(key, value)? {
+                return Err(invalid(
+                    key,
+                    value,
+                    "Tiered Storage functionality is disabled in the broker. Topic cannot be \
+                     configured with remote log storage.",
+                ));
+            }
+            Ok(())
+        }
+        _ => parse_bool(key, value).map(|_| ()),
+    }
+}
+
+/// Kafka's `ThrottledReplicaListValidator`: empty, `*`, or `partition:broker` pairs.
+fn validate_throttled_replicas(key: &str, value: &str) -> Result<(), ConfigError> {
+    let v = value.trim();
+    if v.is_empty() || v == "*" {
+        return Ok(());
+    }
+    let ok = v.split(',').all(|pair| {
+        let mut it = pair.trim().split(':');
+        matches!(
+            (it.next(), it.next(), it.next()),
+            (Some(p), Some(b), None) if p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok()
+        )
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            value,
+            "must be the wildcard (*) or a list of partitionId:brokerId pairs",
+        ))
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
 }
 
 impl Default for LogConfig {
@@ -147,6 +300,13 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             min_insync_replicas: 1,
             compression_type: "producer".into(),
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
+            unclean_leader_election_enable: false,
+            inert: INERT_TOPIC_CONFIGS
+                .iter()
+                .map(|&(k, v, _)| (k, v.to_string()))
+                .collect(),
         }
     }
 }
@@ -262,7 +422,23 @@ impl LogConfig {
                 self.segment_index_bytes = parse_u64(key, value, 8, i32::MAX as u64)?
             }
             "segment.ms" => self.segment_ms = parse_i64(key, value, 1)?,
-            other => return Err(ConfigError::UnknownKey(other.into())),
+            "message.timestamp.before.max.ms" => {
+                self.message_timestamp_before_max_ms = parse_i64(key, value, 0)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.message_timestamp_after_max_ms = parse_i64(key, value, 0)?
+            }
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = parse_bool(key, value)?
+            }
+            other => {
+                let Some(&(name, _, _)) = INERT_TOPIC_CONFIGS.iter().find(|(k, _, _)| *k == other)
+                else {
+                    return Err(ConfigError::UnknownKey(other.into()));
+                };
+                validate_inert(name, value)?;
+                self.inert.insert(name, value.trim().to_string());
+            }
         }
         Ok(())
     }
@@ -300,7 +476,10 @@ impl LogConfig {
             "segment.bytes" => self.segment_bytes.to_string(),
             "segment.index.bytes" => self.segment_index_bytes.to_string(),
             "segment.ms" => self.segment_ms.to_string(),
-            _ => return None,
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
+            other => return self.inert.get(other).cloned(),
         };
         Some(v)
     }
@@ -478,6 +657,56 @@ mod tests {
         for key in TOPIC_CONFIG_KEYS {
             assert!(c.get(key).is_some(), "{key} renders");
         }
+    }
+
+    #[test]
+    fn kafkas_other_topic_configs_are_validated_and_reported_but_inert() {
+        let c = LogConfig::default();
+        // Every topic config of Kafka's `TopicConfig` (4.x) is known here.
+        for (key, default, _) in INERT_TOPIC_CONFIGS {
+            assert!(TOPIC_CONFIG_KEYS.contains(key), "{key} listed");
+            assert_eq!(c.get(key).as_deref(), Some(*default), "{key} default");
+        }
+        let c = c
+            .with("preallocate", "true")
+            .and_then(|c| c.with("segment.jitter.ms", "1000"))
+            .and_then(|c| c.with("compression.zstd.level", "-5"))
+            .and_then(|c| c.with("leader.replication.throttled.replicas", "0:1, 1:2"))
+            .and_then(|c| c.with("follower.replication.throttled.replicas", "*"))
+            .and_then(|c| c.with("local.retention.ms", "-2"))
+            .and_then(|c| c.with("unclean.leader.election.enable", "true"))
+            .unwrap();
+        assert_eq!(c.get("preallocate").as_deref(), Some("true"));
+        assert_eq!(c.get("segment.jitter.ms").as_deref(), Some("1000"));
+        assert_eq!(
+            c.get("unclean.leader.election.enable").as_deref(),
+            Some("true")
+        );
+        for (key, value) in [
+            ("preallocate", "yes"),
+            ("segment.jitter.ms", "-1"),
+            ("compression.gzip.level", "0"),
+            ("compression.gzip.level", "10"),
+            ("compression.lz4.level", "18"),
+            ("compression.zstd.level", "23"),
+            ("leader.replication.throttled.replicas", "0-1"),
+            ("local.retention.bytes", "-3"),
+            ("remote.storage.enable", "true"),
+            ("message.timestamp.after.max.ms", "-1"),
+        ] {
+            assert!(
+                matches!(
+                    LogConfig::default().with(key, value),
+                    Err(ConfigError::InvalidValue { .. })
+                ),
+                "{key}={value} refused"
+            );
+        }
+        let c = LogConfig::default()
+            .with("message.timestamp.before.max.ms", "60000")
+            .unwrap();
+        assert_eq!(c.message_timestamp_before_max_ms, 60_000);
+        assert_eq!(c.message_timestamp_after_max_ms, i64::MAX);
     }
 
     #[test]

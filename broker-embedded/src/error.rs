@@ -39,6 +39,19 @@ pub enum BrokerError {
     /// (INVALID_RECORD).
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// CreateTime records outside the topic's `message.timestamp.before.max.ms` /
+    /// `message.timestamp.after.max.ms` window around the broker's clock (INVALID_TIMESTAMP);
+    /// the whole batch is refused.
+    #[error("{}", timestamp_message(.records.first().copied().unwrap_or((0, 0)), *.min, *.max))]
+    InvalidTimestamp {
+        /// (index of the record in the produced batch, its timestamp) of each record out of
+        /// the window.
+        records: Vec<(i32, i64)>,
+        /// The earliest timestamp accepted.
+        min: i64,
+        /// The latest timestamp accepted.
+        max: i64,
+    },
     /// A batch exceeds `max.message.bytes` (MESSAGE_TOO_LARGE).
     #[error("record batch of {size} bytes exceeds max.message.bytes = {max}")]
     MessageTooLarge {
@@ -190,6 +203,7 @@ impl BrokerError {
             Self::ProducerIdsUnavailable => ResponseError::CoordinatorLoadInProgress,
             Self::Corrupt { .. } | Self::InvalidBatch(_) => ResponseError::CorruptMessage,
             Self::InvalidRecord(_) => ResponseError::InvalidRecord,
+            Self::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
             Self::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
             Self::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
             Self::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
@@ -228,3 +242,11 @@ fn coordinator_write_error(code: i16) -> ResponseError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// Kafka's message for a record refused by the timestamp window (`LogValidator`).
+pub(crate) fn timestamp_message((index, timestamp): (i32, i64), min: i64, max: i64) -> String {
+    format!(
+        "Timestamp {timestamp} of message with offset {index} is out of range. The timestamp \
+         should be within [{min}, {max}]"
+    )
+}

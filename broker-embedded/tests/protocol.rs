@@ -1031,6 +1031,97 @@ async fn null_keys_on_a_compacted_topic_are_named_in_record_errors() {
     );
 }
 
+/// Kafka's `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`: on a CreateTime
+/// topic a batch holding a record outside `[now - before, now + after]` is refused whole with
+/// INVALID_TIMESTAMP and the records at fault are named (KIP-467); LogAppendTime topics are not
+/// checked (the broker stamps its own time).
+#[tokio::test]
+async fn records_outside_the_timestamp_window_are_refused_and_named() {
+    let h = start().await;
+    for (name, timestamp_type) in [("bounded", "CreateTime"), ("stamped", "LogAppendTime")] {
+        h.broker
+            .create_topic(
+                broker_embedded::NewTopic::new(name, 1)
+                    .config("message.timestamp.type", timestamp_type)
+                    .config("message.timestamp.before.max.ms", "3600000")
+                    .config("message.timestamp.after.max.ms", "3600000"),
+            )
+            .unwrap();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let hour = 3_600_000;
+    let batch_at = |timestamps: &[i64]| {
+        let recs: Vec<Record> = timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Record {
+                offset: i as i64,
+                timestamp: t,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: vec![],
+            })
+            .collect();
+        Bytes::from(encode_batch(&BatchSpec::default(), &recs).unwrap())
+    };
+    let mut s = h.connect().await;
+    let mut produce =
+        async |name: &str, records: Bytes| -> produce_response::PartitionProduceResponse {
+            let mut req = ProduceRequest::default();
+            req.acks = 1;
+            let mut td = produce_request::TopicProduceData::default();
+            td.name = topic(name);
+            let mut pd = produce_request::PartitionProduceData::default();
+            pd.records = Some(records);
+            td.partition_data = vec![pd];
+            req.topic_data = vec![td];
+            let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req).await;
+            r.responses[0].partition_responses[0].clone()
+        };
+    let late_and_early = batch_at(&[now, now - 2 * hour, now + hour / 2, now + 2 * hour]);
+    let p = produce("bounded", late_and_early.clone()).await;
+    assert_eq!(
+        p.error_code,
+        kafka_protocol::ResponseError::InvalidTimestamp.code()
+    );
+    let at_fault: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(at_fault, vec![1, 3]);
+    let message = p
+        .error_message
+        .as_deref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("Timestamp {}", now - 2 * hour))
+            && message.contains("out of range"),
+        "{message}"
+    );
+    assert_eq!(
+        h.broker
+            .partition_offsets("bounded", 0)
+            .unwrap()
+            .high_watermark,
+        0,
+        "nothing of the refused batch is written"
+    );
+    // Within the window: accepted.
+    let p = produce("bounded", batch_at(&[now - hour / 2, now + 1_000])).await;
+    assert_eq!(p.error_code, 0);
+    // LogAppendTime: the broker's own time replaces the producer's, nothing is refused.
+    let p = produce("stamped", late_and_early).await;
+    assert_eq!(p.error_code, 0);
+    assert_eq!(
+        h.broker
+            .partition_offsets("stamped", 0)
+            .unwrap()
+            .high_watermark,
+        4
+    );
+}
+
 /// KIP-74: Fetch's response-level `max_bytes` bounds the response even when the partition
 /// limit is larger (librdkafka's fetch.max.bytes 1 MB with max.partition.fetch.bytes 20 MB);
 /// only a first batch larger than the limit goes beyond it.

@@ -1154,10 +1154,12 @@ impl ControllerState {
         }
         for c in &t.configs {
             let value = c.value.as_ref().map(|v| v.as_str()).unwrap_or_default();
-            validate_topic_config(c.name.as_str(), value)
-                .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
             configs.insert(c.name.as_str().to_string(), value.to_string());
         }
+        // Kafka's `ControllerConfigurationValidator`: every name a topic config, every value
+        // of its type and in range (unknown names are refused, not dropped by the brokers).
+        configs::validate_topic_configs(&configs)
+            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
         let assignments: Vec<Vec<i32>>;
         let manual = !t.assignments.is_empty();
         if manual {

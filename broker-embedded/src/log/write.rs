@@ -135,6 +135,9 @@ impl PartitionLog {
                     }
                     other => BrokerError::InvalidBatch(other),
                 })?;
+            if origin == AppendOrigin::Client && !b.header.is_control() {
+                check_timestamp_window(b.bytes, &config, now_ms)?;
+            }
             controls.push(if b.header.is_control() && b.header.has_producer_id() {
                 Some(control_record_of_batch(b.bytes).map_err(BrokerError::InvalidBatch)?)
             } else {
@@ -379,5 +382,44 @@ impl PartitionLog {
         inner.producers.write_snapshot(next)?;
         inner.producers.prune_snapshots(3);
         Ok(())
+    }
+}
+
+/// Kafka's `LogValidator.validateTimestamp`: on a CreateTime topic with
+/// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` set, every record's
+/// timestamp (other than -1, none) must lie within `[now - before, now + after]`; otherwise the
+/// batch is refused and each offending record named. Nothing is decoded when neither bound is
+/// set (the default).
+pub(crate) fn check_timestamp_window(
+    batch: &[u8],
+    config: &crate::config::LogConfig,
+    now_ms: i64,
+) -> Result<()> {
+    let (before, after) = (
+        config.message_timestamp_before_max_ms,
+        config.message_timestamp_after_max_ms,
+    );
+    if config.message_timestamp_type != TimestampType::CreateTime
+        || (before == i64::MAX && after == i64::MAX)
+    {
+        return Ok(());
+    }
+    let min = now_ms.saturating_sub(before);
+    let max = now_ms.saturating_add(after);
+    let records = record::decode_records(batch).map_err(BrokerError::InvalidBatch)?;
+    let refused: Vec<(i32, i64)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.timestamp != -1 && (r.timestamp < min || r.timestamp > max))
+        .map(|(i, r)| (i32::try_from(i).unwrap_or(i32::MAX), r.timestamp))
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(BrokerError::InvalidTimestamp {
+            records: refused,
+            min,
+            max,
+        })
     }
 }

@@ -425,3 +425,34 @@ fn deleting_a_topic_forgets_its_configs() {
     assert_eq!(r.error_code, 0);
     assert!(topic_configs(&h, "t").is_empty());
 }
+
+#[test]
+fn create_topics_validates_every_config_as_kafkas_controller() {
+    let mut h = cluster();
+    let r = h.create_topic_with("unknown-key", 1, 3, &[("no.such.config", "1")]);
+    assert_eq!(r.error_code, ResponseError::InvalidConfig.code());
+    assert_eq!(
+        r.error_message.as_ref().map(|m| m.to_string()).as_deref(),
+        Some("Unknown topic config name: no.such.config")
+    );
+    let r = h.create_topic_with("bad-value", 1, 3, &[("retention.ms", "soon")]);
+    assert_eq!(r.error_code, ResponseError::InvalidConfig.code());
+    let r = h.create_topic_with("tiered", 1, 3, &[("remote.storage.enable", "true")]);
+    assert_eq!(r.error_code, ResponseError::InvalidConfig.code());
+    // Kafka's topic configs without an effect here are still accepted, and kept.
+    let r = h.create_topic_with(
+        "kafka-keys",
+        1,
+        3,
+        &[
+            ("preallocate", "true"),
+            ("message.timestamp.after.max.ms", "60000"),
+        ],
+    );
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(
+        h.state.image.topic_config("kafka-keys", "preallocate"),
+        Some("true")
+    );
+    assert!(h.state.image.topic_by_name("unknown-key").is_none());
+}

@@ -34,7 +34,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::debug;
 
-use super::produce_fetch::null_key_record_errors;
+use super::produce_fetch::{null_key_record_errors, timestamp_record_errors};
 use super::transactions::verify_transactional_produce;
 use super::{s, Context};
 use crate::server::{ClusterHooks, TopicInfo};
@@ -425,6 +425,28 @@ pub(super) async fn produce(
                 Err(code) => {
                     debug!(topic = name, partition = p.index, code, "produce rejected");
                     pr.error_code = code;
+                    // KIP-467: name the records refused for their timestamps (the log's check
+                    // again: the replica manager hands back only the code).
+                    if code == ResponseError::InvalidTimestamp.code() {
+                        if let (Some(sent), Ok(log)) =
+                            (&sent, ctx.broker.partition_log(&name, p.index))
+                        {
+                            if let Err(crate::BrokerError::InvalidTimestamp { records, min, max }) =
+                                crate::log::check_timestamp_window(
+                                    sent,
+                                    &log.config(),
+                                    crate::broker::now_ms(),
+                                )
+                            {
+                                pr.error_message = Some(s(crate::error::timestamp_message(
+                                    records.first().copied().unwrap_or((0, 0)),
+                                    min,
+                                    max,
+                                )));
+                                pr.record_errors = timestamp_record_errors(&records, min, max);
+                            }
+                        }
+                    }
                     // KIP-467: name the records refused for null keys on a compacted topic.
                     let compacted = ctx
                         .broker

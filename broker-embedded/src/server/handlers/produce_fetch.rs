@@ -71,6 +71,9 @@ pub(super) fn produce(ctx: &Context, r: ProduceRequest) -> Option<ProduceRespons
                             {
                                 pr.record_errors = null_key_record_errors(&records);
                             }
+                            if let BrokerError::InvalidTimestamp { records, min, max } = &e {
+                                pr.record_errors = timestamp_record_errors(records, *min, *max);
+                            }
                             (err_code(&e), Some(e.to_string()))
                         })
                 }
@@ -113,6 +116,27 @@ struct FetchSlot {
 /// KIP-467: which records of a batch refused for null keys on a compacted topic were at
 /// fault (Produce v8+ `record_errors`), so that clients fail those with INVALID_RECORD and the
 /// others of the batch with their "invalid different record" error, as against Kafka.
+/// KIP-467's per-record errors of a batch refused for timestamps out of the topic's window.
+pub(super) fn timestamp_record_errors(
+    records: &[(i32, i64)],
+    min: i64,
+    max: i64,
+) -> Vec<produce_response::BatchIndexAndErrorMessage> {
+    records
+        .iter()
+        .map(|&(index, timestamp)| {
+            let mut e = produce_response::BatchIndexAndErrorMessage::default();
+            e.batch_index = index;
+            e.batch_index_error_message = Some(s(crate::error::timestamp_message(
+                (index, timestamp),
+                min,
+                max,
+            )));
+            e
+        })
+        .collect()
+}
+
 pub(super) fn null_key_record_errors(
     records: &[u8],
 ) -> Vec<produce_response::BatchIndexAndErrorMessage> {
