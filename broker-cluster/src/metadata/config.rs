@@ -97,7 +97,10 @@ impl ControllerConfig {
                 self.transaction_state_log_replication_factor,
                 vec![
                     ("cleanup.policy", "compact".to_string()),
-                    ("compression.type", "uncompressed".to_string()),
+                    // Kafka says `uncompressed` (its brokers recompress); here batches are
+                    // stored as written, and the transaction coordinator writes them
+                    // uncompressed, so `producer` states exactly what is stored.
+                    ("compression.type", "producer".to_string()),
                     (
                         "min.insync.replicas",
                         self.transaction_state_log_min_isr.to_string(),
@@ -216,5 +219,22 @@ mod tests {
             .any(|k| k.name.as_str() == "min.insync.replicas"
                 && k.value.as_ref().map(|v| v.as_str()) == Some("1")));
         assert!(c.internal_topic("other").is_none());
+        // The controller creates them through CreateTopics' validation: every config valid.
+        for name in [CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC] {
+            let t = c.internal_topic(name).unwrap();
+            let configs = t
+                .configs
+                .iter()
+                .map(|k| {
+                    let v = k.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                    (k.name.to_string(), v)
+                })
+                .collect();
+            assert_eq!(
+                crate::metadata::controller::validate_topic_configs(&configs),
+                Ok(()),
+                "{name}"
+            );
+        }
     }
 }
