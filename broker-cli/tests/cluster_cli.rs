@@ -288,7 +288,10 @@ fn cluster_up_detach_status_down() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
     let dir_s = dir.to_str().unwrap();
-    // A fixed base port: the nodes' listeners must be known before they start.
+    // The nodes' listeners must be known before they start: a base port whose range is free
+    // now (outside the kernel's ephemeral range, so no client socket takes one meanwhile).
+    let base = free_base(5);
+    let base_s = base.to_string();
     let up = run(
         &[
             "cluster",
@@ -300,7 +303,7 @@ fn cluster_up_detach_status_down() {
             "--data-dir",
             dir_s,
             "--base-port",
-            "41092",
+            &base_s,
             "--detach",
         ],
         &[],
@@ -308,7 +311,11 @@ fn cluster_up_detach_status_down() {
     assert!(up.status.success(), "{}", text(&up));
     let out = text(&up);
     assert!(
-        out.contains("bootstrap servers: 127.0.0.1:41095,127.0.0.1:41096"),
+        out.contains(&format!(
+            "bootstrap servers: 127.0.0.1:{},127.0.0.1:{}",
+            base + 3,
+            base + 4
+        )),
         "{out}"
     );
     let record: serde_json::Value =
@@ -347,8 +354,14 @@ fn cluster_up_detach_status_down() {
     assert!(status.status.success(), "{}", text(&status));
     let out = text(&status);
     assert!(out.contains(&format!("cluster id: {cluster_id}")), "{out}");
-    assert!(out.contains("CONTROLLER://127.0.0.1:41192"), "{out}");
-    assert!(out.contains("PLAINTEXT://127.0.0.1:41096"), "{out}");
+    assert!(
+        out.contains(&format!("CONTROLLER://127.0.0.1:{}", base + 100)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("PLAINTEXT://127.0.0.1:{}", base + 4)),
+        "{out}"
+    );
 
     let down = run(&["cluster", "down", "--data-dir", dir_s], &[]);
     assert!(down.status.success(), "{}", text(&down));
@@ -372,7 +385,7 @@ fn cluster_up_detach_status_down() {
             "--data-dir",
             dir_s,
             "--base-port",
-            "41092",
+            &base_s,
             "--detach",
         ],
         &[],
@@ -398,6 +411,8 @@ fn cluster_up_detach_status_down() {
 #[test]
 fn cluster_up_supervises_restarts_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
+    let base = free_base(2);
+    let base_s = base.to_string();
     let dir = tmp.path().join("cluster");
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -409,7 +424,7 @@ fn cluster_up_supervises_restarts_and_stops_on_sigterm() {
         "1",
         "--combined",
         "--base-port",
-        "42092",
+        &base_s,
         "--data-dir",
     ])
     .arg(&dir)
@@ -476,7 +491,7 @@ fn cluster_up_supervises_restarts_and_stops_on_sigterm() {
     let out = supervisor.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("bootstrap servers: 127.0.0.1:42092"),
+        stdout.contains(&format!("bootstrap servers: 127.0.0.1:{base}")),
         "{stdout}"
     );
     assert!(stdout.contains("cluster stopped"), "{stdout}");
@@ -498,7 +513,8 @@ fn free_base(n: u16) -> u16 {
             .as_nanos() as u64;
     println!("port seed {seed}");
     for i in 0..200u64 {
-        let base = 20_000 + ((seed.wrapping_add(i * 7919)) % 20_000) as u16;
+        // Below Linux's default ephemeral range (32768-60999): only listeners use these.
+        let base = 20_000 + ((seed.wrapping_add(i * 7919)) % 12_000) as u16;
         let free = (0..n)
             .flat_map(|k| [base + k, base + 100 + k])
             .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
