@@ -309,6 +309,9 @@ fn cluster_up_detach_status_down() {
         &[],
     );
     assert!(up.status.success(), "{}", text(&up));
+    // Stops the detached nodes even when an assertion below fails (a second `down` after the
+    // test's own is a no-op).
+    let _down_on_failure = Down(dir_s.to_string());
     let out = text(&up);
     assert!(
         out.contains(&format!(
