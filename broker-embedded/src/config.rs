@@ -155,53 +155,26 @@ pub struct LogConfig {
 }
 
 /// Kafka topic configs this broker accepts (validated as Kafka types them) and reports in
-/// DescribeConfigs, but that change nothing here: `(name, Kafka's default, why)`. Kafka's own
-/// tools and clients set some of them; refusing them would break those clients for nothing.
-pub(crate) const INERT_TOPIC_CONFIGS: &[(&str, &str, &str)] = &[
-    (
-        "compression.gzip.level",
-        "-1",
-        "levels apply when the broker recompresses; batches are stored as produced",
-    ),
-    (
-        "compression.lz4.level",
-        "9",
-        "levels apply when the broker recompresses; batches are stored as produced",
-    ),
-    (
-        "compression.zstd.level",
-        "3",
-        "levels apply when the broker recompresses; batches are stored as produced",
-    ),
-    (
-        "follower.replication.throttled.replicas",
-        "",
-        "no replication quotas",
-    ),
-    (
-        "leader.replication.throttled.replicas",
-        "",
-        "no replication quotas",
-    ),
-    ("local.retention.bytes", "-2", "no tiered storage"),
-    ("local.retention.ms", "-2", "no tiered storage"),
-    (
-        "preallocate",
-        "false",
-        "segment files are never preallocated",
-    ),
-    ("remote.log.copy.disable", "false", "no tiered storage"),
-    ("remote.log.delete.on.disable", "false", "no tiered storage"),
-    (
-        "remote.storage.enable",
-        "false",
-        "no tiered storage: only false is accepted",
-    ),
-    (
-        "segment.jitter.ms",
-        "0",
-        "segments roll at exactly segment.ms",
-    ),
+/// DescribeConfigs, but that change nothing here: `(name, Kafka's default)`. Kafka's own tools
+/// and clients set some of them; refusing them would break those clients for nothing.
+pub(crate) const INERT_TOPIC_CONFIGS: &[(&str, &str)] = &[
+    // Levels apply when the broker recompresses; batches are stored as produced.
+    ("compression.gzip.level", "-1"),
+    ("compression.lz4.level", "9"),
+    ("compression.zstd.level", "3"),
+    // No replication quotas.
+    ("follower.replication.throttled.replicas", ""),
+    ("leader.replication.throttled.replicas", ""),
+    // No tiered storage (`remote.storage.enable` accepts only false).
+    ("local.retention.bytes", "-2"),
+    ("local.retention.ms", "-2"),
+    ("remote.log.copy.disable", "false"),
+    ("remote.log.delete.on.disable", "false"),
+    ("remote.storage.enable", "false"),
+    // Segment files are never preallocated.
+    ("preallocate", "false"),
+    // Segments roll at exactly `segment.ms`.
+    ("segment.jitter.ms", "0"),
 ];
 
 /// Checks one inert config's value the way Kafka types it.
@@ -305,7 +278,7 @@ impl Default for LogConfig {
             unclean_leader_election_enable: false,
             inert: INERT_TOPIC_CONFIGS
                 .iter()
-                .map(|&(k, v, _)| (k, v.to_string()))
+                .map(|&(k, v)| (k, v.to_string()))
                 .collect(),
         }
     }
@@ -432,8 +405,7 @@ impl LogConfig {
                 self.unclean_leader_election_enable = parse_bool(key, value)?
             }
             other => {
-                let Some(&(name, _, _)) = INERT_TOPIC_CONFIGS.iter().find(|(k, _, _)| *k == other)
-                else {
+                let Some(&(name, _)) = INERT_TOPIC_CONFIGS.iter().find(|(k, _)| *k == other) else {
                     return Err(ConfigError::UnknownKey(other.into()));
                 };
                 validate_inert(name, value)?;
@@ -663,7 +635,7 @@ mod tests {
     fn kafkas_other_topic_configs_are_validated_and_reported_but_inert() {
         let c = LogConfig::default();
         // Every topic config of Kafka's `TopicConfig` (4.x) is known here.
-        for (key, default, _) in INERT_TOPIC_CONFIGS {
+        for (key, default) in INERT_TOPIC_CONFIGS {
             assert!(TOPIC_CONFIG_KEYS.contains(key), "{key} listed");
             assert_eq!(c.get(key).as_deref(), Some(*default), "{key} default");
         }

@@ -40,7 +40,6 @@ pub use producer_state::{BatchMetadata, ProducerEntry, MAX_REMEMBERED_BATCHES};
 use segment::{read_at, Segment};
 pub use txn::AbortedTxn;
 use txn::{control_record_of_batch, ControlRecord};
-pub(crate) use write::check_timestamp_window;
 
 use crate::config::LogConfig;
 use crate::error::{BrokerError, Result};

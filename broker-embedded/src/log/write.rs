@@ -390,7 +390,7 @@ impl PartitionLog {
 /// timestamp (other than -1, none) must lie within `[now - before, now + after]`; otherwise the
 /// batch is refused and each offending record named. Nothing is decoded when neither bound is
 /// set (the default).
-pub(crate) fn check_timestamp_window(
+fn check_timestamp_window(
     batch: &[u8],
     config: &crate::config::LogConfig,
     now_ms: i64,

@@ -589,15 +589,35 @@ impl ReplicaManager {
         required_acks: i16,
         min_insync_replicas: i32,
     ) -> Result<(i32, AppendInfo), i16> {
+        self.append_as_leader_with_cause(tp, batches, origin, required_acks, min_insync_replicas)
+            .map_err(|(code, _)| code)
+    }
+
+    /// As [`ReplicaManager::append_as_leader`], keeping the log's error when the log refused
+    /// the batches (the produce handler names the refused records from it, KIP-467).
+    pub fn append_as_leader_with_cause(
+        &self,
+        tp: &TopicPartition,
+        batches: &mut [u8],
+        origin: AppendOrigin,
+        required_acks: i16,
+        min_insync_replicas: i32,
+    ) -> Result<(i32, AppendInfo), (i16, Option<crate::BrokerError>)> {
         let p = self
             .partition(tp)
-            .ok_or(code(ResponseError::UnknownTopicOrPartition))?;
+            .ok_or((code(ResponseError::UnknownTopicOrPartition), None))?;
         let now = self.now();
+        let mut cause = None;
         self.append_with(tp, required_acks, min_insync_replicas, |epoch| {
             p.log
                 .append_with_epoch(batches, origin, now, epoch)
-                .map_err(|e| e.kafka_error().code())
+                .map_err(|e| {
+                    let c = e.kafka_error().code();
+                    cause = Some(e);
+                    c
+                })
         })
+        .map_err(|c| (c, cause.take()))
     }
 
     /// Runs `append` (given the leader epoch to stamp) as the leader of `tp`, under the

@@ -392,7 +392,7 @@ pub(super) async fn produce(
                                 let min_isr =
                                     ctx.broker.min_insync_replicas(&name, p.index).unwrap_or(1);
                                 let mut buf = records.to_vec();
-                                rm.append_as_leader(
+                                rm.append_as_leader_with_cause(
                                     &tp,
                                     &mut buf,
                                     AppendOrigin::Client,
@@ -400,6 +400,16 @@ pub(super) async fn produce(
                                     min_isr,
                                 )
                                 .map(|(epoch, info)| (epoch, info, min_isr))
+                                .map_err(|(code, cause)| {
+                                    // KIP-467: name the records refused for their timestamps.
+                                    if let Some(e) = cause {
+                                        pr.record_errors = timestamp_record_errors(&e);
+                                        if !pr.record_errors.is_empty() {
+                                            pr.error_message = Some(s(e.to_string()));
+                                        }
+                                    }
+                                    code
+                                })
                             }
                         }
                     }
@@ -425,28 +435,6 @@ pub(super) async fn produce(
                 Err(code) => {
                     debug!(topic = name, partition = p.index, code, "produce rejected");
                     pr.error_code = code;
-                    // KIP-467: name the records refused for their timestamps (the log's check
-                    // again: the replica manager hands back only the code).
-                    if code == ResponseError::InvalidTimestamp.code() {
-                        if let (Some(sent), Ok(log)) =
-                            (&sent, ctx.broker.partition_log(&name, p.index))
-                        {
-                            if let Err(crate::BrokerError::InvalidTimestamp { records, min, max }) =
-                                crate::log::check_timestamp_window(
-                                    sent,
-                                    &log.config(),
-                                    crate::broker::now_ms(),
-                                )
-                            {
-                                pr.error_message = Some(s(crate::error::timestamp_message(
-                                    records.first().copied().unwrap_or((0, 0)),
-                                    min,
-                                    max,
-                                )));
-                                pr.record_errors = timestamp_record_errors(&records, min, max);
-                            }
-                        }
-                    }
                     // KIP-467: name the records refused for null keys on a compacted topic.
                     let compacted = ctx
                         .broker

@@ -71,8 +71,8 @@ pub(super) fn produce(ctx: &Context, r: ProduceRequest) -> Option<ProduceRespons
                             {
                                 pr.record_errors = null_key_record_errors(&records);
                             }
-                            if let BrokerError::InvalidTimestamp { records, min, max } = &e {
-                                pr.record_errors = timestamp_record_errors(records, *min, *max);
+                            if matches!(&e, BrokerError::InvalidTimestamp { .. }) {
+                                pr.record_errors = timestamp_record_errors(&e);
                             }
                             (err_code(&e), Some(e.to_string()))
                         })
@@ -116,12 +116,15 @@ struct FetchSlot {
 /// KIP-467: which records of a batch refused for null keys on a compacted topic were at
 /// fault (Produce v8+ `record_errors`), so that clients fail those with INVALID_RECORD and the
 /// others of the batch with their "invalid different record" error, as against Kafka.
-/// KIP-467's per-record errors of a batch refused for timestamps out of the topic's window.
+/// KIP-467's per-record errors of a batch refused for timestamps out of the topic's window
+/// (none for any other error).
 pub(super) fn timestamp_record_errors(
-    records: &[(i32, i64)],
-    min: i64,
-    max: i64,
+    e: &BrokerError,
 ) -> Vec<produce_response::BatchIndexAndErrorMessage> {
+    let BrokerError::InvalidTimestamp { records, min, max } = e else {
+        return Vec::new();
+    };
+    let (min, max) = (*min, *max);
     records
         .iter()
         .map(|&(index, timestamp)| {
