@@ -321,3 +321,36 @@ fn configs_altered_through_one_broker_are_described_by_all_and_enforced_by_the_l
     }
     send(None, "keyless while delete again").unwrap();
 }
+
+/// `message.timestamp.before.max.ms` set at creation (through the controller) is enforced by the
+/// partition's leader: a batch of records stamped in 1970 is refused with INVALID_TIMESTAMP, each
+/// record named in `record_errors` (KIP-467); a topic without the bound takes the same batch.
+#[test]
+fn the_leader_refuses_records_outside_the_topics_timestamp_window_and_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3, 0, true, SETTINGS);
+    cluster.wait_for_brokers(Duration::from_secs(60));
+    cluster.create_topic(
+        "bounded",
+        1,
+        3,
+        &[("message.timestamp.before.max.ms", "3600000")],
+    );
+    cluster.create_topic("unbounded", 1, 3, &[]);
+    let rt = runtime();
+    for (topic, want_code, want_errors) in [
+        (
+            "bounded",
+            ResponseError::InvalidTimestamp.code(),
+            vec![0, 1],
+        ),
+        ("unbounded", 0, vec![]),
+    ] {
+        let leader = cluster.partition_states(topic).unwrap()[0].leader;
+        let leader_addr = cluster.nodes[&leader].broker_addr();
+        // produce_raw stamps every record at 1000 ms after the epoch.
+        let (code, record_errors) = produce_raw(&rt, &leader_addr, topic, &[Some("a"), Some("b")]);
+        assert_eq!(code, want_code, "{topic}");
+        assert_eq!(record_errors, want_errors, "{topic}");
+    }
+}
